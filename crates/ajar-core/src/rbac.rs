@@ -1,0 +1,323 @@
+//! Role-based access control: actions, roles (sets of action patterns), assignments of a role
+//! to a principal at a scope, and the decision "may this principal do this action here".
+//!
+//! Deny by default: nothing is allowed unless an assignment at the target scope or above it
+//! names a role whose patterns match the action.
+
+use crate::FieldError;
+use crate::id::Scope;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The actions ajar checks, one per endpoint. Names follow the brief's permission table in
+/// ajar's own namespace.
+pub mod actions {
+    /// Read machines.
+    pub const MACHINES_READ: &str = "ajar.machines/read";
+    /// Create or change machines.
+    pub const MACHINES_WRITE: &str = "ajar.machines/write";
+    /// Delete machines.
+    pub const MACHINES_DELETE: &str = "ajar.machines/delete";
+    /// Read JIT network access policies.
+    pub const POLICIES_READ: &str = "ajar.jit/policies/read";
+    /// Create or change JIT network access policies (including "enable with defaults").
+    pub const POLICIES_WRITE: &str = "ajar.jit/policies/write";
+    /// Delete JIT network access policies.
+    pub const POLICIES_DELETE: &str = "ajar.jit/policies/delete";
+    /// Request access under a policy ("initiate").
+    pub const POLICIES_INITIATE: &str = "ajar.jit/policies/initiate/action";
+    /// Read anyone's access requests and the open grants of machines.
+    pub const REQUESTS_READ: &str = "ajar.jit/requests/read";
+    /// Revoke anyone's access request.
+    pub const REQUESTS_REVOKE: &str = "ajar.jit/requests/revoke/action";
+    /// Approve or deny requests that need approval.
+    pub const REQUESTS_APPROVE: &str = "ajar.requests/approve/action";
+    /// Read per-scope JIT settings.
+    pub const SETTINGS_READ: &str = "ajar.jit/settings/read";
+    /// Turn JIT on or off for a scope.
+    pub const SETTINGS_WRITE: &str = "ajar.jit/settings/write";
+    /// Read role definitions and assignments.
+    pub const RBAC_READ: &str = "ajar.rbac/read";
+    /// Create or delete role definitions and assignments.
+    pub const RBAC_WRITE: &str = "ajar.rbac/write";
+    /// List every principal's API tokens.
+    pub const TOKENS_READ: &str = "ajar.tokens/read";
+    /// Create or revoke API tokens for any principal.
+    pub const TOKENS_WRITE: &str = "ajar.tokens/write";
+
+    /// Every action, for validating custom roles and for documentation.
+    pub const ALL: &[&str] = &[
+        MACHINES_READ,
+        MACHINES_WRITE,
+        MACHINES_DELETE,
+        POLICIES_READ,
+        POLICIES_WRITE,
+        POLICIES_DELETE,
+        POLICIES_INITIATE,
+        REQUESTS_READ,
+        REQUESTS_REVOKE,
+        REQUESTS_APPROVE,
+        SETTINGS_READ,
+        SETTINGS_WRITE,
+        RBAC_READ,
+        RBAC_WRITE,
+        TOKENS_READ,
+        TOKENS_WRITE,
+    ];
+}
+
+/// An action pattern in a role: an action name in which `*` matches any run of characters
+/// (`*`, `ajar.jit/*`, `*/read`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ActionPattern(String);
+
+impl ActionPattern {
+    /// Parses a pattern; it must match at least one known action, so typos are caught when a
+    /// role is written rather than silently granting nothing.
+    pub fn parse(s: &str) -> Result<Self, FieldError> {
+        let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '/' | '*' | '_' | '-');
+        if s.is_empty() || s.len() > 200 || !s.chars().all(ok) {
+            return Err(FieldError::new(
+                "",
+                format!("action {s:?} may only contain letters, digits and . / * _ -"),
+            ));
+        }
+        let p = Self(s.to_owned());
+        if !actions::ALL.iter().any(|a| p.matches(a)) {
+            return Err(FieldError::new(
+                "",
+                format!("action {s:?} matches no known action"),
+            ));
+        }
+        Ok(p)
+    }
+
+    /// Whether the pattern covers `action`.
+    pub fn matches(&self, action: &str) -> bool {
+        glob(self.0.as_bytes(), action.as_bytes())
+    }
+
+    /// The pattern as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// `*`-only glob matching, iterative with single backtracking point (linear in practice).
+fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, t));
+            p += 1;
+        } else if p < pattern.len() && pattern[p] == text[t] {
+            p += 1;
+            t += 1;
+        } else if let Some((sp, st)) = star {
+            p = sp + 1;
+            t = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+impl TryFrom<String> for ActionPattern {
+    type Error = FieldError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+
+impl From<ActionPattern> for String {
+    fn from(p: ActionPattern) -> String {
+        p.0
+    }
+}
+
+impl fmt::Display for ActionPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A named set of action patterns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleDefinition {
+    /// Role name (built-in names are reserved).
+    pub name: String,
+    /// What the role is for.
+    pub description: String,
+    /// Patterns of the actions the role allows.
+    pub actions: Vec<ActionPattern>,
+    /// Whether the role ships with ajar (and so cannot be changed or deleted).
+    pub built_in: bool,
+}
+
+impl RoleDefinition {
+    /// Whether the role allows `action`.
+    pub fn allows(&self, action: &str) -> bool {
+        self.actions.iter().any(|p| p.matches(action))
+    }
+}
+
+/// Checks a custom role name: 1 to 64 letters, digits, `-` or `_`.
+pub fn parse_role_name(s: &str) -> Result<String, FieldError> {
+    let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_');
+    if s.is_empty() || s.len() > 64 || !s.chars().all(ok) {
+        return Err(FieldError::new(
+            "",
+            format!("role name {s:?} must be 1 to 64 letters, digits, '-' or '_'"),
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+fn role(name: &str, description: &str, patterns: &[&str]) -> RoleDefinition {
+    RoleDefinition {
+        name: name.to_owned(),
+        description: description.to_owned(),
+        actions: patterns
+            .iter()
+            .map(|p| ActionPattern((*p).to_owned()))
+            .collect(),
+        built_in: true,
+    }
+}
+
+/// The roles every ajar installation has.
+pub fn built_in_roles() -> Vec<RoleDefinition> {
+    use actions::*;
+    vec![
+        role(
+            "Owner",
+            "Everything, including access control and tokens",
+            &["*"],
+        ),
+        role(
+            "JitAdmin",
+            "Manage machines, JIT policies, settings and requests; no access control",
+            &["ajar.machines/*", "ajar.jit/*", REQUESTS_APPROVE],
+        ),
+        role(
+            "SecurityReader",
+            "Read everything, change nothing",
+            &["*/read"],
+        ),
+        role(
+            "JitRequester",
+            "Least privilege to request access: read policies and initiate, nothing else",
+            &[POLICIES_READ, POLICIES_INITIATE],
+        ),
+        role(
+            "Approver",
+            "Decide on requests that need approval, and read what is needed to decide",
+            &[
+                REQUESTS_APPROVE,
+                REQUESTS_READ,
+                POLICIES_READ,
+                MACHINES_READ,
+            ],
+        ),
+    ]
+}
+
+/// What one principal may do: each entry is a scope and the role assigned there.
+#[derive(Debug, Clone, Default)]
+pub struct Permissions {
+    entries: Vec<(Scope, RoleDefinition)>,
+}
+
+impl Permissions {
+    /// Permissions from (scope, role) pairs.
+    pub fn new(entries: Vec<(Scope, RoleDefinition)>) -> Self {
+        Self { entries }
+    }
+
+    /// Whether `action` is allowed at `target`: some assignment at `target` or above it has a
+    /// role that allows the action.
+    pub fn allows(&self, action: &str, target: &Scope) -> bool {
+        self.entries
+            .iter()
+            .any(|(scope, role)| scope.contains(target) && role.allows(action))
+    }
+
+    /// Whether `action` is allowed at `target` or anywhere beneath it; lists at a scope are
+    /// open to those who may read some of what is in it.
+    pub fn allows_within(&self, action: &str, target: &Scope) -> bool {
+        self.entries.iter().any(|(scope, role)| {
+            (scope.contains(target) || target.contains(scope)) && role.allows(action)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::actions::*;
+    use super::*;
+
+    fn scope(s: &str) -> Scope {
+        Scope::parse(s).unwrap()
+    }
+
+    fn builtin(name: &str) -> RoleDefinition {
+        built_in_roles()
+            .into_iter()
+            .find(|r| r.name == name)
+            .unwrap()
+    }
+
+    #[test]
+    fn globs_match() {
+        assert!(glob(b"*", b"ajar.jit/policies/read"));
+        assert!(glob(b"*/read", b"ajar.jit/policies/read"));
+        assert!(!glob(b"*/read", b"ajar.jit/policies/write"));
+        assert!(glob(b"ajar.jit/*", b"ajar.jit/policies/initiate/action"));
+        assert!(!glob(b"ajar.jit/*", b"ajar.machines/read"));
+        assert!(glob(b"a*b*c", b"aXbYbc"));
+        assert!(!glob(b"a*b*c", b"aXbY"));
+    }
+
+    #[test]
+    fn patterns_must_match_something() {
+        assert!(ActionPattern::parse("ajar.jit/policies/read").is_ok());
+        assert!(ActionPattern::parse("*/read").is_ok());
+        assert!(ActionPattern::parse("ajar.jit/polcies/read").is_err());
+        assert!(ActionPattern::parse("").is_err());
+        assert!(ActionPattern::parse("ajar jit").is_err());
+    }
+
+    #[test]
+    fn requester_is_least_privileged() {
+        let r = builtin("JitRequester");
+        let allowed: Vec<&str> = ALL.iter().copied().filter(|a| r.allows(a)).collect();
+        assert_eq!(allowed, vec![POLICIES_READ, POLICIES_INITIATE]);
+        let reader = builtin("SecurityReader");
+        assert!(
+            ALL.iter()
+                .filter(|a| reader.allows(a))
+                .all(|a| a.ends_with("/read"))
+        );
+    }
+
+    #[test]
+    fn assignments_inherit_downwards_only() {
+        let p = Permissions::new(vec![(
+            scope("/subscriptions/s1/resourceGroups/a"),
+            builtin("JitRequester"),
+        )]);
+        let in_a = scope("/subscriptions/s1/resourceGroups/a/jitNetworkAccessPolicies/p");
+        let in_b = scope("/subscriptions/s1/resourceGroups/b/jitNetworkAccessPolicies/p");
+        assert!(p.allows(POLICIES_INITIATE, &in_a));
+        assert!(!p.allows(POLICIES_INITIATE, &in_b));
+        assert!(!p.allows(POLICIES_WRITE, &in_a));
+        assert!(!p.allows(POLICIES_READ, &scope("/subscriptions/s1")));
+        assert!(p.allows_within(POLICIES_READ, &scope("/subscriptions/s1")));
+        assert!(!p.allows_within(POLICIES_READ, &scope("/subscriptions/s2")));
+        assert!(!Permissions::default().allows(POLICIES_READ, &in_a));
+    }
+}
