@@ -1,1 +1,133 @@
-//! placeholder
+//! Persistence for ajar: one [`Store`] over SQLite (the embedded default), its migrations, and
+//! transactions ([`Tx`]) with one method per query.
+//!
+//! The store decides no policy: callers validate with `ajar_core` and then read and write here,
+//! inside one transaction per API call, so a change is stored whole or not at all.
+//!
+//! Queries go through sqlx's `Any` driver with portable SQL (`$1` placeholders, `BIGINT`
+//! microsecond instants, JSON as `TEXT`), so a second engine needs only its own migrations.
+
+mod rows;
+mod tx;
+
+pub use rows::*;
+pub use tx::{RequestFilter, RequestsOn, Tx};
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+use std::str::FromStr;
+use std::time::Duration;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness or reference rule of the schema was broken.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The database cannot be reached, is locked for too long, or the pool is exhausted.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data could not be read back (a bug or a hand-edited database).
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+    /// Any other database error.
+    #[error("store error: {0}")]
+    Other(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() || db.is_foreign_key_violation() => {
+                StoreError::Conflict(db.message().to_owned())
+            }
+            sqlx::Error::Database(db) if db.message().contains("locked") || db.message().contains("busy") => {
+                StoreError::Unavailable(db.message().to_owned())
+            }
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                StoreError::Unavailable(e.to_string())
+            }
+            sqlx::Error::Decode(_) | sqlx::Error::ColumnDecode { .. } | sqlx::Error::ColumnNotFound(_) => {
+                StoreError::Corrupt(e.to_string())
+            }
+            _ => StoreError::Other(e.to_string()),
+        }
+    }
+}
+
+/// Result of a store call.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Which database engine a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite file.
+    Sqlite,
+}
+
+/// A connection pool to the database, migrated to the current schema.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite database at `path` and migrates it.
+    pub async fn open_sqlite(path: &std::path::Path) -> StoreResult<Store> {
+        sqlx::any::install_default_drivers();
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let options = AnyConnectOptions::from_str(&url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    // WAL lets readers work beside the one writer; NORMAL keeps a commit durable
+                    // against a crash of ajar (not of the kernel) without an fsync per commit.
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        SQLITE_MIGRATIONS
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
+        Ok(Store {
+            pool,
+            backend: Backend::Sqlite,
+        })
+    }
+
+    /// The engine in use.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Starts a read-only transaction: a consistent snapshot for several reads.
+    pub async fn read(&self) -> StoreResult<Tx> {
+        Ok(Tx::new(self.pool.begin().await?))
+    }
+
+    /// Starts a write transaction. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), so two writers queue instead of failing on a lock upgrade.
+    pub async fn write(&self) -> StoreResult<Tx> {
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+        };
+        Ok(Tx::new(tx))
+    }
+
+    /// Closes every connection; waits for transactions in flight.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,139 @@
+//! Stable error codes and the error body every failing API call returns.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use utoipa::ToSchema;
+
+/// The codes the API uses in `error.code`. They are part of the interface: scripts match on
+/// them, so they never change meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub enum ErrorCode {
+    /// The body is not valid JSON, has a field of the wrong type, or an unknown field (400).
+    InvalidRequestBody,
+    /// A field breaks a rule (400); `target` names it.
+    ValidationFailed,
+    /// A path or query parameter is malformed (400).
+    InvalidParameter,
+    /// No credentials, or credentials that are not valid (401).
+    Unauthenticated,
+    /// The caller lacks the action at the object's scope (403).
+    AuthorizationFailed,
+    /// The object does not exist (404).
+    NotFound,
+    /// The method is not allowed on this path (405).
+    MethodNotAllowed,
+    /// The change clashes with existing state (409).
+    Conflict,
+    /// An `If-Match` precondition did not hold (412).
+    PreconditionFailed,
+    /// The body is larger than the server accepts (413).
+    PayloadTooLarge,
+    /// The body is not `application/json` (415).
+    UnsupportedMediaType,
+    /// Something failed inside ajar (500); details are in the server log, never in the body.
+    InternalError,
+    /// The store is unavailable (503); retrying later may succeed.
+    ServiceUnavailable,
+}
+
+impl ErrorCode {
+    /// The HTTP status this code is sent with.
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorCode::InvalidRequestBody
+            | ErrorCode::ValidationFailed
+            | ErrorCode::InvalidParameter => 400,
+            ErrorCode::Unauthenticated => 401,
+            ErrorCode::AuthorizationFailed => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::Conflict => 409,
+            ErrorCode::PreconditionFailed => 412,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::InternalError => 500,
+            ErrorCode::ServiceUnavailable => 503,
+        }
+    }
+
+    /// Every code, for tests and documentation.
+    pub const ALL: [ErrorCode; 13] = [
+        ErrorCode::InvalidRequestBody,
+        ErrorCode::ValidationFailed,
+        ErrorCode::InvalidParameter,
+        ErrorCode::Unauthenticated,
+        ErrorCode::AuthorizationFailed,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::Conflict,
+        ErrorCode::PreconditionFailed,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::InternalError,
+        ErrorCode::ServiceUnavailable,
+    ];
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// The body of every error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ApiError,
+}
+
+/// What went wrong, and where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, thiserror::Error)]
+#[error("{code}: {message}{}", target.as_ref().map(|t| format!(" (at {t})")).unwrap_or_default())]
+pub struct ApiError {
+    /// Stable machine-readable code.
+    pub code: ErrorCode,
+    /// Human-readable explanation.
+    pub message: String,
+    /// The field, parameter or object concerned, when there is one.
+    pub target: Option<String>,
+}
+
+impl ApiError {
+    /// An error with a code and message and no target.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            target: None,
+        }
+    }
+
+    /// Sets the target (ignored when empty).
+    pub fn with_target(mut self, target: impl Into<String>) -> Self {
+        let t = target.into();
+        self.target = (!t.is_empty()).then_some(t);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_map_to_distinct_sensible_statuses() {
+        for c in ErrorCode::ALL {
+            assert!((400..600).contains(&c.status()), "{c}");
+        }
+        assert_eq!(ErrorCode::AuthorizationFailed.status(), 403);
+        let body = serde_json::to_value(ErrorBody {
+            error: ApiError::new(ErrorCode::NotFound, "no such machine").with_target("vm1"),
+        })
+        .unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"error":{"code":"NotFound","message":"no such machine","target":"vm1"}})
+        );
+    }
+}

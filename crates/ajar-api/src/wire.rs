@@ -1,0 +1,715 @@
+//! Request and response bodies. JSON field names follow the brief's vendor API
+//! (`virtualMachines`, `allowedSourceAddressPrefix`, `maxRequestAccessDuration`, `endTimeUtc`, …)
+//! so its examples port over.
+
+use ajar_core::FieldError;
+use ajar_core::duration::AccessDuration;
+use ajar_core::id::{ResourceId, ResourceKind, Scope};
+use ajar_core::machine::Os;
+use ajar_core::net::{Port, Protocol, SourcePrefix};
+use ajar_core::policy::{MachineRules, PolicyRules, PortRule};
+use ajar_core::principal::Principal;
+use ajar_core::request::{RequestedMachine, RequestedPort, WindowEnd};
+use jiff::Timestamp;
+use serde::de::{self, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use utoipa::ToSchema;
+
+/// A list response (`{"value":[...]}`), with a link to the next page where lists are paged.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct List<T> {
+    /// The items.
+    pub value: Vec<T>,
+    /// Path and query of the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_link: Option<String>,
+}
+
+/// Source prefixes given either as one string or as an array of strings (the brief's
+/// PowerShell examples put an array in the singular field).
+#[derive(Debug, Clone, PartialEq, Eq, Default, ToSchema)]
+#[schema(value_type = Vec<String>)]
+pub struct SourceList(pub Vec<SourcePrefix>);
+
+impl<'de> Deserialize<'de> for SourceList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = SourceList;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a source prefix or an array of source prefixes")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<SourceList, E> {
+                SourcePrefix::parse(s)
+                    .map(|p| SourceList(vec![p]))
+                    .map_err(E::custom)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<SourceList, A::Error> {
+                let mut out = Vec::new();
+                while let Some(p) = seq.next_element::<SourcePrefix>()? {
+                    out.push(p);
+                    if out.len() > MAX_SOURCES {
+                        return Err(de::Error::custom(format!(
+                            "at most {MAX_SOURCES} source prefixes are allowed"
+                        )));
+                    }
+                }
+                Ok(SourceList(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for SourceList {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+/// Most source prefixes one port rule or request may list.
+pub const MAX_SOURCES: usize = 100;
+
+/// Merges the singular and plural source fields, refusing both at once.
+fn sources(
+    single: &Option<SourceList>,
+    plural: &Option<SourceList>,
+) -> Result<Vec<SourcePrefix>, FieldError> {
+    match (single, plural) {
+        (Some(_), Some(_)) => Err(FieldError::new(
+            "allowedSourceAddressPrefixes",
+            "give allowedSourceAddressPrefix or allowedSourceAddressPrefixes, not both",
+        )),
+        (Some(s), None) | (None, Some(s)) => Ok(s.0.clone()),
+        (None, None) => Ok(Vec::new()),
+    }
+}
+
+/// Writes sources back in the brief's shape: one prefix in the singular field, several in the
+/// plural one.
+fn split_sources(all: &[SourcePrefix]) -> (Option<SourcePrefix>, Option<Vec<SourcePrefix>>) {
+    match all {
+        [one] => (Some(*one), None),
+        many => (None, Some(many.to_vec())),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Machines
+
+/// Body of `PUT .../machines/{name}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MachineBody {
+    /// The machine's settings.
+    pub properties: MachineProperties,
+}
+
+/// A machine's settings.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MachineProperties {
+    /// `linux` or `windows`.
+    #[schema(value_type = String, example = "linux")]
+    pub os: Os,
+    /// The machine's IP addresses.
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub addresses: Vec<IpAddr>,
+    /// Name of the agent or gateway that enforces access for this machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub enforcement_point: Option<ajar_core::id::Name>,
+    /// Free-form labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl MachineProperties {
+    /// Checks the limits serde cannot express.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        if self.addresses.len() > 64 {
+            return Err(FieldError::new(
+                "properties.addresses",
+                "at most 64 addresses are allowed",
+            ));
+        }
+        if self.labels.len() > 64 {
+            return Err(FieldError::new(
+                "properties.labels",
+                "at most 64 labels are allowed",
+            ));
+        }
+        for (k, v) in &self.labels {
+            if k.is_empty() || k.len() > 128 || v.len() > 256 {
+                return Err(FieldError::new(
+                    format!("properties.labels.{k}"),
+                    "label keys must be 1 to 128 characters and values at most 256",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A machine as the API returns it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Machine {
+    /// Resource id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Always `machines`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Settings and JIT state.
+    pub properties: MachineView,
+}
+
+/// A machine's settings and JIT state.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MachineView {
+    /// `linux` or `windows`.
+    pub os: String,
+    /// IP addresses.
+    pub addresses: Vec<String>,
+    /// Enforcement point, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforcement_point: Option<String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// `Configured`, `NotConfigured` or `Unsupported`.
+    pub jit_state: String,
+    /// Why the machine is `Unsupported`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsupported_reason: Option<String>,
+    /// The JIT policy covering the machine, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jit_policy_id: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Policies
+
+/// Body of `PUT .../jitNetworkAccessPolicies/{name}`: the full policy.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyBody {
+    /// `Basic` (the only kind); may be omitted.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// The rules.
+    pub properties: PolicyProperties,
+}
+
+/// The rules of a policy.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyProperties {
+    /// Covered machines and their ports.
+    pub virtual_machines: Vec<PolicyMachine>,
+}
+
+/// One machine of a policy.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyMachine {
+    /// The machine's resource id.
+    #[schema(value_type = String)]
+    pub id: ResourceId,
+    /// Protected ports.
+    pub ports: Vec<PolicyPort>,
+}
+
+/// One protected port.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyPort {
+    /// Port number, 0 to 65535.
+    #[schema(value_type = u16, example = 22)]
+    pub number: Port,
+    /// `TCP`, `UDP` or `*`.
+    #[schema(value_type = String, example = "*")]
+    pub protocol: Protocol,
+    /// One allowed source: `*`, an address or a CIDR.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "*")]
+    pub allowed_source_address_prefix: Option<SourceList>,
+    /// Several allowed sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub allowed_source_address_prefixes: Option<SourceList>,
+    /// Longest window one request may open, ISO 8601, PT5M to PT24H.
+    #[schema(value_type = String, example = "PT3H")]
+    pub max_request_access_duration: AccessDuration,
+}
+
+impl PolicyBody {
+    /// The policy's rules, with cross-field checks (kind, source fields). Rules that involve the
+    /// policy's own id are checked by [`PolicyRules::validate`].
+    pub fn to_domain(&self) -> Result<PolicyRules, FieldError> {
+        if let Some(kind) = &self.kind
+            && kind != "Basic"
+        {
+            return Err(FieldError::new(
+                "kind",
+                format!("kind {kind:?} is not supported (only \"Basic\")"),
+            ));
+        }
+        let mut machines = Vec::with_capacity(self.properties.virtual_machines.len());
+        for (i, m) in self.properties.virtual_machines.iter().enumerate() {
+            let mut ports = Vec::with_capacity(m.ports.len());
+            for (j, p) in m.ports.iter().enumerate() {
+                let at = format!("properties.virtualMachines[{i}].ports[{j}]");
+                let mut allowed = sources(
+                    &p.allowed_source_address_prefix,
+                    &p.allowed_source_address_prefixes,
+                )
+                .map_err(|e| e.within(&at))?;
+                if allowed.is_empty() {
+                    return Err(FieldError::new(
+                        format!("{at}.allowedSourceAddressPrefix"),
+                        "an allowed source is required ('*' for any)",
+                    ));
+                }
+                allowed.sort();
+                allowed.dedup();
+                ports.push(PortRule {
+                    number: p.number,
+                    protocol: p.protocol,
+                    allowed_sources: allowed,
+                    max_duration: p.max_request_access_duration,
+                });
+            }
+            machines.push(MachineRules {
+                machine: m.id.clone(),
+                ports,
+            });
+        }
+        Ok(PolicyRules { machines })
+    }
+}
+
+/// Policy rules in the wire shape.
+pub fn policy_properties(rules: &PolicyRules) -> PolicyProperties {
+    PolicyProperties {
+        virtual_machines: rules
+            .machines
+            .iter()
+            .map(|m| PolicyMachine {
+                id: m.machine.clone(),
+                ports: m
+                    .ports
+                    .iter()
+                    .map(|r| {
+                        let (one, many) = split_sources(&r.allowed_sources);
+                        PolicyPort {
+                            number: r.number,
+                            protocol: r.protocol,
+                            allowed_source_address_prefix: one.map(|p| SourceList(vec![p])),
+                            allowed_source_address_prefixes: many.map(SourceList),
+                            max_request_access_duration: r.max_duration,
+                        }
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// A policy as the API returns it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Policy {
+    /// Resource id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Always `jitNetworkAccessPolicies`.
+    #[serde(rename = "type")]
+    pub kind_of_resource: String,
+    /// Always `Basic`.
+    pub kind: String,
+    /// Changes on every write; send it back in `If-Match` to avoid overwriting someone
+    /// else's change.
+    pub etag: String,
+    /// The rules and their provisioning state.
+    pub properties: PolicyView,
+}
+
+/// A policy's rules as returned.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyView {
+    /// Covered machines and their ports.
+    pub virtual_machines: Vec<PolicyMachine>,
+    /// Always `Succeeded` once stored.
+    pub provisioning_state: String,
+}
+
+/// Optional body of `POST .../machines/{name}/enableJit`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnableJitBody {
+    /// The policy to add the machine to (created if missing); default `default`.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub policy: Option<ajar_core::id::Name>,
+    /// Ports to protect instead of the OS default.
+    #[serde(default)]
+    pub ports: Option<Vec<PolicyPort>>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests
+
+/// Body of `POST .../jitNetworkAccessPolicies/{name}/initiate`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InitiateBody {
+    /// Machines and ports to open.
+    pub virtual_machines: Vec<InitiateMachine>,
+    /// Why access is needed.
+    #[serde(default)]
+    pub justification: Option<String>,
+}
+
+/// Most characters a justification may have.
+pub const MAX_JUSTIFICATION: usize = 2000;
+
+/// One machine of an initiate.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InitiateMachine {
+    /// The machine's resource id.
+    #[schema(value_type = String)]
+    pub id: ResourceId,
+    /// Ports to open.
+    pub ports: Vec<InitiatePort>,
+}
+
+/// One port of an initiate: give `endTimeUtc` or `duration`; leave out the source to mean
+/// the caller's own address.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InitiatePort {
+    /// Port number.
+    #[schema(value_type = u16, example = 22)]
+    pub number: Port,
+    /// Needed only when the policy has rules for several protocols on this port.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub protocol: Option<Protocol>,
+    /// When access ends (RFC 3339).
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "2026-07-15T17:00:00Z")]
+    pub end_time_utc: Option<Timestamp>,
+    /// How long access lasts (ISO 8601), instead of `endTimeUtc`.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "PT1H")]
+    pub duration: Option<AccessDuration>,
+    /// One source.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "203.0.113.7")]
+    pub allowed_source_address_prefix: Option<SourceList>,
+    /// Several sources.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub allowed_source_address_prefixes: Option<SourceList>,
+}
+
+impl InitiateBody {
+    /// The requested machines, with cross-field checks.
+    pub fn to_domain(&self) -> Result<Vec<RequestedMachine>, FieldError> {
+        if let Some(j) = &self.justification
+            && j.chars().count() > MAX_JUSTIFICATION
+        {
+            return Err(FieldError::new(
+                "justification",
+                format!("justification is longer than {MAX_JUSTIFICATION} characters"),
+            ));
+        }
+        let mut out = Vec::with_capacity(self.virtual_machines.len());
+        for (i, m) in self.virtual_machines.iter().enumerate() {
+            if m.id.kind != ResourceKind::Machine {
+                return Err(FieldError::new(
+                    format!("virtualMachines[{i}].id"),
+                    "not a machine id",
+                ));
+            }
+            let mut ports = Vec::with_capacity(m.ports.len());
+            for (j, p) in m.ports.iter().enumerate() {
+                let at = format!("virtualMachines[{i}].ports[{j}]");
+                let sources = sources(
+                    &p.allowed_source_address_prefix,
+                    &p.allowed_source_address_prefixes,
+                )
+                .map_err(|e| e.within(&at))?;
+                let end = match (p.end_time_utc, p.duration) {
+                    (Some(t), None) => WindowEnd::At(t),
+                    (None, Some(d)) => WindowEnd::After(d),
+                    (Some(_), Some(_)) => {
+                        return Err(FieldError::new(
+                            format!("{at}.duration"),
+                            "give endTimeUtc or duration, not both",
+                        ));
+                    }
+                    (None, None) => {
+                        return Err(FieldError::new(
+                            format!("{at}.endTimeUtc"),
+                            "endTimeUtc or duration is required",
+                        ));
+                    }
+                };
+                ports.push(RequestedPort {
+                    number: p.number,
+                    protocol: p.protocol,
+                    sources,
+                    end,
+                });
+            }
+            out.push(RequestedMachine {
+                machine: m.id.clone(),
+                ports,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// A network access request as the API returns it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessRequest {
+    /// Request id.
+    pub id: String,
+    /// The policy the request was made under.
+    pub policy_id: String,
+    /// Who asked.
+    pub requestor: String,
+    /// When the request was accepted.
+    pub start_time_utc: String,
+    /// Why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub justification: Option<String>,
+    /// Machines and the state of each port.
+    pub virtual_machines: Vec<AccessRequestMachine>,
+}
+
+/// One machine of a request.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessRequestMachine {
+    /// The machine's id.
+    pub id: String,
+    /// Its ports.
+    pub ports: Vec<AccessRequestPort>,
+}
+
+/// One port of a request and its state.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessRequestPort {
+    /// Port number.
+    pub number: u16,
+    /// Protocol of the rule it opened.
+    pub protocol: String,
+    /// The source, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_source_address_prefix: Option<String>,
+    /// The sources, when there are several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_source_address_prefixes: Option<Vec<String>>,
+    /// When access ends (or ended).
+    pub end_time_utc: String,
+    /// `Initiated` or `Revoked`.
+    pub status: String,
+    /// `UserRequested`, `Expired`, `NewerRequestInitiated` or `PolicyChanged`.
+    pub status_reason: String,
+    /// The port on the gateway that maps to this one, when a gateway enforces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapped_port: Option<u16>,
+}
+
+impl AccessRequestPort {
+    /// Fills the singular or plural source field from a list of prefixes.
+    pub fn with_sources(mut self, all: &[SourcePrefix]) -> Self {
+        let (one, many) = split_sources(all);
+        self.allowed_source_address_prefix = one.map(|p| p.to_string());
+        self.allowed_source_address_prefixes =
+            many.map(|v| v.iter().map(ToString::to_string).collect());
+        self
+    }
+}
+
+/// A port open right now: what an enforcement point must allow.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Grant {
+    /// The request that opened it.
+    pub request_id: String,
+    /// The machine.
+    pub machine_id: String,
+    /// Port number.
+    pub number: u16,
+    /// `TCP`, `UDP` or `*`.
+    pub protocol: String,
+    /// Sources allowed in.
+    pub source_address_prefixes: Vec<String>,
+    /// Who asked.
+    pub requestor: String,
+    /// When it opened.
+    pub start_time_utc: String,
+    /// When it closes.
+    pub end_time_utc: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Settings
+
+/// Per-scope JIT setting (`.../jitSettings` at subscription or resource-group scope).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JitSettings {
+    /// When false, machines in the scope are `Unsupported` and no access can be requested.
+    pub jit_enabled: bool,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tokens and RBAC
+
+/// Body of `POST /api/v1/tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenCreate {
+    /// Whom the token authenticates.
+    #[schema(value_type = String)]
+    pub principal: Principal,
+    /// What the token is for.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// A token's metadata; `token` holds the secret only in the creation response.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Token {
+    /// Token id.
+    pub id: String,
+    /// The secret, shown once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Whom it authenticates.
+    pub principal: String,
+    /// What it is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Who created it.
+    pub created_by: String,
+    /// When.
+    pub created_at: String,
+}
+
+/// Body of `PUT /api/v1/roleAssignments/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RoleAssignmentBody {
+    /// Who receives the role.
+    #[schema(value_type = String)]
+    pub principal: Principal,
+    /// Name of the role definition.
+    pub role_definition: String,
+    /// Where it applies (and everything beneath).
+    #[schema(value_type = String, example = "/subscriptions/s1/resourceGroups/rg1")]
+    pub scope: Scope,
+}
+
+/// A role assignment.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleAssignment {
+    /// Assignment id.
+    pub id: String,
+    /// Who.
+    pub principal: String,
+    /// Which role.
+    pub role_definition: String,
+    /// Where.
+    pub scope: String,
+    /// When it was made.
+    pub created_at: String,
+}
+
+/// Body of `PUT /api/v1/roleDefinitions/{name}` (custom roles).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RoleDefinitionBody {
+    /// Action patterns (`*` matches any run of characters).
+    #[schema(value_type = Vec<String>)]
+    pub actions: Vec<ajar_core::rbac::ActionPattern>,
+    /// What the role is for.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// A role definition.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleDefinition {
+    /// Role name.
+    pub name: String,
+    /// What it is for.
+    pub description: String,
+    /// Action patterns.
+    pub actions: Vec<String>,
+    /// Whether it ships with ajar (read-only).
+    pub built_in: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn body(v: serde_json::Value) -> Result<PolicyBody, String> {
+        serde_json::from_value(v).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_briefs_policy_example_parses() {
+        let b = body(json!({"kind":"Basic","properties":{"virtualMachines":[{
+            "id":"/subscriptions/S/resourceGroups/RG/providers/Microsoft.Compute/virtualMachines/VM",
+            "ports":[{"number":22,"protocol":"*","allowedSourceAddressPrefix":["*"],"maxRequestAccessDuration":"PT3H"},
+                     {"number":3389,"protocol":"*","allowedSourceAddressPrefix":"*","maxRequestAccessDuration":"PT3H"}]}]}}))
+        .unwrap();
+        let rules = b.to_domain().unwrap();
+        assert_eq!(rules.machines[0].ports.len(), 2);
+        assert_eq!(rules.machines[0].ports[0].allowed_sources, vec![SourcePrefix::Any]);
+    }
+
+    #[test]
+    fn field_errors_name_the_field() {
+        let e = body(json!({"properties":{"virtualMachines":[{"id":"/subscriptions/s/resourceGroups/r/machines/m",
+            "ports":[{"number":70000,"protocol":"*","allowedSourceAddressPrefix":"*","maxRequestAccessDuration":"PT3H"}]}]}}))
+        .unwrap_err();
+        assert!(e.contains("70000"), "{e}");
+        assert!(body(json!({"properties":{"virtualMachines":[]},"extra":1})).is_err());
+    }
+
+    #[test]
+    fn both_source_fields_are_refused() {
+        let b = body(json!({"properties":{"virtualMachines":[{"id":"/subscriptions/s/resourceGroups/r/machines/m",
+            "ports":[{"number":22,"protocol":"*","allowedSourceAddressPrefix":"*","allowedSourceAddressPrefixes":["10.0.0.0/8"],"maxRequestAccessDuration":"PT3H"}]}]}}))
+        .unwrap();
+        assert_eq!(
+            b.to_domain().unwrap_err().target,
+            "properties.virtualMachines[0].ports[0].allowedSourceAddressPrefixes"
+        );
+    }
+}

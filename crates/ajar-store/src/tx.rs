@@ -1,0 +1,797 @@
+//! One transaction and every query ajar makes, as methods.
+
+use crate::rows::*;
+use crate::{StoreError, StoreResult};
+use ajar_core::request::{PortStatus, StatusReason};
+use jiff::Timestamp;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+/// A transaction. Dropping it without [`Tx::commit`] rolls everything back.
+pub struct Tx {
+    tx: Transaction<'static, Any>,
+}
+
+fn text(row: &AnyRow, col: &str) -> StoreResult<String> {
+    Ok(row.try_get::<String, _>(col)?)
+}
+
+fn opt_text(row: &AnyRow, col: &str) -> StoreResult<Option<String>> {
+    Ok(row.try_get::<Option<String>, _>(col)?)
+}
+
+fn int(row: &AnyRow, col: &str) -> StoreResult<i64> {
+    Ok(row.try_get::<i64, _>(col)?)
+}
+
+fn machine_row(r: &AnyRow) -> StoreResult<MachineRow> {
+    Ok(MachineRow {
+        id: text(r, "id")?,
+        name: text(r, "name")?,
+        properties: text(r, "properties")?,
+        policy_id: opt_text(r, "policy_id")?,
+        enforcement_point: opt_text(r, "enforcement_point")?,
+    })
+}
+
+fn policy_row(r: &AnyRow) -> StoreResult<PolicyRow> {
+    Ok(PolicyRow {
+        id: text(r, "id")?,
+        name: text(r, "name")?,
+        rules: text(r, "rules")?,
+        etag: text(r, "etag")?,
+    })
+}
+
+fn request_row(r: &AnyRow) -> StoreResult<RequestRow> {
+    Ok(RequestRow {
+        id: text(r, "id")?,
+        policy_id: text(r, "policy_id")?,
+        requestor: text(r, "requestor")?,
+        justification: opt_text(r, "justification")?,
+        source_address: opt_text(r, "source_address")?,
+        created_at: from_db(int(r, "created_at")?),
+    })
+}
+
+fn port_row(r: &AnyRow) -> StoreResult<PortRow> {
+    let status = text(r, "status")?;
+    let reason = text(r, "status_reason")?;
+    let sources = text(r, "sources")?;
+    Ok(PortRow {
+        request_id: text(r, "request_id")?,
+        seq: int(r, "seq")?,
+        machine_id: text(r, "machine_id")?,
+        number: u16::try_from(int(r, "number")?)
+            .map_err(|_| StoreError::Corrupt("port number out of range".into()))?,
+        protocol: text(r, "protocol")?,
+        sources: serde_json::from_str(&sources)
+            .map_err(|e| StoreError::Corrupt(format!("port sources: {e}")))?,
+        supersede_key: text(r, "supersede_key")?,
+        end_time: from_db(int(r, "end_time")?),
+        status: PortStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("port status {status:?}")))?,
+        status_reason: StatusReason::parse(&reason)
+            .ok_or_else(|| StoreError::Corrupt(format!("status reason {reason:?}")))?,
+    })
+}
+
+fn token_row(r: &AnyRow) -> StoreResult<TokenRow> {
+    Ok(TokenRow {
+        id: text(r, "id")?,
+        principal: text(r, "principal")?,
+        description: opt_text(r, "description")?,
+        created_by: text(r, "created_by")?,
+        created_at: from_db(int(r, "created_at")?),
+    })
+}
+
+fn assignment_row(r: &AnyRow) -> StoreResult<AssignmentRow> {
+    Ok(AssignmentRow {
+        id: text(r, "id")?,
+        principal: text(r, "principal")?,
+        role_name: text(r, "role_name")?,
+        scope: text(r, "scope")?,
+        created_at: from_db(int(r, "created_at")?),
+    })
+}
+
+fn role_row(r: &AnyRow) -> StoreResult<RoleRow> {
+    Ok(RoleRow {
+        name: text(r, "name")?,
+        description: text(r, "description")?,
+        actions: text(r, "actions")?,
+    })
+}
+
+/// Escapes `%`, `_` and `\` for a `LIKE ... ESCAPE '\'` prefix match.
+fn like_prefix(prefix: &str) -> String {
+    let mut s = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            s.push('\\');
+        }
+        s.push(c);
+    }
+    s.push('%');
+    s
+}
+
+const MACHINE_COLUMNS: &str = "m.id, m.name, m.properties, m.enforcement_point, pm.policy_id \
+     FROM machines m LEFT JOIN policy_machines pm ON pm.machine_id = m.id";
+
+const PORT_COLUMNS: &str = "p.request_id, p.seq, p.machine_id, p.number, p.protocol, p.sources, \
+     p.supersede_key, p.end_time, p.status, p.status_reason";
+
+impl Tx {
+    pub(crate) fn new(tx: Transaction<'static, Any>) -> Self {
+        Self { tx }
+    }
+
+    /// Makes every change of this transaction durable.
+    pub async fn commit(self) -> StoreResult<()> {
+        Ok(self.tx.commit().await?)
+    }
+
+    // -- meta ---------------------------------------------------------------------------------
+
+    /// A value from the key/value table.
+    pub async fn meta(&mut self, key: &str) -> StoreResult<Option<String>> {
+        let row = sqlx::query("SELECT value FROM meta WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.map(|r| text(&r, "value")).transpose()
+    }
+
+    /// Sets a value in the key/value table.
+    pub async fn set_meta(&mut self, key: &str, value: &str) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    // -- machines -----------------------------------------------------------------------------
+
+    /// Creates or replaces a machine; true when it was created.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn put_machine(
+        &mut self,
+        id: &str,
+        subscription: &str,
+        resource_group: &str,
+        name: &str,
+        properties: &str,
+        enforcement_point: Option<&str>,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let existed = sqlx::query("SELECT 1 AS one FROM machines WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?
+            .is_some();
+        sqlx::query(
+            "INSERT INTO machines (id, subscription, resource_group, name, properties, enforcement_point, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
+             ON CONFLICT (id) DO UPDATE SET properties = excluded.properties, \
+             enforcement_point = excluded.enforcement_point, updated_at = excluded.updated_at",
+        )
+        .bind(id)
+        .bind(subscription)
+        .bind(resource_group)
+        .bind(name)
+        .bind(properties)
+        .bind(enforcement_point)
+        .bind(to_db(now))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(!existed)
+    }
+
+    /// One machine.
+    pub async fn machine(&mut self, id: &str) -> StoreResult<Option<MachineRow>> {
+        let sql = format!("SELECT {MACHINE_COLUMNS} WHERE m.id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.as_ref().map(machine_row).transpose()
+    }
+
+    /// Machines in a subscription, or in one of its resource groups, ordered by id.
+    pub async fn machines(
+        &mut self,
+        subscription: &str,
+        resource_group: Option<&str>,
+    ) -> StoreResult<Vec<MachineRow>> {
+        let sql = format!(
+            "SELECT {MACHINE_COLUMNS} WHERE m.subscription = $1 AND (CAST($2 AS TEXT) IS NULL OR m.resource_group = $2) ORDER BY m.id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(subscription)
+            .bind(resource_group)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter().map(machine_row).collect()
+    }
+
+    /// Deletes a machine; true when it existed.
+    pub async fn delete_machine(&mut self, id: &str) -> StoreResult<bool> {
+        let r = sqlx::query("DELETE FROM machines WHERE id = $1")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    // -- policies -----------------------------------------------------------------------------
+
+    /// One policy.
+    pub async fn policy(&mut self, id: &str) -> StoreResult<Option<PolicyRow>> {
+        let row = sqlx::query("SELECT id, name, rules, etag FROM policies WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.as_ref().map(policy_row).transpose()
+    }
+
+    /// Policies in a subscription, or in one of its resource groups, ordered by id.
+    pub async fn policies(
+        &mut self,
+        subscription: &str,
+        resource_group: Option<&str>,
+    ) -> StoreResult<Vec<PolicyRow>> {
+        let rows = sqlx::query(
+            "SELECT id, name, rules, etag FROM policies \
+             WHERE subscription = $1 AND (CAST($2 AS TEXT) IS NULL OR resource_group = $2) ORDER BY id",
+        )
+        .bind(subscription)
+        .bind(resource_group)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter().map(policy_row).collect()
+    }
+
+    /// The policy that covers a machine, if any.
+    pub async fn policy_of_machine(&mut self, machine_id: &str) -> StoreResult<Option<String>> {
+        let row = sqlx::query("SELECT policy_id FROM policy_machines WHERE machine_id = $1")
+            .bind(machine_id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.map(|r| text(&r, "policy_id")).transpose()
+    }
+
+    /// Creates or replaces a policy and the set of machines it covers; true when created.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn put_policy(
+        &mut self,
+        id: &str,
+        subscription: &str,
+        resource_group: &str,
+        name: &str,
+        rules: &str,
+        machine_ids: &[String],
+        etag: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let existed = self.policy(id).await?.is_some();
+        sqlx::query(
+            "INSERT INTO policies (id, subscription, resource_group, name, rules, etag, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
+             ON CONFLICT (id) DO UPDATE SET rules = excluded.rules, etag = excluded.etag, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(id)
+        .bind(subscription)
+        .bind(resource_group)
+        .bind(name)
+        .bind(rules)
+        .bind(etag)
+        .bind(to_db(now))
+        .execute(&mut *self.tx)
+        .await?;
+        sqlx::query("DELETE FROM policy_machines WHERE policy_id = $1")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        for m in machine_ids {
+            sqlx::query("INSERT INTO policy_machines (machine_id, policy_id) VALUES ($1, $2)")
+                .bind(m)
+                .bind(id)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(!existed)
+    }
+
+    /// Deletes a policy; true when it existed. Its request history is kept.
+    pub async fn delete_policy(&mut self, id: &str) -> StoreResult<bool> {
+        sqlx::query("DELETE FROM policy_machines WHERE policy_id = $1")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        let r = sqlx::query("DELETE FROM policies WHERE id = $1")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    // -- requests -----------------------------------------------------------------------------
+
+    /// Stores a new request and its ports.
+    pub async fn insert_request(&mut self, req: &RequestRow, ports: &[PortRow]) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO requests (id, policy_id, requestor, justification, source_address, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&req.id)
+        .bind(&req.policy_id)
+        .bind(&req.requestor)
+        .bind(&req.justification)
+        .bind(&req.source_address)
+        .bind(to_db(req.created_at))
+        .execute(&mut *self.tx)
+        .await?;
+        for p in ports {
+            let sources = serde_json::to_string(&p.sources)
+                .map_err(|e| StoreError::Other(e.to_string()))?;
+            sqlx::query(
+                "INSERT INTO request_ports (request_id, seq, machine_id, number, protocol, sources, \
+                 supersede_key, end_time, status, status_reason) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(&p.request_id)
+            .bind(p.seq)
+            .bind(&p.machine_id)
+            .bind(i64::from(p.number))
+            .bind(&p.protocol)
+            .bind(sources)
+            .bind(&p.supersede_key)
+            .bind(to_db(p.end_time))
+            .bind(p.status.as_str())
+            .bind(p.status_reason.as_str())
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Closes every open port with this supersede key (except those of `keep_request`) as
+    /// `NewerRequestInitiated`; returns how many were closed.
+    pub async fn supersede(
+        &mut self,
+        supersede_key: &str,
+        keep_request: &str,
+        now: Timestamp,
+    ) -> StoreResult<u64> {
+        let r = sqlx::query(
+            "UPDATE request_ports SET status = 'Revoked', status_reason = 'NewerRequestInitiated', closed_at = $1 \
+             WHERE supersede_key = $2 AND status = 'Initiated' AND request_id <> $3",
+        )
+        .bind(to_db(now))
+        .bind(supersede_key)
+        .bind(keep_request)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// One request and its ports.
+    pub async fn request(&mut self, id: &str) -> StoreResult<Option<(RequestRow, Vec<PortRow>)>> {
+        let row = sqlx::query(
+            "SELECT id, policy_id, requestor, justification, source_address, created_at FROM requests WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let req = request_row(&row)?;
+        let ports = self.ports_of(std::slice::from_ref(&req.id)).await?;
+        Ok(Some((req, ports)))
+    }
+
+    async fn ports_of(&mut self, request_ids: &[String]) -> StoreResult<Vec<PortRow>> {
+        let mut out = Vec::new();
+        for id in request_ids {
+            let sql = format!("SELECT {PORT_COLUMNS} FROM request_ports p WHERE p.request_id = $1 ORDER BY p.seq");
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(id)
+                .fetch_all(&mut *self.tx)
+                .await?;
+            for r in &rows {
+                out.push(port_row(r)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A newest-first page of requests made under a policy or touching a machine, optionally
+    /// only one requestor's. Returns up to `limit` requests with their ports.
+    pub async fn requests(
+        &mut self,
+        filter: RequestFilter<'_>,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<(RequestRow, Vec<PortRow>)>> {
+        let (by_policy, by_machine) = match filter.on {
+            RequestsOn::Policy(p) => (Some(p), None),
+            RequestsOn::Machine(m) => (None, Some(m)),
+        };
+        let rows = sqlx::query(
+            "SELECT r.id, r.policy_id, r.requestor, r.justification, r.source_address, r.created_at \
+             FROM requests r \
+             WHERE (CAST($1 AS TEXT) IS NULL OR r.policy_id = $1) \
+               AND (CAST($2 AS TEXT) IS NULL OR r.id IN (SELECT request_id FROM request_ports WHERE machine_id = $2)) \
+               AND (CAST($3 AS TEXT) IS NULL OR r.requestor = $3) \
+               AND (CAST($4 AS BIGINT) IS NULL OR r.created_at < $4 OR (r.created_at = $4 AND r.id < $5)) \
+             ORDER BY r.created_at DESC, r.id DESC LIMIT $6",
+        )
+        .bind(by_policy)
+        .bind(by_machine)
+        .bind(filter.requestor)
+        .bind(after.map(|c| c.created_at))
+        .bind(after.map(|c| c.id.as_str()).unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.tx)
+        .await?;
+        let reqs: Vec<RequestRow> = rows.iter().map(request_row).collect::<StoreResult<_>>()?;
+        let mut out = Vec::with_capacity(reqs.len());
+        for r in reqs {
+            let ports = self.ports_of(std::slice::from_ref(&r.id)).await?;
+            out.push((r, ports));
+        }
+        Ok(out)
+    }
+
+    /// Closes one open port; true when it was open.
+    pub async fn close_port(
+        &mut self,
+        request_id: &str,
+        seq: i64,
+        reason: StatusReason,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let r = sqlx::query(
+            "UPDATE request_ports SET status = 'Revoked', status_reason = $1, closed_at = $2 \
+             WHERE request_id = $3 AND seq = $4 AND status = 'Initiated'",
+        )
+        .bind(reason.as_str())
+        .bind(to_db(now))
+        .bind(request_id)
+        .bind(seq)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Open ports of requests made under a policy.
+    pub async fn open_ports_of_policy(&mut self, policy_id: &str) -> StoreResult<Vec<PortRow>> {
+        let sql = format!(
+            "SELECT {PORT_COLUMNS} FROM request_ports p JOIN requests r ON r.id = p.request_id \
+             WHERE r.policy_id = $1 AND p.status = 'Initiated'"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(policy_id)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter().map(port_row).collect()
+    }
+
+    /// Ports of a machine that are open at `now`, soonest-ending first.
+    pub async fn grants(&mut self, machine_id: &str, now: Timestamp) -> StoreResult<Vec<GrantRow>> {
+        let sql = format!(
+            "SELECT {PORT_COLUMNS}, r.requestor, r.created_at FROM request_ports p \
+             JOIN requests r ON r.id = p.request_id \
+             WHERE p.machine_id = $1 AND p.status = 'Initiated' AND p.end_time > $2 \
+             ORDER BY p.end_time, p.request_id, p.seq"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(machine_id)
+            .bind(to_db(now))
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(GrantRow {
+                    port: port_row(r)?,
+                    requestor: text(r, "requestor")?,
+                    created_at: from_db(int(r, "created_at")?),
+                })
+            })
+            .collect()
+    }
+
+    /// Closes every open port whose end time has passed as `Expired`; returns how many.
+    pub async fn expire_due(&mut self, now: Timestamp) -> StoreResult<u64> {
+        let r = sqlx::query(
+            "UPDATE request_ports SET status = 'Revoked', status_reason = 'Expired', closed_at = end_time \
+             WHERE status = 'Initiated' AND end_time <= $1",
+        )
+        .bind(to_db(now))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// The earliest end time of an open port.
+    pub async fn next_due(&mut self) -> StoreResult<Option<Timestamp>> {
+        let row = sqlx::query(
+            "SELECT MIN(end_time) AS due FROM request_ports WHERE status = 'Initiated'",
+        )
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(row.try_get::<Option<i64>, _>("due")?.map(from_db))
+    }
+
+    // -- tokens -------------------------------------------------------------------------------
+
+    /// Stores a token by the hash of its secret.
+    pub async fn insert_token(&mut self, t: &TokenRow, hash: &str) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO tokens (id, hash, principal, description, created_by, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&t.id)
+        .bind(hash)
+        .bind(&t.principal)
+        .bind(&t.description)
+        .bind(&t.created_by)
+        .bind(to_db(t.created_at))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// The token whose secret hashes to `hash`.
+    pub async fn token_by_hash(&mut self, hash: &str) -> StoreResult<Option<TokenRow>> {
+        let row = sqlx::query(
+            "SELECT id, principal, description, created_by, created_at FROM tokens WHERE hash = $1",
+        )
+        .bind(hash)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.as_ref().map(token_row).transpose()
+    }
+
+    /// One token.
+    pub async fn token(&mut self, id: &str) -> StoreResult<Option<TokenRow>> {
+        let row = sqlx::query(
+            "SELECT id, principal, description, created_by, created_at FROM tokens WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.as_ref().map(token_row).transpose()
+    }
+
+    /// Tokens, optionally only one principal's, oldest first.
+    pub async fn tokens(&mut self, principal: Option<&str>) -> StoreResult<Vec<TokenRow>> {
+        let rows = sqlx::query(
+            "SELECT id, principal, description, created_by, created_at FROM tokens \
+             WHERE (CAST($1 AS TEXT) IS NULL OR principal = $1) ORDER BY created_at, id",
+        )
+        .bind(principal)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter().map(token_row).collect()
+    }
+
+    /// Deletes a token; true when it existed.
+    pub async fn delete_token(&mut self, id: &str) -> StoreResult<bool> {
+        let r = sqlx::query("DELETE FROM tokens WHERE id = $1")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    // -- roles and assignments ----------------------------------------------------------------
+
+    /// One custom role.
+    pub async fn role(&mut self, name: &str) -> StoreResult<Option<RoleRow>> {
+        let row = sqlx::query("SELECT name, description, actions FROM role_definitions WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.as_ref().map(role_row).transpose()
+    }
+
+    /// Every custom role, by name.
+    pub async fn roles(&mut self) -> StoreResult<Vec<RoleRow>> {
+        let rows = sqlx::query("SELECT name, description, actions FROM role_definitions ORDER BY name")
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter().map(role_row).collect()
+    }
+
+    /// Creates or replaces a custom role; true when created.
+    pub async fn put_role(&mut self, role: &RoleRow, now: Timestamp) -> StoreResult<bool> {
+        let existed = self.role(&role.name).await?.is_some();
+        sqlx::query(
+            "INSERT INTO role_definitions (name, description, actions, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $4) ON CONFLICT (name) DO UPDATE SET \
+             description = excluded.description, actions = excluded.actions, updated_at = excluded.updated_at",
+        )
+        .bind(&role.name)
+        .bind(&role.description)
+        .bind(&role.actions)
+        .bind(to_db(now))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(!existed)
+    }
+
+    /// Deletes a custom role; true when it existed.
+    pub async fn delete_role(&mut self, name: &str) -> StoreResult<bool> {
+        let r = sqlx::query("DELETE FROM role_definitions WHERE name = $1")
+            .bind(name)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// How many assignments use a role.
+    pub async fn role_use_count(&mut self, name: &str) -> StoreResult<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM role_assignments WHERE role_name = $1")
+            .bind(name)
+            .fetch_one(&mut *self.tx)
+            .await?;
+        int(&row, "n")
+    }
+
+    /// Creates or replaces an assignment; true when created.
+    pub async fn put_assignment(
+        &mut self,
+        a: &AssignmentRow,
+        created_by: &str,
+    ) -> StoreResult<bool> {
+        let existed = self.assignment(&a.id).await?.is_some();
+        sqlx::query(
+            "INSERT INTO role_assignments (id, principal, role_name, scope, created_by, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET \
+             principal = excluded.principal, role_name = excluded.role_name, scope = excluded.scope",
+        )
+        .bind(&a.id)
+        .bind(&a.principal)
+        .bind(&a.role_name)
+        .bind(&a.scope)
+        .bind(created_by)
+        .bind(to_db(a.created_at))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(!existed)
+    }
+
+    /// One assignment.
+    pub async fn assignment(&mut self, id: &str) -> StoreResult<Option<AssignmentRow>> {
+        let row = sqlx::query(
+            "SELECT id, principal, role_name, scope, created_at FROM role_assignments WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.as_ref().map(assignment_row).transpose()
+    }
+
+    /// Assignments whose scope is `scope` or lies beneath it (all for `/`), optionally one
+    /// principal's.
+    pub async fn assignments(
+        &mut self,
+        scope: &str,
+        principal: Option<&str>,
+    ) -> StoreResult<Vec<AssignmentRow>> {
+        let beneath = if scope == "/" {
+            "/%".to_owned()
+        } else {
+            like_prefix(&format!("{scope}/"))
+        };
+        let rows = sqlx::query(
+            "SELECT id, principal, role_name, scope, created_at FROM role_assignments \
+             WHERE (scope = $1 OR scope LIKE $2 ESCAPE '\\') AND (CAST($3 AS TEXT) IS NULL OR principal = $3) \
+             ORDER BY created_at, id",
+        )
+        .bind(scope)
+        .bind(beneath)
+        .bind(principal)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter().map(assignment_row).collect()
+    }
+
+    /// Every assignment of a principal, with the custom role's actions (JSON) where the role
+    /// is not built in.
+    pub async fn assignments_of(
+        &mut self,
+        principal: &str,
+    ) -> StoreResult<Vec<(AssignmentRow, Option<String>)>> {
+        let rows = sqlx::query(
+            "SELECT a.id, a.principal, a.role_name, a.scope, a.created_at, d.actions \
+             FROM role_assignments a LEFT JOIN role_definitions d ON d.name = a.role_name \
+             WHERE a.principal = $1",
+        )
+        .bind(principal)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((assignment_row(r)?, opt_text(r, "actions")?)))
+            .collect()
+    }
+
+    /// Deletes an assignment; true when it existed.
+    pub async fn delete_assignment(&mut self, id: &str) -> StoreResult<bool> {
+        let r = sqlx::query("DELETE FROM role_assignments WHERE id = $1")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    // -- settings -----------------------------------------------------------------------------
+
+    /// Sets whether JIT is enabled for a scope.
+    pub async fn put_jit_enabled(&mut self, scope: &str, enabled: bool, now: Timestamp) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO jit_settings (scope, jit_enabled, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (scope) DO UPDATE SET jit_enabled = excluded.jit_enabled, updated_at = excluded.updated_at",
+        )
+        .bind(scope)
+        .bind(i64::from(enabled))
+        .bind(to_db(now))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Whether JIT is enabled for a scope (true unless turned off).
+    pub async fn jit_enabled(&mut self, scope: &str) -> StoreResult<bool> {
+        let row = sqlx::query("SELECT jit_enabled FROM jit_settings WHERE scope = $1")
+            .bind(scope)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        Ok(row.map(|r| int(&r, "jit_enabled")).transpose()?.is_none_or(|v| v != 0))
+    }
+
+    /// Every scope where JIT is turned off.
+    pub async fn jit_disabled_scopes(&mut self) -> StoreResult<Vec<String>> {
+        let rows = sqlx::query("SELECT scope FROM jit_settings WHERE jit_enabled = 0 ORDER BY scope")
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter().map(|r| text(r, "scope")).collect()
+    }
+}
+
+/// Which requests to list.
+#[derive(Debug, Clone, Copy)]
+pub enum RequestsOn<'a> {
+    /// Those made under this policy.
+    Policy(&'a str),
+    /// Those that touch this machine.
+    Machine(&'a str),
+}
+
+/// A request list filter.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestFilter<'a> {
+    /// Under a policy, or on a machine.
+    pub on: RequestsOn<'a>,
+    /// Only this requestor's.
+    pub requestor: Option<&'a str>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::like_prefix;
+
+    #[test]
+    fn like_prefixes_escape_wildcards() {
+        assert_eq!(like_prefix("/subscriptions/a_b/"), "/subscriptions/a\\_b/%");
+        assert_eq!(like_prefix("50%"), "50\\%%");
+    }
+}
