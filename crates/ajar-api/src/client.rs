@@ -150,7 +150,10 @@ impl Client {
             let error = serde_json::from_value::<ErrorBody>(r.body)
                 .map(|b| b.error)
                 .unwrap_or_else(|_| {
-                    ApiError::new(ErrorCode::InternalError, format!("HTTP status {}", r.status))
+                    ApiError::new(
+                        ErrorCode::InternalError,
+                        format!("HTTP status {}", r.status),
+                    )
                 });
             return Err(ClientError::Api {
                 status: r.status,

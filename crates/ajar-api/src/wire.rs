@@ -66,8 +66,12 @@ impl<'de> Deserialize<'de> for SourceList {
 }
 
 impl Serialize for SourceList {
+    /// One prefix is written as a string, several as an array.
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(s)
+        match self.0.as_slice() {
+            [one] => one.serialize(s),
+            many => many.serialize(s),
+        }
     }
 }
 
@@ -690,7 +694,10 @@ mod tests {
         .unwrap();
         let rules = b.to_domain().unwrap();
         assert_eq!(rules.machines[0].ports.len(), 2);
-        assert_eq!(rules.machines[0].ports[0].allowed_sources, vec![SourcePrefix::Any]);
+        assert_eq!(
+            rules.machines[0].ports[0].allowed_sources,
+            vec![SourcePrefix::Any]
+        );
     }
 
     #[test]

@@ -1,1 +1,93 @@
-//! placeholder
+//! ajar's control plane: the REST API under `/api/v1`, authentication and authorization, and
+//! the scheduler that closes access on time.
+//!
+//! # Layout
+//! - [`router`] builds the whole HTTP surface from one [`AppState`]; [`serve`] runs it on a
+//!   listener until a shutdown future resolves.
+//! - `routes/*`: one module per resource (machines, policies, requests, tokens, RBAC, settings,
+//!   OpenAPI), each with its own `router()`.
+//! - [`auth`]: bearer tokens and the [`auth::Caller`] every handler authorizes with.
+//! - [`scheduler`]: expiry driven by end times stored in the database.
+//! - [`bootstrap`]: the first admin token.
+//!
+//! # Invariants
+//! - Every handler authenticates, then checks one named action at the object's scope, before it
+//!   reads the body or the object.
+//! - Every change is one store transaction; nothing is kept only in memory.
+//! - Time comes from the [`Clock`] in [`AppState`], never from the system directly.
+
+pub mod auth;
+pub mod body;
+pub mod bootstrap;
+pub mod clock;
+pub mod error;
+mod routes;
+pub mod scheduler;
+
+pub use routes::openapi::ApiDoc;
+
+use ajar_core::clock::Clock;
+use ajar_store::Store;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The store, the source of truth.
+    pub store: Store,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// Woken when something changes that the scheduler should look at sooner.
+    pub scheduler_wake: Arc<Notify>,
+}
+
+impl AppState {
+    /// State over a store and a clock.
+    pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            store,
+            clock,
+            scheduler_wake: Arc::new(Notify::new()),
+        }
+    }
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(routes::machines::router())
+        .merge(routes::policies::router())
+        .merge(routes::requests::router())
+        .merge(routes::settings::router())
+        .merge(routes::tokens::router())
+        .merge(routes::rbac::router())
+        .merge(routes::openapi::router())
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(DefaultBodyLimit::max(body::MAX_BODY))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` and runs the scheduler until `shutdown` resolves; then stops
+/// accepting, finishes requests in flight and stops the scheduler.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let scheduler = tokio::spawn(scheduler::run(state.clone(), stop_rx));
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    let _ = stop_tx.send(true);
+    let _ = scheduler.await;
+    result
+}

@@ -340,8 +340,8 @@ impl Tx {
         .execute(&mut *self.tx)
         .await?;
         for p in ports {
-            let sources = serde_json::to_string(&p.sources)
-                .map_err(|e| StoreError::Other(e.to_string()))?;
+            let sources =
+                serde_json::to_string(&p.sources).map_err(|e| StoreError::Other(e.to_string()))?;
             sqlx::query(
                 "INSERT INTO request_ports (request_id, seq, machine_id, number, protocol, sources, \
                  supersede_key, end_time, status, status_reason) \
@@ -400,7 +400,9 @@ impl Tx {
     async fn ports_of(&mut self, request_ids: &[String]) -> StoreResult<Vec<PortRow>> {
         let mut out = Vec::new();
         for id in request_ids {
-            let sql = format!("SELECT {PORT_COLUMNS} FROM request_ports p WHERE p.request_id = $1 ORDER BY p.seq");
+            let sql = format!(
+                "SELECT {PORT_COLUMNS} FROM request_ports p WHERE p.request_id = $1 ORDER BY p.seq"
+            );
             let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(id)
                 .fetch_all(&mut *self.tx)
@@ -596,18 +598,20 @@ impl Tx {
 
     /// One custom role.
     pub async fn role(&mut self, name: &str) -> StoreResult<Option<RoleRow>> {
-        let row = sqlx::query("SELECT name, description, actions FROM role_definitions WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&mut *self.tx)
-            .await?;
+        let row =
+            sqlx::query("SELECT name, description, actions FROM role_definitions WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&mut *self.tx)
+                .await?;
         row.as_ref().map(role_row).transpose()
     }
 
     /// Every custom role, by name.
     pub async fn roles(&mut self) -> StoreResult<Vec<RoleRow>> {
-        let rows = sqlx::query("SELECT name, description, actions FROM role_definitions ORDER BY name")
-            .fetch_all(&mut *self.tx)
-            .await?;
+        let rows =
+            sqlx::query("SELECT name, description, actions FROM role_definitions ORDER BY name")
+                .fetch_all(&mut *self.tx)
+                .await?;
         rows.iter().map(role_row).collect()
     }
 
@@ -736,7 +740,12 @@ impl Tx {
     // -- settings -----------------------------------------------------------------------------
 
     /// Sets whether JIT is enabled for a scope.
-    pub async fn put_jit_enabled(&mut self, scope: &str, enabled: bool, now: Timestamp) -> StoreResult<()> {
+    pub async fn put_jit_enabled(
+        &mut self,
+        scope: &str,
+        enabled: bool,
+        now: Timestamp,
+    ) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO jit_settings (scope, jit_enabled, updated_at) VALUES ($1, $2, $3) \
              ON CONFLICT (scope) DO UPDATE SET jit_enabled = excluded.jit_enabled, updated_at = excluded.updated_at",
@@ -755,14 +764,18 @@ impl Tx {
             .bind(scope)
             .fetch_optional(&mut *self.tx)
             .await?;
-        Ok(row.map(|r| int(&r, "jit_enabled")).transpose()?.is_none_or(|v| v != 0))
+        Ok(row
+            .map(|r| int(&r, "jit_enabled"))
+            .transpose()?
+            .is_none_or(|v| v != 0))
     }
 
     /// Every scope where JIT is turned off.
     pub async fn jit_disabled_scopes(&mut self) -> StoreResult<Vec<String>> {
-        let rows = sqlx::query("SELECT scope FROM jit_settings WHERE jit_enabled = 0 ORDER BY scope")
-            .fetch_all(&mut *self.tx)
-            .await?;
+        let rows =
+            sqlx::query("SELECT scope FROM jit_settings WHERE jit_enabled = 0 ORDER BY scope")
+                .fetch_all(&mut *self.tx)
+                .await?;
         rows.iter().map(|r| text(r, "scope")).collect()
     }
 }

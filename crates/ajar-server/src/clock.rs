@@ -1,0 +1,15 @@
+//! The real clock: the only place ajar reads the system time.
+
+use ajar_core::clock::Clock;
+use jiff::Timestamp;
+
+/// Reads the system clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    #[allow(clippy::disallowed_methods, reason = "the one sanctioned clock read")]
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}

@@ -1,0 +1,240 @@
+//! Machines: the inventory JIT protects, shown as Configured / NotConfigured / Unsupported.
+
+use super::settings::{disabled_at, disabled_scopes};
+use super::{Reply, group_scope, no_content, resource_id, subscription_scope};
+use crate::AppState;
+use crate::auth::Caller;
+use crate::body::RawBody;
+use crate::error::{AppError, AppResult};
+use ajar_api::ErrorCode;
+use ajar_api::wire::{List, Machine, MachineBody, MachineProperties, MachineView};
+use ajar_core::id::{ResourceId, ResourceKind, Scope};
+use ajar_core::machine::machine_state;
+use ajar_core::rbac::actions;
+use ajar_store::MachineRow;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use axum::routing::get;
+use serde::Deserialize;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/subscriptions/{sub}/machines",
+            get(list_subscription_machines),
+        )
+        .route(
+            "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/machines",
+            get(list_group_machines),
+        )
+        .route(
+            "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/machines/{name}",
+            get(get_machine).put(put_machine).delete(delete_machine),
+        )
+}
+
+/// A stored machine in the API's shape, with its JIT state.
+pub fn machine_view(row: &MachineRow, disabled: &[Scope]) -> AppResult<Machine> {
+    let props: MachineProperties = serde_json::from_str(&row.properties).map_err(|e| {
+        tracing::error!(machine = %row.id, error = %e, "stored machine unreadable");
+        AppError::new(ErrorCode::InternalError, "internal error")
+    })?;
+    let scope = Scope::parse(&row.id).unwrap_or(Scope::Root);
+    let state = machine_state(
+        row.policy_id.is_some(),
+        row.enforcement_point.is_some(),
+        disabled_at(&scope, disabled),
+    );
+    let reason = match &state {
+        ajar_core::machine::MachineState::Unsupported(r) => Some(r.clone()),
+        _ => None,
+    };
+    Ok(Machine {
+        id: row.id.clone(),
+        name: row.name.clone(),
+        kind: "machines".to_owned(),
+        properties: MachineView {
+            os: props.os.to_string(),
+            addresses: props.addresses.iter().map(ToString::to_string).collect(),
+            enforcement_point: props.enforcement_point.map(|e| e.to_string()),
+            labels: props.labels,
+            jit_state: state.name().to_owned(),
+            unsupported_reason: reason,
+            jit_policy_id: row.policy_id.clone(),
+        },
+    })
+}
+
+fn machine(sub: &str, rg: &str, name: &str) -> AppResult<ResourceId> {
+    resource_id(sub, rg, ResourceKind::Machine, name)
+}
+
+#[utoipa::path(put, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/machines/{name}", tag = "machines",
+    params(("sub" = String, Path), ("rg" = String, Path), ("name" = String, Path)),
+    request_body = MachineBody,
+    responses((status = 201, body = Machine), (status = 200, body = Machine)))]
+pub async fn put_machine(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((sub, rg, name)): Path<(String, String, String)>,
+    body: RawBody,
+) -> AppResult<Reply<Machine>> {
+    let id = machine(&sub, &rg, &name)?;
+    caller.require(actions::MACHINES_WRITE, &id.scope())?;
+    let body: MachineBody = body.parse()?;
+    body.properties.validate()?;
+    let props = serde_json::to_string(&body.properties)
+        .map_err(|_| AppError::new(ErrorCode::InternalError, "internal error"))?;
+    let mut tx = state.store.write().await?;
+    let created = tx
+        .put_machine(
+            &id.to_string(),
+            id.subscription.as_str(),
+            id.resource_group.as_str(),
+            id.name.as_str(),
+            &props,
+            body.properties
+                .enforcement_point
+                .as_ref()
+                .map(|e| e.as_str()),
+            state.clock.now(),
+        )
+        .await?;
+    let row = tx
+        .machine(&id.to_string())
+        .await?
+        .ok_or_else(|| AppError::not_found(&id))?;
+    let disabled = disabled_scopes(&mut tx).await?;
+    tx.commit().await?;
+    Ok(Reply::created_or_ok(
+        created,
+        machine_view(&row, &disabled)?,
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/machines/{name}", tag = "machines",
+    params(("sub" = String, Path), ("rg" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = Machine)))]
+pub async fn get_machine(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((sub, rg, name)): Path<(String, String, String)>,
+) -> AppResult<Reply<Machine>> {
+    let id = machine(&sub, &rg, &name)?;
+    caller.require(actions::MACHINES_READ, &id.scope())?;
+    let mut tx = state.store.read().await?;
+    let row = tx
+        .machine(&id.to_string())
+        .await?
+        .ok_or_else(|| AppError::not_found(&id))?;
+    let disabled = disabled_scopes(&mut tx).await?;
+    Ok(Reply::ok(machine_view(&row, &disabled)?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/machines/{name}", tag = "machines",
+    params(("sub" = String, Path), ("rg" = String, Path), ("name" = String, Path)),
+    responses((status = 204), (status = 409, body = ajar_api::ErrorBody)))]
+pub async fn delete_machine(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((sub, rg, name)): Path<(String, String, String)>,
+) -> AppResult<Response> {
+    let id = machine(&sub, &rg, &name)?;
+    caller.require(actions::MACHINES_DELETE, &id.scope())?;
+    let mut tx = state.store.write().await?;
+    if let Some(policy) = tx.policy_of_machine(&id.to_string()).await? {
+        return Err(AppError::new(
+            ErrorCode::Conflict,
+            format!("{id} is covered by policy {policy}; remove it from the policy first"),
+        )
+        .at(id.to_string()));
+    }
+    if !tx.delete_machine(&id.to_string()).await? {
+        return Err(AppError::not_found(&id));
+    }
+    tx.commit().await?;
+    Ok(no_content())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct StateFilter {
+    state: Option<String>,
+}
+
+impl StateFilter {
+    fn parse(&self) -> AppResult<Option<&'static str>> {
+        let Some(s) = &self.state else {
+            return Ok(None);
+        };
+        ["Configured", "NotConfigured", "Unsupported"]
+            .into_iter()
+            .find(|n| n.eq_ignore_ascii_case(s))
+            .map(Some)
+            .ok_or_else(|| {
+                AppError::new(
+                    ErrorCode::InvalidParameter,
+                    format!("state {s:?} is not one of Configured, NotConfigured, Unsupported"),
+                )
+                .at("state")
+            })
+    }
+}
+
+async fn list(
+    state: &AppState,
+    caller: &Caller,
+    scope: Scope,
+    filter: StateFilter,
+) -> AppResult<Reply<List<Machine>>> {
+    caller.require_within(actions::MACHINES_READ, &scope)?;
+    let wanted = filter.parse()?;
+    let (Some(sub), rg) = (scope.subscription(), scope.resource_group()) else {
+        return Err(AppError::new(ErrorCode::InvalidParameter, "bad scope"));
+    };
+    let mut tx = state.store.read().await?;
+    let rows = tx.machines(sub.as_str(), rg.map(|r| r.as_str())).await?;
+    let disabled = disabled_scopes(&mut tx).await?;
+    drop(tx);
+    let mut value = Vec::new();
+    for row in &rows {
+        let Ok(s) = Scope::parse(&row.id) else {
+            continue;
+        };
+        if !caller.may(actions::MACHINES_READ, &s) {
+            continue;
+        }
+        let m = machine_view(row, &disabled)?;
+        if wanted.is_none_or(|w| w == m.properties.jit_state) {
+            value.push(m);
+        }
+    }
+    Ok(Reply::ok(List {
+        value,
+        next_link: None,
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/subscriptions/{sub}/machines", tag = "machines",
+    params(("sub" = String, Path), ("state" = Option<String>, Query, description = "Configured, NotConfigured or Unsupported")),
+    responses((status = 200, body = List<Machine>)))]
+pub async fn list_subscription_machines(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(sub): Path<String>,
+    Query(filter): Query<StateFilter>,
+) -> AppResult<Reply<List<Machine>>> {
+    list(&state, &caller, subscription_scope(&sub)?, filter).await
+}
+
+#[utoipa::path(get, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/machines", tag = "machines",
+    params(("sub" = String, Path), ("rg" = String, Path), ("state" = Option<String>, Query)),
+    responses((status = 200, body = List<Machine>)))]
+pub async fn list_group_machines(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((sub, rg)): Path<(String, String)>,
+    Query(filter): Query<StateFilter>,
+) -> AppResult<Reply<List<Machine>>> {
+    list(&state, &caller, group_scope(&sub, &rg)?, filter).await
+}

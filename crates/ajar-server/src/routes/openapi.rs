@@ -1,0 +1,52 @@
+//! The OpenAPI document, generated from the handlers' annotations, at `/api/v1/openapi.json`.
+
+use super::{machines, policies, rbac, requests, settings, tokens};
+use crate::AppState;
+use axum::routing::get;
+use axum::{Json, Router};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/openapi.json", get(openapi_json))
+}
+
+/// Serves the document. It describes the API and holds no secrets, so it needs no token.
+async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// ajar's API description.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "ajar", description = "Just-in-time access: network JIT policies, access requests, tokens and RBAC"),
+    paths(
+        machines::put_machine, machines::get_machine, machines::delete_machine,
+        machines::list_subscription_machines, machines::list_group_machines,
+        policies::put_policy, policies::get_policy, policies::delete_policy,
+        policies::list_subscription_policies, policies::list_group_policies, policies::enable_jit,
+        requests::initiate, requests::list_policy_requests, requests::list_machine_requests,
+        requests::get_request, requests::revoke_request, requests::list_grants,
+        settings::get_subscription_settings, settings::put_subscription_settings,
+        settings::get_group_settings, settings::put_group_settings,
+        tokens::create_token, tokens::list_tokens, tokens::delete_token,
+        rbac::list_roles, rbac::get_role, rbac::put_role, rbac::delete_role,
+        rbac::list_assignments, rbac::get_assignment, rbac::put_assignment, rbac::delete_assignment,
+    ),
+    components(schemas(ajar_api::ErrorBody, ajar_api::ApiError, ajar_api::ErrorCode)),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+)]
+pub struct ApiDoc;

@@ -1,0 +1,367 @@
+//! JIT network access policies: which ports of which machines may be opened, from where, for how
+//! long. A PUT names the whole policy; "enable JIT" adds one machine without touching others.
+
+use super::settings::{disabled_at, disabled_scopes};
+use super::{Reply, check_preconditions, group_scope, no_content, resource_id, subscription_scope};
+use crate::AppState;
+use crate::auth::Caller;
+use crate::body::RawBody;
+use crate::error::{AppError, AppResult};
+use ajar_api::ErrorCode;
+use ajar_api::wire::{EnableJitBody, List, Policy, PolicyBody, PolicyView, policy_properties};
+use ajar_core::FieldError;
+use ajar_core::id::{Name, ResourceId, ResourceKind, Scope};
+use ajar_core::policy::{MachineRules, PolicyRules, PortRule};
+use ajar_core::rbac::actions;
+use ajar_core::request::StatusReason;
+use ajar_store::{PolicyRow, Tx};
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::{get, post};
+use jiff::Timestamp;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/subscriptions/{sub}/jitNetworkAccessPolicies",
+            get(list_subscription_policies),
+        )
+        .route(
+            "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/jitNetworkAccessPolicies",
+            get(list_group_policies),
+        )
+        .route(
+            "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/jitNetworkAccessPolicies/{name}",
+            get(get_policy).put(put_policy).delete(delete_policy),
+        )
+        .route(
+            "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/machines/{name}/enableJit",
+            post(enable_jit),
+        )
+}
+
+/// The policy's rules as stored.
+pub fn stored_rules(row: &PolicyRow) -> AppResult<PolicyRules> {
+    serde_json::from_str(&row.rules).map_err(|e| {
+        tracing::error!(policy = %row.id, error = %e, "stored policy unreadable");
+        AppError::new(ErrorCode::InternalError, "internal error")
+    })
+}
+
+/// A stored policy in the API's shape.
+pub fn policy_view(row: &PolicyRow) -> AppResult<Policy> {
+    let props = policy_properties(&stored_rules(row)?);
+    Ok(Policy {
+        id: row.id.clone(),
+        name: row.name.clone(),
+        kind_of_resource: "jitNetworkAccessPolicies".to_owned(),
+        kind: "Basic".to_owned(),
+        etag: row.etag.clone(),
+        properties: PolicyView {
+            virtual_machines: props.virtual_machines,
+            provisioning_state: "Succeeded".to_owned(),
+        },
+    })
+}
+
+fn new_etag() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Fails with 409 when JIT is turned off at or above `scope`.
+pub async fn ensure_jit_enabled(tx: &mut Tx, scope: &Scope) -> AppResult<()> {
+    let disabled = disabled_scopes(tx).await?;
+    if let Some(at) = disabled_at(scope, &disabled) {
+        return Err(AppError::new(
+            ErrorCode::Conflict,
+            format!("JIT is disabled for scope {at}"),
+        )
+        .at(at.to_string()));
+    }
+    Ok(())
+}
+
+/// Validates and stores a policy inside `tx`. Machines must exist and not belong to another
+/// policy. Open ports the new rules no longer allow are closed as `PolicyChanged`.
+/// Returns whether the policy was created, and the stored row.
+async fn write_policy(
+    tx: &mut Tx,
+    id: &ResourceId,
+    rules: &PolicyRules,
+    now: Timestamp,
+) -> AppResult<(bool, PolicyRow)> {
+    rules.validate(id)?;
+    ensure_jit_enabled(tx, &id.resource_group_scope()).await?;
+    let policy_id = id.to_string();
+    for (i, m) in rules.machines.iter().enumerate() {
+        let target = format!("properties.virtualMachines[{i}].id");
+        let machine_id = m.machine.to_string();
+        if tx.machine(&machine_id).await?.is_none() {
+            return Err(FieldError::not_found(
+                target,
+                format!("machine {machine_id} does not exist"),
+            )
+            .into());
+        }
+        if let Some(other) = tx.policy_of_machine(&machine_id).await?
+            && other != policy_id
+        {
+            return Err(FieldError::conflict(
+                target,
+                format!("machine {machine_id} is already covered by policy {other}"),
+            )
+            .into());
+        }
+    }
+    for port in tx.open_ports_of_policy(&policy_id).await? {
+        let still_allowed = ResourceId::parse(&port.machine_id)
+            .ok()
+            .and_then(|m| rules.machine(&m).cloned())
+            .is_some_and(|m| {
+                m.ports.iter().any(|r| {
+                    r.number.get() == port.number
+                        && r.protocol.as_str() == port.protocol
+                        && port.sources.iter().all(|s| {
+                            ajar_core::net::SourcePrefix::parse(s)
+                                .is_ok_and(|s| r.allows_source(&s))
+                        })
+                })
+            });
+        if !still_allowed {
+            tx.close_port(&port.request_id, port.seq, StatusReason::PolicyChanged, now)
+                .await?;
+        }
+    }
+    let rules_json = serde_json::to_string(rules)
+        .map_err(|_| AppError::new(ErrorCode::InternalError, "internal error"))?;
+    let machine_ids: Vec<String> = rules
+        .machines
+        .iter()
+        .map(|m| m.machine.to_string())
+        .collect();
+    let etag = new_etag();
+    let created = tx
+        .put_policy(
+            &policy_id,
+            id.subscription.as_str(),
+            id.resource_group.as_str(),
+            id.name.as_str(),
+            &rules_json,
+            &machine_ids,
+            &etag,
+            now,
+        )
+        .await?;
+    Ok((
+        created,
+        PolicyRow {
+            id: policy_id,
+            name: id.name.to_string(),
+            rules: rules_json,
+            etag,
+        },
+    ))
+}
+
+fn policy_id(sub: &str, rg: &str, name: &str) -> AppResult<ResourceId> {
+    resource_id(sub, rg, ResourceKind::JitNetworkAccessPolicy, name)
+}
+
+#[utoipa::path(put, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/jitNetworkAccessPolicies/{name}",
+    tag = "policies",
+    params(("sub" = String, Path), ("rg" = String, Path), ("name" = String, Path),
+           ("If-Match" = Option<String>, Header, description = "ETag the caller last saw")),
+    request_body = PolicyBody,
+    responses((status = 201, body = Policy), (status = 200, body = Policy), (status = 412, body = ajar_api::ErrorBody)))]
+pub async fn put_policy(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((sub, rg, name)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: RawBody,
+) -> AppResult<Reply<Policy>> {
+    let id = policy_id(&sub, &rg, &name)?;
+    caller.require(actions::POLICIES_WRITE, &id.scope())?;
+    let body: PolicyBody = body.parse()?;
+    let rules = body.to_domain()?;
+    let mut tx = state.store.write().await?;
+    let current = tx.policy(&id.to_string()).await?;
+    check_preconditions(&headers, current.as_ref().map(|p| p.etag.as_str()))?;
+    let (created, row) = write_policy(&mut tx, &id, &rules, state.clock.now()).await?;
+    tx.commit().await?;
+    Ok(Reply::created_or_ok(created, policy_view(&row)?).with_etag(&row.etag))
+}
+
+#[utoipa::path(get, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/jitNetworkAccessPolicies/{name}",
+    tag = "policies",
+    params(("sub" = String, Path), ("rg" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = Policy)))]
+pub async fn get_policy(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((sub, rg, name)): Path<(String, String, String)>,
+) -> AppResult<Reply<Policy>> {
+    let id = policy_id(&sub, &rg, &name)?;
+    caller.require(actions::POLICIES_READ, &id.scope())?;
+    let mut tx = state.store.read().await?;
+    let row = tx
+        .policy(&id.to_string())
+        .await?
+        .ok_or_else(|| AppError::not_found(&id))?;
+    Ok(Reply::ok(policy_view(&row)?).with_etag(&row.etag))
+}
+
+#[utoipa::path(delete, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/jitNetworkAccessPolicies/{name}",
+    tag = "policies",
+    params(("sub" = String, Path), ("rg" = String, Path), ("name" = String, Path)),
+    responses((status = 204)))]
+pub async fn delete_policy(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((sub, rg, name)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> AppResult<Response> {
+    let id = policy_id(&sub, &rg, &name)?;
+    caller.require(actions::POLICIES_DELETE, &id.scope())?;
+    let now = state.clock.now();
+    let mut tx = state.store.write().await?;
+    let current = tx
+        .policy(&id.to_string())
+        .await?
+        .ok_or_else(|| AppError::not_found(&id))?;
+    check_preconditions(&headers, Some(&current.etag))?;
+    for port in tx.open_ports_of_policy(&current.id).await? {
+        tx.close_port(&port.request_id, port.seq, StatusReason::PolicyChanged, now)
+            .await?;
+    }
+    tx.delete_policy(&current.id).await?;
+    tx.commit().await?;
+    Ok(no_content())
+}
+
+async fn list(state: &AppState, caller: &Caller, scope: Scope) -> AppResult<Reply<List<Policy>>> {
+    caller.require_within(actions::POLICIES_READ, &scope)?;
+    let (Some(sub), rg) = (scope.subscription(), scope.resource_group()) else {
+        return Err(AppError::new(ErrorCode::InvalidParameter, "bad scope"));
+    };
+    let mut tx = state.store.read().await?;
+    let rows = tx.policies(sub.as_str(), rg.map(|r| r.as_str())).await?;
+    drop(tx);
+    let mut value = Vec::new();
+    for row in &rows {
+        let Ok(s) = Scope::parse(&row.id) else {
+            continue;
+        };
+        if caller.may(actions::POLICIES_READ, &s) {
+            value.push(policy_view(row)?);
+        }
+    }
+    Ok(Reply::ok(List {
+        value,
+        next_link: None,
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/subscriptions/{sub}/jitNetworkAccessPolicies", tag = "policies",
+    params(("sub" = String, Path)), responses((status = 200, body = List<Policy>)))]
+pub async fn list_subscription_policies(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(sub): Path<String>,
+) -> AppResult<Reply<List<Policy>>> {
+    list(&state, &caller, subscription_scope(&sub)?).await
+}
+
+#[utoipa::path(get, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/jitNetworkAccessPolicies",
+    tag = "policies",
+    params(("sub" = String, Path), ("rg" = String, Path)), responses((status = 200, body = List<Policy>)))]
+pub async fn list_group_policies(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((sub, rg)): Path<(String, String)>,
+) -> AppResult<Reply<List<Policy>>> {
+    list(&state, &caller, group_scope(&sub, &rg)?).await
+}
+
+/// Name of the policy "enable JIT" adds machines to unless told otherwise.
+pub const DEFAULT_POLICY: &str = "default";
+
+#[utoipa::path(post, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/machines/{name}/enableJit",
+    tag = "policies",
+    params(("sub" = String, Path), ("rg" = String, Path), ("name" = String, Path)),
+    request_body(content = Option<EnableJitBody>, description = "optional: policy name and ports; default: the OS's port, PT3H, any source"),
+    responses((status = 201, body = Policy), (status = 200, body = Policy)))]
+pub async fn enable_jit(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((sub, rg, name)): Path<(String, String, String)>,
+    body: RawBody,
+) -> AppResult<Reply<Policy>> {
+    let machine = resource_id(&sub, &rg, ResourceKind::Machine, &name)?;
+    let body: EnableJitBody = body.parse_or_default()?;
+    let policy_name = match body.policy {
+        Some(n) => n,
+        None => Name::parse(DEFAULT_POLICY)?,
+    };
+    let id = machine.sibling(ResourceKind::JitNetworkAccessPolicy, policy_name);
+    caller.require(actions::POLICIES_WRITE, &id.scope())?;
+    let mut tx = state.store.write().await?;
+    let Some(row) = tx.machine(&machine.to_string()).await? else {
+        return Err(AppError::not_found(&machine));
+    };
+    let current = tx.policy(&id.to_string()).await?;
+    if let Some(existing) = &row.policy_id {
+        if *existing == id.to_string()
+            && let Some(current) = current
+        {
+            // Already enabled under this policy: nothing to change.
+            return Ok(Reply::ok(policy_view(&current)?).with_etag(&current.etag));
+        }
+        return Err(AppError::new(
+            ErrorCode::Conflict,
+            format!("{machine} is already covered by policy {existing}"),
+        )
+        .at(machine.to_string()));
+    }
+    let ports = match body.ports {
+        Some(ports) => {
+            let wrapped = PolicyBody {
+                kind: None,
+                properties: ajar_api::wire::PolicyProperties {
+                    virtual_machines: vec![ajar_api::wire::PolicyMachine {
+                        id: machine.clone(),
+                        ports,
+                    }],
+                },
+            };
+            let rules = wrapped.to_domain().map_err(|mut e| {
+                e.target = e.target.replacen("properties.virtualMachines[0].", "", 1);
+                AppError::from(e)
+            })?;
+            rules
+                .machines
+                .into_iter()
+                .next()
+                .map(|m| m.ports)
+                .unwrap_or_default()
+        }
+        None => {
+            let props: ajar_api::wire::MachineProperties = serde_json::from_str(&row.properties)
+                .map_err(|_| AppError::new(ErrorCode::InternalError, "internal error"))?;
+            vec![PortRule::default_for(props.os)]
+        }
+    };
+    let mut rules = match &current {
+        Some(p) => stored_rules(p)?,
+        None => PolicyRules { machines: vec![] },
+    };
+    rules.machines.push(MachineRules {
+        machine: machine.clone(),
+        ports,
+    });
+    let (_, stored) = write_policy(&mut tx, &id, &rules, state.clock.now()).await?;
+    tx.commit().await?;
+    Ok(Reply::created_or_ok(current.is_none(), policy_view(&stored)?).with_etag(&stored.etag))
+}

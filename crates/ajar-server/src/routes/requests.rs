@@ -1,0 +1,397 @@
+//! Network access requests: initiate under a policy, list history per policy and per machine,
+//! read one, revoke one; and the grants (open ports) of a machine.
+//!
+//! Object-level rule: besides `ajar.jit/requests/read` and `ajar.jit/requests/revoke/action`,
+//! a requester may read and revoke their own requests while they still hold
+//! `ajar.jit/policies/initiate/action` at the policy's scope.
+
+use super::policies::{ensure_jit_enabled, stored_rules};
+use super::{Reply, page_size, resource_id, ts};
+use crate::AppState;
+use crate::auth::Caller;
+use crate::body::RawBody;
+use crate::error::{AppError, AppResult};
+use ajar_api::ErrorCode;
+use ajar_api::wire::{
+    AccessRequest, AccessRequestMachine, AccessRequestPort, Grant, InitiateBody, List,
+};
+use ajar_core::id::{ResourceId, ResourceKind};
+use ajar_core::net::SourcePrefix;
+use ajar_core::rbac::actions;
+use ajar_core::request::{PortState, StatusReason, plan_initiate};
+use ajar_store::{Cursor, PortRow, RequestFilter, RequestRow, RequestsOn};
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+pub fn router() -> Router<AppState> {
+    let policy = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/jitNetworkAccessPolicies/{name}";
+    let machine = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/machines/{name}";
+    Router::new()
+        .route(&format!("{policy}/initiate"), post(initiate))
+        .route(&format!("{policy}/requests"), get(list_policy_requests))
+        .route(&format!("{policy}/requests/{{id}}"), get(get_request))
+        .route(
+            &format!("{policy}/requests/{{id}}/revoke"),
+            post(revoke_request),
+        )
+        .route(&format!("{machine}/requests"), get(list_machine_requests))
+        .route(&format!("{machine}/grants"), get(list_grants))
+}
+
+/// A stored request in the API's shape, ports grouped by machine in request order.
+pub fn request_view(req: &RequestRow, ports: &[PortRow]) -> AccessRequest {
+    let mut machines: Vec<AccessRequestMachine> = Vec::new();
+    for p in ports {
+        let port = AccessRequestPort {
+            number: p.number,
+            protocol: p.protocol.clone(),
+            allowed_source_address_prefix: None,
+            allowed_source_address_prefixes: None,
+            end_time_utc: ts(p.end_time),
+            status: p.status.as_str().to_owned(),
+            status_reason: p.status_reason.as_str().to_owned(),
+            mapped_port: None,
+        };
+        let sources: Vec<SourcePrefix> = p
+            .sources
+            .iter()
+            .filter_map(|s| SourcePrefix::parse(s).ok())
+            .collect();
+        let port = port.with_sources(&sources);
+        match machines.iter_mut().find(|m| m.id == p.machine_id) {
+            Some(m) => m.ports.push(port),
+            None => machines.push(AccessRequestMachine {
+                id: p.machine_id.clone(),
+                ports: vec![port],
+            }),
+        }
+    }
+    AccessRequest {
+        id: req.id.clone(),
+        policy_id: req.policy_id.clone(),
+        requestor: req.requestor.clone(),
+        start_time_utc: ts(req.created_at),
+        justification: req.justification.clone(),
+        virtual_machines: machines,
+    }
+}
+
+fn policy_id(sub: &str, rg: &str, name: &str) -> AppResult<ResourceId> {
+    resource_id(sub, rg, ResourceKind::JitNetworkAccessPolicy, name)
+}
+
+#[utoipa::path(post, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/jitNetworkAccessPolicies/{name}/initiate",
+    tag = "requests",
+    params(("sub" = String, Path), ("rg" = String, Path), ("name" = String, Path)),
+    request_body = InitiateBody,
+    responses((status = 202, body = AccessRequest), (status = 400, body = ajar_api::ErrorBody)))]
+pub async fn initiate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((sub, rg, name)): Path<(String, String, String)>,
+    body: RawBody,
+) -> AppResult<Reply<AccessRequest>> {
+    let id = policy_id(&sub, &rg, &name)?;
+    caller.require(actions::POLICIES_INITIATE, &id.scope())?;
+    let body: InitiateBody = body.parse()?;
+    let requested = body.to_domain()?;
+    let mut tx = state.store.write().await?;
+    let policy = tx
+        .policy(&id.to_string())
+        .await?
+        .ok_or_else(|| AppError::not_found(&id))?;
+    ensure_jit_enabled(&mut tx, &id.resource_group_scope()).await?;
+    let now = state.clock.now();
+    let planned = plan_initiate(&stored_rules(&policy)?, &requested, now, caller.address)?;
+    let request = RequestRow {
+        id: uuid::Uuid::new_v4().to_string(),
+        policy_id: policy.id.clone(),
+        requestor: caller.principal.clone(),
+        justification: body.justification.clone(),
+        source_address: caller.address.map(|a| a.to_string()),
+        created_at: now,
+    };
+    let ports: Vec<PortRow> = planned
+        .iter()
+        .enumerate()
+        .map(|(seq, p)| PortRow {
+            request_id: request.id.clone(),
+            seq: seq as i64,
+            machine_id: p.machine.to_string(),
+            number: p.number.get(),
+            protocol: p.protocol.as_str().to_owned(),
+            sources: p.sources.iter().map(ToString::to_string).collect(),
+            supersede_key: p.supersede_key(),
+            end_time: p.end,
+            status: PortState::INITIATED.status,
+            status_reason: PortState::INITIATED.reason,
+        })
+        .collect();
+    tx.insert_request(&request, &ports).await?;
+    for p in &ports {
+        tx.supersede(&p.supersede_key, &request.id, now).await?;
+    }
+    tx.commit().await?;
+    state.scheduler_wake.notify_one();
+    Ok(Reply::accepted(request_view(&request, &ports)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PageQuery {
+    top: Option<String>,
+    #[serde(rename = "skipToken")]
+    skip_token: Option<String>,
+}
+
+impl PageQuery {
+    fn parse(&self) -> AppResult<(u32, Option<Cursor>)> {
+        let top = match &self.top {
+            None => None,
+            Some(t) => Some(t.parse::<u32>().map_err(|_| {
+                AppError::new(ErrorCode::InvalidParameter, "top must be a whole number").at("top")
+            })?),
+        };
+        let cursor = match &self.skip_token {
+            None => None,
+            Some(t) => Some(
+                t.split_once('.')
+                    .and_then(|(at, id)| {
+                        Some(Cursor {
+                            created_at: at.parse().ok()?,
+                            id: id.to_owned(),
+                        })
+                    })
+                    .ok_or_else(|| {
+                        AppError::new(ErrorCode::InvalidParameter, "skipToken is not valid")
+                            .at("skipToken")
+                    })?,
+            ),
+        };
+        Ok((page_size(top)?, cursor))
+    }
+}
+
+/// Lists a page of requests; `base` is the list's own path, for `nextLink`.
+async fn list_requests(
+    state: &AppState,
+    on: RequestsOn<'_>,
+    requestor: Option<&str>,
+    query: &PageQuery,
+    base: &str,
+) -> AppResult<Reply<List<AccessRequest>>> {
+    let (top, cursor) = query.parse()?;
+    let mut tx = state.store.read().await?;
+    let rows = tx
+        .requests(RequestFilter { on, requestor }, cursor.as_ref(), top + 1)
+        .await?;
+    drop(tx);
+    let more = rows.len() > top as usize;
+    let value: Vec<AccessRequest> = rows
+        .iter()
+        .take(top as usize)
+        .map(|(r, p)| request_view(r, p))
+        .collect();
+    let next_link = if more {
+        rows.get(top as usize - 1).map(|(last, _)| {
+            format!(
+                "{base}?top={top}&skipToken={}.{}",
+                ajar_store::to_db(last.created_at),
+                last.id
+            )
+        })
+    } else {
+        None
+    };
+    Ok(Reply::ok(List { value, next_link }))
+}
+
+#[utoipa::path(get, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/jitNetworkAccessPolicies/{name}/requests",
+    tag = "requests",
+    params(("sub" = String, Path), ("rg" = String, Path), ("name" = String, Path),
+           ("top" = Option<u32>, Query), ("skipToken" = Option<String>, Query)),
+    responses((status = 200, body = List<AccessRequest>)))]
+pub async fn list_policy_requests(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((sub, rg, name)): Path<(String, String, String)>,
+    Query(query): Query<PageQuery>,
+) -> AppResult<Reply<List<AccessRequest>>> {
+    let id = policy_id(&sub, &rg, &name)?;
+    let scope = id.scope();
+    let only_own = if caller.may(actions::REQUESTS_READ, &scope) {
+        None
+    } else {
+        caller
+            .require(actions::POLICIES_INITIATE, &scope)
+            .map_err(|_| AppError::forbidden(&caller.principal, actions::REQUESTS_READ, &scope))?;
+        Some(caller.principal.as_str())
+    };
+    let id_text = id.to_string();
+    let base = format!("/api/v1{id_text}/requests");
+    list_requests(
+        &state,
+        RequestsOn::Policy(&id_text),
+        only_own,
+        &query,
+        &base,
+    )
+    .await
+}
+
+#[utoipa::path(get, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/machines/{name}/requests",
+    tag = "requests",
+    params(("sub" = String, Path), ("rg" = String, Path), ("name" = String, Path),
+           ("top" = Option<u32>, Query), ("skipToken" = Option<String>, Query)),
+    responses((status = 200, body = List<AccessRequest>)))]
+pub async fn list_machine_requests(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((sub, rg, name)): Path<(String, String, String)>,
+    Query(query): Query<PageQuery>,
+) -> AppResult<Reply<List<AccessRequest>>> {
+    let id = resource_id(&sub, &rg, ResourceKind::Machine, &name)?;
+    let scope = id.scope();
+    let only_own = if caller.may(actions::REQUESTS_READ, &scope) {
+        None
+    } else if caller
+        .permissions
+        .allows_within(actions::POLICIES_INITIATE, &id.resource_group_scope())
+    {
+        Some(caller.principal.as_str())
+    } else {
+        return Err(AppError::forbidden(
+            &caller.principal,
+            actions::REQUESTS_READ,
+            &scope,
+        ));
+    };
+    let id_text = id.to_string();
+    let base = format!("/api/v1{id_text}/requests");
+    list_requests(
+        &state,
+        RequestsOn::Machine(&id_text),
+        only_own,
+        &query,
+        &base,
+    )
+    .await
+}
+
+/// Loads a request of a policy and checks the caller may act on it: `action` at the policy's
+/// scope, or it is the caller's own request and they may still initiate there.
+async fn load_authorized(
+    caller: &Caller,
+    policy: &ResourceId,
+    request_id: &str,
+    action: &str,
+    tx: &mut ajar_store::Tx,
+) -> AppResult<(RequestRow, Vec<PortRow>)> {
+    let scope = policy.scope();
+    let privileged = caller.may(action, &scope);
+    let may_own = caller.may(actions::POLICIES_INITIATE, &scope);
+    if !privileged && !may_own {
+        return Err(AppError::forbidden(&caller.principal, action, &scope));
+    }
+    let found = tx
+        .request(request_id)
+        .await?
+        .filter(|(r, _)| r.policy_id == policy.to_string());
+    let Some((req, ports)) = found else {
+        return Err(AppError::not_found(format!("request {request_id}")));
+    };
+    if !privileged && req.requestor != caller.principal {
+        return Err(AppError::forbidden(&caller.principal, action, &scope));
+    }
+    Ok((req, ports))
+}
+
+#[utoipa::path(get, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/jitNetworkAccessPolicies/{name}/requests/{id}",
+    tag = "requests",
+    params(("sub" = String, Path), ("rg" = String, Path), ("name" = String, Path), ("id" = String, Path)),
+    responses((status = 200, body = AccessRequest)))]
+pub async fn get_request(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((sub, rg, name, request_id)): Path<(String, String, String, String)>,
+) -> AppResult<Reply<AccessRequest>> {
+    let policy = policy_id(&sub, &rg, &name)?;
+    let mut tx = state.store.read().await?;
+    let (req, ports) = load_authorized(
+        &caller,
+        &policy,
+        &request_id,
+        actions::REQUESTS_READ,
+        &mut tx,
+    )
+    .await?;
+    Ok(Reply::ok(request_view(&req, &ports)))
+}
+
+#[utoipa::path(post, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/jitNetworkAccessPolicies/{name}/requests/{id}/revoke",
+    tag = "requests",
+    params(("sub" = String, Path), ("rg" = String, Path), ("name" = String, Path), ("id" = String, Path)),
+    responses((status = 200, body = AccessRequest)))]
+pub async fn revoke_request(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((sub, rg, name, request_id)): Path<(String, String, String, String)>,
+) -> AppResult<Reply<AccessRequest>> {
+    let policy = policy_id(&sub, &rg, &name)?;
+    let now = state.clock.now();
+    let mut tx = state.store.write().await?;
+    let (req, ports) = load_authorized(
+        &caller,
+        &policy,
+        &request_id,
+        actions::REQUESTS_REVOKE,
+        &mut tx,
+    )
+    .await?;
+    for p in &ports {
+        tx.close_port(&p.request_id, p.seq, StatusReason::UserRequested, now)
+            .await?;
+    }
+    let (req, ports) = tx
+        .request(&req.id)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("request {request_id}")))?;
+    tx.commit().await?;
+    Ok(Reply::ok(request_view(&req, &ports)))
+}
+
+#[utoipa::path(get, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/machines/{name}/grants",
+    tag = "requests",
+    params(("sub" = String, Path), ("rg" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = List<Grant>)))]
+pub async fn list_grants(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((sub, rg, name)): Path<(String, String, String)>,
+) -> AppResult<Reply<List<Grant>>> {
+    let id = resource_id(&sub, &rg, ResourceKind::Machine, &name)?;
+    caller.require(actions::REQUESTS_READ, &id.scope())?;
+    let mut tx = state.store.read().await?;
+    if tx.machine(&id.to_string()).await?.is_none() {
+        return Err(AppError::not_found(&id));
+    }
+    let rows = tx.grants(&id.to_string(), state.clock.now()).await?;
+    let value = rows
+        .into_iter()
+        .map(|g| Grant {
+            request_id: g.port.request_id,
+            machine_id: g.port.machine_id,
+            number: g.port.number,
+            protocol: g.port.protocol,
+            source_address_prefixes: g.port.sources,
+            requestor: g.requestor,
+            start_time_utc: ts(g.created_at),
+            end_time_utc: ts(g.port.end_time),
+        })
+        .collect();
+    Ok(Reply::ok(List {
+        value,
+        next_link: None,
+    }))
+}

@@ -1,0 +1,131 @@
+//! API tokens. The secret is shown once, at creation, and stored only as a hash.
+//!
+//! Anyone authenticated may create, list and revoke tokens for themselves; doing so for other
+//! principals needs `ajar.tokens/write` (create, revoke) or `ajar.tokens/read` (list) at `/`.
+
+use super::{Reply, no_content, ts};
+use crate::AppState;
+use crate::auth::{Caller, new_token};
+use crate::body::RawBody;
+use crate::error::{AppError, AppResult};
+use ajar_api::ErrorCode;
+use ajar_api::wire::{List, Token, TokenCreate};
+use ajar_core::id::Scope;
+use ajar_core::rbac::actions;
+use ajar_store::TokenRow;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use axum::routing::{delete, get};
+use serde::Deserialize;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/tokens", get(list_tokens).post(create_token))
+        .route("/api/v1/tokens/{id}", delete(delete_token))
+}
+
+fn view(t: TokenRow, secret: Option<String>) -> Token {
+    Token {
+        id: t.id,
+        token: secret,
+        principal: t.principal,
+        description: t.description,
+        created_by: t.created_by,
+        created_at: ts(t.created_at),
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = TokenCreate,
+    responses((status = 201, body = Token, description = "the secret is in `token`, shown only here")))]
+pub async fn create_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: RawBody,
+) -> AppResult<Reply<Token>> {
+    let body: TokenCreate = body.parse()?;
+    if body.principal.as_str() != caller.principal {
+        caller.require(actions::TOKENS_WRITE, &Scope::Root)?;
+    }
+    if body
+        .description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > 256)
+    {
+        return Err(AppError::new(
+            ErrorCode::ValidationFailed,
+            "description is longer than 256 characters",
+        )
+        .at("description"));
+    }
+    let (secret, hash) = new_token()?;
+    let row = TokenRow {
+        id: uuid::Uuid::new_v4().to_string(),
+        principal: body.principal.to_string(),
+        description: body.description,
+        created_by: caller.principal.clone(),
+        created_at: state.clock.now(),
+    };
+    let mut tx = state.store.write().await?;
+    tx.insert_token(&row, &hash).await?;
+    tx.commit().await?;
+    tracing::info!(token = %row.id, principal = %row.principal, by = %caller.principal, "token created");
+    Ok(Reply::created_or_ok(true, view(row, Some(secret))))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TokenQuery {
+    principal: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",
+    params(("principal" = Option<String>, Query)),
+    responses((status = 200, body = List<Token>)))]
+pub async fn list_tokens(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<TokenQuery>,
+) -> AppResult<Reply<List<Token>>> {
+    let principal = if caller.may(actions::TOKENS_READ, &Scope::Root) {
+        query.principal
+    } else {
+        if query
+            .principal
+            .as_ref()
+            .is_some_and(|p| *p != caller.principal)
+        {
+            return Err(AppError::forbidden(
+                &caller.principal,
+                actions::TOKENS_READ,
+                &Scope::Root,
+            ));
+        }
+        Some(caller.principal.clone())
+    };
+    let mut tx = state.store.read().await?;
+    let rows = tx.tokens(principal.as_deref()).await?;
+    Ok(Reply::ok(List {
+        value: rows.into_iter().map(|t| view(t, None)).collect(),
+        next_link: None,
+    }))
+}
+
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens",
+    params(("id" = String, Path)), responses((status = 204)))]
+pub async fn delete_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let mut tx = state.store.write().await?;
+    let Some(row) = tx.token(&id).await? else {
+        return Err(AppError::not_found(format!("token {id}")));
+    };
+    if row.principal != caller.principal {
+        caller.require(actions::TOKENS_WRITE, &Scope::Root)?;
+    }
+    tx.delete_token(&id).await?;
+    tx.commit().await?;
+    tracing::info!(token = %id, by = %caller.principal, "token revoked");
+    Ok(no_content())
+}

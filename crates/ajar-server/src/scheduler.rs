@@ -1,0 +1,60 @@
+//! The scheduler: closes ports whose end time has passed. Its state is the end times in the
+//! store, so after a restart it catches up on everything that fell due while ajar was down.
+
+use crate::AppState;
+use ajar_store::StoreResult;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Longest the scheduler sleeps between passes, so a changed clock or a missed wake-up costs
+/// at most this much lag.
+pub const MAX_NAP: Duration = Duration::from_secs(1);
+
+/// Runs one pass: every port due at the clock's current instant is closed as `Expired`.
+/// Returns how many ports were closed. Safe to run concurrently: each port is closed once.
+pub async fn run_due(state: &AppState) -> StoreResult<u64> {
+    let now = state.clock.now();
+    let mut tx = state.store.write().await?;
+    let n = tx.expire_due(now).await?;
+    tx.commit().await?;
+    if n > 0 {
+        tracing::info!(expired = n, "closed ports whose window ended");
+    }
+    Ok(n)
+}
+
+/// Runs passes until `stop` turns true: one at once (catch-up), then whenever the next end
+/// time comes, something wakes it, or [`MAX_NAP`] passes.
+pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
+    loop {
+        if let Err(e) = run_due(&state).await {
+            tracing::warn!(error = %e, "scheduler pass failed; retrying");
+        }
+        let nap = match next_nap(&state).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "scheduler cannot read the next due time");
+                MAX_NAP
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(nap) => {}
+            _ = state.scheduler_wake.notified() => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+    }
+}
+
+async fn next_nap(state: &AppState) -> StoreResult<Duration> {
+    let mut tx = state.store.read().await?;
+    let due = tx.next_due().await?;
+    drop(tx);
+    let Some(due) = due else { return Ok(MAX_NAP) };
+    let wait = due.duration_since(state.clock.now());
+    Ok(Duration::try_from(wait)
+        .unwrap_or(Duration::ZERO)
+        .min(MAX_NAP))
+}

@@ -1,0 +1,580 @@
+//! The lifecycle of policies, requests and grants, with time moved by the manual clock.
+
+use crate::*;
+use ajar_testkit::TestApp;
+use jiff::SignedDuration;
+use reqwest::Method;
+use serde_json::json;
+
+fn port_of(r: &RawResponse, machine: usize, port: usize) -> &serde_json::Value {
+    &r.body["virtualMachines"][machine]["ports"][port]
+}
+
+#[tokio::test]
+async fn initiate_opens_a_port_until_it_expires() {
+    let app = TestApp::spawn().await;
+    setup(&app).await;
+    let end = app
+        .now()
+        .checked_add(SignedDuration::from_hours(2))
+        .unwrap();
+    let r = initiate(&app.admin, POLICY, json!({"number":22,"endTimeUtc":end.to_string(),"allowedSourceAddressPrefix":"203.0.113.7"})).await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    assert_eq!(r.body["requestor"], "admin");
+    assert_eq!(r.body["justification"], "debugging");
+    assert_eq!(r.body["startTimeUtc"], app.now().to_string());
+    let p = port_of(&r, 0, 0);
+    assert_eq!(
+        (
+            p["number"].as_u64(),
+            p["status"].as_str(),
+            p["statusReason"].as_str()
+        ),
+        (Some(22), Some("Initiated"), Some("UserRequested"))
+    );
+    assert_eq!(p["allowedSourceAddressPrefix"], "203.0.113.7");
+    assert_eq!(p["endTimeUtc"], end.to_string());
+
+    let grants = app.admin.grants(VM).await.unwrap().value;
+    assert_eq!(grants.len(), 1);
+    assert_eq!(
+        (grants[0].number, grants[0].source_address_prefixes.clone()),
+        (22, vec!["203.0.113.7".to_owned()])
+    );
+    assert_eq!(grants[0].end_time_utc, end.to_string());
+
+    // One second before the end: still open, and the scheduler closes nothing.
+    app.advance(SignedDuration::from_hours(2) - SignedDuration::from_secs(1));
+    assert_eq!(app.tick().await, 0);
+    assert_eq!(app.admin.grants(VM).await.unwrap().value.len(), 1);
+    // At the end: closed as Expired, exactly once.
+    app.advance(SignedDuration::from_secs(1));
+    assert!(
+        app.admin.grants(VM).await.unwrap().value.is_empty(),
+        "grants are closed at the end even before the scheduler runs"
+    );
+    assert_eq!(app.tick().await, 1);
+    assert_eq!(app.tick().await, 0);
+    let id = r.body["id"].as_str().unwrap();
+    let got = call(
+        &app.admin,
+        Method::GET,
+        &format!("/api/v1{POLICY}/requests/{id}"),
+        None,
+    )
+    .await;
+    let p = port_of(&got, 0, 0);
+    assert_eq!(
+        (p["status"].as_str(), p["statusReason"].as_str()),
+        (Some("Revoked"), Some("Expired"))
+    );
+    // History is kept after expiry, per policy and per machine.
+    for path in [
+        format!("/api/v1{POLICY}/requests"),
+        format!("/api/v1{VM}/requests"),
+    ] {
+        let list = call(&app.admin, Method::GET, &path, None).await;
+        assert_eq!(list.body["value"].as_array().unwrap().len(), 1, "{path}");
+        assert_eq!(list.body["value"][0]["id"], id);
+    }
+}
+
+#[tokio::test]
+async fn duration_and_my_ip_are_accepted() {
+    let app = TestApp::spawn().await;
+    setup(&app).await;
+    let r = initiate(&app.admin, POLICY, json!({"number":22,"duration":"PT90M"})).await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let p = port_of(&r, 0, 0);
+    // No source means the caller's own address; tests connect from loopback.
+    assert_eq!(p["allowedSourceAddressPrefix"], "127.0.0.1");
+    assert_eq!(
+        p["endTimeUtc"],
+        app.now()
+            .checked_add(SignedDuration::from_mins(90))
+            .unwrap()
+            .to_string()
+    );
+}
+
+#[tokio::test]
+async fn a_newer_request_supersedes_the_older_for_the_same_port_and_source() {
+    let app = TestApp::spawn().await;
+    setup(&app).await;
+    let first = initiate(
+        &app.admin,
+        POLICY,
+        json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":"198.51.100.1"}),
+    )
+    .await;
+    let other_source = initiate(
+        &app.admin,
+        POLICY,
+        json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":"198.51.100.2"}),
+    )
+    .await;
+    app.advance(SignedDuration::from_mins(10));
+    let second = initiate(
+        &app.admin,
+        POLICY,
+        json!({"number":22,"duration":"PT2H","allowedSourceAddressPrefix":"198.51.100.1"}),
+    )
+    .await;
+    assert_eq!(second.status, 202);
+    let get = |r: &RawResponse| {
+        format!(
+            "/api/v1{POLICY}/requests/{}",
+            r.body["id"].as_str().unwrap()
+        )
+    };
+    let old = call(&app.admin, Method::GET, &get(&first), None).await;
+    assert_eq!(port_of(&old, 0, 0)["status"], "Revoked");
+    assert_eq!(port_of(&old, 0, 0)["statusReason"], "NewerRequestInitiated");
+    let kept = call(&app.admin, Method::GET, &get(&other_source), None).await;
+    assert_eq!(
+        port_of(&kept, 0, 0)["status"],
+        "Initiated",
+        "another source is not superseded"
+    );
+    let grants = app.admin.grants(VM).await.unwrap().value;
+    assert_eq!(grants.len(), 2);
+    assert!(
+        grants
+            .iter()
+            .all(|g| g.request_id != first.body["id"].as_str().unwrap())
+    );
+    // The list is newest first.
+    let list = call(
+        &app.admin,
+        Method::GET,
+        &format!("/api/v1{POLICY}/requests"),
+        None,
+    )
+    .await;
+    assert_eq!(list.body["value"][0]["id"], second.body["id"]);
+}
+
+#[tokio::test]
+async fn revoke_closes_a_request_early() {
+    let app = TestApp::spawn().await;
+    setup(&app).await;
+    let r = initiate(
+        &app.admin,
+        POLICY,
+        json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":"*"}),
+    )
+    .await;
+    let id = r.body["id"].as_str().unwrap();
+    let revoked = app.admin.revoke(POLICY, id).await.unwrap();
+    let p = &revoked.virtual_machines[0].ports[0];
+    assert_eq!(
+        (p.status.as_str(), p.status_reason.as_str()),
+        ("Revoked", "UserRequested")
+    );
+    assert!(app.admin.grants(VM).await.unwrap().value.is_empty());
+    // Expiry later does not reopen or rewrite it.
+    app.advance(SignedDuration::from_hours(2));
+    assert_eq!(app.tick().await, 0);
+    let again = app.admin.revoke(POLICY, id).await.unwrap();
+    assert_eq!(
+        again.virtual_machines[0].ports[0].status_reason,
+        "UserRequested"
+    );
+    // Unknown request, or a request of another policy: 404.
+    let e = app
+        .admin
+        .revoke(POLICY, "no-such-request")
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), Some(404));
+    let e = app.admin.revoke(POLICY2, id).await.unwrap_err();
+    assert_eq!(e.status(), Some(404));
+}
+
+#[tokio::test]
+async fn a_restart_catches_up_on_overdue_expiries() {
+    let app = TestApp::spawn().await;
+    setup(&app).await;
+    let short = initiate(
+        &app.admin,
+        POLICY,
+        json!({"number":22,"duration":"PT10M","allowedSourceAddressPrefix":"*"}),
+    )
+    .await;
+    let long = initiate(
+        &app.admin,
+        POLICY,
+        json!({"number":3389,"duration":"PT1H","allowedSourceAddressPrefix":"10.0.0.1"}),
+    )
+    .await;
+    assert_eq!((short.status, long.status), (202, 202));
+    // The server goes down; 30 minutes pass; it comes back on the same database.
+    app.admin.grants(VM).await.unwrap();
+    let token = app.admin_token.clone();
+    let app = {
+        let stopped_at = app.now();
+        let app = app.restart().await;
+        app.advance(SignedDuration::from_mins(30));
+        assert_eq!(
+            app.now(),
+            stopped_at
+                .checked_add(SignedDuration::from_mins(30))
+                .unwrap()
+        );
+        app
+    };
+    // The restarted scheduler closes exactly the overdue port (its catch-up pass may already
+    // have run; either way the result is the same and nothing is closed twice).
+    let closed_now = app.tick().await;
+    assert!(closed_now <= 1);
+    let admin = app.client(Some(&token));
+    let grants = admin.grants(VM).await.unwrap().value;
+    assert_eq!(
+        grants.iter().map(|g| g.number).collect::<Vec<_>>(),
+        vec![3389]
+    );
+    let s = call(
+        &admin,
+        Method::GET,
+        &format!(
+            "/api/v1{POLICY}/requests/{}",
+            short.body["id"].as_str().unwrap()
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(port_of(&s, 0, 0)["statusReason"], "Expired");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn restart_catch_up_runs_without_being_asked() {
+    let app = TestApp::spawn().await;
+    setup(&app).await;
+    let r = initiate(
+        &app.admin,
+        POLICY,
+        json!({"number":22,"duration":"PT10M","allowedSourceAddressPrefix":"*"}),
+    )
+    .await;
+    app.advance(SignedDuration::from_hours(1));
+    let app = app.restart().await;
+    // No tick: the scheduler's first pass on start must close the overdue port by itself.
+    let path = format!(
+        "/api/v1{POLICY}/requests/{}",
+        r.body["id"].as_str().unwrap()
+    );
+    let mut status = String::new();
+    for _ in 0..200 {
+        let got = call(&app.admin, Method::GET, &path, None).await;
+        status = port_of(&got, 0, 0)["statusReason"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        if status == "Expired" {
+            break;
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(status, "Expired");
+    assert_eq!(app.tick().await, 0, "already caught up");
+}
+
+#[tokio::test]
+async fn changing_the_policy_closes_ports_it_no_longer_allows() {
+    let app = TestApp::spawn().await;
+    setup(&app).await;
+    let ssh = initiate(
+        &app.admin,
+        POLICY,
+        json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":"*"}),
+    )
+    .await;
+    let rdp = initiate(
+        &app.admin,
+        POLICY,
+        json!({"number":3389,"duration":"PT1H","allowedSourceAddressPrefix":"10.0.0.9"}),
+    )
+    .await;
+    // New policy: 22 only from 192.0.2.0/24 (the open '*' grant no longer fits), 3389 unchanged.
+    let body = json!({"properties":{"virtualMachines":[{"id":VM,"ports":[
+        {"number":22,"protocol":"*","allowedSourceAddressPrefix":"192.0.2.0/24","maxRequestAccessDuration":"PT3H"},
+        {"number":3389,"protocol":"TCP","allowedSourceAddressPrefixes":["10.0.0.0/24"],"maxRequestAccessDuration":"PT1H"}]}]}});
+    let r = call(
+        &app.admin,
+        Method::PUT,
+        &format!("/api/v1{POLICY}"),
+        Some(body),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let get = |r: &RawResponse| {
+        format!(
+            "/api/v1{POLICY}/requests/{}",
+            r.body["id"].as_str().unwrap()
+        )
+    };
+    let s = call(&app.admin, Method::GET, &get(&ssh), None).await;
+    assert_eq!(port_of(&s, 0, 0)["statusReason"], "PolicyChanged");
+    let d = call(&app.admin, Method::GET, &get(&rdp), None).await;
+    assert_eq!(port_of(&d, 0, 0)["status"], "Initiated");
+    // Deleting the policy closes the rest and leaves the machine NotConfigured.
+    let r = call(
+        &app.admin,
+        Method::DELETE,
+        &format!("/api/v1{POLICY}"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    assert!(app.admin.grants(VM).await.unwrap().value.is_empty());
+    let m = call(&app.admin, Method::GET, &format!("/api/v1{VM}"), None).await;
+    assert_eq!(m.body["properties"]["jitState"], "NotConfigured");
+    // History survives the policy.
+    let d = call(
+        &app.admin,
+        Method::GET,
+        &format!("/api/v1{VM}/requests"),
+        None,
+    )
+    .await;
+    assert_eq!(d.body["value"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn etags_prevent_lost_updates() {
+    let app = TestApp::spawn().await;
+    setup(&app).await;
+    let r = call(&app.admin, Method::GET, &format!("/api/v1{POLICY}"), None).await;
+    let etag = r.etag.clone().unwrap();
+    assert_eq!(format!("\"{}\"", r.body["etag"].as_str().unwrap()), etag);
+    let put = |tag: &str| {
+        let tag = tag.to_owned();
+        let admin = app.admin.clone();
+        async move {
+            admin
+                .raw_with(
+                    Method::PUT,
+                    &format!("/api/v1{POLICY}"),
+                    Some(&policy_body(VM)),
+                    &[("If-Match", &tag)],
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let ok = put(&etag).await;
+    assert_eq!(ok.status, 200);
+    let stale = put(&etag).await;
+    assert_eq!((stale.status, code(&stale)), (412, "PreconditionFailed"));
+    let create_only = app
+        .admin
+        .raw_with(
+            Method::PUT,
+            &format!("/api/v1{POLICY}"),
+            Some(&policy_body(VM)),
+            &[("If-None-Match", "*")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(create_only.status, 412);
+}
+
+#[tokio::test]
+async fn machines_show_their_jit_state_and_enable_with_defaults() {
+    let app = TestApp::spawn().await;
+    setup(&app).await;
+    let bare = format!("{RG}/machines/bare");
+    call(
+        &app.admin,
+        Method::PUT,
+        &format!("/api/v1{bare}"),
+        Some(json!({"properties":{"os":"linux"}})),
+    )
+    .await;
+    let states = |state: &'static str| {
+        let admin = app.admin.clone();
+        async move {
+            let r = call(
+                &admin,
+                Method::GET,
+                &format!("/api/v1{RG}/machines?state={state}"),
+                None,
+            )
+            .await;
+            assert_eq!(r.status, 200);
+            r.body["value"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["name"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(states("Configured").await, vec!["vm1"]);
+    assert_eq!(states("NotConfigured").await, vec!["win1"]);
+    assert_eq!(states("Unsupported").await, vec!["bare"]);
+    let b = call(&app.admin, Method::GET, &format!("/api/v1{bare}"), None).await;
+    assert_eq!(
+        b.body["properties"]["unsupportedReason"],
+        "no enforcement point"
+    );
+    // Subscription scope lists every group.
+    let all = call(
+        &app.admin,
+        Method::GET,
+        &format!("/api/v1{SUB}/machines"),
+        None,
+    )
+    .await;
+    assert_eq!(all.body["value"].as_array().unwrap().len(), 4);
+
+    // Enable with defaults: windows gets 3389, PT3H, any source, added to the existing policy
+    // without touching vm1.
+    let r = call(
+        &app.admin,
+        Method::POST,
+        &format!("/api/v1{VM_WIN}/enableJit"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let vms = r.body["properties"]["virtualMachines"].as_array().unwrap();
+    assert_eq!(vms.len(), 2);
+    assert_eq!(vms[1]["id"], VM_WIN);
+    assert_eq!(
+        vms[1]["ports"],
+        json!([{"number":3389,"protocol":"*","allowedSourceAddressPrefix":"*","maxRequestAccessDuration":"PT3H"}])
+    );
+    assert_eq!(states("Configured").await, vec!["vm1", "win1"]);
+    // Again: idempotent.
+    let again = call(
+        &app.admin,
+        Method::POST,
+        &format!("/api/v1{VM_WIN}/enableJit"),
+        None,
+    )
+    .await;
+    assert_eq!(again.status, 200);
+    assert_eq!(
+        again.body["properties"]["virtualMachines"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // Into a new policy, with custom ports.
+    let lin = format!("{RG}/machines/lin2");
+    call(
+        &app.admin,
+        Method::PUT,
+        &format!("/api/v1{lin}"),
+        Some(machine_body("linux")),
+    )
+    .await;
+    let r = call(&app.admin, Method::POST, &format!("/api/v1{lin}/enableJit"), Some(json!({"policy":"ops","ports":[
+        {"number":5985,"protocol":"TCP","allowedSourceAddressPrefix":"10.0.0.0/8","maxRequestAccessDuration":"PT1H"}]}))).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(r.body["id"], format!("{RG}/jitNetworkAccessPolicies/ops"));
+    let bad = call(
+        &app.admin,
+        Method::POST,
+        &format!("{}/enableJit", format!("/api/v1{RG}/machines/win1")),
+        Some(json!({"policy":"ops"})),
+    )
+    .await;
+    assert_eq!(
+        (bad.status, code(&bad)),
+        (409, "Conflict"),
+        "win1 is already in policy default"
+    );
+    let bad = call(
+        &app.admin,
+        Method::POST,
+        &format!("/api/v1{RG}/machines/ghost/enableJit"),
+        None,
+    )
+    .await;
+    assert_eq!(bad.status, 404);
+}
+
+#[tokio::test]
+async fn jit_can_be_turned_off_for_a_scope() {
+    let app = TestApp::spawn().await;
+    setup(&app).await;
+    let r = call(
+        &app.admin,
+        Method::PUT,
+        &format!("/api/v1{RG}/jitSettings"),
+        Some(json!({"jitEnabled":false})),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let m = call(&app.admin, Method::GET, &format!("/api/v1{VM}"), None).await;
+    assert_eq!(m.body["properties"]["jitState"], "Unsupported");
+    assert_eq!(
+        m.body["properties"]["unsupportedReason"],
+        format!("JIT is disabled for scope {RG}")
+    );
+    let r = initiate(&app.admin, POLICY, json!({"number":22,"duration":"PT1H"})).await;
+    assert_eq!((r.status, code(&r)), (409, "Conflict"));
+    let other = initiate(&app.admin, POLICY2, json!({"number":22,"duration":"PT1H"})).await;
+    assert_eq!(other.status, 202, "rg2 is unaffected");
+    call(
+        &app.admin,
+        Method::PUT,
+        &format!("/api/v1{RG}/jitSettings"),
+        Some(json!({"jitEnabled":true})),
+    )
+    .await;
+    let r = initiate(&app.admin, POLICY, json!({"number":22,"duration":"PT1H"})).await;
+    assert_eq!(r.status, 202);
+}
+
+#[tokio::test]
+async fn request_history_is_paged() {
+    let app = TestApp::spawn().await;
+    setup(&app).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        app.advance(SignedDuration::from_secs(1));
+        let r = initiate(&app.admin, POLICY, json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":format!("192.0.2.{i}")})).await;
+        ids.push(r.body["id"].as_str().unwrap().to_owned());
+    }
+    ids.reverse();
+    let mut seen = Vec::new();
+    let mut path = format!("/api/v1{POLICY}/requests?top=2");
+    loop {
+        let r = call(&app.admin, Method::GET, &path, None).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        seen.extend(
+            r.body["value"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v["id"].as_str().unwrap().to_owned()),
+        );
+        match r.body["nextLink"].as_str() {
+            Some(next) => path = next.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids);
+    let r = call(
+        &app.admin,
+        Method::GET,
+        &format!("/api/v1{POLICY}/requests?top=0"),
+        None,
+    )
+    .await;
+    assert_eq!((r.status, target(&r)), (400, "top"));
+    let r = call(
+        &app.admin,
+        Method::GET,
+        &format!("/api/v1{POLICY}/requests?skipToken=garbage"),
+        None,
+    )
+    .await;
+    assert_eq!((r.status, target(&r)), (400, "skipToken"));
+}

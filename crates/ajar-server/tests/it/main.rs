@@ -1,0 +1,96 @@
+//! Black-box tests of the control plane over HTTP: a real server on a random port, a fresh
+//! SQLite store per test, and a manual clock.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod authz;
+mod lifecycle;
+mod misc;
+mod validation;
+
+use ajar_api::client::RawResponse;
+use ajar_testkit::TestApp;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+pub const SUB: &str = "/subscriptions/s1";
+pub const RG: &str = "/subscriptions/s1/resourceGroups/rg1";
+pub const RG2: &str = "/subscriptions/s1/resourceGroups/rg2";
+pub const VM: &str = "/subscriptions/s1/resourceGroups/rg1/machines/vm1";
+pub const VM_WIN: &str = "/subscriptions/s1/resourceGroups/rg1/machines/win1";
+pub const POLICY: &str = "/subscriptions/s1/resourceGroups/rg1/jitNetworkAccessPolicies/default";
+pub const VM2: &str = "/subscriptions/s1/resourceGroups/rg2/machines/vm2";
+pub const POLICY2: &str = "/subscriptions/s1/resourceGroups/rg2/jitNetworkAccessPolicies/default";
+
+/// Sends `method path` with an optional JSON body as `client`.
+pub async fn call(
+    client: &ajar_api::Client,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> RawResponse {
+    client.raw(method, path, body.as_ref()).await.unwrap()
+}
+
+pub fn machine_body(os: &str) -> Value {
+    json!({"properties":{"os":os,"addresses":["10.1.0.4"],"enforcementPoint":"agent-1","labels":{"env":"test"}}})
+}
+
+/// Port 22 from anywhere (PT3H) and 3389/TCP from 10.0.0.0/24 (PT1H) on `machine`.
+pub fn policy_body(machine: &str) -> Value {
+    json!({"kind":"Basic","properties":{"virtualMachines":[{"id":machine,"ports":[
+        {"number":22,"protocol":"*","allowedSourceAddressPrefix":"*","maxRequestAccessDuration":"PT3H"},
+        {"number":3389,"protocol":"TCP","allowedSourceAddressPrefixes":["10.0.0.0/24","2001:db8::/32"],"maxRequestAccessDuration":"PT1H"}
+    ]}]}})
+}
+
+/// Machines vm1 and win1 in rg1 with policy `default` covering vm1; vm2 in rg2 with its own
+/// policy.
+pub async fn setup(app: &TestApp) {
+    for (id, os) in [(VM, "linux"), (VM_WIN, "windows"), (VM2, "linux")] {
+        let r = call(
+            &app.admin,
+            Method::PUT,
+            &format!("/api/v1{id}"),
+            Some(machine_body(os)),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+    for (policy, vm) in [(POLICY, VM), (POLICY2, VM2)] {
+        let r = call(
+            &app.admin,
+            Method::PUT,
+            &format!("/api/v1{policy}"),
+            Some(policy_body(vm)),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+}
+
+/// An initiate body for one port of `machine`.
+pub fn initiate_body(machine: &str, port: Value) -> Value {
+    json!({"virtualMachines":[{"id":machine,"ports":[port]}],"justification":"debugging"})
+}
+
+pub async fn initiate(client: &ajar_api::Client, policy: &str, port: Value) -> RawResponse {
+    let machine = if policy == POLICY { VM } else { VM2 };
+    call(
+        client,
+        Method::POST,
+        &format!("/api/v1{policy}/initiate"),
+        Some(initiate_body(machine, port)),
+    )
+    .await
+}
+
+/// The error code of a response.
+pub fn code(r: &RawResponse) -> &str {
+    r.body["error"]["code"].as_str().unwrap_or("<none>")
+}
+
+/// The error target of a response.
+pub fn target(r: &RawResponse) -> &str {
+    r.body["error"]["target"].as_str().unwrap_or("<none>")
+}

@@ -1,0 +1,61 @@
+//! The OpenAPI document and error shapes.
+
+use crate::*;
+use ajar_testkit::TestApp;
+use reqwest::Method;
+
+#[tokio::test]
+async fn openapi_describes_every_route() {
+    let app = TestApp::spawn().await;
+    let r = call(&app.client(None), Method::GET, "/api/v1/openapi.json", None).await;
+    assert_eq!(r.status, 200);
+    assert!(r.body["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = r.body["paths"].as_object().unwrap();
+    for p in [
+        "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/machines/{name}",
+        "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/jitNetworkAccessPolicies/{name}",
+        "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/jitNetworkAccessPolicies/{name}/initiate",
+        "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/machines/{name}/grants",
+        "/api/v1/tokens",
+        "/api/v1/roleAssignments/{id}",
+        "/api/v1/roleDefinitions/{name}",
+    ] {
+        assert!(paths.contains_key(p), "missing {p}");
+    }
+    assert!(r.body["components"]["schemas"]["PolicyBody"].is_object());
+    assert!(r.body["components"]["securitySchemes"]["bearer"].is_object());
+}
+
+#[tokio::test]
+async fn the_briefs_powershell_shapes_port_over() {
+    let app = TestApp::spawn().await;
+    call(
+        &app.admin,
+        Method::PUT,
+        &format!("/api/v1{VM}"),
+        Some(machine_body("linux")),
+    )
+    .await;
+    // The brief's example: vendor-style machine id and an array in the singular source field.
+    let body = serde_json::json!({"kind":"Basic","properties":{"virtualMachines":[{
+        "id":"/subscriptions/s1/resourceGroups/rg1/providers/Microsoft.Compute/virtualMachines/vm1",
+        "ports":[{"number":22,"protocol":"*","allowedSourceAddressPrefix":["*"],"maxRequestAccessDuration":"PT3H"},
+                 {"number":3389,"protocol":"*","allowedSourceAddressPrefix":["*"],"maxRequestAccessDuration":"PT3H"}]}]}});
+    let r = call(
+        &app.admin,
+        Method::PUT,
+        &format!("/api/v1{POLICY}"),
+        Some(body),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(r.body["properties"]["virtualMachines"][0]["id"], VM);
+    let end = app
+        .now()
+        .checked_add(jiff::SignedDuration::from_hours(1))
+        .unwrap();
+    let r = call(&app.admin, Method::POST, &format!("/api/v1{POLICY}/initiate"), Some(serde_json::json!({
+        "virtualMachines":[{"id":"/subscriptions/s1/resourceGroups/rg1/providers/Microsoft.Compute/virtualMachines/vm1",
+        "ports":[{"number":22,"endTimeUtc":format!("{}", end.strftime("%Y-%m-%dT%H:%M:%S.3658798Z")),"allowedSourceAddressPrefix":["203.0.113.7"]}]}]}))).await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+}
