@@ -1,1 +1,187 @@
-fn main() {}
+//! `ajar-bench`: a load generator for end-to-end initiate requests against a running
+//! `ajar serve`. Closed loop (`--concurrency` workers as fast as they go) measures throughput;
+//! open loop (`--rate` requests per second on a fixed schedule) measures latency at a given
+//! load without coordinated omission (latency counts from the scheduled send time).
+//!
+//! Run it with `bench/run.sh`, which starts a release server on a temporary database.
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Parser)]
+#[command(about = "load generator: initiate requests against ajar serve")]
+struct Args {
+    /// Server base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8600")]
+    url: String,
+    /// Owner token (the bootstrap token will do).
+    #[arg(long, env = "AJAR_TOKEN")]
+    token: String,
+    /// Number of initiate requests to send.
+    #[arg(long, default_value_t = 20_000)]
+    requests: u64,
+    /// Closed loop: this many concurrent workers.
+    #[arg(long, default_value_t = 32)]
+    concurrency: u64,
+    /// Open loop: send at this many requests per second instead.
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Machines to spread requests over.
+    #[arg(long, default_value_t = 100)]
+    machines: u64,
+}
+
+const RG: &str = "/subscriptions/bench/resourceGroups/bench";
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(512)
+        .build()?;
+    setup(&http, &args).await?;
+    let next = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut latencies: Vec<Duration> = Vec::with_capacity(args.requests as usize);
+    match args.rate {
+        None => {
+            let mut workers = Vec::new();
+            for _ in 0..args.concurrency {
+                let (http, next, errors) = (http.clone(), next.clone(), errors.clone());
+                let (url, token, total, machines) = (
+                    args.url.clone(),
+                    args.token.clone(),
+                    args.requests,
+                    args.machines,
+                );
+                workers.push(tokio::spawn(async move {
+                    let mut lat = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= total {
+                            break lat;
+                        }
+                        let t0 = Instant::now();
+                        if !initiate(&http, &url, &token, i, machines).await {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                        lat.push(t0.elapsed());
+                    }
+                }));
+            }
+            for w in workers {
+                latencies.extend(w.await?);
+            }
+        }
+        Some(rate) => {
+            if rate == 0 {
+                bail!("--rate must be positive");
+            }
+            let interval = Duration::from_secs_f64(1.0 / rate as f64);
+            let mut tasks = Vec::with_capacity(args.requests as usize);
+            for i in 0..args.requests {
+                let scheduled = started + interval.mul_f64(i as f64);
+                tokio::time::sleep_until(scheduled.into()).await;
+                let (http, errors) = (http.clone(), errors.clone());
+                let (url, token, machines) = (args.url.clone(), args.token.clone(), args.machines);
+                tasks.push(tokio::spawn(async move {
+                    if !initiate(&http, &url, &token, i, machines).await {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    scheduled.elapsed()
+                }));
+            }
+            for t in tasks {
+                latencies.push(t.await?);
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let pct = |p: f64| {
+        let i = ((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1);
+        latencies.get(i).copied().unwrap_or_default()
+    };
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mode = match args.rate {
+        None => format!("closed loop, {} workers", args.concurrency),
+        Some(r) => format!("open loop at {r} req/s"),
+    };
+    println!(
+        "{mode}: {} initiates in {:.2} s = {:.0} req/s; latency p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms; errors {}",
+        latencies.len(),
+        elapsed.as_secs_f64(),
+        latencies.len() as f64 / elapsed.as_secs_f64(),
+        ms(pct(0.50)),
+        ms(pct(0.90)),
+        ms(pct(0.99)),
+        ms(pct(1.0)),
+        errors.load(Ordering::Relaxed)
+    );
+    if errors.load(Ordering::Relaxed) > 0 {
+        bail!("some requests failed");
+    }
+    Ok(())
+}
+
+/// Creates the machines and one policy covering them (idempotent).
+async fn setup(http: &reqwest::Client, args: &Args) -> anyhow::Result<()> {
+    let mut vms = Vec::new();
+    for m in 0..args.machines {
+        let id = format!("{RG}/machines/vm{m}");
+        let r = http
+            .put(format!("{}/api/v1{id}", args.url))
+            .bearer_auth(&args.token)
+            .json(&json!({"properties":{"os":"linux","enforcementPoint":"bench"}}))
+            .send()
+            .await
+            .context("cannot reach the server")?;
+        if !r.status().is_success() {
+            bail!("creating {id}: {} {}", r.status(), r.text().await?);
+        }
+        vms.push(json!({"id":id,"ports":[{"number":22,"protocol":"*","allowedSourceAddressPrefix":"*","maxRequestAccessDuration":"PT3H"}]}));
+    }
+    let r = http
+        .put(format!(
+            "{}/api/v1{RG}/jitNetworkAccessPolicies/bench",
+            args.url
+        ))
+        .bearer_auth(&args.token)
+        .json(&json!({"properties":{"virtualMachines":vms}}))
+        .send()
+        .await?;
+    if !r.status().is_success() {
+        bail!("creating the policy: {} {}", r.status(), r.text().await?);
+    }
+    Ok(())
+}
+
+/// One initiate for port 22 of machine `i % machines` from a source derived from `i`.
+async fn initiate(http: &reqwest::Client, url: &str, token: &str, i: u64, machines: u64) -> bool {
+    let machine = format!("{RG}/machines/vm{}", i % machines);
+    let source = format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255);
+    let body = json!({"virtualMachines":[{"id":machine,"ports":[{"number":22,"duration":"PT1H","allowedSourceAddressPrefix":source}]}],"justification":"bench"});
+    match http
+        .post(format!(
+            "{url}/api/v1{RG}/jitNetworkAccessPolicies/bench/initiate"
+        ))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+    {
+        Ok(r) => r.status().as_u16() == 202,
+        Err(_) => false,
+    }
+}

@@ -29,7 +29,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("ajar: cannot start the async runtime: {e}");
+            say(&format!("ajar: cannot start the async runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -41,7 +41,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ajar: {e:#}");
+            say(&format!("ajar: {e:#}"));
             ExitCode::FAILURE
         }
     }
@@ -68,14 +68,21 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
+    let shutdown = shutdown_signal()?;
     eprintln!(
         "ajar: listening on http://{addr} (data in {})",
         cfg.data_dir.display()
     );
-    ajar_server::serve(listener, state.clone(), shutdown_signal()).await?;
+    ajar_server::serve(listener, state.clone(), shutdown).await?;
     state.store.close().await;
-    eprintln!("ajar: stopped");
+    say("ajar: stopped");
     Ok(())
+}
+
+/// Writes a line to stderr; a closed stderr (the reader went away) is not worth a crash.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 fn init_logs(filter: &str) {
@@ -87,25 +94,23 @@ fn init_logs(filter: &str) {
         .try_init();
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Installs the Ctrl-C and SIGTERM handlers now (so a signal that arrives right after the
+/// "listening" line is not lost) and returns a future that resolves on either.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot install the SIGTERM handler")?;
+    #[cfg(unix)]
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("cannot install the SIGINT handler")?;
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutting down");
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    })
 }

@@ -480,7 +480,7 @@ async fn machines_show_their_jit_state_and_enable_with_defaults() {
     let bad = call(
         &app.admin,
         Method::POST,
-        &format!("{}/enableJit", format!("/api/v1{RG}/machines/win1")),
+        &format!("/api/v1{VM_WIN}/enableJit"),
         Some(json!({"policy":"ops"})),
     )
     .await;

@@ -1,0 +1,187 @@
+//! The `ajar` binary run as a subprocess: first start, restart, shutdown, bad input.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "polls a child process, no access window is slept through"
+)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn ajar() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ajar"));
+    for var in ["AJAR_DATA_DIR", "AJAR_LISTEN", "AJAR_LOG", "AJAR_CONFIG"] {
+        c.env_remove(var);
+    }
+    c
+}
+
+/// A running `ajar serve`, with the lines it printed on stdout and its address.
+struct Served {
+    child: Child,
+    stdout: Vec<String>,
+    url: String,
+}
+
+fn serve(data_dir: &std::path::Path) -> Served {
+    let mut child = ajar()
+        .args(["serve", "--data-dir"])
+        .arg(data_dir)
+        .args(["--listen", "127.0.0.1:0", "--log", "warn"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // stderr announces the address once the listener is bound; stdout has the token (if any)
+    // by then, since it is printed before binding.
+    let url = listening_url(&mut child);
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // Give the reader a moment to collect what was printed before the address.
+    let mut lines = Vec::new();
+    while let Ok(l) = rx.recv_timeout(Duration::from_millis(300)) {
+        lines.push(l);
+    }
+    Served {
+        child,
+        stdout: lines,
+        url,
+    }
+}
+
+/// Reads stderr up to the "listening on" line and returns the URL; keeps draining stderr in
+/// the background so the server never writes into a closed pipe.
+fn listening_url(child: &mut Child) -> String {
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut url = None;
+    for line in stderr.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("ajar: listening on ") {
+            url = Some(rest.split_whitespace().next().unwrap().to_owned());
+            break;
+        }
+    }
+    std::thread::spawn(move || stderr.for_each(drop));
+    url.expect("ajar serve announced its address")
+}
+
+fn sigterm(child: &mut Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    for _ in 0..100 {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    panic!("ajar serve did not stop on SIGTERM within 5 s");
+}
+
+async fn get(url: &str, token: Option<&str>) -> u16 {
+    let mut req = reqwest::Client::new().get(format!("{url}/api/v1/roleDefinitions"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test]
+async fn first_start_prints_a_token_once_and_sigterm_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = serve(dir.path());
+    let tokens: Vec<&String> = first
+        .stdout
+        .iter()
+        .filter(|l| l.starts_with("ajar bootstrap token: "))
+        .collect();
+    assert_eq!(tokens.len(), 1, "stdout: {:?}", first.stdout);
+    let token = tokens[0]
+        .trim_start_matches("ajar bootstrap token: ")
+        .to_owned();
+    assert!(token.starts_with("ajar_"));
+    assert_eq!(get(&first.url, Some(&token)).await, 200);
+    assert_eq!(get(&first.url, None).await, 401);
+    assert!(sigterm(&mut first.child).success(), "clean exit on SIGTERM");
+
+    let mut second = serve(dir.path());
+    assert!(
+        second.stdout.iter().all(|l| !l.contains("bootstrap token")),
+        "the token is printed only once"
+    );
+    assert_eq!(
+        get(&second.url, Some(&token)).await,
+        200,
+        "the token survives a restart"
+    );
+    assert!(sigterm(&mut second.child).success());
+
+    let db = std::fs::read(dir.path().join("ajar.db")).unwrap();
+    assert!(
+        !db.windows(token.len()).any(|w| w == token.as_bytes()),
+        "the token is stored hashed"
+    );
+}
+
+#[test]
+fn bad_flags_and_config_fail_with_one_line() {
+    let out = ajar()
+        .args(["serve", "--listen", "nowhere"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("listen address") && err.contains("nowhere"),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("ajar.toml");
+    std::fs::write(&cfg, "data_dri = \"/tmp\"\n").unwrap();
+    let out = ajar()
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("data_dri"),
+        "the message names the bad key: {err}"
+    );
+
+    let out = ajar().args(["serve", "--no-such-flag"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
+}
+
+#[test]
+fn environment_variables_configure_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = ajar()
+        .arg("serve")
+        .env("AJAR_DATA_DIR", dir.path())
+        .env("AJAR_LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = listening_url(&mut child);
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    assert!(dir.path().join("ajar.db").exists());
+    assert!(sigterm(&mut child).success());
+}
