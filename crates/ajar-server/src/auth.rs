@@ -10,7 +10,12 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Prefix of every ajar API token, so leaked tokens are easy to scan for.
 pub const TOKEN_PREFIX: &str = "ajar_";
@@ -56,6 +61,78 @@ pub fn resolve_role(name: &str, custom_actions: Option<&str>) -> Option<RoleDefi
         actions,
         built_in: false,
     })
+}
+
+/// How long a resolved token is reused without asking the store. Changes made through this
+/// server (revoking a token, changing an assignment or a role) invalidate the cache at once;
+/// the TTL bounds how long a change made elsewhere (another replica) can go unseen.
+pub const AUTH_CACHE_TTL: Duration = Duration::from_secs(2);
+const AUTH_CACHE_MAX: usize = 10_000;
+
+/// Resolved tokens (by hash): principal and permissions, so an authenticated request costs no
+/// store round trip.
+#[derive(Debug, Default)]
+pub struct AuthCache {
+    generation: AtomicU64,
+    entries: Mutex<HashMap<String, CachedCaller>>,
+}
+
+#[derive(Debug, Clone)]
+struct CachedCaller {
+    generation: u64,
+    loaded: Instant,
+    principal: String,
+    permissions: Permissions,
+}
+
+impl AuthCache {
+    /// Forgets every resolved token; call after any change to tokens, roles or assignments.
+    pub fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.lock().clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CachedCaller>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, hash: &str) -> Option<CachedCaller> {
+        let generation = self.generation.load(Ordering::SeqCst);
+        self.lock()
+            .get(hash)
+            .filter(|c| c.generation == generation && c.loaded.elapsed() < AUTH_CACHE_TTL)
+            .cloned()
+    }
+
+    fn put(&self, hash: String, entry: CachedCaller) {
+        let mut entries = self.lock();
+        if entries.len() >= AUTH_CACHE_MAX {
+            entries.clear();
+        }
+        entries.insert(hash, entry);
+    }
+}
+
+/// Looks a token up in the store and resolves the principal's permissions.
+async fn resolve(state: &AppState, hash: &str) -> Result<Option<(String, Permissions)>, AppError> {
+    let mut tx = state.store.read().await?;
+    let Some(row) = tx.token_by_hash(hash).await? else {
+        return Ok(None);
+    };
+    let assignments = tx.assignments_of(&row.principal).await?;
+    drop(tx);
+    let mut entries = Vec::with_capacity(assignments.len());
+    for (a, custom) in assignments {
+        let (Ok(scope), Some(role)) = (
+            Scope::parse(&a.scope),
+            resolve_role(&a.role_name, custom.as_deref()),
+        ) else {
+            tracing::warn!(assignment = %a.id, "skipping an assignment that cannot be resolved");
+            continue;
+        };
+        entries.push((scope, role));
+    }
+    Ok(Some((row.principal, Permissions::new(entries))))
 }
 
 /// The authenticated caller of a request.
@@ -115,32 +192,36 @@ impl FromRequestParts<AppState> for Caller {
             })
             .filter(|t| !t.is_empty() && t.len() <= 256)
             .ok_or_else(|| unauthenticated("the Authorization header must be 'Bearer <token>'"))?;
-        let mut tx = state.store.read().await?;
-        let Some(row) = tx.token_by_hash(&hash_token(token)).await? else {
-            return Err(unauthenticated(
-                "the token is not valid or has been revoked",
-            ));
+        let hash = hash_token(token);
+        let cached = state.auth_cache.get(&hash);
+        let (principal, permissions) = match cached {
+            Some(c) => (c.principal, c.permissions),
+            None => {
+                // Read the generation first: an invalidation during the lookup makes this entry
+                // stale rather than letting it outlive the change.
+                let generation = state.auth_cache.generation.load(Ordering::SeqCst);
+                let Some((principal, permissions)) = resolve(state, &hash).await? else {
+                    return Err(unauthenticated("the token is not valid or has been revoked"));
+                };
+                state.auth_cache.put(
+                    hash,
+                    CachedCaller {
+                        generation,
+                        loaded: Instant::now(),
+                        principal: principal.clone(),
+                        permissions: permissions.clone(),
+                    },
+                );
+                (principal, permissions)
+            }
         };
-        let assignments = tx.assignments_of(&row.principal).await?;
-        drop(tx);
-        let mut entries = Vec::with_capacity(assignments.len());
-        for (a, custom) in assignments {
-            let (Ok(scope), Some(role)) = (
-                Scope::parse(&a.scope),
-                resolve_role(&a.role_name, custom.as_deref()),
-            ) else {
-                tracing::warn!(assignment = %a.id, "skipping an assignment that cannot be resolved");
-                continue;
-            };
-            entries.push((scope, role));
-        }
         let address = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ci| ci.0.ip());
         Ok(Caller {
-            principal: row.principal,
-            permissions: Permissions::new(entries),
+            principal,
+            permissions,
             address,
         })
     }

@@ -22,6 +22,7 @@ pub mod bootstrap;
 pub mod clock;
 pub mod error;
 mod routes;
+pub mod rules_cache;
 pub mod scheduler;
 
 pub use routes::openapi::ApiDoc;
@@ -45,6 +46,10 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Woken when something changes that the scheduler should look at sooner.
     pub scheduler_wake: Arc<Notify>,
+    /// Resolved tokens; invalidated by every change to tokens, roles or assignments.
+    pub auth_cache: Arc<auth::AuthCache>,
+    /// Parsed policy rules by ETag.
+    pub rules_cache: Arc<rules_cache::RulesCache>,
 }
 
 impl AppState {
@@ -54,6 +59,8 @@ impl AppState {
             store,
             clock,
             scheduler_wake: Arc::new(Notify::new()),
+            auth_cache: Arc::default(),
+            rules_cache: Arc::default(),
         }
     }
 }

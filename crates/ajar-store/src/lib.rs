@@ -11,7 +11,7 @@ mod rows;
 mod tx;
 
 pub use rows::*;
-pub use tx::{RequestFilter, RequestsOn, Tx};
+pub use tx::{PolicyGuard, RequestFilter, RequestsOn, Tx};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
@@ -71,10 +71,15 @@ pub enum Backend {
     Sqlite,
 }
 
-/// A connection pool to the database, migrated to the current schema.
+/// Connection pools to the database, migrated to the current schema.
+///
+/// SQLite allows one writer at a time and makes a second writer *sleep* in its busy handler, so
+/// writes go through a pool of exactly one connection: writers queue in the pool (async, fair,
+/// no sleeping) and readers use their own pool beside it (WAL lets them read while one writes).
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: AnyPool,
+    readers: AnyPool,
+    writer: AnyPool,
     backend: Backend,
 }
 
@@ -84,29 +89,35 @@ impl Store {
         sqlx::any::install_default_drivers();
         let url = format!("sqlite://{}?mode=rwc", path.display());
         let options = AnyConnectOptions::from_str(&url)?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    // WAL lets readers work beside the one writer; NORMAL keeps a commit durable
-                    // against a crash of ajar (not of the kernel) without an fsync per commit.
-                    conn.execute(
-                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
-                    )
-                    .await?;
-                    Ok(())
+        let pool = |size: u32| {
+            AnyPoolOptions::new()
+                .max_connections(size)
+                .acquire_timeout(Duration::from_secs(10))
+                // A local file does not drop connections; a ping per acquire would cost a round trip.
+                .test_before_acquire(false)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        // WAL lets readers work beside the one writer; NORMAL keeps a commit
+                        // durable against a crash of ajar (not of the kernel) without an fsync
+                        // per commit.
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+                        )
+                        .await?;
+                        Ok(())
+                    })
                 })
-            })
-            .connect_with(options)
-            .await?;
+        };
+        let writer = pool(1).connect_with(options.clone()).await?;
         SQLITE_MIGRATIONS
-            .run(&pool)
+            .run(&writer)
             .await
             .map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
+        let readers = pool(8).connect_with(options).await?;
         Ok(Store {
-            pool,
+            readers,
+            writer,
             backend: Backend::Sqlite,
         })
     }
@@ -116,22 +127,49 @@ impl Store {
         self.backend
     }
 
-    /// Starts a read-only transaction: a consistent snapshot for several reads.
+    /// A connection for reads. Each query sees the latest committed state; no transaction is
+    /// opened, so a read costs one round trip to the database.
     pub async fn read(&self) -> StoreResult<Tx> {
-        Ok(Tx::new(self.pool.begin().await?))
+        Ok(Tx::plain(self.readers.acquire().await?))
     }
 
-    /// Starts a write transaction. On SQLite it takes the write lock at once
-    /// (`BEGIN IMMEDIATE`), so two writers queue instead of failing on a lock upgrade.
+    /// Starts a write transaction: waits for the single writer connection, then takes the write
+    /// lock at once (`BEGIN IMMEDIATE`), so a transaction never fails on a lock upgrade.
     pub async fn write(&self) -> StoreResult<Tx> {
         let tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
         };
-        Ok(Tx::new(tx))
+        Ok(Tx::transaction(tx))
     }
 
     /// Closes every connection; waits for transactions in flight.
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.readers.close().await;
+        self.writer.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::Row;
+
+    #[tokio::test]
+    async fn sqlite_runs_in_wal_mode_without_fsync_per_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("t.db")).await.unwrap();
+        for pool in [&store.writer, &store.readers] {
+            let mode: String = sqlx::query("PRAGMA journal_mode")
+                .fetch_one(pool)
+                .await
+                .unwrap()
+                .get(0);
+            let sync: i64 = sqlx::query("PRAGMA synchronous")
+                .fetch_one(pool)
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!((mode.as_str(), sync), ("wal", 1));
+        }
     }
 }

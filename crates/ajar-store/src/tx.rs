@@ -5,11 +5,18 @@ use crate::{StoreError, StoreResult};
 use ajar_core::request::{PortStatus, StatusReason};
 use jiff::Timestamp;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, Row, Transaction};
 
-/// A transaction. Dropping it without [`Tx::commit`] rolls everything back.
+/// A write transaction, or a plain connection for reads. Dropping a transaction without
+/// [`Tx::commit`] rolls everything back.
 pub struct Tx {
-    tx: Transaction<'static, Any>,
+    conn: Conn,
+}
+
+enum Conn {
+    Transaction(Transaction<'static, Any>),
+    Plain(PoolConnection<Any>),
 }
 
 fn text(row: &AnyRow, col: &str) -> StoreResult<String> {
@@ -124,13 +131,31 @@ const PORT_COLUMNS: &str = "p.request_id, p.seq, p.machine_id, p.number, p.proto
      p.supersede_key, p.end_time, p.status, p.status_reason";
 
 impl Tx {
-    pub(crate) fn new(tx: Transaction<'static, Any>) -> Self {
-        Self { tx }
+    pub(crate) fn transaction(tx: Transaction<'static, Any>) -> Self {
+        Self {
+            conn: Conn::Transaction(tx),
+        }
     }
 
-    /// Makes every change of this transaction durable.
+    pub(crate) fn plain(conn: PoolConnection<Any>) -> Self {
+        Self {
+            conn: Conn::Plain(conn),
+        }
+    }
+
+    fn c(&mut self) -> &mut AnyConnection {
+        match &mut self.conn {
+            Conn::Transaction(tx) => tx,
+            Conn::Plain(conn) => conn,
+        }
+    }
+
+    /// Makes every change of this transaction durable (nothing to do for a read connection).
     pub async fn commit(self) -> StoreResult<()> {
-        Ok(self.tx.commit().await?)
+        match self.conn {
+            Conn::Transaction(tx) => Ok(tx.commit().await?),
+            Conn::Plain(_) => Ok(()),
+        }
     }
 
     // -- meta ---------------------------------------------------------------------------------
@@ -139,7 +164,7 @@ impl Tx {
     pub async fn meta(&mut self, key: &str) -> StoreResult<Option<String>> {
         let row = sqlx::query("SELECT value FROM meta WHERE key = $1")
             .bind(key)
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(self.c())
             .await?;
         row.map(|r| text(&r, "value")).transpose()
     }
@@ -152,7 +177,7 @@ impl Tx {
         )
         .bind(key)
         .bind(value)
-        .execute(&mut *self.tx)
+        .execute(self.c())
         .await?;
         Ok(())
     }
@@ -173,7 +198,7 @@ impl Tx {
     ) -> StoreResult<bool> {
         let existed = sqlx::query("SELECT 1 AS one FROM machines WHERE id = $1")
             .bind(id)
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(self.c())
             .await?
             .is_some();
         sqlx::query(
@@ -189,7 +214,7 @@ impl Tx {
         .bind(properties)
         .bind(enforcement_point)
         .bind(to_db(now))
-        .execute(&mut *self.tx)
+        .execute(self.c())
         .await?;
         Ok(!existed)
     }
@@ -199,7 +224,7 @@ impl Tx {
         let sql = format!("SELECT {MACHINE_COLUMNS} WHERE m.id = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(self.c())
             .await?;
         row.as_ref().map(machine_row).transpose()
     }
@@ -216,7 +241,7 @@ impl Tx {
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(subscription)
             .bind(resource_group)
-            .fetch_all(&mut *self.tx)
+            .fetch_all(self.c())
             .await?;
         rows.iter().map(machine_row).collect()
     }
@@ -225,7 +250,7 @@ impl Tx {
     pub async fn delete_machine(&mut self, id: &str) -> StoreResult<bool> {
         let r = sqlx::query("DELETE FROM machines WHERE id = $1")
             .bind(id)
-            .execute(&mut *self.tx)
+            .execute(self.c())
             .await?;
         Ok(r.rows_affected() > 0)
     }
@@ -236,7 +261,7 @@ impl Tx {
     pub async fn policy(&mut self, id: &str) -> StoreResult<Option<PolicyRow>> {
         let row = sqlx::query("SELECT id, name, rules, etag FROM policies WHERE id = $1")
             .bind(id)
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(self.c())
             .await?;
         row.as_ref().map(policy_row).transpose()
     }
@@ -253,7 +278,7 @@ impl Tx {
         )
         .bind(subscription)
         .bind(resource_group)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.c())
         .await?;
         rows.iter().map(policy_row).collect()
     }
@@ -262,7 +287,7 @@ impl Tx {
     pub async fn policy_of_machine(&mut self, machine_id: &str) -> StoreResult<Option<String>> {
         let row = sqlx::query("SELECT policy_id FROM policy_machines WHERE machine_id = $1")
             .bind(machine_id)
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(self.c())
             .await?;
         row.map(|r| text(&r, "policy_id")).transpose()
     }
@@ -294,17 +319,17 @@ impl Tx {
         .bind(rules)
         .bind(etag)
         .bind(to_db(now))
-        .execute(&mut *self.tx)
+        .execute(self.c())
         .await?;
         sqlx::query("DELETE FROM policy_machines WHERE policy_id = $1")
             .bind(id)
-            .execute(&mut *self.tx)
+            .execute(self.c())
             .await?;
         for m in machine_ids {
             sqlx::query("INSERT INTO policy_machines (machine_id, policy_id) VALUES ($1, $2)")
                 .bind(m)
                 .bind(id)
-                .execute(&mut *self.tx)
+                .execute(self.c())
                 .await?;
         }
         Ok(!existed)
@@ -314,73 +339,96 @@ impl Tx {
     pub async fn delete_policy(&mut self, id: &str) -> StoreResult<bool> {
         sqlx::query("DELETE FROM policy_machines WHERE policy_id = $1")
             .bind(id)
-            .execute(&mut *self.tx)
+            .execute(self.c())
             .await?;
         let r = sqlx::query("DELETE FROM policies WHERE id = $1")
             .bind(id)
-            .execute(&mut *self.tx)
+            .execute(self.c())
             .await?;
         Ok(r.rows_affected() > 0)
     }
 
     // -- requests -----------------------------------------------------------------------------
 
-    /// Stores a new request and its ports.
-    pub async fn insert_request(&mut self, req: &RequestRow, ports: &[PortRow]) -> StoreResult<()> {
-        sqlx::query(
+    /// Stores a new request and its ports, and closes older open ports with the same supersede
+    /// keys as `NewerRequestInitiated` — in one round trip, and only if `guard` still holds.
+    /// Returns false (and changes nothing) when the policy changed or JIT was turned off since
+    /// the request was checked; the caller then checks again.
+    pub async fn insert_request(
+        &mut self,
+        req: &RequestRow,
+        ports: &[PortRow],
+        guard: &PolicyGuard<'_>,
+    ) -> StoreResult<bool> {
+        if ports.is_empty() {
+            return Err(StoreError::Other("a request needs ports".into()));
+        }
+        let mut n = 7;
+        let mut next = || {
+            n += 1;
+            format!("${n}")
+        };
+        let scopes: Vec<String> = guard.blocking_scopes.iter().map(|_| next()).collect();
+        let rows: Vec<String> = ports
+            .iter()
+            .map(|_| {
+                let cols: Vec<String> = (0..9).map(|_| next()).collect();
+                format!("($1, {})", cols.join(", "))
+            })
+            .collect();
+        let mut keys: Vec<&str> = ports.iter().map(|p| p.supersede_key.as_str()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let key_params: Vec<String> = keys.iter().map(|_| next()).collect();
+        let scope_list = if scopes.is_empty() {
+            "NULL".to_owned()
+        } else {
+            scopes.join(", ")
+        };
+        let sql = format!(
             "INSERT INTO requests (id, policy_id, requestor, justification, source_address, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&req.id)
-        .bind(&req.policy_id)
-        .bind(&req.requestor)
-        .bind(&req.justification)
-        .bind(&req.source_address)
-        .bind(to_db(req.created_at))
-        .execute(&mut *self.tx)
-        .await?;
+             SELECT $1, $2, $3, $4, $5, $6 \
+             WHERE EXISTS (SELECT 1 FROM policies WHERE id = $2 AND etag = $7) \
+               AND NOT EXISTS (SELECT 1 FROM jit_settings WHERE jit_enabled = 0 AND scope IN ({scope_list})); \
+             INSERT INTO request_ports (request_id, seq, machine_id, number, protocol, sources, \
+               supersede_key, end_time, status, status_reason) \
+             SELECT * FROM (VALUES {}) AS v WHERE EXISTS (SELECT 1 FROM requests WHERE id = $1); \
+             UPDATE request_ports SET status = 'Revoked', status_reason = 'NewerRequestInitiated', closed_at = $6 \
+             WHERE status = 'Initiated' AND request_id <> $1 AND supersede_key IN ({}) \
+               AND EXISTS (SELECT 1 FROM requests WHERE id = $1);",
+            rows.join(", "),
+            key_params.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&req.id)
+            .bind(&req.policy_id)
+            .bind(&req.requestor)
+            .bind(&req.justification)
+            .bind(&req.source_address)
+            .bind(to_db(req.created_at))
+            .bind(guard.etag);
+        for scope in guard.blocking_scopes {
+            q = q.bind(scope.as_str());
+        }
         for p in ports {
             let sources =
                 serde_json::to_string(&p.sources).map_err(|e| StoreError::Other(e.to_string()))?;
-            sqlx::query(
-                "INSERT INTO request_ports (request_id, seq, machine_id, number, protocol, sources, \
-                 supersede_key, end_time, status, status_reason) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .bind(&p.request_id)
-            .bind(p.seq)
-            .bind(&p.machine_id)
-            .bind(i64::from(p.number))
-            .bind(&p.protocol)
-            .bind(sources)
-            .bind(&p.supersede_key)
-            .bind(to_db(p.end_time))
-            .bind(p.status.as_str())
-            .bind(p.status_reason.as_str())
-            .execute(&mut *self.tx)
-            .await?;
+            q = q
+                .bind(p.seq)
+                .bind(&p.machine_id)
+                .bind(i64::from(p.number))
+                .bind(&p.protocol)
+                .bind(sources)
+                .bind(&p.supersede_key)
+                .bind(to_db(p.end_time))
+                .bind(p.status.as_str())
+                .bind(p.status_reason.as_str());
         }
-        Ok(())
-    }
-
-    /// Closes every open port with this supersede key (except those of `keep_request`) as
-    /// `NewerRequestInitiated`; returns how many were closed.
-    pub async fn supersede(
-        &mut self,
-        supersede_key: &str,
-        keep_request: &str,
-        now: Timestamp,
-    ) -> StoreResult<u64> {
-        let r = sqlx::query(
-            "UPDATE request_ports SET status = 'Revoked', status_reason = 'NewerRequestInitiated', closed_at = $1 \
-             WHERE supersede_key = $2 AND status = 'Initiated' AND request_id <> $3",
-        )
-        .bind(to_db(now))
-        .bind(supersede_key)
-        .bind(keep_request)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(r.rows_affected())
+        for k in keys {
+            q = q.bind(k);
+        }
+        let r = q.execute(self.c()).await?;
+        Ok(r.rows_affected() > 0)
     }
 
     /// One request and its ports.
@@ -389,7 +437,7 @@ impl Tx {
             "SELECT id, policy_id, requestor, justification, source_address, created_at FROM requests WHERE id = $1",
         )
         .bind(id)
-        .fetch_optional(&mut *self.tx)
+        .fetch_optional(self.c())
         .await?;
         let Some(row) = row else { return Ok(None) };
         let req = request_row(&row)?;
@@ -397,21 +445,22 @@ impl Tx {
         Ok(Some((req, ports)))
     }
 
+    /// The ports of several requests in one query, in request and port order.
     async fn ports_of(&mut self, request_ids: &[String]) -> StoreResult<Vec<PortRow>> {
-        let mut out = Vec::new();
-        for id in request_ids {
-            let sql = format!(
-                "SELECT {PORT_COLUMNS} FROM request_ports p WHERE p.request_id = $1 ORDER BY p.seq"
-            );
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(id)
-                .fetch_all(&mut *self.tx)
-                .await?;
-            for r in &rows {
-                out.push(port_row(r)?);
-            }
+        if request_ids.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(out)
+        let placeholders: Vec<String> = (1..=request_ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT {PORT_COLUMNS} FROM request_ports p WHERE p.request_id IN ({}) ORDER BY p.request_id, p.seq",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in request_ids {
+            query = query.bind(id);
+        }
+        let rows = query.fetch_all(self.c()).await?;
+        rows.iter().map(port_row).collect()
     }
 
     /// A newest-first page of requests made under a policy or touching a machine, optionally
@@ -441,15 +490,21 @@ impl Tx {
         .bind(after.map(|c| c.created_at))
         .bind(after.map(|c| c.id.as_str()).unwrap_or(""))
         .bind(i64::from(limit))
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.c())
         .await?;
         let reqs: Vec<RequestRow> = rows.iter().map(request_row).collect::<StoreResult<_>>()?;
-        let mut out = Vec::with_capacity(reqs.len());
-        for r in reqs {
-            let ports = self.ports_of(std::slice::from_ref(&r.id)).await?;
-            out.push((r, ports));
+        let ids: Vec<String> = reqs.iter().map(|r| r.id.clone()).collect();
+        let mut by_request: std::collections::HashMap<String, Vec<PortRow>> = Default::default();
+        for p in self.ports_of(&ids).await? {
+            by_request.entry(p.request_id.clone()).or_default().push(p);
         }
-        Ok(out)
+        Ok(reqs
+            .into_iter()
+            .map(|r| {
+                let ports = by_request.remove(&r.id).unwrap_or_default();
+                (r, ports)
+            })
+            .collect())
     }
 
     /// Closes one open port; true when it was open.
@@ -468,7 +523,7 @@ impl Tx {
         .bind(to_db(now))
         .bind(request_id)
         .bind(seq)
-        .execute(&mut *self.tx)
+        .execute(self.c())
         .await?;
         Ok(r.rows_affected() > 0)
     }
@@ -481,7 +536,7 @@ impl Tx {
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(policy_id)
-            .fetch_all(&mut *self.tx)
+            .fetch_all(self.c())
             .await?;
         rows.iter().map(port_row).collect()
     }
@@ -497,7 +552,7 @@ impl Tx {
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(machine_id)
             .bind(to_db(now))
-            .fetch_all(&mut *self.tx)
+            .fetch_all(self.c())
             .await?;
         rows.iter()
             .map(|r| {
@@ -517,7 +572,7 @@ impl Tx {
              WHERE status = 'Initiated' AND end_time <= $1",
         )
         .bind(to_db(now))
-        .execute(&mut *self.tx)
+        .execute(self.c())
         .await?;
         Ok(r.rows_affected())
     }
@@ -527,7 +582,7 @@ impl Tx {
         let row = sqlx::query(
             "SELECT MIN(end_time) AS due FROM request_ports WHERE status = 'Initiated'",
         )
-        .fetch_one(&mut *self.tx)
+        .fetch_one(self.c())
         .await?;
         Ok(row.try_get::<Option<i64>, _>("due")?.map(from_db))
     }
@@ -546,7 +601,7 @@ impl Tx {
         .bind(&t.description)
         .bind(&t.created_by)
         .bind(to_db(t.created_at))
-        .execute(&mut *self.tx)
+        .execute(self.c())
         .await?;
         Ok(())
     }
@@ -557,7 +612,7 @@ impl Tx {
             "SELECT id, principal, description, created_by, created_at FROM tokens WHERE hash = $1",
         )
         .bind(hash)
-        .fetch_optional(&mut *self.tx)
+        .fetch_optional(self.c())
         .await?;
         row.as_ref().map(token_row).transpose()
     }
@@ -568,7 +623,7 @@ impl Tx {
             "SELECT id, principal, description, created_by, created_at FROM tokens WHERE id = $1",
         )
         .bind(id)
-        .fetch_optional(&mut *self.tx)
+        .fetch_optional(self.c())
         .await?;
         row.as_ref().map(token_row).transpose()
     }
@@ -580,7 +635,7 @@ impl Tx {
              WHERE (CAST($1 AS TEXT) IS NULL OR principal = $1) ORDER BY created_at, id",
         )
         .bind(principal)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.c())
         .await?;
         rows.iter().map(token_row).collect()
     }
@@ -589,7 +644,7 @@ impl Tx {
     pub async fn delete_token(&mut self, id: &str) -> StoreResult<bool> {
         let r = sqlx::query("DELETE FROM tokens WHERE id = $1")
             .bind(id)
-            .execute(&mut *self.tx)
+            .execute(self.c())
             .await?;
         Ok(r.rows_affected() > 0)
     }
@@ -601,7 +656,7 @@ impl Tx {
         let row =
             sqlx::query("SELECT name, description, actions FROM role_definitions WHERE name = $1")
                 .bind(name)
-                .fetch_optional(&mut *self.tx)
+                .fetch_optional(self.c())
                 .await?;
         row.as_ref().map(role_row).transpose()
     }
@@ -610,7 +665,7 @@ impl Tx {
     pub async fn roles(&mut self) -> StoreResult<Vec<RoleRow>> {
         let rows =
             sqlx::query("SELECT name, description, actions FROM role_definitions ORDER BY name")
-                .fetch_all(&mut *self.tx)
+                .fetch_all(self.c())
                 .await?;
         rows.iter().map(role_row).collect()
     }
@@ -627,7 +682,7 @@ impl Tx {
         .bind(&role.description)
         .bind(&role.actions)
         .bind(to_db(now))
-        .execute(&mut *self.tx)
+        .execute(self.c())
         .await?;
         Ok(!existed)
     }
@@ -636,7 +691,7 @@ impl Tx {
     pub async fn delete_role(&mut self, name: &str) -> StoreResult<bool> {
         let r = sqlx::query("DELETE FROM role_definitions WHERE name = $1")
             .bind(name)
-            .execute(&mut *self.tx)
+            .execute(self.c())
             .await?;
         Ok(r.rows_affected() > 0)
     }
@@ -645,7 +700,7 @@ impl Tx {
     pub async fn role_use_count(&mut self, name: &str) -> StoreResult<i64> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM role_assignments WHERE role_name = $1")
             .bind(name)
-            .fetch_one(&mut *self.tx)
+            .fetch_one(self.c())
             .await?;
         int(&row, "n")
     }
@@ -668,7 +723,7 @@ impl Tx {
         .bind(&a.scope)
         .bind(created_by)
         .bind(to_db(a.created_at))
-        .execute(&mut *self.tx)
+        .execute(self.c())
         .await?;
         Ok(!existed)
     }
@@ -679,7 +734,7 @@ impl Tx {
             "SELECT id, principal, role_name, scope, created_at FROM role_assignments WHERE id = $1",
         )
         .bind(id)
-        .fetch_optional(&mut *self.tx)
+        .fetch_optional(self.c())
         .await?;
         row.as_ref().map(assignment_row).transpose()
     }
@@ -704,7 +759,7 @@ impl Tx {
         .bind(scope)
         .bind(beneath)
         .bind(principal)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.c())
         .await?;
         rows.iter().map(assignment_row).collect()
     }
@@ -721,7 +776,7 @@ impl Tx {
              WHERE a.principal = $1",
         )
         .bind(principal)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.c())
         .await?;
         rows.iter()
             .map(|r| Ok((assignment_row(r)?, opt_text(r, "actions")?)))
@@ -732,7 +787,7 @@ impl Tx {
     pub async fn delete_assignment(&mut self, id: &str) -> StoreResult<bool> {
         let r = sqlx::query("DELETE FROM role_assignments WHERE id = $1")
             .bind(id)
-            .execute(&mut *self.tx)
+            .execute(self.c())
             .await?;
         Ok(r.rows_affected() > 0)
     }
@@ -753,7 +808,7 @@ impl Tx {
         .bind(scope)
         .bind(i64::from(enabled))
         .bind(to_db(now))
-        .execute(&mut *self.tx)
+        .execute(self.c())
         .await?;
         Ok(())
     }
@@ -762,7 +817,7 @@ impl Tx {
     pub async fn jit_enabled(&mut self, scope: &str) -> StoreResult<bool> {
         let row = sqlx::query("SELECT jit_enabled FROM jit_settings WHERE scope = $1")
             .bind(scope)
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(self.c())
             .await?;
         Ok(row
             .map(|r| int(&r, "jit_enabled"))
@@ -774,10 +829,19 @@ impl Tx {
     pub async fn jit_disabled_scopes(&mut self) -> StoreResult<Vec<String>> {
         let rows =
             sqlx::query("SELECT scope FROM jit_settings WHERE jit_enabled = 0 ORDER BY scope")
-                .fetch_all(&mut *self.tx)
+                .fetch_all(self.c())
                 .await?;
         rows.iter().map(|r| text(r, "scope")).collect()
     }
+}
+
+/// What must still hold when a request is stored.
+#[derive(Debug, Clone, Copy)]
+pub struct PolicyGuard<'a> {
+    /// The request's policy still has this ETag (is unchanged since the check).
+    pub etag: &'a str,
+    /// No setting turns JIT off at any of these scopes.
+    pub blocking_scopes: &'a [String],
 }
 
 /// Which requests to list.

@@ -5,7 +5,7 @@
 //! a requester may read and revoke their own requests while they still hold
 //! `ajar.jit/policies/initiate/action` at the policy's scope.
 
-use super::policies::{ensure_jit_enabled, stored_rules};
+use super::policies::ensure_jit_enabled;
 use super::{Reply, page_size, resource_id, ts};
 use crate::AppState;
 use crate::auth::Caller;
@@ -15,11 +15,11 @@ use ajar_api::ErrorCode;
 use ajar_api::wire::{
     AccessRequest, AccessRequestMachine, AccessRequestPort, Grant, InitiateBody, List,
 };
-use ajar_core::id::{ResourceId, ResourceKind};
+use ajar_core::id::{ResourceId, ResourceKind, Scope};
 use ajar_core::net::SourcePrefix;
 use ajar_core::rbac::actions;
 use ajar_core::request::{PortState, StatusReason, plan_initiate};
-use ajar_store::{Cursor, PortRow, RequestFilter, RequestRow, RequestsOn};
+use ajar_store::{Cursor, PolicyGuard, PortRow, RequestFilter, RequestRow, RequestsOn};
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
@@ -97,27 +97,63 @@ pub async fn initiate(
     caller.require(actions::POLICIES_INITIATE, &id.scope())?;
     let body: InitiateBody = body.parse()?;
     let requested = body.to_domain()?;
-    let mut tx = state.store.write().await?;
-    let policy = tx
-        .policy(&id.to_string())
-        .await?
-        .ok_or_else(|| AppError::not_found(&id))?;
-    ensure_jit_enabled(&mut tx, &id.resource_group_scope()).await?;
-    let now = state.clock.now();
-    let planned = plan_initiate(&stored_rules(&policy)?, &requested, now, caller.address)?;
-    let request = RequestRow {
-        id: uuid::Uuid::new_v4().to_string(),
-        policy_id: policy.id.clone(),
-        requestor: caller.principal.clone(),
-        justification: body.justification.clone(),
-        source_address: caller.address.map(|a| a.to_string()),
-        created_at: now,
-    };
-    let ports: Vec<PortRow> = planned
+    let policy_text = id.to_string();
+    let rg_scope = id.resource_group_scope();
+    let blocking_scopes = [rg_scope.to_string(), Scope::Subscription(id.subscription.clone()).to_string()];
+    // Check against the policy as read, then store only if it is still the same (ETag) and JIT
+    // is still on; a concurrent change makes us check again.
+    for _ in 0..MAX_ATTEMPTS {
+        let mut tx = state.store.read().await?;
+        let policy = tx
+            .policy(&policy_text)
+            .await?
+            .ok_or_else(|| AppError::not_found(&id))?;
+        ensure_jit_enabled(&mut tx, &rg_scope).await?;
+        drop(tx);
+        let rules = state
+            .rules_cache
+            .get_or_parse(&policy.id, &policy.etag, &policy.rules)
+            .map_err(|e| {
+                tracing::error!(policy = %policy.id, error = %e, "stored policy unreadable");
+                AppError::new(ErrorCode::InternalError, "internal error")
+            })?;
+        let now = state.clock.now();
+        let planned = plan_initiate(&rules, &requested, now, caller.address)?;
+        let request = RequestRow {
+            id: uuid::Uuid::new_v4().to_string(),
+            policy_id: policy.id.clone(),
+            requestor: caller.principal.clone(),
+            justification: body.justification.clone(),
+            source_address: caller.address.map(|a| a.to_string()),
+            created_at: now,
+        };
+        let ports = port_rows(&request.id, &planned);
+        let guard = PolicyGuard {
+            etag: &policy.etag,
+            blocking_scopes: &blocking_scopes,
+        };
+        let mut tx = state.store.write().await?;
+        if tx.insert_request(&request, &ports, &guard).await? {
+            tx.commit().await?;
+            state.scheduler_wake.notify_one();
+            return Ok(Reply::accepted(request_view(&request, &ports)));
+        }
+    }
+    Err(AppError::new(
+        ErrorCode::Conflict,
+        "the policy kept changing while the request was checked; retry",
+    ))
+}
+
+/// How often an initiate is checked again when its policy changes underneath it.
+const MAX_ATTEMPTS: usize = 3;
+
+fn port_rows(request_id: &str, planned: &[ajar_core::request::PlannedPort]) -> Vec<PortRow> {
+    planned
         .iter()
         .enumerate()
         .map(|(seq, p)| PortRow {
-            request_id: request.id.clone(),
+            request_id: request_id.to_owned(),
             seq: seq as i64,
             machine_id: p.machine.to_string(),
             number: p.number.get(),
@@ -128,14 +164,7 @@ pub async fn initiate(
             status: PortState::INITIATED.status,
             status_reason: PortState::INITIATED.reason,
         })
-        .collect();
-    tx.insert_request(&request, &ports).await?;
-    for p in &ports {
-        tx.supersede(&p.supersede_key, &request.id, now).await?;
-    }
-    tx.commit().await?;
-    state.scheduler_wake.notify_one();
-    Ok(Reply::accepted(request_view(&request, &ports)))
+        .collect()
 }
 
 #[derive(Debug, Deserialize)]
