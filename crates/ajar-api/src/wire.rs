@@ -387,6 +387,9 @@ pub struct InitiateBody {
 /// Most characters a justification may have.
 pub const MAX_JUSTIFICATION: usize = 2000;
 
+/// Most ports (over all machines) one initiate may ask for.
+pub const MAX_INITIATE_PORTS: usize = 1000;
+
 /// One machine of an initiate.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -437,6 +440,13 @@ impl InitiateBody {
             return Err(FieldError::new(
                 "justification",
                 format!("justification is longer than {MAX_JUSTIFICATION} characters"),
+            ));
+        }
+        let total: usize = self.virtual_machines.iter().map(|m| m.ports.len()).sum();
+        if total > MAX_INITIATE_PORTS {
+            return Err(FieldError::new(
+                "virtualMachines",
+                format!("at most {MAX_INITIATE_PORTS} ports may be requested at once"),
             ));
         }
         let mut out = Vec::with_capacity(self.virtual_machines.len());

@@ -201,7 +201,9 @@ impl FromRequestParts<AppState> for Caller {
                 // stale rather than letting it outlive the change.
                 let generation = state.auth_cache.generation.load(Ordering::SeqCst);
                 let Some((principal, permissions)) = resolve(state, &hash).await? else {
-                    return Err(unauthenticated("the token is not valid or has been revoked"));
+                    return Err(unauthenticated(
+                        "the token is not valid or has been revoked",
+                    ));
                 };
                 state.auth_cache.put(
                     hash,

@@ -21,6 +21,7 @@ pub mod body;
 pub mod bootstrap;
 pub mod clock;
 pub mod error;
+pub mod request_writer;
 mod routes;
 pub mod rules_cache;
 pub mod scheduler;
@@ -35,7 +36,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -44,21 +45,22 @@ pub struct AppState {
     pub store: Store,
     /// The clock.
     pub clock: Arc<dyn Clock>,
-    /// Woken when something changes that the scheduler should look at sooner.
-    pub scheduler_wake: Arc<Notify>,
     /// Resolved tokens; invalidated by every change to tokens, roles or assignments.
     pub auth_cache: Arc<auth::AuthCache>,
     /// Parsed policy rules by ETag.
     pub rules_cache: Arc<rules_cache::RulesCache>,
+    /// Stores access requests in batches.
+    pub request_writer: request_writer::RequestWriter,
 }
 
 impl AppState {
-    /// State over a store and a clock.
+    /// State over a store and a clock. Starts the request writer, so it must be called inside
+    /// a tokio runtime.
     pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
         Self {
+            request_writer: request_writer::RequestWriter::start(store.clone()),
             store,
             clock,
-            scheduler_wake: Arc::new(Notify::new()),
             auth_cache: Arc::default(),
             rules_cache: Arc::default(),
         }
@@ -89,12 +91,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let scheduler = tokio::spawn(scheduler::run(state.clone(), stop_rx));
+    let scheduler = tokio::spawn(scheduler::run(state.clone(), stop_rx.clone()));
+    let checkpoints = tokio::spawn(scheduler::run_checkpoints(state.clone(), stop_rx));
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     let _ = stop_tx.send(true);
     let _ = scheduler.await;
+    let _ = checkpoints.await;
     result
 }

@@ -1,7 +1,11 @@
-//! Parsed policy rules, kept by policy id and ETag so a busy policy is not parsed again on every
-//! request. An entry is used only while its ETag is the stored one, so it can never be stale.
+//! Parsed policy rules, kept by policy id and ETag so a busy policy is neither read in full nor
+//! parsed again on every request. An entry is used only while its ETag is the stored one, so it
+//! is never stale.
 
+use crate::error::AppError;
+use ajar_api::ErrorCode;
 use ajar_core::policy::PolicyRules;
+use ajar_store::Tx;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -14,25 +18,44 @@ pub struct RulesCache {
 }
 
 impl RulesCache {
-    /// The parsed rules of `policy_id` at `etag`, parsing `json` only if not cached.
-    pub fn get_or_parse(
-        &self,
-        policy_id: &str,
-        etag: &str,
-        json: &str,
-    ) -> Result<Arc<PolicyRules>, serde_json::Error> {
+    fn cached(&self, policy_id: &str, etag: &str) -> Option<Arc<PolicyRules>> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries
+            .get(policy_id)
+            .filter(|(e, _)| e == etag)
+            .map(|(_, rules)| rules.clone())
+    }
+
+    fn insert(&self, policy_id: &str, etag: &str, rules: Arc<PolicyRules>) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((e, rules)) = entries.get(policy_id)
-            && e == etag
-        {
-            return Ok(rules.clone());
-        }
-        let rules: Arc<PolicyRules> = Arc::new(serde_json::from_str(json)?);
         if entries.len() >= MAX_ENTRIES {
             entries.clear();
         }
-        entries.insert(policy_id.to_owned(), (etag.to_owned(), rules.clone()));
-        Ok(rules)
+        entries.insert(policy_id.to_owned(), (etag.to_owned(), rules));
+    }
+
+    /// The policy's current ETag and rules, or `None` if it does not exist. Reads only the
+    /// ETag when the rules at that ETag are cached.
+    pub async fn load(
+        &self,
+        tx: &mut Tx,
+        policy_id: &str,
+    ) -> Result<Option<(String, Arc<PolicyRules>)>, AppError> {
+        let Some(etag) = tx.policy_etag(policy_id).await? else {
+            return Ok(None);
+        };
+        if let Some(rules) = self.cached(policy_id, &etag) {
+            return Ok(Some((etag, rules)));
+        }
+        let Some(row) = tx.policy(policy_id).await? else {
+            return Ok(None);
+        };
+        let rules: Arc<PolicyRules> = Arc::new(serde_json::from_str(&row.rules).map_err(|e| {
+            tracing::error!(policy = %policy_id, error = %e, "stored policy unreadable");
+            AppError::new(ErrorCode::InternalError, "internal error")
+        })?);
+        self.insert(policy_id, &row.etag, rules.clone());
+        Ok(Some((row.etag, rules)))
     }
 }
 
@@ -41,11 +64,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_new_etag_is_parsed_again() {
+    fn entries_are_used_only_at_their_etag() {
         let cache = RulesCache::default();
-        let a = cache.get_or_parse("p", "1", r#"{"machines":[]}"#).unwrap();
-        let b = cache.get_or_parse("p", "1", "not json, never parsed").unwrap();
-        assert!(Arc::ptr_eq(&a, &b));
-        assert!(cache.get_or_parse("p", "2", "not json").is_err());
+        let rules = Arc::new(PolicyRules { machines: vec![] });
+        cache.insert("p", "1", rules.clone());
+        assert!(
+            cache
+                .cached("p", "1")
+                .is_some_and(|r| Arc::ptr_eq(&r, &rules))
+        );
+        assert!(cache.cached("p", "2").is_none());
+        assert!(cache.cached("q", "1").is_none());
     }
 }

@@ -12,8 +12,15 @@ pub const MAX_NAP: Duration = Duration::from_secs(1);
 
 /// Runs one pass: every port due at the clock's current instant is closed as `Expired`.
 /// Returns how many ports were closed. Safe to run concurrently: each port is closed once.
+/// Takes the writer only when something is due.
 pub async fn run_due(state: &AppState) -> StoreResult<u64> {
     let now = state.clock.now();
+    let mut read = state.store.read().await?;
+    let due = read.next_due().await?;
+    drop(read);
+    if due.is_none_or(|d| d > now) {
+        return Ok(0);
+    }
     let mut tx = state.store.write().await?;
     let n = tx.expire_due(now).await?;
     tx.commit().await?;
@@ -24,7 +31,8 @@ pub async fn run_due(state: &AppState) -> StoreResult<u64> {
 }
 
 /// Runs passes until `stop` turns true: one at once (catch-up), then whenever the next end
-/// time comes, something wakes it, or [`MAX_NAP`] passes.
+/// time comes or [`MAX_NAP`] passes (so a request that ends sooner than the one the scheduler
+/// sleeps for is closed at most that late; grants are filtered by end time meanwhile).
 pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
     loop {
         if let Err(e) = run_due(&state).await {
@@ -39,11 +47,27 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
         };
         tokio::select! {
             _ = tokio::time::sleep(nap) => {}
-            _ = state.scheduler_wake.notified() => {}
             _ = stop.changed() => return,
         }
         if *stop.borrow() {
             return;
+        }
+    }
+}
+
+/// How often the store's write-ahead log is checkpointed in the background.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// Checkpoints the store every [`CHECKPOINT_EVERY`] until `stop` turns true, so commits on the
+/// request path do not pay for it.
+pub async fn run_checkpoints(state: AppState, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(CHECKPOINT_EVERY) => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(e) = state.store.checkpoint().await {
+            tracing::warn!(error = %e, "checkpoint failed");
         }
     }
 }

@@ -11,7 +11,7 @@ mod rows;
 mod tx;
 
 pub use rows::*;
-pub use tx::{PolicyGuard, RequestFilter, RequestsOn, Tx};
+pub use tx::{NewRequest, PolicyGuard, RequestFilter, RequestsOn, Tx};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
@@ -100,9 +100,13 @@ impl Store {
                         // WAL lets readers work beside the one writer; NORMAL keeps a commit
                         // durable against a crash of ajar (not of the kernel) without an fsync
                         // per commit.
+                        // Checkpoints (which fsync) run in the background via
+                        // `Store::checkpoint`; the automatic one is only a backstop, so a
+                        // commit rarely pays for one.
                         conn.execute(
                             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
+                             PRAGMA wal_autocheckpoint = 4000;",
                         )
                         .await?;
                         Ok(())
@@ -140,6 +144,19 @@ impl Store {
             Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
         };
         Ok(Tx::transaction(tx))
+    }
+
+    /// Copies committed pages from the write-ahead log into the database without blocking the
+    /// writer (SQLite `PASSIVE` checkpoint). Run it periodically, off the request path.
+    pub async fn checkpoint(&self) -> StoreResult<()> {
+        match self.backend {
+            Backend::Sqlite => {
+                sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(&self.readers)
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// Closes every connection; waits for transactions in flight.

@@ -266,6 +266,15 @@ impl Tx {
         row.as_ref().map(policy_row).transpose()
     }
 
+    /// The ETag of a policy (cheaper than [`Tx::policy`] when the rules are cached).
+    pub async fn policy_etag(&mut self, id: &str) -> StoreResult<Option<String>> {
+        let row = sqlx::query("SELECT etag FROM policies WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.c())
+            .await?;
+        row.map(|r| text(&r, "etag")).transpose()
+    }
+
     /// Policies in a subscription, or in one of its resource groups, ordered by id.
     pub async fn policies(
         &mut self,
@@ -350,85 +359,102 @@ impl Tx {
 
     // -- requests -----------------------------------------------------------------------------
 
-    /// Stores a new request and its ports, and closes older open ports with the same supersede
-    /// keys as `NewerRequestInitiated` — in one round trip, and only if `guard` still holds.
-    /// Returns false (and changes nothing) when the policy changed or JIT was turned off since
-    /// the request was checked; the caller then checks again.
-    pub async fn insert_request(
-        &mut self,
-        req: &RequestRow,
-        ports: &[PortRow],
-        guard: &PolicyGuard<'_>,
-    ) -> StoreResult<bool> {
-        if ports.is_empty() {
-            return Err(StoreError::Other("a request needs ports".into()));
+    /// Stores new requests and their ports, and closes older open ports with the same
+    /// supersede keys as `NewerRequestInitiated`, in order, in two round trips whatever the
+    /// number of requests. Each request is stored only if its guard still holds; the answer says,
+    /// per request, whether it was stored (false: its policy changed or JIT was turned off since
+    /// it was checked, and nothing of it was written).
+    pub async fn insert_requests(&mut self, batch: &[NewRequest<'_>]) -> StoreResult<Vec<bool>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
         }
-        let mut n = 7;
-        let mut next = || {
-            n += 1;
-            format!("${n}")
-        };
-        let scopes: Vec<String> = guard.blocking_scopes.iter().map(|_| next()).collect();
-        let rows: Vec<String> = ports
+        let mut sql = String::new();
+        let mut args = Args::default();
+        for item in batch {
+            if item.ports.is_empty() {
+                return Err(StoreError::Other("a request needs ports".into()));
+            }
+            let req = item.request;
+            let id = args.push_text(&req.id);
+            let policy = args.push_text(&req.policy_id);
+            let requestor = args.push_text(&req.requestor);
+            let justification = args.push_opt(req.justification.as_deref());
+            let source = args.push_opt(req.source_address.as_deref());
+            let created = args.push_int(to_db(req.created_at));
+            let etag = args.push_text(item.guard.etag);
+            let scopes: Vec<String> = item
+                .guard
+                .blocking_scopes
+                .iter()
+                .map(|s| args.push_text(s))
+                .collect();
+            let scopes = if scopes.is_empty() {
+                "NULL".to_owned()
+            } else {
+                scopes.join(", ")
+            };
+            let mut rows = Vec::with_capacity(item.ports.len());
+            for p in item.ports {
+                let sources = serde_json::to_string(&p.sources)
+                    .map_err(|e| StoreError::Other(e.to_string()))?;
+                rows.push(format!(
+                    "({id}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
+                    args.push_int(p.seq),
+                    args.push_text(&p.machine_id),
+                    args.push_int(i64::from(p.number)),
+                    args.push_text(&p.protocol),
+                    args.push_text(&sources),
+                    args.push_text(&p.supersede_key),
+                    args.push_int(to_db(p.end_time)),
+                    args.push_text(p.status.as_str()),
+                    args.push_text(p.status_reason.as_str()),
+                ));
+            }
+            let mut keys: Vec<&str> = item
+                .ports
+                .iter()
+                .map(|p| p.supersede_key.as_str())
+                .collect();
+            keys.sort_unstable();
+            keys.dedup();
+            let keys: Vec<String> = keys.iter().map(|k| args.push_text(k)).collect();
+            sql.push_str(&format!(
+                "INSERT INTO requests (id, policy_id, requestor, justification, source_address, created_at) \
+                 SELECT {id}, {policy}, {requestor}, {justification}, {source}, {created} \
+                 WHERE EXISTS (SELECT 1 FROM policies WHERE id = {policy} AND etag = {etag}) \
+                   AND NOT EXISTS (SELECT 1 FROM jit_settings WHERE jit_enabled = 0 AND scope IN ({scopes})); \
+                 INSERT INTO request_ports (request_id, seq, machine_id, number, protocol, sources, \
+                   supersede_key, end_time, status, status_reason) \
+                 SELECT * FROM (VALUES {}) AS v WHERE EXISTS (SELECT 1 FROM requests WHERE id = {id}); \
+                 UPDATE request_ports SET status = 'Revoked', status_reason = 'NewerRequestInitiated', \
+                   closed_at = {created} \
+                 WHERE status = 'Initiated' AND request_id <> {id} AND supersede_key IN ({}) \
+                   AND EXISTS (SELECT 1 FROM requests WHERE id = {id});\n",
+                rows.join(", "),
+                keys.join(", ")
+            ));
+        }
+        // The text depends only on the batch's shape (requests, ports, sources per request), so
+        // under load the same few shapes recur and the prepared-statement cache saves parsing.
+        args.query(sql).execute(self.c()).await?;
+
+        let mut ids = Args::default();
+        let list: Vec<String> = batch.iter().map(|i| ids.push_text(&i.request.id)).collect();
+        let stored: std::collections::HashSet<String> = ids
+            .query(format!(
+                "SELECT id FROM requests WHERE id IN ({})",
+                list.join(", ")
+            ))
+            .persistent(false)
+            .fetch_all(self.c())
+            .await?
             .iter()
-            .map(|_| {
-                let cols: Vec<String> = (0..9).map(|_| next()).collect();
-                format!("($1, {})", cols.join(", "))
-            })
-            .collect();
-        let mut keys: Vec<&str> = ports.iter().map(|p| p.supersede_key.as_str()).collect();
-        keys.sort_unstable();
-        keys.dedup();
-        let key_params: Vec<String> = keys.iter().map(|_| next()).collect();
-        let scope_list = if scopes.is_empty() {
-            "NULL".to_owned()
-        } else {
-            scopes.join(", ")
-        };
-        let sql = format!(
-            "INSERT INTO requests (id, policy_id, requestor, justification, source_address, created_at) \
-             SELECT $1, $2, $3, $4, $5, $6 \
-             WHERE EXISTS (SELECT 1 FROM policies WHERE id = $2 AND etag = $7) \
-               AND NOT EXISTS (SELECT 1 FROM jit_settings WHERE jit_enabled = 0 AND scope IN ({scope_list})); \
-             INSERT INTO request_ports (request_id, seq, machine_id, number, protocol, sources, \
-               supersede_key, end_time, status, status_reason) \
-             SELECT * FROM (VALUES {}) AS v WHERE EXISTS (SELECT 1 FROM requests WHERE id = $1); \
-             UPDATE request_ports SET status = 'Revoked', status_reason = 'NewerRequestInitiated', closed_at = $6 \
-             WHERE status = 'Initiated' AND request_id <> $1 AND supersede_key IN ({}) \
-               AND EXISTS (SELECT 1 FROM requests WHERE id = $1);",
-            rows.join(", "),
-            key_params.join(", ")
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(&req.id)
-            .bind(&req.policy_id)
-            .bind(&req.requestor)
-            .bind(&req.justification)
-            .bind(&req.source_address)
-            .bind(to_db(req.created_at))
-            .bind(guard.etag);
-        for scope in guard.blocking_scopes {
-            q = q.bind(scope.as_str());
-        }
-        for p in ports {
-            let sources =
-                serde_json::to_string(&p.sources).map_err(|e| StoreError::Other(e.to_string()))?;
-            q = q
-                .bind(p.seq)
-                .bind(&p.machine_id)
-                .bind(i64::from(p.number))
-                .bind(&p.protocol)
-                .bind(sources)
-                .bind(&p.supersede_key)
-                .bind(to_db(p.end_time))
-                .bind(p.status.as_str())
-                .bind(p.status_reason.as_str());
-        }
-        for k in keys {
-            q = q.bind(k);
-        }
-        let r = q.execute(self.c()).await?;
-        Ok(r.rows_affected() > 0)
+            .map(|r| text(r, "id"))
+            .collect::<StoreResult<_>>()?;
+        Ok(batch
+            .iter()
+            .map(|i| stored.contains(&i.request.id))
+            .collect())
     }
 
     /// One request and its ports.
@@ -833,6 +859,57 @@ impl Tx {
                 .await?;
         rows.iter().map(|r| text(r, "scope")).collect()
     }
+}
+
+/// Positional arguments for a statement built at run time: each `push_*` binds a value and
+/// returns its placeholder (`$n`).
+#[derive(Default)]
+struct Args {
+    values: Vec<Value>,
+}
+
+enum Value {
+    Text(String),
+    OptText(Option<String>),
+    Int(i64),
+}
+
+impl Args {
+    fn push(&mut self, v: Value) -> String {
+        self.values.push(v);
+        format!("${}", self.values.len())
+    }
+    fn push_text(&mut self, s: &str) -> String {
+        self.push(Value::Text(s.to_owned()))
+    }
+    fn push_opt(&mut self, s: Option<&str>) -> String {
+        self.push(Value::OptText(s.map(str::to_owned)))
+    }
+    fn push_int(&mut self, n: i64) -> String {
+        self.push(Value::Int(n))
+    }
+    fn query(self, sql: String) -> sqlx::query::Query<'static, Any, sqlx::any::AnyArguments> {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for v in self.values {
+            q = match v {
+                Value::Text(s) => q.bind(s),
+                Value::OptText(s) => q.bind(s),
+                Value::Int(n) => q.bind(n),
+            };
+        }
+        q
+    }
+}
+
+/// A request to store with [`Tx::insert_requests`].
+#[derive(Debug, Clone, Copy)]
+pub struct NewRequest<'a> {
+    /// The request.
+    pub request: &'a RequestRow,
+    /// Its ports; never empty.
+    pub ports: &'a [PortRow],
+    /// What must still hold for it to be stored.
+    pub guard: PolicyGuard<'a>,
 }
 
 /// What must still hold when a request is stored.

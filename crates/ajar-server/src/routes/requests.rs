@@ -19,7 +19,7 @@ use ajar_core::id::{ResourceId, ResourceKind, Scope};
 use ajar_core::net::SourcePrefix;
 use ajar_core::rbac::actions;
 use ajar_core::request::{PortState, StatusReason, plan_initiate};
-use ajar_store::{Cursor, PolicyGuard, PortRow, RequestFilter, RequestRow, RequestsOn};
+use ajar_store::{Cursor, PortRow, RequestFilter, RequestRow, RequestsOn};
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
@@ -99,44 +99,39 @@ pub async fn initiate(
     let requested = body.to_domain()?;
     let policy_text = id.to_string();
     let rg_scope = id.resource_group_scope();
-    let blocking_scopes = [rg_scope.to_string(), Scope::Subscription(id.subscription.clone()).to_string()];
+    let blocking_scopes = [
+        rg_scope.to_string(),
+        Scope::Subscription(id.subscription.clone()).to_string(),
+    ];
     // Check against the policy as read, then store only if it is still the same (ETag) and JIT
     // is still on; a concurrent change makes us check again.
     for _ in 0..MAX_ATTEMPTS {
         let mut tx = state.store.read().await?;
-        let policy = tx
-            .policy(&policy_text)
+        let (etag, rules) = state
+            .rules_cache
+            .load(&mut tx, &policy_text)
             .await?
             .ok_or_else(|| AppError::not_found(&id))?;
         ensure_jit_enabled(&mut tx, &rg_scope).await?;
         drop(tx);
-        let rules = state
-            .rules_cache
-            .get_or_parse(&policy.id, &policy.etag, &policy.rules)
-            .map_err(|e| {
-                tracing::error!(policy = %policy.id, error = %e, "stored policy unreadable");
-                AppError::new(ErrorCode::InternalError, "internal error")
-            })?;
         let now = state.clock.now();
         let planned = plan_initiate(&rules, &requested, now, caller.address)?;
         let request = RequestRow {
             id: uuid::Uuid::new_v4().to_string(),
-            policy_id: policy.id.clone(),
+            policy_id: policy_text.clone(),
             requestor: caller.principal.clone(),
             justification: body.justification.clone(),
             source_address: caller.address.map(|a| a.to_string()),
             created_at: now,
         };
         let ports = port_rows(&request.id, &planned);
-        let guard = PolicyGuard {
-            etag: &policy.etag,
-            blocking_scopes: &blocking_scopes,
-        };
-        let mut tx = state.store.write().await?;
-        if tx.insert_request(&request, &ports, &guard).await? {
-            tx.commit().await?;
-            state.scheduler_wake.notify_one();
-            return Ok(Reply::accepted(request_view(&request, &ports)));
+        let view = request_view(&request, &ports);
+        let stored = state
+            .request_writer
+            .write(request, ports, etag, blocking_scopes.to_vec())
+            .await?;
+        if stored {
+            return Ok(Reply::accepted(view));
         }
     }
     Err(AppError::new(

@@ -60,9 +60,11 @@ CREATE TABLE request_ports (
     closed_at     BIGINT,
     PRIMARY KEY (request_id, seq)
 );
-CREATE INDEX request_ports_due ON request_ports (status, end_time);
+-- Only open ports are looked up by end time and supersede key: partial indexes stay small and
+-- lose their entries when ports close.
+CREATE INDEX request_ports_due ON request_ports (end_time) WHERE status = 'Initiated';
+CREATE INDEX request_ports_by_key ON request_ports (supersede_key) WHERE status = 'Initiated';
 CREATE INDEX request_ports_by_machine ON request_ports (machine_id, status);
-CREATE INDEX request_ports_by_key ON request_ports (supersede_key, status);
 
 CREATE TABLE tokens (
     id          TEXT PRIMARY KEY,
