@@ -144,3 +144,74 @@ async fn store_jobs(store: &Store, jobs: &[Job]) -> StoreResult<Vec<bool>> {
     tx.commit().await?;
     Ok(stored)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ajar_core::request::{PortStatus, StatusReason};
+    use jiff::Timestamp;
+
+    const POLICY: &str = "/subscriptions/s/resourceGroups/rg/jitNetworkAccessPolicies/p";
+
+    fn job(id: &str) -> (Job, oneshot::Receiver<Result<bool, AppError>>) {
+        let (reply, answer) = oneshot::channel();
+        let at = Timestamp::from_second(1_000).unwrap();
+        let job = Job {
+            request: RequestRow {
+                id: id.into(),
+                policy_id: POLICY.into(),
+                requestor: "alice".into(),
+                justification: None,
+                source_address: None,
+                created_at: at,
+            },
+            ports: vec![PortRow {
+                request_id: id.into(),
+                seq: 0,
+                machine_id: "m".into(),
+                number: 22,
+                protocol: "*".into(),
+                sources: vec![format!("10.0.0.{}", id.len())],
+                supersede_key: format!("m|22|{id}"),
+                end_time: Timestamp::from_second(5_000).unwrap(),
+                status: PortStatus::Initiated,
+                status_reason: StatusReason::UserRequested,
+            }],
+            etag: "e1".into(),
+            blocking_scopes: vec![],
+            reply,
+        };
+        (job, answer)
+    }
+
+    #[tokio::test]
+    async fn one_bad_request_does_not_fail_its_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("t.db")).await.unwrap();
+        let mut tx = store.write().await.unwrap();
+        tx.put_policy(
+            POLICY,
+            "s",
+            "rg",
+            "p",
+            "{}",
+            &[],
+            "e1",
+            Timestamp::UNIX_EPOCH,
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        let (first, _) = job("dup");
+        write_batch(&store, vec![first]).await;
+        // A batch whose middle request reuses an id: the batch fails as a whole, then each
+        // request is written alone, so only the bad one gets an error.
+        let (a, a_answer) = job("a");
+        let (dup, dup_answer) = job("dup");
+        let (c, c_answer) = job("c");
+        write_batch(&store, vec![a, dup, c]).await;
+        assert!(matches!(a_answer.await, Ok(Ok(true))));
+        assert!(matches!(dup_answer.await, Ok(Err(_))));
+        assert!(matches!(c_answer.await, Ok(Ok(true))));
+    }
+}

@@ -190,3 +190,124 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod request_tests {
+    use super::*;
+    use ajar_core::request::{PortStatus, StatusReason};
+    use jiff::Timestamp;
+
+    const POLICY: &str = "/subscriptions/s/resourceGroups/rg/jitNetworkAccessPolicies/p";
+
+    async fn store_with_policy() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("t.db")).await.unwrap();
+        let mut tx = store.write().await.unwrap();
+        tx.put_policy(
+            POLICY,
+            "s",
+            "rg",
+            "p",
+            "{}",
+            &[],
+            "e1",
+            Timestamp::UNIX_EPOCH,
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        (dir, store)
+    }
+
+    fn request(id: &str) -> (RequestRow, Vec<PortRow>) {
+        let at = Timestamp::from_second(1_000).unwrap();
+        let req = RequestRow {
+            id: id.into(),
+            policy_id: POLICY.into(),
+            requestor: "alice".into(),
+            justification: None,
+            source_address: None,
+            created_at: at,
+        };
+        let port = PortRow {
+            request_id: id.into(),
+            seq: 0,
+            machine_id: "/subscriptions/s/resourceGroups/rg/machines/m".into(),
+            number: 22,
+            protocol: "*".into(),
+            sources: vec!["10.0.0.1".into()],
+            supersede_key: "m|22|*|10.0.0.1".into(),
+            end_time: Timestamp::from_second(5_000).unwrap(),
+            status: PortStatus::Initiated,
+            status_reason: StatusReason::UserRequested,
+        };
+        (req, vec![port])
+    }
+
+    async fn insert(
+        store: &Store,
+        items: &[(&(RequestRow, Vec<PortRow>), &str)],
+        scopes: &[String],
+    ) -> Vec<bool> {
+        let batch: Vec<NewRequest<'_>> = items
+            .iter()
+            .map(|((req, ports), etag)| NewRequest {
+                request: req,
+                ports,
+                guard: PolicyGuard {
+                    etag,
+                    blocking_scopes: scopes,
+                },
+            })
+            .collect();
+        let mut tx = store.write().await.unwrap();
+        let stored = tx.insert_requests(&batch).await.unwrap();
+        tx.commit().await.unwrap();
+        stored
+    }
+
+    #[tokio::test]
+    async fn a_batch_stores_in_order_and_later_requests_supersede_earlier_ones() {
+        let (_dir, store) = store_with_policy().await;
+        let (a, b) = (request("a"), request("b"));
+        assert_eq!(
+            insert(&store, &[(&a, "e1"), (&b, "e1")], &[]).await,
+            vec![true, true]
+        );
+        let mut tx = store.read().await.unwrap();
+        let (_, a_ports) = tx.request("a").await.unwrap().unwrap();
+        let (_, b_ports) = tx.request("b").await.unwrap().unwrap();
+        assert_eq!(
+            a_ports[0].status_reason,
+            StatusReason::NewerRequestInitiated
+        );
+        assert_eq!(b_ports[0].status, PortStatus::Initiated);
+    }
+
+    #[tokio::test]
+    async fn a_failed_guard_writes_nothing_of_that_request() {
+        let (_dir, store) = store_with_policy().await;
+        let (old, stale, ok) = (request("old"), request("stale"), request("ok"));
+        assert_eq!(insert(&store, &[(&old, "e1")], &[]).await, vec![true]);
+        // "stale" was checked against an older policy version: not stored, and it must not
+        // supersede "old" either.
+        assert_eq!(insert(&store, &[(&stale, "e0")], &[]).await, vec![false]);
+        let mut tx = store.read().await.unwrap();
+        assert!(tx.request("stale").await.unwrap().is_none());
+        let (_, old_ports) = tx.request("old").await.unwrap().unwrap();
+        assert_eq!(old_ports[0].status, PortStatus::Initiated);
+        drop(tx);
+        // JIT turned off at a blocking scope.
+        let mut tx = store.write().await.unwrap();
+        tx.put_jit_enabled("/subscriptions/s", false, Timestamp::UNIX_EPOCH)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let scopes = vec![
+            "/subscriptions/s/resourceGroups/rg".to_owned(),
+            "/subscriptions/s".to_owned(),
+        ];
+        assert_eq!(insert(&store, &[(&ok, "e1")], &scopes).await, vec![false]);
+        assert_eq!(insert(&store, &[(&ok, "e1")], &[]).await, vec![true]);
+    }
+}

@@ -578,3 +578,46 @@ async fn request_history_is_paged() {
     .await;
     assert_eq!((r.status, target(&r)), (400, "skipToken"));
 }
+
+#[tokio::test]
+async fn concurrent_initiates_are_all_stored_and_exactly_one_per_source_stays_open() {
+    let app = TestApp::spawn().await;
+    setup(&app).await;
+    let send = |source: String| {
+        let admin = app.admin.clone();
+        tokio::spawn(async move {
+            initiate(
+                &admin,
+                POLICY,
+                json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":source}),
+            )
+            .await
+        })
+    };
+    let distinct: Vec<_> = (0..40).map(|i| send(format!("198.51.100.{i}"))).collect();
+    let same: Vec<_> = (0..20).map(|_| send("203.0.113.99".to_owned())).collect();
+    for task in distinct.into_iter().chain(same) {
+        let r = task.await.unwrap();
+        assert_eq!(r.status, 202, "{:?}", r.body);
+    }
+    let grants = app.admin.grants(VM).await.unwrap().value;
+    assert_eq!(
+        grants.len(),
+        41,
+        "40 distinct sources and one survivor of the 20 alike"
+    );
+    let list = call(
+        &app.admin,
+        Method::GET,
+        &format!("/api/v1{POLICY}/requests?top=100"),
+        None,
+    )
+    .await;
+    let superseded = list.body["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["virtualMachines"][0]["ports"][0]["statusReason"] == "NewerRequestInitiated")
+        .count();
+    assert_eq!(superseded, 19);
+}
