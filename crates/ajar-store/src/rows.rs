@@ -139,6 +139,12 @@ pub fn to_db(t: Timestamp) -> i64 {
     t.as_microsecond()
 }
 
+/// An instant at the precision the store keeps (microseconds, rounded towards the past, so an
+/// end time never moves later).
+pub fn at_store_precision(t: Timestamp) -> Timestamp {
+    from_db(to_db(t))
+}
+
 /// Converts a stored instant back; out-of-range values clamp to the nearest representable one.
 pub fn from_db(micros: i64) -> Timestamp {
     Timestamp::from_microsecond(micros).unwrap_or(if micros < 0 {

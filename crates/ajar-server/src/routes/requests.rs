@@ -19,7 +19,7 @@ use ajar_core::id::{ResourceId, ResourceKind, Scope};
 use ajar_core::net::SourcePrefix;
 use ajar_core::rbac::actions;
 use ajar_core::request::{PortState, StatusReason, plan_initiate};
-use ajar_store::{Cursor, PortRow, RequestFilter, RequestRow, RequestsOn};
+use ajar_store::{Cursor, PortRow, RequestFilter, RequestRow, RequestsOn, at_store_precision};
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
@@ -114,7 +114,7 @@ pub async fn initiate(
             .ok_or_else(|| AppError::not_found(&id))?;
         ensure_jit_enabled(&mut tx, &rg_scope).await?;
         drop(tx);
-        let now = state.clock.now();
+        let now = at_store_precision(state.clock.now());
         let planned = plan_initiate(&rules, &requested, now, caller.address)?;
         let request = RequestRow {
             id: uuid::Uuid::new_v4().to_string(),
@@ -155,7 +155,7 @@ fn port_rows(request_id: &str, planned: &[ajar_core::request::PlannedPort]) -> V
             protocol: p.protocol.as_str().to_owned(),
             sources: p.sources.iter().map(ToString::to_string).collect(),
             supersede_key: p.supersede_key(),
-            end_time: p.end,
+            end_time: at_store_precision(p.end),
             status: PortState::INITIATED.status,
             status_reason: PortState::INITIATED.reason,
         })

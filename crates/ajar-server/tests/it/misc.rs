@@ -59,3 +59,32 @@ async fn the_briefs_powershell_shapes_port_over() {
         "ports":[{"number":22,"endTimeUtc":format!("{}", end.strftime("%Y-%m-%dT%H:%M:%S.3658798Z")),"allowedSourceAddressPrefix":["203.0.113.7"]}]}]}))).await;
     assert_eq!(r.status, 202, "{:?}", r.body);
 }
+
+#[tokio::test]
+async fn instants_read_back_exactly_as_answered() {
+    let app = TestApp::spawn().await;
+    setup(&app).await;
+    // A clock and an end time with nanoseconds: the answer shows what the store keeps.
+    app.clock
+        .set("2026-01-01T00:00:00.123456789Z".parse().unwrap());
+    let r = initiate(
+        &app.admin,
+        POLICY,
+        serde_json::json!({"number":22,
+        "endTimeUtc":"2026-01-01T01:00:00.3658798Z","allowedSourceAddressPrefix":"*"}),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    assert_eq!(r.body["startTimeUtc"], "2026-01-01T00:00:00.123456Z");
+    let end = r.body["virtualMachines"][0]["ports"][0]["endTimeUtc"].clone();
+    assert_eq!(end, "2026-01-01T01:00:00.365879Z");
+    let id = r.body["id"].as_str().unwrap();
+    let got = call(
+        &app.admin,
+        Method::GET,
+        &format!("/api/v1{POLICY}/requests/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(got.body, r.body);
+}
