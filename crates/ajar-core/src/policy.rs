@@ -74,6 +74,10 @@ impl MachineRules {
 pub struct PolicyRules {
     /// Covered machines, in the order given.
     pub machines: Vec<MachineRules>,
+    /// Whether connections opened during a window are cut when it ends (conntrack entries are
+    /// deleted). Off by default: like the vendor's JIT, established connections survive.
+    #[serde(default)]
+    pub cut_established: bool,
 }
 
 impl PolicyRules {
@@ -173,6 +177,7 @@ mod tests {
                 machine: id(VM),
                 ports,
             }],
+            cut_established: false,
         }
     }
 
@@ -236,7 +241,13 @@ mod tests {
         );
 
         assert_eq!(
-            target(PolicyRules { machines: vec![] }.validate(&id(POLICY))),
+            target(
+                PolicyRules {
+                    machines: vec![],
+                    cut_established: false
+                }
+                .validate(&id(POLICY))
+            ),
             "properties.virtualMachines"
         );
         assert_eq!(

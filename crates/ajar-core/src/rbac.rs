@@ -40,6 +40,10 @@ pub mod actions {
     pub const RBAC_READ: &str = "ajar.rbac/read";
     /// Create or delete role definitions and assignments.
     pub const RBAC_WRITE: &str = "ajar.rbac/write";
+    /// Read agents and their health.
+    pub const AGENTS_READ: &str = "ajar.agents/read";
+    /// Register and remove agents.
+    pub const AGENTS_WRITE: &str = "ajar.agents/write";
     /// List every principal's API tokens.
     pub const TOKENS_READ: &str = "ajar.tokens/read";
     /// Create or revoke API tokens for any principal.
@@ -61,6 +65,8 @@ pub mod actions {
         SETTINGS_WRITE,
         RBAC_READ,
         RBAC_WRITE,
+        AGENTS_READ,
+        AGENTS_WRITE,
         TOKENS_READ,
         TOKENS_WRITE,
     ];
@@ -200,8 +206,13 @@ pub fn built_in_roles() -> Vec<RoleDefinition> {
         ),
         role(
             "JitAdmin",
-            "Manage machines, JIT policies, settings and requests; no access control",
-            &["ajar.machines/*", "ajar.jit/*", REQUESTS_APPROVE],
+            "Manage machines, agents, JIT policies, settings and requests; no access control",
+            &[
+                "ajar.machines/*",
+                "ajar.agents/*",
+                "ajar.jit/*",
+                REQUESTS_APPROVE,
+            ],
         ),
         role(
             "SecurityReader",

@@ -367,6 +367,7 @@ mod tests {
                 machine: ResourceId::parse(VM).unwrap(),
                 ports: vec![ssh, dns, dns_tcp],
             }],
+            cut_established: false,
         }
     }
 

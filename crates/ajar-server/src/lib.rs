@@ -70,6 +70,7 @@ impl AppState {
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .merge(routes::agents::router())
         .merge(routes::machines::router())
         .merge(routes::policies::router())
         .merge(routes::requests::router())

@@ -7,7 +7,9 @@
 
 use crate::error::AppError;
 use ajar_api::ErrorCode;
+use ajar_core::agent::PortRange;
 use ajar_store::{NewRequest, PolicyGuard, PortRow, RequestRow, Store, StoreResult};
+use std::collections::{BTreeSet, HashMap};
 use tokio::sync::{mpsc, oneshot};
 
 /// Most requests gathered into one transaction.
@@ -15,17 +17,20 @@ pub const MAX_BATCH: usize = 128;
 /// Most bound parameters in one batch (SQLite allows 32,766).
 const MAX_PARAMS: usize = 20_000;
 
+/// What happened to one request.
+type Outcome = Result<Option<Vec<PortRow>>, AppError>;
+
 struct Job {
     request: RequestRow,
     ports: Vec<PortRow>,
     etag: String,
     blocking_scopes: Vec<String>,
-    reply: oneshot::Sender<Result<bool, AppError>>,
+    reply: oneshot::Sender<Outcome>,
 }
 
 impl Job {
     fn params(&self) -> usize {
-        9 + self.blocking_scopes.len() + 11 * self.ports.len()
+        9 + self.blocking_scopes.len() + 13 * self.ports.len()
     }
 
     fn new_request(&self) -> NewRequest<'_> {
@@ -40,18 +45,18 @@ impl Job {
     }
 }
 
-/// The handle handlers use to store requests.
-#[derive(Debug, Clone)]
-pub struct RequestWriter {
-    jobs: mpsc::Sender<Job>,
-}
-
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Job")
             .field("request", &self.request.id)
             .finish()
     }
+}
+
+/// The handle handlers use to store requests.
+#[derive(Debug, Clone)]
+pub struct RequestWriter {
+    jobs: mpsc::Sender<Job>,
 }
 
 impl RequestWriter {
@@ -63,14 +68,15 @@ impl RequestWriter {
     }
 
     /// Stores a request if its policy still has `etag` and JIT is not turned off at any of
-    /// `blocking_scopes`; true when stored (and committed).
+    /// `blocking_scopes`. Ports of machines behind a gateway get a mapped port. Answers the
+    /// ports as stored (after the commit), or `None` when the guard failed.
     pub async fn write(
         &self,
         request: RequestRow,
         ports: Vec<PortRow>,
         etag: String,
         blocking_scopes: Vec<String>,
-    ) -> Result<bool, AppError> {
+    ) -> Outcome {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             request,
@@ -111,11 +117,11 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Job>) {
 
 /// Writes a batch in one transaction; if that fails, writes its jobs one by one so one bad
 /// request cannot fail the others.
-async fn write_batch(store: &Store, batch: Vec<Job>) {
-    let error = match store_jobs(store, &batch).await {
-        Ok(stored) => {
-            for (job, ok) in batch.into_iter().zip(stored) {
-                let _ = job.reply.send(Ok(ok));
+async fn write_batch(store: &Store, mut batch: Vec<Job>) {
+    let error = match store_jobs(store, &mut batch).await {
+        Ok(outcomes) => {
+            for (job, outcome) in batch.into_iter().zip(outcomes) {
+                let _ = job.reply.send(outcome);
             }
             return;
         }
@@ -128,32 +134,102 @@ async fn write_batch(store: &Store, batch: Vec<Job>) {
         return;
     }
     tracing::warn!(error = %error, size = batch.len(), "batch write failed; writing one by one");
-    for job in batch {
-        let result = store_jobs(store, std::slice::from_ref(&job))
-            .await
-            .map(|v| v.first().copied().unwrap_or(false))
-            .map_err(AppError::from);
-        let _ = job.reply.send(result);
+    for mut job in batch {
+        let outcome = match store_jobs(store, std::slice::from_mut(&mut job)).await {
+            Ok(mut v) => v.pop().unwrap_or(Ok(None)),
+            Err(e) => Err(AppError::from(e)),
+        };
+        let _ = job.reply.send(outcome);
     }
 }
 
-async fn store_jobs(store: &Store, jobs: &[Job]) -> StoreResult<Vec<bool>> {
-    let items: Vec<NewRequest<'_>> = jobs.iter().map(Job::new_request).collect();
+/// In one transaction: gives ports behind a gateway a free mapped port, then stores every job
+/// that got one. Jobs whose gateway has no free port fail alone.
+async fn store_jobs(store: &Store, jobs: &mut [Job]) -> StoreResult<Vec<Outcome>> {
     let mut tx = store.write().await?;
-    let stored = tx.insert_requests(&items).await?;
+    let mut machine_ids: Vec<String> = jobs
+        .iter()
+        .flat_map(|j| j.ports.iter().map(|p| p.machine_id.clone()))
+        .collect();
+    machine_ids.sort_unstable();
+    machine_ids.dedup();
+    let gateways: HashMap<String, ajar_store::GatewayRow> = tx
+        .gateways_of(&machine_ids)
+        .await?
+        .into_iter()
+        .map(|g| (g.machine_id.clone(), g))
+        .collect();
+    let mut full = vec![None; jobs.len()];
+    if !gateways.is_empty() {
+        let mut agent_ids: Vec<String> = gateways.values().map(|g| g.agent_id.clone()).collect();
+        agent_ids.sort_unstable();
+        agent_ids.dedup();
+        let mut used: HashMap<String, BTreeSet<u16>> = HashMap::new();
+        for (agent, port) in tx.mapped_ports_in_use(&agent_ids).await? {
+            used.entry(agent).or_default().insert(port);
+        }
+        for (job, full) in jobs.iter_mut().zip(full.iter_mut()) {
+            let mut taken = Vec::new();
+            for port in &mut job.ports {
+                let Some(g) = gateways.get(&port.machine_id) else {
+                    continue;
+                };
+                let range = PortRange {
+                    low: g.port_range.0,
+                    high: g.port_range.1,
+                };
+                let in_use = used.entry(g.agent_id.clone()).or_default();
+                match range.allocate(in_use) {
+                    Some(mapped) => {
+                        in_use.insert(mapped);
+                        taken.push((g.agent_id.clone(), mapped));
+                        port.gateway_agent = Some(g.agent_id.clone());
+                        port.mapped_port = Some(mapped);
+                        port.connect_address = g.public_address.clone();
+                    }
+                    None => {
+                        *full = Some(format!(
+                            "gateway of {} has no free mapped port",
+                            port.machine_id
+                        ));
+                        break;
+                    }
+                }
+            }
+            if full.is_some() {
+                // Give back what this job took, so later jobs may use it.
+                for (agent, mapped) in taken {
+                    used.entry(agent).or_default().remove(&mapped);
+                }
+            }
+        }
+    }
+    let items: Vec<NewRequest<'_>> = jobs
+        .iter()
+        .zip(&full)
+        .filter(|(_, full)| full.is_none())
+        .map(|(j, _)| j.new_request())
+        .collect();
+    let mut stored = tx.insert_requests(&items).await?.into_iter();
     tx.commit().await?;
-    Ok(stored)
+    Ok(jobs
+        .iter()
+        .zip(full)
+        .map(|(job, full)| match full {
+            Some(why) => Err(AppError::new(ErrorCode::Conflict, why)),
+            None => Ok(stored.next().unwrap_or(false).then(|| job.ports.clone())),
+        })
+        .collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ajar_core::request::{PortStatus, StatusReason};
     use jiff::Timestamp;
 
     const POLICY: &str = "/subscriptions/s/resourceGroups/rg/jitNetworkAccessPolicies/p";
 
-    fn job(id: &str) -> (Job, oneshot::Receiver<Result<bool, AppError>>) {
+    fn job(id: &str) -> (Job, oneshot::Receiver<Outcome>) {
         let (reply, answer) = oneshot::channel();
         let at = Timestamp::from_second(1_000).unwrap();
         let job = Job {
@@ -165,18 +241,16 @@ mod tests {
                 source_address: None,
                 created_at: at,
             },
-            ports: vec![PortRow {
-                request_id: id.into(),
-                seq: 0,
-                machine_id: "m".into(),
-                number: 22,
-                protocol: "*".into(),
-                sources: vec![format!("10.0.0.{}", id.len())],
-                supersede_key: format!("m|22|{id}"),
-                end_time: Timestamp::from_second(5_000).unwrap(),
-                status: PortStatus::Initiated,
-                status_reason: StatusReason::UserRequested,
-            }],
+            ports: vec![PortRow::initiated(
+                id,
+                0,
+                "m".into(),
+                22,
+                "*".into(),
+                vec![format!("10.0.0.{}", id.len())],
+                format!("m|22|{id}"),
+                Timestamp::from_second(5_000).unwrap(),
+            )],
             etag: "e1".into(),
             blocking_scopes: vec![],
             reply,
@@ -210,8 +284,8 @@ mod tests {
         let (dup, dup_answer) = job("dup");
         let (c, c_answer) = job("c");
         write_batch(&store, vec![a, dup, c]).await;
-        assert!(matches!(a_answer.await, Ok(Ok(true))));
+        assert!(matches!(a_answer.await, Ok(Ok(Some(_)))));
         assert!(matches!(dup_answer.await, Ok(Err(_))));
-        assert!(matches!(c_answer.await, Ok(Ok(true))));
+        assert!(matches!(c_answer.await, Ok(Ok(Some(_)))));
     }
 }

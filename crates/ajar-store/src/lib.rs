@@ -81,6 +81,7 @@ pub struct Store {
     readers: AnyPool,
     writer: AnyPool,
     backend: Backend,
+    changes: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Store {
@@ -123,6 +124,7 @@ impl Store {
             readers,
             writer,
             backend: Backend::Sqlite,
+            changes: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
         })
     }
 
@@ -134,7 +136,10 @@ impl Store {
     /// A connection for reads. Each query sees the latest committed state; no transaction is
     /// opened, so a read costs one round trip to the database.
     pub async fn read(&self) -> StoreResult<Tx> {
-        Ok(Tx::plain(self.readers.acquire().await?))
+        Ok(Tx::plain(
+            self.readers.acquire().await?,
+            self.changes.clone(),
+        ))
     }
 
     /// Starts a write transaction: waits for the single writer connection, then takes the write
@@ -143,7 +148,7 @@ impl Store {
         let tx = match self.backend {
             Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
         };
-        Ok(Tx::transaction(tx))
+        Ok(Tx::transaction(tx, self.changes.clone()))
     }
 
     /// Copies committed pages from the write-ahead log into the database without blocking the
@@ -157,6 +162,12 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// A receiver that changes whenever a committed transaction changed what enforcement
+    /// points must apply (in this process).
+    pub fn subscribe_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// Closes every connection; waits for transactions in flight.

@@ -14,8 +14,10 @@ pub struct MachineRow {
     pub properties: String,
     /// The policy covering it, if any.
     pub policy_id: Option<String>,
-    /// Enforcement point name.
-    pub enforcement_point: Option<String>,
+    /// Name of the agent that guards it, if any.
+    pub agent: Option<String>,
+    /// When that agent was last heard from.
+    pub agent_last_seen: Option<Timestamp>,
 }
 
 /// A stored policy.
@@ -71,6 +73,87 @@ pub struct PortRow {
     pub status: PortStatus,
     /// Why.
     pub status_reason: StatusReason,
+    /// The gateway agent that maps this port, if one does.
+    pub gateway_agent: Option<String>,
+    /// The port on that gateway.
+    pub mapped_port: Option<u16>,
+    /// The gateway's public address (read back with the port; not stored with it).
+    pub connect_address: Option<String>,
+    /// When the enforcement point reported the port open.
+    pub applied_at: Option<Timestamp>,
+    /// When the enforcement point reported the port closed.
+    pub removed_at: Option<Timestamp>,
+}
+
+impl PortRow {
+    /// A new, open port of a request (nothing mapped or applied yet).
+    #[allow(clippy::too_many_arguments)]
+    pub fn initiated(
+        request_id: &str,
+        seq: i64,
+        machine_id: String,
+        number: u16,
+        protocol: String,
+        sources: Vec<String>,
+        supersede_key: String,
+        end_time: Timestamp,
+    ) -> Self {
+        Self {
+            request_id: request_id.to_owned(),
+            seq,
+            machine_id,
+            number,
+            protocol,
+            sources,
+            supersede_key,
+            end_time,
+            status: PortStatus::Initiated,
+            status_reason: StatusReason::UserRequested,
+            gateway_agent: None,
+            mapped_port: None,
+            connect_address: None,
+            applied_at: None,
+            removed_at: None,
+        }
+    }
+}
+
+/// A stored agent.
+#[derive(Debug, Clone)]
+pub struct AgentRow {
+    /// Agent id.
+    pub id: String,
+    /// Unique name; its token's principal is `agent:NAME`.
+    pub name: String,
+    /// `host` or `gateway`.
+    pub mode: String,
+    /// Where clients connect to a gateway.
+    pub public_address: Option<String>,
+    /// The gateway's mapped-port range.
+    pub port_range: Option<(u16, u16)>,
+    /// The agent's token.
+    pub token_id: String,
+    /// When it last asked for its desired state.
+    pub last_seen: Option<Timestamp>,
+    /// Version it reported.
+    pub version: Option<String>,
+    /// Revision of the desired state it last applied.
+    pub applied_revision: Option<i64>,
+    /// Machines it guards.
+    pub machines: Vec<String>,
+}
+
+/// What a gateway needs to map a machine's port.
+#[derive(Debug, Clone)]
+pub struct GatewayRow {
+    /// The guarded machine.
+    pub machine_id: String,
+    /// The gateway agent.
+    pub agent_id: String,
+    /// Its mapped-port range.
+    pub port_range: (u16, u16),
+    /// Its public address.
+    pub public_address: Option<String>,
 }
 
 /// An open port with the request it belongs to.
@@ -82,6 +165,8 @@ pub struct GrantRow {
     pub requestor: String,
     /// When the request was accepted.
     pub created_at: Timestamp,
+    /// The policy the request was made under.
+    pub policy_id: String,
 }
 
 /// A stored API token (never the secret).

@@ -12,6 +12,9 @@ use sqlx::{Any, AnyConnection, Row, Transaction};
 /// [`Tx::commit`] rolls everything back.
 pub struct Tx {
     conn: Conn,
+    /// Signalled on commit when this transaction changed what enforcement points must apply.
+    changes: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+    bumped: bool,
 }
 
 enum Conn {
@@ -37,7 +40,8 @@ fn machine_row(r: &AnyRow) -> StoreResult<MachineRow> {
         name: text(r, "name")?,
         properties: text(r, "properties")?,
         policy_id: opt_text(r, "policy_id")?,
-        enforcement_point: opt_text(r, "enforcement_point")?,
+        agent: opt_text(r, "agent")?,
+        agent_last_seen: r.try_get::<Option<i64>, _>("agent_last_seen")?.map(from_db),
     })
 }
 
@@ -80,6 +84,16 @@ fn port_row(r: &AnyRow) -> StoreResult<PortRow> {
             .ok_or_else(|| StoreError::Corrupt(format!("port status {status:?}")))?,
         status_reason: StatusReason::parse(&reason)
             .ok_or_else(|| StoreError::Corrupt(format!("status reason {reason:?}")))?,
+        gateway_agent: opt_text(r, "gateway_agent")?,
+        mapped_port: r
+            .try_get::<Option<i64>, _>("mapped_port")?
+            .map(|n| {
+                u16::try_from(n).map_err(|_| StoreError::Corrupt("mapped port out of range".into()))
+            })
+            .transpose()?,
+        connect_address: opt_text(r, "connect_address")?,
+        applied_at: r.try_get::<Option<i64>, _>("applied_at")?.map(from_db),
+        removed_at: r.try_get::<Option<i64>, _>("removed_at")?.map(from_db),
     })
 }
 
@@ -124,22 +138,35 @@ fn like_prefix(prefix: &str) -> String {
     s
 }
 
-const MACHINE_COLUMNS: &str = "m.id, m.name, m.properties, m.enforcement_point, pm.policy_id \
-     FROM machines m LEFT JOIN policy_machines pm ON pm.machine_id = m.id";
+const MACHINE_COLUMNS: &str = "m.id, m.name, m.properties, pm.policy_id, a.name AS agent, \
+     a.last_seen AS agent_last_seen \
+     FROM machines m LEFT JOIN policy_machines pm ON pm.machine_id = m.id \
+     LEFT JOIN agent_machines am ON am.machine_id = m.id LEFT JOIN agents a ON a.id = am.agent_id";
 
 const PORT_COLUMNS: &str = "p.request_id, p.seq, p.machine_id, p.number, p.protocol, p.sources, \
-     p.supersede_key, p.end_time, p.status, p.status_reason";
+     p.supersede_key, p.end_time, p.status, p.status_reason, p.gateway_agent, p.mapped_port, \
+     p.applied_at, p.removed_at, ga.public_address AS connect_address";
 
 impl Tx {
-    pub(crate) fn transaction(tx: Transaction<'static, Any>) -> Self {
+    pub(crate) fn transaction(
+        tx: Transaction<'static, Any>,
+        changes: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+    ) -> Self {
         Self {
             conn: Conn::Transaction(tx),
+            changes,
+            bumped: false,
         }
     }
 
-    pub(crate) fn plain(conn: PoolConnection<Any>) -> Self {
+    pub(crate) fn plain(
+        conn: PoolConnection<Any>,
+        changes: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+    ) -> Self {
         Self {
             conn: Conn::Plain(conn),
+            changes,
+            bumped: false,
         }
     }
 
@@ -153,9 +180,30 @@ impl Tx {
     /// Makes every change of this transaction durable (nothing to do for a read connection).
     pub async fn commit(self) -> StoreResult<()> {
         match self.conn {
-            Conn::Transaction(tx) => Ok(tx.commit().await?),
-            Conn::Plain(_) => Ok(()),
+            Conn::Transaction(tx) => tx.commit().await?,
+            Conn::Plain(_) => {}
         }
+        if self.bumped {
+            self.changes.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        Ok(())
+    }
+
+    /// Records that this transaction changed the desired state of enforcement points.
+    async fn bump_revision(&mut self) -> StoreResult<()> {
+        sqlx::query("UPDATE revision SET value = value + 1 WHERE id = 1")
+            .execute(self.c())
+            .await?;
+        self.bumped = true;
+        Ok(())
+    }
+
+    /// The current revision of what enforcement points must apply.
+    pub async fn revision(&mut self) -> StoreResult<i64> {
+        let row = sqlx::query("SELECT value FROM revision WHERE id = 1")
+            .fetch_one(self.c())
+            .await?;
+        int(&row, "value")
     }
 
     // -- meta ---------------------------------------------------------------------------------
@@ -193,7 +241,6 @@ impl Tx {
         resource_group: &str,
         name: &str,
         properties: &str,
-        enforcement_point: Option<&str>,
         now: Timestamp,
     ) -> StoreResult<bool> {
         let existed = sqlx::query("SELECT 1 AS one FROM machines WHERE id = $1")
@@ -202,20 +249,21 @@ impl Tx {
             .await?
             .is_some();
         sqlx::query(
-            "INSERT INTO machines (id, subscription, resource_group, name, properties, enforcement_point, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
+            "INSERT INTO machines (id, subscription, resource_group, name, properties, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6) \
              ON CONFLICT (id) DO UPDATE SET properties = excluded.properties, \
-             enforcement_point = excluded.enforcement_point, updated_at = excluded.updated_at",
+             updated_at = excluded.updated_at",
         )
         .bind(id)
         .bind(subscription)
         .bind(resource_group)
         .bind(name)
         .bind(properties)
-        .bind(enforcement_point)
         .bind(to_db(now))
         .execute(self.c())
         .await?;
+        // Addresses are part of what a host agent protects.
+        self.bump_revision().await?;
         Ok(!existed)
     }
 
@@ -341,6 +389,8 @@ impl Tx {
                 .execute(self.c())
                 .await?;
         }
+        // Protected ports follow the policy.
+        self.bump_revision().await?;
         Ok(!existed)
     }
 
@@ -354,6 +404,7 @@ impl Tx {
             .bind(id)
             .execute(self.c())
             .await?;
+        self.bump_revision().await?;
         Ok(r.rows_affected() > 0)
     }
 
@@ -398,7 +449,7 @@ impl Tx {
                 let sources = serde_json::to_string(&p.sources)
                     .map_err(|e| StoreError::Other(e.to_string()))?;
                 rows.push(format!(
-                    "({id}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
+                    "({id}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
                     args.push_int(p.seq),
                     args.push_text(&p.machine_id),
                     args.push_int(i64::from(p.number)),
@@ -408,6 +459,8 @@ impl Tx {
                     args.push_int(to_db(p.end_time)),
                     args.push_text(p.status.as_str()),
                     args.push_text(p.status_reason.as_str()),
+                    args.push_opt(p.gateway_agent.as_deref()),
+                    args.push_opt_int(p.mapped_port.map(i64::from)),
                 ));
             }
             let mut keys: Vec<&str> = item
@@ -424,7 +477,7 @@ impl Tx {
                  WHERE EXISTS (SELECT 1 FROM policies WHERE id = {policy} AND etag = {etag}) \
                    AND NOT EXISTS (SELECT 1 FROM jit_settings WHERE jit_enabled = 0 AND scope IN ({scopes})); \
                  INSERT INTO request_ports (request_id, seq, machine_id, number, protocol, sources, \
-                   supersede_key, end_time, status, status_reason) \
+                   supersede_key, end_time, status, status_reason, gateway_agent, mapped_port) \
                  SELECT * FROM (VALUES {}) AS v WHERE EXISTS (SELECT 1 FROM requests WHERE id = {id}); \
                  UPDATE request_ports SET status = 'Revoked', status_reason = 'NewerRequestInitiated', \
                    closed_at = {created} \
@@ -434,6 +487,8 @@ impl Tx {
                 keys.join(", ")
             ));
         }
+        sql.push_str("UPDATE revision SET value = value + 1 WHERE id = 1;");
+        self.bumped = true;
         // The text depends only on the batch's shape (requests, ports, sources per request), so
         // under load the same few shapes recur and the prepared-statement cache saves parsing.
         args.query(sql).execute(self.c()).await?;
@@ -478,7 +533,7 @@ impl Tx {
         }
         let placeholders: Vec<String> = (1..=request_ids.len()).map(|i| format!("${i}")).collect();
         let sql = format!(
-            "SELECT {PORT_COLUMNS} FROM request_ports p WHERE p.request_id IN ({}) ORDER BY p.request_id, p.seq",
+            "SELECT {PORT_COLUMNS} FROM request_ports p LEFT JOIN agents ga ON ga.id = p.gateway_agent WHERE p.request_id IN ({}) ORDER BY p.request_id, p.seq",
             placeholders.join(", ")
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -551,13 +606,17 @@ impl Tx {
         .bind(seq)
         .execute(self.c())
         .await?;
+        if r.rows_affected() > 0 {
+            self.bump_revision().await?;
+        }
         Ok(r.rows_affected() > 0)
     }
 
     /// Open ports of requests made under a policy.
     pub async fn open_ports_of_policy(&mut self, policy_id: &str) -> StoreResult<Vec<PortRow>> {
         let sql = format!(
-            "SELECT {PORT_COLUMNS} FROM request_ports p JOIN requests r ON r.id = p.request_id \
+            "SELECT {PORT_COLUMNS} FROM request_ports p LEFT JOIN agents ga ON ga.id = p.gateway_agent \
+             JOIN requests r ON r.id = p.request_id \
              WHERE r.policy_id = $1 AND p.status = 'Initiated'"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -569,14 +628,39 @@ impl Tx {
 
     /// Ports of a machine that are open at `now`, soonest-ending first.
     pub async fn grants(&mut self, machine_id: &str, now: Timestamp) -> StoreResult<Vec<GrantRow>> {
+        self.grants_where("p.machine_id = $1", machine_id, now)
+            .await
+    }
+
+    /// Ports open at `now` on every machine an agent guards.
+    pub async fn agent_grants(
+        &mut self,
+        agent_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<Vec<GrantRow>> {
+        self.grants_where(
+            "p.machine_id IN (SELECT machine_id FROM agent_machines WHERE agent_id = $1)",
+            agent_id,
+            now,
+        )
+        .await
+    }
+
+    async fn grants_where(
+        &mut self,
+        cond: &str,
+        arg: &str,
+        now: Timestamp,
+    ) -> StoreResult<Vec<GrantRow>> {
         let sql = format!(
-            "SELECT {PORT_COLUMNS}, r.requestor, r.created_at FROM request_ports p \
+            "SELECT {PORT_COLUMNS}, r.requestor, r.created_at, r.policy_id FROM request_ports p \
+             LEFT JOIN agents ga ON ga.id = p.gateway_agent \
              JOIN requests r ON r.id = p.request_id \
-             WHERE p.machine_id = $1 AND p.status = 'Initiated' AND p.end_time > $2 \
+             WHERE {cond} AND p.status = 'Initiated' AND p.end_time > $2 \
              ORDER BY p.end_time, p.request_id, p.seq"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(machine_id)
+            .bind(arg)
             .bind(to_db(now))
             .fetch_all(self.c())
             .await?;
@@ -586,6 +670,7 @@ impl Tx {
                     port: port_row(r)?,
                     requestor: text(r, "requestor")?,
                     created_at: from_db(int(r, "created_at")?),
+                    policy_id: text(r, "policy_id")?,
                 })
             })
             .collect()
@@ -600,6 +685,9 @@ impl Tx {
         .bind(to_db(now))
         .execute(self.c())
         .await?;
+        if r.rows_affected() > 0 {
+            self.bump_revision().await?;
+        }
         Ok(r.rows_affected())
     }
 
@@ -818,6 +906,257 @@ impl Tx {
         Ok(r.rows_affected() > 0)
     }
 
+    // -- agents -----------------------------------------------------------------------------
+
+    /// Stores a new agent and the machines it guards.
+    pub async fn insert_agent(&mut self, a: &AgentRow, now: Timestamp) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO agents (id, name, mode, public_address, port_low, port_high, token_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&a.id)
+        .bind(&a.name)
+        .bind(&a.mode)
+        .bind(&a.public_address)
+        .bind(a.port_range.map(|r| i64::from(r.0)))
+        .bind(a.port_range.map(|r| i64::from(r.1)))
+        .bind(&a.token_id)
+        .bind(to_db(now))
+        .execute(self.c())
+        .await?;
+        for m in &a.machines {
+            sqlx::query("INSERT INTO agent_machines (machine_id, agent_id) VALUES ($1, $2)")
+                .bind(m)
+                .bind(&a.id)
+                .execute(self.c())
+                .await?;
+        }
+        self.bump_revision().await?;
+        Ok(())
+    }
+
+    async fn agent_where(&mut self, cond: &str, arg: Option<&str>) -> StoreResult<Vec<AgentRow>> {
+        let sql = format!(
+            "SELECT id, name, mode, public_address, port_low, port_high, token_id, last_seen, version, \
+             applied_revision FROM agents WHERE {cond} ORDER BY name"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some(arg) = arg {
+            q = q.bind(arg);
+        }
+        let rows = q.fetch_all(self.c()).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let port = |col: &str| -> StoreResult<Option<u16>> {
+                r.try_get::<Option<i64>, _>(col)?
+                    .map(|n| {
+                        u16::try_from(n).map_err(|_| StoreError::Corrupt("agent port range".into()))
+                    })
+                    .transpose()
+            };
+            let id = text(r, "id")?;
+            let machines = sqlx::query(
+                "SELECT machine_id FROM agent_machines WHERE agent_id = $1 ORDER BY machine_id",
+            )
+            .bind(&id)
+            .fetch_all(self.c())
+            .await?
+            .iter()
+            .map(|m| text(m, "machine_id"))
+            .collect::<StoreResult<_>>()?;
+            out.push(AgentRow {
+                id,
+                name: text(r, "name")?,
+                mode: text(r, "mode")?,
+                public_address: opt_text(r, "public_address")?,
+                port_range: port("port_low")?.zip(port("port_high")?),
+                token_id: text(r, "token_id")?,
+                last_seen: r.try_get::<Option<i64>, _>("last_seen")?.map(from_db),
+                version: opt_text(r, "version")?,
+                applied_revision: r.try_get::<Option<i64>, _>("applied_revision")?,
+                machines,
+            });
+        }
+        Ok(out)
+    }
+
+    /// One agent.
+    pub async fn agent(&mut self, id: &str) -> StoreResult<Option<AgentRow>> {
+        Ok(self
+            .agent_where("id = $1", Some(id))
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// One agent by name.
+    pub async fn agent_by_name(&mut self, name: &str) -> StoreResult<Option<AgentRow>> {
+        Ok(self
+            .agent_where("name = $1", Some(name))
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// Every agent, by name.
+    pub async fn agents(&mut self) -> StoreResult<Vec<AgentRow>> {
+        self.agent_where("1 = 1", None).await
+    }
+
+    /// The agent guarding a machine, if any.
+    pub async fn agent_of_machine(&mut self, machine_id: &str) -> StoreResult<Option<String>> {
+        let row = sqlx::query("SELECT agent_id FROM agent_machines WHERE machine_id = $1")
+            .bind(machine_id)
+            .fetch_optional(self.c())
+            .await?;
+        row.map(|r| text(&r, "agent_id")).transpose()
+    }
+
+    /// Deletes an agent (its machines become unguarded); true when it existed.
+    pub async fn delete_agent(&mut self, id: &str) -> StoreResult<bool> {
+        sqlx::query("DELETE FROM agent_machines WHERE agent_id = $1")
+            .bind(id)
+            .execute(self.c())
+            .await?;
+        let r = sqlx::query("DELETE FROM agents WHERE id = $1")
+            .bind(id)
+            .execute(self.c())
+            .await?;
+        self.bump_revision().await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Records that an agent was heard from.
+    pub async fn touch_agent(&mut self, id: &str, now: Timestamp) -> StoreResult<()> {
+        sqlx::query("UPDATE agents SET last_seen = $1 WHERE id = $2")
+            .bind(to_db(now))
+            .bind(id)
+            .execute(self.c())
+            .await?;
+        Ok(())
+    }
+
+    /// Records an agent's report: its version and the revision it applied.
+    pub async fn agent_applied(
+        &mut self,
+        id: &str,
+        version: &str,
+        revision: i64,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE agents SET last_seen = $1, version = $2, applied_revision = $3 WHERE id = $4",
+        )
+        .bind(to_db(now))
+        .bind(version)
+        .bind(revision)
+        .bind(id)
+        .execute(self.c())
+        .await?;
+        Ok(())
+    }
+
+    /// Records when a port was opened (`opened`) or closed by the agent guarding its machine;
+    /// the first report wins. Ports of other agents' machines are ignored.
+    pub async fn mark_port(
+        &mut self,
+        agent_id: &str,
+        request_id: &str,
+        seq: i64,
+        at: Timestamp,
+        opened: bool,
+    ) -> StoreResult<bool> {
+        let sql = if opened {
+            "UPDATE request_ports SET applied_at = $1 WHERE request_id = $2 AND seq = $3 AND applied_at IS NULL \
+             AND machine_id IN (SELECT machine_id FROM agent_machines WHERE agent_id = $4)"
+        } else {
+            "UPDATE request_ports SET removed_at = $1 WHERE request_id = $2 AND seq = $3 AND removed_at IS NULL \
+             AND machine_id IN (SELECT machine_id FROM agent_machines WHERE agent_id = $4)"
+        };
+        let r = sqlx::query(sql)
+            .bind(to_db(at))
+            .bind(request_id)
+            .bind(seq)
+            .bind(agent_id)
+            .execute(self.c())
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Gateways guarding any of these machines, with what mapping needs.
+    pub async fn gateways_of(&mut self, machine_ids: &[String]) -> StoreResult<Vec<GatewayRow>> {
+        if machine_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut args = Args::default();
+        let list: Vec<String> = machine_ids.iter().map(|m| args.push_text(m)).collect();
+        let rows = args
+            .query(format!(
+                "SELECT am.machine_id, a.id, a.public_address, a.port_low, a.port_high \
+                 FROM agent_machines am JOIN agents a ON a.id = am.agent_id \
+                 WHERE a.mode = 'gateway' AND am.machine_id IN ({})",
+                list.join(", ")
+            ))
+            .fetch_all(self.c())
+            .await?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let (Some(low), Some(high)) = (
+                r.try_get::<Option<i64>, _>("port_low")?,
+                r.try_get::<Option<i64>, _>("port_high")?,
+            ) else {
+                continue;
+            };
+            let (Ok(low), Ok(high)) = (u16::try_from(low), u16::try_from(high)) else {
+                return Err(StoreError::Corrupt("agent port range".into()));
+            };
+            out.push(GatewayRow {
+                machine_id: text(r, "machine_id")?,
+                agent_id: text(r, "id")?,
+                port_range: (low, high),
+                public_address: opt_text(r, "public_address")?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Mapped ports held by open grants on these gateways, as (agent id, port).
+    pub async fn mapped_ports_in_use(
+        &mut self,
+        agent_ids: &[String],
+    ) -> StoreResult<Vec<(String, u16)>> {
+        if agent_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut args = Args::default();
+        let list: Vec<String> = agent_ids.iter().map(|m| args.push_text(m)).collect();
+        let rows = args
+            .query(format!(
+                "SELECT gateway_agent, mapped_port FROM request_ports \
+                 WHERE status = 'Initiated' AND mapped_port IS NOT NULL AND gateway_agent IN ({})",
+                list.join(", ")
+            ))
+            .fetch_all(self.c())
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let port = u16::try_from(int(r, "mapped_port")?)
+                    .map_err(|_| StoreError::Corrupt("mapped port".into()))?;
+                Ok((text(r, "gateway_agent")?, port))
+            })
+            .collect()
+    }
+
+    /// The machines an agent guards, with the policy covering each.
+    pub async fn agent_machines(&mut self, agent_id: &str) -> StoreResult<Vec<MachineRow>> {
+        let sql = format!("SELECT {MACHINE_COLUMNS} WHERE am.agent_id = $1 ORDER BY m.id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(agent_id)
+            .fetch_all(self.c())
+            .await?;
+        rows.iter().map(machine_row).collect()
+    }
+
     // -- settings -----------------------------------------------------------------------------
 
     /// Sets whether JIT is enabled for a scope.
@@ -872,6 +1211,7 @@ enum Value {
     Text(String),
     OptText(Option<String>),
     Int(i64),
+    OptInt(Option<i64>),
 }
 
 impl Args {
@@ -888,6 +1228,9 @@ impl Args {
     fn push_int(&mut self, n: i64) -> String {
         self.push(Value::Int(n))
     }
+    fn push_opt_int(&mut self, n: Option<i64>) -> String {
+        self.push(Value::OptInt(n))
+    }
     fn query(self, sql: String) -> sqlx::query::Query<'static, Any, sqlx::any::AnyArguments> {
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for v in self.values {
@@ -895,6 +1238,7 @@ impl Args {
                 Value::Text(s) => q.bind(s),
                 Value::OptText(s) => q.bind(s),
                 Value::Int(n) => q.bind(n),
+                Value::OptInt(n) => q.bind(n),
             };
         }
         q

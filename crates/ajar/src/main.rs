@@ -19,6 +19,39 @@ struct Cli {
 enum Command {
     /// Run the control plane (REST API and scheduler).
     Serve(config::ServeArgs),
+    /// Enforce grants in nftables on this host or gateway (needs CAP_NET_ADMIN).
+    Agent(AgentArgs),
+}
+
+/// Flags of `ajar agent`.
+#[derive(Debug, clap::Args)]
+struct AgentArgs {
+    /// Control plane URL, e.g. http://10.0.0.1:8600.
+    #[arg(long, env = "AJAR_SERVER", required_unless_present = "uninstall")]
+    server: Option<String>,
+    /// The agent token from `POST /api/v1/agents`.
+    #[arg(
+        long,
+        env = "AJAR_AGENT_TOKEN",
+        hide_env_values = true,
+        required_unless_present = "uninstall"
+    )]
+    token: Option<String>,
+    /// The nft binary.
+    #[arg(long, env = "AJAR_NFT", default_value = "nft")]
+    nft: std::path::PathBuf,
+    /// The conntrack binary (for policies that cut established connections).
+    #[arg(long, env = "AJAR_CONNTRACK", default_value = "conntrack")]
+    conntrack: std::path::PathBuf,
+    /// Longest long poll, in seconds.
+    #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u64).range(1..=60))]
+    wait_seconds: u64,
+    /// Log filter.
+    #[arg(long, env = "AJAR_LOG", default_value = "info")]
+    log: String,
+    /// Remove ajar's nftables table and exit.
+    #[arg(long)]
+    uninstall: bool,
 }
 
 fn main() -> ExitCode {
@@ -36,6 +69,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve(args).await,
+            Command::Agent(args) => agent(args).await,
         }
     });
     match result {
@@ -83,6 +117,38 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
 fn say(line: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    use ajar_agent::firewall::{Firewall, Nft};
+    init_logs(&args.log);
+    let mut firewall = Nft::new(&args.nft);
+    if args.uninstall {
+        firewall
+            .uninstall()
+            .context("cannot remove ajar's nftables table")?;
+        say("ajar: removed nftables table inet ajar");
+        return Ok(());
+    }
+    let (Some(server), Some(token)) = (args.server, args.token) else {
+        anyhow::bail!("--server and --token are required");
+    };
+    let shutdown = shutdown_signal()?;
+    say(&format!("ajar: agent following {server}"));
+    ajar_agent::sync::run(
+        ajar_agent::sync::Config {
+            server,
+            token,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            conntrack: args.conntrack,
+            wait: std::time::Duration::from_secs(args.wait_seconds),
+        },
+        Box::new(firewall),
+        shutdown,
+    )
+    .await;
+    say("ajar: agent stopped; the table stays, and its grants expire on their own");
+    Ok(())
 }
 
 fn init_logs(filter: &str) {

@@ -8,6 +8,7 @@ use crate::body::RawBody;
 use crate::error::{AppError, AppResult};
 use ajar_api::ErrorCode;
 use ajar_api::wire::{List, Machine, MachineBody, MachineProperties, MachineView};
+use ajar_core::agent::is_live;
 use ajar_core::id::{ResourceId, ResourceKind, Scope};
 use ajar_core::machine::machine_state;
 use ajar_core::rbac::actions;
@@ -16,6 +17,7 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::routing::get;
+use jiff::Timestamp;
 use serde::Deserialize;
 
 pub fn router() -> Router<AppState> {
@@ -34,8 +36,9 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-/// A stored machine in the API's shape, with its JIT state.
-pub fn machine_view(row: &MachineRow, disabled: &[Scope]) -> AppResult<Machine> {
+/// A stored machine in the API's shape, with its JIT state at `now` (an agent must be live for
+/// the machine to have an enforcement point).
+pub fn machine_view(row: &MachineRow, disabled: &[Scope], now: Timestamp) -> AppResult<Machine> {
     let props: MachineProperties = serde_json::from_str(&row.properties).map_err(|e| {
         tracing::error!(machine = %row.id, error = %e, "stored machine unreadable");
         AppError::new(ErrorCode::InternalError, "internal error")
@@ -43,7 +46,7 @@ pub fn machine_view(row: &MachineRow, disabled: &[Scope]) -> AppResult<Machine> 
     let scope = Scope::parse(&row.id).unwrap_or(Scope::Root);
     let state = machine_state(
         row.policy_id.is_some(),
-        row.enforcement_point.is_some(),
+        row.agent.is_some() && is_live(row.agent_last_seen, now),
         disabled_at(&scope, disabled),
     );
     let reason = match &state {
@@ -57,7 +60,7 @@ pub fn machine_view(row: &MachineRow, disabled: &[Scope]) -> AppResult<Machine> 
         properties: MachineView {
             os: props.os.to_string(),
             addresses: props.addresses.iter().map(ToString::to_string).collect(),
-            enforcement_point: props.enforcement_point.map(|e| e.to_string()),
+            enforcement_point: row.agent.clone(),
             labels: props.labels,
             jit_state: state.name().to_owned(),
             unsupported_reason: reason,
@@ -94,10 +97,6 @@ pub async fn put_machine(
             id.resource_group.as_str(),
             id.name.as_str(),
             &props,
-            body.properties
-                .enforcement_point
-                .as_ref()
-                .map(|e| e.as_str()),
             state.clock.now(),
         )
         .await?;
@@ -109,7 +108,7 @@ pub async fn put_machine(
     tx.commit().await?;
     Ok(Reply::created_or_ok(
         created,
-        machine_view(&row, &disabled)?,
+        machine_view(&row, &disabled, state.clock.now())?,
     ))
 }
 
@@ -129,7 +128,7 @@ pub async fn get_machine(
         .await?
         .ok_or_else(|| AppError::not_found(&id))?;
     let disabled = disabled_scopes(&mut tx).await?;
-    Ok(Reply::ok(machine_view(&row, &disabled)?))
+    Ok(Reply::ok(machine_view(&row, &disabled, state.clock.now())?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/machines/{name}", tag = "machines",
@@ -192,6 +191,7 @@ async fn list(
     let (Some(sub), rg) = (scope.subscription(), scope.resource_group()) else {
         return Err(AppError::new(ErrorCode::InvalidParameter, "bad scope"));
     };
+    let now = state.clock.now();
     let mut tx = state.store.read().await?;
     let rows = tx.machines(sub.as_str(), rg.map(|r| r.as_str())).await?;
     let disabled = disabled_scopes(&mut tx).await?;
@@ -204,7 +204,7 @@ async fn list(
         if !caller.may(actions::MACHINES_READ, &s) {
             continue;
         }
-        let m = machine_view(row, &disabled)?;
+        let m = machine_view(row, &disabled, now)?;
         if wanted.is_none_or(|w| w == m.properties.jit_state) {
             value.push(m);
         }

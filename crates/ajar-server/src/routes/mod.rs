@@ -1,5 +1,6 @@
 //! HTTP handlers, one module per resource, and what they share.
 
+pub mod agents;
 pub mod machines;
 pub mod openapi;
 pub mod policies;

@@ -1,6 +1,6 @@
 //! The OpenAPI document, generated from the handlers' annotations, at `/api/v1/openapi.json`.
 
-use super::{machines, policies, rbac, requests, settings, tokens};
+use super::{agents, machines, policies, rbac, requests, settings, tokens};
 use crate::AppState;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -44,6 +44,8 @@ impl Modify for BearerAuth {
         tokens::create_token, tokens::list_tokens, tokens::delete_token,
         rbac::list_roles, rbac::get_role, rbac::put_role, rbac::delete_role,
         rbac::list_assignments, rbac::get_assignment, rbac::put_assignment, rbac::delete_assignment,
+        agents::create_agent, agents::list_agents, agents::get_agent, agents::delete_agent,
+        agents::desired_state, agents::report,
     ),
     components(schemas(ajar_api::ErrorBody, ajar_api::ApiError, ajar_api::ErrorCode)),
     modifiers(&BearerAuth),

@@ -53,6 +53,7 @@ pub fn stored_rules(row: &PolicyRow) -> AppResult<PolicyRules> {
 /// A stored policy in the API's shape.
 pub fn policy_view(row: &PolicyRow) -> AppResult<Policy> {
     let props = policy_properties(&stored_rules(row)?);
+    let cut = props.cut_established_on_expiry;
     Ok(Policy {
         id: row.id.clone(),
         name: row.name.clone(),
@@ -61,6 +62,7 @@ pub fn policy_view(row: &PolicyRow) -> AppResult<Policy> {
         etag: row.etag.clone(),
         properties: PolicyView {
             virtual_machines: props.virtual_machines,
+            cut_established_on_expiry: cut,
             provisioning_state: "Succeeded".to_owned(),
         },
     })
@@ -334,6 +336,7 @@ pub async fn enable_jit(
                         id: machine.clone(),
                         ports,
                     }],
+                    cut_established_on_expiry: false,
                 },
             };
             let rules = wrapped.to_domain().map_err(|mut e| {
@@ -355,7 +358,10 @@ pub async fn enable_jit(
     };
     let mut rules = match &current {
         Some(p) => stored_rules(p)?,
-        None => PolicyRules { machines: vec![] },
+        None => PolicyRules {
+            machines: vec![],
+            cut_established: false,
+        },
     };
     rules.machines.push(MachineRules {
         machine: machine.clone(),

@@ -13,12 +13,13 @@ use crate::body::RawBody;
 use crate::error::{AppError, AppResult};
 use ajar_api::ErrorCode;
 use ajar_api::wire::{
-    AccessRequest, AccessRequestMachine, AccessRequestPort, Grant, InitiateBody, List,
+    AccessRequest, AccessRequestMachine, AccessRequestPort, ConnectionDetails, Grant, InitiateBody,
+    List,
 };
 use ajar_core::id::{ResourceId, ResourceKind, Scope};
 use ajar_core::net::SourcePrefix;
 use ajar_core::rbac::actions;
-use ajar_core::request::{PortState, StatusReason, plan_initiate};
+use ajar_core::request::{StatusReason, plan_initiate};
 use ajar_store::{Cursor, PortRow, RequestFilter, RequestRow, RequestsOn, at_store_precision};
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -52,7 +53,15 @@ pub fn request_view(req: &RequestRow, ports: &[PortRow]) -> AccessRequest {
             end_time_utc: ts(p.end_time),
             status: p.status.as_str().to_owned(),
             status_reason: p.status_reason.as_str().to_owned(),
-            mapped_port: None,
+            mapped_port: p.mapped_port,
+            connection_details: p.mapped_port.zip(p.connect_address.as_ref()).map(
+                |(port, address)| ConnectionDetails {
+                    address: address.clone(),
+                    port,
+                },
+            ),
+            open_since: p.applied_at.map(ts),
+            closed_at: p.removed_at.map(ts),
         };
         let sources: Vec<SourcePrefix> = p
             .sources
@@ -125,13 +134,12 @@ pub async fn initiate(
             created_at: now,
         };
         let ports = port_rows(&request.id, &planned);
-        let view = request_view(&request, &ports);
         let stored = state
             .request_writer
-            .write(request, ports, etag, blocking_scopes.to_vec())
+            .write(request.clone(), ports, etag, blocking_scopes.to_vec())
             .await?;
-        if stored {
-            return Ok(Reply::accepted(view));
+        if let Some(ports) = stored {
+            return Ok(Reply::accepted(request_view(&request, &ports)));
         }
     }
     Err(AppError::new(
@@ -147,17 +155,17 @@ fn port_rows(request_id: &str, planned: &[ajar_core::request::PlannedPort]) -> V
     planned
         .iter()
         .enumerate()
-        .map(|(seq, p)| PortRow {
-            request_id: request_id.to_owned(),
-            seq: seq as i64,
-            machine_id: p.machine.to_string(),
-            number: p.number.get(),
-            protocol: p.protocol.as_str().to_owned(),
-            sources: p.sources.iter().map(ToString::to_string).collect(),
-            supersede_key: p.supersede_key(),
-            end_time: at_store_precision(p.end),
-            status: PortState::INITIATED.status,
-            status_reason: PortState::INITIATED.reason,
+        .map(|(seq, p)| {
+            PortRow::initiated(
+                request_id,
+                seq as i64,
+                p.machine.to_string(),
+                p.number.get(),
+                p.protocol.as_str().to_owned(),
+                p.sources.iter().map(ToString::to_string).collect(),
+                p.supersede_key(),
+                at_store_precision(p.end),
+            )
         })
         .collect()
 }

@@ -11,7 +11,6 @@ CREATE TABLE machines (
     resource_group    TEXT NOT NULL,
     name              TEXT NOT NULL,
     properties        TEXT NOT NULL,
-    enforcement_point TEXT,
     created_at        BIGINT NOT NULL,
     updated_at        BIGINT NOT NULL
 );

@@ -6,6 +6,9 @@
     reason = "polls a child process, no access window is slept through"
 )]
 
+mod enforce;
+mod lab;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

@@ -1,0 +1,220 @@
+//! The agent's loop: long-poll the desired state, apply it, report what opened and closed, cut
+//! connections that must not outlive their grant, and back off when the server is away. While
+//! the server is unreachable the applied table stays as it is: its elements expire by kernel
+//! timeout, so nothing stays open longer than granted.
+
+use crate::conntrack;
+use crate::firewall::Firewall;
+use crate::ruleset::Ruleset;
+use ajar_api::Client;
+use ajar_api::wire::{AgentReport, DesiredState, GrantRef};
+use jiff::Timestamp;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How the agent runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Control plane base URL.
+    pub server: String,
+    /// The agent's token.
+    pub token: String,
+    /// Reported version.
+    pub version: String,
+    /// The `conntrack` binary.
+    pub conntrack: PathBuf,
+    /// Longest long poll.
+    pub wait: Duration,
+}
+
+/// First and longest pause after a failure.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(10));
+
+type GrantKey = (String, i64);
+
+struct Applied {
+    end: Timestamp,
+    cut: Vec<Vec<String>>,
+}
+
+/// What the loop remembers between polls.
+struct Agent {
+    client: Client,
+    config: Config,
+    firewall: Box<dyn Firewall>,
+    revision: Option<i64>,
+    applied: HashMap<GrantKey, Applied>,
+    cuts: BTreeMap<(Instant, GrantKey), Vec<Vec<String>>>,
+    pending: AgentReport,
+}
+
+/// Runs until `shutdown` resolves. Returns only then; errors are logged and retried.
+pub async fn run(config: Config, firewall: Box<dyn Firewall>, shutdown: impl Future<Output = ()>) {
+    let mut agent = Agent {
+        client: Client::new(config.server.clone(), Some(config.token.clone())),
+        pending: AgentReport {
+            version: config.version.clone(),
+            applied_revision: 0,
+            opened: Vec::new(),
+            closed: Vec::new(),
+        },
+        config,
+        firewall,
+        revision: None,
+        applied: HashMap::new(),
+        cuts: BTreeMap::new(),
+    };
+    tokio::pin!(shutdown);
+    let mut backoff = BACKOFF.0;
+    loop {
+        let poll = fetch(agent.client.clone(), agent.revision, agent.config.wait);
+        tokio::pin!(poll);
+        let result = loop {
+            let next_cut = agent.cuts.keys().next().map(|(at, _)| *at);
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep_until(next_cut.unwrap_or_else(Instant::now)), if next_cut.is_some() => {
+                    agent.run_due_cuts();
+                }
+                r = &mut poll => break r,
+            }
+        };
+        match result.and_then(|(state, received)| agent.apply(&state, received.elapsed())) {
+            Ok(()) => {
+                backoff = BACKOFF.0;
+                agent.send_report().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "agent cycle failed");
+                tokio::select! {
+                    _ = &mut shutdown => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(BACKOFF.1);
+            }
+        }
+    }
+}
+
+async fn fetch(
+    client: Client,
+    after: Option<i64>,
+    wait: Duration,
+) -> Result<(DesiredState, Instant), String> {
+    let path = match after {
+        Some(r) => format!(
+            "/api/v1/agent/desiredState?after={r}&waitSeconds={}",
+            wait.as_secs()
+        ),
+        None => "/api/v1/agent/desiredState".to_owned(),
+    };
+    let state = tokio::time::timeout(
+        wait + Duration::from_secs(10),
+        client.get::<DesiredState>(&path),
+    )
+    .await
+    .map_err(|_| "the server did not answer in time".to_owned())?
+    .map_err(|e| e.to_string())?;
+    Ok((state, Instant::now()))
+}
+
+impl Agent {
+    /// Applies a desired state read `elapsed` ago, and records what opened and closed.
+    fn apply(&mut self, state: &DesiredState, elapsed: Duration) -> Result<(), String> {
+        let ruleset = Ruleset::from_desired(state, elapsed);
+        self.firewall.apply(&ruleset).map_err(|e| e.to_string())?;
+        let now = state.server_time;
+        let mut seen = HashMap::new();
+        for m in &state.machines {
+            for g in &m.grants {
+                let key = (g.request_id.clone(), g.seq);
+                let cut = if g.cut_established {
+                    conntrack::cut_commands(state.mode, &m.addresses, state.public_address, g)
+                } else {
+                    Vec::new()
+                };
+                if !self.applied.contains_key(&key) {
+                    self.pending.opened.push(GrantRef {
+                        request_id: key.0.clone(),
+                        seq: key.1,
+                        at: now,
+                    });
+                    if !cut.is_empty() {
+                        let left = Duration::try_from(g.end_time_utc.duration_since(now))
+                            .unwrap_or(Duration::ZERO)
+                            .saturating_sub(elapsed);
+                        self.cuts
+                            .insert((Instant::now() + left, key.clone()), cut.clone());
+                    }
+                }
+                seen.insert(
+                    key,
+                    Applied {
+                        end: g.end_time_utc,
+                        cut,
+                    },
+                );
+            }
+        }
+        for (key, gone) in self.applied.drain() {
+            if seen.contains_key(&key) {
+                continue;
+            }
+            // Ended (the kernel removed it at its end) or revoked early (removed just now).
+            let at = if gone.end <= now { gone.end } else { now };
+            if !gone.cut.is_empty() {
+                self.cuts.retain(|(_, k), _| *k != key);
+                conntrack::run(&self.config.conntrack, &gone.cut);
+            }
+            self.pending.closed.push(GrantRef {
+                request_id: key.0,
+                seq: key.1,
+                at,
+            });
+        }
+        self.applied = seen;
+        self.revision = Some(state.revision);
+        self.pending.applied_revision = state.revision;
+        tracing::info!(
+            revision = state.revision,
+            open = self.applied.len(),
+            "applied"
+        );
+        Ok(())
+    }
+
+    fn run_due_cuts(&mut self) {
+        let now = Instant::now();
+        let due: Vec<_> = self
+            .cuts
+            .keys()
+            .take_while(|(at, _)| *at <= now)
+            .cloned()
+            .collect();
+        for key in due {
+            if let Some(cmds) = self.cuts.remove(&key) {
+                tracing::info!(request = %key.1.0, "cutting established connections");
+                conntrack::run(&self.config.conntrack, &cmds);
+            }
+        }
+    }
+
+    async fn send_report(&mut self) {
+        match self
+            .client
+            .post::<serde_json::Value, _>("/api/v1/agent/report", &self.pending)
+            .await
+        {
+            Ok(_) => {
+                self.pending.opened.clear();
+                self.pending.closed.clear();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "report failed; it is sent again with the next one")
+            }
+        }
+    }
+}

@@ -1,0 +1,408 @@
+//! Enforcement agents: registration (with an agent token), health, the desired-state feed the
+//! agent long-polls, and the agent's reports of what it applied.
+//!
+//! An agent authenticates as the principal `agent:NAME`. It holds no role: the only endpoints it
+//! may use are those under `/api/v1/agent/`, and they only ever show its own machines.
+
+use super::{Reply, no_content, ts};
+use crate::AppState;
+use crate::auth::{Caller, new_token};
+use crate::body::RawBody;
+use crate::error::{AppError, AppResult};
+use ajar_api::ErrorCode;
+use ajar_api::wire::{
+    Agent, AgentCreate, AgentReport, DesiredGrant, DesiredMachine, DesiredState, List,
+    MachineProperties, ProtectedPort,
+};
+use ajar_core::agent::{AgentMode, is_live};
+use ajar_core::id::Scope;
+use ajar_core::rbac::actions;
+use ajar_store::{AgentRow, TokenRow};
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::time::Duration;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/agents", get(list_agents).post(create_agent))
+        .route("/api/v1/agents/{id}", get(get_agent).delete(delete_agent))
+        .route("/api/v1/agent/desiredState", get(desired_state))
+        .route("/api/v1/agent/report", post(report))
+}
+
+/// Principal prefix of agent tokens.
+pub const AGENT_PRINCIPAL_PREFIX: &str = "agent:";
+
+/// Longest a desired-state long poll waits for a change.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+
+fn view(a: AgentRow, token: Option<String>, now: jiff::Timestamp, revision: i64) -> Agent {
+    Agent {
+        id: a.id,
+        token,
+        name: a.name,
+        mode: a.mode,
+        machines: a.machines,
+        public_address: a.public_address,
+        mapped_port_range: a.port_range.map(|(l, h)| format!("{l}-{h}")),
+        live: is_live(a.last_seen, now),
+        last_seen: a.last_seen.map(ts),
+        version: a.version,
+        applied_revision: a.applied_revision,
+        current_revision: revision,
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/agents", tag = "agents", request_body = AgentCreate,
+    responses((status = 201, body = Agent, description = "the agent's token is in `token`, shown only here")))]
+pub async fn create_agent(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: RawBody,
+) -> AppResult<Reply<Agent>> {
+    caller.require(actions::AGENTS_WRITE, &Scope::Root)?;
+    let body: AgentCreate = body.parse()?;
+    match body.mode {
+        AgentMode::Gateway if body.public_address.is_none() => {
+            return Err(AppError::new(
+                ErrorCode::ValidationFailed,
+                "a gateway needs the public address clients connect to",
+            )
+            .at("publicAddress"));
+        }
+        AgentMode::Gateway if body.mapped_port_range.is_none() => {
+            return Err(AppError::new(
+                ErrorCode::ValidationFailed,
+                "a gateway needs a mapped-port range such as 40000-40999",
+            )
+            .at("mappedPortRange"));
+        }
+        AgentMode::Host if body.public_address.is_some() || body.mapped_port_range.is_some() => {
+            return Err(AppError::new(
+                ErrorCode::ValidationFailed,
+                "publicAddress and mappedPortRange are for gateways only",
+            )
+            .at("mode"));
+        }
+        _ => {}
+    }
+    let now = state.clock.now();
+    let mut tx = state.store.write().await?;
+    if tx.agent_by_name(body.name.as_str()).await?.is_some() {
+        return Err(AppError::new(
+            ErrorCode::Conflict,
+            format!("an agent named {} exists", body.name),
+        )
+        .at("name"));
+    }
+    let mut machines = Vec::with_capacity(body.machines.len());
+    for (i, m) in body.machines.iter().enumerate() {
+        let id = m.to_string();
+        let target = format!("machines[{i}]");
+        if tx.machine(&id).await?.is_none() {
+            return Err(
+                AppError::new(ErrorCode::NotFound, format!("machine {id} does not exist"))
+                    .at(target),
+            );
+        }
+        if machines.contains(&id) {
+            return Err(AppError::new(
+                ErrorCode::ValidationFailed,
+                format!("machine {id} is listed twice"),
+            )
+            .at(target));
+        }
+        if let Some(other) = tx.agent_of_machine(&id).await? {
+            return Err(AppError::new(
+                ErrorCode::Conflict,
+                format!("machine {id} is already guarded by agent {other}"),
+            )
+            .at(target));
+        }
+        machines.push(id);
+    }
+    if let Some(range) = body.mapped_port_range {
+        for other in tx.agents().await? {
+            if let Some((l, h)) = other.port_range
+                && other.public_address.as_deref()
+                    == body.public_address.map(|a| a.to_string()).as_deref()
+                && range.overlaps(&ajar_core::agent::PortRange { low: l, high: h })
+            {
+                return Err(AppError::new(
+                    ErrorCode::Conflict,
+                    format!(
+                        "the range overlaps agent {}'s on the same address",
+                        other.name
+                    ),
+                )
+                .at("mappedPortRange"));
+            }
+        }
+    }
+    let (secret, hash) = new_token()?;
+    let token = TokenRow {
+        id: uuid::Uuid::new_v4().to_string(),
+        principal: format!("{AGENT_PRINCIPAL_PREFIX}{}", body.name),
+        description: Some(format!("agent {}", body.name)),
+        created_by: caller.principal.clone(),
+        created_at: now,
+    };
+    tx.insert_token(&token, &hash).await?;
+    let row = AgentRow {
+        id: uuid::Uuid::new_v4().to_string(),
+        name: body.name.to_string(),
+        mode: body.mode.as_str().to_owned(),
+        public_address: body.public_address.map(|a| a.to_string()),
+        port_range: body.mapped_port_range.map(|r| (r.low, r.high)),
+        token_id: token.id.clone(),
+        last_seen: None,
+        version: None,
+        applied_revision: None,
+        machines,
+    };
+    tx.insert_agent(&row, now).await?;
+    let revision = tx.revision().await?;
+    tx.commit().await?;
+    tracing::info!(agent = %row.name, by = %caller.principal, "agent registered");
+    Ok(Reply::created_or_ok(
+        true,
+        view(row, Some(secret), now, revision),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/agents", tag = "agents", responses((status = 200, body = List<Agent>)))]
+pub async fn list_agents(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> AppResult<Reply<List<Agent>>> {
+    caller.require(actions::AGENTS_READ, &Scope::Root)?;
+    let now = state.clock.now();
+    let mut tx = state.store.read().await?;
+    let revision = tx.revision().await?;
+    let value = tx
+        .agents()
+        .await?
+        .into_iter()
+        .map(|a| view(a, None, now, revision))
+        .collect();
+    Ok(Reply::ok(List {
+        value,
+        next_link: None,
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/agents/{id}", tag = "agents",
+    params(("id" = String, Path)), responses((status = 200, body = Agent)))]
+pub async fn get_agent(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> AppResult<Reply<Agent>> {
+    caller.require(actions::AGENTS_READ, &Scope::Root)?;
+    let mut tx = state.store.read().await?;
+    let revision = tx.revision().await?;
+    let agent = tx
+        .agent(&id)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("agent {id}")))?;
+    Ok(Reply::ok(view(agent, None, state.clock.now(), revision)))
+}
+
+#[utoipa::path(delete, path = "/api/v1/agents/{id}", tag = "agents",
+    params(("id" = String, Path)), responses((status = 204)))]
+pub async fn delete_agent(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    caller.require(actions::AGENTS_WRITE, &Scope::Root)?;
+    let mut tx = state.store.write().await?;
+    let agent = tx
+        .agent(&id)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("agent {id}")))?;
+    tx.delete_token(&agent.token_id).await?;
+    tx.delete_agent(&id).await?;
+    tx.commit().await?;
+    state.auth_cache.invalidate();
+    Ok(no_content())
+}
+
+/// The registered agent the caller authenticates as, or 403.
+async fn calling_agent(state: &AppState, caller: &Caller) -> AppResult<AgentRow> {
+    let forbidden = || {
+        AppError::new(
+            ErrorCode::AuthorizationFailed,
+            format!("{} is not a registered agent", caller.principal),
+        )
+    };
+    let name = caller
+        .principal
+        .strip_prefix(AGENT_PRINCIPAL_PREFIX)
+        .ok_or_else(forbidden)?;
+    let mut tx = state.store.read().await?;
+    tx.agent_by_name(name).await?.ok_or_else(forbidden)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DesiredQuery {
+    after: Option<String>,
+    #[serde(rename = "waitSeconds")]
+    wait_seconds: Option<String>,
+}
+
+/// Builds an agent's desired state from the store.
+async fn build_desired(state: &AppState, agent: &AgentRow) -> AppResult<DesiredState> {
+    let now = state.clock.now();
+    let mut tx = state.store.read().await?;
+    let revision = tx.revision().await?;
+    let machines = tx.agent_machines(&agent.id).await?;
+    let grants = tx.agent_grants(&agent.id, now).await?;
+    let mut policies = HashMap::new();
+    for policy_id in machines
+        .iter()
+        .filter_map(|m| m.policy_id.clone())
+        .chain(grants.iter().map(|g| g.policy_id.clone()))
+    {
+        if !policies.contains_key(&policy_id)
+            && let Some((_, rules)) = state.rules_cache.load(&mut tx, &policy_id).await?
+        {
+            policies.insert(policy_id, rules);
+        }
+    }
+    drop(tx);
+    let mut out = Vec::with_capacity(machines.len());
+    for m in &machines {
+        let props: MachineProperties = serde_json::from_str(&m.properties)
+            .map_err(|_| AppError::new(ErrorCode::InternalError, "internal error"))?;
+        let protected_ports = m
+            .policy_id
+            .as_ref()
+            .and_then(|p| policies.get(p))
+            .and_then(|rules| {
+                let id = ajar_core::id::ResourceId::parse(&m.id).ok()?;
+                rules.machine(&id).map(|mr| {
+                    mr.ports
+                        .iter()
+                        .map(|r| ProtectedPort {
+                            number: r.number,
+                            protocol: r.protocol,
+                        })
+                        .collect()
+                })
+            })
+            .unwrap_or_default();
+        let mut machine_grants = Vec::new();
+        for g in grants.iter().filter(|g| g.port.machine_id == m.id) {
+            let parse = || -> Option<DesiredGrant> {
+                Some(DesiredGrant {
+                    request_id: g.port.request_id.clone(),
+                    seq: g.port.seq,
+                    number: ajar_core::net::Port::from(g.port.number),
+                    protocol: ajar_core::net::Protocol::parse(&g.port.protocol).ok()?,
+                    sources: g
+                        .port
+                        .sources
+                        .iter()
+                        .map(|s| ajar_core::net::SourcePrefix::parse(s).ok())
+                        .collect::<Option<Vec<_>>>()?,
+                    end_time_utc: g.port.end_time,
+                    mapped_port: g.port.mapped_port,
+                    cut_established: policies
+                        .get(&g.policy_id)
+                        .is_some_and(|r| r.cut_established),
+                })
+            };
+            match parse() {
+                Some(grant) => machine_grants.push(grant),
+                None => {
+                    tracing::error!(request = %g.port.request_id, "stored grant unreadable; not sent")
+                }
+            }
+        }
+        out.push(DesiredMachine {
+            id: m.id.clone(),
+            addresses: props.addresses,
+            protected_ports,
+            grants: machine_grants,
+        });
+    }
+    Ok(DesiredState {
+        revision,
+        server_time: now,
+        mode: AgentMode::parse(&agent.mode)?,
+        public_address: agent.public_address.as_deref().and_then(|a| a.parse().ok()),
+        machines: out,
+    })
+}
+
+#[utoipa::path(get, path = "/api/v1/agent/desiredState", tag = "agents",
+    params(("after" = Option<i64>, Query, description = "answer once the revision is above this"),
+           ("waitSeconds" = Option<u64>, Query, description = "longest wait, at most 60 (default 25)")),
+    responses((status = 200, body = DesiredState)))]
+pub async fn desired_state(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<DesiredQuery>,
+) -> AppResult<Reply<DesiredState>> {
+    let agent = calling_agent(&state, &caller).await?;
+    let number = |name: &str, v: &Option<String>| -> AppResult<Option<i64>> {
+        v.as_deref()
+            .map(|s| {
+                s.parse::<i64>().map_err(|_| {
+                    AppError::new(
+                        ErrorCode::InvalidParameter,
+                        format!("{name} must be a whole number"),
+                    )
+                    .at(name)
+                })
+            })
+            .transpose()
+    };
+    let after = number("after", &query.after)?;
+    let wait = number("waitSeconds", &query.wait_seconds)?
+        .map(|s| Duration::from_secs(s.clamp(0, MAX_WAIT.as_secs() as i64) as u64))
+        .unwrap_or(Duration::from_secs(25));
+    // Subscribe before reading the revision, so a change in between is not missed.
+    let mut changes = state.store.subscribe_changes();
+    let mut tx = state.store.write().await?;
+    tx.touch_agent(&agent.id, state.clock.now()).await?;
+    let revision = tx.revision().await?;
+    tx.commit().await?;
+    if after.is_some_and(|a| a >= revision) {
+        let _ = tokio::time::timeout(wait, changes.changed()).await;
+    }
+    Ok(Reply::ok(build_desired(&state, &agent).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/agent/report", tag = "agents", request_body = AgentReport,
+    responses((status = 204)))]
+pub async fn report(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: RawBody,
+) -> AppResult<Response> {
+    let agent = calling_agent(&state, &caller).await?;
+    let body: AgentReport = body.parse()?;
+    if body.version.len() > 64 || body.opened.len() + body.closed.len() > 100_000 {
+        return Err(AppError::new(ErrorCode::ValidationFailed, "report too large").at("version"));
+    }
+    let now = state.clock.now();
+    let mut tx = state.store.write().await?;
+    tx.agent_applied(&agent.id, &body.version, body.applied_revision, now)
+        .await?;
+    for g in &body.opened {
+        tx.mark_port(&agent.id, &g.request_id, g.seq, g.at, true)
+            .await?;
+    }
+    for g in &body.closed {
+        tx.mark_port(&agent.id, &g.request_id, g.seq, g.at, false)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(no_content())
+}

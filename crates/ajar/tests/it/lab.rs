@@ -1,0 +1,281 @@
+//! A small network of namespaces for end-to-end enforcement tests:
+//!
+//! ```text
+//!   c1 ──┐                 ┌── host (machine; TCP 22 and UDP 53 echo)
+//!        ├── gw (router) ──┤
+//!   c2 ──┘        │
+//!               root (test process, `ajar serve` on the management link)
+//! ```
+//!
+//! Addresses come from 198.18.0.0/15 (reserved for benchmarking) and fd18::/16, one /24 per
+//! lab, so labs of tests running at once do not meet. Everything is removed on drop.
+
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+static NEXT: AtomicU8 = AtomicU8::new(0);
+
+/// A running lab.
+pub struct Lab {
+    /// Subnet number: addresses are 198.18.ID.x.
+    pub id: u8,
+    /// Children to kill on drop (listeners, agents, server).
+    children: Vec<Child>,
+    /// Temporary directory of the server's data.
+    _data: tempfile::TempDir,
+    /// The server's management URL.
+    pub url: String,
+    /// The bootstrap admin token.
+    pub token: String,
+    server: Option<Child>,
+}
+
+/// The lab's members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Node {
+    /// First client.
+    C1,
+    /// Second client (never granted).
+    C2,
+    /// The protected machine.
+    Host,
+    /// The router, and in gateway tests the gateway.
+    Gw,
+}
+
+fn run(args: &[&str]) -> Output {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn ajar_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ajar")
+}
+
+pub fn probe_script() -> String {
+    format!("{}/tests/it/probe.py", env!("CARGO_MANIFEST_DIR"))
+}
+
+impl Lab {
+    /// Builds the namespaces and links, and starts `ajar serve` on the management address.
+    pub fn new() -> Lab {
+        assert!(
+            Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false),
+            "the enforcement tests need root (CAP_NET_ADMIN) to create network namespaces"
+        );
+        let id = 100 + (std::process::id() % 25) as u8 * 6 + NEXT.fetch_add(1, Ordering::Relaxed) % 6;
+        let mut lab = Lab {
+            id,
+            children: Vec::new(),
+            _data: tempfile::tempdir().unwrap(),
+            url: String::new(),
+            token: String::new(),
+            server: None,
+        };
+        lab.teardown();
+        for n in [Node::C1, Node::C2, Node::Host, Node::Gw] {
+            run(&["ip", "netns", "add", &lab.ns(n)]);
+            lab.exec(n, &["ip", "link", "set", "lo", "up"]);
+        }
+        let gw = lab.ns(Node::Gw);
+        for (i, n) in [(1u8, Node::C1), (2, Node::C2), (3, Node::Host)] {
+            let (a, b) = (format!("aj{id}l{i}a"), format!("aj{id}l{i}b"));
+            run(&["ip", "link", "add", &a, "netns", &gw, "type", "veth", "peer", "name", &b, "netns", &lab.ns(n)]);
+            let base = (i - 1) * 4;
+            lab.exec(Node::Gw, &["ip", "addr", "add", &format!("198.18.{id}.{}/30", base + 1), "dev", &a]);
+            lab.exec(Node::Gw, &["ip", "-6", "addr", "add", &format!("fd18:{id}:{i}::1/64"), "dev", &a, "nodad"]);
+            lab.exec(Node::Gw, &["ip", "link", "set", &a, "up"]);
+            lab.exec(n, &["ip", "addr", "add", &format!("198.18.{id}.{}/30", base + 2), "dev", &b]);
+            lab.exec(n, &["ip", "-6", "addr", "add", &format!("fd18:{id}:{i}::2/64"), "dev", &b, "nodad"]);
+            lab.exec(n, &["ip", "link", "set", &b, "up"]);
+            lab.exec(n, &["ip", "route", "add", "default", "via", &format!("198.18.{id}.{}", base + 1)]);
+            lab.exec(n, &["ip", "-6", "route", "add", "default", "via", &format!("fd18:{id}:{i}::1")]);
+        }
+        // Management link: root <-> gw; the gateway routes the other nodes' traffic to root.
+        let (m_root, m_gw) = (format!("aj{id}m"), format!("aj{id}mg"));
+        run(&["ip", "link", "add", &m_root, "type", "veth", "peer", "name", &m_gw, "netns", &gw]);
+        run(&["ip", "addr", "add", &format!("198.18.{id}.17/30"), "dev", &m_root]);
+        run(&["ip", "link", "set", &m_root, "up"]);
+        run(&["ip", "route", "add", &format!("198.18.{id}.0/24"), "via", &format!("198.18.{id}.18")]);
+        lab.exec(Node::Gw, &["ip", "addr", "add", &format!("198.18.{id}.18/30"), "dev", &m_gw]);
+        lab.exec(Node::Gw, &["ip", "link", "set", &m_gw, "up"]);
+        lab.exec(Node::Gw, &["ip", "route", "add", "default", "via", &format!("198.18.{id}.17")]);
+        for sysctl in ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1", "net.ipv4.conf.all.rp_filter=0"] {
+            lab.exec(Node::Gw, &["sysctl", "-q", "-w", sysctl]);
+        }
+        // The machine's echo listeners.
+        for addr in [lab.v4(Node::Host), lab.v6(Node::Host)] {
+            let mut child = lab
+                .command(Node::Host, &["python3", "-u", &probe_script(), "serve", &addr, "22", "53"])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+            assert_eq!(line.trim(), "ready");
+            lab.children.push(child);
+        }
+        // Resolve neighbours on every path now, so a first probe does not lose its SYN to
+        // neighbour discovery.
+        for n in [Node::C1, Node::C2] {
+            for addr in [lab.v4(Node::Host), lab.v6(Node::Host)] {
+                assert_eq!(lab.probe_until(n, "tcp", &addr, 22, 0), 0, "{n:?} cannot reach {addr}");
+            }
+        }
+        lab.start_server();
+        lab
+    }
+
+    fn start_server(&mut self) {
+        let listen = format!("198.18.{}.17:8600", self.id);
+        let mut child = Command::new(ajar_bin())
+            .args(["serve", "--data-dir"])
+            .arg(self._data.path())
+            .args(["--listen", &listen, "--log", "warn"])
+            .env_remove("AJAR_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        if self.token.is_empty() {
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+            self.token = line.trim().trim_start_matches("ajar bootstrap token: ").to_owned();
+        }
+        self.url = format!("http://{listen}");
+        self.server = Some(child);
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(&listen).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("ajar serve did not start on {listen}");
+    }
+
+    /// Kills the server with SIGKILL (no chance to clean up).
+    pub fn kill_server(&mut self) {
+        if let Some(mut s) = self.server.take() {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+    }
+
+    /// The namespace name of a node.
+    pub fn ns(&self, n: Node) -> String {
+        let suffix = match n {
+            Node::C1 => "c1",
+            Node::C2 => "c2",
+            Node::Host => "h",
+            Node::Gw => "gw",
+        };
+        format!("aj{}{suffix}", self.id)
+    }
+
+    /// A node's IPv4 address (for the gateway: its address on c1's link).
+    pub fn v4(&self, n: Node) -> String {
+        let last = match n {
+            Node::C1 => 2,
+            Node::C2 => 6,
+            Node::Host => 10,
+            Node::Gw => 1,
+        };
+        format!("198.18.{}.{last}", self.id)
+    }
+
+    /// A node's IPv6 address.
+    pub fn v6(&self, n: Node) -> String {
+        match n {
+            Node::C1 => format!("fd18:{}:1::2", self.id),
+            Node::C2 => format!("fd18:{}:2::2", self.id),
+            Node::Host => format!("fd18:{}:3::2", self.id),
+            Node::Gw => format!("fd18:{}:1::1", self.id),
+        }
+    }
+
+    /// A command run inside a node's namespace.
+    pub fn command(&self, n: Node, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns(n)]).args(args);
+        c
+    }
+
+    /// Runs a command inside a node; it must succeed.
+    pub fn exec(&self, n: Node, args: &[&str]) -> Output {
+        let out = self.command(n, args).output().unwrap();
+        assert!(out.status.success(), "{args:?} in {:?}: {}", n, String::from_utf8_lossy(&out.stderr));
+        out
+    }
+
+    /// Tries one TCP or UDP exchange from `from` to `addr:port`: 0 ok, 1 refused, 2 timeout.
+    pub fn probe(&self, from: Node, proto: &str, addr: &str, port: u16) -> i32 {
+        let out = self
+            .command(from, &["python3", &probe_script(), "connect", proto, addr, &port.to_string()])
+            .output()
+            .unwrap();
+        out.status.code().unwrap_or(-1)
+    }
+
+    /// Probes until the answer is `want` (or 10 s pass); returns the last answer.
+    pub fn probe_until(&self, from: Node, proto: &str, addr: &str, port: u16, want: i32) -> i32 {
+        let mut got = -1;
+        for _ in 0..100 {
+            got = self.probe(from, proto, addr, port);
+            if got == want {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        got
+    }
+
+    /// Starts `ajar agent` inside a node.
+    pub fn start_agent(&mut self, n: Node, token: &str) {
+        let child = self
+            .command(n, &[ajar_bin(), "agent", "--server", &self.url, "--token", token, "--wait-seconds", "5", "--log", "warn"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.children.push(child);
+    }
+
+    /// Kills every agent with SIGKILL.
+    pub fn kill_agents(&mut self) {
+        // Agents are the children started after the two listeners.
+        for mut c in self.children.drain(2..) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// ajar's table in a node, as `nft list` prints it (empty if absent).
+    pub fn table(&self, n: Node) -> String {
+        let out = self.command(n, &["nft", "list", "table", "inet", "ajar"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn teardown(&mut self) {
+        for n in [Node::C1, Node::C2, Node::Host, Node::Gw] {
+            let _ = Command::new("ip").args(["netns", "del", &self.ns(n)]).output();
+        }
+        let _ = Command::new("ip").args(["link", "del", &format!("aj{}m", self.id)]).output();
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.kill_server();
+        for mut c in self.children.drain(..) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.teardown();
+    }
+}
