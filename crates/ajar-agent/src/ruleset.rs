@@ -408,7 +408,7 @@ fn merge<T: Copy, K: Ord>(
     set_timeout: impl Fn(&mut T, Duration),
 ) -> Vec<T> {
     let mut out: Vec<T> = items.into_iter().copied().collect();
-    out.sort_by(|a, b| key(a).cmp(&key(b)));
+    out.sort_by_key(&key);
     let mut merged: Vec<T> = Vec::with_capacity(out.len());
     for item in out {
         match merged.last_mut() {

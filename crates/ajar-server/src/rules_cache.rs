@@ -66,7 +66,10 @@ mod tests {
     #[test]
     fn entries_are_used_only_at_their_etag() {
         let cache = RulesCache::default();
-        let rules = Arc::new(PolicyRules { machines: vec![] });
+        let rules = Arc::new(PolicyRules {
+            machines: vec![],
+            cut_established: false,
+        });
         cache.insert("p", "1", rules.clone());
         assert!(
             cache

@@ -240,18 +240,16 @@ mod request_tests {
             source_address: None,
             created_at: at,
         };
-        let port = PortRow {
-            request_id: id.into(),
-            seq: 0,
-            machine_id: "/subscriptions/s/resourceGroups/rg/machines/m".into(),
-            number: 22,
-            protocol: "*".into(),
-            sources: vec!["10.0.0.1".into()],
-            supersede_key: "m|22|*|10.0.0.1".into(),
-            end_time: Timestamp::from_second(5_000).unwrap(),
-            status: PortStatus::Initiated,
-            status_reason: StatusReason::UserRequested,
-        };
+        let port = PortRow::initiated(
+            id,
+            0,
+            "/subscriptions/s/resourceGroups/rg/machines/m".into(),
+            22,
+            "*".into(),
+            vec!["10.0.0.1".into()],
+            "m|22|*|10.0.0.1".into(),
+            Timestamp::from_second(5_000).unwrap(),
+        );
         (req, vec![port])
     }
 

@@ -201,6 +201,36 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Registers an agent guarding `machines` (host mode, or gateway when `gateway` gives its
+    /// public address and mapped-port range), lets it poll once so it counts as live, and
+    /// returns a client with its token and its id.
+    pub async fn agent(
+        &self,
+        name: &str,
+        machines: &[&str],
+        gateway: Option<(&str, &str)>,
+    ) -> (Client, String) {
+        let mut body = serde_json::json!({"name": name, "mode": "host", "machines": machines});
+        if let Some((address, range)) = gateway {
+            body["mode"] = "gateway".into();
+            body["publicAddress"] = address.into();
+            body["mappedPortRange"] = range.into();
+        }
+        let created: serde_json::Value = self
+            .admin
+            .post("/api/v1/agents", &body)
+            .await
+            .expect("register agent");
+        let client = self.client(created["token"].as_str());
+        let _: serde_json::Value = client
+            .get("/api/v1/agent/desiredState")
+            .await
+            .expect("first poll");
+        (client, created["id"].as_str().expect("id").to_owned())
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {

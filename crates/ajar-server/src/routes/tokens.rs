@@ -1,7 +1,8 @@
 //! API tokens. The secret is shown once, at creation, and stored only as a hash.
 //!
-//! Anyone authenticated may create, list and revoke tokens for themselves; doing so for other
-//! principals needs `ajar.tokens/write` (create, revoke) or `ajar.tokens/read` (list) at `/`.
+//! Anyone authenticated may create, list and revoke tokens for themselves (agents excepted: they
+//! may not create any); doing so for other principals needs `ajar.tokens/write` (create, revoke)
+//! or `ajar.tokens/read` (list) at `/`.
 
 use super::{Reply, no_content, ts};
 use crate::AppState;
@@ -25,6 +26,13 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/tokens/{id}", delete(delete_token))
 }
 
+/// Agents get no token self-service: a stolen agent token must not mint lasting ones.
+fn is_agent(caller: &Caller) -> bool {
+    caller
+        .principal
+        .starts_with(super::agents::AGENT_PRINCIPAL_PREFIX)
+}
+
 fn view(t: TokenRow, secret: Option<String>) -> Token {
     Token {
         id: t.id,
@@ -44,7 +52,7 @@ pub async fn create_token(
     body: RawBody,
 ) -> AppResult<Reply<Token>> {
     let body: TokenCreate = body.parse()?;
-    if body.principal.as_str() != caller.principal {
+    if body.principal.as_str() != caller.principal || is_agent(&caller) {
         caller.require(actions::TOKENS_WRITE, &Scope::Root)?;
     }
     if body

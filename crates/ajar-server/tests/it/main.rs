@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod agents;
 mod authz;
 mod lifecycle;
 mod misc;
@@ -33,7 +34,7 @@ pub async fn call(
 }
 
 pub fn machine_body(os: &str) -> Value {
-    json!({"properties":{"os":os,"addresses":["10.1.0.4"],"enforcementPoint":"agent-1","labels":{"env":"test"}}})
+    json!({"properties":{"os":os,"addresses":["10.1.0.4"],"labels":{"env":"test"}}})
 }
 
 /// Port 22 from anywhere (PT3H) and 3389/TCP from 10.0.0.0/24 (PT1H) on `machine`.
@@ -67,6 +68,7 @@ pub async fn setup(app: &TestApp) {
         .await;
         assert_eq!(r.status, 201, "{:?}", r.body);
     }
+    app.agent("agent-1", &[VM, VM_WIN, VM2], None).await;
 }
 
 /// An initiate body for one port of `machine`.

@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 const VM: &str = "/subscriptions/s/resourceGroups/rg/machines/vm";
 const POLICY: &str = "/subscriptions/s/resourceGroups/rg/jitNetworkAccessPolicies/p";
 
-#[allow(clippy::disallowed_methods, reason = "the kernel's timeouts run on real time")]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the kernel's timeouts run on real time"
+)]
 fn now() -> Timestamp {
     Timestamp::now()
 }
@@ -35,7 +38,11 @@ async fn world(lab: &mut Lab, mode: &str, cut: bool) -> Client {
         body["mappedPortRange"] = json!("40000-40099");
     }
     let agent: Value = admin.post("/api/v1/agents", &body).await.unwrap();
-    let node = if mode == "gateway" { Node::Gw } else { Node::Host };
+    let node = if mode == "gateway" {
+        Node::Gw
+    } else {
+        Node::Host
+    };
     lab.start_agent(node, agent["token"].as_str().unwrap());
     wait_applied(&admin, agent["id"].as_str().unwrap()).await;
     admin
@@ -44,7 +51,10 @@ async fn world(lab: &mut Lab, mode: &str, cut: bool) -> Client {
 /// Waits until the agent is live and has applied the current revision.
 async fn wait_applied(admin: &Client, agent_id: &str) {
     for _ in 0..200 {
-        let a: Value = admin.get(&format!("/api/v1/agents/{agent_id}")).await.unwrap();
+        let a: Value = admin
+            .get(&format!("/api/v1/agents/{agent_id}"))
+            .await
+            .unwrap();
         if a["live"] == true && a["appliedRevision"] == a["currentRevision"] {
             return;
         }
@@ -56,14 +66,21 @@ async fn wait_applied(admin: &Client, agent_id: &str) {
 async fn initiate(admin: &Client, port: u16, source: &str, secs: i64) -> Value {
     let end = now().checked_add(SignedDuration::from_secs(secs)).unwrap();
     admin
-        .post(&format!("/api/v1{POLICY}/initiate"), &json!({"virtualMachines":[{"id":VM,"ports":[
-            {"number":port,"endTimeUtc":end.to_string(),"allowedSourceAddressPrefix":source}]}]}))
+        .post(
+            &format!("/api/v1{POLICY}/initiate"),
+            &json!({"virtualMachines":[{"id":VM,"ports":[
+            {"number":port,"endTimeUtc":end.to_string(),"allowedSourceAddressPrefix":source}]}]}),
+        )
         .await
         .unwrap()
 }
 
 fn end_of(request: &Value) -> Timestamp {
-    request["virtualMachines"][0]["ports"][0]["endTimeUtc"].as_str().unwrap().parse().unwrap()
+    request["virtualMachines"][0]["ports"][0]["endTimeUtc"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 /// Seconds from `t` to now (negative: `t` is in the future).
@@ -83,28 +100,54 @@ async fn host_mode_opens_for_the_granted_source_only_and_closes_on_time() {
     let host = lab.v4(Node::Host);
     let l = lab.clone();
     let h = host.clone();
-    assert_eq!(blocking(move || l.probe(Node::C1, "tcp", &h, 22)).await, 1, "closed before any request");
+    assert_eq!(
+        blocking(move || l.probe(Node::C1, "tcp", &h, 22)).await,
+        1,
+        "closed before any request"
+    );
 
     let req = initiate(&admin, 22, &lab.v4(Node::C1), 4).await;
     let end = end_of(&req);
     let (l, h) = (lab.clone(), host.clone());
-    assert_eq!(blocking(move || l.probe_until(Node::C1, "tcp", &h, 22, 0)).await, 0, "open for c1");
+    assert_eq!(
+        blocking(move || l.probe_until(Node::C1, "tcp", &h, 22, 0)).await,
+        0,
+        "open for c1"
+    );
     assert!(since(end) < 0.0, "opened before the end");
     let (l, h) = (lab.clone(), host.clone());
-    assert_eq!(blocking(move || l.probe(Node::C2, "tcp", &h, 22)).await, 1, "c2 stays blocked");
+    assert_eq!(
+        blocking(move || l.probe(Node::C2, "tcp", &h, 22)).await,
+        1,
+        "c2 stays blocked"
+    );
     let (l, h) = (lab.clone(), host.clone());
-    assert_eq!(blocking(move || l.probe(Node::C1, "udp", &h, 53)).await, 1, "ungranted UDP 53 stays closed");
+    assert_eq!(
+        blocking(move || l.probe(Node::C1, "udp", &h, 53)).await,
+        1,
+        "ungranted UDP 53 stays closed"
+    );
 
     // The request shows when the agent opened it.
     let id = req["id"].as_str().unwrap();
     let path = format!("/api/v1{POLICY}/requests/{id}");
     let got: Value = admin.get(&path).await.unwrap();
-    assert!(got["virtualMachines"][0]["ports"][0]["openSince"].is_string(), "{got}");
+    assert!(
+        got["virtualMachines"][0]["ports"][0]["openSince"].is_string(),
+        "{got}"
+    );
 
     let (l, h) = (lab.clone(), host.clone());
-    assert_eq!(blocking(move || l.probe_until(Node::C1, "tcp", &h, 22, 1)).await, 1, "closed again");
+    assert_eq!(
+        blocking(move || l.probe_until(Node::C1, "tcp", &h, 22, 1)).await,
+        1,
+        "closed again"
+    );
     let late = since(end);
-    assert!((-0.5..2.0).contains(&late), "closed {late:.2} s after the end time");
+    assert!(
+        (-0.5..2.0).contains(&late),
+        "closed {late:.2} s after the end time"
+    );
     // After the scheduler and agent catch up, the request shows when it closed.
     let mut closed = Value::Null;
     for _ in 0..100 {
@@ -115,7 +158,11 @@ async fn host_mode_opens_for_the_granted_source_only_and_closes_on_time() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(closed.as_str(), Some(end.to_string().as_str()), "closed at its end time");
+    assert_eq!(
+        closed.as_str(),
+        Some(end.to_string().as_str()),
+        "closed at its end time"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -128,10 +175,17 @@ async fn access_closes_on_time_with_agent_and_server_killed() {
     assert_eq!(lab.probe_until(Node::C1, "tcp", &host, 22, 0), 0);
     lab.kill_agents();
     lab.kill_server();
-    assert_eq!(lab.probe(Node::C1, "tcp", &host, 22), 0, "still open with nothing running");
+    assert_eq!(
+        lab.probe(Node::C1, "tcp", &host, 22),
+        0,
+        "still open with nothing running"
+    );
     assert_eq!(lab.probe_until(Node::C1, "tcp", &host, 22, 1), 1);
     let late = since(end);
-    assert!((-0.5..2.0).contains(&late), "closed {late:.2} s after the end time, by the kernel alone");
+    assert!(
+        (-0.5..2.0).contains(&late),
+        "closed {late:.2} s after the end time, by the kernel alone"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -154,11 +208,17 @@ async fn a_restarted_agent_reconciles_stale_rules_and_leaves_other_tables_alone(
 
     let admin = world(&mut lab, "host", false).await;
     let table = lab.table(Node::Host);
-    assert!(!table.contains(&lab.v4(Node::C2)), "stale element left behind:\n{table}");
+    assert!(
+        !table.contains(&lab.v4(Node::C2)),
+        "stale element left behind:\n{table}"
+    );
     assert!(table.contains("protected4"), "{table}");
     let host = lab.v4(Node::Host);
     assert_eq!(lab.probe(Node::C2, "tcp", &host, 22), 1);
-    let other = lab.command(Node::Host, &["nft", "list", "table", "inet", "other"]).output().unwrap();
+    let other = lab
+        .command(Node::Host, &["nft", "list", "table", "inet", "other"])
+        .output()
+        .unwrap();
     assert!(other.status.success(), "another table was touched");
 
     // A grant made while the agent is down is applied when it comes back.
@@ -167,16 +227,28 @@ async fn a_restarted_agent_reconciles_stale_rules_and_leaves_other_tables_alone(
     assert_eq!(lab.probe(Node::C1, "tcp", &host, 22), 1);
     let agents: Value = admin.get("/api/v1/agents").await.unwrap();
     let id = agents["value"][0]["id"].as_str().unwrap().to_owned();
-    let token: Value = admin.post("/api/v1/tokens", &json!({"principal":format!("agent:agent{}", lab.id)})).await.unwrap();
+    let token: Value = admin
+        .post(
+            "/api/v1/tokens",
+            &json!({"principal":format!("agent:agent{}", lab.id)}),
+        )
+        .await
+        .unwrap();
     lab.start_agent(Node::Host, token["token"].as_str().unwrap());
     wait_applied(&admin, &id).await;
     assert_eq!(lab.probe_until(Node::C1, "tcp", &host, 22, 0), 0);
 
     // `ajar agent --uninstall` removes ajar's table and nothing else.
     lab.kill_agents();
-    lab.exec(Node::Host, &[crate::lab::ajar_bin(), "agent", "--uninstall"]);
+    lab.exec(
+        Node::Host,
+        &[crate::lab::ajar_bin(), "agent", "--uninstall"],
+    );
     assert_eq!(lab.table(Node::Host), "");
-    let other = lab.command(Node::Host, &["nft", "list", "table", "inet", "other"]).output().unwrap();
+    let other = lab
+        .command(Node::Host, &["nft", "list", "table", "inet", "other"])
+        .output()
+        .unwrap();
     assert!(other.status.success());
 }
 
@@ -186,7 +258,11 @@ async fn an_early_revoke_closes_at_once() {
     let admin = world(&mut lab, "host", false).await;
     let req = initiate(&admin, 53, &lab.v4(Node::C1), 120).await;
     let host = lab.v4(Node::Host);
-    assert_eq!(lab.probe_until(Node::C1, "udp", &host, 53, 0), 0, "UDP opens too");
+    assert_eq!(
+        lab.probe_until(Node::C1, "udp", &host, 53, 0),
+        0,
+        "UDP opens too"
+    );
     let id = req["id"].as_str().unwrap();
     let _: Value = admin
         .post(&format!("/api/v1{POLICY}/requests/{id}/revoke"), &json!({}))
@@ -194,7 +270,11 @@ async fn an_early_revoke_closes_at_once() {
         .unwrap();
     let t0 = Instant::now();
     assert_eq!(lab.probe_until(Node::C1, "udp", &host, 53, 1), 1);
-    assert!(t0.elapsed() < Duration::from_secs(2), "closed {:?} after the revoke", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "closed {:?} after the revoke",
+        t0.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -203,19 +283,37 @@ async fn a_gateway_maps_its_port_to_the_machine_during_the_window_only() {
     let admin = world(&mut lab, "gateway", false).await;
     let host = lab.v4(Node::Host);
     let gw = lab.v4(Node::Gw);
-    assert_eq!(lab.probe(Node::C1, "tcp", &host, 22), 1, "the machine is closed behind the gateway");
+    assert_eq!(
+        lab.probe(Node::C1, "tcp", &host, 22),
+        1,
+        "the machine is closed behind the gateway"
+    );
     let req = initiate(&admin, 22, &lab.v4(Node::C1), 4).await;
     let port = &req["virtualMachines"][0]["ports"][0];
     let mapped = port["mappedPort"].as_u64().unwrap() as u16;
     assert!((40000..=40099).contains(&mapped));
-    assert_eq!(port["connectionDetails"], json!({"address": gw, "port": mapped}));
-    assert_eq!(lab.probe_until(Node::C1, "tcp", &gw, mapped, 0), 0, "c1 reaches the machine through the gateway");
+    assert_eq!(
+        port["connectionDetails"],
+        json!({"address": gw, "port": mapped})
+    );
+    assert_eq!(
+        lab.probe_until(Node::C1, "tcp", &gw, mapped, 0),
+        0,
+        "c1 reaches the machine through the gateway"
+    );
     assert_eq!(lab.probe(Node::C2, "tcp", &gw, mapped), 1, "c2 does not");
-    assert_eq!(lab.probe(Node::C1, "tcp", &host, 22), 1, "the machine itself stays closed");
+    assert_eq!(
+        lab.probe(Node::C1, "tcp", &host, 22),
+        1,
+        "the machine itself stays closed"
+    );
     let end = end_of(&req);
     assert_eq!(lab.probe_until(Node::C1, "tcp", &gw, mapped, 1), 1);
     let late = since(end);
-    assert!((-0.5..2.0).contains(&late), "mapping closed {late:.2} s after the end");
+    assert!(
+        (-0.5..2.0).contains(&late),
+        "mapping closed {late:.2} s after the end"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -227,16 +325,33 @@ async fn ipv6_source_prefixes_work() {
     initiate(&admin, 22, &format!("fd18:{}:1::/64", lab.id), 30).await;
     assert_eq!(lab.probe_until(Node::C1, "tcp", &host, 22, 0), 0);
     assert_eq!(lab.probe(Node::C2, "tcp", &host, 22), 1);
-    assert_eq!(lab.probe(Node::C1, "tcp", &lab.v4(Node::Host), 22), 1, "the v6 grant does not open v4");
+    assert_eq!(
+        lab.probe(Node::C1, "tcp", &lab.v4(Node::Host), 22),
+        1,
+        "the v6 grant does not open v4"
+    );
 }
 
 /// Holds a TCP connection from c1 for `seconds`; the exit code says whether it was cut.
 fn hold(lab: &Lab, seconds: u32) -> (i32, String) {
     let out = lab
-        .command(Node::C1, &["python3", &crate::lab::probe_script(), "hold", &lab.v4(Node::Host), "22", &seconds.to_string()])
+        .command(
+            Node::C1,
+            &[
+                "python3",
+                &crate::lab::probe_script(),
+                "hold",
+                &lab.v4(Node::Host),
+                "22",
+                &seconds.to_string(),
+            ],
+        )
         .output()
         .unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -257,6 +372,13 @@ async fn established_connections_are_cut_at_expiry_only_when_the_policy_says_so(
     let host = keeping.v4(Node::Host);
     assert_eq!(keeping.probe_until(Node::C1, "tcp", &host, 22, 0), 0);
     let (code, _) = hold(&keeping, 6);
-    assert_eq!(code, 0, "by default an established connection survives the window");
-    assert_eq!(keeping.probe(Node::C1, "tcp", &host, 22), 1, "while new ones are refused");
+    assert_eq!(
+        code, 0,
+        "by default an established connection survives the window"
+    );
+    assert_eq!(
+        keeping.probe(Node::C1, "tcp", &host, 22),
+        1,
+        "while new ones are refused"
+    );
 }

@@ -45,7 +45,10 @@ pub enum Node {
 }
 
 fn run(args: &[&str]) -> Output {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
     assert!(
         out.status.success(),
         "{args:?} failed: {}",
@@ -66,10 +69,15 @@ impl Lab {
     /// Builds the namespaces and links, and starts `ajar serve` on the management address.
     pub fn new() -> Lab {
         assert!(
-            Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false),
+            Command::new("id")
+                .arg("-u")
+                .output()
+                .map(|o| o.stdout == b"0\n")
+                .unwrap_or(false),
             "the enforcement tests need root (CAP_NET_ADMIN) to create network namespaces"
         );
-        let id = 100 + (std::process::id() % 25) as u8 * 6 + NEXT.fetch_add(1, Ordering::Relaxed) % 6;
+        let id =
+            100 + (std::process::id() % 25) as u8 * 6 + NEXT.fetch_add(1, Ordering::Relaxed) % 6;
         let mut lab = Lab {
             id,
             children: Vec::new(),
@@ -86,38 +94,164 @@ impl Lab {
         let gw = lab.ns(Node::Gw);
         for (i, n) in [(1u8, Node::C1), (2, Node::C2), (3, Node::Host)] {
             let (a, b) = (format!("aj{id}l{i}a"), format!("aj{id}l{i}b"));
-            run(&["ip", "link", "add", &a, "netns", &gw, "type", "veth", "peer", "name", &b, "netns", &lab.ns(n)]);
+            run(&[
+                "ip",
+                "link",
+                "add",
+                &a,
+                "netns",
+                &gw,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &b,
+                "netns",
+                &lab.ns(n),
+            ]);
             let base = (i - 1) * 4;
-            lab.exec(Node::Gw, &["ip", "addr", "add", &format!("198.18.{id}.{}/30", base + 1), "dev", &a]);
-            lab.exec(Node::Gw, &["ip", "-6", "addr", "add", &format!("fd18:{id}:{i}::1/64"), "dev", &a, "nodad"]);
+            lab.exec(
+                Node::Gw,
+                &[
+                    "ip",
+                    "addr",
+                    "add",
+                    &format!("198.18.{id}.{}/30", base + 1),
+                    "dev",
+                    &a,
+                ],
+            );
+            lab.exec(
+                Node::Gw,
+                &[
+                    "ip",
+                    "-6",
+                    "addr",
+                    "add",
+                    &format!("fd18:{id}:{i}::1/64"),
+                    "dev",
+                    &a,
+                    "nodad",
+                ],
+            );
             lab.exec(Node::Gw, &["ip", "link", "set", &a, "up"]);
-            lab.exec(n, &["ip", "addr", "add", &format!("198.18.{id}.{}/30", base + 2), "dev", &b]);
-            lab.exec(n, &["ip", "-6", "addr", "add", &format!("fd18:{id}:{i}::2/64"), "dev", &b, "nodad"]);
+            lab.exec(
+                n,
+                &[
+                    "ip",
+                    "addr",
+                    "add",
+                    &format!("198.18.{id}.{}/30", base + 2),
+                    "dev",
+                    &b,
+                ],
+            );
+            lab.exec(
+                n,
+                &[
+                    "ip",
+                    "-6",
+                    "addr",
+                    "add",
+                    &format!("fd18:{id}:{i}::2/64"),
+                    "dev",
+                    &b,
+                    "nodad",
+                ],
+            );
             lab.exec(n, &["ip", "link", "set", &b, "up"]);
-            lab.exec(n, &["ip", "route", "add", "default", "via", &format!("198.18.{id}.{}", base + 1)]);
-            lab.exec(n, &["ip", "-6", "route", "add", "default", "via", &format!("fd18:{id}:{i}::1")]);
+            lab.exec(
+                n,
+                &[
+                    "ip",
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    &format!("198.18.{id}.{}", base + 1),
+                ],
+            );
+            lab.exec(
+                n,
+                &[
+                    "ip",
+                    "-6",
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    &format!("fd18:{id}:{i}::1"),
+                ],
+            );
         }
         // Management link: root <-> gw; the gateway routes the other nodes' traffic to root.
         let (m_root, m_gw) = (format!("aj{id}m"), format!("aj{id}mg"));
-        run(&["ip", "link", "add", &m_root, "type", "veth", "peer", "name", &m_gw, "netns", &gw]);
-        run(&["ip", "addr", "add", &format!("198.18.{id}.17/30"), "dev", &m_root]);
+        run(&[
+            "ip", "link", "add", &m_root, "type", "veth", "peer", "name", &m_gw, "netns", &gw,
+        ]);
+        run(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("198.18.{id}.17/30"),
+            "dev",
+            &m_root,
+        ]);
         run(&["ip", "link", "set", &m_root, "up"]);
-        run(&["ip", "route", "add", &format!("198.18.{id}.0/24"), "via", &format!("198.18.{id}.18")]);
-        lab.exec(Node::Gw, &["ip", "addr", "add", &format!("198.18.{id}.18/30"), "dev", &m_gw]);
+        run(&[
+            "ip",
+            "route",
+            "add",
+            &format!("198.18.{id}.0/24"),
+            "via",
+            &format!("198.18.{id}.18"),
+        ]);
+        lab.exec(
+            Node::Gw,
+            &[
+                "ip",
+                "addr",
+                "add",
+                &format!("198.18.{id}.18/30"),
+                "dev",
+                &m_gw,
+            ],
+        );
         lab.exec(Node::Gw, &["ip", "link", "set", &m_gw, "up"]);
-        lab.exec(Node::Gw, &["ip", "route", "add", "default", "via", &format!("198.18.{id}.17")]);
-        for sysctl in ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1", "net.ipv4.conf.all.rp_filter=0"] {
+        lab.exec(
+            Node::Gw,
+            &[
+                "ip",
+                "route",
+                "add",
+                "default",
+                "via",
+                &format!("198.18.{id}.17"),
+            ],
+        );
+        for sysctl in [
+            "net.ipv4.ip_forward=1",
+            "net.ipv6.conf.all.forwarding=1",
+            "net.ipv4.conf.all.rp_filter=0",
+        ] {
             lab.exec(Node::Gw, &["sysctl", "-q", "-w", sysctl]);
         }
         // The machine's echo listeners.
         for addr in [lab.v4(Node::Host), lab.v6(Node::Host)] {
             let mut child = lab
-                .command(Node::Host, &["python3", "-u", &probe_script(), "serve", &addr, "22", "53"])
+                .command(
+                    Node::Host,
+                    &["python3", "-u", &probe_script(), "serve", &addr, "22", "53"],
+                )
                 .stdout(Stdio::piped())
                 .spawn()
                 .unwrap();
             let mut line = String::new();
-            std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+            std::io::BufRead::read_line(
+                &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+                &mut line,
+            )
+            .unwrap();
             assert_eq!(line.trim(), "ready");
             lab.children.push(child);
         }
@@ -125,7 +259,11 @@ impl Lab {
         // neighbour discovery.
         for n in [Node::C1, Node::C2] {
             for addr in [lab.v4(Node::Host), lab.v6(Node::Host)] {
-                assert_eq!(lab.probe_until(n, "tcp", &addr, 22, 0), 0, "{n:?} cannot reach {addr}");
+                assert_eq!(
+                    lab.probe_until(n, "tcp", &addr, 22, 0),
+                    0,
+                    "{n:?} cannot reach {addr}"
+                );
             }
         }
         lab.start_server();
@@ -145,8 +283,15 @@ impl Lab {
             .unwrap();
         if self.token.is_empty() {
             let mut line = String::new();
-            std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-            self.token = line.trim().trim_start_matches("ajar bootstrap token: ").to_owned();
+            std::io::BufRead::read_line(
+                &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+                &mut line,
+            )
+            .unwrap();
+            self.token = line
+                .trim()
+                .trim_start_matches("ajar bootstrap token: ")
+                .to_owned();
         }
         self.url = format!("http://{listen}");
         self.server = Some(child);
@@ -209,14 +354,29 @@ impl Lab {
     /// Runs a command inside a node; it must succeed.
     pub fn exec(&self, n: Node, args: &[&str]) -> Output {
         let out = self.command(n, args).output().unwrap();
-        assert!(out.status.success(), "{args:?} in {:?}: {}", n, String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?} in {:?}: {}",
+            n,
+            String::from_utf8_lossy(&out.stderr)
+        );
         out
     }
 
     /// Tries one TCP or UDP exchange from `from` to `addr:port`: 0 ok, 1 refused, 2 timeout.
     pub fn probe(&self, from: Node, proto: &str, addr: &str, port: u16) -> i32 {
         let out = self
-            .command(from, &["python3", &probe_script(), "connect", proto, addr, &port.to_string()])
+            .command(
+                from,
+                &[
+                    "python3",
+                    &probe_script(),
+                    "connect",
+                    proto,
+                    addr,
+                    &port.to_string(),
+                ],
+            )
             .output()
             .unwrap();
         out.status.code().unwrap_or(-1)
@@ -238,7 +398,21 @@ impl Lab {
     /// Starts `ajar agent` inside a node.
     pub fn start_agent(&mut self, n: Node, token: &str) {
         let child = self
-            .command(n, &[ajar_bin(), "agent", "--server", &self.url, "--token", token, "--wait-seconds", "5", "--log", "warn"])
+            .command(
+                n,
+                &[
+                    ajar_bin(),
+                    "agent",
+                    "--server",
+                    &self.url,
+                    "--token",
+                    token,
+                    "--wait-seconds",
+                    "5",
+                    "--log",
+                    "warn",
+                ],
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -257,15 +431,22 @@ impl Lab {
 
     /// ajar's table in a node, as `nft list` prints it (empty if absent).
     pub fn table(&self, n: Node) -> String {
-        let out = self.command(n, &["nft", "list", "table", "inet", "ajar"]).output().unwrap();
+        let out = self
+            .command(n, &["nft", "list", "table", "inet", "ajar"])
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     fn teardown(&mut self) {
         for n in [Node::C1, Node::C2, Node::Host, Node::Gw] {
-            let _ = Command::new("ip").args(["netns", "del", &self.ns(n)]).output();
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.ns(n)])
+                .output();
         }
-        let _ = Command::new("ip").args(["link", "del", &format!("aj{}m", self.id)]).output();
+        let _ = Command::new("ip")
+            .args(["link", "del", &format!("aj{}m", self.id)])
+            .output();
     }
 }
 

@@ -1,0 +1,439 @@
+//! Agents: registration, what they may see, the desired-state feed, liveness and reports.
+
+use crate::*;
+use ajar_testkit::TestApp;
+use jiff::SignedDuration;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+#[tokio::test]
+async fn registration_is_validated() {
+    let app = TestApp::spawn().await;
+    setup(&app).await; // registers agent-1 for vm1, win1, vm2
+    let cases = [
+        (
+            json!({"name":"g","mode":"gateway","machines":[]}),
+            400,
+            "publicAddress",
+        ),
+        (
+            json!({"name":"g","mode":"gateway","machines":[],"publicAddress":"192.0.2.1"}),
+            400,
+            "mappedPortRange",
+        ),
+        (
+            json!({"name":"g","mode":"gateway","machines":[],"publicAddress":"192.0.2.1","mappedPortRange":"5-1"}),
+            400,
+            "mappedPortRange",
+        ),
+        (
+            json!({"name":"h","mode":"host","machines":[],"mappedPortRange":"1-5"}),
+            400,
+            "mode",
+        ),
+        (
+            json!({"name":"h","mode":"router","machines":[]}),
+            400,
+            "mode",
+        ),
+        (
+            json!({"name":"h","mode":"host","machines":[format!("{RG}/machines/ghost")]}),
+            404,
+            "machines[0]",
+        ),
+        (
+            json!({"name":"h","mode":"host","machines":[VM]}),
+            409,
+            "machines[0]",
+        ),
+        (
+            json!({"name":"agent-1","mode":"host","machines":[]}),
+            409,
+            "name",
+        ),
+        (
+            json!({"name":"bad name","mode":"host","machines":[]}),
+            400,
+            "name",
+        ),
+    ];
+    for (body, status, t) in cases {
+        let r = call(
+            &app.admin,
+            Method::POST,
+            "/api/v1/agents",
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!((r.status, target(&r)), (status, t), "{body}: {:?}", r.body);
+    }
+    let list = call(&app.admin, Method::GET, "/api/v1/agents", None).await;
+    assert_eq!(
+        list.body["value"].as_array().unwrap().len(),
+        1,
+        "nothing was registered"
+    );
+}
+
+#[tokio::test]
+async fn an_agent_sees_only_its_own_machines_and_nothing_else() {
+    let app = TestApp::spawn().await;
+    for (id, os) in [(VM, "linux"), (VM2, "linux")] {
+        call(
+            &app.admin,
+            Method::PUT,
+            &format!("/api/v1{id}"),
+            Some(machine_body(os)),
+        )
+        .await;
+    }
+    for (policy, vm) in [(POLICY, VM), (POLICY2, VM2)] {
+        call(
+            &app.admin,
+            Method::PUT,
+            &format!("/api/v1{policy}"),
+            Some(policy_body(vm)),
+        )
+        .await;
+    }
+    let (a, _) = app.agent("a", &[VM], None).await;
+    let (b, _) = app.agent("b", &[VM2], None).await;
+    initiate(
+        &app.admin,
+        POLICY,
+        json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":"198.51.100.1"}),
+    )
+    .await;
+    initiate(
+        &app.admin,
+        POLICY2,
+        json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":"198.51.100.2"}),
+    )
+    .await;
+
+    let state = call(&a, Method::GET, "/api/v1/agent/desiredState", None).await;
+    assert_eq!(state.status, 200);
+    let machines = state.body["machines"].as_array().unwrap();
+    assert_eq!(machines.len(), 1);
+    assert_eq!(machines[0]["id"], VM);
+    assert_eq!(machines[0]["addresses"], json!(["10.1.0.4"]));
+    assert_eq!(
+        machines[0]["protectedPorts"],
+        json!([{"number":22,"protocol":"*"},{"number":3389,"protocol":"TCP"}])
+    );
+    let grants = machines[0]["grants"].as_array().unwrap();
+    assert_eq!(grants.len(), 1);
+    assert_eq!(grants[0]["sources"], json!(["198.51.100.1"]));
+    assert_eq!(state.body["serverTime"], app.now().to_string());
+    let other = call(&b, Method::GET, "/api/v1/agent/desiredState", None).await;
+    assert_eq!(
+        other.body["machines"][0]["grants"][0]["sources"],
+        json!(["198.51.100.2"])
+    );
+
+    // Deny by default: an agent's token opens nothing else, and mints no tokens.
+    for (m, path, body) in [
+        (Method::GET, format!("/api/v1{VM}"), None),
+        (Method::GET, format!("/api/v1{POLICY}"), None),
+        (
+            Method::POST,
+            format!("/api/v1{POLICY}/initiate"),
+            Some(initiate_body(VM, json!({"number":22,"duration":"PT1H"}))),
+        ),
+        (Method::GET, "/api/v1/agents".to_owned(), None),
+        (
+            Method::POST,
+            "/api/v1/tokens".to_owned(),
+            Some(json!({"principal":"agent:a"})),
+        ),
+    ] {
+        let r = call(&a, m, &path, body).await;
+        assert_eq!(r.status, 403, "{path}");
+    }
+    // And people are not agents.
+    let r = call(&app.admin, Method::GET, "/api/v1/agent/desiredState", None).await;
+    assert_eq!(r.status, 403);
+}
+
+#[tokio::test]
+async fn the_feed_answers_at_once_on_change_and_waits_otherwise() {
+    let app = TestApp::spawn().await;
+    setup(&app).await;
+    // agent-1 (registered by setup, guards vm1), through a fresh token for its principal.
+    let token: Value = app
+        .admin
+        .post("/api/v1/tokens", &json!({"principal":"agent:agent-1"}))
+        .await
+        .unwrap();
+    let agent = app.client(token["token"].as_str());
+    let first = call(&agent, Method::GET, "/api/v1/agent/desiredState", None).await;
+    let rev = first.body["revision"].as_i64().unwrap();
+
+    // Nothing changes: the poll waits its full time and answers the same revision.
+    let t0 = Instant::now();
+    let same = call(
+        &agent,
+        Method::GET,
+        &format!("/api/v1/agent/desiredState?after={rev}&waitSeconds=1"),
+        None,
+    )
+    .await;
+    assert!(t0.elapsed() >= Duration::from_millis(900));
+    assert_eq!(same.body["revision"].as_i64(), Some(rev));
+
+    // A grant arrives while the agent waits: the poll answers at once with it.
+    let waiting = {
+        let agent = agent.clone();
+        tokio::spawn(async move {
+            let t0 = Instant::now();
+            let r = call(
+                &agent,
+                Method::GET,
+                &format!("/api/v1/agent/desiredState?after={rev}&waitSeconds=30"),
+                None,
+            )
+            .await;
+            (r, t0.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    initiate(
+        &app.admin,
+        POLICY,
+        json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":"198.51.100.9"}),
+    )
+    .await;
+    let (r, took) = waiting.await.unwrap();
+    assert!(took < Duration::from_secs(5), "the feed took {took:?}");
+    assert!(r.body["revision"].as_i64().unwrap() > rev);
+    assert_eq!(
+        r.body["machines"][0]["grants"][0]["sources"],
+        json!(["198.51.100.9"])
+    );
+
+    let bad = call(
+        &agent,
+        Method::GET,
+        "/api/v1/agent/desiredState?after=x",
+        None,
+    )
+    .await;
+    assert_eq!((bad.status, target(&bad)), (400, "after"));
+}
+
+#[tokio::test]
+async fn machines_without_a_live_agent_are_unsupported() {
+    let app = TestApp::spawn().await;
+    setup(&app).await;
+    let state = |app: &TestApp| {
+        let admin = app.admin.clone();
+        async move {
+            let m = call(&admin, Method::GET, &format!("/api/v1{VM}"), None).await;
+            (
+                m.body["properties"]["jitState"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                m.body["properties"]["enforcementPoint"].clone(),
+            )
+        }
+    };
+    assert_eq!(
+        state(&app).await,
+        ("Configured".to_owned(), json!("agent-1"))
+    );
+    app.advance(SignedDuration::from_secs(61));
+    assert_eq!(state(&app).await.0, "Unsupported");
+    let agents = call(&app.admin, Method::GET, "/api/v1/agents", None).await;
+    assert_eq!(agents.body["value"][0]["live"], false);
+    let token: Value = app
+        .admin
+        .post("/api/v1/tokens", &json!({"principal":"agent:agent-1"}))
+        .await
+        .unwrap();
+    call(
+        &app.client(token["token"].as_str()),
+        Method::GET,
+        "/api/v1/agent/desiredState",
+        None,
+    )
+    .await;
+    assert_eq!(
+        state(&app).await.0,
+        "Configured",
+        "live again once it polls"
+    );
+}
+
+#[tokio::test]
+async fn reports_show_when_ports_opened_and_closed() {
+    let app = TestApp::spawn().await;
+    setup(&app).await;
+    let token: Value = app
+        .admin
+        .post("/api/v1/tokens", &json!({"principal":"agent:agent-1"}))
+        .await
+        .unwrap();
+    let agent = app.client(token["token"].as_str());
+    let req = initiate(
+        &app.admin,
+        POLICY,
+        json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":"*"}),
+    )
+    .await;
+    let id = req.body["id"].as_str().unwrap();
+    let opened = app.now();
+    let closed = opened.checked_add(SignedDuration::from_mins(5)).unwrap();
+    let r = call(
+        &agent,
+        Method::POST,
+        "/api/v1/agent/report",
+        Some(json!({"version":"0.1.0","appliedRevision":9,
+        "opened":[{"requestId":id,"seq":0,"at":opened.to_string()}],
+        "closed":[{"requestId":id,"seq":0,"at":closed.to_string()}]})),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    let got = call(
+        &app.admin,
+        Method::GET,
+        &format!("/api/v1{POLICY}/requests/{id}"),
+        None,
+    )
+    .await;
+    let port = &got.body["virtualMachines"][0]["ports"][0];
+    assert_eq!(
+        (port["openSince"].as_str(), port["closedAt"].as_str()),
+        (
+            Some(opened.to_string().as_str()),
+            Some(closed.to_string().as_str())
+        )
+    );
+    let agents = call(&app.admin, Method::GET, "/api/v1/agents", None).await;
+    assert_eq!(
+        (
+            agents.body["value"][0]["version"].as_str(),
+            agents.body["value"][0]["appliedRevision"].as_i64()
+        ),
+        (Some("0.1.0"), Some(9))
+    );
+
+    // Another agent's report about a machine it does not guard changes nothing.
+    let other_machine = format!("{RG}/machines/other");
+    call(
+        &app.admin,
+        Method::PUT,
+        &format!("/api/v1{other_machine}"),
+        Some(machine_body("linux")),
+    )
+    .await;
+    let (intruder, _) = app.agent("intruder", &[other_machine.as_str()], None).await;
+    let req2 = initiate(
+        &app.admin,
+        POLICY,
+        json!({"number":3389,"duration":"PT1H","allowedSourceAddressPrefix":"10.0.0.1"}),
+    )
+    .await;
+    let id2 = req2.body["id"].as_str().unwrap();
+    call(
+        &intruder,
+        Method::POST,
+        "/api/v1/agent/report",
+        Some(json!({"version":"x","appliedRevision":1,
+        "opened":[{"requestId":id2,"seq":0,"at":opened.to_string()}]})),
+    )
+    .await;
+    let got = call(
+        &app.admin,
+        Method::GET,
+        &format!("/api/v1{POLICY}/requests/{id2}"),
+        None,
+    )
+    .await;
+    assert!(got.body["virtualMachines"][0]["ports"][0]["openSince"].is_null());
+}
+
+#[tokio::test]
+async fn gateways_hand_out_unique_mapped_ports_from_their_range() {
+    let app = TestApp::spawn().await;
+    for (id, os) in [(VM, "linux")] {
+        call(
+            &app.admin,
+            Method::PUT,
+            &format!("/api/v1{id}"),
+            Some(machine_body(os)),
+        )
+        .await;
+    }
+    call(
+        &app.admin,
+        Method::PUT,
+        &format!("/api/v1{POLICY}"),
+        Some(policy_body(VM)),
+    )
+    .await;
+    let (gw, _) = app
+        .agent("gw", &[VM], Some(("192.0.2.1", "40000-40002")))
+        .await;
+    let send = |source: String| {
+        let admin = app.admin.clone();
+        tokio::spawn(async move {
+            initiate(
+                &admin,
+                POLICY,
+                json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":source}),
+            )
+            .await
+        })
+    };
+    let tasks: Vec<_> = (0..3).map(|i| send(format!("198.51.100.{i}"))).collect();
+    let mut ports = Vec::new();
+    let mut ids = Vec::new();
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r.status, 202, "{:?}", r.body);
+        let p = &r.body["virtualMachines"][0]["ports"][0];
+        assert_eq!(p["connectionDetails"]["address"], "192.0.2.1");
+        assert_eq!(p["connectionDetails"]["port"], p["mappedPort"]);
+        ports.push(p["mappedPort"].as_u64().unwrap());
+        ids.push(r.body["id"].as_str().unwrap().to_owned());
+    }
+    ports.sort();
+    assert_eq!(ports, vec![40000, 40001, 40002]);
+    // The range is full: a fourth request is refused, and nothing of it is stored.
+    let full = initiate(
+        &app.admin,
+        POLICY,
+        json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":"198.51.100.9"}),
+    )
+    .await;
+    assert_eq!(
+        (full.status, code(&full)),
+        (409, "Conflict"),
+        "{:?}",
+        full.body
+    );
+    assert_eq!(app.admin.grants(VM).await.unwrap().value.len(), 3);
+    // Revoking one frees its port.
+    app.admin.revoke(POLICY, &ids[0]).await.unwrap();
+    let again = initiate(
+        &app.admin,
+        POLICY,
+        json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":"198.51.100.9"}),
+    )
+    .await;
+    assert_eq!(again.status, 202);
+    // The gateway's feed carries the mappings.
+    let state = call(&gw, Method::GET, "/api/v1/agent/desiredState", None).await;
+    assert_eq!(state.body["mode"], "gateway");
+    assert_eq!(state.body["publicAddress"], "192.0.2.1");
+    let mut mapped: Vec<u64> = state.body["machines"][0]["grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["mappedPort"].as_u64().unwrap())
+        .collect();
+    mapped.sort();
+    assert_eq!(mapped.len(), 3);
+}
