@@ -16,5 +16,5 @@ for _ in $(seq 100); do grep -q 'bootstrap token' "$dir/out" 2>/dev/null && brea
 token=$(sed -n 's/^ajar bootstrap token: //p' "$dir/out")
 url="http://127.0.0.1:$port"
 echo "# $(nproc) cores, $(uname -r), ajar $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
-target/release/ajar-bench --url "$url" --token "$token" --requests "$requests" --concurrency 32
-target/release/ajar-bench --url "$url" --token "$token" --requests "$requests" --rate 1000
+target/release/ajar-bench initiate --url "$url" --token "$token" --requests "$requests" --concurrency 32
+target/release/ajar-bench initiate --url "$url" --token "$token" --requests "$requests" --rate 1000

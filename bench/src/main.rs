@@ -1,9 +1,15 @@
-//! `ajar-bench`: a load generator for end-to-end initiate requests against a running
-//! `ajar serve`. Closed loop (`--concurrency` workers as fast as they go) measures throughput;
-//! open loop (`--rate` requests per second on a fixed schedule) measures latency at a given
-//! load without coordinated omission (latency counts from the scheduled send time).
+//! `ajar-bench`: benchmarks that need a running system.
 //!
-//! Run it with `bench/run.sh`, which starts a release server on a temporary database.
+//! - `ajar-bench initiate`: a load generator for end-to-end initiate requests against a running
+//!   `ajar serve`. Closed loop (`--concurrency` workers as fast as they go) measures throughput;
+//!   open loop (`--rate` requests per second on a fixed schedule) measures latency at a given
+//!   load without coordinated omission (latency counts from the scheduled send time). Run it
+//!   with `bench/run.sh`, which starts a release server on a temporary database.
+//! - `ajar-bench enforce`: time from an initiate returning to the first TCP connect that gets
+//!   through a real nftables agent in network namespaces, and from a window's end to the first
+//!   refused connect (`bench/enforce.sh`; needs root).
+
+mod enforce;
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -13,7 +19,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Parser)]
-#[command(about = "load generator: initiate requests against ajar serve")]
+#[command(about = "benchmarks for ajar")]
+enum Cli {
+    /// Initiate throughput and latency against a running `ajar serve`.
+    Initiate(Args),
+    /// Open and close latency through a real agent in network namespaces (root).
+    Enforce(enforce::Args),
+}
+
+#[derive(Debug, clap::Args)]
 struct Args {
     /// Server base URL.
     #[arg(long, default_value = "http://127.0.0.1:8600")]
@@ -38,11 +52,14 @@ struct Args {
 const RG: &str = "/subscriptions/bench/resourceGroups/bench";
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(run(args))
+    match cli {
+        Cli::Initiate(args) => rt.block_on(run(args)),
+        Cli::Enforce(args) => rt.block_on(enforce::run(args)),
+    }
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {

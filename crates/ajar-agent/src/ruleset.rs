@@ -234,49 +234,44 @@ impl Ruleset {
         )
     }
 
-    /// The nftables script that replaces ajar's table with this ruleset in one transaction.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "add table inet {TABLE}\ndelete table inet {TABLE}\ntable inet {TABLE} {{"
-        );
-        // Layers per family ("4", "6"); at least one each, so the rules always have a set.
-        let mut layers = [0usize; 2];
-        for (slot, v4) in [(0, true), (1, false)] {
+    /// The sets and maps of ajar's table, in order: per family the protected set, then the
+    /// grant layers (at least one, so the rules always have a set to refer to).
+    pub fn sets(&self) -> Vec<SetSpec> {
+        let mut out = Vec::new();
+        for v4 in [true, false] {
             let (fam, addr) = if v4 {
                 ("4", "ipv4_addr")
             } else {
                 ("6", "ipv6_addr")
             };
-            let protected: Vec<String> = self
-                .protected
-                .iter()
-                .filter(|p| p.dest.is_ipv4() == v4)
-                .map(|p| format!("{} . {} . {}", p.dest, p.l4.name(), p.port))
-                .collect();
-            set(
-                &mut out,
-                &format!("protected{fam}"),
-                &format!("{addr} . inet_proto . inet_service"),
-                "",
-                &protected,
-            );
-            let elements: Vec<Vec<String>> = match self.mode {
+            out.push(SetSpec {
+                name: format!("protected{fam}"),
+                is_map: false,
+                ty: format!("{addr} . inet_proto . inet_service"),
+                flags: "",
+                elements: self
+                    .protected
+                    .iter()
+                    .filter(|p| p.dest.is_ipv4() == v4)
+                    .map(|p| Element::plain(format!("{} . {} . {}", p.dest, p.l4.name(), p.port)))
+                    .collect(),
+            });
+            let layers: Vec<Vec<Element>> = match self.mode {
                 AgentMode::Host => self
                     .allow_layers(v4)
                     .iter()
                     .map(|l| {
                         l.iter()
-                            .map(|a| {
-                                format!(
-                                    "{} . {} . {} . {} timeout {}ms",
+                            .map(|a| Element {
+                                key: format!(
+                                    "{} . {} . {} . {}",
                                     a.source,
                                     a.dest,
                                     a.l4.name(),
-                                    a.port,
-                                    a.timeout.as_millis()
-                                )
+                                    a.port
+                                ),
+                                target: None,
+                                timeout: Some(a.timeout),
                             })
                             .collect()
                     })
@@ -286,47 +281,71 @@ impl Ruleset {
                     .iter()
                     .map(|l| {
                         l.iter()
-                            .map(|d| {
-                                format!(
-                                    "{} . {} . {} timeout {}ms : {} . {}",
-                                    d.source,
-                                    d.l4.name(),
-                                    d.mapped_port,
-                                    d.timeout.as_millis(),
-                                    d.target,
-                                    d.target_port
-                                )
+                            .map(|d| Element {
+                                key: format!("{} . {} . {}", d.source, d.l4.name(), d.mapped_port),
+                                target: Some(format!("{} . {}", d.target, d.target_port)),
+                                timeout: Some(d.timeout),
                             })
                             .collect()
                     })
                     .collect(),
             };
-            layers[slot] = elements.len().max(1);
-            for i in 0..layers[slot] {
-                let elems = elements.get(i).map(Vec::as_slice).unwrap_or_default();
-                match self.mode {
-                    AgentMode::Host => set(
-                        &mut out,
-                        &format!("allow{fam}_{i}"),
-                        &format!("{addr} . {addr} . inet_proto . inet_service"),
-                        "interval,timeout",
-                        elems,
-                    ),
-                    AgentMode::Gateway => map(
-                        &mut out,
-                        &format!("dnat{fam}_{i}"),
-                        &format!("{addr} . inet_proto . inet_service : {addr} . inet_service"),
-                        elems,
-                    ),
-                }
+            let count = layers.len().max(1);
+            let mut layers = layers.into_iter();
+            for i in 0..count {
+                let elements = layers.next().unwrap_or_default();
+                out.push(match self.mode {
+                    AgentMode::Host => SetSpec {
+                        name: format!("allow{fam}_{i}"),
+                        is_map: false,
+                        ty: format!("{addr} . {addr} . inet_proto . inet_service"),
+                        flags: "interval,timeout",
+                        elements,
+                    },
+                    AgentMode::Gateway => SetSpec {
+                        name: format!("dnat{fam}_{i}"),
+                        is_map: true,
+                        ty: format!("{addr} . inet_proto . inet_service : {addr} . inet_service"),
+                        flags: "interval,timeout",
+                        elements,
+                    },
+                });
             }
         }
-        let families = [("4", "ip", layers[0]), ("6", "ip6", layers[1])];
+        out
+    }
+
+    /// The nftables script that replaces ajar's table with this ruleset in one transaction.
+    pub fn render(&self) -> String {
+        let sets = self.sets();
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "add table inet {TABLE}\ndelete table inet {TABLE}\ntable inet {TABLE} {{"
+        );
+        for s in &sets {
+            let _ = write!(
+                out,
+                "  {} {} {{\n    type {}\n",
+                if s.is_map { "map" } else { "set" },
+                s.name,
+                s.ty
+            );
+            if !s.flags.is_empty() {
+                let _ = writeln!(out, "    flags {}", s.flags);
+            }
+            if !s.elements.is_empty() {
+                let elems: Vec<String> = s.elements.iter().map(Element::text).collect();
+                let _ = writeln!(out, "    elements = {{ {} }}", elems.join(", "));
+            }
+            out.push_str("  }\n");
+        }
+        let layers = |prefix: &str| sets.iter().filter(|s| s.name.starts_with(prefix)).count();
         match self.mode {
             AgentMode::Host => {
                 out.push_str("  chain input {\n    type filter hook input priority filter - 10; policy accept;\n    ct state established,related accept\n");
-                for (fam, ip, n) in families {
-                    for i in 0..n {
+                for (fam, ip) in [("4", "ip"), ("6", "ip6")] {
+                    for i in 0..layers(&format!("allow{fam}_")) {
                         let _ = writeln!(
                             out,
                             "    {ip} saddr . {ip} daddr . meta l4proto . th dport @allow{fam}_{i} accept"
@@ -338,8 +357,8 @@ impl Ruleset {
             }
             AgentMode::Gateway => {
                 out.push_str("  chain prerouting {\n    type nat hook prerouting priority dstnat - 10; policy accept;\n");
-                for (fam, ip, n) in families {
-                    for i in 0..n {
+                for (fam, ip) in [("4", "ip"), ("6", "ip6")] {
+                    for i in 0..layers(&format!("dnat{fam}_")) {
                         let _ = writeln!(
                             out,
                             "    meta l4proto {{ tcp, udp }} dnat {ip} to {ip} saddr . meta l4proto . th dport map @dnat{fam}_{i}"
@@ -356,6 +375,127 @@ impl Ruleset {
     }
 }
 
+/// One element of a set or map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Element {
+    /// What nftables matches on (and deletes by).
+    pub key: String,
+    /// For maps: what the key maps to.
+    pub target: Option<String>,
+    /// Time left, for grants.
+    pub timeout: Option<Duration>,
+}
+
+impl Element {
+    fn plain(key: String) -> Self {
+        Self {
+            key,
+            target: None,
+            timeout: None,
+        }
+    }
+
+    /// The element as nftables writes it.
+    pub fn text(&self) -> String {
+        let mut t = self.key.clone();
+        if let Some(timeout) = self.timeout {
+            let _ = write!(t, " timeout {}ms", timeout.as_millis());
+        }
+        if let Some(target) = &self.target {
+            let _ = write!(t, " : {target}");
+        }
+        t
+    }
+}
+
+/// A set or map of ajar's table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetSpec {
+    /// Its name.
+    pub name: String,
+    /// Whether it is a map (gateway DNAT) rather than a set.
+    pub is_map: bool,
+    /// Its nftables type.
+    pub ty: String,
+    /// Its flags.
+    pub flags: &'static str,
+    /// Its elements.
+    pub elements: Vec<Element>,
+}
+
+/// An element about to time out is left to the kernel rather than deleted, so the delete cannot
+/// race the expiry and fail the transaction.
+const LEAVE_TO_KERNEL: Duration = Duration::from_millis(500);
+
+/// A grant whose new end is later than the applied one by more than this is re-added, which
+/// resets its kernel timeout (an extension).
+const EXTEND_BY: Duration = Duration::from_secs(1);
+
+/// The script that changes the table from `before` (applied `age` ago) to `after` element by
+/// element, in one transaction, without rebuilding the table; `None` when the sets differ (a
+/// mode change or a new layer), which needs the full [`Ruleset::render`].
+pub fn render_update(before: &[SetSpec], age: Duration, after: &[SetSpec]) -> Option<String> {
+    let names = |s: &[SetSpec]| {
+        s.iter()
+            .map(|x| (x.name.clone(), x.is_map))
+            .collect::<Vec<_>>()
+    };
+    if names(before) != names(after) {
+        return None;
+    }
+    let mut deletes = String::new();
+    let mut adds = String::new();
+    for (old, new) in before.iter().zip(after) {
+        let left = |e: &Element| e.timeout.map(|t| t.saturating_sub(age));
+        let gone: Vec<&str> = old
+            .elements
+            .iter()
+            .filter(|e| {
+                !new.elements
+                    .iter()
+                    .any(|n| n.key == e.key && n.target == e.target)
+            })
+            .filter(|e| left(e).is_none_or(|l| l > LEAVE_TO_KERNEL))
+            .map(|e| e.key.as_str())
+            .collect();
+        if !gone.is_empty() {
+            let _ = writeln!(
+                deletes,
+                "delete element inet {TABLE} {} {{ {} }}",
+                old.name,
+                gone.join(", ")
+            );
+        }
+        let fresh: Vec<String> = new
+            .elements
+            .iter()
+            .filter(|e| {
+                match old
+                    .elements
+                    .iter()
+                    .find(|o| o.key == e.key && o.target == e.target)
+                {
+                    None => true,
+                    Some(o) => match (left(o), e.timeout) {
+                        (Some(l), Some(t)) => t > l + EXTEND_BY,
+                        _ => false,
+                    },
+                }
+            })
+            .map(Element::text)
+            .collect();
+        if !fresh.is_empty() {
+            let _ = writeln!(
+                adds,
+                "add element inet {TABLE} {} {{ {} }}",
+                new.name,
+                fresh.join(", ")
+            );
+        }
+    }
+    Some(deletes + &adds)
+}
+
 fn reject_protected(out: &mut String) {
     for (fam, ip) in [("4", "ip"), ("6", "ip6")] {
         let _ = writeln!(
@@ -367,28 +507,6 @@ fn reject_protected(out: &mut String) {
             "    {ip} daddr . meta l4proto . th dport @protected{fam} reject"
         );
     }
-}
-
-fn set(out: &mut String, name: &str, ty: &str, flags: &str, elems: &[String]) {
-    let _ = write!(out, "  set {name} {{\n    type {ty}\n");
-    if !flags.is_empty() {
-        let _ = writeln!(out, "    flags {flags}");
-    }
-    if !elems.is_empty() {
-        let _ = writeln!(out, "    elements = {{ {} }}", elems.join(", "));
-    }
-    out.push_str("  }\n");
-}
-
-fn map(out: &mut String, name: &str, ty: &str, elems: &[String]) {
-    let _ = write!(
-        out,
-        "  map {name} {{\n    type {ty}\n    flags interval,timeout\n"
-    );
-    if !elems.is_empty() {
-        let _ = writeln!(out, "    elements = {{ {} }}", elems.join(", "));
-    }
-    out.push_str("  }\n");
 }
 
 /// The script that removes ajar's table (and only it), whether or not it exists.
@@ -592,5 +710,52 @@ table inet ajar {
             uninstall_script(),
             "add table inet ajar\ndelete table inet ajar\n"
         );
+    }
+
+    #[test]
+    fn updates_touch_only_changed_elements() {
+        let base = vec![
+            grant("a", &["198.51.100.1"], Protocol::Tcp, 600, None),
+            grant("b", &["198.51.100.2"], Protocol::Tcp, 600, None),
+        ];
+        let before =
+            Ruleset::from_desired(&desired(AgentMode::Host, base.clone()), Duration::ZERO).sets();
+        let age = Duration::from_secs(10);
+
+        // Nothing changed (ten seconds later): nothing to do.
+        let same = Ruleset::from_desired(&desired(AgentMode::Host, base.clone()), age).sets();
+        assert_eq!(render_update(&before, age, &same).as_deref(), Some(""));
+
+        // A new grant is added, a revoked one deleted, an extended one re-added.
+        let mut changed = base.clone();
+        changed.remove(0);
+        changed[0].end_time_utc = now()
+            .checked_add(jiff::SignedDuration::from_secs(1200))
+            .unwrap();
+        changed.push(grant("c", &["198.51.100.3"], Protocol::Tcp, 600, None));
+        let after =
+            Ruleset::from_desired(&desired(AgentMode::Host, changed), Duration::ZERO).sets();
+        let script = render_update(&before, Duration::ZERO, &after).unwrap();
+        assert_eq!(
+            script,
+            "delete element inet ajar allow4_0 { 198.51.100.1/32 . 10.1.0.4 . tcp . 22 }\n\
+             add element inet ajar allow4_0 { 198.51.100.2/32 . 10.1.0.4 . tcp . 22 timeout 1200000ms, 198.51.100.3/32 . 10.1.0.4 . tcp . 22 timeout 600000ms }\n"
+        );
+
+        // A grant about to expire is left to the kernel, not deleted.
+        let almost = Duration::from_millis(599_800);
+        let gone =
+            Ruleset::from_desired(&desired(AgentMode::Host, base[1..].to_vec()), almost).sets();
+        let script = render_update(&before, almost, &gone).unwrap();
+        assert!(!script.contains("delete"), "{script}");
+
+        // A new layer changes the table's shape: only a full replace will do.
+        let overlapping = vec![
+            grant("a", &["198.51.100.0/24"], Protocol::Tcp, 600, None),
+            grant("b", &["198.51.100.2"], Protocol::Tcp, 600, None),
+        ];
+        let layered =
+            Ruleset::from_desired(&desired(AgentMode::Host, overlapping), Duration::ZERO).sets();
+        assert_eq!(render_update(&before, Duration::ZERO, &layered), None);
     }
 }

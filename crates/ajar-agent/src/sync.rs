@@ -124,8 +124,10 @@ async fn fetch(
 impl Agent {
     /// Applies a desired state read `elapsed` ago, and records what opened and closed.
     fn apply(&mut self, state: &DesiredState, elapsed: Duration) -> Result<(), String> {
+        let started = Instant::now();
         let ruleset = Ruleset::from_desired(state, elapsed);
         self.firewall.apply(&ruleset).map_err(|e| e.to_string())?;
+        tracing::debug!(revision = state.revision, since_received = ?elapsed, took = ?started.elapsed(), "firewall updated");
         let now = state.server_time;
         let mut seen = HashMap::new();
         for m in &state.machines {

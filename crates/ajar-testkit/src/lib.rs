@@ -12,6 +12,8 @@
     reason = "test helpers fail loudly"
 )]
 
+pub mod netlab;
+
 use ajar_api::Client;
 use ajar_api::wire::{RoleAssignmentBody, TokenCreate};
 use ajar_core::clock::{Clock, ManualClock};

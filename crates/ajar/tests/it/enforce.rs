@@ -2,78 +2,10 @@
 //! and TCP/UDP traffic between namespaces. Windows here are a few real seconds, because the
 //! kernel's own timeouts are what is under test.
 
-use crate::lab::{Lab, Node};
-use ajar_api::Client;
-use jiff::{SignedDuration, Timestamp};
+use ajar_testkit::netlab::{Lab, Node, POLICY, initiate, now, wait_applied, world};
+use jiff::Timestamp;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-
-const VM: &str = "/subscriptions/s/resourceGroups/rg/machines/vm";
-const POLICY: &str = "/subscriptions/s/resourceGroups/rg/jitNetworkAccessPolicies/p";
-
-#[allow(
-    clippy::disallowed_methods,
-    reason = "the kernel's timeouts run on real time"
-)]
-fn now() -> Timestamp {
-    Timestamp::now()
-}
-
-/// Machine `vm` (the lab's host) with TCP 22 and UDP 53 protected, and an agent guarding it.
-async fn world(lab: &mut Lab, mode: &str, cut: bool) -> Client {
-    let admin = Client::new(lab.url.clone(), Some(lab.token.clone()));
-    let _: Value = admin
-        .put(&format!("/api/v1{VM}"), &json!({"properties":{"os":"linux","addresses":[lab.v4(Node::Host), lab.v6(Node::Host)]}}))
-        .await
-        .unwrap();
-    let _: Value = admin
-        .put(&format!("/api/v1{POLICY}"), &json!({"properties":{"cutEstablishedOnExpiry":cut,"virtualMachines":[{"id":VM,"ports":[
-            {"number":22,"protocol":"TCP","allowedSourceAddressPrefix":"*","maxRequestAccessDuration":"PT3H"},
-            {"number":53,"protocol":"UDP","allowedSourceAddressPrefix":"*","maxRequestAccessDuration":"PT3H"}]}]}}))
-        .await
-        .unwrap();
-    let mut body = json!({"name":format!("agent{}", lab.id),"mode":mode,"machines":[VM]});
-    if mode == "gateway" {
-        body["publicAddress"] = json!(lab.v4(Node::Gw));
-        body["mappedPortRange"] = json!("40000-40099");
-    }
-    let agent: Value = admin.post("/api/v1/agents", &body).await.unwrap();
-    let node = if mode == "gateway" {
-        Node::Gw
-    } else {
-        Node::Host
-    };
-    lab.start_agent(node, agent["token"].as_str().unwrap());
-    wait_applied(&admin, agent["id"].as_str().unwrap()).await;
-    admin
-}
-
-/// Waits until the agent is live and has applied the current revision.
-async fn wait_applied(admin: &Client, agent_id: &str) {
-    for _ in 0..200 {
-        let a: Value = admin
-            .get(&format!("/api/v1/agents/{agent_id}"))
-            .await
-            .unwrap();
-        if a["live"] == true && a["appliedRevision"] == a["currentRevision"] {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the agent did not apply the desired state");
-}
-
-async fn initiate(admin: &Client, port: u16, source: &str, secs: i64) -> Value {
-    let end = now().checked_add(SignedDuration::from_secs(secs)).unwrap();
-    admin
-        .post(
-            &format!("/api/v1{POLICY}/initiate"),
-            &json!({"virtualMachines":[{"id":VM,"ports":[
-            {"number":port,"endTimeUtc":end.to_string(),"allowedSourceAddressPrefix":source}]}]}),
-        )
-        .await
-        .unwrap()
-}
 
 fn end_of(request: &Value) -> Timestamp {
     request["virtualMachines"][0]["ports"][0]["endTimeUtc"]
@@ -94,7 +26,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn host_mode_opens_for_the_granted_source_only_and_closes_on_time() {
-    let mut lab = Lab::new();
+    let mut lab = Lab::new(env!("CARGO_BIN_EXE_ajar"));
     let admin = world(&mut lab, "host", false).await;
     let lab = std::sync::Arc::new(lab);
     let host = lab.v4(Node::Host);
@@ -167,7 +99,7 @@ async fn host_mode_opens_for_the_granted_source_only_and_closes_on_time() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn access_closes_on_time_with_agent_and_server_killed() {
-    let mut lab = Lab::new();
+    let mut lab = Lab::new(env!("CARGO_BIN_EXE_ajar"));
     let admin = world(&mut lab, "host", false).await;
     let req = initiate(&admin, 22, &lab.v4(Node::C1), 5).await;
     let end = end_of(&req);
@@ -190,7 +122,7 @@ async fn access_closes_on_time_with_agent_and_server_killed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restarted_agent_reconciles_stale_rules_and_leaves_other_tables_alone() {
-    let mut lab = Lab::new();
+    let mut lab = Lab::new(env!("CARGO_BIN_EXE_ajar"));
     // Before the agent runs: a stale ajar table that lets c2 in, and someone else's table.
     let stale = format!(
         "table inet ajar {{\n  set s {{ type ipv4_addr; elements = {{ {} }}; }}\n  chain input {{ type filter hook input priority 0; ip saddr @s accept; }}\n}}\ntable inet other {{\n  chain c {{ type filter hook input priority 10; }}\n}}\n",
@@ -240,10 +172,7 @@ async fn a_restarted_agent_reconciles_stale_rules_and_leaves_other_tables_alone(
 
     // `ajar agent --uninstall` removes ajar's table and nothing else.
     lab.kill_agents();
-    lab.exec(
-        Node::Host,
-        &[crate::lab::ajar_bin(), "agent", "--uninstall"],
-    );
+    lab.exec(Node::Host, &[&lab.ajar(), "agent", "--uninstall"]);
     assert_eq!(lab.table(Node::Host), "");
     let other = lab
         .command(Node::Host, &["nft", "list", "table", "inet", "other"])
@@ -254,7 +183,7 @@ async fn a_restarted_agent_reconciles_stale_rules_and_leaves_other_tables_alone(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_early_revoke_closes_at_once() {
-    let mut lab = Lab::new();
+    let mut lab = Lab::new(env!("CARGO_BIN_EXE_ajar"));
     let admin = world(&mut lab, "host", false).await;
     let req = initiate(&admin, 53, &lab.v4(Node::C1), 120).await;
     let host = lab.v4(Node::Host);
@@ -279,7 +208,7 @@ async fn an_early_revoke_closes_at_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_gateway_maps_its_port_to_the_machine_during_the_window_only() {
-    let mut lab = Lab::new();
+    let mut lab = Lab::new(env!("CARGO_BIN_EXE_ajar"));
     let admin = world(&mut lab, "gateway", false).await;
     let host = lab.v4(Node::Host);
     let gw = lab.v4(Node::Gw);
@@ -318,7 +247,7 @@ async fn a_gateway_maps_its_port_to_the_machine_during_the_window_only() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ipv6_source_prefixes_work() {
-    let mut lab = Lab::new();
+    let mut lab = Lab::new(env!("CARGO_BIN_EXE_ajar"));
     let admin = world(&mut lab, "host", false).await;
     let host = lab.v6(Node::Host);
     assert_eq!(lab.probe(Node::C1, "tcp", &host, 22), 1);
@@ -339,7 +268,7 @@ fn hold(lab: &Lab, seconds: u32) -> (i32, String) {
             Node::C1,
             &[
                 "python3",
-                &crate::lab::probe_script(),
+                &ajar_testkit::netlab::probe_script(),
                 "hold",
                 &lab.v4(Node::Host),
                 "22",
@@ -356,7 +285,7 @@ fn hold(lab: &Lab, seconds: u32) -> (i32, String) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn established_connections_are_cut_at_expiry_only_when_the_policy_says_so() {
-    let mut cutting = Lab::new();
+    let mut cutting = Lab::new(env!("CARGO_BIN_EXE_ajar"));
     let admin = world(&mut cutting, "host", true).await;
     initiate(&admin, 22, &cutting.v4(Node::C1), 3).await;
     let host = cutting.v4(Node::Host);
@@ -366,7 +295,7 @@ async fn established_connections_are_cut_at_expiry_only_when_the_policy_says_so(
     let when: f64 = when.parse().unwrap();
     assert!(when < 5.0, "cut after {when} s");
 
-    let mut keeping = Lab::new();
+    let mut keeping = Lab::new(env!("CARGO_BIN_EXE_ajar"));
     let admin = world(&mut keeping, "host", false).await;
     initiate(&admin, 22, &keeping.v4(Node::C1), 3).await;
     let host = keeping.v4(Node::Host);

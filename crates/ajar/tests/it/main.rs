@@ -7,7 +7,6 @@
 )]
 
 mod enforce;
-mod lab;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

@@ -4,8 +4,9 @@ serve ADDR TCP_PORT UDP_PORT       echo server for TCP and UDP; prints "ready"
 connect tcp|udp ADDR PORT          exit 0 if an echo came back, 1 if refused/reset, 2 on timeout
 hold ADDR PORT SECONDS             keep one TCP connection, echo every 100 ms; exit 0 if it
                                    lived SECONDS, 3 if it was cut (prints when, in seconds)
-race ADDR PORT                     per "go" line on stdin: connect every millisecond until one
-                                   succeeds, print the milliseconds it took
+race ADDR PORT                     per line on stdin, "open": connect every millisecond until one
+                                   succeeds; "shut": until one is refused; then print the wall
+                                   clock time (Unix seconds) it happened
 """
 import socket, sys, threading, time
 
@@ -84,20 +85,21 @@ def hold(addr, port, seconds):
 
 def race(addr, port):
     for line in sys.stdin:
-        if line.strip() != "go":
-            continue
-        start = time.monotonic()
+        want_open = line.strip() == "open"
         while True:
             s = socket.socket(family(addr), socket.SOCK_STREAM)
             s.settimeout(0.5)
             try:
                 s.connect((addr, port))
-                s.close()
-                break
+                ok = True
             except OSError:
+                ok = False
+            finally:
                 s.close()
-                time.sleep(0.001)
-        print("%.3f" % ((time.monotonic() - start) * 1000), flush=True)
+            if ok == want_open:
+                break
+            time.sleep(0.001)
+        print("%.6f" % time.time(), flush=True)
 
 
 if __name__ == "__main__":

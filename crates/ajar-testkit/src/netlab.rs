@@ -10,6 +10,9 @@
 //! Addresses come from 198.18.0.0/15 (reserved for benchmarking) and fd18::/16, one /24 per
 //! lab, so labs of tests running at once do not meet. Everything is removed on drop.
 
+use ajar_api::Client;
+use jiff::{SignedDuration, Timestamp};
+use serde_json::{Value, json};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
@@ -20,6 +23,8 @@ static NEXT: AtomicU8 = AtomicU8::new(0);
 pub struct Lab {
     /// Subnet number: addresses are 198.18.ID.x.
     pub id: u8,
+    /// The `ajar` binary to run.
+    ajar: std::path::PathBuf,
     /// Children to kill on drop (listeners, agents, server).
     children: Vec<Child>,
     /// Temporary directory of the server's data.
@@ -44,6 +49,14 @@ pub enum Node {
     Gw,
 }
 
+#[allow(
+    clippy::disallowed_methods,
+    reason = "waits for a child process to come up"
+)]
+fn pause(d: Duration) {
+    std::thread::sleep(d);
+}
+
 fn run(args: &[&str]) -> Output {
     let out = Command::new(args[0])
         .args(&args[1..])
@@ -57,17 +70,15 @@ fn run(args: &[&str]) -> Output {
     out
 }
 
-pub fn ajar_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_ajar")
-}
-
+/// The traffic probe script (see its docstring).
 pub fn probe_script() -> String {
-    format!("{}/tests/it/probe.py", env!("CARGO_MANIFEST_DIR"))
+    format!("{}/netlab/probe.py", env!("CARGO_MANIFEST_DIR"))
 }
 
 impl Lab {
-    /// Builds the namespaces and links, and starts `ajar serve` on the management address.
-    pub fn new() -> Lab {
+    /// Builds the namespaces and links, and starts `ajar serve` (from the binary `ajar`) on the
+    /// management address.
+    pub fn new(ajar: impl Into<std::path::PathBuf>) -> Lab {
         assert!(
             Command::new("id")
                 .arg("-u")
@@ -80,6 +91,7 @@ impl Lab {
             100 + (std::process::id() % 25) as u8 * 6 + NEXT.fetch_add(1, Ordering::Relaxed) % 6;
         let mut lab = Lab {
             id,
+            ajar: ajar.into(),
             children: Vec::new(),
             _data: tempfile::tempdir().unwrap(),
             url: String::new(),
@@ -272,7 +284,7 @@ impl Lab {
 
     fn start_server(&mut self) {
         let listen = format!("198.18.{}.17:8600", self.id);
-        let mut child = Command::new(ajar_bin())
+        let mut child = Command::new(&self.ajar)
             .args(["serve", "--data-dir"])
             .arg(self._data.path())
             .args(["--listen", &listen, "--log", "warn"])
@@ -299,7 +311,7 @@ impl Lab {
             if std::net::TcpStream::connect(&listen).is_ok() {
                 return;
             }
-            std::thread::sleep(Duration::from_millis(25));
+            pause(Duration::from_millis(25));
         }
         panic!("ajar serve did not start on {listen}");
     }
@@ -390,18 +402,38 @@ impl Lab {
             if got == want {
                 break;
             }
-            std::thread::sleep(Duration::from_millis(100));
+            pause(Duration::from_millis(100));
         }
         got
     }
 
-    /// Starts `ajar agent` inside a node.
+    /// The `ajar` binary the lab runs.
+    pub fn ajar(&self) -> String {
+        self.ajar.display().to_string()
+    }
+
+    /// Starts `ajar agent` inside a node. With `AJAR_LAB_LOG=FILTER` set, its log goes to
+    /// `AJAR_LAB_LOG_FILE` (default `/tmp/ajar-lab-agent.log`).
     pub fn start_agent(&mut self, n: Node, token: &str) {
+        let ajar = self.ajar();
+        let (log, stderr) = match std::env::var("AJAR_LAB_LOG") {
+            Ok(filter) => {
+                let path = std::env::var("AJAR_LAB_LOG_FILE")
+                    .unwrap_or_else(|_| "/tmp/ajar-lab-agent.log".into());
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .unwrap();
+                (filter, Stdio::from(file))
+            }
+            Err(_) => ("warn".to_owned(), Stdio::null()),
+        };
         let child = self
             .command(
                 n,
                 &[
-                    ajar_bin(),
+                    &ajar,
                     "agent",
                     "--server",
                     &self.url,
@@ -410,11 +442,11 @@ impl Lab {
                     "--wait-seconds",
                     "5",
                     "--log",
-                    "warn",
+                    &log,
                 ],
             )
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         self.children.push(child);
@@ -459,4 +491,78 @@ impl Drop for Lab {
         }
         self.teardown();
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The world the enforcement tests and benchmark share.
+
+/// The lab's protected machine.
+pub const VM: &str = "/subscriptions/s/resourceGroups/rg/machines/vm";
+/// The policy protecting it.
+pub const POLICY: &str = "/subscriptions/s/resourceGroups/rg/jitNetworkAccessPolicies/p";
+
+/// The real time: the kernel's timeouts run on it.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the kernel's timeouts run on real time"
+)]
+pub fn now() -> Timestamp {
+    Timestamp::now()
+}
+
+/// Machine `vm` (the lab's host) with TCP 22 and UDP 53 protected, and an agent guarding it.
+pub async fn world(lab: &mut Lab, mode: &str, cut: bool) -> Client {
+    let admin = Client::new(lab.url.clone(), Some(lab.token.clone()));
+    let _: Value = admin
+        .put(&format!("/api/v1{VM}"), &json!({"properties":{"os":"linux","addresses":[lab.v4(Node::Host), lab.v6(Node::Host)]}}))
+        .await
+        .unwrap();
+    let _: Value = admin
+        .put(&format!("/api/v1{POLICY}"), &json!({"properties":{"cutEstablishedOnExpiry":cut,"virtualMachines":[{"id":VM,"ports":[
+            {"number":22,"protocol":"TCP","allowedSourceAddressPrefix":"*","maxRequestAccessDuration":"PT3H"},
+            {"number":53,"protocol":"UDP","allowedSourceAddressPrefix":"*","maxRequestAccessDuration":"PT3H"}]}]}}))
+        .await
+        .unwrap();
+    let mut body = json!({"name":format!("agent{}", lab.id),"mode":mode,"machines":[VM]});
+    if mode == "gateway" {
+        body["publicAddress"] = json!(lab.v4(Node::Gw));
+        body["mappedPortRange"] = json!("40000-40099");
+    }
+    let agent: Value = admin.post("/api/v1/agents", &body).await.unwrap();
+    let node = if mode == "gateway" {
+        Node::Gw
+    } else {
+        Node::Host
+    };
+    lab.start_agent(node, agent["token"].as_str().unwrap());
+    wait_applied(&admin, agent["id"].as_str().unwrap()).await;
+    admin
+}
+
+/// Waits until the agent is live and has applied the current revision.
+pub async fn wait_applied(admin: &Client, agent_id: &str) {
+    for _ in 0..200 {
+        let a: Value = admin
+            .get(&format!("/api/v1/agents/{agent_id}"))
+            .await
+            .unwrap();
+        if a["live"] == true && a["appliedRevision"] == a["currentRevision"] {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the agent did not apply the desired state");
+}
+
+/// Requests `port` from `source` until `secs` from now.
+pub async fn initiate(admin: &Client, port: u16, source: &str, secs: i64) -> Value {
+    let end = now().checked_add(SignedDuration::from_secs(secs)).unwrap();
+    admin
+        .post(
+            &format!("/api/v1{POLICY}/initiate"),
+            &json!({"virtualMachines":[{"id":VM,"ports":[
+            {"number":port,"endTimeUtc":end.to_string(),"allowedSourceAddressPrefix":source}]}]}),
+        )
+        .await
+        .unwrap()
 }
