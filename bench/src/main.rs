@@ -160,7 +160,7 @@ async fn setup(http: &reqwest::Client, args: &Args) -> anyhow::Result<()> {
         let r = http
             .put(format!("{}/api/v1{id}", args.url))
             .bearer_auth(&args.token)
-            .json(&json!({"properties":{"os":"linux","enforcementPoint":"bench"}}))
+            .json(&json!({"properties":{"os":"linux","addresses":["10.1.0.4"]}}))
             .send()
             .await
             .context("cannot reach the server")?;
