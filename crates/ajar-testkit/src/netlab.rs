@@ -324,6 +324,12 @@ impl Lab {
         }
     }
 
+    /// Starts the server again (after [`Lab::kill_server`]) on the same database and address.
+    pub fn restart_server(&mut self) {
+        self.kill_server();
+        self.start_server();
+    }
+
     /// The namespace name of a node.
     pub fn ns(&self, n: Node) -> String {
         let suffix = match n {

@@ -121,6 +121,24 @@ async fn access_closes_on_time_with_agent_and_server_killed() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_agent_survives_a_server_restart() {
+    let mut lab = Lab::new(env!("CARGO_BIN_EXE_ajar"));
+    let admin = world(&mut lab, "host", false).await;
+    let host = lab.v4(Node::Host);
+    lab.kill_server();
+    // While the server is away the agent retries with backoff; then it comes back.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    lab.restart_server();
+    initiate(&admin, 22, &lab.v4(Node::C1), 60).await;
+    assert_eq!(
+        lab.probe_until(Node::C1, "tcp", &host, 22, 0),
+        0,
+        "the agent follows the restarted server"
+    );
+    assert_eq!(lab.probe(Node::C2, "tcp", &host, 22), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_restarted_agent_reconciles_stale_rules_and_leaves_other_tables_alone() {
     let mut lab = Lab::new(env!("CARGO_BIN_EXE_ajar"));
     // Before the agent runs: a stale ajar table that lets c2 in, and someone else's table.
