@@ -51,18 +51,25 @@ pub struct AppState {
     pub rules_cache: Arc<rules_cache::RulesCache>,
     /// Stores access requests in batches.
     pub request_writer: request_writer::RequestWriter,
+    /// Turns true when the server begins shutting down, so long polls answer at once instead of
+    /// holding the shutdown up.
+    pub stopping: watch::Receiver<bool>,
+    stop: Arc<watch::Sender<bool>>,
 }
 
 impl AppState {
     /// State over a store and a clock. Starts the request writer, so it must be called inside
     /// a tokio runtime.
     pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
+        let (stop, stopping) = watch::channel(false);
         Self {
             request_writer: request_writer::RequestWriter::start(store.clone()),
             store,
             clock,
             auth_cache: Arc::default(),
             rules_cache: Arc::default(),
+            stopping,
+            stop: Arc::new(stop),
         }
     }
 }
@@ -94,9 +101,13 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     let scheduler = tokio::spawn(scheduler::run(state.clone(), stop_rx.clone()));
     let checkpoints = tokio::spawn(scheduler::run_checkpoints(state.clone(), stop_rx));
+    let stop = state.stop.clone();
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        })
         .await;
     let _ = stop_tx.send(true);
     let _ = scheduler.await;

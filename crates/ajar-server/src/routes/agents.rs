@@ -374,7 +374,12 @@ pub async fn desired_state(
     let revision = tx.revision().await?;
     tx.commit().await?;
     if after.is_some_and(|a| a >= revision) {
-        let _ = tokio::time::timeout(wait, changes.changed()).await;
+        let mut stopping = state.stopping.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = changes.changed() => {}
+            _ = stopping.wait_for(|s| *s) => {}
+        }
     }
     Ok(Reply::ok(build_desired(&state, &agent).await?))
 }

@@ -4,7 +4,7 @@ use crate::*;
 use ajar_testkit::TestApp;
 use jiff::SignedDuration;
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::time::{Duration, Instant};
 
 #[tokio::test]
@@ -159,14 +159,7 @@ async fn an_agent_sees_only_its_own_machines_and_nothing_else() {
 #[tokio::test]
 async fn the_feed_answers_at_once_on_change_and_waits_otherwise() {
     let app = TestApp::spawn().await;
-    setup(&app).await;
-    // agent-1 (registered by setup, guards vm1), through a fresh token for its principal.
-    let token: Value = app
-        .admin
-        .post("/api/v1/tokens", &json!({"principal":"agent:agent-1"}))
-        .await
-        .unwrap();
-    let agent = app.client(token["token"].as_str());
+    let agent = setup(&app).await; // agent-1, guarding vm1, win1 and vm2
     let first = call(&agent, Method::GET, "/api/v1/agent/desiredState", None).await;
     let rev = first.body["revision"].as_i64().unwrap();
 
@@ -225,7 +218,7 @@ async fn the_feed_answers_at_once_on_change_and_waits_otherwise() {
 #[tokio::test]
 async fn machines_without_a_live_agent_are_unsupported() {
     let app = TestApp::spawn().await;
-    setup(&app).await;
+    let agent = setup(&app).await;
     let state = |app: &TestApp| {
         let admin = app.admin.clone();
         async move {
@@ -247,18 +240,7 @@ async fn machines_without_a_live_agent_are_unsupported() {
     assert_eq!(state(&app).await.0, "Unsupported");
     let agents = call(&app.admin, Method::GET, "/api/v1/agents", None).await;
     assert_eq!(agents.body["value"][0]["live"], false);
-    let token: Value = app
-        .admin
-        .post("/api/v1/tokens", &json!({"principal":"agent:agent-1"}))
-        .await
-        .unwrap();
-    call(
-        &app.client(token["token"].as_str()),
-        Method::GET,
-        "/api/v1/agent/desiredState",
-        None,
-    )
-    .await;
+    call(&agent, Method::GET, "/api/v1/agent/desiredState", None).await;
     assert_eq!(
         state(&app).await.0,
         "Configured",
@@ -269,13 +251,7 @@ async fn machines_without_a_live_agent_are_unsupported() {
 #[tokio::test]
 async fn reports_show_when_ports_opened_and_closed() {
     let app = TestApp::spawn().await;
-    setup(&app).await;
-    let token: Value = app
-        .admin
-        .post("/api/v1/tokens", &json!({"principal":"agent:agent-1"}))
-        .await
-        .unwrap();
-    let agent = app.client(token["token"].as_str());
+    let agent = setup(&app).await; // agent-1, guarding vm1, win1 and vm2
     let req = initiate(
         &app.admin,
         POLICY,
@@ -436,4 +412,30 @@ async fn gateways_hand_out_unique_mapped_ports_from_their_range() {
         .collect();
     mapped.sort();
     assert_eq!(mapped.len(), 3);
+}
+
+#[tokio::test]
+async fn a_waiting_feed_does_not_hold_up_shutdown() {
+    let app = TestApp::spawn().await;
+    let agent = setup(&app).await;
+    let first = call(&agent, Method::GET, "/api/v1/agent/desiredState", None).await;
+    let rev = first.body["revision"].as_i64().unwrap();
+    let waiting = tokio::spawn(async move {
+        call(
+            &agent,
+            Method::GET,
+            &format!("/api/v1/agent/desiredState?after={rev}&waitSeconds=60"),
+            None,
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t0 = Instant::now();
+    app.stop().await;
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "shutdown waited {:?} for a long poll",
+        t0.elapsed()
+    );
+    assert_eq!(waiting.await.unwrap().status, 200);
 }

@@ -46,8 +46,8 @@ pub fn policy_body(machine: &str) -> Value {
 }
 
 /// Machines vm1 and win1 in rg1 with policy `default` covering vm1; vm2 in rg2 with its own
-/// policy.
-pub async fn setup(app: &TestApp) {
+/// policy; all three guarded by the host agent `agent-1`, whose client is returned.
+pub async fn setup(app: &TestApp) -> ajar_api::Client {
     for (id, os) in [(VM, "linux"), (VM_WIN, "windows"), (VM2, "linux")] {
         let r = call(
             &app.admin,
@@ -68,7 +68,7 @@ pub async fn setup(app: &TestApp) {
         .await;
         assert_eq!(r.status, 201, "{:?}", r.body);
     }
-    app.agent("agent-1", &[VM, VM_WIN, VM2], None).await;
+    app.agent("agent-1", &[VM, VM_WIN, VM2], None).await.0
 }
 
 /// An initiate body for one port of `machine`.
