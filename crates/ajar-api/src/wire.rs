@@ -776,6 +776,9 @@ pub struct Grant {
     pub start_time_utc: String,
     /// When it closes.
     pub end_time_utc: String,
+    /// The gateway port that maps to it, when a gateway enforces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapped_port: Option<u16>,
 }
 
 // ---------------------------------------------------------------------------------------------

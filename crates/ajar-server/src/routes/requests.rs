@@ -420,6 +420,7 @@ pub async fn list_grants(
             requestor: g.requestor,
             start_time_utc: ts(g.created_at),
             end_time_utc: ts(g.port.end_time),
+            mapped_port: g.port.mapped_port,
         })
         .collect();
     Ok(Reply::ok(List {

@@ -390,7 +390,14 @@ async fn gateways_hand_out_unique_mapped_ports_from_their_range() {
         "{:?}",
         full.body
     );
-    assert_eq!(app.admin.grants(VM).await.unwrap().value.len(), 3);
+    let grants = app.admin.grants(VM).await.unwrap().value;
+    let mut granted: Vec<u16> = grants.iter().filter_map(|g| g.mapped_port).collect();
+    granted.sort();
+    assert_eq!(
+        granted,
+        vec![40000, 40001, 40002],
+        "the grants list shows the mapped ports"
+    );
     // Revoking one frees its port.
     app.admin.revoke(POLICY, &ids[0]).await.unwrap();
     let again = initiate(
