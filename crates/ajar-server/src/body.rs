@@ -56,8 +56,12 @@ impl RawBody {
                 "the body must be JSON (Content-Type: application/json)",
             ));
         }
+        // The fast path; only a body that fails is parsed again to find where.
+        if let Ok(value) = serde_json::from_slice(&self.bytes) {
+            return Ok(value);
+        }
         let de = &mut serde_json::Deserializer::from_slice(&self.bytes);
-        serde_path_to_error::deserialize(de).map_err(|e| {
+        serde_path_to_error::deserialize::<_, T>(de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
             let target = if path == "." { String::new() } else { path };

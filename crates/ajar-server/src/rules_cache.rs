@@ -34,6 +34,37 @@ impl RulesCache {
         entries.insert(policy_id.to_owned(), (etag.to_owned(), rules));
     }
 
+    /// The rules of a policy whose ETag was just read as `etag`: from the cache, or read and
+    /// parsed. `None` if the policy is gone; the returned ETag may be newer than `etag` if it
+    /// changed in between.
+    pub async fn at(
+        &self,
+        tx: &mut Tx,
+        policy_id: &str,
+        etag: &str,
+    ) -> Result<Option<(String, Arc<PolicyRules>)>, AppError> {
+        if let Some(rules) = self.cached(policy_id, etag) {
+            return Ok(Some((etag.to_owned(), rules)));
+        }
+        self.read(tx, policy_id).await
+    }
+
+    async fn read(
+        &self,
+        tx: &mut Tx,
+        policy_id: &str,
+    ) -> Result<Option<(String, Arc<PolicyRules>)>, AppError> {
+        let Some(row) = tx.policy(policy_id).await? else {
+            return Ok(None);
+        };
+        let rules: Arc<PolicyRules> = Arc::new(serde_json::from_str(&row.rules).map_err(|e| {
+            tracing::error!(policy = %policy_id, error = %e, "stored policy unreadable");
+            AppError::new(ErrorCode::InternalError, "internal error")
+        })?);
+        self.insert(policy_id, &row.etag, rules.clone());
+        Ok(Some((row.etag, rules)))
+    }
+
     /// The policy's current ETag and rules, or `None` if it does not exist. Reads only the
     /// ETag when the rules at that ETag are cached.
     pub async fn load(
@@ -44,18 +75,7 @@ impl RulesCache {
         let Some(etag) = tx.policy_etag(policy_id).await? else {
             return Ok(None);
         };
-        if let Some(rules) = self.cached(policy_id, &etag) {
-            return Ok(Some((etag, rules)));
-        }
-        let Some(row) = tx.policy(policy_id).await? else {
-            return Ok(None);
-        };
-        let rules: Arc<PolicyRules> = Arc::new(serde_json::from_str(&row.rules).map_err(|e| {
-            tracing::error!(policy = %policy_id, error = %e, "stored policy unreadable");
-            AppError::new(ErrorCode::InternalError, "internal error")
-        })?);
-        self.insert(policy_id, &row.etag, rules.clone());
-        Ok(Some((row.etag, rules)))
+        self.at(tx, policy_id, &etag).await
     }
 }
 

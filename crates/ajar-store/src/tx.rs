@@ -323,6 +323,32 @@ impl Tx {
         row.map(|r| text(&r, "etag")).transpose()
     }
 
+    /// A policy's ETag, and the first of `scopes` where JIT is turned off (if any), in one
+    /// round trip: what an initiate checks before it plans.
+    pub async fn policy_check(
+        &mut self,
+        id: &str,
+        scopes: &[String],
+    ) -> StoreResult<Option<(String, Option<String>)>> {
+        let mut args = Args::default();
+        let id = args.push_text(id);
+        let list: Vec<String> = scopes.iter().map(|s| args.push_text(s)).collect();
+        let list = if list.is_empty() {
+            "NULL".to_owned()
+        } else {
+            list.join(", ")
+        };
+        let row = args
+            .query(format!(
+                "SELECT p.etag, (SELECT MIN(scope) FROM jit_settings WHERE jit_enabled = 0 \
+                 AND scope IN ({list})) AS blocked FROM policies p WHERE p.id = {id}"
+            ))
+            .fetch_optional(self.c())
+            .await?;
+        row.map(|r| Ok((text(&r, "etag")?, opt_text(&r, "blocked")?)))
+            .transpose()
+    }
+
     /// Policies in a subscription, or in one of its resource groups, ordered by id.
     pub async fn policies(
         &mut self,

@@ -5,7 +5,6 @@
 //! a requester may read and revoke their own requests while they still hold
 //! `ajar.jit/policies/initiate/action` at the policy's scope.
 
-use super::policies::ensure_jit_enabled;
 use super::{Reply, page_size, resource_id, ts};
 use crate::AppState;
 use crate::auth::Caller;
@@ -116,12 +115,22 @@ pub async fn initiate(
     // is still on; a concurrent change makes us check again.
     for _ in 0..MAX_ATTEMPTS {
         let mut tx = state.store.read().await?;
-        let (etag, rules) = state
-            .rules_cache
-            .load(&mut tx, &policy_text)
+        let (etag, blocked) = tx
+            .policy_check(&policy_text, &blocking_scopes)
             .await?
             .ok_or_else(|| AppError::not_found(&id))?;
-        ensure_jit_enabled(&mut tx, &rg_scope).await?;
+        if let Some(scope) = blocked {
+            return Err(AppError::new(
+                ErrorCode::Conflict,
+                format!("JIT is disabled for scope {scope}"),
+            )
+            .at(scope));
+        }
+        let (etag, rules) = state
+            .rules_cache
+            .at(&mut tx, &policy_text, &etag)
+            .await?
+            .ok_or_else(|| AppError::not_found(&id))?;
         drop(tx);
         let now = at_store_precision(state.clock.now());
         let planned = plan_initiate(&rules, &requested, now, caller.address)?;
