@@ -352,17 +352,7 @@ async fn gateways_hand_out_unique_mapped_ports_from_their_range() {
     let (gw, _) = app
         .agent("gw", &[VM], Some(("192.0.2.1", "40000-40002")))
         .await;
-    let send = |source: String| {
-        let admin = app.admin.clone();
-        tokio::spawn(async move {
-            initiate(
-                &admin,
-                POLICY,
-                json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":source}),
-            )
-            .await
-        })
-    };
+    let send = |source: String| spawn_initiate(&app.admin, source);
     let tasks: Vec<_> = (0..3).map(|i| send(format!("198.51.100.{i}"))).collect();
     let mut ports = Vec::new();
     let mut ids = Vec::new();

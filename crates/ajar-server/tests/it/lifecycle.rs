@@ -583,17 +583,7 @@ async fn request_history_is_paged() {
 async fn concurrent_initiates_are_all_stored_and_exactly_one_per_source_stays_open() {
     let app = TestApp::spawn().await;
     setup(&app).await;
-    let send = |source: String| {
-        let admin = app.admin.clone();
-        tokio::spawn(async move {
-            initiate(
-                &admin,
-                POLICY,
-                json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":source}),
-            )
-            .await
-        })
-    };
+    let send = |source: String| spawn_initiate(&app.admin, source);
     let distinct: Vec<_> = (0..40).map(|i| send(format!("198.51.100.{i}"))).collect();
     let same: Vec<_> = (0..20).map(|_| send("203.0.113.99".to_owned())).collect();
     for task in distinct.into_iter().chain(same) {

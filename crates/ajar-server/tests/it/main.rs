@@ -87,6 +87,23 @@ pub async fn initiate(client: &ajar_api::Client, policy: &str, port: Value) -> R
     .await
 }
 
+/// Starts an initiate for port 22 of `POLICY`'s machine, for an hour from `source`, on its own
+/// task (to send many at once).
+pub fn spawn_initiate(
+    client: &ajar_api::Client,
+    source: String,
+) -> tokio::task::JoinHandle<RawResponse> {
+    let client = client.clone();
+    tokio::spawn(async move {
+        initiate(
+            &client,
+            POLICY,
+            json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":source}),
+        )
+        .await
+    })
+}
+
 /// The error code of a response.
 pub fn code(r: &RawResponse) -> &str {
     r.body["error"]["code"].as_str().unwrap_or("<none>")
