@@ -8,6 +8,7 @@
 //! - [`policy`]: network JIT policies and their validation.
 //! - [`machine`]: machines and their Configured / NotConfigured / Unsupported state.
 //! - [`request`]: planning an access request against a policy, and the per-port lifecycle.
+//! - [`lifecycle`]: the shared request lifecycle with approvals (pending → approved → active → …).
 //! - [`rbac`]: actions, roles, assignments and the allow decision.
 //! - [`principal`]: who acts.
 //! - [`clock`]: the injectable clock.
@@ -21,6 +22,7 @@ pub mod clock;
 pub mod duration;
 pub mod error;
 pub mod id;
+pub mod lifecycle;
 pub mod machine;
 pub mod net;
 pub mod policy;

@@ -1,0 +1,564 @@
+//! The request lifecycle shared by role activations and approval-gated network access (issue 4's
+//! engine; the API does not use it yet): states, approval rules (approvers by principal or
+//! group, a threshold of N approvals, no self-approval) and the only transitions allowed.
+//!
+//! ```text
+//! Pending ──approve×N──▶ Approved ──start──▶ Active ──end──▶ Expired
+//!    │ ──deny──▶ Denied           │                 │ ──revoke──▶ Revoked
+//!    │ ──cancel──▶ Canceled       └──revoke──▶ Revoked
+//!    └──window ends undecided──▶ Timeout      Approved/Active ──enforcement fails──▶ Failed
+//! ```
+
+use crate::principal::Principal;
+use jiff::{SignedDuration, Timestamp};
+use std::fmt;
+
+/// Where a request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RequestState {
+    /// Waiting for approvals.
+    Pending,
+    /// Approved; its window has not begun.
+    Approved,
+    /// Approved and inside its window.
+    Active,
+    /// An approver refused it.
+    Denied,
+    /// The requester withdrew it.
+    Canceled,
+    /// Its window ended before enough approvals came.
+    Timeout,
+    /// Its window ended.
+    Expired,
+    /// Ended early by the requester or an admin.
+    Revoked,
+    /// Enforcement could not apply it.
+    Failed,
+}
+
+impl RequestState {
+    /// The wire form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestState::Pending => "Pending",
+            RequestState::Approved => "Approved",
+            RequestState::Active => "Active",
+            RequestState::Denied => "Denied",
+            RequestState::Canceled => "Canceled",
+            RequestState::Timeout => "Timeout",
+            RequestState::Expired => "Expired",
+            RequestState::Revoked => "Revoked",
+            RequestState::Failed => "Failed",
+        }
+    }
+
+    /// Whether nothing can happen to the request any more.
+    pub fn is_final(self) -> bool {
+        !matches!(
+            self,
+            RequestState::Pending | RequestState::Approved | RequestState::Active
+        )
+    }
+}
+
+impl fmt::Display for RequestState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who may approve: a principal, or any member of a group (`group:NAME`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Approver {
+    /// This principal.
+    User(Principal),
+    /// Any member of this group (its name, without `group:`).
+    Group(String),
+}
+
+/// How a request is decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalRule {
+    /// Approved at once, or by approvers.
+    pub automatic: bool,
+    /// Who may approve or deny.
+    pub approvers: Vec<Approver>,
+    /// How many distinct approvers must approve (at least 1).
+    pub threshold: u32,
+}
+
+impl ApprovalRule {
+    /// Whether `who` (member of `groups`) is one of the approvers.
+    pub fn is_approver(&self, who: &Principal, groups: &[String]) -> bool {
+        self.approvers.iter().any(|a| match a {
+            Approver::User(p) => p == who,
+            Approver::Group(g) => groups.iter().any(|m| m == g),
+        })
+    }
+}
+
+/// When the requested window starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// When approved: the duration counts from approval, not from asking.
+    Now,
+    /// At this instant.
+    At(Timestamp),
+}
+
+/// An approval or a denial.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Who decided.
+    pub by: Principal,
+    /// Approve (true) or deny.
+    pub approve: bool,
+    /// Why.
+    pub reason: String,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// A request's lifecycle state; the engine's pure core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lifecycle {
+    /// Who asked.
+    pub requester: Principal,
+    /// When it was asked.
+    pub created: Timestamp,
+    /// When the window starts.
+    pub start: Start,
+    /// How long the window lasts.
+    pub duration: SignedDuration,
+    /// Where it stands.
+    pub state: RequestState,
+    /// The granted window, fixed on approval.
+    pub window: Option<(Timestamp, Timestamp)>,
+    /// Approvals and denials so far.
+    pub decisions: Vec<Decision>,
+}
+
+/// Something that happens to a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// An approver approves.
+    Approve(Decision, Vec<String>),
+    /// An approver denies.
+    Deny(Decision, Vec<String>),
+    /// The requester withdraws a pending request.
+    Cancel(Principal),
+    /// Time passes (the scheduler): starts, ends and timeouts.
+    Tick,
+    /// The requester or an admin ends it early; `admin` says the caller may revoke anyone's.
+    Revoke {
+        /// Who revokes.
+        by: Principal,
+        /// Whether they may revoke others' requests.
+        admin: bool,
+    },
+    /// Enforcement could not apply it.
+    Fail,
+}
+
+/// Why a transition was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// The request is in a state where this cannot happen.
+    #[error("the request is {0}; it can no longer be {1}")]
+    State(RequestState, &'static str),
+    /// The caller is not an approver of this request.
+    #[error("{0} is not an approver of this request")]
+    NotApprover(String),
+    /// Requesters may not approve or deny their own requests.
+    #[error("requesters may not decide their own requests")]
+    SelfApproval,
+    /// The approver already decided.
+    #[error("{0} has already decided this request")]
+    AlreadyDecided(String),
+    /// Only the requester (or an admin) may do this.
+    #[error("only the requester may {0} this request")]
+    NotRequester(&'static str),
+}
+
+impl Lifecycle {
+    /// A new request at `now`: pending, or approved at once when the rule is automatic (then
+    /// the window is fixed from `now`, and a start already due makes it active).
+    pub fn new(
+        requester: Principal,
+        start: Start,
+        duration: SignedDuration,
+        rule: &ApprovalRule,
+        now: Timestamp,
+    ) -> Lifecycle {
+        let mut l = Lifecycle {
+            requester,
+            created: now,
+            start,
+            duration,
+            state: RequestState::Pending,
+            window: None,
+            decisions: Vec::new(),
+        };
+        if rule.automatic {
+            l.approve_now(now);
+        }
+        l
+    }
+
+    /// When an undecided request times out: the end of the window it asked for (for "now",
+    /// counted from when it was asked).
+    pub fn decide_by(&self) -> Timestamp {
+        let from = match self.start {
+            Start::Now => self.created,
+            Start::At(t) => t,
+        };
+        from.saturating_add(self.duration).unwrap_or(from)
+    }
+
+    fn approve_now(&mut self, now: Timestamp) {
+        let from = match self.start {
+            Start::Now => now,
+            Start::At(t) => t.max(now),
+        };
+        let to = match self.start {
+            Start::Now => from.saturating_add(self.duration).unwrap_or(from),
+            // A scheduled window keeps its end; approving late shortens it.
+            Start::At(t) => t.saturating_add(self.duration).unwrap_or(t),
+        };
+        self.window = Some((from, to));
+        self.state = RequestState::Approved;
+        self.tick(now);
+    }
+
+    fn tick(&mut self, now: Timestamp) {
+        match (self.state, self.window) {
+            (RequestState::Pending, _) if now >= self.decide_by() => {
+                self.state = RequestState::Timeout
+            }
+            (RequestState::Approved | RequestState::Active, Some((_, end))) if now >= end => {
+                self.state = RequestState::Expired;
+            }
+            (RequestState::Approved, Some((start, _))) if now >= start => {
+                self.state = RequestState::Active
+            }
+            _ => {}
+        }
+    }
+
+    /// Applies an event at `now` under `rule`, or says why it cannot happen. A refused event
+    /// changes nothing.
+    pub fn apply(
+        &self,
+        event: Event,
+        rule: &ApprovalRule,
+        now: Timestamp,
+    ) -> Result<Lifecycle, Refused> {
+        let mut next = self.clone();
+        // Time first: an approval that arrives after the window ended finds a timed-out request.
+        next.tick(now);
+        match event {
+            Event::Tick => {}
+            Event::Approve(..) | Event::Deny(..) if next.state != RequestState::Pending => {
+                return Err(Refused::State(next.state, "decided"));
+            }
+            Event::Approve(d, groups) => {
+                next.check_decider(&d, &groups, rule)?;
+                next.decisions.push(d);
+                let approvals = next.decisions.iter().filter(|d| d.approve).count();
+                if approvals >= rule.threshold.max(1) as usize {
+                    next.approve_now(now);
+                }
+            }
+            Event::Deny(d, groups) => {
+                next.check_decider(&d, &groups, rule)?;
+                next.decisions.push(d);
+                next.state = RequestState::Denied;
+            }
+            Event::Cancel(by) => {
+                if next.state != RequestState::Pending {
+                    return Err(Refused::State(next.state, "canceled"));
+                }
+                if by != next.requester {
+                    return Err(Refused::NotRequester("cancel"));
+                }
+                next.state = RequestState::Canceled;
+            }
+            Event::Revoke { by, admin } => {
+                if !matches!(next.state, RequestState::Approved | RequestState::Active) {
+                    return Err(Refused::State(next.state, "revoked"));
+                }
+                if !admin && by != next.requester {
+                    return Err(Refused::NotRequester("revoke"));
+                }
+                next.state = RequestState::Revoked;
+            }
+            Event::Fail => {
+                if !matches!(next.state, RequestState::Approved | RequestState::Active) {
+                    return Err(Refused::State(next.state, "failed"));
+                }
+                next.state = RequestState::Failed;
+            }
+        }
+        Ok(next)
+    }
+
+    fn check_decider(
+        &self,
+        d: &Decision,
+        groups: &[String],
+        rule: &ApprovalRule,
+    ) -> Result<(), Refused> {
+        if d.by == self.requester {
+            return Err(Refused::SelfApproval);
+        }
+        if !rule.is_approver(&d.by, groups) {
+            return Err(Refused::NotApprover(d.by.to_string()));
+        }
+        if self.decisions.iter().any(|o| o.by == d.by) {
+            return Err(Refused::AlreadyDecided(d.by.to_string()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Principal {
+        Principal::parse(s).unwrap()
+    }
+    fn t0() -> Timestamp {
+        "2026-01-01T00:00:00Z".parse().unwrap()
+    }
+    fn at(mins: i64) -> Timestamp {
+        t0().checked_add(SignedDuration::from_mins(mins)).unwrap()
+    }
+    fn manual(threshold: u32) -> ApprovalRule {
+        ApprovalRule {
+            automatic: false,
+            approvers: vec![
+                Approver::User(p("bob")),
+                Approver::User(p("carol")),
+                Approver::Group("secops".into()),
+            ],
+            threshold,
+        }
+    }
+    fn decision(by: &str, approve: bool, mins: i64) -> Decision {
+        Decision {
+            by: p(by),
+            approve,
+            reason: "ok".into(),
+            at: at(mins),
+        }
+    }
+    fn approve(by: &str, mins: i64) -> Event {
+        Event::Approve(decision(by, true, mins), vec![])
+    }
+    fn pending(start: Start) -> Lifecycle {
+        Lifecycle::new(
+            p("alice"),
+            start,
+            SignedDuration::from_hours(2),
+            &manual(1),
+            t0(),
+        )
+    }
+
+    #[test]
+    fn automatic_requests_are_active_at_once() {
+        let auto = ApprovalRule {
+            automatic: true,
+            approvers: vec![],
+            threshold: 1,
+        };
+        let l = Lifecycle::new(
+            p("alice"),
+            Start::Now,
+            SignedDuration::from_hours(1),
+            &auto,
+            t0(),
+        );
+        assert_eq!(
+            (l.state, l.window),
+            (RequestState::Active, Some((t0(), at(60))))
+        );
+        let later = Lifecycle::new(
+            p("alice"),
+            Start::At(at(30)),
+            SignedDuration::from_hours(1),
+            &auto,
+            t0(),
+        );
+        assert_eq!(later.state, RequestState::Approved);
+        let l = later.apply(Event::Tick, &auto, at(30)).unwrap();
+        assert_eq!(l.state, RequestState::Active);
+        let l = l.apply(Event::Tick, &auto, at(90)).unwrap();
+        assert_eq!(l.state, RequestState::Expired);
+    }
+
+    #[test]
+    fn a_start_now_counts_from_approval() {
+        let l = pending(Start::Now)
+            .apply(approve("bob", 45), &manual(1), at(45))
+            .unwrap();
+        assert_eq!(
+            (l.state, l.window),
+            (RequestState::Active, Some((at(45), at(165))))
+        );
+    }
+
+    #[test]
+    fn thresholds_need_distinct_approvers_and_groups_count() {
+        let rule = manual(2);
+        let l = pending(Start::Now)
+            .apply(approve("bob", 1), &rule, at(1))
+            .unwrap();
+        assert_eq!(l.state, RequestState::Pending);
+        assert_eq!(
+            l.apply(approve("bob", 2), &rule, at(2)),
+            Err(Refused::AlreadyDecided("bob".into()))
+        );
+        let by_group = Event::Approve(decision("dave", true, 3), vec!["secops".into()]);
+        let l = l.apply(by_group, &rule, at(3)).unwrap();
+        assert_eq!(l.state, RequestState::Active);
+        assert_eq!(l.decisions.len(), 2);
+    }
+
+    #[test]
+    fn nobody_decides_their_own_request_or_one_they_do_not_approve() {
+        let l = pending(Start::Now);
+        assert_eq!(
+            l.apply(approve("alice", 1), &manual(1), at(1)),
+            Err(Refused::SelfApproval)
+        );
+        assert_eq!(
+            l.apply(approve("mallory", 1), &manual(1), at(1)),
+            Err(Refused::NotApprover("mallory".into()))
+        );
+        let outsider = Event::Deny(decision("dave", false, 1), vec!["devs".into()]);
+        assert_eq!(
+            l.apply(outsider, &manual(1), at(1)),
+            Err(Refused::NotApprover("dave".into()))
+        );
+    }
+
+    #[test]
+    fn undecided_requests_time_out_and_late_decisions_are_refused() {
+        let l = pending(Start::Now);
+        assert_eq!(
+            l.apply(Event::Tick, &manual(1), at(119)).unwrap().state,
+            RequestState::Pending
+        );
+        let l = l.apply(Event::Tick, &manual(1), at(120)).unwrap();
+        assert_eq!(l.state, RequestState::Timeout);
+        assert_eq!(
+            l.apply(approve("bob", 121), &manual(1), at(121)),
+            Err(Refused::State(RequestState::Timeout, "decided"))
+        );
+        // An approval arriving after the window, before the scheduler ran, is refused too.
+        let l = pending(Start::Now);
+        assert_eq!(
+            l.apply(approve("bob", 130), &manual(1), at(130)),
+            Err(Refused::State(RequestState::Timeout, "decided"))
+        );
+    }
+
+    #[test]
+    fn denials_cancels_and_revokes() {
+        let l = pending(Start::At(at(60)));
+        let denied = l
+            .apply(
+                Event::Deny(decision("carol", false, 5), vec![]),
+                &manual(1),
+                at(5),
+            )
+            .unwrap();
+        assert_eq!(denied.state, RequestState::Denied);
+        assert!(denied.apply(approve("bob", 6), &manual(1), at(6)).is_err());
+        assert_eq!(
+            l.apply(Event::Cancel(p("bob")), &manual(1), at(5)),
+            Err(Refused::NotRequester("cancel"))
+        );
+        assert_eq!(
+            l.apply(Event::Cancel(p("alice")), &manual(1), at(5))
+                .unwrap()
+                .state,
+            RequestState::Canceled
+        );
+
+        let approved = l.apply(approve("bob", 10), &manual(1), at(10)).unwrap();
+        assert_eq!(
+            (approved.state, approved.window),
+            (RequestState::Approved, Some((at(60), at(180))))
+        );
+        assert_eq!(
+            approved.apply(Event::Cancel(p("alice")), &manual(1), at(11)),
+            Err(Refused::State(RequestState::Approved, "canceled"))
+        );
+        let revoke = |by: &str, admin| Event::Revoke { by: p(by), admin };
+        assert_eq!(
+            approved.apply(revoke("bob", false), &manual(1), at(70)),
+            Err(Refused::NotRequester("revoke"))
+        );
+        let revoked = approved
+            .apply(revoke("alice", false), &manual(1), at(70))
+            .unwrap();
+        assert_eq!(revoked.state, RequestState::Revoked);
+        assert!(
+            revoked
+                .apply(Event::Tick, &manual(1), at(500))
+                .is_ok_and(|l| l.state == RequestState::Revoked),
+            "revoked stays revoked"
+        );
+        assert_eq!(
+            approved
+                .apply(revoke("root", true), &manual(1), at(70))
+                .unwrap()
+                .state,
+            RequestState::Revoked
+        );
+        assert_eq!(
+            approved
+                .apply(Event::Fail, &manual(1), at(70))
+                .unwrap()
+                .state,
+            RequestState::Failed
+        );
+    }
+
+    #[test]
+    fn expired_requests_never_become_active_again() {
+        let auto = ApprovalRule {
+            automatic: true,
+            approvers: vec![],
+            threshold: 1,
+        };
+        let l = Lifecycle::new(
+            p("alice"),
+            Start::Now,
+            SignedDuration::from_hours(1),
+            &auto,
+            t0(),
+        );
+        let expired = l.apply(Event::Tick, &auto, at(60)).unwrap();
+        assert_eq!(expired.state, RequestState::Expired);
+        for event in [
+            Event::Tick,
+            approve("bob", 61),
+            Event::Fail,
+            Event::Revoke {
+                by: p("alice"),
+                admin: true,
+            },
+        ] {
+            let after = expired
+                .apply(event, &auto, at(61))
+                .map(|l| l.state)
+                .unwrap_or(RequestState::Expired);
+            assert_eq!(after, RequestState::Expired);
+        }
+        assert!(RequestState::Expired.is_final() && !RequestState::Active.is_final());
+    }
+}
