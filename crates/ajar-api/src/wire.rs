@@ -590,6 +590,204 @@ impl AccessRequestPort {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Applications (role access)
+
+/// Body of `PUT .../applications/{name}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApplicationBody {
+    /// The application's settings.
+    pub properties: ApplicationProperties,
+}
+
+/// An application's settings.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApplicationProperties {
+    /// Principals (or `group:NAME`) of the publisher, with standing read-only access.
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub publisher_principals: Vec<Principal>,
+    /// The JIT access policy; JIT is on (automatic approval, eight hours) when left out.
+    #[serde(default)]
+    pub jit_access_policy: Option<JitAccessPolicy>,
+}
+
+/// An application's JIT access policy, in the brief's field names.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JitAccessPolicy {
+    /// Whether publishers must request elevation; fixed at creation (default true).
+    #[serde(default)]
+    pub jit_access_enabled: Option<bool>,
+    /// `AutoApprove` (default) or `ManualApprove`.
+    #[serde(default)]
+    pub jit_approval_mode: Option<String>,
+    /// Who may approve.
+    #[serde(default)]
+    pub jit_approvers: Vec<JitApprover>,
+    /// Longest activation, ISO 8601 (default `PT8H`).
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub maximum_jit_access_duration: Option<AccessDuration>,
+    /// ajar's addition: how many approvers must approve (default 1).
+    #[serde(default)]
+    pub jit_approval_threshold: Option<u32>,
+}
+
+/// An approver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JitApprover {
+    /// A principal, or a group name.
+    pub id: String,
+    /// `user` or `group`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Shown in the UI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+}
+
+impl JitAccessPolicy {
+    /// The domain policy, with defaults filled in and each field checked.
+    pub fn to_domain(&self) -> Result<ajar_core::application::AppJitPolicy, FieldError> {
+        use ajar_core::lifecycle::{ApprovalRule, Approver};
+        let at = "properties.jitAccessPolicy";
+        let automatic = match self.jit_approval_mode.as_deref() {
+            None | Some("AutoApprove") => true,
+            Some("ManualApprove") => false,
+            Some(other) => {
+                return Err(FieldError::new(
+                    format!("{at}.jitApprovalMode"),
+                    format!("{other:?} is not one of AutoApprove, ManualApprove"),
+                ));
+            }
+        };
+        let mut approvers = Vec::with_capacity(self.jit_approvers.len());
+        for (i, a) in self.jit_approvers.iter().enumerate() {
+            let target = format!("{at}.jitApprovers[{i}]");
+            let approver = match a.kind.as_str() {
+                "user" => Approver::User(
+                    Principal::parse(&a.id).map_err(|e| e.at(format!("{target}.id")))?,
+                ),
+                "group" => Approver::Group(
+                    ajar_core::id::Name::parse(a.id.trim_start_matches("group:"))
+                        .map_err(|e| e.at(format!("{target}.id")))?
+                        .to_string(),
+                ),
+                other => {
+                    return Err(FieldError::new(
+                        format!("{target}.type"),
+                        format!("{other:?} is not one of user, group"),
+                    ));
+                }
+            };
+            if approvers.contains(&approver) {
+                return Err(FieldError::new(
+                    format!("{target}.id"),
+                    "approver listed twice",
+                ));
+            }
+            approvers.push(approver);
+        }
+        let policy = ajar_core::application::AppJitPolicy {
+            enabled: self.jit_access_enabled.unwrap_or(true),
+            approval: ApprovalRule {
+                automatic,
+                approvers,
+                threshold: self.jit_approval_threshold.unwrap_or(1),
+            },
+            max_duration: self
+                .maximum_jit_access_duration
+                .unwrap_or_else(ajar_core::application::default_max_duration),
+        };
+        policy.validate()?;
+        Ok(policy)
+    }
+
+    /// The wire form of a domain policy (approvers' display names are kept by the caller).
+    pub fn from_domain(p: &ajar_core::application::AppJitPolicy, names: &[JitApprover]) -> Self {
+        use ajar_core::lifecycle::Approver;
+        JitAccessPolicy {
+            jit_access_enabled: Some(p.enabled),
+            jit_approval_mode: Some(
+                if p.approval.automatic {
+                    "AutoApprove"
+                } else {
+                    "ManualApprove"
+                }
+                .to_owned(),
+            ),
+            jit_approvers: p
+                .approval
+                .approvers
+                .iter()
+                .map(|a| {
+                    let (id, kind) = match a {
+                        Approver::User(u) => (u.to_string(), "user"),
+                        Approver::Group(g) => (g.clone(), "group"),
+                    };
+                    let display_name = names
+                        .iter()
+                        .find(|n| n.id.trim_start_matches("group:") == id && n.kind == kind)
+                        .and_then(|n| n.display_name.clone());
+                    JitApprover {
+                        id,
+                        kind: kind.to_owned(),
+                        display_name,
+                    }
+                })
+                .collect(),
+            maximum_jit_access_duration: Some(p.max_duration),
+            jit_approval_threshold: Some(p.approval.threshold),
+        }
+    }
+}
+
+/// An application as the API returns it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Application {
+    /// Resource id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Always `applications`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Settings, with the JIT policy's defaults filled in.
+    pub properties: ApplicationProperties,
+}
+
+/// Body of `PUT .../applications/{name}/eligibleRoles/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EligibleRoleBody {
+    /// A principal or `group:NAME`.
+    #[schema(value_type = String)]
+    pub principal: Principal,
+    /// The role they may activate.
+    pub role_definition: String,
+}
+
+/// An eligibility: who may activate which role on an application.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EligibleRole {
+    /// Eligibility id (unique within the application).
+    pub id: String,
+    /// The application.
+    pub application_id: String,
+    /// A principal or `group:NAME`.
+    pub principal: String,
+    /// The role.
+    pub role_definition: String,
+    /// When it was granted.
+    pub created_at: String,
+}
+
+// ---------------------------------------------------------------------------------------------
 // Agents
 
 /// Body of `POST /api/v1/agents`.

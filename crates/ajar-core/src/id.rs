@@ -74,6 +74,8 @@ pub enum ResourceKind {
     Machine,
     /// A network JIT access policy.
     JitNetworkAccessPolicy,
+    /// A managed application (role access).
+    Application,
 }
 
 impl ResourceKind {
@@ -82,13 +84,18 @@ impl ResourceKind {
         match self {
             ResourceKind::Machine => "machines",
             ResourceKind::JitNetworkAccessPolicy => "jitNetworkAccessPolicies",
+            ResourceKind::Application => "applications",
         }
     }
 
     fn from_segment(s: &str) -> Option<Self> {
-        [ResourceKind::Machine, ResourceKind::JitNetworkAccessPolicy]
-            .into_iter()
-            .find(|k| k.segment().eq_ignore_ascii_case(s))
+        [
+            ResourceKind::Machine,
+            ResourceKind::JitNetworkAccessPolicy,
+            ResourceKind::Application,
+        ]
+        .into_iter()
+        .find(|k| k.segment().eq_ignore_ascii_case(s))
     }
 }
 

@@ -12,12 +12,14 @@
 //! - [`rbac`]: actions, roles, assignments and the allow decision.
 //! - [`principal`]: who acts.
 //! - [`clock`]: the injectable clock.
+//! - [`application`]: managed applications' JIT access policies.
 //! - [`agent`]: enforcement agents: modes, mapped-port ranges, liveness.
 //!
 //! # Invariant
 //! This crate does no IO: no sockets, files, database or clock reads. Time is a parameter.
 
 pub mod agent;
+pub mod application;
 pub mod clock;
 pub mod duration;
 pub mod error;

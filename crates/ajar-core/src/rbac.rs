@@ -40,6 +40,12 @@ pub mod actions {
     pub const RBAC_READ: &str = "ajar.rbac/read";
     /// Create or delete role definitions and assignments.
     pub const RBAC_WRITE: &str = "ajar.rbac/write";
+    /// Read managed applications and their eligible roles.
+    pub const APPLICATIONS_READ: &str = "ajar.applications/read";
+    /// Create or change managed applications and their eligible roles.
+    pub const APPLICATIONS_WRITE: &str = "ajar.applications/write";
+    /// Delete managed applications.
+    pub const APPLICATIONS_DELETE: &str = "ajar.applications/delete";
     /// Read agents and their health.
     pub const AGENTS_READ: &str = "ajar.agents/read";
     /// Register and remove agents.
@@ -65,6 +71,9 @@ pub mod actions {
         SETTINGS_WRITE,
         RBAC_READ,
         RBAC_WRITE,
+        APPLICATIONS_READ,
+        APPLICATIONS_WRITE,
+        APPLICATIONS_DELETE,
         AGENTS_READ,
         AGENTS_WRITE,
         TOKENS_READ,
@@ -206,10 +215,11 @@ pub fn built_in_roles() -> Vec<RoleDefinition> {
         ),
         role(
             "JitAdmin",
-            "Manage machines, agents, JIT policies, settings and requests; no access control",
+            "Manage machines, agents, applications, JIT policies, settings and requests; no access control",
             &[
                 "ajar.machines/*",
                 "ajar.agents/*",
+                "ajar.applications/*",
                 "ajar.jit/*",
                 REQUESTS_APPROVE,
             ],
@@ -232,6 +242,7 @@ pub fn built_in_roles() -> Vec<RoleDefinition> {
                 REQUESTS_READ,
                 POLICIES_READ,
                 MACHINES_READ,
+                APPLICATIONS_READ,
             ],
         ),
     ]

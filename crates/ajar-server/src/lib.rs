@@ -78,6 +78,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(routes::agents::router())
+        .merge(routes::applications::router())
         .merge(routes::machines::router())
         .merge(routes::policies::router())
         .merge(routes::requests::router())

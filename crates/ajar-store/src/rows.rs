@@ -20,6 +20,34 @@ pub struct MachineRow {
     pub agent_last_seen: Option<Timestamp>,
 }
 
+/// A stored application.
+#[derive(Debug, Clone)]
+pub struct ApplicationRow {
+    /// Resource id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// The application's settings as JSON (the API's `properties`).
+    pub properties: String,
+    /// Whether JIT is on (fixed at creation).
+    pub jit_enabled: bool,
+}
+
+/// A stored eligibility.
+#[derive(Debug, Clone)]
+pub struct EligibilityRow {
+    /// The application.
+    pub application_id: String,
+    /// Id within the application.
+    pub id: String,
+    /// A principal or `group:NAME`.
+    pub principal: String,
+    /// The role.
+    pub role_name: String,
+    /// When it was granted.
+    pub created_at: Timestamp,
+}
+
 /// A stored policy.
 #[derive(Debug, Clone)]
 pub struct PolicyRow {

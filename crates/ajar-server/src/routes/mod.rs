@@ -1,6 +1,7 @@
 //! HTTP handlers, one module per resource, and what they share.
 
 pub mod agents;
+pub mod applications;
 pub mod machines;
 pub mod openapi;
 pub mod policies;
@@ -54,6 +55,7 @@ pub fn resource_id(sub: &str, rg: &str, kind: ResourceKind, n: &str) -> AppResul
     let param = match kind {
         ResourceKind::Machine => "machineName",
         ResourceKind::JitNetworkAccessPolicy => "policyName",
+        ResourceKind::Application => "applicationName",
     };
     Ok(ResourceId::new(
         name("subscriptionId", sub)?,

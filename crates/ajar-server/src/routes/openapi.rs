@@ -1,6 +1,6 @@
 //! The OpenAPI document, generated from the handlers' annotations, at `/api/v1/openapi.json`.
 
-use super::{agents, machines, policies, rbac, requests, settings, tokens};
+use super::{agents, applications, machines, policies, rbac, requests, settings, tokens};
 use crate::AppState;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -46,6 +46,11 @@ impl Modify for BearerAuth {
         rbac::list_assignments, rbac::get_assignment, rbac::put_assignment, rbac::delete_assignment,
         agents::create_agent, agents::list_agents, agents::get_agent, agents::delete_agent,
         agents::desired_state, agents::report,
+        applications::put_application, applications::get_application,
+        applications::delete_application, applications::list_subscription_applications,
+        applications::list_group_applications, applications::put_eligible_role,
+        applications::get_eligible_role, applications::delete_eligible_role,
+        applications::list_eligible_roles,
     ),
     components(schemas(ajar_api::ErrorBody, ajar_api::ApiError, ajar_api::ErrorCode)),
     modifiers(&BearerAuth),

@@ -279,6 +279,60 @@ fn cases() -> Vec<Case> {
             allowed: &["Owner"],
             scoped: true,
         },
+        Case {
+            name: "get application",
+            method: Method::GET,
+            path: |_, g| format!("{}/applications/app", rg(g)),
+            body: None,
+            ok: 200,
+            allowed: &["Owner", "JitAdmin", "SecurityReader", "Approver"],
+            scoped: true,
+        },
+        Case {
+            name: "put application",
+            method: Method::PUT,
+            path: |_, g| format!("{}/applications/app", rg(g)),
+            body: Some(|_| json!({"properties":{}})),
+            ok: 200,
+            allowed: &["Owner", "JitAdmin"],
+            scoped: true,
+        },
+        Case {
+            name: "delete application",
+            method: Method::DELETE,
+            path: |_, g| format!("{}/applications/ghost", rg(g)),
+            body: None,
+            ok: 404,
+            allowed: &["Owner", "JitAdmin"],
+            scoped: true,
+        },
+        Case {
+            name: "list applications in group",
+            method: Method::GET,
+            path: |_, g| format!("{}/applications", rg(g)),
+            body: None,
+            ok: 200,
+            allowed: &["Owner", "JitAdmin", "SecurityReader", "Approver"],
+            scoped: true,
+        },
+        Case {
+            name: "put eligible role",
+            method: Method::PUT,
+            path: |_, g| format!("{}/applications/app/eligibleRoles/e", rg(g)),
+            body: Some(|_| json!({"principal":"alice","roleDefinition":"Reader"})),
+            ok: 200,
+            allowed: &["Owner", "JitAdmin"],
+            scoped: true,
+        },
+        Case {
+            name: "list eligible roles",
+            method: Method::GET,
+            path: |_, g| format!("{}/applications/app/eligibleRoles", rg(g)),
+            body: None,
+            ok: 200,
+            allowed: &["Owner", "JitAdmin", "SecurityReader", "Approver"],
+            scoped: true,
+        },
         // Not scoped to a resource group: the same answer whatever group the role is on.
         Case {
             name: "list role definitions",
@@ -364,6 +418,24 @@ async fn world(app: &TestApp) -> Ctx {
         .await;
         assert_eq!(r.status, 202);
         request.insert(g, r.body["id"].as_str().unwrap().to_owned());
+        // An application with an eligibility, for the application rows.
+        let app_path = format!("{}/applications/app", rg(g));
+        let r = call(
+            &app.admin,
+            Method::PUT,
+            &app_path,
+            Some(json!({"properties":{}})),
+        )
+        .await;
+        assert_eq!(r.status, 201);
+        let r = call(
+            &app.admin,
+            Method::PUT,
+            &format!("{app_path}/eligibleRoles/e"),
+            Some(json!({"principal":"alice","roleDefinition":"Reader"})),
+        )
+        .await;
+        assert_eq!(r.status, 201);
     }
     Ctx { request }
 }

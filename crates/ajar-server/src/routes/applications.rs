@@ -1,0 +1,325 @@
+//! Managed applications (role access): the JIT access policy fixed at creation, and eligible
+//! roles granted to users or groups. Activation requests come with the request engine.
+
+use super::{Reply, group_scope, name, no_content, resource_id, subscription_scope, ts};
+use crate::AppState;
+use crate::auth::Caller;
+use crate::body::RawBody;
+use crate::error::{AppError, AppResult};
+use ajar_api::ErrorCode;
+use ajar_api::wire::{
+    Application, ApplicationBody, ApplicationProperties, EligibleRole, EligibleRoleBody,
+    JitAccessPolicy, List,
+};
+use ajar_core::id::{ResourceId, ResourceKind, Scope};
+use ajar_core::rbac::{actions, parse_role_name};
+use ajar_store::{ApplicationRow, EligibilityRow};
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::get;
+
+pub fn router() -> Router<AppState> {
+    let app = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/applications/{name}";
+    Router::new()
+        .route(
+            "/api/v1/subscriptions/{sub}/applications",
+            get(list_subscription_applications),
+        )
+        .route(
+            "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/applications",
+            get(list_group_applications),
+        )
+        .route(
+            app,
+            get(get_application)
+                .put(put_application)
+                .delete(delete_application),
+        )
+        .route(&format!("{app}/eligibleRoles"), get(list_eligible_roles))
+        .route(
+            &format!("{app}/eligibleRoles/{{id}}"),
+            get(get_eligible_role)
+                .put(put_eligible_role)
+                .delete(delete_eligible_role),
+        )
+}
+
+fn application_id(sub: &str, rg: &str, n: &str) -> AppResult<ResourceId> {
+    resource_id(sub, rg, ResourceKind::Application, n)
+}
+
+fn stored_properties(row: &ApplicationRow) -> AppResult<ApplicationProperties> {
+    serde_json::from_str(&row.properties).map_err(|e| {
+        tracing::error!(application = %row.id, error = %e, "stored application unreadable");
+        AppError::new(ErrorCode::InternalError, "internal error")
+    })
+}
+
+fn view(row: &ApplicationRow) -> AppResult<Application> {
+    Ok(Application {
+        id: row.id.clone(),
+        name: row.name.clone(),
+        kind: "applications".to_owned(),
+        properties: stored_properties(row)?,
+    })
+}
+
+#[utoipa::path(put, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/applications/{name}", tag = "applications",
+    params(("sub" = String, Path), ("rg" = String, Path), ("name" = String, Path)),
+    request_body = ApplicationBody,
+    responses((status = 201, body = Application), (status = 200, body = Application), (status = 409, body = ajar_api::ErrorBody)))]
+pub async fn put_application(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((sub, rg, n)): Path<(String, String, String)>,
+    body: RawBody,
+) -> AppResult<Reply<Application>> {
+    let id = application_id(&sub, &rg, &n)?;
+    caller.require(actions::APPLICATIONS_WRITE, &id.scope())?;
+    let body: ApplicationBody = body.parse()?;
+    let wire = body
+        .properties
+        .jit_access_policy
+        .clone()
+        .unwrap_or_default();
+    let policy = wire.to_domain()?;
+    if body.properties.publisher_principals.len() > 100 {
+        return Err(AppError::new(
+            ErrorCode::ValidationFailed,
+            "at most 100 publisher principals",
+        )
+        .at("properties.publisherPrincipals"));
+    }
+    let properties = ApplicationProperties {
+        publisher_principals: body.properties.publisher_principals.clone(),
+        jit_access_policy: Some(JitAccessPolicy::from_domain(&policy, &wire.jit_approvers)),
+    };
+    let json = serde_json::to_string(&properties)
+        .map_err(|_| AppError::new(ErrorCode::InternalError, "internal error"))?;
+    let mut tx = state.store.write().await?;
+    if let Some(existing) = tx.application(&id.to_string()).await? {
+        let old = stored_properties(&existing)?
+            .jit_access_policy
+            .unwrap_or_default()
+            .to_domain()?;
+        old.check_update(&policy)?;
+    }
+    let created = tx
+        .put_application(
+            &id.to_string(),
+            id.subscription.as_str(),
+            id.resource_group.as_str(),
+            id.name.as_str(),
+            &json,
+            policy.enabled,
+            state.clock.now(),
+        )
+        .await?;
+    tx.commit().await?;
+    let row = ApplicationRow {
+        id: id.to_string(),
+        name: id.name.to_string(),
+        properties: json,
+        jit_enabled: policy.enabled,
+    };
+    Ok(Reply::created_or_ok(created, view(&row)?))
+}
+
+#[utoipa::path(get, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/applications/{name}", tag = "applications",
+    params(("sub" = String, Path), ("rg" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = Application)))]
+pub async fn get_application(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((sub, rg, n)): Path<(String, String, String)>,
+) -> AppResult<Reply<Application>> {
+    let id = application_id(&sub, &rg, &n)?;
+    caller.require(actions::APPLICATIONS_READ, &id.scope())?;
+    let mut tx = state.store.read().await?;
+    let row = tx
+        .application(&id.to_string())
+        .await?
+        .ok_or_else(|| AppError::not_found(&id))?;
+    Ok(Reply::ok(view(&row)?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/applications/{name}", tag = "applications",
+    params(("sub" = String, Path), ("rg" = String, Path), ("name" = String, Path)),
+    responses((status = 204)))]
+pub async fn delete_application(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((sub, rg, n)): Path<(String, String, String)>,
+) -> AppResult<Response> {
+    let id = application_id(&sub, &rg, &n)?;
+    caller.require(actions::APPLICATIONS_DELETE, &id.scope())?;
+    let mut tx = state.store.write().await?;
+    if !tx.delete_application(&id.to_string()).await? {
+        return Err(AppError::not_found(&id));
+    }
+    tx.commit().await?;
+    Ok(no_content())
+}
+
+async fn list(
+    state: &AppState,
+    caller: &Caller,
+    scope: Scope,
+) -> AppResult<Reply<List<Application>>> {
+    caller.require_within(actions::APPLICATIONS_READ, &scope)?;
+    let (Some(sub), rg) = (scope.subscription(), scope.resource_group()) else {
+        return Err(AppError::new(ErrorCode::InvalidParameter, "bad scope"));
+    };
+    let mut tx = state.store.read().await?;
+    let rows = tx
+        .applications(sub.as_str(), rg.map(|r| r.as_str()))
+        .await?;
+    drop(tx);
+    let mut value = Vec::new();
+    for row in &rows {
+        if Scope::parse(&row.id).is_ok_and(|s| caller.may(actions::APPLICATIONS_READ, &s)) {
+            value.push(view(row)?);
+        }
+    }
+    Ok(Reply::ok(List {
+        value,
+        next_link: None,
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/subscriptions/{sub}/applications", tag = "applications",
+    params(("sub" = String, Path)), responses((status = 200, body = List<Application>)))]
+pub async fn list_subscription_applications(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(sub): Path<String>,
+) -> AppResult<Reply<List<Application>>> {
+    list(&state, &caller, subscription_scope(&sub)?).await
+}
+
+#[utoipa::path(get, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/applications", tag = "applications",
+    params(("sub" = String, Path), ("rg" = String, Path)), responses((status = 200, body = List<Application>)))]
+pub async fn list_group_applications(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((sub, rg)): Path<(String, String)>,
+) -> AppResult<Reply<List<Application>>> {
+    list(&state, &caller, group_scope(&sub, &rg)?).await
+}
+
+fn eligibility_view(e: EligibilityRow) -> EligibleRole {
+    EligibleRole {
+        id: e.id,
+        application_id: e.application_id,
+        principal: e.principal,
+        role_definition: e.role_name,
+        created_at: ts(e.created_at),
+    }
+}
+
+#[utoipa::path(put, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/applications/{name}/eligibleRoles/{id}",
+    tag = "applications",
+    params(("sub" = String, Path), ("rg" = String, Path), ("name" = String, Path), ("id" = String, Path)),
+    request_body = EligibleRoleBody,
+    responses((status = 201, body = EligibleRole), (status = 200, body = EligibleRole)))]
+pub async fn put_eligible_role(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((sub, rg, n, eid)): Path<(String, String, String, String)>,
+    body: RawBody,
+) -> AppResult<Reply<EligibleRole>> {
+    let app = application_id(&sub, &rg, &n)?;
+    caller.require(actions::APPLICATIONS_WRITE, &app.scope())?;
+    let eid = name("id", &eid)?;
+    let body: EligibleRoleBody = body.parse()?;
+    let role = parse_role_name(&body.role_definition)
+        .map_err(|e| AppError::from(e.at("roleDefinition")))?;
+    let mut tx = state.store.write().await?;
+    let Some(row) = tx.application(&app.to_string()).await? else {
+        return Err(AppError::not_found(&app));
+    };
+    if !row.jit_enabled {
+        return Err(AppError::new(
+            ErrorCode::Conflict,
+            "the application was created without JIT: its publishers have standing access, so no role needs activating",
+        )
+        .at(app.to_string()));
+    }
+    let e = EligibilityRow {
+        application_id: app.to_string(),
+        id: eid.to_string(),
+        principal: body.principal.to_string(),
+        role_name: role,
+        created_at: state.clock.now(),
+    };
+    let created = tx.put_eligibility(&e).await?;
+    let stored = tx.eligibility(&e.application_id, &e.id).await?.unwrap_or(e);
+    tx.commit().await?;
+    Ok(Reply::created_or_ok(created, eligibility_view(stored)))
+}
+
+#[utoipa::path(get, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/applications/{name}/eligibleRoles/{id}",
+    tag = "applications",
+    params(("sub" = String, Path), ("rg" = String, Path), ("name" = String, Path), ("id" = String, Path)),
+    responses((status = 200, body = EligibleRole)))]
+pub async fn get_eligible_role(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((sub, rg, n, eid)): Path<(String, String, String, String)>,
+) -> AppResult<Reply<EligibleRole>> {
+    let app = application_id(&sub, &rg, &n)?;
+    caller.require(actions::APPLICATIONS_READ, &app.scope())?;
+    let mut tx = state.store.read().await?;
+    let e = tx
+        .eligibility(&app.to_string(), &eid)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("eligible role {eid}")))?;
+    Ok(Reply::ok(eligibility_view(e)))
+}
+
+#[utoipa::path(delete, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/applications/{name}/eligibleRoles/{id}",
+    tag = "applications",
+    params(("sub" = String, Path), ("rg" = String, Path), ("name" = String, Path), ("id" = String, Path)),
+    responses((status = 204)))]
+pub async fn delete_eligible_role(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((sub, rg, n, eid)): Path<(String, String, String, String)>,
+) -> AppResult<Response> {
+    let app = application_id(&sub, &rg, &n)?;
+    caller.require(actions::APPLICATIONS_WRITE, &app.scope())?;
+    let mut tx = state.store.write().await?;
+    if !tx.delete_eligibility(&app.to_string(), &eid).await? {
+        return Err(AppError::not_found(format!("eligible role {eid}")));
+    }
+    tx.commit().await?;
+    Ok(no_content())
+}
+
+#[utoipa::path(get, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/applications/{name}/eligibleRoles",
+    tag = "applications",
+    params(("sub" = String, Path), ("rg" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = List<EligibleRole>)))]
+pub async fn list_eligible_roles(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((sub, rg, n)): Path<(String, String, String)>,
+) -> AppResult<Reply<List<EligibleRole>>> {
+    let app = application_id(&sub, &rg, &n)?;
+    caller.require(actions::APPLICATIONS_READ, &app.scope())?;
+    let mut tx = state.store.read().await?;
+    if tx.application(&app.to_string()).await?.is_none() {
+        return Err(AppError::not_found(&app));
+    }
+    let value = tx
+        .eligibilities(&app.to_string())
+        .await?
+        .into_iter()
+        .map(eligibility_view)
+        .collect();
+    Ok(Reply::ok(List {
+        value,
+        next_link: None,
+    }))
+}

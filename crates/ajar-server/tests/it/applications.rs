@@ -1,0 +1,254 @@
+//! Managed applications: the JIT policy fixed at creation, approval settings, eligible roles.
+
+use crate::*;
+use ajar_testkit::TestApp;
+use reqwest::Method;
+use serde_json::json;
+
+const APP: &str = "/subscriptions/s1/resourceGroups/rg1/applications/crm";
+
+async fn put(app: &TestApp, body: serde_json::Value) -> RawResponse {
+    call(
+        &app.admin,
+        Method::PUT,
+        &format!("/api/v1{APP}"),
+        Some(body),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn jit_is_on_by_default_with_the_briefs_defaults() {
+    let app = TestApp::spawn().await;
+    let r = put(&app, json!({"properties":{"publisherPrincipals":["acme"]}})).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(
+        r.body["properties"]["jitAccessPolicy"],
+        json!({"jitAccessEnabled":true,"jitApprovalMode":"AutoApprove","jitApprovers":[],
+               "maximumJitAccessDuration":"PT8H","jitApprovalThreshold":1})
+    );
+    let got = call(&app.admin, Method::GET, &format!("/api/v1{APP}"), None).await;
+    assert_eq!(got.body, r.body);
+    let list = call(
+        &app.admin,
+        Method::GET,
+        "/api/v1/subscriptions/s1/applications",
+        None,
+    )
+    .await;
+    assert_eq!(list.body["value"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn policies_are_validated() {
+    let app = TestApp::spawn().await;
+    let p = "properties.jitAccessPolicy";
+    let cases = [
+        (
+            json!({"jitApprovalMode":"ManualApprove"}),
+            format!("{p}.jitApprovers"),
+        ),
+        (
+            json!({"jitApprovalMode":"Sometimes"}),
+            format!("{p}.jitApprovalMode"),
+        ),
+        (
+            json!({"jitApprovalMode":"ManualApprove","jitApprovers":[{"id":"bob","type":"robot"}]}),
+            format!("{p}.jitApprovers[0].type"),
+        ),
+        (
+            json!({"jitApprovalMode":"ManualApprove","jitApprovers":[{"id":"bob","type":"user"}],"jitApprovalThreshold":2}),
+            format!("{p}.jitApprovalThreshold"),
+        ),
+        (
+            json!({"jitApprovalMode":"ManualApprove","jitApprovers":[{"id":"bob","type":"user"},{"id":"bob","type":"user"}]}),
+            format!("{p}.jitApprovers[1].id"),
+        ),
+        (
+            json!({"maximumJitAccessDuration":"PT25H"}),
+            format!("{p}.maximumJitAccessDuration"),
+        ),
+        (
+            json!({"jitApprovalThreshold":0}),
+            format!("{p}.jitApprovalThreshold"),
+        ),
+        (json!({"approvers":[]}), format!("{p}.approvers")),
+    ];
+    for (policy, t) in cases {
+        let r = put(&app, json!({"properties":{"jitAccessPolicy":policy}})).await;
+        assert_eq!(
+            (r.status, target(&r)),
+            (400, t.as_str()),
+            "{policy}: {:?}",
+            r.body
+        );
+    }
+    assert_eq!(
+        call(&app.admin, Method::GET, &format!("/api/v1{APP}"), None)
+            .await
+            .status,
+        404,
+        "nothing stored"
+    );
+    // A group approver can carry any threshold.
+    let r = put(&app, json!({"properties":{"jitAccessPolicy":{"jitApprovalMode":"ManualApprove",
+        "jitApprovers":[{"id":"bob","type":"user","displayName":"Bob"},{"id":"secops","type":"group"}],"jitApprovalThreshold":3}}})).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(
+        r.body["properties"]["jitAccessPolicy"]["jitApprovers"][0]["displayName"],
+        "Bob"
+    );
+}
+
+#[tokio::test]
+async fn jit_is_fixed_at_creation_but_approval_settings_are_not() {
+    let app = TestApp::spawn().await;
+    let r = put(
+        &app,
+        json!({"properties":{"jitAccessPolicy":{"jitAccessEnabled":false}}}),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    let r = put(
+        &app,
+        json!({"properties":{"jitAccessPolicy":{"jitAccessEnabled":true}}}),
+    )
+    .await;
+    assert_eq!(
+        (r.status, code(&r), target(&r)),
+        (
+            409,
+            "Conflict",
+            "properties.jitAccessPolicy.jitAccessEnabled"
+        )
+    );
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("created")
+    );
+
+    let other = "/subscriptions/s1/resourceGroups/rg1/applications/erp";
+    call(
+        &app.admin,
+        Method::PUT,
+        &format!("/api/v1{other}"),
+        Some(json!({"properties":{}})),
+    )
+    .await;
+    let r = call(&app.admin, Method::PUT, &format!("/api/v1{other}"), Some(json!({"properties":{"jitAccessPolicy":{
+        "jitApprovalMode":"ManualApprove","jitApprovers":[{"id":"bob","type":"user"}],"maximumJitAccessDuration":"PT2H"}}}))).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        r.body["properties"]["jitAccessPolicy"]["jitApprovalMode"],
+        "ManualApprove"
+    );
+    let r = call(
+        &app.admin,
+        Method::PUT,
+        &format!("/api/v1{other}"),
+        Some(json!({"properties":{"jitAccessPolicy":{"jitAccessEnabled":false}}})),
+    )
+    .await;
+    assert_eq!(r.status, 409, "JIT cannot be turned off either");
+}
+
+#[tokio::test]
+async fn eligible_roles_go_to_users_or_groups_on_jit_applications_only() {
+    let app = TestApp::spawn().await;
+    put(&app, json!({"properties":{}})).await;
+    let role = |id: &str| format!("/api/v1{APP}/eligibleRoles/{id}");
+    let r = call(
+        &app.admin,
+        Method::PUT,
+        &role("alice"),
+        Some(json!({"principal":"alice","roleDefinition":"Contributor"})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let r = call(
+        &app.admin,
+        Method::PUT,
+        &role("ops"),
+        Some(json!({"principal":"group:ops","roleDefinition":"Owner"})),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    let r = call(
+        &app.admin,
+        Method::PUT,
+        &role("bad"),
+        Some(json!({"principal":"alice","roleDefinition":"no spaces"})),
+    )
+    .await;
+    assert_eq!((r.status, target(&r)), (400, "roleDefinition"));
+    let list = call(
+        &app.admin,
+        Method::GET,
+        &format!("/api/v1{APP}/eligibleRoles"),
+        None,
+    )
+    .await;
+    let principals: Vec<&str> = list.body["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["principal"].as_str().unwrap())
+        .collect();
+    assert_eq!(principals, vec!["alice", "group:ops"]);
+    assert_eq!(
+        call(&app.admin, Method::DELETE, &role("alice"), None)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        call(&app.admin, Method::GET, &role("alice"), None)
+            .await
+            .status,
+        404
+    );
+
+    let ghost = "/api/v1/subscriptions/s1/resourceGroups/rg1/applications/ghost/eligibleRoles/x";
+    let r = call(
+        &app.admin,
+        Method::PUT,
+        ghost,
+        Some(json!({"principal":"alice","roleDefinition":"Reader"})),
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    let standing = "/subscriptions/s1/resourceGroups/rg1/applications/legacy";
+    call(
+        &app.admin,
+        Method::PUT,
+        &format!("/api/v1{standing}"),
+        Some(json!({"properties":{"jitAccessPolicy":{"jitAccessEnabled":false}}})),
+    )
+    .await;
+    let r = call(
+        &app.admin,
+        Method::PUT,
+        &format!("/api/v1{standing}/eligibleRoles/x"),
+        Some(json!({"principal":"alice","roleDefinition":"Reader"})),
+    )
+    .await;
+    assert_eq!((r.status, code(&r)), (409, "Conflict"));
+    // Deleting an application takes its eligibilities with it.
+    assert_eq!(
+        call(&app.admin, Method::DELETE, &format!("/api/v1{APP}"), None)
+            .await
+            .status,
+        204
+    );
+    put(&app, json!({"properties":{}})).await;
+    let list = call(
+        &app.admin,
+        Method::GET,
+        &format!("/api/v1{APP}/eligibleRoles"),
+        None,
+    )
+    .await;
+    assert_eq!(list.body["value"], json!([]));
+}
