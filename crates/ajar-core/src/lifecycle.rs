@@ -11,10 +11,11 @@
 
 use crate::principal::Principal;
 use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// Where a request stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum RequestState {
     /// Waiting for approvals.
     Pending,
@@ -98,7 +99,7 @@ impl ApprovalRule {
 }
 
 /// When the requested window starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Start {
     /// When approved: the duration counts from approval, not from asking.
     Now,
@@ -107,7 +108,7 @@ pub enum Start {
 }
 
 /// An approval or a denial.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {
     /// Who decided.
     pub by: Principal,
@@ -119,8 +120,8 @@ pub struct Decision {
     pub at: Timestamp,
 }
 
-/// A request's lifecycle state; the engine's pure core.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A request's lifecycle state; the engine's pure core. It serializes as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lifecycle {
     /// Who asked.
     pub requester: Principal,
@@ -213,6 +214,17 @@ impl Lifecycle {
             Start::At(t) => t,
         };
         from.saturating_add(self.duration).unwrap_or(from)
+    }
+
+    /// The next instant at which time alone changes the state (a timeout, a start, an end), or
+    /// `None` once the request is final: what the scheduler waits for.
+    pub fn next_due(&self) -> Option<Timestamp> {
+        match (self.state, self.window) {
+            (RequestState::Pending, _) => Some(self.decide_by()),
+            (RequestState::Approved, Some((start, _))) => Some(start),
+            (RequestState::Active, Some((_, end))) => Some(end),
+            _ => None,
+        }
     }
 
     fn approve_now(&mut self, now: Timestamp) {
@@ -526,6 +538,24 @@ mod tests {
                 .state,
             RequestState::Failed
         );
+    }
+
+    #[test]
+    fn the_scheduler_knows_when_to_look_next_and_the_state_round_trips() {
+        let l = pending(Start::At(at(60)));
+        assert_eq!(
+            l.next_due(),
+            Some(at(180)),
+            "a pending request times out at its window's end"
+        );
+        let approved = l.apply(approve("bob", 10), &manual(1), at(10)).unwrap();
+        assert_eq!(approved.next_due(), Some(at(60)));
+        let active = approved.apply(Event::Tick, &manual(1), at(60)).unwrap();
+        assert_eq!(active.next_due(), Some(at(180)));
+        let expired = active.apply(Event::Tick, &manual(1), at(180)).unwrap();
+        assert_eq!(expired.next_due(), None);
+        let json = serde_json::to_string(&active).unwrap();
+        assert_eq!(serde_json::from_str::<Lifecycle>(&json).unwrap(), active);
     }
 
     #[test]
