@@ -787,6 +787,124 @@ pub struct EligibleRole {
     pub created_at: String,
 }
 
+/// Body of `PUT .../jitRequests/{name}`: a role activation request, in the brief's shape.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JitRequestBody {
+    /// The request.
+    pub properties: JitRequestProperties,
+}
+
+/// What is requested.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JitRequestProperties {
+    /// The application.
+    #[schema(value_type = String)]
+    pub application_resource_id: ResourceId,
+    /// The roles asked for, each for the requester.
+    pub jit_authorization_policies: Vec<JitAuthorizationPolicy>,
+    /// When and for how long.
+    pub jit_scheduling_policy: JitSchedulingPolicy,
+    /// Why.
+    #[serde(default)]
+    pub justification: Option<String>,
+}
+
+/// One role for one principal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JitAuthorizationPolicy {
+    /// Who (the requester).
+    #[schema(value_type = String)]
+    pub principal_id: Principal,
+    /// The role.
+    pub role_definition_id: String,
+}
+
+/// When the activation happens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JitSchedulingPolicy {
+    /// `Once`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Start; absent means "when approved".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub start_time: Option<Timestamp>,
+    /// How long, ISO 8601.
+    #[schema(value_type = String)]
+    pub duration: AccessDuration,
+}
+
+/// A role activation request as the API returns it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JitRequest {
+    /// Resource id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Always `jitRequests`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The request and its state.
+    pub properties: JitRequestView,
+}
+
+/// A role activation request's details and state.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JitRequestView {
+    /// The application.
+    pub application_resource_id: String,
+    /// The roles.
+    pub jit_authorization_policies: Vec<JitAuthorizationPolicy>,
+    /// When and for how long, as asked.
+    pub jit_scheduling_policy: JitSchedulingPolicy,
+    /// Why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub justification: Option<String>,
+    /// `Pending`, `Approved`, `Active`, `Denied`, `Canceled`, `Timeout`, `Expired`, `Revoked`
+    /// or `Failed`.
+    pub jit_request_state: String,
+    /// Who asked.
+    pub requestor: String,
+    /// When it was asked.
+    pub created_at: String,
+    /// The granted window, once approved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_from: Option<String>,
+    /// Its end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_until: Option<String>,
+    /// Approvals and denials, with reasons.
+    pub decisions: Vec<DecisionView>,
+}
+
+/// An approval or denial.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DecisionView {
+    /// Who decided.
+    pub by: String,
+    /// `Approved` or `Denied`.
+    pub decision: String,
+    /// Why.
+    pub reason: String,
+    /// When.
+    pub at: String,
+}
+
+/// Body of approve and deny.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DecisionBody {
+    /// Why (required).
+    pub reason: String,
+}
+
 // ---------------------------------------------------------------------------------------------
 // Agents
 

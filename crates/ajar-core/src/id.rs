@@ -76,6 +76,8 @@ pub enum ResourceKind {
     JitNetworkAccessPolicy,
     /// A managed application (role access).
     Application,
+    /// A role activation request on an application.
+    JitRequest,
 }
 
 impl ResourceKind {
@@ -85,6 +87,7 @@ impl ResourceKind {
             ResourceKind::Machine => "machines",
             ResourceKind::JitNetworkAccessPolicy => "jitNetworkAccessPolicies",
             ResourceKind::Application => "applications",
+            ResourceKind::JitRequest => "jitRequests",
         }
     }
 
@@ -93,6 +96,7 @@ impl ResourceKind {
             ResourceKind::Machine,
             ResourceKind::JitNetworkAccessPolicy,
             ResourceKind::Application,
+            ResourceKind::JitRequest,
         ]
         .into_iter()
         .find(|k| k.segment().eq_ignore_ascii_case(s))

@@ -46,6 +46,10 @@ pub mod actions {
     pub const APPLICATIONS_WRITE: &str = "ajar.applications/write";
     /// Delete managed applications.
     pub const APPLICATIONS_DELETE: &str = "ajar.applications/delete";
+    /// Request role activations (and cancel or revoke one's own).
+    pub const JIT_REQUESTS_WRITE: &str = "ajar.jitRequests/write";
+    /// Read anyone's role activation requests.
+    pub const JIT_REQUESTS_READ: &str = "ajar.jitRequests/read";
     /// Read agents and their health.
     pub const AGENTS_READ: &str = "ajar.agents/read";
     /// Register and remove agents.
@@ -74,6 +78,8 @@ pub mod actions {
         APPLICATIONS_READ,
         APPLICATIONS_WRITE,
         APPLICATIONS_DELETE,
+        JIT_REQUESTS_WRITE,
+        JIT_REQUESTS_READ,
         AGENTS_READ,
         AGENTS_WRITE,
         TOKENS_READ,
@@ -220,6 +226,7 @@ pub fn built_in_roles() -> Vec<RoleDefinition> {
                 "ajar.machines/*",
                 "ajar.agents/*",
                 "ajar.applications/*",
+                "ajar.jitRequests/*",
                 "ajar.jit/*",
                 REQUESTS_APPROVE,
             ],
@@ -231,8 +238,8 @@ pub fn built_in_roles() -> Vec<RoleDefinition> {
         ),
         role(
             "JitRequester",
-            "Least privilege to request access: read policies and initiate, nothing else",
-            &[POLICIES_READ, POLICIES_INITIATE],
+            "Least privilege to request access: read policies, initiate network access, request role activation; nothing else",
+            &[POLICIES_READ, POLICIES_INITIATE, JIT_REQUESTS_WRITE],
         ),
         role(
             "Approver",
@@ -243,6 +250,7 @@ pub fn built_in_roles() -> Vec<RoleDefinition> {
                 POLICIES_READ,
                 MACHINES_READ,
                 APPLICATIONS_READ,
+                JIT_REQUESTS_READ,
             ],
         ),
     ]
@@ -317,7 +325,10 @@ mod tests {
     fn requester_is_least_privileged() {
         let r = builtin("JitRequester");
         let allowed: Vec<&str> = ALL.iter().copied().filter(|a| r.allows(a)).collect();
-        assert_eq!(allowed, vec![POLICIES_READ, POLICIES_INITIATE]);
+        assert_eq!(
+            allowed,
+            vec![POLICIES_READ, POLICIES_INITIATE, JIT_REQUESTS_WRITE]
+        );
         let reader = builtin("SecurityReader");
         assert!(
             ALL.iter()

@@ -79,6 +79,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(routes::agents::router())
         .merge(routes::applications::router())
+        .merge(routes::jit_requests::router())
         .merge(routes::machines::router())
         .merge(routes::policies::router())
         .merge(routes::requests::router())

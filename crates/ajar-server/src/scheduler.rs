@@ -15,6 +15,12 @@ pub const MAX_NAP: Duration = Duration::from_secs(1);
 /// Takes the writer only when something is due.
 pub async fn run_due(state: &AppState) -> StoreResult<u64> {
     let now = state.clock.now();
+    let roles = crate::routes::jit_requests::run_due(state, now).await?;
+    Ok(roles + expire_ports(state, now).await?)
+}
+
+/// Closes network ports whose end time has passed.
+async fn expire_ports(state: &AppState, now: jiff::Timestamp) -> StoreResult<u64> {
     let mut read = state.store.read().await?;
     let due = read.next_due().await?;
     drop(read);
@@ -74,7 +80,10 @@ pub async fn run_checkpoints(state: AppState, mut stop: watch::Receiver<bool>) {
 
 async fn next_nap(state: &AppState) -> StoreResult<Duration> {
     let mut tx = state.store.read().await?;
-    let due = tx.next_due().await?;
+    let due = match (tx.next_due().await?, tx.next_jit_due().await?) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     drop(tx);
     let Some(due) = due else { return Ok(MAX_NAP) };
     let wait = due.duration_since(state.clock.now());

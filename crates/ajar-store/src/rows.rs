@@ -33,6 +33,31 @@ pub struct ApplicationRow {
     pub jit_enabled: bool,
 }
 
+/// A stored role activation request.
+#[derive(Debug, Clone)]
+pub struct JitRequestRow {
+    /// Resource id (`.../jitRequests/NAME`).
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// The application.
+    pub application_id: String,
+    /// Who asked.
+    pub requester: String,
+    /// The roles asked for, as JSON array text.
+    pub roles: String,
+    /// Why.
+    pub justification: Option<String>,
+    /// The lifecycle as JSON (`ajar_core::lifecycle::Lifecycle`).
+    pub lifecycle: String,
+    /// Its state's name.
+    pub state: String,
+    /// When the scheduler must look at it next.
+    pub due: Option<Timestamp>,
+    /// When it was asked.
+    pub created_at: Timestamp,
+}
+
 /// A stored eligibility.
 #[derive(Debug, Clone)]
 pub struct EligibilityRow {

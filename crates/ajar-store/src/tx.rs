@@ -1087,6 +1087,132 @@ impl Tx {
         Ok(r.rows_affected() > 0)
     }
 
+    // -- role activation requests ---------------------------------------------------------
+
+    /// Stores a new role activation request; false when one with this id exists.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn insert_jit_request(
+        &mut self,
+        r: &JitRequestRow,
+        subscription: &str,
+        resource_group: &str,
+    ) -> StoreResult<bool> {
+        if self.jit_request(&r.id).await?.is_some() {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO jit_requests (id, subscription, resource_group, name, application_id, requester, \
+             roles, justification, lifecycle, state, due, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(&r.id)
+        .bind(subscription)
+        .bind(resource_group)
+        .bind(&r.name)
+        .bind(&r.application_id)
+        .bind(&r.requester)
+        .bind(&r.roles)
+        .bind(&r.justification)
+        .bind(&r.lifecycle)
+        .bind(&r.state)
+        .bind(r.due.map(to_db))
+        .bind(to_db(r.created_at))
+        .execute(self.c())
+        .await?;
+        Ok(true)
+    }
+
+    /// Replaces a request's lifecycle, state and due instant.
+    pub async fn update_jit_request(
+        &mut self,
+        id: &str,
+        lifecycle: &str,
+        state: &str,
+        due: Option<Timestamp>,
+    ) -> StoreResult<()> {
+        sqlx::query("UPDATE jit_requests SET lifecycle = $1, state = $2, due = $3 WHERE id = $4")
+            .bind(lifecycle)
+            .bind(state)
+            .bind(due.map(to_db))
+            .bind(id)
+            .execute(self.c())
+            .await?;
+        Ok(())
+    }
+
+    async fn jit_requests_where(
+        &mut self,
+        cond: &str,
+        arg: &str,
+    ) -> StoreResult<Vec<JitRequestRow>> {
+        let sql = format!(
+            "SELECT id, name, application_id, requester, roles, justification, lifecycle, state, due, created_at \
+             FROM jit_requests WHERE {cond} ORDER BY created_at DESC, id DESC"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(arg)
+            .fetch_all(self.c())
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(JitRequestRow {
+                    id: text(r, "id")?,
+                    name: text(r, "name")?,
+                    application_id: text(r, "application_id")?,
+                    requester: text(r, "requester")?,
+                    roles: text(r, "roles")?,
+                    justification: opt_text(r, "justification")?,
+                    lifecycle: text(r, "lifecycle")?,
+                    state: text(r, "state")?,
+                    due: r.try_get::<Option<i64>, _>("due")?.map(from_db),
+                    created_at: from_db(int(r, "created_at")?),
+                })
+            })
+            .collect()
+    }
+
+    /// One role activation request.
+    pub async fn jit_request(&mut self, id: &str) -> StoreResult<Option<JitRequestRow>> {
+        Ok(self
+            .jit_requests_where("id = $1", id)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// An application's requests, newest first.
+    pub async fn jit_requests_of_application(
+        &mut self,
+        application_id: &str,
+    ) -> StoreResult<Vec<JitRequestRow>> {
+        self.jit_requests_where("application_id = $1", application_id)
+            .await
+    }
+
+    /// Requests in a state, newest first.
+    pub async fn jit_requests_in_state(&mut self, state: &str) -> StoreResult<Vec<JitRequestRow>> {
+        self.jit_requests_where("state = $1", state).await
+    }
+
+    /// Ids of requests due at `now` (the scheduler's work list).
+    pub async fn jit_requests_due(&mut self, now: Timestamp) -> StoreResult<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT id FROM jit_requests WHERE due IS NOT NULL AND due <= $1 ORDER BY due",
+        )
+        .bind(to_db(now))
+        .fetch_all(self.c())
+        .await?;
+        rows.iter().map(|r| text(r, "id")).collect()
+    }
+
+    /// The earliest due instant of any role activation request.
+    pub async fn next_jit_due(&mut self) -> StoreResult<Option<Timestamp>> {
+        let row = sqlx::query("SELECT MIN(due) AS due FROM jit_requests WHERE due IS NOT NULL")
+            .fetch_one(self.c())
+            .await?;
+        Ok(row.try_get::<Option<i64>, _>("due")?.map(from_db))
+    }
+
     // -- agents -----------------------------------------------------------------------------
 
     /// Stores a new agent and the machines it guards.

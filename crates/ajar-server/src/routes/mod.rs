@@ -2,6 +2,7 @@
 
 pub mod agents;
 pub mod applications;
+pub mod jit_requests;
 pub mod machines;
 pub mod openapi;
 pub mod policies;
@@ -56,6 +57,7 @@ pub fn resource_id(sub: &str, rg: &str, kind: ResourceKind, n: &str) -> AppResul
         ResourceKind::Machine => "machineName",
         ResourceKind::JitNetworkAccessPolicy => "policyName",
         ResourceKind::Application => "applicationName",
+        ResourceKind::JitRequest => "jitRequestName",
     };
     Ok(ResourceId::new(
         name("subscriptionId", sub)?,

@@ -1,6 +1,8 @@
 //! The OpenAPI document, generated from the handlers' annotations, at `/api/v1/openapi.json`.
 
-use super::{agents, applications, machines, policies, rbac, requests, settings, tokens};
+use super::{
+    agents, applications, jit_requests, machines, policies, rbac, requests, settings, tokens,
+};
 use crate::AppState;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -51,6 +53,9 @@ impl Modify for BearerAuth {
         applications::list_group_applications, applications::put_eligible_role,
         applications::get_eligible_role, applications::delete_eligible_role,
         applications::list_eligible_roles,
+        jit_requests::create_jit_request, jit_requests::get_jit_request, jit_requests::approve,
+        jit_requests::deny, jit_requests::cancel, jit_requests::revoke,
+        jit_requests::list_application_requests, jit_requests::inbox,
     ),
     components(schemas(ajar_api::ErrorBody, ajar_api::ApiError, ajar_api::ErrorCode)),
     modifiers(&BearerAuth),

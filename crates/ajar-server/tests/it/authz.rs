@@ -333,6 +333,15 @@ fn cases() -> Vec<Case> {
             allowed: &["Owner", "JitAdmin", "SecurityReader", "Approver"],
             scoped: true,
         },
+        Case {
+            name: "get someone's role request",
+            method: Method::GET,
+            path: |_, g| format!("{}/jitRequests/jr", rg(g)),
+            body: None,
+            ok: 200,
+            allowed: &["Owner", "JitAdmin", "SecurityReader", "Approver"],
+            scoped: true,
+        },
         // Not scoped to a resource group: the same answer whatever group the role is on.
         Case {
             name: "list role definitions",
@@ -436,6 +445,20 @@ async fn world(app: &TestApp) -> Ctx {
         )
         .await;
         assert_eq!(r.status, 201);
+        // The admin's own role request on it.
+        let r = call(
+            &app.admin,
+            Method::PUT,
+            &format!("{app_path}/eligibleRoles/admin"),
+            Some(json!({"principal":"admin","roleDefinition":"Reader"})),
+        )
+        .await;
+        assert_eq!(r.status, 201);
+        let r = call(&app.admin, Method::PUT, &format!("{}/jitRequests/jr", rg(g)), Some(json!({"properties":{
+            "applicationResourceId":format!("/subscriptions/s1/resourceGroups/{g}/applications/app"),
+            "jitAuthorizationPolicies":[{"principalId":"admin","roleDefinitionId":"Reader"}],
+            "jitSchedulingPolicy":{"type":"Once","duration":"PT1H"}}}))).await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
     }
     Ctx { request }
 }

@@ -6,6 +6,7 @@
 mod agents;
 mod applications;
 mod authz;
+mod jit_requests;
 mod lifecycle;
 mod misc;
 mod validation;

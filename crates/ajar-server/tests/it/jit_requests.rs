@@ -1,0 +1,457 @@
+//! Role activation requests: the full lifecycle over HTTP with the injected clock, and every
+//! refused transition.
+
+use crate::*;
+use ajar_testkit::TestApp;
+use jiff::SignedDuration;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const APP: &str = "/subscriptions/s1/resourceGroups/rg1/applications/crm";
+
+fn req_path(name: &str) -> String {
+    format!("/api/v1{RG}/jitRequests/{name}")
+}
+
+fn request_body(principal: &str, role: &str, duration: &str, start: Option<String>) -> Value {
+    let mut scheduling = json!({"type":"Once","duration":duration});
+    if let Some(s) = start {
+        scheduling["startTime"] = json!(s);
+    }
+    json!({"properties":{"applicationResourceId":APP,
+        "jitAuthorizationPolicies":[{"principalId":principal,"roleDefinitionId":role}],
+        "jitSchedulingPolicy":scheduling,"justification":"incident 42"}})
+}
+
+struct People {
+    alice: ajar_api::Client,
+    bob: ajar_api::Client,
+    carol: ajar_api::Client,
+    mallory: ajar_api::Client,
+    dave: ajar_api::Client,
+}
+
+/// `crm` with the given approval settings; alice and dave eligible for Contributor; bob and
+/// carol (and dave) approvers; mallory holds the Approver role but is not listed.
+async fn world(app: &TestApp, policy: Value) -> People {
+    let r = call(
+        &app.admin,
+        Method::PUT,
+        &format!("/api/v1{APP}"),
+        Some(json!({"properties":{"jitAccessPolicy":policy}})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    for who in ["alice", "dave"] {
+        let r = call(
+            &app.admin,
+            Method::PUT,
+            &format!("/api/v1{APP}/eligibleRoles/{who}"),
+            Some(json!({"principal":who,"roleDefinition":"Contributor"})),
+        )
+        .await;
+        assert_eq!(r.status, 201);
+    }
+    People {
+        alice: app.user("alice", Some(("JitRequester", RG))).await,
+        bob: app.user("bob", Some(("Approver", RG))).await,
+        carol: app.user("carol", Some(("Approver", RG))).await,
+        mallory: app.user("mallory", Some(("Approver", RG))).await,
+        dave: {
+            let d = app.user("dave", Some(("JitRequester", RG))).await;
+            let r = call(
+                &app.admin,
+                Method::PUT,
+                "/api/v1/roleAssignments/dave-approver",
+                Some(json!({"principal":"dave","roleDefinition":"Approver","scope":RG})),
+            )
+            .await;
+            assert_eq!(r.status, 201);
+            d
+        },
+    }
+}
+
+fn manual(threshold: u32) -> Value {
+    json!({"jitApprovalMode":"ManualApprove","jitApprovalThreshold":threshold,"maximumJitAccessDuration":"PT4H",
+        "jitApprovers":[{"id":"bob","type":"user"},{"id":"carol","type":"user"},{"id":"dave","type":"user"}]})
+}
+
+fn state_of(r: &RawResponse) -> &str {
+    r.body["properties"]["jitRequestState"]
+        .as_str()
+        .unwrap_or("<none>")
+}
+
+async fn decide(client: &ajar_api::Client, name: &str, verb: &str) -> RawResponse {
+    call(
+        client,
+        Method::POST,
+        &format!("{}/{verb}", req_path(name)),
+        Some(json!({"reason":"looked at the ticket"})),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_manual_request_is_approved_activates_and_expires() {
+    let app = TestApp::spawn().await;
+    let p = world(&app, manual(1)).await;
+    let r = call(
+        &p.alice,
+        Method::PUT,
+        &req_path("r1"),
+        Some(request_body("alice", "Contributor", "PT2H", None)),
+    )
+    .await;
+    assert_eq!((r.status, state_of(&r)), (201, "Pending"), "{:?}", r.body);
+    // The approvers see it in their inbox; the requester and outsiders do not.
+    let inbox = call(&p.bob, Method::GET, "/api/v1/inbox", None).await;
+    assert_eq!(inbox.body["value"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        call(&p.mallory, Method::GET, "/api/v1/inbox", None)
+            .await
+            .body["value"],
+        json!([])
+    );
+    assert_eq!(
+        call(&p.alice, Method::GET, "/api/v1/inbox", None)
+            .await
+            .status,
+        403
+    );
+
+    // Approved half an hour later: the two hours count from the approval.
+    app.advance(SignedDuration::from_mins(30));
+    let approved_at = app.now();
+    let r = decide(&p.bob, "r1", "approve").await;
+    assert_eq!((r.status, state_of(&r)), (200, "Active"), "{:?}", r.body);
+    assert_eq!(r.body["properties"]["activeFrom"], approved_at.to_string());
+    assert_eq!(
+        r.body["properties"]["activeUntil"],
+        approved_at
+            .checked_add(SignedDuration::from_hours(2))
+            .unwrap()
+            .to_string()
+    );
+    assert_eq!(r.body["properties"]["decisions"][0]["by"], "bob");
+    let own = call(&p.alice, Method::GET, &req_path("r1"), None).await;
+    assert_eq!(state_of(&own), "Active");
+
+    app.advance(SignedDuration::from_hours(2));
+    assert!(app.tick().await >= 1);
+    let done = call(&p.alice, Method::GET, &req_path("r1"), None).await;
+    assert_eq!(state_of(&done), "Expired");
+    let late = decide(&p.carol, "r1", "approve").await;
+    assert_eq!(
+        (late.status, code(&late)),
+        (409, "Conflict"),
+        "an expired request cannot be approved"
+    );
+    // History stays.
+    let history = call(
+        &app.admin,
+        Method::GET,
+        &format!("/api/v1{APP}/jitRequests"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        history.body["value"][0]["properties"]["jitRequestState"],
+        "Expired"
+    );
+}
+
+#[tokio::test]
+async fn refused_transitions_say_why() {
+    let app = TestApp::spawn().await;
+    let p = world(&app, manual(1)).await;
+    call(
+        &p.dave,
+        Method::PUT,
+        &req_path("own"),
+        Some(request_body("dave", "Contributor", "PT1H", None)),
+    )
+    .await;
+    let r = decide(&p.dave, "own", "approve").await;
+    assert_eq!((r.status, code(&r)), (403, "AuthorizationFailed"));
+    assert!(
+        r.body["error"]["message"].as_str().unwrap().contains("own"),
+        "{:?}",
+        r.body
+    );
+    let r = decide(&p.mallory, "own", "approve").await;
+    assert_eq!(
+        r.status, 403,
+        "holding the Approver role is not enough without being listed"
+    );
+    let r = call(
+        &p.bob,
+        Method::POST,
+        &format!("{}/approve", req_path("own")),
+        Some(json!({"reason":" "})),
+    )
+    .await;
+    assert_eq!((r.status, target(&r)), (400, "reason"));
+
+    call(
+        &p.alice,
+        Method::PUT,
+        &req_path("c"),
+        Some(request_body("alice", "Contributor", "PT1H", None)),
+    )
+    .await;
+    let r = call(
+        &p.bob,
+        Method::POST,
+        &format!("{}/cancel", req_path("c")),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 403, "only the requester cancels");
+    let r = call(
+        &p.alice,
+        Method::POST,
+        &format!("{}/cancel", req_path("c")),
+        None,
+    )
+    .await;
+    assert_eq!(state_of(&r), "Canceled");
+    assert_eq!(decide(&p.bob, "c", "approve").await.status, 409);
+
+    call(
+        &p.alice,
+        Method::PUT,
+        &req_path("d"),
+        Some(request_body("alice", "Contributor", "PT1H", None)),
+    )
+    .await;
+    assert_eq!(state_of(&decide(&p.carol, "d", "deny").await), "Denied");
+    assert_eq!(decide(&p.bob, "d", "approve").await.status, 409);
+    let r = call(
+        &p.alice,
+        Method::PUT,
+        &req_path("d"),
+        Some(request_body("alice", "Contributor", "PT1H", None)),
+    )
+    .await;
+    assert_eq!(r.status, 409, "requests are not replaced");
+}
+
+#[tokio::test]
+async fn requests_are_checked_against_eligibility_and_the_application() {
+    let app = TestApp::spawn().await;
+    let p = world(&app, manual(1)).await;
+    let eve = app.user("eve", Some(("JitRequester", RG))).await;
+    let pol = "properties.jitAuthorizationPolicies[0]";
+    let cases: Vec<(&ajar_api::Client, Value, u16, String)> = vec![
+        (
+            &eve,
+            request_body("eve", "Contributor", "PT1H", None),
+            403,
+            format!("{pol}.roleDefinitionId"),
+        ),
+        (
+            &p.alice,
+            request_body("alice", "Owner", "PT1H", None),
+            403,
+            format!("{pol}.roleDefinitionId"),
+        ),
+        (
+            &p.alice,
+            request_body("alice", "Contributor", "PT5H", None),
+            400,
+            "properties.jitSchedulingPolicy.duration".into(),
+        ),
+        (
+            &p.alice,
+            request_body("bob", "Contributor", "PT1H", None),
+            400,
+            format!("{pol}.principalId"),
+        ),
+        (
+            &p.alice,
+            request_body(
+                "alice",
+                "Contributor",
+                "PT1H",
+                Some("2020-01-01T00:00:00Z".into()),
+            ),
+            400,
+            "properties.jitSchedulingPolicy.startTime".into(),
+        ),
+    ];
+    for (client, body, status, t) in cases {
+        let r = call(client, Method::PUT, &req_path("x"), Some(body.clone())).await;
+        assert_eq!(
+            (r.status, target(&r)),
+            (status, t.as_str()),
+            "{body}: {:?}",
+            r.body
+        );
+    }
+    let mut ghost = request_body("alice", "Contributor", "PT1H", None);
+    ghost["properties"]["applicationResourceId"] =
+        json!("/subscriptions/s1/resourceGroups/rg1/applications/ghost");
+    let r = call(&p.alice, Method::PUT, &req_path("x"), Some(ghost)).await;
+    assert_eq!(
+        (r.status, target(&r)),
+        (404, "properties.applicationResourceId")
+    );
+    let legacy = "/subscriptions/s1/resourceGroups/rg1/applications/legacy";
+    call(
+        &app.admin,
+        Method::PUT,
+        &format!("/api/v1{legacy}"),
+        Some(json!({"properties":{"jitAccessPolicy":{"jitAccessEnabled":false}}})),
+    )
+    .await;
+    let mut standing = request_body("alice", "Contributor", "PT1H", None);
+    standing["properties"]["applicationResourceId"] = json!(legacy);
+    let r = call(&p.alice, Method::PUT, &req_path("x"), Some(standing)).await;
+    assert_eq!((r.status, code(&r)), (409, "Conflict"));
+    assert_eq!(
+        call(&app.admin, Method::GET, &req_path("x"), None)
+            .await
+            .status,
+        404,
+        "nothing was stored"
+    );
+}
+
+#[tokio::test]
+async fn thresholds_timeouts_scheduled_starts_and_revokes() {
+    let app = TestApp::spawn().await;
+    let p = world(&app, manual(2)).await;
+    call(
+        &p.alice,
+        Method::PUT,
+        &req_path("two"),
+        Some(request_body("alice", "Contributor", "PT1H", None)),
+    )
+    .await;
+    assert_eq!(
+        state_of(&decide(&p.bob, "two", "approve").await),
+        "Pending",
+        "one of two approvals"
+    );
+    assert_eq!(
+        decide(&p.bob, "two", "approve").await.status,
+        409,
+        "the same approver counts once"
+    );
+    assert_eq!(
+        state_of(&decide(&p.carol, "two", "approve").await),
+        "Active"
+    );
+    let r = call(
+        &p.alice,
+        Method::POST,
+        &format!("{}/revoke", req_path("two")),
+        None,
+    )
+    .await;
+    assert_eq!(state_of(&r), "Revoked", "early self-revoke");
+
+    // Undecided until its window ends: timeout.
+    call(
+        &p.alice,
+        Method::PUT,
+        &req_path("late"),
+        Some(request_body("alice", "Contributor", "PT1H", None)),
+    )
+    .await;
+    app.advance(SignedDuration::from_hours(1));
+    app.tick().await;
+    assert_eq!(
+        state_of(&call(&p.alice, Method::GET, &req_path("late"), None).await),
+        "Timeout"
+    );
+
+    // A scheduled start: approved now, active at the start.
+    let start = app
+        .now()
+        .checked_add(SignedDuration::from_hours(1))
+        .unwrap();
+    call(
+        &p.alice,
+        Method::PUT,
+        &req_path("later"),
+        Some(request_body(
+            "alice",
+            "Contributor",
+            "PT1H",
+            Some(start.to_string()),
+        )),
+    )
+    .await;
+    decide(&p.bob, "later", "approve").await;
+    let r = decide(&p.carol, "later", "approve").await;
+    assert_eq!(state_of(&r), "Approved");
+    app.advance(SignedDuration::from_hours(1));
+    app.tick().await;
+    assert_eq!(
+        state_of(&call(&p.alice, Method::GET, &req_path("later"), None).await),
+        "Active"
+    );
+}
+
+#[tokio::test]
+async fn automatic_approval_activates_at_once() {
+    let app = TestApp::spawn().await;
+    let p = world(&app, json!({})).await;
+    let r = call(
+        &p.alice,
+        Method::PUT,
+        &req_path("auto"),
+        Some(request_body("alice", "Contributor", "PT1H", None)),
+    )
+    .await;
+    assert_eq!((r.status, state_of(&r)), (201, "Active"), "{:?}", r.body);
+    // Someone else's request is not a requester's to read or revoke (approvers may read it).
+    let eve = app.user("eve", Some(("JitRequester", RG))).await;
+    assert_eq!(
+        call(&eve, Method::GET, &req_path("auto"), None)
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        call(
+            &eve,
+            Method::POST,
+            &format!("{}/revoke", req_path("auto")),
+            None
+        )
+        .await
+        .status,
+        403
+    );
+    assert_eq!(
+        call(&p.dave, Method::GET, &req_path("auto"), None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        call(
+            &p.dave,
+            Method::POST,
+            &format!("{}/revoke", req_path("auto")),
+            None
+        )
+        .await
+        .status,
+        403
+    );
+    // An admin of the application may revoke it.
+    let r = call(
+        &app.admin,
+        Method::POST,
+        &format!("{}/revoke", req_path("auto")),
+        None,
+    )
+    .await;
+    assert_eq!(state_of(&r), "Revoked");
+    let _ = p.bob;
+}
