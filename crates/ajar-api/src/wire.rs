@@ -905,6 +905,40 @@ pub struct DecisionBody {
     pub reason: String,
 }
 
+/// Body of `POST /api/v1/authorize`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuthorizeBody {
+    /// Who wants to act.
+    #[schema(value_type = String)]
+    pub principal: Principal,
+    /// What they want to do (an action name).
+    pub action: String,
+    /// Where.
+    #[schema(value_type = String)]
+    pub scope: Scope,
+    /// Groups the principal belongs to (`group:NAME`), as the asking application knows them.
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub groups: Vec<Principal>,
+}
+
+/// The answer of `POST /api/v1/authorize`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizeAnswer {
+    /// Allowed or not.
+    pub allowed: bool,
+    /// Why, in words.
+    pub reason: String,
+    /// `assignment:ID` or `elevation:REQUEST_ID`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
+    /// When the elevation that allows it ends (absent for standing access).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
 // ---------------------------------------------------------------------------------------------
 // Agents
 

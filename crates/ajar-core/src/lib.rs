@@ -13,6 +13,7 @@
 //! - [`principal`]: who acts.
 //! - [`clock`]: the injectable clock.
 //! - [`application`]: managed applications' JIT access policies.
+//! - [`authorize`]: the in-memory index behind `POST /api/v1/authorize`.
 //! - [`agent`]: enforcement agents: modes, mapped-port ranges, liveness.
 //!
 //! # Invariant
@@ -20,6 +21,7 @@
 
 pub mod agent;
 pub mod application;
+pub mod authorize;
 pub mod clock;
 pub mod duration;
 pub mod error;

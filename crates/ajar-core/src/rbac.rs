@@ -50,6 +50,8 @@ pub mod actions {
     pub const JIT_REQUESTS_WRITE: &str = "ajar.jitRequests/write";
     /// Read anyone's role activation requests.
     pub const JIT_REQUESTS_READ: &str = "ajar.jitRequests/read";
+    /// Ask `POST /api/v1/authorize` about a scope.
+    pub const AUTHORIZE: &str = "ajar.authorize/action";
     /// Read agents and their health.
     pub const AGENTS_READ: &str = "ajar.agents/read";
     /// Register and remove agents.
@@ -80,6 +82,7 @@ pub mod actions {
         APPLICATIONS_DELETE,
         JIT_REQUESTS_WRITE,
         JIT_REQUESTS_READ,
+        AUTHORIZE,
         AGENTS_READ,
         AGENTS_WRITE,
         TOKENS_READ,

@@ -16,6 +16,7 @@
 //! - Every change is one store transaction; nothing is kept only in memory.
 //! - Time comes from the [`Clock`] in [`AppState`], never from the system directly.
 
+pub mod access;
 pub mod auth;
 pub mod body;
 pub mod bootstrap;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Resolved tokens; invalidated by every change to tokens, roles or assignments.
     pub auth_cache: Arc<auth::AuthCache>,
+    /// The index behind `POST /api/v1/authorize`.
+    pub access_index: Arc<access::AccessIndex>,
     /// Parsed policy rules by ETag.
     pub rules_cache: Arc<rules_cache::RulesCache>,
     /// Stores access requests in batches.
@@ -67,10 +70,20 @@ impl AppState {
             store,
             clock,
             auth_cache: Arc::default(),
+            access_index: Arc::default(),
             rules_cache: Arc::default(),
             stopping,
             stop: Arc::new(stop),
         }
+    }
+}
+
+impl AppState {
+    /// Forgets what was derived from tokens, roles, assignments and role activations; call
+    /// after changing any of them.
+    pub fn access_changed(&self) {
+        self.auth_cache.invalidate();
+        self.access_index.invalidate();
     }
 }
 
@@ -80,6 +93,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::agents::router())
         .merge(routes::applications::router())
         .merge(routes::jit_requests::router())
+        .merge(routes::authorize::router())
         .merge(routes::machines::router())
         .merge(routes::policies::router())
         .merge(routes::requests::router())

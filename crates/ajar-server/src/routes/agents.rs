@@ -228,7 +228,7 @@ pub async fn delete_agent(
     tx.delete_token(&agent.token_id).await?;
     tx.delete_agent(&id).await?;
     tx.commit().await?;
-    state.auth_cache.invalidate();
+    state.access_changed();
     Ok(no_content())
 }
 

@@ -264,6 +264,7 @@ pub async fn create_jit_request(
         .at(id.to_string()));
     }
     tx.commit().await?;
+    state.access_index.invalidate();
     Ok(Reply::created_or_ok(true, view(&row)?))
 }
 
@@ -319,6 +320,7 @@ async fn transition(
     let next = lifecycle_of(&row)?.apply(make(&policy, now), &policy.approval, now)?;
     save(&mut tx, &mut row, &next).await?;
     tx.commit().await?;
+    state.access_index.invalidate();
     Ok(Reply::ok(view(&row)?))
 }
 
@@ -507,5 +509,8 @@ pub async fn run_due(state: &AppState, now: Timestamp) -> StoreResult<u64> {
         save(&mut tx, &mut row, &next).await?;
     }
     tx.commit().await?;
+    if changed > 0 {
+        state.access_index.invalidate();
+    }
     Ok(changed)
 }

@@ -2,6 +2,7 @@
 
 pub mod agents;
 pub mod applications;
+pub mod authorize;
 pub mod jit_requests;
 pub mod machines;
 pub mod openapi;

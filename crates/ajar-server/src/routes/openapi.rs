@@ -1,7 +1,8 @@
 //! The OpenAPI document, generated from the handlers' annotations, at `/api/v1/openapi.json`.
 
 use super::{
-    agents, applications, jit_requests, machines, policies, rbac, requests, settings, tokens,
+    agents, applications, authorize, jit_requests, machines, policies, rbac, requests, settings,
+    tokens,
 };
 use crate::AppState;
 use axum::routing::get;
@@ -56,6 +57,7 @@ impl Modify for BearerAuth {
         jit_requests::create_jit_request, jit_requests::get_jit_request, jit_requests::approve,
         jit_requests::deny, jit_requests::cancel, jit_requests::revoke,
         jit_requests::list_application_requests, jit_requests::inbox,
+        authorize::authorize,
     ),
     components(schemas(ajar_api::ErrorBody, ajar_api::ApiError, ajar_api::ErrorCode)),
     modifiers(&BearerAuth),

@@ -137,7 +137,7 @@ pub async fn put_role(
     let mut tx = state.store.write().await?;
     let created = tx.put_role(&row, state.clock.now()).await?;
     tx.commit().await?;
-    state.auth_cache.invalidate();
+    state.access_changed();
     Ok(Reply::created_or_ok(created, custom_view(row)))
 }
 
@@ -169,7 +169,7 @@ pub async fn delete_role(
         return Err(AppError::not_found(format!("role definition {role}")));
     }
     tx.commit().await?;
-    state.auth_cache.invalidate();
+    state.access_changed();
     Ok(no_content())
 }
 
@@ -267,7 +267,7 @@ pub async fn put_assignment(
     let created = tx.put_assignment(&row, &caller.principal).await?;
     let stored = tx.assignment(&row.id).await?.unwrap_or(row);
     tx.commit().await?;
-    state.auth_cache.invalidate();
+    state.access_changed();
     Ok(Reply::created_or_ok(created, assignment_view(stored)))
 }
 
@@ -286,6 +286,6 @@ pub async fn delete_assignment(
     caller.require(actions::RBAC_WRITE, &Scope::parse(&row.scope)?)?;
     tx.delete_assignment(&id).await?;
     tx.commit().await?;
-    state.auth_cache.invalidate();
+    state.access_changed();
     Ok(no_content())
 }

@@ -134,7 +134,7 @@ pub async fn delete_token(
     }
     tx.delete_token(&id).await?;
     tx.commit().await?;
-    state.auth_cache.invalidate();
+    state.access_changed();
     tracing::info!(token = %id, by = %caller.principal, "token revoked");
     Ok(no_content())
 }

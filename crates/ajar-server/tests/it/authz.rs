@@ -342,6 +342,17 @@ fn cases() -> Vec<Case> {
             allowed: &["Owner", "JitAdmin", "SecurityReader", "Approver"],
             scoped: true,
         },
+        Case {
+            name: "authorize (asks about the group)",
+            method: Method::POST,
+            path: |_, _| "/api/v1/authorize".into(),
+            body: Some(
+                |g| json!({"principal":"x","action":"ajar.machines/read","scope":format!("/subscriptions/s1/resourceGroups/{g}")}),
+            ),
+            ok: 200,
+            allowed: &["Owner"],
+            scoped: true,
+        },
         // Not scoped to a resource group: the same answer whatever group the role is on.
         Case {
             name: "list role definitions",

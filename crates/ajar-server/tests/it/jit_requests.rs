@@ -455,3 +455,117 @@ async fn automatic_approval_activates_at_once() {
     assert_eq!(state_of(&r), "Revoked");
     let _ = p.bob;
 }
+
+#[tokio::test]
+async fn authorize_counts_standing_access_and_active_elevations_only() {
+    let app = TestApp::spawn().await;
+    let p = world(&app, manual(1)).await;
+    // The eligible role is an ajar role definition: elevating to it grants its actions.
+    let r = call(
+        &app.admin,
+        Method::PUT,
+        "/api/v1/roleDefinitions/Contributor",
+        Some(json!({"actions":["ajar.applications/*"]})),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    let ask = |action: &str, scope: &str| {
+        let admin = app.admin.clone();
+        let body = json!({"principal":"alice","action":action,"scope":scope});
+        async move {
+            call(&admin, Method::POST, "/api/v1/authorize", Some(body))
+                .await
+                .body
+        }
+    };
+    let write = "ajar.applications/write";
+    assert_eq!(ask(write, APP).await["allowed"], false);
+    let standing = ask("ajar.jitRequests/write", RG).await;
+    assert_eq!(
+        (
+            standing["allowed"].as_bool(),
+            standing["expiresAt"].is_null()
+        ),
+        (Some(true), true)
+    );
+    assert!(standing["via"].as_str().unwrap().starts_with("assignment:"));
+
+    // Approved for an hour from now: not yet, then yes until the end, then no.
+    let start = app
+        .now()
+        .checked_add(SignedDuration::from_hours(1))
+        .unwrap();
+    call(
+        &p.alice,
+        Method::PUT,
+        &req_path("e"),
+        Some(request_body(
+            "alice",
+            "Contributor",
+            "PT1H",
+            Some(start.to_string()),
+        )),
+    )
+    .await;
+    decide(&p.bob, "e", "approve").await;
+    assert_eq!(
+        ask(write, APP).await["allowed"],
+        false,
+        "approved but not started"
+    );
+    app.advance(SignedDuration::from_hours(1));
+    let during = ask(write, APP).await;
+    assert_eq!(during["allowed"], true, "{during}");
+    assert_eq!(during["via"], format!("elevation:{RG}/jitRequests/e"));
+    assert_eq!(
+        during["expiresAt"],
+        start
+            .checked_add(SignedDuration::from_hours(1))
+            .unwrap()
+            .to_string()
+    );
+    assert_eq!(
+        ask(
+            write,
+            "/subscriptions/s1/resourceGroups/rg1/applications/erp"
+        )
+        .await["allowed"],
+        false,
+        "only on that application"
+    );
+    app.advance(SignedDuration::from_hours(1));
+    assert_eq!(
+        ask(write, APP).await["allowed"],
+        false,
+        "after the window, even before the scheduler runs"
+    );
+
+    // Revoked: no longer, at once.
+    call(
+        &p.alice,
+        Method::PUT,
+        &req_path("f"),
+        Some(request_body("alice", "Contributor", "PT1H", None)),
+    )
+    .await;
+    decide(&p.carol, "f", "approve").await;
+    assert_eq!(ask(write, APP).await["allowed"], true);
+    call(
+        &p.alice,
+        Method::POST,
+        &format!("{}/revoke", req_path("f")),
+        None,
+    )
+    .await;
+    assert_eq!(ask(write, APP).await["allowed"], false);
+
+    // Asking needs ajar.authorize/action at the scope asked about.
+    let r = call(
+        &p.alice,
+        Method::POST,
+        "/api/v1/authorize",
+        Some(json!({"principal":"alice","action":write,"scope":APP})),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+}

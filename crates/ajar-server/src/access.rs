@@ -1,0 +1,104 @@
+//! The in-memory answer to "may P do A at S now?" (`POST /api/v1/authorize`): an
+//! [`ajar_core::authorize::Index`] built from the store's assignments and approved role
+//! activations, rebuilt lazily after any change to them.
+
+use crate::auth::resolve_role;
+use crate::error::AppError;
+use ajar_core::authorize::{Grant, Index, Source};
+use ajar_core::id::Scope;
+use ajar_core::lifecycle::{Lifecycle, RequestState};
+use ajar_store::Store;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// The current index, or none until it is next needed.
+#[derive(Debug, Default)]
+pub struct AccessIndex {
+    generation: AtomicU64,
+    current: Mutex<Option<(u64, Arc<Index>)>>,
+}
+
+impl AccessIndex {
+    /// Forgets the index; the next question rebuilds it.
+    pub fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// The index, built from the store if there is none.
+    pub async fn get(&self, store: &Store) -> Result<Arc<Index>, AppError> {
+        let generation = self.generation.load(Ordering::SeqCst);
+        if let Some((g, index)) = self
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            && *g == generation
+        {
+            return Ok(index.clone());
+        }
+        let index = Arc::new(build(store).await?);
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        // Keep it only if nothing changed while it was being built.
+        if self.generation.load(Ordering::SeqCst) == generation {
+            *current = Some((generation, index.clone()));
+        }
+        Ok(index)
+    }
+}
+
+async fn build(store: &Store) -> Result<Index, AppError> {
+    let mut tx = store.read().await?;
+    let custom: HashMap<String, String> = tx
+        .roles()
+        .await?
+        .into_iter()
+        .map(|r| (r.name, r.actions))
+        .collect();
+    let role = |name: &str| resolve_role(name, custom.get(name).map(String::as_str)).map(Arc::new);
+    let mut grants = Vec::new();
+    for a in tx.assignments("/", None).await? {
+        if let (Ok(scope), Some(role)) = (Scope::parse(&a.scope), role(&a.role_name)) {
+            grants.push((
+                a.principal,
+                Grant {
+                    scope,
+                    role,
+                    source: Source::Assignment(a.id),
+                },
+            ));
+        }
+    }
+    for state in [RequestState::Approved, RequestState::Active] {
+        for r in tx.jit_requests_in_state(state.as_str()).await? {
+            let (Ok(l), Ok(roles), Ok(scope)) = (
+                serde_json::from_str::<Lifecycle>(&r.lifecycle),
+                serde_json::from_str::<Vec<String>>(&r.roles),
+                Scope::parse(&r.application_id),
+            ) else {
+                continue;
+            };
+            let Some((from, until)) = l.window else {
+                continue;
+            };
+            for name in roles {
+                if let Some(role) = role(&name) {
+                    grants.push((
+                        r.requester.clone(),
+                        Grant {
+                            scope: scope.clone(),
+                            role,
+                            source: Source::Elevation {
+                                request: r.id.clone(),
+                                from,
+                                until,
+                            },
+                        },
+                    ));
+                }
+            }
+        }
+    }
+    Ok(Index::new(grants))
+}

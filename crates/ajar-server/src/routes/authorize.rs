@@ -1,0 +1,48 @@
+//! `POST /api/v1/authorize`: may a principal do an action at a scope right now, counting standing
+//! assignments and active role elevations? Answered from memory.
+
+use super::Reply;
+use crate::AppState;
+use crate::auth::Caller;
+use crate::body::RawBody;
+use crate::error::AppResult;
+use ajar_api::wire::{AuthorizeAnswer, AuthorizeBody};
+use ajar_core::authorize::Source;
+use ajar_core::rbac::actions;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::post;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/authorize", post(authorize))
+}
+
+#[utoipa::path(post, path = "/api/v1/authorize", tag = "authorize", request_body = AuthorizeBody,
+    responses((status = 200, body = AuthorizeAnswer)))]
+pub async fn authorize(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: RawBody,
+) -> AppResult<Reply<AuthorizeAnswer>> {
+    let body: AuthorizeBody = body.parse()?;
+    // The asker may only ask about scopes it is trusted with.
+    caller.require(actions::AUTHORIZE, &body.scope)?;
+    let index = state.access_index.get(&state.store).await?;
+    let groups: Vec<String> = body.groups.iter().map(ToString::to_string).collect();
+    let answer = index.decide(
+        body.principal.as_str(),
+        &groups,
+        &body.action,
+        &body.scope,
+        state.clock.now(),
+    );
+    Ok(Reply::ok(AuthorizeAnswer {
+        allowed: answer.allowed,
+        reason: answer.reason,
+        via: answer.via.map(|v| match v {
+            Source::Assignment(id) => format!("assignment:{id}"),
+            Source::Elevation { request, .. } => format!("elevation:{request}"),
+        }),
+        expires_at: answer.expires_at.map(super::ts),
+    }))
+}
