@@ -298,18 +298,19 @@ pub async fn get_jit_request(
 }
 
 /// Applies an event to a stored request in one write transaction.
+/// Reads the request inside the write transaction, so two decisions cannot both count on a
+/// stale copy.
 async fn transition(
     state: &AppState,
     id: &ResourceId,
-    mut row: JitRequestRow,
-    make: impl FnOnce(&AppJitPolicy, Timestamp) -> Event,
+    make: impl FnOnce(Timestamp) -> Event,
 ) -> AppResult<Reply<JitRequest>> {
     let now = ajar_store::at_store_precision(state.clock.now());
     let mut tx = state.store.write().await?;
-    // Re-read inside the transaction, so two decisions cannot both count on a stale copy.
-    if let Some(fresh) = tx.jit_request(&id.to_string()).await? {
-        row = fresh;
-    }
+    let mut row = tx
+        .jit_request(&id.to_string())
+        .await?
+        .ok_or_else(|| AppError::not_found(id))?;
     let app = tx.application(&row.application_id).await?.ok_or_else(|| {
         AppError::new(
             ErrorCode::Conflict,
@@ -317,7 +318,7 @@ async fn transition(
         )
     })?;
     let policy = app_policy(&app.properties)?;
-    let next = lifecycle_of(&row)?.apply(make(&policy, now), &policy.approval, now)?;
+    let next = lifecycle_of(&row)?.apply(make(now), &policy.approval, now)?;
     save(&mut tx, &mut row, &next).await?;
     tx.commit().await?;
     state.access_index.invalidate();
@@ -341,14 +342,8 @@ async fn decide(
         )
         .at("reason"));
     }
-    let mut tx = state.store.read().await?;
-    let row = tx
-        .jit_request(&id.to_string())
-        .await?
-        .ok_or_else(|| AppError::not_found(&id))?;
-    drop(tx);
     let by = Principal::parse(&caller.principal)?;
-    transition(state, &id, row, |_, now| {
+    transition(state, &id, |now| {
         let d = Decision {
             by,
             approve,
@@ -399,10 +394,10 @@ pub async fn cancel(
     let id = request_id(&sub, &rg, &n)?;
     caller.require(actions::JIT_REQUESTS_WRITE, &id.scope())?;
     let mut tx = state.store.read().await?;
-    let row = load_visible(&mut tx, &caller, &id).await?;
+    load_visible(&mut tx, &caller, &id).await?;
     drop(tx);
     let by = Principal::parse(&caller.principal)?;
-    transition(&state, &id, row, |_, _| Event::Cancel(by)).await
+    transition(&state, &id, |_| Event::Cancel(by)).await
 }
 
 #[utoipa::path(post, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/jitRequests/{name}/revoke", tag = "jitRequests",
@@ -422,7 +417,7 @@ pub async fn revoke(
     let admin = Scope::parse(&row.application_id)
         .is_ok_and(|s| caller.may(actions::APPLICATIONS_WRITE, &s));
     let by = Principal::parse(&caller.principal)?;
-    transition(&state, &id, row, move |_, _| Event::Revoke { by, admin }).await
+    transition(&state, &id, move |_| Event::Revoke { by, admin }).await
 }
 
 #[utoipa::path(get, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/applications/{name}/jitRequests", tag = "jitRequests",
