@@ -218,6 +218,15 @@ pub struct PolicyProperties {
     /// established connections survive, as with the vendor's JIT).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cut_established_on_expiry: bool,
+    /// ajar's addition: `AutoApprove` (default, as in the brief) or `ManualApprove`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_mode: Option<String>,
+    /// ajar's addition: who may approve requests under the policy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<JitApprover>,
+    /// ajar's addition: how many approvers must approve (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_threshold: Option<u32>,
 }
 
 /// One machine of a policy.
@@ -296,17 +305,32 @@ impl PolicyBody {
                 ports,
             });
         }
+        let approval = approval_rule(
+            self.properties.approval_mode.as_deref(),
+            &self.properties.approvers,
+            self.properties.approval_threshold,
+            [
+                "properties.approvalMode",
+                "properties.approvers",
+                "properties.approvalThreshold",
+            ],
+        )?;
         Ok(PolicyRules {
             machines,
             cut_established: self.properties.cut_established_on_expiry,
+            approval,
         })
     }
 }
 
 /// Policy rules in the wire shape.
 pub fn policy_properties(rules: &PolicyRules) -> PolicyProperties {
+    let manual = !rules.approval.automatic;
     PolicyProperties {
         cut_established_on_expiry: rules.cut_established,
+        approval_mode: manual.then(|| "ManualApprove".to_owned()),
+        approvers: approvers_to_wire(&rules.approval, &[]),
+        approval_threshold: manual.then_some(rules.approval.threshold),
         virtual_machines: rules
             .machines
             .iter()
@@ -360,6 +384,15 @@ pub struct PolicyView {
     /// Whether connections are cut when a window ends.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cut_established_on_expiry: bool,
+    /// `ManualApprove` when requests need approval (absent: automatic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_mode: Option<String>,
+    /// Who may approve.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<JitApprover>,
+    /// How many approvers must approve.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_threshold: Option<u32>,
     /// Always `Succeeded` once stored.
     pub provisioning_state: String,
 }
@@ -521,6 +554,13 @@ pub struct AccessRequest {
     pub justification: Option<String>,
     /// Machines and the state of each port.
     pub virtual_machines: Vec<AccessRequestMachine>,
+    /// ajar's addition, under a policy with manual approval: the `jitRequests` resource that
+    /// approvers decide; the ports open when it is approved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_request_id: Option<String>,
+    /// The approval request's state (`Pending` until decided).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_state: Option<String>,
 }
 
 /// One machine of a request.
@@ -652,52 +692,20 @@ pub struct JitApprover {
 impl JitAccessPolicy {
     /// The domain policy, with defaults filled in and each field checked.
     pub fn to_domain(&self) -> Result<ajar_core::application::AppJitPolicy, FieldError> {
-        use ajar_core::lifecycle::{ApprovalRule, Approver};
         let at = "properties.jitAccessPolicy";
-        let automatic = match self.jit_approval_mode.as_deref() {
-            None | Some("AutoApprove") => true,
-            Some("ManualApprove") => false,
-            Some(other) => {
-                return Err(FieldError::new(
-                    format!("{at}.jitApprovalMode"),
-                    format!("{other:?} is not one of AutoApprove, ManualApprove"),
-                ));
-            }
-        };
-        let mut approvers = Vec::with_capacity(self.jit_approvers.len());
-        for (i, a) in self.jit_approvers.iter().enumerate() {
-            let target = format!("{at}.jitApprovers[{i}]");
-            let approver = match a.kind.as_str() {
-                "user" => Approver::User(
-                    Principal::parse(&a.id).map_err(|e| e.at(format!("{target}.id")))?,
-                ),
-                "group" => Approver::Group(
-                    ajar_core::id::Name::parse(a.id.trim_start_matches("group:"))
-                        .map_err(|e| e.at(format!("{target}.id")))?
-                        .to_string(),
-                ),
-                other => {
-                    return Err(FieldError::new(
-                        format!("{target}.type"),
-                        format!("{other:?} is not one of user, group"),
-                    ));
-                }
-            };
-            if approvers.contains(&approver) {
-                return Err(FieldError::new(
-                    format!("{target}.id"),
-                    "approver listed twice",
-                ));
-            }
-            approvers.push(approver);
-        }
+        let approval = approval_rule(
+            self.jit_approval_mode.as_deref(),
+            &self.jit_approvers,
+            self.jit_approval_threshold,
+            [
+                &format!("{at}.jitApprovalMode"),
+                &format!("{at}.jitApprovers"),
+                &format!("{at}.jitApprovalThreshold"),
+            ],
+        )?;
         let policy = ajar_core::application::AppJitPolicy {
             enabled: self.jit_access_enabled.unwrap_or(true),
-            approval: ApprovalRule {
-                automatic,
-                approvers,
-                threshold: self.jit_approval_threshold.unwrap_or(1),
-            },
+            approval,
             max_duration: self
                 .maximum_jit_access_duration
                 .unwrap_or_else(ajar_core::application::default_max_duration),
@@ -708,7 +716,6 @@ impl JitAccessPolicy {
 
     /// The wire form of a domain policy (approvers' display names are kept by the caller).
     pub fn from_domain(p: &ajar_core::application::AppJitPolicy, names: &[JitApprover]) -> Self {
-        use ajar_core::lifecycle::Approver;
         JitAccessPolicy {
             jit_access_enabled: Some(p.enabled),
             jit_approval_mode: Some(
@@ -719,30 +726,92 @@ impl JitAccessPolicy {
                 }
                 .to_owned(),
             ),
-            jit_approvers: p
-                .approval
-                .approvers
-                .iter()
-                .map(|a| {
-                    let (id, kind) = match a {
-                        Approver::User(u) => (u.to_string(), "user"),
-                        Approver::Group(g) => (g.clone(), "group"),
-                    };
-                    let display_name = names
-                        .iter()
-                        .find(|n| n.id.trim_start_matches("group:") == id && n.kind == kind)
-                        .and_then(|n| n.display_name.clone());
-                    JitApprover {
-                        id,
-                        kind: kind.to_owned(),
-                        display_name,
-                    }
-                })
-                .collect(),
+            jit_approvers: approvers_to_wire(&p.approval, names),
             maximum_jit_access_duration: Some(p.max_duration),
             jit_approval_threshold: Some(p.approval.threshold),
         }
     }
+}
+
+/// Parses an approval mode (`AutoApprove`, the default, or `ManualApprove`), approvers and a
+/// threshold (default 1); `at` names the mode, approvers and threshold fields for errors.
+pub fn approval_rule(
+    mode: Option<&str>,
+    approvers: &[JitApprover],
+    threshold: Option<u32>,
+    [mode_at, approvers_at, threshold_at]: [&str; 3],
+) -> Result<ajar_core::lifecycle::ApprovalRule, FieldError> {
+    use ajar_core::lifecycle::{ApprovalRule, Approver};
+    let automatic = match mode {
+        None | Some("AutoApprove") => true,
+        Some("ManualApprove") => false,
+        Some(other) => {
+            return Err(FieldError::new(
+                mode_at,
+                format!("{other:?} is not one of AutoApprove, ManualApprove"),
+            ));
+        }
+    };
+    let mut parsed = Vec::with_capacity(approvers.len());
+    for (i, a) in approvers.iter().enumerate() {
+        let target = format!("{approvers_at}[{i}]");
+        let approver = match a.kind.as_str() {
+            "user" => {
+                Approver::User(Principal::parse(&a.id).map_err(|e| e.at(format!("{target}.id")))?)
+            }
+            "group" => Approver::Group(
+                ajar_core::id::Name::parse(a.id.trim_start_matches("group:"))
+                    .map_err(|e| e.at(format!("{target}.id")))?
+                    .to_string(),
+            ),
+            other => {
+                return Err(FieldError::new(
+                    format!("{target}.type"),
+                    format!("{other:?} is not one of user, group"),
+                ));
+            }
+        };
+        if parsed.contains(&approver) {
+            return Err(FieldError::new(
+                format!("{target}.id"),
+                "approver listed twice",
+            ));
+        }
+        parsed.push(approver);
+    }
+    let rule = ApprovalRule {
+        automatic,
+        approvers: parsed,
+        threshold: threshold.unwrap_or(1),
+    };
+    rule.validate(approvers_at, threshold_at)?;
+    Ok(rule)
+}
+
+/// Approvers in the wire shape, with display names taken from `names` where they match.
+pub fn approvers_to_wire(
+    rule: &ajar_core::lifecycle::ApprovalRule,
+    names: &[JitApprover],
+) -> Vec<JitApprover> {
+    use ajar_core::lifecycle::Approver;
+    rule.approvers
+        .iter()
+        .map(|a| {
+            let (id, kind) = match a {
+                Approver::User(u) => (u.to_string(), "user"),
+                Approver::Group(g) => (g.clone(), "group"),
+            };
+            let display_name = names
+                .iter()
+                .find(|n| n.id.trim_start_matches("group:") == id && n.kind == kind)
+                .and_then(|n| n.display_name.clone());
+            JitApprover {
+                id,
+                kind: kind.to_owned(),
+                display_name,
+            }
+        })
+        .collect()
 }
 
 /// An application as the API returns it.
@@ -857,8 +926,25 @@ pub struct JitRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JitRequestView {
-    /// The application.
-    pub application_resource_id: String,
+    /// `role` (an activation on an application) or `network` (access under a network policy
+    /// with manual approval).
+    pub request_kind: String,
+    /// The application (role requests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application_resource_id: Option<String>,
+    /// The network policy (network requests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_access_policy_id: Option<String>,
+    /// The initiate as asked (network requests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_access: Option<InitiateBody>,
+    /// The network access request that opened the ports, once approved (its id under the
+    /// policy's `requests`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_request_id: Option<String>,
+    /// The request this one extends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extends: Option<String>,
     /// The roles.
     pub jit_authorization_policies: Vec<JitAuthorizationPolicy>,
     /// When and for how long, as asked.
@@ -881,6 +967,53 @@ pub struct JitRequestView {
     pub active_until: Option<String>,
     /// Approvals and denials, with reasons.
     pub decisions: Vec<DecisionView>,
+    /// When the "expires in 15 minutes" warning fell due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiry_warned_at: Option<String>,
+    /// Why enforcement failed (`Failed` requests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+}
+
+/// Body of `POST .../jitRequests/{name}/extend`: a follow-on request, decided under the same
+/// rules, that continues an approved or active one.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExtendBody {
+    /// How much longer, ISO 8601 (at most the policy's maximum).
+    #[schema(value_type = String)]
+    pub duration: AccessDuration,
+    /// Why.
+    #[serde(default)]
+    pub justification: Option<String>,
+}
+
+/// One entry of `GET /api/v1/history`: a request of either kind.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    /// The request's id (a `jitRequests` resource id, or a network request id).
+    pub id: String,
+    /// `role` or `network`.
+    pub kind: String,
+    /// The application or network policy.
+    pub target: String,
+    /// Who asked.
+    pub requestor: String,
+    /// `Pending`, `Approved`, `Active`, `Denied`, `Canceled`, `Timeout`, `Expired`,
+    /// `Revoked`, `Failed`, or `Superseded` (network access replaced by a newer request).
+    pub state: String,
+    /// When it was asked.
+    pub created_at: String,
+    /// Start of the granted window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_from: Option<String>,
+    /// End of the granted window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_until: Option<String>,
+    /// Why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub justification: Option<String>,
 }
 
 /// An approval or denial.
@@ -1175,6 +1308,26 @@ pub struct Token {
     pub created_by: String,
     /// When.
     pub created_at: String,
+}
+
+/// Body of `PUT /api/v1/groups/{name}`: the group's members (replaces them all).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GroupBody {
+    /// Principals in the group (not other groups).
+    #[schema(value_type = Vec<String>)]
+    pub members: Vec<Principal>,
+}
+
+/// A group of principals; role assignments, eligibilities and approvers may name it as
+/// `group:NAME`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Group {
+    /// The group's name.
+    pub name: String,
+    /// Its members, sorted.
+    pub members: Vec<String>,
 }
 
 /// Body of `PUT /api/v1/roleAssignments/{id}`.

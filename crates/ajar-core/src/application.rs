@@ -3,7 +3,7 @@
 
 use crate::FieldError;
 use crate::duration::AccessDuration;
-use crate::lifecycle::{ApprovalRule, Approver};
+use crate::lifecycle::ApprovalRule;
 use jiff::SignedDuration;
 
 /// An application's JIT access policy.
@@ -29,37 +29,10 @@ impl AppJitPolicy {
     /// reach (groups may hold any number of approvers, so with a group any threshold is allowed).
     pub fn validate(&self) -> Result<(), FieldError> {
         let at = "properties.jitAccessPolicy";
-        if self.approval.threshold == 0 {
-            return Err(FieldError::new(
-                format!("{at}.jitApprovalThreshold"),
-                "the threshold must be at least 1",
-            ));
-        }
-        if self.approval.automatic {
-            return Ok(());
-        }
-        if self.approval.approvers.is_empty() {
-            return Err(FieldError::new(
-                format!("{at}.jitApprovers"),
-                "manual approval needs at least one approver",
-            ));
-        }
-        let has_group = self
-            .approval
-            .approvers
-            .iter()
-            .any(|a| matches!(a, Approver::Group(_)));
-        if !has_group && self.approval.threshold as usize > self.approval.approvers.len() {
-            return Err(FieldError::new(
-                format!("{at}.jitApprovalThreshold"),
-                format!(
-                    "a threshold of {} cannot be reached by {} approver(s)",
-                    self.approval.threshold,
-                    self.approval.approvers.len()
-                ),
-            ));
-        }
-        Ok(())
+        self.approval.validate(
+            &format!("{at}.jitApprovers"),
+            &format!("{at}.jitApprovalThreshold"),
+        )
     }
 
     /// Checks a change of policy: approval settings may change, whether JIT is on may not.
@@ -81,6 +54,7 @@ impl AppJitPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lifecycle::Approver;
     use crate::principal::Principal;
 
     fn policy(automatic: bool, approvers: Vec<Approver>, threshold: u32) -> AppJitPolicy {

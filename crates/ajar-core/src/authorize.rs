@@ -13,6 +13,9 @@ use std::sync::Arc;
 pub enum Source {
     /// A standing role assignment (its id).
     Assignment(String),
+    /// Standing access of an application's publisher (the application's id): read-only, or the
+    /// eligible roles themselves when the application was created without JIT.
+    Publisher(String),
     /// An elevation by a role activation request (its id), valid in `[from, until)`.
     Elevation {
         /// The request.
@@ -52,6 +55,7 @@ pub struct Answer {
 #[derive(Debug, Default)]
 pub struct Index {
     by_principal: HashMap<String, Vec<Grant>>,
+    groups_of: HashMap<String, Vec<String>>,
 }
 
 impl Index {
@@ -61,7 +65,19 @@ impl Index {
         for (p, g) in grants {
             by_principal.entry(p).or_default().push(g);
         }
-        Index { by_principal }
+        Index {
+            by_principal,
+            groups_of: HashMap::new(),
+        }
+    }
+
+    /// Adds the groups ajar itself knows (`member → group:NAME`); they count as if the asker
+    /// had named them.
+    pub fn with_groups(mut self, memberships: impl IntoIterator<Item = (String, String)>) -> Self {
+        for (member, group) in memberships {
+            self.groups_of.entry(member).or_default().push(group);
+        }
+        self
     }
 
     /// How many principals it knows.
@@ -80,8 +96,10 @@ impl Index {
         now: Timestamp,
     ) -> Answer {
         let mut best: Option<&Grant> = None;
+        let known = self.groups_of.get(principal).map(Vec::as_slice);
         let candidates = std::iter::once(principal)
             .chain(groups.iter().map(String::as_str))
+            .chain(known.unwrap_or_default().iter().map(String::as_str))
             .filter_map(|p| self.by_principal.get(p))
             .flatten();
         for g in candidates {
@@ -89,7 +107,7 @@ impl Index {
                 continue;
             }
             match &g.source {
-                Source::Assignment(_) => {
+                Source::Assignment(_) | Source::Publisher(_) => {
                     best = Some(g);
                     break;
                 }
@@ -112,13 +130,16 @@ impl Index {
                     Source::Assignment(_) => {
                         format!("role {} assigned at {}", g.role.name, g.scope)
                     }
+                    Source::Publisher(_) => {
+                        format!("publisher's standing {} at {}", g.role.name, g.scope)
+                    }
                     Source::Elevation { .. } => {
                         format!("role {} activated at {}", g.role.name, g.scope)
                     }
                 },
                 expires_at: match g.source {
                     Source::Elevation { until, .. } => Some(until),
-                    Source::Assignment(_) => None,
+                    Source::Assignment(_) | Source::Publisher(_) => None,
                 },
                 via: Some(g.source.clone()),
             },
@@ -241,6 +262,18 @@ mod tests {
         assert!(
             !index
                 .decide("carol", &[], "ajar.applications/write", &scope(APP), t(0))
+                .allowed
+        );
+        let index = index.with_groups([("carol".to_owned(), "group:ops".to_owned())]);
+        assert!(
+            index
+                .decide("carol", &[], "ajar.applications/write", &scope(APP), t(0))
+                .allowed,
+            "a membership ajar knows counts without being named"
+        );
+        assert!(
+            !index
+                .decide("dave", &[], "ajar.applications/write", &scope(APP), t(0))
                 .allowed
         );
     }

@@ -1,6 +1,6 @@
-//! The request lifecycle shared by role activations and approval-gated network access (issue 4's
-//! engine; the API does not use it yet): states, approval rules (approvers by principal or
-//! group, a threshold of N approvals, no self-approval) and the only transitions allowed.
+//! The request lifecycle shared by role activations and approval-gated network access: states,
+//! approval rules (approvers by principal or group, a threshold of N approvals, no
+//! self-approval), the "expires soon" warning and the only transitions allowed.
 //!
 //! ```text
 //! Pending ──approve×N──▶ Approved ──start──▶ Active ──end──▶ Expired
@@ -9,6 +9,7 @@
 //!    └──window ends undecided──▶ Timeout      Approved/Active ──enforcement fails──▶ Failed
 //! ```
 
+use crate::FieldError;
 use crate::principal::Principal;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -68,8 +69,11 @@ impl fmt::Display for RequestState {
     }
 }
 
+/// How long before its end an active request is flagged as expiring soon.
+pub const EXPIRY_WARNING: SignedDuration = SignedDuration::from_mins(15);
+
 /// Who may approve: a principal, or any member of a group (`group:NAME`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Approver {
     /// This principal.
     User(Principal),
@@ -78,7 +82,7 @@ pub enum Approver {
 }
 
 /// How a request is decided.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApprovalRule {
     /// Approved at once, or by approvers.
     pub automatic: bool,
@@ -88,7 +92,54 @@ pub struct ApprovalRule {
     pub threshold: u32,
 }
 
+impl Default for ApprovalRule {
+    /// Automatic approval, as the brief's systems do by default.
+    fn default() -> Self {
+        ApprovalRule {
+            automatic: true,
+            approvers: Vec::new(),
+            threshold: 1,
+        }
+    }
+}
+
 impl ApprovalRule {
+    /// Checks the rule: manual approval needs approvers and a threshold they can reach (a group
+    /// may hold any number of approvers, so with a group any threshold is allowed). Errors name
+    /// `approvers_at` or `threshold_at`.
+    pub fn validate(&self, approvers_at: &str, threshold_at: &str) -> Result<(), FieldError> {
+        if self.threshold == 0 {
+            return Err(FieldError::new(
+                threshold_at,
+                "the threshold must be at least 1",
+            ));
+        }
+        if self.automatic {
+            return Ok(());
+        }
+        if self.approvers.is_empty() {
+            return Err(FieldError::new(
+                approvers_at,
+                "manual approval needs at least one approver",
+            ));
+        }
+        let has_group = self
+            .approvers
+            .iter()
+            .any(|a| matches!(a, Approver::Group(_)));
+        if !has_group && self.threshold as usize > self.approvers.len() {
+            return Err(FieldError::new(
+                threshold_at,
+                format!(
+                    "a threshold of {} cannot be reached by {} approver(s)",
+                    self.threshold,
+                    self.approvers.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether `who` (member of `groups`) is one of the approvers.
     pub fn is_approver(&self, who: &Principal, groups: &[String]) -> bool {
         self.approvers.iter().any(|a| match a {
@@ -137,6 +188,12 @@ pub struct Lifecycle {
     pub window: Option<(Timestamp, Timestamp)>,
     /// Approvals and denials so far.
     pub decisions: Vec<Decision>,
+    /// When the "expires in 15 minutes" warning fell due (once per request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiry_warned_at: Option<Timestamp>,
+    /// Why enforcement failed, for a `Failed` request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }
 
 /// Something that happens to a request.
@@ -157,8 +214,8 @@ pub enum Event {
         /// Whether they may revoke others' requests.
         admin: bool,
     },
-    /// Enforcement could not apply it.
-    Fail,
+    /// Enforcement could not apply it, for this reason.
+    Fail(String),
 }
 
 /// Why a transition was refused.
@@ -199,6 +256,8 @@ impl Lifecycle {
             state: RequestState::Pending,
             window: None,
             decisions: Vec::new(),
+            expiry_warned_at: None,
+            failure: None,
         };
         if rule.automatic {
             l.approve_now(now);
@@ -216,15 +275,32 @@ impl Lifecycle {
         from.saturating_add(self.duration).unwrap_or(from)
     }
 
-    /// The next instant at which time alone changes the state (a timeout, a start, an end), or
-    /// `None` once the request is final: what the scheduler waits for.
+    /// The next instant at which time alone changes the request (a timeout, a start, the
+    /// expiry warning, an end), or `None` once it is final: what the scheduler waits for.
     pub fn next_due(&self) -> Option<Timestamp> {
         match (self.state, self.window) {
             (RequestState::Pending, _) => Some(self.decide_by()),
             (RequestState::Approved, Some((start, _))) => Some(start),
-            (RequestState::Active, Some((_, end))) => Some(end),
+            (RequestState::Active, Some((start, end))) => Some(
+                self.warning_at(start, end)
+                    .filter(|_| self.expiry_warned_at.is_none())
+                    .unwrap_or(end),
+            ),
             _ => None,
         }
+    }
+
+    /// When a window's expiry warning falls due: 15 minutes before its end, for windows longer
+    /// than that (a shorter one would be warned about as it opens).
+    fn warning_at(&self, start: Timestamp, end: Timestamp) -> Option<Timestamp> {
+        let at = end.checked_sub(EXPIRY_WARNING).ok()?;
+        (at > start).then_some(at)
+    }
+
+    /// Whether the expiry warning fell due in the step from `before` to `self` (the scheduler
+    /// sends it once).
+    pub fn warned_since(&self, before: &Lifecycle) -> bool {
+        self.expiry_warned_at.is_some() && before.expiry_warned_at.is_none()
     }
 
     fn approve_now(&mut self, now: Timestamp) {
@@ -251,7 +327,14 @@ impl Lifecycle {
                 self.state = RequestState::Expired;
             }
             (RequestState::Approved, Some((start, _))) if now >= start => {
-                self.state = RequestState::Active
+                self.state = RequestState::Active;
+                self.tick(now);
+            }
+            (RequestState::Active, Some((start, end)))
+                if self.expiry_warned_at.is_none()
+                    && self.warning_at(start, end).is_some_and(|w| now >= w) =>
+            {
+                self.expiry_warned_at = Some(now);
             }
             _ => {}
         }
@@ -304,11 +387,12 @@ impl Lifecycle {
                 }
                 next.state = RequestState::Revoked;
             }
-            Event::Fail => {
+            Event::Fail(reason) => {
                 if !matches!(next.state, RequestState::Approved | RequestState::Active) {
                     return Err(Refused::State(next.state, "failed"));
                 }
                 next.state = RequestState::Failed;
+                next.failure = Some(reason);
             }
         }
         Ok(next)
@@ -533,7 +617,7 @@ mod tests {
         );
         assert_eq!(
             approved
-                .apply(Event::Fail, &manual(1), at(70))
+                .apply(Event::Fail("nft failed".into()), &manual(1), at(70))
                 .unwrap()
                 .state,
             RequestState::Failed
@@ -551,11 +635,41 @@ mod tests {
         let approved = l.apply(approve("bob", 10), &manual(1), at(10)).unwrap();
         assert_eq!(approved.next_due(), Some(at(60)));
         let active = approved.apply(Event::Tick, &manual(1), at(60)).unwrap();
-        assert_eq!(active.next_due(), Some(at(180)));
-        let expired = active.apply(Event::Tick, &manual(1), at(180)).unwrap();
+        assert_eq!(
+            active.next_due(),
+            Some(at(165)),
+            "the expiry warning is due 15 minutes before the end"
+        );
+        let quiet = active.apply(Event::Tick, &manual(1), at(164)).unwrap();
+        assert!(quiet.expiry_warned_at.is_none() && !quiet.warned_since(&active));
+        let warned = active.apply(Event::Tick, &manual(1), at(166)).unwrap();
+        assert_eq!(
+            (warned.state, warned.expiry_warned_at),
+            (RequestState::Active, Some(at(166)))
+        );
+        assert!(warned.warned_since(&active));
+        assert_eq!(warned.next_due(), Some(at(180)), "then the end");
+        let again = warned.apply(Event::Tick, &manual(1), at(170)).unwrap();
+        assert!(!again.warned_since(&warned), "warned once");
+        let expired = warned.apply(Event::Tick, &manual(1), at(180)).unwrap();
         assert_eq!(expired.next_due(), None);
-        let json = serde_json::to_string(&active).unwrap();
-        assert_eq!(serde_json::from_str::<Lifecycle>(&json).unwrap(), active);
+        let json = serde_json::to_string(&warned).unwrap();
+        assert_eq!(serde_json::from_str::<Lifecycle>(&json).unwrap(), warned);
+    }
+
+    #[test]
+    fn short_windows_get_no_expiry_warning() {
+        let auto = ApprovalRule::default();
+        let l = Lifecycle::new(
+            p("alice"),
+            Start::Now,
+            SignedDuration::from_mins(10),
+            &auto,
+            t0(),
+        );
+        assert_eq!(l.next_due(), Some(at(10)));
+        let l = l.apply(Event::Tick, &auto, at(5)).unwrap();
+        assert!(l.expiry_warned_at.is_none());
     }
 
     #[test]
@@ -577,7 +691,7 @@ mod tests {
         for event in [
             Event::Tick,
             approve("bob", 61),
-            Event::Fail,
+            Event::Fail("late".into()),
             Event::Revoke {
                 by: p("alice"),
                 admin: true,

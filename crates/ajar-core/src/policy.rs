@@ -4,6 +4,7 @@
 use crate::FieldError;
 use crate::duration::AccessDuration;
 use crate::id::{ResourceId, ResourceKind};
+use crate::lifecycle::ApprovalRule;
 use crate::machine::Os;
 use crate::net::{Port, Protocol, SourcePrefix};
 use serde::{Deserialize, Serialize};
@@ -78,6 +79,9 @@ pub struct PolicyRules {
     /// deleted). Off by default: like the vendor's JIT, established connections survive.
     #[serde(default)]
     pub cut_established: bool,
+    /// How requests are decided: automatically (the default, as in the brief) or by approvers.
+    #[serde(default)]
+    pub approval: ApprovalRule,
 }
 
 impl PolicyRules {
@@ -178,6 +182,7 @@ mod tests {
                 ports,
             }],
             cut_established: false,
+            approval: Default::default(),
         }
     }
 
@@ -244,7 +249,8 @@ mod tests {
             target(
                 PolicyRules {
                     machines: vec![],
-                    cut_established: false
+                    cut_established: false,
+                    approval: Default::default(),
                 }
                 .validate(&id(POLICY))
             ),

@@ -368,6 +368,7 @@ mod tests {
                 ports: vec![ssh, dns, dns_tcp],
             }],
             cut_established: false,
+            approval: Default::default(),
         }
     }
 

@@ -4,9 +4,11 @@
 
 use crate::auth::resolve_role;
 use crate::error::AppError;
+use ajar_api::wire::ApplicationProperties;
 use ajar_core::authorize::{Grant, Index, Source};
 use ajar_core::id::Scope;
 use ajar_core::lifecycle::{Lifecycle, RequestState};
+use ajar_core::rbac::{ActionPattern, RoleDefinition};
 use ajar_store::Store;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -70,8 +72,46 @@ async fn build(store: &Store) -> Result<Index, AppError> {
             ));
         }
     }
+    // Publishers: standing read-only access to their applications, and their eligible roles
+    // outright on applications created without JIT.
+    let reader = Arc::new(publisher_reader());
+    for app in tx.all_applications().await? {
+        let (Ok(props), Ok(scope)) = (
+            serde_json::from_str::<ApplicationProperties>(&app.properties),
+            Scope::parse(&app.id),
+        ) else {
+            continue;
+        };
+        for p in props.publisher_principals {
+            grants.push((
+                p.to_string(),
+                Grant {
+                    scope: scope.clone(),
+                    role: reader.clone(),
+                    source: Source::Publisher(app.id.clone()),
+                },
+            ));
+        }
+        if !app.jit_enabled {
+            for e in tx.eligibilities(&app.id).await? {
+                if let Some(role) = role(&e.role_name) {
+                    grants.push((
+                        e.principal,
+                        Grant {
+                            scope: scope.clone(),
+                            role,
+                            source: Source::Publisher(app.id.clone()),
+                        },
+                    ));
+                }
+            }
+        }
+    }
     for state in [RequestState::Approved, RequestState::Active] {
         for r in tx.jit_requests_in_state(state.as_str()).await? {
+            if r.kind != "role" {
+                continue;
+            }
             let (Ok(l), Ok(roles), Ok(scope)) = (
                 serde_json::from_str::<Lifecycle>(&r.lifecycle),
                 serde_json::from_str::<Vec<String>>(&r.roles),
@@ -100,5 +140,19 @@ async fn build(store: &Store) -> Result<Index, AppError> {
             }
         }
     }
-    Ok(Index::new(grants))
+    let memberships = tx.groups().await?.into_iter().flat_map(|(g, members)| {
+        let group = format!("group:{g}");
+        members.into_iter().map(move |m| (m, group.clone()))
+    });
+    Ok(Index::new(grants).with_groups(memberships))
+}
+
+/// The read-only role a publisher holds on its applications.
+fn publisher_reader() -> RoleDefinition {
+    RoleDefinition {
+        name: "PublisherReader".to_owned(),
+        description: "Read-only standing access of an application's publisher".to_owned(),
+        actions: ActionPattern::parse("*/read").into_iter().collect(),
+        built_in: true,
+    }
 }

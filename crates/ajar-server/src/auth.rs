@@ -82,6 +82,7 @@ struct CachedCaller {
     generation: u64,
     loaded: Instant,
     principal: String,
+    groups: Vec<String>,
     permissions: Permissions,
 }
 
@@ -113,13 +114,21 @@ impl AuthCache {
     }
 }
 
-/// Looks a token up in the store and resolves the principal's permissions.
-async fn resolve(state: &AppState, hash: &str) -> Result<Option<(String, Permissions)>, AppError> {
+/// A resolved token: who, their groups, what they may do.
+type Resolved = (String, Vec<String>, Permissions);
+
+/// Looks a token up in the store and resolves the principal's groups and permissions (their
+/// own assignments and their groups').
+async fn resolve(state: &AppState, hash: &str) -> Result<Option<Resolved>, AppError> {
     let mut tx = state.store.read().await?;
     let Some(row) = tx.token_by_hash(hash).await? else {
         return Ok(None);
     };
-    let assignments = tx.assignments_of(&row.principal).await?;
+    let groups = tx.groups_of(&row.principal).await?;
+    let mut assignments = tx.assignments_of(&row.principal).await?;
+    for g in &groups {
+        assignments.extend(tx.assignments_of(&format!("group:{g}")).await?);
+    }
     drop(tx);
     let mut entries = Vec::with_capacity(assignments.len());
     for (a, custom) in assignments {
@@ -132,7 +141,7 @@ async fn resolve(state: &AppState, hash: &str) -> Result<Option<(String, Permiss
         };
         entries.push((scope, role));
     }
-    Ok(Some((row.principal, Permissions::new(entries))))
+    Ok(Some((row.principal, groups, Permissions::new(entries))))
 }
 
 /// The authenticated caller of a request.
@@ -140,6 +149,8 @@ async fn resolve(state: &AppState, hash: &str) -> Result<Option<(String, Permiss
 pub struct Caller {
     /// Who is calling.
     pub principal: String,
+    /// The groups they belong to (names, without `group:`).
+    pub groups: Vec<String>,
     /// What they may do, where.
     pub permissions: Permissions,
     /// The peer address of the connection, when known.
@@ -147,6 +158,19 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The caller's groups as principals (`group:NAME`).
+    pub fn group_principals(&self) -> Vec<String> {
+        self.groups.iter().map(|g| format!("group:{g}")).collect()
+    }
+
+    /// Whether `principal` (a name or `group:NAME`) is the caller or one of their groups.
+    pub fn is_or_belongs_to(&self, principal: &str) -> bool {
+        principal == self.principal
+            || principal
+                .strip_prefix("group:")
+                .is_some_and(|g| self.groups.iter().any(|m| m == g))
+    }
+
     /// Fails with 403 unless the caller may do `action` at `scope`.
     pub fn require(&self, action: &str, scope: &Scope) -> Result<(), AppError> {
         if self.permissions.allows(action, scope) {
@@ -194,13 +218,13 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| unauthenticated("the Authorization header must be 'Bearer <token>'"))?;
         let hash = hash_token(token);
         let cached = state.auth_cache.get(&hash);
-        let (principal, permissions) = match cached {
-            Some(c) => (c.principal, c.permissions),
+        let (principal, groups, permissions) = match cached {
+            Some(c) => (c.principal, c.groups, c.permissions),
             None => {
                 // Read the generation first: an invalidation during the lookup makes this entry
                 // stale rather than letting it outlive the change.
                 let generation = state.auth_cache.generation.load(Ordering::SeqCst);
-                let Some((principal, permissions)) = resolve(state, &hash).await? else {
+                let Some((principal, groups, permissions)) = resolve(state, &hash).await? else {
                     return Err(unauthenticated(
                         "the token is not valid or has been revoked",
                     ));
@@ -211,10 +235,11 @@ impl FromRequestParts<AppState> for Caller {
                         generation,
                         loaded: Instant::now(),
                         principal: principal.clone(),
+                        groups: groups.clone(),
                         permissions: permissions.clone(),
                     },
                 );
-                (principal, permissions)
+                (principal, groups, permissions)
             }
         };
         let address = parts
@@ -223,6 +248,7 @@ impl FromRequestParts<AppState> for Caller {
             .map(|ci| ci.0.ip());
         Ok(Caller {
             principal,
+            groups,
             permissions,
             address,
         })

@@ -8,7 +8,7 @@
 use crate::error::AppError;
 use ajar_api::ErrorCode;
 use ajar_core::agent::PortRange;
-use ajar_store::{NewRequest, PolicyGuard, PortRow, RequestRow, Store, StoreResult};
+use ajar_store::{NewRequest, PolicyGuard, PortRow, RequestRow, Store, StoreResult, Tx};
 use std::collections::{BTreeSet, HashMap};
 use tokio::sync::{mpsc, oneshot};
 
@@ -20,15 +20,20 @@ const MAX_PARAMS: usize = 20_000;
 /// What happened to one request.
 type Outcome = Result<Option<Vec<PortRow>>, AppError>;
 
-struct Job {
-    request: RequestRow,
-    ports: Vec<PortRow>,
-    etag: String,
-    blocking_scopes: Vec<String>,
-    reply: oneshot::Sender<Outcome>,
+/// A network access request ready to store, with the guard it is stored under.
+#[derive(Debug, Clone)]
+pub struct NewAccess {
+    /// The request.
+    pub request: RequestRow,
+    /// Its ports (gateway mapping is filled in when stored).
+    pub ports: Vec<PortRow>,
+    /// The policy's ETag when the request was checked.
+    pub etag: String,
+    /// Scopes where JIT being off refuses the request.
+    pub blocking_scopes: Vec<String>,
 }
 
-impl Job {
+impl NewAccess {
     fn params(&self) -> usize {
         9 + self.blocking_scopes.len() + 13 * self.ports.len()
     }
@@ -45,10 +50,15 @@ impl Job {
     }
 }
 
+struct Job {
+    access: NewAccess,
+    reply: oneshot::Sender<Outcome>,
+}
+
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Job")
-            .field("request", &self.request.id)
+            .field("request", &self.access.request.id)
             .finish()
     }
 }
@@ -79,10 +89,12 @@ impl RequestWriter {
     ) -> Outcome {
         let (reply, answer) = oneshot::channel();
         let job = Job {
-            request,
-            ports,
-            etag,
-            blocking_scopes,
+            access: NewAccess {
+                request,
+                ports,
+                etag,
+                blocking_scopes,
+            },
             reply,
         };
         let gone = || {
@@ -104,7 +116,7 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Job>) {
             let take = queued
                 .iter()
                 .take_while(|j| {
-                    params += j.params();
+                    params += j.access.params();
                     params <= MAX_PARAMS
                 })
                 .count()
@@ -147,6 +159,15 @@ async fn write_batch(store: &Store, mut batch: Vec<Job>) {
 /// that got one. Jobs whose gateway has no free port fail alone.
 async fn store_jobs(store: &Store, jobs: &mut [Job]) -> StoreResult<Vec<Outcome>> {
     let mut tx = store.write().await?;
+    let mut items: Vec<&mut NewAccess> = jobs.iter_mut().map(|j| &mut j.access).collect();
+    let outcomes = store_in(&mut tx, &mut items).await?;
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// Stores requests inside `tx` (the caller commits): maps gateway ports, then inserts each
+/// request whose guard holds. Answers per request as [`RequestWriter::write`] does.
+pub async fn store_in(tx: &mut Tx, jobs: &mut [&mut NewAccess]) -> StoreResult<Vec<Outcome>> {
     let mut machine_ids: Vec<String> = jobs
         .iter()
         .flat_map(|j| j.ports.iter().map(|p| p.machine_id.clone()))
@@ -211,7 +232,6 @@ async fn store_jobs(store: &Store, jobs: &mut [Job]) -> StoreResult<Vec<Outcome>
         .map(|(j, _)| j.new_request())
         .collect();
     let mut stored = tx.insert_requests(&items).await?.into_iter();
-    tx.commit().await?;
     Ok(jobs
         .iter()
         .zip(full)
@@ -233,26 +253,28 @@ mod tests {
         let (reply, answer) = oneshot::channel();
         let at = Timestamp::from_second(1_000).unwrap();
         let job = Job {
-            request: RequestRow {
-                id: id.into(),
-                policy_id: POLICY.into(),
-                requestor: "alice".into(),
-                justification: None,
-                source_address: None,
-                created_at: at,
+            access: NewAccess {
+                request: RequestRow {
+                    id: id.into(),
+                    policy_id: POLICY.into(),
+                    requestor: "alice".into(),
+                    justification: None,
+                    source_address: None,
+                    created_at: at,
+                },
+                ports: vec![PortRow::initiated(
+                    id,
+                    0,
+                    "m".into(),
+                    22,
+                    "*".into(),
+                    vec![format!("10.0.0.{}", id.len())],
+                    format!("m|22|{id}"),
+                    Timestamp::from_second(5_000).unwrap(),
+                )],
+                etag: "e1".into(),
+                blocking_scopes: vec![],
             },
-            ports: vec![PortRow::initiated(
-                id,
-                0,
-                "m".into(),
-                22,
-                "*".into(),
-                vec![format!("10.0.0.{}", id.len())],
-                format!("m|22|{id}"),
-                Timestamp::from_second(5_000).unwrap(),
-            )],
-            etag: "e1".into(),
-            blocking_scopes: vec![],
             reply,
         };
         (job, answer)

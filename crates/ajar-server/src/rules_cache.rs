@@ -89,6 +89,7 @@ mod tests {
         let rules = Arc::new(PolicyRules {
             machines: vec![],
             cut_established: false,
+            approval: Default::default(),
         });
         cache.insert("p", "1", rules.clone());
         assert!(

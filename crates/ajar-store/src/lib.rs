@@ -11,7 +11,7 @@ mod rows;
 mod tx;
 
 pub use rows::*;
-pub use tx::{NewRequest, PolicyGuard, RequestFilter, RequestsOn, Tx};
+pub use tx::{JitRequestFilter, NewRequest, PolicyGuard, RequestFilter, RequestsOn, Tx};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};

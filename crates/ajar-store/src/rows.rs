@@ -40,8 +40,10 @@ pub struct JitRequestRow {
     pub id: String,
     /// Name.
     pub name: String,
-    /// The application.
+    /// The application (`role` requests) or the network policy (`network` requests).
     pub application_id: String,
+    /// `role` or `network`.
+    pub kind: String,
     /// Who asked.
     pub requester: String,
     /// The roles asked for, as JSON array text.
@@ -56,6 +58,10 @@ pub struct JitRequestRow {
     pub due: Option<Timestamp>,
     /// When it was asked.
     pub created_at: Timestamp,
+    /// For `network` requests, the initiate as asked (JSON), with the caller's address.
+    pub detail: Option<String>,
+    /// The request this one extends.
+    pub extends: Option<String>,
 }
 
 /// A stored eligibility.

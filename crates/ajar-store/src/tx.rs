@@ -144,6 +144,27 @@ fn role_row(r: &AnyRow) -> StoreResult<RoleRow> {
     })
 }
 
+const JIT_REQUEST_COLUMNS: &str = "id, name, application_id, kind, requester, roles, justification, \
+     lifecycle, state, due, created_at, detail, extends";
+
+fn jit_request_row(r: &AnyRow) -> StoreResult<JitRequestRow> {
+    Ok(JitRequestRow {
+        id: text(r, "id")?,
+        name: text(r, "name")?,
+        application_id: text(r, "application_id")?,
+        kind: text(r, "kind")?,
+        requester: text(r, "requester")?,
+        roles: text(r, "roles")?,
+        justification: opt_text(r, "justification")?,
+        lifecycle: text(r, "lifecycle")?,
+        state: text(r, "state")?,
+        due: r.try_get::<Option<i64>, _>("due")?.map(from_db),
+        created_at: from_db(int(r, "created_at")?),
+        detail: opt_text(r, "detail")?,
+        extends: opt_text(r, "extends")?,
+    })
+}
+
 /// Escapes `%`, `_` and `\` for a `LIKE ... ESCAPE '\'` prefix match.
 fn like_prefix(prefix: &str) -> String {
     let mut s = String::with_capacity(prefix.len() + 1);
@@ -597,9 +618,10 @@ impl Tx {
         after: Option<&Cursor>,
         limit: u32,
     ) -> StoreResult<Vec<(RequestRow, Vec<PortRow>)>> {
-        let (by_policy, by_machine) = match filter.on {
-            RequestsOn::Policy(p) => (Some(p), None),
-            RequestsOn::Machine(m) => (None, Some(m)),
+        let (by_policy, by_machine, everywhere) = match filter.on {
+            RequestsOn::Policy(p) => (Some(p), None, 0),
+            RequestsOn::Machine(m) => (None, Some(m), 0),
+            RequestsOn::Everywhere => (None, None, 1),
         };
         let rows = sqlx::query(
             "SELECT r.id, r.policy_id, r.requestor, r.justification, r.source_address, r.created_at \
@@ -608,6 +630,9 @@ impl Tx {
                AND (CAST($2 AS TEXT) IS NULL OR r.id IN (SELECT request_id FROM request_ports WHERE machine_id = $2)) \
                AND (CAST($3 AS TEXT) IS NULL OR r.requestor = $3) \
                AND (CAST($4 AS BIGINT) IS NULL OR r.created_at < $4 OR (r.created_at = $4 AND r.id < $5)) \
+               AND (CAST($7 AS BIGINT) IS NULL OR r.created_at >= $7) \
+               AND (CAST($8 AS BIGINT) IS NULL OR r.created_at < $8) \
+               AND ($9 = 0 OR NOT EXISTS (SELECT 1 FROM jit_requests j WHERE j.kind = 'network' AND j.name = r.id)) \
              ORDER BY r.created_at DESC, r.id DESC LIMIT $6",
         )
         .bind(by_policy)
@@ -616,6 +641,9 @@ impl Tx {
         .bind(after.map(|c| c.created_at))
         .bind(after.map(|c| c.id.as_str()).unwrap_or(""))
         .bind(i64::from(limit))
+        .bind(filter.from.map(to_db))
+        .bind(filter.to.map(to_db))
+        .bind(everywhere)
         .fetch_all(self.c())
         .await?;
         let reqs: Vec<RequestRow> = rows.iter().map(request_row).collect::<StoreResult<_>>()?;
@@ -942,6 +970,80 @@ impl Tx {
             .collect()
     }
 
+    // -- groups -------------------------------------------------------------------------------
+
+    /// Replaces a group's members; true when the group is new.
+    pub async fn put_group(
+        &mut self,
+        name: &str,
+        members: &[String],
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let existed = !self.group_members(name).await?.is_empty();
+        sqlx::query("DELETE FROM group_members WHERE group_name = $1")
+            .bind(name)
+            .execute(self.c())
+            .await?;
+        for m in members {
+            sqlx::query(
+                "INSERT INTO group_members (group_name, member, created_at) VALUES ($1, $2, $3)",
+            )
+            .bind(name)
+            .bind(m)
+            .bind(to_db(now))
+            .execute(self.c())
+            .await?;
+        }
+        Ok(!existed)
+    }
+
+    /// A group's members, sorted; empty when it does not exist.
+    pub async fn group_members(&mut self, name: &str) -> StoreResult<Vec<String>> {
+        let rows =
+            sqlx::query("SELECT member FROM group_members WHERE group_name = $1 ORDER BY member")
+                .bind(name)
+                .fetch_all(self.c())
+                .await?;
+        rows.iter().map(|r| text(r, "member")).collect()
+    }
+
+    /// Every group with its members, by name.
+    pub async fn groups(&mut self) -> StoreResult<Vec<(String, Vec<String>)>> {
+        let rows =
+            sqlx::query("SELECT group_name, member FROM group_members ORDER BY group_name, member")
+                .fetch_all(self.c())
+                .await?;
+        let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+        for r in &rows {
+            let (g, m) = (text(r, "group_name")?, text(r, "member")?);
+            match groups.last_mut() {
+                Some((last, members)) if *last == g => members.push(m),
+                _ => groups.push((g, vec![m])),
+            }
+        }
+        Ok(groups)
+    }
+
+    /// Deletes a group; true when it existed.
+    pub async fn delete_group(&mut self, name: &str) -> StoreResult<bool> {
+        let r = sqlx::query("DELETE FROM group_members WHERE group_name = $1")
+            .bind(name)
+            .execute(self.c())
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// The groups a principal belongs to, by name.
+    pub async fn groups_of(&mut self, member: &str) -> StoreResult<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT group_name FROM group_members WHERE member = $1 ORDER BY group_name",
+        )
+        .bind(member)
+        .fetch_all(self.c())
+        .await?;
+        rows.iter().map(|r| text(r, "group_name")).collect()
+    }
+
     /// Deletes an assignment; true when it existed.
     pub async fn delete_assignment(&mut self, id: &str) -> StoreResult<bool> {
         let r = sqlx::query("DELETE FROM role_assignments WHERE id = $1")
@@ -1007,6 +1109,15 @@ impl Tx {
         .bind(resource_group)
         .fetch_all(self.c())
         .await?;
+        rows.iter().map(application_row).collect()
+    }
+
+    /// Every application.
+    pub async fn all_applications(&mut self) -> StoreResult<Vec<ApplicationRow>> {
+        let rows =
+            sqlx::query("SELECT id, name, properties, jit_enabled FROM applications ORDER BY id")
+                .fetch_all(self.c())
+                .await?;
         rows.iter().map(application_row).collect()
     }
 
@@ -1087,7 +1198,7 @@ impl Tx {
         Ok(r.rows_affected() > 0)
     }
 
-    // -- role activation requests ---------------------------------------------------------
+    // -- requests on the shared engine (role activations, approval-gated network access) ----
 
     /// Stores a new role activation request; false when one with this id exists.
     #[allow(clippy::too_many_arguments)]
@@ -1102,8 +1213,8 @@ impl Tx {
         }
         sqlx::query(
             "INSERT INTO jit_requests (id, subscription, resource_group, name, application_id, requester, \
-             roles, justification, lifecycle, state, due, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             roles, justification, lifecycle, state, due, created_at, kind, detail, extends) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(&r.id)
         .bind(subscription)
@@ -1117,6 +1228,9 @@ impl Tx {
         .bind(&r.state)
         .bind(r.due.map(to_db))
         .bind(to_db(r.created_at))
+        .bind(&r.kind)
+        .bind(&r.detail)
+        .bind(&r.extends)
         .execute(self.c())
         .await?;
         Ok(true)
@@ -1146,29 +1260,13 @@ impl Tx {
         arg: &str,
     ) -> StoreResult<Vec<JitRequestRow>> {
         let sql = format!(
-            "SELECT id, name, application_id, requester, roles, justification, lifecycle, state, due, created_at \
-             FROM jit_requests WHERE {cond} ORDER BY created_at DESC, id DESC"
+            "SELECT {JIT_REQUEST_COLUMNS} FROM jit_requests WHERE {cond} ORDER BY created_at DESC, id DESC"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(arg)
             .fetch_all(self.c())
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(JitRequestRow {
-                    id: text(r, "id")?,
-                    name: text(r, "name")?,
-                    application_id: text(r, "application_id")?,
-                    requester: text(r, "requester")?,
-                    roles: text(r, "roles")?,
-                    justification: opt_text(r, "justification")?,
-                    lifecycle: text(r, "lifecycle")?,
-                    state: text(r, "state")?,
-                    due: r.try_get::<Option<i64>, _>("due")?.map(from_db),
-                    created_at: from_db(int(r, "created_at")?),
-                })
-            })
-            .collect()
+        rows.iter().map(jit_request_row).collect()
     }
 
     /// One role activation request.
@@ -1187,6 +1285,37 @@ impl Tx {
     ) -> StoreResult<Vec<JitRequestRow>> {
         self.jit_requests_where("application_id = $1", application_id)
             .await
+    }
+
+    /// A newest-first page of requests matching `filter`, after `after`.
+    pub async fn jit_request_history(
+        &mut self,
+        filter: JitRequestFilter<'_>,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<JitRequestRow>> {
+        let sql = format!(
+            "SELECT {JIT_REQUEST_COLUMNS} FROM jit_requests \
+             WHERE (CAST($1 AS TEXT) IS NULL OR requester = $1) \
+               AND (CAST($2 AS TEXT) IS NULL OR kind = $2) \
+               AND (CAST($3 AS TEXT) IS NULL OR state = $3) \
+               AND (CAST($4 AS BIGINT) IS NULL OR created_at >= $4) \
+               AND (CAST($5 AS BIGINT) IS NULL OR created_at < $5) \
+               AND (CAST($6 AS BIGINT) IS NULL OR created_at < $6 OR (created_at = $6 AND id < $7)) \
+             ORDER BY created_at DESC, id DESC LIMIT $8"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(filter.requester)
+            .bind(filter.kind)
+            .bind(filter.state)
+            .bind(filter.from.map(to_db))
+            .bind(filter.to.map(to_db))
+            .bind(after.map(|c| c.created_at))
+            .bind(after.map(|c| c.id.as_str()).unwrap_or(""))
+            .bind(i64::from(limit))
+            .fetch_all(self.c())
+            .await?;
+        rows.iter().map(jit_request_row).collect()
     }
 
     /// Requests in a state, newest first.
@@ -1579,6 +1708,9 @@ pub enum RequestsOn<'a> {
     Policy(&'a str),
     /// Those that touch this machine.
     Machine(&'a str),
+    /// All of them, except those opened by an approval-gated request (whose history is the
+    /// approval request's).
+    Everywhere,
 }
 
 /// A request list filter.
@@ -1588,6 +1720,26 @@ pub struct RequestFilter<'a> {
     pub on: RequestsOn<'a>,
     /// Only this requestor's.
     pub requestor: Option<&'a str>,
+    /// Made at or after this instant.
+    pub from: Option<Timestamp>,
+    /// Made before this instant.
+    pub to: Option<Timestamp>,
+}
+
+/// A filter over requests on the shared engine (role activations, approval-gated network
+/// access).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JitRequestFilter<'a> {
+    /// Only this requester's.
+    pub requester: Option<&'a str>,
+    /// Only `role` or only `network` requests.
+    pub kind: Option<&'a str>,
+    /// Only in this state.
+    pub state: Option<&'a str>,
+    /// Made at or after this instant.
+    pub from: Option<Timestamp>,
+    /// Made before this instant.
+    pub to: Option<Timestamp>,
 }
 
 #[cfg(test)]

@@ -41,6 +41,7 @@ pub async fn authorize(
         reason: answer.reason,
         via: answer.via.map(|v| match v {
             Source::Assignment(id) => format!("assignment:{id}"),
+            Source::Publisher(app) => format!("publisher:{app}"),
             Source::Elevation { request, .. } => format!("elevation:{request}"),
         }),
         expires_at: answer.expires_at.map(super::ts),

@@ -1,8 +1,8 @@
 //! The OpenAPI document, generated from the handlers' annotations, at `/api/v1/openapi.json`.
 
 use super::{
-    agents, applications, authorize, jit_requests, machines, policies, rbac, requests, settings,
-    tokens,
+    agents, applications, authorize, groups, jit_requests, machines, policies, rbac, requests,
+    settings, tokens,
 };
 use crate::AppState;
 use axum::routing::get;
@@ -58,6 +58,7 @@ impl Modify for BearerAuth {
         jit_requests::deny, jit_requests::cancel, jit_requests::revoke,
         jit_requests::list_application_requests, jit_requests::inbox,
         authorize::authorize,
+        groups::list_groups, groups::get_group, groups::put_group, groups::delete_group,
     ),
     components(schemas(ajar_api::ErrorBody, ajar_api::ApiError, ajar_api::ErrorCode)),
     modifiers(&BearerAuth),

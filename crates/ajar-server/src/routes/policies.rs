@@ -53,7 +53,6 @@ pub fn stored_rules(row: &PolicyRow) -> AppResult<PolicyRules> {
 /// A stored policy in the API's shape.
 pub fn policy_view(row: &PolicyRow) -> AppResult<Policy> {
     let props = policy_properties(&stored_rules(row)?);
-    let cut = props.cut_established_on_expiry;
     Ok(Policy {
         id: row.id.clone(),
         name: row.name.clone(),
@@ -62,7 +61,10 @@ pub fn policy_view(row: &PolicyRow) -> AppResult<Policy> {
         etag: row.etag.clone(),
         properties: PolicyView {
             virtual_machines: props.virtual_machines,
-            cut_established_on_expiry: cut,
+            cut_established_on_expiry: props.cut_established_on_expiry,
+            approval_mode: props.approval_mode,
+            approvers: props.approvers,
+            approval_threshold: props.approval_threshold,
             provisioning_state: "Succeeded".to_owned(),
         },
     })
@@ -337,6 +339,9 @@ pub async fn enable_jit(
                         ports,
                     }],
                     cut_established_on_expiry: false,
+                    approval_mode: None,
+                    approvers: vec![],
+                    approval_threshold: None,
                 },
             };
             let rules = wrapped.to_domain().map_err(|mut e| {
@@ -361,6 +366,7 @@ pub async fn enable_jit(
         None => PolicyRules {
             machines: vec![],
             cut_established: false,
+            approval: Default::default(),
         },
     };
     rules.machines.push(MachineRules {

@@ -83,6 +83,8 @@ pub fn request_view(req: &RequestRow, ports: &[PortRow]) -> AccessRequest {
         start_time_utc: ts(req.created_at),
         justification: req.justification.clone(),
         virtual_machines: machines,
+        approval_request_id: None,
+        approval_state: None,
     }
 }
 
@@ -134,6 +136,12 @@ pub async fn initiate(
         drop(tx);
         let now = at_store_precision(state.clock.now());
         let planned = plan_initiate(&rules, &requested, now, caller.address)?;
+        if !rules.approval.automatic {
+            return super::jit_requests::create_network_request(
+                &state, &caller, &id, &body, &planned, now,
+            )
+            .await;
+        }
         let request = RequestRow {
             id: uuid::Uuid::new_v4().to_string(),
             policy_id: policy_text.clone(),
@@ -160,7 +168,7 @@ pub async fn initiate(
 /// How often an initiate is checked again when its policy changes underneath it.
 const MAX_ATTEMPTS: usize = 3;
 
-fn port_rows(request_id: &str, planned: &[ajar_core::request::PlannedPort]) -> Vec<PortRow> {
+pub fn port_rows(request_id: &str, planned: &[ajar_core::request::PlannedPort]) -> Vec<PortRow> {
     planned
         .iter()
         .enumerate()
@@ -179,6 +187,7 @@ fn port_rows(request_id: &str, planned: &[ajar_core::request::PlannedPort]) -> V
         .collect()
 }
 
+/// `top` and `skipToken` of a paged list.
 #[derive(Debug, Deserialize)]
 pub struct PageQuery {
     top: Option<String>,
@@ -187,7 +196,8 @@ pub struct PageQuery {
 }
 
 impl PageQuery {
-    fn parse(&self) -> AppResult<(u32, Option<Cursor>)> {
+    /// The page size and the position to continue from.
+    pub fn parse(&self) -> AppResult<(u32, Option<Cursor>)> {
         let top = match &self.top {
             None => None,
             Some(t) => Some(t.parse::<u32>().map_err(|_| {
@@ -225,7 +235,16 @@ async fn list_requests(
     let (top, cursor) = query.parse()?;
     let mut tx = state.store.read().await?;
     let rows = tx
-        .requests(RequestFilter { on, requestor }, cursor.as_ref(), top + 1)
+        .requests(
+            RequestFilter {
+                on,
+                requestor,
+                from: None,
+                to: None,
+            },
+            cursor.as_ref(),
+            top + 1,
+        )
         .await?;
     drop(tx);
     let more = rows.len() > top as usize;
@@ -394,6 +413,14 @@ pub async fn revoke_request(
         tx.close_port(&p.request_id, p.seq, StatusReason::UserRequested, now)
             .await?;
     }
+    super::jit_requests::network_request_revoked(
+        &mut tx,
+        &policy,
+        &req.id,
+        &caller.principal,
+        at_store_precision(now),
+    )
+    .await?;
     let (req, ports) = tx
         .request(&req.id)
         .await?

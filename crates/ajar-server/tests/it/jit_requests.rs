@@ -569,3 +569,133 @@ async fn authorize_counts_standing_access_and_active_elevations_only() {
     .await;
     assert_eq!(r.status, 403);
 }
+
+#[tokio::test]
+async fn an_extension_is_a_follow_on_request_decided_again() {
+    let app = TestApp::spawn().await;
+    let p = world(&app, manual(1)).await;
+    let r = call(
+        &app.admin,
+        Method::PUT,
+        "/api/v1/roleDefinitions/Contributor",
+        Some(json!({"actions":["ajar.applications/*"]})),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    call(
+        &p.alice,
+        Method::PUT,
+        &req_path("r1"),
+        Some(request_body("alice", "Contributor", "PT1H", None)),
+    )
+    .await;
+    let extend = |client: &ajar_api::Client, name: &str, duration: &str| {
+        let client = client.clone();
+        let path = format!("{}/extend", req_path(name));
+        let body = json!({"duration":duration,"justification":"still on it"});
+        async move { call(&client, Method::POST, &path, Some(body)).await }
+    };
+    let r = extend(&p.alice, "r1", "PT1H").await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (409, "Conflict"),
+        "a pending request cannot be extended"
+    );
+    let active = decide(&p.bob, "r1", "approve").await;
+    assert_eq!(state_of(&active), "Active");
+    let end = active.body["properties"]["activeUntil"].clone();
+
+    assert_eq!(
+        extend(&p.dave, "r1", "PT1H").await.status,
+        403,
+        "only the requester"
+    );
+    let r = extend(&p.alice, "r1", "PT5H").await;
+    assert_eq!(
+        (r.status, target(&r)),
+        (400, "duration"),
+        "beyond the maximum"
+    );
+    let r = extend(&p.alice, "r1", "PT2H").await;
+    assert_eq!((r.status, state_of(&r)), (201, "Pending"), "{:?}", r.body);
+    assert_eq!(
+        r.body["properties"]["extends"],
+        format!("{RG}/jitRequests/r1")
+    );
+    assert_eq!(
+        r.body["properties"]["jitSchedulingPolicy"]["startTime"], end,
+        "continues where r1 ends"
+    );
+    let ext = r.body["name"].as_str().unwrap().to_owned();
+    assert_eq!(
+        decide(&p.alice, &ext, "approve").await.status,
+        403,
+        "no self-approval"
+    );
+    assert_eq!(
+        state_of(&decide(&p.carol, &ext, "approve").await),
+        "Approved"
+    );
+
+    // At r1's end the extension takes over; the role stays without a gap.
+    app.advance(SignedDuration::from_hours(1));
+    app.tick().await;
+    assert_eq!(
+        state_of(&call(&p.alice, Method::GET, &req_path("r1"), None).await),
+        "Expired"
+    );
+    assert_eq!(
+        state_of(&call(&p.alice, Method::GET, &req_path(&ext), None).await),
+        "Active"
+    );
+    let r = call(
+        &app.admin,
+        Method::POST,
+        "/api/v1/authorize",
+        Some(json!({"principal":"alice","action":"ajar.applications/write","scope":APP})),
+    )
+    .await;
+    assert_eq!(
+        r.body["via"],
+        format!("elevation:{RG}/jitRequests/{ext}"),
+        "{:?}",
+        r.body
+    );
+    let r = extend(&p.alice, "r1", "PT1H").await;
+    assert_eq!(r.status, 409, "an expired request cannot be extended");
+}
+
+#[tokio::test]
+async fn the_expiry_warning_falls_due_fifteen_minutes_before_the_end() {
+    let app = TestApp::spawn().await;
+    let p = world(&app, json!({})).await;
+    let r = call(
+        &p.alice,
+        Method::PUT,
+        &req_path("w"),
+        Some(request_body("alice", "Contributor", "PT1H", None)),
+    )
+    .await;
+    assert_eq!(state_of(&r), "Active");
+    app.advance(SignedDuration::from_mins(44));
+    app.tick().await;
+    let r = call(&p.alice, Method::GET, &req_path("w"), None).await;
+    assert!(
+        r.body["properties"]["expiryWarnedAt"].is_null(),
+        "{:?}",
+        r.body
+    );
+    app.advance(SignedDuration::from_mins(2));
+    assert_eq!(
+        app.tick().await,
+        1,
+        "the warning is a change the scheduler makes"
+    );
+    let r = call(&p.alice, Method::GET, &req_path("w"), None).await;
+    assert_eq!(state_of(&r), "Active");
+    assert_eq!(
+        r.body["properties"]["expiryWarnedAt"],
+        app.now().to_string()
+    );
+    let _ = (p.bob, p.carol, p.mallory, p.dave);
+}

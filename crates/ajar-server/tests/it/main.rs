@@ -5,6 +5,7 @@
 
 mod agents;
 mod applications;
+mod approvals;
 mod authz;
 mod jit_requests;
 mod lifecycle;

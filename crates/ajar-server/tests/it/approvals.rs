@@ -1,0 +1,532 @@
+//! Network access under approval (the same engine as role activations), local groups, and the
+//! history of both kinds.
+
+use crate::*;
+use ajar_testkit::TestApp;
+use jiff::SignedDuration;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+fn jit_path(name: &str) -> String {
+    format!("/api/v1{RG}/jitRequests/{name}")
+}
+
+fn manual_policy(machine: &str, approvers: Value, threshold: Option<u32>) -> Value {
+    let mut body = policy_body(machine);
+    body["properties"]["approvalMode"] = json!("ManualApprove");
+    body["properties"]["approvers"] = approvers;
+    if let Some(t) = threshold {
+        body["properties"]["approvalThreshold"] = json!(t);
+    }
+    body
+}
+
+/// Initiates port 22 on VM for an hour from 10.9.0.1; answers the approval request's name.
+async fn ask_ssh(alice: &ajar_api::Client) -> String {
+    let r = initiate(
+        alice,
+        POLICY,
+        json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":"10.9.0.1"}),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    assert_eq!(r.body["approvalState"], "Pending");
+    let port = &r.body["virtualMachines"][0]["ports"][0];
+    assert_eq!(
+        (port["status"].as_str(), port["statusReason"].as_str()),
+        (Some("Pending"), Some("AwaitingApproval"))
+    );
+    let id = r.body["approvalRequestId"].as_str().unwrap();
+    assert!(id.starts_with(&format!("{RG}/jitRequests/")), "{id}");
+    id.rsplit('/').next().unwrap().to_owned()
+}
+
+async fn grants(app: &TestApp) -> Vec<Value> {
+    let r = call(
+        &app.admin,
+        Method::GET,
+        &format!("/api/v1{VM}/grants"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    r.body["value"].as_array().unwrap().clone()
+}
+
+fn state_of(r: &RawResponse) -> &str {
+    r.body["properties"]["jitRequestState"]
+        .as_str()
+        .unwrap_or("<none>")
+}
+
+async fn decide(client: &ajar_api::Client, name: &str, verb: &str) -> RawResponse {
+    call(
+        client,
+        Method::POST,
+        &format!("{}/{verb}", jit_path(name)),
+        Some(json!({"reason":"on call"})),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn network_access_under_manual_approval_opens_only_once_approved() {
+    let app = TestApp::spawn().await;
+    setup(&app).await;
+    let r = call(
+        &app.admin,
+        Method::PUT,
+        &format!("/api/v1{POLICY}"),
+        Some(manual_policy(VM, json!([{"id":"bob","type":"user"}]), None)),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["properties"]["approvalMode"], "ManualApprove");
+    assert_eq!(r.body["properties"]["approvers"][0]["id"], "bob");
+    let alice = app.user("alice", Some(("JitRequester", RG))).await;
+    let bob = app.user("bob", Some(("Approver", RG))).await;
+    let mallory = app.user("mallory", Some(("Approver", RG))).await;
+
+    let name = ask_ssh(&alice).await;
+    assert!(
+        grants(&app).await.is_empty(),
+        "nothing opens before approval"
+    );
+    let inbox = call(&bob, Method::GET, "/api/v1/inbox", None).await;
+    let items = inbox.body["value"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["properties"]["requestKind"], "network");
+    assert_eq!(items[0]["properties"]["networkAccessPolicyId"], POLICY);
+    assert_eq!(
+        call(&mallory, Method::GET, "/api/v1/inbox", None)
+            .await
+            .body["value"],
+        json!([]),
+        "not a listed approver"
+    );
+    assert_eq!(decide(&mallory, &name, "approve").await.status, 403);
+    assert_eq!(
+        decide(&alice, &name, "approve").await.status,
+        403,
+        "own request"
+    );
+
+    let r = decide(&bob, &name, "approve").await;
+    assert_eq!(state_of(&r), "Active", "{:?}", r.body);
+    assert_eq!(r.body["properties"]["networkRequestId"], name.as_str());
+    let open = grants(&app).await;
+    assert_eq!(open.len(), 1);
+    assert_eq!(
+        (open[0]["requestId"].as_str(), open[0]["number"].as_u64()),
+        (Some(name.as_str()), Some(22))
+    );
+    let net = call(
+        &alice,
+        Method::GET,
+        &format!("/api/v1{POLICY}/requests/{name}"),
+        None,
+    )
+    .await;
+    assert_eq!(net.status, 200);
+    assert_eq!(
+        net.body["virtualMachines"][0]["ports"][0]["status"],
+        "Initiated"
+    );
+
+    // Revoked through the approval request: the ports close.
+    let r = call(
+        &alice,
+        Method::POST,
+        &format!("{}/revoke", jit_path(&name)),
+        None,
+    )
+    .await;
+    assert_eq!(state_of(&r), "Revoked");
+    assert!(grants(&app).await.is_empty());
+
+    // Revoked through the network request: the approval request follows.
+    let name = ask_ssh(&alice).await;
+    decide(&bob, &name, "approve").await;
+    let r = call(
+        &alice,
+        Method::POST,
+        &format!("/api/v1{POLICY}/requests/{name}/revoke"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        state_of(&call(&alice, Method::GET, &jit_path(&name), None).await),
+        "Revoked"
+    );
+
+    // Denied: nothing opens.
+    let name = ask_ssh(&alice).await;
+    assert_eq!(state_of(&decide(&bob, &name, "deny").await), "Denied");
+    assert!(grants(&app).await.is_empty());
+
+    // Undecided within the window: timeout.
+    let name = ask_ssh(&alice).await;
+    app.advance(SignedDuration::from_hours(1));
+    app.tick().await;
+    assert_eq!(
+        state_of(&call(&alice, Method::GET, &jit_path(&name), None).await),
+        "Timeout"
+    );
+    assert_eq!(decide(&bob, &name, "approve").await.status, 409);
+
+    // Approved after the policy stopped covering the machine: fails, says why, opens nothing.
+    let name = ask_ssh(&alice).await;
+    let r = call(
+        &app.admin,
+        Method::PUT,
+        &format!("/api/v1{POLICY}"),
+        Some(manual_policy(
+            VM_WIN,
+            json!([{"id":"bob","type":"user"}]),
+            None,
+        )),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = decide(&bob, &name, "approve").await;
+    assert_eq!(state_of(&r), "Failed", "{:?}", r.body);
+    assert!(
+        r.body["properties"]["failure"]
+            .as_str()
+            .unwrap()
+            .contains("not covered"),
+        "{:?}",
+        r.body
+    );
+    assert!(grants(&app).await.is_empty());
+}
+
+#[tokio::test]
+async fn approval_settings_on_policies_are_checked() {
+    let app = TestApp::spawn().await;
+    setup(&app).await;
+    let put = |body: Value| {
+        let admin = app.admin.clone();
+        async move { call(&admin, Method::PUT, &format!("/api/v1{POLICY}"), Some(body)).await }
+    };
+    let mut odd = policy_body(VM);
+    odd["properties"]["approvalMode"] = json!("Sometimes");
+    let r = put(odd).await;
+    assert_eq!((r.status, target(&r)), (400, "properties.approvalMode"));
+    let r = put(manual_policy(VM, json!([]), None)).await;
+    assert_eq!((r.status, target(&r)), (400, "properties.approvers"));
+    let r = put(manual_policy(
+        VM,
+        json!([{"id":"bob","type":"user"}]),
+        Some(2),
+    ))
+    .await;
+    assert_eq!(
+        (r.status, target(&r)),
+        (400, "properties.approvalThreshold")
+    );
+    let r = put(manual_policy(
+        VM,
+        json!([{"id":"bob","type":"robot"}]),
+        None,
+    ))
+    .await;
+    assert_eq!(
+        (r.status, target(&r)),
+        (400, "properties.approvers[0].type")
+    );
+    // None of that changed the policy: it still approves automatically.
+    let r = call(&app.admin, Method::GET, &format!("/api/v1{POLICY}"), None).await;
+    assert!(
+        r.body["properties"]["approvalMode"].is_null(),
+        "{:?}",
+        r.body
+    );
+    let alice = app.user("alice", Some(("JitRequester", RG))).await;
+    let r = initiate(&alice, POLICY, json!({"number":22,"duration":"PT1H"})).await;
+    assert_eq!(r.status, 202);
+    assert!(r.body["approvalRequestId"].is_null());
+    assert_eq!(
+        r.body["virtualMachines"][0]["ports"][0]["status"],
+        "Initiated"
+    );
+}
+
+#[tokio::test]
+async fn thresholds_apply_to_network_requests_too() {
+    let app = TestApp::spawn().await;
+    setup(&app).await;
+    let approvers = json!([{"id":"bob","type":"user"},{"id":"carol","type":"user"}]);
+    let r = call(
+        &app.admin,
+        Method::PUT,
+        &format!("/api/v1{POLICY}"),
+        Some(manual_policy(VM, approvers, Some(2))),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let alice = app.user("alice", Some(("JitRequester", RG))).await;
+    let bob = app.user("bob", Some(("Approver", RG))).await;
+    let carol = app.user("carol", Some(("Approver", RG))).await;
+    let name = ask_ssh(&alice).await;
+    assert_eq!(state_of(&decide(&bob, &name, "approve").await), "Pending");
+    assert!(grants(&app).await.is_empty());
+    assert_eq!(state_of(&decide(&carol, &name, "approve").await), "Active");
+    assert_eq!(grants(&app).await.len(), 1);
+}
+
+#[tokio::test]
+async fn local_groups_give_eligibility_approval_and_roles() {
+    let app = TestApp::spawn().await;
+    let put_group = |name: &str, body: Value| {
+        let admin = app.admin.clone();
+        let path = format!("/api/v1/groups/{name}");
+        async move { call(&admin, Method::PUT, &path, Some(body)).await }
+    };
+    assert_eq!(
+        put_group("devs", json!({"members":["alice","frank"]}))
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        put_group("ops", json!({"members":["erin"]})).await.status,
+        201
+    );
+    let r = put_group("bad", json!({"members":[]})).await;
+    assert_eq!((r.status, target(&r)), (400, "members"));
+    let r = put_group("bad", json!({"members":["group:ops"]})).await;
+    assert_eq!((r.status, target(&r)), (400, "members"));
+    let r = put_group("bad name", json!({"members":["x"]})).await;
+    assert_eq!(r.status, 400);
+    let r = call(&app.admin, Method::GET, "/api/v1/groups", None).await;
+    let names: Vec<&str> = r.body["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["devs", "ops"]);
+
+    for (id, principal, role) in [
+        ("devs-request", "group:devs", "JitRequester"),
+        ("ops-approve", "group:ops", "Approver"),
+    ] {
+        let r = call(
+            &app.admin,
+            Method::PUT,
+            &format!("/api/v1/roleAssignments/{id}"),
+            Some(json!({"principal":principal,"roleDefinition":role,"scope":RG})),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+    let app_id = format!("{RG}/applications/crm");
+    let r = call(
+        &app.admin,
+        Method::PUT,
+        &format!("/api/v1{app_id}"),
+        Some(
+            json!({"properties":{"jitAccessPolicy":{"jitApprovalMode":"ManualApprove",
+            "jitApprovers":[{"id":"ops","type":"group"}]}}}),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let r = call(
+        &app.admin,
+        Method::PUT,
+        &format!("/api/v1{app_id}/eligibleRoles/devs"),
+        Some(json!({"principal":"group:devs","roleDefinition":"Contributor"})),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+
+    // frank holds no role of his own: everything comes through his group.
+    let frank = app.user("frank", None).await;
+    let erin = app.user("erin", None).await;
+    let mallory = app.user("mallory", Some(("Approver", RG))).await;
+    let body = |who: &str| {
+        json!({"properties":{"applicationResourceId":app_id,
+            "jitAuthorizationPolicies":[{"principalId":who,"roleDefinitionId":"Contributor"}],
+            "jitSchedulingPolicy":{"type":"Once","duration":"PT1H"}}})
+    };
+    let r = call(&frank, Method::PUT, &jit_path("f1"), Some(body("frank"))).await;
+    assert_eq!((r.status, state_of(&r)), (201, "Pending"), "{:?}", r.body);
+    assert_eq!(
+        call(&erin, Method::GET, "/api/v1/inbox", None).await.body["value"][0]["name"],
+        "f1"
+    );
+    assert_eq!(
+        call(&mallory, Method::GET, "/api/v1/inbox", None)
+            .await
+            .body["value"],
+        json!([])
+    );
+    assert_eq!(decide(&mallory, "f1", "approve").await.status, 403);
+    assert_eq!(state_of(&decide(&erin, "f1", "approve").await), "Active");
+
+    // The authorize endpoint knows the stored membership without being told.
+    let r = call(
+        &app.admin,
+        Method::POST,
+        "/api/v1/authorize",
+        Some(json!({"principal":"frank","action":"ajar.jitRequests/write","scope":RG})),
+    )
+    .await;
+    assert_eq!(r.body["allowed"], true, "{:?}", r.body);
+
+    // Out of the group, out of everything it gave.
+    assert_eq!(
+        put_group("devs", json!({"members":["alice"]})).await.status,
+        200
+    );
+    let r = call(&frank, Method::PUT, &jit_path("f2"), Some(body("frank"))).await;
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    let r = call(
+        &app.admin,
+        Method::POST,
+        "/api/v1/authorize",
+        Some(json!({"principal":"frank","action":"ajar.jitRequests/write","scope":RG})),
+    )
+    .await;
+    assert_eq!(r.body["allowed"], false);
+    assert_eq!(
+        call(&app.admin, Method::DELETE, "/api/v1/groups/ops", None)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        call(&app.admin, Method::GET, "/api/v1/groups/ops", None)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        call(&app.admin, Method::DELETE, "/api/v1/groups/ops", None)
+            .await
+            .status,
+        404
+    );
+}
+
+#[tokio::test]
+async fn history_covers_both_kinds_with_filters_and_visibility() {
+    let app = TestApp::spawn().await;
+    setup(&app).await;
+    let r = call(
+        &app.admin,
+        Method::PUT,
+        &format!("/api/v1{POLICY}"),
+        Some(manual_policy(VM, json!([{"id":"bob","type":"user"}]), None)),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let alice = app.user("alice", Some(("JitRequester", SUB))).await;
+    let eve = app.user("eve", Some(("JitRequester", SUB))).await;
+    let nobody = app.user("nobody", None).await;
+    let t0 = app.now();
+    // alice: one automatic network request (rg2), one pending under approval (rg1); eve: one
+    // automatic, a minute later.
+    let auto = initiate(
+        &alice,
+        POLICY2,
+        json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":"10.0.0.1"}),
+    )
+    .await;
+    assert_eq!(auto.status, 202);
+    app.advance(SignedDuration::from_secs(1));
+    let pending = ask_ssh(&alice).await;
+    app.advance(SignedDuration::from_mins(1));
+    let eves = initiate(
+        &eve,
+        POLICY2,
+        json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":"10.0.0.2"}),
+    )
+    .await;
+    assert_eq!(eves.status, 202);
+
+    let get = |client: &ajar_api::Client, query: &str| {
+        let client = client.clone();
+        let path = format!("/api/v1/history{query}");
+        async move { call(&client, Method::GET, &path, None).await }
+    };
+    let ids = |r: &RawResponse| -> Vec<String> {
+        r.body["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let all = get(&app.admin, "").await;
+    assert_eq!(all.status, 200, "{:?}", all.body);
+    let pending_id = format!("{RG}/jitRequests/{pending}");
+    assert_eq!(
+        ids(&all),
+        [
+            eves.body["id"].as_str().unwrap(),
+            pending_id.as_str(),
+            auto.body["id"].as_str().unwrap()
+        ],
+        "newest first across both kinds"
+    );
+    assert_eq!(all.body["value"][1]["state"], "Pending");
+    assert_eq!(all.body["value"][1]["kind"], "network");
+    assert_eq!(all.body["value"][2]["state"], "Active");
+
+    assert_eq!(
+        ids(&get(&alice, "").await).len(),
+        2,
+        "a requester sees only their own"
+    );
+    assert_eq!(ids(&get(&app.admin, "?requester=eve").await).len(), 1);
+    assert_eq!(
+        ids(&get(&app.admin, "?state=Pending").await),
+        [pending_id.as_str()]
+    );
+    assert_eq!(ids(&get(&app.admin, "?kind=role").await).len(), 0);
+    let from = t0.checked_add(SignedDuration::from_secs(30)).unwrap();
+    assert_eq!(
+        ids(&get(&app.admin, &format!("?from={from}")).await).len(),
+        1
+    );
+    assert_eq!(ids(&get(&app.admin, &format!("?to={from}")).await).len(), 2);
+
+    // Pages follow one another without gaps or repeats.
+    let first = get(&app.admin, "?top=2").await;
+    assert_eq!(ids(&first).len(), 2);
+    let next = first.body["nextLink"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("/api/v1/history")
+        .to_owned();
+    let second = get(&app.admin, &next).await;
+    assert_eq!(ids(&second), [auto.body["id"].as_str().unwrap()]);
+    assert!(second.body["nextLink"].is_null());
+
+    // Expired access stays in history.
+    app.advance(SignedDuration::from_hours(2));
+    app.tick().await;
+    let after = get(&app.admin, "").await;
+    let states: Vec<&str> = after.body["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["Expired", "Timeout", "Expired"]);
+
+    for (query, param) in [
+        ("?kind=vpn", "kind"),
+        ("?from=yesterday", "from"),
+        ("?state=Open", "state"),
+        ("?top=0", "top"),
+    ] {
+        let r = get(&app.admin, query).await;
+        assert_eq!((r.status, target(&r)), (400, param), "{query}");
+    }
+    assert_eq!(get(&nobody, "").await.status, 403);
+}
