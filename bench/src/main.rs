@@ -9,9 +9,11 @@
 //!   through a real nftables agent in network namespaces, and from a window's end to the first
 //!   refused connect (`bench/enforce.sh`; needs root).
 //! - `ajar-bench authorize`: in-process `authorize` decisions per second over 10,000
-//!   applications and 100,000 elevations.
+//!   applications and 100,000 elevations; `ajar-bench authorize-http` the same question over
+//!   HTTP against a running server (`bench/authorize.sh`).
 
 mod authorize;
+mod authorize_http;
 mod enforce;
 
 use anyhow::{Context, bail};
@@ -30,6 +32,8 @@ enum Cli {
     Enforce(enforce::Args),
     /// `authorize` decisions per second in-process.
     Authorize(authorize::Args),
+    /// `authorize` decisions per second and latency over HTTP against a running `ajar serve`.
+    AuthorizeHttp(authorize_http::Args),
 }
 
 #[derive(Debug, clap::Args)]
@@ -65,6 +69,7 @@ fn main() -> anyhow::Result<()> {
         Cli::Initiate(args) => rt.block_on(run(args)),
         Cli::Enforce(args) => rt.block_on(enforce::run(args)),
         Cli::Authorize(args) => authorize::run(args),
+        Cli::AuthorizeHttp(args) => rt.block_on(authorize_http::run(args)),
     }
 }
 

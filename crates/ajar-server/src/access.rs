@@ -19,6 +19,9 @@ use std::sync::{Arc, Mutex};
 pub struct AccessIndex {
     generation: AtomicU64,
     current: Mutex<Option<(u64, Arc<Index>)>>,
+    /// Held while building, so concurrent questions after a change wait for one build instead
+    /// of each starting its own.
+    building: tokio::sync::Mutex<()>,
 }
 
 impl AccessIndex {
@@ -30,16 +33,14 @@ impl AccessIndex {
 
     /// The index, built from the store if there is none.
     pub async fn get(&self, store: &Store) -> Result<Arc<Index>, AppError> {
-        let generation = self.generation.load(Ordering::SeqCst);
-        if let Some((g, index)) = self
-            .current
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            && *g == generation
-        {
-            return Ok(index.clone());
+        if let Some(index) = self.fresh() {
+            return Ok(index);
         }
+        let _building = self.building.lock().await;
+        if let Some(index) = self.fresh() {
+            return Ok(index);
+        }
+        let generation = self.generation.load(Ordering::SeqCst);
         let index = Arc::new(build(store).await?);
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
         // Keep it only if nothing changed while it was being built.
@@ -47,6 +48,16 @@ impl AccessIndex {
             *current = Some((generation, index.clone()));
         }
         Ok(index)
+    }
+
+    /// The index, if one is kept and nothing changed since it was built.
+    fn fresh(&self) -> Option<Arc<Index>> {
+        let generation = self.generation.load(Ordering::SeqCst);
+        let current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        current
+            .as_ref()
+            .filter(|(g, _)| *g == generation)
+            .map(|(_, index)| index.clone())
     }
 }
 
@@ -92,19 +103,17 @@ async fn build(store: &Store) -> Result<Index, AppError> {
                 },
             ));
         }
-        if !app.jit_enabled {
-            for e in tx.eligibilities(&app.id).await? {
-                if let Some(role) = role(&e.role_name) {
-                    grants.push((
-                        e.principal,
-                        Grant {
-                            scope: scope.clone(),
-                            role,
-                            source: Source::Publisher(app.id.clone()),
-                        },
-                    ));
-                }
-            }
+    }
+    for e in tx.standing_eligibilities().await? {
+        if let (Ok(scope), Some(role)) = (Scope::parse(&e.application_id), role(&e.role_name)) {
+            grants.push((
+                e.principal,
+                Grant {
+                    scope,
+                    role,
+                    source: Source::Publisher(e.application_id),
+                },
+            ));
         }
     }
     for state in [RequestState::Approved, RequestState::Active] {

@@ -1184,6 +1184,18 @@ impl Tx {
         rows.iter().map(eligibility_row).collect()
     }
 
+    /// The eligibilities on applications created without JIT (standing grants), in one query.
+    pub async fn standing_eligibilities(&mut self) -> StoreResult<Vec<EligibilityRow>> {
+        let rows = sqlx::query(
+            "SELECT e.application_id, e.id, e.principal, e.role_name, e.created_at \
+             FROM eligible_roles e JOIN applications a ON a.id = e.application_id \
+             WHERE a.jit_enabled = 0 ORDER BY e.application_id, e.id",
+        )
+        .fetch_all(self.c())
+        .await?;
+        rows.iter().map(eligibility_row).collect()
+    }
+
     /// Deletes an eligibility; true when it existed.
     pub async fn delete_eligibility(
         &mut self,

@@ -117,6 +117,7 @@ pub async fn put_application(
         )
         .await?;
     tx.commit().await?;
+    state.access_index.invalidate();
     let row = ApplicationRow {
         id: id.to_string(),
         name: id.name.to_string(),
@@ -159,6 +160,7 @@ pub async fn delete_application(
         return Err(AppError::not_found(&id));
     }
     tx.commit().await?;
+    state.access_index.invalidate();
     Ok(no_content())
 }
 
@@ -236,15 +238,10 @@ pub async fn put_eligible_role(
     let role = parse_role_name(&body.role_definition)
         .map_err(|e| AppError::from(e.at("roleDefinition")))?;
     let mut tx = state.store.write().await?;
-    let Some(row) = tx.application(&app.to_string()).await? else {
+    // On an application without JIT the role is held standing (the brief's permanent
+    // authorization); with JIT it must be activated.
+    if tx.application(&app.to_string()).await?.is_none() {
         return Err(AppError::not_found(&app));
-    };
-    if !row.jit_enabled {
-        return Err(AppError::new(
-            ErrorCode::Conflict,
-            "the application was created without JIT: its publishers have standing access, so no role needs activating",
-        )
-        .at(app.to_string()));
     }
     let e = EligibilityRow {
         application_id: app.to_string(),
@@ -256,6 +253,7 @@ pub async fn put_eligible_role(
     let created = tx.put_eligibility(&e).await?;
     let stored = tx.eligibility(&e.application_id, &e.id).await?.unwrap_or(e);
     tx.commit().await?;
+    state.access_index.invalidate();
     Ok(Reply::created_or_ok(created, eligibility_view(stored)))
 }
 
@@ -294,6 +292,7 @@ pub async fn delete_eligible_role(
         return Err(AppError::not_found(format!("eligible role {eid}")));
     }
     tx.commit().await?;
+    state.access_index.invalidate();
     Ok(no_content())
 }
 

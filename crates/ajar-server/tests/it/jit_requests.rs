@@ -699,3 +699,77 @@ async fn the_expiry_warning_falls_due_fifteen_minutes_before_the_end() {
     );
     let _ = (p.bob, p.carol, p.mallory, p.dave);
 }
+
+#[tokio::test]
+async fn publishers_hold_standing_read_and_without_jit_their_roles() {
+    let app = TestApp::spawn().await;
+    let r = call(
+        &app.admin,
+        Method::PUT,
+        "/api/v1/roleDefinitions/Contributor",
+        Some(json!({"actions":["ajar.applications/*"]})),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    let standing = format!("{RG}/applications/standing");
+    for (id, jit) in [(APP, true), (standing.as_str(), false)] {
+        let r = call(
+            &app.admin,
+            Method::PUT,
+            &format!("/api/v1{id}"),
+            Some(json!({"properties":{"publisherPrincipals":["vendor"],
+                "jitAccessPolicy":{"jitAccessEnabled":jit}}})),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        let r = call(
+            &app.admin,
+            Method::PUT,
+            &format!("/api/v1{id}/eligibleRoles/vendor"),
+            Some(json!({"principal":"vendor","roleDefinition":"Contributor"})),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+    let ask = |action: &str, scope: &str| {
+        let admin = app.admin.clone();
+        let body = json!({"principal":"vendor","action":action,"scope":scope});
+        async move {
+            call(&admin, Method::POST, "/api/v1/authorize", Some(body))
+                .await
+                .body
+        }
+    };
+    let read = ask("ajar.applications/read", APP).await;
+    assert_eq!(read["allowed"], true, "{read}");
+    assert_eq!(read["via"], format!("publisher:{APP}"));
+    assert!(read["expiresAt"].is_null());
+    assert_eq!(
+        ask("ajar.applications/write", APP).await["allowed"],
+        false,
+        "with JIT, writing needs an activation"
+    );
+    assert_eq!(
+        ask("ajar.applications/read", RG).await["allowed"],
+        false,
+        "only on its own application"
+    );
+    let write = ask("ajar.applications/write", &standing).await;
+    assert_eq!(
+        write["allowed"], true,
+        "without JIT, the eligible role is standing: {write}"
+    );
+    let r = call(
+        &app.admin,
+        Method::DELETE,
+        &format!("/api/v1{standing}/eligibleRoles/vendor"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        ask("ajar.applications/write", &standing).await["allowed"],
+        false,
+        "removing it takes effect at once"
+    );
+}
