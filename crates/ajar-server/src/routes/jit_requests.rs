@@ -130,8 +130,9 @@ fn view(row: &JitRequestRow) -> AppResult<JitRequest> {
     let l = lifecycle_of(row)?;
     let roles: Vec<String> = serde_json::from_str(&row.roles).map_err(|_| internal())?;
     let network = row.kind == NETWORK;
-    let opened = network && matches!(l.state, RequestState::Active | RequestState::Expired)
-        || network && l.state == RequestState::Revoked && l.window.is_some();
+    // A network request's ports were stored when it became active: it has a window and did
+    // not fail.
+    let opened = network && l.window.is_some() && l.state != RequestState::Failed;
     Ok(JitRequest {
         id: row.id.clone(),
         name: row.name.clone(),
@@ -417,7 +418,6 @@ pub async fn create_network_request(
         },
         planned,
         now,
-        None,
     )?;
     insert(tx, &id, &stored).await?;
     let pending = RequestRow {
@@ -462,7 +462,6 @@ fn network_lifecycle_and_row(
     detail: NetworkDetail,
     planned: &[PlannedPort],
     now: Timestamp,
-    extends: Option<String>,
 ) -> AppResult<JitRequestRow> {
     let longest = planned
         .iter()
@@ -482,7 +481,6 @@ fn network_lifecycle_and_row(
         &l,
     )?;
     row.detail = Some(serde_json::to_string(&detail).map_err(|_| internal())?);
-    row.extends = extends;
     Ok(row)
 }
 
@@ -850,7 +848,6 @@ pub async fn extend(
             detail,
             &planned,
             now,
-            None,
         )?
     } else {
         let roles: Vec<String> = serde_json::from_str(&original.roles).map_err(|_| internal())?;
