@@ -101,6 +101,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::tokens::router())
         .merge(routes::rbac::router())
         .merge(routes::groups::router())
+        .merge(routes::health::router())
         .merge(routes::openapi::router())
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)

@@ -4,6 +4,7 @@ pub mod agents;
 pub mod applications;
 pub mod authorize;
 pub mod groups;
+pub mod health;
 pub mod jit_requests;
 pub mod machines;
 pub mod openapi;

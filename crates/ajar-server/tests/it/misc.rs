@@ -88,3 +88,24 @@ async fn instants_read_back_exactly_as_answered() {
     .await;
     assert_eq!(got.body, r.body);
 }
+
+#[tokio::test]
+async fn health_probes_answer_without_a_token_and_reveal_nothing_else() {
+    let app = ajar_testkit::TestApp::spawn().await;
+    let http = reqwest::Client::new();
+    let get = |path: &str| http.get(format!("{}{path}", app.base)).send();
+    let live = get("/healthz").await.unwrap();
+    assert_eq!(live.status(), 200);
+    assert_eq!(
+        live.json::<serde_json::Value>().await.unwrap()["status"],
+        "ok"
+    );
+    let ready = get("/readyz").await.unwrap();
+    assert_eq!(ready.status(), 200);
+    assert_eq!(
+        ready.json::<serde_json::Value>().await.unwrap(),
+        serde_json::json!({"status":"ready"})
+    );
+    // Everything else still wants a token.
+    assert_eq!(get("/api/v1/agents").await.unwrap().status(), 401);
+}
