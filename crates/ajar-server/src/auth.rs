@@ -158,11 +158,6 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// The caller's groups as principals (`group:NAME`).
-    pub fn group_principals(&self) -> Vec<String> {
-        self.groups.iter().map(|g| format!("group:{g}")).collect()
-    }
-
     /// Whether `principal` (a name or `group:NAME`) is the caller or one of their groups.
     pub fn is_or_belongs_to(&self, principal: &str) -> bool {
         principal == self.principal

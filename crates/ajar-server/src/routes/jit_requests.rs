@@ -7,7 +7,7 @@
 //! against the policy as it is then and stored as an ordinary network access request (same id
 //! as the approval request's name), which the agents enforce and the network scheduler closes.
 
-use super::requests::{PageQuery, port_rows, request_view};
+use super::requests::{PageQuery, blocking_scopes, port_rows, request_view};
 use super::{Reply, resource_id, ts};
 use crate::AppState;
 use crate::auth::Caller;
@@ -394,11 +394,7 @@ pub async fn create_network_request(
     now: Timestamp,
 ) -> AppResult<Reply<AccessRequest>> {
     let name = uuid::Uuid::new_v4().to_string();
-    let id = request_id(
-        policy.subscription.as_str(),
-        policy.resource_group.as_str(),
-        &name,
-    )?;
+    let id = request_id_of(policy, &name)?;
     let mut tx = state.store.write().await?;
     let rules = current_rules(&mut tx, policy).await?;
     if rules.approval.automatic {
@@ -453,7 +449,6 @@ async fn current_rules(tx: &mut Tx, policy: &ResourceId) -> AppResult<PolicyRule
 
 /// A new network request's row: the window lasts as long as the longest planned port, counted
 /// from approval.
-#[allow(clippy::too_many_arguments)]
 fn network_lifecycle_and_row(
     id: &ResourceId,
     caller: &Caller,
@@ -520,10 +515,7 @@ async fn open_network_access(
         },
         ports: port_rows(&row.name, &planned),
         etag: policy_row.etag.clone(),
-        blocking_scopes: vec![
-            policy.resource_group_scope().to_string(),
-            Scope::Subscription(policy.subscription.clone()).to_string(),
-        ],
+        blocking_scopes: blocking_scopes(&policy).to_vec(),
     };
     let outcome = store_in(tx, &mut [&mut access]).await?.pop();
     match outcome {
@@ -1040,43 +1032,42 @@ pub async fn history(
     let requester = query.requester.as_deref();
     let mut tx = state.store.read().await?;
     let mut entries: Vec<(Cursor, HistoryEntry, bool)> = Vec::new();
-    {
-        let rows = tx
-            .jit_request_history(
-                JitRequestFilter {
-                    requester,
-                    kind,
-                    state: query.state.as_deref(),
-                    from,
-                    to,
-                },
-                cursor.as_ref(),
-                top + 1,
-            )
-            .await?;
-        for row in rows {
-            let l = lifecycle_of(&row)?;
-            let visible = row.requester == caller.principal
-                || Scope::parse(&row.id).is_ok_and(|s| caller.may(actions::JIT_REQUESTS_READ, &s));
-            entries.push((
-                Cursor {
-                    created_at: ajar_store::to_db(row.created_at),
-                    id: row.id.clone(),
-                },
-                HistoryEntry {
-                    id: row.id.clone(),
-                    kind: row.kind.clone(),
-                    target: row.application_id.clone(),
-                    requestor: row.requester.clone(),
-                    state: row.state.clone(),
-                    created_at: ts(row.created_at),
-                    active_from: l.window.map(|(f, _)| ts(f)),
-                    active_until: l.window.map(|(_, u)| ts(u)),
-                    justification: row.justification.clone(),
-                },
-                visible,
-            ));
-        }
+    // Role activations and approval-gated network requests.
+    let rows = tx
+        .jit_request_history(
+            JitRequestFilter {
+                requester,
+                kind,
+                state: query.state.as_deref(),
+                from,
+                to,
+            },
+            cursor.as_ref(),
+            top + 1,
+        )
+        .await?;
+    for row in rows {
+        let l = lifecycle_of(&row)?;
+        let visible = row.requester == caller.principal
+            || Scope::parse(&row.id).is_ok_and(|s| caller.may(actions::JIT_REQUESTS_READ, &s));
+        entries.push((
+            Cursor {
+                created_at: ajar_store::to_db(row.created_at),
+                id: row.id.clone(),
+            },
+            HistoryEntry {
+                id: row.id.clone(),
+                kind: row.kind.clone(),
+                target: row.application_id.clone(),
+                requestor: row.requester.clone(),
+                state: row.state.clone(),
+                created_at: ts(row.created_at),
+                active_from: l.window.map(|(f, _)| ts(f)),
+                active_until: l.window.map(|(_, u)| ts(u)),
+                justification: row.justification.clone(),
+            },
+            visible,
+        ));
     }
     // Network access under automatic policies lives only in the network request store.
     if kind != Some(ROLE) {

@@ -108,11 +108,7 @@ pub async fn initiate(
     let body: InitiateBody = body.parse()?;
     let requested = body.to_domain()?;
     let policy_text = id.to_string();
-    let rg_scope = id.resource_group_scope();
-    let blocking_scopes = [
-        rg_scope.to_string(),
-        Scope::Subscription(id.subscription.clone()).to_string(),
-    ];
+    let blocking_scopes = blocking_scopes(&id);
     // Check against the policy as read, then store only if it is still the same (ETag) and JIT
     // is still on; a concurrent change makes us check again.
     for _ in 0..MAX_ATTEMPTS {
@@ -163,6 +159,15 @@ pub async fn initiate(
         ErrorCode::Conflict,
         "the policy kept changing while the request was checked; retry",
     ))
+}
+
+/// The scopes where JIT being switched off refuses a request under `policy`: its resource group
+/// and its subscription.
+pub fn blocking_scopes(policy: &ResourceId) -> [String; 2] {
+    [
+        policy.resource_group_scope().to_string(),
+        Scope::Subscription(policy.subscription.clone()).to_string(),
+    ]
 }
 
 /// How often an initiate is checked again when its policy changes underneath it.

@@ -7,10 +7,6 @@ use jiff::SignedDuration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-fn jit_path(name: &str) -> String {
-    format!("/api/v1{RG}/jitRequests/{name}")
-}
-
 fn manual_policy(machine: &str, approvers: Value, threshold: Option<u32>) -> Value {
     let mut body = policy_body(machine);
     body["properties"]["approvalMode"] = json!("ManualApprove");
@@ -51,22 +47,6 @@ async fn grants(app: &TestApp) -> Vec<Value> {
     .await;
     assert_eq!(r.status, 200);
     r.body["value"].as_array().unwrap().clone()
-}
-
-fn state_of(r: &RawResponse) -> &str {
-    r.body["properties"]["jitRequestState"]
-        .as_str()
-        .unwrap_or("<none>")
-}
-
-async fn decide(client: &ajar_api::Client, name: &str, verb: &str) -> RawResponse {
-    call(
-        client,
-        Method::POST,
-        &format!("{}/{verb}", jit_path(name)),
-        Some(json!({"reason":"on call"})),
-    )
-    .await
 }
 
 #[tokio::test]
@@ -137,7 +117,7 @@ async fn network_access_under_manual_approval_opens_only_once_approved() {
     let r = call(
         &alice,
         Method::POST,
-        &format!("{}/revoke", jit_path(&name)),
+        &format!("{}/revoke", req_path(&name)),
         None,
     )
     .await;
@@ -156,7 +136,7 @@ async fn network_access_under_manual_approval_opens_only_once_approved() {
     .await;
     assert_eq!(r.status, 200);
     assert_eq!(
-        state_of(&call(&alice, Method::GET, &jit_path(&name), None).await),
+        state_of(&call(&alice, Method::GET, &req_path(&name), None).await),
         "Revoked"
     );
 
@@ -170,7 +150,7 @@ async fn network_access_under_manual_approval_opens_only_once_approved() {
     app.advance(SignedDuration::from_hours(1));
     app.tick().await;
     assert_eq!(
-        state_of(&call(&alice, Method::GET, &jit_path(&name), None).await),
+        state_of(&call(&alice, Method::GET, &req_path(&name), None).await),
         "Timeout"
     );
     assert_eq!(decide(&bob, &name, "approve").await.status, 409);
@@ -352,7 +332,7 @@ async fn local_groups_give_eligibility_approval_and_roles() {
             "jitAuthorizationPolicies":[{"principalId":who,"roleDefinitionId":"Contributor"}],
             "jitSchedulingPolicy":{"type":"Once","duration":"PT1H"}}})
     };
-    let r = call(&frank, Method::PUT, &jit_path("f1"), Some(body("frank"))).await;
+    let r = call(&frank, Method::PUT, &req_path("f1"), Some(body("frank"))).await;
     assert_eq!((r.status, state_of(&r)), (201, "Pending"), "{:?}", r.body);
     assert_eq!(
         call(&erin, Method::GET, "/api/v1/inbox", None).await.body["value"][0]["name"],
@@ -382,7 +362,7 @@ async fn local_groups_give_eligibility_approval_and_roles() {
         put_group("devs", json!({"members":["alice"]})).await.status,
         200
     );
-    let r = call(&frank, Method::PUT, &jit_path("f2"), Some(body("frank"))).await;
+    let r = call(&frank, Method::PUT, &req_path("f2"), Some(body("frank"))).await;
     assert_eq!(r.status, 403, "{:?}", r.body);
     let r = call(
         &app.admin,

@@ -9,10 +9,6 @@ use serde_json::{Value, json};
 
 const APP: &str = "/subscriptions/s1/resourceGroups/rg1/applications/crm";
 
-fn req_path(name: &str) -> String {
-    format!("/api/v1{RG}/jitRequests/{name}")
-}
-
 fn request_body(principal: &str, role: &str, duration: &str, start: Option<String>) -> Value {
     let mut scheduling = json!({"type":"Once","duration":duration});
     if let Some(s) = start {
@@ -75,22 +71,6 @@ async fn world(app: &TestApp, policy: Value) -> People {
 fn manual(threshold: u32) -> Value {
     json!({"jitApprovalMode":"ManualApprove","jitApprovalThreshold":threshold,"maximumJitAccessDuration":"PT4H",
         "jitApprovers":[{"id":"bob","type":"user"},{"id":"carol","type":"user"},{"id":"dave","type":"user"}]})
-}
-
-fn state_of(r: &RawResponse) -> &str {
-    r.body["properties"]["jitRequestState"]
-        .as_str()
-        .unwrap_or("<none>")
-}
-
-async fn decide(client: &ajar_api::Client, name: &str, verb: &str) -> RawResponse {
-    call(
-        client,
-        Method::POST,
-        &format!("{}/{verb}", req_path(name)),
-        Some(json!({"reason":"looked at the ticket"})),
-    )
-    .await
 }
 
 #[tokio::test]

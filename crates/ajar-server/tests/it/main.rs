@@ -116,3 +116,26 @@ pub fn code(r: &RawResponse) -> &str {
 pub fn target(r: &RawResponse) -> &str {
     r.body["error"]["target"].as_str().unwrap_or("<none>")
 }
+
+/// The path of a request on the shared engine in rg1.
+pub fn req_path(name: &str) -> String {
+    format!("/api/v1{RG}/jitRequests/{name}")
+}
+
+/// `properties.jitRequestState` of a response.
+pub fn state_of(r: &RawResponse) -> &str {
+    r.body["properties"]["jitRequestState"]
+        .as_str()
+        .unwrap_or("<none>")
+}
+
+/// Approves or denies (`verb`) request `name` in rg1 with a reason.
+pub async fn decide(client: &ajar_api::Client, name: &str, verb: &str) -> RawResponse {
+    call(
+        client,
+        Method::POST,
+        &format!("{}/{verb}", req_path(name)),
+        Some(json!({"reason":"looked at the ticket"})),
+    )
+    .await
+}
