@@ -15,10 +15,12 @@
 //! - [`application`]: managed applications' JIT access policies.
 //! - [`authorize`]: the in-memory index behind `POST /api/v1/authorize`.
 //! - [`agent`]: enforcement agents: modes, mapped-port ranges, liveness.
+//! - [`activity`]: the activity log's hash chain and its verification.
 //!
 //! # Invariant
 //! This crate does no IO: no sockets, files, database or clock reads. Time is a parameter.
 
+pub mod activity;
 pub mod agent;
 pub mod application;
 pub mod authorize;

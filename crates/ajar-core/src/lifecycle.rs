@@ -417,6 +417,96 @@ impl Lifecycle {
     }
 }
 
+/// One thing that happened to a request between two stored versions of its lifecycle: what the
+/// activity log records and notifications tell about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The request was made.
+    Created,
+    /// An approver approved (possibly one of several needed).
+    ApprovalGiven,
+    /// The request is approved: enough approvals, or automatic.
+    Approved,
+    /// An approver denied it.
+    Denied,
+    /// The requester withdrew it.
+    Canceled,
+    /// Its window began.
+    Activated,
+    /// Its end is 15 minutes away.
+    ExpiryWarned,
+    /// Its window ended.
+    Expired,
+    /// Nobody decided in time.
+    TimedOut,
+    /// Ended early.
+    Revoked,
+    /// Enforcement could not apply it.
+    Failed,
+}
+
+impl Step {
+    /// The step's name (as recorded: `ajar.jitRequests/<name>`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Created => "create",
+            Step::ApprovalGiven => "approve",
+            Step::Approved => "approved",
+            Step::Denied => "deny",
+            Step::Canceled => "cancel",
+            Step::Activated => "activate",
+            Step::ExpiryWarned => "expiryWarning",
+            Step::Expired => "expire",
+            Step::TimedOut => "timeout",
+            Step::Revoked => "revoke",
+            Step::Failed => "fail",
+        }
+    }
+}
+
+/// The steps from `before` (`None`: the request is new) to `after`, in the order they happened.
+pub fn steps(before: Option<&Lifecycle>, after: &Lifecycle) -> Vec<Step> {
+    let mut out = Vec::new();
+    let (was, decided) = match before {
+        None => {
+            out.push(Step::Created);
+            (RequestState::Pending, 0)
+        }
+        Some(b) => (b.state, b.decisions.len()),
+    };
+    for d in after.decisions.iter().skip(decided) {
+        if d.approve {
+            out.push(Step::ApprovalGiven);
+        }
+    }
+    let now = after.state;
+    if was == RequestState::Pending && now != RequestState::Pending {
+        let approved = after.window.is_some()
+            && !matches!(now, RequestState::Denied | RequestState::Canceled | RequestState::Timeout);
+        if approved {
+            out.push(Step::Approved);
+        }
+    }
+    if now == RequestState::Active && was != RequestState::Active {
+        out.push(Step::Activated);
+    }
+    if after.expiry_warned_at.is_some() && before.is_none_or(|b| b.expiry_warned_at.is_none()) {
+        out.push(Step::ExpiryWarned);
+    }
+    if now != was {
+        match now {
+            RequestState::Denied => out.push(Step::Denied),
+            RequestState::Canceled => out.push(Step::Canceled),
+            RequestState::Timeout => out.push(Step::TimedOut),
+            RequestState::Expired => out.push(Step::Expired),
+            RequestState::Revoked => out.push(Step::Revoked),
+            RequestState::Failed => out.push(Step::Failed),
+            RequestState::Pending | RequestState::Approved | RequestState::Active => {}
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -460,6 +550,39 @@ mod tests {
             &manual(1),
             t0(),
         )
+    }
+
+    #[test]
+    fn steps_name_what_happened_between_versions() {
+        use Step::*;
+        let rule = manual(2);
+        let l0 = pending(Start::Now);
+        assert_eq!(steps(None, &l0), vec![Created]);
+        let l1 = l0.apply(approve("bob", 5), &rule, at(5)).unwrap();
+        assert_eq!(steps(Some(&l0), &l1), vec![ApprovalGiven]);
+        let l2 = l1.apply(approve("carol", 6), &rule, at(6)).unwrap();
+        assert_eq!(steps(Some(&l1), &l2), vec![ApprovalGiven, Approved, Activated]);
+        // The window is 6..126: the warning falls due at 111; an end passed is not warned of.
+        let warned = l2.apply(Event::Tick, &rule, at(112)).unwrap();
+        assert_eq!(steps(Some(&l2), &warned), vec![ExpiryWarned]);
+        let l3 = warned.apply(Event::Tick, &rule, at(600)).unwrap();
+        assert_eq!(steps(Some(&warned), &l3), vec![Expired]);
+        let late = l2.apply(Event::Tick, &rule, at(600)).unwrap();
+        assert_eq!(steps(Some(&l2), &late), vec![Expired]);
+        assert_eq!(steps(Some(&l3), &l3), vec![]);
+        let denied = l0
+            .apply(Event::Deny(decision("bob", false, 5), vec![]), &rule, at(5))
+            .unwrap();
+        assert_eq!(steps(Some(&l0), &denied), vec![Denied]);
+        let timed_out = l0.apply(Event::Tick, &rule, at(600)).unwrap();
+        assert_eq!(steps(Some(&l0), &timed_out), vec![TimedOut]);
+        let auto = ApprovalRule {
+            automatic: true,
+            approvers: vec![],
+            threshold: 1,
+        };
+        let l = Lifecycle::new(p("alice"), Start::Now, SignedDuration::from_hours(1), &auto, t0());
+        assert_eq!(steps(None, &l), vec![Created, Approved, Activated]);
     }
 
     #[test]

@@ -5,6 +5,8 @@ use crate::AppState;
 use crate::error::AppError;
 use ajar_api::ErrorCode;
 use ajar_core::id::Scope;
+use ajar_store::NewActivity;
+use jiff::Timestamp;
 use ajar_core::rbac::{ActionPattern, Permissions, RoleDefinition, built_in_roles};
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
@@ -155,9 +157,17 @@ pub struct Caller {
     pub permissions: Permissions,
     /// The peer address of the connection, when known.
     pub address: Option<IpAddr>,
+    /// The HTTP request id (`X-Request-Id`), when known.
+    pub request_id: Option<String>,
 }
 
 impl Caller {
+    /// An activity record of the caller doing `action` on `resource_id` at `at` (successfully,
+    /// unless the record says otherwise), with their address and the HTTP request id.
+    pub fn did(&self, action: &str, resource_id: &str, at: Timestamp) -> NewActivity {
+        crate::journal::Actor::from(self).did(action, resource_id, at)
+    }
+
     /// Whether `principal` (a name or `group:NAME`) is the caller or one of their groups.
     pub fn is_or_belongs_to(&self, principal: &str) -> bool {
         principal == self.principal
@@ -241,12 +251,17 @@ impl FromRequestParts<AppState> for Caller {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ci| ci.0.ip());
-        Ok(Caller {
+        let caller = Caller {
             principal,
             groups,
             permissions,
             address,
-        })
+            request_id: None,
+        };
+        if let Some(slot) = parts.extensions.get::<crate::journal::CallerSlot>() {
+            slot.fill(&caller);
+        }
+        Ok(caller)
     }
 }
 

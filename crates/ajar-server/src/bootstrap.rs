@@ -3,7 +3,7 @@
 use crate::AppState;
 use crate::auth::new_token;
 use crate::error::AppError;
-use ajar_store::{AssignmentRow, TokenRow};
+use ajar_store::{AssignmentRow, NewActivity, TokenRow};
 
 /// Principal of the bootstrap token.
 pub const BOOTSTRAP_PRINCIPAL: &str = "admin";
@@ -41,6 +41,16 @@ pub async fn bootstrap(state: &AppState) -> Result<Option<String>, AppError> {
     )
     .await?;
     tx.set_meta(BOOTSTRAP_KEY, &now.to_string()).await?;
+    tx.record(
+        &NewActivity::new(now, "system:bootstrap", "ajar.tokens/write", "/tokens/bootstrap")
+            .with_details(serde_json::json!({
+                "principal": BOOTSTRAP_PRINCIPAL,
+                "roleAssignment": "bootstrap-owner",
+                "roleDefinition": "Owner",
+                "scope": "/",
+            })),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Some(token))
 }

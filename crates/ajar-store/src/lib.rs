@@ -7,11 +7,16 @@
 //! Queries go through sqlx's `Any` driver with portable SQL (`$1` placeholders, `BIGINT`
 //! microsecond instants, JSON as `TEXT`), so a second engine needs only its own migrations.
 
+mod activity;
+mod notifications;
 mod rows;
 mod tx;
 
+pub use activity::{ActivityFilter, ActivityRow, NewActivity};
+pub use notifications::{OutboxRow, SubscriptionRow};
+
 pub use rows::*;
-pub use tx::{JitRequestFilter, NewRequest, PolicyGuard, RequestFilter, RequestsOn, Tx};
+pub use tx::{ExpiredPort, JitRequestFilter, NewRequest, PolicyGuard, RequestFilter, RequestsOn, Tx};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
@@ -226,7 +231,7 @@ mod request_tests {
         )
         .await
         .unwrap();
-        tx.commit().await.unwrap();
+        tx.commit_unrecorded().await.unwrap();
         (dir, store)
     }
 
@@ -271,7 +276,7 @@ mod request_tests {
             .collect();
         let mut tx = store.write().await.unwrap();
         let stored = tx.insert_requests(&batch).await.unwrap();
-        tx.commit().await.unwrap();
+        tx.commit_unrecorded().await.unwrap();
         stored
     }
 
@@ -311,7 +316,7 @@ mod request_tests {
         tx.put_jit_enabled("/subscriptions/s", false, Timestamp::UNIX_EPOCH)
             .await
             .unwrap();
-        tx.commit().await.unwrap();
+        tx.commit_unrecorded().await.unwrap();
         let scopes = vec![
             "/subscriptions/s/resourceGroups/rg".to_owned(),
             "/subscriptions/s".to_owned(),

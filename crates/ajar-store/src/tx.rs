@@ -15,6 +15,10 @@ pub struct Tx {
     /// Signalled on commit when this transaction changed what enforcement points must apply.
     changes: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
     bumped: bool,
+    /// The activity log's last `(seq, hash)` once this transaction has read or appended it.
+    pub(crate) chain_head: Option<(i64, String)>,
+    /// Activity records appended by this transaction.
+    pub(crate) recorded: usize,
 }
 
 enum Conn {
@@ -22,15 +26,15 @@ enum Conn {
     Plain(PoolConnection<Any>),
 }
 
-fn text(row: &AnyRow, col: &str) -> StoreResult<String> {
+pub(crate) fn text(row: &AnyRow, col: &str) -> StoreResult<String> {
     Ok(row.try_get::<String, _>(col)?)
 }
 
-fn opt_text(row: &AnyRow, col: &str) -> StoreResult<Option<String>> {
+pub(crate) fn opt_text(row: &AnyRow, col: &str) -> StoreResult<Option<String>> {
     Ok(row.try_get::<Option<String>, _>(col)?)
 }
 
-fn int(row: &AnyRow, col: &str) -> StoreResult<i64> {
+pub(crate) fn int(row: &AnyRow, col: &str) -> StoreResult<i64> {
     Ok(row.try_get::<i64, _>(col)?)
 }
 
@@ -166,7 +170,7 @@ fn jit_request_row(r: &AnyRow) -> StoreResult<JitRequestRow> {
 }
 
 /// Escapes `%`, `_` and `\` for a `LIKE ... ESCAPE '\'` prefix match.
-fn like_prefix(prefix: &str) -> String {
+pub(crate) fn like_prefix(prefix: &str) -> String {
     let mut s = String::with_capacity(prefix.len() + 1);
     for c in prefix.chars() {
         if matches!(c, '%' | '_' | '\\') {
@@ -196,6 +200,8 @@ impl Tx {
             conn: Conn::Transaction(tx),
             changes,
             bumped: false,
+            chain_head: None,
+            recorded: 0,
         }
     }
 
@@ -207,18 +213,38 @@ impl Tx {
             conn: Conn::Plain(conn),
             changes,
             bumped: false,
+            chain_head: None,
+            recorded: 0,
         }
     }
 
-    fn c(&mut self) -> &mut AnyConnection {
+    pub(crate) fn c(&mut self) -> &mut AnyConnection {
         match &mut self.conn {
             Conn::Transaction(tx) => tx,
             Conn::Plain(conn) => conn,
         }
     }
 
+    pub(crate) fn is_transaction(&self) -> bool {
+        matches!(self.conn, Conn::Transaction(_))
+    }
+
     /// Makes every change of this transaction durable (nothing to do for a read connection).
+    /// A write transaction must have recorded its change in the activity log
+    /// ([`Tx::record`]); otherwise it is rolled back and the commit fails, so a change without
+    /// its record cannot be stored.
     pub async fn commit(self) -> StoreResult<()> {
+        if self.is_transaction() && self.recorded == 0 {
+            return Err(StoreError::Other(
+                "a change must be recorded in the activity log before it is committed".into(),
+            ));
+        }
+        self.commit_unrecorded().await
+    }
+
+    /// Commits without an activity record: only for bookkeeping that changes no object and
+    /// grants nothing (an agent's last-seen time, server metadata, delivery attempts).
+    pub async fn commit_unrecorded(self) -> StoreResult<()> {
         match self.conn {
             Conn::Transaction(tx) => tx.commit().await?,
             Conn::Plain(_) => {}
@@ -749,19 +775,76 @@ impl Tx {
             .collect()
     }
 
-    /// Closes every open port whose end time has passed as `Expired`; returns how many.
-    pub async fn expire_due(&mut self, now: Timestamp) -> StoreResult<u64> {
-        let r = sqlx::query(
+    /// Closes every open port whose end time has passed as `Expired`; answers them.
+    pub async fn expire_due(&mut self, now: Timestamp) -> StoreResult<Vec<ExpiredPort>> {
+        let rows = sqlx::query(
             "UPDATE request_ports SET status = 'Revoked', status_reason = 'Expired', closed_at = end_time \
-             WHERE status = 'Initiated' AND end_time <= $1",
+             WHERE status = 'Initiated' AND end_time <= $1 \
+             RETURNING request_id, seq, machine_id, number, end_time",
         )
         .bind(to_db(now))
-        .execute(self.c())
+        .fetch_all(self.c())
         .await?;
-        if r.rows_affected() > 0 {
+        if !rows.is_empty() {
             self.bump_revision().await?;
         }
-        Ok(r.rows_affected())
+        rows.iter()
+            .map(|r| {
+                Ok(ExpiredPort {
+                    request_id: text(r, "request_id")?,
+                    seq: int(r, "seq")?,
+                    machine_id: text(r, "machine_id")?,
+                    number: int(r, "number")?,
+                    end_time: from_db(int(r, "end_time")?),
+                })
+            })
+            .collect()
+    }
+
+    /// Whether a network request was opened by an approval-gated request (whose lifecycle
+    /// records and notifies for it).
+    pub async fn gated_by_approval(&mut self, request_id: &str) -> StoreResult<bool> {
+        Ok(sqlx::query("SELECT 1 FROM jit_requests WHERE kind = 'network' AND name = $1")
+            .bind(request_id)
+            .fetch_optional(self.c())
+            .await?
+            .is_some())
+    }
+
+    /// Whether an automatic network request with a window longer than `notice` has a port
+    /// ending within `notice` of `now` and was not warned yet.
+    pub async fn expiry_warning_due(
+        &mut self,
+        now: Timestamp,
+        notice: jiff::SignedDuration,
+    ) -> StoreResult<bool> {
+        Ok(sqlx::query(EXPIRY_WARNING_DUE)
+            .bind(to_db(now.saturating_add(notice).unwrap_or(now)))
+            .bind(notice.as_micros() as i64)
+            .fetch_optional(self.c())
+            .await?
+            .is_some())
+    }
+
+    /// Marks the requests [`Tx::expiry_warning_due`] finds as warned at `now`; answers them.
+    pub async fn warn_expiring(
+        &mut self,
+        now: Timestamp,
+        notice: jiff::SignedDuration,
+    ) -> StoreResult<Vec<RequestRow>> {
+        let rows = sqlx::query(
+            "UPDATE requests SET expiry_warned_at = $3 WHERE expiry_warned_at IS NULL \
+             AND id IN (SELECT p.request_id FROM request_ports p JOIN requests r ON r.id = p.request_id \
+                        WHERE p.status = 'Initiated' AND p.end_time <= $1 AND p.end_time - r.created_at > $2) \
+             AND NOT EXISTS (SELECT 1 FROM jit_requests j WHERE j.kind = 'network' AND j.name = requests.id) \
+             RETURNING id, policy_id, requestor, justification, source_address, created_at",
+        )
+        .bind(to_db(now.saturating_add(notice).unwrap_or(now)))
+        .bind(notice.as_micros() as i64)
+        .bind(to_db(now))
+        .fetch_all(self.c())
+        .await?;
+        rows.iter().map(request_row).collect()
     }
 
     /// The earliest end time of an open port.
@@ -1505,7 +1588,8 @@ impl Tx {
     }
 
     /// Records when a port was opened (`opened`) or closed by the agent guarding its machine;
-    /// the first report wins. Ports of other agents' machines are ignored.
+    /// the first report wins. Ports of other agents' machines are ignored. Answers the port's
+    /// machine when this report changed it.
     pub async fn mark_port(
         &mut self,
         agent_id: &str,
@@ -1513,22 +1597,24 @@ impl Tx {
         seq: i64,
         at: Timestamp,
         opened: bool,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<Option<String>> {
         let sql = if opened {
             "UPDATE request_ports SET applied_at = $1 WHERE request_id = $2 AND seq = $3 AND applied_at IS NULL \
-             AND machine_id IN (SELECT machine_id FROM agent_machines WHERE agent_id = $4)"
+             AND machine_id IN (SELECT machine_id FROM agent_machines WHERE agent_id = $4) \
+             RETURNING machine_id"
         } else {
             "UPDATE request_ports SET removed_at = $1 WHERE request_id = $2 AND seq = $3 AND removed_at IS NULL \
-             AND machine_id IN (SELECT machine_id FROM agent_machines WHERE agent_id = $4)"
+             AND machine_id IN (SELECT machine_id FROM agent_machines WHERE agent_id = $4) \
+             RETURNING machine_id"
         };
-        let r = sqlx::query(sql)
+        let row = sqlx::query(sql)
             .bind(to_db(at))
             .bind(request_id)
             .bind(seq)
             .bind(agent_id)
-            .execute(self.c())
+            .fetch_optional(self.c())
             .await?;
-        Ok(r.rows_affected() > 0)
+        row.map(|r| text(&r, "machine_id")).transpose()
     }
 
     /// Gateways guarding any of these machines, with what mapping needs.
@@ -1691,6 +1777,26 @@ impl Args {
         }
         q
     }
+}
+
+const EXPIRY_WARNING_DUE: &str = "SELECT 1 FROM request_ports p JOIN requests r ON r.id = p.request_id \
+     WHERE p.status = 'Initiated' AND p.end_time <= $1 AND p.end_time - r.created_at > $2 \
+     AND r.expiry_warned_at IS NULL \
+     AND NOT EXISTS (SELECT 1 FROM jit_requests j WHERE j.kind = 'network' AND j.name = r.id) LIMIT 1";
+
+/// A port the scheduler closed because its end time passed.
+#[derive(Debug, Clone)]
+pub struct ExpiredPort {
+    /// The request.
+    pub request_id: String,
+    /// Position within the request.
+    pub seq: i64,
+    /// The machine.
+    pub machine_id: String,
+    /// The port number.
+    pub number: i64,
+    /// When it was due to close.
+    pub end_time: Timestamp,
 }
 
 /// A request to store with [`Tx::insert_requests`].

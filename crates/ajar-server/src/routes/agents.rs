@@ -166,6 +166,17 @@ pub async fn create_agent(
     };
     tx.insert_agent(&row, now).await?;
     let revision = tx.revision().await?;
+    tx.record(
+        &caller
+            .did(actions::AGENTS_WRITE, &format!("/agents/{}", row.id), now)
+            .with_details(serde_json::json!({
+                "name": row.name,
+                "mode": row.mode,
+                "machines": row.machines,
+                "publicAddress": row.public_address,
+            })),
+    )
+    .await?;
     tx.commit().await?;
     tracing::info!(agent = %row.name, by = %caller.principal, "agent registered");
     Ok(Reply::created_or_ok(
@@ -227,6 +238,12 @@ pub async fn delete_agent(
         .ok_or_else(|| AppError::not_found(format!("agent {id}")))?;
     tx.delete_token(&agent.token_id).await?;
     tx.delete_agent(&id).await?;
+    tx.record(
+        &caller
+            .did(actions::AGENTS_WRITE, &format!("/agents/{id}"), state.clock.now())
+            .with_details(serde_json::json!({"name": agent.name, "deleted": true})),
+    )
+    .await?;
     tx.commit().await?;
     state.access_changed();
     Ok(no_content())
@@ -372,7 +389,8 @@ pub async fn desired_state(
     let mut tx = state.store.write().await?;
     tx.touch_agent(&agent.id, state.clock.now()).await?;
     let revision = tx.revision().await?;
-    tx.commit().await?;
+    // Last-seen bookkeeping: changes no object.
+    tx.commit_unrecorded().await?;
     if after.is_some_and(|a| a >= revision) {
         let mut stopping = state.stopping.clone();
         tokio::select! {
@@ -400,14 +418,29 @@ pub async fn report(
     let mut tx = state.store.write().await?;
     tx.agent_applied(&agent.id, &body.version, body.applied_revision, now)
         .await?;
-    for g in &body.opened {
-        tx.mark_port(&agent.id, &g.request_id, g.seq, g.at, true)
+    for (ports, opened) in [(&body.opened, true), (&body.closed, false)] {
+        for g in ports {
+            let Some(machine) = tx
+                .mark_port(&agent.id, &g.request_id, g.seq, g.at, opened)
+                .await?
+            else {
+                continue;
+            };
+            let action = if opened {
+                "ajar.agents/portOpened"
+            } else {
+                "ajar.agents/portClosed"
+            };
+            tx.record(
+                &caller
+                    .did(action, &machine, now)
+                    .for_request(&g.request_id)
+                    .with_details(serde_json::json!({"seq": g.seq, "at": g.at.to_string()})),
+            )
             .await?;
+        }
     }
-    for g in &body.closed {
-        tx.mark_port(&agent.id, &g.request_id, g.seq, g.at, false)
-            .await?;
-    }
-    tx.commit().await?;
+    // Each port opened or closed is recorded above; the rest is last-seen bookkeeping.
+    tx.commit_unrecorded().await?;
     Ok(no_content())
 }

@@ -18,6 +18,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::get;
+use serde_json::json;
 
 pub fn router() -> Router<AppState> {
     let app = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/applications/{name}";
@@ -116,6 +117,12 @@ pub async fn put_application(
             state.clock.now(),
         )
         .await?;
+    tx.record(
+        &caller
+            .did(actions::APPLICATIONS_WRITE, &id.to_string(), state.clock.now())
+            .with_details(json!({"created": created, "properties": properties})),
+    )
+    .await?;
     tx.commit().await?;
     state.access_index.invalidate();
     let row = ApplicationRow {
@@ -159,6 +166,8 @@ pub async fn delete_application(
     if !tx.delete_application(&id.to_string()).await? {
         return Err(AppError::not_found(&id));
     }
+    tx.record(&caller.did(actions::APPLICATIONS_DELETE, &id.to_string(), state.clock.now()))
+        .await?;
     tx.commit().await?;
     state.access_index.invalidate();
     Ok(no_content())
@@ -252,6 +261,17 @@ pub async fn put_eligible_role(
     };
     let created = tx.put_eligibility(&e).await?;
     let stored = tx.eligibility(&e.application_id, &e.id).await?.unwrap_or(e);
+    tx.record(
+        &caller
+            .did(actions::APPLICATIONS_WRITE, &app.to_string(), state.clock.now())
+            .with_details(json!({
+                "eligibleRole": stored.id,
+                "created": created,
+                "principal": stored.principal,
+                "roleDefinition": stored.role_name,
+            })),
+    )
+    .await?;
     tx.commit().await?;
     state.access_index.invalidate();
     Ok(Reply::created_or_ok(created, eligibility_view(stored)))
@@ -291,6 +311,12 @@ pub async fn delete_eligible_role(
     if !tx.delete_eligibility(&app.to_string(), &eid).await? {
         return Err(AppError::not_found(format!("eligible role {eid}")));
     }
+    tx.record(
+        &caller
+            .did(actions::APPLICATIONS_WRITE, &app.to_string(), state.clock.now())
+            .with_details(json!({"eligibleRole": eid, "deleted": true})),
+    )
+    .await?;
     tx.commit().await?;
     state.access_index.invalidate();
     Ok(no_content())

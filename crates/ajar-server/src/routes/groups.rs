@@ -15,6 +15,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::get;
+use serde_json::json;
 
 /// The most members a group may have.
 const MAX_MEMBERS: usize = 10_000;
@@ -94,6 +95,12 @@ pub async fn put_group(
     members.dedup();
     let mut tx = state.store.write().await?;
     let created = tx.put_group(&group, &members, state.clock.now()).await?;
+    tx.record(
+        &caller
+            .did(actions::RBAC_WRITE, &format!("/groups/{group}"), state.clock.now())
+            .with_details(json!({"created": created, "members": members})),
+    )
+    .await?;
     tx.commit().await?;
     state.access_changed();
     Ok(Reply::created_or_ok(
@@ -118,6 +125,12 @@ pub async fn delete_group(
     if !tx.delete_group(&group).await? {
         return Err(AppError::not_found(format!("group {group}")));
     }
+    tx.record(&caller.did(
+        actions::RBAC_WRITE,
+        &format!("/groups/{group}"),
+        state.clock.now(),
+    ))
+    .await?;
     tx.commit().await?;
     state.access_changed();
     Ok(no_content())

@@ -13,6 +13,8 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::body::RawBody;
 use crate::error::{AppError, AppResult};
+use crate::journal::Actor;
+use crate::notify::{self, Notice, NoticeEvent};
 use crate::request_writer::{NewAccess, store_in};
 use ajar_api::ErrorCode;
 use ajar_api::wire::{
@@ -20,11 +22,12 @@ use ajar_api::wire::{
     InitiateBody, JitAuthorizationPolicy, JitRequest, JitRequestBody, JitRequestView,
     JitSchedulingPolicy, List,
 };
+use ajar_core::activity::Outcome;
 use ajar_core::application::AppJitPolicy;
 use ajar_core::duration::{AccessDuration, MAX_ACCESS, MIN_ACCESS};
 use ajar_core::id::{ResourceId, ResourceKind, Scope};
 use ajar_core::lifecycle::{
-    ApprovalRule, Decision, Event, Lifecycle, Refused, RequestState, Start,
+    ApprovalRule, Approver, Decision, Event, Lifecycle, Refused, RequestState, Start, Step, steps,
 };
 use ajar_core::policy::PolicyRules;
 use ajar_core::principal::Principal;
@@ -199,8 +202,8 @@ async fn save(tx: &mut Tx, row: &mut JitRequestRow, l: &Lifecycle) -> StoreResul
         .await
 }
 
-/// Inserts a new request and commits; 409 when the name is taken.
-async fn insert(mut tx: Tx, id: &ResourceId, row: &JitRequestRow) -> AppResult<()> {
+/// Inserts a new request made by `actor`, records it and commits; 409 when the name is taken.
+async fn insert(mut tx: Tx, actor: &Actor, id: &ResourceId, row: &JitRequestRow) -> AppResult<()> {
     if !tx
         .insert_jit_request(row, id.subscription.as_str(), id.resource_group.as_str())
         .await?
@@ -211,7 +214,106 @@ async fn insert(mut tx: Tx, id: &ResourceId, row: &JitRequestRow) -> AppResult<(
         )
         .at(id.to_string()));
     }
+    let l = lifecycle_of(row)?;
+    journal_steps(&mut tx, actor, row, None, &l, l.created).await?;
     Ok(tx.commit().await?)
+}
+
+/// Records each step from `before` (`None`: new) to `after` of `row`, as done by `actor`, and
+/// queues the notifications they call for, inside `tx`.
+async fn journal_steps(
+    tx: &mut Tx,
+    actor: &Actor,
+    row: &JitRequestRow,
+    before: Option<&Lifecycle>,
+    after: &Lifecycle,
+    now: Timestamp,
+) -> AppResult<()> {
+    let steps = steps(before, after);
+    if steps.is_empty() {
+        return Ok(());
+    }
+    let approvers: Vec<String> = rule_of(tx, row)
+        .await?
+        .map(|r| {
+            r.approvers
+                .iter()
+                .map(|a| match a {
+                    Approver::User(p) => p.to_string(),
+                    Approver::Group(g) => format!("group:{g}"),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let window = after
+        .window
+        .map(|(s, e)| serde_json::json!({"start": ts(s), "end": ts(e)}));
+    let mut notices = Vec::new();
+    for step in &steps {
+        let mut details = serde_json::json!({
+            "kind": row.kind,
+            "state": after.state.as_str(),
+            "requester": row.requester,
+        });
+        match step {
+            Step::Created => {
+                details["roles"] = serde_json::from_str(&row.roles).unwrap_or_default();
+                details["justification"] = serde_json::json!(row.justification);
+                details["duration"] = serde_json::json!(after.duration.to_string());
+                details["extends"] = serde_json::json!(row.extends);
+            }
+            Step::ApprovalGiven | Step::Denied => {
+                if let Some(d) = after.decisions.last() {
+                    details["reason"] = serde_json::json!(d.reason);
+                }
+            }
+            Step::Failed => details["failure"] = serde_json::json!(after.failure),
+            _ => {}
+        }
+        if let Some(w) = &window {
+            details["window"] = w.clone();
+        }
+        if row.kind == NETWORK && *step == Step::Activated {
+            details["networkRequestId"] = serde_json::json!(row.name);
+        }
+        let result = if *step == Step::Failed {
+            Outcome::Failed
+        } else {
+            Outcome::Succeeded
+        };
+        tx.record(
+            &actor
+                .did(&format!("ajar.jitRequests/{}", step.name()), &row.id, now)
+                .for_request(&row.id)
+                .with_details(details)
+                .with_result(result),
+        )
+        .await?;
+        let event = match step {
+            Step::Created => Some(NoticeEvent::RequestCreated),
+            Step::Approved if !steps.contains(&Step::Created) => Some(NoticeEvent::RequestApproved),
+            Step::Denied => Some(NoticeEvent::RequestDenied),
+            Step::TimedOut => Some(NoticeEvent::RequestTimedOut),
+            Step::ExpiryWarned => Some(NoticeEvent::AccessExpiring),
+            Step::Expired => Some(NoticeEvent::AccessExpired),
+            _ => None,
+        };
+        if let Some(event) = event {
+            notices.push(Notice {
+                event,
+                resource_id: row.id.clone(),
+                request_id: row.id.clone(),
+                kind: if row.kind == NETWORK { "network" } else { "role" },
+                requester: row.requester.clone(),
+                approvers: approvers.clone(),
+                justification: row.justification.clone(),
+                window: after.window,
+                at: now,
+            });
+        }
+    }
+    notify::queue(tx, &notices).await?;
+    Ok(())
 }
 
 /// A new request row (not stored).
@@ -377,7 +479,7 @@ pub async fn create_jit_request(
         p.justification.clone(),
         &l,
     )?;
-    insert(tx, &id, &row).await?;
+    insert(tx, &Actor::from(&caller), &id, &row).await?;
     state.access_index.invalidate();
     Ok(Reply::created_or_ok(true, view(&row)?))
 }
@@ -415,7 +517,7 @@ pub async fn create_network_request(
         planned,
         now,
     )?;
-    insert(tx, &id, &stored).await?;
+    insert(tx, &Actor::from(caller), &id, &stored).await?;
     let pending = RequestRow {
         id: name.clone(),
         policy_id: policy.to_string(),
@@ -516,6 +618,8 @@ async fn open_network_access(
         ports: port_rows(&row.name, &planned),
         etag: policy_row.etag.clone(),
         blocking_scopes: blocking_scopes(&policy).to_vec(),
+        // Recorded as the approval request's activation.
+        activity: None,
     };
     let outcome = store_in(tx, &mut [&mut access]).await?.pop();
     match outcome {
@@ -599,6 +703,7 @@ pub async fn get_jit_request(
 /// stale copy.
 async fn transition(
     state: &AppState,
+    actor: &Actor,
     id: &ResourceId,
     make: impl FnOnce(Timestamp) -> Event,
 ) -> AppResult<Reply<JitRequest>> {
@@ -624,6 +729,7 @@ async fn transition(
     let after = before.apply(event, &rule, now)?;
     let after = apply_effects(&mut tx, &row, &before, after, now).await?;
     save(&mut tx, &mut row, &after).await?;
+    journal_steps(&mut tx, actor, &row, Some(&before), &after, now).await?;
     tx.commit().await?;
     state.access_index.invalidate();
     Ok(Reply::ok(view(&row)?))
@@ -647,7 +753,7 @@ async fn decide(
     }
     let by = Principal::parse(&caller.principal)?;
     let groups = caller.groups.clone();
-    transition(state, &id, |now| {
+    transition(state, &Actor::from(caller), &id, |now| {
         let d = Decision {
             by,
             approve,
@@ -701,7 +807,7 @@ pub async fn cancel(
     load_visible(&mut tx, &caller, &id).await?;
     drop(tx);
     let by = Principal::parse(&caller.principal)?;
-    transition(&state, &id, |_| Event::Cancel(by)).await
+    transition(&state, &Actor::from(&caller), &id, |_| Event::Cancel(by)).await
 }
 
 /// Whether the caller administers what a request is for (may revoke anyone's): write access to
@@ -730,7 +836,10 @@ pub async fn revoke(
     drop(tx);
     let admin = administers(&caller, &row);
     let by = Principal::parse(&caller.principal)?;
-    transition(&state, &id, move |_| Event::Revoke { by, admin }).await
+    transition(&state, &Actor::from(&caller), &id, move |_| {
+        Event::Revoke { by, admin }
+    })
+    .await
 }
 
 /// Called when a network request is revoked through the policy's `requests/{id}/revoke`: the
@@ -739,7 +848,7 @@ pub async fn network_request_revoked(
     tx: &mut Tx,
     policy: &ResourceId,
     request_id: &str,
-    by: &str,
+    caller: &Caller,
     now: Timestamp,
 ) -> AppResult<()> {
     let Ok(id) = request_id_of(policy, request_id) else {
@@ -750,11 +859,12 @@ pub async fn network_request_revoked(
     };
     let before = lifecycle_of(&row)?;
     let event = Event::Revoke {
-        by: Principal::parse(by)?,
+        by: Principal::parse(&caller.principal)?,
         admin: true,
     };
     if let Ok(after) = before.apply(event, &ApprovalRule::default(), now) {
         save(tx, &mut row, &after).await?;
+        journal_steps(tx, &Actor::from(caller), &row, Some(&before), &after, now).await?;
     }
     Ok(())
 }
@@ -866,7 +976,7 @@ pub async fn extend(
         )?
     };
     row.extends = Some(original.id.clone());
-    insert(tx, &new_id, &row).await?;
+    insert(tx, &Actor::from(&caller), &new_id, &row).await?;
     state.access_index.invalidate();
     Ok(Reply::created_or_ok(true, view(&row)?))
 }
@@ -1166,8 +1276,15 @@ pub async fn run_due(state: &AppState, now: Timestamp) -> StoreResult<u64> {
             changed += 1;
         }
         save(&mut tx, &mut row, &after).await?;
+        if let Err(e) =
+            journal_steps(&mut tx, &Actor::scheduler(), &row, Some(&before), &after, now).await
+        {
+            tracing::error!(request = %id, error = %e.0.message, "request steps not recorded");
+            return Err(ajar_store::StoreError::Other(e.0.message));
+        }
     }
-    tx.commit().await?;
+    // Every step was recorded above; a pass that only moved due times records nothing.
+    tx.commit_unrecorded().await?;
     if changed > 0 {
         state.access_index.invalidate();
     }

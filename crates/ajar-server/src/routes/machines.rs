@@ -18,6 +18,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::routing::get;
 use jiff::Timestamp;
+use serde_json::json;
 use serde::Deserialize;
 
 pub fn router() -> Router<AppState> {
@@ -105,6 +106,12 @@ pub async fn put_machine(
         .await?
         .ok_or_else(|| AppError::not_found(&id))?;
     let disabled = disabled_scopes(&mut tx).await?;
+    tx.record(
+        &caller
+            .did(actions::MACHINES_WRITE, &row.id, state.clock.now())
+            .with_details(json!({"created": created, "properties": body.properties})),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Reply::created_or_ok(
         created,
@@ -152,6 +159,8 @@ pub async fn delete_machine(
     if !tx.delete_machine(&id.to_string()).await? {
         return Err(AppError::not_found(&id));
     }
+    tx.record(&caller.did(actions::MACHINES_DELETE, &id.to_string(), state.clock.now()))
+        .await?;
     tx.commit().await?;
     Ok(no_content())
 }

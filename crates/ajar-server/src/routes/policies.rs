@@ -21,6 +21,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::{get, post};
 use jiff::Timestamp;
+use serde_json::json;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -89,9 +90,11 @@ pub async fn ensure_jit_enabled(tx: &mut Tx, scope: &Scope) -> AppResult<()> {
 
 /// Validates and stores a policy inside `tx`. Machines must exist and not belong to another
 /// policy. Open ports the new rules no longer allow are closed as `PolicyChanged`.
-/// Returns whether the policy was created, and the stored row.
+/// Records the change as done by `caller`. Returns whether the policy was created, and
+/// the stored row.
 async fn write_policy(
     tx: &mut Tx,
+    caller: &Caller,
     id: &ResourceId,
     rules: &PolicyRules,
     now: Timestamp,
@@ -119,6 +122,7 @@ async fn write_policy(
             .into());
         }
     }
+    let mut closed = Vec::new();
     for port in tx.open_ports_of_policy(&policy_id).await? {
         let still_allowed = ResourceId::parse(&port.machine_id)
             .ok()
@@ -136,6 +140,7 @@ async fn write_policy(
         if !still_allowed {
             tx.close_port(&port.request_id, port.seq, StatusReason::PolicyChanged, now)
                 .await?;
+            closed.push(closed_port(&port));
         }
     }
     let rules_json = serde_json::to_string(rules)
@@ -158,6 +163,12 @@ async fn write_policy(
             now,
         )
         .await?;
+    tx.record(&caller.did(actions::POLICIES_WRITE, &policy_id, now).with_details(json!({
+        "created": created,
+        "rules": serde_json::to_value(rules).ok(),
+        "closedPorts": closed,
+    })))
+    .await?;
     Ok((
         created,
         PolicyRow {
@@ -167,6 +178,11 @@ async fn write_policy(
             etag,
         },
     ))
+}
+
+/// A closed port as activity details.
+fn closed_port(port: &ajar_store::PortRow) -> serde_json::Value {
+    json!({"requestId": port.request_id, "machineId": port.machine_id, "number": port.number})
 }
 
 fn policy_id(sub: &str, rg: &str, name: &str) -> AppResult<ResourceId> {
@@ -193,7 +209,14 @@ pub async fn put_policy(
     let mut tx = state.store.write().await?;
     let current = tx.policy(&id.to_string()).await?;
     check_preconditions(&headers, current.as_ref().map(|p| p.etag.as_str()))?;
-    let (created, row) = write_policy(&mut tx, &id, &rules, state.clock.now()).await?;
+    let (created, row) = write_policy(
+        &mut tx,
+        &caller,
+        &id,
+        &rules,
+        state.clock.now(),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Reply::created_or_ok(created, policy_view(&row)?).with_etag(&row.etag))
 }
@@ -236,11 +259,19 @@ pub async fn delete_policy(
         .await?
         .ok_or_else(|| AppError::not_found(&id))?;
     check_preconditions(&headers, Some(&current.etag))?;
+    let mut closed = Vec::new();
     for port in tx.open_ports_of_policy(&current.id).await? {
         tx.close_port(&port.request_id, port.seq, StatusReason::PolicyChanged, now)
             .await?;
+        closed.push(closed_port(&port));
     }
     tx.delete_policy(&current.id).await?;
+    tx.record(
+        &caller
+            .did(actions::POLICIES_DELETE, &current.id, now)
+            .with_details(json!({"closedPorts": closed})),
+    )
+    .await?;
     tx.commit().await?;
     Ok(no_content())
 }
@@ -373,7 +404,14 @@ pub async fn enable_jit(
         machine: machine.clone(),
         ports,
     });
-    let (_, stored) = write_policy(&mut tx, &id, &rules, state.clock.now()).await?;
+    let (_, stored) = write_policy(
+        &mut tx,
+        &caller,
+        &id,
+        &rules,
+        state.clock.now(),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Reply::created_or_ok(current.is_none(), policy_view(&stored)?).with_etag(&stored.etag))
 }

@@ -16,6 +16,7 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::routing::get;
+use serde_json::json;
 use serde::Deserialize;
 
 pub fn router() -> Router<AppState> {
@@ -136,6 +137,16 @@ pub async fn put_role(
     };
     let mut tx = state.store.write().await?;
     let created = tx.put_role(&row, state.clock.now()).await?;
+    tx.record(
+        &caller
+            .did(
+                actions::RBAC_WRITE,
+                &format!("/roleDefinitions/{}", row.name),
+                state.clock.now(),
+            )
+            .with_details(json!({"created": created, "actions": row.actions})),
+    )
+    .await?;
     tx.commit().await?;
     state.access_changed();
     Ok(Reply::created_or_ok(created, custom_view(row)))
@@ -168,6 +179,12 @@ pub async fn delete_role(
     if !tx.delete_role(&role).await? {
         return Err(AppError::not_found(format!("role definition {role}")));
     }
+    tx.record(&caller.did(
+        actions::RBAC_WRITE,
+        &format!("/roleDefinitions/{role}"),
+        state.clock.now(),
+    ))
+    .await?;
     tx.commit().await?;
     state.access_changed();
     Ok(no_content())
@@ -266,6 +283,17 @@ pub async fn put_assignment(
     };
     let created = tx.put_assignment(&row, &caller.principal).await?;
     let stored = tx.assignment(&row.id).await?.unwrap_or(row);
+    tx.record(
+        &caller
+            .did(actions::RBAC_WRITE, &assignment_resource(&stored), state.clock.now())
+            .with_details(json!({
+                "created": created,
+                "principal": stored.principal,
+                "roleDefinition": stored.role_name,
+                "scope": stored.scope,
+            })),
+    )
+    .await?;
     tx.commit().await?;
     state.access_changed();
     Ok(Reply::created_or_ok(created, assignment_view(stored)))
@@ -285,7 +313,26 @@ pub async fn delete_assignment(
         .ok_or_else(|| AppError::not_found(format!("role assignment {id}")))?;
     caller.require(actions::RBAC_WRITE, &Scope::parse(&row.scope)?)?;
     tx.delete_assignment(&id).await?;
+    tx.record(
+        &caller
+            .did(actions::RBAC_WRITE, &assignment_resource(&row), state.clock.now())
+            .with_details(json!({
+                "deleted": true,
+                "principal": row.principal,
+                "roleDefinition": row.role_name,
+            })),
+    )
+    .await?;
     tx.commit().await?;
     state.access_changed();
     Ok(no_content())
+}
+
+/// The activity log's id of an assignment: beneath its scope, so scope filters find it.
+fn assignment_resource(a: &AssignmentRow) -> String {
+    format!(
+        "{}/providers/ajar.rbac/roleAssignments/{}",
+        a.scope.trim_end_matches('/'),
+        a.id
+    )
 }

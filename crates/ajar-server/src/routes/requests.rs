@@ -24,6 +24,7 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use serde::Deserialize;
+use serde_json::json;
 
 pub fn router() -> Router<AppState> {
     let policy = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/jitNetworkAccessPolicies/{name}";
@@ -147,9 +148,22 @@ pub async fn initiate(
             created_at: now,
         };
         let ports = port_rows(&request.id, &planned);
+        let record = caller
+            .did(actions::POLICIES_INITIATE, &policy_text, now)
+            .for_request(&request.id)
+            .with_details(json!({
+                "justification": body.justification,
+                "ports": ports.iter().map(|p| json!({
+                    "machineId": p.machine_id,
+                    "number": p.number,
+                    "protocol": p.protocol,
+                    "sources": p.sources,
+                    "endTimeUtc": p.end_time.to_string(),
+                })).collect::<Vec<_>>(),
+            }));
         let stored = state
             .request_writer
-            .write(request.clone(), ports, etag, blocking_scopes.to_vec())
+            .write(request.clone(), ports, etag, blocking_scopes.to_vec(), Some(record))
             .await?;
         if let Some(ports) = stored {
             return Ok(Reply::accepted(request_view(&request, &ports)));
@@ -422,8 +436,15 @@ pub async fn revoke_request(
         &mut tx,
         &policy,
         &req.id,
-        &caller.principal,
+        &caller,
         at_store_precision(now),
+    )
+    .await?;
+    tx.record(
+        &caller
+            .did(actions::REQUESTS_REVOKE, &policy.to_string(), now)
+            .for_request(&req.id)
+            .with_details(json!({"closedPorts": ports.len()})),
     )
     .await?;
     let (req, ports) = tx

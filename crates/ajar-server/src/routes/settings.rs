@@ -61,6 +61,12 @@ async fn write(
     let mut tx = state.store.write().await?;
     tx.put_jit_enabled(&scope.to_string(), settings.jit_enabled, state.clock.now())
         .await?;
+    tx.record(
+        &caller
+            .did(actions::SETTINGS_WRITE, &scope.to_string(), state.clock.now())
+            .with_details(serde_json::json!({"jitEnabled": settings.jit_enabled})),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Reply::ok(settings))
 }

@@ -76,6 +76,15 @@ pub async fn create_token(
     };
     let mut tx = state.store.write().await?;
     tx.insert_token(&row, &hash).await?;
+    tx.record(
+        &caller
+            .did(actions::TOKENS_WRITE, &format!("/tokens/{}", row.id), state.clock.now())
+            .with_details(serde_json::json!({
+                "principal": row.principal,
+                "description": row.description,
+            })),
+    )
+    .await?;
     tx.commit().await?;
     tracing::info!(token = %row.id, principal = %row.principal, by = %caller.principal, "token created");
     Ok(Reply::created_or_ok(true, view(row, Some(secret))))
@@ -133,6 +142,12 @@ pub async fn delete_token(
         caller.require(actions::TOKENS_WRITE, &Scope::Root)?;
     }
     tx.delete_token(&id).await?;
+    tx.record(
+        &caller
+            .did(actions::TOKENS_WRITE, &format!("/tokens/{id}"), state.clock.now())
+            .with_details(serde_json::json!({"principal": row.principal, "deleted": true})),
+    )
+    .await?;
     tx.commit().await?;
     state.access_changed();
     tracing::info!(token = %id, by = %caller.principal, "token revoked");

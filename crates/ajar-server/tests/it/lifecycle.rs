@@ -43,8 +43,10 @@ async fn initiate_opens_a_port_until_it_expires() {
     );
     assert_eq!(grants[0].end_time_utc, end.to_string());
 
-    // One second before the end: still open, and the scheduler closes nothing.
+    // One second before the end: still open; the scheduler only sends the 15-minute warning
+    // (once) and closes nothing.
     app.advance(SignedDuration::from_hours(2) - SignedDuration::from_secs(1));
+    assert_eq!(app.tick().await, 1);
     assert_eq!(app.tick().await, 0);
     assert_eq!(app.admin.grants(VM).await.unwrap().value.len(), 1);
     // At the end: closed as Expired, exactly once.

@@ -1,0 +1,396 @@
+//! The activity log: records appended inside the transaction of the change they describe, each
+//! chained to the previous one by hash (`ajar_core::activity`), and queries over them.
+
+use crate::rows::{from_db, to_db};
+use crate::tx::{int, like_prefix, opt_text, text};
+use crate::{StoreError, StoreResult, Tx};
+use ajar_core::activity::{Content, GENESIS, Outcome, link_hash};
+use jiff::Timestamp;
+use sqlx::any::AnyRow;
+
+/// A record to append.
+#[derive(Debug, Clone)]
+pub struct NewActivity {
+    /// When.
+    pub at: Timestamp,
+    /// Who acted.
+    pub principal: String,
+    /// The caller's address, when known.
+    pub source_address: Option<String>,
+    /// The action.
+    pub action: String,
+    /// The object acted on.
+    pub resource_id: String,
+    /// The access request concerned, if any.
+    pub request_id: Option<String>,
+    /// The HTTP request id that caused it, if any.
+    pub correlation_id: Option<String>,
+    /// `Succeeded`, `Denied` or `Failed`.
+    pub result: String,
+    /// Details as JSON text.
+    pub details: String,
+}
+
+impl NewActivity {
+    /// A successful `action` on `resource_id` by `principal` at `at`, without details.
+    pub fn new(at: Timestamp, principal: &str, action: &str, resource_id: &str) -> Self {
+        Self {
+            at,
+            principal: principal.to_owned(),
+            source_address: None,
+            action: action.to_owned(),
+            resource_id: resource_id.to_owned(),
+            request_id: None,
+            correlation_id: None,
+            result: Outcome::Succeeded.as_str().to_owned(),
+            details: "{}".to_owned(),
+        }
+    }
+
+    /// Names the access request concerned.
+    pub fn for_request(mut self, request_id: &str) -> Self {
+        self.request_id = Some(request_id.to_owned());
+        self
+    }
+
+    /// Sets the details.
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = details.to_string();
+        self
+    }
+
+    /// Sets the outcome.
+    pub fn with_result(mut self, result: Outcome) -> Self {
+        self.result = result.as_str().to_owned();
+        self
+    }
+}
+
+/// A stored record.
+#[derive(Debug, Clone)]
+pub struct ActivityRow {
+    /// Position in the chain (from 1).
+    pub seq: i64,
+    /// When.
+    pub at: Timestamp,
+    /// Who acted.
+    pub principal: String,
+    /// The caller's address.
+    pub source_address: Option<String>,
+    /// The action.
+    pub action: String,
+    /// The object acted on.
+    pub resource_id: String,
+    /// The access request concerned.
+    pub request_id: Option<String>,
+    /// The HTTP request id.
+    pub correlation_id: Option<String>,
+    /// The outcome.
+    pub result: String,
+    /// Details as JSON text.
+    pub details: String,
+    /// The previous record's hash.
+    pub prev_hash: String,
+    /// This record's hash.
+    pub hash: String,
+}
+
+impl ActivityRow {
+    /// The content the hash covers.
+    pub fn content(&self) -> Content<'_> {
+        Content {
+            seq: self.seq,
+            at_micros: to_db(self.at),
+            principal: &self.principal,
+            source_address: self.source_address.as_deref(),
+            action: &self.action,
+            resource_id: &self.resource_id,
+            request_id: self.request_id.as_deref(),
+            correlation_id: self.correlation_id.as_deref(),
+            result: &self.result,
+            details: &self.details,
+        }
+    }
+}
+
+/// Which records to list; every field narrows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ActivityFilter<'a> {
+    /// The object itself or anything beneath it (a scope or a resource id).
+    pub under: Option<&'a str>,
+    /// Who acted.
+    pub principal: Option<&'a str>,
+    /// The action.
+    pub action: Option<&'a str>,
+    /// The outcome.
+    pub result: Option<&'a str>,
+    /// The access request concerned.
+    pub request_id: Option<&'a str>,
+    /// At or after this instant.
+    pub from: Option<Timestamp>,
+    /// Before this instant.
+    pub to: Option<Timestamp>,
+}
+
+const COLUMNS: &str = "seq, at, principal, source_address, action, resource_id, request_id, \
+     correlation_id, result, details, prev_hash, hash";
+
+fn activity_row(r: &AnyRow) -> StoreResult<ActivityRow> {
+    Ok(ActivityRow {
+        seq: int(r, "seq")?,
+        at: from_db(int(r, "at")?),
+        principal: text(r, "principal")?,
+        source_address: opt_text(r, "source_address")?,
+        action: text(r, "action")?,
+        resource_id: text(r, "resource_id")?,
+        request_id: opt_text(r, "request_id")?,
+        correlation_id: opt_text(r, "correlation_id")?,
+        result: text(r, "result")?,
+        details: text(r, "details")?,
+        prev_hash: text(r, "prev_hash")?,
+        hash: text(r, "hash")?,
+    })
+}
+
+impl Tx {
+    /// Appends a record to the activity log, chained to the last one. Only inside a write
+    /// transaction, where the single writer makes the read of the chain's head and the append
+    /// one step.
+    pub async fn record(&mut self, a: &NewActivity) -> StoreResult<i64> {
+        if !self.is_transaction() {
+            return Err(StoreError::Other(
+                "activity can only be recorded in a write transaction".into(),
+            ));
+        }
+        let (prev_seq, prev_hash) = match self.chain_head.take() {
+            Some(head) => head,
+            None => {
+                let row = sqlx::query("SELECT seq, hash FROM activity ORDER BY seq DESC LIMIT 1")
+                    .fetch_optional(self.c())
+                    .await?;
+                match row {
+                    Some(r) => (int(&r, "seq")?, text(&r, "hash")?),
+                    None => (0, GENESIS.to_owned()),
+                }
+            }
+        };
+        let seq = prev_seq + 1;
+        let content = Content {
+            seq,
+            at_micros: to_db(a.at),
+            principal: &a.principal,
+            source_address: a.source_address.as_deref(),
+            action: &a.action,
+            resource_id: &a.resource_id,
+            request_id: a.request_id.as_deref(),
+            correlation_id: a.correlation_id.as_deref(),
+            result: &a.result,
+            details: &a.details,
+        };
+        let hash = link_hash(&prev_hash, &content);
+        sqlx::query(
+            "INSERT INTO activity (seq, at, principal, source_address, action, resource_id, \
+             request_id, correlation_id, result, details, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(seq)
+        .bind(to_db(a.at))
+        .bind(&a.principal)
+        .bind(a.source_address.as_deref())
+        .bind(&a.action)
+        .bind(&a.resource_id)
+        .bind(a.request_id.as_deref())
+        .bind(a.correlation_id.as_deref())
+        .bind(&a.result)
+        .bind(&a.details)
+        .bind(&prev_hash)
+        .bind(&hash)
+        .execute(self.c())
+        .await?;
+        self.chain_head = Some((seq, hash));
+        self.recorded += 1;
+        Ok(seq)
+    }
+
+    /// Records matching `filter`, newest first, starting below `before` (a `seq`).
+    pub async fn activity(
+        &mut self,
+        filter: &ActivityFilter<'_>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<ActivityRow>> {
+        let mut sql = format!("SELECT {COLUMNS} FROM activity WHERE 1 = 1");
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            n
+        };
+        if filter.under.is_some() {
+            let (a, b) = (next(), next());
+            sql.push_str(&format!(
+                " AND (resource_id = ${a} OR resource_id LIKE ${b} ESCAPE '\\')"
+            ));
+        }
+        for (value, column) in [
+            (filter.principal, "principal"),
+            (filter.action, "action"),
+            (filter.result, "result"),
+            (filter.request_id, "request_id"),
+        ] {
+            if value.is_some() {
+                sql.push_str(&format!(" AND {column} = ${}", next()));
+            }
+        }
+        if filter.from.is_some() {
+            sql.push_str(&format!(" AND at >= ${}", next()));
+        }
+        if filter.to.is_some() {
+            sql.push_str(&format!(" AND at < ${}", next()));
+        }
+        if before.is_some() {
+            sql.push_str(&format!(" AND seq < ${}", next()));
+        }
+        sql.push_str(&format!(" ORDER BY seq DESC LIMIT ${}", next()));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some(under) = filter.under {
+            let prefix = if under == "/" {
+                "/".to_owned()
+            } else {
+                format!("{}/", under.trim_end_matches('/'))
+            };
+            q = q
+                .bind(under.trim_end_matches('/').to_owned())
+                .bind(like_prefix(&prefix));
+        }
+        for value in [
+            filter.principal,
+            filter.action,
+            filter.result,
+            filter.request_id,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            q = q.bind(value.to_owned());
+        }
+        if let Some(from) = filter.from {
+            q = q.bind(to_db(from));
+        }
+        if let Some(to) = filter.to {
+            q = q.bind(to_db(to));
+        }
+        if let Some(before) = before {
+            q = q.bind(before);
+        }
+        q = q.bind(i64::from(limit));
+        q.fetch_all(self.c())
+            .await?
+            .iter()
+            .map(activity_row)
+            .collect()
+    }
+
+    /// Records in chain order after `after` (a `seq`), for verification.
+    pub async fn activity_in_order(
+        &mut self,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<ActivityRow>> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM activity WHERE seq > $1 ORDER BY seq LIMIT $2"
+        )))
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(self.c())
+        .await?
+        .iter()
+        .map(activity_row)
+        .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Store;
+    use ajar_core::activity::ChainCheck;
+
+    fn entry(i: i64, resource: &str) -> NewActivity {
+        NewActivity {
+            at: Timestamp::from_second(1_000 + i).unwrap(),
+            principal: if i % 2 == 0 { "alice" } else { "bob" }.into(),
+            source_address: Some("10.0.0.1".into()),
+            action: "ajar.machines/write".into(),
+            resource_id: resource.into(),
+            request_id: None,
+            correlation_id: Some(format!("c{i}")),
+            result: "Succeeded".into(),
+            details: format!(r#"{{"i":{i}}}"#),
+        }
+    }
+
+    #[tokio::test]
+    async fn records_chain_across_transactions_and_filter_by_scope() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("t.db")).await.unwrap();
+        for (i, resource) in [
+            "/subscriptions/s/resourceGroups/rg/machines/m",
+            "/subscriptions/s/resourceGroups/rg2/machines/m",
+            "/subscriptions/s_x/resourceGroups/rg/machines/m",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let mut tx = store.write().await.unwrap();
+            tx.record(&entry(i as i64, resource)).await.unwrap();
+            tx.record(&entry(i as i64 + 10, resource)).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+        let mut read = store.read().await.unwrap();
+        let all = read.activity_in_order(0, 100).await.unwrap();
+        let mut check = ChainCheck::default();
+        for r in &all {
+            check.push(&r.content(), &r.prev_hash, &r.hash).unwrap();
+        }
+        assert_eq!(check.records(), 6);
+        let under = |scope| ActivityFilter {
+            under: Some(scope),
+            ..Default::default()
+        };
+        let seqs = |rows: Vec<ActivityRow>| rows.iter().map(|r| r.seq).collect::<Vec<_>>();
+        // `_` in a scope is not a wildcard, and a scope covers only what is beneath it.
+        let got = read.activity(&under("/subscriptions/s"), None, 100).await.unwrap();
+        assert_eq!(seqs(got), vec![4, 3, 2, 1]);
+        let got = read
+            .activity(&under("/subscriptions/s/resourceGroups/rg"), None, 100)
+            .await
+            .unwrap();
+        assert_eq!(seqs(got), vec![2, 1]);
+        let got = read.activity(&under("/"), Some(5), 2).await.unwrap();
+        assert_eq!(seqs(got), vec![4, 3]);
+        let filter = ActivityFilter {
+            principal: Some("alice"),
+            from: Some(Timestamp::from_second(1_001).unwrap()),
+            ..Default::default()
+        };
+        let got = read.activity(&filter, None, 100).await.unwrap();
+        assert_eq!(seqs(got), vec![5, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_read_connection_cannot_record_and_a_write_must_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("t.db")).await.unwrap();
+        let mut read = store.read().await.unwrap();
+        assert!(read.record(&entry(1, "/x")).await.is_err());
+        let mut tx = store.write().await.unwrap();
+        tx.set_meta("k", "v").await.unwrap();
+        assert!(tx.commit().await.is_err(), "a change without a record");
+        let mut read = store.read().await.unwrap();
+        assert_eq!(read.meta("k").await.unwrap(), None);
+        let mut tx = store.write().await.unwrap();
+        tx.set_meta("k", "v").await.unwrap();
+        tx.commit_unrecorded().await.unwrap();
+        assert_eq!(read.meta("k").await.unwrap().as_deref(), Some("v"));
+    }
+}

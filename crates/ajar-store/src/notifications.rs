@@ -1,0 +1,285 @@
+//! Notification subscriptions and the outbox: notifications are queued in the transaction of
+//! the change they tell about, then delivered (and retried) by a worker that claims due rows.
+
+use crate::rows::{from_db, to_db};
+use crate::tx::{int, opt_text, text};
+use crate::{StoreResult, Tx};
+use jiff::Timestamp;
+use sqlx::any::AnyRow;
+
+/// A stored notification subscription.
+#[derive(Debug, Clone)]
+pub struct SubscriptionRow {
+    /// Resource id (`/subscriptions/S/notificationSubscriptions/NAME`).
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Its settings as JSON (the API's `properties`, without the secret).
+    pub properties: String,
+    /// The webhook signing secret, if any (never returned by the API).
+    pub secret: Option<String>,
+}
+
+/// A queued notification.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    /// Delivery id, also the idempotency key receivers deduplicate on.
+    pub id: String,
+    /// The subscription it goes to.
+    pub subscription_id: String,
+    /// The event name.
+    pub event: String,
+    /// The JSON body.
+    pub payload: String,
+    /// `Pending`, `Delivered` or `Dead`.
+    pub state: String,
+    /// Attempts made.
+    pub attempts: i64,
+    /// When the next attempt is due (pending only).
+    pub next_attempt: Option<Timestamp>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// When it was queued.
+    pub created_at: Timestamp,
+    /// When it last changed.
+    pub updated_at: Timestamp,
+}
+
+fn subscription_row(r: &AnyRow) -> StoreResult<SubscriptionRow> {
+    Ok(SubscriptionRow {
+        id: text(r, "id")?,
+        name: text(r, "name")?,
+        properties: text(r, "properties")?,
+        secret: opt_text(r, "secret")?,
+    })
+}
+
+const OUTBOX_COLUMNS: &str = "id, subscription_id, event, payload, state, attempts, next_attempt, \
+     last_error, created_at, updated_at";
+
+fn outbox_row(r: &AnyRow) -> StoreResult<OutboxRow> {
+    Ok(OutboxRow {
+        id: text(r, "id")?,
+        subscription_id: text(r, "subscription_id")?,
+        event: text(r, "event")?,
+        payload: text(r, "payload")?,
+        state: text(r, "state")?,
+        attempts: int(r, "attempts")?,
+        next_attempt: r.try_get::<Option<i64>, _>("next_attempt")?.map(from_db),
+        last_error: opt_text(r, "last_error")?,
+        created_at: from_db(int(r, "created_at")?),
+        updated_at: from_db(int(r, "updated_at")?),
+    })
+}
+
+use sqlx::Row;
+
+impl Tx {
+    /// Creates or replaces a subscription; true when created. `secret: None` keeps the stored
+    /// one.
+    pub async fn put_notification_subscription(
+        &mut self,
+        row: &SubscriptionRow,
+        subscription: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let existed = sqlx::query("SELECT 1 FROM notification_subscriptions WHERE id = $1")
+            .bind(&row.id)
+            .fetch_optional(self.c())
+            .await?
+            .is_some();
+        sqlx::query(
+            "INSERT INTO notification_subscriptions \
+             (id, subscription, name, properties, secret, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6) \
+             ON CONFLICT (id) DO UPDATE SET properties = excluded.properties, \
+             secret = COALESCE(excluded.secret, notification_subscriptions.secret), \
+             updated_at = excluded.updated_at",
+        )
+        .bind(&row.id)
+        .bind(subscription)
+        .bind(&row.name)
+        .bind(&row.properties)
+        .bind(row.secret.as_deref())
+        .bind(to_db(now))
+        .execute(self.c())
+        .await?;
+        Ok(!existed)
+    }
+
+    /// One subscription.
+    pub async fn notification_subscription(
+        &mut self,
+        id: &str,
+    ) -> StoreResult<Option<SubscriptionRow>> {
+        sqlx::query(
+            "SELECT id, name, properties, secret FROM notification_subscriptions WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.c())
+        .await?
+        .as_ref()
+        .map(subscription_row)
+        .transpose()
+    }
+
+    /// Every subscription (of one ajar subscription when given), by name.
+    pub async fn notification_subscriptions(
+        &mut self,
+        subscription: Option<&str>,
+    ) -> StoreResult<Vec<SubscriptionRow>> {
+        let rows = match subscription {
+            Some(s) => {
+                sqlx::query(
+                    "SELECT id, name, properties, secret FROM notification_subscriptions \
+                     WHERE subscription = $1 ORDER BY name",
+                )
+                .bind(s)
+                .fetch_all(self.c())
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "SELECT id, name, properties, secret FROM notification_subscriptions ORDER BY id",
+                )
+                .fetch_all(self.c())
+                .await?
+            }
+        };
+        rows.iter().map(subscription_row).collect()
+    }
+
+    /// Deletes a subscription and its undelivered notifications; false when it did not exist.
+    pub async fn delete_notification_subscription(&mut self, id: &str) -> StoreResult<bool> {
+        sqlx::query("DELETE FROM outbox WHERE subscription_id = $1 AND state = 'Pending'")
+            .bind(id)
+            .execute(self.c())
+            .await?;
+        let r = sqlx::query("DELETE FROM notification_subscriptions WHERE id = $1")
+            .bind(id)
+            .execute(self.c())
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Queues a notification, due at once.
+    pub async fn queue_notification(
+        &mut self,
+        id: &str,
+        subscription_id: &str,
+        event: &str,
+        payload: &str,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO outbox (id, subscription_id, event, payload, state, attempts, \
+             next_attempt, created_at, updated_at) VALUES ($1, $2, $3, $4, 'Pending', 0, $5, $5, $5)",
+        )
+        .bind(id)
+        .bind(subscription_id)
+        .bind(event)
+        .bind(payload)
+        .bind(to_db(now))
+        .execute(self.c())
+        .await?;
+        Ok(())
+    }
+
+    /// Claims up to `limit` pending notifications due at `now` by moving their next attempt to
+    /// `lease_until`, so a crash mid-delivery retries them after the lease and a concurrent
+    /// worker skips them. Answers the claimed rows.
+    pub async fn claim_notifications(
+        &mut self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<OutboxRow>> {
+        let rows: Vec<OutboxRow> = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE state = 'Pending' AND next_attempt <= $1 \
+             ORDER BY next_attempt LIMIT $2"
+        )))
+        .bind(to_db(now))
+        .bind(i64::from(limit))
+        .fetch_all(self.c())
+        .await?
+        .iter()
+        .map(outbox_row)
+        .collect::<StoreResult<_>>()?;
+        for r in &rows {
+            sqlx::query("UPDATE outbox SET next_attempt = $1 WHERE id = $2")
+                .bind(to_db(lease_until))
+                .bind(&r.id)
+                .execute(self.c())
+                .await?;
+        }
+        Ok(rows)
+    }
+
+    /// When the next pending notification is due.
+    pub async fn next_notification_due(&mut self) -> StoreResult<Option<Timestamp>> {
+        let row = sqlx::query("SELECT MIN(next_attempt) AS due FROM outbox WHERE state = 'Pending'")
+            .fetch_one(self.c())
+            .await?;
+        Ok(row.try_get::<Option<i64>, _>("due")?.map(from_db))
+    }
+
+    /// Records an attempt's outcome: `next_attempt: Some` retries then, `state` is the new state.
+    pub async fn notification_attempted(
+        &mut self,
+        id: &str,
+        state: &str,
+        attempts: i64,
+        next_attempt: Option<Timestamp>,
+        error: Option<&str>,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE outbox SET state = $1, attempts = $2, next_attempt = $3, last_error = $4, \
+             updated_at = $5 WHERE id = $6",
+        )
+        .bind(state)
+        .bind(attempts)
+        .bind(next_attempt.map(to_db))
+        .bind(error)
+        .bind(to_db(now))
+        .bind(id)
+        .execute(self.c())
+        .await?;
+        Ok(())
+    }
+
+    /// A subscription's deliveries, newest first, optionally in one state, below `before`
+    /// (`created_at`, id).
+    pub async fn notification_deliveries(
+        &mut self,
+        subscription_id: &str,
+        state: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<OutboxRow>> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE subscription_id = $1 \
+             AND ($2 IS NULL OR state = $2) ORDER BY created_at DESC, id DESC LIMIT $3"
+        )))
+        .bind(subscription_id)
+        .bind(state)
+        .bind(i64::from(limit))
+        .fetch_all(self.c())
+        .await?
+        .iter()
+        .map(outbox_row)
+        .collect()
+    }
+
+    /// One delivery.
+    pub async fn notification_delivery(&mut self, id: &str) -> StoreResult<Option<OutboxRow>> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(self.c())
+        .await?
+        .as_ref()
+        .map(outbox_row)
+        .transpose()
+    }
+}
