@@ -155,6 +155,9 @@ pub struct Caller {
     pub permissions: Permissions,
     /// The peer address of the connection, when known.
     pub address: Option<IpAddr>,
+    /// The request's id ([`crate::request_id::RequestId`]), for records that should point
+    /// back to the request and its log line; `None` only outside the router's middleware.
+    pub request_id: Option<String>,
 }
 
 impl Caller {
@@ -241,11 +244,16 @@ impl FromRequestParts<AppState> for Caller {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ci| ci.0.ip());
+        let request_id = parts
+            .extensions
+            .get::<crate::request_id::RequestId>()
+            .map(|id| id.0.clone());
         Ok(Caller {
             principal,
             groups,
             permissions,
             address,
+            request_id,
         })
     }
 }

@@ -9,6 +9,7 @@
 //! - [`auth`]: bearer tokens and the [`auth::Caller`] every handler authorizes with.
 //! - [`scheduler`]: expiry driven by end times stored in the database.
 //! - [`bootstrap`]: the first admin token.
+//! - [`metrics`] and [`request_id`]: `/metrics`, request ids, the request span and log line.
 //!
 //! # Invariants
 //! - Every handler authenticates, then checks one named action at the object's scope, before it
@@ -22,6 +23,8 @@ pub mod body;
 pub mod bootstrap;
 pub mod clock;
 pub mod error;
+pub mod metrics;
+pub mod request_id;
 pub mod request_writer;
 mod routes;
 pub mod rules_cache;
@@ -54,6 +57,8 @@ pub struct AppState {
     pub rules_cache: Arc<rules_cache::RulesCache>,
     /// Stores access requests in batches.
     pub request_writer: request_writer::RequestWriter,
+    /// Counters and histograms behind `GET /metrics`.
+    pub metrics: Arc<metrics::Metrics>,
     /// Turns true when the server begins shutting down, so long polls answer at once instead of
     /// holding the shutdown up.
     pub stopping: watch::Receiver<bool>,
@@ -72,6 +77,7 @@ impl AppState {
             auth_cache: Arc::default(),
             access_index: Arc::default(),
             rules_cache: Arc::default(),
+            metrics: Arc::default(),
             stopping,
             stop: Arc::new(stop),
         }
@@ -102,10 +108,15 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::rbac::router())
         .merge(routes::groups::router())
         .merge(routes::health::router())
+        .merge(routes::metrics::router())
         .merge(routes::openapi::router())
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(body::MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_id::layer,
+        ))
         .with_state(state)
 }
 

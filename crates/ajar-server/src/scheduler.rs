@@ -29,6 +29,13 @@ async fn expire_ports(state: &AppState, now: jiff::Timestamp) -> StoreResult<u64
     }
     let mut tx = state.store.write().await?;
     let n = tx.expire_due(now).await?;
+    if let Some(due) = due.filter(|_| n > 0) {
+        // Once per pass, for its earliest end time (the pass's worst lag); before the commit,
+        // so a pass that finds nothing left to close never sees it missing.
+        state
+            .metrics
+            .scheduler_lag(now.duration_since(due).as_secs_f64());
+    }
     tx.commit().await?;
     if n > 0 {
         tracing::info!(expired = n, "closed ports whose window ended");

@@ -7,9 +7,11 @@
 //! Queries go through sqlx's `Any` driver with portable SQL (`$1` placeholders, `BIGINT`
 //! microsecond instants, JSON as `TEXT`), so a second engine needs only its own migrations.
 
+mod gauges;
 mod rows;
 mod tx;
 
+pub use gauges::Gauges;
 pub use rows::*;
 pub use tx::{JitRequestFilter, NewRequest, PolicyGuard, RequestFilter, RequestsOn, Tx};
 

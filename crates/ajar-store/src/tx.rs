@@ -210,7 +210,7 @@ impl Tx {
         }
     }
 
-    fn c(&mut self) -> &mut AnyConnection {
+    pub(crate) fn c(&mut self) -> &mut AnyConnection {
         match &mut self.conn {
             Conn::Transaction(tx) => tx,
             Conn::Plain(conn) => conn,

@@ -49,7 +49,7 @@ const NETWORK: &str = "network";
 pub fn router() -> Router<AppState> {
     let req = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/jitRequests/{name}";
     Router::new()
-        .route(req, get(get_jit_request).put(create_jit_request))
+        .route(req, get(get_jit_request).put(counted_create_jit_request))
         .route(&format!("{req}/approve"), post(approve))
         .route(&format!("{req}/deny"), post(deny))
         .route(&format!("{req}/cancel"), post(cancel))
@@ -380,6 +380,25 @@ pub async fn create_jit_request(
     insert(tx, &id, &row).await?;
     state.access_index.invalidate();
     Ok(Reply::created_or_ok(true, view(&row)?))
+}
+
+/// [`create_jit_request`], counted in `ajar_access_requests_total{kind="role"}`.
+async fn counted_create_jit_request(
+    state: State<AppState>,
+    caller: Caller,
+    path: Path<(String, String, String)>,
+    body: RawBody,
+) -> AppResult<Reply<JitRequest>> {
+    let metrics = state.metrics.clone();
+    let result = create_jit_request(state, caller, path, body).await;
+    let pending = |r: &Reply<JitRequest>| {
+        r.body.properties.jit_request_state == RequestState::Pending.as_str()
+    };
+    metrics.access_request(
+        ROLE,
+        crate::metrics::access_result(result.as_ref().map(pending)),
+    );
+    result
 }
 
 /// Stores an initiate under a policy with manual approval as a pending request in the policy's
