@@ -200,7 +200,9 @@ mod tests {
         let links = chain(3);
         // An edited detail.
         let mut check = ChainCheck::default();
-        check.push(&content(1, "{}"), &links[0].0, &links[0].1).unwrap();
+        check
+            .push(&content(1, "{}"), &links[0].0, &links[0].1)
+            .unwrap();
         let err = check
             .push(&content(2, r#"{"x":1}"#), &links[1].0, &links[1].1)
             .unwrap_err();
@@ -208,14 +210,18 @@ mod tests {
         assert!(err.reason.contains("content"));
         // A deleted record.
         let mut check = ChainCheck::default();
-        check.push(&content(1, "{}"), &links[0].0, &links[0].1).unwrap();
+        check
+            .push(&content(1, "{}"), &links[0].0, &links[0].1)
+            .unwrap();
         let err = check
             .push(&content(3, "{}"), &links[2].0, &links[2].1)
             .unwrap_err();
         assert_eq!((err.seq, err.reason.contains("missing")), (3, true));
         // A record rehashed on its own, but not relinked.
         let mut check = ChainCheck::default();
-        check.push(&content(1, "{}"), &links[0].0, &links[0].1).unwrap();
+        check
+            .push(&content(1, "{}"), &links[0].0, &links[0].1)
+            .unwrap();
         let forged = link_hash(GENESIS, &content(2, "{}"));
         let err = check.push(&content(2, "{}"), GENESIS, &forged).unwrap_err();
         assert!(err.reason.contains("link"));
@@ -226,14 +232,38 @@ mod tests {
         let base = content(1, "{}");
         let h = link_hash(GENESIS, &base);
         let variants = [
-            Content { at_micros: 7, ..base.clone() },
-            Content { principal: "bob", ..base.clone() },
-            Content { source_address: None, ..base.clone() },
-            Content { action: "x", ..base.clone() },
-            Content { resource_id: "/", ..base.clone() },
-            Content { request_id: Some("r"), ..base.clone() },
-            Content { correlation_id: None, ..base.clone() },
-            Content { result: "Denied", ..base.clone() },
+            Content {
+                at_micros: 7,
+                ..base.clone()
+            },
+            Content {
+                principal: "bob",
+                ..base.clone()
+            },
+            Content {
+                source_address: None,
+                ..base.clone()
+            },
+            Content {
+                action: "x",
+                ..base.clone()
+            },
+            Content {
+                resource_id: "/",
+                ..base.clone()
+            },
+            Content {
+                request_id: Some("r"),
+                ..base.clone()
+            },
+            Content {
+                correlation_id: None,
+                ..base.clone()
+            },
+            Content {
+                result: "Denied",
+                ..base.clone()
+            },
         ];
         for v in &variants {
             assert_ne!(link_hash(GENESIS, v), h, "{v:?}");

@@ -482,7 +482,10 @@ pub fn steps(before: Option<&Lifecycle>, after: &Lifecycle) -> Vec<Step> {
     let now = after.state;
     if was == RequestState::Pending && now != RequestState::Pending {
         let approved = after.window.is_some()
-            && !matches!(now, RequestState::Denied | RequestState::Canceled | RequestState::Timeout);
+            && !matches!(
+                now,
+                RequestState::Denied | RequestState::Canceled | RequestState::Timeout
+            );
         if approved {
             out.push(Step::Approved);
         }
@@ -561,7 +564,10 @@ mod tests {
         let l1 = l0.apply(approve("bob", 5), &rule, at(5)).unwrap();
         assert_eq!(steps(Some(&l0), &l1), vec![ApprovalGiven]);
         let l2 = l1.apply(approve("carol", 6), &rule, at(6)).unwrap();
-        assert_eq!(steps(Some(&l1), &l2), vec![ApprovalGiven, Approved, Activated]);
+        assert_eq!(
+            steps(Some(&l1), &l2),
+            vec![ApprovalGiven, Approved, Activated]
+        );
         // The window is 6..126: the warning falls due at 111; an end passed is not warned of.
         let warned = l2.apply(Event::Tick, &rule, at(112)).unwrap();
         assert_eq!(steps(Some(&l2), &warned), vec![ExpiryWarned]);
@@ -581,7 +587,13 @@ mod tests {
             approvers: vec![],
             threshold: 1,
         };
-        let l = Lifecycle::new(p("alice"), Start::Now, SignedDuration::from_hours(1), &auto, t0());
+        let l = Lifecycle::new(
+            p("alice"),
+            Start::Now,
+            SignedDuration::from_hours(1),
+            &auto,
+            t0(),
+        );
         assert_eq!(steps(None, &l), vec![Created, Approved, Activated]);
     }
 

@@ -60,6 +60,8 @@ pub mod actions {
     pub const TOKENS_READ: &str = "ajar.tokens/read";
     /// Create or revoke API tokens for any principal.
     pub const TOKENS_WRITE: &str = "ajar.tokens/write";
+    /// Scrape `GET /metrics` (checked at `/`).
+    pub const METRICS_READ: &str = "ajar.metrics/read";
 
     /// Every action, for validating custom roles and for documentation.
     pub const ALL: &[&str] = &[
@@ -87,6 +89,7 @@ pub mod actions {
         AGENTS_WRITE,
         TOKENS_READ,
         TOKENS_WRITE,
+        METRICS_READ,
     ];
 }
 

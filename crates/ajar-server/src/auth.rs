@@ -5,12 +5,12 @@ use crate::AppState;
 use crate::error::AppError;
 use ajar_api::ErrorCode;
 use ajar_core::id::Scope;
-use ajar_store::NewActivity;
-use jiff::Timestamp;
 use ajar_core::rbac::{ActionPattern, Permissions, RoleDefinition, built_in_roles};
+use ajar_store::NewActivity;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -157,7 +157,8 @@ pub struct Caller {
     pub permissions: Permissions,
     /// The peer address of the connection, when known.
     pub address: Option<IpAddr>,
-    /// The HTTP request id (`X-Request-Id`), when known.
+    /// The request's id ([`crate::request_id::RequestId`]), for records that should point
+    /// back to the request and its log line; `None` only outside the router's middleware.
     pub request_id: Option<String>,
 }
 
@@ -251,12 +252,16 @@ impl FromRequestParts<AppState> for Caller {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ci| ci.0.ip());
+        let request_id = parts
+            .extensions
+            .get::<crate::request_id::RequestId>()
+            .map(|id| id.0.clone());
         let caller = Caller {
             principal,
             groups,
             permissions,
             address,
-            request_id: None,
+            request_id,
         };
         if let Some(slot) = parts.extensions.get::<crate::journal::CallerSlot>() {
             slot.fill(&caller);

@@ -42,13 +42,18 @@ pub async fn bootstrap(state: &AppState) -> Result<Option<String>, AppError> {
     .await?;
     tx.set_meta(BOOTSTRAP_KEY, &now.to_string()).await?;
     tx.record(
-        &NewActivity::new(now, "system:bootstrap", "ajar.tokens/write", "/tokens/bootstrap")
-            .with_details(serde_json::json!({
-                "principal": BOOTSTRAP_PRINCIPAL,
-                "roleAssignment": "bootstrap-owner",
-                "roleDefinition": "Owner",
-                "scope": "/",
-            })),
+        &NewActivity::new(
+            now,
+            "system:bootstrap",
+            "ajar.tokens/write",
+            "/tokens/bootstrap",
+        )
+        .with_details(serde_json::json!({
+            "principal": BOOTSTRAP_PRINCIPAL,
+            "roleAssignment": "bootstrap-owner",
+            "roleDefinition": "Owner",
+            "scope": "/",
+        })),
     )
     .await?;
     tx.commit().await?;

@@ -85,10 +85,11 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status =
             StatusCode::from_u16(self.0.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let denial = (self.0.code == ErrorCode::AuthorizationFailed).then(|| crate::journal::Denial {
-            target: self.0.target.clone(),
-            message: self.0.message.clone(),
-        });
+        let denial =
+            (self.0.code == ErrorCode::AuthorizationFailed).then(|| crate::journal::Denial {
+                target: self.0.target.clone(),
+                message: self.0.message.clone(),
+            });
         let mut resp = (status, Json(ErrorBody { error: self.0 })).into_response();
         if let Some(d) = denial {
             resp.extensions_mut().insert(d);

@@ -9,6 +9,7 @@
 //! - [`auth`]: bearer tokens and the [`auth::Caller`] every handler authorizes with.
 //! - [`scheduler`]: expiry driven by end times stored in the database.
 //! - [`bootstrap`]: the first admin token.
+//! - [`metrics`] and [`request_id`]: `/metrics`, request ids, the request span and log line.
 //!
 //! # Invariants
 //! - Every handler authenticates, then checks one named action at the object's scope, before it
@@ -23,7 +24,9 @@ pub mod bootstrap;
 pub mod clock;
 pub mod error;
 pub mod journal;
+pub mod metrics;
 pub mod notify;
+pub mod request_id;
 pub mod request_writer;
 mod routes;
 pub mod rules_cache;
@@ -58,6 +61,8 @@ pub struct AppState {
     pub request_writer: request_writer::RequestWriter,
     /// Delivers queued notifications.
     pub notifier: Arc<notify::Notifier>,
+    /// Counters and histograms behind `GET /metrics`.
+    pub metrics: Arc<metrics::Metrics>,
     /// Turns true when the server begins shutting down, so long polls answer at once instead of
     /// holding the shutdown up.
     pub stopping: watch::Receiver<bool>,
@@ -80,6 +85,7 @@ impl AppState {
                 tracing::error!(error = %e, "webhook client unavailable");
                 std::process::abort()
             })),
+            metrics: Arc::default(),
             stopping,
             stop: Arc::new(stop),
         }
@@ -92,12 +98,6 @@ impl AppState {
         self.notifier = Arc::new(notifier);
         self
     }
-
-    /// Observes how late the scheduler processed an end time.
-    pub(crate) fn observe_scheduler_lag(&self, _seconds: f64) {}
-
-    /// Counts a notification attempt in the metrics.
-    pub(crate) fn metrics_notification(&self, _channel: &str, _delivered: bool) {}
 
     /// Forgets what was derived from tokens, roles, assignments and role activations; call
     /// after changing any of them.
@@ -122,6 +122,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::rbac::router())
         .merge(routes::groups::router())
         .merge(routes::health::router())
+        .merge(routes::metrics::router())
         .merge(routes::openapi::router())
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
@@ -129,6 +130,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             journal::record_denials,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_id::layer,
         ))
         .with_state(state)
 }

@@ -265,18 +265,28 @@ async fn attempt(state: &AppState, row: OutboxRow) -> StoreResult<()> {
     let sub = read.notification_subscription(&row.subscription_id).await?;
     drop(read);
     let (result, max, channel) = match sub {
-        None => (Err("the subscription was deleted".to_owned()), 1, "none"),
-        Some(sub) => match serde_json::from_str::<NotificationSubscriptionProperties>(&sub.properties) {
-            Err(e) => (Err(format!("stored subscription unreadable: {e}")), 1, "none"),
-            Ok(props) => {
-                let max = i64::from(props.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS));
-                if props.webhook.is_some() {
-                    (send_webhook(state, &sub, &props, &row).await, max, "webhook")
-                } else {
-                    (send_email(state, &props, &row).await, max, "email")
+        None => (Err("the subscription was deleted".to_owned()), 1, "unknown"),
+        Some(sub) => {
+            match serde_json::from_str::<NotificationSubscriptionProperties>(&sub.properties) {
+                Err(e) => (
+                    Err(format!("stored subscription unreadable: {e}")),
+                    1,
+                    "unknown",
+                ),
+                Ok(props) => {
+                    let max = i64::from(props.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS));
+                    if props.webhook.is_some() {
+                        (
+                            send_webhook(state, &sub, &props, &row).await,
+                            max,
+                            "webhook",
+                        )
+                    } else {
+                        (send_email(state, &props, &row).await, max, "email")
+                    }
                 }
             }
-        },
+        }
     };
     let now = state.clock.now();
     let attempts = row.attempts + 1;
@@ -302,7 +312,7 @@ async fn attempt(state: &AppState, row: OutboxRow) -> StoreResult<()> {
         }
     }
     tx.commit_unrecorded().await?;
-    state.metrics_notification(channel, result.is_ok());
+    state.metrics.notification(channel, result.is_ok());
     Ok(())
 }
 
@@ -327,7 +337,10 @@ async fn send_webhook(
         .header("x-ajar-timestamp", timestamp.to_string())
         .body(row.payload.clone());
     if let Some(secret) = &sub.secret {
-        req = req.header("x-ajar-signature", signature(secret, timestamp, &row.payload));
+        req = req.header(
+            "x-ajar-signature",
+            signature(secret, timestamp, &row.payload),
+        );
     }
     match req.send().await {
         Ok(resp) if resp.status().is_success() => Ok(()),
@@ -448,7 +461,12 @@ fn render_email(payload: &serde_json::Value) -> (String, String, String) {
         .join("\n");
     let rows: String = lines
         .iter()
-        .map(|(k, v)| format!("<tr><th align=\"left\">{k}</th><td>{}</td></tr>", escape_html(v)))
+        .map(|(k, v)| {
+            format!(
+                "<tr><th align=\"left\">{k}</th><td>{}</td></tr>",
+                escape_html(v)
+            )
+        })
         .collect();
     let html = format!(
         "<!DOCTYPE html><html><body><h2>{}</h2><table>{rows}</table></body></html>",

@@ -6,10 +6,12 @@
 //! per-batch ones; a request still gets its own answer and is either stored whole or not at all.
 
 use crate::error::AppError;
+use crate::notify::{self, Notice, NoticeEvent};
 use ajar_api::ErrorCode;
 use ajar_core::agent::PortRange;
-use crate::notify::{self, Notice, NoticeEvent};
-use ajar_store::{NewActivity, NewRequest, PolicyGuard, PortRow, RequestRow, Store, StoreResult, Tx};
+use ajar_store::{
+    NewActivity, NewRequest, PolicyGuard, PortRow, RequestRow, Store, StoreResult, Tx,
+};
 use std::collections::{BTreeSet, HashMap};
 use tokio::sync::{mpsc, oneshot};
 
@@ -356,7 +358,10 @@ mod tests {
         // Each stored request has exactly one record; the refused one has none of its own.
         let mut read = store.read().await.unwrap();
         let records = read.activity_in_order(0, 100).await.unwrap();
-        let mut ids: Vec<_> = records.iter().filter_map(|r| r.request_id.clone()).collect();
+        let mut ids: Vec<_> = records
+            .iter()
+            .filter_map(|r| r.request_id.clone())
+            .collect();
         ids.sort();
         assert_eq!(ids, vec!["a", "c", "dup"]);
     }

@@ -29,7 +29,12 @@ pub async fn run_due(state: &AppState) -> StoreResult<u64> {
 }
 
 /// A notice about an automatic network request.
-fn network_notice(event: NoticeEvent, r: &RequestRow, end: Option<Timestamp>, at: Timestamp) -> Notice {
+fn network_notice(
+    event: NoticeEvent,
+    r: &RequestRow,
+    end: Option<Timestamp>,
+    at: Timestamp,
+) -> Notice {
     Notice {
         event,
         resource_id: r.policy_id.clone(),
@@ -98,7 +103,7 @@ async fn expire_ports(state: &AppState, now: Timestamp) -> StoreResult<u64> {
             .iter()
             .map(|p| now.duration_since(p.end_time).as_secs_f64())
             .fold(0.0, f64::max);
-        state.observe_scheduler_lag(lag);
+        state.metrics.scheduler_lag(lag);
         tx.record(
             &Actor::scheduler()
                 .did("ajar.jit/requests/expire", &request.policy_id, now)
@@ -116,7 +121,12 @@ async fn expire_ports(state: &AppState, now: Timestamp) -> StoreResult<u64> {
         let still_open = all.iter().any(|p| p.status == PortStatus::Initiated);
         if !still_open && !tx.gated_by_approval(id).await? {
             let end = all.iter().map(|p| p.end_time).max();
-            notices.push(network_notice(NoticeEvent::AccessExpired, &request, end, now));
+            notices.push(network_notice(
+                NoticeEvent::AccessExpired,
+                &request,
+                end,
+                now,
+            ));
         }
     }
     notify::queue(&mut tx, &notices).await?;

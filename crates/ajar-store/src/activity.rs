@@ -359,7 +359,10 @@ mod tests {
         };
         let seqs = |rows: Vec<ActivityRow>| rows.iter().map(|r| r.seq).collect::<Vec<_>>();
         // `_` in a scope is not a wildcard, and a scope covers only what is beneath it.
-        let got = read.activity(&under("/subscriptions/s"), None, 100).await.unwrap();
+        let got = read
+            .activity(&under("/subscriptions/s"), None, 100)
+            .await
+            .unwrap();
         assert_eq!(seqs(got), vec![4, 3, 2, 1]);
         let got = read
             .activity(&under("/subscriptions/s/resourceGroups/rg"), None, 100)

@@ -8,15 +8,18 @@
 //! microsecond instants, JSON as `TEXT`), so a second engine needs only its own migrations.
 
 mod activity;
+mod gauges;
 mod notifications;
 mod rows;
 mod tx;
 
 pub use activity::{ActivityFilter, ActivityRow, NewActivity};
+pub use gauges::Gauges;
 pub use notifications::{OutboxRow, SubscriptionRow};
-
 pub use rows::*;
-pub use tx::{ExpiredPort, JitRequestFilter, NewRequest, PolicyGuard, RequestFilter, RequestsOn, Tx};
+pub use tx::{
+    ExpiredPort, JitRequestFilter, NewRequest, PolicyGuard, RequestFilter, RequestsOn, Tx,
+};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};

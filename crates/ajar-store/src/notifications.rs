@@ -138,13 +138,11 @@ impl Tx {
                 .fetch_all(self.c())
                 .await?
             }
-            None => {
-                sqlx::query(
-                    "SELECT id, name, properties, secret FROM notification_subscriptions ORDER BY id",
-                )
-                .fetch_all(self.c())
-                .await?
-            }
+            None => sqlx::query(
+                "SELECT id, name, properties, secret FROM notification_subscriptions ORDER BY id",
+            )
+            .fetch_all(self.c())
+            .await?,
         };
         rows.iter().map(subscription_row).collect()
     }
@@ -217,9 +215,10 @@ impl Tx {
 
     /// When the next pending notification is due.
     pub async fn next_notification_due(&mut self) -> StoreResult<Option<Timestamp>> {
-        let row = sqlx::query("SELECT MIN(next_attempt) AS due FROM outbox WHERE state = 'Pending'")
-            .fetch_one(self.c())
-            .await?;
+        let row =
+            sqlx::query("SELECT MIN(next_attempt) AS due FROM outbox WHERE state = 'Pending'")
+                .fetch_one(self.c())
+                .await?;
         Ok(row.try_get::<Option<i64>, _>("due")?.map(from_db))
     }
 

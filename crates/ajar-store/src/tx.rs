@@ -804,11 +804,13 @@ impl Tx {
     /// Whether a network request was opened by an approval-gated request (whose lifecycle
     /// records and notifies for it).
     pub async fn gated_by_approval(&mut self, request_id: &str) -> StoreResult<bool> {
-        Ok(sqlx::query("SELECT 1 FROM jit_requests WHERE kind = 'network' AND name = $1")
-            .bind(request_id)
-            .fetch_optional(self.c())
-            .await?
-            .is_some())
+        Ok(
+            sqlx::query("SELECT 1 FROM jit_requests WHERE kind = 'network' AND name = $1")
+                .bind(request_id)
+                .fetch_optional(self.c())
+                .await?
+                .is_some(),
+        )
     }
 
     /// Whether an automatic network request with a window longer than `notice` has a port

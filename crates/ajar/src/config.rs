@@ -22,7 +22,10 @@ pub struct ServeArgs {
     /// Log filter, e.g. `info` or `ajar_server=debug` [default: info].
     #[arg(long, env = "AJAR_LOG")]
     pub log: Option<String>,
-    /// TOML configuration file with keys data_dir, listen, log.
+    /// Log line format [default: text].
+    #[arg(long, env = "AJAR_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// TOML configuration file with keys data_dir, listen, log, log_format.
     #[arg(long, env = "AJAR_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -34,6 +37,18 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     listen: Option<String>,
     log: Option<String>,
+    log_format: Option<LogFormat>,
+}
+
+/// How log lines are written (to stderr).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 /// The resolved configuration.
@@ -45,6 +60,8 @@ pub struct ServeConfig {
     pub listen: String,
     /// Log filter.
     pub log: String,
+    /// Log line format.
+    pub log_format: LogFormat,
 }
 
 impl ServeConfig {
@@ -80,6 +97,7 @@ impl ServeConfig {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             listen,
             log: args.log.or(file.log).unwrap_or_else(|| "info".to_owned()),
+            log_format: args.log_format.or(file.log_format).unwrap_or_default(),
         })
     }
 }
@@ -93,6 +111,7 @@ mod tests {
             data_dir: None,
             listen: None,
             log: None,
+            log_format: None,
             config: None,
         }
     }
@@ -102,6 +121,35 @@ mod tests {
         let c = ServeConfig::resolve(args()).unwrap();
         assert_eq!(c.listen, DEFAULT_LISTEN);
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn the_log_format_comes_from_the_file_unless_a_flag_says_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ajar.toml");
+        std::fs::write(&path, "log_format = \"json\"\n").unwrap();
+        let from_file = ServeConfig::resolve(ServeArgs {
+            config: Some(path.clone()),
+            ..args()
+        })
+        .unwrap();
+        assert_eq!(from_file.log_format, LogFormat::Json);
+        let flag = ServeConfig::resolve(ServeArgs {
+            config: Some(path.clone()),
+            log_format: Some(LogFormat::Text),
+            ..args()
+        })
+        .unwrap();
+        assert_eq!(flag.log_format, LogFormat::Text);
+        std::fs::write(&path, "log_format = \"xml\"\n").unwrap();
+        assert!(
+            ServeConfig::resolve(ServeArgs {
+                config: Some(path),
+                ..args()
+            })
+            .is_err()
+        );
     }
 
     #[test]

@@ -49,6 +49,9 @@ struct AgentArgs {
     /// Log filter.
     #[arg(long, env = "AJAR_LOG", default_value = "info")]
     log: String,
+    /// Log line format.
+    #[arg(long, env = "AJAR_LOG_FORMAT", value_enum, default_value_t = config::LogFormat::Text)]
+    log_format: config::LogFormat,
     /// Remove ajar's nftables table and exit.
     #[arg(long)]
     uninstall: bool,
@@ -83,7 +86,7 @@ fn main() -> ExitCode {
 
 async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     let cfg = config::ServeConfig::resolve(args)?;
-    init_logs(&cfg.log);
+    init_logs(&cfg.log, cfg.log_format);
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create data directory {}", cfg.data_dir.display()))?;
     let db = cfg.data_dir.join("ajar.db");
@@ -121,7 +124,7 @@ fn say(line: &str) {
 
 async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     use ajar_agent::firewall::{Firewall, Nft};
-    init_logs(&args.log);
+    init_logs(&args.log, args.log_format);
     let mut firewall = Nft::new(&args.nft);
     if args.uninstall {
         firewall
@@ -151,15 +154,19 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logs(filter: &str) {
+/// Logs to stderr: text (coloured on a terminal) or one JSON object per line, with the fields
+/// of the current span (such as a request's `request_id`) under `span`.
+fn init_logs(filter: &str, format: config::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
-    let _ = tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        config::LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        config::LogFormat::Json => logs.json().with_span_list(false).try_init(),
+    };
 }
 
 /// Installs the Ctrl-C and SIGTERM handlers now (so a signal that arrives right after the

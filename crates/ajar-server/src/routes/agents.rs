@@ -240,7 +240,11 @@ pub async fn delete_agent(
     tx.delete_agent(&id).await?;
     tx.record(
         &caller
-            .did(actions::AGENTS_WRITE, &format!("/agents/{id}"), state.clock.now())
+            .did(
+                actions::AGENTS_WRITE,
+                &format!("/agents/{id}"),
+                state.clock.now(),
+            )
             .with_details(serde_json::json!({"name": agent.name, "deleted": true})),
     )
     .await?;

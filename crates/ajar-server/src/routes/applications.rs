@@ -119,7 +119,11 @@ pub async fn put_application(
         .await?;
     tx.record(
         &caller
-            .did(actions::APPLICATIONS_WRITE, &id.to_string(), state.clock.now())
+            .did(
+                actions::APPLICATIONS_WRITE,
+                &id.to_string(),
+                state.clock.now(),
+            )
             .with_details(json!({"created": created, "properties": properties})),
     )
     .await?;
@@ -166,8 +170,12 @@ pub async fn delete_application(
     if !tx.delete_application(&id.to_string()).await? {
         return Err(AppError::not_found(&id));
     }
-    tx.record(&caller.did(actions::APPLICATIONS_DELETE, &id.to_string(), state.clock.now()))
-        .await?;
+    tx.record(&caller.did(
+        actions::APPLICATIONS_DELETE,
+        &id.to_string(),
+        state.clock.now(),
+    ))
+    .await?;
     tx.commit().await?;
     state.access_index.invalidate();
     Ok(no_content())
@@ -263,7 +271,11 @@ pub async fn put_eligible_role(
     let stored = tx.eligibility(&e.application_id, &e.id).await?.unwrap_or(e);
     tx.record(
         &caller
-            .did(actions::APPLICATIONS_WRITE, &app.to_string(), state.clock.now())
+            .did(
+                actions::APPLICATIONS_WRITE,
+                &app.to_string(),
+                state.clock.now(),
+            )
             .with_details(json!({
                 "eligibleRole": stored.id,
                 "created": created,
@@ -313,7 +325,11 @@ pub async fn delete_eligible_role(
     }
     tx.record(
         &caller
-            .did(actions::APPLICATIONS_WRITE, &app.to_string(), state.clock.now())
+            .did(
+                actions::APPLICATIONS_WRITE,
+                &app.to_string(),
+                state.clock.now(),
+            )
             .with_details(json!({"eligibleRole": eid, "deleted": true})),
     )
     .await?;

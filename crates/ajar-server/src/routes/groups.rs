@@ -97,7 +97,11 @@ pub async fn put_group(
     let created = tx.put_group(&group, &members, state.clock.now()).await?;
     tx.record(
         &caller
-            .did(actions::RBAC_WRITE, &format!("/groups/{group}"), state.clock.now())
+            .did(
+                actions::RBAC_WRITE,
+                &format!("/groups/{group}"),
+                state.clock.now(),
+            )
             .with_details(json!({"created": created, "members": members})),
     )
     .await?;

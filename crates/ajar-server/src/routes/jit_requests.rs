@@ -52,7 +52,7 @@ const NETWORK: &str = "network";
 pub fn router() -> Router<AppState> {
     let req = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/jitRequests/{name}";
     Router::new()
-        .route(req, get(get_jit_request).put(create_jit_request))
+        .route(req, get(get_jit_request).put(counted_create_jit_request))
         .route(&format!("{req}/approve"), post(approve))
         .route(&format!("{req}/deny"), post(deny))
         .route(&format!("{req}/cancel"), post(cancel))
@@ -303,7 +303,11 @@ async fn journal_steps(
                 event,
                 resource_id: row.id.clone(),
                 request_id: row.id.clone(),
-                kind: if row.kind == NETWORK { "network" } else { "role" },
+                kind: if row.kind == NETWORK {
+                    "network"
+                } else {
+                    "role"
+                },
                 requester: row.requester.clone(),
                 approvers: approvers.clone(),
                 justification: row.justification.clone(),
@@ -482,6 +486,25 @@ pub async fn create_jit_request(
     insert(tx, &Actor::from(&caller), &id, &row).await?;
     state.access_index.invalidate();
     Ok(Reply::created_or_ok(true, view(&row)?))
+}
+
+/// [`create_jit_request`], counted in `ajar_access_requests_total{kind="role"}`.
+async fn counted_create_jit_request(
+    state: State<AppState>,
+    caller: Caller,
+    path: Path<(String, String, String)>,
+    body: RawBody,
+) -> AppResult<Reply<JitRequest>> {
+    let metrics = state.metrics.clone();
+    let result = create_jit_request(state, caller, path, body).await;
+    let pending = |r: &Reply<JitRequest>| {
+        r.body.properties.jit_request_state == RequestState::Pending.as_str()
+    };
+    metrics.access_request(
+        ROLE,
+        crate::metrics::access_result(result.as_ref().map(pending)),
+    );
+    result
 }
 
 /// Stores an initiate under a policy with manual approval as a pending request in the policy's
@@ -836,8 +859,9 @@ pub async fn revoke(
     drop(tx);
     let admin = administers(&caller, &row);
     let by = Principal::parse(&caller.principal)?;
-    transition(&state, &Actor::from(&caller), &id, move |_| {
-        Event::Revoke { by, admin }
+    transition(&state, &Actor::from(&caller), &id, move |_| Event::Revoke {
+        by,
+        admin,
     })
     .await
 }
@@ -1276,8 +1300,15 @@ pub async fn run_due(state: &AppState, now: Timestamp) -> StoreResult<u64> {
             changed += 1;
         }
         save(&mut tx, &mut row, &after).await?;
-        if let Err(e) =
-            journal_steps(&mut tx, &Actor::scheduler(), &row, Some(&before), &after, now).await
+        if let Err(e) = journal_steps(
+            &mut tx,
+            &Actor::scheduler(),
+            &row,
+            Some(&before),
+            &after,
+            now,
+        )
+        .await
         {
             tracing::error!(request = %id, error = %e.0.message, "request steps not recorded");
             return Err(ajar_store::StoreError::Other(e.0.message));

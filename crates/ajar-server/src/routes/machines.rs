@@ -18,8 +18,8 @@ use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::routing::get;
 use jiff::Timestamp;
-use serde_json::json;
 use serde::Deserialize;
+use serde_json::json;
 
 pub fn router() -> Router<AppState> {
     Router::new()

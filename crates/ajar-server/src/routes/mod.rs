@@ -7,6 +7,7 @@ pub mod groups;
 pub mod health;
 pub mod jit_requests;
 pub mod machines;
+pub mod metrics;
 pub mod openapi;
 pub mod policies;
 pub mod rbac;

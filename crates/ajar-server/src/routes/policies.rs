@@ -163,11 +163,15 @@ async fn write_policy(
             now,
         )
         .await?;
-    tx.record(&caller.did(actions::POLICIES_WRITE, &policy_id, now).with_details(json!({
-        "created": created,
-        "rules": serde_json::to_value(rules).ok(),
-        "closedPorts": closed,
-    })))
+    tx.record(
+        &caller
+            .did(actions::POLICIES_WRITE, &policy_id, now)
+            .with_details(json!({
+                "created": created,
+                "rules": serde_json::to_value(rules).ok(),
+                "closedPorts": closed,
+            })),
+    )
     .await?;
     Ok((
         created,
@@ -209,14 +213,7 @@ pub async fn put_policy(
     let mut tx = state.store.write().await?;
     let current = tx.policy(&id.to_string()).await?;
     check_preconditions(&headers, current.as_ref().map(|p| p.etag.as_str()))?;
-    let (created, row) = write_policy(
-        &mut tx,
-        &caller,
-        &id,
-        &rules,
-        state.clock.now(),
-    )
-    .await?;
+    let (created, row) = write_policy(&mut tx, &caller, &id, &rules, state.clock.now()).await?;
     tx.commit().await?;
     Ok(Reply::created_or_ok(created, policy_view(&row)?).with_etag(&row.etag))
 }
@@ -404,14 +401,7 @@ pub async fn enable_jit(
         machine: machine.clone(),
         ports,
     });
-    let (_, stored) = write_policy(
-        &mut tx,
-        &caller,
-        &id,
-        &rules,
-        state.clock.now(),
-    )
-    .await?;
+    let (_, stored) = write_policy(&mut tx, &caller, &id, &rules, state.clock.now()).await?;
     tx.commit().await?;
     Ok(Reply::created_or_ok(current.is_none(), policy_view(&stored)?).with_etag(&stored.etag))
 }

@@ -16,8 +16,8 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::routing::get;
-use serde_json::json;
 use serde::Deserialize;
+use serde_json::json;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -285,7 +285,11 @@ pub async fn put_assignment(
     let stored = tx.assignment(&row.id).await?.unwrap_or(row);
     tx.record(
         &caller
-            .did(actions::RBAC_WRITE, &assignment_resource(&stored), state.clock.now())
+            .did(
+                actions::RBAC_WRITE,
+                &assignment_resource(&stored),
+                state.clock.now(),
+            )
             .with_details(json!({
                 "created": created,
                 "principal": stored.principal,
@@ -315,7 +319,11 @@ pub async fn delete_assignment(
     tx.delete_assignment(&id).await?;
     tx.record(
         &caller
-            .did(actions::RBAC_WRITE, &assignment_resource(&row), state.clock.now())
+            .did(
+                actions::RBAC_WRITE,
+                &assignment_resource(&row),
+                state.clock.now(),
+            )
             .with_details(json!({
                 "deleted": true,
                 "principal": row.principal,

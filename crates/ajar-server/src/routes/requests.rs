@@ -10,6 +10,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::body::RawBody;
 use crate::error::{AppError, AppResult};
+use crate::metrics::access_result;
 use ajar_api::ErrorCode;
 use ajar_api::wire::{
     AccessRequest, AccessRequestMachine, AccessRequestPort, ConnectionDetails, Grant, InitiateBody,
@@ -30,7 +31,7 @@ pub fn router() -> Router<AppState> {
     let policy = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/jitNetworkAccessPolicies/{name}";
     let machine = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/machines/{name}";
     Router::new()
-        .route(&format!("{policy}/initiate"), post(initiate))
+        .route(&format!("{policy}/initiate"), post(counted_initiate))
         .route(&format!("{policy}/requests"), get(list_policy_requests))
         .route(&format!("{policy}/requests/{{id}}"), get(get_request))
         .route(
@@ -163,7 +164,13 @@ pub async fn initiate(
             }));
         let stored = state
             .request_writer
-            .write(request.clone(), ports, etag, blocking_scopes.to_vec(), Some(record))
+            .write(
+                request.clone(),
+                ports,
+                etag,
+                blocking_scopes.to_vec(),
+                Some(record),
+            )
             .await?;
         if let Some(ports) = stored {
             return Ok(Reply::accepted(request_view(&request, &ports)));
@@ -173,6 +180,20 @@ pub async fn initiate(
         ErrorCode::Conflict,
         "the policy kept changing while the request was checked; retry",
     ))
+}
+
+/// [`initiate`], counted in `ajar_access_requests_total{kind="network"}`.
+async fn counted_initiate(
+    state: State<AppState>,
+    caller: Caller,
+    path: Path<(String, String, String)>,
+    body: RawBody,
+) -> AppResult<Reply<AccessRequest>> {
+    let metrics = state.metrics.clone();
+    let result = initiate(state, caller, path, body).await;
+    let pending = |r: &Reply<AccessRequest>| r.body.approval_state.is_some();
+    metrics.access_request("network", access_result(result.as_ref().map(pending)));
+    result
 }
 
 /// The scopes where JIT being switched off refuses a request under `policy`: its resource group

@@ -63,7 +63,11 @@ async fn write(
         .await?;
     tx.record(
         &caller
-            .did(actions::SETTINGS_WRITE, &scope.to_string(), state.clock.now())
+            .did(
+                actions::SETTINGS_WRITE,
+                &scope.to_string(),
+                state.clock.now(),
+            )
             .with_details(serde_json::json!({"jitEnabled": settings.jit_enabled})),
     )
     .await?;

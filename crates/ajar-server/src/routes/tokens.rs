@@ -78,7 +78,11 @@ pub async fn create_token(
     tx.insert_token(&row, &hash).await?;
     tx.record(
         &caller
-            .did(actions::TOKENS_WRITE, &format!("/tokens/{}", row.id), state.clock.now())
+            .did(
+                actions::TOKENS_WRITE,
+                &format!("/tokens/{}", row.id),
+                state.clock.now(),
+            )
             .with_details(serde_json::json!({
                 "principal": row.principal,
                 "description": row.description,
@@ -144,7 +148,11 @@ pub async fn delete_token(
     tx.delete_token(&id).await?;
     tx.record(
         &caller
-            .did(actions::TOKENS_WRITE, &format!("/tokens/{id}"), state.clock.now())
+            .did(
+                actions::TOKENS_WRITE,
+                &format!("/tokens/{id}"),
+                state.clock.now(),
+            )
             .with_details(serde_json::json!({"principal": row.principal, "deleted": true})),
     )
     .await?;

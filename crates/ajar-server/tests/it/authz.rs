@@ -409,6 +409,15 @@ fn cases() -> Vec<Case> {
             scoped: false,
         },
         Case {
+            name: "metrics (needs /)",
+            method: Method::GET,
+            path: |_, _| "/metrics".into(),
+            body: None,
+            ok: 200,
+            allowed: &[],
+            scoped: false,
+        },
+        Case {
             name: "history (each entry checked on its own)",
             method: Method::GET,
             path: |_, _| "/api/v1/history".into(),

@@ -9,6 +9,7 @@ mod approvals;
 mod authz;
 mod jit_requests;
 mod lifecycle;
+mod metrics;
 mod misc;
 mod validation;
 

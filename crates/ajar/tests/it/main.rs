@@ -14,7 +14,13 @@ use std::time::Duration;
 
 fn ajar() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ajar"));
-    for var in ["AJAR_DATA_DIR", "AJAR_LISTEN", "AJAR_LOG", "AJAR_CONFIG"] {
+    for var in [
+        "AJAR_DATA_DIR",
+        "AJAR_LISTEN",
+        "AJAR_LOG",
+        "AJAR_LOG_FORMAT",
+        "AJAR_CONFIG",
+    ] {
         c.env_remove(var);
     }
     c
@@ -61,6 +67,12 @@ fn serve(data_dir: &std::path::Path) -> Served {
 /// Reads stderr up to the "listening on" line and returns the URL; keeps draining stderr in
 /// the background so the server never writes into a closed pipe.
 fn listening_url(child: &mut Child) -> String {
+    listening_url_and_stderr(child).0
+}
+
+/// Like [`listening_url`], and the lines stderr prints afterwards (they keep being drained when
+/// the receiver is dropped).
+fn listening_url_and_stderr(child: &mut Child) -> (String, std::sync::mpsc::Receiver<String>) {
     let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
     let mut url = None;
     for line in stderr.by_ref() {
@@ -70,8 +82,13 @@ fn listening_url(child: &mut Child) -> String {
             break;
         }
     }
-    std::thread::spawn(move || stderr.for_each(drop));
-    url.expect("ajar serve announced its address")
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (url.expect("ajar serve announced its address"), rx)
 }
 
 fn sigterm(child: &mut Child) -> std::process::ExitStatus {
@@ -186,4 +203,75 @@ fn environment_variables_configure_serve() {
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     assert!(dir.path().join("ajar.db").exists());
     assert!(sigterm(&mut child).success());
+}
+
+/// Waits (up to 10 s in all) for a JSON log line whose `request_id` field is `id`; fails on a
+/// line that is not JSON. Returns the line's fields and every line read.
+fn json_line_with_id(
+    lines: &std::sync::mpsc::Receiver<String>,
+    id: &str,
+    seen: &mut Vec<String>,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = lines
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no log line for request {id}; saw {seen:#?}"));
+        seen.push(line.clone());
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
+        if v["fields"]["request_id"] == id {
+            return v["fields"].clone();
+        }
+    }
+}
+
+#[tokio::test]
+async fn json_logs_carry_the_request_id_and_no_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = ajar()
+        .args(["serve", "--data-dir"])
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0", "--log", "info"])
+        .env("AJAR_LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (url, lines) = listening_url_and_stderr(&mut child);
+    let http = reqwest::Client::new();
+    let r = http
+        .get(format!("{url}/api/v1/agents?token=query-secret"))
+        .bearer_auth("ajar_header-secret")
+        .header("X-Request-Id", "json-log-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["x-request-id"], "json-log-1");
+    let mut seen = Vec::new();
+    let fields = json_line_with_id(&lines, "json-log-1", &mut seen);
+    assert_eq!(fields["message"], "request");
+    assert_eq!(fields["method"], "GET");
+    assert_eq!(fields["route"], "/api/v1/agents");
+    assert_eq!(fields["status"], 401);
+    assert!(fields["elapsed_ms"].as_f64().is_some(), "{fields}");
+
+    // A generated id is logged as answered.
+    let r = http.get(format!("{url}/healthz")).send().await.unwrap();
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let fields = json_line_with_id(&lines, &id, &mut seen);
+    assert_eq!(
+        (fields["route"].as_str(), fields["status"].as_u64()),
+        (Some("/healthz"), Some(200))
+    );
+
+    assert!(sigterm(&mut child).success());
+    for line in &seen {
+        assert!(
+            !line.contains("header-secret") && !line.contains("query-secret"),
+            "a secret reached the log: {line}"
+        );
+    }
 }
