@@ -186,6 +186,9 @@ pub struct MachineView {
     pub labels: BTreeMap<String, String>,
     /// `Configured`, `NotConfigured` or `Unsupported`.
     pub jit_state: String,
+    /// Request figures (in reads, not in the answer to a write).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_figures: Option<RequestFigures>,
     /// Why the machine is `Unsupported`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unsupported_reason: Option<String>,
@@ -827,6 +830,42 @@ pub struct Application {
     pub kind: String,
     /// Settings, with the JIT policy's defaults filled in.
     pub properties: ApplicationProperties,
+    /// Role activation figures (in reads, not in the answer to a write).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_figures: Option<RequestFigures>,
+}
+
+/// Request figures of a machine or an application, as the brief's Configured tab shows them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestFigures {
+    /// Requests granted in the last 7 days.
+    pub approved_requests_last7_days: i64,
+    /// When access was last requested and granted (RFC 3339).
+    pub last_access_at: Option<String>,
+    /// Who asked last.
+    pub last_user: Option<String>,
+    /// Ports open now and where to connect (machines only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub open_connections: Vec<OpenConnection>,
+}
+
+/// A port open now on a machine.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenConnection {
+    /// The machine's port.
+    pub port: u16,
+    /// `TCP`, `UDP` or `*`.
+    pub protocol: String,
+    /// Where to connect: the gateway's address and mapped port, or the machine's address.
+    pub connect_to: Option<String>,
+    /// Who may connect from.
+    pub source_address_prefixes: Vec<String>,
+    /// Who asked.
+    pub requestor: String,
+    /// When it closes.
+    pub end_time_utc: String,
 }
 
 /// Body of `PUT .../applications/{name}/eligibleRoles/{id}`.

@@ -62,6 +62,12 @@ pub mod actions {
     pub const TOKENS_WRITE: &str = "ajar.tokens/write";
     /// Scrape `GET /metrics` (checked at `/`).
     pub const METRICS_READ: &str = "ajar.metrics/read";
+    /// Read and download the activity log at a scope (its verification needs `/`).
+    pub const ACTIVITY_READ: &str = "ajar.activity/read";
+    /// Read notification subscriptions and their deliveries.
+    pub const NOTIFICATIONS_READ: &str = "ajar.notifications/read";
+    /// Create, change, delete notification subscriptions and retry dead deliveries.
+    pub const NOTIFICATIONS_WRITE: &str = "ajar.notifications/write";
 
     /// Every action, for validating custom roles and for documentation.
     pub const ALL: &[&str] = &[
@@ -90,6 +96,9 @@ pub mod actions {
         TOKENS_READ,
         TOKENS_WRITE,
         METRICS_READ,
+        ACTIVITY_READ,
+        NOTIFICATIONS_READ,
+        NOTIFICATIONS_WRITE,
     ];
 }
 
@@ -234,7 +243,9 @@ pub fn built_in_roles() -> Vec<RoleDefinition> {
                 "ajar.applications/*",
                 "ajar.jitRequests/*",
                 "ajar.jit/*",
+                "ajar.notifications/*",
                 REQUESTS_APPROVE,
+                ACTIVITY_READ,
             ],
         ),
         role(

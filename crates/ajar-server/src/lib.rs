@@ -110,6 +110,7 @@ impl AppState {
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .merge(routes::activity::router())
         .merge(routes::agents::router())
         .merge(routes::applications::router())
         .merge(routes::jit_requests::router())
@@ -121,6 +122,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::tokens::router())
         .merge(routes::rbac::router())
         .merge(routes::groups::router())
+        .merge(routes::notifications::router())
         .merge(routes::health::router())
         .merge(routes::metrics::router())
         .merge(routes::openapi::router())

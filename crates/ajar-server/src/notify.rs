@@ -157,13 +157,23 @@ const MAX_BACKOFF: SignedDuration = SignedDuration::from_hours(1);
 pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// SMTP settings for email notifications.
-#[derive(Debug, Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct SmtpSettings {
     /// `smtp://host:port` (STARTTLS when offered), `smtp://host?tls=required`, or
     /// `smtps://host` (implicit TLS); credentials as `user:password@`.
     pub url: String,
     /// The sender address.
     pub from: String,
+}
+
+impl std::fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry the SMTP password.
+        f.debug_struct("SmtpSettings")
+            .field("url", &"<redacted>")
+            .field("from", &self.from)
+            .finish()
+    }
 }
 
 /// Delivers notifications: an HTTP client for webhooks and, when configured, an SMTP transport.

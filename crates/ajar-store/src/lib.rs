@@ -8,12 +8,14 @@
 //! microsecond instants, JSON as `TEXT`), so a second engine needs only its own migrations.
 
 mod activity;
+mod figures;
 mod gauges;
 mod notifications;
 mod rows;
 mod tx;
 
 pub use activity::{ActivityFilter, ActivityRow, NewActivity};
+pub use figures::Figures;
 pub use gauges::Gauges;
 pub use notifications::{OutboxRow, SubscriptionRow};
 pub use rows::*;

@@ -745,7 +745,7 @@ impl Tx {
         .await
     }
 
-    async fn grants_where(
+    pub(crate) async fn grants_where(
         &mut self,
         cond: &str,
         arg: &str,

@@ -25,7 +25,14 @@ pub struct ServeArgs {
     /// Log line format [default: text].
     #[arg(long, env = "AJAR_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
-    /// TOML configuration file with keys data_dir, listen, log, log_format.
+    /// SMTP server for email notifications: smtp://[user:pass@]host[:port] (STARTTLS when
+    /// offered; add ?tls=required to insist) or smtps://host (implicit TLS).
+    #[arg(long, env = "AJAR_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// Sender address of notification emails, e.g. "ajar <ajar@example.com>".
+    #[arg(long, env = "AJAR_SMTP_FROM")]
+    pub smtp_from: Option<String>,
+    /// TOML configuration file with keys data_dir, listen, log, log_format, smtp_url, smtp_from.
     #[arg(long, env = "AJAR_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -38,6 +45,8 @@ struct FileConfig {
     listen: Option<String>,
     log: Option<String>,
     log_format: Option<LogFormat>,
+    smtp_url: Option<String>,
+    smtp_from: Option<String>,
 }
 
 /// How log lines are written (to stderr).
@@ -62,6 +71,8 @@ pub struct ServeConfig {
     pub log: String,
     /// Log line format.
     pub log_format: LogFormat,
+    /// Email notifications, when configured.
+    pub smtp: Option<ajar_server::notify::SmtpSettings>,
 }
 
 impl ServeConfig {
@@ -98,6 +109,17 @@ impl ServeConfig {
             listen,
             log: args.log.or(file.log).unwrap_or_else(|| "info".to_owned()),
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+            smtp: match (
+                args.smtp_url.or(file.smtp_url),
+                args.smtp_from.or(file.smtp_from),
+            ) {
+                (None, None) => None,
+                (Some(url), Some(from)) => Some(ajar_server::notify::SmtpSettings { url, from }),
+                (Some(_), None) => {
+                    anyhow::bail!("--smtp-url needs --smtp-from (the sender address)")
+                }
+                (None, Some(_)) => anyhow::bail!("--smtp-from needs --smtp-url (the SMTP server)"),
+            },
         })
     }
 }
@@ -112,6 +134,8 @@ mod tests {
             listen: None,
             log: None,
             log_format: None,
+            smtp_url: None,
+            smtp_from: None,
             config: None,
         }
     }

@@ -93,8 +93,13 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     let store = ajar_store::Store::open_sqlite(&db)
         .await
         .with_context(|| format!("cannot open the database {}", db.display()))?;
+    let mut notifier = ajar_server::notify::Notifier::new().map_err(|e| anyhow::anyhow!(e))?;
+    if let Some(smtp) = &cfg.smtp {
+        notifier = notifier.with_smtp(smtp).map_err(|e| anyhow::anyhow!(e))?;
+    }
     let state =
-        ajar_server::AppState::new(store, std::sync::Arc::new(ajar_server::clock::SystemClock));
+        ajar_server::AppState::new(store, std::sync::Arc::new(ajar_server::clock::SystemClock))
+            .with_notifier(notifier);
     if let Some(token) = ajar_server::bootstrap::bootstrap(&state)
         .await
         .map_err(|e| anyhow::anyhow!("bootstrap failed: {}", e.0.message))?

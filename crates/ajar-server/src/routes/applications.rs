@@ -9,7 +9,7 @@ use crate::error::{AppError, AppResult};
 use ajar_api::ErrorCode;
 use ajar_api::wire::{
     Application, ApplicationBody, ApplicationProperties, EligibleRole, EligibleRoleBody,
-    JitAccessPolicy, List,
+    JitAccessPolicy, List, RequestFigures,
 };
 use ajar_core::id::{ResourceId, ResourceKind, Scope};
 use ajar_core::rbac::{actions, parse_role_name};
@@ -19,6 +19,7 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::get;
 use serde_json::json;
+use std::collections::HashMap;
 
 pub fn router() -> Router<AppState> {
     let app = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/applications/{name}";
@@ -63,7 +64,18 @@ fn view(row: &ApplicationRow) -> AppResult<Application> {
         name: row.name.clone(),
         kind: "applications".to_owned(),
         properties: stored_properties(row)?,
+        request_figures: None,
     })
+}
+
+/// [`view`] with request figures, for reads.
+fn view_with(
+    row: &ApplicationRow,
+    figures: &mut HashMap<String, RequestFigures>,
+) -> AppResult<Application> {
+    let mut v = view(row)?;
+    v.request_figures = Some(figures.remove(&row.id).unwrap_or_default());
+    Ok(v)
 }
 
 #[utoipa::path(put, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/applications/{name}", tag = "applications",
@@ -153,7 +165,8 @@ pub async fn get_application(
         .application(&id.to_string())
         .await?
         .ok_or_else(|| AppError::not_found(&id))?;
-    Ok(Reply::ok(view(&row)?))
+    let mut figures = super::figures::applications(&mut tx, &row.id, state.clock.now()).await?;
+    Ok(Reply::ok(view_with(&row, &mut figures)?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/applications/{name}", tag = "applications",
@@ -194,11 +207,13 @@ async fn list(
     let rows = tx
         .applications(sub.as_str(), rg.map(|r| r.as_str()))
         .await?;
+    let mut figures =
+        super::figures::applications(&mut tx, &scope.to_string(), state.clock.now()).await?;
     drop(tx);
     let mut value = Vec::new();
     for row in &rows {
         if Scope::parse(&row.id).is_ok_and(|s| caller.may(actions::APPLICATIONS_READ, &s)) {
-            value.push(view(row)?);
+            value.push(view_with(row, &mut figures)?);
         }
     }
     Ok(Reply::ok(List {

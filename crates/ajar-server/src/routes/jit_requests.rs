@@ -8,7 +8,7 @@
 //! as the approval request's name), which the agents enforce and the network scheduler closes.
 
 use super::requests::{PageQuery, blocking_scopes, port_rows, request_view};
-use super::{Reply, resource_id, ts};
+use super::{Reply, instant, resource_id, ts};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::body::RawBody;
@@ -1068,21 +1068,6 @@ pub struct HistoryQuery {
     to: Option<String>,
     #[serde(flatten)]
     page: PageQuery,
-}
-
-fn instant(value: &Option<String>, param: &str) -> AppResult<Option<Timestamp>> {
-    value
-        .as_deref()
-        .map(|v| {
-            v.parse::<Timestamp>().map_err(|_| {
-                AppError::new(
-                    ErrorCode::InvalidParameter,
-                    format!("{param} must be an RFC 3339 instant"),
-                )
-                .at(param)
-            })
-        })
-        .transpose()
 }
 
 /// A network access request's state in history words: open ports make it `Active`; closed, it

@@ -7,7 +7,7 @@ use crate::auth::Caller;
 use crate::body::RawBody;
 use crate::error::{AppError, AppResult};
 use ajar_api::ErrorCode;
-use ajar_api::wire::{List, Machine, MachineBody, MachineProperties, MachineView};
+use ajar_api::wire::{List, Machine, MachineBody, MachineProperties, MachineView, RequestFigures};
 use ajar_core::agent::is_live;
 use ajar_core::id::{ResourceId, ResourceKind, Scope};
 use ajar_core::machine::machine_state;
@@ -39,7 +39,12 @@ pub fn router() -> Router<AppState> {
 
 /// A stored machine in the API's shape, with its JIT state at `now` (an agent must be live for
 /// the machine to have an enforcement point).
-pub fn machine_view(row: &MachineRow, disabled: &[Scope], now: Timestamp) -> AppResult<Machine> {
+pub fn machine_view(
+    row: &MachineRow,
+    disabled: &[Scope],
+    now: Timestamp,
+    request_figures: Option<RequestFigures>,
+) -> AppResult<Machine> {
     let props: MachineProperties = serde_json::from_str(&row.properties).map_err(|e| {
         tracing::error!(machine = %row.id, error = %e, "stored machine unreadable");
         AppError::new(ErrorCode::InternalError, "internal error")
@@ -64,6 +69,7 @@ pub fn machine_view(row: &MachineRow, disabled: &[Scope], now: Timestamp) -> App
             enforcement_point: row.agent.clone(),
             labels: props.labels,
             jit_state: state.name().to_owned(),
+            request_figures,
             unsupported_reason: reason,
             jit_policy_id: row.policy_id.clone(),
         },
@@ -115,7 +121,7 @@ pub async fn put_machine(
     tx.commit().await?;
     Ok(Reply::created_or_ok(
         created,
-        machine_view(&row, &disabled, state.clock.now())?,
+        machine_view(&row, &disabled, state.clock.now(), None)?,
     ))
 }
 
@@ -135,7 +141,17 @@ pub async fn get_machine(
         .await?
         .ok_or_else(|| AppError::not_found(&id))?;
     let disabled = disabled_scopes(&mut tx).await?;
-    Ok(Reply::ok(machine_view(&row, &disabled, state.clock.now())?))
+    let now = state.clock.now();
+    let figures = super::figures::machines(&mut tx, &row.id, now)
+        .await?
+        .remove(&row.id)
+        .unwrap_or_default();
+    Ok(Reply::ok(machine_view(
+        &row,
+        &disabled,
+        now,
+        Some(figures),
+    )?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/machines/{name}", tag = "machines",
@@ -204,6 +220,7 @@ async fn list(
     let mut tx = state.store.read().await?;
     let rows = tx.machines(sub.as_str(), rg.map(|r| r.as_str())).await?;
     let disabled = disabled_scopes(&mut tx).await?;
+    let mut figures = super::figures::machines(&mut tx, &scope.to_string(), now).await?;
     drop(tx);
     let mut value = Vec::new();
     for row in &rows {
@@ -213,7 +230,8 @@ async fn list(
         if !caller.may(actions::MACHINES_READ, &s) {
             continue;
         }
-        let m = machine_view(row, &disabled, now)?;
+        let f = figures.remove(&row.id).unwrap_or_default();
+        let m = machine_view(row, &disabled, now, Some(f))?;
         if wanted.is_none_or(|w| w == m.properties.jit_state) {
             value.push(m);
         }

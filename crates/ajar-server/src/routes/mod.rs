@@ -1,13 +1,16 @@
 //! HTTP handlers, one module per resource, and what they share.
 
+pub mod activity;
 pub mod agents;
 pub mod applications;
 pub mod authorize;
+pub mod figures;
 pub mod groups;
 pub mod health;
 pub mod jit_requests;
 pub mod machines;
 pub mod metrics;
+pub mod notifications;
 pub mod openapi;
 pub mod policies;
 pub mod rbac;
@@ -69,6 +72,22 @@ pub fn resource_id(sub: &str, rg: &str, kind: ResourceKind, n: &str) -> AppResul
         kind,
         name(param, n)?,
     ))
+}
+
+/// An optional RFC 3339 query parameter.
+pub fn instant(value: &Option<String>, param: &str) -> AppResult<Option<Timestamp>> {
+    value
+        .as_deref()
+        .map(|v| {
+            v.parse::<Timestamp>().map_err(|_| {
+                AppError::new(
+                    ErrorCode::InvalidParameter,
+                    format!("{param} must be an RFC 3339 instant"),
+                )
+                .at(param)
+            })
+        })
+        .transpose()
 }
 
 /// Instants on the wire: RFC 3339 in UTC.

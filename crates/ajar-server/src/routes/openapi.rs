@@ -1,8 +1,8 @@
 //! The OpenAPI document, generated from the handlers' annotations, at `/api/v1/openapi.json`.
 
 use super::{
-    agents, applications, authorize, groups, jit_requests, machines, policies, rbac, requests,
-    settings, tokens,
+    activity, agents, applications, authorize, groups, jit_requests, machines, notifications,
+    policies, rbac, requests, settings, tokens,
 };
 use crate::AppState;
 use axum::routing::get;
@@ -59,6 +59,10 @@ impl Modify for BearerAuth {
         jit_requests::list_application_requests, jit_requests::inbox,
         authorize::authorize,
         groups::list_groups, groups::get_group, groups::put_group, groups::delete_group,
+        activity::list_activity, activity::verify_activity,
+        notifications::put_subscription, notifications::get_subscription,
+        notifications::list_subscriptions, notifications::delete_subscription,
+        notifications::list_deliveries, notifications::retry_delivery,
     ),
     components(schemas(ajar_api::ErrorBody, ajar_api::ApiError, ajar_api::ErrorCode)),
     modifiers(&BearerAuth),

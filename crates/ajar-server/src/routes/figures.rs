@@ -1,0 +1,73 @@
+//! Request figures for machine and application reads: the brief's Configured-tab columns.
+
+use super::ts;
+use ajar_api::wire::{OpenConnection, RequestFigures};
+use ajar_store::{Figures, GrantRow, StoreResult, Tx};
+use jiff::{SignedDuration, Timestamp};
+use std::collections::HashMap;
+
+/// The period "approved requests" counts over.
+pub const PERIOD: SignedDuration = SignedDuration::from_hours(7 * 24);
+
+/// Figures of the machines under `scope` at `now`, by machine id (machines without any
+/// requests have none).
+pub async fn machines(
+    tx: &mut Tx,
+    scope: &str,
+    now: Timestamp,
+) -> StoreResult<HashMap<String, RequestFigures>> {
+    let since = now.saturating_sub(PERIOD).unwrap_or(now);
+    let mut out: HashMap<String, RequestFigures> = tx
+        .machine_figures(scope, since)
+        .await?
+        .into_iter()
+        .map(|(id, f)| (id, wire(f)))
+        .collect();
+    for g in tx.grants_under(scope, now).await? {
+        out.entry(g.port.machine_id.clone())
+            .or_default()
+            .open_connections
+            .push(connection(&g));
+    }
+    Ok(out)
+}
+
+/// Figures of the applications under `scope` at `now`, by application id.
+pub async fn applications(
+    tx: &mut Tx,
+    scope: &str,
+    now: Timestamp,
+) -> StoreResult<HashMap<String, RequestFigures>> {
+    let since = now.saturating_sub(PERIOD).unwrap_or(now);
+    Ok(tx
+        .application_figures(scope, since)
+        .await?
+        .into_iter()
+        .map(|(id, f)| (id, wire(f)))
+        .collect())
+}
+
+fn wire(f: Figures) -> RequestFigures {
+    RequestFigures {
+        approved_requests_last7_days: f.approved_since,
+        last_access_at: f.last.as_ref().map(|(at, _)| ts(*at)),
+        last_user: f.last.map(|(_, who)| who),
+        open_connections: Vec::new(),
+    }
+}
+
+fn connection(g: &GrantRow) -> OpenConnection {
+    let p = &g.port;
+    let connect_to = match (&p.connect_address, p.mapped_port) {
+        (Some(addr), Some(port)) => Some(format!("{addr}:{port}")),
+        _ => None,
+    };
+    OpenConnection {
+        port: p.number,
+        protocol: p.protocol.clone(),
+        connect_to,
+        source_address_prefixes: p.sources.clone(),
+        requestor: g.requestor.clone(),
+        end_time_utc: ts(p.end_time),
+    }
+}

@@ -1,0 +1,354 @@
+//! Notification subscriptions (`/api/v1/subscriptions/{sub}/notificationSubscriptions/{name}`):
+//! a webhook or email addresses, a scope and the events wanted; and their deliveries, where
+//! dead letters are seen and retried.
+
+use super::{Reply, name, no_content, subscription_scope, ts};
+use crate::AppState;
+use crate::auth::Caller;
+use crate::body::RawBody;
+use crate::error::{AppError, AppResult};
+use ajar_api::ErrorCode;
+use ajar_api::wire::{
+    Delivery, List, NOTIFICATION_EVENTS, NotificationSubscription, NotificationSubscriptionBody,
+    NotificationSubscriptionProperties,
+};
+use ajar_core::id::Scope;
+use ajar_core::rbac::actions;
+use ajar_store::{OutboxRow, SubscriptionRow};
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/subscriptions/{sub}/notificationSubscriptions",
+            get(list_subscriptions),
+        )
+        .route(
+            "/api/v1/subscriptions/{sub}/notificationSubscriptions/{name}",
+            get(get_subscription)
+                .put(put_subscription)
+                .delete(delete_subscription),
+        )
+        .route(
+            "/api/v1/subscriptions/{sub}/notificationSubscriptions/{name}/deliveries",
+            get(list_deliveries),
+        )
+        .route(
+            "/api/v1/subscriptions/{sub}/notificationSubscriptions/{name}/deliveries/{id}/retry",
+            post(retry_delivery),
+        )
+}
+
+fn bad(target: &str, message: impl Into<String>) -> AppError {
+    AppError::new(ErrorCode::ValidationFailed, message).at(target)
+}
+
+/// Checks a subscription's settings; answers them with the secret taken out.
+fn validate(
+    sub_scope: &Scope,
+    mut p: NotificationSubscriptionProperties,
+    creating: bool,
+) -> AppResult<(NotificationSubscriptionProperties, Option<String>)> {
+    if !sub_scope.contains(&p.scope) {
+        return Err(bad(
+            "properties.scope",
+            format!("the scope must be {sub_scope} or beneath it"),
+        ));
+    }
+    for (i, e) in p.events.iter().enumerate() {
+        if !NOTIFICATION_EVENTS.contains(&e.as_str()) {
+            return Err(bad(
+                &format!("properties.events[{i}]"),
+                format!(
+                    "unknown event {e:?}; known: {}",
+                    NOTIFICATION_EVENTS.join(", ")
+                ),
+            ));
+        }
+    }
+    p.events.sort();
+    p.events.dedup();
+    if p.max_attempts.is_some_and(|n| !(1..=20).contains(&n)) {
+        return Err(bad("properties.maxAttempts", "maxAttempts must be 1 to 20"));
+    }
+    let mut secret = None;
+    match (&mut p.webhook, &p.email) {
+        (Some(hook), None) => {
+            let url = reqwest::Url::parse(&hook.url)
+                .map_err(|e| bad("properties.webhook.url", format!("not a URL: {e}")))?;
+            if !matches!(url.scheme(), "https" | "http") || url.host().is_none() {
+                return Err(bad(
+                    "properties.webhook.url",
+                    "the URL must be http:// or https:// with a host",
+                ));
+            }
+            if hook.url.len() > 2048 {
+                return Err(bad("properties.webhook.url", "the URL is longer than 2048"));
+            }
+            secret = hook.secret.take();
+            match &secret {
+                Some(s) if !(16..=256).contains(&s.chars().count()) => {
+                    return Err(bad(
+                        "properties.webhook.secret",
+                        "the secret must be 16 to 256 characters",
+                    ));
+                }
+                None if creating => {
+                    return Err(bad(
+                        "properties.webhook.secret",
+                        "a secret is required to sign deliveries",
+                    ));
+                }
+                _ => {}
+            }
+        }
+        (None, Some(mail)) => {
+            if mail.to.is_empty() && !mail.notify_participants {
+                return Err(bad(
+                    "properties.email.to",
+                    "name recipients, or set notifyParticipants",
+                ));
+            }
+            if mail.to.len() > 50 {
+                return Err(bad("properties.email.to", "at most 50 recipients"));
+            }
+            for (i, addr) in mail.to.iter().enumerate() {
+                if addr.parse::<lettre::Address>().is_err() {
+                    return Err(bad(
+                        &format!("properties.email.to[{i}]"),
+                        format!("{addr:?} is not an email address"),
+                    ));
+                }
+            }
+        }
+        _ => {
+            return Err(bad("properties", "give exactly one of webhook or email"));
+        }
+    }
+    Ok((p, secret))
+}
+
+fn view(row: &SubscriptionRow) -> AppResult<NotificationSubscription> {
+    let mut properties: NotificationSubscriptionProperties = serde_json::from_str(&row.properties)
+        .map_err(|_| AppError::new(ErrorCode::InternalError, "internal error"))?;
+    if let Some(hook) = &mut properties.webhook {
+        hook.secret = None;
+        hook.secret_set = row.secret.is_some();
+    }
+    Ok(NotificationSubscription {
+        id: row.id.clone(),
+        name: row.name.clone(),
+        properties,
+    })
+}
+
+fn subscription_id(sub: &str, n: &str) -> AppResult<(Scope, String)> {
+    let scope = subscription_scope(sub)?;
+    let n = name("name", n)?;
+    let id = format!("{scope}/notificationSubscriptions/{n}");
+    Ok((scope, id))
+}
+
+#[utoipa::path(put, path = "/api/v1/subscriptions/{sub}/notificationSubscriptions/{name}", tag = "notifications",
+    params(("sub" = String, Path), ("name" = String, Path)),
+    request_body = NotificationSubscriptionBody,
+    responses((status = 201, body = NotificationSubscription), (status = 200, body = NotificationSubscription)))]
+pub async fn put_subscription(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((sub, n)): Path<(String, String)>,
+    body: RawBody,
+) -> AppResult<Reply<NotificationSubscription>> {
+    let (scope, id) = subscription_id(&sub, &n)?;
+    caller.require(actions::NOTIFICATIONS_WRITE, &scope)?;
+    let body: NotificationSubscriptionBody = body.parse()?;
+    let mut tx = state.store.write().await?;
+    let existing = tx.notification_subscription(&id).await?;
+    let (properties, secret) = validate(&scope, body.properties, existing.is_none())?;
+    let mut row = SubscriptionRow {
+        id: id.clone(),
+        name: n.clone(),
+        properties: serde_json::to_string(&properties)
+            .map_err(|_| AppError::new(ErrorCode::InternalError, "internal error"))?,
+        secret,
+    };
+    let now = state.clock.now();
+    let created = tx
+        .put_notification_subscription(&row, &scope.to_string(), now)
+        .await?;
+    if row.secret.is_none() {
+        row.secret = existing.and_then(|e| e.secret);
+    }
+    // The details never hold the secret.
+    tx.record(
+        &caller
+            .did(actions::NOTIFICATIONS_WRITE, &id, now)
+            .with_details(json!({"created": created, "properties": properties})),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Reply::created_or_ok(created, view(&row)?))
+}
+
+#[utoipa::path(get, path = "/api/v1/subscriptions/{sub}/notificationSubscriptions/{name}", tag = "notifications",
+    params(("sub" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = NotificationSubscription)))]
+pub async fn get_subscription(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((sub, n)): Path<(String, String)>,
+) -> AppResult<Reply<NotificationSubscription>> {
+    let (scope, id) = subscription_id(&sub, &n)?;
+    caller.require(actions::NOTIFICATIONS_READ, &scope)?;
+    let mut tx = state.store.read().await?;
+    let row = tx
+        .notification_subscription(&id)
+        .await?
+        .ok_or_else(|| AppError::not_found(&id))?;
+    Ok(Reply::ok(view(&row)?))
+}
+
+#[utoipa::path(get, path = "/api/v1/subscriptions/{sub}/notificationSubscriptions", tag = "notifications",
+    params(("sub" = String, Path)),
+    responses((status = 200, body = List<NotificationSubscription>)))]
+pub async fn list_subscriptions(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(sub): Path<String>,
+) -> AppResult<Reply<List<NotificationSubscription>>> {
+    let scope = subscription_scope(&sub)?;
+    caller.require(actions::NOTIFICATIONS_READ, &scope)?;
+    let mut tx = state.store.read().await?;
+    let rows = tx
+        .notification_subscriptions(Some(&scope.to_string()))
+        .await?;
+    Ok(Reply::ok(List {
+        value: rows.iter().map(view).collect::<AppResult<_>>()?,
+        next_link: None,
+    }))
+}
+
+#[utoipa::path(delete, path = "/api/v1/subscriptions/{sub}/notificationSubscriptions/{name}", tag = "notifications",
+    params(("sub" = String, Path), ("name" = String, Path)),
+    responses((status = 204)))]
+pub async fn delete_subscription(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((sub, n)): Path<(String, String)>,
+) -> AppResult<Response> {
+    let (scope, id) = subscription_id(&sub, &n)?;
+    caller.require(actions::NOTIFICATIONS_WRITE, &scope)?;
+    let mut tx = state.store.write().await?;
+    if !tx.delete_notification_subscription(&id).await? {
+        return Err(AppError::not_found(&id));
+    }
+    tx.record(&caller.did(actions::NOTIFICATIONS_WRITE, &id, state.clock.now()))
+        .await?;
+    tx.commit().await?;
+    Ok(no_content())
+}
+
+/// Filter of a deliveries list.
+#[derive(Debug, Deserialize)]
+pub struct DeliveryQuery {
+    state: Option<String>,
+}
+
+fn delivery_view(r: OutboxRow) -> Delivery {
+    Delivery {
+        payload: serde_json::from_str(&r.payload).unwrap_or(serde_json::Value::Null),
+        id: r.id,
+        event: r.event,
+        state: r.state,
+        attempts: r.attempts,
+        next_attempt_at: r.next_attempt.map(ts),
+        last_error: r.last_error,
+        created_at: ts(r.created_at),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/subscriptions/{sub}/notificationSubscriptions/{name}/deliveries", tag = "notifications",
+    params(("sub" = String, Path), ("name" = String, Path),
+           ("state" = Option<String>, Query, description = "Pending, Delivered or Dead")),
+    responses((status = 200, body = List<Delivery>)))]
+pub async fn list_deliveries(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((sub, n)): Path<(String, String)>,
+    Query(q): Query<DeliveryQuery>,
+) -> AppResult<Reply<List<Delivery>>> {
+    let (scope, id) = subscription_id(&sub, &n)?;
+    caller.require(actions::NOTIFICATIONS_READ, &scope)?;
+    if let Some(s) = &q.state
+        && !matches!(s.as_str(), "Pending" | "Delivered" | "Dead")
+    {
+        return Err(AppError::new(
+            ErrorCode::InvalidParameter,
+            "state must be Pending, Delivered or Dead",
+        )
+        .at("state"));
+    }
+    let mut tx = state.store.read().await?;
+    if tx.notification_subscription(&id).await?.is_none() {
+        return Err(AppError::not_found(&id));
+    }
+    let rows = tx
+        .notification_deliveries(&id, q.state.as_deref(), 1000)
+        .await?;
+    Ok(Reply::ok(List {
+        value: rows.into_iter().map(delivery_view).collect(),
+        next_link: None,
+    }))
+}
+
+#[utoipa::path(post, path = "/api/v1/subscriptions/{sub}/notificationSubscriptions/{name}/deliveries/{id}/retry", tag = "notifications",
+    params(("sub" = String, Path), ("name" = String, Path), ("id" = String, Path)),
+    responses((status = 200, body = Delivery), (status = 409, body = ajar_api::ErrorBody)))]
+pub async fn retry_delivery(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((sub, n, delivery)): Path<(String, String, String)>,
+) -> AppResult<Reply<Delivery>> {
+    let (scope, id) = subscription_id(&sub, &n)?;
+    caller.require(actions::NOTIFICATIONS_WRITE, &scope)?;
+    let now = state.clock.now();
+    let mut tx = state.store.write().await?;
+    let row = tx
+        .notification_delivery(&delivery)
+        .await?
+        .filter(|r| r.subscription_id == id)
+        .ok_or_else(|| AppError::not_found(format!("delivery {delivery}")))?;
+    if row.state != "Dead" {
+        return Err(AppError::new(
+            ErrorCode::Conflict,
+            format!(
+                "the delivery is {}; only dead deliveries are retried",
+                row.state
+            ),
+        ));
+    }
+    // A fresh round of attempts, due at once.
+    tx.notification_attempted(
+        &row.id,
+        "Pending",
+        0,
+        Some(now),
+        row.last_error.as_deref(),
+        now,
+    )
+    .await?;
+    tx.record(
+        &caller
+            .did(actions::NOTIFICATIONS_WRITE, &id, now)
+            .with_details(json!({"retried": row.id, "event": row.event})),
+    )
+    .await?;
+    let updated = tx.notification_delivery(&row.id).await?.unwrap_or(row);
+    tx.commit().await?;
+    Ok(Reply::ok(delivery_view(updated)))
+}

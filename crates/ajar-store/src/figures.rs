@@ -1,0 +1,115 @@
+//! Figures for the console's lists: per machine (approved requests in a period, last access,
+//! last user, open connections) and per application (the same for role activations).
+
+use crate::rows::{GrantRow, from_db, to_db};
+use crate::tx::{int, like_prefix, text};
+use crate::{StoreResult, Tx};
+use jiff::Timestamp;
+use std::collections::HashMap;
+
+/// Request figures of one machine or application.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Figures {
+    /// Requests granted since the period's start (network requests are stored only once
+    /// granted; role requests count once approved).
+    pub approved_since: i64,
+    /// The latest request: when and by whom.
+    pub last: Option<(Timestamp, String)>,
+}
+
+/// A `LIKE` pattern for ids starting with `scope`: the object itself, everything beneath it,
+/// and possibly siblings sharing the prefix (answers are keyed by exact id, so callers read only
+/// what they asked for).
+fn under(scope: &str) -> String {
+    like_prefix(scope.trim_end_matches('/'))
+}
+
+impl Tx {
+    /// Figures of every machine under `scope` that has requests, by machine id.
+    pub async fn machine_figures(
+        &mut self,
+        scope: &str,
+        since: Timestamp,
+    ) -> StoreResult<HashMap<String, Figures>> {
+        let prefix = under(scope);
+        let mut out: HashMap<String, Figures> = HashMap::new();
+        let counts = sqlx::query(
+            "SELECT p.machine_id, COUNT(DISTINCT r.id) AS n FROM request_ports p \
+             JOIN requests r ON r.id = p.request_id \
+             WHERE p.machine_id LIKE $1 ESCAPE '\\' AND r.created_at >= $2 GROUP BY p.machine_id",
+        )
+        .bind(&prefix)
+        .bind(to_db(since))
+        .fetch_all(self.c())
+        .await?;
+        for r in &counts {
+            out.entry(text(r, "machine_id")?)
+                .or_default()
+                .approved_since = int(r, "n")?;
+        }
+        let last = sqlx::query(
+            "SELECT machine_id, requestor, created_at FROM ( \
+               SELECT p.machine_id, r.requestor, r.created_at, ROW_NUMBER() OVER \
+                 (PARTITION BY p.machine_id ORDER BY r.created_at DESC, r.id DESC) AS rn \
+               FROM request_ports p JOIN requests r ON r.id = p.request_id \
+               WHERE p.machine_id LIKE $1 ESCAPE '\\') t WHERE rn = 1",
+        )
+        .bind(&prefix)
+        .fetch_all(self.c())
+        .await?;
+        for r in &last {
+            out.entry(text(r, "machine_id")?).or_default().last =
+                Some((from_db(int(r, "created_at")?), text(r, "requestor")?));
+        }
+        Ok(out)
+    }
+
+    /// Ports open at `now` on every machine under `scope`.
+    pub async fn grants_under(
+        &mut self,
+        scope: &str,
+        now: Timestamp,
+    ) -> StoreResult<Vec<GrantRow>> {
+        self.grants_where("p.machine_id LIKE $1 ESCAPE '\\'", &under(scope), now)
+            .await
+    }
+
+    /// Figures of every application under `scope` that has role requests, by application id.
+    pub async fn application_figures(
+        &mut self,
+        scope: &str,
+        since: Timestamp,
+    ) -> StoreResult<HashMap<String, Figures>> {
+        let prefix = under(scope);
+        let mut out: HashMap<String, Figures> = HashMap::new();
+        let counts = sqlx::query(
+            "SELECT application_id, COUNT(*) AS n FROM jit_requests \
+             WHERE kind = 'role' AND application_id LIKE $1 ESCAPE '\\' AND created_at >= $2 \
+             AND state IN ('Approved', 'Active', 'Expired', 'Revoked') GROUP BY application_id",
+        )
+        .bind(&prefix)
+        .bind(to_db(since))
+        .fetch_all(self.c())
+        .await?;
+        for r in &counts {
+            out.entry(text(r, "application_id")?)
+                .or_default()
+                .approved_since = int(r, "n")?;
+        }
+        let last = sqlx::query(
+            "SELECT application_id, requester, created_at FROM ( \
+               SELECT application_id, requester, created_at, ROW_NUMBER() OVER \
+                 (PARTITION BY application_id ORDER BY created_at DESC, id DESC) AS rn \
+               FROM jit_requests WHERE kind = 'role' AND application_id LIKE $1 ESCAPE '\\') t \
+             WHERE rn = 1",
+        )
+        .bind(&prefix)
+        .fetch_all(self.c())
+        .await?;
+        for r in &last {
+            out.entry(text(r, "application_id")?).or_default().last =
+                Some((from_db(int(r, "created_at")?), text(r, "requester")?));
+        }
+        Ok(out)
+    }
+}
