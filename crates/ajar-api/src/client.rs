@@ -83,6 +83,11 @@ impl Client {
         }
     }
 
+    /// The bearer token, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
     /// The server's base URL.
     pub fn base(&self) -> &str {
         &self.base

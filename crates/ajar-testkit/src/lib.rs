@@ -64,11 +64,17 @@ fn init_logs() {
 impl TestApp {
     /// A fresh server with an empty store.
     pub async fn spawn() -> TestApp {
+        Self::spawn_with(|s| s).await
+    }
+
+    /// A fresh server whose state `configure` adjusts first (e.g. a notifier with SMTP).
+    pub async fn spawn_with(configure: impl FnOnce(AppState) -> AppState) -> TestApp {
         init_logs();
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
         let db_path = dir.path().join("ajar.db");
         let clock = Arc::new(ManualClock::new(START.parse().expect("start instant")));
         let (state, admin_token) = Self::open(&db_path, clock.clone()).await;
+        let state = configure(state);
         let admin_token = admin_token.expect("a fresh store prints a bootstrap token");
         Self::start(state, clock, admin_token, db_path, dir).await
     }

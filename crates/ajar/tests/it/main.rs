@@ -20,6 +20,8 @@ fn ajar() -> Command {
         "AJAR_LOG",
         "AJAR_LOG_FORMAT",
         "AJAR_CONFIG",
+        "AJAR_SMTP_URL",
+        "AJAR_SMTP_FROM",
     ] {
         c.env_remove(var);
     }
