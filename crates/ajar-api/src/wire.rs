@@ -1539,7 +1539,11 @@ pub struct WebhookTarget {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
     /// Whether a secret is set (in answers only).
-    #[serde(default, skip_deserializing)]
+    #[serde(
+        default,
+        skip_deserializing,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
     pub secret_set: bool,
 }
 

@@ -470,40 +470,11 @@ async fn editing_or_deleting_a_stored_record_is_caught_by_verify() {
         2,
     )
     .await;
-    let row: (
-        i64,
-        i64,
-        String,
-        Option<String>,
-        String,
-        String,
-        Option<String>,
-        Option<String>,
-        String,
-        String,
-        String,
-    ) = sqlx::query_as(
-        "SELECT seq, at, principal, source_address, action, resource_id, request_id, \
-             correlation_id, result, details, prev_hash FROM activity WHERE seq = 2",
-    )
-    .fetch_one(&db)
-    .await
-    .unwrap();
-    let rehashed = ajar_core::activity::link_hash(
-        &row.10,
-        &ajar_core::activity::Content {
-            seq: row.0,
-            at_micros: row.1,
-            principal: &row.2,
-            source_address: row.3.as_deref(),
-            action: &row.4,
-            resource_id: &row.5,
-            request_id: row.6.as_deref(),
-            correlation_id: row.7.as_deref(),
-            result: &row.8,
-            details: &row.9,
-        },
-    );
+    let mut read = app.state.store.read().await.unwrap();
+    let row = read.activity_in_order(1, 1).await.unwrap().remove(0);
+    drop(read);
+    assert_eq!((row.seq, row.principal.as_str()), (2, "mallory"));
+    let rehashed = ajar_core::activity::link_hash(&row.prev_hash, &row.content());
     sqlx::query("UPDATE activity SET hash = $1 WHERE seq = 2")
         .bind(&rehashed)
         .execute(&db)

@@ -12,6 +12,7 @@ mod jit_requests;
 mod lifecycle;
 mod metrics;
 mod misc;
+mod notifications;
 mod validation;
 
 use ajar_api::client::RawResponse;

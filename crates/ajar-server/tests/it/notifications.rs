@@ -1,0 +1,717 @@
+//! Notifications: a real HTTP receiver (failing on purpose) for webhooks and a real SMTP
+//! listener for email, both started by the tests.
+
+use crate::*;
+use ajar_server::notify::{Notifier, SmtpSettings, deliver_due};
+use ajar_testkit::TestApp;
+use axum::http::{HeaderMap, StatusCode};
+use hmac::{Hmac, Mac};
+use jiff::SignedDuration;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+const SECRET: &str = "correct-horse-battery-staple";
+
+/// One webhook call as the receiver saw it.
+#[derive(Debug, Clone)]
+struct Hit {
+    headers: HeaderMap,
+    body: String,
+}
+
+/// An HTTP receiver that answers 500 to its first `failures` calls, then 204.
+#[derive(Clone)]
+struct Receiver {
+    url: String,
+    hits: Arc<Mutex<Vec<Hit>>>,
+}
+
+impl Receiver {
+    async fn start(failures: usize) -> Self {
+        let hits: Arc<Mutex<Vec<Hit>>> = Arc::default();
+        let seen = hits.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: HeaderMap, body: String| {
+                let seen = seen.clone();
+                async move {
+                    let mut hits = seen.lock().unwrap();
+                    hits.push(Hit { headers, body });
+                    if hits.len() <= failures {
+                        StatusCode::INTERNAL_SERVER_ERROR
+                    } else {
+                        StatusCode::NO_CONTENT
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { url, hits }
+    }
+
+    fn hits(&self) -> Vec<Hit> {
+        self.hits.lock().unwrap().clone()
+    }
+}
+
+/// Waits (briefly, polling) until `cond` holds; delivery runs on other tasks.
+async fn until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+    for _ in 0..500 {
+        if cond().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+async fn subscribe(app: &TestApp, name: &str, properties: Value) -> RawResponse {
+    call(
+        &app.admin,
+        Method::PUT,
+        &format!("/api/v1{SUB}/notificationSubscriptions/{name}"),
+        Some(json!({ "properties": properties })),
+    )
+    .await
+}
+
+async fn deliveries(app: &TestApp, name: &str, query: &str) -> Vec<Value> {
+    let r = call(
+        &app.admin,
+        Method::GET,
+        &format!("/api/v1{SUB}/notificationSubscriptions/{name}/deliveries{query}"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    r.body["value"].as_array().unwrap().clone()
+}
+
+/// Runs delivery passes until the subscription's only delivery has made `attempts` attempts.
+async fn attempts_reach(app: &TestApp, name: &str, attempts: i64) -> Value {
+    let mut last = Value::Null;
+    until(&format!("{attempts} attempts"), async || {
+        deliver_due(&app.state).await.unwrap();
+        let d = deliveries(app, name, "").await;
+        last = d.first().cloned().unwrap_or(Value::Null);
+        last["attempts"] == attempts
+    })
+    .await;
+    last
+}
+
+fn signature(secret: &str, timestamp: &str, body: &str) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{timestamp}.{body}").as_bytes());
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}
+
+fn header<'a>(h: &'a Hit, name: &str) -> &'a str {
+    h.headers.get(name).unwrap().to_str().unwrap()
+}
+
+#[tokio::test]
+async fn webhooks_are_signed_retried_with_backoff_and_deduplicable() {
+    let app = TestApp::spawn().await;
+    setup(&app).await;
+    let hook = Receiver::start(2).await;
+    let r = subscribe(
+        &app,
+        "ops-hook",
+        json!({"scope": RG, "webhook": {"url": hook.url, "secret": SECRET}, "maxAttempts": 5}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(r.body["properties"]["webhook"]["secretSet"], true);
+    assert!(
+        r.body["properties"]["webhook"].get("secret").is_none(),
+        "the secret is write-only"
+    );
+    let asked = initiate(
+        &app.admin,
+        POLICY,
+        json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":"10.6.0.1"}),
+    )
+    .await;
+    let request_id = asked.body["id"].as_str().unwrap();
+
+    let first = attempts_reach(&app, "ops-hook", 1).await;
+    assert_eq!(first["state"], "Pending");
+    assert!(
+        first["lastError"].as_str().unwrap().contains("500"),
+        "{first}"
+    );
+    let t0 = app.now();
+    assert_eq!(
+        first["nextAttemptAt"],
+        (t0 + SignedDuration::from_secs(5)).to_string(),
+        "the second attempt waits the base backoff"
+    );
+    app.advance(SignedDuration::from_secs(5));
+    let second = attempts_reach(&app, "ops-hook", 2).await;
+    assert_eq!(
+        second["nextAttemptAt"],
+        (app.now() + SignedDuration::from_secs(10)).to_string(),
+        "then twice as long"
+    );
+    // Not due yet: nothing is sent.
+    app.advance(SignedDuration::from_secs(9));
+    deliver_due(&app.state).await.unwrap();
+    assert_eq!(hook.hits().len(), 2);
+    app.advance(SignedDuration::from_secs(1));
+    let third = attempts_reach(&app, "ops-hook", 3).await;
+    assert_eq!(third["state"], "Delivered");
+    assert_eq!(third["lastError"], Value::Null);
+
+    let hits = hook.hits();
+    assert_eq!(hits.len(), 3);
+    let key = header(&hits[0], "idempotency-key");
+    for h in &hits {
+        assert_eq!(header(h, "idempotency-key"), key, "one key across retries");
+        assert_eq!(header(h, "x-ajar-delivery"), key);
+        assert_eq!(header(h, "x-ajar-event"), "requestCreated");
+        assert_eq!(header(h, "content-type"), "application/json");
+        let ts = header(h, "x-ajar-timestamp");
+        assert_eq!(
+            header(h, "x-ajar-signature"),
+            signature(SECRET, ts, &h.body)
+        );
+        assert_ne!(
+            header(h, "x-ajar-signature"),
+            signature("wrong-secret-wrong", ts, &h.body)
+        );
+    }
+    let ts: Vec<&str> = hits.iter().map(|h| header(h, "x-ajar-timestamp")).collect();
+    assert_eq!(
+        ts[2].parse::<i64>().unwrap() - ts[0].parse::<i64>().unwrap(),
+        15
+    );
+    let body: Value = serde_json::from_str(&hits[2].body).unwrap();
+    assert_eq!(body["event"], "requestCreated");
+    assert_eq!(body["deliveryId"], key);
+    assert_eq!(body["requestId"], request_id);
+    assert_eq!(body["requester"], "admin");
+    assert_eq!(body["kind"], "network");
+    assert_eq!(body["resourceId"], POLICY);
+    assert_eq!(body["justification"], "debugging");
+}
+
+#[tokio::test]
+async fn failed_deliveries_are_dead_lettered_visible_and_retryable() {
+    let app = TestApp::spawn().await;
+    setup(&app).await;
+    let hook = Receiver::start(2).await;
+    subscribe(
+        &app,
+        "flaky",
+        json!({"scope": SUB, "webhook": {"url": hook.url, "secret": SECRET}, "maxAttempts": 2}),
+    )
+    .await;
+    initiate(
+        &app.admin,
+        POLICY,
+        json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":"10.6.0.2"}),
+    )
+    .await;
+    attempts_reach(&app, "flaky", 1).await;
+    app.advance(SignedDuration::from_secs(5));
+    let dead = attempts_reach(&app, "flaky", 2).await;
+    assert_eq!(dead["state"], "Dead");
+    assert_eq!(dead["nextAttemptAt"], Value::Null);
+    assert_eq!(deliveries(&app, "flaky", "?state=Dead").await.len(), 1);
+    assert!(deliveries(&app, "flaky", "?state=Pending").await.is_empty());
+    // Nothing more is tried, however long it waits.
+    app.advance(SignedDuration::from_hours(2));
+    deliver_due(&app.state).await.unwrap();
+    assert_eq!(hook.hits().len(), 2);
+    // The failures show in the metrics.
+    let raw = reqwest::Client::new()
+        .get(format!("{}/metrics", app.base))
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        raw.lines()
+            .any(|l| l == r#"ajar_notification_failures_total{channel="webhook"} 2"#),
+        "{raw}"
+    );
+    // An operator retries the dead letter; the receiver works now.
+    let id = dead["id"].as_str().unwrap();
+    let path = format!("/api/v1{SUB}/notificationSubscriptions/flaky/deliveries/{id}/retry");
+    let r = call(&app.admin, Method::POST, &path, None).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        (r.body["state"].as_str(), r.body["attempts"].as_i64()),
+        (Some("Pending"), Some(0))
+    );
+    until("redelivered", async || {
+        deliver_due(&app.state).await.unwrap();
+        deliveries(&app, "flaky", "").await[0]["state"] == "Delivered"
+    })
+    .await;
+    let again = call(&app.admin, Method::POST, &path, None).await;
+    assert_eq!(again.status, 409, "only dead deliveries are retried");
+    assert_eq!(hook.hits().len(), 3);
+}
+
+#[tokio::test]
+async fn approval_requests_notify_each_step_and_filters_apply() {
+    let app = TestApp::spawn().await;
+    setup(&app).await;
+    let mut policy = policy_body(VM);
+    policy["properties"]["approvalMode"] = json!("ManualApprove");
+    policy["properties"]["approvers"] =
+        json!([{"id":"bob","type":"user"}, {"id":"secops","type":"group"}]);
+    let r = call(
+        &app.admin,
+        Method::PUT,
+        &format!("/api/v1{POLICY}"),
+        Some(policy),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let all = Receiver::start(0).await;
+    let expiries = Receiver::start(0).await;
+    let elsewhere = Receiver::start(0).await;
+    for (name, hook, scope, events) in [
+        ("all", &all, RG, json!([])),
+        ("expiries", &expiries, SUB, json!(["accessExpired"])),
+        ("elsewhere", &elsewhere, RG2, json!([])),
+    ] {
+        let r = subscribe(
+            &app,
+            name,
+            json!({"scope": scope, "events": events, "webhook": {"url": hook.url, "secret": SECRET}}),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+    let alice = app.user("alice", Some(("JitRequester", RG))).await;
+    let bob = app.user("bob", Some(("Approver", RG))).await;
+    let r = initiate(
+        &alice,
+        POLICY,
+        json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":"10.9.0.1"}),
+    )
+    .await;
+    let id = r.body["approvalRequestId"].as_str().unwrap().to_owned();
+    let name = id.rsplit('/').next().unwrap().to_owned();
+    assert_eq!(decide(&bob, &name, "approve").await.status, 200);
+    app.advance(SignedDuration::from_mins(46));
+    app.tick().await;
+    app.advance(SignedDuration::from_mins(14));
+    app.tick().await;
+    let events = |r: &Receiver| {
+        r.hits()
+            .iter()
+            .map(|h| serde_json::from_str::<Value>(&h.body).unwrap())
+            .collect::<Vec<_>>()
+    };
+    until("all delivered", async || {
+        deliver_due(&app.state).await.unwrap();
+        all.hits().len() >= 4 && !expiries.hits().is_empty()
+    })
+    .await;
+    let got = events(&all);
+    let names: Vec<&str> = got.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        vec![
+            "requestCreated",
+            "requestApproved",
+            "accessExpiring",
+            "accessExpired"
+        ]
+    );
+    assert_eq!(got[0]["approvers"], json!(["bob", "group:secops"]));
+    assert_eq!(got[0]["audience"], json!(["approvers"]));
+    assert_eq!(got[1]["audience"], json!(["requester"]));
+    assert_eq!(got[3]["audience"], json!(["approvers", "requester"]));
+    assert!(
+        got.iter()
+            .all(|e| e["requestId"] == id.as_str() && e["requester"] == "alice")
+    );
+    assert_eq!(
+        events(&expiries)
+            .iter()
+            .map(|e| e["event"].clone())
+            .collect::<Vec<_>>(),
+        vec![json!("accessExpired")],
+        "one expiry notice, though both the request and its ports ended"
+    );
+    assert!(
+        elsewhere.hits().is_empty(),
+        "rg2's subscription hears nothing of rg1"
+    );
+
+    // Denials and time-outs tell the requester.
+    let r = initiate(
+        &alice,
+        POLICY,
+        json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":"10.9.0.2"}),
+    )
+    .await;
+    let denied = r.body["approvalRequestId"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(decide(&bob, &denied, "deny").await.status, 200);
+    initiate(
+        &alice,
+        POLICY,
+        json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":"10.9.0.3"}),
+    )
+    .await;
+    app.advance(SignedDuration::from_hours(2));
+    app.tick().await;
+    until("decisions delivered", async || {
+        deliver_due(&app.state).await.unwrap();
+        all.hits().len() >= 8
+    })
+    .await;
+    let names: Vec<String> = events(&all)[4..]
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            "requestCreated",
+            "requestDenied",
+            "requestCreated",
+            "requestTimedOut"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn subscriptions_are_validated_and_need_their_actions() {
+    let app = TestApp::spawn().await;
+    let path = format!("/api/v1{SUB}/notificationSubscriptions/n1");
+    for (props, target_want) in [
+        (
+            json!({"scope": "/subscriptions/other", "email": {"to": ["a@example.com"]}}),
+            "properties.scope",
+        ),
+        (json!({"scope": SUB}), "properties"),
+        (
+            json!({"scope": SUB, "email": {"to": ["a@example.com"]}, "webhook": {"url": "https://x.example", "secret": SECRET}}),
+            "properties",
+        ),
+        (
+            json!({"scope": SUB, "webhook": {"url": "ftp://x.example", "secret": SECRET}}),
+            "properties.webhook.url",
+        ),
+        (
+            json!({"scope": SUB, "webhook": {"url": "not a url", "secret": SECRET}}),
+            "properties.webhook.url",
+        ),
+        (
+            json!({"scope": SUB, "webhook": {"url": "https://x.example"}}),
+            "properties.webhook.secret",
+        ),
+        (
+            json!({"scope": SUB, "webhook": {"url": "https://x.example", "secret": "short"}}),
+            "properties.webhook.secret",
+        ),
+        (
+            json!({"scope": SUB, "email": {"to": ["not-an-address"]}}),
+            "properties.email.to[0]",
+        ),
+        (
+            json!({"scope": SUB, "email": {"to": []}}),
+            "properties.email.to",
+        ),
+        (
+            json!({"scope": SUB, "events": ["requestCreated", "nope"], "email": {"to": ["a@example.com"]}}),
+            "properties.events[1]",
+        ),
+        (
+            json!({"scope": SUB, "maxAttempts": 0, "email": {"to": ["a@example.com"]}}),
+            "properties.maxAttempts",
+        ),
+    ] {
+        let r = call(
+            &app.admin,
+            Method::PUT,
+            &path,
+            Some(json!({"properties": props})),
+        )
+        .await;
+        assert_eq!(r.status, 400, "{props}: {:?}", r.body);
+        assert_eq!(target(&r), target_want, "{props}");
+    }
+    let listed = call(
+        &app.admin,
+        Method::GET,
+        &format!("/api/v1{SUB}/notificationSubscriptions"),
+        None,
+    )
+    .await;
+    assert!(
+        listed.body["value"].as_array().unwrap().is_empty(),
+        "nothing stored"
+    );
+
+    let ok = json!({"properties": {"scope": RG, "webhook": {"url": "https://hooks.example/x", "secret": SECRET}}});
+    let reader = app.user("auditor", Some(("SecurityReader", SUB))).await;
+    let admin_elsewhere = app
+        .user("eve", Some(("JitAdmin", "/subscriptions/s2")))
+        .await;
+    let jit_admin = app.user("carol", Some(("JitAdmin", SUB))).await;
+    assert_eq!(
+        call(&reader, Method::PUT, &path, Some(ok.clone()))
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        call(&admin_elsewhere, Method::PUT, &path, Some(ok.clone()))
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        call(&app.client(None), Method::PUT, &path, Some(ok.clone()))
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        call(&jit_admin, Method::PUT, &path, Some(ok.clone()))
+            .await
+            .status,
+        201
+    );
+    assert_eq!(call(&reader, Method::GET, &path, None).await.status, 200);
+    assert_eq!(
+        call(&admin_elsewhere, Method::GET, &path, None)
+            .await
+            .status,
+        403
+    );
+    assert_eq!(call(&reader, Method::DELETE, &path, None).await.status, 403);
+    // An update without a secret keeps the stored one.
+    let keep = json!({"properties": {"scope": SUB, "webhook": {"url": "https://hooks.example/y"}}});
+    let r = call(&jit_admin, Method::PUT, &path, Some(keep)).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["properties"]["webhook"]["secretSet"], true);
+    // The secret is in no answer and no activity record.
+    let log = call(
+        &app.admin,
+        Method::GET,
+        "/api/v1/activity?action=ajar.notifications/write",
+        None,
+    )
+    .await;
+    assert_eq!(log.body["value"].as_array().unwrap().len(), 2);
+    assert!(!log.body.to_string().contains(SECRET));
+    assert_eq!(
+        call(&jit_admin, Method::DELETE, &path, None).await.status,
+        204
+    );
+    assert_eq!(call(&jit_admin, Method::GET, &path, None).await.status, 404);
+}
+
+/// Decodes quoted-printable text (soft line breaks and `=XX`).
+fn quoted_printable(s: &str) -> String {
+    let joined = s.replace("=\n", "");
+    let mut out = Vec::new();
+    let bytes = joined.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'='
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&joined[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Recipients and the message data of one mail.
+type Mail = (Vec<String>, String);
+
+/// A minimal SMTP server: accepts one message per connection and keeps what it was told.
+#[derive(Clone, Default)]
+struct SmtpSink {
+    mails: Arc<Mutex<Vec<Mail>>>,
+}
+
+impl SmtpSink {
+    async fn start() -> (Self, String) {
+        let sink = SmtpSink::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let s = sink.clone();
+        tokio::spawn(async move {
+            loop {
+                let (socket, _) = listener.accept().await.unwrap();
+                let s = s.clone();
+                tokio::spawn(async move { s.session(socket).await });
+            }
+        });
+        (sink, format!("smtp://{addr}"))
+    }
+
+    async fn session(&self, socket: tokio::net::TcpStream) {
+        let (read, mut write) = socket.into_split();
+        let mut lines = BufReader::new(read).lines();
+        write.write_all(b"220 sink ESMTP\r\n").await.unwrap();
+        let mut rcpt = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let upper = line.to_ascii_uppercase();
+            let reply: &[u8] = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+                b"250-sink\r\n250 8BITMIME\r\n"
+            } else if upper.starts_with("MAIL FROM") {
+                b"250 ok\r\n"
+            } else if upper.starts_with("RCPT TO:") {
+                rcpt.push(line[8..].trim().trim_matches(['<', '>']).to_owned());
+                b"250 ok\r\n"
+            } else if upper == "DATA" {
+                write.write_all(b"354 go on\r\n").await.unwrap();
+                let mut data = String::new();
+                while let Ok(Some(l)) = lines.next_line().await {
+                    if l == "." {
+                        break;
+                    }
+                    data.push_str(&l);
+                    data.push('\n');
+                }
+                self.mails
+                    .lock()
+                    .unwrap()
+                    .push((std::mem::take(&mut rcpt), data));
+                b"250 queued\r\n"
+            } else if upper == "QUIT" {
+                write.write_all(b"221 bye\r\n").await.unwrap();
+                return;
+            } else {
+                b"250 ok\r\n"
+            };
+            write.write_all(reply).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn email_goes_to_named_recipients_and_participants_as_text_and_html() {
+    let (sink, url) = SmtpSink::start().await;
+    let notifier = Notifier::new()
+        .unwrap()
+        .with_smtp(&SmtpSettings {
+            url,
+            from: "ajar <ajar@example.com>".to_owned(),
+        })
+        .unwrap();
+    let app = TestApp::spawn_with(|s| s.with_notifier(notifier)).await;
+    setup(&app).await;
+    let mut policy = policy_body(VM);
+    policy["properties"]["approvalMode"] = json!("ManualApprove");
+    policy["properties"]["approvers"] = json!([{"id":"bob@example.com","type":"user"}]);
+    let r = call(
+        &app.admin,
+        Method::PUT,
+        &format!("/api/v1{POLICY}"),
+        Some(policy),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = subscribe(
+        &app,
+        "mail",
+        json!({"scope": RG, "events": ["requestCreated"],
+               "email": {"to": ["secops@example.com"], "notifyParticipants": true}}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let alice = app
+        .user("alice@example.com", Some(("JitRequester", RG)))
+        .await;
+    let mut body = initiate_body(
+        VM,
+        json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":"10.9.0.1"}),
+    );
+    body["justification"] = json!("<b>prod</b> & friends");
+    let r = call(
+        &alice,
+        Method::POST,
+        &format!("/api/v1{POLICY}/initiate"),
+        Some(body),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    until("a mail arrives", async || {
+        deliver_due(&app.state).await.unwrap();
+        !sink.mails.lock().unwrap().is_empty()
+    })
+    .await;
+    let (mut rcpt, data) = sink.mails.lock().unwrap()[0].clone();
+    rcpt.sort();
+    assert_eq!(rcpt, vec!["bob@example.com", "secops@example.com"]);
+    assert!(
+        data.contains("Subject: [ajar] Access request by alice@example.com"),
+        "{data}"
+    );
+    assert!(data.contains("multipart/alternative"), "{data}");
+    assert!(data.contains("text/plain"), "{data}");
+    assert!(data.contains("text/html"), "{data}");
+    let decoded = quoted_printable(&data);
+    assert!(
+        decoded.contains("Justification: <b>prod</b> & friends"),
+        "{decoded}"
+    );
+    assert!(
+        decoded.contains("<td>&lt;b&gt;prod&lt;/b&gt; &amp; friends</td>"),
+        "HTML is escaped: {data}"
+    );
+    let d = deliveries(&app, "mail", "").await;
+    assert_eq!(d[0]["state"], "Delivered");
+}
+
+#[tokio::test]
+async fn email_without_smtp_configured_fails_visibly() {
+    let app = TestApp::spawn().await;
+    setup(&app).await;
+    subscribe(
+        &app,
+        "mail",
+        json!({"scope": RG, "maxAttempts": 1, "email": {"to": ["secops@example.com"]}}),
+    )
+    .await;
+    initiate(
+        &app.admin,
+        POLICY,
+        json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":"10.6.0.9"}),
+    )
+    .await;
+    let d = attempts_reach(&app, "mail", 1).await;
+    assert_eq!(d["state"], "Dead");
+    assert!(
+        d["lastError"].as_str().unwrap().contains("--smtp-url"),
+        "{d}"
+    );
+}
