@@ -197,8 +197,6 @@ impl std::fmt::Debug for Notifier {
 impl Notifier {
     /// Webhooks only (email notifications fail until SMTP is configured).
     pub fn new() -> Result<Self, String> {
-        // reqwest and lettre share rustls with the ring provider.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(DELIVERY_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
