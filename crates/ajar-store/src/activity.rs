@@ -377,7 +377,8 @@ mod tests {
             ..Default::default()
         };
         let got = read.activity(&filter, None, 100).await.unwrap();
-        assert_eq!(seqs(got), vec![5, 3]);
+        // alice's records at 1000, 1010, 1002, 1012: all but the first.
+        assert_eq!(seqs(got), vec![6, 5, 2]);
     }
 
     #[tokio::test]

@@ -107,7 +107,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(stored, vec![true]);
-        tx.commit().await.unwrap();
+        tx.commit_unrecorded().await.unwrap();
 
         let mut tx = store.read().await.unwrap();
         let open = |g: crate::Gauges| (g.open_network_grants, g.active_role_requests);
