@@ -6,6 +6,7 @@
     reason = "polls a child process, no access window is slept through"
 )]
 
+mod crash;
 mod enforce;
 
 use std::io::{BufRead, BufReader};

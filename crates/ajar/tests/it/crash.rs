@@ -1,0 +1,179 @@
+//! `kill -9` of the server in the middle of a burst of concurrent initiates: afterwards every
+//! acknowledged request is stored, every stored request has its activity record, no record
+//! lacks its request, and the hash chain verifies.
+
+use super::*;
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::hash::{BuildHasher, RandomState};
+
+const VM: &str = "/subscriptions/s1/resourceGroups/rg1/machines/vm1";
+const POLICY: &str = "/subscriptions/s1/resourceGroups/rg1/jitNetworkAccessPolicies/default";
+const BURST: usize = 500;
+
+async fn put(http: &reqwest::Client, url: &str, token: &str, path: &str, body: Value) {
+    let r = http
+        .put(format!("{url}/api/v1{path}"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{path}: {}", r.status());
+}
+
+/// Every page of a list, following `nextLink`.
+async fn all_pages(http: &reqwest::Client, url: &str, token: &str, first: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut next = Some(first.to_owned());
+    while let Some(path) = next {
+        let r: Value = http
+            .get(format!("{url}{path}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        out.extend(r["value"].as_array().unwrap().iter().cloned());
+        next = r["nextLink"].as_str().map(str::to_owned);
+    }
+    out
+}
+
+fn kill9(child: &mut Child) {
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test]
+async fn a_kill_during_a_burst_of_initiates_leaves_requests_and_records_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = serve(dir.path());
+    let token = server
+        .stdout
+        .iter()
+        .find_map(|l| l.strip_prefix("ajar bootstrap token: "))
+        .unwrap()
+        .to_owned();
+    let http = reqwest::Client::new();
+    put(
+        &http,
+        &server.url,
+        &token,
+        VM,
+        json!({"properties":{"os":"linux","addresses":["10.1.0.4"]}}),
+    )
+    .await;
+    put(&http, &server.url, &token, POLICY, json!({"properties":{"virtualMachines":[{"id":VM,"ports":[
+        {"number":22,"protocol":"TCP","allowedSourceAddressPrefix":"*","maxRequestAccessDuration":"PT3H"}]}]}})).await;
+
+    let mut acknowledged = BTreeSet::new();
+    for round in 0..3 {
+        // Kill once this many answers came back: a different point each round and run.
+        let kill_after = (RandomState::new().hash_one(round) % (BURST as u64 / 2)) as usize;
+        eprintln!("round {round}: kill -9 after {kill_after} answers");
+        let (answers, mut received) = tokio::sync::mpsc::unbounded_channel();
+        for i in 0..BURST {
+            let (http, url, token, answers) = (
+                http.clone(),
+                server.url.clone(),
+                token.clone(),
+                answers.clone(),
+            );
+            tokio::spawn(async move {
+                let body = json!({"virtualMachines":[{"id":VM,"ports":[{"number":22,"duration":"PT1H",
+                    "allowedSourceAddressPrefix":format!("10.{round}.{}.{}", i / 250, i % 250)}]}],
+                    "justification":"burst"});
+                let r = http
+                    .post(format!("{url}/api/v1{POLICY}/initiate"))
+                    .bearer_auth(&token)
+                    .json(&body)
+                    .send()
+                    .await;
+                let id = match r {
+                    Ok(r) if r.status().as_u16() == 202 => r
+                        .json::<Value>()
+                        .await
+                        .ok()
+                        .and_then(|v| v["id"].as_str().map(str::to_owned)),
+                    _ => None,
+                };
+                let _ = answers.send(id);
+            });
+        }
+        drop(answers);
+        let mut seen = 0;
+        while let Some(id) = received.recv().await {
+            acknowledged.extend(id);
+            seen += 1;
+            if seen == kill_after {
+                kill9(&mut server.child);
+            }
+        }
+        if seen < kill_after || kill_after == 0 {
+            kill9(&mut server.child);
+        }
+        server = serve(dir.path());
+    }
+
+    let url = &server.url;
+    let requests = all_pages(
+        &http,
+        url,
+        &token,
+        &format!("/api/v1{POLICY}/requests?top=1000"),
+    )
+    .await;
+    let stored: BTreeSet<String> = requests
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    let records = all_pages(
+        &http,
+        url,
+        &token,
+        "/api/v1/activity?action=ajar.jit/policies/initiate/action&top=1000",
+    )
+    .await;
+    let recorded: Vec<String> = records
+        .iter()
+        .map(|r| r["requestId"].as_str().unwrap().to_owned())
+        .collect();
+    let recorded_set: BTreeSet<String> = recorded.iter().cloned().collect();
+    assert_eq!(recorded.len(), recorded_set.len(), "one record per request");
+    assert!(
+        acknowledged.is_subset(&stored),
+        "{} acknowledged requests were lost",
+        acknowledged.difference(&stored).count()
+    );
+    assert_eq!(
+        stored.difference(&recorded_set).count(),
+        0,
+        "stored requests without their record"
+    );
+    assert_eq!(
+        recorded_set.difference(&stored).count(),
+        0,
+        "records without their request"
+    );
+    assert!(!stored.is_empty());
+    let verify: Value = http
+        .get(format!("{url}/api/v1/activity/verify"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verify["ok"], true, "{verify}");
+    eprintln!(
+        "{} acknowledged, {} stored, {} records",
+        acknowledged.len(),
+        stored.len(),
+        verify["records"]
+    );
+    assert!(sigterm(&mut server.child).success());
+}
