@@ -241,6 +241,11 @@ impl Client {
         self.get(&format!("/api/v1{machine_id}/grants")).await
     }
 
+    /// Verifies the activity log's hash chain from its first record.
+    pub async fn verify_activity(&self) -> Result<crate::wire::ActivityVerification, ClientError> {
+        self.get("/api/v1/activity/verify").await
+    }
+
     /// Creates an API token; the secret is in the answer's `token`.
     pub async fn create_token(&self, body: &TokenCreate) -> Result<Token, ClientError> {
         self.post("/api/v1/tokens", body).await

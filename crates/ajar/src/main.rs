@@ -21,6 +21,27 @@ enum Command {
     Serve(config::ServeArgs),
     /// Enforce grants in nftables on this host or gateway (needs CAP_NET_ADMIN).
     Agent(AgentArgs),
+    /// The activity log.
+    #[command(subcommand)]
+    Activity(ActivityCommand),
+}
+
+/// `ajar activity ...`.
+#[derive(Debug, Subcommand)]
+enum ActivityCommand {
+    /// Check the log's hash chain from the first record; exits 1 at the first broken link.
+    Verify(Connection),
+}
+
+/// Where the server is and who is asking.
+#[derive(Debug, clap::Args)]
+struct Connection {
+    /// Server URL, e.g. http://127.0.0.1:8600.
+    #[arg(long, env = "AJAR_URL", default_value = "http://127.0.0.1:8600")]
+    url: String,
+    /// API token.
+    #[arg(long, env = "AJAR_TOKEN", hide_env_values = true)]
+    token: String,
 }
 
 /// Flags of `ajar agent`.
@@ -73,6 +94,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Agent(args) => agent(args).await,
+            Command::Activity(ActivityCommand::Verify(c)) => verify_activity(c).await,
         }
     });
     match result {
@@ -119,6 +141,22 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     state.store.close().await;
     say("ajar: stopped");
     Ok(())
+}
+
+async fn verify_activity(c: Connection) -> anyhow::Result<()> {
+    let client = ajar_api::Client::new(c.url, Some(c.token));
+    let v = client.verify_activity().await?;
+    if v.ok {
+        println!("ok: {} records verify; head {}", v.records, v.head_hash);
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "activity record {} is broken: {} ({} records before it verify)",
+            v.first_broken_id.unwrap_or_default(),
+            v.reason.unwrap_or_default(),
+            v.records
+        )
+    }
 }
 
 /// Writes a line to stderr; a closed stderr (the reader went away) is not worth a crash.

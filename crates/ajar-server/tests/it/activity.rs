@@ -502,3 +502,109 @@ async fn editing_or_deleting_a_stored_record_is_caught_by_verify() {
     assert!(v["reason"].as_str().unwrap().contains("missing"), "{v}");
     db.close().await;
 }
+
+#[tokio::test]
+async fn machines_and_applications_show_their_request_figures() {
+    let app = TestApp::spawn().await;
+    setup(&app).await;
+    let alice = app.user("alice", Some(("JitRequester", RG))).await;
+    // Eight days ago, by alice; then two today by admin (one expired since).
+    initiate(
+        &alice,
+        POLICY,
+        json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":"10.7.0.1"}),
+    )
+    .await;
+    app.advance(SignedDuration::from_hours(8 * 24));
+    initiate(
+        &app.admin,
+        POLICY,
+        json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":"10.7.0.2"}),
+    )
+    .await;
+    app.advance(SignedDuration::from_mins(30));
+    initiate(
+        &app.admin,
+        POLICY,
+        json!({"number":3389,"duration":"PT1H","allowedSourceAddressPrefix":"10.0.0.9"}),
+    )
+    .await;
+    app.advance(SignedDuration::from_mins(45));
+    app.tick().await;
+    let m = call(&app.admin, Method::GET, &format!("/api/v1{VM}"), None).await;
+    let f = &m.body["properties"]["requestFigures"];
+    assert_eq!(f["approvedRequestsLast7Days"], 2, "{f}");
+    assert_eq!(f["lastUser"], "admin");
+    let last = app.now() - SignedDuration::from_mins(45);
+    assert_eq!(f["lastAccessAt"], last.to_string());
+    let open = f["openConnections"].as_array().unwrap();
+    assert_eq!(open.len(), 1, "the 22 grant ended: {f}");
+    assert_eq!(open[0]["port"], 3389);
+    assert_eq!(open[0]["sourceAddressPrefixes"], json!(["10.0.0.9"]));
+    // In a list too; a machine without requests has zeros.
+    let list = call(
+        &app.admin,
+        Method::GET,
+        &format!("/api/v1{RG}/machines"),
+        None,
+    )
+    .await;
+    let by_id = |id: &str| {
+        list.body["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == id)
+            .unwrap()["properties"]["requestFigures"]
+            .clone()
+    };
+    assert_eq!(by_id(VM), *f);
+    assert_eq!(
+        by_id(VM_WIN),
+        json!({"approvedRequestsLast7Days":0,"lastAccessAt":null,"lastUser":null})
+    );
+
+    // An application: one approved activation by alice.
+    let app_id = format!("{RG}/applications/crm");
+    let r = call(
+        &app.admin,
+        Method::PUT,
+        &format!("/api/v1{app_id}"),
+        Some(json!({"properties":{"publisherPrincipals":["acme"]}})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let r = call(
+        &app.admin,
+        Method::PUT,
+        &format!("/api/v1{app_id}/eligibleRoles/e1"),
+        Some(json!({"principal":"alice","roleDefinition":"Contributor"})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let body = json!({"properties":{
+        "applicationResourceId": app_id,
+        "jitAuthorizationPolicies":[{"principalId":"alice","roleDefinitionId":"Contributor"}],
+        "jitSchedulingPolicy":{"type":"Once","duration":"PT1H"}}});
+    let r = call(
+        &alice,
+        Method::PUT,
+        &format!("/api/v1{RG}/jitRequests/r1"),
+        Some(body),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let got = call(&app.admin, Method::GET, &format!("/api/v1{app_id}"), None).await;
+    let f = &got.body["requestFigures"];
+    assert_eq!(f["approvedRequestsLast7Days"], 1, "{f}");
+    assert_eq!(f["lastUser"], "alice");
+    assert_eq!(f["lastAccessAt"], app.now().to_string());
+    let list = call(
+        &app.admin,
+        Method::GET,
+        &format!("/api/v1{RG}/applications"),
+        None,
+    )
+    .await;
+    assert_eq!(list.body["value"][0]["requestFigures"], *f);
+}

@@ -328,6 +328,36 @@ async fn reports_show_when_ports_opened_and_closed() {
     )
     .await;
     assert!(got.body["virtualMachines"][0]["ports"][0]["openSince"].is_null());
+    // The activity log has the agent's two reports about its own machine, and nothing of the
+    // intruder's; a repeated report records nothing new.
+    call(
+        &agent,
+        Method::POST,
+        "/api/v1/agent/report",
+        Some(json!({"version":"0.1.0","appliedRevision":9,
+        "opened":[{"requestId":id,"seq":0,"at":opened.to_string()}]})),
+    )
+    .await;
+    let log = call(&app.admin, Method::GET, "/api/v1/activity?scope=/", None).await;
+    let reports: Vec<&serde_json::Value> = log.body["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r["action"]
+                .as_str()
+                .unwrap()
+                .starts_with("ajar.agents/port")
+        })
+        .collect();
+    assert_eq!(reports.len(), 2, "{reports:?}");
+    assert_eq!(reports[1]["action"], "ajar.agents/portOpened");
+    assert_eq!(reports[0]["action"], "ajar.agents/portClosed");
+    for r in &reports {
+        assert_eq!(r["principal"], "agent:agent-1");
+        assert_eq!(r["resourceId"], VM);
+        assert_eq!(r["requestId"], id);
+    }
 }
 
 #[tokio::test]

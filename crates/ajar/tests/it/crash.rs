@@ -175,5 +175,42 @@ async fn a_kill_during_a_burst_of_initiates_leaves_requests_and_records_consiste
         stored.len(),
         verify["records"]
     );
+    // The CLI reports the same, and the first broken link once a record is edited.
+    let cli = |url: &str| {
+        ajar()
+            .args(["activity", "verify"])
+            .env("AJAR_URL", url)
+            .env("AJAR_TOKEN", &token)
+            .output()
+            .unwrap()
+    };
+    let out = cli(&server.url);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with(&format!("ok: {} records verify", verify["records"])),
+        "{stdout}"
+    );
+    assert!(sigterm(&mut server.child).success());
+    let db = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("ajar.db").display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("UPDATE activity SET details = '{}' WHERE seq = 7")
+        .execute(&db)
+        .await
+        .unwrap();
+    db.close().await;
+    let mut server = serve(dir.path());
+    let out = cli(&server.url);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("ajar: activity record 7 is broken: the record's content does not match its hash (6 records before it verify)"),
+        "{stderr}"
+    );
     assert!(sigterm(&mut server.child).success());
 }

@@ -23,6 +23,8 @@ fn ajar() -> Command {
         "AJAR_CONFIG",
         "AJAR_SMTP_URL",
         "AJAR_SMTP_FROM",
+        "AJAR_URL",
+        "AJAR_TOKEN",
     ] {
         c.env_remove(var);
     }
