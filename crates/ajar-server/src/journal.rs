@@ -95,7 +95,12 @@ pub async fn record_denials(
     if resp.status() == StatusCode::FORBIDDEN
         && let (Some(actor), Some(denial)) = (slot.take(), resp.extensions().get::<Denial>())
     {
-        let resource = denial.target.clone().unwrap_or_else(|| path.clone());
+        // The target names the scope for a missing action; other refusals may target a field.
+        let resource = denial
+            .target
+            .clone()
+            .filter(|t| t.starts_with('/'))
+            .unwrap_or_else(|| path.clone());
         let record = actor
             .did(DENIED, &resource, state.clock.now())
             .with_result(Outcome::Denied)

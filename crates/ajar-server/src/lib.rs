@@ -81,10 +81,7 @@ impl AppState {
             auth_cache: Arc::default(),
             access_index: Arc::default(),
             rules_cache: Arc::default(),
-            notifier: Arc::new(notify::Notifier::new().unwrap_or_else(|e| {
-                tracing::error!(error = %e, "webhook client unavailable");
-                std::process::abort()
-            })),
+            notifier: Arc::new(notify::Notifier::new()),
             metrics: Arc::default(),
             stopping,
             stop: Arc::new(stop),

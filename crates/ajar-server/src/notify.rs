@@ -179,7 +179,8 @@ impl std::fmt::Debug for SmtpSettings {
 /// Delivers notifications: an HTTP client for webhooks and, when configured, an SMTP transport.
 #[derive(Clone)]
 pub struct Notifier {
-    http: reqwest::Client,
+    /// `Err` when the TLS stack could not start: webhooks then fail with the reason.
+    http: Result<reqwest::Client, String>,
     mail: Option<(AsyncSmtpTransport<Tokio1Executor>, Mailbox)>,
     /// The wait before the second attempt; each later one doubles it (at most an hour).
     pub retry_base: SignedDuration,
@@ -194,20 +195,29 @@ impl std::fmt::Debug for Notifier {
     }
 }
 
+impl Default for Notifier {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Notifier {
     /// Webhooks only (email notifications fail until SMTP is configured).
-    pub fn new() -> Result<Self, String> {
+    pub fn new() -> Self {
         let http = reqwest::Client::builder()
             .timeout(DELIVERY_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("ajar/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| format!("cannot build the webhook client: {e}"))?;
-        Ok(Self {
+            .map_err(|e| {
+                tracing::error!(error = %e, "webhook client unavailable");
+                format!("the webhook client is unavailable: {e}")
+            });
+        Self {
             http,
             mail: None,
             retry_base: SignedDuration::from_secs(5),
-        })
+        }
     }
 
     /// Adds email delivery through `smtp`.
@@ -253,6 +263,13 @@ pub async fn deliver_due(state: &AppState) -> StoreResult<usize> {
     let mut attempts = 0;
     loop {
         let now = state.clock.now();
+        // Look before taking the writer: most passes find nothing due.
+        let mut read = state.store.read().await?;
+        let due = read.next_notification_due().await?;
+        drop(read);
+        if due.is_none_or(|d| d > now) {
+            return Ok(attempts);
+        }
         let mut tx = state.store.write().await?;
         let claimed = tx
             .claim_notifications(now, now.saturating_add(LEASE).unwrap_or(now), 32)
@@ -334,9 +351,8 @@ async fn send_webhook(
         return Err("no webhook".to_owned());
     };
     let timestamp = state.clock.now().as_second();
-    let mut req = state
-        .notifier
-        .http
+    let http = state.notifier.http.as_ref().map_err(Clone::clone)?;
+    let mut req = http
         .post(&hook.url)
         .header("content-type", "application/json")
         .header("x-ajar-event", &row.event)
@@ -535,7 +551,7 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_an_hour() {
-        let n = Notifier::new().unwrap();
+        let n = Notifier::new();
         let secs: Vec<i64> = (1..=4).map(|a| n.backoff(a).as_secs()).collect();
         assert_eq!(secs, vec![5, 10, 20, 40]);
         assert_eq!(n.backoff(40), MAX_BACKOFF);

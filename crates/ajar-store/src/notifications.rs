@@ -247,8 +247,7 @@ impl Tx {
         Ok(())
     }
 
-    /// A subscription's deliveries, newest first, optionally in one state, below `before`
-    /// (`created_at`, id).
+    /// A subscription's latest deliveries, newest first, optionally in one state.
     pub async fn notification_deliveries(
         &mut self,
         subscription_id: &str,
@@ -257,7 +256,7 @@ impl Tx {
     ) -> StoreResult<Vec<OutboxRow>> {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE subscription_id = $1 \
-             AND ($2 IS NULL OR state = $2) ORDER BY created_at DESC, id DESC LIMIT $3"
+             AND (CAST($2 AS TEXT) IS NULL OR state = $2) ORDER BY created_at DESC, id DESC LIMIT $3"
         )))
         .bind(subscription_id)
         .bind(state)

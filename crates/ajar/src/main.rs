@@ -115,7 +115,7 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     let store = ajar_store::Store::open_sqlite(&db)
         .await
         .with_context(|| format!("cannot open the database {}", db.display()))?;
-    let mut notifier = ajar_server::notify::Notifier::new().map_err(|e| anyhow::anyhow!(e))?;
+    let mut notifier = ajar_server::notify::Notifier::new();
     if let Some(smtp) = &cfg.smtp {
         notifier = notifier.with_smtp(smtp).map_err(|e| anyhow::anyhow!(e))?;
     }

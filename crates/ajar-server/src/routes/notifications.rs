@@ -49,10 +49,11 @@ fn bad(target: &str, message: impl Into<String>) -> AppError {
 }
 
 /// Checks a subscription's settings; answers them with the secret taken out.
+/// `secret_stored`: a webhook secret is already stored (an update may then leave it out).
 fn validate(
     sub_scope: &Scope,
     mut p: NotificationSubscriptionProperties,
-    creating: bool,
+    secret_stored: bool,
 ) -> AppResult<(NotificationSubscriptionProperties, Option<String>)> {
     if !sub_scope.contains(&p.scope) {
         return Err(bad(
@@ -98,7 +99,7 @@ fn validate(
                         "the secret must be 16 to 256 characters",
                     ));
                 }
-                None if creating => {
+                None if !secret_stored => {
                     return Err(bad(
                         "properties.webhook.secret",
                         "a secret is required to sign deliveries",
@@ -169,7 +170,8 @@ pub async fn put_subscription(
     let body: NotificationSubscriptionBody = body.parse()?;
     let mut tx = state.store.write().await?;
     let existing = tx.notification_subscription(&id).await?;
-    let (properties, secret) = validate(&scope, body.properties, existing.is_none())?;
+    let secret_stored = existing.as_ref().is_some_and(|e| e.secret.is_some());
+    let (properties, secret) = validate(&scope, body.properties, secret_stored)?;
     let mut row = SubscriptionRow {
         id: id.clone(),
         name: n.clone(),

@@ -524,6 +524,24 @@ async fn subscriptions_are_validated_and_need_their_actions() {
     .await;
     assert_eq!(log.body["value"].as_array().unwrap().len(), 2);
     assert!(!log.body.to_string().contains(SECRET));
+    // An email subscription turned into a webhook needs a secret then.
+    let mail_path = format!("/api/v1{SUB}/notificationSubscriptions/n2");
+    let mail = json!({"properties": {"scope": SUB, "email": {"to": ["a@example.com"]}}});
+    assert_eq!(
+        call(&jit_admin, Method::PUT, &mail_path, Some(mail))
+            .await
+            .status,
+        201
+    );
+    let unsigned =
+        json!({"properties": {"scope": SUB, "webhook": {"url": "https://hooks.example/z"}}});
+    let r = call(&jit_admin, Method::PUT, &mail_path, Some(unsigned)).await;
+    assert_eq!(
+        (r.status, target(&r)),
+        (400, "properties.webhook.secret"),
+        "{:?}",
+        r.body
+    );
     assert_eq!(
         call(&jit_admin, Method::DELETE, &path, None).await.status,
         204
@@ -621,7 +639,6 @@ impl SmtpSink {
 async fn email_goes_to_named_recipients_and_participants_as_text_and_html() {
     let (sink, url) = SmtpSink::start().await;
     let notifier = Notifier::new()
-        .unwrap()
         .with_smtp(&SmtpSettings {
             url,
             from: "ajar <ajar@example.com>".to_owned(),
