@@ -241,6 +241,44 @@ impl Client {
         self.get(&format!("/api/v1{machine_id}/grants")).await
     }
 
+    /// Streams the body of `GET path` into `out` as it arrives (for downloads such as the
+    /// activity log's CSV); API errors are returned as such.
+    pub async fn download(
+        &self,
+        path: &str,
+        out: &mut (dyn std::io::Write + Send),
+    ) -> Result<u64, ClientError> {
+        let mut req = self.http.get(format!("{}{}", self.base, path));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let mut resp = req
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            let body = resp.bytes().await.unwrap_or_default();
+            let error = serde_json::from_slice::<ErrorBody>(&body)
+                .map(|b| b.error)
+                .unwrap_or_else(|_| {
+                    ApiError::new(ErrorCode::InternalError, format!("HTTP status {status}"))
+                });
+            return Err(ClientError::Api { status, error });
+        }
+        let mut written = 0u64;
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?
+        {
+            out.write_all(&chunk)
+                .map_err(|e| ClientError::Transport(format!("cannot write the download: {e}")))?;
+            written += chunk.len() as u64;
+        }
+        Ok(written)
+    }
+
     /// Verifies the activity log's hash chain from its first record.
     pub async fn verify_activity(&self) -> Result<crate::wire::ActivityVerification, ClientError> {
         self.get("/api/v1/activity/verify").await

@@ -12,5 +12,5 @@ pub mod client;
 pub mod error;
 pub mod wire;
 
-pub use client::Client;
+pub use client::{Client, ClientError, RawResponse};
 pub use error::{ApiError, ErrorBody, ErrorCode};

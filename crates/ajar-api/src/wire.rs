@@ -1623,3 +1623,13 @@ pub struct Delivery {
     #[schema(value_type = Object)]
     pub payload: serde_json::Value,
 }
+
+/// Answer of `GET /api/v1/me`: who the token authenticates.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Me {
+    /// The principal.
+    pub principal: String,
+    /// Its local groups (names, without `group:`).
+    pub groups: Vec<String>,
+}

@@ -1,5 +1,5 @@
-//! `ajar`: the single binary. `ajar serve` runs the control plane; later subcommands add the
-//! agent and the command-line client.
+//! `ajar`: the single binary. `ajar serve` runs the control plane, `ajar agent` enforces grants,
+//! and every other subcommand is the command-line client (`ajar_cli`).
 
 mod config;
 
@@ -19,34 +19,42 @@ struct Cli {
 enum Command {
     /// Run the control plane (REST API and scheduler).
     Serve(config::ServeArgs),
-    /// Enforce grants in nftables on this host or gateway (needs CAP_NET_ADMIN).
+    /// Without a subcommand: enforce grants in nftables on this host or gateway (needs
+    /// CAP_NET_ADMIN). With one: register, list, show or remove agents.
     Agent(AgentArgs),
-    /// The activity log.
-    #[command(subcommand)]
-    Activity(ActivityCommand),
+    #[command(flatten)]
+    Client(ajar_cli::Command),
+    /// Print a shell completion script.
+    Completions {
+        /// bash, zsh or fish.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Write man pages (ajar.1 and one per subcommand) into a directory.
+    Man {
+        /// The directory.
+        #[arg(long, default_value = ".")]
+        dir: std::path::PathBuf,
+    },
 }
 
-/// `ajar activity ...`.
-#[derive(Debug, Subcommand)]
-enum ActivityCommand {
-    /// Check the log's hash chain from the first record; exits 1 at the first broken link.
-    Verify(Connection),
-}
-
-/// Where the server is and who is asking.
-#[derive(Debug, clap::Args)]
-struct Connection {
-    /// Server URL, e.g. http://127.0.0.1:8600.
-    #[arg(long, env = "AJAR_URL", default_value = "http://127.0.0.1:8600")]
-    url: String,
-    /// API token.
-    #[arg(long, env = "AJAR_TOKEN", hide_env_values = true)]
-    token: String,
+/// Shells with completion scripts.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Shell {
+    /// Bash.
+    Bash,
+    /// Zsh.
+    Zsh,
+    /// Fish.
+    Fish,
 }
 
 /// Flags of `ajar agent`.
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 struct AgentArgs {
+    #[command(subcommand)]
+    manage: Option<ajar_cli::admin::AgentCmd>,
     /// Control plane URL, e.g. http://10.0.0.1:8600.
     #[arg(long, env = "AJAR_SERVER", required_unless_present = "uninstall")]
     server: Option<String>,
@@ -92,18 +100,64 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve(args).await,
-            Command::Agent(args) => agent(args).await,
-            Command::Activity(ActivityCommand::Verify(c)) => verify_activity(c).await,
+            Command::Serve(args) => serve(args).await.map_err(failed),
+            Command::Agent(AgentArgs {
+                manage: Some(cmd), ..
+            }) => ajar_cli::admin::agent(cmd).await,
+            Command::Agent(args) => agent(args).await.map_err(failed),
+            Command::Client(cmd) => ajar_cli::run(cmd).await,
+            Command::Completions { shell } => {
+                completions(shell);
+                Ok(())
+            }
+            Command::Man { dir } => man_pages(&dir).map_err(failed),
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            say(&format!("ajar: {e:#}"));
-            ExitCode::FAILURE
+            say(&format!("ajar: {}", e.message()));
+            ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// An operational failure (exit 1) from an error chain.
+fn failed(e: anyhow::Error) -> ajar_cli::CliError {
+    ajar_cli::CliError::Failed(format!("{e:#}"))
+}
+
+/// Prints the completion script for `shell`.
+fn completions(shell: Shell) {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    let shell = match shell {
+        Shell::Bash => clap_complete::Shell::Bash,
+        Shell::Zsh => clap_complete::Shell::Zsh,
+        Shell::Fish => clap_complete::Shell::Fish,
+    };
+    clap_complete::generate(shell, &mut cmd, "ajar", &mut std::io::stdout());
+}
+
+/// Writes `ajar.1` and a page per subcommand (`ajar-machine-list.1`, …) into `dir`.
+fn man_pages(dir: &std::path::Path) -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    fn write(cmd: &clap::Command, name: &str, dir: &std::path::Path) -> anyhow::Result<usize> {
+        let cmd = cmd.clone().name(name.to_owned());
+        let mut out = Vec::new();
+        clap_mangen::Man::new(cmd.clone()).render(&mut out)?;
+        let path = dir.join(format!("{name}.1"));
+        std::fs::write(&path, out).with_context(|| format!("cannot write {}", path.display()))?;
+        let mut n = 1;
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            n += write(sub, &format!("{name}-{}", sub.get_name()), dir)?;
+        }
+        Ok(n)
+    }
+    let n = write(&Cli::command(), "ajar", dir)?;
+    say(&format!("ajar: wrote {n} man pages to {}", dir.display()));
+    Ok(())
 }
 
 async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
@@ -141,22 +195,6 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     state.store.close().await;
     say("ajar: stopped");
     Ok(())
-}
-
-async fn verify_activity(c: Connection) -> anyhow::Result<()> {
-    let client = ajar_api::Client::new(c.url, Some(c.token));
-    let v = client.verify_activity().await?;
-    if v.ok {
-        println!("ok: {} records verify; head {}", v.records, v.head_hash);
-        Ok(())
-    } else {
-        anyhow::bail!(
-            "activity record {} is broken: {} ({} records before it verify)",
-            v.first_broken_id.unwrap_or_default(),
-            v.reason.unwrap_or_default(),
-            v.records
-        )
-    }
 }
 
 /// Writes a line to stderr; a closed stderr (the reader went away) is not worth a crash.

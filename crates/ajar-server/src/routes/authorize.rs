@@ -6,7 +6,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::body::RawBody;
 use crate::error::AppResult;
-use ajar_api::wire::{AuthorizeAnswer, AuthorizeBody};
+use ajar_api::wire::{AuthorizeAnswer, AuthorizeBody, Me};
 use ajar_core::authorize::Source;
 use ajar_core::rbac::actions;
 use axum::Router;
@@ -14,7 +14,18 @@ use axum::extract::State;
 use axum::routing::post;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/authorize", post(authorize))
+    Router::new()
+        .route("/api/v1/authorize", post(authorize))
+        .route("/api/v1/me", axum::routing::get(me))
+}
+
+/// Who the caller is. Needs no action: it tells the caller only about itself.
+#[utoipa::path(get, path = "/api/v1/me", tag = "authorize", responses((status = 200, body = Me)))]
+pub async fn me(caller: Caller) -> AppResult<Reply<Me>> {
+    Ok(Reply::ok(Me {
+        principal: caller.principal,
+        groups: caller.groups,
+    }))
 }
 
 #[utoipa::path(post, path = "/api/v1/authorize", tag = "authorize", request_body = AuthorizeBody,

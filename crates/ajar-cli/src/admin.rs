@@ -1,0 +1,428 @@
+//! Tokens, agents, the activity log and JIT settings.
+
+use crate::parse;
+use crate::render::Column;
+use crate::{CliError, CliResult, Conn, Ctx, Output, render, usage};
+use clap::{Subcommand, ValueEnum};
+use serde_json::{Value, json};
+
+/// `ajar token ...`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Create a token (for yourself, or for another principal with ajar.tokens/write); the
+    /// secret is shown once.
+    Create {
+        /// Whom it authenticates [default: you].
+        #[arg(long)]
+        principal: Option<String>,
+        /// What it is for.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Your tokens (or a principal's, or everyone's with ajar.tokens/read).
+    List {
+        /// Only this principal's.
+        #[arg(long)]
+        principal: Option<String>,
+    },
+    /// Revoke a token.
+    Rm {
+        /// Its id.
+        id: String,
+    },
+}
+
+/// Runs `ajar token ...`.
+pub async fn token(ctx: &Ctx, cmd: TokenCmd) -> CliResult {
+    match cmd {
+        TokenCmd::Create {
+            principal,
+            description,
+        } => {
+            let principal = match principal {
+                Some(p) => p,
+                None => ctx.get("/api/v1/me").await?["principal"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            };
+            let mut body = json!({"principal": principal});
+            if let Some(d) = description {
+                body["description"] = json!(d);
+            }
+            let t = ctx.post("/api/v1/tokens", &body).await?;
+            match ctx.output {
+                Output::Json => render::json(&t),
+                Output::Table => {
+                    println!(
+                        "token {} for {principal} (shown only now):",
+                        t["id"].as_str().unwrap_or("?")
+                    );
+                    println!("{}", t["token"].as_str().unwrap_or(""));
+                }
+            }
+        }
+        TokenCmd::List { principal } => {
+            let q = principal
+                .map(|p| format!("?principal={p}"))
+                .unwrap_or_default();
+            let list = ctx.get(&format!("/api/v1/tokens{q}")).await?;
+            ctx.list(
+                &list,
+                &[
+                    ("ID", "/id"),
+                    ("PRINCIPAL", "/principal"),
+                    ("DESCRIPTION", "/description"),
+                    ("CREATED BY", "/createdBy"),
+                    ("CREATED", "/createdAt"),
+                ],
+            );
+        }
+        TokenCmd::Rm { id } => {
+            ctx.delete(&format!("/api/v1/tokens/{id}")).await?;
+            ctx.done(&json!({}), &format!("token {id} revoked"));
+        }
+    }
+    Ok(())
+}
+
+/// An agent's mode.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Mode {
+    /// Guards the machine it runs on.
+    Host,
+    /// Guards machines behind it, mapping ports.
+    Gateway,
+}
+
+/// `ajar agent add|list|show|rm` (without a subcommand, `ajar agent` runs an agent).
+#[derive(Debug, Subcommand)]
+pub enum AgentCmd {
+    /// Register an agent; its token is shown once.
+    Add {
+        #[allow(missing_docs, reason = "flattened flags carry their own help")]
+        #[command(flatten)]
+        conn: Conn,
+        /// Its name.
+        name: String,
+        /// Host or gateway.
+        #[arg(long, value_enum, default_value_t = Mode::Host)]
+        mode: Mode,
+        /// Machine it guards (repeatable).
+        #[arg(long = "machine")]
+        machines: Vec<String>,
+        /// Gateway: the address clients connect to.
+        #[arg(long)]
+        public_address: Option<String>,
+        /// Gateway: the mapped-port range, e.g. 40000-40999.
+        #[arg(long)]
+        mapped_ports: Option<String>,
+    },
+    /// Registered agents and their health.
+    List {
+        #[allow(missing_docs, reason = "flattened flags carry their own help")]
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// One agent.
+    Show {
+        #[allow(missing_docs, reason = "flattened flags carry their own help")]
+        #[command(flatten)]
+        conn: Conn,
+        /// Its id.
+        id: String,
+    },
+    /// Unregister an agent (its token stops working).
+    Rm {
+        #[allow(missing_docs, reason = "flattened flags carry their own help")]
+        #[command(flatten)]
+        conn: Conn,
+        /// Its id.
+        id: String,
+    },
+}
+
+const AGENT_FIELDS: &[Column] = &[
+    ("id", "/id"),
+    ("name", "/name"),
+    ("mode", "/mode"),
+    ("machines", "/machines"),
+    ("public address", "/publicAddress"),
+    ("mapped ports", "/mappedPortRange"),
+    ("live", "/live"),
+    ("last seen", "/lastSeen"),
+    ("version", "/version"),
+    ("applied revision", "/appliedRevision"),
+    ("current revision", "/currentRevision"),
+];
+
+/// Runs `ajar agent add|list|show|rm`.
+pub async fn agent(cmd: AgentCmd) -> CliResult {
+    let conn = match &cmd {
+        AgentCmd::Add { conn, .. }
+        | AgentCmd::List { conn }
+        | AgentCmd::Show { conn, .. }
+        | AgentCmd::Rm { conn, .. } => conn,
+    };
+    let ctx = &Ctx::connect(conn)?;
+    match cmd {
+        AgentCmd::Add {
+            conn: _,
+            name,
+            mode,
+            machines,
+            public_address,
+            mapped_ports,
+        } => {
+            let machines: Vec<String> = machines
+                .iter()
+                .map(|m| parse::id(m))
+                .collect::<CliResult<_>>()?;
+            let mut body = json!({"name": name, "machines": machines, "mode": match mode {
+                Mode::Host => "host",
+                Mode::Gateway => "gateway",
+            }});
+            if let Some(a) = public_address {
+                body["publicAddress"] = json!(a);
+            }
+            if let Some(r) = mapped_ports {
+                body["mappedPortRange"] = json!(r);
+            }
+            let a = ctx.post("/api/v1/agents", &body).await?;
+            match ctx.output {
+                Output::Json => render::json(&a),
+                Output::Table => {
+                    println!(
+                        "agent {name} registered as {}; its token (shown only now):",
+                        a["id"].as_str().unwrap_or("?")
+                    );
+                    println!("{}", a["token"].as_str().unwrap_or(""));
+                }
+            }
+        }
+        AgentCmd::List { .. } => {
+            let list = ctx.get("/api/v1/agents").await?;
+            ctx.list(
+                &list,
+                &[
+                    ("ID", "/id"),
+                    ("NAME", "/name"),
+                    ("MODE", "/mode"),
+                    ("LIVE", "/live"),
+                    ("LAST SEEN", "/lastSeen"),
+                    ("MACHINES", "/machines"),
+                ],
+            );
+        }
+        AgentCmd::Show { id, .. } => {
+            let a = ctx.get(&format!("/api/v1/agents/{id}")).await?;
+            ctx.show(&a, AGENT_FIELDS);
+        }
+        AgentCmd::Rm { id, .. } => {
+            ctx.delete(&format!("/api/v1/agents/{id}")).await?;
+            ctx.done(&json!({}), &format!("agent {id} removed"));
+        }
+    }
+    Ok(())
+}
+
+/// Filters of the activity log.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ActivityFilter {
+    /// Records about this scope or resource and everything beneath it [default: /].
+    #[arg(long)]
+    pub scope: Option<String>,
+    /// Who acted.
+    #[arg(long)]
+    pub principal: Option<String>,
+    /// The action, e.g. ajar.jit/policies/initiate/action.
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Succeeded, Denied or Failed.
+    #[arg(long)]
+    pub result: Option<String>,
+    /// The access request concerned.
+    #[arg(long)]
+    pub request_id: Option<String>,
+    /// At or after (RFC 3339).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Before (RFC 3339).
+    #[arg(long)]
+    pub to: Option<String>,
+}
+
+impl ActivityFilter {
+    fn query(&self) -> CliResult<Vec<(String, String)>> {
+        let mut q = Vec::new();
+        for (k, v) in [
+            ("scope", &self.scope),
+            ("principal", &self.principal),
+            ("action", &self.action),
+            ("result", &self.result),
+            ("requestId", &self.request_id),
+        ] {
+            if let Some(v) = v {
+                q.push((k.to_owned(), v.clone()));
+            }
+        }
+        for (k, v) in [("from", &self.from), ("to", &self.to)] {
+            if let Some(v) = v {
+                q.push((k.to_owned(), parse::instant(v)?));
+            }
+        }
+        Ok(q)
+    }
+}
+
+fn encode(q: &[(String, String)]) -> String {
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_.~/:".contains(&b) {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect::<String>()
+    };
+    q.iter()
+        .map(|(k, v)| format!("{k}={}", enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// `ajar activity ...`.
+#[derive(Debug, Subcommand)]
+pub enum ActivityCmd {
+    /// Records, newest first.
+    List {
+        #[allow(missing_docs, reason = "flattened flags carry their own help")]
+        #[command(flatten)]
+        filter: ActivityFilter,
+        /// How many (1-1000).
+        #[arg(long, default_value_t = 50)]
+        top: u32,
+    },
+    /// Every selected record, as the server streams it.
+    Export {
+        #[allow(missing_docs, reason = "flattened flags carry their own help")]
+        #[command(flatten)]
+        filter: ActivityFilter,
+        /// As CSV (RFC 4180; the only format for now).
+        #[arg(long, required = true)]
+        csv: bool,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        file: Option<String>,
+    },
+    /// Check the log's hash chain from the first record; exits 1 at the first broken link.
+    Verify,
+}
+
+/// Runs `ajar activity ...`.
+pub async fn activity(ctx: &Ctx, cmd: ActivityCmd) -> CliResult {
+    match cmd {
+        ActivityCmd::List { filter, top } => {
+            let mut q = filter.query()?;
+            q.push(("top".into(), top.to_string()));
+            let list = ctx.get(&format!("/api/v1/activity?{}", encode(&q))).await?;
+            ctx.list(
+                &list,
+                &[
+                    ("ID", "/id"),
+                    ("TIME", "/time"),
+                    ("PRINCIPAL", "/principal"),
+                    ("ACTION", "/action"),
+                    ("RESULT", "/result"),
+                    ("RESOURCE", "/resourceId"),
+                ],
+            );
+        }
+        ActivityCmd::Export { filter, csv, file } => {
+            if !csv {
+                return Err(usage("give --csv"));
+            }
+            let mut q = filter.query()?;
+            q.push(("format".into(), "csv".into()));
+            let path = format!("/api/v1/activity?{}", encode(&q));
+            match file {
+                Some(f) => {
+                    let mut out = std::fs::File::create(&f)
+                        .map_err(|e| CliError::Failed(format!("cannot create {f}: {e}")))?;
+                    let n = ctx.client.download(&path, &mut out).await?;
+                    eprintln!("wrote {n} bytes to {f}");
+                }
+                None => {
+                    let mut out = std::io::stdout();
+                    ctx.client.download(&path, &mut out).await?;
+                }
+            }
+        }
+        ActivityCmd::Verify => {
+            let v: Value = ctx.get("/api/v1/activity/verify").await?;
+            if v["ok"] == true {
+                ctx.done(
+                    &v,
+                    &format!(
+                        "ok: {} records verify; head {}",
+                        v["records"],
+                        v["headHash"].as_str().unwrap_or("")
+                    ),
+                );
+            } else {
+                if ctx.output == Output::Json {
+                    render::json(&v);
+                }
+                return Err(CliError::Failed(format!(
+                    "activity record {} is broken: {} ({} records before it verify)",
+                    v["firstBrokenId"],
+                    v["reason"].as_str().unwrap_or("?"),
+                    v["records"]
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `ajar settings ...`.
+#[derive(Debug, Subcommand)]
+pub enum SettingsCmd {
+    /// Whether JIT is on at a subscription or resource group.
+    Get {
+        /// /subscriptions/S or /subscriptions/S/resourceGroups/RG.
+        scope: String,
+    },
+    /// Turn JIT on or off at a subscription or resource group.
+    Set {
+        /// /subscriptions/S or /subscriptions/S/resourceGroups/RG.
+        scope: String,
+        /// on or off.
+        #[arg(long, value_parser = ["on", "off"])]
+        jit: String,
+    },
+}
+
+/// Runs `ajar settings ...`.
+pub async fn settings(ctx: &Ctx, cmd: SettingsCmd) -> CliResult {
+    match cmd {
+        SettingsCmd::Get { scope } => {
+            let scope = parse::id(&scope)?;
+            let s = ctx.get(&format!("{scope}/jitSettings")).await?;
+            ctx.show(&s, &[("jit enabled", "/jitEnabled")]);
+        }
+        SettingsCmd::Set { scope, jit } => {
+            let scope = parse::id(&scope)?;
+            let s = ctx
+                .put(
+                    &format!("{scope}/jitSettings"),
+                    &json!({"jitEnabled": jit == "on"}),
+                )
+                .await?;
+            ctx.done(&s, &format!("JIT is {jit} at {scope}"));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,314 @@
+//! `ajar`'s command-line client: one noun per API resource (`ajar machine list`, `ajar access
+//! start`, …), each command one or a few API calls.
+//!
+//! - Connection: `--url`/`--token` flags, then `AJAR_URL`/`AJAR_TOKEN`, then a profile of the
+//!   config file that `ajar login` writes ([`profile`]).
+//! - Output: `--output json` prints exactly the API's JSON; `table` (the default) prints aligned
+//!   columns with instants in local time ([`render`]).
+//! - Exit codes: 0 ok, 1 the server or the network said no, 2 the command line is wrong; every
+//!   error is one line ([`CliError`]).
+
+pub mod admin;
+pub mod apply;
+pub mod network;
+pub mod parse;
+pub mod profile;
+pub mod render;
+pub mod roles;
+
+use ajar_api::{Client, ClientError};
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::Value;
+
+/// How answers are printed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Aligned columns, local times.
+    #[default]
+    Table,
+    /// The API's own JSON, for scripts.
+    Json,
+}
+
+/// Where the server is, who is asking and how to print; accepted after any client command.
+#[derive(Debug, Clone, Args)]
+pub struct Conn {
+    /// Server URL [env AJAR_URL, or the profile's; default http://127.0.0.1:8600].
+    #[arg(long, global = true)]
+    pub url: Option<String>,
+    /// API token [env AJAR_TOKEN, or the profile's].
+    #[arg(long, global = true)]
+    pub token: Option<String>,
+    /// Profile of the config file [env AJAR_PROFILE; default: the file's default].
+    #[arg(long, global = true)]
+    pub profile: Option<String>,
+    /// Output format.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// Why a command failed, and its exit code.
+#[derive(Debug)]
+pub enum CliError {
+    /// The command line is wrong (exit 2).
+    Usage(String),
+    /// The server, the network or the file system said no (exit 1).
+    Failed(String),
+}
+
+impl CliError {
+    /// The process exit code.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) => 2,
+            CliError::Failed(_) => 1,
+        }
+    }
+
+    /// The one-line message.
+    pub fn message(&self) -> &str {
+        match self {
+            CliError::Usage(m) | CliError::Failed(m) => m,
+        }
+    }
+}
+
+impl From<ClientError> for CliError {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Api { status, error } => {
+                let at = error
+                    .target
+                    .as_deref()
+                    .map(|t| format!(" (at {t})"))
+                    .unwrap_or_default();
+                CliError::Failed(format!(
+                    "{}: {}{at} [HTTP {status}]",
+                    error.code, error.message
+                ))
+            }
+            other => CliError::Failed(other.to_string()),
+        }
+    }
+}
+
+/// Result of a command.
+pub type CliResult<T = ()> = Result<T, CliError>;
+
+/// A usage error.
+pub fn usage(m: impl Into<String>) -> CliError {
+    CliError::Usage(m.into())
+}
+
+/// A connected client and the output format.
+pub struct Ctx {
+    /// The API client.
+    pub client: Client,
+    /// How to print.
+    pub output: Output,
+}
+
+impl Ctx {
+    /// Resolves the connection (flags, environment, profile) into a client.
+    pub fn connect(conn: &Conn) -> CliResult<Ctx> {
+        let resolved = profile::resolve(conn)?;
+        Ok(Ctx {
+            client: Client::new(resolved.url, resolved.token),
+            output: conn.output,
+        })
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> CliResult<Value> {
+        Ok(self.client.get::<Value>(&api(path)).await?)
+    }
+
+    /// `PUT path` with `body`.
+    pub async fn put(&self, path: &str, body: &Value) -> CliResult<Value> {
+        Ok(self.client.put::<Value, Value>(&api(path), body).await?)
+    }
+
+    /// `POST path` with `body`.
+    pub async fn post(&self, path: &str, body: &Value) -> CliResult<Value> {
+        Ok(self.client.post::<Value, Value>(&api(path), body).await?)
+    }
+
+    /// `DELETE path`.
+    pub async fn delete(&self, path: &str) -> CliResult<()> {
+        Ok(self.client.delete(&api(path)).await?)
+    }
+
+    /// Prints one object: JSON as is, or the given fields as `name  value` lines.
+    pub fn show(&self, value: &Value, fields: &[render::Column]) {
+        match self.output {
+            Output::Json => render::json(value),
+            Output::Table => render::fields(value, fields),
+        }
+    }
+
+    /// Prints a list answer (`{"value":[…]}`): JSON as is, or a table of `columns`.
+    pub fn list(&self, answer: &Value, columns: &[render::Column]) {
+        match self.output {
+            Output::Json => render::json(answer),
+            Output::Table => {
+                let empty = Vec::new();
+                let rows = answer["value"].as_array().unwrap_or(&empty);
+                render::table(rows, columns);
+            }
+        }
+    }
+
+    /// Prints a one-line confirmation in table mode, or `value` as JSON.
+    pub fn done(&self, value: &Value, line: &str) {
+        match self.output {
+            Output::Json => render::json(value),
+            Output::Table => println!("{line}"),
+        }
+    }
+}
+
+/// API paths: resource ids and `/api/v1/...` paths are both accepted.
+fn api(path: &str) -> String {
+    if path.starts_with("/api/") {
+        path.to_owned()
+    } else {
+        format!("/api/v1{path}")
+    }
+}
+
+/// The client commands (everything but `serve` and `agent`'s daemon). Each noun takes the
+/// connection flags ([`Conn`]) and its own subcommand.
+#[derive(Debug, Subcommand)]
+#[allow(
+    missing_docs,
+    reason = "the fields are the connection flags and the noun's subcommand"
+)]
+pub enum Command {
+    /// Save a server URL and token as a profile (in a file only you can read).
+    Login(profile::LoginArgs),
+    /// Machines: add, list, show, remove.
+    Machine {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: network::MachineCmd,
+    },
+    /// JIT network access policies.
+    Policy {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: network::PolicyCmd,
+    },
+    /// Network access: request, list, show, revoke, extend.
+    Access {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: network::AccessCmd,
+    },
+    /// Managed applications, their eligible roles, and role activation.
+    App {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: roles::AppCmd,
+    },
+    /// Requests on the approval engine (role activations, approval-gated network access).
+    Request {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: roles::RequestCmd,
+    },
+    /// Approve a request that waits for you.
+    Approve {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(flatten)]
+        args: roles::DecideArgs,
+    },
+    /// Deny a request that waits for you.
+    Deny {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(flatten)]
+        args: roles::DecideArgs,
+    },
+    /// Requests waiting for your decision.
+    Inbox {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Role definitions (built-in and custom).
+    Role {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: roles::RoleCmd,
+    },
+    /// Role assignments.
+    Assignment {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: roles::AssignmentCmd,
+    },
+    /// Local groups.
+    Group {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: roles::GroupCmd,
+    },
+    /// API tokens.
+    Token {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: admin::TokenCmd,
+    },
+    /// The activity log: list, export, verify.
+    Activity {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: admin::ActivityCmd,
+    },
+    /// JIT on or off at a subscription or resource group.
+    Settings {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: admin::SettingsCmd,
+    },
+    /// Apply a declarative file of machines, policies, applications and role assignments.
+    Apply {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(flatten)]
+        args: apply::ApplyArgs,
+    },
+}
+
+/// Runs a client command.
+pub async fn run(cmd: Command) -> CliResult {
+    match cmd {
+        Command::Login(args) => profile::login(args).await,
+        Command::Machine { conn, cmd } => network::machine(&Ctx::connect(&conn)?, cmd).await,
+        Command::Policy { conn, cmd } => network::policy(&Ctx::connect(&conn)?, cmd).await,
+        Command::Access { conn, cmd } => network::access(&Ctx::connect(&conn)?, cmd).await,
+        Command::App { conn, cmd } => roles::app(&Ctx::connect(&conn)?, cmd).await,
+        Command::Request { conn, cmd } => roles::request(&Ctx::connect(&conn)?, cmd).await,
+        Command::Approve { conn, args } => roles::decide(&Ctx::connect(&conn)?, args, true).await,
+        Command::Deny { conn, args } => roles::decide(&Ctx::connect(&conn)?, args, false).await,
+        Command::Inbox { conn } => roles::inbox(&Ctx::connect(&conn)?).await,
+        Command::Role { conn, cmd } => roles::role(&Ctx::connect(&conn)?, cmd).await,
+        Command::Assignment { conn, cmd } => roles::assignment(&Ctx::connect(&conn)?, cmd).await,
+        Command::Group { conn, cmd } => roles::group(&Ctx::connect(&conn)?, cmd).await,
+        Command::Token { conn, cmd } => admin::token(&Ctx::connect(&conn)?, cmd).await,
+        Command::Activity { conn, cmd } => admin::activity(&Ctx::connect(&conn)?, cmd).await,
+        Command::Settings { conn, cmd } => admin::settings(&Ctx::connect(&conn)?, cmd).await,
+        Command::Apply { conn, args } => apply::apply(&Ctx::connect(&conn)?, args).await,
+    }
+}
