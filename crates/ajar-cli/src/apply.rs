@@ -161,7 +161,7 @@ fn change(desired: &Value, current: Option<&Value>) -> Change {
 
 /// `GET path`, `None` when it does not exist.
 async fn current(ctx: &Ctx, path: &str) -> CliResult<Option<Value>> {
-    match ctx.client.get::<Value>(&format!("/api/v1{path}")).await {
+    match ctx.client.get::<Value>(&crate::api(path)).await {
         Ok(v) => Ok(Some(v)),
         Err(ClientError::Api { status: 404, .. }) => Ok(None),
         Err(e) => Err(e.into()),
@@ -230,12 +230,11 @@ pub async fn apply(ctx: &Ctx, args: ApplyArgs) -> CliResult {
         plan.step("application", &id, body.clone(), &body).await?;
         for e in &a.eligible_roles {
             let body = json!({"principal": e.principal, "roleDefinition": e.role_definition});
-            let compare = json!({"properties": body});
             plan.step(
                 "eligible role",
                 &format!("{id}/eligibleRoles/{}", e.id),
-                body,
-                &compare,
+                body.clone(),
+                &body,
             )
             .await?;
         }

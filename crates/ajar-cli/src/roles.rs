@@ -307,9 +307,10 @@ async fn eligible(ctx: &Ctx, cmd: EligibleCmd) -> CliResult {
             ctx.list(
                 &list,
                 &[
-                    ("ID", "/name"),
-                    ("PRINCIPAL", "/properties/principal"),
-                    ("ROLE", "/properties/roleDefinition"),
+                    ("ID", "/id"),
+                    ("PRINCIPAL", "/principal"),
+                    ("ROLE", "/roleDefinition"),
+                    ("SINCE", "/createdAt"),
                 ],
             );
         }

@@ -87,7 +87,10 @@ struct AgentArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -120,6 +123,43 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// Prints help or the version as clap does; any other command-line error as one line naming
+/// what to fix, with exit code 2.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            ExitCode::from(2)
+        }
+        _ => {
+            say(&format!("ajar: {}", one_line(&e.render().to_string())));
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// clap's error text without its usage block, tips and line breaks.
+fn one_line(text: &str) -> String {
+    let body = text.split("\n\nUsage:").next().unwrap_or(text);
+    let body = body
+        .split("\n\nFor more information")
+        .next()
+        .unwrap_or(body);
+    let words: Vec<&str> = body
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("tip:"))
+        .flat_map(str::split_whitespace)
+        .collect();
+    let joined = words.join(" ");
+    let joined = joined.strip_prefix("error: ").unwrap_or(&joined);
+    format!("{joined} (see --help)")
 }
 
 /// An operational failure (exit 1) from an error chain.

@@ -6,6 +6,7 @@
     reason = "polls a child process, no access window is slept through"
 )]
 
+mod cli;
 mod crash;
 mod enforce;
 
@@ -25,6 +26,8 @@ fn ajar() -> Command {
         "AJAR_SMTP_FROM",
         "AJAR_URL",
         "AJAR_TOKEN",
+        "AJAR_PROFILE",
+        "AJAR_CLI_CONFIG",
     ] {
         c.env_remove(var);
     }
@@ -191,6 +194,12 @@ fn bad_flags_and_config_fail_with_one_line() {
 
     let out = ajar().args(["serve", "--no-such-flag"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("ajar: unexpected argument '--no-such-flag'"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -1,0 +1,974 @@
+//! The command-line client run as a subprocess against a real server (one per test): each
+//! noun's happy path and main errors, `apply` and `--dry-run`, JSON output read back into the
+//! API's types, login profiles, completions and man pages.
+
+use super::ajar;
+use ajar_api::wire::{AccessRequest, ActivityRecord, JitRequest, List, Machine, Policy};
+use ajar_testkit::TestApp;
+use jiff::SignedDuration;
+use serde_json::{Value, json};
+
+const SUB: &str = "/subscriptions/s1";
+const RG: &str = "/subscriptions/s1/resourceGroups/rg1";
+const VM: &str = "/subscriptions/s1/resourceGroups/rg1/machines/vm1";
+const WIN: &str = "/subscriptions/s1/resourceGroups/rg1/machines/win1";
+const POLICY: &str = "/subscriptions/s1/resourceGroups/rg1/jitNetworkAccessPolicies/default";
+const APP: &str = "/subscriptions/s1/resourceGroups/rg1/applications/crm";
+
+/// What one run printed.
+#[derive(Debug)]
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    fn ok(self) -> Self {
+        assert_eq!(self.code, 0, "{self:?}");
+        self
+    }
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {}", self.stdout))
+    }
+    fn typed<T: serde::de::DeserializeOwned>(&self) -> T {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {}", self.stdout))
+    }
+    /// A failure: its exit code, and a single line on stderr containing `want`.
+    fn fails(&self, code: i32, want: &str) {
+        assert_eq!(self.code, code, "{self:?}");
+        assert_eq!(
+            self.stderr.lines().count(),
+            1,
+            "one line: {:?}",
+            self.stderr
+        );
+        assert!(self.stderr.starts_with("ajar: "), "{:?}", self.stderr);
+        assert!(self.stderr.contains(want), "{want:?} in {:?}", self.stderr);
+    }
+}
+
+/// Runs `ajar ARGS` with the server's URL and `token` in the environment and an empty config
+/// directory.
+async fn run(app: &TestApp, token: &str, args: &[&str]) -> Out {
+    run_with(app, Some(token), args, &[]).await
+}
+
+async fn run_with(app: &TestApp, token: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Out {
+    let mut cmd = ajar();
+    cmd.args(args)
+        .env("AJAR_URL", &app.base)
+        .env("AJAR_CLI_CONFIG", app.db_path().with_file_name("cli.toml"));
+    if let Some(t) = token {
+        cmd.env("AJAR_TOKEN", t);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn admin(app: &TestApp) -> String {
+    app.admin_token.clone()
+}
+
+async fn machines_and_policy(app: &TestApp) {
+    let t = admin(app);
+    run(
+        app,
+        &t,
+        &[
+            "machine",
+            "add",
+            VM,
+            "--os",
+            "linux",
+            "--address",
+            "10.1.0.4",
+            "--label",
+            "env=test",
+        ],
+    )
+    .await
+    .ok();
+    run(
+        app,
+        &t,
+        &[
+            "machine",
+            "add",
+            WIN,
+            "--os",
+            "windows",
+            "--address",
+            "10.1.0.5",
+        ],
+    )
+    .await
+    .ok();
+    run(
+        app,
+        &t,
+        &[
+            "policy",
+            "set",
+            POLICY,
+            "--machine",
+            VM,
+            "--port",
+            "22",
+            "--max",
+            "3h",
+        ],
+    )
+    .await
+    .ok();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn machines_policies_and_access_from_the_terminal() {
+    let app = TestApp::spawn().await;
+    let t = admin(&app);
+    machines_and_policy(&app).await;
+    // Table and JSON lists; the JSON is the API's own.
+    let table = run(&app, &t, &["machine", "list", "--scope", RG])
+        .await
+        .ok();
+    assert!(table.stdout.starts_with("NAME"), "{}", table.stdout);
+    assert!(
+        table.stdout.contains("vm1") && table.stdout.contains(POLICY),
+        "{}",
+        table.stdout
+    );
+    let list: List<Machine> = run(&app, &t, &["machine", "list", "--scope", RG, "-o", "json"])
+        .await
+        .ok()
+        .typed();
+    assert_eq!(list.value.len(), 2);
+    let shown = run(&app, &t, &["machine", "show", VM, "-o", "json"])
+        .await
+        .ok()
+        .json();
+    let direct: Value = app.admin.get(&format!("/api/v1{VM}")).await.unwrap();
+    assert_eq!(shown, direct, "--output json prints exactly the API's JSON");
+    let policy: Policy = run(&app, &t, &["policy", "get", POLICY, "-o", "json"])
+        .await
+        .ok()
+        .typed();
+    assert_eq!(
+        policy.properties.virtual_machines[0].ports[0].number.get(),
+        22
+    );
+    assert!(
+        run(&app, &t, &["policy", "get", POLICY])
+            .await
+            .ok()
+            .stdout
+            .contains("PT3H")
+    );
+    run(&app, &t, &["policy", "enable", WIN]).await.ok();
+    let policies = run(&app, &t, &["policy", "list", "--scope", SUB])
+        .await
+        .ok();
+    assert!(
+        policies.stdout.contains("vm1:22+") || policies.stdout.contains("win1:3389"),
+        "{}",
+        policies.stdout
+    );
+
+    // Access: human durations, JSON back into the API's type.
+    let started: AccessRequest = run(
+        &app,
+        &t,
+        &[
+            "access",
+            "start",
+            VM,
+            "--port",
+            "22",
+            "--duration",
+            "90m",
+            "--source",
+            "10.9.0.1",
+            "--reason",
+            "ticket 7",
+            "-o",
+            "json",
+        ],
+    )
+    .await
+    .ok()
+    .typed();
+    let port = &started.virtual_machines[0].ports[0];
+    assert_eq!(
+        port.end_time_utc,
+        (app.now() + SignedDuration::from_mins(90)).to_string()
+    );
+    assert_eq!(started.justification.as_deref(), Some("ticket 7"));
+    let table = run(&app, &t, &["access", "list", "--policy", POLICY])
+        .await
+        .ok();
+    assert!(table.stdout.contains(&started.id), "{}", table.stdout);
+    let shown = run(&app, &t, &["access", "show", POLICY, &started.id])
+        .await
+        .ok();
+    assert!(
+        shown.stdout.contains("10.9.0.1") && shown.stdout.contains("Initiated"),
+        "{}",
+        shown.stdout
+    );
+    let revoked = run(
+        &app,
+        &t,
+        &["access", "revoke", POLICY, &started.id, "-o", "json"],
+    )
+    .await
+    .ok()
+    .json();
+    assert_eq!(
+        revoked["virtualMachines"][0]["ports"][0]["status"],
+        "Revoked"
+    );
+
+    // Errors: usage (2) before any call, server refusals (1) naming what to fix.
+    run(
+        &app,
+        &t,
+        &["access", "start", VM, "--port", "22", "--duration", "soon"],
+    )
+    .await
+    .fails(2, "not a duration");
+    run(
+        &app,
+        &t,
+        &["access", "start", VM, "--port", "99999", "--duration", "1h"],
+    )
+    .await
+    .fails(2, "port number");
+    run(
+        &app,
+        &t,
+        &["access", "start", VM, "--port", "22", "--duration", "5h"],
+    )
+    .await
+    .fails(1, "longer than the policy's maximum");
+    // A machine under another policy cannot share the request; one without a policy says how
+    // to fix it.
+    let other = "/subscriptions/s1/resourceGroups/rg2/machines/vm2";
+    let other_policy = "/subscriptions/s1/resourceGroups/rg2/jitNetworkAccessPolicies/default";
+    run(
+        &app,
+        &t,
+        &[
+            "machine",
+            "add",
+            other,
+            "--os",
+            "linux",
+            "--address",
+            "10.2.0.4",
+        ],
+    )
+    .await
+    .ok();
+    run(
+        &app,
+        &t,
+        &["access", "start", other, "--port", "22", "--duration", "1h"],
+    )
+    .await
+    .fails(1, "ajar policy enable");
+    run(
+        &app,
+        &t,
+        &[
+            "policy",
+            "set",
+            other_policy,
+            "--machine",
+            other,
+            "--port",
+            "22",
+        ],
+    )
+    .await
+    .ok();
+    run(
+        &app,
+        &t,
+        &[
+            "access",
+            "start",
+            other,
+            VM,
+            "--port",
+            "22",
+            "--duration",
+            "1h",
+        ],
+    )
+    .await
+    .fails(2, "per policy");
+    run(
+        &app,
+        &t,
+        &[
+            "machine",
+            "add",
+            "vm1",
+            "--os",
+            "linux",
+            "--address",
+            "10.0.0.1",
+        ],
+    )
+    .await
+    .fails(2, "full id");
+    run(
+        &app,
+        &t,
+        &["machine", "show", &format!("{RG}/machines/nope")],
+    )
+    .await
+    .fails(1, "NotFound");
+    run(&app, &t, &["machine", "list"])
+        .await
+        .fails(2, "--scope");
+    run_with(&app, None, &["machine", "list", "--scope", RG], &[])
+        .await
+        .fails(2, "no token");
+    run_with(
+        &app,
+        Some("ajar_wrong"),
+        &["machine", "list", "--scope", RG],
+        &[],
+    )
+    .await
+    .fails(1, "Unauthenticated");
+    run(&app, &t, &["machine", "rm", WIN])
+        .await
+        .fails(1, "covered by policy");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn access_start_wait_prints_where_to_connect_once_the_agent_reports() {
+    let app = TestApp::spawn().await;
+    let t = admin(&app);
+    machines_and_policy(&app).await;
+    let (agent, _) = app.agent("agent-1", &[VM], None).await;
+    let waiting = {
+        let (base, t, config) = (
+            app.base.clone(),
+            t.clone(),
+            app.db_path().with_file_name("cli.toml"),
+        );
+        tokio::task::spawn_blocking(move || {
+            ajar()
+                .args([
+                    "access",
+                    "start",
+                    VM,
+                    "--port",
+                    "22",
+                    "--duration",
+                    "1h",
+                    "--source",
+                    "10.9.0.2",
+                    "--wait",
+                    "--wait-timeout",
+                    "30s",
+                ])
+                .env("AJAR_URL", base)
+                .env("AJAR_TOKEN", t)
+                .env("AJAR_CLI_CONFIG", config)
+                .output()
+                .unwrap()
+        })
+    };
+    // Act as the agent: once the request exists, report its port open.
+    let id = loop {
+        let reqs: Value = app
+            .admin
+            .get(&format!("/api/v1{POLICY}/requests"))
+            .await
+            .unwrap();
+        if let Some(id) = reqs["value"][0]["id"].as_str() {
+            break id.to_owned();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(!waiting.is_finished(), "--wait waits for the agent");
+    let _: Value = agent
+        .post(
+            "/api/v1/agent/report",
+            &json!({"version":"t","appliedRevision":1,
+            "opened":[{"requestId":id,"seq":0,"at":app.now().to_string()}]}),
+        )
+        .await
+        .unwrap_or(json!({}));
+    let out = waiting.await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.contains("10.1.0.4:22"),
+        "connection details: {stdout}"
+    );
+    // Without an agent's report it gives up after the timeout with one line.
+    run(
+        &app,
+        &t,
+        &[
+            "access",
+            "start",
+            VM,
+            "--port",
+            "22",
+            "--duration",
+            "1h",
+            "--source",
+            "10.9.0.3",
+            "--wait",
+            "--wait-timeout",
+            "1s",
+        ],
+    )
+    .await
+    .fails(1, "not reported open");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn roles_approvals_and_access_control_from_the_terminal() {
+    let app = TestApp::spawn().await;
+    let t = admin(&app);
+    run(
+        &app,
+        &t,
+        &[
+            "app",
+            "set",
+            APP,
+            "--publisher",
+            "acme",
+            "--approval",
+            "manual",
+            "--approver",
+            "user:bob",
+            "--max",
+            "8h",
+        ],
+    )
+    .await
+    .ok();
+    run(
+        &app,
+        &t,
+        &[
+            "app",
+            "role",
+            "add",
+            APP,
+            "--id",
+            "alice",
+            "--principal",
+            "alice",
+            "--role",
+            "Contributor",
+        ],
+    )
+    .await
+    .ok();
+    assert!(
+        run(&app, &t, &["app", "role", "list", APP])
+            .await
+            .ok()
+            .stdout
+            .contains("Contributor")
+    );
+    for (who, role) in [("alice", "JitRequester"), ("bob", "Approver")] {
+        run(
+            &app,
+            &t,
+            &[
+                "assignment",
+                "set",
+                &format!("{who}-a"),
+                "--principal",
+                who,
+                "--role",
+                role,
+                "--scope",
+                RG,
+            ],
+        )
+        .await
+        .ok();
+    }
+    let alice = run(
+        &app,
+        &t,
+        &["token", "create", "--principal", "alice", "-o", "json"],
+    )
+    .await
+    .ok()
+    .json()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bob = run(
+        &app,
+        &t,
+        &["token", "create", "--principal", "bob", "-o", "json"],
+    )
+    .await
+    .ok()
+    .json()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let asked: JitRequest = run(
+        &app,
+        &alice,
+        &[
+            "app",
+            "activate",
+            APP,
+            "--role",
+            "Contributor",
+            "--duration",
+            "2h",
+            "--reason",
+            "incident",
+            "-o",
+            "json",
+        ],
+    )
+    .await
+    .ok()
+    .typed();
+    assert_eq!(asked.properties.jit_request_state, "Pending");
+    let inbox = run(&app, &bob, &["inbox"]).await.ok();
+    assert!(inbox.stdout.contains(&asked.id), "{}", inbox.stdout);
+    run(&app, &alice, &["approve", &asked.id, "--reason", "self"])
+        .await
+        .fails(1, "AuthorizationFailed");
+    run(&app, &bob, &["approve", &asked.id])
+        .await
+        .fails(2, "--reason");
+    let approved = run(
+        &app,
+        &bob,
+        &["approve", &asked.id, "--reason", "looked", "-o", "json"],
+    )
+    .await
+    .ok()
+    .json();
+    assert_eq!(approved["properties"]["jitRequestState"], "Active");
+    let mine = run(&app, &alice, &["request", "list", "-o", "json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(mine["value"][0]["id"], asked.id.as_str());
+    assert!(
+        run(&app, &alice, &["request", "show", &asked.id])
+            .await
+            .ok()
+            .stdout
+            .contains("Active")
+    );
+    run(&app, &alice, &["request", "revoke", &asked.id])
+        .await
+        .ok();
+    let shown = run(&app, &t, &["app", "show", APP]).await.ok();
+    assert!(
+        shown.stdout.contains("alice"),
+        "last user: {}",
+        shown.stdout
+    );
+
+    // Roles, assignments, groups, tokens, agents, settings.
+    run(
+        &app,
+        &t,
+        &[
+            "role",
+            "set",
+            "Auditor",
+            "--action",
+            "ajar.activity/read",
+            "--description",
+            "reads the log",
+        ],
+    )
+    .await
+    .ok();
+    assert!(
+        run(&app, &t, &["role", "list"])
+            .await
+            .ok()
+            .stdout
+            .contains("Auditor")
+    );
+    run(
+        &app,
+        &t,
+        &["role", "set", "Typo", "--action", "ajar.nothing/read"],
+    )
+    .await
+    .fails(1, "matches no known action");
+    run(
+        &app,
+        &t,
+        &[
+            "group", "set", "ops", "--member", "alice", "--member", "bob",
+        ],
+    )
+    .await
+    .ok();
+    assert!(
+        run(&app, &t, &["group", "show", "ops"])
+            .await
+            .ok()
+            .stdout
+            .contains("alice,bob")
+    );
+    run(
+        &app,
+        &t,
+        &[
+            "assignment",
+            "set",
+            "ops-audit",
+            "--principal",
+            "group:ops",
+            "--role",
+            "Auditor",
+            "--scope",
+            "/",
+        ],
+    )
+    .await
+    .ok();
+    let listed = run(
+        &app,
+        &t,
+        &[
+            "assignment",
+            "list",
+            "--principal",
+            "group:ops",
+            "-o",
+            "json",
+        ],
+    )
+    .await
+    .ok()
+    .json();
+    assert_eq!(listed["value"].as_array().unwrap().len(), 1);
+    run(&app, &t, &["role", "rm", "Auditor"])
+        .await
+        .fails(1, "used by");
+    run(&app, &t, &["assignment", "rm", "ops-audit"]).await.ok();
+    run(&app, &t, &["role", "rm", "Auditor"]).await.ok();
+    run(&app, &t, &["group", "rm", "ops"]).await.ok();
+    let tokens = run(&app, &alice, &["token", "list", "-o", "json"])
+        .await
+        .ok()
+        .json();
+    assert!(
+        tokens["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["principal"] == "alice")
+    );
+    let id = tokens["value"][0]["id"].as_str().unwrap().to_owned();
+    run(&app, &alice, &["token", "rm", &id]).await.ok();
+    run(&app, &alice, &["token", "list"])
+        .await
+        .fails(1, "Unauthenticated");
+    run(
+        &app,
+        &t,
+        &[
+            "machine",
+            "add",
+            VM,
+            "--os",
+            "linux",
+            "--address",
+            "10.1.0.4",
+        ],
+    )
+    .await
+    .ok();
+    let agent = run(
+        &app,
+        &t,
+        &["agent", "add", "edge-1", "--machine", VM, "-o", "json"],
+    )
+    .await
+    .ok()
+    .json();
+    assert!(agent["token"].as_str().unwrap().starts_with("ajar_"));
+    assert!(
+        run(&app, &t, &["agent", "list"])
+            .await
+            .ok()
+            .stdout
+            .contains("edge-1")
+    );
+    run(&app, &t, &["agent", "rm", agent["id"].as_str().unwrap()])
+        .await
+        .ok();
+    run(&app, &t, &["settings", "set", RG, "--jit", "off"])
+        .await
+        .ok();
+    assert_eq!(
+        run(&app, &t, &["settings", "get", RG, "-o", "json"])
+            .await
+            .ok()
+            .json()["jitEnabled"],
+        false
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn activity_from_the_terminal() {
+    let app = TestApp::spawn().await;
+    let t = admin(&app);
+    machines_and_policy(&app).await;
+    let list: List<ActivityRecord> = run(
+        &app,
+        &t,
+        &[
+            "activity", "list", "--scope", RG, "--top", "2", "-o", "json",
+        ],
+    )
+    .await
+    .ok()
+    .typed();
+    assert_eq!(list.value.len(), 2);
+    assert_eq!(list.value[0].action, "ajar.jit/policies/write");
+    let table = run(&app, &t, &["activity", "list", "--principal", "admin"])
+        .await
+        .ok();
+    assert!(table.stdout.starts_with("ID"), "{}", table.stdout);
+    let file = app.db_path().with_file_name("export.csv");
+    let f = file.to_str().unwrap();
+    run(&app, &t, &["activity", "export", "--csv", "--file", f])
+        .await
+        .ok();
+    let csv = std::fs::read_to_string(&file).unwrap();
+    assert!(csv.starts_with("id,time,principal,"), "{csv}");
+    assert_eq!(csv.lines().count(), 1 + 4, "header and four records: {csv}");
+    let stdout = run(
+        &app,
+        &t,
+        &[
+            "activity",
+            "export",
+            "--csv",
+            "--action",
+            "ajar.machines/write",
+        ],
+    )
+    .await
+    .ok()
+    .stdout;
+    assert_eq!(stdout.lines().count(), 3);
+    assert!(
+        run(&app, &t, &["activity", "verify"])
+            .await
+            .ok()
+            .stdout
+            .starts_with("ok: 4 records verify")
+    );
+    run(&app, &t, &["activity", "list", "--from", "yesterday"])
+        .await
+        .fails(2, "not an instant");
+}
+
+const DESIRED: &str = r#"
+machines:
+  - id: /subscriptions/s1/resourceGroups/rg1/machines/vm1
+    properties: {os: linux, addresses: [10.1.0.4]}
+policies:
+  - id: /subscriptions/s1/resourceGroups/rg1/jitNetworkAccessPolicies/default
+    properties:
+      virtualMachines:
+        - id: /subscriptions/s1/resourceGroups/rg1/machines/vm1
+          ports:
+            - {number: 22, protocol: "*", allowedSourceAddressPrefix: "*", maxRequestAccessDuration: PT3H}
+applications:
+  - id: /subscriptions/s1/resourceGroups/rg1/applications/crm
+    properties:
+      jitAccessPolicy: {jitApprovalMode: ManualApprove, jitApprovers: [{id: bob, type: user}]}
+    eligibleRoles:
+      - {id: alice, principal: alice, roleDefinition: Contributor}
+roleAssignments:
+  - {id: alice-requester, principal: alice, roleDefinition: JitRequester, scope: /subscriptions/s1}
+"#;
+
+async fn records(app: &TestApp) -> i64 {
+    let v: Value = app.admin.get("/api/v1/activity/verify").await.unwrap();
+    v["records"].as_i64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_is_idempotent_and_dry_run_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let t = admin(&app);
+    let file = app.db_path().with_file_name("desired.yaml");
+    std::fs::write(&file, DESIRED).unwrap();
+    let f = file.to_str().unwrap();
+    let before = records(&app).await;
+    let dry = run(&app, &t, &["apply", "-f", f, "--dry-run"]).await.ok();
+    assert_eq!(
+        dry.stdout
+            .lines()
+            .filter(|l| l.starts_with("+ create"))
+            .count(),
+        5,
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        dry.stdout
+            .ends_with("dry run: 5 to create, 0 to update, 0 unchanged\n"),
+        "{}",
+        dry.stdout
+    );
+    assert_eq!(records(&app).await, before, "a dry run changes nothing");
+    let applied = run(&app, &t, &["apply", "-f", f, "-o", "json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(
+        (applied["create"].as_u64(), applied["update"].as_u64()),
+        (Some(5), Some(0))
+    );
+    let after = records(&app).await;
+    assert_eq!(after, before + 5);
+    let again = run(&app, &t, &["apply", "-f", f]).await.ok();
+    assert!(
+        again
+            .stdout
+            .ends_with("0 to create, 0 to update, 5 unchanged\n"),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(records(&app).await, after, "a second apply writes nothing");
+    // A changed file shows the difference, and only that object is written.
+    std::fs::write(&file, DESIRED.replace("PT3H", "PT2H")).unwrap();
+    let diff = run(&app, &t, &["apply", "-f", f, "--dry-run"]).await.ok();
+    assert!(diff.stdout.contains("~ update policy"), "{}", diff.stdout);
+    assert!(
+        diff.stdout
+            .contains("maxRequestAccessDuration: \"PT3H\" → \"PT2H\""),
+        "{}",
+        diff.stdout
+    );
+    run(&app, &t, &["apply", "-f", f]).await.ok();
+    assert_eq!(records(&app).await, after + 1);
+    // Bad files are refused before anything is sent.
+    std::fs::write(&file, "machines: [{id: /x, properties: {}, color: red}]").unwrap();
+    run(&app, &t, &["apply", "-f", f])
+        .await
+        .fails(2, "unknown field");
+    std::fs::write(&file, "machines: [ unclosed").unwrap();
+    run(&app, &t, &["apply", "-f", f])
+        .await
+        .fails(2, "neither JSON nor YAML");
+    run(&app, &t, &["apply", "-f", "/nonexistent.yaml"])
+        .await
+        .fails(1, "cannot read");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn login_writes_a_private_profile_that_later_commands_use() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = TestApp::spawn().await;
+    let t = admin(&app);
+    let config = app.db_path().with_file_name("cli.toml");
+    let out = run_with(
+        &app,
+        None,
+        &[
+            "login",
+            "--url",
+            &app.base,
+            "--token",
+            &t,
+            "--profile",
+            "lab",
+        ],
+        &[],
+    )
+    .await
+    .ok();
+    assert!(out.stdout.contains("profile \"lab\""), "{}", out.stdout);
+    let mode = std::fs::metadata(&config).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert!(
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .contains("[profiles.lab]")
+    );
+    // No URL or token in the environment: the profile supplies both.
+    let mut cmd = ajar();
+    cmd.args(["role", "list", "-o", "json"])
+        .env("AJAR_CLI_CONFIG", &config);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    run_with(&app, None, &["role", "list", "--profile", "nope"], &[])
+        .await
+        .fails(2, "no profile named");
+    run_with(
+        &app,
+        None,
+        &["login", "--url", &app.base, "--token", "ajar_bad"],
+        &[],
+    )
+    .await
+    .fails(1, "login refused");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn completions_and_man_pages_are_generated() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = ajar().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("machine") && text.contains("access"),
+            "{shell}"
+        );
+    }
+    let out = ajar().args(["completions", "tcsh"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let dir = tempfile::tempdir().unwrap();
+    let out = ajar()
+        .args(["man", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    for page in [
+        "ajar.1",
+        "ajar-access-start.1",
+        "ajar-apply.1",
+        "ajar-agent-add.1",
+    ] {
+        let text = std::fs::read_to_string(dir.path().join(page)).unwrap();
+        assert!(text.contains(".TH"), "{page}");
+    }
+}
