@@ -363,62 +363,20 @@ async fn access_start_wait_prints_where_to_connect_once_the_agent_reports() {
     let t = admin(&app);
     machines_and_policy(&app).await;
     let (agent, _) = app.agent("agent-1", &[VM], None).await;
-    let waiting = {
-        let (base, t, config) = (
-            app.base.clone(),
-            t.clone(),
-            app.db_path().with_file_name("cli.toml"),
-        );
-        tokio::task::spawn_blocking(move || {
-            ajar()
-                .args([
-                    "access",
-                    "start",
-                    VM,
-                    "--port",
-                    "22",
-                    "--duration",
-                    "1h",
-                    "--source",
-                    "10.9.0.2",
-                    "--wait",
-                    "--wait-timeout",
-                    "30s",
-                ])
-                .env("AJAR_URL", base)
-                .env("AJAR_TOKEN", t)
-                .env("AJAR_CLI_CONFIG", config)
-                .output()
-                .unwrap()
-        })
-    };
-    // Act as the agent: once the request exists, report its port open.
-    let id = loop {
-        let reqs: Value = app
-            .admin
-            .get(&format!("/api/v1{POLICY}/requests"))
-            .await
-            .unwrap();
-        if let Some(id) = reqs["value"][0]["id"].as_str() {
-            break id.to_owned();
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
-    assert!(!waiting.is_finished(), "--wait waits for the agent");
-    let _: Value = agent
-        .post(
-            "/api/v1/agent/report",
-            &json!({"version":"t","appliedRevision":1,
-            "opened":[{"requestId":id,"seq":0,"at":app.now().to_string()}]}),
-        )
-        .await
-        .unwrap_or(json!({}));
-    let out = waiting.await.unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{out:?}");
+    let stdout = start_and_report(&app, &agent, VM, "22", "10.9.0.2").await;
     assert!(
         stdout.contains("10.1.0.4:22"),
-        "connection details: {stdout}"
+        "the machine's address: {stdout}"
+    );
+    // Behind a gateway: the mapped port on the gateway's address.
+    run(&app, &t, &["policy", "enable", WIN]).await.ok();
+    let (gateway, _) = app
+        .agent("gw-1", &[WIN], Some(("203.0.113.9", "40000-40009")))
+        .await;
+    let stdout = start_and_report(&app, &gateway, WIN, "3389", "10.9.0.4").await;
+    assert!(
+        stdout.contains("203.0.113.9:40000"),
+        "the gateway's mapping: {stdout}"
     );
     // Without an agent's report it gives up after the timeout with one line.
     run(
@@ -582,6 +540,32 @@ async fn roles_approvals_and_access_control_from_the_terminal() {
             .stdout
             .contains("Active")
     );
+    // An extension is a new request, decided like one.
+    let ext = run(
+        &app,
+        &alice,
+        &[
+            "access",
+            "extend",
+            &asked.id,
+            "--duration",
+            "1h",
+            "-o",
+            "json",
+        ],
+    )
+    .await
+    .ok()
+    .json();
+    assert_eq!(ext["properties"]["jitRequestState"], "Pending");
+    assert_eq!(ext["properties"]["extends"], asked.id.as_str());
+    let ext_id = ext["id"].as_str().unwrap().to_owned();
+    run(&app, &alice, &["request", "cancel", &ext_id])
+        .await
+        .ok();
+    run(&app, &alice, &["request", "cancel", &ext_id])
+        .await
+        .fails(1, "Conflict");
     run(&app, &alice, &["request", "revoke", &asked.id])
         .await
         .ok();
@@ -971,4 +955,70 @@ async fn completions_and_man_pages_are_generated() {
         let text = std::fs::read_to_string(dir.path().join(page)).unwrap();
         assert!(text.contains(".TH"), "{page}");
     }
+}
+
+/// Runs `ajar access start MACHINE --port PORT --wait` and, acting as `agent`, reports the new
+/// request's port open once it exists; answers what the command printed.
+async fn start_and_report(
+    app: &TestApp,
+    agent: &ajar_api::Client,
+    machine: &str,
+    port: &str,
+    source: &str,
+) -> String {
+    let before: Value = app
+        .admin
+        .get(&format!("/api/v1{POLICY}/requests"))
+        .await
+        .unwrap();
+    let known: Vec<Value> = before["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].clone())
+        .collect();
+    let mut cmd = ajar();
+    cmd.args([
+        "access",
+        "start",
+        machine,
+        "--port",
+        port,
+        "--duration",
+        "1h",
+    ])
+    .args(["--source", source, "--wait", "--wait-timeout", "30s"])
+    .env("AJAR_URL", &app.base)
+    .env("AJAR_TOKEN", &app.admin_token)
+    .env("AJAR_CLI_CONFIG", app.db_path().with_file_name("cli.toml"));
+    let waiting = tokio::task::spawn_blocking(move || cmd.output().unwrap());
+    let id = loop {
+        let reqs: Value = app
+            .admin
+            .get(&format!("/api/v1{POLICY}/requests"))
+            .await
+            .unwrap();
+        let new = reqs["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| !known.contains(&r["id"]))
+            .and_then(|r| r["id"].as_str().map(str::to_owned));
+        if let Some(id) = new {
+            break id;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(!waiting.is_finished(), "--wait waits for the agent");
+    let _: Value = agent
+        .post(
+            "/api/v1/agent/report",
+            &json!({"version":"t","appliedRevision":1,
+            "opened":[{"requestId":id,"seq":0,"at":app.now().to_string()}]}),
+        )
+        .await
+        .unwrap_or(json!({}));
+    let out = waiting.await.unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
