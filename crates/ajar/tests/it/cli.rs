@@ -173,6 +173,63 @@ async fn machines_policies_and_access_from_the_terminal() {
             .stdout
             .contains("PT3H")
     );
+    // The policy from a YAML file, then as JSON on standard input (the properties alone).
+    let file = app.db_path().with_file_name("policy.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "properties:\n  virtualMachines:\n    - id: {VM}\n      ports:\n        - {{number: 22, protocol: TCP, allowedSourceAddressPrefix: \"10.0.0.0/8\", maxRequestAccessDuration: PT2H}}\n"
+        ),
+    )
+    .unwrap();
+    run(
+        &app,
+        &t,
+        &["policy", "set", POLICY, "-f", file.to_str().unwrap()],
+    )
+    .await
+    .ok();
+    let p: Policy = run(&app, &t, &["policy", "get", POLICY, "-o", "json"])
+        .await
+        .ok()
+        .typed();
+    assert_eq!(
+        p.properties.virtual_machines[0].ports[0]
+            .max_request_access_duration
+            .to_string(),
+        "PT2H"
+    );
+    let stdin_policy = json!({"virtualMachines":[{"id":VM,"ports":[{"number":22,"protocol":"*",
+        "allowedSourceAddressPrefix":"*","maxRequestAccessDuration":"PT3H"}]}]});
+    let mut cmd = ajar();
+    cmd.args(["policy", "set", POLICY, "-f", "-", "-o", "json"])
+        .env("AJAR_URL", &app.base)
+        .env("AJAR_TOKEN", &t)
+        .env("AJAR_CLI_CONFIG", app.db_path().with_file_name("cli.toml"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let text = stdin_policy.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = cmd.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let p: Policy = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        p.properties.virtual_machines[0].ports[0]
+            .max_request_access_duration
+            .to_string(),
+        "PT3H"
+    );
     run(&app, &t, &["policy", "enable", WIN]).await.ok();
     let policies = run(&app, &t, &["policy", "list", "--scope", SUB])
         .await
@@ -237,6 +294,32 @@ async fn machines_policies_and_access_from_the_terminal() {
         "Revoked"
     );
 
+    // --end gives the end time instead of a duration.
+    let end = app.now() + SignedDuration::from_mins(30);
+    let ended: AccessRequest = run(
+        &app,
+        &t,
+        &[
+            "access",
+            "start",
+            VM,
+            "--port",
+            "22",
+            "--end",
+            &end.to_string(),
+            "--source",
+            "10.9.0.9",
+            "-o",
+            "json",
+        ],
+    )
+    .await
+    .ok()
+    .typed();
+    assert_eq!(
+        ended.virtual_machines[0].ports[0].end_time_utc,
+        end.to_string()
+    );
     // Errors: usage (2) before any call, server refusals (1) naming what to fix.
     run(
         &app,
