@@ -120,7 +120,11 @@ pub struct Resolved {
 pub fn resolve(conn: &Conn) -> CliResult<Resolved> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let named = conn.profile.clone().or_else(|| env("AJAR_PROFILE"));
-    let file = if named.is_some() || conn.url.is_none() || conn.token.is_none() {
+    let url = conn.url.clone().or_else(|| env("AJAR_URL"));
+    let token = conn.token.clone().or_else(|| env("AJAR_TOKEN"));
+    // The file is read only when something is still missing or a profile is named, so a broken
+    // file never stops a fully specified command.
+    let file = if named.is_some() || url.is_none() || token.is_none() {
         read()?
     } else {
         ProfilesFile::default()
@@ -137,20 +141,13 @@ pub fn resolve(conn: &Conn) -> CliResult<Resolved> {
         },
         None => None,
     };
-    let url = conn
-        .url
-        .clone()
-        .or_else(|| env("AJAR_URL"))
+    let url = url
         .or_else(|| profile.as_ref().map(|p| p.url.clone()))
         .unwrap_or_else(|| DEFAULT_URL.to_owned());
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(usage(format!("{url:?} is not an http:// or https:// URL")));
     }
-    let token = conn
-        .token
-        .clone()
-        .or_else(|| env("AJAR_TOKEN"))
-        .or_else(|| profile.map(|p| p.token));
+    let token = token.or_else(|| profile.map(|p| p.token));
     if token.is_none() {
         return Err(usage(
             "no token: pass --token, set AJAR_TOKEN, or run ajar login",

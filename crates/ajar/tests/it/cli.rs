@@ -996,6 +996,13 @@ async fn login_writes_a_private_profile_that_later_commands_use() {
         .await
         .unwrap();
     assert!(out.status.success(), "{out:?}");
+    // A broken file stops only commands that need it.
+    std::fs::write(&config, "default = [").unwrap();
+    run(&app, &t, &["role", "list"]).await.ok();
+    run_with(&app, None, &["role", "list"], &[])
+        .await
+        .fails(1, "cli.toml");
+    std::fs::remove_file(&config).unwrap();
     run_with(&app, None, &["role", "list", "--profile", "nope"], &[])
         .await
         .fails(2, "no profile named");
