@@ -106,6 +106,23 @@ impl AppState {
 
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
+    let api = api_router(state.clone());
+    // The console calls the API in-process as the signed-in user (so every check applies);
+    // both sit behind the same request-id, metrics and refusal-recording layers.
+    ajar_console::router(api.clone())
+        .merge(api)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            journal::record_denials,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            request_id::layer,
+        ))
+}
+
+/// The REST API alone.
+fn api_router(state: AppState) -> Router {
     Router::new()
         .merge(routes::activity::router())
         .merge(routes::agents::router())
@@ -126,14 +143,6 @@ pub fn router(state: AppState) -> Router {
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(body::MAX_BODY))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            journal::record_denials,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            request_id::layer,
-        ))
         .with_state(state)
 }
 

@@ -25,6 +25,17 @@ fn under(scope: &str) -> String {
 }
 
 impl Tx {
+    /// Every subscription that holds a machine, a policy or an application, by name.
+    pub async fn subscriptions(&mut self) -> StoreResult<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT subscription FROM machines UNION SELECT subscription FROM policies \
+             UNION SELECT subscription FROM applications ORDER BY 1",
+        )
+        .fetch_all(self.c())
+        .await?;
+        rows.iter().map(|r| text(r, "subscription")).collect()
+    }
+
     /// Figures of every machine under `scope` that has requests, by machine id.
     pub async fn machine_figures(
         &mut self,

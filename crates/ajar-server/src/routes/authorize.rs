@@ -6,7 +6,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::body::RawBody;
 use crate::error::AppResult;
-use ajar_api::wire::{AuthorizeAnswer, AuthorizeBody, Me};
+use ajar_api::wire::{AuthorizeAnswer, AuthorizeBody, List, Me};
 use ajar_core::authorize::Source;
 use ajar_core::rbac::actions;
 use axum::Router;
@@ -17,6 +17,39 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/authorize", post(authorize))
         .route("/api/v1/me", axum::routing::get(me))
+        .route("/api/v1/subscriptions", axum::routing::get(subscriptions))
+}
+
+/// The subscriptions that hold machines, policies or applications the caller may read
+/// something of (machines, policies or applications, at the subscription or beneath).
+#[utoipa::path(get, path = "/api/v1/subscriptions", tag = "authorize",
+    responses((status = 200, body = List<String>)))]
+pub async fn subscriptions(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> AppResult<Reply<List<String>>> {
+    let mut tx = state.store.read().await?;
+    let all = tx.subscriptions().await?;
+    drop(tx);
+    let value = all
+        .into_iter()
+        .filter(|s| {
+            ajar_core::id::Scope::parse(&format!("/subscriptions/{s}")).is_ok_and(|scope| {
+                [
+                    actions::MACHINES_READ,
+                    actions::POLICIES_READ,
+                    actions::APPLICATIONS_READ,
+                ]
+                .iter()
+                .any(|a| caller.permissions.allows_within(a, &scope))
+            })
+        })
+        .map(|s| format!("/subscriptions/{s}"))
+        .collect();
+    Ok(Reply::ok(List {
+        value,
+        next_link: None,
+    }))
 }
 
 /// Who the caller is. Needs no action: it tells the caller only about itself.

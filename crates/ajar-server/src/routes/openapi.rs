@@ -57,7 +57,7 @@ impl Modify for BearerAuth {
         jit_requests::create_jit_request, jit_requests::get_jit_request, jit_requests::approve,
         jit_requests::deny, jit_requests::cancel, jit_requests::revoke,
         jit_requests::list_application_requests, jit_requests::inbox,
-        authorize::authorize, authorize::me,
+        authorize::authorize, authorize::me, authorize::subscriptions,
         groups::list_groups, groups::get_group, groups::put_group, groups::delete_group,
         activity::list_activity, activity::verify_activity,
         notifications::put_subscription, notifications::get_subscription,

@@ -1,0 +1,254 @@
+//! ajar's web console, served by `ajar serve` at `/`: server-rendered pages (no build step, no
+//! inline script) that act through the REST API as the signed-in user, so every check the API
+//! makes applies unchanged.
+//!
+//! - **Session:** signing in with an API token creates a fresh token for the same principal
+//!   (`console session`), kept in an `HttpOnly`, `SameSite=Strict` cookie (`Secure` behind
+//!   TLS); signing out deletes that token, so a copied cookie stops working.
+//! - **CSRF:** every form carries a token derived from the session's secret (or, on the sign-in
+//!   form, from a random cookie); posts without it are refused.
+//! - **CSP:** `default-src 'self'`, no inline scripts or styles, no framing.
+
+mod html;
+mod pages;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, SET_COOKIE};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tower::ServiceExt;
+
+pub use html::escape;
+
+/// The session cookie: `TOKEN_ID:SECRET` of the session's API token.
+pub const SESSION_COOKIE: &str = "ajar_session";
+/// The sign-in form's CSRF cookie.
+pub const PRESESSION_COOKIE: &str = "ajar_presession";
+/// How long a session cookie lives in the browser (the token stays until sign-out).
+pub const SESSION_MAX_AGE_SECS: u32 = 12 * 3600;
+
+/// The console's routes over `api`, the REST API's router (called in-process as the user).
+pub fn router(api: Router) -> Router {
+    pages::routes().with_state(Console { api })
+}
+
+/// What the console's handlers share.
+#[derive(Clone)]
+pub struct Console {
+    api: Router,
+}
+
+/// The signed-in user of a page.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The session token's id (to delete it on sign-out).
+    pub token_id: String,
+    /// The session token.
+    pub secret: String,
+    /// Who.
+    pub principal: String,
+}
+
+impl Session {
+    /// The CSRF token forms must carry.
+    pub fn csrf(&self) -> String {
+        csrf_of(&self.secret)
+    }
+}
+
+/// The CSRF token bound to a secret: not guessable without the secret, which only the
+/// `HttpOnly` cookie holds.
+pub fn csrf_of(secret: &str) -> String {
+    let digest = Sha256::digest(format!("ajar-console-csrf:{secret}").as_bytes());
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Compares without an early exit, so timing reveals nothing of the expected value.
+pub fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A cookie's value from the request headers.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// Whether the client reached us over TLS (directly or through a proxy that says so).
+fn over_tls(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"))
+}
+
+/// A `Set-Cookie` value with the console's flags.
+pub fn set_cookie(headers: &HeaderMap, name: &str, value: &str, max_age: u32) -> HeaderValue {
+    let secure = if over_tls(headers) { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("invalid=; Max-Age=0"))
+}
+
+/// An API answer.
+#[derive(Debug)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// The JSON body (`Null` when empty).
+    pub body: Value,
+    /// The response's extensions (carried over so refusals are recorded for the page too).
+    pub extensions: axum::http::Extensions,
+}
+
+impl Answer {
+    /// Whether it succeeded.
+    pub fn ok(&self) -> bool {
+        self.status.is_success()
+    }
+
+    /// The API error's message and target, when it failed.
+    pub fn error(&self) -> Option<(String, Option<String>)> {
+        (!self.ok()).then(|| {
+            (
+                self.body["error"]["message"]
+                    .as_str()
+                    .unwrap_or("the request failed")
+                    .to_owned(),
+                self.body["error"]["target"].as_str().map(str::to_owned),
+            )
+        })
+    }
+}
+
+impl Console {
+    /// Calls the API as `token`, carrying the page request's extensions (peer address, request
+    /// id) so records and logs name the real caller.
+    pub async fn call(
+        &self,
+        parts: &Parts,
+        token: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Answer {
+        let resp = self.raw(parts, token, method, path, body).await;
+        let status = resp.status();
+        let (head, body) = resp.into_parts();
+        let bytes = axum::body::to_bytes(body, 16 * 1024 * 1024)
+            .await
+            .unwrap_or_default();
+        Answer {
+            status,
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            extensions: head.extensions,
+        }
+    }
+
+    /// Like [`Console::call`], answering the API's response as is (for streamed downloads).
+    pub async fn raw(
+        &self,
+        parts: &Parts,
+        token: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Response {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header(AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let body = match body {
+            Some(b) => {
+                req = req.header(CONTENT_TYPE, "application/json");
+                Body::from(b.to_string())
+            }
+            None => Body::empty(),
+        };
+        let Ok(mut req) = req.body(body) else {
+            return StatusCode::BAD_REQUEST.into_response();
+        };
+        *req.extensions_mut() = parts.extensions.clone();
+        match self.api.clone().oneshot(req).await {
+            Ok(resp) => resp,
+            Err(never) => match never {},
+        }
+    }
+
+    /// The signed-in user, if the session cookie still names a valid token.
+    pub async fn session(&self, parts: &Parts) -> Option<Session> {
+        let value = cookie(&parts.headers, SESSION_COOKIE)?;
+        let (id, secret) = value.split_once(':')?;
+        let me = self
+            .call(parts, Some(secret), Method::GET, "/api/v1/me", None)
+            .await;
+        me.ok().then(|| Session {
+            token_id: id.to_owned(),
+            secret: secret.to_owned(),
+            principal: me.body["principal"].as_str().unwrap_or_default().to_owned(),
+        })
+    }
+}
+
+/// Security headers every console answer carries.
+pub fn secure_headers(resp: &mut Response) {
+    let h = resp.headers_mut();
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; \
+             object-src 'none'",
+        ),
+    );
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert("cache-control", HeaderValue::from_static("no-store"));
+}
+
+/// Clears both cookies.
+pub fn clear_cookies(headers: &HeaderMap, resp: &mut Response) {
+    for name in [SESSION_COOKIE, PRESESSION_COOKIE] {
+        resp.headers_mut()
+            .append(SET_COOKIE, set_cookie(headers, name, "", 0));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csrf_tokens_depend_on_the_secret_and_compare_exactly() {
+        assert_ne!(csrf_of("a"), csrf_of("b"));
+        assert_eq!(csrf_of("a").len(), 32);
+        assert!(same(&csrf_of("a"), &csrf_of("a")));
+        assert!(!same(&csrf_of("a"), &csrf_of("b")));
+        assert!(!same("abc", "ab"));
+    }
+
+    #[test]
+    fn cookies_are_read_and_flagged() {
+        let mut h = HeaderMap::new();
+        h.insert(COOKIE, HeaderValue::from_static("x=1; ajar_session=id:s3cret"));
+        assert_eq!(cookie(&h, SESSION_COOKIE).as_deref(), Some("id:s3cret"));
+        assert_eq!(cookie(&h, "y"), None);
+        let c = set_cookie(&h, SESSION_COOKIE, "v", 60);
+        let c = c.to_str().unwrap();
+        assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict") && !c.contains("Secure"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        assert!(set_cookie(&h, SESSION_COOKIE, "v", 60).to_str().unwrap().contains("; Secure"));
+    }
+}

@@ -1,0 +1,67 @@
+// ajar console: small progressive enhancements; every page works without them.
+"use strict";
+
+// Instants in the reader's local time.
+function localTimes(root) {
+  root.querySelectorAll("time[datetime]").forEach(function (t) {
+    var d = new Date(t.getAttribute("datetime"));
+    if (!isNaN(d)) { t.textContent = d.toLocaleString(); t.title = t.getAttribute("datetime"); }
+  });
+}
+
+// "Closes in 1h 02m 03s" countdowns.
+function countdowns() {
+  document.querySelectorAll(".countdown[data-end]").forEach(function (c) {
+    var left = Math.max(0, Math.floor((new Date(c.dataset.end) - new Date()) / 1000));
+    var h = Math.floor(left / 3600), m = Math.floor(left % 3600 / 60), s = left % 60;
+    c.textContent = left === 0 ? "closed" : (h ? h + "h " : "") + String(m).padStart(2, "0") + "m " + String(s).padStart(2, "0") + "s";
+  });
+}
+
+// The duration slider's label.
+function slider() {
+  var range = document.getElementById("minutes"), out = document.getElementById("minutes-out");
+  if (!range || !out) { return; }
+  var show = function () {
+    var m = Number(range.value);
+    out.textContent = m >= 60 ? Math.floor(m / 60) + " h " + (m % 60 ? (m % 60) + " min" : "") : m + " min";
+  };
+  range.addEventListener("input", show);
+  show();
+}
+
+// Live status of an access request: poll until every port is open or closed.
+function poll() {
+  var box = document.getElementById("status");
+  if (!box || !box.dataset.poll) { return; }
+  var tick = function () {
+    fetch(box.dataset.poll, { credentials: "same-origin" }).then(function (r) {
+      if (r.status === 404) { return null; }
+      return r.ok ? r.json() : null;
+    }).then(function (req) {
+      if (!req) { return setTimeout(tick, 2000); }
+      var rows = box.querySelectorAll("tbody tr"), i = 0, pending = false;
+      if (rows.length === 0) { return location.reload(); }
+      (req.virtualMachines || []).forEach(function (m) {
+        (m.ports || []).forEach(function (p) {
+          var row = rows[i++]; if (!row) { return; }
+          var state = p.status !== "Initiated" ? "closed" : (p.openSince ? "open" : "opening");
+          var cell = row.querySelector("[data-state]");
+          cell.textContent = state; cell.className = "state " + state;
+          if (p.connectionDetails) { row.children[3].textContent = p.connectionDetails.address + ":" + p.connectionDetails.port; }
+          if (state === "opening") { pending = true; }
+        });
+      });
+      if (pending) { setTimeout(tick, 2000); }
+    }).catch(function () { setTimeout(tick, 5000); });
+  };
+  tick();
+}
+
+document.addEventListener("DOMContentLoaded", function () {
+  localTimes(document);
+  countdowns();
+  setInterval(countdowns, 1000);
+  slider();
+  poll();
+});
