@@ -58,13 +58,23 @@ pub fn csrf(session: &Session) -> String {
 }
 
 /// A whole page.
-pub fn page(status: StatusCode, title: &str, session: Option<&Session>, active: &str, body: &str) -> Response {
+pub fn page(
+    status: StatusCode,
+    title: &str,
+    session: Option<&Session>,
+    active: &str,
+    body: &str,
+) -> Response {
     let nav = match session {
         Some(s) => {
             let links: String = NAV
                 .iter()
                 .map(|(href, label)| {
-                    let current = if *href == active { " aria-current=\"page\"" } else { "" };
+                    let current = if *href == active {
+                        " aria-current=\"page\""
+                    } else {
+                        ""
+                    };
                     format!("<a href=\"{href}\"{current}>{label}</a>")
                 })
                 .collect();
@@ -169,14 +179,20 @@ mod tests {
 
     #[test]
     fn text_is_escaped_everywhere() {
-        assert_eq!(escape("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+        assert_eq!(
+            escape("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
         assert_eq!(text(&serde_json::json!(["<b>", 2])), "&lt;b&gt;, 2");
         assert_eq!(text(&Value::Null), "-");
     }
 
     #[test]
     fn errors_land_next_to_their_field() {
-        let e = Some(("too long".to_owned(), Some("virtualMachines[0].ports[0].duration".to_owned())));
+        let e = Some((
+            "too long".to_owned(),
+            Some("virtualMachines[0].ports[0].duration".to_owned()),
+        ));
         assert!(field_error(&e, "minutes").contains("too long"));
         assert!(field_error(&e, "reason").is_empty());
         assert!(error_summary(&e, &["minutes"]).is_empty());

@@ -69,7 +69,11 @@ pub fn csrf_of(secret: &str) -> String {
 
 /// Compares without an early exit, so timing reveals nothing of the expected value.
 pub fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 /// A cookie's value from the request headers.
@@ -212,7 +216,10 @@ pub fn secure_headers(resp: &mut Response) {
              object-src 'none'",
         ),
     );
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert("cache-control", HeaderValue::from_static("no-store"));
@@ -242,13 +249,21 @@ mod tests {
     #[test]
     fn cookies_are_read_and_flagged() {
         let mut h = HeaderMap::new();
-        h.insert(COOKIE, HeaderValue::from_static("x=1; ajar_session=id:s3cret"));
+        h.insert(
+            COOKIE,
+            HeaderValue::from_static("x=1; ajar_session=id:s3cret"),
+        );
         assert_eq!(cookie(&h, SESSION_COOKIE).as_deref(), Some("id:s3cret"));
         assert_eq!(cookie(&h, "y"), None);
         let c = set_cookie(&h, SESSION_COOKIE, "v", 60);
         let c = c.to_str().unwrap();
         assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict") && !c.contains("Secure"));
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
-        assert!(set_cookie(&h, SESSION_COOKIE, "v", 60).to_str().unwrap().contains("; Secure"));
+        assert!(
+            set_cookie(&h, SESSION_COOKIE, "v", 60)
+                .to_str()
+                .unwrap()
+                .contains("; Secure")
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! The console's pages and form handlers.
 
-use crate::html::{self, enc, escape, field_error, error_summary, page, table, text, time};
+use crate::html::{self, enc, error_summary, escape, field_error, page, table, text, time};
 use crate::{
     Answer, Console, PRESESSION_COOKIE, SESSION_COOKIE, SESSION_MAX_AGE_SECS, Session,
     clear_cookies, cookie, csrf_of, same, secure_headers, set_cookie,
@@ -44,7 +44,10 @@ pub fn routes() -> Router<Console> {
 }
 
 async fn css() -> Response {
-    static_file("text/css; charset=utf-8", include_str!("../static/console.css"))
+    static_file(
+        "text/css; charset=utf-8",
+        include_str!("../static/console.css"),
+    )
 }
 
 async fn js() -> Response {
@@ -170,7 +173,9 @@ async fn signin_page(req: Request) -> Response {
 
 async fn signin(State(c): State<Console>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
+    let body = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
     let f = form(&body);
     let presession = cookie(&parts.headers, PRESESSION_COOKIE).unwrap_or_default();
     let fresh = random_hex(16);
@@ -183,14 +188,22 @@ async fn signin(State(c): State<Console>, req: Request) -> Response {
         resp
     };
     if presession.is_empty() || !same(&one(&f, "csrf").unwrap_or_default(), &csrf_of(&presession)) {
-        return again(StatusCode::FORBIDDEN, "The sign-in form expired; try again.");
+        return again(
+            StatusCode::FORBIDDEN,
+            "The sign-in form expired; try again.",
+        );
     }
     let Some(token) = one(&f, "token") else {
         return again(StatusCode::BAD_REQUEST, "Enter a token.");
     };
-    let me = c.call(&parts, Some(&token), Method::GET, "/api/v1/me", None).await;
+    let me = c
+        .call(&parts, Some(&token), Method::GET, "/api/v1/me", None)
+        .await;
     if !me.ok() {
-        return again(StatusCode::UNAUTHORIZED, "That token is not valid or has been revoked.");
+        return again(
+            StatusCode::UNAUTHORIZED,
+            "That token is not valid or has been revoked.",
+        );
     }
     let principal = me.body["principal"].as_str().unwrap_or_default();
     let created = c
@@ -202,16 +215,27 @@ async fn signin(State(c): State<Console>, req: Request) -> Response {
             Some(&json!({"principal": principal, "description": "console session"})),
         )
         .await;
-    let (Some(id), Some(secret)) = (created.body["id"].as_str(), created.body["token"].as_str()) else {
-        return again(StatusCode::BAD_GATEWAY, "Could not start a session; try again.");
+    let (Some(id), Some(secret)) = (created.body["id"].as_str(), created.body["token"].as_str())
+    else {
+        return again(
+            StatusCode::BAD_GATEWAY,
+            "Could not start a session; try again.",
+        );
     };
     let mut resp = redirect("/machines");
     resp.headers_mut().append(
         SET_COOKIE,
-        set_cookie(&parts.headers, SESSION_COOKIE, &format!("{id}:{secret}"), SESSION_MAX_AGE_SECS),
+        set_cookie(
+            &parts.headers,
+            SESSION_COOKIE,
+            &format!("{id}:{secret}"),
+            SESSION_MAX_AGE_SECS,
+        ),
     );
-    resp.headers_mut()
-        .append(SET_COOKIE, set_cookie(&parts.headers, PRESESSION_COOKIE, "", 0));
+    resp.headers_mut().append(
+        SET_COOKIE,
+        set_cookie(&parts.headers, PRESESSION_COOKIE, "", 0),
+    );
     resp
 }
 
@@ -236,14 +260,33 @@ async fn scope_of(c: &Console, parts: &Parts, s: &Session, q: &Form) -> Option<S
         return Some(scope);
     }
     let subs = c
-        .call(parts, Some(&s.secret), Method::GET, "/api/v1/subscriptions", None)
+        .call(
+            parts,
+            Some(&s.secret),
+            Method::GET,
+            "/api/v1/subscriptions",
+            None,
+        )
         .await;
     subs.body["value"][0].as_str().map(str::to_owned)
 }
 
-async fn scope_picker(c: &Console, parts: &Parts, s: &Session, action: &str, scope: &str, extra: &str) -> String {
+async fn scope_picker(
+    c: &Console,
+    parts: &Parts,
+    s: &Session,
+    action: &str,
+    scope: &str,
+    extra: &str,
+) -> String {
     let subs = c
-        .call(parts, Some(&s.secret), Method::GET, "/api/v1/subscriptions", None)
+        .call(
+            parts,
+            Some(&s.secret),
+            Method::GET,
+            "/api/v1/subscriptions",
+            None,
+        )
         .await;
     let options: String = subs.body["value"]
         .as_array()
@@ -295,7 +338,13 @@ async fn machines_page(
         return page(status, "Machines", Some(s), "/machines", &body);
     };
     let list = c
-        .call(parts, Some(&s.secret), Method::GET, &format!("/api/v1{scope}/machines"), None)
+        .call(
+            parts,
+            Some(&s.secret),
+            Method::GET,
+            &format!("/api/v1{scope}/machines"),
+            None,
+        )
         .await;
     let mut body = scope_picker(
         c,
@@ -303,7 +352,10 @@ async fn machines_page(
         s,
         "/machines",
         &scope,
-        &format!("<input type=\"hidden\" name=\"tab\" value=\"{}\">", escape(&tab)),
+        &format!(
+            "<input type=\"hidden\" name=\"tab\" value=\"{}\">",
+            escape(&tab)
+        ),
     )
     .await;
     if let Some(e) = &error {
@@ -311,21 +363,38 @@ async fn machines_page(
     }
     if let Some((m, _)) = list.error() {
         body.push_str(&html::message("error", &m));
-        return with_answer(page(list.status, "Machines", Some(s), "/machines", &body), &list);
+        return with_answer(
+            page(list.status, "Machines", Some(s), "/machines", &body),
+            &list,
+        );
     }
     let items: Vec<Value> = list.body["value"].as_array().cloned().unwrap_or_default();
-    let wanted = TABS.iter().find(|t| t.0 == tab).map(|t| t.2).unwrap_or("Configured");
+    let wanted = TABS
+        .iter()
+        .find(|t| t.0 == tab)
+        .map(|t| t.2)
+        .unwrap_or("Configured");
     body.push_str("<div class=\"tabs\" role=\"tablist\">");
     for (key, label, state) in TABS {
-        let n = items.iter().filter(|m| m["properties"]["jitState"] == *state).count();
-        let current = if *key == tab { " aria-current=\"page\"" } else { "" };
+        let n = items
+            .iter()
+            .filter(|m| m["properties"]["jitState"] == *state)
+            .count();
+        let current = if *key == tab {
+            " aria-current=\"page\""
+        } else {
+            ""
+        };
         body.push_str(&format!(
             "<a role=\"tab\" href=\"/machines?scope={}&tab={key}\"{current}>{label} ({n})</a>",
             enc(&scope)
         ));
     }
     body.push_str("</div>");
-    let shown: Vec<&Value> = items.iter().filter(|m| m["properties"]["jitState"] == wanted).collect();
+    let shown: Vec<&Value> = items
+        .iter()
+        .filter(|m| m["properties"]["jitState"] == wanted)
+        .collect();
     match wanted {
         "Configured" => {
             let rows: Vec<Vec<String>> = shown
@@ -359,7 +428,15 @@ async fn machines_page(
                 .collect();
             body.push_str(&table(
                 "Machines with JIT",
-                &["", "Name", "Approved (7 days)", "Last access", "Last user", "Connection details", ""],
+                &[
+                    "",
+                    "Name",
+                    "Approved (7 days)",
+                    "Last access",
+                    "Last user",
+                    "Connection details",
+                    "",
+                ],
                 &rows,
             ));
             if !rows.is_empty() {
@@ -379,7 +456,11 @@ async fn machines_page(
                     ]
                 })
                 .collect();
-            body.push_str(&table("Machines without JIT", &["", "Name", "OS", "Addresses"], &rows));
+            body.push_str(&table(
+                "Machines without JIT",
+                &["", "Name", "OS", "Addresses"],
+                &rows,
+            ));
             if !rows.is_empty() {
                 body.push_str(&enable_form(s, &scope));
             }
@@ -387,9 +468,18 @@ async fn machines_page(
         _ => {
             let rows: Vec<Vec<String>> = shown
                 .iter()
-                .map(|m| vec![text(&m["name"]), text(&m["properties"]["unsupportedReason"])])
+                .map(|m| {
+                    vec![
+                        text(&m["name"]),
+                        text(&m["properties"]["unsupportedReason"]),
+                    ]
+                })
                 .collect();
-            body.push_str(&table("Machines JIT cannot protect", &["Name", "Reason"], &rows));
+            body.push_str(&table(
+                "Machines JIT cannot protect",
+                &["Name", "Reason"],
+                &rows,
+            ));
         }
     }
     with_answer(page(status, "Machines", Some(s), "/machines", &body), &list)
@@ -427,9 +517,20 @@ async fn enable(State(c): State<Console>, req: Request) -> Response {
     };
     let scope = one(&f, "scope").unwrap_or_default();
     let machines = all(&f, "machine");
-    let back = vec![("scope".to_owned(), scope.clone()), ("tab".to_owned(), "notconfigured".to_owned())];
+    let back = vec![
+        ("scope".to_owned(), scope.clone()),
+        ("tab".to_owned(), "notconfigured".to_owned()),
+    ];
     if machines.is_empty() {
-        return machines_page(&c, &parts, &s, &back, StatusCode::BAD_REQUEST, Some("Select at least one machine.".into())).await;
+        return machines_page(
+            &c,
+            &parts,
+            &s,
+            &back,
+            StatusCode::BAD_REQUEST,
+            Some("Select at least one machine.".into()),
+        )
+        .await;
     }
     let mut body = json!({});
     if let Some(p) = one(&f, "policy") {
@@ -446,7 +547,15 @@ async fn enable(State(c): State<Console>, req: Request) -> Response {
         let mut rules = Vec::new();
         for p in &ports {
             let Ok(number) = p.parse::<u16>() else {
-                return machines_page(&c, &parts, &s, &back, StatusCode::BAD_REQUEST, Some(format!("{p} is not a port number."))).await;
+                return machines_page(
+                    &c,
+                    &parts,
+                    &s,
+                    &back,
+                    StatusCode::BAD_REQUEST,
+                    Some(format!("{p} is not a port number.")),
+                )
+                .await;
             };
             let mut r = json!({"number": number, "protocol": one(&f, "protocol").unwrap_or_else(|| "*".into()),
                 "maxRequestAccessDuration": one(&f, "max").unwrap_or_else(|| "PT3H".into())});
@@ -461,11 +570,25 @@ async fn enable(State(c): State<Console>, req: Request) -> Response {
     }
     for m in &machines {
         let a = c
-            .call(&parts, Some(&s.secret), Method::POST, &format!("/api/v1{m}/enableJit"), Some(&body))
+            .call(
+                &parts,
+                Some(&s.secret),
+                Method::POST,
+                &format!("/api/v1{m}/enableJit"),
+                Some(&body),
+            )
             .await;
         if let Some((msg, target)) = a.error() {
             let at = target.map(|t| format!(" ({t})")).unwrap_or_default();
-            let resp = machines_page(&c, &parts, &s, &back, a.status, Some(format!("{m}: {msg}{at}"))).await;
+            let resp = machines_page(
+                &c,
+                &parts,
+                &s,
+                &back,
+                a.status,
+                Some(format!("{m}: {msg}{at}")),
+            )
+            .await;
             return with_answer(resp, &a);
         }
     }
@@ -526,12 +649,40 @@ async fn render_access_form(
     let mut fields = String::new();
     let mut max_minutes = 24 * 60;
     for m in &machines {
-        let machine = c.call(parts, Some(&s.secret), Method::GET, &format!("/api/v1{m}"), None).await;
+        let machine = c
+            .call(
+                parts,
+                Some(&s.secret),
+                Method::GET,
+                &format!("/api/v1{m}"),
+                None,
+            )
+            .await;
         let Some(policy_id) = machine.body["properties"]["jitPolicyId"].as_str() else {
-            let msg = machine.error().map(|e| e.0).unwrap_or_else(|| format!("{m} has no JIT policy; enable JIT first."));
-            return with_answer(page(StatusCode::BAD_REQUEST, "Request access", Some(s), "/machines", &html::message("error", &msg)), &machine);
+            let msg = machine
+                .error()
+                .map(|e| e.0)
+                .unwrap_or_else(|| format!("{m} has no JIT policy; enable JIT first."));
+            return with_answer(
+                page(
+                    StatusCode::BAD_REQUEST,
+                    "Request access",
+                    Some(s),
+                    "/machines",
+                    &html::message("error", &msg),
+                ),
+                &machine,
+            );
         };
-        let policy = c.call(parts, Some(&s.secret), Method::GET, &format!("/api/v1{policy_id}"), None).await;
+        let policy = c
+            .call(
+                parts,
+                Some(&s.secret),
+                Method::GET,
+                &format!("/api/v1{policy_id}"),
+                None,
+            )
+            .await;
         let rules: Vec<Value> = policy.body["properties"]["virtualMachines"]
             .as_array()
             .into_iter()
@@ -565,7 +716,10 @@ async fn render_access_form(
             escape(m)
         ));
     }
-    let minutes = one(q, "minutes").and_then(|m| m.parse::<i64>().ok()).unwrap_or(60.min(max_minutes)).clamp(5, max_minutes.max(5));
+    let minutes = one(q, "minutes")
+        .and_then(|m| m.parse::<i64>().ok())
+        .unwrap_or(60.min(max_minutes))
+        .clamp(5, max_minutes.max(5));
     let source = one(q, "source").unwrap_or_else(|| my_ip(parts));
     let reason = one(q, "reason").unwrap_or_default();
     let body = format!(
@@ -596,16 +750,40 @@ async fn access_start(State(c): State<Console>, req: Request) -> Response {
         Err(r) => return r,
     };
     let machines = all(&f, "machine");
-    let minutes = one(&f, "minutes").and_then(|m| m.parse::<i64>().ok()).unwrap_or(60);
+    let minutes = one(&f, "minutes")
+        .and_then(|m| m.parse::<i64>().ok())
+        .unwrap_or(60);
     let source = one(&f, "source");
     let mut policy: Option<String> = None;
     let mut vms = Vec::new();
     for m in &machines {
-        let machine = c.call(&parts, Some(&s.secret), Method::GET, &format!("/api/v1{m}"), None).await;
-        let p = machine.body["properties"]["jitPolicyId"].as_str().unwrap_or("").to_owned();
+        let machine = c
+            .call(
+                &parts,
+                Some(&s.secret),
+                Method::GET,
+                &format!("/api/v1{m}"),
+                None,
+            )
+            .await;
+        let p = machine.body["properties"]["jitPolicyId"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
         if policy.as_ref().is_some_and(|q| *q != p) {
-            return render_access_form(&c, &parts, &s, &f, StatusCode::BAD_REQUEST,
-                Some(("The selected machines are under different policies; request them separately.".into(), None))).await;
+            return render_access_form(
+                &c,
+                &parts,
+                &s,
+                &f,
+                StatusCode::BAD_REQUEST,
+                Some((
+                    "The selected machines are under different policies; request them separately."
+                        .into(),
+                    None,
+                )),
+            )
+            .await;
         }
         policy = Some(p);
         let ports: Vec<Value> = all(&f, "port")
@@ -626,8 +804,15 @@ async fn access_start(State(c): State<Console>, req: Request) -> Response {
         }
     }
     if vms.is_empty() {
-        return render_access_form(&c, &parts, &s, &f, StatusCode::BAD_REQUEST,
-            Some(("Choose at least one port.".into(), Some("ports".into())))).await;
+        return render_access_form(
+            &c,
+            &parts,
+            &s,
+            &f,
+            StatusCode::BAD_REQUEST,
+            Some(("Choose at least one port.".into(), Some("ports".into()))),
+        )
+        .await;
     }
     let policy = policy.unwrap_or_default();
     let mut body = json!({"virtualMachines": vms});
@@ -635,14 +820,24 @@ async fn access_start(State(c): State<Console>, req: Request) -> Response {
         body["justification"] = json!(r);
     }
     let a = c
-        .call(&parts, Some(&s.secret), Method::POST, &format!("/api/v1{policy}/initiate"), Some(&body))
+        .call(
+            &parts,
+            Some(&s.secret),
+            Method::POST,
+            &format!("/api/v1{policy}/initiate"),
+            Some(&body),
+        )
         .await;
     if a.error().is_some() {
         let resp = render_access_form(&c, &parts, &s, &f, a.status, a.error()).await;
         return with_answer(resp, &a);
     }
     let id = a.body["id"].as_str().unwrap_or_default();
-    redirect(&format!("/access/status?policy={}&id={}", enc(&policy), enc(id)))
+    redirect(&format!(
+        "/access/status?policy={}&id={}",
+        enc(&policy),
+        enc(id)
+    ))
 }
 
 async fn access_status(State(c): State<Console>, req: Request) -> Response {
@@ -651,9 +846,18 @@ async fn access_status(State(c): State<Console>, req: Request) -> Response {
         Err(r) => return r,
     };
     let q = query(&parts);
-    let (policy, id) = (one(&q, "policy").unwrap_or_default(), one(&q, "id").unwrap_or_default());
+    let (policy, id) = (
+        one(&q, "policy").unwrap_or_default(),
+        one(&q, "id").unwrap_or_default(),
+    );
     let r = c
-        .call(&parts, Some(&s.secret), Method::GET, &format!("/api/v1{policy}/requests/{id}"), None)
+        .call(
+            &parts,
+            Some(&s.secret),
+            Method::GET,
+            &format!("/api/v1{policy}/requests/{id}"),
+            None,
+        )
         .await;
     let mut body = String::new();
     if r.status == StatusCode::NOT_FOUND {
@@ -673,7 +877,10 @@ async fn access_status(State(c): State<Console>, req: Request) -> Response {
                 (Some("Initiated"), false) => "opening",
                 _ => "closed",
             };
-            let connect = match (&p["connectionDetails"]["address"], &p["connectionDetails"]["port"]) {
+            let connect = match (
+                &p["connectionDetails"]["address"],
+                &p["connectionDetails"]["port"],
+            ) {
                 (Value::String(a), port) if !port.is_null() => format!("{}:{}", escape(a), port),
                 _ => "-".into(),
             };
@@ -682,7 +889,11 @@ async fn access_status(State(c): State<Console>, req: Request) -> Response {
                 text(&p["number"]),
                 format!("<span class=\"state {state}\" data-state>{state}</span>"),
                 connect,
-                format!("<span class=\"countdown\" data-end=\"{}\">{}</span>", text(&p["endTimeUtc"]), text(&p["endTimeUtc"])),
+                format!(
+                    "<span class=\"countdown\" data-end=\"{}\">{}</span>",
+                    text(&p["endTimeUtc"]),
+                    text(&p["endTimeUtc"])
+                ),
             ]);
         }
     }
@@ -690,9 +901,22 @@ async fn access_status(State(c): State<Console>, req: Request) -> Response {
         "<div id=\"status\" data-poll=\"/access/status.json?policy={}&amp;id={}\">{}</div>",
         escape(&enc(&policy)),
         escape(&enc(&id)),
-        table("Ports", &["Machine", "Port", "State", "Connect to", "Closes in"], &rows)
+        table(
+            "Ports",
+            &["Machine", "Port", "State", "Connect to", "Closes in"],
+            &rows
+        )
     ));
-    with_answer(page(StatusCode::OK, "Access request", Some(&s), "/machines", &body), &r)
+    with_answer(
+        page(
+            StatusCode::OK,
+            "Access request",
+            Some(&s),
+            "/machines",
+            &body,
+        ),
+        &r,
+    )
 }
 
 async fn access_status_json(State(c): State<Console>, req: Request) -> Response {
@@ -701,9 +925,18 @@ async fn access_status_json(State(c): State<Console>, req: Request) -> Response 
         Err(_) => return StatusCode::UNAUTHORIZED.into_response(),
     };
     let q = query(&parts);
-    let (policy, id) = (one(&q, "policy").unwrap_or_default(), one(&q, "id").unwrap_or_default());
+    let (policy, id) = (
+        one(&q, "policy").unwrap_or_default(),
+        one(&q, "id").unwrap_or_default(),
+    );
     let r = c
-        .call(&parts, Some(&s.secret), Method::GET, &format!("/api/v1{policy}/requests/{id}"), None)
+        .call(
+            &parts,
+            Some(&s.secret),
+            Method::GET,
+            &format!("/api/v1{policy}/requests/{id}"),
+            None,
+        )
         .await;
     let mut resp = (r.status, axum::Json(r.body.clone())).into_response();
     secure_headers(&mut resp);
@@ -720,13 +953,29 @@ async fn apps(State(c): State<Console>, req: Request) -> Response {
     apps_page(&c, &parts, &s, &query(&parts), StatusCode::OK, None).await
 }
 
-async fn apps_page(c: &Console, parts: &Parts, s: &Session, q: &Form, status: StatusCode, error: Option<(String, Option<String>)>) -> Response {
+async fn apps_page(
+    c: &Console,
+    parts: &Parts,
+    s: &Session,
+    q: &Form,
+    status: StatusCode,
+    error: Option<(String, Option<String>)>,
+) -> Response {
     let scope = scope_of(c, parts, s, q).await.unwrap_or_default();
     let mut body = scope_picker(c, parts, s, "/apps", &scope, "").await;
     let list = if scope.is_empty() {
         None
     } else {
-        Some(c.call(parts, Some(&s.secret), Method::GET, &format!("/api/v1{scope}/applications"), None).await)
+        Some(
+            c.call(
+                parts,
+                Some(&s.secret),
+                Method::GET,
+                &format!("/api/v1{scope}/applications"),
+                None,
+            )
+            .await,
+        )
     };
     if let Some(list) = &list {
         if let Some((m, _)) = list.error() {
@@ -739,8 +988,16 @@ async fn apps_page(c: &Console, parts: &Parts, s: &Session, q: &Form, status: St
             .map(|a| {
                 let p = &a["properties"]["jitAccessPolicy"];
                 vec![
-                    format!("<a href=\"/apps/view?id={}\">{}</a>", enc(a["id"].as_str().unwrap_or("")), text(&a["name"])),
-                    if p["jitAccessEnabled"] == true { "on".into() } else { "off (standing access)".into() },
+                    format!(
+                        "<a href=\"/apps/view?id={}\">{}</a>",
+                        enc(a["id"].as_str().unwrap_or("")),
+                        text(&a["name"])
+                    ),
+                    if p["jitAccessEnabled"] == true {
+                        "on".into()
+                    } else {
+                        "off (standing access)".into()
+                    },
                     text(&p["jitApprovalMode"]),
                     text(&p["maximumJitAccessDuration"]),
                     text(&a["requestFigures"]["approvedRequestsLast7Days"]),
@@ -749,7 +1006,19 @@ async fn apps_page(c: &Console, parts: &Parts, s: &Session, q: &Form, status: St
                 ]
             })
             .collect();
-        body.push_str(&table("Applications", &["Name", "JIT", "Approval", "Maximum", "Approved (7 days)", "Last activation", "Last user"], &rows));
+        body.push_str(&table(
+            "Applications",
+            &[
+                "Name",
+                "JIT",
+                "Approval",
+                "Maximum",
+                "Approved (7 days)",
+                "Last activation",
+                "Last user",
+            ],
+            &rows,
+        ));
     }
     body.push_str(&format!(
         "<form method=\"post\" action=\"/apps/save\" class=\"card\">{}<h2>New application</h2>{}\
@@ -776,7 +1045,13 @@ fn policy_fields(p: &Value, error: &Option<(String, Option<String>)>) -> String 
         .as_array()
         .into_iter()
         .flatten()
-        .map(|a| format!("{}:{}", a["type"].as_str().unwrap_or("user"), a["id"].as_str().unwrap_or("")))
+        .map(|a| {
+            format!(
+                "{}:{}",
+                a["type"].as_str().unwrap_or("user"),
+                a["id"].as_str().unwrap_or("")
+            )
+        })
         .collect();
     format!(
         "<label for=\"mode\">Approval</label><select id=\"mode\" name=\"mode\">\
@@ -802,8 +1077,17 @@ async fn app_save(State(c): State<Console>, req: Request) -> Response {
         Err(r) => return r,
     };
     let id = one(&f, "id").unwrap_or_default();
-    let existing = c.call(&parts, Some(&s.secret), Method::GET, &format!("/api/v1{id}"), None).await;
-    let mut policy = json!({"jitApprovalMode": one(&f, "mode").unwrap_or_else(|| "AutoApprove".into())});
+    let existing = c
+        .call(
+            &parts,
+            Some(&s.secret),
+            Method::GET,
+            &format!("/api/v1{id}"),
+            None,
+        )
+        .await;
+    let mut policy =
+        json!({"jitApprovalMode": one(&f, "mode").unwrap_or_else(|| "AutoApprove".into())});
     policy["jitAccessEnabled"] = if existing.ok() {
         existing.body["properties"]["jitAccessPolicy"]["jitAccessEnabled"].clone()
     } else {
@@ -832,13 +1116,22 @@ async fn app_save(State(c): State<Console>, req: Request) -> Response {
         props["publisherPrincipals"] = existing.body["properties"]["publisherPrincipals"].clone();
     }
     let a = c
-        .call(&parts, Some(&s.secret), Method::PUT, &format!("/api/v1{id}"), Some(&json!({"properties": props})))
+        .call(
+            &parts,
+            Some(&s.secret),
+            Method::PUT,
+            &format!("/api/v1{id}"),
+            Some(&json!({"properties": props})),
+        )
         .await;
     if a.error().is_some() {
         let resp = if existing.ok() {
             app_view_page(&c, &parts, &s, &id, a.status, a.error()).await
         } else {
-            let back = vec![("scope".to_owned(), id.split("/resourceGroups/").next().unwrap_or("").to_owned())];
+            let back = vec![(
+                "scope".to_owned(),
+                id.split("/resourceGroups/").next().unwrap_or("").to_owned(),
+            )];
             apps_page(&c, &parts, &s, &back, a.status, a.error()).await
         };
         return with_answer(resp, &a);
@@ -855,10 +1148,34 @@ async fn app_view(State(c): State<Console>, req: Request) -> Response {
     app_view_page(&c, &parts, &s, &id, StatusCode::OK, None).await
 }
 
-async fn app_view_page(c: &Console, parts: &Parts, s: &Session, id: &str, status: StatusCode, error: Option<(String, Option<String>)>) -> Response {
-    let a = c.call(parts, Some(&s.secret), Method::GET, &format!("/api/v1{id}"), None).await;
+async fn app_view_page(
+    c: &Console,
+    parts: &Parts,
+    s: &Session,
+    id: &str,
+    status: StatusCode,
+    error: Option<(String, Option<String>)>,
+) -> Response {
+    let a = c
+        .call(
+            parts,
+            Some(&s.secret),
+            Method::GET,
+            &format!("/api/v1{id}"),
+            None,
+        )
+        .await;
     if let Some((m, _)) = a.error() {
-        return with_answer(page(a.status, "Application", Some(s), "/apps", &html::message("error", &m)), &a);
+        return with_answer(
+            page(
+                a.status,
+                "Application",
+                Some(s),
+                "/apps",
+                &html::message("error", &m),
+            ),
+            &a,
+        );
     }
     let p = &a.body["properties"]["jitAccessPolicy"];
     let jit = p["jitAccessEnabled"] == true;
@@ -866,9 +1183,24 @@ async fn app_view_page(c: &Console, parts: &Parts, s: &Session, id: &str, status
         "<p>{} · publishers: {} · JIT {}</p>",
         escape(id),
         text(&a.body["properties"]["publisherPrincipals"]),
-        if jit { "on" } else { "off: its eligible roles are standing access" }
+        if jit {
+            "on"
+        } else {
+            "off: its eligible roles are standing access"
+        }
     );
-    body.push_str(&error_summary(&error, &["jitApprovers", "maximumJitAccessDuration", "jitApprovalThreshold", "duration", "roles", "principal", "roleDefinition"]));
+    body.push_str(&error_summary(
+        &error,
+        &[
+            "jitApprovers",
+            "maximumJitAccessDuration",
+            "jitApprovalThreshold",
+            "duration",
+            "roles",
+            "principal",
+            "roleDefinition",
+        ],
+    ));
     body.push_str(&format!(
         "<form method=\"post\" action=\"/apps/save\" class=\"card\">{}<h2>Access policy</h2>\
          <input type=\"hidden\" name=\"id\" value=\"{}\">\
@@ -878,12 +1210,38 @@ async fn app_view_page(c: &Console, parts: &Parts, s: &Session, id: &str, status
         escape(id),
         policy_fields(p, &error)
     ));
-    let roles = c.call(parts, Some(&s.secret), Method::GET, &format!("/api/v1{id}/eligibleRoles"), None).await;
-    let role_names: Vec<String> = roles.body["value"].as_array().into_iter().flatten()
-        .filter_map(|r| r["roleDefinition"].as_str().map(str::to_owned)).collect();
-    let rows: Vec<Vec<String>> = roles.body["value"].as_array().into_iter().flatten()
-        .map(|r| vec![text(&r["id"]), text(&r["principal"]), text(&r["roleDefinition"])]).collect();
-    body.push_str(&table("Eligible roles", &["Id", "Principal", "Role"], &rows));
+    let roles = c
+        .call(
+            parts,
+            Some(&s.secret),
+            Method::GET,
+            &format!("/api/v1{id}/eligibleRoles"),
+            None,
+        )
+        .await;
+    let role_names: Vec<String> = roles.body["value"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["roleDefinition"].as_str().map(str::to_owned))
+        .collect();
+    let rows: Vec<Vec<String>> = roles.body["value"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            vec![
+                text(&r["id"]),
+                text(&r["principal"]),
+                text(&r["roleDefinition"]),
+            ]
+        })
+        .collect();
+    body.push_str(&table(
+        "Eligible roles",
+        &["Id", "Principal", "Role"],
+        &rows,
+    ));
     body.push_str(&format!(
         "<form method=\"post\" action=\"/apps/eligible\" class=\"card inline-fields\">{}<h2>Add an eligible role</h2>\
          <input type=\"hidden\" name=\"app\" value=\"{}\">\
@@ -896,7 +1254,10 @@ async fn app_view_page(c: &Console, parts: &Parts, s: &Session, id: &str, status
         let mut options: Vec<String> = role_names.clone();
         options.sort();
         options.dedup();
-        let opts: String = options.iter().map(|r| format!("<option>{}</option>", escape(r))).collect();
+        let opts: String = options
+            .iter()
+            .map(|r| format!("<option>{}</option>", escape(r)))
+            .collect();
         body.push_str(&format!(
             "<form method=\"post\" action=\"/apps/activate\" class=\"card\">{}<h2>Activate a role</h2>\
              <input type=\"hidden\" name=\"app\" value=\"{}\">\
@@ -908,7 +1269,16 @@ async fn app_view_page(c: &Console, parts: &Parts, s: &Session, id: &str, status
             html::csrf(s), escape(id), field_error(&error, "roles"), field_error(&error, "duration")
         ));
     }
-    with_answer(page(status, a.body["name"].as_str().unwrap_or("Application"), Some(s), "/apps", &body), &a)
+    with_answer(
+        page(
+            status,
+            a.body["name"].as_str().unwrap_or("Application"),
+            Some(s),
+            "/apps",
+            &body,
+        ),
+        &a,
+    )
 }
 
 async fn app_eligible(State(c): State<Console>, req: Request) -> Response {
@@ -918,7 +1288,10 @@ async fn app_eligible(State(c): State<Console>, req: Request) -> Response {
     };
     let app = one(&f, "app").unwrap_or_default();
     let principal = one(&f, "principal").unwrap_or_default();
-    let id: String = principal.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    let id: String = principal
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
     let a = c
         .call(&parts, Some(&s.secret), Method::PUT, &format!("/api/v1{app}/eligibleRoles/{id}"),
             Some(&json!({"principal": principal, "roleDefinition": one(&f, "role").unwrap_or_default()})))
@@ -937,9 +1310,14 @@ async fn app_activate(State(c): State<Console>, req: Request) -> Response {
     };
     let app = one(&f, "app").unwrap_or_default();
     let group = app.split("/applications/").next().unwrap_or("").to_owned();
-    let mut scheduling = json!({"type": "Once", "duration": one(&f, "duration").unwrap_or_default()});
+    let mut scheduling =
+        json!({"type": "Once", "duration": one(&f, "duration").unwrap_or_default()});
     if let Some(start) = one(&f, "start") {
-        let start = if start.len() == 16 { format!("{start}:00Z") } else { format!("{start}Z") };
+        let start = if start.len() == 16 {
+            format!("{start}:00Z")
+        } else {
+            format!("{start}Z")
+        };
         scheduling["startTime"] = json!(start);
     }
     let mut body = json!({"properties": {
@@ -951,7 +1329,13 @@ async fn app_activate(State(c): State<Console>, req: Request) -> Response {
     }
     let name = random_hex(8);
     let a = c
-        .call(&parts, Some(&s.secret), Method::PUT, &format!("/api/v1{group}/jitRequests/{name}"), Some(&body))
+        .call(
+            &parts,
+            Some(&s.secret),
+            Method::PUT,
+            &format!("/api/v1{group}/jitRequests/{name}"),
+            Some(&body),
+        )
         .await;
     if a.error().is_some() {
         let resp = app_view_page(&c, &parts, &s, &app, a.status, a.error()).await;
@@ -970,8 +1354,16 @@ async fn inbox(State(c): State<Console>, req: Request) -> Response {
     inbox_page(&c, &parts, &s, StatusCode::OK, None).await
 }
 
-async fn inbox_page(c: &Console, parts: &Parts, s: &Session, status: StatusCode, error: Option<(String, Option<String>)>) -> Response {
-    let list = c.call(parts, Some(&s.secret), Method::GET, "/api/v1/inbox", None).await;
+async fn inbox_page(
+    c: &Console,
+    parts: &Parts,
+    s: &Session,
+    status: StatusCode,
+    error: Option<(String, Option<String>)>,
+) -> Response {
+    let list = c
+        .call(parts, Some(&s.secret), Method::GET, "/api/v1/inbox", None)
+        .await;
     let mut body = error_summary(&error, &[]);
     if let Some((m, _)) = list.error() {
         body.push_str(&html::message("error", &m));
@@ -1003,7 +1395,18 @@ async fn inbox_page(c: &Console, parts: &Parts, s: &Session, status: StatusCode,
             ]
         })
         .collect();
-    body.push_str(&table("Waiting for your decision", &["Requester", "Kind", "For", "Duration", "Justification", "Decision"], &rows));
+    body.push_str(&table(
+        "Waiting for your decision",
+        &[
+            "Requester",
+            "Kind",
+            "For",
+            "Duration",
+            "Justification",
+            "Decision",
+        ],
+        &rows,
+    ));
     with_answer(page(status, "Approvals", Some(s), "/inbox", &body), &list)
 }
 
@@ -1013,12 +1416,29 @@ async fn decide(State(c): State<Console>, req: Request) -> Response {
         Err(r) => return r,
     };
     let id = one(&f, "id").unwrap_or_default();
-    let verb = if one(&f, "verb").as_deref() == Some("deny") { "deny" } else { "approve" };
+    let verb = if one(&f, "verb").as_deref() == Some("deny") {
+        "deny"
+    } else {
+        "approve"
+    };
     let Some(reason) = one(&f, "reason") else {
-        return inbox_page(&c, &parts, &s, StatusCode::BAD_REQUEST, Some(("A reason is required.".into(), None))).await;
+        return inbox_page(
+            &c,
+            &parts,
+            &s,
+            StatusCode::BAD_REQUEST,
+            Some(("A reason is required.".into(), None)),
+        )
+        .await;
     };
     let a = c
-        .call(&parts, Some(&s.secret), Method::POST, &format!("/api/v1{id}/{verb}"), Some(&json!({"reason": reason})))
+        .call(
+            &parts,
+            Some(&s.secret),
+            Method::POST,
+            &format!("/api/v1{id}/{verb}"),
+            Some(&json!({"reason": reason})),
+        )
         .await;
     if a.error().is_some() {
         let resp = inbox_page(&c, &parts, &s, a.status, a.error()).await;
@@ -1037,8 +1457,20 @@ async fn history(State(c): State<Console>, req: Request) -> Response {
         .iter()
         .filter_map(|k| one(&q, k).map(|v| ((*k).to_owned(), v)))
         .collect();
-    let qs: String = filters.iter().map(|(k, v)| format!("{k}={}", enc(v))).collect::<Vec<_>>().join("&");
-    let list = c.call(&parts, Some(&s.secret), Method::GET, &format!("/api/v1/history?{qs}"), None).await;
+    let qs: String = filters
+        .iter()
+        .map(|(k, v)| format!("{k}={}", enc(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let list = c
+        .call(
+            &parts,
+            Some(&s.secret),
+            Method::GET,
+            &format!("/api/v1/history?{qs}"),
+            None,
+        )
+        .await;
     let field = |k: &str| escape(&one(&q, k).unwrap_or_default());
     let mut body = format!(
         "<form method=\"get\" action=\"/history\" class=\"inline\">\
@@ -1047,8 +1479,16 @@ async fn history(State(c): State<Console>, req: Request) -> Response {
          <label for=\"h-state\">State</label><input id=\"h-state\" name=\"state\" value=\"{}\" placeholder=\"Active\">\
          <button type=\"submit\">Filter</button></form>",
         field("requester"),
-        if one(&q, "kind").as_deref() == Some("role") { " selected" } else { "" },
-        if one(&q, "kind").as_deref() == Some("network") { " selected" } else { "" },
+        if one(&q, "kind").as_deref() == Some("role") {
+            " selected"
+        } else {
+            ""
+        },
+        if one(&q, "kind").as_deref() == Some("network") {
+            " selected"
+        } else {
+            ""
+        },
         field("state"),
     );
     if let Some((m, _)) = list.error() {
@@ -1058,10 +1498,26 @@ async fn history(State(c): State<Console>, req: Request) -> Response {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|e| vec![time(&e["createdAt"]), text(&e["requestor"]), text(&e["kind"]), text(&e["target"]), format!("<span class=\"state\">{}</span>", text(&e["state"])), time(&e["activeUntil"])])
+        .map(|e| {
+            vec![
+                time(&e["createdAt"]),
+                text(&e["requestor"]),
+                text(&e["kind"]),
+                text(&e["target"]),
+                format!("<span class=\"state\">{}</span>", text(&e["state"])),
+                time(&e["activeUntil"]),
+            ]
+        })
         .collect();
-    body.push_str(&table("Requests", &["Asked", "Requester", "Kind", "For", "State", "Until"], &rows));
-    with_answer(page(list.status, "History", Some(&s), "/history", &body), &list)
+    body.push_str(&table(
+        "Requests",
+        &["Asked", "Requester", "Kind", "For", "State", "Until"],
+        &rows,
+    ));
+    with_answer(
+        page(list.status, "History", Some(&s), "/history", &body),
+        &list,
+    )
 }
 
 // -- activity -----------------------------------------------------------------------------------
@@ -1083,14 +1539,28 @@ async fn activity(State(c): State<Console>, req: Request) -> Response {
     };
     let q = query(&parts);
     let qs = activity_query(&q);
-    let list = c.call(&parts, Some(&s.secret), Method::GET, &format!("/api/v1/activity?top=100&{qs}"), None).await;
+    let list = c
+        .call(
+            &parts,
+            Some(&s.secret),
+            Method::GET,
+            &format!("/api/v1/activity?top=100&{qs}"),
+            None,
+        )
+        .await;
     let inputs: String = ACTIVITY_FILTERS
         .iter()
-        .map(|k| format!(
-            "<label for=\"f-{k}\">{k}</label><input id=\"f-{k}\" name=\"{k}\" value=\"{}\"{}>",
-            escape(&one(&q, k).unwrap_or_default()),
-            if *k == "from" || *k == "to" { " placeholder=\"2026-11-25T00:00:00Z\"" } else { "" }
-        ))
+        .map(|k| {
+            format!(
+                "<label for=\"f-{k}\">{k}</label><input id=\"f-{k}\" name=\"{k}\" value=\"{}\"{}>",
+                escape(&one(&q, k).unwrap_or_default()),
+                if *k == "from" || *k == "to" {
+                    " placeholder=\"2026-11-25T00:00:00Z\""
+                } else {
+                    ""
+                }
+            )
+        })
         .collect();
     let mut body = format!(
         "<form method=\"get\" action=\"/activity\" class=\"inline\">{inputs}<button type=\"submit\">Filter</button></form>\
@@ -1106,10 +1576,26 @@ async fn activity(State(c): State<Console>, req: Request) -> Response {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|r| vec![text(&r["id"]), time(&r["time"]), text(&r["principal"]), text(&r["action"]), format!("<span class=\"result {0}\">{0}</span>", text(&r["result"])), text(&r["resourceId"])])
+        .map(|r| {
+            vec![
+                text(&r["id"]),
+                time(&r["time"]),
+                text(&r["principal"]),
+                text(&r["action"]),
+                format!("<span class=\"result {0}\">{0}</span>", text(&r["result"])),
+                text(&r["resourceId"]),
+            ]
+        })
         .collect();
-    body.push_str(&table("Activity, newest first (up to 100)", &["#", "Time", "Principal", "Action", "Result", "Resource"], &rows));
-    with_answer(page(list.status, "Activity", Some(&s), "/activity", &body), &list)
+    body.push_str(&table(
+        "Activity, newest first (up to 100)",
+        &["#", "Time", "Principal", "Action", "Result", "Resource"],
+        &rows,
+    ));
+    with_answer(
+        page(list.status, "Activity", Some(&s), "/activity", &body),
+        &list,
+    )
 }
 
 async fn activity_csv(State(c): State<Console>, req: Request) -> Response {
@@ -1119,7 +1605,13 @@ async fn activity_csv(State(c): State<Console>, req: Request) -> Response {
     };
     let qs = activity_query(&query(&parts));
     let mut resp = c
-        .raw(&parts, Some(&s.secret), Method::GET, &format!("/api/v1/activity?format=csv&{qs}"), None)
+        .raw(
+            &parts,
+            Some(&s.secret),
+            Method::GET,
+            &format!("/api/v1/activity?format=csv&{qs}"),
+            None,
+        )
         .await;
     secure_headers(&mut resp);
     resp

@@ -1,0 +1,630 @@
+//! The console in a real headless Chromium (Debian's `chromium` driven through `chromedriver`)
+//! against a real server: sign in, enable JIT, request access and watch it open, approve an
+//! application request as another user, the activity page and its CSV; and the session and
+//! CSRF rules over plain HTTP. With `AJAR_SCREENSHOTS=DIR`, each main page is saved there.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "waits for a browser and a child process, no access window is slept through"
+)]
+
+use ajar_testkit::TestApp;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const RG: &str = "/subscriptions/s1/resourceGroups/rg1";
+const VM: &str = "/subscriptions/s1/resourceGroups/rg1/machines/vm1";
+const WIN: &str = "/subscriptions/s1/resourceGroups/rg1/machines/win1";
+const APP: &str = "/subscriptions/s1/resourceGroups/rg1/applications/crm";
+
+/// A chromedriver process and a headless Chromium session through it.
+struct Browser {
+    client: Client,
+    driver: Child,
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let driver =
+            Command::new(std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into()))
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("chromedriver (Debian package chromium-driver) must be installed");
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({"args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                            "--window-size=1280,900", "--disable-gpu"]}),
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        let mut last = None;
+        for _ in 0..100 {
+            match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                .capabilities(caps.clone())
+                .connect(&url)
+                .await
+            {
+                Ok(client) => return Browser { client, driver },
+                Err(e) => last = Some(e.to_string()),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no browser session: {last:?}");
+    }
+
+    async fn stop(mut self) {
+        let _ = self.client.close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+
+    async fn go(&self, app: &TestApp, path: &str) {
+        self.client
+            .goto(&format!("{}{path}", app.base))
+            .await
+            .unwrap();
+    }
+
+    /// The page's text ("" while a navigation replaces it).
+    async fn text(&self) -> String {
+        match self.client.find(Locator::Css("body")).await {
+            Ok(body) => body.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+
+    async fn path(&self) -> String {
+        self.client.current_url().await.unwrap().path().to_owned()
+    }
+
+    async fn fill(&self, css: &str, value: &str) {
+        let e = self.client.find(Locator::Css(css)).await.unwrap();
+        e.clear().await.unwrap();
+        e.send_keys(value).await.unwrap();
+    }
+
+    async fn click(&self, css: &str) {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    }
+
+    /// Waits until the page's text contains `want`.
+    async fn until_text(&self, want: &str) -> String {
+        let mut last = String::new();
+        for _ in 0..100 {
+            last = self.text().await;
+            if last.contains(want) {
+                return last;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{want:?} never appeared in: {last}");
+    }
+
+    /// Waits until the element at `css` reads exactly `want`.
+    async fn until_element_text(&self, css: &str, want: &str) {
+        let mut last = String::new();
+        for _ in 0..100 {
+            if let Ok(e) = self.client.find(Locator::Css(css)).await {
+                last = e.text().await.unwrap_or_default();
+                if last == want {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{css} never read {want:?} (last {last:?})");
+    }
+
+    async fn sign_in(&self, app: &TestApp, token: &str) {
+        self.go(app, "/").await;
+        assert_eq!(
+            self.path().await,
+            "/signin",
+            "signed out, / leads to sign-in"
+        );
+        self.fill("#token", token).await;
+        self.click("form button[type=submit]").await;
+        self.until_text("Sign out").await;
+    }
+
+    async fn sign_out(&self) {
+        self.click(".signout button").await;
+        self.until_text("Sign in with an API token").await;
+    }
+
+    /// Saves a screenshot to `$AJAR_SCREENSHOTS/NAME.png` when that is set.
+    async fn shot(&self, name: &str) {
+        if let Ok(dir) = std::env::var("AJAR_SCREENSHOTS") {
+            let png = self.client.screenshot().await.unwrap();
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(format!("{dir}/{name}.png"), png).unwrap();
+        }
+    }
+}
+
+async fn put(app: &TestApp, path: &str, body: Value) {
+    let _: Value = app
+        .admin
+        .put(&format!("/api/v1{path}"), &body)
+        .await
+        .unwrap();
+}
+
+async fn user(app: &TestApp, name: &str, role: &str) -> String {
+    let c = app.user(name, Some((role, RG))).await;
+    c.token().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_user_enables_jit_requests_access_and_finds_it_in_the_log() {
+    let app = TestApp::spawn().await;
+    put(
+        &app,
+        VM,
+        json!({"properties":{"os":"linux","addresses":["10.1.0.4"]}}),
+    )
+    .await;
+    put(
+        &app,
+        WIN,
+        json!({"properties":{"os":"windows","addresses":["10.1.0.5"]}}),
+    )
+    .await;
+    let (agent, _) = app.agent("agent-1", &[VM, WIN], None).await;
+    let b = Browser::start().await;
+    b.go(&app, "/signin").await;
+    b.shot("signin").await;
+    b.sign_in(&app, &app.admin_token.clone()).await;
+
+    // Not configured → select vm1 → Enable JIT with the defaults.
+    b.go(
+        &app,
+        &format!("/machines?scope=/subscriptions/s1&tab=notconfigured"),
+    )
+    .await;
+    let page = b.until_text("Not configured (2)").await;
+    assert!(page.contains("vm1") && page.contains("win1"), "{page}");
+    b.click(&format!("input[name=machine][value='{VM}']")).await;
+    b.shot("machines-not-configured").await;
+    b.click("#enable button[type=submit]").await;
+    let page = b.until_text("Configured (1)").await;
+    assert!(
+        page.contains("vm1") && page.contains("Request access"),
+        "{page}"
+    );
+
+    // Request access: "my IP" is prefilled, the slider is bounded by the policy's maximum.
+    b.click("a[href^='/access/new']").await;
+    b.until_text("Justification").await;
+    let source = b
+        .client
+        .find(Locator::Id("source"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(source.as_deref(), Some("127.0.0.1"));
+    let max = b
+        .client
+        .find(Locator::Id("minutes"))
+        .await
+        .unwrap()
+        .attr("max")
+        .await
+        .unwrap();
+    assert_eq!(max.as_deref(), Some("180"), "PT3H");
+    b.fill("#reason", "patching <openssl>").await;
+    b.shot("request-access").await;
+    b.click("form.card button[type=submit]").await;
+    let page = b.until_text("opening").await;
+    assert!(page.contains("Closes in"), "{page}");
+    // The agent reports the port open: the page turns to "open" by itself.
+    let reqs: Value = app
+        .admin
+        .get(&format!(
+            "/api/v1{RG}/jitNetworkAccessPolicies/default/requests"
+        ))
+        .await
+        .unwrap();
+    let id = reqs["value"][0]["id"].as_str().unwrap().to_owned();
+    let _: Value = agent
+        .post(
+            "/api/v1/agent/report",
+            &json!({"version":"t","appliedRevision":1,
+            "opened":[{"requestId":id,"seq":0,"at":app.now().to_string()}]}),
+        )
+        .await
+        .unwrap_or(json!({}));
+    b.until_element_text("[data-state]", "open").await;
+    b.shot("access-status").await;
+
+    // Configured tab: the figures.
+    b.go(&app, "/machines?scope=/subscriptions/s1&tab=configured")
+        .await;
+    let page = b.until_text("Approved (7 days)").await;
+    assert!(page.contains("admin"), "last user: {page}");
+    b.shot("machines-configured").await;
+
+    // The activity page shows the initiate; its CSV downloads with the justification intact.
+    b.go(&app, "/activity").await;
+    let page = b.until_text("ajar.jit/policies/initiate/action").await;
+    assert!(page.contains("Download as CSV"), "{page}");
+    b.shot("activity").await;
+    let csv = b
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];\
+             fetch(document.querySelector('a[download]').href).then(r => r.text()).then(done);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let csv = csv.as_str().unwrap();
+    assert!(csv.starts_with("id,time,principal,"), "{csv}");
+    assert!(csv.contains("patching <openssl>"), "{csv}");
+
+    // Readable on a phone.
+    b.client.set_window_size(390, 844).await.unwrap();
+    b.go(&app, "/machines?scope=/subscriptions/s1&tab=configured")
+        .await;
+    b.until_text("Configured").await;
+    b.shot("machines-phone").await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_approver_decides_an_application_request_in_the_browser() {
+    let app = TestApp::spawn().await;
+    put(
+        &app,
+        APP,
+        json!({"properties":{"jitAccessPolicy":{"jitApprovalMode":"ManualApprove",
+        "jitApprovers":[{"id":"bob","type":"user"}]}}}),
+    )
+    .await;
+    put(
+        &app,
+        &format!("{APP}/eligibleRoles/alice"),
+        json!({"principal":"alice","roleDefinition":"Contributor"}),
+    )
+    .await;
+    let alice = user(&app, "alice", "JitRequester").await;
+    // Reading the application's page needs read access to it.
+    put(
+        &app,
+        "/roleAssignments/alice-read",
+        json!({
+        "principal":"alice","roleDefinition":"SecurityReader","scope":APP}),
+    )
+    .await;
+    let bob = user(&app, "bob", "Approver").await;
+    let b = Browser::start().await;
+
+    // alice activates Contributor from the application's page.
+    b.sign_in(&app, &alice).await;
+    b.go(&app, &format!("/apps/view?id={APP}")).await;
+    let page = b.until_text("Activate a role").await;
+    assert!(
+        page.contains("cannot change"),
+        "the JIT choice is explained: {page}"
+    );
+    b.fill("#a-duration", "PT2H").await;
+    b.fill("#a-reason", "incident 42").await;
+    b.shot("application").await;
+    b.click("form[action='/apps/activate'] button").await;
+    let page = b.until_text("Pending").await;
+    assert!(page.contains("role"), "{page}");
+    // An error lands next to its field.
+    b.go(&app, &format!("/apps/view?id={APP}")).await;
+    b.fill("#a-duration", "PT99H").await;
+    b.click("form[action='/apps/activate'] button").await;
+    let page = b.until_text("application's maximum").await;
+    let err = b
+        .client
+        .find(Locator::Id("err-duration"))
+        .await
+        .unwrap_or_else(|_| panic!("no error next to the duration: {page}"))
+        .text()
+        .await
+        .unwrap();
+    assert!(err.contains("maximum"), "{err}");
+    b.sign_out().await;
+
+    // bob approves with a reason in his inbox.
+    b.sign_in(&app, &bob).await;
+    b.go(&app, "/inbox").await;
+    let page = b.until_text("incident 42").await;
+    assert!(page.contains("alice"), "{page}");
+    b.shot("approvals").await;
+    b.fill("input[name=reason]", "ticket checked").await;
+    b.click("button[value=approve]").await;
+    b.until_text("Waiting for your decision: none").await;
+    b.go(&app, "/history").await;
+    let page = b.until_text("Active").await;
+    assert!(page.contains("alice"), "{page}");
+    b.shot("history").await;
+    b.stop().await;
+}
+
+/// A minimal cookie-aware HTTP session for the rules that need no browser.
+struct Http {
+    client: reqwest::Client,
+    base: String,
+    cookies: Vec<(String, String)>,
+}
+
+impl Http {
+    fn new(app: &TestApp) -> Http {
+        Http {
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: app.base.clone(),
+            cookies: Vec::new(),
+        }
+    }
+
+    fn header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn keep(&mut self, resp: &reqwest::Response) -> Vec<String> {
+        let set: Vec<String> = resp
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        for c in &set {
+            let (kv, _) = c.split_once(';').unwrap();
+            let (k, v) = kv.split_once('=').unwrap();
+            self.cookies.retain(|(n, _)| n != k);
+            if !v.is_empty() {
+                self.cookies.push((k.to_owned(), v.to_owned()));
+            }
+        }
+        set
+    }
+
+    async fn get(&mut self, path: &str) -> reqwest::Response {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header("cookie", self.header())
+            .send()
+            .await
+            .unwrap();
+        self.keep(&r);
+        r
+    }
+
+    async fn post(
+        &mut self,
+        path: &str,
+        form: &[(&str, &str)],
+        extra: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let body: String = form
+            .iter()
+            .map(|(k, v)| format!("{k}={}", urlencode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("cookie", self.header())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        for (k, v) in extra {
+            req = req.header(*k, *v);
+        }
+        let r = req.send().await.unwrap();
+        self.keep(&r);
+        r
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The value of `name="csrf"` in a page.
+fn csrf_in(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
+    page[at..at + 32].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_cookies_csrf_and_headers_hold() {
+    let app = TestApp::spawn().await;
+    put(
+        &app,
+        VM,
+        json!({"properties":{"os":"linux","addresses":["10.1.0.4"]}}),
+    )
+    .await;
+    let mut h = Http::new(&app);
+    // Signed out: pages lead to sign-in; the sign-in page has a CSP and a flagged cookie.
+    let r = h.get("/machines").await;
+    assert_eq!(
+        (
+            r.status().as_u16(),
+            r.headers()["location"].to_str().unwrap()
+        ),
+        (303, "/signin")
+    );
+    let r = h.get("/signin").await;
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert!(!csp.contains("unsafe-inline"));
+    let page = r.text().await.unwrap();
+    assert!(
+        !page.contains("<script>") && !page.contains("style="),
+        "no inline script or style"
+    );
+    let login_csrf = csrf_in(&page);
+    // Sign-in without the form's token, or with a bad API token, is refused.
+    let r = h.post("/signin", &[("token", &app.admin_token)], &[]).await;
+    assert_eq!(r.status().as_u16(), 403);
+    let page = h.get("/signin").await.text().await.unwrap();
+    let login_csrf2 = csrf_in(&page);
+    assert_ne!(login_csrf, login_csrf2, "a fresh form token each time");
+    let r = h
+        .post(
+            "/signin",
+            &[("csrf", &login_csrf2), ("token", "ajar_wrong")],
+            &[],
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 401);
+    let page = r.text().await.unwrap();
+    let csrf3 = csrf_in(&page);
+    // Signed in over a TLS proxy: the session cookie is HttpOnly, SameSite=Strict and Secure.
+    let r = h
+        .post(
+            "/signin",
+            &[("csrf", &csrf3), ("token", &app.admin_token)],
+            &[("x-forwarded-proto", "https")],
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 303);
+    let set: Vec<String> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    let session = set.iter().find(|c| c.starts_with("ajar_session=")).unwrap();
+    for flag in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/"] {
+        assert!(session.contains(flag), "{flag} in {session}");
+    }
+    assert!(
+        !session.contains(&app.admin_token),
+        "the cookie holds a session token, not the one typed"
+    );
+    let page = h
+        .get("/machines?scope=/subscriptions/s1&tab=notconfigured")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let csrf = csrf_in(&page);
+    // A post without or with a wrong CSRF token changes nothing.
+    for bad in ["", "00000000000000000000000000000000"] {
+        let r = h
+            .post(
+                "/machines/enable",
+                &[
+                    ("csrf", bad),
+                    ("machine", VM),
+                    ("scope", "/subscriptions/s1"),
+                ],
+                &[],
+            )
+            .await;
+        assert_eq!(r.status().as_u16(), 403, "csrf {bad:?}");
+    }
+    let m: Value = app.admin.get(&format!("/api/v1{VM}")).await.unwrap();
+    assert!(m["properties"]["jitPolicyId"].is_null(), "nothing enabled");
+    let r = h
+        .post(
+            "/machines/enable",
+            &[
+                ("csrf", &csrf),
+                ("machine", VM),
+                ("scope", "/subscriptions/s1"),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 303);
+    let m: Value = app.admin.get(&format!("/api/v1{VM}")).await.unwrap();
+    assert!(
+        m["properties"]["jitPolicyId"].is_string(),
+        "enabled with the right token"
+    );
+    // Sign out revokes the session token itself: the old cookie no longer works anywhere.
+    let old = h.cookies.clone();
+    let r = h.post("/signout", &[("csrf", &csrf)], &[]).await;
+    assert_eq!(r.status().as_u16(), 303);
+    h.cookies = old;
+    let r = h.get("/machines").await;
+    assert_eq!(r.status().as_u16(), 303, "the stolen cookie is dead");
+    let secret = h
+        .cookies
+        .iter()
+        .find(|(k, _)| k == "ajar_session")
+        .map(|(_, v)| v.split_once(':').unwrap().1.to_owned());
+    if let Some(secret) = secret {
+        let api = app.client(Some(&secret));
+        assert_eq!(
+            api.raw(reqwest::Method::GET, "/api/v1/me", None)
+                .await
+                .unwrap()
+                .status,
+            401
+        );
+    }
+    // A signed-in user without rights gets the API's refusal as a page, and it is recorded.
+    let nobody = app.user("nobody", None).await;
+    let mut n = Http::new(&app);
+    let page = n.get("/signin").await.text().await.unwrap();
+    n.post(
+        "/signin",
+        &[
+            ("csrf", &csrf_in(&page)),
+            ("token", nobody.token().unwrap()),
+        ],
+        &[],
+    )
+    .await;
+    let r = n.get("/activity").await;
+    assert_eq!(r.status().as_u16(), 403);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("may not perform ajar.activity/read")
+    );
+    let log: Value = app
+        .admin
+        .get("/api/v1/activity?result=Denied&principal=nobody")
+        .await
+        .unwrap();
+    assert_eq!(log["value"][0]["action"], "ajar.authorization/denied");
+}
