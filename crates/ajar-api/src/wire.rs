@@ -1632,4 +1632,6 @@ pub struct Me {
     pub principal: String,
     /// Its local groups (names, without `group:`).
     pub groups: Vec<String>,
+    /// The server's clock now (RFC 3339), so clients can show countdowns despite clock skew.
+    pub server_time: String,
 }

@@ -51,6 +51,8 @@ pub struct Session {
     pub secret: String,
     /// Who.
     pub principal: String,
+    /// The server's clock when the page was made (for countdowns despite clock skew).
+    pub server_time: String,
 }
 
 impl Session {
@@ -201,6 +203,10 @@ impl Console {
             token_id: id.to_owned(),
             secret: secret.to_owned(),
             principal: me.body["principal"].as_str().unwrap_or_default().to_owned(),
+            server_time: me.body["serverTime"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
         })
     }
 }

@@ -870,6 +870,20 @@ async fn access_status(State(c): State<Console>, req: Request) -> Response {
     }
     let mut rows = Vec::new();
     for m in r.body["virtualMachines"].as_array().into_iter().flatten() {
+        let machine_id = m["id"].as_str().unwrap_or("");
+        let machine = c
+            .call(
+                &parts,
+                Some(&s.secret),
+                Method::GET,
+                &format!("/api/v1{machine_id}"),
+                None,
+            )
+            .await;
+        let address = machine.body["properties"]["addresses"][0]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
         for p in m["ports"].as_array().into_iter().flatten() {
             let open = !p["openSince"].is_null();
             let state = match (p["status"].as_str(), open) {
@@ -882,6 +896,7 @@ async fn access_status(State(c): State<Console>, req: Request) -> Response {
                 &p["connectionDetails"]["port"],
             ) {
                 (Value::String(a), port) if !port.is_null() => format!("{}:{}", escape(a), port),
+                _ if !address.is_empty() => format!("{}:{}", escape(&address), p["number"]),
                 _ => "-".into(),
             };
             rows.push(vec![
@@ -898,9 +913,10 @@ async fn access_status(State(c): State<Console>, req: Request) -> Response {
         }
     }
     body.push_str(&format!(
-        "<div id=\"status\" data-poll=\"/access/status.json?policy={}&amp;id={}\">{}</div>",
+        "<div id=\"status\" data-poll=\"/access/status.json?policy={}&amp;id={}\" data-server-now=\"{}\">{}</div>",
         escape(&enc(&policy)),
         escape(&enc(&id)),
+        escape(&s.server_time),
         table(
             "Ports",
             &["Machine", "Port", "State", "Connect to", "Closes in"],

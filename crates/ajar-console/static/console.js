@@ -9,10 +9,18 @@ function localTimes(root) {
   });
 }
 
+// The server's clock minus the browser's, so countdowns follow the server despite skew.
+var skew = 0;
+(function () {
+  var box = document.querySelector("[data-server-now]");
+  var server = box ? new Date(box.dataset.serverNow) : null;
+  if (server && !isNaN(server)) { skew = server - new Date(); }
+})();
+
 // "Closes in 1h 02m 03s" countdowns.
 function countdowns() {
   document.querySelectorAll(".countdown[data-end]").forEach(function (c) {
-    var left = Math.max(0, Math.floor((new Date(c.dataset.end) - new Date()) / 1000));
+    var left = Math.max(0, Math.floor((new Date(c.dataset.end) - (Date.now() + skew)) / 1000));
     var h = Math.floor(left / 3600), m = Math.floor(left % 3600 / 60), s = left % 60;
     c.textContent = left === 0 ? "closed" : (h ? h + "h " : "") + String(m).padStart(2, "0") + "m " + String(s).padStart(2, "0") + "s";
   });

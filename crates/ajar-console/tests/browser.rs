@@ -115,6 +115,19 @@ impl Browser {
         panic!("{want:?} never appeared in: {last}");
     }
 
+    /// Waits until an element at `css` exists; answers its text.
+    async fn until_element(&self, css: &str) -> String {
+        for _ in 0..100 {
+            if let Ok(e) = self.client.find(Locator::Css(css)).await
+                && let Ok(t) = e.text().await
+            {
+                return t;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{css} never appeared in: {}", self.text().await);
+    }
+
     /// Waits until the element at `css` reads exactly `want`.
     async fn until_element_text(&self, css: &str, want: &str) {
         let mut last = String::new();
@@ -192,11 +205,8 @@ async fn a_first_user_enables_jit_requests_access_and_finds_it_in_the_log() {
     b.sign_in(&app, &app.admin_token.clone()).await;
 
     // Not configured → select vm1 → Enable JIT with the defaults.
-    b.go(
-        &app,
-        &format!("/machines?scope=/subscriptions/s1&tab=notconfigured"),
-    )
-    .await;
+    b.go(&app, "/machines?scope=/subscriptions/s1&tab=notconfigured")
+        .await;
     let page = b.until_text("Not configured (2)").await;
     assert!(page.contains("vm1") && page.contains("win1"), "{page}");
     b.click(&format!("input[name=machine][value='{VM}']")).await;
@@ -252,6 +262,11 @@ async fn a_first_user_enables_jit_requests_access_and_finds_it_in_the_log() {
         .await
         .unwrap_or(json!({}));
     b.until_element_text("[data-state]", "open").await;
+    // Counted down on the server's clock (the test's is months behind the browser's), with
+    // the machine's address to connect to.
+    let left = b.until_element(".countdown").await;
+    assert!(left.starts_with("59m") || left.starts_with("1h"), "{left}");
+    assert!(b.text().await.contains("10.1.0.4:22"));
     b.shot("access-status").await;
 
     // Configured tab: the figures.
@@ -334,15 +349,7 @@ async fn an_approver_decides_an_application_request_in_the_browser() {
     b.go(&app, &format!("/apps/view?id={APP}")).await;
     b.fill("#a-duration", "PT99H").await;
     b.click("form[action='/apps/activate'] button").await;
-    let page = b.until_text("application's maximum").await;
-    let err = b
-        .client
-        .find(Locator::Id("err-duration"))
-        .await
-        .unwrap_or_else(|_| panic!("no error next to the duration: {page}"))
-        .text()
-        .await
-        .unwrap();
+    let err = b.until_element("#err-duration").await;
     assert!(err.contains("maximum"), "{err}");
     b.sign_out().await;
 

@@ -54,10 +54,11 @@ pub async fn subscriptions(
 
 /// Who the caller is. Needs no action: it tells the caller only about itself.
 #[utoipa::path(get, path = "/api/v1/me", tag = "authorize", responses((status = 200, body = Me)))]
-pub async fn me(caller: Caller) -> AppResult<Reply<Me>> {
+pub async fn me(State(state): State<AppState>, caller: Caller) -> AppResult<Reply<Me>> {
     Ok(Reply::ok(Me {
         principal: caller.principal,
         groups: caller.groups,
+        server_time: state.clock.now().to_string(),
     }))
 }
 
