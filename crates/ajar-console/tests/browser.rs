@@ -585,6 +585,67 @@ async fn sessions_cookies_csrf_and_headers_hold() {
         m["properties"]["jitPolicyId"].is_string(),
         "enabled with the right token"
     );
+    // The port editor: chosen and custom ports, protocol, sources and maximum.
+    put(
+        &app,
+        WIN,
+        json!({"properties":{"os":"windows","addresses":["10.1.0.5"]}}),
+    )
+    .await;
+    let r = h
+        .post(
+            "/machines/enable",
+            &[
+                ("csrf", &csrf),
+                ("machine", WIN),
+                ("scope", "/subscriptions/s1"),
+                ("port", "3389"),
+                ("port", "2222"),
+                ("protocol", "TCP"),
+                ("sources", "10.0.0.0/24, 10.1.0.0/24"),
+                ("max", "PT1H"),
+                ("policy", "windows"),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 303);
+    let p: Value = app
+        .admin
+        .get(&format!("/api/v1{RG}/jitNetworkAccessPolicies/windows"))
+        .await
+        .unwrap();
+    let ports = &p["properties"]["virtualMachines"][0]["ports"];
+    assert_eq!(
+        (ports[0]["number"].as_u64(), ports[1]["number"].as_u64()),
+        (Some(3389), Some(2222))
+    );
+    assert_eq!(ports[1]["protocol"], "TCP");
+    assert_eq!(ports[1]["maxRequestAccessDuration"], "PT1H");
+    assert_eq!(
+        ports[1]["allowedSourceAddressPrefixes"],
+        json!(["10.0.0.0/24", "10.1.0.0/24"])
+    );
+    // A bad port is refused on the page, changing nothing.
+    let r = h
+        .post(
+            "/machines/enable",
+            &[
+                ("csrf", &csrf),
+                ("machine", WIN),
+                ("scope", "/subscriptions/s1"),
+                ("port", "99999"),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("99999 is not a port number")
+    );
     // Sign out revokes the session token itself: the old cookie no longer works anywhere.
     let old = h.cookies.clone();
     let r = h.post("/signout", &[("csrf", &csrf)], &[]).await;
