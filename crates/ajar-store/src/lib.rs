@@ -29,6 +29,15 @@ use std::str::FromStr;
 use std::time::Duration;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The advisory lock every PostgreSQL write transaction takes first: writes are serialized
+/// across replicas, so the activity chain's head, the scheduler's passes and notification
+/// claims each happen once.
+const WRITE_LOCK: i64 = 0x616a_6172; // "ajar"
+
+/// How often a PostgreSQL store looks for changes made by other replicas.
+pub const CHANGE_POLL: Duration = Duration::from_millis(250);
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +88,8 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub enum Backend {
     /// Embedded SQLite file.
     Sqlite,
+    /// A PostgreSQL server, possibly shared by several replicas.
+    Postgres,
 }
 
 /// Connection pools to the database, migrated to the current schema.
@@ -138,6 +149,47 @@ impl Store {
         })
     }
 
+    /// Opens the database named by `url`: `postgres://…` (or `postgresql://…`), or
+    /// `sqlite://PATH`.
+    pub async fn open(url: &str) -> StoreResult<Store> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Store::open_postgres(url).await
+        } else if let Some(path) = url.strip_prefix("sqlite://") {
+            Store::open_sqlite(std::path::Path::new(path)).await
+        } else {
+            Err(StoreError::Other(
+                "the database URL must start with postgres://, postgresql:// or sqlite://".into(),
+            ))
+        }
+    }
+
+    /// Connects to PostgreSQL at `url` and migrates it. Writes serialize on an advisory lock
+    /// (so several replicas can share the database); a background task notices changes made by
+    /// other replicas (the revision moved) and wakes this process's long polls.
+    pub async fn open_postgres(url: &str) -> StoreResult<Store> {
+        sqlx::any::install_default_drivers();
+        let options = AnyConnectOptions::from_str(url)?;
+        let pool = |size: u32| {
+            AnyPoolOptions::new()
+                .max_connections(size)
+                .acquire_timeout(Duration::from_secs(10))
+        };
+        let writer = pool(2).connect_with(options.clone()).await?;
+        POSTGRES_MIGRATIONS
+            .run(&writer)
+            .await
+            .map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
+        let readers = pool(8).connect_with(options).await?;
+        let changes = std::sync::Arc::new(tokio::sync::watch::channel(0).0);
+        tokio::spawn(follow_revision(readers.clone(), changes.clone()));
+        Ok(Store {
+            readers,
+            writer,
+            backend: Backend::Postgres,
+            changes,
+        })
+    }
+
     /// The engine in use.
     pub fn backend(&self) -> Backend {
         self.backend
@@ -149,6 +201,7 @@ impl Store {
         Ok(Tx::plain(
             self.readers.acquire().await?,
             self.changes.clone(),
+            self.backend,
         ))
     }
 
@@ -157,8 +210,16 @@ impl Store {
     pub async fn write(&self) -> StoreResult<Tx> {
         let tx = match self.backend {
             Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => {
+                let mut tx = self.writer.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(WRITE_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                tx
+            }
         };
-        Ok(Tx::transaction(tx, self.changes.clone()))
+        Ok(Tx::transaction(tx, self.changes.clone(), self.backend))
     }
 
     /// Copies committed pages from the write-ahead log into the database without blocking the
@@ -170,6 +231,7 @@ impl Store {
                     .execute(&self.readers)
                     .await?;
             }
+            Backend::Postgres => {}
         }
         Ok(())
     }
@@ -184,6 +246,29 @@ impl Store {
     pub async fn close(&self) {
         self.readers.close().await;
         self.writer.close().await;
+    }
+}
+
+/// Wakes this process's waiters whenever the stored revision moves (another replica changed
+/// what enforcement points apply). Ends when the pool closes.
+async fn follow_revision(pool: AnyPool, changes: std::sync::Arc<tokio::sync::watch::Sender<u64>>) {
+    let mut seen: Option<i64> = None;
+    loop {
+        if pool.is_closed() {
+            return;
+        }
+        let now = sqlx::query("SELECT value FROM revision WHERE id = 1")
+            .fetch_one(&pool)
+            .await
+            .ok()
+            .and_then(|r| sqlx::Row::try_get::<i64, _>(&r, "value").ok());
+        if let Some(v) = now {
+            if seen.is_some_and(|s| s != v) {
+                changes.send_modify(|n| *n = n.wrapping_add(1));
+            }
+            seen = Some(v);
+        }
+        tokio::time::sleep(CHANGE_POLL).await;
     }
 }
 

@@ -19,6 +19,8 @@ pub struct Tx {
     pub(crate) chain_head: Option<(i64, String)>,
     /// Activity records appended by this transaction.
     pub(crate) recorded: usize,
+    /// The engine, for the few statements that differ.
+    backend: crate::Backend,
 }
 
 enum Conn {
@@ -195,6 +197,7 @@ impl Tx {
     pub(crate) fn transaction(
         tx: Transaction<'static, Any>,
         changes: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+        backend: crate::Backend,
     ) -> Self {
         Self {
             conn: Conn::Transaction(tx),
@@ -202,12 +205,14 @@ impl Tx {
             bumped: false,
             chain_head: None,
             recorded: 0,
+            backend,
         }
     }
 
     pub(crate) fn plain(
         conn: PoolConnection<Any>,
         changes: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+        backend: crate::Backend,
     ) -> Self {
         Self {
             conn: Conn::Plain(conn),
@@ -215,6 +220,7 @@ impl Tx {
             bumped: false,
             chain_head: None,
             recorded: 0,
+            backend,
         }
     }
 
@@ -583,7 +589,14 @@ impl Tx {
         self.bumped = true;
         // The text depends only on the batch's shape (requests, ports, sources per request), so
         // under load the same few shapes recur and the prepared-statement cache saves parsing.
-        args.query(sql).execute(self.c()).await?;
+        // PostgreSQL prepares one statement at a time: there, each runs on its own.
+        if self.backend == crate::Backend::Postgres {
+            for (statement, args) in args.split(&sql) {
+                args.query(statement).execute(self.c()).await?;
+            }
+        } else {
+            args.query(sql).execute(self.c()).await?;
+        }
 
         let mut ids = Args::default();
         let list: Vec<String> = batch.iter().map(|i| ids.push_text(&i.request.id)).collect();
@@ -1743,6 +1756,7 @@ struct Args {
     values: Vec<Value>,
 }
 
+#[derive(Clone)]
 enum Value {
     Text(String),
     OptText(Option<String>),
@@ -1767,6 +1781,37 @@ impl Args {
     fn push_opt_int(&mut self, n: Option<i64>) -> String {
         self.push(Value::OptInt(n))
     }
+    /// Splits a multi-statement text at `;` (the statements hold no literal `;`) into single
+    /// statements, each with its own arguments numbered from `$1`.
+    fn split(self, sql: &str) -> Vec<(String, Args)> {
+        let mut out = Vec::new();
+        for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            let mut args = Args::default();
+            let mut text = String::with_capacity(statement.len());
+            let mut chars = statement.chars().peekable();
+            while let Some(c) = chars.next() {
+                if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+                    let mut n = String::new();
+                    while let Some(d) = chars.peek().copied().filter(char::is_ascii_digit) {
+                        n.push(d);
+                        chars.next();
+                    }
+                    let value = n
+                        .parse::<usize>()
+                        .ok()
+                        .and_then(|i| self.values.get(i.wrapping_sub(1)))
+                        .cloned()
+                        .unwrap_or(Value::OptText(None));
+                    text.push_str(&args.push(value));
+                } else {
+                    text.push(c);
+                }
+            }
+            out.push((text, args));
+        }
+        out
+    }
+
     fn query(self, sql: String) -> sqlx::query::Query<'static, Any, sqlx::any::AnyArguments> {
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for v in self.values {

@@ -1,6 +1,7 @@
 //! Test helpers: [`TestApp::spawn`] starts a real ajar server on a random loopback port, with a
-//! fresh SQLite store in a temporary directory, a [`ManualClock`], and a typed client holding the
-//! bootstrap admin token.
+//! fresh store (SQLite in a temporary directory, or with `AJAR_TEST_DB=postgres` a fresh
+//! database in a throwaway PostgreSQL cluster, see [`postgres`]), a [`ManualClock`], and a typed
+//! client holding the bootstrap admin token.
 //!
 //! Tests move time with [`TestApp::advance`] and run the scheduler with [`TestApp::tick`]; they
 //! never sleep through an access window. Set `TEST_LOG=1` to see the server's logs.
@@ -13,6 +14,7 @@
 )]
 
 pub mod netlab;
+pub mod postgres;
 
 use ajar_api::Client;
 use ajar_api::wire::{RoleAssignmentBody, TokenCreate};
@@ -44,6 +46,7 @@ pub struct TestApp {
     pub admin: Client,
     /// The bootstrap admin token.
     pub admin_token: String,
+    database_url: String,
     db_path: PathBuf,
     dir: Arc<tempfile::TempDir>,
     stop: Option<oneshot::Sender<()>>,
@@ -72,18 +75,22 @@ impl TestApp {
         init_logs();
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
         let db_path = dir.path().join("ajar.db");
+        let database_url = if postgres::enabled() {
+            tokio::task::spawn_blocking(postgres::fresh_database)
+                .await
+                .expect("test database")
+        } else {
+            format!("sqlite://{}", db_path.display())
+        };
         let clock = Arc::new(ManualClock::new(START.parse().expect("start instant")));
-        let (state, admin_token) = Self::open(&db_path, clock.clone()).await;
+        let (state, admin_token) = Self::open(&database_url, clock.clone()).await;
         let state = configure(state);
         let admin_token = admin_token.expect("a fresh store prints a bootstrap token");
-        Self::start(state, clock, admin_token, db_path, dir).await
+        Self::start(state, clock, admin_token, database_url, db_path, dir).await
     }
 
-    async fn open(
-        db_path: &std::path::Path,
-        clock: Arc<ManualClock>,
-    ) -> (AppState, Option<String>) {
-        let store = Store::open_sqlite(db_path).await.expect("open store");
+    async fn open(database_url: &str, clock: Arc<ManualClock>) -> (AppState, Option<String>) {
+        let store = Store::open(database_url).await.expect("open store");
         let state = AppState::new(store, clock);
         let token = bootstrap(&state).await.expect("bootstrap");
         (state, token)
@@ -93,6 +100,7 @@ impl TestApp {
         state: AppState,
         clock: Arc<ManualClock>,
         admin_token: String,
+        database_url: String,
         db_path: PathBuf,
         dir: Arc<tempfile::TempDir>,
     ) -> TestApp {
@@ -117,6 +125,7 @@ impl TestApp {
             state,
             admin,
             admin_token,
+            database_url,
             db_path,
             dir,
             stop: Some(stop),
@@ -143,17 +152,24 @@ impl TestApp {
     /// restart of `ajar serve` would. No new bootstrap token is made.
     pub async fn restart(mut self) -> TestApp {
         self.shutdown().await;
-        let (state, token) = Self::open(&self.db_path, self.clock.clone()).await;
+        let (state, token) = Self::open(&self.database_url, self.clock.clone()).await;
         assert!(token.is_none(), "a restart must not bootstrap again");
         let db_path = self.db_path.clone();
         let dir = self.dir.clone();
         let admin_token = self.admin_token.clone();
-        Self::start(state, self.clock.clone(), admin_token, db_path, dir).await
+        let url = self.database_url.clone();
+        Self::start(state, self.clock.clone(), admin_token, url, db_path, dir).await
     }
 
-    /// The database file.
+    /// A path in the test's temporary directory (the SQLite file when on SQLite); tests keep
+    /// their own files beside it.
     pub fn db_path(&self) -> &std::path::Path {
         &self.db_path
+    }
+
+    /// The store's URL (`sqlite://…` or `postgres://…`).
+    pub fn database_url(&self) -> &str {
+        &self.database_url
     }
 
     /// The clock's current instant.

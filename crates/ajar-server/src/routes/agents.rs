@@ -395,12 +395,21 @@ pub async fn desired_state(
     let revision = tx.revision().await?;
     // Last-seen bookkeeping: changes no object.
     tx.commit_unrecorded().await?;
-    if after.is_some_and(|a| a >= revision) {
+    if let Some(after) = after.filter(|a| *a >= revision) {
+        // Wait for a revision past `after` (a wake-up can come for another replica's change
+        // already seen, so look again), the deadline, or shutdown.
+        let deadline = tokio::time::Instant::now() + wait;
         let mut stopping = state.stopping.clone();
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = changes.changed() => {}
-            _ = stopping.wait_for(|s| *s) => {}
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = changes.changed() => {}
+                _ = stopping.wait_for(|s| *s) => break,
+            }
+            let mut read = state.store.read().await?;
+            if read.revision().await? > after {
+                break;
+            }
         }
     }
     Ok(Reply::ok(build_desired(&state, &agent).await?))

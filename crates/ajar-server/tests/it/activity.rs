@@ -426,9 +426,7 @@ async fn editing_or_deleting_a_stored_record_is_caught_by_verify() {
             .unwrap()["id"]
             .as_i64()
             .unwrap();
-    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", app.db_path().display()))
-        .await
-        .unwrap();
+    let db = sqlx::AnyPool::connect(app.database_url()).await.unwrap();
     let exec = |sql: &'static str, seq: i64| {
         let db = db.clone();
         async move {

@@ -894,9 +894,22 @@ async fn tokens_are_shown_once_and_revocable() {
     );
     let r = call(&dave, Method::GET, "/api/v1/tokens", None).await;
     assert_eq!((r.status, code(&r)), (401, "Unauthenticated"));
-    // The secret is not in the database file.
-    let db = std::fs::read(app.db_path()).unwrap();
-    let wal = std::fs::read(app.db_path().with_extension("db-wal")).unwrap_or_default();
+    // The secret is not in the database (its files on SQLite; its token rows on PostgreSQL).
+    let (db, wal) = if app.database_url().starts_with("sqlite") {
+        (
+            std::fs::read(app.db_path()).unwrap(),
+            std::fs::read(app.db_path().with_extension("db-wal")).unwrap_or_default(),
+        )
+    } else {
+        let pool = sqlx::AnyPool::connect(app.database_url()).await.unwrap();
+        let rows: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT id, hash, principal FROM tokens")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        pool.close().await;
+        (format!("{rows:?}").into_bytes(), Vec::new())
+    };
     for bytes in [&db, &wal] {
         assert!(
             !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
