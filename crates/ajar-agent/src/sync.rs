@@ -18,7 +18,8 @@ use tokio::time::Instant;
 /// How the agent runs.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Control plane base URL.
+    /// Control plane base URL, or several replicas' separated by commas: the agent follows one
+    /// and moves to the next when it fails.
     pub server: String,
     /// The agent's token.
     pub token: String,
@@ -53,8 +54,19 @@ struct Agent {
 
 /// Runs until `shutdown` resolves. Returns only then; errors are logged and retried.
 pub async fn run(config: Config, firewall: Box<dyn Firewall>, shutdown: impl Future<Output = ()>) {
+    let servers: Vec<String> = config
+        .server
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let mut current = 0;
     let mut agent = Agent {
-        client: Client::new(config.server.clone(), Some(config.token.clone())),
+        client: Client::new(
+            servers.first().cloned().unwrap_or_default(),
+            Some(config.token.clone()),
+        ),
         pending: AgentReport {
             version: config.version.clone(),
             applied_revision: 0,
@@ -89,6 +101,14 @@ pub async fn run(config: Config, firewall: Box<dyn Firewall>, shutdown: impl Fut
             }
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "agent cycle failed");
+                if servers.len() > 1 {
+                    // Another replica may answer: try it next.
+                    current = (current + 1) % servers.len();
+                    tracing::info!(server = %servers[current], "agent moves to another replica");
+                    agent.client =
+                        Client::new(servers[current].clone(), Some(agent.config.token.clone()));
+                    agent.revision = None;
+                }
                 tokio::select! {
                     _ = &mut shutdown => return,
                     _ = tokio::time::sleep(backoff) => {}

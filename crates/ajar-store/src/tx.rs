@@ -836,6 +836,7 @@ impl Tx {
         Ok(sqlx::query(EXPIRY_WARNING_DUE)
             .bind(to_db(now.saturating_add(notice).unwrap_or(now)))
             .bind(notice.as_micros() as i64)
+            .bind(to_db(now))
             .fetch_optional(self.c())
             .await?
             .is_some())
@@ -850,7 +851,8 @@ impl Tx {
         let rows = sqlx::query(
             "UPDATE requests SET expiry_warned_at = $3 WHERE expiry_warned_at IS NULL \
              AND id IN (SELECT p.request_id FROM request_ports p JOIN requests r ON r.id = p.request_id \
-                        WHERE p.status = 'Initiated' AND p.end_time <= $1 AND p.end_time - r.created_at > $2) \
+                        WHERE p.status = 'Initiated' AND p.end_time <= $1 AND p.end_time - r.created_at > $2 \
+                          AND p.end_time > $3) \
              AND NOT EXISTS (SELECT 1 FROM jit_requests j WHERE j.kind = 'network' AND j.name = requests.id) \
              RETURNING id, policy_id, requestor, justification, source_address, created_at",
         )
@@ -1828,6 +1830,7 @@ impl Args {
 
 const EXPIRY_WARNING_DUE: &str = "SELECT 1 FROM request_ports p JOIN requests r ON r.id = p.request_id \
      WHERE p.status = 'Initiated' AND p.end_time <= $1 AND p.end_time - r.created_at > $2 \
+     AND p.end_time > $3 \
      AND r.expiry_warned_at IS NULL \
      AND NOT EXISTS (SELECT 1 FROM jit_requests j WHERE j.kind = 'network' AND j.name = r.id) LIMIT 1";
 

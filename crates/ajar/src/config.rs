@@ -16,6 +16,10 @@ pub struct ServeArgs {
     /// Directory for the SQLite database [default: ./ajar-data].
     #[arg(long, env = "AJAR_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// PostgreSQL instead of SQLite: postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE. Several
+    /// `ajar serve` replicas may share one database.
+    #[arg(long, env = "AJAR_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     /// Address to listen on [default: 127.0.0.1:8600].
     #[arg(long, env = "AJAR_LISTEN")]
     pub listen: Option<String>,
@@ -42,6 +46,7 @@ pub struct ServeArgs {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     data_dir: Option<PathBuf>,
+    database_url: Option<String>,
     listen: Option<String>,
     log: Option<String>,
     log_format: Option<LogFormat>,
@@ -65,6 +70,8 @@ pub enum LogFormat {
 pub struct ServeConfig {
     /// Where the database lives.
     pub data_dir: PathBuf,
+    /// A PostgreSQL URL, when not on SQLite.
+    pub database_url: Option<String>,
     /// Listen address.
     pub listen: String,
     /// Log filter.
@@ -109,6 +116,12 @@ impl ServeConfig {
             listen,
             log: args.log.or(file.log).unwrap_or_else(|| "info".to_owned()),
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+            database_url: match args.database_url.or(file.database_url) {
+                Some(u) if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) => {
+                    anyhow::bail!("--database-url must start with postgres:// or postgresql://")
+                }
+                other => other,
+            },
             smtp: match (
                 args.smtp_url.or(file.smtp_url),
                 args.smtp_from.or(file.smtp_from),
@@ -131,6 +144,7 @@ mod tests {
     fn args() -> ServeArgs {
         ServeArgs {
             data_dir: None,
+            database_url: None,
             listen: None,
             log: None,
             log_format: None,

@@ -55,7 +55,8 @@ enum Shell {
 struct AgentArgs {
     #[command(subcommand)]
     manage: Option<ajar_cli::admin::AgentCmd>,
-    /// Control plane URL, e.g. http://10.0.0.1:8600.
+    /// Control plane URL, e.g. http://10.0.0.1:8600; several replicas' separated by commas
+    /// (the agent moves to the next when one fails).
     #[arg(long, env = "AJAR_SERVER", required_unless_present = "uninstall")]
     server: Option<String>,
     /// The agent token from `POST /api/v1/agents`.
@@ -203,12 +204,24 @@ fn man_pages(dir: &std::path::Path) -> anyhow::Result<()> {
 async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     let cfg = config::ServeConfig::resolve(args)?;
     init_logs(&cfg.log, cfg.log_format);
-    std::fs::create_dir_all(&cfg.data_dir)
-        .with_context(|| format!("cannot create data directory {}", cfg.data_dir.display()))?;
-    let db = cfg.data_dir.join("ajar.db");
-    let store = ajar_store::Store::open_sqlite(&db)
-        .await
-        .with_context(|| format!("cannot open the database {}", db.display()))?;
+    let (store, data) = match &cfg.database_url {
+        Some(url) => {
+            let store = ajar_store::Store::open_postgres(url)
+                .await
+                .context("cannot open the PostgreSQL database")?;
+            (store, "PostgreSQL".to_owned())
+        }
+        None => {
+            std::fs::create_dir_all(&cfg.data_dir).with_context(|| {
+                format!("cannot create data directory {}", cfg.data_dir.display())
+            })?;
+            let db = cfg.data_dir.join("ajar.db");
+            let store = ajar_store::Store::open_sqlite(&db)
+                .await
+                .with_context(|| format!("cannot open the database {}", db.display()))?;
+            (store, cfg.data_dir.display().to_string())
+        }
+    };
     let mut notifier = ajar_server::notify::Notifier::new();
     if let Some(smtp) = &cfg.smtp {
         notifier = notifier.with_smtp(smtp).map_err(|e| anyhow::anyhow!(e))?;
@@ -227,10 +240,7 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
     let shutdown = shutdown_signal()?;
-    eprintln!(
-        "ajar: listening on http://{addr} (data in {})",
-        cfg.data_dir.display()
-    );
+    eprintln!("ajar: listening on http://{addr} (data in {data})");
     ajar_server::serve(listener, state.clone(), shutdown).await?;
     state.store.close().await;
     say("ajar: stopped");

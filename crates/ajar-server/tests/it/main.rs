@@ -13,6 +13,7 @@ mod lifecycle;
 mod metrics;
 mod misc;
 mod notifications;
+mod replicas;
 mod validation;
 
 use ajar_api::client::RawResponse;

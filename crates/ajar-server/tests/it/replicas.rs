@@ -1,0 +1,83 @@
+//! Several replicas on one PostgreSQL database (runs with `AJAR_TEST_DB=postgres`; on SQLite,
+//! which serves one machine, there is nothing to test): scheduler work is done exactly once.
+
+use crate::*;
+use ajar_server::{AppState, scheduler};
+use ajar_store::Store;
+use ajar_testkit::TestApp;
+use jiff::SignedDuration;
+use reqwest::Method;
+use serde_json::Value;
+use std::collections::HashMap;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_expire_a_thousand_grants_exactly_once() {
+    if !ajar_testkit::postgres::enabled() {
+        eprintln!("replicas need PostgreSQL: run with AJAR_TEST_DB=postgres");
+        return;
+    }
+    let app = TestApp::spawn().await;
+    setup(&app).await;
+    // A second replica on the same database and clock.
+    let other = AppState::new(
+        Store::open(app.database_url()).await.unwrap(),
+        app.clock.clone(),
+    );
+    let mut tasks = Vec::new();
+    for i in 0..1000 {
+        tasks.push(spawn_initiate(
+            &app.admin,
+            format!("10.{}.{}.1", i / 250, i % 250),
+        ));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().status, 202);
+    }
+    let grants = call(
+        &app.admin,
+        Method::GET,
+        &format!("/api/v1{VM}/grants"),
+        None,
+    )
+    .await;
+    assert_eq!(grants.body["value"].as_array().unwrap().len(), 1000);
+
+    // Every grant ends at the same instant; both replicas' schedulers race for them.
+    app.advance(SignedDuration::from_hours(1));
+    let (a, b) = tokio::join!(
+        async {
+            let mut n = 0;
+            for _ in 0..5 {
+                n += scheduler::run_due(&app.state).await.unwrap();
+            }
+            n
+        },
+        async {
+            let mut n = 0;
+            for _ in 0..5 {
+                n += scheduler::run_due(&other).await.unwrap();
+            }
+            n
+        }
+    );
+    assert_eq!(a + b, 1000, "each port closed once ({a} + {b})");
+    let mut per_request: HashMap<String, usize> = HashMap::new();
+    let mut next = Some("/api/v1/activity?action=ajar.jit/requests/expire&top=1000".to_owned());
+    while let Some(path) = next {
+        let r = call(&app.admin, Method::GET, &path, None).await;
+        for rec in r.body["value"].as_array().unwrap() {
+            *per_request
+                .entry(rec["requestId"].as_str().unwrap().to_owned())
+                .or_default() += 1;
+        }
+        next = r.body["nextLink"].as_str().map(str::to_owned);
+    }
+    assert_eq!(per_request.len(), 1000);
+    assert!(
+        per_request.values().all(|n| *n == 1),
+        "one record per request"
+    );
+    let v: Value = app.admin.get("/api/v1/activity/verify").await.unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    other.store.close().await;
+}
