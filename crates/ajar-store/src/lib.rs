@@ -65,7 +65,13 @@ impl From<sqlx::Error> for StoreError {
                 StoreError::Conflict(db.message().to_owned())
             }
             sqlx::Error::Database(db)
-                if db.message().contains("locked") || db.message().contains("busy") =>
+                if db.message().contains("locked")
+                    || db.message().contains("busy")
+                    // PostgreSQL shutting down or restarting (57P0x), or the connection lost
+                    // (08xxx): retrying later helps.
+                    || db
+                        .code()
+                        .is_some_and(|c| c.starts_with("57P0") || c.starts_with("08")) =>
             {
                 StoreError::Unavailable(db.message().to_owned())
             }

@@ -6,7 +6,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
@@ -15,10 +15,14 @@ pub fn enabled() -> bool {
     std::env::var("AJAR_TEST_DB").is_ok_and(|v| v == "postgres")
 }
 
-struct Cluster {
+/// A running throwaway cluster. It stops, and its directory is removed, when the test process
+/// ends (its guard pipe closes).
+pub struct Cluster {
     port: u16,
     bin: PathBuf,
+    dir: PathBuf,
     _guard: Mutex<ChildStdin>,
+    _keeper: Mutex<Child>,
 }
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
@@ -66,6 +70,40 @@ fn shell(script: &str, args: &[&str]) -> Command {
     c
 }
 
+impl Cluster {
+    /// Starts a cluster of this test's own (e.g. to restart it without disturbing others).
+    pub fn start() -> Cluster {
+        start()
+    }
+
+    /// A fresh, empty database; answers its URL.
+    pub fn database(&self) -> String {
+        let name = format!("t{}", DATABASES.fetch_add(1, Ordering::SeqCst));
+        let port = self.port.to_string();
+        let ok = Command::new(self.bin.join("createdb"))
+            .args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres", &name])
+            .status()
+            .expect("createdb");
+        assert!(ok.success(), "createdb {name} failed");
+        format!("postgres://postgres@127.0.0.1:{port}/{name}")
+    }
+
+    /// Restarts the server (fast shutdown: open connections are cut), as a database failover
+    /// or maintenance would.
+    pub fn restart(&self) {
+        let ok = shell(
+            "\"$2/pg_ctl\" -D \"$1/data\" -w -m fast restart >>\"$1/ctl.log\" 2>&1",
+            &[
+                &self.dir.display().to_string(),
+                &self.bin.display().to_string(),
+            ],
+        )
+        .status()
+        .expect("pg_ctl restart");
+        assert!(ok.success(), "pg_ctl restart failed");
+    }
+}
+
 fn start() -> Cluster {
     let bin = bin_dir();
     let dir = std::env::temp_dir().join(format!(
@@ -103,10 +141,11 @@ fn start() -> Cluster {
     assert!(init.success(), "initdb failed; see {dir_s}/initdb.log");
     // The server lives as long as this process holds the pipe; then it stops and is removed.
     let mut child = shell(
-        "\"$3/postgres\" -D \"$1/data\" -p \"$2\" -k \"$1\" -h 127.0.0.1 \
-         -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
-         -c max_connections=400 >\"$1/server.log\" 2>&1 & pid=$!; \
-         echo started; read _; kill -INT $pid; wait $pid; rm -rf \"$1\"",
+        "\"$3/pg_ctl\" -D \"$1/data\" -w -l \"$1/server.log\" \
+         -o \"-p $2 -k $1 -h 127.0.0.1 -c fsync=off -c synchronous_commit=off \
+         -c full_page_writes=off -c max_connections=400\" start >/dev/null 2>&1; \
+         echo started; read _; \"$3/pg_ctl\" -D \"$1/data\" -m immediate stop >/dev/null 2>&1; \
+         rm -rf \"$1\"",
         &[&dir_s, &port_s, &bin_s],
     )
     .stdin(Stdio::piped())
@@ -127,7 +166,9 @@ fn start() -> Cluster {
             return Cluster {
                 port,
                 bin,
+                dir,
                 _guard: Mutex::new(guard),
+                _keeper: Mutex::new(child),
             };
         }
         #[allow(
@@ -136,25 +177,13 @@ fn start() -> Cluster {
         )]
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("PostgreSQL did not start; see {dir_s}/server.log");
 }
 
-/// A fresh, empty database in the test cluster (started on first use); answers its URL.
+/// A fresh, empty database in the process's shared test cluster (started on first use);
+/// answers its URL.
 pub fn fresh_database() -> String {
-    let cluster = CLUSTER.get_or_init(start);
-    let name = format!("t{}", DATABASES.fetch_add(1, Ordering::SeqCst));
-    let ok = Command::new(cluster.bin.join("createdb"))
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &cluster.port.to_string(),
-            "-U",
-            "postgres",
-            &name,
-        ])
-        .status()
-        .expect("createdb");
-    assert!(ok.success(), "createdb {name} failed");
-    format!("postgres://postgres@127.0.0.1:{}/{name}", cluster.port)
+    CLUSTER.get_or_init(start).database()
 }

@@ -9,6 +9,7 @@
 mod cli;
 mod crash;
 mod enforce;
+mod replicas;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
