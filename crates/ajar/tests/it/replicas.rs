@@ -200,6 +200,52 @@ async fn replicas_survive_a_killed_replica_and_a_database_restart() {
         assert!(r.status().is_success(), "{path}");
     }
 
+    // An agent following A first, then B. Its "nft" writes each ruleset to a file, so the test
+    // sees what it would enforce without touching the host's firewall.
+    let scratch = tempfile::tempdir().unwrap();
+    let nft = scratch.path().join("nft");
+    let applied = scratch.path().join("applied.nft");
+    std::fs::write(&nft, format!("#!/bin/sh\ncat > {}\n", applied.display())).unwrap();
+    std::process::Command::new("chmod")
+        .arg("755")
+        .arg(&nft)
+        .status()
+        .unwrap();
+    let registered: Value = http
+        .post(format!("{}/api/v1/agents", a.url))
+        .bearer_auth(&token)
+        .json(&json!({"name":"edge","mode":"host","machines":[VM]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut agent = ajar()
+        .args([
+            "agent",
+            "--server",
+            &format!("{},{}", a.url, b.url),
+            "--wait-seconds",
+            "1",
+        ])
+        .arg("--nft")
+        .arg(&nft)
+        .env("AJAR_AGENT_TOKEN", registered["token"].as_str().unwrap())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    // It applies A's state first.
+    for _ in 0..200 {
+        if applied.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(applied.exists(), "the agent applied A's desired state");
+
     // kill -9 of replica A after 100 of 400 answers (half the burst goes to A).
     let urls = vec![a.url.clone(), b.url.clone()];
     let pid = a.child.id();
@@ -215,6 +261,33 @@ async fn replicas_survive_a_killed_replica_and_a_database_restart() {
         statuses.get(&202).copied().unwrap_or(0) >= 200,
         "B kept serving: {statuses:?}"
     );
+
+    // The agent moved to B: a grant made there reaches its ruleset.
+    let r = http
+        .post(format!("{}/api/v1{POLICY}/initiate", b.url))
+        .bearer_auth(&token)
+        .json(
+            &json!({"virtualMachines":[{"id":VM,"ports":[{"number":22,"duration":"PT1H",
+            "allowedSourceAddressPrefix":"192.0.2.77"}]}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let mut enforced = false;
+    for _ in 0..200 {
+        if std::fs::read_to_string(&applied).is_ok_and(|t| t.contains("192.0.2.77")) {
+            enforced = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        enforced,
+        "the agent failed over to B and applied the new grant"
+    );
+    let _ = agent.kill();
+    let _ = agent.wait();
 
     // PostgreSQL restarts during a burst against B: clean errors or successes, nothing half-done.
     let c = std::sync::Arc::new(cluster);
