@@ -312,7 +312,6 @@ impl Tx {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Store;
     use ajar_core::activity::ChainCheck;
 
     fn entry(i: i64, resource: &str) -> NewActivity {
@@ -332,7 +331,7 @@ mod tests {
     #[tokio::test]
     async fn records_chain_across_transactions_and_filter_by_scope() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(&dir.path().join("t.db")).await.unwrap();
+        let store = crate::test_store(dir.path()).await;
         for (i, resource) in [
             "/subscriptions/s/resourceGroups/rg/machines/m",
             "/subscriptions/s/resourceGroups/rg2/machines/m",
@@ -384,7 +383,7 @@ mod tests {
     #[tokio::test]
     async fn a_read_connection_cannot_record_and_a_write_must_record() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(&dir.path().join("t.db")).await.unwrap();
+        let store = crate::test_store(dir.path()).await;
         let mut read = store.read().await.unwrap();
         assert!(read.record(&entry(1, "/x")).await.is_err());
         let mut tx = store.write().await.unwrap();

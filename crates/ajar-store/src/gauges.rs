@@ -54,7 +54,7 @@ impl Tx {
 
 #[cfg(test)]
 mod tests {
-    use crate::{NewRequest, PolicyGuard, PortRow, RequestRow, Store};
+    use crate::{NewRequest, PolicyGuard, PortRow, RequestRow};
     use jiff::Timestamp;
 
     const POLICY: &str = "/subscriptions/s/resourceGroups/rg/jitNetworkAccessPolicies/p";
@@ -66,7 +66,7 @@ mod tests {
     #[tokio::test]
     async fn open_grants_follow_end_times_not_the_scheduler() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(&dir.path().join("t.db")).await.unwrap();
+        let store = crate::test_store(dir.path()).await;
         let mut tx = store.write().await.unwrap();
         tx.put_policy(POLICY, "s", "rg", "p", "{}", &[], "e1", at(0))
             .await

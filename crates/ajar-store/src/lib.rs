@@ -278,6 +278,22 @@ async fn follow_revision(pool: AnyPool, changes: std::sync::Arc<tokio::sync::wat
     }
 }
 
+/// A store for a unit test: a fresh SQLite file in `dir`, or with `AJAR_TEST_DB=postgres` a fresh
+/// database in the throwaway test cluster.
+#[cfg(test)]
+pub(crate) async fn test_store(dir: &std::path::Path) -> Store {
+    if ajar_pgtest::enabled() {
+        let url = tokio::task::spawn_blocking(ajar_pgtest::fresh_database)
+            .await
+            .unwrap_or_default();
+        Store::open(&url).await.unwrap_or_else(|e| panic!("{e}"))
+    } else {
+        Store::open_sqlite(&dir.join("t.db"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,7 +329,7 @@ mod request_tests {
 
     async fn store_with_policy() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(&dir.path().join("t.db")).await.unwrap();
+        let store = crate::test_store(dir.path()).await;
         let mut tx = store.write().await.unwrap();
         tx.put_policy(
             POLICY,

@@ -14,7 +14,7 @@
 )]
 
 pub mod netlab;
-pub mod postgres;
+pub use ajar_pgtest as postgres;
 
 use ajar_api::Client;
 use ajar_api::wire::{RoleAssignmentBody, TokenCreate};

@@ -4,6 +4,12 @@
 //! its directory is removed when the test process ends (its guard pipe closes). No running
 //! server is assumed.
 
+#![allow(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test helper fails loudly"
+)]
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
