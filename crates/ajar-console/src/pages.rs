@@ -408,11 +408,13 @@ async fn machines_page(
                         .into_iter()
                         .flatten()
                         .map(|o| {
-                            format!(
-                                "{} → {}",
-                                text(&o["port"]),
-                                text(&o["connectTo"]).replace('-', &text(&p["addresses"][0]))
-                            )
+                            // Behind a gateway: its address and mapped port; else the machine's.
+                            let to = if o["connectTo"].is_string() {
+                                text(&o["connectTo"])
+                            } else {
+                                format!("{}:{}", text(&p["addresses"][0]), text(&o["port"]))
+                            };
+                            format!("{} → {to}", text(&o["port"]))
                         })
                         .collect();
                     vec![
