@@ -5,7 +5,8 @@
 //! inside one transaction per API call, so a change is stored whole or not at all.
 //!
 //! Queries go through sqlx's `Any` driver with portable SQL (`$1` placeholders, `BIGINT`
-//! microsecond instants, JSON as `TEXT`), so a second engine needs only its own migrations.
+//! microsecond instants, JSON as `TEXT`), so SQLite and PostgreSQL share the queries and the
+//! migrations.
 
 mod activity;
 mod figures;
@@ -28,8 +29,8 @@ use sqlx::{AnyPool, Executor};
 use std::str::FromStr;
 use std::time::Duration;
 
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+/// The schema, in SQL that both engines run as written (`TEXT`, `BIGINT`, partial indexes).
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// The advisory lock every PostgreSQL write transaction takes first: writes are serialized
 /// across replicas, so the activity chain's head, the scheduler's passes and notification
@@ -142,7 +143,7 @@ impl Store {
                 })
         };
         let writer = pool(1).connect_with(options.clone()).await?;
-        SQLITE_MIGRATIONS
+        MIGRATIONS
             .run(&writer)
             .await
             .map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
@@ -181,7 +182,7 @@ impl Store {
                 .acquire_timeout(Duration::from_secs(10))
         };
         let writer = pool(2).connect_with(options.clone()).await?;
-        POSTGRES_MIGRATIONS
+        MIGRATIONS
             .run(&writer)
             .await
             .map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
