@@ -94,6 +94,29 @@ pub struct Notice {
     pub at: Timestamp,
 }
 
+impl Notice {
+    /// A notice about an automatic network request: under its policy, no approvers, the
+    /// window from its creation to `end`.
+    pub fn network(
+        event: NoticeEvent,
+        r: &ajar_store::RequestRow,
+        end: Option<Timestamp>,
+        at: Timestamp,
+    ) -> Notice {
+        Notice {
+            event,
+            resource_id: r.policy_id.clone(),
+            request_id: r.id.clone(),
+            kind: "network",
+            requester: r.requestor.clone(),
+            approvers: Vec::new(),
+            justification: r.justification.clone(),
+            window: end.map(|e| (r.created_at, e)),
+            at,
+        }
+    }
+}
+
 /// Whether a subscription wants `event` about `resource_id`.
 fn wants(sub: &SubscriptionRow, props: &NotificationSubscriptionProperties, n: &Notice) -> bool {
     let scope = props.scope.to_string();

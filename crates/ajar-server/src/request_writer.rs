@@ -258,22 +258,13 @@ pub async fn store_in(tx: &mut Tx, jobs: &mut [&mut NewAccess]) -> StoreResult<V
         };
         tx.record(activity).await?;
         let r = &job.request;
-        notices.push(Notice {
-            event: NoticeEvent::RequestCreated,
-            resource_id: r.policy_id.clone(),
-            request_id: r.id.clone(),
-            kind: "network",
-            requester: r.requestor.clone(),
-            approvers: Vec::new(),
-            justification: r.justification.clone(),
-            window: job
-                .ports
-                .iter()
-                .map(|p| p.end_time)
-                .max()
-                .map(|end| (r.created_at, end)),
-            at: r.created_at,
-        });
+        let end = job.ports.iter().map(|p| p.end_time).max();
+        notices.push(Notice::network(
+            NoticeEvent::RequestCreated,
+            r,
+            end,
+            r.created_at,
+        ));
     }
     notify::queue(tx, &notices).await?;
     let mut stored = stored_flags.into_iter();

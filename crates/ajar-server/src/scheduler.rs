@@ -6,7 +6,7 @@ use crate::journal::Actor;
 use crate::notify::{self, Notice, NoticeEvent};
 use ajar_core::lifecycle::EXPIRY_WARNING;
 use ajar_core::request::PortStatus;
-use ajar_store::{ExpiredPort, RequestRow, StoreResult};
+use ajar_store::{ExpiredPort, StoreResult};
 use jiff::Timestamp;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -26,26 +26,6 @@ pub async fn run_due(state: &AppState) -> StoreResult<u64> {
     let roles = crate::routes::jit_requests::run_due(state, now).await?;
     let warned = warn_expiring(state, now).await?;
     Ok(roles + warned + expire_ports(state, now).await?)
-}
-
-/// A notice about an automatic network request.
-fn network_notice(
-    event: NoticeEvent,
-    r: &RequestRow,
-    end: Option<Timestamp>,
-    at: Timestamp,
-) -> Notice {
-    Notice {
-        event,
-        resource_id: r.policy_id.clone(),
-        request_id: r.id.clone(),
-        kind: "network",
-        requester: r.requestor.clone(),
-        approvers: Vec::new(),
-        justification: r.justification.clone(),
-        window: end.map(|e| (r.created_at, e)),
-        at,
-    }
 }
 
 /// Records and notifies "expires in 15 minutes" for automatic network requests (approval-gated
@@ -72,7 +52,7 @@ async fn warn_expiring(state: &AppState, now: Timestamp) -> StoreResult<u64> {
                 .with_details(json!({"endTimeUtc": end.map(|e| e.to_string())})),
         )
         .await?;
-        notices.push(network_notice(NoticeEvent::AccessExpiring, r, end, now));
+        notices.push(Notice::network(NoticeEvent::AccessExpiring, r, end, now));
     }
     notify::queue(&mut tx, &notices).await?;
     tx.commit_unrecorded().await?;
@@ -121,7 +101,7 @@ async fn expire_ports(state: &AppState, now: Timestamp) -> StoreResult<u64> {
         let still_open = all.iter().any(|p| p.status == PortStatus::Initiated);
         if !still_open && !tx.gated_by_approval(id).await? {
             let end = all.iter().map(|p| p.end_time).max();
-            notices.push(network_notice(
+            notices.push(Notice::network(
                 NoticeEvent::AccessExpired,
                 &request,
                 end,
