@@ -133,9 +133,7 @@ async fn get_status(app: &TestApp, token: Option<&str>, path: &str) -> u16 {
 async fn a_requests_lifecycle_is_recorded_step_by_step_with_its_deciders() {
     let app = TestApp::spawn().await;
     setup(&app).await;
-    let mut policy = policy_body(VM);
-    policy["properties"]["approvalMode"] = json!("ManualApprove");
-    policy["properties"]["approvers"] = json!([{"id":"bob","type":"user"}]);
+    let policy = manual_policy(VM, json!([{"id":"bob","type":"user"}]), None);
     let r = call(
         &app.admin,
         Method::PUT,

@@ -7,16 +7,6 @@ use jiff::SignedDuration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-fn manual_policy(machine: &str, approvers: Value, threshold: Option<u32>) -> Value {
-    let mut body = policy_body(machine);
-    body["properties"]["approvalMode"] = json!("ManualApprove");
-    body["properties"]["approvers"] = approvers;
-    if let Some(t) = threshold {
-        body["properties"]["approvalThreshold"] = json!(t);
-    }
-    body
-}
-
 /// Initiates port 22 on VM for an hour from 10.9.0.1; answers the approval request's name.
 async fn ask_ssh(alice: &ajar_api::Client) -> String {
     let r = initiate(

@@ -52,6 +52,17 @@ pub fn policy_body(machine: &str) -> Value {
     ]}]}})
 }
 
+/// `policy_body(machine)` with manual approval by `approvers` (and a threshold, if given).
+pub fn manual_policy(machine: &str, approvers: Value, threshold: Option<u32>) -> Value {
+    let mut body = policy_body(machine);
+    body["properties"]["approvalMode"] = json!("ManualApprove");
+    body["properties"]["approvers"] = approvers;
+    if let Some(t) = threshold {
+        body["properties"]["approvalThreshold"] = json!(t);
+    }
+    body
+}
+
 /// Machines vm1 and win1 in rg1 with policy `default` covering vm1; vm2 in rg2 with its own
 /// policy; all three guarded by the host agent `agent-1`, whose client is returned.
 pub async fn setup(app: &TestApp) -> ajar_api::Client {

@@ -273,10 +273,11 @@ async fn failed_deliveries_are_dead_lettered_visible_and_retryable() {
 async fn approval_requests_notify_each_step_and_filters_apply() {
     let app = TestApp::spawn().await;
     setup(&app).await;
-    let mut policy = policy_body(VM);
-    policy["properties"]["approvalMode"] = json!("ManualApprove");
-    policy["properties"]["approvers"] =
-        json!([{"id":"bob","type":"user"}, {"id":"secops","type":"group"}]);
+    let policy = manual_policy(
+        VM,
+        json!([{"id":"bob","type":"user"}, {"id":"secops","type":"group"}]),
+        None,
+    );
     let r = call(
         &app.admin,
         Method::PUT,
@@ -646,9 +647,7 @@ async fn email_goes_to_named_recipients_and_participants_as_text_and_html() {
         .unwrap();
     let app = TestApp::spawn_with(|s| s.with_notifier(notifier)).await;
     setup(&app).await;
-    let mut policy = policy_body(VM);
-    policy["properties"]["approvalMode"] = json!("ManualApprove");
-    policy["properties"]["approvers"] = json!([{"id":"bob@example.com","type":"user"}]);
+    let policy = manual_policy(VM, json!([{"id":"bob@example.com","type":"user"}]), None);
     let r = call(
         &app.admin,
         Method::PUT,
