@@ -100,6 +100,73 @@ fn listening_url_and_stderr(child: &mut Child) -> (String, std::sync::mpsc::Rece
     (url.expect("ajar serve announced its address"), rx)
 }
 
+/// Every page of a list, following `nextLink`.
+async fn all_pages(url: &str, token: &str, first: &str) -> Vec<serde_json::Value> {
+    let http = reqwest::Client::new();
+    let mut out = Vec::new();
+    let mut next = Some(first.to_owned());
+    while let Some(path) = next {
+        let r: serde_json::Value = http
+            .get(format!("{url}{path}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        out.extend(r["value"].as_array().unwrap().iter().cloned());
+        next = r["nextLink"].as_str().map(str::to_owned);
+    }
+    out
+}
+
+/// Checks, through the server at `url`, that stored network requests and their initiate records
+/// match one to one (none twice on either side) and that the activity chain verifies; answers
+/// the stored request ids and the verification.
+async fn consistent(
+    url: &str,
+    token: &str,
+) -> (std::collections::BTreeSet<String>, serde_json::Value) {
+    use std::collections::BTreeSet;
+    let policy = "/subscriptions/s1/resourceGroups/rg1/jitNetworkAccessPolicies/default";
+    let ids = |items: Vec<serde_json::Value>, field: &str| -> Vec<String> {
+        items
+            .iter()
+            .map(|v| v[field].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let requests = ids(
+        all_pages(url, token, &format!("/api/v1{policy}/requests?top=1000")).await,
+        "id",
+    );
+    let recorded = ids(
+        all_pages(
+            url,
+            token,
+            "/api/v1/activity?action=ajar.jit/policies/initiate/action&top=1000",
+        )
+        .await,
+        "requestId",
+    );
+    let stored: BTreeSet<String> = requests.iter().cloned().collect();
+    let records: BTreeSet<String> = recorded.iter().cloned().collect();
+    assert_eq!(stored.len(), requests.len(), "a request listed twice");
+    assert_eq!(records.len(), recorded.len(), "one record per request");
+    assert_eq!(stored, records, "requests and records match one to one");
+    let verify: serde_json::Value = reqwest::Client::new()
+        .get(format!("{url}/api/v1/activity/verify"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verify["ok"], true, "{verify}");
+    (stored, verify)
+}
+
 fn sigterm(child: &mut Child) -> std::process::ExitStatus {
     let pid = child.id().to_string();
     assert!(

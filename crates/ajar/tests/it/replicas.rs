@@ -106,57 +106,6 @@ async fn burst(
     (ids, statuses)
 }
 
-/// Stored requests and initiate records, read through `url`: they must match one to one, and
-/// the chain must verify.
-async fn consistent(url: &str, token: &str) -> BTreeSet<String> {
-    let http = reqwest::Client::new();
-    let get = |path: String| {
-        let http = http.clone();
-        async move {
-            http.get(format!("{url}{path}"))
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }
-    };
-    let mut stored = BTreeSet::new();
-    let mut next = Some(format!("/api/v1{POLICY}/requests?top=1000"));
-    while let Some(p) = next {
-        let r = get(p).await;
-        for v in r["value"].as_array().unwrap() {
-            assert!(
-                stored.insert(v["id"].as_str().unwrap().to_owned()),
-                "a request twice"
-            );
-        }
-        next = r["nextLink"].as_str().map(str::to_owned);
-    }
-    let mut recorded = Vec::new();
-    let mut next =
-        Some("/api/v1/activity?action=ajar.jit/policies/initiate/action&top=1000".to_owned());
-    while let Some(p) = next {
-        let r = get(p).await;
-        recorded.extend(
-            r["value"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v["requestId"].as_str().unwrap().to_owned()),
-        );
-        next = r["nextLink"].as_str().map(str::to_owned);
-    }
-    let set: BTreeSet<String> = recorded.iter().cloned().collect();
-    assert_eq!(set.len(), recorded.len(), "one record per request");
-    assert_eq!(set, stored, "requests and records match one to one");
-    let v = get("/api/v1/activity/verify".to_owned()).await;
-    assert_eq!(v["ok"], true, "{v}");
-    stored
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn replicas_survive_a_killed_replica_and_a_database_restart() {
     if !ajar_testkit::postgres::enabled() {
@@ -255,7 +204,7 @@ async fn replicas_survive_a_killed_replica_and_a_database_restart() {
     .await;
     let _ = a.child.wait();
     eprintln!("kill -9: statuses {statuses:?}");
-    let stored = consistent(&b.url, &token).await;
+    let (stored, _) = consistent(&b.url, &token).await;
     assert!(acked.is_subset(&stored), "acknowledged requests lost");
     assert!(
         statuses.get(&202).copied().unwrap_or(0) >= 200,
@@ -312,7 +261,7 @@ async fn replicas_survive_a_killed_replica_and_a_database_restart() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(ok, "B became ready again");
-    let stored = consistent(&b.url, &token).await;
+    let (stored, _) = consistent(&b.url, &token).await;
     assert!(acked.is_subset(&stored), "acknowledged requests lost");
     assert!(sigterm(&mut b.child).success());
 }
