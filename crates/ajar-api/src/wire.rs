@@ -1347,6 +1347,25 @@ pub struct Token {
     pub created_by: String,
     /// When.
     pub created_at: String,
+    /// When it stops working (sessions); absent for tokens that last until deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// Groups an identity provider asserted when the session was made (they count as the
+    /// principal's groups while the session lasts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+}
+
+/// A trusted OpenID Connect issuer, as `GET /api/v1/identityProviders` lists it for sign-in.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentityProvider {
+    /// Shown on sign-in buttons.
+    pub name: String,
+    /// The issuer URL (discovery is at `ISSUER/.well-known/openid-configuration`).
+    pub issuer: String,
+    /// The client id to sign in with (the audience ajar expects in tokens).
+    pub client_id: String,
 }
 
 /// Body of `PUT /api/v1/groups/{name}`: the group's members (replaces them all).

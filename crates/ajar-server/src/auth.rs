@@ -1,5 +1,10 @@
-//! Authentication (bearer API tokens, stored as SHA-256 hashes) and the authorization checks
-//! every handler makes.
+//! Authentication and the authorization checks every handler makes.
+//!
+//! A bearer credential is either an ajar API token (stored as a SHA-256 hash; console sessions
+//! are such tokens with an end) or a JWT from a trusted OpenID Connect issuer, verified by
+//! [`ajar_oidc`]. Either way the caller's permissions come from the role assignments of their
+//! principal and of their groups: ajar's own groups plus, for a JWT (or a session made from
+//! one), the groups the issuer asserts.
 
 use crate::AppState;
 use crate::error::AppError;
@@ -18,6 +23,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
+
+/// Longest bearer credential accepted (JWTs with many groups run to a few kilobytes).
+pub const MAX_BEARER_LEN: usize = 16 * 1024;
 
 /// Prefix of every ajar API token, so leaked tokens are easy to scan for.
 pub const TOKEN_PREFIX: &str = "ajar_";
@@ -84,9 +92,7 @@ pub struct AuthCache {
 struct CachedCaller {
     generation: u64,
     loaded: Instant,
-    principal: String,
-    groups: Vec<String>,
-    permissions: Permissions,
+    resolved: Resolved,
 }
 
 impl AuthCache {
@@ -100,12 +106,16 @@ impl AuthCache {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn get(&self, hash: &str) -> Option<CachedCaller> {
+    fn get(&self, hash: &str, now: Timestamp) -> Option<Resolved> {
         let generation = self.generation.load(Ordering::SeqCst);
         self.lock()
             .get(hash)
-            .filter(|c| c.generation == generation && c.loaded.elapsed() < AUTH_CACHE_TTL)
-            .cloned()
+            .filter(|c| {
+                c.generation == generation
+                    && c.loaded.elapsed() < AUTH_CACHE_TTL
+                    && c.resolved.expires.is_none_or(|e| now < e)
+            })
+            .map(|c| c.resolved.clone())
     }
 
     fn put(&self, hash: String, entry: CachedCaller) {
@@ -117,22 +127,67 @@ impl AuthCache {
     }
 }
 
-/// A resolved token: who, their groups, what they may do.
-type Resolved = (String, Vec<String>, Permissions);
+/// A resolved credential: who, their groups, what they may do, until when.
+#[derive(Debug, Clone)]
+struct Resolved {
+    principal: String,
+    groups: Vec<String>,
+    asserted_groups: Vec<String>,
+    permissions: Permissions,
+    expires: Option<Timestamp>,
+}
 
-/// Looks a token up in the store and resolves the principal's groups and permissions (their
-/// own assignments and their groups').
-async fn resolve(state: &AppState, hash: &str) -> Result<Option<Resolved>, AppError> {
+/// Looks an API token up in the store; `None` when unknown or past its end.
+async fn resolve_token(
+    state: &AppState,
+    hash: &str,
+    now: Timestamp,
+) -> Result<Option<Resolved>, AppError> {
     let mut tx = state.store.read().await?;
     let Some(row) = tx.token_by_hash(hash).await? else {
         return Ok(None);
     };
-    let groups = tx.groups_of(&row.principal).await?;
-    let mut assignments = tx.assignments_of(&row.principal).await?;
+    if row.expires_at.is_some_and(|e| e <= now) {
+        return Ok(None);
+    }
+    let resolved =
+        resolve_principal(&mut tx, row.principal, row.idp_groups, row.expires_at).await?;
+    Ok(Some(resolved))
+}
+
+/// Verifies a JWT with the trusted issuers: 401 when refused, 503 when the issuer's keys
+/// cannot be fetched.
+async fn resolve_jwt(state: &AppState, token: &str, now: Timestamp) -> Result<Resolved, AppError> {
+    let identity = state.oidc.verify(token, now).await.map_err(|e| match e {
+        ajar_oidc::VerifyError::Refused(m) => AppError::new(ErrorCode::Unauthenticated, m),
+        ajar_oidc::VerifyError::Unavailable(m) => AppError::new(ErrorCode::ServiceUnavailable, m),
+    })?;
+    let mut tx = state.store.read().await?;
+    resolve_principal(
+        &mut tx,
+        identity.principal,
+        identity.groups,
+        Some(identity.expires),
+    )
+    .await
+}
+
+/// The principal's groups (ajar's own plus `asserted` ones) and the permissions of their
+/// assignments and their groups'.
+async fn resolve_principal(
+    tx: &mut ajar_store::Tx,
+    principal: String,
+    asserted_groups: Vec<String>,
+    expires: Option<Timestamp>,
+) -> Result<Resolved, AppError> {
+    let mut groups = tx.groups_of(&principal).await?;
+    groups.extend(asserted_groups.iter().cloned());
+    groups.sort();
+    groups.dedup();
+    let mut assignments = tx.assignments_of(&principal).await?;
     for g in &groups {
         assignments.extend(tx.assignments_of(&format!("group:{g}")).await?);
     }
-    drop(tx);
     let mut entries = Vec::with_capacity(assignments.len());
     for (a, custom) in assignments {
         let (Ok(scope), Some(role)) = (
@@ -144,7 +199,13 @@ async fn resolve(state: &AppState, hash: &str) -> Result<Option<Resolved>, AppEr
         };
         entries.push((scope, role));
     }
-    Ok(Some((row.principal, groups, Permissions::new(entries))))
+    Ok(Resolved {
+        principal,
+        groups,
+        asserted_groups,
+        permissions: Permissions::new(entries),
+        expires,
+    })
 }
 
 /// The authenticated caller of a request.
@@ -152,8 +213,13 @@ async fn resolve(state: &AppState, hash: &str) -> Result<Option<Resolved>, AppEr
 pub struct Caller {
     /// Who is calling.
     pub principal: String,
-    /// The groups they belong to (names, without `group:`).
+    /// The groups they belong to (names, without `group:`): ajar's own and asserted ones.
     pub groups: Vec<String>,
+    /// The groups an identity provider asserted (in the JWT, or when the session was made);
+    /// a session made by this caller carries them.
+    pub asserted_groups: Vec<String>,
+    /// When the credential stops working, if it does (a JWT's `exp`, a session's end).
+    pub expires: Option<Timestamp>,
     /// What they may do, where.
     pub permissions: Permissions,
     /// The peer address of the connection, when known.
@@ -221,32 +287,32 @@ impl FromRequestParts<AppState> for Caller {
                 let (scheme, rest) = h.split_once(' ')?;
                 scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
             })
-            .filter(|t| !t.is_empty() && t.len() <= 256)
+            .filter(|t| !t.is_empty() && t.len() <= MAX_BEARER_LEN)
             .ok_or_else(|| unauthenticated("the Authorization header must be 'Bearer <token>'"))?;
+        let now = state.clock.now();
         let hash = hash_token(token);
-        let cached = state.auth_cache.get(&hash);
-        let (principal, groups, permissions) = match cached {
-            Some(c) => (c.principal, c.groups, c.permissions),
+        let resolved = match state.auth_cache.get(&hash, now) {
+            Some(r) => r,
             None => {
                 // Read the generation first: an invalidation during the lookup makes this entry
                 // stale rather than letting it outlive the change.
                 let generation = state.auth_cache.generation.load(Ordering::SeqCst);
-                let Some((principal, groups, permissions)) = resolve(state, &hash).await? else {
-                    return Err(unauthenticated(
-                        "the token is not valid or has been revoked",
-                    ));
+                let resolved = if ajar_oidc::looks_like_jwt(token) && !state.oidc.is_empty() {
+                    resolve_jwt(state, token, now).await?
+                } else {
+                    resolve_token(state, &hash, now).await?.ok_or_else(|| {
+                        unauthenticated("the token is not valid, has expired or has been revoked")
+                    })?
                 };
                 state.auth_cache.put(
                     hash,
                     CachedCaller {
                         generation,
                         loaded: Instant::now(),
-                        principal: principal.clone(),
-                        groups: groups.clone(),
-                        permissions: permissions.clone(),
+                        resolved: resolved.clone(),
                     },
                 );
-                (principal, groups, permissions)
+                resolved
             }
         };
         let address = parts
@@ -258,9 +324,11 @@ impl FromRequestParts<AppState> for Caller {
             .get::<crate::request_id::RequestId>()
             .map(|id| id.0.clone());
         let caller = Caller {
-            principal,
-            groups,
-            permissions,
+            principal: resolved.principal,
+            groups: resolved.groups,
+            asserted_groups: resolved.asserted_groups,
+            expires: resolved.expires,
+            permissions: resolved.permissions,
             address,
             request_id,
         };

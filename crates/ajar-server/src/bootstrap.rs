@@ -25,6 +25,8 @@ pub async fn bootstrap(state: &AppState) -> Result<Option<String>, AppError> {
             description: Some("bootstrap admin token".to_owned()),
             created_by: "ajar".to_owned(),
             created_at: now,
+            expires_at: None,
+            idp_groups: Vec::new(),
         },
         &hash,
     )

@@ -51,6 +51,8 @@ pub struct AppState {
     pub store: Store,
     /// The clock.
     pub clock: Arc<dyn Clock>,
+    /// Trusted OpenID Connect issuers (empty: only API tokens are accepted).
+    pub oidc: Arc<ajar_oidc::Providers>,
     /// Resolved tokens; invalidated by every change to tokens, roles or assignments.
     pub auth_cache: Arc<auth::AuthCache>,
     /// The index behind `POST /api/v1/authorize`.
@@ -78,6 +80,7 @@ impl AppState {
             request_writer: request_writer::RequestWriter::start(store.clone()),
             store,
             clock,
+            oidc: Arc::default(),
             auth_cache: Arc::default(),
             access_index: Arc::default(),
             rules_cache: Arc::default(),
@@ -90,6 +93,12 @@ impl AppState {
 }
 
 impl AppState {
+    /// Trusts the identity providers in `providers` for bearer JWTs and console sign-in.
+    pub fn with_oidc(mut self, providers: ajar_oidc::Providers) -> Self {
+        self.oidc = Arc::new(providers);
+        self
+    }
+
     /// Uses `notifier` to deliver notifications (e.g. with SMTP configured).
     pub fn with_notifier(mut self, notifier: notify::Notifier) -> Self {
         self.notifier = Arc::new(notifier);
@@ -134,6 +143,7 @@ fn api_router(state: AppState) -> Router {
         .merge(routes::requests::router())
         .merge(routes::settings::router())
         .merge(routes::tokens::router())
+        .merge(routes::sessions::router())
         .merge(routes::rbac::router())
         .merge(routes::groups::router())
         .merge(routes::notifications::router())

@@ -241,6 +241,10 @@ pub struct TokenRow {
     pub created_by: String,
     /// When.
     pub created_at: Timestamp,
+    /// When it stops working (console sessions); `None` for tokens that last until deleted.
+    pub expires_at: Option<Timestamp>,
+    /// Groups an identity provider asserted when this session was made from its token.
+    pub idp_groups: Vec<String>,
 }
 
 /// A stored custom role.

@@ -129,6 +129,14 @@ fn token_row(r: &AnyRow) -> StoreResult<TokenRow> {
         description: opt_text(r, "description")?,
         created_by: text(r, "created_by")?,
         created_at: from_db(int(r, "created_at")?),
+        expires_at: r
+            .try_get::<Option<i64>, _>("expires_at")?
+            .map(from_db),
+        idp_groups: match opt_text(r, "idp_groups")? {
+            Some(json) => serde_json::from_str(&json)
+                .map_err(|e| StoreError::Corrupt(format!("token idp_groups: {e}")))?,
+            None => Vec::new(),
+        },
     })
 }
 
@@ -879,8 +887,8 @@ impl Tx {
     /// Stores a token by the hash of its secret.
     pub async fn insert_token(&mut self, t: &TokenRow, hash: &str) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO tokens (id, hash, principal, description, created_by, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO tokens (id, hash, principal, description, created_by, created_at, \
+             expires_at, idp_groups) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&t.id)
         .bind(hash)
@@ -888,6 +896,11 @@ impl Tx {
         .bind(&t.description)
         .bind(&t.created_by)
         .bind(to_db(t.created_at))
+        .bind(t.expires_at.map(to_db))
+        .bind(
+            (!t.idp_groups.is_empty())
+                .then(|| serde_json::to_string(&t.idp_groups).unwrap_or_default()),
+        )
         .execute(self.c())
         .await?;
         Ok(())
@@ -896,7 +909,7 @@ impl Tx {
     /// The token whose secret hashes to `hash`.
     pub async fn token_by_hash(&mut self, hash: &str) -> StoreResult<Option<TokenRow>> {
         let row = sqlx::query(
-            "SELECT id, principal, description, created_by, created_at FROM tokens WHERE hash = $1",
+            "SELECT id, principal, description, created_by, created_at, expires_at, idp_groups FROM tokens WHERE hash = $1",
         )
         .bind(hash)
         .fetch_optional(self.c())
@@ -907,7 +920,7 @@ impl Tx {
     /// One token.
     pub async fn token(&mut self, id: &str) -> StoreResult<Option<TokenRow>> {
         let row = sqlx::query(
-            "SELECT id, principal, description, created_by, created_at FROM tokens WHERE id = $1",
+            "SELECT id, principal, description, created_by, created_at, expires_at, idp_groups FROM tokens WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(self.c())
@@ -918,7 +931,7 @@ impl Tx {
     /// Tokens, optionally only one principal's, oldest first.
     pub async fn tokens(&mut self, principal: Option<&str>) -> StoreResult<Vec<TokenRow>> {
         let rows = sqlx::query(
-            "SELECT id, principal, description, created_by, created_at FROM tokens \
+            "SELECT id, principal, description, created_by, created_at, expires_at, idp_groups FROM tokens \
              WHERE (CAST($1 AS TEXT) IS NULL OR principal = $1) ORDER BY created_at, id",
         )
         .bind(principal)

@@ -13,6 +13,7 @@
     reason = "test helpers fail loudly"
 )]
 
+pub mod idp;
 pub mod netlab;
 pub use ajar_pgtest as postgres;
 

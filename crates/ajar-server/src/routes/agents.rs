@@ -150,6 +150,8 @@ pub async fn create_agent(
         description: Some(format!("agent {}", body.name)),
         created_by: caller.principal.clone(),
         created_at: now,
+        expires_at: None,
+        idp_groups: Vec::new(),
     };
     tx.insert_token(&token, &hash).await?;
     let row = AgentRow {

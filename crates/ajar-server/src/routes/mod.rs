@@ -15,6 +15,7 @@ pub mod openapi;
 pub mod policies;
 pub mod rbac;
 pub mod requests;
+pub mod sessions;
 pub mod settings;
 pub mod tokens;
 

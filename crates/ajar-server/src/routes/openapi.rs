@@ -2,7 +2,7 @@
 
 use super::{
     activity, agents, applications, authorize, groups, jit_requests, machines, notifications,
-    policies, rbac, requests, settings, tokens,
+    policies, rbac, requests, sessions, settings, tokens,
 };
 use crate::AppState;
 use axum::routing::get;
@@ -45,6 +45,7 @@ impl Modify for BearerAuth {
         settings::get_subscription_settings, settings::put_subscription_settings,
         settings::get_group_settings, settings::put_group_settings,
         tokens::create_token, tokens::list_tokens, tokens::delete_token,
+        sessions::identity_providers, sessions::create_session,
         rbac::list_roles, rbac::get_role, rbac::put_role, rbac::delete_role,
         rbac::list_assignments, rbac::get_assignment, rbac::put_assignment, rbac::delete_assignment,
         agents::create_agent, agents::list_agents, agents::get_agent, agents::delete_agent,

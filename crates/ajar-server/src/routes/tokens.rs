@@ -27,13 +27,13 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Agents get no token self-service: a stolen agent token must not mint lasting ones.
-fn is_agent(caller: &Caller) -> bool {
+pub(crate) fn is_agent(caller: &Caller) -> bool {
     caller
         .principal
         .starts_with(super::agents::AGENT_PRINCIPAL_PREFIX)
 }
 
-fn view(t: TokenRow, secret: Option<String>) -> Token {
+pub(crate) fn view(t: TokenRow, secret: Option<String>) -> Token {
     Token {
         id: t.id,
         token: secret,
@@ -41,6 +41,8 @@ fn view(t: TokenRow, secret: Option<String>) -> Token {
         description: t.description,
         created_by: t.created_by,
         created_at: ts(t.created_at),
+        expires_at: t.expires_at.map(ts),
+        groups: t.idp_groups,
     }
 }
 
@@ -73,6 +75,8 @@ pub async fn create_token(
         description: body.description,
         created_by: caller.principal.clone(),
         created_at: state.clock.now(),
+        expires_at: None,
+        idp_groups: Vec::new(),
     };
     let mut tx = state.store.write().await?;
     tx.insert_token(&row, &hash).await?;

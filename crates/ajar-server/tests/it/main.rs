@@ -13,6 +13,7 @@ mod lifecycle;
 mod metrics;
 mod misc;
 mod notifications;
+mod oidc;
 mod replicas;
 mod validation;
 

@@ -1,0 +1,92 @@
+//! Sign-in: the trusted identity providers (public), and sessions — API tokens that end,
+//! carrying the groups an identity provider asserted, made by the console on sign-in.
+//!
+//! Anyone authenticated (agents excepted) may make a session for themselves; it needs no
+//! action, like creating one's own token.
+
+use super::Reply;
+use super::tokens::{is_agent, view};
+use crate::AppState;
+use crate::auth::{Caller, new_token};
+use crate::error::{AppError, AppResult};
+use ajar_api::ErrorCode;
+use ajar_api::wire::{IdentityProvider, List, Token};
+use ajar_core::rbac::actions;
+use ajar_store::TokenRow;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::{get, post};
+
+/// How long a session lasts.
+pub const SESSION_LENGTH: jiff::SignedDuration = jiff::SignedDuration::from_hours(12);
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/identityProviders", get(identity_providers))
+        .route("/api/v1/sessions", post(create_session))
+}
+
+/// The trusted issuers and the client id to sign in with. Public: sign-in needs it first.
+#[utoipa::path(get, path = "/api/v1/identityProviders", tag = "sessions", security(()),
+    responses((status = 200, body = List<IdentityProvider>)))]
+pub async fn identity_providers(State(state): State<AppState>) -> Reply<List<IdentityProvider>> {
+    Reply::ok(List {
+        value: state
+            .oidc
+            .list()
+            .iter()
+            .map(|p| IdentityProvider {
+                name: p.config().display_name(),
+                issuer: p.config().issuer.clone(),
+                client_id: p.config().audience.clone(),
+            })
+            .collect(),
+        next_link: None,
+    })
+}
+
+/// A session for the caller: a token that ends after [`SESSION_LENGTH`] and carries the
+/// groups the caller's identity provider asserted. The secret is in `token`, shown only here.
+#[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions",
+    responses((status = 201, body = Token)))]
+pub async fn create_session(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> AppResult<Reply<Token>> {
+    if is_agent(&caller) {
+        return Err(AppError::new(
+            ErrorCode::AuthorizationFailed,
+            "agents cannot sign in",
+        ));
+    }
+    let now = state.clock.now();
+    let expires = now
+        .checked_add(SESSION_LENGTH)
+        .map_err(|_| AppError::new(ErrorCode::InternalError, "the clock is out of range"))?;
+    let (secret, hash) = new_token()?;
+    let row = TokenRow {
+        id: uuid::Uuid::new_v4().to_string(),
+        principal: caller.principal.clone(),
+        description: Some("console session".to_owned()),
+        created_by: caller.principal.clone(),
+        created_at: now,
+        expires_at: Some(expires),
+        idp_groups: caller.asserted_groups.clone(),
+    };
+    let mut tx = state.store.write().await?;
+    tx.insert_token(&row, &hash).await?;
+    tx.record(
+        &caller
+            .did(actions::TOKENS_WRITE, &format!("/tokens/{}", row.id), now)
+            .with_details(serde_json::json!({
+                "session": true,
+                "principal": row.principal,
+                "expiresAt": expires.to_string(),
+                "groups": row.idp_groups,
+            })),
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(token = %row.id, principal = %row.principal, "session created");
+    Ok(Reply::created_or_ok(true, view(row, Some(secret))))
+}
