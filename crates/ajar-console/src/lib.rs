@@ -2,15 +2,18 @@
 //! inline script) that act through the REST API as the signed-in user, so every check the API
 //! makes applies unchanged.
 //!
-//! - **Session:** signing in with an API token creates a fresh token for the same principal
-//!   (`console session`), kept in an `HttpOnly`, `SameSite=Strict` cookie (`Secure` behind
-//!   TLS); signing out deletes that token, so a copied cookie stops working.
+//! - **Session:** signing in — with an API token, or through a trusted OpenID Connect provider
+//!   (authorization code with PKCE, `state` and `nonce`) — creates a session: a token for the
+//!   same principal that ends after 12 hours and carries the provider's groups, kept in an
+//!   `HttpOnly`, `SameSite=Strict` cookie (`Secure` behind TLS); signing out deletes that
+//!   token, so a copied cookie stops working.
 //! - **CSRF:** every form carries a token derived from the session's secret (or, on the sign-in
 //!   form, from a random cookie); posts without it are refused.
 //! - **CSP:** `default-src 'self'`, no inline scripts or styles, no framing.
 
 mod html;
 mod pages;
+mod signin;
 
 use axum::Router;
 use axum::body::Body;
@@ -20,6 +23,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 use tower::ServiceExt;
 
 pub use html::escape;
@@ -28,18 +32,23 @@ pub use html::escape;
 pub const SESSION_COOKIE: &str = "ajar_session";
 /// The sign-in form's CSRF cookie.
 pub const PRESESSION_COOKIE: &str = "ajar_presession";
-/// How long a session cookie lives in the browser (the token stays until sign-out).
+/// How long a session cookie lives in the browser (the session's token ends then too).
 pub const SESSION_MAX_AGE_SECS: u32 = 12 * 3600;
+/// The cookie holding an identity-provider sign-in in progress: provider, state, nonce and
+/// PKCE verifier. `SameSite=Lax`, because the provider sends the browser back cross-site.
+pub const SIGNIN_FLOW_COOKIE: &str = "ajar_oidc_flow";
 
-/// The console's routes over `api`, the REST API's router (called in-process as the user).
-pub fn router(api: Router) -> Router {
-    pages::routes().with_state(Console { api })
+/// The console's routes over `api`, the REST API's router (called in-process as the user),
+/// offering sign-in through `oidc`'s providers.
+pub fn router(api: Router, oidc: Arc<ajar_oidc::Providers>) -> Router {
+    pages::routes().with_state(Console { api, oidc })
 }
 
 /// What the console's handlers share.
 #[derive(Clone)]
 pub struct Console {
     api: Router,
+    oidc: Arc<ajar_oidc::Providers>,
 }
 
 /// The signed-in user of a page.
@@ -100,11 +109,37 @@ fn over_tls(headers: &HeaderMap) -> bool {
 
 /// A `Set-Cookie` value with the console's flags.
 pub fn set_cookie(headers: &HeaderMap, name: &str, value: &str, max_age: u32) -> HeaderValue {
+    cookie_with(headers, name, value, max_age, "Strict")
+}
+
+/// A `Set-Cookie` value: `HttpOnly`, `Path=/`, the given `SameSite`, `Secure` over TLS.
+pub fn cookie_with(
+    headers: &HeaderMap,
+    name: &str,
+    value: &str,
+    max_age: u32,
+    same_site: &str,
+) -> HeaderValue {
     let secure = if over_tls(headers) { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
-        "{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+        "{name}={value}; Path=/; HttpOnly; SameSite={same_site}; Max-Age={max_age}{secure}"
     ))
     .unwrap_or_else(|_| HeaderValue::from_static("invalid=; Max-Age=0"))
+}
+
+/// The console's own address as the browser sees it (for the sign-in redirect URI).
+fn origin(headers: &HeaderMap) -> Option<String> {
+    let host = headers
+        .get(axum::http::header::HOST)?
+        .to_str()
+        .ok()
+        .filter(|h| {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        })?;
+    let scheme = if over_tls(headers) { "https" } else { "http" };
+    Some(format!("{scheme}://{host}"))
 }
 
 /// An API answer.

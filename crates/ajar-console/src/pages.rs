@@ -1,14 +1,12 @@
 //! The console's pages and form handlers.
 
 use crate::html::{self, enc, error_summary, escape, field_error, page, table, text, time};
-use crate::{
-    Answer, Console, PRESESSION_COOKIE, SESSION_COOKIE, SESSION_MAX_AGE_SECS, Session,
-    clear_cookies, cookie, csrf_of, same, secure_headers, set_cookie,
-};
+use crate::signin;
+use crate::{Answer, Console, Session, same, secure_headers};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::header::{CONTENT_TYPE, LOCATION, SET_COOKIE};
+use axum::http::header::{CONTENT_TYPE, LOCATION};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -21,8 +19,10 @@ type Form = Vec<(String, String)>;
 pub fn routes() -> Router<Console> {
     Router::new()
         .route("/", get(|| async { redirect("/machines") }))
-        .route("/signin", get(signin_page).post(signin))
-        .route("/signout", post(signout))
+        .route("/signin", get(signin::signin_page).post(signin::with_token))
+        .route("/signin/oidc", get(signin::oidc_start))
+        .route("/signin/oidc/callback", get(signin::oidc_callback))
+        .route("/signout", post(signin::signout))
         .route("/machines", get(machines))
         .route("/machines/enable", post(enable))
         .route("/access/new", get(access_form))
@@ -65,7 +65,7 @@ fn static_file(kind: &'static str, body: &'static str) -> Response {
     resp
 }
 
-fn redirect(to: &str) -> Response {
+pub(crate) fn redirect(to: &str) -> Response {
     let mut resp = StatusCode::SEE_OTHER.into_response();
     if let Ok(v) = HeaderValue::from_str(to) {
         resp.headers_mut().insert(LOCATION, v);
@@ -74,17 +74,17 @@ fn redirect(to: &str) -> Response {
     resp
 }
 
-fn query(parts: &Parts) -> Form {
+pub(crate) fn query(parts: &Parts) -> Form {
     form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
         .into_owned()
         .collect()
 }
 
-fn form(body: &Bytes) -> Form {
+pub(crate) fn form(body: &Bytes) -> Form {
     form_urlencoded::parse(body).into_owned().collect()
 }
 
-fn one(f: &Form, key: &str) -> Option<String> {
+pub(crate) fn one(f: &Form, key: &str) -> Option<String> {
     f.iter()
         .find(|(k, v)| k == key && !v.trim().is_empty())
         .map(|(_, v)| v.trim().to_owned())
@@ -98,7 +98,7 @@ fn all(f: &Form, key: &str) -> Vec<String> {
 }
 
 /// A random hex string (for names and the sign-in form's CSRF cookie).
-fn random_hex(bytes: usize) -> String {
+pub(crate) fn random_hex(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
     if getrandom::fill(&mut b).is_err() {
         return String::new();
@@ -119,7 +119,7 @@ async fn signed_in(c: &Console, req: Request) -> Result<(Parts, Session, Bytes),
 }
 
 /// Like [`signed_in`] for a form post: also checks the CSRF token.
-async fn posted(c: &Console, req: Request) -> Result<(Parts, Session, Form), Response> {
+pub(crate) async fn posted(c: &Console, req: Request) -> Result<(Parts, Session, Form), Response> {
     let (parts, session, body) = signed_in(c, req).await?;
     let f = form(&body);
     let given = one(&f, "csrf").unwrap_or_default();
@@ -141,114 +141,6 @@ async fn posted(c: &Console, req: Request) -> Result<(Parts, Session, Form), Res
 /// Carries an API answer's extensions (e.g. a recorded refusal) into the page's response.
 fn with_answer(mut resp: Response, answer: &Answer) -> Response {
     resp.extensions_mut().extend(answer.extensions.clone());
-    resp
-}
-
-// -- sign in and out ---------------------------------------------------------------------------
-
-fn signin_form(status: StatusCode, error: Option<&str>, presession: &str) -> Response {
-    let err = error.map(|e| html::message("error", e)).unwrap_or_default();
-    let body = format!(
-        "<p>Sign in with an API token (ask your administrator, or use <code>ajar token create</code>).</p>{err}\
-         <form method=\"post\" action=\"/signin\" class=\"card\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-         <label for=\"token\">API token</label>\
-         <input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"current-password\" required autofocus>\
-         <button type=\"submit\">Sign in</button></form>",
-        csrf_of(presession)
-    );
-    page(status, "Sign in", None, "", &body)
-}
-
-async fn signin_page(req: Request) -> Response {
-    let (parts, _) = req.into_parts();
-    let presession = random_hex(16);
-    let mut resp = signin_form(StatusCode::OK, None, &presession);
-    resp.headers_mut().append(
-        SET_COOKIE,
-        set_cookie(&parts.headers, PRESESSION_COOKIE, &presession, 3600),
-    );
-    resp
-}
-
-async fn signin(State(c): State<Console>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, 64 * 1024)
-        .await
-        .unwrap_or_default();
-    let f = form(&body);
-    let presession = cookie(&parts.headers, PRESESSION_COOKIE).unwrap_or_default();
-    let fresh = random_hex(16);
-    let again = |status, msg: &str| {
-        let mut resp = signin_form(status, Some(msg), &fresh);
-        resp.headers_mut().append(
-            SET_COOKIE,
-            set_cookie(&parts.headers, PRESESSION_COOKIE, &fresh, 3600),
-        );
-        resp
-    };
-    if presession.is_empty() || !same(&one(&f, "csrf").unwrap_or_default(), &csrf_of(&presession)) {
-        return again(
-            StatusCode::FORBIDDEN,
-            "The sign-in form expired; try again.",
-        );
-    }
-    let Some(token) = one(&f, "token") else {
-        return again(StatusCode::BAD_REQUEST, "Enter a token.");
-    };
-    let me = c
-        .call(&parts, Some(&token), Method::GET, "/api/v1/me", None)
-        .await;
-    if !me.ok() {
-        return again(
-            StatusCode::UNAUTHORIZED,
-            "That token is not valid or has been revoked.",
-        );
-    }
-    let principal = me.body["principal"].as_str().unwrap_or_default();
-    let created = c
-        .call(
-            &parts,
-            Some(&token),
-            Method::POST,
-            "/api/v1/tokens",
-            Some(&json!({"principal": principal, "description": "console session"})),
-        )
-        .await;
-    let (Some(id), Some(secret)) = (created.body["id"].as_str(), created.body["token"].as_str())
-    else {
-        return again(
-            StatusCode::BAD_GATEWAY,
-            "Could not start a session; try again.",
-        );
-    };
-    let mut resp = redirect("/machines");
-    resp.headers_mut().append(
-        SET_COOKIE,
-        set_cookie(
-            &parts.headers,
-            SESSION_COOKIE,
-            &format!("{id}:{secret}"),
-            SESSION_MAX_AGE_SECS,
-        ),
-    );
-    resp.headers_mut().append(
-        SET_COOKIE,
-        set_cookie(&parts.headers, PRESESSION_COOKIE, "", 0),
-    );
-    resp
-}
-
-async fn signout(State(c): State<Console>, req: Request) -> Response {
-    let (parts, session, _) = match posted(&c, req).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let path = format!("/api/v1/tokens/{}", session.token_id);
-    c.call(&parts, Some(&session.secret), Method::DELETE, &path, None)
-        .await;
-    let mut resp = redirect("/signin");
-    clear_cookies(&parts.headers, &mut resp);
     resp
 }
 

@@ -9,7 +9,9 @@
     reason = "waits for a browser and a child process, no access window is slept through"
 )]
 
+use ajar_oidc::{IssuerConfig, Providers};
 use ajar_testkit::TestApp;
+use ajar_testkit::idp::{CLIENT_ID, TestIdp, User};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
@@ -157,7 +159,7 @@ impl Browser {
 
     async fn sign_out(&self) {
         self.click(".signout button").await;
-        self.until_text("Sign in with an API token").await;
+        self.until_text("API token").await;
     }
 
     /// Saves a screenshot to `$AJAR_SCREENSHOTS/NAME.png` when that is set.
@@ -695,4 +697,156 @@ async fn sessions_cookies_csrf_and_headers_hold() {
         .await
         .unwrap();
     assert_eq!(log["value"][0]["action"], "ajar.authorization/denied");
+}
+
+/// A server trusting a fresh test identity provider named "Test SSO".
+async fn with_identity_provider() -> (TestApp, TestIdp) {
+    let idp = TestIdp::start(ajar_testkit::START.parse().unwrap()).await;
+    let config = IssuerConfig {
+        name: Some("Test SSO".into()),
+        ..IssuerConfig::new(idp.issuer.clone(), CLIENT_ID)
+    };
+    let app =
+        TestApp::spawn_with(move |s| s.with_oidc(Providers::new(vec![config]).unwrap())).await;
+    (app, idp)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signing_in_through_the_identity_provider_lands_in_the_console_with_its_groups() {
+    let (app, idp) = with_identity_provider().await;
+    put(
+        &app,
+        VM,
+        json!({"properties":{"os":"linux","addresses":["10.1.0.4"]}}),
+    )
+    .await;
+    // alice (groups ops and dba at the provider) may read rg1 only through group:ops.
+    let _: Value = app
+        .admin
+        .put(
+            "/api/v1/roleAssignments/ops-read",
+            &json!({"principal":"group:ops","roleDefinition":"SecurityReader","scope":RG}),
+        )
+        .await
+        .unwrap();
+    let b = Browser::start().await;
+    b.go(&app, "/").await;
+    assert_eq!(b.path().await, "/signin");
+    b.until_text("Sign in with Test SSO").await;
+    b.shot("signin-oidc").await;
+    b.click("#signin-oidc-0").await;
+    let page = b.until_text("Sign out").await;
+    assert_eq!(b.path().await, "/machines");
+    assert!(page.contains("alice"), "{page}");
+    // The machine (no agent yet, so listed as unsupported) is visible through the group.
+    b.until_text("Unsupported (1)").await;
+    let sessions: Value = app
+        .admin
+        .get("/api/v1/tokens?principal=alice")
+        .await
+        .unwrap();
+    let session = &sessions["value"][0];
+    assert_eq!(session["description"], "console session");
+    assert_eq!(session["groups"], json!(["dba", "ops"]));
+    assert!(session["expiresAt"].is_string());
+    b.sign_out().await;
+    let left: Value = app
+        .admin
+        .get("/api/v1/tokens?principal=alice")
+        .await
+        .unwrap();
+    assert_eq!(left["value"], json!([]), "signing out ends the session");
+
+    // The provider now signs in bob, who is in no group: he gets in but sees nothing.
+    idp.set_user(User {
+        sub: "bob".into(),
+        email: "bob@example.com".into(),
+        groups: vec![],
+    });
+    b.click("#signin-oidc-0").await;
+    let page = b.until_text("Sign out").await;
+    assert!(page.contains("bob"), "{page}");
+    assert!(!page.contains("Unsupported (1)"), "{page}");
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_identity_provider_sign_in_checks_state_and_its_cookie() {
+    let (app, idp) = with_identity_provider().await;
+    let mut h = Http::new(&app);
+    let r = h.get("/signin").await;
+    let page = r.text().await.unwrap();
+    assert!(page.contains("Sign in with Test SSO"), "{page}");
+    let r = h.get("/signin/oidc?provider=7").await;
+    assert_eq!(r.status().as_u16(), 400);
+    let r = h.get("/signin/oidc?provider=0").await;
+    assert_eq!(r.status().as_u16(), 303);
+    let to = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        to.starts_with(&format!("{}/authorize?", idp.issuer)),
+        "{to}"
+    );
+    for param in [
+        "code_challenge_method=S256",
+        "state=",
+        "nonce=",
+        "client_id=ajar",
+    ] {
+        assert!(to.contains(param), "{param} in {to}");
+    }
+    let flow = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("ajar_oidc_flow="))
+        .unwrap();
+    assert!(
+        flow.contains("SameSite=Lax") && flow.contains("HttpOnly"),
+        "{flow}"
+    );
+
+    // Let the provider answer, then tamper with the state: no session.
+    let answer = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(&to)
+        .send()
+        .await
+        .unwrap();
+    let back = answer.headers()["location"].to_str().unwrap().to_owned();
+    let callback = back.strip_prefix(&app.base).unwrap().to_owned();
+    let forged = callback.replace("state=", "state=x");
+    let r = h.get(&forged).await;
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(!h.header().contains("ajar_session"), "{}", h.header());
+    // The flow cookie was cleared by the failure, so even the true answer is now refused.
+    let r = h.get(&callback).await;
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(!h.header().contains("ajar_session"));
+
+    // A fresh flow answered truly signs in (the browser's part, without a browser).
+    let r = h.get("/signin/oidc?provider=0").await;
+    let to = r.headers()["location"].to_str().unwrap().to_owned();
+    let answer = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(&to)
+        .send()
+        .await
+        .unwrap();
+    let back = answer.headers()["location"].to_str().unwrap().to_owned();
+    let r = h.get(back.strip_prefix(&app.base).unwrap()).await;
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["refresh"], "0; url=/machines");
+    assert!(h.header().contains("ajar_session="));
+    let page = h.get("/machines").await.text().await.unwrap();
+    assert!(page.contains("alice"), "{page}");
+    // The code cannot be used twice.
+    let mut other = Http::new(&app);
+    let _ = other.get("/signin").await;
+    let r = other.get(back.strip_prefix(&app.base).unwrap()).await;
+    assert_eq!(r.status().as_u16(), 400, "no flow cookie in this browser");
 }

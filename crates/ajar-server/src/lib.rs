@@ -118,7 +118,7 @@ pub fn router(state: AppState) -> Router {
     let api = api_router(state.clone());
     // The console calls the API in-process as the signed-in user (so every check applies);
     // both sit behind the same request-id, metrics and refusal-recording layers.
-    ajar_console::router(api.clone())
+    ajar_console::router(api.clone(), state.oidc.clone())
         .merge(api)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -129,9 +129,7 @@ fn token_row(r: &AnyRow) -> StoreResult<TokenRow> {
         description: opt_text(r, "description")?,
         created_by: text(r, "created_by")?,
         created_at: from_db(int(r, "created_at")?),
-        expires_at: r
-            .try_get::<Option<i64>, _>("expires_at")?
-            .map(from_db),
+        expires_at: r.try_get::<Option<i64>, _>("expires_at")?.map(from_db),
         idp_groups: match opt_text(r, "idp_groups")? {
             Some(json) => serde_json::from_str(&json)
                 .map_err(|e| StoreError::Corrupt(format!("token idp_groups: {e}")))?,

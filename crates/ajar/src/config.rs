@@ -36,9 +36,45 @@ pub struct ServeArgs {
     /// Sender address of notification emails, e.g. "ajar <ajar@example.com>".
     #[arg(long, env = "AJAR_SMTP_FROM")]
     pub smtp_from: Option<String>,
-    /// TOML configuration file with keys data_dir, listen, log, log_format, smtp_url, smtp_from.
+    /// Trust bearer JWTs from this OpenID Connect issuer (repeatable, or comma-separated);
+    /// discovery is at ISSUER/.well-known/openid-configuration. Plain http only on loopback.
+    #[arg(long = "oidc-issuer", env = "AJAR_OIDC_ISSUER", value_delimiter = ',')]
+    pub oidc_issuers: Vec<String>,
+    /// The audience (client id) tokens must carry: one for all issuers, or one per issuer in
+    /// the same order.
+    #[arg(
+        long = "oidc-audience",
+        env = "AJAR_OIDC_AUDIENCE",
+        value_delimiter = ','
+    )]
+    pub oidc_audiences: Vec<String>,
+    /// The claim naming the principal: sub, email, preferred_username, … [default: sub].
+    #[arg(long, env = "AJAR_OIDC_PRINCIPAL_CLAIM")]
+    pub oidc_principal_claim: Option<String>,
+    /// The claim listing the principal's groups [default: groups].
+    #[arg(long, env = "AJAR_OIDC_GROUPS_CLAIM")]
+    pub oidc_groups_claim: Option<String>,
+    /// Client secret for the console's sign-in, when the provider wants one (a confidential
+    /// client); applies to every issuer given by flag.
+    #[arg(long, env = "AJAR_OIDC_CLIENT_SECRET", hide_env_values = true)]
+    pub oidc_client_secret: Option<String>,
+    /// TOML configuration file with keys data_dir, database_url, listen, log, log_format,
+    /// smtp_url, smtp_from, and [[oidc]] sections (issuer, audience, principal_claim,
+    /// groups_claim, client_secret, name).
     #[arg(long, env = "AJAR_CONFIG")]
     pub config: Option<PathBuf>,
+}
+
+/// An `[[oidc]]` section of the configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileIssuer {
+    issuer: String,
+    audience: String,
+    principal_claim: Option<String>,
+    groups_claim: Option<String>,
+    client_secret: Option<String>,
+    name: Option<String>,
 }
 
 /// The configuration file.
@@ -52,6 +88,8 @@ struct FileConfig {
     log_format: Option<LogFormat>,
     smtp_url: Option<String>,
     smtp_from: Option<String>,
+    #[serde(default)]
+    oidc: Vec<FileIssuer>,
 }
 
 /// How log lines are written (to stderr).
@@ -80,12 +118,14 @@ pub struct ServeConfig {
     pub log_format: LogFormat,
     /// Email notifications, when configured.
     pub smtp: Option<ajar_server::notify::SmtpSettings>,
+    /// Trusted OpenID Connect issuers.
+    pub oidc: Vec<ajar_oidc::IssuerConfig>,
 }
 
 impl ServeConfig {
     /// Merges file, environment and flags (clap already merged the last two).
     pub fn resolve(args: ServeArgs) -> anyhow::Result<ServeConfig> {
-        let file = match &args.config {
+        let mut file = match &args.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("cannot read config file {}", path.display()))?;
@@ -99,6 +139,7 @@ impl ServeConfig {
             }
             None => FileConfig::default(),
         };
+        let oidc = oidc_issuers(&args, std::mem::take(&mut file.oidc))?;
         let listen = args
             .listen
             .or(file.listen)
@@ -109,6 +150,7 @@ impl ServeConfig {
             )
         })?;
         Ok(ServeConfig {
+            oidc,
             data_dir: args
                 .data_dir
                 .or(file.data_dir)
@@ -137,6 +179,56 @@ impl ServeConfig {
     }
 }
 
+/// The trusted issuers: from flags when any is given, else from the file's `[[oidc]]`
+/// sections; the claim flags are the default for sections that name none.
+fn oidc_issuers(
+    args: &ServeArgs,
+    file: Vec<FileIssuer>,
+) -> anyhow::Result<Vec<ajar_oidc::IssuerConfig>> {
+    let principal_claim = args.oidc_principal_claim.as_deref().unwrap_or("sub");
+    let groups_claim = args.oidc_groups_claim.as_deref().unwrap_or("groups");
+    let issuers: Vec<ajar_oidc::IssuerConfig> = if args.oidc_issuers.is_empty() {
+        if !args.oidc_audiences.is_empty() {
+            anyhow::bail!("--oidc-audience needs --oidc-issuer");
+        }
+        file.into_iter()
+            .map(|f| ajar_oidc::IssuerConfig {
+                issuer: f.issuer,
+                audience: f.audience,
+                principal_claim: f.principal_claim.unwrap_or_else(|| principal_claim.into()),
+                groups_claim: f.groups_claim.unwrap_or_else(|| groups_claim.into()),
+                client_secret: f.client_secret,
+                name: f.name,
+            })
+            .collect()
+    } else {
+        let audiences = &args.oidc_audiences;
+        let n = args.oidc_issuers.len();
+        if !(audiences.len() == 1 || audiences.len() == n) {
+            anyhow::bail!(
+                "give one --oidc-audience for all issuers or one per --oidc-issuer ({n} issuers, {} audiences)",
+                audiences.len()
+            );
+        }
+        args.oidc_issuers
+            .iter()
+            .enumerate()
+            .map(|(i, issuer)| ajar_oidc::IssuerConfig {
+                issuer: issuer.clone(),
+                audience: audiences[if audiences.len() == 1 { 0 } else { i }].clone(),
+                principal_claim: principal_claim.into(),
+                groups_claim: groups_claim.into(),
+                client_secret: args.oidc_client_secret.clone(),
+                name: None,
+            })
+            .collect()
+    };
+    // Fail at start, not at the first sign-in.
+    ajar_oidc::Providers::new(issuers.clone())
+        .map_err(|e| anyhow::anyhow!("--oidc-issuer: {e}"))?;
+    Ok(issuers)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,8 +242,71 @@ mod tests {
             log_format: None,
             smtp_url: None,
             smtp_from: None,
+            oidc_issuers: Vec::new(),
+            oidc_audiences: Vec::new(),
+            oidc_principal_claim: None,
+            oidc_groups_claim: None,
+            oidc_client_secret: None,
             config: None,
         }
+    }
+
+    #[test]
+    fn issuers_come_from_flags_or_the_file_and_pair_with_audiences() {
+        let two = ServeConfig::resolve(ServeArgs {
+            oidc_issuers: vec!["https://a.example.com".into(), "http://127.0.0.1:9".into()],
+            oidc_audiences: vec!["ajar".into()],
+            oidc_principal_claim: Some("email".into()),
+            ..args()
+        })
+        .unwrap();
+        assert_eq!(two.oidc.len(), 2);
+        assert_eq!(two.oidc[1].audience, "ajar");
+        assert_eq!(two.oidc[1].principal_claim, "email");
+        assert_eq!(two.oidc[1].groups_claim, "groups");
+        let mismatched = ServeConfig::resolve(ServeArgs {
+            oidc_issuers: vec![
+                "https://a.example.com".into(),
+                "https://b.example.com".into(),
+            ],
+            oidc_audiences: vec!["x".into(), "y".into(), "z".into()],
+            ..args()
+        });
+        assert!(mismatched.is_err());
+        let no_audience = ServeConfig::resolve(ServeArgs {
+            oidc_issuers: vec!["https://a.example.com".into()],
+            ..args()
+        });
+        assert!(no_audience.is_err());
+        let plain_http = ServeConfig::resolve(ServeArgs {
+            oidc_issuers: vec!["http://idp.example.com".into()],
+            oidc_audiences: vec!["ajar".into()],
+            ..args()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(plain_http.contains("loopback"), "{plain_http}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ajar.toml");
+        std::fs::write(
+            &path,
+            "[[oidc]]\nissuer = \"https://a.example.com\"\naudience = \"ajar\"\n\
+             groups_claim = \"roles\"\nname = \"Corp\"\n\
+             [[oidc]]\nissuer = \"https://b.example.com\"\naudience = \"other\"\n",
+        )
+        .unwrap();
+        let from_file = ServeConfig::resolve(ServeArgs {
+            config: Some(path),
+            oidc_groups_claim: Some("teams".into()),
+            ..args()
+        })
+        .unwrap();
+        assert_eq!(from_file.oidc.len(), 2);
+        assert_eq!(from_file.oidc[0].groups_claim, "roles");
+        assert_eq!(from_file.oidc[0].name.as_deref(), Some("Corp"));
+        assert_eq!(from_file.oidc[1].groups_claim, "teams");
+        assert_eq!(from_file.oidc[1].audience, "other");
     }
 
     #[test]

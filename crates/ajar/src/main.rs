@@ -226,9 +226,21 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     if let Some(smtp) = &cfg.smtp {
         notifier = notifier.with_smtp(smtp).map_err(|e| anyhow::anyhow!(e))?;
     }
+    let providers = ajar_oidc::Providers::new(cfg.oidc.clone()).map_err(|e| anyhow::anyhow!(e))?;
+    for p in providers.list() {
+        say(&format!(
+            "ajar: trusting identity provider {}",
+            p.config().issuer
+        ));
+    }
     let state =
         ajar_server::AppState::new(store, std::sync::Arc::new(ajar_server::clock::SystemClock))
-            .with_notifier(notifier);
+            .with_notifier(notifier)
+            .with_oidc(providers);
+    // Fetch the providers' keys now, so the first sign-in does not wait; failures are logged
+    // and retried on first use.
+    let oidc = state.oidc.clone();
+    tokio::spawn(async move { oidc.warm_up().await });
     if let Some(token) = ajar_server::bootstrap::bootstrap(&state)
         .await
         .map_err(|e| anyhow::anyhow!("bootstrap failed: {}", e.0.message))?
