@@ -164,7 +164,7 @@ pub async fn agent(cmd: AgentCmd) -> CliResult {
         | AgentCmd::Show { conn, .. }
         | AgentCmd::Rm { conn, .. } => conn,
     };
-    let ctx = &Ctx::connect(conn)?;
+    let ctx = &Ctx::connect(conn).await?;
     match cmd {
         AgentCmd::Add {
             conn: _,

@@ -15,6 +15,7 @@ pub mod parse;
 pub mod profile;
 pub mod render;
 pub mod roles;
+pub mod sso;
 
 use ajar_api::{Client, ClientError};
 use clap::{Args, Subcommand, ValueEnum};
@@ -110,8 +111,8 @@ pub struct Ctx {
 
 impl Ctx {
     /// Resolves the connection (flags, environment, profile) into a client.
-    pub fn connect(conn: &Conn) -> CliResult<Ctx> {
-        let resolved = profile::resolve(conn)?;
+    pub async fn connect(conn: &Conn) -> CliResult<Ctx> {
+        let resolved = sso::renewed(profile::resolve(conn)?).await?;
         Ok(Ctx {
             client: Client::new(resolved.url, resolved.token),
             output: conn.output,
@@ -184,8 +185,14 @@ fn api(path: &str) -> String {
     reason = "the fields are the connection flags and the noun's subcommand"
 )]
 pub enum Command {
-    /// Save a server URL and token as a profile (in a file only you can read).
+    /// Save a server URL and token as a profile (in a file only you can read), or sign in
+    /// through the server's identity provider (--oidc).
     Login(profile::LoginArgs),
+    /// Who the credentials in use sign in as, and their groups.
+    Whoami {
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Machines: add, list, show, remove.
     Machine {
         #[command(flatten)]
@@ -295,20 +302,45 @@ pub enum Command {
 pub async fn run(cmd: Command) -> CliResult {
     match cmd {
         Command::Login(args) => profile::login(args).await,
-        Command::Machine { conn, cmd } => network::machine(&Ctx::connect(&conn)?, cmd).await,
-        Command::Policy { conn, cmd } => network::policy(&Ctx::connect(&conn)?, cmd).await,
-        Command::Access { conn, cmd } => network::access(&Ctx::connect(&conn)?, cmd).await,
-        Command::App { conn, cmd } => roles::app(&Ctx::connect(&conn)?, cmd).await,
-        Command::Request { conn, cmd } => roles::request(&Ctx::connect(&conn)?, cmd).await,
-        Command::Approve { conn, args } => roles::decide(&Ctx::connect(&conn)?, args, true).await,
-        Command::Deny { conn, args } => roles::decide(&Ctx::connect(&conn)?, args, false).await,
-        Command::Inbox { conn } => roles::inbox(&Ctx::connect(&conn)?).await,
-        Command::Role { conn, cmd } => roles::role(&Ctx::connect(&conn)?, cmd).await,
-        Command::Assignment { conn, cmd } => roles::assignment(&Ctx::connect(&conn)?, cmd).await,
-        Command::Group { conn, cmd } => roles::group(&Ctx::connect(&conn)?, cmd).await,
-        Command::Token { conn, cmd } => admin::token(&Ctx::connect(&conn)?, cmd).await,
-        Command::Activity { conn, cmd } => admin::activity(&Ctx::connect(&conn)?, cmd).await,
-        Command::Settings { conn, cmd } => admin::settings(&Ctx::connect(&conn)?, cmd).await,
-        Command::Apply { conn, args } => apply::apply(&Ctx::connect(&conn)?, args).await,
+        Command::Whoami { conn } => {
+            let ctx = Ctx::connect(&conn).await?;
+            let mut me = ctx.get("/api/v1/me").await?;
+            if let Some(groups) = me["groups"].as_array() {
+                let joined: Vec<&str> = groups.iter().filter_map(Value::as_str).collect();
+                if ctx.output == Output::Table {
+                    me["groups"] = Value::from(joined.join(", "));
+                }
+            }
+            ctx.show(
+                &me,
+                &[
+                    ("PRINCIPAL", "/principal"),
+                    ("GROUPS", "/groups"),
+                    ("SERVER TIME", "/serverTime"),
+                ],
+            );
+            Ok(())
+        }
+        Command::Machine { conn, cmd } => network::machine(&Ctx::connect(&conn).await?, cmd).await,
+        Command::Policy { conn, cmd } => network::policy(&Ctx::connect(&conn).await?, cmd).await,
+        Command::Access { conn, cmd } => network::access(&Ctx::connect(&conn).await?, cmd).await,
+        Command::App { conn, cmd } => roles::app(&Ctx::connect(&conn).await?, cmd).await,
+        Command::Request { conn, cmd } => roles::request(&Ctx::connect(&conn).await?, cmd).await,
+        Command::Approve { conn, args } => {
+            roles::decide(&Ctx::connect(&conn).await?, args, true).await
+        }
+        Command::Deny { conn, args } => {
+            roles::decide(&Ctx::connect(&conn).await?, args, false).await
+        }
+        Command::Inbox { conn } => roles::inbox(&Ctx::connect(&conn).await?).await,
+        Command::Role { conn, cmd } => roles::role(&Ctx::connect(&conn).await?, cmd).await,
+        Command::Assignment { conn, cmd } => {
+            roles::assignment(&Ctx::connect(&conn).await?, cmd).await
+        }
+        Command::Group { conn, cmd } => roles::group(&Ctx::connect(&conn).await?, cmd).await,
+        Command::Token { conn, cmd } => admin::token(&Ctx::connect(&conn).await?, cmd).await,
+        Command::Activity { conn, cmd } => admin::activity(&Ctx::connect(&conn).await?, cmd).await,
+        Command::Settings { conn, cmd } => admin::settings(&Ctx::connect(&conn).await?, cmd).await,
+        Command::Apply { conn, args } => apply::apply(&Ctx::connect(&conn).await?, args).await,
     }
 }

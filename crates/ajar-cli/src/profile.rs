@@ -8,6 +8,13 @@
 //! [profiles.prod]
 //! url = "https://ajar.example.com"
 //! token = "ajar_…"
+//!
+//! [profiles.sso]   # written by `ajar login --oidc`
+//! url = "https://ajar.example.com"
+//! token = "eyJ…"   # the identity provider's ID token
+//! issuer = "https://login.example.com"
+//! client_id = "ajar"
+//! refresh_token = "…"
 //! ```
 
 use crate::{CliError, CliResult, Conn, usage};
@@ -38,8 +45,17 @@ pub struct ProfilesFile {
 pub struct Profile {
     /// Server URL.
     pub url: String,
-    /// API token.
+    /// API token, or an identity provider's token.
     pub token: String,
+    /// The identity provider that issued `token` (`ajar login --oidc`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// The client id signed in with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Renews `token` when it expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
 }
 
 /// Where the profiles file is.
@@ -113,6 +129,9 @@ pub struct Resolved {
     pub url: String,
     /// Token, if any.
     pub token: Option<String>,
+    /// The profile the token came from, when it can be renewed there (an identity provider's
+    /// token with a refresh token).
+    pub renewable: Option<String>,
 }
 
 /// Flags first, then `AJAR_URL`/`AJAR_TOKEN`, then the profile (`--profile`, `AJAR_PROFILE`, or
@@ -147,6 +166,10 @@ pub fn resolve(conn: &Conn) -> CliResult<Resolved> {
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(usage(format!("{url:?} is not an http:// or https:// URL")));
     }
+    let renewable = match (&token, &profile) {
+        (None, Some(p)) if p.refresh_token.is_some() => named.or(file.default),
+        _ => None,
+    };
     let token = token.or_else(|| profile.map(|p| p.token));
     if token.is_none() {
         return Err(usage(
@@ -156,6 +179,7 @@ pub fn resolve(conn: &Conn) -> CliResult<Resolved> {
     Ok(Resolved {
         url: url.trim_end_matches('/').to_owned(),
         token,
+        renewable,
     })
 }
 
@@ -166,15 +190,46 @@ pub struct LoginArgs {
     #[arg(long, env = "AJAR_URL", default_value = DEFAULT_URL)]
     pub url: String,
     /// API token [env AJAR_TOKEN; read from standard input when absent].
-    #[arg(long, env = "AJAR_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "AJAR_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "oidc"
+    )]
     pub token: Option<String>,
+    /// Sign in through the server's identity provider instead (device authorization flow:
+    /// open the link shown, enter the code).
+    #[arg(long)]
+    pub oidc: bool,
+    /// With --oidc: which of the server's identity providers (its issuer URL), when it trusts
+    /// several.
+    #[arg(long, requires = "oidc")]
+    pub issuer: Option<String>,
+    /// With --oidc: the scopes to ask for.
+    #[arg(
+        long,
+        requires = "oidc",
+        default_value = "openid profile email offline_access"
+    )]
+    pub scope: String,
     /// Profile name.
     #[arg(long, default_value = "default")]
     pub profile: String,
 }
 
+/// Saves `profile` under `name` and makes it the default; answers the file's path.
+pub fn save(name: &str, profile: Profile) -> CliResult<PathBuf> {
+    let mut file = read()?;
+    file.profiles.insert(name.to_owned(), profile);
+    file.default = Some(name.to_owned());
+    write(&file)
+}
+
 /// Checks the token against the server, then saves the profile and makes it the default.
 pub async fn login(args: LoginArgs) -> CliResult {
+    if args.oidc {
+        return crate::sso::login(args).await;
+    }
     let token = match args.token {
         Some(t) => t,
         None => {
@@ -195,16 +250,16 @@ pub async fn login(args: LoginArgs) -> CliResult {
         .get::<serde_json::Value>("/api/v1/tokens")
         .await
         .map_err(|e| CliError::Failed(format!("login refused: {}", CliError::from(e).message())))?;
-    let mut file = read()?;
-    file.profiles.insert(
-        args.profile.clone(),
+    let p = save(
+        &args.profile,
         Profile {
             url: url.clone(),
             token,
+            issuer: None,
+            client_id: None,
+            refresh_token: None,
         },
-    );
-    file.default = Some(args.profile.clone());
-    let p = write(&file)?;
+    )?;
     println!(
         "logged in to {url} as profile {:?} (saved in {})",
         args.profile,

@@ -1112,3 +1112,127 @@ async fn start_and_report(
     assert!(out.status.success(), "{out:?}");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A server trusting a fresh test identity provider, with both clocks at the wall clock (the
+/// CLI judges its saved token's expiry by the wall clock).
+async fn with_identity_provider() -> (TestApp, ajar_testkit::idp::TestIdp, jiff::Timestamp) {
+    use ajar_oidc::{IssuerConfig, Providers};
+    use ajar_testkit::idp::{CLIENT_ID, TestIdp};
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the CLI compares expiry with the wall clock"
+    )]
+    let wall = jiff::Timestamp::now();
+    let idp = TestIdp::start(wall).await;
+    let config = IssuerConfig::new(idp.issuer.clone(), CLIENT_ID);
+    let app =
+        TestApp::spawn_with(move |s| s.with_oidc(Providers::new(vec![config]).unwrap())).await;
+    app.advance(wall.duration_since(app.now()));
+    (app, idp, wall)
+}
+
+fn saved(config: &std::path::Path, profile: &str, key: &str) -> Option<String> {
+    let text = std::fs::read_to_string(config).unwrap();
+    let file: toml::Table = toml::from_str(&text).unwrap();
+    file["profiles"][profile]
+        .get(key)
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn login_through_the_identity_provider_uses_the_device_flow_and_renews_its_token() {
+    let (app, idp, wall) = with_identity_provider().await;
+    let config = app.db_path().with_file_name("cli.toml");
+    let login = ["login", "--oidc", "--url", &app.base, "--profile", "sso"];
+    let out = run_with(&app, None, &login, &[]).await.ok();
+    assert!(
+        out.stderr.contains("enter the code WDJB-"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(&format!("{}/activate", idp.issuer)),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stdout.contains("as alice through") && out.stdout.contains("profile \"sso\""),
+        "{}",
+        out.stdout
+    );
+    let token = saved(&config, "sso", "token").unwrap();
+    assert_eq!(
+        saved(&config, "sso", "issuer").as_deref(),
+        Some(idp.issuer.as_str())
+    );
+    assert!(saved(&config, "sso", "refresh_token").is_some());
+
+    // Later commands use the saved token; its groups come with it.
+    let whoami = || {
+        let mut cmd = super::ajar();
+        cmd.args(["whoami", "-o", "json"])
+            .env("AJAR_CLI_CONFIG", &config);
+        tokio::task::spawn_blocking(move || cmd.output().unwrap())
+    };
+    let out = whoami().await.unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let me: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (me["principal"].as_str(), &me["groups"]),
+        (Some("alice"), &json!(["dba", "ops"]))
+    );
+    assert_eq!(
+        saved(&config, "sso", "token").unwrap(),
+        token,
+        "a fresh token is kept"
+    );
+
+    // A token about to expire is renewed with the refresh token before use, and saved.
+    idp.set_now(wall - SignedDuration::from_secs(3600 - 30));
+    run_with(&app, None, &login, &[]).await.ok();
+    let expiring = saved(&config, "sso", "token").unwrap();
+    idp.set_now(wall);
+    let out = whoami().await.unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let renewed = saved(&config, "sso", "token").unwrap();
+    assert_ne!(renewed, expiring);
+    let exp = ajar_oidc::flows::unverified_claim(&renewed, "exp").unwrap();
+    assert_eq!(exp.as_i64(), Some(wall.as_second() + 3600));
+
+    // A refresh token the provider no longer honours: one line saying what to do.
+    idp.set_now(wall - SignedDuration::from_secs(3600 - 30));
+    run_with(&app, None, &login, &[]).await.ok();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let refresh = saved(&config, "sso", "refresh_token").unwrap();
+    std::fs::write(&config, text.replace(&refresh, "refresh-revoked")).unwrap();
+    run_with(&app, None, &["whoami"], &[])
+        .await
+        .fails(1, "run ajar login --oidc");
+
+    // A server that trusts no provider says so.
+    let plain = TestApp::spawn().await;
+    run_with(
+        &plain,
+        None,
+        &["login", "--oidc", "--url", &plain.base],
+        &[],
+    )
+    .await
+    .fails(1, "trusts no identity provider");
+    run_with(
+        &app,
+        None,
+        &[
+            "login",
+            "--oidc",
+            "--issuer",
+            "https://other.example.com",
+            "--url",
+            &app.base,
+        ],
+        &[],
+    )
+    .await
+    .fails(2, "--issuer");
+}
