@@ -75,6 +75,7 @@ pub async fn token(ctx: &Ctx, cmd: TokenCmd) -> CliResult {
                     ("DESCRIPTION", "/description"),
                     ("CREATED BY", "/createdBy"),
                     ("CREATED", "/createdAt"),
+                    ("EXPIRES", "/expiresAt"),
                 ],
             );
         }

@@ -938,6 +938,15 @@ impl Tx {
         rows.iter().map(token_row).collect()
     }
 
+    /// Deletes the tokens that have ended by `now` (expired sessions); answers how many.
+    pub async fn delete_expired_tokens(&mut self, now: Timestamp) -> StoreResult<u64> {
+        let r = sqlx::query("DELETE FROM tokens WHERE expires_at IS NOT NULL AND expires_at <= $1")
+            .bind(to_db(now))
+            .execute(self.c())
+            .await?;
+        Ok(r.rows_affected())
+    }
+
     /// Deletes a token; true when it existed.
     pub async fn delete_token(&mut self, id: &str) -> StoreResult<bool> {
         let r = sqlx::query("DELETE FROM tokens WHERE id = $1")

@@ -47,6 +47,7 @@ pub async fn identity_providers(State(state): State<AppState>) -> Reply<List<Ide
 
 /// A session for the caller: a token that ends after [`SESSION_LENGTH`] and carries the
 /// groups the caller's identity provider asserted. The secret is in `token`, shown only here.
+/// Sessions that have ended are deleted on the way.
 #[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions",
     responses((status = 201, body = Token)))]
 pub async fn create_session(
@@ -74,6 +75,8 @@ pub async fn create_session(
         idp_groups: caller.asserted_groups.clone(),
     };
     let mut tx = state.store.write().await?;
+    // Ended sessions are dead weight; each new one sweeps them away.
+    let swept = tx.delete_expired_tokens(now).await?;
     tx.insert_token(&row, &hash).await?;
     tx.record(
         &caller
@@ -83,6 +86,7 @@ pub async fn create_session(
                 "principal": row.principal,
                 "expiresAt": expires.to_string(),
                 "groups": row.idp_groups,
+                "endedSessionsRemoved": swept,
             })),
     )
     .await?;

@@ -337,6 +337,18 @@ async fn sessions_carry_the_asserted_groups_and_end_after_twelve_hours() {
     app.advance(SignedDuration::from_hours(10));
     let r = read_vm().await;
     assert_eq!((r.status, code(&r)), (401, "Unauthenticated"));
+    let listed = call(
+        &app.admin,
+        Method::GET,
+        "/api/v1/tokens?principal=alice",
+        None,
+    )
+    .await;
+    assert_eq!(
+        listed.body["value"].as_array().unwrap().len(),
+        1,
+        "ended, still listed"
+    );
 
     // An agent cannot make one; an API token can (without asserted groups).
     assert_eq!(
@@ -348,6 +360,15 @@ async fn sessions_carry_the_asserted_groups_and_end_after_twelve_hours() {
     let r = call(&app.admin, Method::POST, "/api/v1/sessions", None).await;
     assert_eq!(r.status, 201);
     assert!(r.body.get("groups").is_none(), "{:?}", r.body);
+    // Making it swept alice's ended session away.
+    let listed = call(
+        &app.admin,
+        Method::GET,
+        "/api/v1/tokens?principal=alice",
+        None,
+    )
+    .await;
+    assert_eq!(listed.body["value"], json!([]));
 }
 
 #[tokio::test]
