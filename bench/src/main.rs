@@ -11,10 +11,13 @@
 //! - `ajar-bench authorize`: in-process `authorize` decisions per second over 10,000
 //!   applications and 100,000 elevations; `ajar-bench authorize-http` the same question over
 //!   HTTP against a running server (`bench/authorize.sh`).
+//! - `ajar-bench oidc`: bearer JWT authentication over HTTP against an in-process server and a
+//!   test identity provider (`bench/oidc.sh`).
 
 mod authorize;
 mod authorize_http;
 mod enforce;
+mod oidc;
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -34,6 +37,8 @@ enum Cli {
     Authorize(authorize::Args),
     /// `authorize` decisions per second and latency over HTTP against a running `ajar serve`.
     AuthorizeHttp(authorize_http::Args),
+    /// Bearer JWT authentication per second: verified each time, cached, and API tokens.
+    Oidc(oidc::Args),
 }
 
 #[derive(Debug, clap::Args)]
@@ -70,6 +75,7 @@ fn main() -> anyhow::Result<()> {
         Cli::Enforce(args) => rt.block_on(enforce::run(args)),
         Cli::Authorize(args) => authorize::run(args),
         Cli::AuthorizeHttp(args) => rt.block_on(authorize_http::run(args)),
+        Cli::Oidc(args) => rt.block_on(oidc::run(args)),
     }
 }
 
