@@ -358,7 +358,8 @@ impl Lifecycle {
             }
             Event::Approve(d, groups) => {
                 next.check_decider(&d, &groups, rule)?;
-                next.decisions.push(d);
+                // The event, not the decision's flag, says which way it went.
+                next.decisions.push(Decision { approve: true, ..d });
                 let approvals = next.decisions.iter().filter(|d| d.approve).count();
                 if approvals >= rule.threshold.max(1) as usize {
                     next.approve_now(now);
@@ -366,7 +367,10 @@ impl Lifecycle {
             }
             Event::Deny(d, groups) => {
                 next.check_decider(&d, &groups, rule)?;
-                next.decisions.push(d);
+                next.decisions.push(Decision {
+                    approve: false,
+                    ..d
+                });
                 next.state = RequestState::Denied;
             }
             Event::Cancel(by) => {
@@ -553,6 +557,27 @@ mod tests {
             &manual(1),
             t0(),
         )
+    }
+
+    /// Found by the lifecycle property test: a denial carrying `approve: true` was stored as
+    /// an approval on a denied request.
+    #[test]
+    fn the_event_not_the_flag_says_which_way_a_decision_went() {
+        let rule = manual(1);
+        let denied = pending(Start::Now)
+            .apply(Event::Deny(decision("bob", true, 5), vec![]), &rule, at(5))
+            .unwrap();
+        assert_eq!(denied.state, RequestState::Denied);
+        assert!(!denied.decisions[0].approve);
+        let approved = pending(Start::Now)
+            .apply(
+                Event::Approve(decision("bob", false, 5), vec![]),
+                &rule,
+                at(5),
+            )
+            .unwrap();
+        assert_eq!(approved.state, RequestState::Active);
+        assert!(approved.decisions[0].approve);
     }
 
     #[test]
