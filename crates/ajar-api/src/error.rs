@@ -30,6 +30,11 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// The body is not `application/json` (415).
     UnsupportedMediaType,
+    /// Too many failed sign-ins from this address or with this credential (429); wait for
+    /// `Retry-After` seconds.
+    TooManyRequests,
+    /// The request's headers are larger than the server accepts (431).
+    HeadersTooLarge,
     /// Something failed inside ajar (500); details are in the server log, never in the body.
     InternalError,
     /// The store is unavailable (503); retrying later may succeed.
@@ -51,13 +56,15 @@ impl ErrorCode {
             ErrorCode::PreconditionFailed => 412,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::TooManyRequests => 429,
+            ErrorCode::HeadersTooLarge => 431,
             ErrorCode::InternalError => 500,
             ErrorCode::ServiceUnavailable => 503,
         }
     }
 
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::InvalidRequestBody,
         ErrorCode::ValidationFailed,
         ErrorCode::InvalidParameter,
@@ -69,6 +76,8 @@ impl ErrorCode {
         ErrorCode::PreconditionFailed,
         ErrorCode::PayloadTooLarge,
         ErrorCode::UnsupportedMediaType,
+        ErrorCode::TooManyRequests,
+        ErrorCode::HeadersTooLarge,
         ErrorCode::InternalError,
         ErrorCode::ServiceUnavailable,
     ];

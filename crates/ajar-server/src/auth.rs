@@ -291,18 +291,48 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| unauthenticated("the Authorization header must be 'Bearer <token>'"))?;
         let now = state.clock.now();
         let hash = hash_token(token);
+        let address = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ci| ci.0.ip());
+
         let resolved = match state.auth_cache.get(&hash, now) {
             Some(r) => r,
             None => {
+                if let Some(wait) = state.failed_auth.blocked(address, &hash, now) {
+                    return Err(AppError::new(
+                        ErrorCode::TooManyRequests,
+                        format!(
+                            "too many failed sign-ins from this address or with this credential; \
+                             try again in {wait} s"
+                        ),
+                    ));
+                }
                 // Read the generation first: an invalidation during the lookup makes this entry
                 // stale rather than letting it outlive the change.
                 let generation = state.auth_cache.generation.load(Ordering::SeqCst);
                 let resolved = if ajar_oidc::looks_like_jwt(token) && !state.oidc.is_empty() {
-                    resolve_jwt(state, token, now).await?
+                    resolve_jwt(state, token, now).await
                 } else {
-                    resolve_token(state, &hash, now).await?.ok_or_else(|| {
-                        unauthenticated("the token is not valid, has expired or has been revoked")
-                    })?
+                    resolve_token(state, &hash, now).await.and_then(|r| {
+                        r.ok_or_else(|| {
+                            unauthenticated(
+                                "the token is not valid, has expired or has been revoked",
+                            )
+                        })
+                    })
+                };
+                let resolved = match resolved {
+                    Ok(r) => {
+                        state.failed_auth.succeeded(&hash, now);
+                        r
+                    }
+                    Err(e) => {
+                        if e.0.code == ErrorCode::Unauthenticated {
+                            state.failed_auth.failed(address, &hash, now);
+                        }
+                        return Err(e);
+                    }
                 };
                 state.auth_cache.put(
                     hash,
@@ -315,10 +345,6 @@ impl FromRequestParts<AppState> for Caller {
                 resolved
             }
         };
-        let address = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ci| ci.0.ip());
         let request_id = parts
             .extensions
             .get::<crate::request_id::RequestId>()

@@ -90,9 +90,15 @@ impl IntoResponse for AppError {
                 target: self.0.target.clone(),
                 message: self.0.message.clone(),
             });
+        let retry = (self.0.code == ErrorCode::TooManyRequests)
+            .then(|| crate::throttle::WINDOW.as_secs().to_string());
         let mut resp = (status, Json(ErrorBody { error: self.0 })).into_response();
         if let Some(d) = denial {
             resp.extensions_mut().insert(d);
+        }
+        if let Some(v) = retry.and_then(|r| axum::http::HeaderValue::from_str(&r).ok()) {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, v);
         }
         resp
     }

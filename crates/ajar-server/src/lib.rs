@@ -24,6 +24,7 @@ pub mod bootstrap;
 pub mod clock;
 pub mod error;
 pub mod journal;
+pub mod limits;
 pub mod metrics;
 pub mod notify;
 pub mod request_id;
@@ -31,6 +32,7 @@ pub mod request_writer;
 mod routes;
 pub mod rules_cache;
 pub mod scheduler;
+pub mod throttle;
 
 pub use routes::openapi::ApiDoc;
 
@@ -53,6 +55,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Trusted OpenID Connect issuers (empty: only API tokens are accepted).
     pub oidc: Arc<ajar_oidc::Providers>,
+    /// Failed-authentication counters (429 after too many).
+    pub failed_auth: Arc<throttle::FailedAuth>,
     /// Resolved tokens; invalidated by every change to tokens, roles or assignments.
     pub auth_cache: Arc<auth::AuthCache>,
     /// The index behind `POST /api/v1/authorize`.
@@ -81,6 +85,7 @@ impl AppState {
             store,
             clock,
             oidc: Arc::default(),
+            failed_auth: Arc::default(),
             auth_cache: Arc::default(),
             access_index: Arc::default(),
             rules_cache: Arc::default(),
@@ -124,6 +129,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             journal::record_denials,
         ))
+        .layer(axum::middleware::from_fn(limits::limit_headers))
         .layer(axum::middleware::from_fn_with_state(
             state,
             request_id::layer,
