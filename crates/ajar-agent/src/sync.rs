@@ -29,6 +29,8 @@ pub struct Config {
     pub conntrack: PathBuf,
     /// Longest long poll.
     pub wait: Duration,
+    /// The HTTP client (with the CA the server's certificate must chain to, if one was given).
+    pub http: reqwest::Client,
 }
 
 /// First and longest pause after a failure.
@@ -63,9 +65,10 @@ pub async fn run(config: Config, firewall: Box<dyn Firewall>, shutdown: impl Fut
         .collect();
     let mut current = 0;
     let mut agent = Agent {
-        client: Client::new(
+        client: Client::with_http(
             servers.first().cloned().unwrap_or_default(),
             Some(config.token.clone()),
+            config.http.clone(),
         ),
         pending: AgentReport {
             version: config.version.clone(),
@@ -105,8 +108,11 @@ pub async fn run(config: Config, firewall: Box<dyn Firewall>, shutdown: impl Fut
                     // Another replica may answer: try it next.
                     current = (current + 1) % servers.len();
                     tracing::info!(server = %servers[current], "agent moves to another replica");
-                    agent.client =
-                        Client::new(servers[current].clone(), Some(agent.config.token.clone()));
+                    agent.client = Client::with_http(
+                        servers[current].clone(),
+                        Some(agent.config.token.clone()),
+                        agent.config.http.clone(),
+                    );
                     agent.revision = None;
                 }
                 tokio::select! {

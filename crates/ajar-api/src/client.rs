@@ -57,6 +57,23 @@ pub struct RawResponse {
     pub etag: Option<String>,
 }
 
+/// An HTTP client for talking to ajar: with `ca_pem` (PEM certificates), the server's
+/// certificate must chain to one of them and to nothing else; without, the system's roots.
+pub fn http_client(ca_pem: Option<&[u8]>) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder();
+    if let Some(pem) = ca_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| format!("the CA file holds no PEM certificate: {e}"))?;
+        if certs.is_empty() {
+            return Err("the CA file holds no PEM certificate".into());
+        }
+        builder = builder.tls_certs_only(certs);
+    }
+    builder
+        .build()
+        .map_err(|e| format!("cannot set up TLS: {e}"))
+}
+
 /// A client bound to one server and, optionally, one bearer token.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -70,6 +87,19 @@ impl Client {
     pub fn new(base: impl Into<String>, token: Option<String>) -> Self {
         Self {
             http: reqwest::Client::new(),
+            base: base.into().trim_end_matches('/').to_owned(),
+            token,
+        }
+    }
+
+    /// A client for `base` over `http` (e.g. one from [`http_client`] trusting a private CA).
+    pub fn with_http(
+        base: impl Into<String>,
+        token: Option<String>,
+        http: reqwest::Client,
+    ) -> Self {
+        Self {
+            http,
             base: base.into().trim_end_matches('/').to_owned(),
             token,
         }

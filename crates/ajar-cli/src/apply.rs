@@ -59,6 +59,13 @@ pub struct Desired {
     pub role_assignments: Vec<Assignment>,
 }
 
+impl Desired {
+    /// The file's content from its parsed document; `file` names it in errors.
+    pub fn from_document(doc: Value, file: &str) -> CliResult<Desired> {
+        serde_json::from_value(doc).map_err(|e| usage(format!("{file}: {e}")))
+    }
+}
+
 /// An object with a resource id and properties.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -206,8 +213,7 @@ impl Plan<'_> {
 /// Runs `ajar apply`.
 pub async fn apply(ctx: &Ctx, args: ApplyArgs) -> CliResult {
     let doc = read_document(&args.file)?;
-    let desired: Desired =
-        serde_json::from_value(doc).map_err(|e| usage(format!("{}: {e}", args.file)))?;
+    let desired = Desired::from_document(doc, &args.file)?;
     let mut plan = Plan {
         ctx,
         dry_run: args.dry_run,

@@ -101,6 +101,23 @@ pub fn usage(m: impl Into<String>) -> CliError {
     CliError::Usage(m.into())
 }
 
+/// A client for `url`, trusting only the CA in `$AJAR_CA_CERT` when that is set (a server
+/// with a certificate from a private CA), else the system's roots.
+pub fn client(url: String, token: Option<String>) -> CliResult<Client> {
+    let ca = match std::env::var_os("AJAR_CA_CERT").filter(|v| !v.is_empty()) {
+        Some(path) => Some(std::fs::read(&path).map_err(|e| {
+            CliError::Failed(format!(
+                "AJAR_CA_CERT: cannot read {}: {e}",
+                std::path::Path::new(&path).display()
+            ))
+        })?),
+        None => None,
+    };
+    let http = ajar_api::client::http_client(ca.as_deref())
+        .map_err(|e| CliError::Failed(format!("AJAR_CA_CERT: {e}")))?;
+    Ok(Client::with_http(url, token, http))
+}
+
 /// A connected client and the output format.
 pub struct Ctx {
     /// The API client.
@@ -114,7 +131,7 @@ impl Ctx {
     pub async fn connect(conn: &Conn) -> CliResult<Ctx> {
         let resolved = sso::renewed(profile::resolve(conn)?).await?;
         Ok(Ctx {
-            client: Client::new(resolved.url, resolved.token),
+            client: client(resolved.url, resolved.token)?,
             output: conn.output,
         })
     }

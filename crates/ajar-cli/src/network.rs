@@ -252,10 +252,15 @@ pub fn read_document(file: &str) -> CliResult<Value> {
         std::fs::read_to_string(file)
             .map_err(|e| CliError::Failed(format!("cannot read {file}: {e}")))?
     };
-    if let Ok(v) = serde_json::from_str::<Value>(&text) {
+    parse_document(&text, file)
+}
+
+/// Parses a document's text as JSON, else YAML; `file` names it in errors.
+pub fn parse_document(text: &str, file: &str) -> CliResult<Value> {
+    if let Ok(v) = serde_json::from_str::<Value>(text) {
         return Ok(v);
     }
-    serde_norway::from_str::<Value>(&text).map_err(|e| {
+    serde_norway::from_str::<Value>(text).map_err(|e| {
         usage(format!(
             "{file}: neither JSON nor YAML: {}",
             e.to_string().lines().next().unwrap_or_default()

@@ -245,7 +245,7 @@ pub async fn login(args: LoginArgs) -> CliResult {
         return Err(usage("the token is empty"));
     }
     let url = args.url.trim_end_matches('/').to_owned();
-    let client = ajar_api::Client::new(url.clone(), Some(token.clone()));
+    let client = crate::client(url.clone(), Some(token.clone()))?;
     client
         .get::<serde_json::Value>("/api/v1/tokens")
         .await

@@ -31,7 +31,7 @@ async fn provider(
 /// `ajar login --oidc`.
 pub async fn login(args: LoginArgs) -> CliResult {
     let url = args.url.trim_end_matches('/').to_owned();
-    let listed: List<IdentityProvider> = ajar_api::Client::new(url.clone(), None)
+    let listed: List<IdentityProvider> = crate::client(url.clone(), None)?
         .get("/api/v1/identityProviders")
         .await
         .map_err(|e| {
@@ -86,7 +86,7 @@ pub async fn login(args: LoginArgs) -> CliResult {
         }
     };
     let bearer = bearer(&tokens)?;
-    let me: ajar_api::wire::Me = ajar_api::Client::new(url.clone(), Some(bearer.clone()))
+    let me: ajar_api::wire::Me = crate::client(url.clone(), Some(bearer.clone()))?
         .get("/api/v1/me")
         .await
         .map_err(|e| CliError::Failed(format!("login refused: {}", CliError::from(e).message())))?;

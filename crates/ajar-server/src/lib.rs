@@ -33,6 +33,7 @@ mod routes;
 pub mod rules_cache;
 pub mod scheduler;
 pub mod throttle;
+pub mod tls;
 
 pub use routes::openapi::ApiDoc;
 
@@ -169,12 +170,45 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let app = router(state.clone());
+    serve_on(listener, app, state, shutdown).await
+}
+
+/// [`serve`] over TLS with `tls`'s certificate, which is read again whenever its files change
+/// (checked every [`tls::WATCH_INTERVAL`]) or [`tls::Tls::reload`] is called; every answer
+/// carries HSTS.
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: Arc<tls::Tls>,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let config = tls.server_config().map_err(std::io::Error::other)?;
+    let listener = tls::TlsListener::new(listener, config)?.tap_io(|_| {});
+    let watcher = tokio::spawn(tls::watch(tls, state.stopping.clone()));
+    let app = router(state.clone()).layer(axum::middleware::from_fn(tls::over_tls));
+    let result = serve_on(listener, app, state, shutdown).await;
+    watcher.abort();
+    result
+}
+
+async fn serve_on<L>(
+    listener: L,
+    app: Router,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+    for<'a> SocketAddr: axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
+{
     let (stop_tx, stop_rx) = watch::channel(false);
     let scheduler = tokio::spawn(scheduler::run(state.clone(), stop_rx.clone()));
     let checkpoints = tokio::spawn(scheduler::run_checkpoints(state.clone(), stop_rx.clone()));
     let notifications = tokio::spawn(notify::run(state.clone(), stop_rx));
     let stop = state.stop.clone();
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;

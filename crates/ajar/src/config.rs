@@ -36,6 +36,13 @@ pub struct ServeArgs {
     /// Sender address of notification emails, e.g. "ajar <ajar@example.com>".
     #[arg(long, env = "AJAR_SMTP_FROM")]
     pub smtp_from: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key). The files are read again
+    /// on SIGHUP and when they change.
+    #[arg(long, env = "AJAR_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "AJAR_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Trust bearer JWTs from this OpenID Connect issuer (repeatable, or comma-separated);
     /// discovery is at ISSUER/.well-known/openid-configuration. Plain http only on loopback.
     #[arg(long = "oidc-issuer", env = "AJAR_OIDC_ISSUER", value_delimiter = ',')]
@@ -59,7 +66,7 @@ pub struct ServeArgs {
     #[arg(long, env = "AJAR_OIDC_CLIENT_SECRET", hide_env_values = true)]
     pub oidc_client_secret: Option<String>,
     /// TOML configuration file with keys data_dir, database_url, listen, log, log_format,
-    /// smtp_url, smtp_from, and [[oidc]] sections (issuer, audience, principal_claim,
+    /// smtp_url, smtp_from, tls_cert, tls_key, and [[oidc]] sections (issuer, audience, principal_claim,
     /// groups_claim, client_secret, name).
     #[arg(long, env = "AJAR_CONFIG")]
     pub config: Option<PathBuf>,
@@ -88,6 +95,8 @@ struct FileConfig {
     log_format: Option<LogFormat>,
     smtp_url: Option<String>,
     smtp_from: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     #[serde(default)]
     oidc: Vec<FileIssuer>,
 }
@@ -120,6 +129,8 @@ pub struct ServeConfig {
     pub smtp: Option<ajar_server::notify::SmtpSettings>,
     /// Trusted OpenID Connect issuers.
     pub oidc: Vec<ajar_oidc::IssuerConfig>,
+    /// HTTPS: the certificate chain and key files.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl ServeConfig {
@@ -149,8 +160,17 @@ impl ServeConfig {
                 "listen address {listen:?} is not HOST:PORT (for example 127.0.0.1:8600)"
             )
         })?;
+        let tls = match (
+            args.tls_cert.or(file.tls_cert),
+            args.tls_key.or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+        };
         Ok(ServeConfig {
             oidc,
+            tls,
             data_dir: args
                 .data_dir
                 .or(file.data_dir)
@@ -247,6 +267,8 @@ mod tests {
             oidc_principal_claim: None,
             oidc_groups_claim: None,
             oidc_client_secret: None,
+            tls_cert: None,
+            tls_key: None,
             config: None,
         }
     }

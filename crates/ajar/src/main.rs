@@ -82,6 +82,10 @@ struct AgentArgs {
     /// Log line format.
     #[arg(long, env = "AJAR_LOG_FORMAT", value_enum, default_value_t = config::LogFormat::Text)]
     log_format: config::LogFormat,
+    /// PEM file of the CA that signed the server's certificate (for a private CA); the agent
+    /// then trusts only it. Without it, the system's roots.
+    #[arg(long, env = "AJAR_CA_CERT")]
+    ca_cert: Option<std::path::PathBuf>,
     /// Remove ajar's nftables table and exit.
     #[arg(long)]
     uninstall: bool,
@@ -247,15 +251,48 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     {
         println!("ajar bootstrap token: {token}");
     }
+    let tls = match &cfg.tls {
+        Some((cert, key)) => Some(std::sync::Arc::new(
+            ajar_server::tls::Tls::new(cert, key).map_err(|e| anyhow::anyhow!(e))?,
+        )),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
     let shutdown = shutdown_signal()?;
-    eprintln!("ajar: listening on http://{addr} (data in {data})");
-    ajar_server::serve(listener, state.clone(), shutdown).await?;
+    match tls {
+        Some(tls) => {
+            reload_on_sighup(tls.clone())?;
+            eprintln!("ajar: listening on https://{addr} (data in {data})");
+            ajar_server::serve_tls(listener, tls, state.clone(), shutdown).await?;
+        }
+        None => {
+            eprintln!("ajar: listening on http://{addr} (data in {data})");
+            ajar_server::serve(listener, state.clone(), shutdown).await?;
+        }
+    }
     state.store.close().await;
     say("ajar: stopped");
+    Ok(())
+}
+
+/// Reads the TLS certificate and key again on every SIGHUP (a failure keeps the old ones).
+fn reload_on_sighup(tls: std::sync::Arc<ajar_server::tls::Tls>) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("cannot install the SIGHUP handler")?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                match tls.reload() {
+                    Ok(()) => say("ajar: TLS certificate reloaded"),
+                    Err(e) => say(&format!("ajar: TLS certificate not reloaded: {e}")),
+                }
+            }
+        });
+    }
     Ok(())
 }
 
@@ -279,6 +316,14 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let (Some(server), Some(token)) = (args.server, args.token) else {
         anyhow::bail!("--server and --token are required");
     };
+    let ca = match &args.ca_cert {
+        Some(path) => {
+            Some(std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?)
+        }
+        None => None,
+    };
+    let http = ajar_api::client::http_client(ca.as_deref())
+        .map_err(|e| anyhow::anyhow!("--ca-cert: {e}"))?;
     let shutdown = shutdown_signal()?;
     say(&format!("ajar: agent following {server}"));
     ajar_agent::sync::run(
@@ -288,6 +333,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             conntrack: args.conntrack,
             wait: std::time::Duration::from_secs(args.wait_seconds),
+            http,
         },
         Box::new(firewall),
         shutdown,

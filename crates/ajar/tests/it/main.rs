@@ -10,6 +10,7 @@ mod cli;
 mod crash;
 mod enforce;
 mod replicas;
+mod tls;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
