@@ -11,12 +11,14 @@
 //! - `ajar-bench authorize`: in-process `authorize` decisions per second over 10,000
 //!   applications and 100,000 elevations; `ajar-bench authorize-http` the same question over
 //!   HTTP against a running server (`bench/authorize.sh`).
+//! - `ajar-bench faults`: the fault-injection suite (`bench/faults.sh`; needs root).
 //! - `ajar-bench oidc`: bearer JWT authentication over HTTP against an in-process server and a
 //!   test identity provider (`bench/oidc.sh`).
 
 mod authorize;
 mod authorize_http;
 mod enforce;
+mod faults;
 mod oidc;
 
 use anyhow::{Context, bail};
@@ -39,6 +41,8 @@ enum Cli {
     AuthorizeHttp(authorize_http::Args),
     /// Bearer JWT authentication per second: verified each time, cached, and API tokens.
     Oidc(oidc::Args),
+    /// The fault-injection suite (root): faults during open grants, overshoot and recovery.
+    Faults(faults::Args),
 }
 
 #[derive(Debug, clap::Args)]
@@ -76,6 +80,7 @@ fn main() -> anyhow::Result<()> {
         Cli::Authorize(args) => authorize::run(args),
         Cli::AuthorizeHttp(args) => rt.block_on(authorize_http::run(args)),
         Cli::Oidc(args) => rt.block_on(oidc::run(args)),
+        Cli::Faults(args) => rt.block_on(faults::run(args)),
     }
 }
 

@@ -19,3 +19,4 @@ pub mod conntrack;
 pub mod firewall;
 pub mod ruleset;
 pub mod sync;
+pub mod timing;

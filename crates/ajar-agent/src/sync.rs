@@ -6,6 +6,7 @@
 use crate::conntrack;
 use crate::firewall::Firewall;
 use crate::ruleset::Ruleset;
+use crate::timing::Timing;
 use ajar_api::Client;
 use ajar_api::wire::{AgentReport, DesiredState, GrantRef};
 use jiff::Timestamp;
@@ -52,6 +53,7 @@ struct Agent {
     applied: HashMap<GrantKey, Applied>,
     cuts: BTreeMap<(Instant, GrantKey), Vec<Vec<String>>>,
     pending: AgentReport,
+    timing: Timing,
 }
 
 /// Runs until `shutdown` resolves. Returns only then; errors are logged and retried.
@@ -81,6 +83,7 @@ pub async fn run(config: Config, firewall: Box<dyn Firewall>, shutdown: impl Fut
         revision: None,
         applied: HashMap::new(),
         cuts: BTreeMap::new(),
+        timing: Timing::default(),
     };
     tokio::pin!(shutdown);
     let mut backoff = BACKOFF.0;
@@ -97,7 +100,10 @@ pub async fn run(config: Config, firewall: Box<dyn Firewall>, shutdown: impl Fut
                 r = &mut poll => break r,
             }
         };
-        match result.and_then(|(state, received)| agent.apply(&state, received.elapsed())) {
+        match result.and_then(|(mut state, received)| {
+            agent.timing.adjust(&mut state, received, local_time());
+            agent.apply(&state, received.elapsed())
+        }) {
             Ok(()) => {
                 backoff = BACKOFF.0;
                 agent.send_report().await;
@@ -245,4 +251,14 @@ impl Agent {
             }
         }
     }
+}
+
+/// The agent host's own clock: only a tie-breaker when the server's clock goes back (see
+/// [`Timing`]); grant timeouts never depend on it alone.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the agent's own wall clock, used only to tell a corrected server clock from one set back"
+)]
+fn local_time() -> Timestamp {
+    Timestamp::now()
 }

@@ -68,6 +68,10 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(db)
                 if db.message().contains("locked")
                     || db.message().contains("busy")
+                    // SQLite with its disk full (SQLITE_FULL) or failing I/O (SQLITE_IOERR):
+                    // the transaction wrote nothing, and space or the disk may come back.
+                    || db.message().contains("database or disk is full")
+                    || db.message().contains("disk I/O error")
                     // PostgreSQL shutting down or restarting (57P0x), or the connection lost
                     // (08xxx): retrying later helps.
                     || db
@@ -124,6 +128,13 @@ impl Store {
                 .acquire_timeout(Duration::from_secs(10))
                 // A local file does not drop connections; a ping per acquire would cost a round trip.
                 .test_before_acquire(false)
+                // When SQLite rolls a transaction back by itself (a full disk, an I/O error),
+                // sqlx's rollback on drop fails and the connection would stay "in a
+                // transaction" for good, refusing every later write: close it instead, so the
+                // next write gets a fresh connection.
+                .after_release(|conn, _| {
+                    Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) })
+                })
                 .after_connect(|conn, _| {
                     Box::pin(async move {
                         // WAL lets readers work beside the one writer; NORMAL keeps a commit
@@ -317,6 +328,54 @@ mod tests {
                 .get(0);
             assert_eq!((mode.as_str(), sync), ("wal", 1));
         }
+    }
+
+    /// A disk that fills up (here: the database capped at its size) refuses writes as
+    /// unavailable, and once there is room again the next write works: the one writer
+    /// connection must not stay stuck in a transaction SQLite already rolled back.
+    #[tokio::test]
+    async fn a_full_disk_refuses_writes_as_unavailable_and_the_writer_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("t.db")).await.unwrap();
+        let pages: i64 = sqlx::query("PRAGMA page_count")
+            .fetch_one(&store.writer)
+            .await
+            .unwrap()
+            .get(0);
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "PRAGMA max_page_count = {}",
+            pages + 3
+        )))
+        .execute(&store.writer)
+        .await
+        .unwrap();
+        let mut refused = None;
+        for i in 0..1_000 {
+            let mut tx = store.write().await.unwrap();
+            let wrote = match tx.set_meta(&format!("k{i}"), &"x".repeat(8_000)).await {
+                Ok(()) => tx.commit_unrecorded().await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = wrote {
+                refused = Some(e);
+                break;
+            }
+        }
+        assert!(
+            matches!(refused, Some(StoreError::Unavailable(_))),
+            "{refused:?}"
+        );
+        sqlx::query("PRAGMA max_page_count = 1073741823")
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        for i in 0..3 {
+            let mut tx = store.write().await.unwrap();
+            tx.set_meta(&format!("after{i}"), "ok").await.unwrap();
+            tx.commit_unrecorded().await.unwrap();
+        }
+        let mut tx = store.read().await.unwrap();
+        assert_eq!(tx.meta("after2").await.unwrap().as_deref(), Some("ok"));
     }
 }
 

@@ -34,6 +34,20 @@ pub struct Lab {
     /// The bootstrap admin token.
     pub token: String,
     server: Option<Child>,
+    options: ServerOptions,
+    /// The agent [`world`] registered: its id and token.
+    pub agent: Option<(String, String)>,
+}
+
+/// How the lab's `ajar serve` runs.
+#[derive(Debug, Default, Clone)]
+pub struct ServerOptions {
+    /// Extra arguments (e.g. `--database-url`).
+    pub args: Vec<String>,
+    /// Extra environment (e.g. a fake clock through `LD_PRELOAD`).
+    pub env: Vec<(String, String)>,
+    /// The SQLite data directory, instead of a fresh temporary one.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// The lab's members.
@@ -79,6 +93,11 @@ impl Lab {
     /// Builds the namespaces and links, and starts `ajar serve` (from the binary `ajar`) on the
     /// management address.
     pub fn new(ajar: impl Into<std::path::PathBuf>) -> Lab {
+        Self::with_server(ajar, ServerOptions::default())
+    }
+
+    /// Like [`Lab::new`], with the server run as `options` say.
+    pub fn with_server(ajar: impl Into<std::path::PathBuf>, options: ServerOptions) -> Lab {
         assert!(
             Command::new("id")
                 .arg("-u")
@@ -97,6 +116,8 @@ impl Lab {
             url: String::new(),
             token: String::new(),
             server: None,
+            options,
+            agent: None,
         };
         lab.teardown();
         for n in [Node::C1, Node::C2, Node::Host, Node::Gw] {
@@ -284,13 +305,29 @@ impl Lab {
 
     fn start_server(&mut self) {
         let listen = format!("198.18.{}.17:8600", self.id);
+        let data = self
+            .options
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| self._data.path().to_owned());
         let mut child = Command::new(&self.ajar)
             .args(["serve", "--data-dir"])
-            .arg(self._data.path())
+            .arg(data)
             .args(["--listen", &listen, "--log", "warn"])
+            .args(&self.options.args)
+            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
             .env_remove("AJAR_CONFIG")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(match std::env::var("AJAR_LAB_SERVER_LOG") {
+                // With AJAR_LAB_SERVER_LOG=FILE, the server's log is appended there.
+                Ok(path) => std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map(Stdio::from)
+                    .unwrap_or_else(|_| Stdio::null()),
+                Err(_) => Stdio::null(),
+            })
             .spawn()
             .unwrap();
         if self.token.is_empty() {
@@ -328,6 +365,36 @@ impl Lab {
     pub fn restart_server(&mut self) {
         self.kill_server();
         self.start_server();
+    }
+
+    /// Takes the management link (between the gateway and the root namespace, where the
+    /// server runs) down or up: the agent loses the server, the clients keep the machine.
+    pub fn management_link(&self, up: bool) {
+        let link = format!("aj{}mg", self.id);
+        self.exec(
+            Node::Gw,
+            &["ip", "link", "set", &link, if up { "up" } else { "down" }],
+        );
+        if up {
+            self.exec(
+                Node::Gw,
+                &[
+                    "ip",
+                    "route",
+                    "replace",
+                    "default",
+                    "via",
+                    &format!("198.18.{}.17", self.id),
+                ],
+            );
+        }
+    }
+
+    /// Whether the server process is still running.
+    pub fn server_running(&mut self) -> bool {
+        self.server
+            .as_mut()
+            .is_some_and(|s| s.try_wait().ok().flatten().is_none())
     }
 
     /// The namespace name of a node.
@@ -540,8 +607,13 @@ pub async fn world(lab: &mut Lab, mode: &str, cut: bool) -> Client {
     } else {
         Node::Host
     };
-    lab.start_agent(node, agent["token"].as_str().unwrap());
-    wait_applied(&admin, agent["id"].as_str().unwrap()).await;
+    let (id, token) = (
+        agent["id"].as_str().unwrap().to_owned(),
+        agent["token"].as_str().unwrap().to_owned(),
+    );
+    lab.start_agent(node, &token);
+    wait_applied(&admin, &id).await;
+    lab.agent = Some((id, token));
     admin
 }
 
