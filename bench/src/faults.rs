@@ -40,10 +40,13 @@ struct Row {
     ok: bool,
 }
 
+/// Runs blocking lab work (process spawns, probes) off the async threads. A panic in it (the
+/// lab's helpers fail loudly) is passed on as is.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
 }
 
 fn end_of(request: &Value) -> anyhow::Result<Timestamp> {
