@@ -80,13 +80,13 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Option<T> {
     serde_json::from_slice(body).ok()
 }
 
-/// Every request body the API takes (the first byte picks which), parsed as the server parses
-/// it and checked as the server checks it.
+/// Every request body the API takes (18 types; the first byte picks which), parsed as the
+/// server parses it and checked as the server checks it.
 pub fn api_body(data: &[u8]) {
     let Some((&which, body)) = data.split_first() else {
         return;
     };
-    match which % 14 {
+    match which % 18 {
         0 => {
             if let Some(b) = parse::<wire::MachineBody>(body) {
                 let _ = b.properties.validate();
@@ -112,7 +112,11 @@ pub fn api_body(data: &[u8]) {
         10 => drop(parse::<wire::AgentReport>(body)),
         11 => drop(parse::<wire::RoleAssignmentBody>(body)),
         12 => drop(parse::<wire::RoleDefinitionBody>(body)),
-        _ => drop(parse::<wire::NotificationSubscriptionBody>(body)),
+        13 => drop(parse::<wire::NotificationSubscriptionBody>(body)),
+        14 => drop(parse::<wire::GroupBody>(body)),
+        15 => drop(parse::<wire::TokenCreate>(body)),
+        16 => drop(parse::<wire::JitSettings>(body)),
+        _ => drop(parse::<wire::EnableJitBody>(body)),
     }
 }
 

@@ -218,8 +218,6 @@ pub struct Caller {
     /// The groups an identity provider asserted (in the JWT, or when the session was made);
     /// a session made by this caller carries them.
     pub asserted_groups: Vec<String>,
-    /// When the credential stops working, if it does (a JWT's `exp`, a session's end).
-    pub expires: Option<Timestamp>,
     /// What they may do, where.
     pub permissions: Permissions,
     /// The peer address of the connection, when known.
@@ -295,7 +293,6 @@ impl FromRequestParts<AppState> for Caller {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ci| ci.0.ip());
-
         let resolved = match state.auth_cache.get(&hash, now) {
             Some(r) => r,
             None => {
@@ -353,7 +350,6 @@ impl FromRequestParts<AppState> for Caller {
             principal: resolved.principal,
             groups: resolved.groups,
             asserted_groups: resolved.asserted_groups,
-            expires: resolved.expires,
             permissions: resolved.permissions,
             address,
             request_id,
