@@ -122,29 +122,48 @@ async fn recovered(
         .filter_map(|r| r["id"].as_str().map(str::to_owned))
         .collect();
     ids.sort();
-    let list: Value = admin
-        .get(&format!("/api/v1{POLICY}/requests"))
+    let list: Vec<Value> = admin
+        .get_all(&format!("/api/v1{POLICY}/requests?top=1000"), 1_000)
         .await
         .context("listing requests")?;
-    let mut stored: Vec<String> = list["value"]
-        .as_array()
-        .context("no list")?
+    let mut stored: Vec<String> = list
         .iter()
         .filter_map(|r| r["id"].as_str().map(str::to_owned))
         .collect();
     stored.sort();
+    let recorded: Vec<Value> = admin
+        .get_all(
+            "/api/v1/activity?action=ajar.jit/policies/initiate/action&top=1000",
+            1_000,
+        )
+        .await
+        .context("listing initiate records")?;
     for id in &ids {
         let n = stored.iter().filter(|s| *s == id).count();
         if n != 1 {
             bail!("request {id} is stored {n} times");
         }
+        let r = recorded
+            .iter()
+            .filter(|r| r["requestId"].as_str() == Some(id))
+            .count();
+        if r != 1 {
+            bail!("request {id} has {r} initiate records");
+        }
+    }
+    if recorded.len() != stored.len() {
+        bail!(
+            "{} initiate records for {} stored requests",
+            recorded.len(),
+            stored.len()
+        );
     }
     let verify: Value = admin.get("/api/v1/activity/verify").await?;
     if verify["ok"] != true {
         bail!("the activity log does not verify: {verify}");
     }
     Ok(format!(
-        "recovered; {} requests stored once each; {} activity records verify",
+        "recovered; {} requests stored and recorded once each; {} activity records verify",
         ids.len(),
         verify["records"]
     ))

@@ -170,6 +170,27 @@ impl Client {
         Ok(RawResponse { status, body, etag })
     }
 
+    /// `GET path` of a list, following `nextLink` to the end (at most `max_pages` pages):
+    /// every page's items in order.
+    pub async fn get_all<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        max_pages: usize,
+    ) -> Result<Vec<T>, ClientError> {
+        let mut items = Vec::new();
+        let mut next = Some(path.to_owned());
+        let mut pages = 0;
+        while let Some(p) = next.take() {
+            let page: crate::wire::List<T> = self.get(&p).await?;
+            items.extend(page.value);
+            pages += 1;
+            if pages < max_pages {
+                next = page.next_link;
+            }
+        }
+        Ok(items)
+    }
+
     async fn call<T: DeserializeOwned, B: Serialize>(
         &self,
         method: Method,

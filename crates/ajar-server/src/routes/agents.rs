@@ -4,7 +4,7 @@
 //! An agent authenticates as the principal `agent:NAME`. It holds no role: the only endpoints it
 //! may use are those under `/api/v1/agent/`, and they only ever show its own machines.
 
-use super::{Reply, no_content, ts};
+use super::{Paging, Reply, no_content, ts};
 use crate::AppState;
 use crate::auth::{Caller, new_token};
 use crate::body::RawBody;
@@ -191,6 +191,7 @@ pub async fn create_agent(
 pub async fn list_agents(
     State(state): State<AppState>,
     caller: Caller,
+    paging: Paging,
 ) -> AppResult<Reply<List<Agent>>> {
     caller.require(actions::AGENTS_READ, &Scope::Root)?;
     let now = state.clock.now();
@@ -202,10 +203,7 @@ pub async fn list_agents(
         .into_iter()
         .map(|a| view(a, None, now, revision))
         .collect();
-    Ok(Reply::ok(List {
-        value,
-        next_link: None,
-    }))
+    Ok(Reply::ok(paging.list(value)))
 }
 
 #[utoipa::path(get, path = "/api/v1/agents/{id}", tag = "agents",

@@ -1,7 +1,7 @@
 //! Managed applications (role access): the JIT access policy fixed at creation, and eligible
 //! roles granted to users or groups. Activation requests come with the request engine.
 
-use super::{Reply, group_scope, name, no_content, resource_id, subscription_scope, ts};
+use super::{Paging, Reply, group_scope, name, no_content, resource_id, subscription_scope, ts};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::body::RawBody;
@@ -198,6 +198,7 @@ async fn list(
     state: &AppState,
     caller: &Caller,
     scope: Scope,
+    paging: &Paging,
 ) -> AppResult<Reply<List<Application>>> {
     caller.require_within(actions::APPLICATIONS_READ, &scope)?;
     let (Some(sub), rg) = (scope.subscription(), scope.resource_group()) else {
@@ -216,10 +217,7 @@ async fn list(
             value.push(view_with(row, &mut figures)?);
         }
     }
-    Ok(Reply::ok(List {
-        value,
-        next_link: None,
-    }))
+    Ok(Reply::ok(paging.list(value)))
 }
 
 #[utoipa::path(get, path = "/api/v1/subscriptions/{sub}/applications", tag = "applications",
@@ -228,8 +226,9 @@ pub async fn list_subscription_applications(
     State(state): State<AppState>,
     caller: Caller,
     Path(sub): Path<String>,
+    paging: Paging,
 ) -> AppResult<Reply<List<Application>>> {
-    list(&state, &caller, subscription_scope(&sub)?).await
+    list(&state, &caller, subscription_scope(&sub)?, &paging).await
 }
 
 #[utoipa::path(get, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/applications", tag = "applications",
@@ -238,8 +237,9 @@ pub async fn list_group_applications(
     State(state): State<AppState>,
     caller: Caller,
     Path((sub, rg)): Path<(String, String)>,
+    paging: Paging,
 ) -> AppResult<Reply<List<Application>>> {
-    list(&state, &caller, group_scope(&sub, &rg)?).await
+    list(&state, &caller, group_scope(&sub, &rg)?, &paging).await
 }
 
 fn eligibility_view(e: EligibilityRow) -> EligibleRole {
@@ -361,6 +361,7 @@ pub async fn list_eligible_roles(
     State(state): State<AppState>,
     caller: Caller,
     Path((sub, rg, n)): Path<(String, String, String)>,
+    paging: Paging,
 ) -> AppResult<Reply<List<EligibleRole>>> {
     let app = application_id(&sub, &rg, &n)?;
     caller.require(actions::APPLICATIONS_READ, &app.scope())?;
@@ -374,8 +375,5 @@ pub async fn list_eligible_roles(
         .into_iter()
         .map(eligibility_view)
         .collect();
-    Ok(Reply::ok(List {
-        value,
-        next_link: None,
-    }))
+    Ok(Reply::ok(paging.list(value)))
 }

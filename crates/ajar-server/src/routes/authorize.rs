@@ -1,7 +1,7 @@
 //! `POST /api/v1/authorize`: may a principal do an action at a scope right now, counting standing
 //! assignments and active role elevations? Answered from memory.
 
-use super::Reply;
+use super::{Paging, Reply};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::body::RawBody;
@@ -27,6 +27,7 @@ pub fn router() -> Router<AppState> {
 pub async fn subscriptions(
     State(state): State<AppState>,
     caller: Caller,
+    paging: Paging,
 ) -> AppResult<Reply<List<String>>> {
     let mut tx = state.store.read().await?;
     let all = tx.subscriptions().await?;
@@ -46,10 +47,7 @@ pub async fn subscriptions(
         })
         .map(|s| format!("/subscriptions/{s}"))
         .collect();
-    Ok(Reply::ok(List {
-        value,
-        next_link: None,
-    }))
+    Ok(Reply::ok(paging.list(value)))
 }
 
 /// Who the caller is. Needs no action: it tells the caller only about itself.

@@ -2,7 +2,7 @@
 //! can name as `group:NAME`. Membership is part of access control, so it takes the RBAC actions
 //! at the root scope. (Groups from an identity provider arrive with OIDC sign-in.)
 
-use super::{Reply, name, no_content};
+use super::{Paging, Reply, name, no_content};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::body::RawBody;
@@ -34,6 +34,7 @@ pub fn router() -> Router<AppState> {
 pub async fn list_groups(
     State(state): State<AppState>,
     caller: Caller,
+    paging: Paging,
 ) -> AppResult<Reply<List<Group>>> {
     caller.require(actions::RBAC_READ, &Scope::Root)?;
     let mut tx = state.store.read().await?;
@@ -43,10 +44,7 @@ pub async fn list_groups(
         .into_iter()
         .map(|(name, members)| Group { name, members })
         .collect();
-    Ok(Reply::ok(List {
-        value,
-        next_link: None,
-    }))
+    Ok(Reply::ok(paging.list(value)))
 }
 
 #[utoipa::path(get, path = "/api/v1/groups/{name}", tag = "rbac",

@@ -8,7 +8,7 @@
 //! as the approval request's name), which the agents enforce and the network scheduler closes.
 
 use super::requests::{PageQuery, blocking_scopes, port_rows, request_view};
-use super::{Reply, instant, resource_id, ts};
+use super::{Paging, Reply, instant, resource_id, ts};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::body::RawBody;
@@ -1012,16 +1012,14 @@ pub async fn list_application_requests(
     State(state): State<AppState>,
     caller: Caller,
     Path((sub, rg, n)): Path<(String, String, String)>,
+    paging: Paging,
 ) -> AppResult<Reply<List<JitRequest>>> {
     let app = resource_id(&sub, &rg, ResourceKind::Application, &n)?;
     caller.require(actions::APPLICATIONS_READ, &app.scope())?;
     let mut tx = state.store.read().await?;
     let rows = tx.jit_requests_of_application(&app.to_string()).await?;
     let value = rows.iter().map(view).collect::<AppResult<_>>()?;
-    Ok(Reply::ok(List {
-        value,
-        next_link: None,
-    }))
+    Ok(Reply::ok(paging.list(value)))
 }
 
 #[utoipa::path(get, path = "/api/v1/inbox", tag = "jitRequests",
@@ -1029,6 +1027,7 @@ pub async fn list_application_requests(
 pub async fn inbox(
     State(state): State<AppState>,
     caller: Caller,
+    paging: Paging,
 ) -> AppResult<Reply<List<JitRequest>>> {
     caller.require_within(actions::REQUESTS_APPROVE, &Scope::Root)?;
     let who = Principal::parse(&caller.principal)?;
@@ -1052,10 +1051,7 @@ pub async fn inbox(
             value.push(view(row)?);
         }
     }
-    Ok(Reply::ok(List {
-        value,
-        next_link: None,
-    }))
+    Ok(Reply::ok(paging.list(value)))
 }
 
 /// Filters of `GET /api/v1/history`.

@@ -1,7 +1,7 @@
 //! Machines: the inventory JIT protects, shown as Configured / NotConfigured / Unsupported.
 
 use super::settings::{disabled_at, disabled_scopes};
-use super::{Reply, group_scope, no_content, resource_id, subscription_scope};
+use super::{Paging, Reply, group_scope, no_content, resource_id, subscription_scope};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::body::RawBody;
@@ -209,6 +209,7 @@ async fn list(
     state: &AppState,
     caller: &Caller,
     scope: Scope,
+    paging: &Paging,
     filter: StateFilter,
 ) -> AppResult<Reply<List<Machine>>> {
     caller.require_within(actions::MACHINES_READ, &scope)?;
@@ -236,10 +237,7 @@ async fn list(
             value.push(m);
         }
     }
-    Ok(Reply::ok(List {
-        value,
-        next_link: None,
-    }))
+    Ok(Reply::ok(paging.list(value)))
 }
 
 #[utoipa::path(get, path = "/api/v1/subscriptions/{sub}/machines", tag = "machines",
@@ -250,8 +248,9 @@ pub async fn list_subscription_machines(
     caller: Caller,
     Path(sub): Path<String>,
     Query(filter): Query<StateFilter>,
+    paging: Paging,
 ) -> AppResult<Reply<List<Machine>>> {
-    list(&state, &caller, subscription_scope(&sub)?, filter).await
+    list(&state, &caller, subscription_scope(&sub)?, &paging, filter).await
 }
 
 #[utoipa::path(get, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/machines", tag = "machines",
@@ -262,6 +261,7 @@ pub async fn list_group_machines(
     caller: Caller,
     Path((sub, rg)): Path<(String, String)>,
     Query(filter): Query<StateFilter>,
+    paging: Paging,
 ) -> AppResult<Reply<List<Machine>>> {
-    list(&state, &caller, group_scope(&sub, &rg)?, filter).await
+    list(&state, &caller, group_scope(&sub, &rg)?, &paging, filter).await
 }

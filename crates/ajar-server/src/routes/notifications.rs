@@ -2,7 +2,7 @@
 //! a webhook or email addresses, a scope and the events wanted; and their deliveries, where
 //! dead letters are seen and retried.
 
-use super::{Reply, name, no_content, subscription_scope, ts};
+use super::{Paging, Reply, name, no_content, subscription_scope, ts};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::body::RawBody;
@@ -222,6 +222,7 @@ pub async fn list_subscriptions(
     State(state): State<AppState>,
     caller: Caller,
     Path(sub): Path<String>,
+    paging: Paging,
 ) -> AppResult<Reply<List<NotificationSubscription>>> {
     let scope = subscription_scope(&sub)?;
     caller.require(actions::NOTIFICATIONS_READ, &scope)?;
@@ -229,10 +230,9 @@ pub async fn list_subscriptions(
     let rows = tx
         .notification_subscriptions(Some(&scope.to_string()))
         .await?;
-    Ok(Reply::ok(List {
-        value: rows.iter().map(view).collect::<AppResult<_>>()?,
-        next_link: None,
-    }))
+    Ok(Reply::ok(
+        paging.list(rows.iter().map(view).collect::<AppResult<_>>()?),
+    ))
 }
 
 #[utoipa::path(delete, path = "/api/v1/subscriptions/{sub}/notificationSubscriptions/{name}", tag = "notifications",
@@ -283,6 +283,7 @@ pub async fn list_deliveries(
     caller: Caller,
     Path((sub, n)): Path<(String, String)>,
     Query(q): Query<DeliveryQuery>,
+    paging: Paging,
 ) -> AppResult<Reply<List<Delivery>>> {
     let (scope, id) = subscription_id(&sub, &n)?;
     caller.require(actions::NOTIFICATIONS_READ, &scope)?;
@@ -302,10 +303,9 @@ pub async fn list_deliveries(
     let rows = tx
         .notification_deliveries(&id, q.state.as_deref(), 1000)
         .await?;
-    Ok(Reply::ok(List {
-        value: rows.into_iter().map(delivery_view).collect(),
-        next_link: None,
-    }))
+    Ok(Reply::ok(
+        paging.list(rows.into_iter().map(delivery_view).collect()),
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/subscriptions/{sub}/notificationSubscriptions/{name}/deliveries/{id}/retry", tag = "notifications",

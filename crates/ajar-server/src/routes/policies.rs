@@ -2,7 +2,9 @@
 //! long. A PUT names the whole policy; "enable JIT" adds one machine without touching others.
 
 use super::settings::{disabled_at, disabled_scopes};
-use super::{Reply, check_preconditions, group_scope, no_content, resource_id, subscription_scope};
+use super::{
+    Paging, Reply, check_preconditions, group_scope, no_content, resource_id, subscription_scope,
+};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::body::RawBody;
@@ -273,7 +275,12 @@ pub async fn delete_policy(
     Ok(no_content())
 }
 
-async fn list(state: &AppState, caller: &Caller, scope: Scope) -> AppResult<Reply<List<Policy>>> {
+async fn list(
+    state: &AppState,
+    caller: &Caller,
+    scope: Scope,
+    paging: &Paging,
+) -> AppResult<Reply<List<Policy>>> {
     caller.require_within(actions::POLICIES_READ, &scope)?;
     let (Some(sub), rg) = (scope.subscription(), scope.resource_group()) else {
         return Err(AppError::new(ErrorCode::InvalidParameter, "bad scope"));
@@ -290,10 +297,7 @@ async fn list(state: &AppState, caller: &Caller, scope: Scope) -> AppResult<Repl
             value.push(policy_view(row)?);
         }
     }
-    Ok(Reply::ok(List {
-        value,
-        next_link: None,
-    }))
+    Ok(Reply::ok(paging.list(value)))
 }
 
 #[utoipa::path(get, path = "/api/v1/subscriptions/{sub}/jitNetworkAccessPolicies", tag = "policies",
@@ -302,8 +306,9 @@ pub async fn list_subscription_policies(
     State(state): State<AppState>,
     caller: Caller,
     Path(sub): Path<String>,
+    paging: Paging,
 ) -> AppResult<Reply<List<Policy>>> {
-    list(&state, &caller, subscription_scope(&sub)?).await
+    list(&state, &caller, subscription_scope(&sub)?, &paging).await
 }
 
 #[utoipa::path(get, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/jitNetworkAccessPolicies",
@@ -313,8 +318,9 @@ pub async fn list_group_policies(
     State(state): State<AppState>,
     caller: Caller,
     Path((sub, rg)): Path<(String, String)>,
+    paging: Paging,
 ) -> AppResult<Reply<List<Policy>>> {
-    list(&state, &caller, group_scope(&sub, &rg)?).await
+    list(&state, &caller, group_scope(&sub, &rg)?, &paging).await
 }
 
 /// Name of the policy "enable JIT" adds machines to unless told otherwise.

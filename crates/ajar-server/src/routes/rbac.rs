@@ -1,6 +1,6 @@
 //! Role definitions (built-in and custom) and role assignments at a scope.
 
-use super::{Reply, name, no_content, ts};
+use super::{Paging, Reply, name, no_content, ts};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::body::RawBody;
@@ -63,6 +63,7 @@ fn is_built_in(name: &str) -> bool {
 pub async fn list_roles(
     State(state): State<AppState>,
     caller: Caller,
+    paging: Paging,
 ) -> AppResult<Reply<List<RoleDefinition>>> {
     caller.require_within(actions::RBAC_READ, &Scope::Root)?;
     let mut tx = state.store.read().await?;
@@ -72,10 +73,7 @@ pub async fn list_roles(
         .map(built_in_view)
         .chain(custom.into_iter().map(custom_view))
         .collect();
-    Ok(Reply::ok(List {
-        value,
-        next_link: None,
-    }))
+    Ok(Reply::ok(paging.list(value)))
 }
 
 #[utoipa::path(get, path = "/api/v1/roleDefinitions/{name}", tag = "rbac",
@@ -214,6 +212,7 @@ pub async fn list_assignments(
     State(state): State<AppState>,
     caller: Caller,
     Query(query): Query<AssignmentQuery>,
+    paging: Paging,
 ) -> AppResult<Reply<List<RoleAssignment>>> {
     let scope = match &query.scope {
         Some(s) => Scope::parse(s).map_err(|e| AppError::parameter("scope", e))?,
@@ -229,10 +228,7 @@ pub async fn list_assignments(
         .filter(|a| Scope::parse(&a.scope).is_ok_and(|s| caller.may(actions::RBAC_READ, &s)))
         .map(assignment_view)
         .collect();
-    Ok(Reply::ok(List {
-        value,
-        next_link: None,
-    }))
+    Ok(Reply::ok(paging.list(value)))
 }
 
 #[utoipa::path(get, path = "/api/v1/roleAssignments/{id}", tag = "rbac",

@@ -5,7 +5,7 @@
 //! a requester may read and revoke their own requests while they still hold
 //! `ajar.jit/policies/initiate/action` at the policy's scope.
 
-use super::{Reply, page_size, resource_id, ts};
+use super::{Paging, Reply, page_size, resource_id, ts};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::body::RawBody;
@@ -484,6 +484,7 @@ pub async fn list_grants(
     State(state): State<AppState>,
     caller: Caller,
     Path((sub, rg, name)): Path<(String, String, String)>,
+    paging: Paging,
 ) -> AppResult<Reply<List<Grant>>> {
     let id = resource_id(&sub, &rg, ResourceKind::Machine, &name)?;
     caller.require(actions::REQUESTS_READ, &id.scope())?;
@@ -506,8 +507,5 @@ pub async fn list_grants(
             mapped_port: g.port.mapped_port,
         })
         .collect();
-    Ok(Reply::ok(List {
-        value,
-        next_link: None,
-    }))
+    Ok(Reply::ok(paging.list(value)))
 }

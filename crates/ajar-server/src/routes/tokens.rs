@@ -4,7 +4,7 @@
 //! may not create any); doing so for other principals needs `ajar.tokens/write` (create, revoke)
 //! or `ajar.tokens/read` (list) at `/`.
 
-use super::{Reply, no_content, ts};
+use super::{Paging, Reply, no_content, ts};
 use crate::AppState;
 use crate::auth::{Caller, new_token};
 use crate::body::RawBody;
@@ -110,6 +110,7 @@ pub async fn list_tokens(
     State(state): State<AppState>,
     caller: Caller,
     Query(query): Query<TokenQuery>,
+    paging: Paging,
 ) -> AppResult<Reply<List<Token>>> {
     let principal = if caller.may(actions::TOKENS_READ, &Scope::Root) {
         query.principal
@@ -129,10 +130,9 @@ pub async fn list_tokens(
     };
     let mut tx = state.store.read().await?;
     let rows = tx.tokens(principal.as_deref()).await?;
-    Ok(Reply::ok(List {
-        value: rows.into_iter().map(|t| view(t, None)).collect(),
-        next_link: None,
-    }))
+    Ok(Reply::ok(
+        paging.list(rows.into_iter().map(|t| view(t, None)).collect()),
+    ))
 }
 
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens",
