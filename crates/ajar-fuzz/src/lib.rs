@@ -152,6 +152,7 @@ pub fn jwt(data: &[u8]) {
             audience: "ajar".into(),
             principal_claim: "sub".into(),
             groups_claim: "groups".into(),
+            principal_prefix: String::new(),
         };
         let now = jiff::Timestamp::from_second(1_800_000_000).unwrap_or_default();
         let _ = ajar_oidc::claims::check(&claims, &rules, now);

@@ -22,6 +22,9 @@ pub struct ClaimRules {
     pub principal_claim: String,
     /// The claim listing the principal's groups.
     pub groups_claim: String,
+    /// Put before the claim's value to make the principal (e.g. `corp-`), so the issuer's names
+    /// cannot collide with API tokens' principals such as `admin`; empty for none.
+    pub principal_prefix: String,
 }
 
 /// Who a valid token names.
@@ -100,7 +103,16 @@ pub fn check(
     {
         return refuse(format!("the token was issued in the future ({iat})"));
     }
-    let principal = principal(claims, &rules.principal_claim)?;
+    let principal = format!(
+        "{}{}",
+        rules.principal_prefix,
+        principal(claims, &rules.principal_claim)?
+    );
+    if Principal::parse(&principal).is_err() {
+        return refuse(format!(
+            "the principal {principal:?} is longer than 128 characters"
+        ));
+    }
     Ok(Identity {
         issuer: rules.issuer.clone(),
         principal,
@@ -201,6 +213,7 @@ mod tests {
             audience: "ajar".into(),
             principal_claim: "sub".into(),
             groups_claim: "groups".into(),
+            principal_prefix: String::new(),
         }
     }
 
@@ -272,6 +285,17 @@ mod tests {
             c.insert("preferred_username".into(), json!(bad));
             assert!(check(&c, &r, at(1500)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_prefix_keeps_the_issuers_names_apart() {
+        let mut r = rules();
+        r.principal_prefix = "corp-".into();
+        let mut c = claims(good());
+        c.insert("sub".into(), json!("admin"));
+        assert_eq!(check(&c, &r, at(1500)).unwrap().principal, "corp-admin");
+        c.insert("sub".into(), json!("a".repeat(125)));
+        assert!(check(&c, &r, at(1500)).is_err(), "too long with the prefix");
     }
 
     #[test]

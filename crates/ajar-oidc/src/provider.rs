@@ -27,6 +27,8 @@ pub struct IssuerConfig {
     pub principal_claim: String,
     /// The claim listing groups.
     pub groups_claim: String,
+    /// Put before the principal claim's value (empty: none); see [`ClaimRules`].
+    pub principal_prefix: String,
     /// The client secret for the console's code exchange, if the provider wants one.
     pub client_secret: Option<String>,
     /// A name for sign-in buttons (default: the issuer's host).
@@ -41,6 +43,7 @@ impl IssuerConfig {
             audience: audience.into(),
             principal_claim: "sub".into(),
             groups_claim: "groups".into(),
+            principal_prefix: String::new(),
             client_secret: None,
             name: None,
         }
@@ -54,6 +57,16 @@ impl IssuerConfig {
         }
         if self.principal_claim.is_empty() || self.groups_claim.is_empty() {
             return Err("the principal and groups claims must be named".into());
+        }
+        let prefix = &self.principal_prefix;
+        let reserved = ["group:", "agent:"].iter().any(|r| prefix.starts_with(r));
+        if !prefix.is_empty()
+            && (reserved || ajar_core::principal::Principal::parse(prefix).is_err())
+        {
+            return Err(format!(
+                "the principal prefix {prefix:?} must be letters, digits or . _ @ + - : and not \
+                 begin with group: or agent:"
+            ));
         }
         Ok(())
     }
@@ -74,6 +87,7 @@ impl IssuerConfig {
             audience: self.audience.clone(),
             principal_claim: self.principal_claim.clone(),
             groups_claim: self.groups_claim.clone(),
+            principal_prefix: self.principal_prefix.clone(),
         }
     }
 }

@@ -61,13 +61,17 @@ pub struct ServeArgs {
     /// The claim listing the principal's groups [default: groups].
     #[arg(long, env = "AJAR_OIDC_GROUPS_CLAIM")]
     pub oidc_groups_claim: Option<String>,
+    /// Put before the principal claim's value (e.g. `corp-`), so the provider's names cannot
+    /// collide with API tokens' principals such as `admin` [default: none].
+    #[arg(long, env = "AJAR_OIDC_PRINCIPAL_PREFIX")]
+    pub oidc_principal_prefix: Option<String>,
     /// Client secret for the console's sign-in, when the provider wants one (a confidential
     /// client); applies to every issuer given by flag.
     #[arg(long, env = "AJAR_OIDC_CLIENT_SECRET", hide_env_values = true)]
     pub oidc_client_secret: Option<String>,
     /// TOML configuration file with keys data_dir, database_url, listen, log, log_format,
-    /// smtp_url, smtp_from, tls_cert, tls_key, and [[oidc]] sections (issuer, audience, principal_claim,
-    /// groups_claim, client_secret, name).
+    /// smtp_url, smtp_from, tls_cert, tls_key, and [[oidc]] sections (issuer, audience,
+    /// principal_claim, groups_claim, principal_prefix, client_secret, name).
     #[arg(long, env = "AJAR_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -80,6 +84,7 @@ struct FileIssuer {
     audience: String,
     principal_claim: Option<String>,
     groups_claim: Option<String>,
+    principal_prefix: Option<String>,
     client_secret: Option<String>,
     name: Option<String>,
 }
@@ -207,6 +212,7 @@ fn oidc_issuers(
 ) -> anyhow::Result<Vec<ajar_oidc::IssuerConfig>> {
     let principal_claim = args.oidc_principal_claim.as_deref().unwrap_or("sub");
     let groups_claim = args.oidc_groups_claim.as_deref().unwrap_or("groups");
+    let prefix = args.oidc_principal_prefix.as_deref().unwrap_or("");
     let issuers: Vec<ajar_oidc::IssuerConfig> = if args.oidc_issuers.is_empty() {
         if !args.oidc_audiences.is_empty() {
             anyhow::bail!("--oidc-audience needs --oidc-issuer");
@@ -217,6 +223,7 @@ fn oidc_issuers(
                 audience: f.audience,
                 principal_claim: f.principal_claim.unwrap_or_else(|| principal_claim.into()),
                 groups_claim: f.groups_claim.unwrap_or_else(|| groups_claim.into()),
+                principal_prefix: f.principal_prefix.unwrap_or_else(|| prefix.into()),
                 client_secret: f.client_secret,
                 name: f.name,
             })
@@ -238,6 +245,7 @@ fn oidc_issuers(
                 audience: audiences[if audiences.len() == 1 { 0 } else { i }].clone(),
                 principal_claim: principal_claim.into(),
                 groups_claim: groups_claim.into(),
+                principal_prefix: prefix.into(),
                 client_secret: args.oidc_client_secret.clone(),
                 name: None,
             })
@@ -266,6 +274,7 @@ mod tests {
             oidc_audiences: Vec::new(),
             oidc_principal_claim: None,
             oidc_groups_claim: None,
+            oidc_principal_prefix: None,
             oidc_client_secret: None,
             tls_cert: None,
             tls_key: None,
@@ -286,6 +295,24 @@ mod tests {
         assert_eq!(two.oidc[1].audience, "ajar");
         assert_eq!(two.oidc[1].principal_claim, "email");
         assert_eq!(two.oidc[1].groups_claim, "groups");
+        assert_eq!(two.oidc[1].principal_prefix, "");
+        let prefixed = ServeConfig::resolve(ServeArgs {
+            oidc_issuers: vec!["https://a.example.com".into()],
+            oidc_audiences: vec!["ajar".into()],
+            oidc_principal_prefix: Some("corp-".into()),
+            ..args()
+        })
+        .unwrap();
+        assert_eq!(prefixed.oidc[0].principal_prefix, "corp-");
+        assert!(
+            ServeConfig::resolve(ServeArgs {
+                oidc_issuers: vec!["https://a.example.com".into()],
+                oidc_audiences: vec!["ajar".into()],
+                oidc_principal_prefix: Some("group:".into()),
+                ..args()
+            })
+            .is_err()
+        );
         let mismatched = ServeConfig::resolve(ServeArgs {
             oidc_issuers: vec![
                 "https://a.example.com".into(),

@@ -451,3 +451,30 @@ fn issuers_over_plain_http_are_accepted_only_on_loopback() {
         .is_err()
     );
 }
+
+#[tokio::test]
+async fn a_principal_prefix_keeps_the_providers_names_apart_from_api_tokens() {
+    let idp = new_idp().await;
+    let configs = vec![IssuerConfig {
+        principal_prefix: "corp-".into(),
+        ..IssuerConfig::new(idp.issuer.clone(), CLIENT_ID)
+    }];
+    let app = TestApp::spawn_with(move |s| s.with_oidc(Providers::new(configs).unwrap())).await;
+    // A provider user called "admin" is not the bootstrap admin.
+    let r = me(&app, &idp.token(&idp.claims("admin", &[]))).await;
+    assert_eq!(r.body["principal"], "corp-admin");
+    let who = app.client(Some(&idp.token(&idp.claims("admin", &[]))));
+    assert_eq!(
+        call(&who, Method::GET, "/api/v1/roleAssignments", None)
+            .await
+            .status,
+        403
+    );
+    for bad in ["group:", "agent:x-", "a b"] {
+        let config = IssuerConfig {
+            principal_prefix: bad.into(),
+            ..IssuerConfig::new(idp.issuer.clone(), CLIENT_ID)
+        };
+        assert!(Providers::new(vec![config]).is_err(), "{bad:?}");
+    }
+}
