@@ -66,7 +66,7 @@ pub async fn token(ctx: &Ctx, cmd: TokenCmd) -> CliResult {
             let q = principal
                 .map(|p| format!("?principal={p}"))
                 .unwrap_or_default();
-            let list = ctx.get(&format!("/api/v1/tokens{q}")).await?;
+            let list = ctx.get_pages(&format!("/api/v1/tokens{q}")).await?;
             ctx.list(
                 &list,
                 &[
@@ -202,7 +202,7 @@ pub async fn agent(cmd: AgentCmd) -> CliResult {
             }
         }
         AgentCmd::List { .. } => {
-            let list = ctx.get("/api/v1/agents").await?;
+            let list = ctx.get_pages("/api/v1/agents").await?;
             ctx.list(
                 &list,
                 &[

@@ -136,19 +136,14 @@ impl Ctx {
         })
     }
 
-    /// `GET path`. A list answered in pages (a `nextLink`) is followed to the end, except the
-    /// activity log and history, whose commands ask for one page at a time.
+    /// `GET path`.
     pub async fn get(&self, path: &str) -> CliResult<Value> {
-        let path = api(path);
-        let first = self.client.get::<Value>(&path).await?;
-        let one_page = ["/api/v1/activity", "/api/v1/history"]
-            .iter()
-            .any(|p| path.starts_with(p));
-        let Some(next) = first["nextLink"].as_str().filter(|_| !one_page) else {
-            return Ok(first);
-        };
-        let mut all = first["value"].as_array().cloned().unwrap_or_default();
-        all.extend(self.client.get_all::<Value>(next, 10_000).await?);
+        Ok(self.client.get::<Value>(&api(path)).await?)
+    }
+
+    /// `GET path` of a list, following `nextLink` to the last page: `{"value": [every item]}`.
+    pub async fn get_pages(&self, path: &str) -> CliResult<Value> {
+        let all: Vec<Value> = self.client.get_all(&api(path), 10_000).await?;
         Ok(serde_json::json!({ "value": all }))
     }
 

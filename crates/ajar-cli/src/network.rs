@@ -111,7 +111,7 @@ pub async fn machine(ctx: &Ctx, cmd: MachineCmd) -> CliResult {
         MachineCmd::List { scope, state } => {
             let scope = parse::id(&scope)?;
             let q = state.map(|s| format!("?state={s}")).unwrap_or_default();
-            let list = ctx.get(&format!("{scope}/machines{q}")).await?;
+            let list = ctx.get_pages(&format!("{scope}/machines{q}")).await?;
             ctx.list(&list, MACHINE_COLUMNS);
         }
         MachineCmd::Show { id } => {
@@ -366,7 +366,7 @@ pub async fn policy(ctx: &Ctx, cmd: PolicyCmd) -> CliResult {
         PolicyCmd::List { scope } => {
             let scope = parse::id(&scope)?;
             let mut list = ctx
-                .get(&format!("{scope}/jitNetworkAccessPolicies"))
+                .get_pages(&format!("{scope}/jitNetworkAccessPolicies"))
                 .await?;
             if ctx.output == Output::Table
                 && let Some(items) = list["value"].as_array_mut()

@@ -218,7 +218,7 @@ pub async fn app(ctx: &Ctx, cmd: AppCmd) -> CliResult {
         }
         AppCmd::List { scope } => {
             let scope = parse::id(&scope)?;
-            let list = ctx.get(&format!("{scope}/applications")).await?;
+            let list = ctx.get_pages(&format!("{scope}/applications")).await?;
             ctx.list(
                 &list,
                 &[
@@ -303,7 +303,7 @@ async fn eligible(ctx: &Ctx, cmd: EligibleCmd) -> CliResult {
         }
         EligibleCmd::List { app } => {
             let app = parse::id(&app)?;
-            let list = ctx.get(&format!("{app}/eligibleRoles")).await?;
+            let list = ctx.get_pages(&format!("{app}/eligibleRoles")).await?;
             ctx.list(
                 &list,
                 &[
@@ -448,7 +448,7 @@ pub async fn decide(ctx: &Ctx, args: DecideArgs, approve: bool) -> CliResult {
 
 /// Runs `ajar inbox`.
 pub async fn inbox(ctx: &Ctx) -> CliResult {
-    let list = ctx.get("/api/v1/inbox").await?;
+    let list = ctx.get_pages("/api/v1/inbox").await?;
     ctx.list(
         &list,
         &[
@@ -503,7 +503,7 @@ const ROLE_COLUMNS: &[Column] = &[
 pub async fn role(ctx: &Ctx, cmd: RoleCmd) -> CliResult {
     match cmd {
         RoleCmd::List => {
-            let list = ctx.get("/api/v1/roleDefinitions").await?;
+            let list = ctx.get_pages("/api/v1/roleDefinitions").await?;
             ctx.list(&list, ROLE_COLUMNS);
         }
         RoleCmd::Show { name } => {
@@ -596,7 +596,7 @@ pub async fn assignment(ctx: &Ctx, cmd: AssignmentCmd) -> CliResult {
                 q.push(format!("principal={p}"));
             }
             let list = ctx
-                .get(&format!("/api/v1/roleAssignments?{}", q.join("&")))
+                .get_pages(&format!("/api/v1/roleAssignments?{}", q.join("&")))
                 .await?;
             ctx.list(&list, ASSIGNMENT_COLUMNS);
         }
@@ -664,7 +664,7 @@ pub enum GroupCmd {
 pub async fn group(ctx: &Ctx, cmd: GroupCmd) -> CliResult {
     match cmd {
         GroupCmd::List => {
-            let list = ctx.get("/api/v1/groups").await?;
+            let list = ctx.get_pages("/api/v1/groups").await?;
             ctx.list(&list, &[("NAME", "/name"), ("MEMBERS", "/members")]);
         }
         GroupCmd::Show { name } => {
