@@ -135,10 +135,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed();
     latencies.sort();
-    let pct = |p: f64| {
-        let i = ((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1);
-        latencies.get(i).copied().unwrap_or_default().as_secs_f64() * 1000.0
-    };
+    let pct = |p: f64| crate::percentile_ms(&latencies, p);
     println!(
         "authorize over HTTP ({} applications, {} standing grants; closed loop, {} workers): \
          {} decisions in {:.2} s = {:.0} decisions/s ({:.1} % allowed); latency p50 {:.2} ms, \

@@ -8,7 +8,9 @@
 //! outlived its end by a second or more. Needs root (`bench/faults.sh`).
 
 use ajar_api::Client;
-use ajar_testkit::netlab::{Lab, Node, POLICY, ServerOptions, initiate, now, wait_applied, world};
+use ajar_testkit::netlab::{
+    self, Lab, Node, POLICY, ServerOptions, initiate, now, try_initiate, wait_applied, world,
+};
 use anyhow::{Context, bail};
 use jiff::Timestamp;
 use serde_json::Value;
@@ -50,11 +52,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 fn end_of(request: &Value) -> anyhow::Result<Timestamp> {
-    request["virtualMachines"][0]["ports"][0]["endTimeUtc"]
-        .as_str()
-        .context("no end time")?
-        .parse()
-        .context("bad end time")
+    netlab::end_of(request).context("the answer has no end time")
 }
 
 /// Probes c1 → machine:22 until it answers `want` (0 open, 1 closed); how long it took.
@@ -97,13 +95,7 @@ async fn recovered(
     // window is long enough for an agent backing off (up to 10 s) to come back within it.
     let mut fresh = None;
     for _ in 0..100 {
-        let end = now() + jiff::SignedDuration::from_secs(30);
-        let body = serde_json::json!({"virtualMachines":[{"id":ajar_testkit::netlab::VM,"ports":[
-            {"number":22,"endTimeUtc":end.to_string(),"allowedSourceAddressPrefix":lab.v4(Node::C1)}]}]});
-        match admin
-            .post::<Value, _>(&format!("/api/v1{POLICY}/initiate"), &body)
-            .await
-        {
+        match try_initiate(admin, 22, &lab.v4(Node::C1), 30).await {
             Ok(v) => {
                 fresh = Some(v);
                 break;

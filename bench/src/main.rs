@@ -69,6 +69,12 @@ struct Args {
 
 const RG: &str = "/subscriptions/bench/resourceGroups/bench";
 
+/// The `p` quantile (0 to 1; 1 is the maximum) of sorted latencies, in milliseconds.
+pub fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 * p).ceil() as usize).saturating_sub(1);
+    sorted.get(i).copied().unwrap_or_default().as_secs_f64() * 1000.0
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -148,11 +154,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed();
     latencies.sort();
-    let pct = |p: f64| {
-        let i = ((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1);
-        latencies.get(i).copied().unwrap_or_default()
-    };
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let pct = |p: f64| percentile_ms(&latencies, p);
     let mode = match args.rate {
         None => format!("closed loop, {} workers", args.concurrency),
         Some(r) => format!("open loop at {r} req/s"),
@@ -162,10 +164,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         latencies.len(),
         elapsed.as_secs_f64(),
         latencies.len() as f64 / elapsed.as_secs_f64(),
-        ms(pct(0.50)),
-        ms(pct(0.90)),
-        ms(pct(0.99)),
-        ms(pct(1.0)),
+        pct(0.50),
+        pct(0.90),
+        pct(0.99),
+        pct(1.0),
         errors.load(Ordering::Relaxed)
     );
     if errors.load(Ordering::Relaxed) > 0 {

@@ -103,10 +103,7 @@ async fn measure(
     }
     let elapsed = started.elapsed();
     latencies.sort();
-    let pct = |p: f64| {
-        let i = ((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1);
-        latencies.get(i).copied().unwrap_or_default().as_secs_f64() * 1000.0
-    };
+    let pct = |p: f64| crate::percentile_ms(&latencies, p);
     println!(
         "{name}: {} requests in {:.2} s = {:.0}/s; latency p50 {:.2} ms, p99 {:.2} ms; errors {}",
         latencies.len(),

@@ -770,6 +770,21 @@ async fn signing_in_through_the_identity_provider_lands_in_the_console_with_its_
     b.stop().await;
 }
 
+/// Follows the console's redirect `to` the identity provider, which signs in at once; answers
+/// the path (and query) of the console callback the provider sends the browser back to.
+async fn provider_answer(app: &TestApp, to: &str) -> String {
+    let answer = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(to)
+        .send()
+        .await
+        .unwrap();
+    let back = answer.headers()["location"].to_str().unwrap();
+    back.strip_prefix(&app.base).unwrap().to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_identity_provider_sign_in_checks_state_and_its_cookie() {
     let (app, idp) = with_identity_provider().await;
@@ -807,16 +822,7 @@ async fn the_identity_provider_sign_in_checks_state_and_its_cookie() {
     );
 
     // Let the provider answer, then tamper with the state: no session.
-    let answer = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-        .get(&to)
-        .send()
-        .await
-        .unwrap();
-    let back = answer.headers()["location"].to_str().unwrap().to_owned();
-    let callback = back.strip_prefix(&app.base).unwrap().to_owned();
+    let callback = provider_answer(&app, &to).await;
     let forged = callback.replace("state=", "state=x");
     let r = h.get(&forged).await;
     assert_eq!(r.status().as_u16(), 400);
@@ -829,16 +835,8 @@ async fn the_identity_provider_sign_in_checks_state_and_its_cookie() {
     // A fresh flow answered truly signs in (the browser's part, without a browser).
     let r = h.get("/signin/oidc?provider=0").await;
     let to = r.headers()["location"].to_str().unwrap().to_owned();
-    let answer = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-        .get(&to)
-        .send()
-        .await
-        .unwrap();
-    let back = answer.headers()["location"].to_str().unwrap().to_owned();
-    let r = h.get(back.strip_prefix(&app.base).unwrap()).await;
+    let back = provider_answer(&app, &to).await;
+    let r = h.get(&back).await;
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(r.headers()["refresh"], "0; url=/machines");
     assert!(h.header().contains("ajar_session="));
@@ -847,6 +845,6 @@ async fn the_identity_provider_sign_in_checks_state_and_its_cookie() {
     // The code cannot be used twice.
     let mut other = Http::new(&app);
     let _ = other.get("/signin").await;
-    let r = other.get(back.strip_prefix(&app.base).unwrap()).await;
+    let r = other.get(&back).await;
     assert_eq!(r.status().as_u16(), 400, "no flow cookie in this browser");
 }

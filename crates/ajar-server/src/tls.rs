@@ -41,8 +41,10 @@ struct Loaded {
     modified: Option<(SystemTime, SystemTime)>,
 }
 
-fn modified(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+/// The modification times of the certificate and key files, when both can be read.
+fn stamps(cert: &Path, key: &Path) -> Option<(SystemTime, SystemTime)> {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    modified(cert).zip(modified(key))
 }
 
 /// Reads a PEM certificate chain and private key into a key rustls can serve.
@@ -81,7 +83,7 @@ impl Tls {
     ) -> Result<Self, String> {
         let (cert_path, key_path) = (cert_path.into(), key_path.into());
         let key = load(&cert_path, &key_path)?;
-        let stamp = modified(&cert_path).zip(modified(&key_path));
+        let stamp = stamps(&cert_path, &key_path);
         Ok(Self {
             current: RwLock::new(Loaded {
                 key,
@@ -95,7 +97,7 @@ impl Tls {
     /// Reads the files again. On failure the certificate in use stays, and the error says why.
     pub fn reload(&self) -> Result<(), String> {
         let key = load(&self.cert_path, &self.key_path)?;
-        let stamp = modified(&self.cert_path).zip(modified(&self.key_path));
+        let stamp = stamps(&self.cert_path, &self.key_path);
         let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
         *current = Loaded {
             key,
@@ -107,7 +109,7 @@ impl Tls {
 
     /// Reloads when either file's modification time changed since the last read.
     pub fn reload_if_changed(&self) -> Result<bool, String> {
-        let stamp = modified(&self.cert_path).zip(modified(&self.key_path));
+        let stamp = stamps(&self.cert_path, &self.key_path);
         let seen = self
             .current
             .read()

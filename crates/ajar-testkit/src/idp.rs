@@ -231,11 +231,7 @@ impl TestIdp {
     /// A token with `alg: none` and an empty signature.
     pub fn unsigned(&self, claims: &Value) -> String {
         let header = json!({"alg": "none", "typ": "JWT"});
-        format!(
-            "{}.{}.",
-            b64(header.to_string().as_bytes()),
-            b64(claims.to_string().as_bytes())
-        )
+        format!("{}.", signing_input(&header, claims))
     }
 
     /// The classic confusion attack: HS256, keyed with the public key of `kid`, naming `kid`.
@@ -243,11 +239,7 @@ impl TestIdp {
         let keys = lock(&self.inner.keys);
         let key = keys.iter().find(|k| k.kid == kid).expect("known key");
         let header = json!({"alg": "HS256", "typ": "JWT", "kid": kid});
-        let message = format!(
-            "{}.{}",
-            b64(header.to_string().as_bytes()),
-            b64(claims.to_string().as_bytes())
-        );
+        let message = signing_input(&header, claims);
         let mac_key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &key.public_bytes());
         let tag = aws_lc_rs::hmac::sign(&mac_key, message.as_bytes());
         format!("{message}.{}", b64(tag.as_ref()))
@@ -375,16 +367,21 @@ fn sign_current(s: &Inner, claims: &Value) -> String {
     sign(s, &kid, claims)
 }
 
+/// The part of a JWT its signature covers: header and claims, each base64url, joined by `.`.
+fn signing_input(header: &Value, claims: &Value) -> String {
+    format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    )
+}
+
 /// `claims` signed by the key `kid` with its algorithm.
 fn sign(s: &Inner, kid: &str, claims: &Value) -> String {
     let keys = lock(&s.keys);
     let key = keys.iter().find(|k| k.kid == kid).expect("known key");
     let header = json!({"alg": key.alg(), "typ": "JWT", "kid": key.kid});
-    let message = format!(
-        "{}.{}",
-        b64(header.to_string().as_bytes()),
-        b64(claims.to_string().as_bytes())
-    );
+    let message = signing_input(&header, claims);
     let sig = key.sign(message.as_bytes());
     format!("{message}.{}", b64(&sig))
 }

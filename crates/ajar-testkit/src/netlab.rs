@@ -634,6 +634,16 @@ pub async fn wait_applied(admin: &Client, agent_id: &str) {
 
 /// Requests `port` from `source` until `secs` from now.
 pub async fn initiate(admin: &Client, port: u16, source: &str, secs: i64) -> Value {
+    try_initiate(admin, port, source, secs).await.unwrap()
+}
+
+/// Like [`initiate`], answering the server's refusal instead of failing the test.
+pub async fn try_initiate(
+    admin: &Client,
+    port: u16,
+    source: &str,
+    secs: i64,
+) -> Result<Value, ajar_api::ClientError> {
     let end = now().checked_add(SignedDuration::from_secs(secs)).unwrap();
     admin
         .post(
@@ -642,5 +652,12 @@ pub async fn initiate(admin: &Client, port: u16, source: &str, secs: i64) -> Val
             {"number":port,"endTimeUtc":end.to_string(),"allowedSourceAddressPrefix":source}]}]}),
         )
         .await
-        .unwrap()
+}
+
+/// The end time of an initiate answer's first port.
+pub fn end_of(request: &Value) -> Option<Timestamp> {
+    request["virtualMachines"][0]["ports"][0]["endTimeUtc"]
+        .as_str()?
+        .parse()
+        .ok()
 }

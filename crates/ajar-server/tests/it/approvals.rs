@@ -279,49 +279,15 @@ async fn local_groups_give_eligibility_approval_and_roles() {
         .collect();
     assert_eq!(names, ["devs", "ops"]);
 
-    for (id, principal, role) in [
-        ("devs-request", "group:devs", "JitRequester"),
-        ("ops-approve", "group:ops", "Approver"),
-    ] {
-        let r = call(
-            &app.admin,
-            Method::PUT,
-            &format!("/api/v1/roleAssignments/{id}"),
-            Some(json!({"principal":principal,"roleDefinition":role,"scope":RG})),
-        )
-        .await;
-        assert_eq!(r.status, 201, "{:?}", r.body);
-    }
-    let app_id = format!("{RG}/applications/crm");
-    let r = call(
-        &app.admin,
-        Method::PUT,
-        &format!("/api/v1{app_id}"),
-        Some(
-            json!({"properties":{"jitAccessPolicy":{"jitApprovalMode":"ManualApprove",
-            "jitApprovers":[{"id":"ops","type":"group"}]}}}),
-        ),
-    )
-    .await;
-    assert_eq!(r.status, 201, "{:?}", r.body);
-    let r = call(
-        &app.admin,
-        Method::PUT,
-        &format!("/api/v1{app_id}/eligibleRoles/devs"),
-        Some(json!({"principal":"group:devs","roleDefinition":"Contributor"})),
-    )
-    .await;
-    assert_eq!(r.status, 201);
+    assign(&app, "devs-request", "group:devs", "JitRequester", RG).await;
+    assign(&app, "ops-approve", "group:ops", "Approver", RG).await;
+    let app_id = group_approved_app(&app, "ops").await;
 
     // frank holds no role of his own: everything comes through his group.
     let frank = app.user("frank", None).await;
     let erin = app.user("erin", None).await;
     let mallory = app.user("mallory", Some(("Approver", RG))).await;
-    let body = |who: &str| {
-        json!({"properties":{"applicationResourceId":app_id,
-            "jitAuthorizationPolicies":[{"principalId":who,"roleDefinitionId":"Contributor"}],
-            "jitSchedulingPolicy":{"type":"Once","duration":"PT1H"}}})
-    };
+    let body = |who: &str| activation(&app_id, who);
     let r = call(&frank, Method::PUT, &req_path("f1"), Some(body("frank"))).await;
     assert_eq!((r.status, state_of(&r)), (201, "Pending"), "{:?}", r.body);
     assert_eq!(

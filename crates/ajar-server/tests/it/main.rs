@@ -65,6 +65,51 @@ pub fn manual_policy(machine: &str, approvers: Value, threshold: Option<u32>) ->
     body
 }
 
+/// Assigns `role` at `scope` to `principal` as the assignment `id`.
+pub async fn assign(app: &TestApp, id: &str, principal: &str, role: &str, scope: &str) {
+    let r = call(
+        &app.admin,
+        Method::PUT,
+        &format!("/api/v1/roleAssignments/{id}"),
+        Some(json!({"principal":principal,"roleDefinition":role,"scope":scope})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+}
+
+/// The application `rg1/applications/crm`, approved by any member of the group `approvers`,
+/// with Contributor eligible to `group:devs`; answers its id.
+pub async fn group_approved_app(app: &TestApp, approvers: &str) -> String {
+    let app_id = format!("{RG}/applications/crm");
+    let r = call(
+        &app.admin,
+        Method::PUT,
+        &format!("/api/v1{app_id}"),
+        Some(
+            json!({"properties":{"jitAccessPolicy":{"jitApprovalMode":"ManualApprove",
+            "jitApprovers":[{"id":approvers,"type":"group"}]}}}),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let r = call(
+        &app.admin,
+        Method::PUT,
+        &format!("/api/v1{app_id}/eligibleRoles/devs"),
+        Some(json!({"principal":"group:devs","roleDefinition":"Contributor"})),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    app_id
+}
+
+/// A request body activating Contributor on `app_id` for `who`, for an hour from approval.
+pub fn activation(app_id: &str, who: &str) -> Value {
+    json!({"properties":{"applicationResourceId":app_id,
+        "jitAuthorizationPolicies":[{"principalId":who,"roleDefinitionId":"Contributor"}],
+        "jitSchedulingPolicy":{"type":"Once","duration":"PT1H"}}})
+}
+
 /// Machines vm1 and win1 in rg1 with policy `default` covering vm1; vm2 in rg2 with its own
 /// policy; all three guarded by the host agent `agent-1`, whose client is returned.
 pub async fn setup(app: &TestApp) -> ajar_api::Client {

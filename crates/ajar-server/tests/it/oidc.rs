@@ -16,6 +16,11 @@ async fn trusting(idps: &[&TestIdp]) -> TestApp {
         .iter()
         .map(|i| IssuerConfig::new(i.issuer.clone(), CLIENT_ID))
         .collect();
+    with_issuers(configs).await
+}
+
+/// A server trusting the issuers `configs` describe.
+async fn with_issuers(configs: Vec<IssuerConfig>) -> TestApp {
     TestApp::spawn_with(move |s| s.with_oidc(Providers::new(configs).unwrap())).await
 }
 
@@ -25,17 +30,6 @@ async fn new_idp() -> TestIdp {
 
 async fn me(app: &TestApp, token: &str) -> RawResponse {
     call(&app.client(Some(token)), Method::GET, "/api/v1/me", None).await
-}
-
-async fn assign(app: &TestApp, id: &str, principal: &str, role: &str, scope: &str) {
-    let r = call(
-        &app.admin,
-        Method::PUT,
-        &format!("/api/v1/roleAssignments/{id}"),
-        Some(json!({"principal":principal,"roleDefinition":role,"scope":scope})),
-    )
-    .await;
-    assert_eq!(r.status, 201, "{:?}", r.body);
 }
 
 #[tokio::test]
@@ -81,8 +75,7 @@ async fn a_valid_token_names_its_principal_and_its_groups_grant_within_their_sco
         groups_claim: "roles".into(),
         ..IssuerConfig::new(idp.issuer.clone(), CLIENT_ID)
     }];
-    let by_email =
-        TestApp::spawn_with(move |s| s.with_oidc(Providers::new(configs).unwrap())).await;
+    let by_email = with_issuers(configs).await;
     let mut claims = idp.claims("carol", &["ops"]);
     claims["roles"] = json!(["auditors"]);
     let r = me(&by_email, &idp.token(&claims)).await;
@@ -258,31 +251,8 @@ async fn groups_from_tokens_count_in_eligibility_and_approver_lists() {
     let app = trusting(&[&idp]).await;
     assign(&app, "devs-request", "group:devs", "JitRequester", RG).await;
     assign(&app, "approvers-approve", "group:approvers", "Approver", RG).await;
-    let app_id = format!("{RG}/applications/crm");
-    let r = call(
-        &app.admin,
-        Method::PUT,
-        &format!("/api/v1{app_id}"),
-        Some(
-            json!({"properties":{"jitAccessPolicy":{"jitApprovalMode":"ManualApprove",
-            "jitApprovers":[{"id":"approvers","type":"group"}]}}}),
-        ),
-    )
-    .await;
-    assert_eq!(r.status, 201, "{:?}", r.body);
-    let r = call(
-        &app.admin,
-        Method::PUT,
-        &format!("/api/v1{app_id}/eligibleRoles/devs"),
-        Some(json!({"principal":"group:devs","roleDefinition":"Contributor"})),
-    )
-    .await;
-    assert_eq!(r.status, 201);
-    let body = |who: &str| {
-        json!({"properties":{"applicationResourceId":app_id,
-            "jitAuthorizationPolicies":[{"principalId":who,"roleDefinitionId":"Contributor"}],
-            "jitSchedulingPolicy":{"type":"Once","duration":"PT1H"}}})
-    };
+    let app_id = group_approved_app(&app, "approvers").await;
+    let body = |who: &str| activation(&app_id, who);
     let frank = app.client(Some(&idp.token(&idp.claims("frank", &["devs"]))));
     let erin = app.client(Some(&idp.token(&idp.claims("erin", &["approvers"]))));
     let mallory = app.client(Some(&idp.token(&idp.claims("mallory", &["dev"]))));
@@ -416,7 +386,7 @@ async fn an_unreachable_or_impostor_issuer_answers_503_not_401() {
         format!("http://{}", l.local_addr().unwrap())
     };
     let configs = vec![IssuerConfig::new(closed.clone(), CLIENT_ID)];
-    let app = TestApp::spawn_with(move |s| s.with_oidc(Providers::new(configs).unwrap())).await;
+    let app = with_issuers(configs).await;
     let mut claims = idp.claims("alice", &[]);
     claims["iss"] = json!(closed);
     let r = me(&app, &idp.token(&claims)).await;
@@ -459,7 +429,7 @@ async fn a_principal_prefix_keeps_the_providers_names_apart_from_api_tokens() {
         principal_prefix: "corp-".into(),
         ..IssuerConfig::new(idp.issuer.clone(), CLIENT_ID)
     }];
-    let app = TestApp::spawn_with(move |s| s.with_oidc(Providers::new(configs).unwrap())).await;
+    let app = with_issuers(configs).await;
     // A provider user called "admin" is not the bootstrap admin.
     let r = me(&app, &idp.token(&idp.claims("admin", &[]))).await;
     assert_eq!(r.body["principal"], "corp-admin");

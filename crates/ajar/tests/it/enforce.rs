@@ -8,11 +8,7 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
 fn end_of(request: &Value) -> Timestamp {
-    request["virtualMachines"][0]["ports"][0]["endTimeUtc"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap()
+    ajar_testkit::netlab::end_of(request).unwrap()
 }
 
 /// Seconds from `t` to now (negative: `t` is in the future).

@@ -103,23 +103,10 @@ fn listening_url_and_stderr(child: &mut Child) -> (String, std::sync::mpsc::Rece
 
 /// Every page of a list, following `nextLink`.
 async fn all_pages(url: &str, token: &str, first: &str) -> Vec<serde_json::Value> {
-    let http = reqwest::Client::new();
-    let mut out = Vec::new();
-    let mut next = Some(first.to_owned());
-    while let Some(path) = next {
-        let r: serde_json::Value = http
-            .get(format!("{url}{path}"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        out.extend(r["value"].as_array().unwrap().iter().cloned());
-        next = r["nextLink"].as_str().map(str::to_owned);
-    }
-    out
+    ajar_api::Client::new(url, Some(token.to_owned()))
+        .get_all(first, usize::MAX)
+        .await
+        .unwrap()
 }
 
 /// Checks, through the server at `url`, that stored network requests and their initiate records

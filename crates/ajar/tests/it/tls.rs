@@ -229,18 +229,15 @@ async fn https_with_a_private_ca_hsts_reload_and_an_agent_that_verifies() {
     assert!(server.0.try_wait().unwrap().is_none(), "still running");
 
     // An agent given the CA connects; one relying on the system's roots does not.
-    let admin = trusting(&ca);
+    let admin = ajar_api::Client::with_http(url.clone(), Some(token.clone()), trusting(&ca));
     let register = |name: &'static str| {
-        let (admin, url, token) = (admin.clone(), url.clone(), token.clone());
+        let admin = admin.clone();
         async move {
             let v: Value = admin
-                .post(format!("{url}/api/v1/agents"))
-                .bearer_auth(&token)
-                .json(&serde_json::json!({"name": name, "mode": "host", "machines": []}))
-                .send()
-                .await
-                .unwrap()
-                .json()
+                .post(
+                    "/api/v1/agents",
+                    &serde_json::json!({"name": name, "mode": "host", "machines": []}),
+                )
                 .await
                 .unwrap();
             (
@@ -271,17 +268,9 @@ async fn https_with_a_private_ca_hsts_reload_and_an_agent_that_verifies() {
         Killed(cmd.spawn().unwrap())
     };
     let last_seen = |id: String| {
-        let (admin, url, token) = (admin.clone(), url.clone(), token.clone());
+        let admin = admin.clone();
         async move {
-            let v: Value = admin
-                .get(format!("{url}/api/v1/agents/{id}"))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let v: Value = admin.get(&format!("/api/v1/agents/{id}")).await.unwrap();
             v["lastSeen"].as_str().map(str::to_owned)
         }
     };
