@@ -205,12 +205,8 @@ impl Ruleset {
                 |a| a.timeout,
                 |a, t| a.timeout = t,
             ),
-            |a, b| {
-                a.dest == b.dest
-                    && a.l4 == b.l4
-                    && a.port == b.port
-                    && nets_overlap(&a.source, &b.source)
-            },
+            |a| (a.dest, a.l4, a.port),
+            |a| a.source,
         )
     }
 
@@ -228,9 +224,8 @@ impl Ruleset {
                 |d| d.timeout,
                 |d, t| d.timeout = t,
             ),
-            |a, b| {
-                a.l4 == b.l4 && a.mapped_port == b.mapped_port && nets_overlap(&a.source, &b.source)
-            },
+            |d| (d.l4, d.mapped_port),
+            |d| d.source,
         )
     }
 
@@ -514,10 +509,6 @@ pub fn uninstall_script() -> String {
     format!("add table inet {TABLE}\ndelete table inet {TABLE}\n")
 }
 
-fn nets_overlap(a: &IpNet, b: &IpNet) -> bool {
-    a.contains(b) || b.contains(a)
-}
-
 /// Merges elements with equal keys, keeping the longest timeout; sorted for stable output.
 fn merge<T: Copy, K: Ord>(
     items: Vec<&T>,
@@ -540,17 +531,57 @@ fn merge<T: Copy, K: Ord>(
     merged
 }
 
-/// Spreads elements over layers so that no two in one layer overlap.
-fn layer<T>(items: Vec<T>, overlaps: impl Fn(&T, &T) -> bool) -> Vec<Vec<T>> {
-    let mut layers: Vec<Vec<T>> = Vec::new();
-    for item in items {
-        match layers
-            .iter_mut()
-            .find(|l| !l.iter().any(|o| overlaps(o, &item)))
-        {
-            Some(l) => l.push(item),
-            None => layers.push(vec![item]),
+/// Spreads elements over layers so that no two in one layer overlap. Two elements overlap when
+/// they have the same `group` key and one's `source` prefix contains the other's (CIDR prefixes
+/// either nest or are disjoint; IPv4 and IPv6 prefixes never overlap).
+///
+/// An element goes to the layer numbered by its depth: how many elements of its group have a
+/// prefix containing its own (an equal prefix counts if it comes earlier in `items`). That is
+/// the fewest layers possible, one per prefix in the longest nested chain, and for `items`
+/// sorted by source prefix it is what placing each in the first layer it fits would give.
+/// Within a layer, elements keep their order in `items`. Takes O(n log n) time.
+fn layer<T, K: Ord>(
+    items: Vec<T>,
+    group: impl Fn(&T) -> K,
+    source: impl Fn(&T) -> IpNet,
+) -> Vec<Vec<T>> {
+    layer_by(items, group, source, |outer, inner| outer.contains(inner))
+}
+
+/// [`layer`] with the containment test as a parameter, so that tests can count the checks.
+fn layer_by<T, K: Ord>(
+    items: Vec<T>,
+    group: impl Fn(&T) -> K,
+    source: impl Fn(&T) -> IpNet,
+    mut contains: impl FnMut(&IpNet, &IpNet) -> bool,
+) -> Vec<Vec<T>> {
+    // Within a group, ordered by network address then prefix length (on the truncated form, so
+    // that host bits cannot reorder them), every prefix comes after those containing it and
+    // before those it contains; the index keeps equal prefixes in their order in `items`.
+    let mut order: Vec<(K, IpNet, usize)> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| (group(item), source(item).trunc(), i))
+        .collect();
+    order.sort_unstable();
+    let mut depths = vec![0; order.len()];
+    let mut enclosing: Vec<IpNet> = Vec::new();
+    for run in order.chunk_by(|a, b| a.0 == b.0) {
+        enclosing.clear();
+        for (_, net, i) in run {
+            while enclosing.last().is_some_and(|outer| !contains(outer, net)) {
+                enclosing.pop();
+            }
+            depths[*i] = enclosing.len();
+            enclosing.push(*net);
         }
+    }
+    let mut layers: Vec<Vec<T>> = Vec::new();
+    for (item, depth) in items.into_iter().zip(depths) {
+        if layers.len() <= depth {
+            layers.resize_with(depth + 1, Vec::new);
+        }
+        layers[depth].push(item);
     }
     layers
 }
@@ -561,6 +592,9 @@ mod tests {
     use ajar_api::wire::{DesiredGrant, DesiredMachine, ProtectedPort};
     use ajar_core::net::Port;
     use jiff::Timestamp;
+    use std::cell::Cell;
+    use std::fmt::Debug;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     fn now() -> Timestamp {
         "2026-01-01T00:00:00Z".parse().unwrap()
@@ -757,5 +791,316 @@ table inet ajar {
         let layered =
             Ruleset::from_desired(&desired(AgentMode::Host, overlapping), Duration::ZERO).sets();
         assert_eq!(render_update(&before, Duration::ZERO, &layered), None);
+    }
+
+    /// The layering used before [`layer`], kept as a reference: each element goes to the first
+    /// layer where it overlaps none, compared with every element of every earlier layer (O(n²)).
+    fn first_fit<T>(items: Vec<T>, overlaps: impl Fn(&T, &T) -> bool) -> Vec<Vec<T>> {
+        let mut layers: Vec<Vec<T>> = Vec::new();
+        for item in items {
+            match layers
+                .iter_mut()
+                .find(|l| !l.iter().any(|o| overlaps(o, &item)))
+            {
+                Some(l) => l.push(item),
+                None => layers.push(vec![item]),
+            }
+        }
+        layers
+    }
+
+    fn nets_overlap(a: &IpNet, b: &IpNet) -> bool {
+        a.contains(b) || b.contains(a)
+    }
+
+    fn allow_group(a: &Allow) -> (IpAddr, L4, u16) {
+        (a.dest, a.l4, a.port)
+    }
+
+    fn dnat_group(d: &Dnat) -> (L4, u16) {
+        (d.l4, d.mapped_port)
+    }
+
+    /// The host-mode elements of one family as [`Ruleset::allow_layers`] gets them to layer.
+    fn merged_allow(rs: &Ruleset, v4: bool) -> Vec<Allow> {
+        merge(
+            rs.allow.iter().filter(|a| a.dest.is_ipv4() == v4).collect(),
+            |a| (a.source, a.dest, a.l4, a.port),
+            |a| a.timeout,
+            |a, t| a.timeout = t,
+        )
+    }
+
+    /// The gateway-mode elements as [`Ruleset::dnat_layers`] gets them to layer, of one family
+    /// or (`None`) of both.
+    fn merged_dnat(rs: &Ruleset, v4: Option<bool>) -> Vec<Dnat> {
+        merge(
+            rs.dnat
+                .iter()
+                .filter(|d| v4.is_none_or(|v4| d.source.addr().is_ipv4() == v4))
+                .collect(),
+            |d| (d.source, d.l4, d.mapped_port, d.target, d.target_port),
+            |d| d.timeout,
+            |d, t| d.timeout = t,
+        )
+    }
+
+    fn old_allow_layers(rs: &Ruleset, v4: bool) -> Vec<Vec<Allow>> {
+        first_fit(merged_allow(rs, v4), |a, b| {
+            allow_group(a) == allow_group(b) && nets_overlap(&a.source, &b.source)
+        })
+    }
+
+    fn old_dnat_layers(rs: &Ruleset, v4: Option<bool>) -> Vec<Vec<Dnat>> {
+        first_fit(merged_dnat(rs, v4), |a, b| {
+            dnat_group(a) == dnat_group(b) && nets_overlap(&a.source, &b.source)
+        })
+    }
+
+    /// 60 grants of 100 source prefixes each on one port: 6,000 elements nested up to four deep
+    /// (10.0.0.0/8 ⊃ 10.g.0.0/16 ⊃ 10.g.s.0/24 ⊃ 10.g.s.128/25).
+    fn crowded() -> Ruleset {
+        let grants = (0..60)
+            .map(|g| {
+                let sources: Vec<String> = (0..100)
+                    .map(|s| match s {
+                        0 if g == 0 => "10.0.0.0/8".to_owned(),
+                        0 => format!("10.{g}.0.0/16"),
+                        1..50 => format!("10.{g}.{s}.0/24"),
+                        _ => format!("10.{g}.{}.128/25", s - 49),
+                    })
+                    .collect();
+                let sources: Vec<&str> = sources.iter().map(String::as_str).collect();
+                grant(&format!("g{g}"), &sources, Protocol::Tcp, 600 + g, None)
+            })
+            .collect();
+        Ruleset::from_desired(&desired(AgentMode::Host, grants), Duration::ZERO)
+    }
+
+    /// A group key that counts how often it is compared.
+    struct Counted<'a, K> {
+        key: K,
+        comparisons: &'a Cell<usize>,
+    }
+
+    impl<K: PartialEq> PartialEq for Counted<'_, K> {
+        fn eq(&self, other: &Self) -> bool {
+            self.comparisons.set(self.comparisons.get() + 1);
+            self.key == other.key
+        }
+    }
+
+    impl<K: Eq> Eq for Counted<'_, K> {}
+
+    impl<K: Ord> PartialOrd for Counted<'_, K> {
+        fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+            Some(self.cmp(other))
+        }
+    }
+
+    impl<K: Ord> Ord for Counted<'_, K> {
+        fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+            self.comparisons.set(self.comparisons.get() + 1);
+            self.key.cmp(&other.key)
+        }
+    }
+
+    #[test]
+    fn layering_thousands_of_nested_sources_takes_near_linear_work() {
+        let rs = crowded();
+        let items = merged_allow(&rs, true);
+        let n = items.len();
+        assert_eq!(n, 6000);
+
+        let comparisons = Cell::new(0);
+        let visits = Cell::new(0);
+        let mut checks = 0;
+        let layers = layer_by(
+            items,
+            |a| {
+                visits.set(visits.get() + 1);
+                Counted {
+                    key: allow_group(a),
+                    comparisons: &comparisons,
+                }
+            },
+            |a| {
+                visits.set(visits.get() + 1);
+                a.source
+            },
+            |outer, inner| {
+                checks += 1;
+                outer.contains(inner)
+            },
+        );
+
+        let sizes: Vec<usize> = layers.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [1, 109, 2999, 2891]);
+        assert!(layers == rs.allow_layers(true), "layer_by and layer differ");
+        // First fit needed 13,559,270 overlap tests (27,103,760 containment checks) here.
+        let (comparisons, visits) = (comparisons.get(), visits.get());
+        let work = comparisons + visits + checks;
+        assert!(
+            work < 20 * n,
+            "{work} steps for {n} elements: {comparisons} key comparisons, \
+             {visits} closure calls, {checks} containment checks"
+        );
+    }
+
+    /// A small deterministic pseudo-random generator (SplitMix64).
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+
+        fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
+            xs[self.below(xs.len() as u64) as usize]
+        }
+    }
+
+    /// A prefix from a small space where nesting, equal and disjoint prefixes are all common;
+    /// with `messy`, host bits may be left set.
+    fn random_source(rng: &mut Rng, v4: bool, messy: bool) -> IpNet {
+        let net = if v4 {
+            let bits = 10 << 24
+                | rng.below(2) << 16
+                | rng.below(4) << 10
+                | rng.below(4) << 4
+                | rng.below(2);
+            let len = rng.pick(&[0, 8, 15, 16, 20, 22, 24, 26, 28, 30, 31, 32]);
+            IpNet::new(Ipv4Addr::from(bits as u32).into(), len)
+        } else {
+            let bits = 0x2001_0db8_u128 << 96
+                | u128::from(rng.below(2)) << 80
+                | u128::from(rng.below(4)) << 64
+                | u128::from(rng.below(4)) << 8
+                | u128::from(rng.below(2));
+            let len = rng.pick(&[0, 32, 48, 64, 66, 72, 96, 120, 124, 127, 128]);
+            IpNet::new(Ipv6Addr::from(bits).into(), len)
+        }
+        .unwrap();
+        if messy && rng.below(2) == 0 {
+            net
+        } else {
+            net.trunc()
+        }
+    }
+
+    /// Host- and gateway-mode elements of both families over a few groups, some repeated.
+    fn random_ruleset(rng: &mut Rng, messy: bool) -> Ruleset {
+        let family = |rng: &mut Rng, v4: bool| -> IpAddr {
+            if v4 {
+                rng.pick(&["10.1.0.4", "10.1.0.5"]).parse().unwrap()
+            } else {
+                rng.pick(&["fd00::4", "fd00::5"]).parse().unwrap()
+            }
+        };
+        let mut rs = Ruleset {
+            mode: AgentMode::Host,
+            protected: Vec::new(),
+            allow: Vec::new(),
+            dnat: Vec::new(),
+        };
+        for _ in 0..rng.below(40) {
+            let v4 = rng.below(2) == 0;
+            rs.allow.push(Allow {
+                source: random_source(rng, v4, messy),
+                dest: family(rng, v4),
+                l4: rng.pick(&[L4::Tcp, L4::Udp]),
+                port: rng.pick(&[22, 3389]),
+                timeout: Duration::from_secs(rng.below(3)),
+            });
+        }
+        for _ in 0..rng.below(40) {
+            let v4 = rng.below(2) == 0;
+            rs.dnat.push(Dnat {
+                source: random_source(rng, v4, messy),
+                l4: rng.pick(&[L4::Tcp, L4::Udp]),
+                mapped_port: rng.pick(&[40001, 40002]),
+                target: family(rng, v4),
+                target_port: rng.pick(&[22, 80]),
+                timeout: Duration::from_secs(rng.below(3)),
+            });
+        }
+        rs
+    }
+
+    /// Checks `got` against the first-fit layering `old` of the same elements: no two
+    /// overlapping elements share a layer, there are as many layers as the longest chain of
+    /// nested prefixes in one group, and (when `exact`) the layers are the same.
+    fn check_layers<T: Clone + Debug + PartialEq, K: Eq>(
+        got: &[Vec<T>],
+        old: &[Vec<T>],
+        exact: bool,
+        group: impl Fn(&T) -> K,
+        source: impl Fn(&T) -> IpNet,
+    ) {
+        let overlap = |a: &T, b: &T| group(a) == group(b) && nets_overlap(&source(a), &source(b));
+        for l in got {
+            for (i, a) in l.iter().enumerate() {
+                for b in &l[i + 1..] {
+                    assert!(!overlap(a, b), "{a:?} and {b:?} share a layer");
+                }
+            }
+        }
+        let all = got.concat();
+        let longest_chain = all
+            .iter()
+            .map(|x| {
+                all.iter()
+                    .filter(|y| group(y) == group(x) && source(y).contains(&source(x)))
+                    .count()
+            })
+            .max()
+            .unwrap_or(0);
+        assert_eq!(got.len(), longest_chain, "{got:?}");
+        let before = old.concat();
+        assert_eq!(all.len(), before.len());
+        assert!(before.iter().all(|e| all.contains(e)));
+        if exact {
+            assert_eq!(got, old);
+        }
+    }
+
+    #[test]
+    fn layering_is_minimal_and_matches_first_fit() {
+        let mut rng = Rng(0x5eed);
+        let mut layered = 0;
+        for case in 0..1000 {
+            let messy = case % 4 == 3;
+            let rs = random_ruleset(&mut rng, messy);
+            for v4 in [true, false] {
+                let got = rs.allow_layers(v4);
+                layered += usize::from(got.len() > 1);
+                let old = old_allow_layers(&rs, v4);
+                check_layers(&got, &old, !messy, allow_group, |a| a.source);
+                let got = rs.dnat_layers(v4);
+                let old = old_dnat_layers(&rs, Some(v4));
+                check_layers(&got, &old, !messy, dnat_group, |d| d.source);
+            }
+            // Both families in one group never get in each other's way.
+            let got = layer(merged_dnat(&rs, None), dnat_group, |d| d.source);
+            let old = old_dnat_layers(&rs, None);
+            check_layers(&got, &old, !messy, dnat_group, |d| d.source);
+        }
+        assert!(layered > 500, "too few cases needed layers: {layered}");
+    }
+
+    #[test]
+    fn host_bits_do_not_hide_an_overlap() {
+        let wide = IpNet::new("10.0.0.5".parse().unwrap(), 8).unwrap();
+        let narrow: IpNet = "10.0.0.0/24".parse().unwrap();
+        let layers = layer(vec![narrow, wide], |_| (), |n| *n);
+        assert_eq!(layers, [vec![wide], vec![narrow]]);
     }
 }
