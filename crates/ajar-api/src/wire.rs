@@ -1135,6 +1135,12 @@ pub struct AgentCreate {
     #[serde(default)]
     #[schema(value_type = Option<String>, example = "40000-40999")]
     pub mapped_port_range: Option<ajar_core::agent::PortRange>,
+    /// The networks its machines' addresses must lie in (for a gateway, where it may forward
+    /// to; for a host, its own addresses). Without them any address is accepted, but a guarded
+    /// machine's addresses can still change only with `ajar.agents/write` at `/`.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>, example = json!(["10.99.0.0/24"]))]
+    pub address_prefixes: Option<Vec<ajar_core::net::SourcePrefix>>,
 }
 
 /// An agent and its health.
@@ -1158,6 +1164,9 @@ pub struct Agent {
     /// Gateway mapped-port range.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mapped_port_range: Option<String>,
+    /// The networks its machines' addresses must lie in, when it was registered with them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address_prefixes: Option<Vec<String>>,
     /// Whether it was heard from recently enough to count as an enforcement point.
     pub live: bool,
     /// When it was last heard from.

@@ -118,6 +118,10 @@ pub enum AgentCmd {
         /// Gateway: the mapped-port range, e.g. 40000-40999.
         #[arg(long)]
         mapped_ports: Option<String>,
+        /// A network its machines' addresses must lie in, e.g. 10.99.0.0/24 (repeatable): for a
+        /// gateway, where it may forward to; for a host, its own addresses.
+        #[arg(long = "address-prefix")]
+        address_prefixes: Vec<String>,
     },
     /// Registered agents and their health.
     List {
@@ -150,6 +154,7 @@ const AGENT_FIELDS: &[Column] = &[
     ("machines", "/machines"),
     ("public address", "/publicAddress"),
     ("mapped ports", "/mappedPortRange"),
+    ("address prefixes", "/addressPrefixes"),
     ("live", "/live"),
     ("last seen", "/lastSeen"),
     ("version", "/version"),
@@ -174,6 +179,7 @@ pub async fn agent(cmd: AgentCmd) -> CliResult {
             machines,
             public_address,
             mapped_ports,
+            address_prefixes,
         } => {
             let machines: Vec<String> = machines
                 .iter()
@@ -188,6 +194,9 @@ pub async fn agent(cmd: AgentCmd) -> CliResult {
             }
             if let Some(r) = mapped_ports {
                 body["mappedPortRange"] = json!(r);
+            }
+            if !address_prefixes.is_empty() {
+                body["addressPrefixes"] = json!(address_prefixes);
             }
             let a = ctx.post("/api/v1/agents", &body).await?;
             match ctx.output {

@@ -2,10 +2,12 @@
 //! agent counts as live.
 
 use crate::FieldError;
+use crate::net::SourcePrefix;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fmt;
+use std::net::IpAddr;
 
 /// How an agent enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -118,6 +120,45 @@ pub fn is_live(last_seen: Option<Timestamp>, now: Timestamp) -> bool {
     last_seen.is_some_and(|seen| now.duration_since(seen) <= LIVE_WINDOW)
 }
 
+/// Checks the addresses a guarded machine would have against its agent, since they decide what
+/// the agent protects and exposes: each must lie inside one of the agent's `prefixes` (when it
+/// was registered with any), and none may belong to another machine the agent guards (`others`:
+/// each other machine's id and addresses), or a gateway could be pointed at that machine.
+/// IPv4-mapped IPv6 addresses count as the IPv4 address they carry. Targets are
+/// `properties.addresses[i]`.
+pub fn check_guarded_addresses(
+    addresses: &[IpAddr],
+    prefixes: Option<&[SourcePrefix]>,
+    others: &[(String, Vec<IpAddr>)],
+) -> Result<(), FieldError> {
+    for (i, addr) in addresses.iter().enumerate() {
+        let target = format!("properties.addresses[{i}]");
+        let one = SourcePrefix::address(*addr);
+        if let Some(prefixes) = prefixes
+            && !prefixes.iter().any(|p| p.contains(&one))
+        {
+            let list: Vec<String> = prefixes.iter().map(ToString::to_string).collect();
+            return Err(FieldError::new(
+                target,
+                format!(
+                    "{addr} is outside the networks the machine's agent may reach ({})",
+                    list.join(", ")
+                ),
+            ));
+        }
+        if let Some((other, _)) = others
+            .iter()
+            .find(|(_, a)| a.iter().any(|a| SourcePrefix::address(*a) == one))
+        {
+            return Err(FieldError::conflict(
+                target,
+                format!("{addr} is the address of {other}, guarded by the same agent"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,5 +193,24 @@ mod tests {
         ));
         assert_eq!(AgentMode::parse("gateway"), Ok(AgentMode::Gateway));
         assert!(AgentMode::parse("router").is_err());
+    }
+
+    #[test]
+    fn guarded_addresses_stay_inside_the_agents_networks_and_apart() {
+        let a = |s: &str| s.parse::<IpAddr>().unwrap();
+        let p = |s: &str| SourcePrefix::parse(s).unwrap();
+        let prefixes = [p("10.99.0.0/24"), p("2001:db8::/64")];
+        let others = vec![("db".to_owned(), vec![a("10.99.0.20")])];
+        assert!(check_guarded_addresses(&[a("10.99.0.10")], Some(&prefixes), &others).is_ok());
+        assert!(check_guarded_addresses(&[a("2001:db8::5")], Some(&prefixes), &others).is_ok());
+        let outside = check_guarded_addresses(&[a("10.98.0.1")], Some(&prefixes), &others);
+        assert_eq!(outside.unwrap_err().target, "properties.addresses[0]");
+        let taken =
+            check_guarded_addresses(&[a("10.99.0.9"), a("10.99.0.20")], None, &others).unwrap_err();
+        assert_eq!(taken.target, "properties.addresses[1]");
+        assert!(taken.message.contains("db"));
+        // The IPv4-mapped form of another machine's address is that address.
+        assert!(check_guarded_addresses(&[a("::ffff:10.99.0.20")], None, &others).is_err());
+        assert!(check_guarded_addresses(&[a("10.98.0.1")], None, &others).is_ok());
     }
 }

@@ -42,6 +42,23 @@ pub struct Identity {
     pub nonce: Option<String>,
 }
 
+impl Identity {
+    /// The identity with `prefix` put before each of its groups (`ops` becomes `corp-ops`), so
+    /// one issuer's groups stay apart from ajar's own and from other issuers'. Groups that
+    /// become too long to be written `group:NAME` are left out. An empty prefix changes nothing.
+    pub fn with_groups_prefix(mut self, prefix: &str) -> Identity {
+        if prefix.is_empty() {
+            return self;
+        }
+        self.groups = std::mem::take(&mut self.groups)
+            .into_iter()
+            .map(|g| format!("{prefix}{g}"))
+            .filter(|g| Principal::parse(&format!("group:{g}")).is_ok())
+            .collect();
+        self
+    }
+}
+
 /// Why a token was refused, in words safe to show its bearer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -296,6 +313,22 @@ mod tests {
         assert_eq!(check(&c, &r, at(1500)).unwrap().principal, "corp-admin");
         c.insert("sub".into(), json!("a".repeat(125)));
         assert!(check(&c, &r, at(1500)).is_err(), "too long with the prefix");
+    }
+
+    #[test]
+    fn a_groups_prefix_keeps_the_issuers_groups_apart() {
+        let mut c = claims(good());
+        let long = "g".repeat(120);
+        c.insert("groups".into(), json!(["ops", "dba", long]));
+        let id = check(&c, &rules(), at(1500)).unwrap();
+        assert_eq!(id.groups.len(), 3);
+        assert_eq!(id.clone().with_groups_prefix("").groups, id.groups);
+        let prefixed = id.with_groups_prefix("corp-");
+        assert_eq!(
+            prefixed.groups,
+            vec!["corp-dba", "corp-ops"],
+            "too long with the prefix"
+        );
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub struct IssuerConfig {
     pub groups_claim: String,
     /// Put before the principal claim's value (empty: none); see [`ClaimRules`].
     pub principal_prefix: String,
+    /// Put before every group the issuer asserts (empty: none), so that its `ops` is not
+    /// ajar's own group `ops` or another issuer's; see [`Identity::with_groups_prefix`].
+    pub groups_prefix: String,
     /// The client secret for the console's code exchange, if the provider wants one.
     pub client_secret: Option<String>,
     /// A name for sign-in buttons (default: the issuer's host).
@@ -44,6 +47,7 @@ impl IssuerConfig {
             principal_claim: "sub".into(),
             groups_claim: "groups".into(),
             principal_prefix: String::new(),
+            groups_prefix: String::new(),
             client_secret: None,
             name: None,
         }
@@ -66,6 +70,16 @@ impl IssuerConfig {
             return Err(format!(
                 "the principal prefix {prefix:?} must be letters, digits or . _ @ + - : and not \
                  begin with group: or agent:"
+            ));
+        }
+        // A prefixed group must still be a group name ajar accepts everywhere, approver lists
+        // included.
+        let prefix = &self.groups_prefix;
+        if !prefix.is_empty() && ajar_core::id::Name::parse(prefix).is_err() {
+            return Err(format!(
+                "the groups prefix {prefix:?} must start with a letter or digit, hold only \
+                 letters, digits, - _ . and be at most {} characters",
+                ajar_core::id::MAX_NAME_LEN
             ));
         }
         Ok(())
@@ -324,6 +338,7 @@ impl Provider {
             match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation) {
                 Ok(data) => {
                     return claims::check(&data.claims, &self.config.rules(), now)
+                        .map(|id| id.with_groups_prefix(&self.config.groups_prefix))
                         .map_err(|r| refused(r.0));
                 }
                 Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::InvalidSignature) => {

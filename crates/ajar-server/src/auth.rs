@@ -135,6 +135,7 @@ struct Resolved {
     asserted_groups: Vec<String>,
     permissions: Permissions,
     expires: Option<Timestamp>,
+    token_id: Option<String>,
 }
 
 /// Looks an API token up in the store; `None` when unknown or past its end.
@@ -150,8 +151,9 @@ async fn resolve_token(
     if row.expires_at.is_some_and(|e| e <= now) {
         return Ok(None);
     }
-    let resolved =
+    let mut resolved =
         resolve_principal(&mut tx, row.principal, row.idp_groups, row.expires_at).await?;
+    resolved.token_id = Some(row.id);
     Ok(Some(resolved))
 }
 
@@ -205,6 +207,7 @@ async fn resolve_principal(
         asserted_groups,
         permissions: Permissions::new(entries),
         expires,
+        token_id: None,
     })
 }
 
@@ -220,6 +223,11 @@ pub struct Caller {
     pub asserted_groups: Vec<String>,
     /// What they may do, where.
     pub permissions: Permissions,
+    /// When the credential the caller presented ends (a session's or a JWT's end); `None` for
+    /// an API token without one. A credential made with it ends no later.
+    pub expires: Option<Timestamp>,
+    /// The id of the API token the caller presented (`None` for a JWT).
+    pub token_id: Option<String>,
     /// The peer address of the connection, when known.
     pub address: Option<IpAddr>,
     /// The request's id ([`crate::request_id::RequestId`]), for records that should point
@@ -351,6 +359,8 @@ impl FromRequestParts<AppState> for Caller {
             groups: resolved.groups,
             asserted_groups: resolved.asserted_groups,
             permissions: resolved.permissions,
+            expires: resolved.expires,
+            token_id: resolved.token_id,
             address,
             request_id,
         };

@@ -27,6 +27,7 @@ pub async fn bootstrap(state: &AppState) -> Result<Option<String>, AppError> {
             created_at: now,
             expires_at: None,
             idp_groups: Vec::new(),
+            parent_id: None,
         },
         &hash,
     )

@@ -4,12 +4,13 @@
 use crate::AppState;
 use crate::auth::Caller;
 use ajar_core::activity::Outcome;
-use ajar_store::NewActivity;
+use ajar_store::{NewActivity, StoreResult};
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
 use jiff::Timestamp;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 /// Who acted, as the activity log names them.
@@ -80,8 +81,122 @@ pub struct Denial {
 /// The action recorded for a refused request.
 pub const DENIED: &str = "ajar.authorization/denied";
 
-/// Middleware: records every authorization refusal (403) of an authenticated caller in the
-/// activity log, in its own transaction (nothing else changed).
+/// The action of a record that counts refusals not recorded one by one.
+pub const DENIED_REPEATEDLY: &str = "ajar.authorization/deniedRepeatedly";
+
+/// How long a principal's refusals are counted together.
+pub const REFUSAL_WINDOW: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
+
+/// Refusals of one principal recorded one by one within a window; the rest are counted.
+pub const REFUSALS_RECORDED_PER_WINDOW: usize = 10;
+
+/// Most resources one window keeps separate counts for; beyond, refusals count at `/`.
+const RESOURCES_PER_WINDOW: usize = 100;
+
+/// Most principals counted at once; beyond, every window is closed early.
+const PRINCIPALS: usize = 10_000;
+
+/// Bounds what refusals cost: per principal and window, the first
+/// [`REFUSALS_RECORDED_PER_WINDOW`] distinct refusals are recorded one by one (each in its own
+/// write), repeats and the rest are counted in memory and recorded as one
+/// [`DENIED_REPEATEDLY`] record per resource when the window ends. A principal without rights
+/// can neither fill the log nor keep the writer busy, and the evidence is kept.
+#[derive(Debug, Default)]
+pub struct Refusals {
+    windows: Mutex<HashMap<String, RefusalWindow>>,
+}
+
+#[derive(Debug)]
+struct RefusalWindow {
+    actor: Actor,
+    started: Timestamp,
+    recorded: HashSet<String>,
+    /// Refusals not recorded one by one, by resource.
+    counted: BTreeMap<String, u64>,
+}
+
+impl Refusals {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, RefusalWindow>> {
+        self.windows.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Notes a refusal of `actor` (`key` tells repeats apart) on `resource` at `now`: true when
+    /// it is to be recorded on its own, false when it was counted.
+    pub fn note(&self, actor: &Actor, key: &str, resource: &str, now: Timestamp) -> bool {
+        let mut windows = self.lock();
+        if windows.len() >= PRINCIPALS && !windows.contains_key(&actor.principal) {
+            // Too many principals at once: start over (their counts are lost, not their
+            // refusals' first records).
+            windows.clear();
+        }
+        let window = windows
+            .entry(actor.principal.clone())
+            .or_insert_with(|| RefusalWindow {
+                actor: actor.clone(),
+                started: now,
+                recorded: HashSet::new(),
+                counted: BTreeMap::new(),
+            });
+        if window.recorded.len() < REFUSALS_RECORDED_PER_WINDOW
+            && window.recorded.insert(key.to_owned())
+        {
+            return true;
+        }
+        let resource = if window.counted.len() < RESOURCES_PER_WINDOW
+            || window.counted.contains_key(resource)
+        {
+            resource
+        } else {
+            "/"
+        };
+        *window.counted.entry(resource.to_owned()).or_default() += 1;
+        false
+    }
+
+    /// Closes every window that ended by `now` and answers the records of what they counted.
+    pub fn ended(&self, now: Timestamp) -> Vec<NewActivity> {
+        let mut windows = self.lock();
+        let mut out = Vec::new();
+        windows.retain(|_, w| {
+            let end = w.started.checked_add(REFUSAL_WINDOW).unwrap_or(w.started);
+            if end > now {
+                return true;
+            }
+            for (resource, count) in &w.counted {
+                out.push(
+                    w.actor
+                        .did(DENIED_REPEATEDLY, resource, now)
+                        .with_result(Outcome::Denied)
+                        .with_details(serde_json::json!({
+                            "count": count,
+                            "from": w.started.to_string(),
+                            "until": end.to_string(),
+                        })),
+                );
+            }
+            false
+        });
+        out
+    }
+}
+
+/// Records what [`Refusals`] counted in windows that have ended, in one transaction.
+pub async fn record_counted_refusals(state: &AppState, now: Timestamp) -> StoreResult<u64> {
+    let records = state.refusals.ended(now);
+    if records.is_empty() {
+        return Ok(0);
+    }
+    let mut tx = state.store.write().await?;
+    for r in &records {
+        tx.record(r).await?;
+    }
+    tx.commit().await?;
+    Ok(records.len() as u64)
+}
+
+/// Middleware: records authorization refusals (403) of an authenticated caller in the
+/// activity log, each in its own transaction (nothing else changed), as far as [`Refusals`]
+/// lets it; the rest are counted and recorded when their window ends.
 pub async fn record_denials(
     State(state): State<AppState>,
     mut req: Request,
@@ -101,8 +216,13 @@ pub async fn record_denials(
             .clone()
             .filter(|t| t.starts_with('/'))
             .unwrap_or_else(|| path.clone());
+        let now = state.clock.now();
+        let key = format!("{method} {path} {}", denial.message);
+        if !state.refusals.note(&actor, &key, &resource, now) {
+            return resp;
+        }
         let record = actor
-            .did(DENIED, &resource, state.clock.now())
+            .did(DENIED, &resource, now)
             .with_result(Outcome::Denied)
             .with_details(serde_json::json!({
                 "method": method,
@@ -119,4 +239,51 @@ pub async fn record_denials(
         }
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn actor(p: &str) -> Actor {
+        Actor {
+            principal: p.to_owned(),
+            address: None,
+            correlation: None,
+        }
+    }
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp::from_second(1_000_000 + s).unwrap()
+    }
+
+    #[test]
+    fn refusals_are_recorded_once_per_key_then_counted_per_window() {
+        let r = Refusals::default();
+        let eve = actor("eve");
+        assert!(r.note(&eve, "GET /a", "/s/a", at(0)));
+        assert!(
+            !r.note(&eve, "GET /a", "/s/a", at(1)),
+            "a repeat is counted"
+        );
+        for i in 1..REFUSALS_RECORDED_PER_WINDOW {
+            assert!(r.note(&eve, &format!("GET /{i}"), "/s/b", at(2)));
+        }
+        assert!(!r.note(&eve, "GET /new", "/s/b", at(3)), "past the limit");
+        // Another principal has a window of its own.
+        assert!(r.note(&actor("mallory"), "GET /a", "/s/a", at(3)));
+        assert!(r.ended(at(59)).is_empty(), "the window has not ended");
+        let records = r.ended(at(60));
+        let counts: Vec<(String, u64)> = records
+            .iter()
+            .map(|a| {
+                let details: serde_json::Value = serde_json::from_str(&a.details).unwrap();
+                (a.resource_id.clone(), details["count"].as_u64().unwrap())
+            })
+            .collect();
+        assert_eq!(counts, [("/s/a".to_owned(), 1), ("/s/b".to_owned(), 1)]);
+        assert!(records.iter().all(|a| a.action == DENIED_REPEATEDLY));
+        // A new window records again.
+        assert!(r.note(&eve, "GET /a", "/s/a", at(61)));
+    }
 }

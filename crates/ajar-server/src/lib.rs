@@ -68,6 +68,8 @@ pub struct AppState {
     pub request_writer: request_writer::RequestWriter,
     /// Delivers queued notifications.
     pub notifier: Arc<notify::Notifier>,
+    /// Refusals recorded one by one or counted, per principal.
+    pub refusals: Arc<journal::Refusals>,
     /// Counters and histograms behind `GET /metrics`.
     pub metrics: Arc<metrics::Metrics>,
     /// Turns true when the server begins shutting down, so long polls answer at once instead of
@@ -92,6 +94,7 @@ impl AppState {
             rules_cache: Arc::default(),
             notifier: Arc::new(notify::Notifier::new()),
             metrics: Arc::default(),
+            refusals: Arc::default(),
             stopping,
             stop: Arc::new(stop),
         }
@@ -102,6 +105,12 @@ impl AppState {
     /// Trusts the identity providers in `providers` for bearer JWTs and console sign-in.
     pub fn with_oidc(mut self, providers: ajar_oidc::Providers) -> Self {
         self.oidc = Arc::new(providers);
+        self
+    }
+
+    /// Lets one principal hold at most `limit` grants (open ports) at once.
+    pub fn with_live_grant_limit(mut self, limit: usize) -> Self {
+        self.request_writer.live_grant_limit = limit;
         self
     }
 

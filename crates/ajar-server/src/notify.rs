@@ -6,17 +6,352 @@
 //! Webhooks are signed: `X-Ajar-Signature: sha256=HEX` is HMAC-SHA256 with the subscription's
 //! secret over `TIMESTAMP.BODY`, where `X-Ajar-Timestamp` is the Unix time of the attempt.
 //! `Idempotency-Key` (and `X-Ajar-Delivery`) stays the same across retries of one notification.
+//!
+//! Webhooks reach only public addresses unless the operator allows a network ([`guard`]): the
+//! URL's host is checked when a subscription is written, and again at every delivery, where the
+//! client's resolver hands the connection only addresses it checked. Readers of a delivery see
+//! a failure's category ("connection refused", "HTTP 500"); the details go to the log.
 
 use crate::AppState;
 use ajar_api::wire::NotificationSubscriptionProperties;
+use ajar_core::net::SourcePrefix;
 use ajar_store::{OutboxRow, StoreResult, SubscriptionRow, Tx};
 use hmac::{Hmac, Mac};
 use jiff::{SignedDuration, Timestamp};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::json;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+
+pub mod guard {
+    //! Which addresses webhooks may reach. Pure: no IO; the subscription routes and the
+    //! delivery client's resolver ask it about every address they see.
+    //!
+    //! Refused unless the operator lists a network holding them: unspecified, loopback,
+    //! private (`10/8`, `172.16/12`, `192.168/16`), shared (`100.64/10`), unique-local
+    //! (`fc00::/7`), multicast, broadcast, documentation and other reserved ranges — none of
+    //! which a public receiver uses. Link-local addresses (`169.254/16`, `fe80::/10`) and cloud
+    //! metadata addresses are refused even when listed: metadata services answer there. IPv6
+    //! forms that carry an IPv4 address (mapped `::ffff:0:0/96`, NAT64 `64:ff9b::/96`, 6to4
+    //! `2002::/16`) count as the address they carry.
+
+    use ajar_core::net::SourcePrefix;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    /// Why an address is not public.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Kind {
+        /// `0.0.0.0/8`, `::` (a connection to it may reach the host itself).
+        Unspecified,
+        /// `127.0.0.0/8`, `::1`.
+        Loopback,
+        /// `169.254.0.0/16`, `fe80::/10`: never allowed.
+        LinkLocal,
+        /// A cloud metadata service outside link-local (`fd00:ec2::254`, `100.100.100.200`):
+        /// never allowed.
+        Metadata,
+        /// `10.0.0.0/8`, `172.16.0.0/12`, `192.168.0.0/16`.
+        Private,
+        /// `100.64.0.0/10`, carrier-grade NAT.
+        Shared,
+        /// `fc00::/7`, and the deprecated site-local `fec0::/10`.
+        UniqueLocal,
+        /// `224.0.0.0/4`, `ff00::/8`.
+        Multicast,
+        /// `255.255.255.255`.
+        Broadcast,
+        /// `192.0.2.0/24`, `198.51.100.0/24`, `203.0.113.0/24`, `2001:db8::/32`, `3fff::/20`.
+        Documentation,
+        /// Other special-purpose ranges: `192.0.0.0/24`, `198.18.0.0/15`, `240.0.0.0/4`,
+        /// `100::/64`, IPv4-compatible `::/96`.
+        Reserved,
+    }
+
+    impl Kind {
+        /// The words for it, e.g. "a loopback address".
+        pub fn label(self) -> &'static str {
+            match self {
+                Kind::Unspecified => "an unspecified address",
+                Kind::Loopback => "a loopback address",
+                Kind::LinkLocal => "a link-local address",
+                Kind::Metadata => "a cloud metadata address",
+                Kind::Private => "a private address",
+                Kind::Shared => "a shared (carrier-grade NAT) address",
+                Kind::UniqueLocal => "a unique-local address",
+                Kind::Multicast => "a multicast address",
+                Kind::Broadcast => "a broadcast address",
+                Kind::Documentation => "a documentation address",
+                Kind::Reserved => "a reserved address",
+            }
+        }
+
+        /// Whether no operator allowance lifts the refusal.
+        pub fn never_allowed(self) -> bool {
+            matches!(self, Kind::LinkLocal | Kind::Metadata)
+        }
+    }
+
+    /// What `ip` is when it is not a public address; `None` for a public one.
+    pub fn kind(ip: IpAddr) -> Option<Kind> {
+        match ip {
+            IpAddr::V4(a) => kind_v4(a),
+            IpAddr::V6(a) => kind_v6(a),
+        }
+    }
+
+    fn kind_v4(a: Ipv4Addr) -> Option<Kind> {
+        let [b0, b1, b2, b3] = a.octets();
+        let kind = match (b0, b1, b2) {
+            (0, _, _) => Kind::Unspecified,
+            (127, _, _) => Kind::Loopback,
+            (169, 254, _) => Kind::LinkLocal,
+            (100, 100, 100) if b3 == 200 => Kind::Metadata,
+            (10, _, _) | (172, 16..=31, _) | (192, 168, _) => Kind::Private,
+            (100, 64..=127, _) => Kind::Shared,
+            (192, 0, 2) | (198, 51, 100) | (203, 0, 113) => Kind::Documentation,
+            (192, 0, 0) | (198, 18..=19, _) => Kind::Reserved,
+            (224..=239, _, _) => Kind::Multicast,
+            _ if a == Ipv4Addr::BROADCAST => Kind::Broadcast,
+            (240..=255, _, _) => Kind::Reserved,
+            _ => return None,
+        };
+        Some(kind)
+    }
+
+    fn kind_v6(a: Ipv6Addr) -> Option<Kind> {
+        if let Some(v4) = a.to_ipv4_mapped() {
+            return kind_v4(v4);
+        }
+        let s = a.segments();
+        let v4 = |hi: u16, lo: u16| {
+            let [a, b] = hi.to_be_bytes();
+            let [c, d] = lo.to_be_bytes();
+            Ipv4Addr::new(a, b, c, d)
+        };
+        let kind = match s {
+            [0, 0, 0, 0, 0, 0, 0, 0] => Kind::Unspecified,
+            [0, 0, 0, 0, 0, 0, 0, 1] => Kind::Loopback,
+            [0, 0, 0, 0, 0, 0, _, _] => Kind::Reserved,
+            [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => return kind_v4(v4(hi, lo)),
+            [0x2002, hi, lo, ..] => return kind_v4(v4(hi, lo)),
+            [0x100, 0, 0, 0, ..] => Kind::Reserved,
+            [0x2001, 0xdb8, ..] => Kind::Documentation,
+            [0x3fff, b, ..] if b < 0x1000 => Kind::Documentation,
+            [0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254] => Kind::Metadata,
+            [b, ..] if b & 0xffc0 == 0xfe80 => Kind::LinkLocal,
+            [b, ..] if b & 0xffc0 == 0xfec0 || b & 0xfe00 == 0xfc00 => Kind::UniqueLocal,
+            [b, ..] if b & 0xff00 == 0xff00 => Kind::Multicast,
+            _ => return None,
+        };
+        Some(kind)
+    }
+
+    /// An address webhooks may not reach, and why.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+    #[error("{addr}, {}", kind.label())]
+    pub struct Refusal {
+        /// The address.
+        pub addr: IpAddr,
+        /// What it is.
+        pub kind: Kind,
+    }
+
+    impl Refusal {
+        /// What the operator can do about it, for messages.
+        pub fn advice(&self) -> &'static str {
+            if self.kind.never_allowed() {
+                "ajar never delivers webhooks to link-local or cloud metadata addresses"
+            } else {
+                "ajar delivers only to public addresses unless the operator allows the network \
+                 (--webhook-allow-network)"
+            }
+        }
+    }
+
+    /// Parses one network an operator allows (`10.0.0.0/8`, `192.0.2.10/32`, a bare address).
+    /// `*` is refused (`0.0.0.0/0` and `::/0` say the same on purpose), and so is a network
+    /// inside link-local addresses, which stay refused anyway.
+    pub fn parse_network(s: &str) -> Result<SourcePrefix, String> {
+        let net = match SourcePrefix::parse(s) {
+            Ok(SourcePrefix::Any) => {
+                return Err(format!(
+                    "{s:?} is not a network; write 0.0.0.0/0 or ::/0 to allow every address"
+                ));
+            }
+            Ok(net) => net,
+            Err(_) => {
+                return Err(format!(
+                    "{s:?} is not a network in CIDR form (e.g. 10.0.0.0/8 or 192.0.2.10/32)"
+                ));
+            }
+        };
+        let inside = |outer: &str| SourcePrefix::parse(outer).is_ok_and(|o| o.contains(&net));
+        if inside("169.254.0.0/16") || inside("fe80::/10") {
+            return Err(format!(
+                "{s} lies in link-local addresses, where cloud metadata services answer; ajar \
+                 never delivers webhooks there"
+            ));
+        }
+        Ok(net)
+    }
+
+    /// The webhook destination policy: public addresses, plus the networks the operator
+    /// allows (except link-local and metadata addresses).
+    #[derive(Debug, Clone, Default, PartialEq, Eq)]
+    pub struct WebhookPolicy {
+        allowed: Vec<SourcePrefix>,
+    }
+
+    impl WebhookPolicy {
+        /// Public addresses plus `allowed`.
+        pub fn new(allowed: Vec<SourcePrefix>) -> Self {
+            Self { allowed }
+        }
+
+        /// The networks the operator allows.
+        pub fn allowed(&self) -> &[SourcePrefix] {
+            &self.allowed
+        }
+
+        /// Whether a webhook may be delivered to `ip`.
+        pub fn check(&self, ip: IpAddr) -> Result<(), Refusal> {
+            let Some(kind) = kind(ip) else {
+                return Ok(());
+            };
+            let one = SourcePrefix::address(ip);
+            if !kind.never_allowed() && self.allowed.iter().any(|n| n.contains(&one)) {
+                return Ok(());
+            }
+            Err(Refusal { addr: ip, kind })
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn ip(s: &str) -> IpAddr {
+            s.parse().unwrap()
+        }
+
+        fn kind_of(s: &str) -> Option<Kind> {
+            kind(ip(s))
+        }
+
+        #[test]
+        fn addresses_are_told_apart() {
+            use Kind::*;
+            for (addr, want) in [
+                ("8.8.8.8", None),
+                ("1.1.1.1", None),
+                ("172.32.0.1", None),
+                ("100.128.0.1", None),
+                ("2606:4700::1111", None),
+                ("0.0.0.0", Some(Unspecified)),
+                ("0.1.2.3", Some(Unspecified)),
+                ("::", Some(Unspecified)),
+                ("127.0.0.1", Some(Loopback)),
+                ("127.255.255.254", Some(Loopback)),
+                ("::1", Some(Loopback)),
+                ("169.254.169.254", Some(LinkLocal)),
+                ("fe80::1", Some(LinkLocal)),
+                ("febf::1", Some(LinkLocal)),
+                ("fd00:ec2::254", Some(Metadata)),
+                ("100.100.100.200", Some(Metadata)),
+                ("10.1.2.3", Some(Private)),
+                ("172.16.0.1", Some(Private)),
+                ("172.31.255.255", Some(Private)),
+                ("192.168.1.1", Some(Private)),
+                ("100.64.0.1", Some(Shared)),
+                ("100.127.255.255", Some(Shared)),
+                ("fc00::1", Some(UniqueLocal)),
+                ("fd12:3456::1", Some(UniqueLocal)),
+                ("fec0::1", Some(UniqueLocal)),
+                ("224.0.0.1", Some(Multicast)),
+                ("ff02::1", Some(Multicast)),
+                ("255.255.255.255", Some(Broadcast)),
+                ("192.0.2.1", Some(Documentation)),
+                ("198.51.100.1", Some(Documentation)),
+                ("203.0.113.1", Some(Documentation)),
+                ("2001:db8::1", Some(Documentation)),
+                ("3fff::1", Some(Documentation)),
+                ("198.18.0.1", Some(Reserved)),
+                ("240.0.0.1", Some(Reserved)),
+                ("100::1", Some(Reserved)),
+                ("::7f00:1", Some(Reserved)),
+            ] {
+                assert_eq!(kind_of(addr), want, "{addr}");
+            }
+        }
+
+        #[test]
+        fn ipv6_forms_of_ipv4_addresses_count_as_what_they_carry() {
+            assert_eq!(kind_of("::ffff:127.0.0.1"), Some(Kind::Loopback));
+            assert_eq!(kind_of("::ffff:169.254.169.254"), Some(Kind::LinkLocal));
+            assert_eq!(kind_of("::ffff:10.0.0.1"), Some(Kind::Private));
+            assert_eq!(kind_of("::ffff:8.8.8.8"), None);
+            assert_eq!(kind_of("64:ff9b::a9fe:a9fe"), Some(Kind::LinkLocal));
+            assert_eq!(kind_of("64:ff9b::808:808"), None);
+            assert_eq!(kind_of("2002:7f00:1::"), Some(Kind::Loopback));
+            assert_eq!(kind_of("2002:808:808::1"), None);
+        }
+
+        #[test]
+        fn listed_networks_are_allowed_except_link_local_and_metadata() {
+            let strict = WebhookPolicy::default();
+            assert!(strict.check(ip("93.184.215.14")).is_ok());
+            let refused = strict.check(ip("127.0.0.1")).unwrap_err();
+            assert_eq!(refused.to_string(), "127.0.0.1, a loopback address");
+            assert!(refused.advice().contains("--webhook-allow-network"));
+
+            let nets = ["127.0.0.1/32", "10.0.0.0/8"].map(|n| parse_network(n).unwrap());
+            let local = WebhookPolicy::new(nets.to_vec());
+            assert!(local.check(ip("127.0.0.1")).is_ok());
+            assert!(local.check(ip("::ffff:127.0.0.1")).is_ok(), "mapped form");
+            assert!(local.check(ip("10.9.8.7")).is_ok());
+            assert!(local.check(ip("127.0.0.2")).is_err());
+            assert!(local.check(ip("::1")).is_err());
+            assert!(local.check(ip("192.168.0.1")).is_err());
+
+            let all = ["0.0.0.0/0", "::/0"].map(|n| parse_network(n).unwrap());
+            let open = WebhookPolicy::new(all.to_vec());
+            assert!(open.check(ip("192.168.0.1")).is_ok());
+            assert!(open.check(ip("fd12::1")).is_ok());
+            for never in [
+                "169.254.169.254",
+                "::ffff:169.254.169.254",
+                "fe80::1",
+                "fd00:ec2::254",
+                "100.100.100.200",
+            ] {
+                let r = open.check(ip(never)).unwrap_err();
+                assert!(r.kind.never_allowed(), "{never}");
+                assert!(r.advice().contains("never"), "{never}");
+            }
+        }
+
+        #[test]
+        fn allowed_networks_parse_strictly() {
+            assert_eq!(
+                parse_network("192.0.2.10").unwrap(),
+                parse_network("192.0.2.10/32").unwrap()
+            );
+            assert!(parse_network("fd00::/8").is_ok());
+            for bad in ["*", "10.0.0.1/8", "10.0.0.0/33", "nope", ""] {
+                assert!(parse_network(bad).is_err(), "{bad:?}");
+            }
+            for link_local in ["169.254.169.254/32", "169.254.0.0/16", "fe80::/64"] {
+                let e = parse_network(link_local).unwrap_err();
+                assert!(e.contains("link-local"), "{e}");
+            }
+            // A wider network may hold link-local addresses; they stay refused by `check`.
+            assert!(parse_network("169.0.0.0/8").is_ok());
+        }
+    }
+}
 
 /// What a notification tells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,8 +537,10 @@ impl std::fmt::Debug for SmtpSettings {
 /// Delivers notifications: an HTTP client for webhooks and, when configured, an SMTP transport.
 #[derive(Clone)]
 pub struct Notifier {
-    /// `Err` when the TLS stack could not start: webhooks then fail with the reason.
+    /// `Err` when the TLS stack could not start: webhooks then fail.
     http: Result<reqwest::Client, String>,
+    /// Where webhooks may go; the client's resolver holds the same policy.
+    policy: Arc<guard::WebhookPolicy>,
     mail: Option<(AsyncSmtpTransport<Tokio1Executor>, Mailbox)>,
     /// The wait before the second attempt; each later one doubles it (at most an hour).
     pub retry_base: SignedDuration,
@@ -213,6 +550,7 @@ impl std::fmt::Debug for Notifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Notifier")
             .field("email", &self.mail.is_some())
+            .field("webhook_allowed_networks", &self.policy.allowed())
             .field("retry_base", &self.retry_base)
             .finish()
     }
@@ -225,22 +563,50 @@ impl Default for Notifier {
 }
 
 impl Notifier {
-    /// Webhooks only (email notifications fail until SMTP is configured).
+    /// Webhooks to public addresses only (email notifications fail until SMTP is configured).
     pub fn new() -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(DELIVERY_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("ajar/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| {
-                tracing::error!(error = %e, "webhook client unavailable");
-                format!("the webhook client is unavailable: {e}")
-            });
+        let policy = Arc::new(guard::WebhookPolicy::default());
         Self {
-            http,
+            http: webhook_client(policy.clone()),
+            policy,
             mail: None,
             retry_base: SignedDuration::from_secs(5),
         }
+    }
+
+    /// Also delivers webhooks to addresses in `networks` (e.g. a relay on a private network or
+    /// loopback: the operator's choice); link-local and metadata addresses stay refused.
+    pub fn with_webhook_networks(mut self, networks: Vec<SourcePrefix>) -> Self {
+        self.policy = Arc::new(guard::WebhookPolicy::new(networks));
+        self.http = webhook_client(self.policy.clone());
+        self
+    }
+
+    /// Checks a webhook URL's host when a subscription is written: an address in the URL, or
+    /// every address its name resolves to now. A name that does not resolve (yet) passes:
+    /// every delivery checks again.
+    pub async fn check_webhook_url(&self, url: &reqwest::Url) -> Result<(), String> {
+        let Some(host) = url.host_str() else {
+            return Ok(());
+        };
+        if let Some(ip) = literal_ip(url) {
+            return self
+                .policy
+                .check(ip)
+                .map_err(|r| format!("the webhook address is {r}; {}", r.advice()));
+        }
+        let port = url.port_or_known_default().unwrap_or(443);
+        let lookup =
+            tokio::time::timeout(DELIVERY_TIMEOUT, tokio::net::lookup_host((host, port))).await;
+        let Ok(Ok(addrs)) = lookup else {
+            return Ok(());
+        };
+        for addr in addrs {
+            self.policy
+                .check(addr.ip())
+                .map_err(|r| format!("the webhook host {host} resolves to {r}; {}", r.advice()))?;
+        }
+        Ok(())
     }
 
     /// Adds email delivery through `smtp`.
@@ -265,6 +631,127 @@ impl Notifier {
             .unwrap_or(MAX_BACKOFF)
             .min(MAX_BACKOFF)
     }
+}
+
+/// The client that delivers webhooks: no redirects, no proxy (the proxy, not ajar, would pick
+/// the address), and a resolver that checks every address against `policy`.
+fn webhook_client(policy: Arc<guard::WebhookPolicy>) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(DELIVERY_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(GuardedResolver { policy })
+        .user_agent(concat!("ajar/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| {
+            tracing::error!(error = %e, "webhook client unavailable");
+            "the webhook client is unavailable".to_owned()
+        })
+}
+
+/// The address a URL names directly (`http://10.0.0.1/`, `http://[::1]/`): it is never
+/// resolved, so the resolver never sees it.
+fn literal_ip(url: &reqwest::Url) -> Option<IpAddr> {
+    url.host_str()?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
+}
+
+/// Why the webhook resolver answered no addresses.
+#[derive(Debug, thiserror::Error)]
+enum ResolveError {
+    /// The name resolves to an address webhooks may not reach.
+    #[error("{host} resolves to {refusal}")]
+    Refused {
+        host: String,
+        refusal: guard::Refusal,
+    },
+    /// The name does not resolve.
+    #[error("cannot resolve {host}")]
+    NotFound {
+        host: String,
+        source: std::io::Error,
+    },
+}
+
+/// Resolves webhook hosts and answers their addresses only when every one passes the policy,
+/// so the connection goes to an address that was checked (no second lookup in between).
+struct GuardedResolver {
+    policy: Arc<guard::WebhookPolicy>,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.policy.clone();
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await
+                .map_err(|source| ResolveError::NotFound {
+                    host: host.clone(),
+                    source,
+                })?
+                .collect();
+            for a in &addrs {
+                policy
+                    .check(a.ip())
+                    .map_err(|refusal| ResolveError::Refused {
+                        host: host.clone(),
+                        refusal,
+                    })?;
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(addrs.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+/// What a failed webhook call tells the subscription's readers: a category, never the
+/// connection's details (addresses, ports, system messages).
+fn webhook_failure(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        return "timed out";
+    }
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if let Some(r) = err.downcast_ref::<ResolveError>() {
+            return match r {
+                ResolveError::Refused { .. } => "address not allowed",
+                ResolveError::NotFound { .. } => "host not found",
+            };
+        }
+        if err.downcast_ref::<rustls::Error>().is_some() {
+            return "TLS error";
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return "connection refused",
+                std::io::ErrorKind::TimedOut => return "timed out",
+                _ => {}
+            }
+            // An I/O error's `source` skips the error it wraps (a TLS error, another I/O error).
+            if let Some(inner) = io.get_ref() {
+                next = Some(inner);
+                continue;
+            }
+        }
+        next = err.source();
+    }
+    "connection failed"
+}
+
+/// An error and its causes, for the log.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(err) = next {
+        text.push_str(": ");
+        text.push_str(&err.to_string());
+        next = err.source();
+    }
+    text
 }
 
 /// The signature header value for `body` sent at `timestamp` (Unix seconds).
@@ -314,11 +801,14 @@ async fn attempt(state: &AppState, row: OutboxRow) -> StoreResult<()> {
         None => (Err("the subscription was deleted".to_owned()), 1, "unknown"),
         Some(sub) => {
             match serde_json::from_str::<NotificationSubscriptionProperties>(&sub.properties) {
-                Err(e) => (
-                    Err(format!("stored subscription unreadable: {e}")),
-                    1,
-                    "unknown",
-                ),
+                Err(e) => {
+                    tracing::error!(subscription = %sub.id, error = %e, "stored subscription unreadable");
+                    (
+                        Err("stored subscription unreadable".to_owned()),
+                        1,
+                        "unknown",
+                    )
+                }
                 Ok(props) => {
                     let max = i64::from(props.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS));
                     if props.webhook.is_some() {
@@ -373,6 +863,17 @@ async fn send_webhook(
     };
     let timestamp = state.clock.now().as_second();
     let http = state.notifier.http.as_ref().map_err(Clone::clone)?;
+    // A name is checked by the client's resolver; an address in the URL, here.
+    if let Some(ip) = reqwest::Url::parse(&hook.url)
+        .ok()
+        .as_ref()
+        .and_then(literal_ip)
+        && let Err(refusal) = state.notifier.policy.check(ip)
+    {
+        tracing::warn!(delivery = %row.id, subscription = %sub.id, address = %refusal,
+            "webhook not delivered: the address is not allowed");
+        return Err("address not allowed".to_owned());
+    }
     let mut req = http
         .post(&hook.url)
         .header("content-type", "application/json")
@@ -389,9 +890,14 @@ async fn send_webhook(
     }
     match req.send().await {
         Ok(resp) if resp.status().is_success() => Ok(()),
-        Ok(resp) => Err(format!("the receiver answered {}", resp.status().as_u16())),
-        // Without the URL: it may carry a token in its query.
-        Err(e) => Err(format!("cannot reach the receiver: {}", e.without_url())),
+        Ok(resp) => Err(format!("HTTP {}", resp.status().as_u16())),
+        Err(e) => {
+            // Without the URL: it may carry a token in its query.
+            let e = e.without_url();
+            tracing::warn!(delivery = %row.id, subscription = %sub.id, error = %chain(&e),
+                "webhook delivery failed");
+            Err(webhook_failure(&e).to_owned())
+        }
     }
 }
 
@@ -432,11 +938,16 @@ async fn send_email(
     let message = builder
         .multipart(MultiPart::alternative_plain_html(plain, html))
         .map_err(|e| format!("cannot build the message: {e}"))?;
-    transport
-        .send(message)
-        .await
-        .map(|_| ())
-        .map_err(|e| format!("SMTP: {e}"))
+    transport.send(message).await.map(|_| ()).map_err(|e| {
+        tracing::warn!(delivery = %row.id, error = %chain(&e), "email delivery failed");
+        // The server's reply code, or a category: the SMTP server's address stays in the log.
+        match e.status() {
+            Some(code) => format!("SMTP {code}"),
+            None if e.is_timeout() => "SMTP timed out".to_owned(),
+            None if e.is_tls() => "SMTP TLS error".to_owned(),
+            None => "SMTP connection failed".to_owned(),
+        }
+    })
 }
 
 /// The people a notice concerns whose principals are email addresses.

@@ -37,6 +37,8 @@ pub struct NewAccess {
     /// Its activity record, written (with a `requestCreated` notice) when it is stored;
     /// `None` when the caller records the request itself.
     pub activity: Option<NewActivity>,
+    /// The most grants its requester may hold open at once, this request's included.
+    pub live_grant_limit: usize,
 }
 
 impl NewAccess {
@@ -69,10 +71,15 @@ impl std::fmt::Debug for Job {
     }
 }
 
+/// The most grants (open ports) one principal holds at once unless configured otherwise.
+pub const DEFAULT_LIVE_GRANT_LIMIT: usize = 100;
+
 /// The handle handlers use to store requests.
 #[derive(Debug, Clone)]
 pub struct RequestWriter {
     jobs: mpsc::Sender<Job>,
+    /// The most grants one principal may hold open at once.
+    pub live_grant_limit: usize,
 }
 
 impl RequestWriter {
@@ -80,7 +87,10 @@ impl RequestWriter {
     pub fn start(store: Store) -> Self {
         let (jobs, rx) = mpsc::channel(4 * MAX_BATCH);
         tokio::spawn(run(store, rx));
-        Self { jobs }
+        Self {
+            jobs,
+            live_grant_limit: DEFAULT_LIVE_GRANT_LIMIT,
+        }
     }
 
     /// Stores a request if its policy still has `etag` and JIT is not turned off at any of
@@ -102,6 +112,7 @@ impl RequestWriter {
                 etag,
                 blocking_scopes,
                 activity,
+                live_grant_limit: self.live_grant_limit,
             },
             reply,
         };
@@ -193,7 +204,7 @@ pub async fn store_in(tx: &mut Tx, jobs: &mut [&mut NewAccess]) -> StoreResult<V
         .into_iter()
         .map(|g| (g.machine_id.clone(), g))
         .collect();
-    let mut full = vec![None; jobs.len()];
+    let mut full = refuse_over_limit(tx, jobs).await?;
     if !gateways.is_empty() {
         let mut agent_ids: Vec<String> = gateways.values().map(|g| g.agent_id.clone()).collect();
         agent_ids.sort_unstable();
@@ -203,6 +214,9 @@ pub async fn store_in(tx: &mut Tx, jobs: &mut [&mut NewAccess]) -> StoreResult<V
             used.entry(agent).or_default().insert(port);
         }
         for (job, full) in jobs.iter_mut().zip(full.iter_mut()) {
+            if full.is_some() {
+                continue;
+            }
             let mut taken = Vec::new();
             for port in &mut job.ports {
                 let Some(g) = gateways.get(&port.machine_id) else {
@@ -278,6 +292,41 @@ pub async fn store_in(tx: &mut Tx, jobs: &mut [&mut NewAccess]) -> StoreResult<V
         .collect())
 }
 
+/// Refuses each job that would leave its requester holding more open grants than its limit
+/// (a new port with the same supersede key as an open one replaces it, so it does not count
+/// twice). Counts follow the jobs in order, so several jobs of one requester in a batch add up.
+async fn refuse_over_limit(
+    tx: &mut Tx,
+    jobs: &[&mut NewAccess],
+) -> StoreResult<Vec<Option<String>>> {
+    let mut live: HashMap<String, Vec<String>> = HashMap::new();
+    let mut refused = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let who = &job.request.requestor;
+        if !live.contains_key(who) {
+            let keys = tx.live_grant_keys(who, job.request.created_at).await?;
+            live.insert(who.clone(), keys);
+        }
+        let held = live.entry(who.clone()).or_default();
+        let new: BTreeSet<&str> = job.ports.iter().map(|p| p.supersede_key.as_str()).collect();
+        let kept = held.iter().filter(|k| !new.contains(k.as_str())).count();
+        if kept + job.ports.len() > job.live_grant_limit {
+            refused.push(Some(format!(
+                "{who} holds {} open grants and this request adds {}: one principal may hold at \
+                 most {} at once (the server's live grant limit); revoke some or let them end",
+                held.len(),
+                job.ports.len(),
+                job.live_grant_limit
+            )));
+            continue;
+        }
+        held.retain(|k| !new.contains(k.as_str()));
+        held.extend(job.ports.iter().map(|p| p.supersede_key.clone()));
+        refused.push(None);
+    }
+    Ok(refused)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,6 +360,7 @@ mod tests {
                 etag: "e1".into(),
                 blocking_scopes: vec![],
                 activity: Some(NewActivity::new(at, "alice", "initiate", POLICY).for_request(id)),
+                live_grant_limit: DEFAULT_LIVE_GRANT_LIMIT,
             },
             reply,
         };

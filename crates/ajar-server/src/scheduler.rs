@@ -25,6 +25,7 @@ pub async fn run_due(state: &AppState) -> StoreResult<u64> {
     let now = state.clock.now();
     let roles = crate::routes::jit_requests::run_due(state, now).await?;
     let warned = warn_expiring(state, now).await?;
+    crate::journal::record_counted_refusals(state, now).await?;
     Ok(roles + warned + expire_ports(state, now).await?)
 }
 

@@ -2,7 +2,7 @@
 //! chained to the previous one by hash (`ajar_core::activity`), and queries over them.
 
 use crate::rows::{from_db, to_db};
-use crate::tx::{int, like_prefix, opt_text, text};
+use crate::tx::{int, opt_text, starts_with, text};
 use crate::{StoreError, StoreResult, Tx};
 use ajar_core::activity::{Content, GENESIS, Outcome, link_hash};
 use jiff::Timestamp;
@@ -228,7 +228,8 @@ impl Tx {
         if filter.under.is_some() {
             let (a, b) = (next(), next());
             sql.push_str(&format!(
-                " AND (resource_id = ${a} OR resource_id LIKE ${b} ESCAPE '\\')"
+                " AND (resource_id = ${a} OR {})",
+                starts_with("resource_id", b)
             ));
         }
         for (value, column) in [
@@ -258,9 +259,7 @@ impl Tx {
             } else {
                 format!("{}/", under.trim_end_matches('/'))
             };
-            q = q
-                .bind(under.trim_end_matches('/').to_owned())
-                .bind(like_prefix(&prefix));
+            q = q.bind(under.trim_end_matches('/').to_owned()).bind(prefix);
         }
         for value in [
             filter.principal,

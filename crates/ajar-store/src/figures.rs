@@ -2,7 +2,7 @@
 //! last user, open connections) and per application (the same for role activations).
 
 use crate::rows::{GrantRow, from_db, to_db};
-use crate::tx::{int, like_prefix, text};
+use crate::tx::{int, starts_with, text};
 use crate::{StoreResult, Tx};
 use jiff::Timestamp;
 use std::collections::HashMap;
@@ -17,11 +17,11 @@ pub struct Figures {
     pub last: Option<(Timestamp, String)>,
 }
 
-/// A `LIKE` pattern for ids starting with `scope`: the object itself, everything beneath it,
-/// and possibly siblings sharing the prefix (answers are keyed by exact id, so callers read only
-/// what they asked for).
+/// The prefix of ids under `scope`: the object itself, everything beneath it, and possibly
+/// siblings sharing the prefix (answers are keyed by exact id, so callers read only what they
+/// asked for).
 fn under(scope: &str) -> String {
-    like_prefix(scope.trim_end_matches('/'))
+    scope.trim_end_matches('/').to_owned()
 }
 
 impl Tx {
@@ -44,11 +44,12 @@ impl Tx {
     ) -> StoreResult<HashMap<String, Figures>> {
         let prefix = under(scope);
         let mut out: HashMap<String, Figures> = HashMap::new();
-        let counts = sqlx::query(
+        let counts = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT p.machine_id, COUNT(DISTINCT r.id) AS n FROM request_ports p \
              JOIN requests r ON r.id = p.request_id \
-             WHERE p.machine_id LIKE $1 ESCAPE '\\' AND r.created_at >= $2 GROUP BY p.machine_id",
-        )
+             WHERE {} AND r.created_at >= $2 GROUP BY p.machine_id",
+            starts_with("p.machine_id", 1)
+        )))
         .bind(&prefix)
         .bind(to_db(since))
         .fetch_all(self.c())
@@ -58,13 +59,14 @@ impl Tx {
                 .or_default()
                 .approved_since = int(r, "n")?;
         }
-        let last = sqlx::query(
+        let last = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT machine_id, requestor, created_at FROM ( \
                SELECT p.machine_id, r.requestor, r.created_at, ROW_NUMBER() OVER \
                  (PARTITION BY p.machine_id ORDER BY r.created_at DESC, r.id DESC) AS rn \
                FROM request_ports p JOIN requests r ON r.id = p.request_id \
-               WHERE p.machine_id LIKE $1 ESCAPE '\\') t WHERE rn = 1",
-        )
+               WHERE {}) t WHERE rn = 1",
+            starts_with("p.machine_id", 1)
+        )))
         .bind(&prefix)
         .fetch_all(self.c())
         .await?;
@@ -81,7 +83,7 @@ impl Tx {
         scope: &str,
         now: Timestamp,
     ) -> StoreResult<Vec<GrantRow>> {
-        self.grants_where("p.machine_id LIKE $1 ESCAPE '\\'", &under(scope), now)
+        self.grants_where(&starts_with("p.machine_id", 1), &under(scope), now)
             .await
     }
 
@@ -93,11 +95,12 @@ impl Tx {
     ) -> StoreResult<HashMap<String, Figures>> {
         let prefix = under(scope);
         let mut out: HashMap<String, Figures> = HashMap::new();
-        let counts = sqlx::query(
+        let counts = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT application_id, COUNT(*) AS n FROM jit_requests \
-             WHERE kind = 'role' AND application_id LIKE $1 ESCAPE '\\' AND created_at >= $2 \
+             WHERE kind = 'role' AND {} AND created_at >= $2 \
              AND state IN ('Approved', 'Active', 'Expired', 'Revoked') GROUP BY application_id",
-        )
+            starts_with("application_id", 1)
+        )))
         .bind(&prefix)
         .bind(to_db(since))
         .fetch_all(self.c())
@@ -107,13 +110,14 @@ impl Tx {
                 .or_default()
                 .approved_since = int(r, "n")?;
         }
-        let last = sqlx::query(
+        let last = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT application_id, requester, created_at FROM ( \
                SELECT application_id, requester, created_at, ROW_NUMBER() OVER \
                  (PARTITION BY application_id ORDER BY created_at DESC, id DESC) AS rn \
-               FROM jit_requests WHERE kind = 'role' AND application_id LIKE $1 ESCAPE '\\') t \
+               FROM jit_requests WHERE kind = 'role' AND {}) t \
              WHERE rn = 1",
-        )
+            starts_with("application_id", 1)
+        )))
         .bind(&prefix)
         .fetch_all(self.c())
         .await?;

@@ -496,4 +496,78 @@ mod request_tests {
         assert_eq!(insert(&store, &[(&ok, "e1")], &scopes).await, vec![false]);
         assert_eq!(insert(&store, &[(&ok, "e1")], &[]).await, vec![true]);
     }
+
+    #[tokio::test]
+    async fn live_grants_are_counted_per_requestor_through_an_index() {
+        use sqlx::Row;
+        let (_dir, store) = store_with_policy().await;
+        let a = request("a");
+        let (mut b_req, mut b_ports) = request("b");
+        b_req.requestor = "bob".into();
+        b_ports[0].supersede_key = "m|22|*|10.0.0.2".into();
+        let b = (b_req, b_ports);
+        assert_eq!(
+            insert(&store, &[(&a, "e1"), (&b, "e1")], &[]).await,
+            [true, true]
+        );
+        let mut tx = store.read().await.unwrap();
+        let before_end = Timestamp::from_second(4_999).unwrap();
+        let at_end = Timestamp::from_second(5_000).unwrap();
+        assert_eq!(
+            tx.live_grant_keys("alice", before_end).await.unwrap(),
+            ["m|22|*|10.0.0.1"]
+        );
+        assert!(
+            tx.live_grant_keys("alice", at_end)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            tx.live_grant_keys("bob", before_end).await.unwrap().len(),
+            1
+        );
+
+        // The plans of the queries that count grants and follow tokens made with tokens.
+        let queries = [
+            (
+                "SELECT supersede_key FROM request_ports \
+                 WHERE requestor = 'alice' AND status = 'Initiated' AND end_time > 1",
+                "request_ports_live_by_requestor",
+            ),
+            (
+                "SELECT id FROM tokens WHERE parent_id = 'x'",
+                "tokens_by_parent",
+            ),
+        ];
+        let postgres = store.backend() == Backend::Postgres;
+        if postgres {
+            // The test tables are tiny; ask whether the index can serve, not whether it pays.
+            sqlx::query("SET enable_seqscan = off")
+                .execute(tx.c())
+                .await
+                .unwrap();
+        }
+        for (query, index) in queries {
+            let explain = if postgres {
+                format!("EXPLAIN {query}")
+            } else {
+                format!("EXPLAIN QUERY PLAN {query}")
+            };
+            let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(explain))
+                .fetch_all(tx.c())
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    let column = if postgres { 0 } else { 3 };
+                    r.try_get::<String, _>(column).unwrap_or_default()
+                })
+                .collect();
+            assert!(
+                plan.iter().any(|line| line.contains(index)),
+                "{query}: {plan:?}"
+            );
+        }
+    }
 }

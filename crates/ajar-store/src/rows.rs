@@ -200,6 +200,9 @@ pub struct AgentRow {
     pub applied_revision: Option<i64>,
     /// Machines it guards.
     pub machines: Vec<String>,
+    /// The networks its machines' addresses must lie in (CIDR prefixes); `None` when it was
+    /// registered without them.
+    pub address_prefixes: Option<Vec<String>>,
 }
 
 /// What a gateway needs to map a machine's port.
@@ -245,6 +248,8 @@ pub struct TokenRow {
     pub expires_at: Option<Timestamp>,
     /// Groups an identity provider asserted when this session was made from its token.
     pub idp_groups: Vec<String>,
+    /// The token it was made with, when it may not outlive that one (deleted with it).
+    pub parent_id: Option<String>,
 }
 
 /// A stored custom role.

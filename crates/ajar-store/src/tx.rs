@@ -135,6 +135,7 @@ fn token_row(r: &AnyRow) -> StoreResult<TokenRow> {
                 .map_err(|e| StoreError::Corrupt(format!("token idp_groups: {e}")))?,
             None => Vec::new(),
         },
+        parent_id: opt_text(r, "parent_id")?,
     })
 }
 
@@ -177,17 +178,11 @@ fn jit_request_row(r: &AnyRow) -> StoreResult<JitRequestRow> {
     })
 }
 
-/// Escapes `%`, `_` and `\` for a `LIKE ... ESCAPE '\'` prefix match.
-pub(crate) fn like_prefix(prefix: &str) -> String {
-    let mut s = String::with_capacity(prefix.len() + 1);
-    for c in prefix.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            s.push('\\');
-        }
-        s.push(c);
-    }
-    s.push('%');
-    s
+/// SQL that holds when `column` starts with the text bound as parameter `$param`, compared
+/// exactly as RBAC compares scopes: case-sensitive on both engines (SQLite's `LIKE` folds ASCII
+/// case) and with no wildcard characters.
+pub(crate) fn starts_with(column: &str, param: usize) -> String {
+    format!("substr({column}, 1, length(CAST(${param} AS TEXT))) = CAST(${param} AS TEXT)")
 }
 
 const MACHINE_COLUMNS: &str = "m.id, m.name, m.properties, pm.policy_id, a.name AS agent, \
@@ -374,6 +369,14 @@ impl Tx {
 
     /// Deletes a machine; true when it existed.
     pub async fn delete_machine(&mut self, id: &str) -> StoreResult<bool> {
+        // A machine made again under the same id is not guarded by its predecessor's agent.
+        let unguarded = sqlx::query("DELETE FROM agent_machines WHERE machine_id = $1")
+            .bind(id)
+            .execute(self.c())
+            .await?;
+        if unguarded.rows_affected() > 0 {
+            self.bump_revision().await?;
+        }
         let r = sqlx::query("DELETE FROM machines WHERE id = $1")
             .bind(id)
             .execute(self.c())
@@ -514,6 +517,24 @@ impl Tx {
 
     // -- requests -----------------------------------------------------------------------------
 
+    /// The supersede keys of the ports `requestor` holds open at `now`, one per live grant
+    /// (read through `request_ports_live_by_requestor`).
+    pub async fn live_grant_keys(
+        &mut self,
+        requestor: &str,
+        now: Timestamp,
+    ) -> StoreResult<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT supersede_key FROM request_ports \
+             WHERE requestor = $1 AND status = 'Initiated' AND end_time > $2",
+        )
+        .bind(requestor)
+        .bind(to_db(now))
+        .fetch_all(self.c())
+        .await?;
+        rows.iter().map(|r| text(r, "supersede_key")).collect()
+    }
+
     /// Stores new requests and their ports, and closes older open ports with the same
     /// supersede keys as `NewerRequestInitiated`, in order, in two round trips whatever the
     /// number of requests. Each request is stored only if its guard still holds; the answer says,
@@ -553,7 +574,7 @@ impl Tx {
                 let sources = serde_json::to_string(&p.sources)
                     .map_err(|e| StoreError::Other(e.to_string()))?;
                 rows.push(format!(
-                    "({id}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
+                    "({id}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {requestor})",
                     args.push_int(p.seq),
                     args.push_text(&p.machine_id),
                     args.push_int(i64::from(p.number)),
@@ -581,7 +602,7 @@ impl Tx {
                  WHERE EXISTS (SELECT 1 FROM policies WHERE id = {policy} AND etag = {etag}) \
                    AND NOT EXISTS (SELECT 1 FROM jit_settings WHERE jit_enabled = 0 AND scope IN ({scopes})); \
                  INSERT INTO request_ports (request_id, seq, machine_id, number, protocol, sources, \
-                   supersede_key, end_time, status, status_reason, gateway_agent, mapped_port) \
+                   supersede_key, end_time, status, status_reason, gateway_agent, mapped_port, requestor) \
                  SELECT * FROM (VALUES {}) AS v WHERE EXISTS (SELECT 1 FROM requests WHERE id = {id}); \
                  UPDATE request_ports SET status = 'Revoked', status_reason = 'NewerRequestInitiated', \
                    closed_at = {created} \
@@ -886,7 +907,7 @@ impl Tx {
     pub async fn insert_token(&mut self, t: &TokenRow, hash: &str) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO tokens (id, hash, principal, description, created_by, created_at, \
-             expires_at, idp_groups) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             expires_at, idp_groups, parent_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&t.id)
         .bind(hash)
@@ -899,6 +920,7 @@ impl Tx {
             (!t.idp_groups.is_empty())
                 .then(|| serde_json::to_string(&t.idp_groups).unwrap_or_default()),
         )
+        .bind(&t.parent_id)
         .execute(self.c())
         .await?;
         Ok(())
@@ -907,7 +929,7 @@ impl Tx {
     /// The token whose secret hashes to `hash`.
     pub async fn token_by_hash(&mut self, hash: &str) -> StoreResult<Option<TokenRow>> {
         let row = sqlx::query(
-            "SELECT id, principal, description, created_by, created_at, expires_at, idp_groups FROM tokens WHERE hash = $1",
+            "SELECT id, principal, description, created_by, created_at, expires_at, idp_groups, parent_id FROM tokens WHERE hash = $1",
         )
         .bind(hash)
         .fetch_optional(self.c())
@@ -918,7 +940,7 @@ impl Tx {
     /// One token.
     pub async fn token(&mut self, id: &str) -> StoreResult<Option<TokenRow>> {
         let row = sqlx::query(
-            "SELECT id, principal, description, created_by, created_at, expires_at, idp_groups FROM tokens WHERE id = $1",
+            "SELECT id, principal, description, created_by, created_at, expires_at, idp_groups, parent_id FROM tokens WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(self.c())
@@ -929,7 +951,7 @@ impl Tx {
     /// Tokens, optionally only one principal's, oldest first.
     pub async fn tokens(&mut self, principal: Option<&str>) -> StoreResult<Vec<TokenRow>> {
         let rows = sqlx::query(
-            "SELECT id, principal, description, created_by, created_at, expires_at, idp_groups FROM tokens \
+            "SELECT id, principal, description, created_by, created_at, expires_at, idp_groups, parent_id FROM tokens \
              WHERE (CAST($1 AS TEXT) IS NULL OR principal = $1) ORDER BY created_at, id",
         )
         .bind(principal)
@@ -947,13 +969,25 @@ impl Tx {
         Ok(r.rows_affected())
     }
 
-    /// Deletes a token; true when it existed.
+    /// Deletes a token and every token made with it (and so on down); true when it existed.
     pub async fn delete_token(&mut self, id: &str) -> StoreResult<bool> {
-        let r = sqlx::query("DELETE FROM tokens WHERE id = $1")
-            .bind(id)
-            .execute(self.c())
-            .await?;
-        Ok(r.rows_affected() > 0)
+        let mut existed = false;
+        let mut pending = vec![id.to_owned()];
+        while let Some(next) = pending.pop() {
+            let children = sqlx::query("SELECT id FROM tokens WHERE parent_id = $1")
+                .bind(&next)
+                .fetch_all(self.c())
+                .await?;
+            for c in &children {
+                pending.push(text(c, "id")?);
+            }
+            let r = sqlx::query("DELETE FROM tokens WHERE id = $1")
+                .bind(&next)
+                .execute(self.c())
+                .await?;
+            existed |= next == id && r.rows_affected() > 0;
+        }
+        Ok(existed)
     }
 
     // -- roles and assignments ----------------------------------------------------------------
@@ -1054,20 +1088,22 @@ impl Tx {
         principal: Option<&str>,
     ) -> StoreResult<Vec<AssignmentRow>> {
         let beneath = if scope == "/" {
-            "/%".to_owned()
+            "/".to_owned()
         } else {
-            like_prefix(&format!("{scope}/"))
+            format!("{scope}/")
         };
-        let rows = sqlx::query(
+        let sql = format!(
             "SELECT id, principal, role_name, scope, created_at FROM role_assignments \
-             WHERE (scope = $1 OR scope LIKE $2 ESCAPE '\\') AND (CAST($3 AS TEXT) IS NULL OR principal = $3) \
+             WHERE (scope = $1 OR {}) AND (CAST($3 AS TEXT) IS NULL OR principal = $3) \
              ORDER BY created_at, id",
-        )
-        .bind(scope)
-        .bind(beneath)
-        .bind(principal)
-        .fetch_all(self.c())
-        .await?;
+            starts_with("scope", 2)
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(scope)
+            .bind(beneath)
+            .bind(principal)
+            .fetch_all(self.c())
+            .await?;
         rows.iter().map(assignment_row).collect()
     }
 
@@ -1479,8 +1515,8 @@ impl Tx {
     /// Stores a new agent and the machines it guards.
     pub async fn insert_agent(&mut self, a: &AgentRow, now: Timestamp) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO agents (id, name, mode, public_address, port_low, port_high, token_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO agents (id, name, mode, public_address, port_low, port_high, token_id, created_at, \
+             address_prefixes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&a.id)
         .bind(&a.name)
@@ -1490,6 +1526,11 @@ impl Tx {
         .bind(a.port_range.map(|r| i64::from(r.1)))
         .bind(&a.token_id)
         .bind(to_db(now))
+        .bind(
+            a.address_prefixes
+                .as_ref()
+                .map(|p| serde_json::to_string(p).unwrap_or_default()),
+        )
         .execute(self.c())
         .await?;
         for m in &a.machines {
@@ -1506,7 +1547,7 @@ impl Tx {
     async fn agent_where(&mut self, cond: &str, arg: Option<&str>) -> StoreResult<Vec<AgentRow>> {
         let sql = format!(
             "SELECT id, name, mode, public_address, port_low, port_high, token_id, last_seen, version, \
-             applied_revision FROM agents WHERE {cond} ORDER BY name"
+             applied_revision, address_prefixes FROM agents WHERE {cond} ORDER BY name"
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         if let Some(arg) = arg {
@@ -1543,6 +1584,12 @@ impl Tx {
                 version: opt_text(r, "version")?,
                 applied_revision: r.try_get::<Option<i64>, _>("applied_revision")?,
                 machines,
+                address_prefixes: match opt_text(r, "address_prefixes")? {
+                    Some(json) => Some(serde_json::from_str(&json).map_err(|e| {
+                        StoreError::Corrupt(format!("agent address_prefixes: {e}"))
+                    })?),
+                    None => None,
+                },
             });
         }
         Ok(out)
@@ -1928,15 +1975,4 @@ pub struct JitRequestFilter<'a> {
     pub from: Option<Timestamp>,
     /// Made before this instant.
     pub to: Option<Timestamp>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::like_prefix;
-
-    #[test]
-    fn like_prefixes_escape_wildcards() {
-        assert_eq!(like_prefix("/subscriptions/a_b/"), "/subscriptions/a\\_b/%");
-        assert_eq!(like_prefix("50%"), "50\\%%");
-    }
 }

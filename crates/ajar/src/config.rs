@@ -65,13 +65,31 @@ pub struct ServeArgs {
     /// collide with API tokens' principals such as `admin` [default: none].
     #[arg(long, env = "AJAR_OIDC_PRINCIPAL_PREFIX")]
     pub oidc_principal_prefix: Option<String>,
+    /// Put before every group the provider asserts (e.g. `corp-`: its `ops` becomes
+    /// `corp-ops`), so its groups cannot pass for ajar's own or another issuer's [default: none].
+    #[arg(long, env = "AJAR_OIDC_GROUPS_PREFIX")]
+    pub oidc_groups_prefix: Option<String>,
     /// Client secret for the console's sign-in, when the provider wants one (a confidential
     /// client); applies to every issuer given by flag.
     #[arg(long, env = "AJAR_OIDC_CLIENT_SECRET", hide_env_values = true)]
     pub oidc_client_secret: Option<String>,
+    /// Also deliver webhooks to this network (CIDR; repeatable, or comma-separated), e.g. a
+    /// relay on a private network or loopback. Without it webhooks reach only public
+    /// addresses; link-local addresses (cloud metadata) stay refused even when listed.
+    #[arg(
+        long = "webhook-allow-network",
+        env = "AJAR_WEBHOOK_ALLOW_NETWORK",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    pub webhook_allow_networks: Vec<String>,
+    /// The most grants (open ports) one principal may hold at once [default: 100].
+    #[arg(long, env = "AJAR_MAX_LIVE_GRANTS")]
+    pub max_live_grants: Option<usize>,
     /// TOML configuration file with keys data_dir, database_url, listen, log, log_format,
-    /// smtp_url, smtp_from, tls_cert, tls_key, and [[oidc]] sections (issuer, audience,
-    /// principal_claim, groups_claim, principal_prefix, client_secret, name).
+    /// smtp_url, smtp_from, webhook_allow_networks, max_live_grants, tls_cert, tls_key, and [[oidc]] sections
+    /// (issuer, audience, principal_claim, groups_claim, principal_prefix, groups_prefix,
+    /// client_secret, name).
     #[arg(long, env = "AJAR_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -85,6 +103,7 @@ struct FileIssuer {
     principal_claim: Option<String>,
     groups_claim: Option<String>,
     principal_prefix: Option<String>,
+    groups_prefix: Option<String>,
     client_secret: Option<String>,
     name: Option<String>,
 }
@@ -100,6 +119,8 @@ struct FileConfig {
     log_format: Option<LogFormat>,
     smtp_url: Option<String>,
     smtp_from: Option<String>,
+    webhook_allow_networks: Option<Vec<String>>,
+    max_live_grants: Option<usize>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     #[serde(default)]
@@ -132,6 +153,10 @@ pub struct ServeConfig {
     pub log_format: LogFormat,
     /// Email notifications, when configured.
     pub smtp: Option<ajar_server::notify::SmtpSettings>,
+    /// Networks webhooks may reach besides public addresses.
+    pub webhook_allow_networks: Vec<ajar_core::net::SourcePrefix>,
+    /// The most grants one principal may hold at once.
+    pub max_live_grants: usize,
     /// Trusted OpenID Connect issuers.
     pub oidc: Vec<ajar_oidc::IssuerConfig>,
     /// HTTPS: the certificate chain and key files.
@@ -173,9 +198,32 @@ impl ServeConfig {
             (None, None) => None,
             _ => anyhow::bail!("--tls-cert and --tls-key go together"),
         };
+        // Flags (or the environment) replace the file's list.
+        let (key, networks) = if args.webhook_allow_networks.is_empty() {
+            (
+                "webhook_allow_networks",
+                file.webhook_allow_networks.unwrap_or_default(),
+            )
+        } else {
+            ("--webhook-allow-network", args.webhook_allow_networks)
+        };
+        let webhook_allow_networks = networks
+            .iter()
+            .map(|n| ajar_server::notify::guard::parse_network(n.trim()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
+        let max_live_grants = args
+            .max_live_grants
+            .or(file.max_live_grants)
+            .unwrap_or(ajar_server::request_writer::DEFAULT_LIVE_GRANT_LIMIT);
+        if max_live_grants == 0 {
+            anyhow::bail!("--max-live-grants must be at least 1");
+        }
         Ok(ServeConfig {
             oidc,
             tls,
+            webhook_allow_networks,
+            max_live_grants,
             data_dir: args
                 .data_dir
                 .or(file.data_dir)
@@ -213,6 +261,7 @@ fn oidc_issuers(
     let principal_claim = args.oidc_principal_claim.as_deref().unwrap_or("sub");
     let groups_claim = args.oidc_groups_claim.as_deref().unwrap_or("groups");
     let prefix = args.oidc_principal_prefix.as_deref().unwrap_or("");
+    let groups_prefix = args.oidc_groups_prefix.as_deref().unwrap_or("");
     let issuers: Vec<ajar_oidc::IssuerConfig> = if args.oidc_issuers.is_empty() {
         if !args.oidc_audiences.is_empty() {
             anyhow::bail!("--oidc-audience needs --oidc-issuer");
@@ -224,6 +273,7 @@ fn oidc_issuers(
                 principal_claim: f.principal_claim.unwrap_or_else(|| principal_claim.into()),
                 groups_claim: f.groups_claim.unwrap_or_else(|| groups_claim.into()),
                 principal_prefix: f.principal_prefix.unwrap_or_else(|| prefix.into()),
+                groups_prefix: f.groups_prefix.unwrap_or_else(|| groups_prefix.into()),
                 client_secret: f.client_secret,
                 name: f.name,
             })
@@ -246,6 +296,7 @@ fn oidc_issuers(
                 principal_claim: principal_claim.into(),
                 groups_claim: groups_claim.into(),
                 principal_prefix: prefix.into(),
+                groups_prefix: groups_prefix.into(),
                 client_secret: args.oidc_client_secret.clone(),
                 name: None,
             })
@@ -275,11 +326,43 @@ mod tests {
             oidc_principal_claim: None,
             oidc_groups_claim: None,
             oidc_principal_prefix: None,
+            oidc_groups_prefix: None,
             oidc_client_secret: None,
+            webhook_allow_networks: Vec::new(),
+            max_live_grants: None,
             tls_cert: None,
             tls_key: None,
             config: None,
         }
+    }
+
+    #[test]
+    fn the_live_grant_limit_comes_from_the_flag_or_the_file_and_is_at_least_one() {
+        assert_eq!(ServeConfig::resolve(args()).unwrap().max_live_grants, 100);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ajar.toml");
+        std::fs::write(&file, "max_live_grants = 7\n").unwrap();
+        let from_file = ServeArgs {
+            config: Some(file.clone()),
+            ..args()
+        };
+        assert_eq!(ServeConfig::resolve(from_file).unwrap().max_live_grants, 7);
+        let flag = ServeArgs {
+            config: Some(file),
+            max_live_grants: Some(3),
+            ..args()
+        };
+        assert_eq!(ServeConfig::resolve(flag).unwrap().max_live_grants, 3);
+        let zero = ServeArgs {
+            max_live_grants: Some(0),
+            ..args()
+        };
+        assert!(
+            ServeConfig::resolve(zero)
+                .unwrap_err()
+                .to_string()
+                .contains("at least 1")
+        );
     }
 
     #[test]
@@ -356,6 +439,117 @@ mod tests {
         assert_eq!(from_file.oidc[0].name.as_deref(), Some("Corp"));
         assert_eq!(from_file.oidc[1].groups_claim, "teams");
         assert_eq!(from_file.oidc[1].audience, "other");
+    }
+
+    #[test]
+    fn groups_prefixes_come_from_the_flag_or_each_file_section_and_are_checked() {
+        let flag = ServeConfig::resolve(ServeArgs {
+            oidc_issuers: vec![
+                "https://a.example.com".into(),
+                "https://b.example.com".into(),
+            ],
+            oidc_audiences: vec!["ajar".into()],
+            oidc_groups_prefix: Some("corp-".into()),
+            ..args()
+        })
+        .unwrap();
+        assert!(flag.oidc.iter().all(|i| i.groups_prefix == "corp-"));
+        let none = ServeConfig::resolve(ServeArgs {
+            oidc_issuers: vec!["https://a.example.com".into()],
+            oidc_audiences: vec!["ajar".into()],
+            ..args()
+        })
+        .unwrap();
+        assert_eq!(none.oidc[0].groups_prefix, "", "no prefix by default");
+        for bad in ["group:", "-x", "a b", "corp:"] {
+            let e = ServeConfig::resolve(ServeArgs {
+                oidc_issuers: vec!["https://a.example.com".into()],
+                oidc_audiences: vec!["ajar".into()],
+                oidc_groups_prefix: Some(bad.into()),
+                ..args()
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("groups prefix"), "{bad:?}: {e}");
+        }
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ajar.toml");
+        std::fs::write(
+            &path,
+            "[[oidc]]\nissuer = \"https://a.example.com\"\naudience = \"ajar\"\n\
+             groups_prefix = \"corp-\"\n\
+             [[oidc]]\nissuer = \"https://b.example.com\"\naudience = \"ajar\"\n",
+        )
+        .unwrap();
+        let file = ServeConfig::resolve(ServeArgs {
+            config: Some(path.clone()),
+            oidc_groups_prefix: Some("partner-".into()),
+            ..args()
+        })
+        .unwrap();
+        assert_eq!(file.oidc[0].groups_prefix, "corp-");
+        assert_eq!(
+            file.oidc[1].groups_prefix, "partner-",
+            "the flag is the default"
+        );
+    }
+
+    #[test]
+    fn webhook_networks_come_from_the_file_unless_flags_name_some() {
+        use ajar_core::net::SourcePrefix;
+        let net = |s: &str| SourcePrefix::parse(s).unwrap();
+        assert!(
+            ServeConfig::resolve(args())
+                .unwrap()
+                .webhook_allow_networks
+                .is_empty(),
+            "public addresses only by default"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ajar.toml");
+        std::fs::write(
+            &path,
+            "webhook_allow_networks = [\"10.20.0.0/16\", \"fd00::/8\"]\n",
+        )
+        .unwrap();
+        let file = ServeConfig::resolve(ServeArgs {
+            config: Some(path.clone()),
+            ..args()
+        })
+        .unwrap();
+        assert_eq!(
+            file.webhook_allow_networks,
+            vec![net("10.20.0.0/16"), net("fd00::/8")]
+        );
+        let flags = ServeConfig::resolve(ServeArgs {
+            config: Some(path.clone()),
+            webhook_allow_networks: vec!["127.0.0.1/32".into(), "192.168.0.0/16".into()],
+            ..args()
+        })
+        .unwrap();
+        assert_eq!(
+            flags.webhook_allow_networks,
+            vec![net("127.0.0.1/32"), net("192.168.0.0/16")]
+        );
+        for bad in ["10.0.0.1/8", "*", "nope", "169.254.169.254/32"] {
+            let e = ServeConfig::resolve(ServeArgs {
+                webhook_allow_networks: vec![bad.into()],
+                ..args()
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(e.starts_with("--webhook-allow-network: "), "{bad:?}: {e}");
+        }
+        std::fs::write(&path, "webhook_allow_networks = [\"link\"]\n").unwrap();
+        let e = ServeConfig::resolve(ServeArgs {
+            config: Some(path),
+            ..args()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("webhook_allow_networks: "), "{e}");
+        assert!(e.contains("\"link\""), "{e}");
     }
 
     #[test]

@@ -226,7 +226,19 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
             (store, cfg.data_dir.display().to_string())
         }
     };
-    let mut notifier = ajar_server::notify::Notifier::new();
+    if !cfg.webhook_allow_networks.is_empty() {
+        let networks: Vec<String> = cfg
+            .webhook_allow_networks
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        say(&format!(
+            "ajar: webhooks may also reach {}",
+            networks.join(", ")
+        ));
+    }
+    let mut notifier = ajar_server::notify::Notifier::new()
+        .with_webhook_networks(cfg.webhook_allow_networks.clone());
     if let Some(smtp) = &cfg.smtp {
         notifier = notifier.with_smtp(smtp).map_err(|e| anyhow::anyhow!(e))?;
     }
@@ -240,7 +252,8 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     let state =
         ajar_server::AppState::new(store, std::sync::Arc::new(ajar_server::clock::SystemClock))
             .with_notifier(notifier)
-            .with_oidc(providers);
+            .with_oidc(providers)
+            .with_live_grant_limit(cfg.max_live_grants);
     // Fetch the providers' keys now, so the first sign-in does not wait; failures are logged
     // and retried on first use.
     let oidc = state.oidc.clone();

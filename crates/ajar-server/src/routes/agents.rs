@@ -49,6 +49,7 @@ fn view(a: AgentRow, token: Option<String>, now: jiff::Timestamp, revision: i64)
         machines: a.machines,
         public_address: a.public_address,
         mapped_port_range: a.port_range.map(|(l, h)| format!("{l}-{h}")),
+        address_prefixes: a.address_prefixes,
         live: is_live(a.last_seen, now),
         last_seen: a.last_seen.map(ts),
         version: a.version,
@@ -125,6 +126,33 @@ pub async fn create_agent(
         }
         machines.push(id);
     }
+    if body.address_prefixes.as_ref().is_some_and(|p| p.len() > 64) {
+        return Err(AppError::new(
+            ErrorCode::ValidationFailed,
+            "at most 64 address prefixes are allowed",
+        )
+        .at("addressPrefixes"));
+    }
+    // Addresses decide what the agent protects and exposes: each machine's must lie inside
+    // the agent's networks, and no two of its machines may share one.
+    let mut seen: Vec<(String, Vec<std::net::IpAddr>)> = Vec::new();
+    for (i, id) in machines.iter().enumerate() {
+        let Some(row) = tx.machine(id).await? else {
+            continue;
+        };
+        let props: MachineProperties = serde_json::from_str(&row.properties)
+            .map_err(|_| AppError::new(ErrorCode::InternalError, "internal error"))?;
+        ajar_core::agent::check_guarded_addresses(
+            &props.addresses,
+            body.address_prefixes.as_deref(),
+            &seen,
+        )
+        .map_err(|e| {
+            let message = format!("machine {id}: {}", e.message);
+            AppError::from(ajar_core::FieldError { message, ..e }).at(format!("machines[{i}]"))
+        })?;
+        seen.push((id.clone(), props.addresses));
+    }
     if let Some(range) = body.mapped_port_range {
         for other in tx.agents().await? {
             if let Some((l, h)) = other.port_range
@@ -152,6 +180,7 @@ pub async fn create_agent(
         created_at: now,
         expires_at: None,
         idp_groups: Vec::new(),
+        parent_id: None,
     };
     tx.insert_token(&token, &hash).await?;
     let row = AgentRow {
@@ -165,6 +194,10 @@ pub async fn create_agent(
         version: None,
         applied_revision: None,
         machines,
+        address_prefixes: body
+            .address_prefixes
+            .as_ref()
+            .map(|p| p.iter().map(ToString::to_string).collect()),
     };
     tx.insert_agent(&row, now).await?;
     let revision = tx.revision().await?;
@@ -176,6 +209,7 @@ pub async fn create_agent(
                 "mode": row.mode,
                 "machines": row.machines,
                 "publicAddress": row.public_address,
+                "addressPrefixes": row.address_prefixes,
             })),
     )
     .await?;

@@ -189,6 +189,11 @@ fn view(row: &JitRequestRow) -> AppResult<JitRequest> {
     })
 }
 
+/// The scope of what a request grants access to: its application or its policy.
+fn target_scope(row: &JitRequestRow) -> AppResult<Scope> {
+    Scope::parse(&row.application_id).map_err(|_| internal())
+}
+
 fn request_id(sub: &str, rg: &str, n: &str) -> AppResult<ResourceId> {
     resource_id(sub, rg, ResourceKind::JitRequest, n)
 }
@@ -430,6 +435,21 @@ pub async fn create_jit_request(
             "not an application id",
         ));
     }
+    // A request lives under, is checked at and is recorded at the application it grants access
+    // to: the caller must be allowed to request there, and the request must be filed in the
+    // application's resource group.
+    let app = &p.application_resource_id;
+    caller.require(actions::JIT_REQUESTS_WRITE, &app.scope())?;
+    if app.resource_group_scope() != id.resource_group_scope() {
+        return Err(bad(
+            "properties.applicationResourceId",
+            format!(
+                "a request is filed in its application's resource group: use {}/jitRequests/{}",
+                app.resource_group_scope(),
+                id.name
+            ),
+        ));
+    }
     if p.jit_scheduling_policy.kind != "Once" {
         return Err(bad(
             "properties.jitSchedulingPolicy.type",
@@ -612,6 +632,7 @@ async fn open_network_access(
     row: &JitRequestRow,
     l: &mut Lifecycle,
     now: Timestamp,
+    live_grant_limit: usize,
 ) -> AppResult<Result<(), String>> {
     let detail = network_detail(row)?;
     let Some(policy_row) = tx.policy(&row.application_id).await? else {
@@ -643,6 +664,7 @@ async fn open_network_access(
         blocking_scopes: blocking_scopes(&policy).to_vec(),
         // Recorded as the approval request's activation.
         activity: None,
+        live_grant_limit,
     };
     let outcome = store_in(tx, &mut [&mut access]).await?.pop();
     match outcome {
@@ -675,13 +697,16 @@ async fn apply_effects(
     before: &Lifecycle,
     mut after: Lifecycle,
     now: Timestamp,
+    live_grant_limit: usize,
 ) -> AppResult<Lifecycle> {
     if row.kind != NETWORK || before.state == after.state {
         return Ok(after);
     }
     match (before.state, after.state) {
         (_, RequestState::Active) => {
-            if let Err(reason) = open_network_access(tx, row, &mut after, now).await? {
+            if let Err(reason) =
+                open_network_access(tx, row, &mut after, now, live_grant_limit).await?
+            {
                 tracing::warn!(request = %row.id, %reason, "approved network access could not open");
                 after = after.apply(Event::Fail(reason), &ApprovalRule::default(), now)?;
             }
@@ -750,7 +775,8 @@ async fn transition(
     };
     let before = lifecycle_of(&row)?;
     let after = before.apply(event, &rule, now)?;
-    let after = apply_effects(&mut tx, &row, &before, after, now).await?;
+    let limit = state.request_writer.live_grant_limit;
+    let after = apply_effects(&mut tx, &row, &before, after, now, limit).await?;
     save(&mut tx, &mut row, &after).await?;
     journal_steps(&mut tx, actor, &row, Some(&before), &after, now).await?;
     tx.commit().await?;
@@ -768,6 +794,12 @@ async fn decide(
     let id = request_id(&sub, &rg, &n)?;
     caller.require(actions::REQUESTS_APPROVE, &id.scope())?;
     let body: DecisionBody = body.parse()?;
+    // A decision is made at the scope of what the request grants, too.
+    let mut tx = state.store.read().await?;
+    if let Some(row) = tx.jit_request(&id.to_string()).await? {
+        caller.require(actions::REQUESTS_APPROVE, &target_scope(&row)?)?;
+    }
+    drop(tx);
     if body.reason.trim().is_empty() || body.reason.chars().count() > 1000 {
         return Err(bad(
             "reason",
@@ -1040,7 +1072,9 @@ pub async fn inbox(
         let (Ok(scope), false) = (Scope::parse(&row.id), row.requester == caller.principal) else {
             continue;
         };
-        if !caller.may(actions::REQUESTS_APPROVE, &scope) {
+        if !caller.may(actions::REQUESTS_APPROVE, &scope)
+            || !caller.may(actions::REQUESTS_APPROVE, &target_scope(row)?)
+        {
             continue;
         }
         let Some(rule) = rule_of(&mut tx, row).await? else {
@@ -1267,7 +1301,8 @@ pub async fn run_due(state: &AppState, now: Timestamp) -> StoreResult<u64> {
         let Ok(after) = before.apply(Event::Tick, &ApprovalRule::default(), now) else {
             continue;
         };
-        let after = match apply_effects(&mut tx, &row, &before, after, now).await {
+        let limit = state.request_writer.live_grant_limit;
+        let after = match apply_effects(&mut tx, &row, &before, after, now, limit).await {
             Ok(after) => after,
             Err(e) => {
                 tracing::error!(request = %id, error = %e.0.message, "request effects failed");

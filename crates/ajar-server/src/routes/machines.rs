@@ -45,10 +45,7 @@ pub fn machine_view(
     now: Timestamp,
     request_figures: Option<RequestFigures>,
 ) -> AppResult<Machine> {
-    let props: MachineProperties = serde_json::from_str(&row.properties).map_err(|e| {
-        tracing::error!(machine = %row.id, error = %e, "stored machine unreadable");
-        AppError::new(ErrorCode::InternalError, "internal error")
-    })?;
+    let props = read_properties(row)?;
     let scope = Scope::parse(&row.id).unwrap_or(Scope::Root);
     let state = machine_state(
         row.policy_id.is_some(),
@@ -97,6 +94,7 @@ pub async fn put_machine(
     let props = serde_json::to_string(&body.properties)
         .map_err(|_| AppError::new(ErrorCode::InternalError, "internal error"))?;
     let mut tx = state.store.write().await?;
+    check_guarded(&mut tx, &caller, &id, &body.properties).await?;
     let created = tx
         .put_machine(
             &id.to_string(),
@@ -123,6 +121,70 @@ pub async fn put_machine(
         created,
         machine_view(&row, &disabled, state.clock.now(), None)?,
     ))
+}
+
+/// A machine guarded by an agent keeps addresses that agent may enforce on: a change of its
+/// addresses also needs `ajar.agents/write` at `/` (they decide what the agent protects and,
+/// behind a gateway, where it forwards), and the new ones must lie inside the agent's networks
+/// and belong to no other machine it guards.
+async fn check_guarded(
+    tx: &mut ajar_store::Tx,
+    caller: &Caller,
+    id: &ResourceId,
+    new: &MachineProperties,
+) -> AppResult<()> {
+    let machine_id = id.to_string();
+    let Some(agent_id) = tx.agent_of_machine(&machine_id).await? else {
+        return Ok(());
+    };
+    let current = match tx.machine(&machine_id).await? {
+        Some(row) => Some(read_properties(&row)?.addresses),
+        None => None,
+    };
+    if current.as_ref() == Some(&new.addresses) {
+        return Ok(());
+    }
+    if !caller.may(actions::AGENTS_WRITE, &Scope::Root) {
+        return Err(AppError::new(
+            ErrorCode::AuthorizationFailed,
+            format!(
+                "{} is guarded by an agent: changing its addresses changes what the agent \
+                 enforces, which needs {} at /",
+                id,
+                actions::AGENTS_WRITE
+            ),
+        )
+        .at("properties.addresses"));
+    }
+    let Some(agent) = tx.agent(&agent_id).await? else {
+        return Ok(());
+    };
+    let prefixes = agent
+        .address_prefixes
+        .as_ref()
+        .map(|p| {
+            p.iter()
+                .map(|s| ajar_core::net::SourcePrefix::parse(s))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()
+        .map_err(|_| AppError::new(ErrorCode::InternalError, "internal error"))?;
+    let mut others = Vec::new();
+    for row in tx.agent_machines(&agent_id).await? {
+        if row.id != machine_id {
+            others.push((row.id.clone(), read_properties(&row)?.addresses));
+        }
+    }
+    ajar_core::agent::check_guarded_addresses(&new.addresses, prefixes.as_deref(), &others)?;
+    Ok(())
+}
+
+/// A stored machine's properties.
+fn read_properties(row: &MachineRow) -> AppResult<MachineProperties> {
+    serde_json::from_str(&row.properties).map_err(|e| {
+        tracing::error!(machine = %row.id, error = %e, "stored machine unreadable");
+        AppError::new(ErrorCode::InternalError, "internal error")
+    })
 }
 
 #[utoipa::path(get, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/machines/{name}", tag = "machines",

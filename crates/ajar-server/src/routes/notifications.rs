@@ -168,6 +168,18 @@ pub async fn put_subscription(
     let (scope, id) = subscription_id(&sub, &n)?;
     caller.require(actions::NOTIFICATIONS_WRITE, &scope)?;
     let body: NotificationSubscriptionBody = body.parse()?;
+    // Before the transaction: the check may wait on DNS.
+    if let Some(hook) = &body.properties.webhook
+        && hook.url.len() <= 2048
+        && let Ok(url) = reqwest::Url::parse(&hook.url)
+        && matches!(url.scheme(), "https" | "http")
+    {
+        state
+            .notifier
+            .check_webhook_url(&url)
+            .await
+            .map_err(|m| bad("properties.webhook.url", m))?;
+    }
     let mut tx = state.store.write().await?;
     let existing = tx.notification_subscription(&id).await?;
     let secret_stored = existing.as_ref().is_some_and(|e| e.secret.is_some());

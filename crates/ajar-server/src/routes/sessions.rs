@@ -2,7 +2,10 @@
 //! carrying the groups an identity provider asserted, made by the console on sign-in.
 //!
 //! Anyone authenticated (agents excepted) may make a session for themselves; it needs no
-//! action, like creating one's own token.
+//! action, like creating one's own token. A session ends after 12 hours or when the credential
+//! it was made with ends, whichever comes first: made with an identity provider's token, it
+//! lasts no longer than that token, so neither the session nor the groups it carries outlive
+//! what the provider asserted.
 
 use super::Reply;
 use super::tokens::{is_agent, view};
@@ -45,8 +48,9 @@ pub async fn identity_providers(State(state): State<AppState>) -> Reply<List<Ide
     })
 }
 
-/// A session for the caller: a token that ends after [`SESSION_LENGTH`] and carries the
-/// groups the caller's identity provider asserted. The secret is in `token`, shown only here.
+/// A session for the caller: a token that ends after [`SESSION_LENGTH`], or with the caller's
+/// credential if that ends sooner, and carries the groups the caller's identity provider
+/// asserted. The secret is in `token`, shown only here.
 /// Sessions that have ended are deleted on the way.
 #[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions",
     responses((status = 201, body = Token)))]
@@ -61,9 +65,13 @@ pub async fn create_session(
         ));
     }
     let now = state.clock.now();
+    // A session never outlives the credential it is made with: one made with an identity
+    // provider's token ends with that token (so the provider is asked again for a new one), and
+    // one made with a session ends with that session.
     let expires = now
         .checked_add(SESSION_LENGTH)
         .map_err(|_| AppError::new(ErrorCode::InternalError, "the clock is out of range"))?;
+    let expires = caller.expires.map_or(expires, |end| end.min(expires));
     let (secret, hash) = new_token()?;
     let row = TokenRow {
         id: uuid::Uuid::new_v4().to_string(),
@@ -73,6 +81,8 @@ pub async fn create_session(
         created_at: now,
         expires_at: Some(expires),
         idp_groups: caller.asserted_groups.clone(),
+        // Made with a token that ends (another session), it goes when that one goes.
+        parent_id: caller.expires.and(caller.token_id.clone()),
     };
     let mut tx = state.store.write().await?;
     // Ended sessions are dead weight; each new one sweeps them away.

@@ -2,7 +2,8 @@
 //!
 //! Anyone authenticated may create, list and revoke tokens for themselves (agents excepted: they
 //! may not create any); doing so for other principals needs `ajar.tokens/write` (create, revoke)
-//! or `ajar.tokens/read` (list) at `/`.
+//! or `ajar.tokens/read` (list) at `/`. A token of one's own made with a credential that ends (a
+//! session or an identity provider's token) ends with it.
 
 use super::{Paging, Reply, no_content, ts};
 use crate::AppState;
@@ -68,6 +69,9 @@ pub async fn create_token(
         )
         .at("description"));
     }
+    // A token of one's own made with a credential that ends (a session, an identity
+    // provider's token) ends with it: it must not outlive what it was made from.
+    let own = body.principal.as_str() == caller.principal;
     let (secret, hash) = new_token()?;
     let row = TokenRow {
         id: uuid::Uuid::new_v4().to_string(),
@@ -75,8 +79,14 @@ pub async fn create_token(
         description: body.description,
         created_by: caller.principal.clone(),
         created_at: state.clock.now(),
-        expires_at: None,
+        expires_at: if own { caller.expires } else { None },
         idp_groups: Vec::new(),
+        // Made with a session, it goes when the session goes (signing out included).
+        parent_id: if own {
+            caller.expires.and(caller.token_id.clone())
+        } else {
+            None
+        },
     };
     let mut tx = state.store.write().await?;
     tx.insert_token(&row, &hash).await?;
@@ -90,6 +100,7 @@ pub async fn create_token(
             .with_details(serde_json::json!({
                 "principal": row.principal,
                 "description": row.description,
+                "expiresAt": row.expires_at.map(|e| e.to_string()),
             })),
     )
     .await?;

@@ -46,6 +46,11 @@ struct Case {
     scoped: bool,
 }
 
+/// The group that is not `g`.
+fn other(g: &str) -> &'static str {
+    if g == "rg1" { "rg2" } else { "rg1" }
+}
+
 fn rg(rg: &str) -> String {
     format!("/api/v1/subscriptions/s1/resourceGroups/{rg}")
 }
@@ -353,6 +358,30 @@ fn cases() -> Vec<Case> {
             allowed: &["Owner"],
             scoped: true,
         },
+        // Cross-scope: the body names an object in the other group, whose scope decides.
+        Case {
+            name: "role request for the other group's app",
+            method: Method::PUT,
+            path: |_, g| format!("{}/jitRequests/cross", rg(g)),
+            body: Some(|g| {
+                json!({"properties":{
+                    "applicationResourceId":format!("/subscriptions/s1/resourceGroups/{}/applications/app", other(g)),
+                    "jitAuthorizationPolicies":[{"principalId":"x","roleDefinitionId":"Reader"}],
+                    "jitSchedulingPolicy":{"type":"Once","duration":"PT1H"}}})
+            }),
+            ok: 201,
+            allowed: &[],
+            scoped: true,
+        },
+        Case {
+            name: "move a guarded machine (needs agents at /)",
+            method: Method::PUT,
+            path: |_, g| format!("{}/machines/guarded", rg(g)),
+            body: Some(|_| json!({"properties":{"os":"linux","addresses":["10.1.9.9"]}})),
+            ok: 200,
+            allowed: &[],
+            scoped: true,
+        },
         // Not scoped to a resource group: the same answer whatever group the role is on.
         Case {
             name: "list role definitions",
@@ -522,6 +551,28 @@ async fn world(app: &TestApp) -> Ctx {
             "jitSchedulingPolicy":{"type":"Once","duration":"PT1H"}}}))).await;
         assert_eq!(r.status, 201, "{:?}", r.body);
     }
+    // A machine per group guarded by one agent.
+    let mut guarded = Vec::new();
+    for (g, address) in [("rg1", "10.1.9.1"), ("rg2", "10.1.9.2")] {
+        let id = format!("/subscriptions/s1/resourceGroups/{g}/machines/guarded");
+        let r = call(
+            &app.admin,
+            Method::PUT,
+            &format!("/api/v1{id}"),
+            Some(json!({"properties":{"os":"linux","addresses":[address]}})),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        guarded.push(id);
+    }
+    let r = call(
+        &app.admin,
+        Method::POST,
+        "/api/v1/agents",
+        Some(json!({"name":"matrix","mode":"host","machines":guarded})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
     Ctx { request }
 }
 

@@ -9,8 +9,11 @@ mod agents;
 mod applications;
 mod approvals;
 mod authz;
+mod credentials;
+mod cross_scope;
 mod jit_requests;
 mod lifecycle;
+mod limits;
 mod metrics;
 mod misc;
 mod notifications;
@@ -113,14 +116,15 @@ pub fn activation(app_id: &str, who: &str) -> Value {
 /// Machines vm1 and win1 in rg1 with policy `default` covering vm1; vm2 in rg2 with its own
 /// policy; all three guarded by the host agent `agent-1`, whose client is returned.
 pub async fn setup(app: &TestApp) -> ajar_api::Client {
-    for (id, os) in [(VM, "linux"), (VM_WIN, "windows"), (VM2, "linux")] {
-        let r = call(
-            &app.admin,
-            Method::PUT,
-            &format!("/api/v1{id}"),
-            Some(machine_body(os)),
-        )
-        .await;
+    // Machines guarded by one agent have addresses of their own.
+    for (id, os, address) in [
+        (VM, "linux", "10.1.0.4"),
+        (VM_WIN, "windows", "10.1.0.5"),
+        (VM2, "linux", "10.1.0.6"),
+    ] {
+        let mut body = machine_body(os);
+        body["properties"]["addresses"] = json!([address]);
+        let r = call(&app.admin, Method::PUT, &format!("/api/v1{id}"), Some(body)).await;
         assert_eq!(r.status, 201, "{:?}", r.body);
     }
     for (policy, vm) in [(POLICY, VM), (POLICY2, VM2)] {

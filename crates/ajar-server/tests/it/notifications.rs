@@ -1,7 +1,9 @@
 //! Notifications: a real HTTP receiver (failing on purpose) for webhooks and a real SMTP
-//! listener for email, both started by the tests.
+//! listener for email, both started by the tests. The receivers listen on loopback, which
+//! webhooks reach only when the operator allows it, so these servers allow `127.0.0.1/32`.
 
 use crate::*;
+use ajar_server::notify::guard::parse_network;
 use ajar_server::notify::{Notifier, SmtpSettings, deliver_due};
 use ajar_testkit::TestApp;
 use axum::http::{HeaderMap, StatusCode};
@@ -57,6 +59,18 @@ impl Receiver {
     fn hits(&self) -> Vec<Hit> {
         self.hits.lock().unwrap().clone()
     }
+}
+
+/// A server that delivers webhooks to `networks` besides public addresses.
+async fn allowing(networks: &[&str]) -> TestApp {
+    let networks = networks.iter().map(|n| parse_network(n).unwrap()).collect();
+    TestApp::spawn_with(move |s| s.with_notifier(Notifier::new().with_webhook_networks(networks)))
+        .await
+}
+
+/// A server whose webhooks may reach the test receivers on `127.0.0.1`.
+async fn with_local_receivers() -> TestApp {
+    allowing(&["127.0.0.1/32"]).await
 }
 
 /// Waits (briefly, polling) until `cond` holds; delivery runs on other tasks.
@@ -123,7 +137,7 @@ fn header<'a>(h: &'a Hit, name: &str) -> &'a str {
 
 #[tokio::test]
 async fn webhooks_are_signed_retried_with_backoff_and_deduplicable() {
-    let app = TestApp::spawn().await;
+    let app = with_local_receivers().await;
     setup(&app).await;
     let hook = Receiver::start(2).await;
     let r = subscribe(
@@ -148,10 +162,7 @@ async fn webhooks_are_signed_retried_with_backoff_and_deduplicable() {
 
     let first = attempts_reach(&app, "ops-hook", 1).await;
     assert_eq!(first["state"], "Pending");
-    assert!(
-        first["lastError"].as_str().unwrap().contains("500"),
-        "{first}"
-    );
+    assert_eq!(first["lastError"], "HTTP 500", "{first}");
     let t0 = app.now();
     assert_eq!(
         first["nextAttemptAt"],
@@ -209,7 +220,7 @@ async fn webhooks_are_signed_retried_with_backoff_and_deduplicable() {
 
 #[tokio::test]
 async fn failed_deliveries_are_dead_lettered_visible_and_retryable() {
-    let app = TestApp::spawn().await;
+    let app = with_local_receivers().await;
     setup(&app).await;
     let hook = Receiver::start(2).await;
     subscribe(
@@ -271,7 +282,7 @@ async fn failed_deliveries_are_dead_lettered_visible_and_retryable() {
 
 #[tokio::test]
 async fn approval_requests_notify_each_step_and_filters_apply() {
-    let app = TestApp::spawn().await;
+    let app = with_local_receivers().await;
     setup(&app).await;
     let policy = manual_policy(
         VM,
@@ -730,4 +741,177 @@ async fn email_without_smtp_configured_fails_visibly() {
         d["lastError"].as_str().unwrap().contains("--smtp-url"),
         "{d}"
     );
+}
+
+/// Subscribes `name` to a webhook at `url` (one attempt per delivery).
+async fn subscribe_hook(app: &TestApp, name: &str, url: &str) -> RawResponse {
+    subscribe(
+        app,
+        name,
+        json!({"scope": SUB, "webhook": {"url": url, "secret": SECRET}, "maxAttempts": 1}),
+    )
+    .await
+}
+
+/// Asks for port 22 on `POLICY`, which notifies every subscription at `SUB`.
+async fn notify_once(app: &TestApp, source: &str) {
+    let r = initiate(
+        &app.admin,
+        POLICY,
+        json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":source}),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+}
+
+#[tokio::test]
+async fn webhooks_to_internal_addresses_are_refused_unless_the_operator_allows_the_network() {
+    let hook = Receiver::start(0).await;
+    let by_name = hook.url.replace("127.0.0.1", "localhost");
+    let strict = TestApp::spawn().await;
+    for (url, words) in [
+        (
+            hook.url.as_str(),
+            "the webhook address is 127.0.0.1, a loopback address",
+        ),
+        ("http://[::ffff:127.0.0.1]:9/x", "a loopback address"),
+        ("http://[::1]/x", "::1, a loopback address"),
+        ("http://0.0.0.0:9/x", "an unspecified address"),
+        ("https://10.0.0.7/hook", "10.0.0.7, a private address"),
+        ("https://192.168.1.20/hook", "a private address"),
+        (
+            "https://100.64.0.1/hook",
+            "a shared (carrier-grade NAT) address",
+        ),
+        ("https://[fd00::1]/hook", "a unique-local address"),
+        (by_name.as_str(), "the webhook host localhost resolves to"),
+    ] {
+        let r = subscribe_hook(&strict, "internal", url).await;
+        assert_eq!(
+            (r.status, code(&r), target(&r)),
+            (400, "ValidationFailed", "properties.webhook.url"),
+            "{url}: {:?}",
+            r.body
+        );
+        let message = r.body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(words), "{url}: {message}");
+        assert!(
+            message.contains("unless the operator allows the network (--webhook-allow-network)"),
+            "{message}"
+        );
+    }
+    let listed = call(
+        &strict.admin,
+        Method::GET,
+        &format!("/api/v1{SUB}/notificationSubscriptions"),
+        None,
+    )
+    .await;
+    assert_eq!(listed.body["value"], json!([]), "nothing stored");
+
+    // Where the operator allows loopback, the same receiver is accepted and delivered to.
+    let relay = with_local_receivers().await;
+    setup(&relay).await;
+    let r = subscribe_hook(&relay, "relay", &hook.url).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    notify_once(&relay, "10.6.1.1").await;
+    until("delivered to the allowed receiver", async || {
+        deliver_due(&relay.state).await.unwrap();
+        deliveries(&relay, "relay", "").await[0]["state"] == "Delivered"
+    })
+    .await;
+    assert_eq!(hook.hits().len(), 1);
+}
+
+#[tokio::test]
+async fn link_local_and_metadata_addresses_are_refused_even_when_every_network_is_allowed() {
+    let open = allowing(&["0.0.0.0/0", "::/0"]).await;
+    for url in [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::ffff:169.254.169.254]/",
+        "http://[fe80::1]:8080/",
+        "http://[fd00:ec2::254]/",
+        "http://100.100.100.200/",
+    ] {
+        let r = subscribe_hook(&open, "metadata", url).await;
+        assert_eq!(
+            (r.status, target(&r)),
+            (400, "properties.webhook.url"),
+            "{url}: {:?}",
+            r.body
+        );
+        let message = r.body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("never delivers webhooks to link-local or cloud metadata addresses"),
+            "{url}: {message}"
+        );
+    }
+    let r = subscribe_hook(&open, "metadata", "http://169.254.169.254/").await;
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("169.254.169.254, a link-local address"),
+        "{:?}",
+        r.body
+    );
+    // Other internal addresses are the operator's choice.
+    let r = subscribe_hook(&open, "private", "http://10.0.0.7/hook").await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+}
+
+#[tokio::test]
+async fn deliveries_check_the_address_again_and_skip_one_no_longer_allowed() {
+    let hook = Receiver::start(0).await;
+    let by_name = hook.url.replace("127.0.0.1", "localhost");
+    let app = allowing(&["127.0.0.1/32", "::1/128"]).await;
+    setup(&app).await;
+    for (name, url) in [("by-address", hook.url.as_str()), ("by-name", &by_name)] {
+        let r = subscribe_hook(&app, name, url).await;
+        assert_eq!(r.status, 201, "{url}: {:?}", r.body);
+    }
+    // A restart starts with the default notifier, which allows no loopback: what was accepted
+    // is no longer allowed, as when a name starts resolving to an internal address.
+    let app = app.restart().await;
+    notify_once(&app, "10.6.2.1").await;
+    for name in ["by-address", "by-name"] {
+        let dead = attempts_reach(&app, name, 1).await;
+        assert_eq!(dead["state"], "Dead", "{name}: {dead}");
+        assert_eq!(dead["lastError"], "address not allowed", "{name}: {dead}");
+    }
+    assert!(hook.hits().is_empty(), "nothing reached the receiver");
+}
+
+#[tokio::test]
+async fn delivery_errors_shown_to_readers_name_a_category_not_the_connection() {
+    let app = with_local_receivers().await;
+    setup(&app).await;
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let url = format!("http://127.0.0.1:{closed}/hook");
+    assert_eq!(subscribe_hook(&app, "closed", &url).await.status, 201);
+    // TLS to a plain HTTP receiver.
+    let plain = Receiver::start(0).await;
+    let tls = plain.url.replace("http://", "https://");
+    assert_eq!(subscribe_hook(&app, "tls", &tls).await.status, 201);
+    notify_once(&app, "10.6.3.1").await;
+    let dead = attempts_reach(&app, "closed", 1).await;
+    assert_eq!(dead["lastError"], "connection refused", "{dead}");
+    let dead = attempts_reach(&app, "tls", 1).await;
+    assert_eq!(dead["lastError"], "TLS error", "{dead}");
+    let reader = app.user("auditor", Some(("SecurityReader", SUB))).await;
+    let r = call(
+        &reader,
+        Method::GET,
+        &format!("/api/v1{SUB}/notificationSubscriptions/closed/deliveries"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let text = r.body["value"][0]["lastError"].to_string();
+    for detail in [closed.to_string().as_str(), "os error", "tcp", "127.0.0.1"] {
+        assert!(!text.contains(detail), "{detail:?} in {text}");
+    }
 }

@@ -278,7 +278,7 @@ async fn groups_from_tokens_count_in_eligibility_and_approver_lists() {
 }
 
 #[tokio::test]
-async fn sessions_carry_the_asserted_groups_and_end_after_twelve_hours() {
+async fn sessions_carry_the_asserted_groups_and_end_with_the_identity_token() {
     let idp = new_idp().await;
     let app = trusting(&[&idp]).await;
     let agent = setup(&app).await;
@@ -288,23 +288,21 @@ async fn sessions_carry_the_asserted_groups_and_end_after_twelve_hours() {
     assert_eq!(r.status, 201, "{:?}", r.body);
     assert_eq!(r.body["principal"], "alice");
     assert_eq!(r.body["groups"], json!(["ops"]));
-    let end = app.now() + SignedDuration::from_hours(12);
+    // The test provider's ID tokens last an hour: the session, made with one, too.
+    let end = app.now() + SignedDuration::from_hours(1);
     assert_eq!(r.body["expiresAt"], end.to_string());
     let session = app.client(Some(r.body["token"].as_str().unwrap()));
     let vm_path = format!("/api/v1{VM}");
     let read_vm = || call(&session, Method::GET, &vm_path, None);
     assert_eq!(read_vm().await.status, 200);
-    // The session outlives the identity token …
-    app.advance(SignedDuration::from_hours(2));
+    let r = call(&session, Method::GET, "/api/v1/me", None).await;
+    assert_eq!(r.body["groups"], json!(["ops"]));
+    // It ends with the identity token (past the minute of leeway a JWT gets), groups and all.
+    app.advance(SignedDuration::from_mins(62));
     assert_eq!(
         call(&jwt, Method::GET, "/api/v1/me", None).await.status,
         401
     );
-    assert_eq!(read_vm().await.status, 200);
-    let r = call(&session, Method::GET, "/api/v1/me", None).await;
-    assert_eq!(r.body["groups"], json!(["ops"]));
-    // … and ends on time.
-    app.advance(SignedDuration::from_hours(10));
     let r = read_vm().await;
     assert_eq!((r.status, code(&r)), (401, "Unauthenticated"));
     let listed = call(
@@ -446,5 +444,66 @@ async fn a_principal_prefix_keeps_the_providers_names_apart_from_api_tokens() {
             ..IssuerConfig::new(idp.issuer.clone(), CLIENT_ID)
         };
         assert!(Providers::new(vec![config]).is_err(), "{bad:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_groups_prefix_keeps_one_issuers_groups_apart_from_ajars_and_other_issuers() {
+    let (corp, partner) = (new_idp().await, new_idp().await);
+    let app = with_issuers(vec![
+        IssuerConfig {
+            groups_prefix: "corp-".into(),
+            ..IssuerConfig::new(corp.issuer.clone(), CLIENT_ID)
+        },
+        IssuerConfig::new(partner.issuer.clone(), CLIENT_ID),
+    ])
+    .await;
+    let r = call(
+        &app.admin,
+        Method::PUT,
+        &format!("/api/v1{VM}"),
+        Some(machine_body("linux")),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let read_vm = |token: String| {
+        let client = app.client(Some(&token));
+        async move {
+            call(&client, Method::GET, &format!("/api/v1{VM}"), None)
+                .await
+                .status
+        }
+    };
+    let from_corp = corp.token(&corp.claims("alice", &["ops"]));
+    let from_partner = partner.token(&partner.claims("bob", &["ops"]));
+    let r = me(&app, &from_corp).await;
+    assert_eq!(r.body["groups"], json!(["corp-ops"]), "{:?}", r.body);
+    let r = me(&app, &from_partner).await;
+    assert_eq!(r.body["groups"], json!(["ops"]), "no prefix: as before");
+
+    assign(&app, "ops-read", "group:ops", "SecurityReader", RG).await;
+    assert_eq!(
+        read_vm(from_corp.clone()).await,
+        403,
+        "the corp issuer's ops is not group:ops"
+    );
+    assert_eq!(read_vm(from_partner.clone()).await, 200);
+    assign(
+        &app,
+        "corp-ops-read",
+        "group:corp-ops",
+        "SecurityReader",
+        RG,
+    )
+    .await;
+    assert_eq!(read_vm(from_corp).await, 200);
+
+    for bad in ["group:", "corp:", "-corp", "a b", &"x".repeat(65)] {
+        let config = IssuerConfig {
+            groups_prefix: bad.into(),
+            ..IssuerConfig::new(corp.issuer.clone(), CLIENT_ID)
+        };
+        let e = Providers::new(vec![config]).unwrap_err();
+        assert!(e.contains("groups prefix"), "{bad:?}: {e}");
     }
 }

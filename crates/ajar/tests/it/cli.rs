@@ -778,12 +778,39 @@ async fn roles_approvals_and_access_control_from_the_terminal() {
     let agent = run(
         &app,
         &t,
-        &["agent", "add", "edge-1", "--machine", VM, "-o", "json"],
+        &[
+            "agent",
+            "add",
+            "edge-1",
+            "--machine",
+            VM,
+            "--address-prefix",
+            "10.1.0.0/24",
+            "-o",
+            "json",
+        ],
     )
     .await
     .ok()
     .json();
     assert!(agent["token"].as_str().unwrap().starts_with("ajar_"));
+    assert_eq!(agent["addressPrefixes"], serde_json::json!(["10.1.0.0/24"]));
+    // The guarded machine's address stays inside the agent's network.
+    run(
+        &app,
+        &t,
+        &[
+            "machine",
+            "add",
+            VM,
+            "--os",
+            "linux",
+            "--address",
+            "10.9.0.1",
+        ],
+    )
+    .await
+    .fails(1, "outside the networks");
     assert!(
         run(&app, &t, &["agent", "list"])
             .await

@@ -1,0 +1,111 @@
+//! A credential made with another never outlives it: sessions made with sessions or with an
+//! identity provider's token, and tokens of one's own made with either.
+
+use crate::*;
+use ajar_oidc::{IssuerConfig, Providers};
+use ajar_testkit::idp::{CLIENT_ID, TestIdp};
+use ajar_testkit::{START, TestApp};
+use jiff::{SignedDuration, Timestamp};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+async fn post(client: &ajar_api::Client, path: &str, body: Option<Value>) -> RawResponse {
+    let r = call(client, Method::POST, path, body).await;
+    assert_eq!(r.status, 201, "{path}: {:?}", r.body);
+    r
+}
+
+fn ends(r: &RawResponse) -> Timestamp {
+    r.body["expiresAt"].as_str().unwrap().parse().unwrap()
+}
+
+async fn me(app: &TestApp, token: &str) -> u16 {
+    call(&app.client(Some(token)), Method::GET, "/api/v1/me", None)
+        .await
+        .status
+}
+
+#[tokio::test]
+async fn a_session_cannot_renew_itself_and_its_tokens_end_with_it() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice", None).await;
+    let first = post(&alice, "/api/v1/sessions", None).await;
+    let end = app.now() + SignedDuration::from_hours(12);
+    assert_eq!(ends(&first), end);
+    let session = app.client(first.body["token"].as_str());
+
+    // Six hours on, a session made with the session ends when it does, not twelve hours on.
+    app.advance(SignedDuration::from_hours(6));
+    let second = post(&session, "/api/v1/sessions", None).await;
+    assert_eq!(ends(&second), end);
+    // A token of one's own made with the session ends with it too.
+    let own = post(
+        &session,
+        "/api/v1/tokens",
+        Some(json!({"principal":"alice"})),
+    )
+    .await;
+    assert_eq!(ends(&own), end);
+    let own_token = own.body["token"].as_str().unwrap().to_owned();
+    assert_eq!(me(&app, &own_token).await, 200);
+
+    // Signing out (deleting the session) ends what was made with it at once.
+    let id = first.body["id"].as_str().unwrap();
+    let r = call(
+        &session,
+        Method::DELETE,
+        &format!("/api/v1/tokens/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    assert_eq!(me(&app, &own_token).await, 401);
+    assert_eq!(me(&app, second.body["token"].as_str().unwrap()).await, 401);
+
+    // A long-lived token still makes 12-hour sessions and lasting tokens.
+    let fresh = post(&alice, "/api/v1/sessions", None).await;
+    assert_eq!(ends(&fresh), app.now() + SignedDuration::from_hours(12));
+    let lasting = post(&alice, "/api/v1/tokens", Some(json!({"principal":"alice"}))).await;
+    assert_eq!(lasting.body["expiresAt"], Value::Null);
+    app.advance(SignedDuration::from_hours(13));
+    assert_eq!(me(&app, fresh.body["token"].as_str().unwrap()).await, 401);
+    assert_eq!(me(&app, lasting.body["token"].as_str().unwrap()).await, 200);
+}
+
+#[tokio::test]
+async fn an_identity_providers_groups_are_not_carried_past_its_token() {
+    let idp = TestIdp::start(START.parse().unwrap()).await;
+    let issuers = vec![IssuerConfig::new(idp.issuer.clone(), CLIENT_ID)];
+    let app = TestApp::spawn_with(move |s| s.with_oidc(Providers::new(issuers).unwrap())).await;
+    setup(&app).await;
+    assign(&app, "ops-read", "group:ops", "SecurityReader", RG).await;
+    let jwt = app.client(Some(&idp.token(&idp.claims("alice", &["ops"]))));
+    let id_token_end = app.now() + SignedDuration::from_hours(1);
+
+    let session = post(&jwt, "/api/v1/sessions", None).await;
+    assert_eq!(session.body["groups"], json!(["ops"]));
+    assert_eq!(ends(&session), id_token_end, "not twelve hours");
+    let own = post(&jwt, "/api/v1/tokens", Some(json!({"principal":"alice"}))).await;
+    assert_eq!(ends(&own), id_token_end);
+    assert!(
+        own.body["groups"].as_array().is_none_or(Vec::is_empty),
+        "a token carries no asserted groups: {:?}",
+        own.body
+    );
+
+    let session = app.client(session.body["token"].as_str());
+    let read_vm = format!("/api/v1{VM}");
+    assert_eq!(
+        call(&session, Method::GET, &read_vm, None).await.status,
+        200
+    );
+    app.advance(SignedDuration::from_mins(61));
+    let r = call(&session, Method::GET, &read_vm, None).await;
+    assert_eq!((r.status, code(&r)), (401, "Unauthenticated"));
+    assert_eq!(me(&app, own.body["token"].as_str().unwrap()).await, 401);
+    // A fresh token from the provider makes a fresh session.
+    idp.set_now(app.now());
+    let jwt = app.client(Some(&idp.token(&idp.claims("alice", &["ops"]))));
+    let again = post(&jwt, "/api/v1/sessions", None).await;
+    assert!(ends(&again) > app.now());
+}
