@@ -282,6 +282,8 @@ async fn disk_full(args: &Args) -> anyhow::Result<(String, f64)> {
     let disk = SmallDisk::new(64)?;
     let options = ServerOptions {
         data_dir: Some(disk.path().join("data")),
+        // One principal fills the disk with hundreds of grants.
+        args: vec!["--max-live-grants".into(), "0".into()],
         ..ServerOptions::default()
     };
     let (mut lab, admin) = lab_with(args, options).await;

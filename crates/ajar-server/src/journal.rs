@@ -90,17 +90,19 @@ pub const REFUSAL_WINDOW: jiff::SignedDuration = jiff::SignedDuration::from_secs
 /// Refusals of one principal recorded one by one within a window; the rest are counted.
 pub const REFUSALS_RECORDED_PER_WINDOW: usize = 10;
 
-/// Most resources one window keeps separate counts for; beyond, refusals count at `/`.
-const RESOURCES_PER_WINDOW: usize = 100;
+/// Most (resource, refusal) pairs one window keeps separate counts for; beyond, refusals are
+/// counted at their subscription (or `/`).
+const COUNTED_PER_WINDOW: usize = 100;
 
-/// Most principals counted at once; beyond, every window is closed early.
+/// Most principals whose refusals are counted at once; refusals of principals beyond are
+/// recorded one by one.
 const PRINCIPALS: usize = 10_000;
 
 /// Bounds what refusals cost: per principal and window, the first
 /// [`REFUSALS_RECORDED_PER_WINDOW`] distinct refusals are recorded one by one (each in its own
 /// write), repeats and the rest are counted in memory and recorded as one
-/// [`DENIED_REPEATEDLY`] record per resource when the window ends. A principal without rights
-/// can neither fill the log nor keep the writer busy, and the evidence is kept.
+/// [`DENIED_REPEATEDLY`] record per resource and refusal when the window ends. A principal
+/// without rights can neither fill the log nor keep the writer busy, and the evidence is kept.
 #[derive(Debug, Default)]
 pub struct Refusals {
     windows: Mutex<HashMap<String, RefusalWindow>>,
@@ -111,8 +113,41 @@ struct RefusalWindow {
     actor: Actor,
     started: Timestamp,
     recorded: HashSet<String>,
-    /// Refusals not recorded one by one, by resource.
-    counted: BTreeMap<String, u64>,
+    /// Refusals not recorded one by one, by resource and message.
+    counted: BTreeMap<(String, String), u64>,
+}
+
+impl RefusalWindow {
+    /// The records of what this window counted, at `now`.
+    fn records(&self, now: Timestamp) -> Vec<NewActivity> {
+        let end = self.started.checked_add(REFUSAL_WINDOW).unwrap_or(now);
+        self.counted
+            .iter()
+            .map(|((resource, message), count)| {
+                self.actor
+                    .did(DENIED_REPEATEDLY, resource, now)
+                    .with_result(Outcome::Denied)
+                    .with_details(serde_json::json!({
+                        "count": count,
+                        "message": message,
+                        "from": self.started.to_string(),
+                        "until": end.min(now).to_string(),
+                    }))
+            })
+            .collect()
+    }
+}
+
+/// Where refusals past a window's separate counts are counted: the subscription of `resource`,
+/// or `/`.
+fn overflow_scope(resource: &str) -> String {
+    match ajar_core::id::Scope::parse(resource).ok().and_then(|s| {
+        s.subscription()
+            .map(|sub| ajar_core::id::Scope::Subscription(sub.clone()))
+    }) {
+        Some(sub) => sub.to_string(),
+        None => "/".to_owned(),
+    }
 }
 
 impl Refusals {
@@ -120,14 +155,20 @@ impl Refusals {
         self.windows.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Notes a refusal of `actor` (`key` tells repeats apart) on `resource` at `now`: true when
-    /// it is to be recorded on its own, false when it was counted.
-    pub fn note(&self, actor: &Actor, key: &str, resource: &str, now: Timestamp) -> bool {
+    /// Notes a refusal of `actor` on `resource` at `now`, with the refusal's `message` (`key`
+    /// tells repeats apart): true when it is to be recorded on its own, false when it was
+    /// counted.
+    pub fn note(
+        &self,
+        actor: &Actor,
+        key: &str,
+        resource: &str,
+        message: &str,
+        now: Timestamp,
+    ) -> bool {
         let mut windows = self.lock();
         if windows.len() >= PRINCIPALS && !windows.contains_key(&actor.principal) {
-            // Too many principals at once: start over (their counts are lost, not their
-            // refusals' first records).
-            windows.clear();
+            return true;
         }
         let window = windows
             .entry(actor.principal.clone())
@@ -142,14 +183,11 @@ impl Refusals {
         {
             return true;
         }
-        let resource = if window.counted.len() < RESOURCES_PER_WINDOW
-            || window.counted.contains_key(resource)
-        {
-            resource
-        } else {
-            "/"
-        };
-        *window.counted.entry(resource.to_owned()).or_default() += 1;
+        let mut slot = (resource.to_owned(), message.to_owned());
+        if window.counted.len() >= COUNTED_PER_WINDOW && !window.counted.contains_key(&slot) {
+            slot = (overflow_scope(resource), "further refusals".to_owned());
+        }
+        *window.counted.entry(slot).or_default() += 1;
         false
     }
 
@@ -162,35 +200,50 @@ impl Refusals {
             if end > now {
                 return true;
             }
-            for (resource, count) in &w.counted {
-                out.push(
-                    w.actor
-                        .did(DENIED_REPEATEDLY, resource, now)
-                        .with_result(Outcome::Denied)
-                        .with_details(serde_json::json!({
-                            "count": count,
-                            "from": w.started.to_string(),
-                            "until": end.to_string(),
-                        })),
-                );
-            }
+            out.extend(w.records(now));
             false
         });
         out
+    }
+
+    /// Closes every window, ended or not (on shutdown), and answers their records.
+    pub fn close_all(&self, now: Timestamp) -> Vec<NewActivity> {
+        self.lock()
+            .drain()
+            .flat_map(|(_, w)| w.records(now))
+            .collect()
     }
 }
 
 /// Records what [`Refusals`] counted in windows that have ended, in one transaction.
 pub async fn record_counted_refusals(state: &AppState, now: Timestamp) -> StoreResult<u64> {
-    let records = state.refusals.ended(now);
+    write_counted(state, state.refusals.ended(now)).await
+}
+
+/// Records what [`Refusals`] counted so far, ended or not: called when the server stops.
+pub async fn record_all_counted_refusals(state: &AppState) -> StoreResult<u64> {
+    write_counted(state, state.refusals.close_all(state.clock.now())).await
+}
+
+async fn write_counted(state: &AppState, records: Vec<NewActivity>) -> StoreResult<u64> {
     if records.is_empty() {
         return Ok(0);
     }
-    let mut tx = state.store.write().await?;
-    for r in &records {
-        tx.record(r).await?;
+    let stored = async {
+        let mut tx = state.store.write().await?;
+        for r in &records {
+            tx.record(r).await?;
+        }
+        tx.commit().await
+    };
+    if let Err(e) = stored.await {
+        // The counts are gone from memory: the log keeps them.
+        for r in &records {
+            tracing::error!(principal = %r.principal, resource = %r.resource_id,
+                details = %r.details, error = %e, "counted refusals could not be recorded");
+        }
+        return Err(e);
     }
-    tx.commit().await?;
     Ok(records.len() as u64)
 }
 
@@ -215,10 +268,13 @@ pub async fn record_denials(
             .target
             .clone()
             .filter(|t| t.starts_with('/'))
-            .unwrap_or_else(|| path.clone());
+            .unwrap_or_else(|| path.strip_prefix("/api/v1").unwrap_or(&path).to_owned());
         let now = state.clock.now();
         let key = format!("{method} {path} {}", denial.message);
-        if !state.refusals.note(&actor, &key, &resource, now) {
+        if !state
+            .refusals
+            .note(&actor, &key, &resource, &denial.message, now)
+        {
             return resp;
         }
         let record = actor
@@ -261,17 +317,20 @@ mod tests {
     fn refusals_are_recorded_once_per_key_then_counted_per_window() {
         let r = Refusals::default();
         let eve = actor("eve");
-        assert!(r.note(&eve, "GET /a", "/s/a", at(0)));
+        assert!(r.note(&eve, "GET /a", "/s/a", "m", at(0)));
         assert!(
-            !r.note(&eve, "GET /a", "/s/a", at(1)),
+            !r.note(&eve, "GET /a", "/s/a", "m", at(1)),
             "a repeat is counted"
         );
         for i in 1..REFUSALS_RECORDED_PER_WINDOW {
-            assert!(r.note(&eve, &format!("GET /{i}"), "/s/b", at(2)));
+            assert!(r.note(&eve, &format!("GET /{i}"), "/s/b", "m", at(2)));
         }
-        assert!(!r.note(&eve, "GET /new", "/s/b", at(3)), "past the limit");
+        assert!(
+            !r.note(&eve, "GET /new", "/s/b", "m", at(3)),
+            "past the limit"
+        );
         // Another principal has a window of its own.
-        assert!(r.note(&actor("mallory"), "GET /a", "/s/a", at(3)));
+        assert!(r.note(&actor("mallory"), "GET /a", "/s/a", "m", at(3)));
         assert!(r.ended(at(59)).is_empty(), "the window has not ended");
         let records = r.ended(at(60));
         let counts: Vec<(String, u64)> = records
@@ -284,6 +343,33 @@ mod tests {
         assert_eq!(counts, [("/s/a".to_owned(), 1), ("/s/b".to_owned(), 1)]);
         assert!(records.iter().all(|a| a.action == DENIED_REPEATEDLY));
         // A new window records again.
-        assert!(r.note(&eve, "GET /a", "/s/a", at(61)));
+        assert!(r.note(&eve, "GET /a", "/s/a", "m", at(61)));
+    }
+
+    #[test]
+    fn past_its_separate_counts_a_window_counts_at_the_subscription_not_the_root() {
+        let r = Refusals::default();
+        let eve = actor("eve");
+        for i in 0..REFUSALS_RECORDED_PER_WINDOW {
+            assert!(r.note(&eve, &format!("k{i}"), "/subscriptions/n", "m", at(0)));
+        }
+        for i in 0..COUNTED_PER_WINDOW {
+            let resource = format!("/subscriptions/fill{i}");
+            assert!(!r.note(&eve, "x", &resource, "m", at(1)));
+        }
+        let probe = "/subscriptions/prod/resourceGroups/rg/machines/db";
+        assert!(!r.note(&eve, "y", probe, "may not write", at(2)));
+        let records = r.close_all(at(3));
+        let prod = records
+            .iter()
+            .find(|a| a.resource_id == "/subscriptions/prod")
+            .expect("counted under the probe's subscription");
+        assert!(
+            prod.details.contains("further refusals"),
+            "{}",
+            prod.details
+        );
+        assert!(records.iter().all(|a| a.resource_id != "/"));
+        assert!(r.close_all(at(4)).is_empty(), "closing drains");
     }
 }

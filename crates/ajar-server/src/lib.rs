@@ -108,7 +108,7 @@ impl AppState {
         self
     }
 
-    /// Lets one principal hold at most `limit` grants (open ports) at once.
+    /// Lets one principal hold at most `limit` grants (open ports) at once; 0 for no limit.
     pub fn with_live_grant_limit(mut self, limit: usize) -> Self {
         self.request_writer.live_grant_limit = limit;
         self
@@ -225,6 +225,9 @@ where
         })
         .await;
     let _ = stop_tx.send(true);
+    if let Err(e) = journal::record_all_counted_refusals(&state).await {
+        tracing::error!(error = %e, "counted refusals were not recorded at shutdown");
+    }
     let _ = scheduler.await;
     let _ = checkpoints.await;
     let _ = notifications.await;

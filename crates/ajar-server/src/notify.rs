@@ -35,8 +35,9 @@ pub mod guard {
     //! (`fc00::/7`), multicast, broadcast, documentation and other reserved ranges — none of
     //! which a public receiver uses. Link-local addresses (`169.254/16`, `fe80::/10`) and cloud
     //! metadata addresses are refused even when listed: metadata services answer there. IPv6
-    //! forms that carry an IPv4 address (mapped `::ffff:0:0/96`, NAT64 `64:ff9b::/96`, 6to4
-    //! `2002::/16`) count as the address they carry.
+    //! forms that carry an IPv4 address (mapped `::ffff:0:0/96`, translated `::ffff:0:0:0/96`,
+    //! NAT64 `64:ff9b::/96`, 6to4 `2002::/16`) count as the address they carry; the local-use
+    //! NAT64 prefix `64:ff9b:1::/48` is refused whole.
 
     use ajar_core::net::SourcePrefix;
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -109,10 +110,13 @@ pub mod guard {
             (127, _, _) => Kind::Loopback,
             (169, 254, _) => Kind::LinkLocal,
             (100, 100, 100) if b3 == 200 => Kind::Metadata,
+            // Azure's WireServer: reachable only from inside its virtual machines.
+            (168, 63, 129) if b3 == 16 => Kind::Metadata,
             (10, _, _) | (172, 16..=31, _) | (192, 168, _) => Kind::Private,
             (100, 64..=127, _) => Kind::Shared,
             (192, 0, 2) | (198, 51, 100) | (203, 0, 113) => Kind::Documentation,
-            (192, 0, 0) | (198, 18..=19, _) => Kind::Reserved,
+            // 192.88.99.0/24 was the 6to4 relay anycast range (deprecated, RFC 7526).
+            (192, 0, 0) | (192, 88, 99) | (198, 18..=19, _) => Kind::Reserved,
             (224..=239, _, _) => Kind::Multicast,
             _ if a == Ipv4Addr::BROADCAST => Kind::Broadcast,
             (240..=255, _, _) => Kind::Reserved,
@@ -136,6 +140,11 @@ pub mod guard {
             [0, 0, 0, 0, 0, 0, 0, 1] => Kind::Loopback,
             [0, 0, 0, 0, 0, 0, _, _] => Kind::Reserved,
             [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => return kind_v4(v4(hi, lo)),
+            // IPv4-translated (`::ffff:0:a.b.c.d`, RFC 2765).
+            [0, 0, 0, 0, 0xffff, 0, hi, lo] => return kind_v4(v4(hi, lo)),
+            // The local-use NAT64 prefix (`64:ff9b:1::/48`, RFC 8215) may embed an IPv4
+            // address at several positions: none of it is a public receiver.
+            [0x64, 0xff9b, 1, ..] => Kind::Reserved,
             [0x2002, hi, lo, ..] => return kind_v4(v4(hi, lo)),
             [0x100, 0, 0, 0, ..] => Kind::Reserved,
             [0x2001, 0xdb8, ..] => Kind::Documentation,
@@ -261,6 +270,10 @@ pub mod guard {
                 ("febf::1", Some(LinkLocal)),
                 ("fd00:ec2::254", Some(Metadata)),
                 ("100.100.100.200", Some(Metadata)),
+                ("168.63.129.16", Some(Metadata)),
+                ("192.88.99.1", Some(Reserved)),
+                ("::ffff:0:7f00:1", Some(Loopback)),
+                ("64:ff9b:1::a9fe:a9fe", Some(Reserved)),
                 ("10.1.2.3", Some(Private)),
                 ("172.16.0.1", Some(Private)),
                 ("172.31.255.255", Some(Private)),

@@ -37,7 +37,8 @@ pub struct NewAccess {
     /// Its activity record, written (with a `requestCreated` notice) when it is stored;
     /// `None` when the caller records the request itself.
     pub activity: Option<NewActivity>,
-    /// The most grants its requester may hold open at once, this request's included.
+    /// The most grants its requester may hold open at once, this request's included (0: no
+    /// limit).
     pub live_grant_limit: usize,
 }
 
@@ -78,7 +79,7 @@ pub const DEFAULT_LIVE_GRANT_LIMIT: usize = 100;
 #[derive(Debug, Clone)]
 pub struct RequestWriter {
     jobs: mpsc::Sender<Job>,
-    /// The most grants one principal may hold open at once.
+    /// The most grants one principal may hold open at once (0: no limit).
     pub live_grant_limit: usize,
 }
 
@@ -294,29 +295,44 @@ pub async fn store_in(tx: &mut Tx, jobs: &mut [&mut NewAccess]) -> StoreResult<V
 
 /// Refuses each job that would leave its requester holding more open grants than its limit
 /// (a new port with the same supersede key as an open one replaces it, so it does not count
-/// twice). Counts follow the jobs in order, so several jobs of one requester in a batch add up.
+/// twice; a limit of 0 means none). Counts follow the jobs in order, so several jobs of one
+/// requester in a batch add up. Reads at most limit + the batch's ports of a requester's open
+/// grants: if there are that many, every job of theirs is over the limit anyway.
 async fn refuse_over_limit(
     tx: &mut Tx,
     jobs: &[&mut NewAccess],
 ) -> StoreResult<Vec<Option<String>>> {
+    let mut asked: HashMap<&str, usize> = HashMap::new();
+    for job in jobs.iter().filter(|j| j.live_grant_limit > 0) {
+        *asked.entry(job.request.requestor.as_str()).or_default() += job.ports.len();
+    }
     let mut live: HashMap<String, Vec<String>> = HashMap::new();
     let mut refused = Vec::with_capacity(jobs.len());
     for job in jobs {
+        let limit = job.live_grant_limit;
+        if limit == 0 {
+            refused.push(None);
+            continue;
+        }
         let who = &job.request.requestor;
         if !live.contains_key(who) {
-            let keys = tx.live_grant_keys(who, job.request.created_at).await?;
+            let bound = limit + asked.get(who.as_str()).copied().unwrap_or(0);
+            let keys = tx
+                .live_grant_keys(who, job.request.created_at, bound)
+                .await?;
             live.insert(who.clone(), keys);
         }
         let held = live.entry(who.clone()).or_default();
         let new: BTreeSet<&str> = job.ports.iter().map(|p| p.supersede_key.as_str()).collect();
         let kept = held.iter().filter(|k| !new.contains(k.as_str())).count();
-        if kept + job.ports.len() > job.live_grant_limit {
+        if kept + job.ports.len() > limit {
             refused.push(Some(format!(
-                "{who} holds {} open grants and this request adds {}: one principal may hold at \
-                 most {} at once (the server's live grant limit); revoke some or let them end",
+                "{who} holds {}{} open grants and this request adds {}: one principal may hold \
+                 at most {limit} at once (the server's live grant limit); revoke some or let \
+                 them end",
                 held.len(),
+                if held.len() > limit { " or more" } else { "" },
                 job.ports.len(),
-                job.live_grant_limit
             )));
             continue;
         }

@@ -13,3 +13,7 @@ UPDATE request_ports SET requestor =
     (SELECT requestor FROM requests WHERE requests.id = request_ports.request_id);
 CREATE INDEX request_ports_live_by_requestor ON request_ports (requestor, end_time)
     WHERE status = 'Initiated';
+
+-- Requests awaiting a decision, per requester (each may hold only so many).
+CREATE INDEX jit_requests_pending_by_requester ON jit_requests (requester)
+    WHERE state = 'Pending';

@@ -514,20 +514,30 @@ mod request_tests {
         let before_end = Timestamp::from_second(4_999).unwrap();
         let at_end = Timestamp::from_second(5_000).unwrap();
         assert_eq!(
-            tx.live_grant_keys("alice", before_end).await.unwrap(),
+            tx.live_grant_keys("alice", before_end, 10).await.unwrap(),
             ["m|22|*|10.0.0.1"]
         );
         assert!(
-            tx.live_grant_keys("alice", at_end)
+            tx.live_grant_keys("alice", at_end, 10)
                 .await
                 .unwrap()
                 .is_empty()
         );
         assert_eq!(
-            tx.live_grant_keys("bob", before_end).await.unwrap().len(),
+            tx.live_grant_keys("bob", before_end, 10)
+                .await
+                .unwrap()
+                .len(),
             1
         );
 
+        assert!(
+            tx.live_grant_keys("bob", before_end, 0)
+                .await
+                .unwrap()
+                .is_empty(),
+            "at most as many as asked"
+        );
         // The plans of the queries that count grants and follow tokens made with tokens.
         let queries = [
             (
@@ -538,6 +548,10 @@ mod request_tests {
             (
                 "SELECT id FROM tokens WHERE parent_id = 'x'",
                 "tokens_by_parent",
+            ),
+            (
+                "SELECT COUNT(*) FROM jit_requests WHERE requester = 'alice' AND state = 'Pending'",
+                "jit_requests_pending_by_requester",
             ),
         ];
         let postgres = store.backend() == Backend::Postgres;

@@ -517,19 +517,33 @@ impl Tx {
 
     // -- requests -----------------------------------------------------------------------------
 
-    /// The supersede keys of the ports `requestor` holds open at `now`, one per live grant
-    /// (read through `request_ports_live_by_requestor`).
+    /// How many requests of `requester` await a decision (read through
+    /// `jit_requests_pending_by_requester`).
+    pub async fn pending_requests_of(&mut self, requester: &str) -> StoreResult<i64> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM jit_requests WHERE requester = $1 AND state = 'Pending'",
+        )
+        .bind(requester)
+        .fetch_one(self.c())
+        .await?;
+        int(&row, "n")
+    }
+
+    /// The supersede keys of the ports `requestor` holds open at `now`, one per live grant, at
+    /// most `at_most` of them (read through `request_ports_live_by_requestor`).
     pub async fn live_grant_keys(
         &mut self,
         requestor: &str,
         now: Timestamp,
+        at_most: usize,
     ) -> StoreResult<Vec<String>> {
         let rows = sqlx::query(
             "SELECT supersede_key FROM request_ports \
-             WHERE requestor = $1 AND status = 'Initiated' AND end_time > $2",
+             WHERE requestor = $1 AND status = 'Initiated' AND end_time > $2 LIMIT $3",
         )
         .bind(requestor)
         .bind(to_db(now))
+        .bind(i64::try_from(at_most).unwrap_or(i64::MAX))
         .fetch_all(self.c())
         .await?;
         rows.iter().map(|r| text(r, "supersede_key")).collect()

@@ -83,7 +83,7 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub webhook_allow_networks: Vec<String>,
-    /// The most grants (open ports) one principal may hold at once [default: 100].
+    /// The most grants (open ports) one principal may hold at once; 0 for no limit [default: 100].
     #[arg(long, env = "AJAR_MAX_LIVE_GRANTS")]
     pub max_live_grants: Option<usize>,
     /// TOML configuration file with keys data_dir, database_url, listen, log, log_format,
@@ -155,7 +155,7 @@ pub struct ServeConfig {
     pub smtp: Option<ajar_server::notify::SmtpSettings>,
     /// Networks webhooks may reach besides public addresses.
     pub webhook_allow_networks: Vec<ajar_core::net::SourcePrefix>,
-    /// The most grants one principal may hold at once.
+    /// The most grants one principal may hold at once (0: no limit).
     pub max_live_grants: usize,
     /// Trusted OpenID Connect issuers.
     pub oidc: Vec<ajar_oidc::IssuerConfig>,
@@ -216,9 +216,6 @@ impl ServeConfig {
             .max_live_grants
             .or(file.max_live_grants)
             .unwrap_or(ajar_server::request_writer::DEFAULT_LIVE_GRANT_LIMIT);
-        if max_live_grants == 0 {
-            anyhow::bail!("--max-live-grants must be at least 1");
-        }
         Ok(ServeConfig {
             oidc,
             tls,
@@ -337,7 +334,7 @@ mod tests {
     }
 
     #[test]
-    fn the_live_grant_limit_comes_from_the_flag_or_the_file_and_is_at_least_one() {
+    fn the_live_grant_limit_comes_from_the_flag_or_the_file() {
         assert_eq!(ServeConfig::resolve(args()).unwrap().max_live_grants, 100);
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("ajar.toml");
@@ -353,16 +350,11 @@ mod tests {
             ..args()
         };
         assert_eq!(ServeConfig::resolve(flag).unwrap().max_live_grants, 3);
-        let zero = ServeArgs {
+        let none = ServeArgs {
             max_live_grants: Some(0),
             ..args()
         };
-        assert!(
-            ServeConfig::resolve(zero)
-                .unwrap_err()
-                .to_string()
-                .contains("at least 1")
-        );
+        assert_eq!(ServeConfig::resolve(none).unwrap().max_live_grants, 0);
     }
 
     #[test]

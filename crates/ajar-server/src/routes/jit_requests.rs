@@ -207,8 +207,24 @@ async fn save(tx: &mut Tx, row: &mut JitRequestRow, l: &Lifecycle) -> StoreResul
         .await
 }
 
-/// Inserts a new request made by `actor`, records it and commits; 409 when the name is taken.
+/// The most requests one principal may have awaiting a decision at once.
+pub const MAX_PENDING_PER_PRINCIPAL: i64 = 50;
+
+/// Inserts a new request made by `actor`, records it and commits; 409 when the name is taken
+/// or its requester already has [`MAX_PENDING_PER_PRINCIPAL`] requests awaiting a decision.
 async fn insert(mut tx: Tx, actor: &Actor, id: &ResourceId, row: &JitRequestRow) -> AppResult<()> {
+    if row.state == RequestState::Pending.as_str()
+        && tx.pending_requests_of(&row.requester).await? >= MAX_PENDING_PER_PRINCIPAL
+    {
+        return Err(AppError::new(
+            ErrorCode::Conflict,
+            format!(
+                "{} has {MAX_PENDING_PER_PRINCIPAL} requests awaiting a decision, the most one \
+                 principal may have; cancel some or wait for them to be decided",
+                row.requester
+            ),
+        ));
+    }
     if !tx
         .insert_jit_request(row, id.subscription.as_str(), id.resource_group.as_str())
         .await?
@@ -954,6 +970,19 @@ pub async fn extend(
         return Err(AppError::new(
             ErrorCode::AuthorizationFailed,
             "only the requester may extend a request",
+        ));
+    }
+    // The follow-on is filed and checked where the original's target lives, as a new request.
+    let target = ResourceId::parse(&original.application_id).map_err(|_| internal())?;
+    if original.kind == ROLE {
+        caller.require(actions::JIT_REQUESTS_WRITE, &target.scope())?;
+    }
+    if target.resource_group_scope() != id.resource_group_scope() {
+        return Err(AppError::new(
+            ErrorCode::Conflict,
+            format!(
+                "the request is not filed in {target}'s resource group; make a new request there"
+            ),
         ));
     }
     let l = lifecycle_of(&original)?.apply(Event::Tick, &ApprovalRule::default(), now)?;

@@ -81,8 +81,9 @@ pub async fn create_session(
         created_at: now,
         expires_at: Some(expires),
         idp_groups: caller.asserted_groups.clone(),
-        // Made with a token that ends (another session), it goes when that one goes.
-        parent_id: caller.expires.and(caller.token_id.clone()),
+        // It goes when the token it was made with goes: revoking a leaked token ends the
+        // sessions made with it.
+        parent_id: caller.token_id.clone(),
     };
     let mut tx = state.store.write().await?;
     // Ended sessions are dead weight; each new one sweeps them away.

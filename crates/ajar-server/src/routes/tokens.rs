@@ -2,8 +2,8 @@
 //!
 //! Anyone authenticated may create, list and revoke tokens for themselves (agents excepted: they
 //! may not create any); doing so for other principals needs `ajar.tokens/write` (create, revoke)
-//! or `ajar.tokens/read` (list) at `/`. A token of one's own made with a credential that ends (a
-//! session or an identity provider's token) ends with it.
+//! or `ajar.tokens/read` (list) at `/`. A token made with a credential that ends (a session or
+//! an identity provider's token) ends with it.
 
 use super::{Paging, Reply, no_content, ts};
 use crate::AppState;
@@ -69,9 +69,11 @@ pub async fn create_token(
         )
         .at("description"));
     }
-    // A token of one's own made with a credential that ends (a session, an identity
-    // provider's token) ends with it: it must not outlive what it was made from.
-    let own = body.principal.as_str() == caller.principal;
+    // A token made with a credential that ends (a session, an identity provider's token) ends
+    // with it, whoever it is for: a stolen session must not become a lasting credential. Made
+    // with a session, it also goes when the session goes (signing out included). Lasting
+    // tokens are made with lasting ones (so a token can be rotated: make the new one with the
+    // old, then delete the old).
     let (secret, hash) = new_token()?;
     let row = TokenRow {
         id: uuid::Uuid::new_v4().to_string(),
@@ -79,14 +81,9 @@ pub async fn create_token(
         description: body.description,
         created_by: caller.principal.clone(),
         created_at: state.clock.now(),
-        expires_at: if own { caller.expires } else { None },
+        expires_at: caller.expires,
         idp_groups: Vec::new(),
-        // Made with a session, it goes when the session goes (signing out included).
-        parent_id: if own {
-            caller.expires.and(caller.token_id.clone())
-        } else {
-            None
-        },
+        parent_id: caller.expires.and(caller.token_id.clone()),
     };
     let mut tx = state.store.write().await?;
     tx.insert_token(&row, &hash).await?;

@@ -62,6 +62,40 @@ async fn a_session_cannot_renew_itself_and_its_tokens_end_with_it() {
     assert_eq!(me(&app, &own_token).await, 401);
     assert_eq!(me(&app, second.body["token"].as_str().unwrap()).await, 401);
 
+    // A token an administrator makes for someone else with a session ends with it too: a stolen
+    // session does not become a lasting credential.
+    let admin_session = post(&app.admin, "/api/v1/sessions", None).await;
+    let admin_session_client = app.client(admin_session.body["token"].as_str());
+    let for_bob = post(
+        &admin_session_client,
+        "/api/v1/tokens",
+        Some(json!({"principal":"bob"})),
+    )
+    .await;
+    assert_eq!(ends(&for_bob), ends(&admin_session));
+
+    // Revoking a long-lived token ends the sessions made with it.
+    let lasting_alice = post(&alice, "/api/v1/tokens", Some(json!({"principal":"alice"}))).await;
+    let lasting_alice_token = lasting_alice.body["token"].as_str().unwrap().to_owned();
+    let made = post(
+        &app.client(Some(&lasting_alice_token)),
+        "/api/v1/sessions",
+        None,
+    )
+    .await;
+    let made_token = made.body["token"].as_str().unwrap().to_owned();
+    assert_eq!(me(&app, &made_token).await, 200);
+    let id = lasting_alice.body["id"].as_str().unwrap();
+    let r = call(
+        &alice,
+        Method::DELETE,
+        &format!("/api/v1/tokens/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    assert_eq!(me(&app, &made_token).await, 401);
+
     // A long-lived token still makes 12-hour sessions and lasting tokens.
     let fresh = post(&alice, "/api/v1/sessions", None).await;
     assert_eq!(ends(&fresh), app.now() + SignedDuration::from_hours(12));

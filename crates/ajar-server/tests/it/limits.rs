@@ -170,3 +170,66 @@ async fn refusals_are_kept_as_evidence_at_a_bounded_cost() {
         11
     );
 }
+
+#[tokio::test]
+async fn one_principal_has_at_most_fifty_requests_awaiting_a_decision() {
+    let app = TestApp::spawn().await;
+    setup(&app).await;
+    let r = call(
+        &app.admin,
+        Method::PUT,
+        &format!("/api/v1{POLICY}"),
+        Some(manual_policy(
+            VM,
+            json!([{"id":"approver","type":"user"}]),
+            None,
+        )),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let alice = app.user("alice", Some(("JitRequester", RG))).await;
+    let mut first = None;
+    for i in 0..50 {
+        let r = initiate(
+            &alice,
+            POLICY,
+            port_22_from(&format!("10.0.{}.{}", i / 200, i % 200)),
+        )
+        .await;
+        assert_eq!(r.status, 202, "{:?}", r.body);
+        first.get_or_insert(r.body["approvalRequestId"].as_str().unwrap().to_owned());
+    }
+    let r = initiate(&alice, POLICY, port_22_from("10.0.9.9")).await;
+    assert_eq!((r.status, code(&r)), (409, "Conflict"), "{:?}", r.body);
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("awaiting a decision"),
+        "{:?}",
+        r.body
+    );
+    // Another principal is not held up; a decided request makes room.
+    let bob = app.user("bob", Some(("JitRequester", RG))).await;
+    assert_eq!(
+        initiate(&bob, POLICY, port_22_from("10.0.9.9"))
+            .await
+            .status,
+        202
+    );
+    let first = first.unwrap();
+    let r = call(
+        &alice,
+        Method::POST,
+        &format!("/api/v1{first}/cancel"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        initiate(&alice, POLICY, port_22_from("10.0.9.9"))
+            .await
+            .status,
+        202
+    );
+}

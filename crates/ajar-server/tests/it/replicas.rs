@@ -16,13 +16,15 @@ async fn two_replicas_expire_a_thousand_grants_exactly_once() {
         eprintln!("replicas need PostgreSQL: run with AJAR_TEST_DB=postgres");
         return;
     }
-    let app = TestApp::spawn().await;
+    // One principal holds the thousand grants.
+    let app = TestApp::spawn_with(|s| s.with_live_grant_limit(10_000)).await;
     setup(&app).await;
     // A second replica on the same database and clock.
     let other = AppState::new(
         Store::open(app.database_url()).await.unwrap(),
         app.clock.clone(),
-    );
+    )
+    .with_live_grant_limit(10_000);
     let mut tasks = Vec::new();
     for i in 0..1000 {
         tasks.push(spawn_initiate(

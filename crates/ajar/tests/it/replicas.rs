@@ -21,6 +21,9 @@ fn serve_db(url: &str) -> Served {
             "127.0.0.1:0",
             "--log",
             "warn",
+            // One token stands for many users in the bursts.
+            "--max-live-grants",
+            "0",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
