@@ -203,8 +203,13 @@ async fn a_machine_writer_cannot_point_a_gateway_at_another_groups_machine() {
     let web = format!("/api/v1{RG_A}/machines/web");
     let writer = app.user("writer", Some(("JitAdmin", RG_A))).await;
 
+    let put_web = |client: &ajar_api::Client, addresses: &[&str]| {
+        let (client, web, body) = (client.clone(), web.clone(), web_with(addresses));
+        async move { call(&client, Method::PUT, &web, Some(body)).await }
+    };
+
     // The attack: web's address becomes db's.
-    let r = call(&writer, Method::PUT, &web, Some(web_with(&["10.99.0.20"]))).await;
+    let r = put_web(&writer, &["10.99.0.20"]).await;
     assert_eq!(
         (r.status, code(&r)),
         (403, "AuthorizationFailed"),
@@ -213,56 +218,19 @@ async fn a_machine_writer_cannot_point_a_gateway_at_another_groups_machine() {
     );
     assert_eq!(target(&r), "properties.addresses");
     // Any change of a guarded machine's addresses needs the agents' administrator …
-    let r = call(&writer, Method::PUT, &web, Some(web_with(&["10.99.0.11"]))).await;
-    assert_eq!(r.status, 403);
+    assert_eq!(put_web(&writer, &["10.99.0.11"]).await.status, 403);
     // … while other properties stay the writer's.
-    let r = call(&writer, Method::PUT, &web, Some(web_with(&["10.99.0.10"]))).await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(put_web(&writer, &["10.99.0.10"]).await.status, 200);
 
     // Even the administrator cannot give web db's address, nor one outside the gateway's
     // networks (IPv4-mapped forms included).
-    let r = call(
-        &app.admin,
-        Method::PUT,
-        &web,
-        Some(web_with(&["10.99.0.20"])),
-    )
-    .await;
-    assert_eq!(
-        (r.status, target(&r)),
-        (409, "properties.addresses[0]"),
-        "{:?}",
-        r.body
-    );
-    let r = call(
-        &app.admin,
-        Method::PUT,
-        &web,
-        Some(web_with(&["10.99.0.11", "::ffff:10.99.0.20"])),
-    )
-    .await;
+    let r = put_web(&app.admin, &["10.99.0.20"]).await;
+    assert_eq!((r.status, target(&r)), (409, "properties.addresses[0]"));
+    let r = put_web(&app.admin, &["10.99.0.11", "::ffff:10.99.0.20"]).await;
     assert_eq!((r.status, target(&r)), (409, "properties.addresses[1]"));
-    let r = call(
-        &app.admin,
-        Method::PUT,
-        &web,
-        Some(web_with(&["10.98.0.5"])),
-    )
-    .await;
-    assert_eq!(
-        (r.status, code(&r)),
-        (400, "ValidationFailed"),
-        "{:?}",
-        r.body
-    );
-    let r = call(
-        &app.admin,
-        Method::PUT,
-        &web,
-        Some(web_with(&["10.99.0.11"])),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = put_web(&app.admin, &["10.98.0.5"]).await;
+    assert_eq!((r.status, code(&r)), (400, "ValidationFailed"));
+    assert_eq!(put_web(&app.admin, &["10.99.0.11"]).await.status, 200);
 
     let addresses = desired_addresses(&gateway).await;
     assert_eq!(
