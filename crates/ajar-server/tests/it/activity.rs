@@ -133,15 +133,7 @@ async fn get_status(app: &TestApp, token: Option<&str>, path: &str) -> u16 {
 async fn a_requests_lifecycle_is_recorded_step_by_step_with_its_deciders() {
     let app = TestApp::spawn().await;
     setup(&app).await;
-    let policy = manual_policy(VM, json!([{"id":"bob","type":"user"}]), None);
-    let r = call(
-        &app.admin,
-        Method::PUT,
-        &format!("/api/v1{POLICY}"),
-        Some(policy),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
+    require_approval(&app, json!([{"id":"bob","type":"user"}])).await;
     let alice = app.user("alice", Some(("JitRequester", RG))).await;
     let bob = app.user("bob", Some(("Approver", RG))).await;
     let r = initiate(

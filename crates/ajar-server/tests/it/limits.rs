@@ -54,24 +54,11 @@ async fn one_principal_holds_at_most_the_live_grant_limit() {
     assert_eq!(r.status, 202, "{:?}", r.body);
 }
 
-/// Makes the policy of vm1 need the approval of `approver`.
-async fn approved_by_approver(app: &TestApp) {
-    let policy = manual_policy(VM, json!([{"id":"approver","type":"user"}]), None);
-    let r = call(
-        &app.admin,
-        Method::PUT,
-        &format!("/api/v1{POLICY}"),
-        Some(policy),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
-}
-
 #[tokio::test]
 async fn an_approved_network_request_over_the_limit_fails_with_the_reason() {
     let app = TestApp::spawn_with(|s| s.with_live_grant_limit(1)).await;
     setup(&app).await;
-    approved_by_approver(&app).await;
+    require_approval(&app, json!([{"id":"approver","type":"user"}])).await;
     let alice = app.user("alice", Some(("JitRequester", RG))).await;
     let approver = app.user("approver", Some(("Approver", RG))).await;
     let mut pending = Vec::new();
@@ -177,7 +164,7 @@ async fn refusals_are_kept_as_evidence_at_a_bounded_cost() {
 async fn one_principal_has_at_most_fifty_requests_awaiting_a_decision() {
     let app = TestApp::spawn().await;
     setup(&app).await;
-    approved_by_approver(&app).await;
+    require_approval(&app, json!([{"id":"approver","type":"user"}])).await;
     let alice = app.user("alice", Some(("JitRequester", RG))).await;
     let mut first = None;
     for i in 0..50 {

@@ -68,6 +68,19 @@ pub fn manual_policy(machine: &str, approvers: Value, threshold: Option<u32>) ->
     body
 }
 
+/// Makes the policy of vm1 (`setup`'s) need the approval of `approvers`.
+pub async fn require_approval(app: &TestApp, approvers: Value) {
+    let policy = manual_policy(VM, approvers, None);
+    let r = call(
+        &app.admin,
+        Method::PUT,
+        &format!("/api/v1{POLICY}"),
+        Some(policy),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+}
+
 /// Assigns `role` at `scope` to `principal` as the assignment `id`.
 pub async fn assign(app: &TestApp, id: &str, principal: &str, role: &str, scope: &str) {
     let r = call(

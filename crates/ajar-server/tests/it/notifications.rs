@@ -658,15 +658,7 @@ async fn email_goes_to_named_recipients_and_participants_as_text_and_html() {
         .unwrap();
     let app = TestApp::spawn_with(|s| s.with_notifier(notifier)).await;
     setup(&app).await;
-    let policy = manual_policy(VM, json!([{"id":"bob@example.com","type":"user"}]), None);
-    let r = call(
-        &app.admin,
-        Method::PUT,
-        &format!("/api/v1{POLICY}"),
-        Some(policy),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
+    require_approval(&app, json!([{"id":"bob@example.com","type":"user"}])).await;
     let r = subscribe(
         &app,
         "mail",
