@@ -131,11 +131,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn codes_map_to_distinct_sensible_statuses() {
-        for c in ErrorCode::ALL {
-            assert!((400..600).contains(&c.status()), "{c}");
+    fn every_code_has_its_own_name_and_the_status_written_here() {
+        use ErrorCode::*;
+        let expected = [
+            (InvalidRequestBody, 400),
+            (ValidationFailed, 400),
+            (InvalidParameter, 400),
+            (Unauthenticated, 401),
+            (AuthorizationFailed, 403),
+            (NotFound, 404),
+            (MethodNotAllowed, 405),
+            (Conflict, 409),
+            (PreconditionFailed, 412),
+            (PayloadTooLarge, 413),
+            (UnsupportedMediaType, 415),
+            (TooManyRequests, 429),
+            (HeadersTooLarge, 431),
+            (InternalError, 500),
+            (ServiceUnavailable, 503),
+        ];
+        assert_eq!(ErrorCode::ALL.len(), expected.len());
+        for (code, status) in expected {
+            assert!(ErrorCode::ALL.contains(&code), "{code} missing from ALL");
+            assert_eq!(code.status(), status, "{code}");
         }
-        assert_eq!(ErrorCode::AuthorizationFailed.status(), 403);
+        let mut names: Vec<String> = ErrorCode::ALL.iter().map(ToString::to_string).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), ErrorCode::ALL.len(), "names are distinct");
         let body = serde_json::to_value(ErrorBody {
             error: ApiError::new(ErrorCode::NotFound, "no such machine").with_target("vm1"),
         })

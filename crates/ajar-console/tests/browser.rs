@@ -674,15 +674,17 @@ async fn sessions_cookies_csrf_and_headers_hold() {
     let nobody = app.user("nobody", None).await;
     let mut n = Http::new(&app);
     let page = n.get("/signin").await.text().await.unwrap();
-    n.post(
-        "/signin",
-        &[
-            ("csrf", &csrf_in(&page)),
-            ("token", nobody.token().unwrap()),
-        ],
-        &[],
-    )
-    .await;
+    let signed_in = n
+        .post(
+            "/signin",
+            &[
+                ("csrf", &csrf_in(&page)),
+                ("token", nobody.token().unwrap()),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(signed_in.status().as_u16(), 303);
     let r = n.get("/activity").await;
     assert_eq!(r.status().as_u16(), 403);
     assert!(

@@ -73,10 +73,20 @@ impl TestApp {
 
     /// A fresh server whose state `configure` adjusts first (e.g. a notifier with SMTP).
     pub async fn spawn_with(configure: impl FnOnce(AppState) -> AppState) -> TestApp {
+        Self::spawn_on(postgres::enabled(), configure).await
+    }
+
+    /// A fresh server on a fresh database in the throwaway PostgreSQL cluster, whatever
+    /// `AJAR_TEST_DB` says: for tests about PostgreSQL itself (replicas).
+    pub async fn spawn_on_postgres(configure: impl FnOnce(AppState) -> AppState) -> TestApp {
+        Self::spawn_on(true, configure).await
+    }
+
+    async fn spawn_on(on_postgres: bool, configure: impl FnOnce(AppState) -> AppState) -> TestApp {
         init_logs();
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
         let db_path = dir.path().join("ajar.db");
-        let database_url = if postgres::enabled() {
+        let database_url = if on_postgres {
             tokio::task::spawn_blocking(postgres::fresh_database)
                 .await
                 .expect("test database")

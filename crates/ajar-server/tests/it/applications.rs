@@ -136,7 +136,7 @@ async fn jit_is_fixed_at_creation_but_approval_settings_are_not() {
     );
 
     let other = "/subscriptions/s1/resourceGroups/rg1/applications/erp";
-    call(
+    call_ok(
         &app.admin,
         Method::PUT,
         &format!("/api/v1{other}"),
@@ -226,7 +226,7 @@ async fn eligible_roles_go_to_users_or_groups() {
     .await;
     assert_eq!(r.status, 404);
     let standing = "/subscriptions/s1/resourceGroups/rg1/applications/legacy";
-    call(
+    call_ok(
         &app.admin,
         Method::PUT,
         &format!("/api/v1{standing}"),

@@ -146,7 +146,7 @@ async fn a_manual_request_is_approved_activates_and_expires() {
 async fn refused_transitions_say_why() {
     let app = TestApp::spawn().await;
     let p = world(&app, manual(1)).await;
-    call(
+    call_ok(
         &p.dave,
         Method::PUT,
         &req_path("own"),
@@ -174,7 +174,7 @@ async fn refused_transitions_say_why() {
     .await;
     assert_eq!((r.status, target(&r)), (400, "reason"));
 
-    call(
+    call_ok(
         &p.alice,
         Method::PUT,
         &req_path("c"),
@@ -199,7 +199,7 @@ async fn refused_transitions_say_why() {
     assert_eq!(state_of(&r), "Canceled");
     assert_eq!(decide(&p.bob, "c", "approve").await.status, 409);
 
-    call(
+    call_ok(
         &p.alice,
         Method::PUT,
         &req_path("d"),
@@ -279,7 +279,7 @@ async fn requests_are_checked_against_eligibility_and_the_application() {
         (404, "properties.applicationResourceId")
     );
     let legacy = "/subscriptions/s1/resourceGroups/rg1/applications/legacy";
-    call(
+    call_ok(
         &app.admin,
         Method::PUT,
         &format!("/api/v1{legacy}"),
@@ -303,7 +303,7 @@ async fn requests_are_checked_against_eligibility_and_the_application() {
 async fn thresholds_timeouts_scheduled_starts_and_revokes() {
     let app = TestApp::spawn().await;
     let p = world(&app, manual(2)).await;
-    call(
+    call_ok(
         &p.alice,
         Method::PUT,
         &req_path("two"),
@@ -334,7 +334,7 @@ async fn thresholds_timeouts_scheduled_starts_and_revokes() {
     assert_eq!(state_of(&r), "Revoked", "early self-revoke");
 
     // Undecided until its window ends: timeout.
-    call(
+    call_ok(
         &p.alice,
         Method::PUT,
         &req_path("late"),
@@ -353,7 +353,7 @@ async fn thresholds_timeouts_scheduled_starts_and_revokes() {
         .now()
         .checked_add(SignedDuration::from_hours(1))
         .unwrap();
-    call(
+    call_ok(
         &p.alice,
         Method::PUT,
         &req_path("later"),
@@ -475,7 +475,7 @@ async fn authorize_counts_standing_access_and_active_elevations_only() {
         .now()
         .checked_add(SignedDuration::from_hours(1))
         .unwrap();
-    call(
+    call_ok(
         &p.alice,
         Method::PUT,
         &req_path("e"),
@@ -521,7 +521,7 @@ async fn authorize_counts_standing_access_and_active_elevations_only() {
     );
 
     // Revoked: no longer, at once.
-    call(
+    call_ok(
         &p.alice,
         Method::PUT,
         &req_path("f"),
@@ -530,7 +530,7 @@ async fn authorize_counts_standing_access_and_active_elevations_only() {
     .await;
     decide(&p.carol, "f", "approve").await;
     assert_eq!(ask(write, APP).await["allowed"], true);
-    call(
+    call_ok(
         &p.alice,
         Method::POST,
         &format!("{}/revoke", req_path("f")),
@@ -562,7 +562,7 @@ async fn an_extension_is_a_follow_on_request_decided_again() {
     )
     .await;
     assert_eq!(r.status, 201);
-    call(
+    call_ok(
         &p.alice,
         Method::PUT,
         &req_path("r1"),

@@ -388,7 +388,7 @@ async fn machines_show_their_jit_state_and_enable_with_defaults() {
     let app = TestApp::spawn().await;
     setup(&app).await;
     let bare = format!("{RG}/machines/bare");
-    call(
+    call_ok(
         &app.admin,
         Method::PUT,
         &format!("/api/v1{bare}"),
@@ -468,7 +468,7 @@ async fn machines_show_their_jit_state_and_enable_with_defaults() {
     );
     // Into a new policy, with custom ports.
     let lin = format!("{RG}/machines/lin2");
-    call(
+    call_ok(
         &app.admin,
         Method::PUT,
         &format!("/api/v1{lin}"),
@@ -523,7 +523,7 @@ async fn jit_can_be_turned_off_for_a_scope() {
     assert_eq!((r.status, code(&r)), (409, "Conflict"));
     let other = initiate(&app.admin, POLICY2, json!({"number":22,"duration":"PT1H"})).await;
     assert_eq!(other.status, 202, "rg2 is unaffected");
-    call(
+    call_ok(
         &app.admin,
         Method::PUT,
         &format!("/api/v1{RG}/jitSettings"),

@@ -45,6 +45,23 @@ pub async fn call(
     client.raw(method, path, body.as_ref()).await.unwrap()
 }
 
+/// [`call`] for a step that must succeed (any 2xx): a failed setup fails the test there.
+pub async fn call_ok(
+    client: &ajar_api::Client,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> RawResponse {
+    let r = call(client, method.clone(), path, body).await;
+    assert!(
+        (200..300).contains(&r.status),
+        "{method} {path}: {} {:?}",
+        r.status,
+        r.body
+    );
+    r
+}
+
 pub fn machine_body(os: &str) -> Value {
     json!({"properties":{"os":os,"addresses":["10.1.0.4"],"labels":{"env":"test"}}})
 }

@@ -29,7 +29,7 @@ async fn openapi_describes_every_route() {
 #[tokio::test]
 async fn the_briefs_powershell_shapes_port_over() {
     let app = TestApp::spawn().await;
-    call(
+    call_ok(
         &app.admin,
         Method::PUT,
         &format!("/api/v1{VM}"),

@@ -1,5 +1,6 @@
-//! Several replicas on one PostgreSQL database (runs with `AJAR_TEST_DB=postgres`; on SQLite,
-//! which serves one machine, there is nothing to test): scheduler work is done exactly once.
+//! Several replicas on one PostgreSQL database (always on the throwaway PostgreSQL cluster,
+//! whatever `AJAR_TEST_DB` says: SQLite serves one machine): scheduler work is done exactly
+//! once.
 
 use crate::*;
 use ajar_server::{AppState, scheduler};
@@ -12,12 +13,8 @@ use std::collections::HashMap;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_replicas_expire_a_thousand_grants_exactly_once() {
-    if !ajar_testkit::postgres::enabled() {
-        eprintln!("replicas need PostgreSQL: run with AJAR_TEST_DB=postgres");
-        return;
-    }
     // One principal holds the thousand grants.
-    let app = TestApp::spawn_with(|s| s.with_live_grant_limit(10_000)).await;
+    let app = TestApp::spawn_on_postgres(|s| s.with_live_grant_limit(10_000)).await;
     setup(&app).await;
     // A second replica on the same database and clock.
     let other = AppState::new(

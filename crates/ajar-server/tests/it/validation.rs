@@ -51,7 +51,7 @@ async fn refused_policy(
 #[tokio::test]
 async fn policy_fields_are_validated() {
     let app = TestApp::spawn().await;
-    call(
+    call_ok(
         &app.admin,
         Method::PUT,
         &format!("/api/v1{VM}"),
@@ -204,7 +204,7 @@ async fn policy_plus_machine_name_is_at_most_56_characters() {
     let long = format!("{RG}/machines/{}", "m".repeat(49)); // "default" (7) + 49 = 56
     let longer = format!("{RG}/machines/{}", "m".repeat(50));
     for id in [&long, &longer] {
-        call(
+        call_ok(
             &app.admin,
             Method::PUT,
             &format!("/api/v1{id}"),

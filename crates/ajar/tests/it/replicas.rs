@@ -1,4 +1,4 @@
-//! Replicas of `ajar serve` on one PostgreSQL database (with `AJAR_TEST_DB=postgres`): a
+//! Replicas of `ajar serve` on one PostgreSQL database (a cluster of the test's own): a
 //! replica killed with `kill -9` during a burst of initiates, and PostgreSQL restarted during
 //! one. Afterwards no acknowledged request is lost, none is stored twice, every stored request
 //! has exactly one record, and the answers during the fault were successes or clean errors.
@@ -111,10 +111,6 @@ async fn burst(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn replicas_survive_a_killed_replica_and_a_database_restart() {
-    if !ajar_testkit::postgres::enabled() {
-        eprintln!("replicas need PostgreSQL: run with AJAR_TEST_DB=postgres");
-        return;
-    }
     // A cluster of this test's own: it is restarted below.
     let cluster = tokio::task::spawn_blocking(Cluster::start).await.unwrap();
     let db = cluster.database();
