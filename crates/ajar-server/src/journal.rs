@@ -22,6 +22,15 @@ pub struct Actor {
 }
 
 impl Actor {
+    /// An actor named `principal` with no address or request (ajar itself).
+    fn named(principal: &str) -> Self {
+        Self {
+            principal: principal.to_owned(),
+            address: None,
+            correlation: None,
+        }
+    }
+
     /// The principal the scheduler acts as.
     pub const SCHEDULER: &'static str = "system:scheduler";
 
@@ -94,9 +103,16 @@ pub const REFUSALS_RECORDED_PER_WINDOW: usize = 10;
 /// counted at their subscription (or `/`).
 const COUNTED_PER_WINDOW: usize = 100;
 
-/// Most principals whose refusals are counted at once; refusals of principals beyond are
-/// recorded one by one.
+/// Most subscriptions a window counts overflowing refusals at, besides `/`.
+const OVERFLOW_SCOPES: usize = 10;
+
+/// Most principals whose refusals are counted apart at once; refusals of principals beyond are
+/// counted together, as [`CROWD`]'s.
 const PRINCIPALS: usize = 10_000;
+
+/// Who refusals counted together are attributed to when too many principals are refused at
+/// once.
+pub const CROWD: &str = "system:refused-crowd";
 
 /// Bounds what refusals cost: per principal and window, the first
 /// [`REFUSALS_RECORDED_PER_WINDOW`] distinct refusals are recorded one by one (each in its own
@@ -118,6 +134,31 @@ struct RefusalWindow {
 }
 
 impl RefusalWindow {
+    fn new(actor: Actor, now: Timestamp) -> Self {
+        Self {
+            actor,
+            started: now,
+            recorded: HashSet::new(),
+            counted: BTreeMap::new(),
+        }
+    }
+
+    /// Counts a refusal on `resource`: separately for the first [`COUNTED_PER_WINDOW`]
+    /// resource-and-message pairs, then per subscription for [`OVERFLOW_SCOPES`] more, then
+    /// at `/`, so a window never holds more than the sum of the two.
+    fn count(&mut self, resource: &str, message: &str) {
+        let mut slot = (resource.to_owned(), message.to_owned());
+        if self.counted.len() >= COUNTED_PER_WINDOW && !self.counted.contains_key(&slot) {
+            slot = (overflow_scope(resource), "further refusals".to_owned());
+            if self.counted.len() >= COUNTED_PER_WINDOW + OVERFLOW_SCOPES
+                && !self.counted.contains_key(&slot)
+            {
+                slot = ("/".to_owned(), "further refusals".to_owned());
+            }
+        }
+        *self.counted.entry(slot).or_default() += 1;
+    }
+
     /// The records of what this window counted, at `now`.
     fn records(&self, now: Timestamp) -> Vec<NewActivity> {
         let end = self.started.checked_add(REFUSAL_WINDOW).unwrap_or(now);
@@ -168,26 +209,25 @@ impl Refusals {
     ) -> bool {
         let mut windows = self.lock();
         if windows.len() >= PRINCIPALS && !windows.contains_key(&actor.principal) {
-            return true;
+            // Too many principals at once: theirs are counted together.
+            let shared = windows
+                .entry(CROWD.to_owned())
+                .or_insert_with(|| RefusalWindow::new(Actor::named(CROWD), now));
+            shared.count(
+                resource,
+                "refusals of principals past the first 10,000 this minute",
+            );
+            return false;
         }
         let window = windows
             .entry(actor.principal.clone())
-            .or_insert_with(|| RefusalWindow {
-                actor: actor.clone(),
-                started: now,
-                recorded: HashSet::new(),
-                counted: BTreeMap::new(),
-            });
+            .or_insert_with(|| RefusalWindow::new(actor.clone(), now));
         if window.recorded.len() < REFUSALS_RECORDED_PER_WINDOW
             && window.recorded.insert(key.to_owned())
         {
             return true;
         }
-        let mut slot = (resource.to_owned(), message.to_owned());
-        if window.counted.len() >= COUNTED_PER_WINDOW && !window.counted.contains_key(&slot) {
-            slot = (overflow_scope(resource), "further refusals".to_owned());
-        }
-        *window.counted.entry(slot).or_default() += 1;
+        window.count(resource, message);
         false
     }
 
@@ -247,6 +287,16 @@ async fn write_counted(state: &AppState, records: Vec<NewActivity>) -> StoreResu
     Ok(records.len() as u64)
 }
 
+/// The resource a refused request's path names: the path without `/api/v1`, at most 512
+/// characters.
+fn resource_of_path(path: &str) -> String {
+    let rest = path
+        .strip_prefix("/api/v1/")
+        .unwrap_or(path.trim_start_matches('/'));
+    let resource: String = format!("/{rest}").chars().take(512).collect();
+    resource
+}
+
 /// Middleware: records authorization refusals (403) of an authenticated caller in the
 /// activity log, each in its own transaction (nothing else changed), as far as [`Refusals`]
 /// lets it; the rest are counted and recorded when their window ends.
@@ -268,7 +318,7 @@ pub async fn record_denials(
             .target
             .clone()
             .filter(|t| t.starts_with('/'))
-            .unwrap_or_else(|| path.strip_prefix("/api/v1").unwrap_or(&path).to_owned());
+            .unwrap_or_else(|| resource_of_path(&path));
         let now = state.clock.now();
         let key = format!("{method} {path} {}", denial.message);
         if !state
@@ -371,5 +421,44 @@ mod tests {
         );
         assert!(records.iter().all(|a| a.resource_id != "/"));
         assert!(r.close_all(at(4)).is_empty(), "closing drains");
+    }
+
+    #[test]
+    fn a_window_stays_bounded_however_many_subscriptions_are_probed() {
+        let r = Refusals::default();
+        let eve = actor("eve");
+        for i in 0..10_000 {
+            let resource = format!("/subscriptions/s{i}/resourceGroups/rg");
+            r.note(&eve, "k", &resource, "m", at(0));
+        }
+        let records = r.close_all(at(1));
+        assert_eq!(
+            records.len(),
+            COUNTED_PER_WINDOW + OVERFLOW_SCOPES + 1,
+            "separate pairs, overflowing subscriptions, and /"
+        );
+        let total: u64 = records
+            .iter()
+            .map(|a| {
+                let d: serde_json::Value = serde_json::from_str(&a.details).unwrap();
+                d["count"].as_u64().unwrap()
+            })
+            .sum();
+        assert_eq!(
+            total,
+            10_000 - 1,
+            "every refusal but the recorded one is counted"
+        );
+    }
+
+    #[test]
+    fn paths_name_their_resource() {
+        assert_eq!(
+            resource_of_path("/api/v1/subscriptions/s/machines/m"),
+            "/subscriptions/s/machines/m"
+        );
+        assert_eq!(resource_of_path("/api/v1x"), "/api/v1x");
+        assert_eq!(resource_of_path("/metrics"), "/metrics");
+        assert_eq!(resource_of_path(&"/a".repeat(1_000)).chars().count(), 512);
     }
 }

@@ -36,8 +36,9 @@ pub mod guard {
     //! which a public receiver uses. Link-local addresses (`169.254/16`, `fe80::/10`) and cloud
     //! metadata addresses are refused even when listed: metadata services answer there. IPv6
     //! forms that carry an IPv4 address (mapped `::ffff:0:0/96`, translated `::ffff:0:0:0/96`,
-    //! NAT64 `64:ff9b::/96`, 6to4 `2002::/16`) count as the address they carry; the local-use
-    //! NAT64 prefix `64:ff9b:1::/48` is refused whole.
+    //! compatible `::/96`, NAT64 `64:ff9b::/96` and `64:ff9b:1::/48`, 6to4 `2002::/16`) count as
+    //! the address they carry (reserved when it is public, but for NAT64 `64:ff9b::/96` and
+    //! 6to4, which public receivers use); Teredo `2001::/32` is reserved.
 
     use ajar_core::net::SourcePrefix;
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -138,13 +139,17 @@ pub mod guard {
         let kind = match s {
             [0, 0, 0, 0, 0, 0, 0, 0] => Kind::Unspecified,
             [0, 0, 0, 0, 0, 0, 0, 1] => Kind::Loopback,
-            [0, 0, 0, 0, 0, 0, _, _] => Kind::Reserved,
+            // IPv4-compatible (`::a.b.c.d`, deprecated): judged by the address it carries, and
+            // reserved when that one is public.
+            [0, 0, 0, 0, 0, 0, hi, lo] => kind_v4(v4(hi, lo)).unwrap_or(Kind::Reserved),
             [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => return kind_v4(v4(hi, lo)),
             // IPv4-translated (`::ffff:0:a.b.c.d`, RFC 2765).
             [0, 0, 0, 0, 0xffff, 0, hi, lo] => return kind_v4(v4(hi, lo)),
-            // The local-use NAT64 prefix (`64:ff9b:1::/48`, RFC 8215) may embed an IPv4
-            // address at several positions: none of it is a public receiver.
-            [0x64, 0xff9b, 1, ..] => Kind::Reserved,
+            // The local-use NAT64 prefix (`64:ff9b:1::/48`, RFC 8215): judged by the address in
+            // its last 32 bits (the common /96 form), and reserved when that one is public.
+            [0x64, 0xff9b, 1, _, _, _, hi, lo] => kind_v4(v4(hi, lo)).unwrap_or(Kind::Reserved),
+            // Teredo (`2001::/32`) tunnels to addresses it hides: no receiver lives there.
+            [0x2001, 0, ..] => Kind::Reserved,
             [0x2002, hi, lo, ..] => return kind_v4(v4(hi, lo)),
             [0x100, 0, 0, 0, ..] => Kind::Reserved,
             [0x2001, 0xdb8, ..] => Kind::Documentation,
@@ -273,7 +278,11 @@ pub mod guard {
                 ("168.63.129.16", Some(Metadata)),
                 ("192.88.99.1", Some(Reserved)),
                 ("::ffff:0:7f00:1", Some(Loopback)),
-                ("64:ff9b:1::a9fe:a9fe", Some(Reserved)),
+                ("64:ff9b:1::a9fe:a9fe", Some(LinkLocal)),
+                ("64:ff9b:1::808:808", Some(Reserved)),
+                ("::a9fe:a9fe", Some(LinkLocal)),
+                ("::808:808", Some(Reserved)),
+                ("2001:0:4136:e378:8000:63bf:3fff:fdd2", Some(Reserved)),
                 ("10.1.2.3", Some(Private)),
                 ("172.16.0.1", Some(Private)),
                 ("172.31.255.255", Some(Private)),
@@ -294,7 +303,7 @@ pub mod guard {
                 ("198.18.0.1", Some(Reserved)),
                 ("240.0.0.1", Some(Reserved)),
                 ("100::1", Some(Reserved)),
-                ("::7f00:1", Some(Reserved)),
+                ("::7f00:1", Some(Loopback)),
             ] {
                 assert_eq!(kind_of(addr), want, "{addr}");
             }

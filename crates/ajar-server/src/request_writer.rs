@@ -316,7 +316,7 @@ async fn refuse_over_limit(
         }
         let who = &job.request.requestor;
         if !live.contains_key(who) {
-            let bound = limit + asked.get(who.as_str()).copied().unwrap_or(0);
+            let bound = limit.saturating_add(asked.get(who.as_str()).copied().unwrap_or(0));
             let keys = tx
                 .live_grant_keys(who, job.request.created_at, bound)
                 .await?;

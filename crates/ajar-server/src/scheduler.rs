@@ -23,9 +23,12 @@ pub const MAX_NAP: Duration = Duration::from_secs(1);
 /// something is due.
 pub async fn run_due(state: &AppState) -> StoreResult<u64> {
     let now = state.clock.now();
+    // First and on its own: a failure elsewhere must not keep refusal windows open.
+    if let Err(e) = crate::journal::record_counted_refusals(state, now).await {
+        tracing::warn!(error = %e, "counted refusals not recorded this pass");
+    }
     let roles = crate::routes::jit_requests::run_due(state, now).await?;
     let warned = warn_expiring(state, now).await?;
-    crate::journal::record_counted_refusals(state, now).await?;
     Ok(roles + warned + expire_ports(state, now).await?)
 }
 

@@ -983,25 +983,21 @@ impl Tx {
         Ok(r.rows_affected())
     }
 
-    /// Deletes a token and every token made with it (and so on down); true when it existed.
-    pub async fn delete_token(&mut self, id: &str) -> StoreResult<bool> {
-        let mut existed = false;
-        let mut pending = vec![id.to_owned()];
-        while let Some(next) = pending.pop() {
-            let children = sqlx::query("SELECT id FROM tokens WHERE parent_id = $1")
-                .bind(&next)
-                .fetch_all(self.c())
-                .await?;
-            for c in &children {
-                pending.push(text(c, "id")?);
-            }
-            let r = sqlx::query("DELETE FROM tokens WHERE id = $1")
-                .bind(&next)
-                .execute(self.c())
-                .await?;
-            existed |= next == id && r.rows_affected() > 0;
-        }
-        Ok(existed)
+    /// Deletes a token and every token made with it (and so on down) in one statement;
+    /// answers the ids and principals of those deleted (none when it did not exist).
+    pub async fn delete_token(&mut self, id: &str) -> StoreResult<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "WITH RECURSIVE doomed(id) AS ( \
+               SELECT id FROM tokens WHERE id = $1 \
+               UNION SELECT t.id FROM tokens t JOIN doomed d ON t.parent_id = d.id) \
+             DELETE FROM tokens WHERE id IN (SELECT id FROM doomed) RETURNING id, principal",
+        )
+        .bind(id)
+        .fetch_all(self.c())
+        .await?;
+        rows.iter()
+            .map(|r| Ok((text(r, "id")?, text(r, "principal")?)))
+            .collect()
     }
 
     // -- roles and assignments ----------------------------------------------------------------

@@ -249,6 +249,9 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
             p.config().issuer
         ));
     }
+    if cfg.max_live_grants == 0 {
+        say("ajar: no limit on the grants one principal may hold (--max-live-grants 0)");
+    }
     let state =
         ajar_server::AppState::new(store, std::sync::Arc::new(ajar_server::clock::SystemClock))
             .with_notifier(notifier)

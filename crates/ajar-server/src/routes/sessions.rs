@@ -88,6 +88,7 @@ pub async fn create_session(
     let mut tx = state.store.write().await?;
     // Ended sessions are dead weight; each new one sweeps them away.
     let swept = tx.delete_expired_tokens(now).await?;
+    super::tokens::ensure_parent_lives(&mut tx, &row).await?;
     tx.insert_token(&row, &hash).await?;
     tx.record(
         &caller

@@ -34,6 +34,21 @@ pub(crate) fn is_agent(caller: &Caller) -> bool {
         .starts_with(super::agents::AGENT_PRINCIPAL_PREFIX)
 }
 
+/// Fails with 401 when the token `row` is made with was deleted meanwhile (read inside the
+/// write transaction that stores `row`), so nothing made with a revoked token survives it.
+pub(crate) async fn ensure_parent_lives(tx: &mut ajar_store::Tx, row: &TokenRow) -> AppResult<()> {
+    let Some(parent) = &row.parent_id else {
+        return Ok(());
+    };
+    if tx.token(parent).await?.is_none() {
+        return Err(AppError::new(
+            ErrorCode::Unauthenticated,
+            "the token is not valid, has expired or has been revoked",
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn view(t: TokenRow, secret: Option<String>) -> Token {
     Token {
         id: t.id,
@@ -86,6 +101,7 @@ pub async fn create_token(
         parent_id: caller.expires.and(caller.token_id.clone()),
     };
     let mut tx = state.store.write().await?;
+    ensure_parent_lives(&mut tx, &row).await?;
     tx.insert_token(&row, &hash).await?;
     tx.record(
         &caller
@@ -157,7 +173,13 @@ pub async fn delete_token(
     if row.principal != caller.principal {
         caller.require(actions::TOKENS_WRITE, &Scope::Root)?;
     }
-    tx.delete_token(&id).await?;
+    let deleted = tx.delete_token(&id).await?;
+    // Sessions and tokens made with it went with it: each is named in the record.
+    let made_with_it: Vec<serde_json::Value> = deleted
+        .iter()
+        .filter(|(d, _)| *d != id)
+        .map(|(d, p)| serde_json::json!({"id": d, "principal": p}))
+        .collect();
     tx.record(
         &caller
             .did(
@@ -165,7 +187,11 @@ pub async fn delete_token(
                 &format!("/tokens/{id}"),
                 state.clock.now(),
             )
-            .with_details(serde_json::json!({"principal": row.principal, "deleted": true})),
+            .with_details(serde_json::json!({
+                "principal": row.principal,
+                "deleted": true,
+                "madeWithItDeleted": made_with_it,
+            })),
     )
     .await?;
     tx.commit().await?;

@@ -61,6 +61,33 @@ async fn a_session_cannot_renew_itself_and_its_tokens_end_with_it() {
     assert_eq!(r.status, 204);
     assert_eq!(me(&app, &own_token).await, 401);
     assert_eq!(me(&app, second.body["token"].as_str().unwrap()).await, 401);
+    // The record of the deletion names what went with it.
+    let log = call(
+        &app.admin,
+        Method::GET,
+        "/api/v1/activity?action=ajar.tokens/write",
+        None,
+    )
+    .await;
+    let deletion = log.body["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["resourceId"] == format!("/tokens/{id}") && a["details"]["deleted"] == true)
+        .expect("the deletion is recorded");
+    let mut gone: Vec<&str> = deletion["details"]["madeWithItDeleted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    gone.sort_unstable();
+    let mut expected = [
+        second.body["id"].as_str().unwrap(),
+        own.body["id"].as_str().unwrap(),
+    ];
+    expected.sort_unstable();
+    assert_eq!(gone, expected);
 
     // A token an administrator makes for someone else with a session ends with it too: a stolen
     // session does not become a lasting credential.
