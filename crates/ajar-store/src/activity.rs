@@ -328,6 +328,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn going_back_to_a_savepoint_undoes_records_and_keeps_the_chain_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::test_store(dir.path()).await;
+        let m = "/subscriptions/s/resourceGroups/rg/machines/m";
+        let mut tx = store.write().await.unwrap();
+        tx.record(&entry(1, m)).await.unwrap();
+        let point = tx.savepoint().await.unwrap();
+        tx.record(&entry(2, m)).await.unwrap();
+        tx.rollback_to(point).await.unwrap();
+        let point = tx.savepoint().await.unwrap();
+        tx.record(&entry(3, m)).await.unwrap();
+        tx.release(point).await.unwrap();
+        tx.commit().await.unwrap();
+        let mut read = store.read().await.unwrap();
+        let all = read.activity_in_order(0, 100).await.unwrap();
+        let ids: Vec<_> = all.iter().map(|r| r.correlation_id.clone()).collect();
+        assert_eq!(ids, [Some("c1".to_owned()), Some("c3".to_owned())]);
+        let mut check = ChainCheck::default();
+        for r in &all {
+            check.push(&r.content(), &r.prev_hash, &r.hash).unwrap();
+        }
+        assert_eq!(check.records(), 2);
+    }
+
+    #[tokio::test]
     async fn records_chain_across_transactions_and_filter_by_scope() {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::test_store(dir.path()).await;

@@ -21,7 +21,8 @@ pub use gauges::Gauges;
 pub use notifications::{OutboxRow, SubscriptionRow};
 pub use rows::*;
 pub use tx::{
-    ExpiredPort, JitRequestFilter, NewRequest, PolicyGuard, RequestFilter, RequestsOn, Tx,
+    ExpiredPort, JitRequestFilter, NewRequest, PolicyGuard, RequestFilter, RequestsOn, Savepoint,
+    Tx,
 };
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};

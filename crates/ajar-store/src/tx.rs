@@ -23,6 +23,14 @@ pub struct Tx {
     backend: crate::Backend,
 }
 
+/// A point a transaction can go back to (see [`Tx::savepoint`]).
+#[derive(Debug)]
+pub struct Savepoint {
+    bumped: bool,
+    chain_head: Option<(i64, String)>,
+    recorded: usize,
+}
+
 enum Conn {
     Transaction(Transaction<'static, Any>),
     Plain(PoolConnection<Any>),
@@ -259,6 +267,40 @@ impl Tx {
         if self.bumped {
             self.changes.send_modify(|n| *n = n.wrapping_add(1));
         }
+        Ok(())
+    }
+
+    /// Marks a point this transaction can go back to ([`Tx::rollback_to`]) without losing
+    /// what came before, so one item of a batch that fails midway leaves nothing half-done.
+    pub async fn savepoint(&mut self) -> StoreResult<Savepoint> {
+        sqlx::query("SAVEPOINT step").execute(self.c()).await?;
+        Ok(Savepoint {
+            bumped: self.bumped,
+            chain_head: self.chain_head.clone(),
+            recorded: self.recorded,
+        })
+    }
+
+    /// Undoes everything since `point` (the activity chain's head included).
+    pub async fn rollback_to(&mut self, point: Savepoint) -> StoreResult<()> {
+        sqlx::query("ROLLBACK TO SAVEPOINT step")
+            .execute(self.c())
+            .await?;
+        sqlx::query("RELEASE SAVEPOINT step")
+            .execute(self.c())
+            .await?;
+        self.bumped = point.bumped;
+        self.chain_head = point.chain_head;
+        self.recorded = point.recorded;
+        Ok(())
+    }
+
+    /// Keeps everything since `point`.
+    pub async fn release(&mut self, point: Savepoint) -> StoreResult<()> {
+        let _ = point;
+        sqlx::query("RELEASE SAVEPOINT step")
+            .execute(self.c())
+            .await?;
         Ok(())
     }
 

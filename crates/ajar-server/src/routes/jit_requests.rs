@@ -1331,32 +1331,36 @@ pub async fn run_due(state: &AppState, now: Timestamp) -> StoreResult<u64> {
             continue;
         };
         let limit = state.request_writer.live_grant_limit;
-        let after = match apply_effects(&mut tx, &row, &before, after, now, limit).await {
-            Ok(after) => after,
-            Err(e) => {
-                tracing::error!(request = %id, error = %e.0.message, "request effects failed");
-                continue;
+        // Each request moves whole or not at all: one that fails midway is undone and tried
+        // again next pass, and the others still move.
+        let point = tx.savepoint().await?;
+        let moved: AppResult<bool> = async {
+            let after = apply_effects(&mut tx, &row, &before, after, now, limit).await?;
+            save(&mut tx, &mut row, &after).await?;
+            journal_steps(
+                &mut tx,
+                &Actor::scheduler(),
+                &row,
+                Some(&before),
+                &after,
+                now,
+            )
+            .await?;
+            if after.warned_since(&before) {
+                tracing::info!(request = %id, requester = %row.requester, "access expires in 15 minutes");
             }
-        };
-        if after.warned_since(&before) {
-            tracing::info!(request = %id, requester = %row.requester, "access expires in 15 minutes");
+            Ok(after != before)
         }
-        if after != before {
-            changed += 1;
-        }
-        save(&mut tx, &mut row, &after).await?;
-        if let Err(e) = journal_steps(
-            &mut tx,
-            &Actor::scheduler(),
-            &row,
-            Some(&before),
-            &after,
-            now,
-        )
-        .await
-        {
-            tracing::error!(request = %id, error = %e.0.message, "request steps not recorded");
-            return Err(ajar_store::StoreError::Other(e.0.message));
+        .await;
+        match moved {
+            Ok(moved) => {
+                tx.release(point).await?;
+                changed += u64::from(moved);
+            }
+            Err(e) => {
+                tracing::error!(request = %id, error = %e.0.message, "request could not move; undone");
+                tx.rollback_to(point).await?;
+            }
         }
     }
     // Every step was recorded above; a pass that only moved due times records nothing.

@@ -466,3 +466,59 @@ async fn history_covers_both_kinds_with_filters_and_visibility() {
     }
     assert_eq!(get(&nobody, "").await.status, 403);
 }
+
+#[tokio::test]
+async fn a_request_that_cannot_move_does_not_hold_up_the_others() {
+    let app = TestApp::spawn().await;
+    setup(&app).await;
+    require_approval(&app, json!([{"id":"bob","type":"user"}])).await;
+    let on_vm2 = manual_policy(VM2, json!([{"id":"bob","type":"user"}]), None);
+    call_ok(
+        &app.admin,
+        Method::PUT,
+        &format!("/api/v1{POLICY2}"),
+        Some(on_vm2),
+    )
+    .await;
+    let alice = app.user("alice", Some(("JitRequester", SUB))).await;
+    let port = json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":"10.0.0.1"});
+    let broken = initiate(&alice, POLICY, port.clone()).await;
+    let fine = initiate(&alice, POLICY2, port).await;
+    let (broken, fine) = (
+        broken.body["approvalRequestId"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        fine.body["approvalRequestId"].as_str().unwrap().to_owned(),
+    );
+    // The first request's policy becomes unreadable, so its timeout cannot be recorded.
+    let mut tx = app.state.store.write().await.unwrap();
+    tx.put_policy(
+        POLICY,
+        "s1",
+        "rg1",
+        "default",
+        "{",
+        &[VM.to_owned()],
+        "e9",
+        app.now(),
+    )
+    .await
+    .unwrap();
+    tx.commit_unrecorded().await.unwrap();
+    app.advance(SignedDuration::from_hours(1));
+    app.tick().await;
+    let state = |id: String| {
+        let alice = alice.clone();
+        async move {
+            let r = call(&alice, Method::GET, &format!("/api/v1{id}"), None).await;
+            r.body["properties"]["jitRequestState"].clone()
+        }
+    };
+    assert_eq!(state(fine).await, "Timeout", "the other request moved");
+    assert_eq!(
+        state(broken).await,
+        "Pending",
+        "undone whole, tried again later"
+    );
+}
