@@ -9,21 +9,29 @@
 //! migrations.
 
 mod activity;
+mod agents;
+mod applications;
 mod figures;
 mod gauges;
+mod jit_requests;
+mod machines;
 mod notifications;
+mod policies;
+mod rbac;
+mod requests;
 mod rows;
+mod settings;
+mod tokens;
 mod tx;
 
 pub use activity::{ActivityFilter, ActivityRow, NewActivity};
 pub use figures::Figures;
 pub use gauges::Gauges;
+pub use jit_requests::JitRequestFilter;
 pub use notifications::{OutboxRow, SubscriptionRow};
+pub use requests::{ExpiredPort, NewRequest, PolicyGuard, RequestFilter, RequestsOn};
 pub use rows::*;
-pub use tx::{
-    ExpiredPort, JitRequestFilter, NewRequest, PolicyGuard, RequestFilter, RequestsOn, Savepoint,
-    Tx,
-};
+pub use tx::{Savepoint, Tx};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};

@@ -1,0 +1,183 @@
+//! Managed applications and who is eligible for their roles.
+
+use crate::StoreResult;
+use crate::rows::*;
+use crate::tx::*;
+use jiff::Timestamp;
+use sqlx::any::AnyRow;
+
+pub(crate) fn application_row(r: &AnyRow) -> StoreResult<ApplicationRow> {
+    Ok(ApplicationRow {
+        id: text(r, "id")?,
+        name: text(r, "name")?,
+        properties: text(r, "properties")?,
+        jit_enabled: int(r, "jit_enabled")? != 0,
+    })
+}
+
+pub(crate) fn eligibility_row(r: &AnyRow) -> StoreResult<EligibilityRow> {
+    Ok(EligibilityRow {
+        application_id: text(r, "application_id")?,
+        id: text(r, "id")?,
+        principal: text(r, "principal")?,
+        role_name: text(r, "role_name")?,
+        created_at: from_db(int(r, "created_at")?),
+    })
+}
+
+impl Tx {
+    /// Creates or replaces an application; true when created.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn put_application(
+        &mut self,
+        id: &str,
+        subscription: &str,
+        resource_group: &str,
+        name: &str,
+        properties: &str,
+        jit_enabled: bool,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let existed = self.application(id).await?.is_some();
+        sqlx::query(
+            "INSERT INTO applications (id, subscription, resource_group, name, properties, jit_enabled, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (id) DO UPDATE SET \
+             properties = excluded.properties, updated_at = excluded.updated_at",
+        )
+        .bind(id)
+        .bind(subscription)
+        .bind(resource_group)
+        .bind(name)
+        .bind(properties)
+        .bind(i64::from(jit_enabled))
+        .bind(to_db(now))
+        .execute(self.c())
+        .await?;
+        Ok(!existed)
+    }
+
+    /// One application.
+    pub async fn application(&mut self, id: &str) -> StoreResult<Option<ApplicationRow>> {
+        let row =
+            sqlx::query("SELECT id, name, properties, jit_enabled FROM applications WHERE id = $1")
+                .bind(id)
+                .fetch_optional(self.c())
+                .await?;
+        row.as_ref().map(application_row).transpose()
+    }
+
+    /// Applications in a subscription, or one of its resource groups, by id.
+    pub async fn applications(
+        &mut self,
+        subscription: &str,
+        resource_group: Option<&str>,
+    ) -> StoreResult<Vec<ApplicationRow>> {
+        let rows = sqlx::query(
+            "SELECT id, name, properties, jit_enabled FROM applications \
+             WHERE subscription = $1 AND (CAST($2 AS TEXT) IS NULL OR resource_group = $2) ORDER BY id",
+        )
+        .bind(subscription)
+        .bind(resource_group)
+        .fetch_all(self.c())
+        .await?;
+        rows.iter().map(application_row).collect()
+    }
+
+    /// Every application.
+    pub async fn all_applications(&mut self) -> StoreResult<Vec<ApplicationRow>> {
+        let rows =
+            sqlx::query("SELECT id, name, properties, jit_enabled FROM applications ORDER BY id")
+                .fetch_all(self.c())
+                .await?;
+        rows.iter().map(application_row).collect()
+    }
+
+    /// Deletes an application and its eligibilities; true when it existed.
+    pub async fn delete_application(&mut self, id: &str) -> StoreResult<bool> {
+        sqlx::query("DELETE FROM eligible_roles WHERE application_id = $1")
+            .bind(id)
+            .execute(self.c())
+            .await?;
+        let r = sqlx::query("DELETE FROM applications WHERE id = $1")
+            .bind(id)
+            .execute(self.c())
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Creates or replaces an eligibility; true when created.
+    pub async fn put_eligibility(&mut self, e: &EligibilityRow) -> StoreResult<bool> {
+        let existed = self.eligibility(&e.application_id, &e.id).await?.is_some();
+        sqlx::query(
+            "INSERT INTO eligible_roles (application_id, id, principal, role_name, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (application_id, id) DO UPDATE SET \
+             principal = excluded.principal, role_name = excluded.role_name",
+        )
+        .bind(&e.application_id)
+        .bind(&e.id)
+        .bind(&e.principal)
+        .bind(&e.role_name)
+        .bind(to_db(e.created_at))
+        .execute(self.c())
+        .await?;
+        Ok(!existed)
+    }
+
+    /// One eligibility.
+    pub async fn eligibility(
+        &mut self,
+        application_id: &str,
+        id: &str,
+    ) -> StoreResult<Option<EligibilityRow>> {
+        let row = sqlx::query(
+            "SELECT application_id, id, principal, role_name, created_at FROM eligible_roles \
+             WHERE application_id = $1 AND id = $2",
+        )
+        .bind(application_id)
+        .bind(id)
+        .fetch_optional(self.c())
+        .await?;
+        row.as_ref().map(eligibility_row).transpose()
+    }
+
+    /// An application's eligibilities, by id.
+    pub async fn eligibilities(
+        &mut self,
+        application_id: &str,
+    ) -> StoreResult<Vec<EligibilityRow>> {
+        let rows = sqlx::query(
+            "SELECT application_id, id, principal, role_name, created_at FROM eligible_roles \
+             WHERE application_id = $1 ORDER BY id",
+        )
+        .bind(application_id)
+        .fetch_all(self.c())
+        .await?;
+        rows.iter().map(eligibility_row).collect()
+    }
+
+    /// The eligibilities on applications created without JIT (standing grants), in one query.
+    pub async fn standing_eligibilities(&mut self) -> StoreResult<Vec<EligibilityRow>> {
+        let rows = sqlx::query(
+            "SELECT e.application_id, e.id, e.principal, e.role_name, e.created_at \
+             FROM eligible_roles e JOIN applications a ON a.id = e.application_id \
+             WHERE a.jit_enabled = 0 ORDER BY e.application_id, e.id",
+        )
+        .fetch_all(self.c())
+        .await?;
+        rows.iter().map(eligibility_row).collect()
+    }
+
+    /// Deletes an eligibility; true when it existed.
+    pub async fn delete_eligibility(
+        &mut self,
+        application_id: &str,
+        id: &str,
+    ) -> StoreResult<bool> {
+        let r = sqlx::query("DELETE FROM eligible_roles WHERE application_id = $1 AND id = $2")
+            .bind(application_id)
+            .bind(id)
+            .execute(self.c())
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+}

@@ -1,0 +1,189 @@
+//! Requests on the shared engine: role activations and approval-gated network access.
+
+use crate::StoreResult;
+use crate::rows::*;
+use crate::tx::*;
+use jiff::Timestamp;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+pub(crate) const JIT_REQUEST_COLUMNS: &str = "id, name, application_id, kind, requester, roles, justification, \
+     lifecycle, state, due, created_at, detail, extends";
+
+pub(crate) fn jit_request_row(r: &AnyRow) -> StoreResult<JitRequestRow> {
+    Ok(JitRequestRow {
+        id: text(r, "id")?,
+        name: text(r, "name")?,
+        application_id: text(r, "application_id")?,
+        kind: text(r, "kind")?,
+        requester: text(r, "requester")?,
+        roles: text(r, "roles")?,
+        justification: opt_text(r, "justification")?,
+        lifecycle: text(r, "lifecycle")?,
+        state: text(r, "state")?,
+        due: r.try_get::<Option<i64>, _>("due")?.map(from_db),
+        created_at: from_db(int(r, "created_at")?),
+        detail: opt_text(r, "detail")?,
+        extends: opt_text(r, "extends")?,
+    })
+}
+
+/// A filter over requests on the shared engine (role activations, approval-gated network
+/// access).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JitRequestFilter<'a> {
+    /// Only this requester's.
+    pub requester: Option<&'a str>,
+    /// Only `role` or only `network` requests.
+    pub kind: Option<&'a str>,
+    /// Only in this state.
+    pub state: Option<&'a str>,
+    /// Made at or after this instant.
+    pub from: Option<Timestamp>,
+    /// Made before this instant.
+    pub to: Option<Timestamp>,
+}
+
+impl Tx {
+    /// Stores a new role activation request; false when one with this id exists.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn insert_jit_request(
+        &mut self,
+        r: &JitRequestRow,
+        subscription: &str,
+        resource_group: &str,
+    ) -> StoreResult<bool> {
+        if self.jit_request(&r.id).await?.is_some() {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO jit_requests (id, subscription, resource_group, name, application_id, requester, \
+             roles, justification, lifecycle, state, due, created_at, kind, detail, extends) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        )
+        .bind(&r.id)
+        .bind(subscription)
+        .bind(resource_group)
+        .bind(&r.name)
+        .bind(&r.application_id)
+        .bind(&r.requester)
+        .bind(&r.roles)
+        .bind(&r.justification)
+        .bind(&r.lifecycle)
+        .bind(&r.state)
+        .bind(r.due.map(to_db))
+        .bind(to_db(r.created_at))
+        .bind(&r.kind)
+        .bind(&r.detail)
+        .bind(&r.extends)
+        .execute(self.c())
+        .await?;
+        Ok(true)
+    }
+
+    /// Replaces a request's lifecycle, state and due instant.
+    pub async fn update_jit_request(
+        &mut self,
+        id: &str,
+        lifecycle: &str,
+        state: &str,
+        due: Option<Timestamp>,
+    ) -> StoreResult<()> {
+        sqlx::query("UPDATE jit_requests SET lifecycle = $1, state = $2, due = $3 WHERE id = $4")
+            .bind(lifecycle)
+            .bind(state)
+            .bind(due.map(to_db))
+            .bind(id)
+            .execute(self.c())
+            .await?;
+        Ok(())
+    }
+
+    async fn jit_requests_where(
+        &mut self,
+        cond: &str,
+        arg: &str,
+    ) -> StoreResult<Vec<JitRequestRow>> {
+        let sql = format!(
+            "SELECT {JIT_REQUEST_COLUMNS} FROM jit_requests WHERE {cond} ORDER BY created_at DESC, id DESC"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(arg)
+            .fetch_all(self.c())
+            .await?;
+        rows.iter().map(jit_request_row).collect()
+    }
+
+    /// One role activation request.
+    pub async fn jit_request(&mut self, id: &str) -> StoreResult<Option<JitRequestRow>> {
+        Ok(self
+            .jit_requests_where("id = $1", id)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// An application's requests, newest first.
+    pub async fn jit_requests_of_application(
+        &mut self,
+        application_id: &str,
+    ) -> StoreResult<Vec<JitRequestRow>> {
+        self.jit_requests_where("application_id = $1", application_id)
+            .await
+    }
+
+    /// A newest-first page of requests matching `filter`, after `after`.
+    pub async fn jit_request_history(
+        &mut self,
+        filter: JitRequestFilter<'_>,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<JitRequestRow>> {
+        let sql = format!(
+            "SELECT {JIT_REQUEST_COLUMNS} FROM jit_requests \
+             WHERE (CAST($1 AS TEXT) IS NULL OR requester = $1) \
+               AND (CAST($2 AS TEXT) IS NULL OR kind = $2) \
+               AND (CAST($3 AS TEXT) IS NULL OR state = $3) \
+               AND (CAST($4 AS BIGINT) IS NULL OR created_at >= $4) \
+               AND (CAST($5 AS BIGINT) IS NULL OR created_at < $5) \
+               AND (CAST($6 AS BIGINT) IS NULL OR created_at < $6 OR (created_at = $6 AND id < $7)) \
+             ORDER BY created_at DESC, id DESC LIMIT $8"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(filter.requester)
+            .bind(filter.kind)
+            .bind(filter.state)
+            .bind(filter.from.map(to_db))
+            .bind(filter.to.map(to_db))
+            .bind(after.map(|c| c.created_at))
+            .bind(after.map(|c| c.id.as_str()).unwrap_or(""))
+            .bind(i64::from(limit))
+            .fetch_all(self.c())
+            .await?;
+        rows.iter().map(jit_request_row).collect()
+    }
+
+    /// Requests in a state, newest first.
+    pub async fn jit_requests_in_state(&mut self, state: &str) -> StoreResult<Vec<JitRequestRow>> {
+        self.jit_requests_where("state = $1", state).await
+    }
+
+    /// Ids of requests due at `now` (the scheduler's work list).
+    pub async fn jit_requests_due(&mut self, now: Timestamp) -> StoreResult<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT id FROM jit_requests WHERE due IS NOT NULL AND due <= $1 ORDER BY due",
+        )
+        .bind(to_db(now))
+        .fetch_all(self.c())
+        .await?;
+        rows.iter().map(|r| text(r, "id")).collect()
+    }
+
+    /// The earliest due instant of any role activation request.
+    pub async fn next_jit_due(&mut self) -> StoreResult<Option<Timestamp>> {
+        let row = sqlx::query("SELECT MIN(due) AS due FROM jit_requests WHERE due IS NOT NULL")
+            .fetch_one(self.c())
+            .await?;
+        Ok(row.try_get::<Option<i64>, _>("due")?.map(from_db))
+    }
+}

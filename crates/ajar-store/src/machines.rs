@@ -1,0 +1,105 @@
+//! Machines: the inventory, with the policy covering and the agent guarding each.
+
+use crate::StoreResult;
+use crate::rows::*;
+use crate::tx::*;
+use jiff::Timestamp;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+pub(crate) fn machine_row(r: &AnyRow) -> StoreResult<MachineRow> {
+    Ok(MachineRow {
+        id: text(r, "id")?,
+        name: text(r, "name")?,
+        properties: text(r, "properties")?,
+        policy_id: opt_text(r, "policy_id")?,
+        agent: opt_text(r, "agent")?,
+        agent_last_seen: r.try_get::<Option<i64>, _>("agent_last_seen")?.map(from_db),
+    })
+}
+
+pub(crate) const MACHINE_COLUMNS: &str = "m.id, m.name, m.properties, pm.policy_id, a.name AS agent, \
+     a.last_seen AS agent_last_seen \
+     FROM machines m LEFT JOIN policy_machines pm ON pm.machine_id = m.id \
+     LEFT JOIN agent_machines am ON am.machine_id = m.id LEFT JOIN agents a ON a.id = am.agent_id";
+
+impl Tx {
+    /// Creates or replaces a machine; true when it was created.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn put_machine(
+        &mut self,
+        id: &str,
+        subscription: &str,
+        resource_group: &str,
+        name: &str,
+        properties: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let existed = sqlx::query("SELECT 1 AS one FROM machines WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.c())
+            .await?
+            .is_some();
+        sqlx::query(
+            "INSERT INTO machines (id, subscription, resource_group, name, properties, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6) \
+             ON CONFLICT (id) DO UPDATE SET properties = excluded.properties, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(id)
+        .bind(subscription)
+        .bind(resource_group)
+        .bind(name)
+        .bind(properties)
+        .bind(to_db(now))
+        .execute(self.c())
+        .await?;
+        // Addresses are part of what a host agent protects.
+        self.bump_revision().await?;
+        Ok(!existed)
+    }
+
+    /// One machine.
+    pub async fn machine(&mut self, id: &str) -> StoreResult<Option<MachineRow>> {
+        let sql = format!("SELECT {MACHINE_COLUMNS} WHERE m.id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(self.c())
+            .await?;
+        row.as_ref().map(machine_row).transpose()
+    }
+
+    /// Machines in a subscription, or in one of its resource groups, ordered by id.
+    pub async fn machines(
+        &mut self,
+        subscription: &str,
+        resource_group: Option<&str>,
+    ) -> StoreResult<Vec<MachineRow>> {
+        let sql = format!(
+            "SELECT {MACHINE_COLUMNS} WHERE m.subscription = $1 AND (CAST($2 AS TEXT) IS NULL OR m.resource_group = $2) ORDER BY m.id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(subscription)
+            .bind(resource_group)
+            .fetch_all(self.c())
+            .await?;
+        rows.iter().map(machine_row).collect()
+    }
+
+    /// Deletes a machine; true when it existed.
+    pub async fn delete_machine(&mut self, id: &str) -> StoreResult<bool> {
+        // A machine made again under the same id is not guarded by its predecessor's agent.
+        let unguarded = sqlx::query("DELETE FROM agent_machines WHERE machine_id = $1")
+            .bind(id)
+            .execute(self.c())
+            .await?;
+        if unguarded.rows_affected() > 0 {
+            self.bump_revision().await?;
+        }
+        let r = sqlx::query("DELETE FROM machines WHERE id = $1")
+            .bind(id)
+            .execute(self.c())
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+}

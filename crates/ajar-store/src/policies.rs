@@ -1,0 +1,147 @@
+//! JIT network access policies and the machines they cover.
+
+use crate::StoreResult;
+use crate::rows::*;
+use crate::tx::*;
+use jiff::Timestamp;
+use sqlx::any::AnyRow;
+
+pub(crate) fn policy_row(r: &AnyRow) -> StoreResult<PolicyRow> {
+    Ok(PolicyRow {
+        id: text(r, "id")?,
+        name: text(r, "name")?,
+        rules: text(r, "rules")?,
+        etag: text(r, "etag")?,
+    })
+}
+
+impl Tx {
+    /// One policy.
+    pub async fn policy(&mut self, id: &str) -> StoreResult<Option<PolicyRow>> {
+        let row = sqlx::query("SELECT id, name, rules, etag FROM policies WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.c())
+            .await?;
+        row.as_ref().map(policy_row).transpose()
+    }
+
+    /// The ETag of a policy (cheaper than [`Tx::policy`] when the rules are cached).
+    pub async fn policy_etag(&mut self, id: &str) -> StoreResult<Option<String>> {
+        let row = sqlx::query("SELECT etag FROM policies WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.c())
+            .await?;
+        row.map(|r| text(&r, "etag")).transpose()
+    }
+
+    /// A policy's ETag, and the first of `scopes` where JIT is turned off (if any), in one
+    /// round trip: what an initiate checks before it plans.
+    pub async fn policy_check(
+        &mut self,
+        id: &str,
+        scopes: &[String],
+    ) -> StoreResult<Option<(String, Option<String>)>> {
+        let mut args = Args::default();
+        let id = args.push_text(id);
+        let list: Vec<String> = scopes.iter().map(|s| args.push_text(s)).collect();
+        let list = if list.is_empty() {
+            "NULL".to_owned()
+        } else {
+            list.join(", ")
+        };
+        let row = args
+            .query(format!(
+                "SELECT p.etag, (SELECT MIN(scope) FROM jit_settings WHERE jit_enabled = 0 \
+                 AND scope IN ({list})) AS blocked FROM policies p WHERE p.id = {id}"
+            ))
+            .fetch_optional(self.c())
+            .await?;
+        row.map(|r| Ok((text(&r, "etag")?, opt_text(&r, "blocked")?)))
+            .transpose()
+    }
+
+    /// Policies in a subscription, or in one of its resource groups, ordered by id.
+    pub async fn policies(
+        &mut self,
+        subscription: &str,
+        resource_group: Option<&str>,
+    ) -> StoreResult<Vec<PolicyRow>> {
+        let rows = sqlx::query(
+            "SELECT id, name, rules, etag FROM policies \
+             WHERE subscription = $1 AND (CAST($2 AS TEXT) IS NULL OR resource_group = $2) ORDER BY id",
+        )
+        .bind(subscription)
+        .bind(resource_group)
+        .fetch_all(self.c())
+        .await?;
+        rows.iter().map(policy_row).collect()
+    }
+
+    /// The policy that covers a machine, if any.
+    pub async fn policy_of_machine(&mut self, machine_id: &str) -> StoreResult<Option<String>> {
+        let row = sqlx::query("SELECT policy_id FROM policy_machines WHERE machine_id = $1")
+            .bind(machine_id)
+            .fetch_optional(self.c())
+            .await?;
+        row.map(|r| text(&r, "policy_id")).transpose()
+    }
+
+    /// Creates or replaces a policy and the set of machines it covers; true when created.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn put_policy(
+        &mut self,
+        id: &str,
+        subscription: &str,
+        resource_group: &str,
+        name: &str,
+        rules: &str,
+        machine_ids: &[String],
+        etag: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let existed = self.policy(id).await?.is_some();
+        sqlx::query(
+            "INSERT INTO policies (id, subscription, resource_group, name, rules, etag, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
+             ON CONFLICT (id) DO UPDATE SET rules = excluded.rules, etag = excluded.etag, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(id)
+        .bind(subscription)
+        .bind(resource_group)
+        .bind(name)
+        .bind(rules)
+        .bind(etag)
+        .bind(to_db(now))
+        .execute(self.c())
+        .await?;
+        sqlx::query("DELETE FROM policy_machines WHERE policy_id = $1")
+            .bind(id)
+            .execute(self.c())
+            .await?;
+        for m in machine_ids {
+            sqlx::query("INSERT INTO policy_machines (machine_id, policy_id) VALUES ($1, $2)")
+                .bind(m)
+                .bind(id)
+                .execute(self.c())
+                .await?;
+        }
+        // Protected ports follow the policy.
+        self.bump_revision().await?;
+        Ok(!existed)
+    }
+
+    /// Deletes a policy; true when it existed. Its request history is kept.
+    pub async fn delete_policy(&mut self, id: &str) -> StoreResult<bool> {
+        sqlx::query("DELETE FROM policy_machines WHERE policy_id = $1")
+            .bind(id)
+            .execute(self.c())
+            .await?;
+        let r = sqlx::query("DELETE FROM policies WHERE id = $1")
+            .bind(id)
+            .execute(self.c())
+            .await?;
+        self.bump_revision().await?;
+        Ok(r.rows_affected() > 0)
+    }
+}
