@@ -75,16 +75,14 @@ impl Session {
 /// `HttpOnly` cookie holds.
 pub fn csrf_of(secret: &str) -> String {
     let digest = Sha256::digest(format!("ajar-console-csrf:{secret}").as_bytes());
-    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    hex::encode(&digest[..16])
 }
 
-/// Compares without an early exit, so timing reveals nothing of the expected value.
+/// Compares in constant time, so timing reveals nothing of the expected value (only, as
+/// for any such comparison, whether the lengths differ).
 pub fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    use subtle::ConstantTimeEq;
+    a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
 /// A cookie's value from the request headers.

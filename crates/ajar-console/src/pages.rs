@@ -103,7 +103,7 @@ pub(crate) fn random_hex(bytes: usize) -> String {
     if getrandom::fill(&mut b).is_err() {
         return String::new();
     }
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    hex::encode(b)
 }
 
 /// The page's request parts and the signed-in user, or a redirect to sign in.

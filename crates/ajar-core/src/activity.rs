@@ -74,17 +74,7 @@ pub fn link_hash(prev_hash: &str, content: &Content<'_>) -> String {
     h.update(b"\n");
     // Serializing a struct of strings and integers cannot fail.
     h.update(serde_json::to_vec(content).unwrap_or_default());
-    hex(&h.finalize())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 15)]));
-    }
-    s
+    hex::encode(h.finalize())
 }
 
 /// Where and why a chain is broken.

@@ -37,7 +37,7 @@ pub fn new_token() -> Result<(String, String), AppError> {
         tracing::error!(error = %e, "no randomness for a token");
         AppError::new(ErrorCode::InternalError, "internal error")
     })?;
-    let token = format!("{TOKEN_PREFIX}{}", hex(&bytes));
+    let token = format!("{TOKEN_PREFIX}{}", hex::encode(bytes));
     let hash = hash_token(&token);
     Ok((token, hash))
 }
@@ -45,18 +45,7 @@ pub fn new_token() -> Result<(String, String), AppError> {
 /// The stored form of a token: hex SHA-256. Tokens are 256-bit random strings, so a fast hash
 /// is enough (no password stretching needed) and lookup by hash is constant-cost.
 pub fn hash_token(token: &str) -> String {
-    hex(&Sha256::digest(token.as_bytes()))
-}
-
-/// Lower-case hex of `bytes`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 /// Resolves a role name to its definition: built-in first, then the custom role's stored

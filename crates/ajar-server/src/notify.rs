@@ -784,7 +784,7 @@ pub fn signature(secret: &str, timestamp: i64, body: &str) -> String {
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body.as_bytes());
-    format!("sha256={}", crate::auth::hex(&mac.finalize().into_bytes()))
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 /// Delivers every notification due now, one claimed batch at a time. Returns how many
@@ -1080,23 +1080,13 @@ mod tests {
         // The signed text is "0.what do ya want …", so compare with a direct computation.
         let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"Jefe").unwrap();
         mac.update(b"0.what do ya want for nothing?");
-        let want: String = mac
-            .finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let want = hex::encode(mac.finalize().into_bytes());
         assert_eq!(sig, format!("sha256={want}"));
         assert_ne!(sig, signature("Jefe", 1, "what do ya want for nothing?"));
         // And the primitive itself matches the RFC.
         let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"Jefe").unwrap();
         mac.update(b"what do ya want for nothing?");
-        let rfc: String = mac
-            .finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let rfc = hex::encode(mac.finalize().into_bytes());
         assert_eq!(
             rfc,
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"

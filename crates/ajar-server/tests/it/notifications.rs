@@ -122,13 +122,7 @@ async fn attempts_reach(app: &TestApp, name: &str, attempts: i64) -> Value {
 fn signature(secret: &str, timestamp: &str, body: &str) -> String {
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(format!("{timestamp}.{body}").as_bytes());
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256={hex}")
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 fn header<'a>(h: &'a Hit, name: &str) -> &'a str {
