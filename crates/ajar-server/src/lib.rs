@@ -22,6 +22,7 @@ pub mod auth;
 pub mod body;
 pub mod bootstrap;
 pub mod clock;
+pub mod engine;
 pub mod error;
 pub mod journal;
 pub mod limits;

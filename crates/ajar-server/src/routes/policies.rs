@@ -8,6 +8,7 @@ use super::{
 use crate::AppState;
 use crate::auth::Caller;
 use crate::body::RawBody;
+pub use crate::engine::policies::stored_rules;
 use crate::error::{AppError, AppResult};
 use ajar_api::ErrorCode;
 use ajar_api::wire::{EnableJitBody, List, Policy, PolicyBody, PolicyView, policy_properties};
@@ -43,14 +44,6 @@ pub fn router() -> Router<AppState> {
             "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/machines/{name}/enableJit",
             post(enable_jit),
         )
-}
-
-/// The policy's rules as stored.
-pub fn stored_rules(row: &PolicyRow) -> AppResult<PolicyRules> {
-    serde_json::from_str(&row.rules).map_err(|e| {
-        tracing::error!(policy = %row.id, error = %e, "stored policy unreadable");
-        AppError::new(ErrorCode::InternalError, "internal error")
-    })
 }
 
 /// A stored policy in the API's shape.

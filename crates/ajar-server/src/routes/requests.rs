@@ -9,6 +9,7 @@ use super::{Paging, Reply, page_size, resource_id, ts};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::body::RawBody;
+use crate::engine::requests::{blocking_scopes, port_rows};
 use crate::error::{AppError, AppResult};
 use crate::metrics::access_result;
 use ajar_api::ErrorCode;
@@ -16,7 +17,7 @@ use ajar_api::wire::{
     AccessRequest, AccessRequestMachine, AccessRequestPort, ConnectionDetails, Grant, InitiateBody,
     List,
 };
-use ajar_core::id::{ResourceId, ResourceKind, Scope};
+use ajar_core::id::{ResourceId, ResourceKind};
 use ajar_core::net::SourcePrefix;
 use ajar_core::rbac::actions;
 use ajar_core::request::{StatusReason, plan_initiate};
@@ -196,36 +197,8 @@ async fn counted_initiate(
     result
 }
 
-/// The scopes where JIT being switched off refuses a request under `policy`: its resource group
-/// and its subscription.
-pub fn blocking_scopes(policy: &ResourceId) -> [String; 2] {
-    [
-        policy.resource_group_scope().to_string(),
-        Scope::Subscription(policy.subscription.clone()).to_string(),
-    ]
-}
-
 /// How often an initiate is checked again when its policy changes underneath it.
 const MAX_ATTEMPTS: usize = 3;
-
-pub fn port_rows(request_id: &str, planned: &[ajar_core::request::PlannedPort]) -> Vec<PortRow> {
-    planned
-        .iter()
-        .enumerate()
-        .map(|(seq, p)| {
-            PortRow::initiated(
-                request_id,
-                seq as i64,
-                p.machine.to_string(),
-                p.number.get(),
-                p.protocol.as_str().to_owned(),
-                p.sources.iter().map(ToString::to_string).collect(),
-                p.supersede_key(),
-                at_store_precision(p.end),
-            )
-        })
-        .collect()
-}
 
 /// `top` and `skipToken` of a paged list.
 #[derive(Debug, Deserialize)]
@@ -453,7 +426,7 @@ pub async fn revoke_request(
         tx.close_port(&p.request_id, p.seq, StatusReason::UserRequested, now)
             .await?;
     }
-    super::jit_requests::network_request_revoked(
+    crate::engine::requests::network_request_revoked(
         &mut tx,
         &policy,
         &req.id,

@@ -1,0 +1,6 @@
+//! What ajar does, below the HTTP routes: the request engine (storing, deciding, revoking and
+//! moving requests on time, with their records and notices). Routes parse, authorize, call
+//! here and render; the scheduler and the request writer call here, never a route.
+
+pub mod policies;
+pub mod requests;

@@ -1,0 +1,644 @@
+//! The shared request engine (`ajar_core::lifecycle`) behind role activations and network
+//! access under a policy with manual approval: storing a new request, moving one by an event
+//! (decide, cancel, revoke) with what that means outside the lifecycle, recording each step and
+//! queueing its notices, and the scheduler's part (start, expiry warning, end, timeout). Routes
+//! parse, authorize and render; the scheduler calls [`run_due`].
+//!
+//! A network request stores the initiate as asked; when it becomes active the ports are planned
+//! against the policy as it is then and stored as an ordinary network access request (same id
+//! as the approval request's name), which the agents enforce and the network scheduler closes.
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::{AppError, AppResult};
+use crate::journal::Actor;
+use crate::notify::{self, Notice, NoticeEvent};
+use crate::request_writer::{NewAccess, store_in};
+use ajar_api::ErrorCode;
+use ajar_api::wire::{ApplicationProperties, InitiateBody};
+use ajar_core::activity::Outcome;
+use ajar_core::application::AppJitPolicy;
+use ajar_core::duration::{AccessDuration, MIN_ACCESS};
+use ajar_core::id::{Name, ResourceId, ResourceKind, Scope};
+use ajar_core::lifecycle::{
+    ApprovalRule, Approver, Event, Lifecycle, Refused, RequestState, Start, Step, steps,
+};
+use ajar_core::policy::PolicyRules;
+use ajar_core::principal::Principal;
+use ajar_core::request::{PlannedPort, StatusReason, plan_initiate};
+use ajar_store::{
+    JitRequestRow, PortRow, RequestRow, StoreError, StoreResult, Tx, at_store_precision,
+};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+/// `kind` of a role activation.
+pub(crate) const ROLE: &str = "role";
+
+/// `kind` of approval-gated network access.
+pub(crate) const NETWORK: &str = "network";
+
+impl From<Refused> for AppError {
+    fn from(r: Refused) -> Self {
+        let code = match r {
+            Refused::State(..) | Refused::AlreadyDecided(_) => ErrorCode::Conflict,
+            Refused::NotApprover(_) | Refused::SelfApproval | Refused::NotRequester(_) => {
+                ErrorCode::AuthorizationFailed
+            }
+        };
+        AppError::new(code, r.to_string())
+    }
+}
+
+pub(crate) fn internal() -> AppError {
+    AppError::new(ErrorCode::InternalError, "internal error")
+}
+
+pub(crate) fn bad(target: &str, message: impl Into<String>) -> AppError {
+    AppError::new(ErrorCode::ValidationFailed, message.into()).at(target)
+}
+
+/// The JIT policy of a stored application.
+pub(crate) fn app_policy(properties: &str) -> AppResult<AppJitPolicy> {
+    let props: ApplicationProperties = serde_json::from_str(properties).map_err(|_| internal())?;
+    Ok(props.jit_access_policy.unwrap_or_default().to_domain()?)
+}
+
+pub(crate) fn lifecycle_of(row: &JitRequestRow) -> AppResult<Lifecycle> {
+    serde_json::from_str(&row.lifecycle).map_err(|e| {
+        tracing::error!(request = %row.id, error = %e, "stored request unreadable");
+        internal()
+    })
+}
+
+/// What a network request stores besides its lifecycle: the initiate as asked and the caller's
+/// address ("my IP" is resolved when the ports are planned).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct NetworkDetail {
+    /// The initiate as asked.
+    pub(crate) initiate: InitiateBody,
+    /// The caller's address.
+    pub(crate) address: Option<IpAddr>,
+}
+
+pub(crate) fn network_detail(row: &JitRequestRow) -> AppResult<NetworkDetail> {
+    row.detail
+        .as_deref()
+        .and_then(|d| serde_json::from_str(d).ok())
+        .ok_or_else(internal)
+}
+
+/// The rule that decides a request: its application's, or its network policy's. `None` when
+/// the application or policy is gone.
+pub(crate) async fn rule_of(tx: &mut Tx, row: &JitRequestRow) -> AppResult<Option<ApprovalRule>> {
+    if row.kind == NETWORK {
+        let Some(policy) = tx.policy(&row.application_id).await? else {
+            return Ok(None);
+        };
+        return Ok(Some(super::policies::stored_rules(&policy)?.approval));
+    }
+    match tx.application(&row.application_id).await? {
+        Some(app) => Ok(Some(app_policy(&app.properties)?.approval)),
+        None => Ok(None),
+    }
+}
+
+/// The scope of what a request grants access to: its application or its policy.
+pub(crate) fn target_scope(row: &JitRequestRow) -> AppResult<Scope> {
+    Scope::parse(&row.application_id).map_err(|_| internal())
+}
+
+/// Stores a changed lifecycle.
+pub(crate) async fn save(tx: &mut Tx, row: &mut JitRequestRow, l: &Lifecycle) -> StoreResult<()> {
+    row.lifecycle = serde_json::to_string(l).map_err(|e| StoreError::Other(e.to_string()))?;
+    row.state = l.state.as_str().to_owned();
+    row.due = l.next_due();
+    tx.update_jit_request(&row.id, &row.lifecycle, &row.state, row.due)
+        .await
+}
+
+/// The most requests one principal may have awaiting a decision at once.
+pub const MAX_PENDING_PER_PRINCIPAL: i64 = 50;
+
+/// Inserts a new request made by `actor`, records it and commits; 409 when the name is taken
+/// or its requester already has [`MAX_PENDING_PER_PRINCIPAL`] requests awaiting a decision.
+pub(crate) async fn insert(
+    mut tx: Tx,
+    actor: &Actor,
+    id: &ResourceId,
+    row: &JitRequestRow,
+) -> AppResult<()> {
+    if row.state == RequestState::Pending.as_str()
+        && tx.pending_requests_of(&row.requester).await? >= MAX_PENDING_PER_PRINCIPAL
+    {
+        return Err(AppError::new(
+            ErrorCode::Conflict,
+            format!(
+                "{} has {MAX_PENDING_PER_PRINCIPAL} requests awaiting a decision, the most one \
+                 principal may have; cancel some or wait for them to be decided",
+                row.requester
+            ),
+        ));
+    }
+    if !tx
+        .insert_jit_request(row, id.subscription.as_str(), id.resource_group.as_str())
+        .await?
+    {
+        return Err(AppError::new(
+            ErrorCode::Conflict,
+            format!("{id} exists; requests are not replaced"),
+        )
+        .at(id.to_string()));
+    }
+    let l = lifecycle_of(row)?;
+    journal_steps(&mut tx, actor, row, None, &l, l.created).await?;
+    Ok(tx.commit().await?)
+}
+
+/// Records each step from `before` (`None`: new) to `after` of `row`, as done by `actor`, and
+/// queues the notifications they call for, inside `tx`.
+pub(crate) async fn journal_steps(
+    tx: &mut Tx,
+    actor: &Actor,
+    row: &JitRequestRow,
+    before: Option<&Lifecycle>,
+    after: &Lifecycle,
+    now: Timestamp,
+) -> AppResult<()> {
+    let steps = steps(before, after);
+    if steps.is_empty() {
+        return Ok(());
+    }
+    let approvers: Vec<String> = rule_of(tx, row)
+        .await?
+        .map(|r| {
+            r.approvers
+                .iter()
+                .map(|a| match a {
+                    Approver::User(p) => p.to_string(),
+                    Approver::Group(g) => format!("group:{g}"),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let window = after
+        .window
+        .map(|(s, e)| serde_json::json!({"start": s.to_string(), "end": e.to_string()}));
+    let mut notices = Vec::new();
+    for step in &steps {
+        let mut details = serde_json::json!({
+            "kind": row.kind,
+            "state": after.state.as_str(),
+            "requester": row.requester,
+        });
+        match step {
+            Step::Created => {
+                details["roles"] = serde_json::from_str(&row.roles).unwrap_or_default();
+                details["justification"] = serde_json::json!(row.justification);
+                details["duration"] = serde_json::json!(after.duration.to_string());
+                details["extends"] = serde_json::json!(row.extends);
+            }
+            Step::ApprovalGiven | Step::Denied => {
+                if let Some(d) = after.decisions.last() {
+                    details["reason"] = serde_json::json!(d.reason);
+                }
+            }
+            Step::Failed => details["failure"] = serde_json::json!(after.failure),
+            _ => {}
+        }
+        if let Some(w) = &window {
+            details["window"] = w.clone();
+        }
+        if row.kind == NETWORK && *step == Step::Activated {
+            details["networkRequestId"] = serde_json::json!(row.name);
+        }
+        let result = if *step == Step::Failed {
+            Outcome::Failed
+        } else {
+            Outcome::Succeeded
+        };
+        tx.record(
+            &actor
+                .did(&format!("ajar.jitRequests/{}", step.name()), &row.id, now)
+                .for_request(&row.id)
+                .with_details(details)
+                .with_result(result),
+        )
+        .await?;
+        let event = match step {
+            Step::Created => Some(NoticeEvent::RequestCreated),
+            Step::Approved if !steps.contains(&Step::Created) => Some(NoticeEvent::RequestApproved),
+            Step::Denied => Some(NoticeEvent::RequestDenied),
+            Step::TimedOut => Some(NoticeEvent::RequestTimedOut),
+            Step::ExpiryWarned => Some(NoticeEvent::AccessExpiring),
+            Step::Expired => Some(NoticeEvent::AccessExpired),
+            _ => None,
+        };
+        if let Some(event) = event {
+            notices.push(Notice {
+                event,
+                resource_id: row.id.clone(),
+                request_id: row.id.clone(),
+                kind: if row.kind == NETWORK {
+                    "network"
+                } else {
+                    "role"
+                },
+                requester: row.requester.clone(),
+                approvers: approvers.clone(),
+                justification: row.justification.clone(),
+                window: after.window,
+                at: now,
+            });
+        }
+    }
+    notify::queue(tx, &notices).await?;
+    Ok(())
+}
+
+/// A new request row (not stored).
+pub(crate) fn new_row(
+    id: &ResourceId,
+    kind: &str,
+    target: String,
+    caller: &Caller,
+    roles: &[String],
+    justification: Option<String>,
+    l: &Lifecycle,
+) -> AppResult<JitRequestRow> {
+    Ok(JitRequestRow {
+        id: id.to_string(),
+        name: id.name.to_string(),
+        application_id: target,
+        kind: kind.to_owned(),
+        requester: caller.principal.clone(),
+        roles: serde_json::to_string(roles).map_err(|_| internal())?,
+        justification,
+        lifecycle: serde_json::to_string(l).map_err(|_| internal())?,
+        state: l.state.as_str().to_owned(),
+        due: l.next_due(),
+        created_at: l.created,
+        detail: None,
+        extends: None,
+    })
+}
+
+/// Checks a role activation against its application inside `tx`: the application exists and
+/// has JIT, the duration is within its maximum and the caller is eligible (directly or through
+/// a group) for every role. Answers the approval rule.
+pub(crate) async fn check_role_request(
+    tx: &mut Tx,
+    caller: &Caller,
+    app_id: &str,
+    roles: &[String],
+    duration: AccessDuration,
+) -> AppResult<ApprovalRule> {
+    let target = "properties.applicationResourceId";
+    let Some(app) = tx.application(app_id).await? else {
+        return Err(AppError::new(
+            ErrorCode::NotFound,
+            format!("application {app_id} does not exist"),
+        )
+        .at(target));
+    };
+    if !app.jit_enabled {
+        return Err(AppError::new(
+            ErrorCode::Conflict,
+            "the application was created without JIT: its publishers have standing access",
+        )
+        .at(target));
+    }
+    let policy = app_policy(&app.properties)?;
+    if duration > policy.max_duration {
+        return Err(bad(
+            "properties.jitSchedulingPolicy.duration",
+            format!(
+                "{duration} is longer than the application's maximum of {}",
+                policy.max_duration
+            ),
+        ));
+    }
+    let eligible = tx.eligibilities(app_id).await?;
+    for (i, role) in roles.iter().enumerate() {
+        if !eligible
+            .iter()
+            .any(|e| &e.role_name == role && caller.is_or_belongs_to(&e.principal))
+        {
+            return Err(AppError::new(
+                ErrorCode::AuthorizationFailed,
+                format!(
+                    "{} is not eligible for role {role} on {app_id}",
+                    caller.principal
+                ),
+            )
+            .at(format!(
+                "properties.jitAuthorizationPolicies[{i}].roleDefinitionId"
+            )));
+        }
+    }
+    Ok(policy.approval)
+}
+
+/// The rules of a policy as stored now.
+pub(crate) async fn current_rules(tx: &mut Tx, policy: &ResourceId) -> AppResult<PolicyRules> {
+    let row = tx
+        .policy(&policy.to_string())
+        .await?
+        .ok_or_else(|| AppError::not_found(policy))?;
+    super::policies::stored_rules(&row)
+}
+
+/// A new network request's row: the window lasts as long as the longest planned port, counted
+/// from approval.
+pub(crate) fn network_lifecycle_and_row(
+    id: &ResourceId,
+    caller: &Caller,
+    policy: &ResourceId,
+    rule: &ApprovalRule,
+    detail: NetworkDetail,
+    planned: &[PlannedPort],
+    now: Timestamp,
+) -> AppResult<JitRequestRow> {
+    let longest = planned
+        .iter()
+        .map(|p| p.end.duration_since(now))
+        .max()
+        .unwrap_or(MIN_ACCESS);
+    // An automatic rule never reaches here (such initiates open at once), so this is pending.
+    let requester = Principal::parse(&caller.principal)?;
+    let l = Lifecycle::new(requester, Start::Now, longest, rule, now);
+    let mut row = new_row(
+        id,
+        NETWORK,
+        policy.to_string(),
+        caller,
+        &[],
+        detail.initiate.justification.clone(),
+        &l,
+    )?;
+    row.detail = Some(serde_json::to_string(&detail).map_err(|_| internal())?);
+    Ok(row)
+}
+
+/// Opens an approved network request: plans its ports against the policy as it is now and
+/// stores them as a network access request named like the approval request. Fails (with the
+/// reason, nothing stored) when the policy no longer allows it.
+pub(crate) async fn open_network_access(
+    tx: &mut Tx,
+    row: &JitRequestRow,
+    l: &mut Lifecycle,
+    now: Timestamp,
+    live_grant_limit: usize,
+) -> AppResult<Result<(), String>> {
+    let detail = network_detail(row)?;
+    let Some(policy_row) = tx.policy(&row.application_id).await? else {
+        return Ok(Err("the policy no longer exists".to_owned()));
+    };
+    let rules = super::policies::stored_rules(&policy_row)?;
+    let requested = match detail.initiate.to_domain() {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e.message)),
+    };
+    let planned = match plan_initiate(&rules, &requested, now, detail.address) {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(format!("{}: {}", e.target, e.message))),
+    };
+    let Ok(policy) = ResourceId::parse(&row.application_id) else {
+        return Ok(Err("the policy id is not valid".to_owned()));
+    };
+    let mut access = NewAccess {
+        request: RequestRow {
+            id: row.name.clone(),
+            policy_id: row.application_id.clone(),
+            requestor: row.requester.clone(),
+            justification: row.justification.clone(),
+            source_address: detail.address.map(|a| a.to_string()),
+            created_at: now,
+        },
+        ports: port_rows(&row.name, &planned),
+        etag: policy_row.etag.clone(),
+        blocking_scopes: blocking_scopes(&policy).to_vec(),
+        // Recorded as the approval request's activation.
+        activity: None,
+        live_grant_limit,
+    };
+    let outcome = store_in(tx, &mut [&mut access]).await?.pop();
+    match outcome {
+        Some(Ok(Some(_))) => {
+            let end = planned.iter().map(|p| p.end).max().unwrap_or(now);
+            l.window = Some((now, end));
+            Ok(Ok(()))
+        }
+        Some(Err(e)) => Ok(Err(e.0.message)),
+        _ => Ok(Err("JIT is disabled for the policy's scope".to_owned())),
+    }
+}
+
+/// Closes the open ports of an approved network request.
+pub(crate) async fn close_network_access(
+    tx: &mut Tx,
+    row: &JitRequestRow,
+    now: Timestamp,
+) -> AppResult<()> {
+    if let Some((_, ports)) = tx.request(&row.name).await? {
+        for p in ports {
+            tx.close_port(&p.request_id, p.seq, StatusReason::UserRequested, now)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Applies what a change of state means outside the lifecycle: a network request that became
+/// active opens its ports (or fails), one that was revoked closes them.
+pub(crate) async fn apply_effects(
+    tx: &mut Tx,
+    row: &JitRequestRow,
+    before: &Lifecycle,
+    mut after: Lifecycle,
+    now: Timestamp,
+    live_grant_limit: usize,
+) -> AppResult<Lifecycle> {
+    if row.kind != NETWORK || before.state == after.state {
+        return Ok(after);
+    }
+    match (before.state, after.state) {
+        (_, RequestState::Active) => {
+            if let Err(reason) =
+                open_network_access(tx, row, &mut after, now, live_grant_limit).await?
+            {
+                tracing::warn!(request = %row.id, %reason, "approved network access could not open");
+                after = after.apply(Event::Fail(reason), &ApprovalRule::default(), now)?;
+            }
+        }
+        (RequestState::Active, RequestState::Revoked) => close_network_access(tx, row, now).await?,
+        _ => {}
+    }
+    Ok(after)
+}
+
+/// Applies an event to a stored request in one write transaction, with its effects.
+/// Reads the request inside the write transaction, so two decisions cannot both count on a
+/// stale copy.
+pub(crate) async fn transition(
+    state: &AppState,
+    actor: &Actor,
+    id: &ResourceId,
+    make: impl FnOnce(Timestamp) -> Event,
+) -> AppResult<JitRequestRow> {
+    let now = at_store_precision(state.clock.now());
+    let mut tx = state.store.write().await?;
+    let mut row = tx
+        .jit_request(&id.to_string())
+        .await?
+        .ok_or_else(|| AppError::not_found(id))?;
+    let event = make(now);
+    let rule = match rule_of(&mut tx, &row).await? {
+        Some(rule) => rule,
+        // Decisions need the rule; cancel and revoke do not.
+        None if matches!(event, Event::Approve(..) | Event::Deny(..)) => {
+            return Err(AppError::new(
+                ErrorCode::Conflict,
+                "the request's application or policy no longer exists",
+            ));
+        }
+        None => ApprovalRule::default(),
+    };
+    let before = lifecycle_of(&row)?;
+    let after = before.apply(event, &rule, now)?;
+    let limit = state.request_writer.live_grant_limit;
+    let after = apply_effects(&mut tx, &row, &before, after, now, limit).await?;
+    save(&mut tx, &mut row, &after).await?;
+    journal_steps(&mut tx, actor, &row, Some(&before), &after, now).await?;
+    tx.commit().await?;
+    state.access_index.invalidate();
+    Ok(row)
+}
+
+/// Called when a network request is revoked through the policy's `requests/{id}/revoke`: the
+/// approval request that opened it (if any) is revoked too, inside the same transaction.
+pub(crate) async fn network_request_revoked(
+    tx: &mut Tx,
+    policy: &ResourceId,
+    request_id: &str,
+    caller: &Caller,
+    now: Timestamp,
+) -> AppResult<()> {
+    let Ok(id) = request_id_of(policy, request_id) else {
+        return Ok(());
+    };
+    let Some(mut row) = tx.jit_request(&id.to_string()).await? else {
+        return Ok(());
+    };
+    let before = lifecycle_of(&row)?;
+    let event = Event::Revoke {
+        by: Principal::parse(&caller.principal)?,
+        admin: true,
+    };
+    if let Ok(after) = before.apply(event, &ApprovalRule::default(), now) {
+        save(tx, &mut row, &after).await?;
+        journal_steps(tx, &Actor::from(caller), &row, Some(&before), &after, now).await?;
+    }
+    Ok(())
+}
+
+/// The id of the request `name` in the resource group of `target` (its application or policy).
+pub(crate) fn request_id_of(target: &ResourceId, name: &str) -> AppResult<ResourceId> {
+    Ok(target.sibling(ResourceKind::JitRequest, Name::parse(name)?))
+}
+
+/// The scheduler's part: moves every request due at `now` (start, expiry warning, end,
+/// timeout), with effects. Returns how many changed.
+pub(crate) async fn run_due(state: &AppState, now: Timestamp) -> StoreResult<u64> {
+    let mut read = state.store.read().await?;
+    if read.next_jit_due().await?.is_none_or(|d| d > now) {
+        return Ok(0);
+    }
+    drop(read);
+    let mut tx = state.store.write().await?;
+    let mut changed = 0;
+    for id in tx.jit_requests_due(now).await? {
+        let Some(mut row) = tx.jit_request(&id).await? else {
+            continue;
+        };
+        let Ok(before) = serde_json::from_str::<Lifecycle>(&row.lifecycle) else {
+            tracing::error!(request = %id, "stored request unreadable; skipped");
+            continue;
+        };
+        // Time alone never needs the approval rule.
+        let Ok(after) = before.apply(Event::Tick, &ApprovalRule::default(), now) else {
+            continue;
+        };
+        let limit = state.request_writer.live_grant_limit;
+        // Each request moves whole or not at all: one that fails midway is undone and tried
+        // again next pass, and the others still move.
+        let point = tx.savepoint().await?;
+        let moved: AppResult<bool> = async {
+            let after = apply_effects(&mut tx, &row, &before, after, now, limit).await?;
+            save(&mut tx, &mut row, &after).await?;
+            journal_steps(
+                &mut tx,
+                &Actor::scheduler(),
+                &row,
+                Some(&before),
+                &after,
+                now,
+            )
+            .await?;
+            if after.warned_since(&before) {
+                tracing::info!(request = %id, requester = %row.requester, "access expires in 15 minutes");
+            }
+            Ok(after != before)
+        }
+        .await;
+        match moved {
+            Ok(moved) => {
+                tx.release(point).await?;
+                changed += u64::from(moved);
+            }
+            Err(e) => {
+                tracing::error!(request = %id, error = %e.0.message, "request could not move; undone");
+                tx.rollback_to(point).await?;
+            }
+        }
+    }
+    // Every step was recorded above; a pass that only moved due times records nothing.
+    tx.commit_unrecorded().await?;
+    if changed > 0 {
+        state.access_index.invalidate();
+    }
+    Ok(changed)
+}
+
+/// The scopes where JIT being switched off refuses a request under `policy`: its resource group
+/// and its subscription.
+pub(crate) fn blocking_scopes(policy: &ResourceId) -> [String; 2] {
+    [
+        policy.resource_group_scope().to_string(),
+        Scope::Subscription(policy.subscription.clone()).to_string(),
+    ]
+}
+
+/// The ports of a planned request as rows to store.
+pub(crate) fn port_rows(
+    request_id: &str,
+    planned: &[ajar_core::request::PlannedPort],
+) -> Vec<PortRow> {
+    planned
+        .iter()
+        .enumerate()
+        .map(|(seq, p)| {
+            PortRow::initiated(
+                request_id,
+                seq as i64,
+                p.machine.to_string(),
+                p.number.get(),
+                p.protocol.as_str().to_owned(),
+                p.sources.iter().map(ToString::to_string).collect(),
+                p.supersede_key(),
+                at_store_precision(p.end),
+            )
+        })
+        .collect()
+}
