@@ -642,3 +642,39 @@ pub(crate) fn port_rows(
         })
         .collect()
 }
+
+/// Stores an initiate under a policy with manual approval as a pending request in the policy's
+/// resource group, recorded and notified; answers its id and row. `planned` is the plan checked
+/// now; the ports are planned again when it is approved.
+pub(crate) async fn file_network_request(
+    state: &AppState,
+    caller: &Caller,
+    policy: &ResourceId,
+    initiate: &InitiateBody,
+    planned: &[PlannedPort],
+    now: Timestamp,
+) -> AppResult<(ResourceId, JitRequestRow)> {
+    let id = request_id_of(policy, &uuid::Uuid::new_v4().to_string())?;
+    let mut tx = state.store.write().await?;
+    let rules = current_rules(&mut tx, policy).await?;
+    if rules.approval.automatic {
+        return Err(AppError::new(
+            ErrorCode::Conflict,
+            "the policy changed while the request was checked; retry",
+        ));
+    }
+    let stored = network_lifecycle_and_row(
+        &id,
+        caller,
+        policy,
+        &rules.approval,
+        NetworkDetail {
+            initiate: initiate.clone(),
+            address: caller.address,
+        },
+        planned,
+        now,
+    )?;
+    insert(tx, &Actor::from(caller), &id, &stored).await?;
+    Ok((id, stored))
+}

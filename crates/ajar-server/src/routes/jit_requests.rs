@@ -3,37 +3,35 @@
 //! approval. Create, read, approve, deny, cancel, revoke, extend; the approver's inbox; and the
 //! history of both kinds. Each parses, authorizes, calls the engine and renders.
 
-use super::requests::{PageQuery, request_view};
-use super::{Paging, Reply, instant, resource_id, ts};
+use super::{PageQuery, Paging, Reply, instant, resource_id, ts};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::body::RawBody;
 use crate::engine::requests::{
-    NETWORK, NetworkDetail, ROLE, bad, check_role_request, current_rules, insert, internal,
-    lifecycle_of, network_detail, network_lifecycle_and_row, new_row, port_rows, request_id_of,
-    rule_of, target_scope, transition,
+    NETWORK, ROLE, bad, check_role_request, current_rules, insert, internal, lifecycle_of,
+    network_detail, network_lifecycle_and_row, new_row, request_id_of, rule_of, target_scope,
+    transition,
 };
 use crate::error::{AppError, AppResult};
 use crate::journal::Actor;
 use ajar_api::ErrorCode;
 use ajar_api::wire::{
-    AccessRequest, DecisionBody, DecisionView, ExtendBody, HistoryEntry, InitiateBody,
-    JitAuthorizationPolicy, JitRequest, JitRequestBody, JitRequestView, JitSchedulingPolicy, List,
+    DecisionBody, DecisionView, ExtendBody, HistoryEntry, JitAuthorizationPolicy, JitRequest,
+    JitRequestBody, JitRequestView, JitSchedulingPolicy, List,
 };
 use ajar_core::duration::{AccessDuration, MAX_ACCESS, MIN_ACCESS};
 use ajar_core::id::{ResourceId, ResourceKind, Scope};
 use ajar_core::lifecycle::{ApprovalRule, Decision, Event, Lifecycle, RequestState, Start};
 use ajar_core::principal::Principal;
 use ajar_core::rbac::{actions, parse_role_name};
-use ajar_core::request::{PlannedPort, StatusReason, plan_initiate};
+use ajar_core::request::{StatusReason, plan_initiate};
 use ajar_store::{
-    Cursor, JitRequestFilter, JitRequestRow, RequestFilter, RequestRow, RequestsOn, Tx,
-    at_store_precision,
+    Cursor, JitRequestFilter, JitRequestRow, RequestFilter, RequestsOn, Tx, at_store_precision,
 };
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
-use jiff::{SignedDuration, Timestamp};
+use jiff::SignedDuration;
 use serde::Deserialize;
 
 pub fn router() -> Router<AppState> {
@@ -234,62 +232,6 @@ async fn counted_create_jit_request(
         crate::metrics::access_result(result.as_ref().map(pending)),
     );
     result
-}
-
-/// Stores an initiate under a policy with manual approval as a pending request in the policy's
-/// resource group, and answers it in the network request shape with its ports `Pending`.
-/// `planned` is the plan checked now; the ports are planned again when it is approved.
-pub async fn create_network_request(
-    state: &AppState,
-    caller: &Caller,
-    policy: &ResourceId,
-    initiate: &InitiateBody,
-    planned: &[PlannedPort],
-    now: Timestamp,
-) -> AppResult<Reply<AccessRequest>> {
-    let name = uuid::Uuid::new_v4().to_string();
-    let id = request_id_of(policy, &name)?;
-    let mut tx = state.store.write().await?;
-    let rules = current_rules(&mut tx, policy).await?;
-    if rules.approval.automatic {
-        return Err(AppError::new(
-            ErrorCode::Conflict,
-            "the policy changed while the request was checked; retry",
-        ));
-    }
-    let stored = network_lifecycle_and_row(
-        &id,
-        caller,
-        policy,
-        &rules.approval,
-        NetworkDetail {
-            initiate: initiate.clone(),
-            address: caller.address,
-        },
-        planned,
-        now,
-    )?;
-    insert(tx, &Actor::from(caller), &id, &stored).await?;
-    let pending = RequestRow {
-        id: name.clone(),
-        policy_id: policy.to_string(),
-        requestor: caller.principal.clone(),
-        justification: initiate.justification.clone(),
-        source_address: caller.address.map(|a| a.to_string()),
-        created_at: now,
-    };
-    let mut answer = request_view(&pending, &port_rows(&name, planned));
-    for port in answer
-        .virtual_machines
-        .iter_mut()
-        .flat_map(|m| m.ports.iter_mut())
-    {
-        port.status = "Pending".to_owned();
-        port.status_reason = "AwaitingApproval".to_owned();
-    }
-    answer.approval_request_id = Some(id.to_string());
-    answer.approval_state = Some(stored.state.clone());
-    Ok(Reply::accepted(answer))
 }
 
 /// Loads a request the caller may see: with `ajar.jitRequests/read` at its scope, or their own.

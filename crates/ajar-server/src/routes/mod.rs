@@ -290,3 +290,40 @@ mod tests {
         assert!(check_preconditions(&h, Some("abc")).is_err());
     }
 }
+
+/// `top` and `skipToken` of a paged list.
+#[derive(Debug, serde::Deserialize)]
+pub struct PageQuery {
+    top: Option<String>,
+    #[serde(rename = "skipToken")]
+    skip_token: Option<String>,
+}
+
+impl PageQuery {
+    /// The page size and the position to continue from.
+    pub fn parse(&self) -> AppResult<(u32, Option<ajar_store::Cursor>)> {
+        let top = match &self.top {
+            None => None,
+            Some(t) => Some(t.parse::<u32>().map_err(|_| {
+                AppError::new(ErrorCode::InvalidParameter, "top must be a whole number").at("top")
+            })?),
+        };
+        let cursor = match &self.skip_token {
+            None => None,
+            Some(t) => Some(
+                t.split_once('.')
+                    .and_then(|(at, id)| {
+                        Some(ajar_store::Cursor {
+                            created_at: at.parse().ok()?,
+                            id: id.to_owned(),
+                        })
+                    })
+                    .ok_or_else(|| {
+                        AppError::new(ErrorCode::InvalidParameter, "skipToken is not valid")
+                            .at("skipToken")
+                    })?,
+            ),
+        };
+        Ok((page_size(top)?, cursor))
+    }
+}

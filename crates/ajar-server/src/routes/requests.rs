@@ -5,7 +5,7 @@
 //! a requester may read and revoke their own requests while they still hold
 //! `ajar.jit/policies/initiate/action` at the policy's scope.
 
-use super::{Paging, Reply, page_size, resource_id, ts};
+use super::{PageQuery, Paging, Reply, resource_id, ts};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::body::RawBody;
@@ -21,11 +21,10 @@ use ajar_core::id::{ResourceId, ResourceKind};
 use ajar_core::net::SourcePrefix;
 use ajar_core::rbac::actions;
 use ajar_core::request::{StatusReason, plan_initiate};
-use ajar_store::{Cursor, PortRow, RequestFilter, RequestRow, RequestsOn, at_store_precision};
+use ajar_store::{PortRow, RequestFilter, RequestRow, RequestsOn, at_store_precision};
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
-use serde::Deserialize;
 use serde_json::json;
 
 pub fn router() -> Router<AppState> {
@@ -136,10 +135,13 @@ pub async fn initiate(
         let now = at_store_precision(state.clock.now());
         let planned = plan_initiate(&rules, &requested, now, caller.address)?;
         if !rules.approval.automatic {
-            return super::jit_requests::create_network_request(
+            let (id, stored) = crate::engine::requests::file_network_request(
                 &state, &caller, &id, &body, &planned, now,
             )
-            .await;
+            .await?;
+            return Ok(Reply::accepted(pending_view(
+                &id, &stored, &caller, &body, &planned, now,
+            )));
         }
         let request = RequestRow {
             id: uuid::Uuid::new_v4().to_string(),
@@ -183,6 +185,37 @@ pub async fn initiate(
     ))
 }
 
+/// An initiate waiting for approval in the network request shape, its ports `Pending`.
+fn pending_view(
+    id: &ResourceId,
+    stored: &ajar_store::JitRequestRow,
+    caller: &Caller,
+    body: &InitiateBody,
+    planned: &[ajar_core::request::PlannedPort],
+    now: jiff::Timestamp,
+) -> AccessRequest {
+    let pending = RequestRow {
+        id: stored.name.clone(),
+        policy_id: stored.application_id.clone(),
+        requestor: caller.principal.clone(),
+        justification: body.justification.clone(),
+        source_address: caller.address.map(|a| a.to_string()),
+        created_at: now,
+    };
+    let mut answer = request_view(&pending, &port_rows(&stored.name, planned));
+    for port in answer
+        .virtual_machines
+        .iter_mut()
+        .flat_map(|m| m.ports.iter_mut())
+    {
+        port.status = "Pending".to_owned();
+        port.status_reason = "AwaitingApproval".to_owned();
+    }
+    answer.approval_request_id = Some(id.to_string());
+    answer.approval_state = Some(stored.state.clone());
+    answer
+}
+
 /// [`initiate`], counted in `ajar_access_requests_total{kind="network"}`.
 async fn counted_initiate(
     state: State<AppState>,
@@ -199,43 +232,6 @@ async fn counted_initiate(
 
 /// How often an initiate is checked again when its policy changes underneath it.
 const MAX_ATTEMPTS: usize = 3;
-
-/// `top` and `skipToken` of a paged list.
-#[derive(Debug, Deserialize)]
-pub struct PageQuery {
-    top: Option<String>,
-    #[serde(rename = "skipToken")]
-    skip_token: Option<String>,
-}
-
-impl PageQuery {
-    /// The page size and the position to continue from.
-    pub fn parse(&self) -> AppResult<(u32, Option<Cursor>)> {
-        let top = match &self.top {
-            None => None,
-            Some(t) => Some(t.parse::<u32>().map_err(|_| {
-                AppError::new(ErrorCode::InvalidParameter, "top must be a whole number").at("top")
-            })?),
-        };
-        let cursor = match &self.skip_token {
-            None => None,
-            Some(t) => Some(
-                t.split_once('.')
-                    .and_then(|(at, id)| {
-                        Some(Cursor {
-                            created_at: at.parse().ok()?,
-                            id: id.to_owned(),
-                        })
-                    })
-                    .ok_or_else(|| {
-                        AppError::new(ErrorCode::InvalidParameter, "skipToken is not valid")
-                            .at("skipToken")
-                    })?,
-            ),
-        };
-        Ok((page_size(top)?, cursor))
-    }
-}
 
 /// Lists a page of requests; `base` is the list's own path, for `nextLink`.
 async fn list_requests(
