@@ -2,5 +2,6 @@
 //! moving requests on time, with their records and notices). Routes parse, authorize, call
 //! here and render; the scheduler and the request writer call here, never a route.
 
+pub mod desired;
 pub mod policies;
 pub mod requests;

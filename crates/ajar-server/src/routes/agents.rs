@@ -10,10 +10,7 @@ use crate::auth::{Caller, new_token};
 use crate::body::RawBody;
 use crate::error::{AppError, AppResult};
 use ajar_api::ErrorCode;
-use ajar_api::wire::{
-    Agent, AgentCreate, AgentReport, DesiredGrant, DesiredMachine, DesiredState, List,
-    MachineProperties, ProtectedPort,
-};
+use ajar_api::wire::{Agent, AgentCreate, AgentReport, DesiredState, List, MachineProperties};
 use ajar_core::agent::{AgentMode, is_live};
 use ajar_core::id::Scope;
 use ajar_core::rbac::actions;
@@ -310,7 +307,8 @@ pub struct DesiredQuery {
     wait_seconds: Option<String>,
 }
 
-/// Builds an agent's desired state from the store.
+/// Builds an agent's desired state: reads its machines, their open grants and the policies
+/// of both, then projects them ([`crate::engine::desired::project`]).
 async fn build_desired(state: &AppState, agent: &AgentRow) -> AppResult<DesiredState> {
     let now = state.clock.now();
     let mut tx = state.store.read().await?;
@@ -330,69 +328,27 @@ async fn build_desired(state: &AppState, agent: &AgentRow) -> AppResult<DesiredS
         }
     }
     drop(tx);
-    let mut out = Vec::with_capacity(machines.len());
-    for m in &machines {
+    let mut guarded = Vec::with_capacity(machines.len());
+    for m in machines {
         let props: MachineProperties = serde_json::from_str(&m.properties)
             .map_err(|_| AppError::new(ErrorCode::InternalError, "internal error"))?;
-        let protected_ports = m
-            .policy_id
-            .as_ref()
-            .and_then(|p| policies.get(p))
-            .and_then(|rules| {
-                let id = ajar_core::id::ResourceId::parse(&m.id).ok()?;
-                rules.machine(&id).map(|mr| {
-                    mr.ports
-                        .iter()
-                        .map(|r| ProtectedPort {
-                            number: r.number,
-                            protocol: r.protocol,
-                        })
-                        .collect()
-                })
-            })
-            .unwrap_or_default();
-        let mut machine_grants = Vec::new();
-        for g in grants.iter().filter(|g| g.port.machine_id == m.id) {
-            let parse = || -> Option<DesiredGrant> {
-                Some(DesiredGrant {
-                    request_id: g.port.request_id.clone(),
-                    seq: g.port.seq,
-                    number: ajar_core::net::Port::from(g.port.number),
-                    protocol: ajar_core::net::Protocol::parse(&g.port.protocol).ok()?,
-                    sources: g
-                        .port
-                        .sources
-                        .iter()
-                        .map(|s| ajar_core::net::SourcePrefix::parse(s).ok())
-                        .collect::<Option<Vec<_>>>()?,
-                    end_time_utc: g.port.end_time,
-                    mapped_port: g.port.mapped_port,
-                    cut_established: policies
-                        .get(&g.policy_id)
-                        .is_some_and(|r| r.cut_established),
-                })
-            };
-            match parse() {
-                Some(grant) => machine_grants.push(grant),
-                None => {
-                    tracing::error!(request = %g.port.request_id, "stored grant unreadable; not sent")
-                }
-            }
-        }
-        out.push(DesiredMachine {
-            id: m.id.clone(),
+        guarded.push(crate::engine::desired::Guarded {
+            id: m.id,
             addresses: props.addresses,
-            protected_ports,
-            grants: machine_grants,
+            policy_id: m.policy_id,
         });
     }
-    Ok(DesiredState {
+    Ok(crate::engine::desired::project(
+        crate::engine::desired::Agent {
+            mode: AgentMode::parse(&agent.mode)?,
+            public_address: agent.public_address.as_deref().and_then(|a| a.parse().ok()),
+        },
         revision,
-        server_time: now,
-        mode: AgentMode::parse(&agent.mode)?,
-        public_address: agent.public_address.as_deref().and_then(|a| a.parse().ok()),
-        machines: out,
-    })
+        now,
+        &guarded,
+        &grants,
+        &policies,
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/agent/desiredState", tag = "agents",
