@@ -255,10 +255,7 @@ impl Agent {
 
 /// The agent host's own clock: only a tie-breaker when the server's clock goes back (see
 /// [`Timing`]); grant timeouts never depend on it alone.
-#[allow(
-    clippy::disallowed_methods,
-    reason = "the agent's own wall clock, used only to tell a corrected server clock from one set back"
-)]
 fn local_time() -> Timestamp {
-    Timestamp::now()
+    use ajar_core::clock::Clock;
+    ajar_api::clock::SystemClock.now()
 }

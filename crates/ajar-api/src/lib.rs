@@ -9,6 +9,7 @@
 //! - [`client`]: a small typed client over `reqwest`.
 
 pub mod client;
+pub mod clock;
 pub mod error;
 pub mod wire;
 

@@ -4,6 +4,7 @@
 
 use crate::profile::{self, LoginArgs, Profile, Resolved};
 use crate::{CliError, CliResult, usage};
+use ajar_api::clock::{Clock, SystemClock};
 use ajar_api::wire::{IdentityProvider, List};
 use ajar_oidc::flows::{self, DevicePoll, TokenResponse};
 use ajar_oidc::{IssuerConfig, Provider};
@@ -117,13 +118,9 @@ fn bearer(tokens: &TokenResponse) -> CliResult<String> {
         .ok_or_else(|| CliError::Failed("the identity provider returned no token".into()))
 }
 
-/// Whether `token` (a JWT) expires within [`RENEW_BEFORE_SECS`].
-fn expiring(token: &str) -> bool {
-    #[allow(
-        clippy::disallowed_methods,
-        reason = "the CLI compares its saved token's expiry with the wall clock"
-    )]
-    let now = jiff::Timestamp::now().as_second();
+/// Whether `token` (a JWT) expires within [`RENEW_BEFORE_SECS`] of `now`.
+fn expiring(token: &str, now: jiff::Timestamp) -> bool {
+    let now = now.as_second();
     flows::unverified_claim(token, "exp")
         .and_then(|v| v.as_i64())
         .is_some_and(|exp| exp - RENEW_BEFORE_SECS <= now)
@@ -135,7 +132,7 @@ pub async fn renewed(mut resolved: Resolved) -> CliResult<Resolved> {
     let (Some(name), Some(token)) = (resolved.renewable.clone(), resolved.token.as_deref()) else {
         return Ok(resolved);
     };
-    if !expiring(token) {
+    if !expiring(token, SystemClock.now()) {
         return Ok(resolved);
     }
     let mut file = profile::read()?;

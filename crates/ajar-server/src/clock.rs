@@ -1,15 +1,3 @@
-//! The real clock: the only place ajar reads the system time.
+//! The real clock, shared with the agent and the CLI: see [`ajar_api::clock`].
 
-use ajar_core::clock::Clock;
-use jiff::Timestamp;
-
-/// Reads the system clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    #[allow(clippy::disallowed_methods, reason = "the one sanctioned clock read")]
-    fn now(&self) -> Timestamp {
-        Timestamp::now()
-    }
-}
+pub use ajar_api::clock::SystemClock;
