@@ -1,0 +1,206 @@
+//! Enforcement agents, their desired state and their reports.
+
+use ajar_core::id::ResourceId;
+use ajar_core::net::{Port, Protocol, SourcePrefix};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+use utoipa::ToSchema;
+
+/// Body of `POST /api/v1/agents`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentCreate {
+    /// Unique name; the agent's token authenticates the principal `agent:NAME`.
+    #[schema(value_type = String)]
+    pub name: ajar_core::id::Name,
+    /// `host` (on the machine) or `gateway` (in front of machines, mapping ports).
+    #[schema(value_type = String, example = "host")]
+    pub mode: ajar_core::agent::AgentMode,
+    /// Machines the agent guards.
+    #[schema(value_type = Vec<String>)]
+    pub machines: Vec<ResourceId>,
+    /// Gateway only: the address clients connect to.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub public_address: Option<IpAddr>,
+    /// Gateway only: ports handed out as mapped ports, `LOW-HIGH`.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "40000-40999")]
+    pub mapped_port_range: Option<ajar_core::agent::PortRange>,
+    /// The networks its machines' addresses must lie in (for a gateway, where it may forward
+    /// to; for a host, its own addresses). Without them any address is accepted, but a guarded
+    /// machine's addresses can still change only with `ajar.agents/write` at `/`.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>, example = json!(["10.99.0.0/24"]))]
+    pub address_prefixes: Option<Vec<ajar_core::net::SourcePrefix>>,
+}
+
+/// An agent and its health.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Agent {
+    /// Agent id.
+    pub id: String,
+    /// The agent's token, shown only when it is registered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Name.
+    pub name: String,
+    /// `host` or `gateway`.
+    pub mode: String,
+    /// Machines it guards.
+    pub machines: Vec<String>,
+    /// Gateway address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_address: Option<String>,
+    /// Gateway mapped-port range.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapped_port_range: Option<String>,
+    /// The networks its machines' addresses must lie in, when it was registered with them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address_prefixes: Option<Vec<String>>,
+    /// Whether it was heard from recently enough to count as an enforcement point.
+    pub live: bool,
+    /// When it was last heard from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<String>,
+    /// Version it reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Revision of the desired state it last applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_revision: Option<i64>,
+    /// The current revision, to compare with `appliedRevision`.
+    pub current_revision: i64,
+}
+
+/// What an agent must enforce now: its machines, their protected ports and open grants.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DesiredState {
+    /// Changes whenever anything here changes.
+    pub revision: i64,
+    /// The server's clock when this was read: grant timeouts are `endTimeUtc - serverTime`, so
+    /// the agent's own clock does not matter.
+    #[schema(value_type = String)]
+    pub server_time: Timestamp,
+    /// `host` or `gateway`.
+    #[schema(value_type = String)]
+    pub mode: ajar_core::agent::AgentMode,
+    /// Gateway address.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub public_address: Option<IpAddr>,
+    /// Guarded machines.
+    pub machines: Vec<DesiredMachine>,
+}
+
+/// One guarded machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DesiredMachine {
+    /// Machine id.
+    pub id: String,
+    /// Its addresses (what a host agent protects, where a gateway maps to).
+    #[schema(value_type = Vec<String>)]
+    pub addresses: Vec<IpAddr>,
+    /// Ports a JIT policy protects: closed unless granted.
+    pub protected_ports: Vec<ProtectedPort>,
+    /// Grants open now.
+    pub grants: Vec<DesiredGrant>,
+}
+
+/// A protected port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProtectedPort {
+    /// Port number.
+    #[schema(value_type = u16)]
+    pub number: Port,
+    /// `TCP`, `UDP` or `*`.
+    #[schema(value_type = String)]
+    pub protocol: Protocol,
+}
+
+/// A grant to apply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DesiredGrant {
+    /// Request id.
+    pub request_id: String,
+    /// Port position in the request.
+    pub seq: i64,
+    /// Port number.
+    #[schema(value_type = u16)]
+    pub number: Port,
+    /// `TCP`, `UDP` or `*`.
+    #[schema(value_type = String)]
+    pub protocol: Protocol,
+    /// Allowed sources.
+    #[schema(value_type = Vec<String>)]
+    pub sources: Vec<SourcePrefix>,
+    /// When access ends.
+    #[schema(value_type = String)]
+    pub end_time_utc: Timestamp,
+    /// Gateway mode: the port on the gateway.
+    #[serde(default)]
+    pub mapped_port: Option<u16>,
+    /// Cut established connections when the grant ends.
+    #[serde(default)]
+    pub cut_established: bool,
+}
+
+/// A grant, by request id and port position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GrantRef {
+    /// Request id.
+    pub request_id: String,
+    /// Port position in the request.
+    pub seq: i64,
+    /// When it was applied or removed.
+    #[schema(value_type = String)]
+    pub at: Timestamp,
+}
+
+/// Body of `POST /api/v1/agent/report`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentReport {
+    /// The agent's version.
+    pub version: String,
+    /// The desired-state revision now applied.
+    pub applied_revision: i64,
+    /// Grants opened since the last report.
+    #[serde(default)]
+    pub opened: Vec<GrantRef>,
+    /// Grants closed since the last report.
+    #[serde(default)]
+    pub closed: Vec<GrantRef>,
+}
+
+/// A port open right now: what an enforcement point must allow.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Grant {
+    /// The request that opened it.
+    pub request_id: String,
+    /// The machine.
+    pub machine_id: String,
+    /// Port number.
+    pub number: u16,
+    /// `TCP`, `UDP` or `*`.
+    pub protocol: String,
+    /// Sources allowed in.
+    pub source_address_prefixes: Vec<String>,
+    /// Who asked.
+    pub requestor: String,
+    /// When it opened.
+    pub start_time_utc: String,
+    /// When it closes.
+    pub end_time_utc: String,
+    /// The gateway port that maps to it, when a gateway enforces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapped_port: Option<u16>,
+}
