@@ -1,0 +1,209 @@
+//! The console's pages and form handlers, one module per page, and what they share: the
+//! routes, sign-in checks, form parsing and the scope picker.
+
+use crate::html::{self, escape, page};
+use crate::signin;
+use crate::{Answer, Console, Session, same, secure_headers};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::Request;
+use axum::http::header::{CONTENT_TYPE, LOCATION};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::Value;
+
+type Form = Vec<(String, String)>;
+
+mod access;
+mod activity;
+mod approvals;
+mod apps;
+mod machines;
+
+use access::*;
+use activity::*;
+use approvals::*;
+use apps::*;
+use machines::*;
+
+pub fn routes() -> Router<Console> {
+    Router::new()
+        .route("/", get(|| async { redirect("/machines") }))
+        .route("/signin", get(signin::signin_page).post(signin::with_token))
+        .route("/signin/oidc", get(signin::oidc_start))
+        .route("/signin/oidc/callback", get(signin::oidc_callback))
+        .route("/signout", post(signin::signout))
+        .route("/machines", get(machines))
+        .route("/machines/enable", post(enable))
+        .route("/access/new", get(access_form))
+        .route("/access", post(access_start))
+        .route("/access/status", get(access_status))
+        .route("/access/status.json", get(access_status_json))
+        .route("/apps", get(apps))
+        .route("/apps/save", post(app_save))
+        .route("/apps/view", get(app_view))
+        .route("/apps/eligible", post(app_eligible))
+        .route("/apps/activate", post(app_activate))
+        .route("/inbox", get(inbox))
+        .route("/inbox/decide", post(decide))
+        .route("/history", get(history))
+        .route("/activity", get(activity))
+        .route("/activity.csv", get(activity_csv))
+        .route("/console/static/console.css", get(css))
+        .route("/console/static/console.js", get(js))
+}
+
+async fn css() -> Response {
+    static_file(
+        "text/css; charset=utf-8",
+        include_str!("../../static/console.css"),
+    )
+}
+
+async fn js() -> Response {
+    static_file(
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/console.js"),
+    )
+}
+
+fn static_file(kind: &'static str, body: &'static str) -> Response {
+    let mut resp = ([(CONTENT_TYPE, kind)], body).into_response();
+    secure_headers(&mut resp);
+    resp.headers_mut()
+        .insert("cache-control", HeaderValue::from_static("max-age=300"));
+    resp
+}
+
+pub(crate) fn redirect(to: &str) -> Response {
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        resp.headers_mut().insert(LOCATION, v);
+    }
+    secure_headers(&mut resp);
+    resp
+}
+
+pub(crate) fn query(parts: &Parts) -> Form {
+    form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
+}
+
+pub(crate) fn form(body: &Bytes) -> Form {
+    form_urlencoded::parse(body).into_owned().collect()
+}
+
+pub(crate) fn one(f: &Form, key: &str) -> Option<String> {
+    f.iter()
+        .find(|(k, v)| k == key && !v.trim().is_empty())
+        .map(|(_, v)| v.trim().to_owned())
+}
+
+fn all(f: &Form, key: &str) -> Vec<String> {
+    f.iter()
+        .filter(|(k, v)| k == key && !v.trim().is_empty())
+        .map(|(_, v)| v.trim().to_owned())
+        .collect()
+}
+
+/// A random hex string (for names and the sign-in form's CSRF cookie).
+pub(crate) fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    if getrandom::fill(&mut b).is_err() {
+        return String::new();
+    }
+    hex::encode(b)
+}
+
+/// The page's request parts and the signed-in user, or a redirect to sign in.
+async fn signed_in(c: &Console, req: Request) -> Result<(Parts, Session, Bytes), Response> {
+    let (parts, body) = req.into_parts();
+    let Some(session) = c.session(&parts).await else {
+        return Err(redirect("/signin"));
+    };
+    let body = axum::body::to_bytes(body, 1024 * 1024)
+        .await
+        .unwrap_or_default();
+    Ok((parts, session, body))
+}
+
+/// Like [`signed_in`] for a form post: also checks the CSRF token.
+pub(crate) async fn posted(c: &Console, req: Request) -> Result<(Parts, Session, Form), Response> {
+    let (parts, session, body) = signed_in(c, req).await?;
+    let f = form(&body);
+    let given = one(&f, "csrf").unwrap_or_default();
+    if !same(&given, &session.csrf()) {
+        return Err(page(
+            StatusCode::FORBIDDEN,
+            "Form expired",
+            Some(&session),
+            "",
+            &html::message(
+                "error",
+                "This form is missing its security token or it expired. Go back, reload the page and try again.",
+            ),
+        ));
+    }
+    Ok((parts, session, f))
+}
+
+/// Carries an API answer's extensions (e.g. a recorded refusal) into the page's response.
+fn with_answer(mut resp: Response, answer: &Answer) -> Response {
+    resp.extensions_mut().extend(answer.extensions.clone());
+    resp
+}
+
+// -- scopes -------------------------------------------------------------------------------------
+
+/// The scope a list shows: the query's, or the first subscription the user can see.
+async fn scope_of(c: &Console, parts: &Parts, s: &Session, q: &Form) -> Option<String> {
+    if let Some(scope) = one(q, "scope") {
+        return Some(scope);
+    }
+    let subs = c
+        .call(
+            parts,
+            Some(&s.secret),
+            Method::GET,
+            "/api/v1/subscriptions",
+            None,
+        )
+        .await;
+    subs.body["value"][0].as_str().map(str::to_owned)
+}
+
+async fn scope_picker(
+    c: &Console,
+    parts: &Parts,
+    s: &Session,
+    action: &str,
+    scope: &str,
+    extra: &str,
+) -> String {
+    let subs = c
+        .call(
+            parts,
+            Some(&s.secret),
+            Method::GET,
+            "/api/v1/subscriptions",
+            None,
+        )
+        .await;
+    let options: String = subs.body["value"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|v| format!("<option value=\"{0}\">", escape(v)))
+        .collect();
+    format!(
+        "<form method=\"get\" action=\"{action}\" class=\"inline\">{extra}\
+         <label for=\"scope\">Scope</label>\
+         <input id=\"scope\" name=\"scope\" list=\"scopes\" value=\"{}\" size=\"40\">\
+         <datalist id=\"scopes\">{options}</datalist><button type=\"submit\">Show</button></form>",
+        escape(scope)
+    )
+}
