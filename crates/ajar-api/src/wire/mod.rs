@@ -40,7 +40,7 @@ pub struct List<T> {
     pub next_link: Option<String>,
 }
 
-/// Source prefixes given either as one string or as an array of strings (the brief's
+/// Source prefixes given either as one string or as an array of strings (the vendor's
 /// PowerShell examples put an array in the singular field).
 #[derive(Debug, Clone, PartialEq, Eq, Default, ToSchema)]
 #[schema(value_type = Vec<String>)]
@@ -104,7 +104,7 @@ pub(crate) fn sources(
     }
 }
 
-/// Writes sources back in the brief's shape: one prefix in the singular field, several in the
+/// Writes sources back in the vendor's shape: one prefix in the singular field, several in the
 /// plural one.
 pub(crate) fn split_sources(
     all: &[SourcePrefix],
@@ -125,7 +125,7 @@ mod tests {
     }
 
     #[test]
-    fn the_briefs_policy_example_parses() {
+    fn the_vendors_policy_example_parses() {
         let b = body(json!({"kind":"Basic","properties":{"virtualMachines":[{
             "id":"/subscriptions/S/resourceGroups/RG/providers/Microsoft.Compute/virtualMachines/VM",
             "ports":[{"number":22,"protocol":"*","allowedSourceAddressPrefix":["*"],"maxRequestAccessDuration":"PT3H"},

@@ -30,7 +30,7 @@ pub struct PolicyProperties {
     /// established connections survive, as with the vendor's JIT).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cut_established_on_expiry: bool,
-    /// ajar's addition: `AutoApprove` (default, as in the brief) or `ManualApprove`.
+    /// ajar's addition: `AutoApprove` (default, as in the vendor's JIT) or `ManualApprove`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval_mode: Option<String>,
     /// ajar's addition: who may approve requests under the policy.
