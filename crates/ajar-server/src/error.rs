@@ -104,9 +104,77 @@ impl IntoResponse for AppError {
     }
 }
 
+impl From<crate::engine::EngineError> for AppError {
+    fn from(e: crate::engine::EngineError) -> Self {
+        use crate::engine::EngineError as E;
+        match e {
+            E::Refused(r) => r.into(),
+            E::Field(f) => f.into(),
+            E::Conflict(m) => AppError::new(ErrorCode::Conflict, m),
+            E::NotFound(what) => AppError::not_found(what),
+            E::NotAllowed { message, target } => {
+                AppError::new(ErrorCode::AuthorizationFailed, message).at(target)
+            }
+            E::Corrupt(m) => {
+                tracing::error!(cause = %m, "stored data unreadable");
+                AppError::new(ErrorCode::InternalError, "internal error")
+            }
+            E::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<ajar_core::lifecycle::Refused> for AppError {
+    fn from(r: ajar_core::lifecycle::Refused) -> Self {
+        let code = match r {
+            ajar_core::lifecycle::Refused::State(..)
+            | ajar_core::lifecycle::Refused::AlreadyDecided(_) => ErrorCode::Conflict,
+            ajar_core::lifecycle::Refused::NotApprover(_)
+            | ajar_core::lifecycle::Refused::SelfApproval
+            | ajar_core::lifecycle::Refused::NotRequester(_) => ErrorCode::AuthorizationFailed,
+        };
+        AppError::new(code, r.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn engine_errors_map_to_codes_and_keep_their_field() {
+        use crate::engine::EngineError as E;
+        let cases = [
+            (E::Conflict("busy".into()), ErrorCode::Conflict, None),
+            (E::NotFound("policy p".into()), ErrorCode::NotFound, None),
+            (
+                E::NotAllowed {
+                    message: "not eligible".into(),
+                    target: "properties.roles[0]".into(),
+                },
+                ErrorCode::AuthorizationFailed,
+                Some("properties.roles[0]"),
+            ),
+            (
+                E::Field(FieldError::new("properties.duration", "too long")),
+                ErrorCode::ValidationFailed,
+                Some("properties.duration"),
+            ),
+            (
+                E::Corrupt("policy p: bad json".into()),
+                ErrorCode::InternalError,
+                None,
+            ),
+        ];
+        for (engine, code, target) in cases {
+            let app = AppError::from(engine);
+            assert_eq!(app.0.code, code);
+            assert_eq!(app.0.target.as_deref(), target);
+        }
+        // What was unreadable stays in the log, never in the answer.
+        let app = AppError::from(E::Corrupt("policy p: bad json".into()));
+        assert!(!app.0.message.contains("bad json"));
+    }
 
     #[test]
     fn field_problems_map_to_codes() {

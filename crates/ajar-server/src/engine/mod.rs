@@ -3,5 +3,8 @@
 //! here and render; the scheduler and the request writer call here, never a route.
 
 pub mod desired;
+pub mod error;
 pub mod policies;
 pub mod requests;
+
+pub use error::{EngineError, EngineResult};

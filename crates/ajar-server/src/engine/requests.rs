@@ -8,20 +8,20 @@
 //! against the policy as it is then and stored as an ordinary network access request (same id
 //! as the approval request's name), which the agents enforce and the network scheduler closes.
 
+use super::{EngineError, EngineResult};
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{AppError, AppResult};
 use crate::journal::Actor;
 use crate::notify::{self, Notice, NoticeEvent};
 use crate::request_writer::{NewAccess, store_in};
-use ajar_api::ErrorCode;
 use ajar_api::wire::{ApplicationProperties, InitiateBody};
+use ajar_core::FieldError;
 use ajar_core::activity::Outcome;
 use ajar_core::application::AppJitPolicy;
 use ajar_core::duration::{AccessDuration, MIN_ACCESS};
 use ajar_core::id::{Name, ResourceId, ResourceKind, Scope};
 use ajar_core::lifecycle::{
-    ApprovalRule, Approver, Event, Lifecycle, Refused, RequestState, Start, Step, steps,
+    ApprovalRule, Approver, Event, Lifecycle, RequestState, Start, Step, steps,
 };
 use ajar_core::policy::PolicyRules;
 use ajar_core::principal::Principal;
@@ -39,37 +39,21 @@ pub(crate) const ROLE: &str = "role";
 /// `kind` of approval-gated network access.
 pub(crate) const NETWORK: &str = "network";
 
-impl From<Refused> for AppError {
-    fn from(r: Refused) -> Self {
-        let code = match r {
-            Refused::State(..) | Refused::AlreadyDecided(_) => ErrorCode::Conflict,
-            Refused::NotApprover(_) | Refused::SelfApproval | Refused::NotRequester(_) => {
-                ErrorCode::AuthorizationFailed
-            }
-        };
-        AppError::new(code, r.to_string())
-    }
-}
-
-pub(crate) fn internal() -> AppError {
-    AppError::new(ErrorCode::InternalError, "internal error")
-}
-
-pub(crate) fn bad(target: &str, message: impl Into<String>) -> AppError {
-    AppError::new(ErrorCode::ValidationFailed, message.into()).at(target)
+/// Stored data about `what` could not be read back.
+fn unreadable(what: &str) -> EngineError {
+    EngineError::Corrupt(what.to_owned())
 }
 
 /// The JIT policy of a stored application.
-pub(crate) fn app_policy(properties: &str) -> AppResult<AppJitPolicy> {
-    let props: ApplicationProperties = serde_json::from_str(properties).map_err(|_| internal())?;
+pub(crate) fn app_policy(properties: &str) -> EngineResult<AppJitPolicy> {
+    let props: ApplicationProperties =
+        serde_json::from_str(properties).map_err(|_| unreadable("a stored application"))?;
     Ok(props.jit_access_policy.unwrap_or_default().to_domain()?)
 }
 
-pub(crate) fn lifecycle_of(row: &JitRequestRow) -> AppResult<Lifecycle> {
-    serde_json::from_str(&row.lifecycle).map_err(|e| {
-        tracing::error!(request = %row.id, error = %e, "stored request unreadable");
-        internal()
-    })
+pub(crate) fn lifecycle_of(row: &JitRequestRow) -> EngineResult<Lifecycle> {
+    serde_json::from_str(&row.lifecycle)
+        .map_err(|e| unreadable(&format!("the lifecycle of {}: {e}", row.id)))
 }
 
 /// What a network request stores besides its lifecycle: the initiate as asked and the caller's
@@ -82,16 +66,19 @@ pub(crate) struct NetworkDetail {
     pub(crate) address: Option<IpAddr>,
 }
 
-pub(crate) fn network_detail(row: &JitRequestRow) -> AppResult<NetworkDetail> {
+pub(crate) fn network_detail(row: &JitRequestRow) -> EngineResult<NetworkDetail> {
     row.detail
         .as_deref()
         .and_then(|d| serde_json::from_str(d).ok())
-        .ok_or_else(internal)
+        .ok_or_else(|| unreadable(&format!("the initiate of {}", row.id)))
 }
 
 /// The rule that decides a request: its application's, or its network policy's. `None` when
 /// the application or policy is gone.
-pub(crate) async fn rule_of(tx: &mut Tx, row: &JitRequestRow) -> AppResult<Option<ApprovalRule>> {
+pub(crate) async fn rule_of(
+    tx: &mut Tx,
+    row: &JitRequestRow,
+) -> EngineResult<Option<ApprovalRule>> {
     if row.kind == NETWORK {
         let Some(policy) = tx.policy(&row.application_id).await? else {
             return Ok(None);
@@ -105,8 +92,8 @@ pub(crate) async fn rule_of(tx: &mut Tx, row: &JitRequestRow) -> AppResult<Optio
 }
 
 /// The scope of what a request grants access to: its application or its policy.
-pub(crate) fn target_scope(row: &JitRequestRow) -> AppResult<Scope> {
-    Scope::parse(&row.application_id).map_err(|_| internal())
+pub(crate) fn target_scope(row: &JitRequestRow) -> EngineResult<Scope> {
+    Scope::parse(&row.application_id).map_err(|_| unreadable("a stored request's target"))
 }
 
 /// Stores a changed lifecycle.
@@ -128,28 +115,25 @@ pub(crate) async fn insert(
     actor: &Actor,
     id: &ResourceId,
     row: &JitRequestRow,
-) -> AppResult<()> {
+) -> EngineResult<()> {
     if row.state == RequestState::Pending.as_str()
         && tx.pending_requests_of(&row.requester).await? >= MAX_PENDING_PER_PRINCIPAL
     {
-        return Err(AppError::new(
-            ErrorCode::Conflict,
-            format!(
-                "{} has {MAX_PENDING_PER_PRINCIPAL} requests awaiting a decision, the most one \
-                 principal may have; cancel some or wait for them to be decided",
-                row.requester
-            ),
-        ));
+        return Err(EngineError::Conflict(format!(
+            "{} has {MAX_PENDING_PER_PRINCIPAL} requests awaiting a decision, the most one \
+             principal may have; cancel some or wait for them to be decided",
+            row.requester
+        )));
     }
     if !tx
         .insert_jit_request(row, id.subscription.as_str(), id.resource_group.as_str())
         .await?
     {
-        return Err(AppError::new(
-            ErrorCode::Conflict,
+        return Err(FieldError::conflict(
+            id.to_string(),
             format!("{id} exists; requests are not replaced"),
         )
-        .at(id.to_string()));
+        .into());
     }
     let l = lifecycle_of(row)?;
     journal_steps(&mut tx, actor, row, None, &l, l.created).await?;
@@ -165,7 +149,7 @@ pub(crate) async fn journal_steps(
     before: Option<&Lifecycle>,
     after: &Lifecycle,
     now: Timestamp,
-) -> AppResult<()> {
+) -> EngineResult<()> {
     let steps = steps(before, after);
     if steps.is_empty() {
         return Ok(());
@@ -266,16 +250,16 @@ pub(crate) fn new_row(
     roles: &[String],
     justification: Option<String>,
     l: &Lifecycle,
-) -> AppResult<JitRequestRow> {
+) -> EngineResult<JitRequestRow> {
     Ok(JitRequestRow {
         id: id.to_string(),
         name: id.name.to_string(),
         application_id: target,
         kind: kind.to_owned(),
         requester: caller.principal.clone(),
-        roles: serde_json::to_string(roles).map_err(|_| internal())?,
+        roles: serde_json::to_string(roles).map_err(|e| unreadable(&e.to_string()))?,
         justification,
-        lifecycle: serde_json::to_string(l).map_err(|_| internal())?,
+        lifecycle: serde_json::to_string(l).map_err(|e| unreadable(&e.to_string()))?,
         state: l.state.as_str().to_owned(),
         due: l.next_due(),
         created_at: l.created,
@@ -293,31 +277,30 @@ pub(crate) async fn check_role_request(
     app_id: &str,
     roles: &[String],
     duration: AccessDuration,
-) -> AppResult<ApprovalRule> {
+) -> EngineResult<ApprovalRule> {
     let target = "properties.applicationResourceId";
     let Some(app) = tx.application(app_id).await? else {
-        return Err(AppError::new(
-            ErrorCode::NotFound,
-            format!("application {app_id} does not exist"),
-        )
-        .at(target));
+        return Err(
+            FieldError::not_found(target, format!("application {app_id} does not exist")).into(),
+        );
     };
     if !app.jit_enabled {
-        return Err(AppError::new(
-            ErrorCode::Conflict,
+        return Err(FieldError::conflict(
+            target,
             "the application was created without JIT: its publishers have standing access",
         )
-        .at(target));
+        .into());
     }
     let policy = app_policy(&app.properties)?;
     if duration > policy.max_duration {
-        return Err(bad(
+        return Err(FieldError::new(
             "properties.jitSchedulingPolicy.duration",
             format!(
                 "{duration} is longer than the application's maximum of {}",
                 policy.max_duration
             ),
-        ));
+        )
+        .into());
     }
     let eligible = tx.eligibilities(app_id).await?;
     for (i, role) in roles.iter().enumerate() {
@@ -325,27 +308,24 @@ pub(crate) async fn check_role_request(
             .iter()
             .any(|e| &e.role_name == role && caller.is_or_belongs_to(&e.principal))
         {
-            return Err(AppError::new(
-                ErrorCode::AuthorizationFailed,
-                format!(
+            return Err(EngineError::NotAllowed {
+                message: format!(
                     "{} is not eligible for role {role} on {app_id}",
                     caller.principal
                 ),
-            )
-            .at(format!(
-                "properties.jitAuthorizationPolicies[{i}].roleDefinitionId"
-            )));
+                target: format!("properties.jitAuthorizationPolicies[{i}].roleDefinitionId"),
+            });
         }
     }
     Ok(policy.approval)
 }
 
 /// The rules of a policy as stored now.
-pub(crate) async fn current_rules(tx: &mut Tx, policy: &ResourceId) -> AppResult<PolicyRules> {
+pub(crate) async fn current_rules(tx: &mut Tx, policy: &ResourceId) -> EngineResult<PolicyRules> {
     let row = tx
         .policy(&policy.to_string())
         .await?
-        .ok_or_else(|| AppError::not_found(policy))?;
+        .ok_or_else(|| EngineError::NotFound(policy.to_string()))?;
     super::policies::stored_rules(&row)
 }
 
@@ -359,7 +339,7 @@ pub(crate) fn network_lifecycle_and_row(
     detail: NetworkDetail,
     planned: &[PlannedPort],
     now: Timestamp,
-) -> AppResult<JitRequestRow> {
+) -> EngineResult<JitRequestRow> {
     let longest = planned
         .iter()
         .map(|p| p.end.duration_since(now))
@@ -377,7 +357,7 @@ pub(crate) fn network_lifecycle_and_row(
         detail.initiate.justification.clone(),
         &l,
     )?;
-    row.detail = Some(serde_json::to_string(&detail).map_err(|_| internal())?);
+    row.detail = Some(serde_json::to_string(&detail).map_err(|e| unreadable(&e.to_string()))?);
     Ok(row)
 }
 
@@ -390,7 +370,7 @@ pub(crate) async fn open_network_access(
     l: &mut Lifecycle,
     now: Timestamp,
     live_grant_limit: usize,
-) -> AppResult<Result<(), String>> {
+) -> EngineResult<Result<(), String>> {
     let detail = network_detail(row)?;
     let Some(policy_row) = tx.policy(&row.application_id).await? else {
         return Ok(Err("the policy no longer exists".to_owned()));
@@ -440,7 +420,7 @@ pub(crate) async fn close_network_access(
     tx: &mut Tx,
     row: &JitRequestRow,
     now: Timestamp,
-) -> AppResult<()> {
+) -> EngineResult<()> {
     if let Some((_, ports)) = tx.request(&row.name).await? {
         for p in ports {
             tx.close_port(&p.request_id, p.seq, StatusReason::UserRequested, now)
@@ -459,7 +439,7 @@ pub(crate) async fn apply_effects(
     mut after: Lifecycle,
     now: Timestamp,
     live_grant_limit: usize,
-) -> AppResult<Lifecycle> {
+) -> EngineResult<Lifecycle> {
     if row.kind != NETWORK || before.state == after.state {
         return Ok(after);
     }
@@ -486,21 +466,20 @@ pub(crate) async fn transition(
     actor: &Actor,
     id: &ResourceId,
     make: impl FnOnce(Timestamp) -> Event,
-) -> AppResult<JitRequestRow> {
+) -> EngineResult<JitRequestRow> {
     let now = at_store_precision(state.clock.now());
     let mut tx = state.store.write().await?;
     let mut row = tx
         .jit_request(&id.to_string())
         .await?
-        .ok_or_else(|| AppError::not_found(id))?;
+        .ok_or_else(|| EngineError::NotFound(id.to_string()))?;
     let event = make(now);
     let rule = match rule_of(&mut tx, &row).await? {
         Some(rule) => rule,
         // Decisions need the rule; cancel and revoke do not.
         None if matches!(event, Event::Approve(..) | Event::Deny(..)) => {
-            return Err(AppError::new(
-                ErrorCode::Conflict,
-                "the request's application or policy no longer exists",
+            return Err(EngineError::Conflict(
+                "the request's application or policy no longer exists".to_owned(),
             ));
         }
         None => ApprovalRule::default(),
@@ -524,7 +503,7 @@ pub(crate) async fn network_request_revoked(
     request_id: &str,
     caller: &Caller,
     now: Timestamp,
-) -> AppResult<()> {
+) -> EngineResult<()> {
     let Ok(id) = request_id_of(policy, request_id) else {
         return Ok(());
     };
@@ -544,7 +523,7 @@ pub(crate) async fn network_request_revoked(
 }
 
 /// The id of the request `name` in the resource group of `target` (its application or policy).
-pub(crate) fn request_id_of(target: &ResourceId, name: &str) -> AppResult<ResourceId> {
+pub(crate) fn request_id_of(target: &ResourceId, name: &str) -> EngineResult<ResourceId> {
     Ok(target.sibling(ResourceKind::JitRequest, Name::parse(name)?))
 }
 
@@ -574,7 +553,7 @@ pub(crate) async fn run_due(state: &AppState, now: Timestamp) -> StoreResult<u64
         // Each request moves whole or not at all: one that fails midway is undone and tried
         // again next pass, and the others still move.
         let point = tx.savepoint().await?;
-        let moved: AppResult<bool> = async {
+        let moved: EngineResult<bool> = async {
             let after = apply_effects(&mut tx, &row, &before, after, now, limit).await?;
             save(&mut tx, &mut row, &after).await?;
             journal_steps(
@@ -598,7 +577,7 @@ pub(crate) async fn run_due(state: &AppState, now: Timestamp) -> StoreResult<u64
                 changed += u64::from(moved);
             }
             Err(e) => {
-                tracing::error!(request = %id, error = %e.0.message, "request could not move; undone");
+                tracing::error!(request = %id, error = %e, "request could not move; undone");
                 tx.rollback_to(point).await?;
             }
         }
@@ -653,14 +632,13 @@ pub(crate) async fn file_network_request(
     initiate: &InitiateBody,
     planned: &[PlannedPort],
     now: Timestamp,
-) -> AppResult<(ResourceId, JitRequestRow)> {
+) -> EngineResult<(ResourceId, JitRequestRow)> {
     let id = request_id_of(policy, &uuid::Uuid::new_v4().to_string())?;
     let mut tx = state.store.write().await?;
     let rules = current_rules(&mut tx, policy).await?;
     if rules.approval.automatic {
-        return Err(AppError::new(
-            ErrorCode::Conflict,
-            "the policy changed while the request was checked; retry",
+        return Err(EngineError::Conflict(
+            "the policy changed while the request was checked; retry".to_owned(),
         ));
     }
     let stored = network_lifecycle_and_row(

@@ -8,9 +8,8 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::body::RawBody;
 use crate::engine::requests::{
-    NETWORK, ROLE, bad, check_role_request, current_rules, insert, internal, lifecycle_of,
-    network_detail, network_lifecycle_and_row, new_row, request_id_of, rule_of, target_scope,
-    transition,
+    NETWORK, ROLE, check_role_request, current_rules, insert, lifecycle_of, network_detail,
+    network_lifecycle_and_row, new_row, request_id_of, rule_of, target_scope, transition,
 };
 use crate::error::{AppError, AppResult};
 use crate::journal::Actor;
@@ -49,6 +48,14 @@ pub fn router() -> Router<AppState> {
         )
         .route("/api/v1/inbox", get(inbox))
         .route("/api/v1/history", get(history))
+}
+
+fn internal() -> AppError {
+    AppError::new(ErrorCode::InternalError, "internal error")
+}
+
+fn bad(target: &str, message: impl Into<String>) -> AppError {
+    AppError::new(ErrorCode::ValidationFailed, message.into()).at(target)
 }
 
 fn request_id(sub: &str, rg: &str, n: &str) -> AppResult<ResourceId> {
@@ -477,7 +484,7 @@ pub async fn extend(
             body.duration,
         )
         .await
-        .map_err(|e| e.at("duration"))?;
+        .map_err(|e| AppError::from(e).at("duration"))?;
         let requester = Principal::parse(&caller.principal)?;
         // The new window starts where the current one ends.
         let l = Lifecycle::new(requester, Start::At(end), body.duration.get(), &rule, now);
