@@ -8,6 +8,7 @@
 
 use crate::AppState;
 use crate::error::AppError;
+use crate::journal::Actor;
 use ajar_api::ErrorCode;
 use ajar_core::id::Scope;
 use ajar_core::rbac::{ActionPattern, Permissions, RoleDefinition, built_in_roles};
@@ -228,7 +229,7 @@ impl Caller {
     /// An activity record of the caller doing `action` on `resource_id` at `at` (successfully,
     /// unless the record says otherwise), with their address and the HTTP request id.
     pub fn did(&self, action: &str, resource_id: &str, at: Timestamp) -> NewActivity {
-        crate::journal::Actor::from(self).did(action, resource_id, at)
+        Actor::from(self).did(action, resource_id, at)
     }
 
     /// Whether `principal` (a name or `group:NAME`) is the caller or one of their groups.
@@ -261,6 +262,16 @@ impl Caller {
         } else {
             Err(AppError::forbidden(&self.principal, action, scope))
         }
+    }
+}
+
+impl From<&Caller> for Actor {
+    fn from(c: &Caller) -> Self {
+        Actor::new(
+            c.principal.clone(),
+            c.address.map(|ip| ip.to_string()),
+            c.request_id.clone(),
+        )
     }
 }
 
@@ -354,7 +365,7 @@ impl FromRequestParts<AppState> for Caller {
             request_id,
         };
         if let Some(slot) = parts.extensions.get::<crate::journal::CallerSlot>() {
-            slot.fill(&caller);
+            slot.fill(Actor::from(&caller));
         }
         Ok(caller)
     }

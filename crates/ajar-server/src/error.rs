@@ -81,15 +81,24 @@ impl From<StoreError> for AppError {
     }
 }
 
+/// What a 403 answer was about, attached to the response so the refusal recorder
+/// ([`crate::journal::record_denials`]) can record it.
+#[derive(Debug, Clone)]
+pub struct Denial {
+    /// The error's target (usually the scope), if any.
+    pub target: Option<String>,
+    /// The error's message.
+    pub message: String,
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status =
             StatusCode::from_u16(self.0.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let denial =
-            (self.0.code == ErrorCode::AuthorizationFailed).then(|| crate::journal::Denial {
-                target: self.0.target.clone(),
-                message: self.0.message.clone(),
-            });
+        let denial = (self.0.code == ErrorCode::AuthorizationFailed).then(|| Denial {
+            target: self.0.target.clone(),
+            message: self.0.message.clone(),
+        });
         let retry = (self.0.code == ErrorCode::TooManyRequests)
             .then(|| crate::throttle::WINDOW.as_secs().to_string());
         let mut resp = (status, Json(ErrorBody { error: self.0 })).into_response();
@@ -101,26 +110,6 @@ impl IntoResponse for AppError {
                 .insert(axum::http::header::RETRY_AFTER, v);
         }
         resp
-    }
-}
-
-impl From<crate::engine::EngineError> for AppError {
-    fn from(e: crate::engine::EngineError) -> Self {
-        use crate::engine::EngineError as E;
-        match e {
-            E::Refused(r) => r.into(),
-            E::Field(f) => f.into(),
-            E::Conflict(m) => AppError::new(ErrorCode::Conflict, m),
-            E::NotFound(what) => AppError::not_found(what),
-            E::NotAllowed { message, target } => {
-                AppError::new(ErrorCode::AuthorizationFailed, message).at(target)
-            }
-            E::Corrupt(m) => {
-                tracing::error!(cause = %m, "stored data unreadable");
-                AppError::new(ErrorCode::InternalError, "internal error")
-            }
-            E::Store(s) => s.into(),
-        }
     }
 }
 

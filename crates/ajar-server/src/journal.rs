@@ -2,7 +2,7 @@
 //! the recording of refused requests.
 
 use crate::AppState;
-use crate::auth::Caller;
+use crate::error::Denial;
 use ajar_core::activity::Outcome;
 use ajar_store::{NewActivity, StoreResult};
 use axum::extract::{Request, State};
@@ -22,6 +22,15 @@ pub struct Actor {
 }
 
 impl Actor {
+    /// A caller: `principal`, from `address`, in the HTTP request `correlation`.
+    pub fn new(principal: String, address: Option<String>, correlation: Option<String>) -> Self {
+        Self {
+            principal,
+            address,
+            correlation,
+        }
+    }
+
     /// An actor named `principal` with no address or request (ajar itself).
     fn named(principal: &str) -> Self {
         Self {
@@ -52,39 +61,20 @@ impl Actor {
     }
 }
 
-impl From<&Caller> for Actor {
-    fn from(c: &Caller) -> Self {
-        Self {
-            principal: c.principal.clone(),
-            address: c.address.map(|ip| ip.to_string()),
-            correlation: c.request_id.clone(),
-        }
-    }
-}
-
-/// Filled by the [`Caller`] extractor once a request is authenticated, so the denial recorder
-/// (which runs outside the handler) knows who was refused.
+/// Filled by the `Caller` extractor ([`crate::auth`]) once a request is authenticated, so the
+/// denial recorder (which runs outside the handler) knows who was refused.
 #[derive(Debug, Clone, Default)]
 pub struct CallerSlot(Arc<Mutex<Option<Actor>>>);
 
 impl CallerSlot {
     /// Notes the authenticated caller.
-    pub fn fill(&self, caller: &Caller) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(Actor::from(caller));
+    pub fn fill(&self, caller: Actor) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(caller);
     }
 
     fn take(&self) -> Option<Actor> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
-}
-
-/// What a 403 answer was about, attached to the response by [`crate::error::AppError`].
-#[derive(Debug, Clone)]
-pub struct Denial {
-    /// The error's target (usually the scope), if any.
-    pub target: Option<String>,
-    /// The error's message.
-    pub message: String,
 }
 
 /// The action recorded for a refused request.

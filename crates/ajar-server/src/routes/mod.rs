@@ -327,3 +327,24 @@ impl PageQuery {
         Ok((page_size(top)?, cursor))
     }
 }
+
+/// The engine's refusals as HTTP answers.
+impl From<crate::engine::EngineError> for AppError {
+    fn from(e: crate::engine::EngineError) -> Self {
+        use crate::engine::EngineError as E;
+        match e {
+            E::Refused(r) => r.into(),
+            E::Field(f) => f.into(),
+            E::Conflict(m) => AppError::new(ErrorCode::Conflict, m),
+            E::NotFound(what) => AppError::not_found(what),
+            E::NotAllowed { message, target } => {
+                AppError::new(ErrorCode::AuthorizationFailed, message).at(target)
+            }
+            E::Corrupt(m) => {
+                tracing::error!(cause = %m, "stored data unreadable");
+                AppError::new(ErrorCode::InternalError, "internal error")
+            }
+            E::Store(s) => s.into(),
+        }
+    }
+}
