@@ -93,7 +93,7 @@ pub struct ApprovalRule {
 }
 
 impl Default for ApprovalRule {
-    /// Automatic approval, as the brief's systems do by default.
+    /// Automatic approval, as the vendor's JIT does by default.
     fn default() -> Self {
         ApprovalRule {
             automatic: true,

@@ -1,4 +1,4 @@
-//! Machines and the state the brief shows them in.
+//! Machines and the JIT state they are shown in.
 
 use crate::FieldError;
 use crate::id::Scope;
@@ -56,7 +56,7 @@ impl fmt::Display for Os {
     }
 }
 
-/// How JIT applies to a machine, as shown in the brief's three tabs.
+/// How JIT applies to a machine, as the console's three tabs show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MachineState {
     /// A JIT policy covers the machine.

@@ -9,7 +9,7 @@ use crate::machine::Os;
 use crate::net::{Port, Protocol, SourcePrefix};
 use serde::{Deserialize, Serialize};
 
-/// The brief's limit on a policy name plus a machine name.
+/// The vendor's limit on a policy name plus a machine name.
 pub const MAX_POLICY_PLUS_MACHINE_NAME: usize = 56;
 
 /// Ports ajar recommends protecting: SSH, RDP and WinRM.
@@ -79,7 +79,7 @@ pub struct PolicyRules {
     /// deleted). Off by default: like the vendor's JIT, established connections survive.
     #[serde(default)]
     pub cut_established: bool,
-    /// How requests are decided: automatically (the default, as in the brief) or by approvers.
+    /// How requests are decided: automatically (the default, as in the vendor's JIT) or by approvers.
     #[serde(default)]
     pub approval: ApprovalRule,
 }

@@ -9,7 +9,7 @@ use crate::id::Scope;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// The actions ajar checks, one per endpoint. Names follow the brief's permission table in
+/// The actions ajar checks, one per endpoint. Names follow the vendor's JIT permission table in
 /// ajar's own namespace.
 pub mod actions {
     /// Read machines.

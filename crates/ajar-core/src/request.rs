@@ -244,7 +244,7 @@ pub enum PortStatus {
     Revoked,
 }
 
-/// Why a port has the status it has (the brief's `statusReason`, plus `PolicyChanged`).
+/// Why a port has the status it has (the vendor's `statusReason`, plus `PolicyChanged`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum StatusReason {
     /// Opened at the requester's wish, or closed early at someone's wish.

@@ -270,7 +270,7 @@ pub async fn put_eligible_role(
     let role = parse_role_name(&body.role_definition)
         .map_err(|e| AppError::from(e.at("roleDefinition")))?;
     let mut tx = state.store.write().await?;
-    // On an application without JIT the role is held standing (the brief's permanent
+    // On an application without JIT the role is held standing (the vendor's permanent
     // authorization); with JIT it must be activated.
     if tx.application(&app.to_string()).await?.is_none() {
         return Err(AppError::not_found(&app));

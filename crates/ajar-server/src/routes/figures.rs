@@ -1,4 +1,4 @@
-//! Request figures for machine and application reads: the brief's Configured-tab columns.
+//! Request figures for machine and application reads: the columns of the vendor's Configured tab.
 
 use super::ts;
 use ajar_api::wire::{OpenConnection, RequestFigures};

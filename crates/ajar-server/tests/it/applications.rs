@@ -18,7 +18,7 @@ async fn put(app: &TestApp, body: serde_json::Value) -> RawResponse {
 }
 
 #[tokio::test]
-async fn jit_is_on_by_default_with_the_briefs_defaults() {
+async fn jit_is_on_by_default_with_the_vendors_defaults() {
     let app = TestApp::spawn().await;
     let r = put(&app, json!({"properties":{"publisherPrincipals":["acme"]}})).await;
     assert_eq!(r.status, 201, "{:?}", r.body);

@@ -27,7 +27,7 @@ async fn openapi_describes_every_route() {
 }
 
 #[tokio::test]
-async fn the_briefs_powershell_shapes_port_over() {
+async fn the_vendors_powershell_shapes_port_over() {
     let app = TestApp::spawn().await;
     call_ok(
         &app.admin,
@@ -36,7 +36,7 @@ async fn the_briefs_powershell_shapes_port_over() {
         Some(machine_body("linux")),
     )
     .await;
-    // The brief's example: vendor-style machine id and an array in the singular source field.
+    // The vendor's example: vendor-style machine id and an array in the singular source field.
     let body = serde_json::json!({"kind":"Basic","properties":{"virtualMachines":[{
         "id":"/subscriptions/s1/resourceGroups/rg1/providers/Microsoft.Compute/virtualMachines/vm1",
         "ports":[{"number":22,"protocol":"*","allowedSourceAddressPrefix":["*"],"maxRequestAccessDuration":"PT3H"},
