@@ -72,6 +72,13 @@ pub struct Allow {
     pub timeout: Duration,
 }
 
+impl Allow {
+    /// What elements must share to overlap: the destination, transport and port.
+    fn group(&self) -> (IpAddr, L4, u16) {
+        (self.dest, self.l4, self.port)
+    }
+}
+
 /// Gateway mode: traffic from `source` to the gateway's `mapped_port` goes to
 /// `target:target_port` for `timeout`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +95,13 @@ pub struct Dnat {
     pub target_port: u16,
     /// Time left.
     pub timeout: Duration,
+}
+
+impl Dnat {
+    /// What elements must share to overlap: the transport and mapped port.
+    fn group(&self) -> (L4, u16) {
+        (self.l4, self.mapped_port)
+    }
 }
 
 /// Everything ajar's table holds.
@@ -205,7 +219,7 @@ impl Ruleset {
                 |a| a.timeout,
                 |a, t| a.timeout = t,
             ),
-            |a| (a.dest, a.l4, a.port),
+            Allow::group,
             |a| a.source,
         )
     }
@@ -224,7 +238,7 @@ impl Ruleset {
                 |d| d.timeout,
                 |d, t| d.timeout = t,
             ),
-            |d| (d.l4, d.mapped_port),
+            Dnat::group,
             |d| d.source,
         )
     }
@@ -813,14 +827,6 @@ table inet ajar {
         a.contains(b) || b.contains(a)
     }
 
-    fn allow_group(a: &Allow) -> (IpAddr, L4, u16) {
-        (a.dest, a.l4, a.port)
-    }
-
-    fn dnat_group(d: &Dnat) -> (L4, u16) {
-        (d.l4, d.mapped_port)
-    }
-
     /// The host-mode elements of one family as [`Ruleset::allow_layers`] gets them to layer.
     fn merged_allow(rs: &Ruleset, v4: bool) -> Vec<Allow> {
         merge(
@@ -847,13 +853,13 @@ table inet ajar {
 
     fn old_allow_layers(rs: &Ruleset, v4: bool) -> Vec<Vec<Allow>> {
         first_fit(merged_allow(rs, v4), |a, b| {
-            allow_group(a) == allow_group(b) && nets_overlap(&a.source, &b.source)
+            Allow::group(a) == Allow::group(b) && nets_overlap(&a.source, &b.source)
         })
     }
 
     fn old_dnat_layers(rs: &Ruleset, v4: Option<bool>) -> Vec<Vec<Dnat>> {
         first_fit(merged_dnat(rs, v4), |a, b| {
-            dnat_group(a) == dnat_group(b) && nets_overlap(&a.source, &b.source)
+            Dnat::group(a) == Dnat::group(b) && nets_overlap(&a.source, &b.source)
         })
     }
 
@@ -920,7 +926,7 @@ table inet ajar {
             |a| {
                 visits.set(visits.get() + 1);
                 Counted {
-                    key: allow_group(a),
+                    key: Allow::group(a),
                     comparisons: &comparisons,
                 }
             },
@@ -1083,15 +1089,15 @@ table inet ajar {
                 let got = rs.allow_layers(v4);
                 layered += usize::from(got.len() > 1);
                 let old = old_allow_layers(&rs, v4);
-                check_layers(&got, &old, !messy, allow_group, |a| a.source);
+                check_layers(&got, &old, !messy, Allow::group, |a| a.source);
                 let got = rs.dnat_layers(v4);
                 let old = old_dnat_layers(&rs, Some(v4));
-                check_layers(&got, &old, !messy, dnat_group, |d| d.source);
+                check_layers(&got, &old, !messy, Dnat::group, |d| d.source);
             }
             // Both families in one group never get in each other's way.
-            let got = layer(merged_dnat(&rs, None), dnat_group, |d| d.source);
+            let got = layer(merged_dnat(&rs, None), Dnat::group, |d| d.source);
             let old = old_dnat_layers(&rs, None);
-            check_layers(&got, &old, !messy, dnat_group, |d| d.source);
+            check_layers(&got, &old, !messy, Dnat::group, |d| d.source);
         }
         assert!(layered > 500, "too few cases needed layers: {layered}");
     }

@@ -28,6 +28,9 @@ use tokio::time::Instant;
 /// Longest bearer credential accepted (JWTs with many groups run to a few kilobytes).
 pub const MAX_BEARER_LEN: usize = 16 * 1024;
 
+/// What a caller hears when its token is unknown, past its end or revoked.
+pub const TOKEN_REFUSED: &str = "the token is not valid, has expired or has been revoked";
+
 /// Prefix of every ajar API token, so leaked tokens are easy to scan for.
 pub const TOKEN_PREFIX: &str = "ajar_";
 
@@ -319,13 +322,9 @@ impl FromRequestParts<AppState> for Caller {
                 let resolved = if ajar_oidc::looks_like_jwt(token) && !state.oidc.is_empty() {
                     resolve_jwt(state, token, now).await
                 } else {
-                    resolve_token(state, &hash, now).await.and_then(|r| {
-                        r.ok_or_else(|| {
-                            unauthenticated(
-                                "the token is not valid, has expired or has been revoked",
-                            )
-                        })
-                    })
+                    resolve_token(state, &hash, now)
+                        .await
+                        .and_then(|r| r.ok_or_else(|| unauthenticated(TOKEN_REFUSED)))
                 };
                 let resolved = match resolved {
                     Ok(r) => {

@@ -33,11 +33,7 @@ impl Actor {
 
     /// An actor named `principal` with no address or request (ajar itself).
     fn named(principal: &str) -> Self {
-        Self {
-            principal: principal.to_owned(),
-            address: None,
-            correlation: None,
-        }
+        Self::new(principal.to_owned(), None, None)
     }
 
     /// The principal the scheduler acts as.
@@ -45,11 +41,7 @@ impl Actor {
 
     /// The scheduler (activations, expiries, time-outs, warnings).
     pub fn scheduler() -> Self {
-        Self {
-            principal: Self::SCHEDULER.to_owned(),
-            address: None,
-            correlation: None,
-        }
+        Self::named(Self::SCHEDULER)
     }
 
     /// A record of this actor doing `action` on `resource_id` at `at`.

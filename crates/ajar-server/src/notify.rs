@@ -230,6 +230,12 @@ pub mod guard {
             &self.allowed
         }
 
+        /// Whether a webhook may be delivered to every one of `ips` (a host's addresses):
+        /// the first refused, if any.
+        pub fn check_all(&self, ips: impl IntoIterator<Item = IpAddr>) -> Result<(), Refusal> {
+            ips.into_iter().try_for_each(|ip| self.check(ip))
+        }
+
         /// Whether a webhook may be delivered to `ip`.
         pub fn check(&self, ip: IpAddr) -> Result<(), Refusal> {
             let Some(kind) = kind(ip) else {
@@ -623,12 +629,9 @@ impl Notifier {
         let Ok(Ok(addrs)) = lookup else {
             return Ok(());
         };
-        for addr in addrs {
-            self.policy
-                .check(addr.ip())
-                .map_err(|r| format!("the webhook host {host} resolves to {r}; {}", r.advice()))?;
-        }
-        Ok(())
+        self.policy
+            .check_all(addrs.map(|a| a.ip()))
+            .map_err(|r| format!("the webhook host {host} resolves to {r}; {}", r.advice()))
     }
 
     /// Adds email delivery through `smtp`.
@@ -716,14 +719,12 @@ impl reqwest::dns::Resolve for GuardedResolver {
                     source,
                 })?
                 .collect();
-            for a in &addrs {
-                policy
-                    .check(a.ip())
-                    .map_err(|refusal| ResolveError::Refused {
-                        host: host.clone(),
-                        refusal,
-                    })?;
-            }
+            policy
+                .check_all(addrs.iter().map(SocketAddr::ip))
+                .map_err(|refusal| ResolveError::Refused {
+                    host: host.clone(),
+                    refusal,
+                })?;
             let addrs: reqwest::dns::Addrs = Box::new(addrs.into_iter());
             Ok(addrs)
         })

@@ -87,9 +87,9 @@ pub struct ServeArgs {
     #[arg(long, env = "AJAR_MAX_LIVE_GRANTS")]
     pub max_live_grants: Option<usize>,
     /// TOML configuration file with keys data_dir, database_url, listen, log, log_format,
-    /// smtp_url, smtp_from, webhook_allow_networks, max_live_grants, tls_cert, tls_key, and [[oidc]] sections
-    /// (issuer, audience, principal_claim, groups_claim, principal_prefix, groups_prefix,
-    /// client_secret, name).
+    /// smtp_url, smtp_from, webhook_allow_networks, max_live_grants, tls_cert, tls_key, and
+    /// [[oidc]] sections (issuer, audience, principal_claim, groups_claim, principal_prefix,
+    /// groups_prefix, client_secret, name).
     #[arg(long, env = "AJAR_CONFIG")]
     pub config: Option<PathBuf>,
 }

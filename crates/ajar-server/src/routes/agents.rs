@@ -4,13 +4,14 @@
 //! An agent authenticates as the principal `agent:NAME`. It holds no role: the only endpoints it
 //! may use are those under `/api/v1/agent/`, and they only ever show its own machines.
 
+use super::machines::read_properties;
 use super::{Paging, Reply, no_content, ts};
 use crate::AppState;
 use crate::auth::{Caller, new_token};
 use crate::body::RawBody;
 use crate::error::{AppError, AppResult};
 use ajar_api::ErrorCode;
-use ajar_api::wire::{Agent, AgentCreate, AgentReport, DesiredState, List, MachineProperties};
+use ajar_api::wire::{Agent, AgentCreate, AgentReport, DesiredState, List};
 use ajar_core::agent::{AgentMode, is_live};
 use ajar_core::id::Scope;
 use ajar_core::rbac::actions;
@@ -137,8 +138,7 @@ pub async fn create_agent(
         let Some(row) = tx.machine(id).await? else {
             continue;
         };
-        let props: MachineProperties = serde_json::from_str(&row.properties)
-            .map_err(|_| AppError::new(ErrorCode::InternalError, "internal error"))?;
+        let props = read_properties(&row)?;
         ajar_core::agent::check_guarded_addresses(
             &props.addresses,
             body.address_prefixes.as_deref(),
@@ -330,8 +330,7 @@ async fn build_desired(state: &AppState, agent: &AgentRow) -> AppResult<DesiredS
     drop(tx);
     let mut guarded = Vec::with_capacity(machines.len());
     for m in machines {
-        let props: MachineProperties = serde_json::from_str(&m.properties)
-            .map_err(|_| AppError::new(ErrorCode::InternalError, "internal error"))?;
+        let props = read_properties(&m)?;
         guarded.push(crate::engine::desired::Guarded {
             id: m.id,
             addresses: props.addresses,

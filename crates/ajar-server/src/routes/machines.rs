@@ -180,7 +180,7 @@ async fn check_guarded(
 }
 
 /// A stored machine's properties.
-fn read_properties(row: &MachineRow) -> AppResult<MachineProperties> {
+pub(super) fn read_properties(row: &MachineRow) -> AppResult<MachineProperties> {
     serde_json::from_str(&row.properties).map_err(|e| {
         tracing::error!(machine = %row.id, error = %e, "stored machine unreadable");
         AppError::new(ErrorCode::InternalError, "internal error")

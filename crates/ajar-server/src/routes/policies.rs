@@ -383,8 +383,7 @@ pub async fn enable_jit(
                 .unwrap_or_default()
         }
         None => {
-            let props: ajar_api::wire::MachineProperties = serde_json::from_str(&row.properties)
-                .map_err(|_| AppError::new(ErrorCode::InternalError, "internal error"))?;
+            let props = super::machines::read_properties(&row)?;
             vec![PortRule::default_for(props.os)]
         }
     };

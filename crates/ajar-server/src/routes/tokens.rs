@@ -43,7 +43,7 @@ pub(crate) async fn ensure_parent_lives(tx: &mut ajar_store::Tx, row: &TokenRow)
     if tx.token(parent).await?.is_none() {
         return Err(AppError::new(
             ErrorCode::Unauthenticated,
-            "the token is not valid, has expired or has been revoked",
+            crate::auth::TOKEN_REFUSED,
         ));
     }
     Ok(())
