@@ -39,6 +39,24 @@ pub enum RequestState {
 }
 
 impl RequestState {
+    /// Every state, in the order the API documents them.
+    pub const ALL: [RequestState; 9] = [
+        RequestState::Pending,
+        RequestState::Approved,
+        RequestState::Active,
+        RequestState::Denied,
+        RequestState::Canceled,
+        RequestState::Timeout,
+        RequestState::Expired,
+        RequestState::Revoked,
+        RequestState::Failed,
+    ];
+
+    /// Parses the wire form.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
     /// The wire form.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -22,6 +22,11 @@ impl AppError {
         AppError(self.0.with_target(target))
     }
 
+    /// 500 for something ajar stored but cannot read back; the details stay in the log.
+    pub fn internal() -> Self {
+        AppError::new(ErrorCode::InternalError, "internal error")
+    }
+
     /// 404 for an object that does not exist.
     pub fn not_found(what: impl std::fmt::Display) -> Self {
         Self::new(ErrorCode::NotFound, format!("{what} does not exist"))

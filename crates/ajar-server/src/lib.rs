@@ -29,7 +29,6 @@ pub mod limits;
 pub mod metrics;
 pub mod notify;
 pub mod request_id;
-pub mod request_writer;
 mod routes;
 pub mod rules_cache;
 pub mod scheduler;
@@ -66,7 +65,7 @@ pub struct AppState {
     /// Parsed policy rules by ETag.
     pub rules_cache: Arc<rules_cache::RulesCache>,
     /// Stores access requests in batches.
-    pub request_writer: request_writer::RequestWriter,
+    pub request_writer: engine::request_writer::RequestWriter,
     /// Delivers queued notifications.
     pub notifier: Arc<notify::Notifier>,
     /// Refusals recorded one by one or counted, per principal.
@@ -85,7 +84,7 @@ impl AppState {
     pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
         let (stop, stopping) = watch::channel(false);
         Self {
-            request_writer: request_writer::RequestWriter::start(store.clone()),
+            request_writer: engine::request_writer::RequestWriter::start(store.clone()),
             store,
             clock,
             oidc: Arc::default(),

@@ -13,7 +13,7 @@
 //! a failure's category ("connection refused", "HTTP 500"); the details go to the log.
 
 use crate::AppState;
-use ajar_api::wire::NotificationSubscriptionProperties;
+use ajar_api::wire::{DeliveryState, NotificationSubscriptionProperties};
 use ajar_core::net::SourcePrefix;
 use ajar_store::{OutboxRow, StoreResult, SubscriptionRow, Tx};
 use hmac::{Hmac, Mac};
@@ -858,16 +858,30 @@ async fn attempt(state: &AppState, row: OutboxRow) -> StoreResult<()> {
         Err(e) if attempts >= max => {
             tracing::warn!(delivery = %row.id, subscription = %row.subscription_id, error = %e,
                 attempts, "notification dead-lettered");
-            tx.notification_attempted(&row.id, "Dead", attempts, None, Some(e), now)
-                .await?;
+            tx.notification_attempted(
+                &row.id,
+                DeliveryState::Dead.as_str(),
+                attempts,
+                None,
+                Some(e),
+                now,
+            )
+            .await?;
         }
         Err(e) => {
             let next = now
                 .saturating_add(state.notifier.backoff(attempts))
                 .unwrap_or(now);
             tracing::info!(delivery = %row.id, error = %e, attempts, "notification failed; will retry");
-            tx.notification_attempted(&row.id, "Pending", attempts, Some(next), Some(e), now)
-                .await?;
+            tx.notification_attempted(
+                &row.id,
+                DeliveryState::Pending.as_str(),
+                attempts,
+                Some(next),
+                Some(e),
+                now,
+            )
+            .await?;
         }
     }
     tx.commit_unrecorded().await?;

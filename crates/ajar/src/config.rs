@@ -215,7 +215,7 @@ impl ServeConfig {
         let max_live_grants = args
             .max_live_grants
             .or(file.max_live_grants)
-            .unwrap_or(ajar_server::request_writer::DEFAULT_LIVE_GRANT_LIMIT);
+            .unwrap_or(ajar_server::engine::request_writer::DEFAULT_LIVE_GRANT_LIMIT);
         Ok(ServeConfig {
             oidc,
             tls,

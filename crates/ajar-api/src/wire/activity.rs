@@ -1,5 +1,6 @@
 //! The activity log's records and its verification.
 
+use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -10,7 +11,8 @@ pub struct ActivityRecord {
     /// Position in the log, from 1 without gaps.
     pub id: i64,
     /// When (RFC 3339, UTC).
-    pub time: String,
+    #[schema(value_type = String)]
+    pub time: Timestamp,
     /// Who acted (`system:scheduler` for the scheduler, `agent:NAME` for agents).
     pub principal: String,
     /// The caller's address, when known.

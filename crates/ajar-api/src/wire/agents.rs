@@ -64,7 +64,8 @@ pub struct Agent {
     pub live: bool,
     /// When it was last heard from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_seen: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub last_seen: Option<Timestamp>,
     /// Version it reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
@@ -197,9 +198,11 @@ pub struct Grant {
     /// Who asked.
     pub requestor: String,
     /// When it opened.
-    pub start_time_utc: String,
+    #[schema(value_type = String)]
+    pub start_time_utc: Timestamp,
     /// When it closes.
-    pub end_time_utc: String,
+    #[schema(value_type = String)]
+    pub end_time_utc: Timestamp,
     /// The gateway port that maps to it, when a gateway enforces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mapped_port: Option<u16>,

@@ -4,6 +4,7 @@ use super::*;
 use ajar_core::FieldError;
 use ajar_core::duration::AccessDuration;
 use ajar_core::id::{ResourceId, Scope};
+use ajar_core::lifecycle::RequestState;
 use ajar_core::principal::Principal;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -216,7 +217,8 @@ pub struct RequestFigures {
     /// Requests granted in the last 7 days.
     pub approved_requests_last7_days: i64,
     /// When access was last requested and granted (RFC 3339).
-    pub last_access_at: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub last_access_at: Option<Timestamp>,
     /// Who asked last.
     pub last_user: Option<String>,
     /// Ports open now and where to connect (machines only).
@@ -239,7 +241,8 @@ pub struct OpenConnection {
     /// Who asked.
     pub requestor: String,
     /// When it closes.
-    pub end_time_utc: String,
+    #[schema(value_type = String)]
+    pub end_time_utc: Timestamp,
 }
 
 /// Body of `PUT .../applications/{name}/eligibleRoles/{id}`.
@@ -266,7 +269,8 @@ pub struct EligibleRole {
     /// The role.
     pub role_definition: String,
     /// When it was granted.
-    pub created_at: String,
+    #[schema(value_type = String)]
+    pub created_at: Timestamp,
 }
 
 /// Body of `PUT .../jitRequests/{name}`: a role activation request, in the vendor's shape.
@@ -341,7 +345,7 @@ pub struct JitRequest {
 pub struct JitRequestView {
     /// `role` (an activation on an application) or `network` (access under a network policy
     /// with manual approval).
-    pub request_kind: String,
+    pub request_kind: RequestKind,
     /// The application (role requests).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub application_resource_id: Option<String>,
@@ -367,22 +371,27 @@ pub struct JitRequestView {
     pub justification: Option<String>,
     /// `Pending`, `Approved`, `Active`, `Denied`, `Canceled`, `Timeout`, `Expired`, `Revoked`
     /// or `Failed`.
-    pub jit_request_state: String,
+    #[schema(value_type = String)]
+    pub jit_request_state: RequestState,
     /// Who asked.
     pub requestor: String,
     /// When it was asked.
-    pub created_at: String,
+    #[schema(value_type = String)]
+    pub created_at: Timestamp,
     /// The granted window, once approved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub active_from: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub active_from: Option<Timestamp>,
     /// Its end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub active_until: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub active_until: Option<Timestamp>,
     /// Approvals and denials, with reasons.
     pub decisions: Vec<DecisionView>,
     /// When the "expires in 15 minutes" warning fell due.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expiry_warned_at: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub expiry_warned_at: Option<Timestamp>,
     /// Why enforcement failed (`Failed` requests).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,
@@ -401,6 +410,49 @@ pub struct ExtendBody {
     pub justification: Option<String>,
 }
 
+wire_enum! {
+    /// The two kinds of request ajar keeps.
+    RequestKind {
+        /// An activation of roles on an application.
+        Role = "role",
+        /// Access to machines' ports under a network policy.
+        Network = "network",
+    }
+}
+
+wire_enum! {
+    /// A request's state as history shows it: a role request's state, or a network request's in
+    /// the same words.
+    HistoryState {
+        /// Waiting for approvals.
+        Pending = "Pending",
+        /// Approved; its window has not begun.
+        Approved = "Approved",
+        /// Inside its window.
+        Active = "Active",
+        /// An approver refused it.
+        Denied = "Denied",
+        /// The requester withdrew it.
+        Canceled = "Canceled",
+        /// Its window ended before enough approvals came.
+        Timeout = "Timeout",
+        /// Its window ended.
+        Expired = "Expired",
+        /// Ended early.
+        Revoked = "Revoked",
+        /// Enforcement could not apply it.
+        Failed = "Failed",
+        /// Network access replaced by a newer request.
+        Superseded = "Superseded",
+    }
+}
+
+impl From<RequestState> for HistoryState {
+    fn from(state: RequestState) -> Self {
+        HistoryState::parse(state.as_str()).unwrap_or(HistoryState::Failed)
+    }
+}
+
 /// One entry of `GET /api/v1/history`: a request of either kind.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -408,22 +460,25 @@ pub struct HistoryEntry {
     /// The request's id (a `jitRequests` resource id, or a network request id).
     pub id: String,
     /// `role` or `network`.
-    pub kind: String,
+    pub kind: RequestKind,
     /// The application or network policy.
     pub target: String,
     /// Who asked.
     pub requestor: String,
     /// `Pending`, `Approved`, `Active`, `Denied`, `Canceled`, `Timeout`, `Expired`,
     /// `Revoked`, `Failed`, or `Superseded` (network access replaced by a newer request).
-    pub state: String,
+    pub state: HistoryState,
     /// When it was asked.
-    pub created_at: String,
+    #[schema(value_type = String)]
+    pub created_at: Timestamp,
     /// Start of the granted window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub active_from: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub active_from: Option<Timestamp>,
     /// End of the granted window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub active_until: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub active_until: Option<Timestamp>,
     /// Why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub justification: Option<String>,
@@ -440,7 +495,8 @@ pub struct DecisionView {
     /// Why.
     pub reason: String,
     /// When.
-    pub at: String,
+    #[schema(value_type = String)]
+    pub at: Timestamp,
 }
 
 /// Body of approve and deny.
@@ -482,5 +538,6 @@ pub struct AuthorizeAnswer {
     pub via: Option<String>,
     /// When the elevation that allows it ends (absent for standing access).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub expires_at: Option<Timestamp>,
 }

@@ -2,6 +2,7 @@
 
 use super::*;
 use ajar_core::FieldError;
+use ajar_core::machine::MachineState;
 use ajar_core::machine::Os;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -88,7 +89,7 @@ pub struct MachineView {
     /// Labels.
     pub labels: BTreeMap<String, String>,
     /// `Configured`, `NotConfigured` or `Unsupported`.
-    pub jit_state: String,
+    pub jit_state: JitState,
     /// Request figures (in reads, not in the answer to a write).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_figures: Option<RequestFigures>,
@@ -98,4 +99,26 @@ pub struct MachineView {
     /// The JIT policy covering the machine, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jit_policy_id: Option<String>,
+}
+
+wire_enum! {
+    /// How JIT applies to a machine.
+    JitState {
+        /// A JIT policy covers the machine.
+        Configured = "Configured",
+        /// No policy covers it yet, but one could.
+        NotConfigured = "NotConfigured",
+        /// JIT cannot work for this machine.
+        Unsupported = "Unsupported",
+    }
+}
+
+impl From<&MachineState> for JitState {
+    fn from(state: &MachineState) -> Self {
+        match state {
+            MachineState::Configured => JitState::Configured,
+            MachineState::NotConfigured => JitState::NotConfigured,
+            MachineState::Unsupported(_) => JitState::Unsupported,
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! Notification subscriptions and deliveries.
 
 use ajar_core::id::Scope;
+use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -96,16 +97,30 @@ pub struct Delivery {
     /// The event.
     pub event: String,
     /// `Pending`, `Delivered` or `Dead` (dead-lettered after the last attempt).
-    pub state: String,
+    pub state: DeliveryState,
     /// Attempts made.
     pub attempts: i64,
     /// When the next attempt is due (pending only).
-    pub next_attempt_at: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub next_attempt_at: Option<Timestamp>,
     /// Why the last attempt failed.
     pub last_error: Option<String>,
     /// When it was queued.
-    pub created_at: String,
+    #[schema(value_type = String)]
+    pub created_at: Timestamp,
     /// The notification.
     #[schema(value_type = Object)]
     pub payload: serde_json::Value,
+}
+
+wire_enum! {
+    /// Where a notification's delivery stands.
+    DeliveryState {
+        /// Waiting for its next attempt.
+        Pending = "Pending",
+        /// Accepted by the receiver.
+        Delivered = "Delivered",
+        /// Given up after the last attempt.
+        Dead = "Dead",
+    }
 }

@@ -2,6 +2,7 @@
 
 use ajar_core::id::Scope;
 use ajar_core::principal::Principal;
+use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -34,10 +35,12 @@ pub struct Token {
     /// Who created it.
     pub created_by: String,
     /// When.
-    pub created_at: String,
+    #[schema(value_type = String)]
+    pub created_at: Timestamp,
     /// When it stops working (sessions); absent for tokens that last until deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub expires_at: Option<Timestamp>,
     /// Groups an identity provider asserted when the session was made (they count as the
     /// principal's groups while the session lasts).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -103,7 +106,8 @@ pub struct RoleAssignment {
     /// Where.
     pub scope: String,
     /// When it was made.
-    pub created_at: String,
+    #[schema(value_type = String)]
+    pub created_at: Timestamp,
 }
 
 /// Body of `PUT /api/v1/roleDefinitions/{name}` (custom roles).
@@ -141,5 +145,6 @@ pub struct Me {
     /// Its local groups (names, without `group:`).
     pub groups: Vec<String>,
     /// The server's clock now (RFC 3339), so clients can show countdowns despite clock skew.
-    pub server_time: String,
+    #[schema(value_type = String)]
+    pub server_time: Timestamp,
 }

@@ -4,8 +4,9 @@ use super::*;
 use ajar_core::FieldError;
 use ajar_core::duration::AccessDuration;
 use ajar_core::id::{ResourceId, ResourceKind};
+use ajar_core::lifecycle::RequestState;
 use ajar_core::net::{Port, Protocol, SourcePrefix};
-use ajar_core::request::{RequestedMachine, RequestedPort, WindowEnd};
+use ajar_core::request::{PortStatus, RequestedMachine, RequestedPort, StatusReason, WindowEnd};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -145,7 +146,8 @@ pub struct AccessRequest {
     /// Who asked.
     pub requestor: String,
     /// When the request was accepted.
-    pub start_time_utc: String,
+    #[schema(value_type = String)]
+    pub start_time_utc: Timestamp,
     /// Why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub justification: Option<String>,
@@ -157,7 +159,8 @@ pub struct AccessRequest {
     pub approval_request_id: Option<String>,
     /// The approval request's state (`Pending` until decided).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub approval_state: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub approval_state: Option<RequestState>,
 }
 
 /// One machine of a request.
@@ -185,11 +188,12 @@ pub struct AccessRequestPort {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_source_address_prefixes: Option<Vec<String>>,
     /// When access ends (or ended).
-    pub end_time_utc: String,
-    /// `Initiated` or `Revoked`.
-    pub status: String,
-    /// `UserRequested`, `Expired`, `NewerRequestInitiated` or `PolicyChanged`.
-    pub status_reason: String,
+    #[schema(value_type = String)]
+    pub end_time_utc: Timestamp,
+    /// `Initiated`, `Revoked`, or `Pending` while awaiting approval.
+    pub status: PortState,
+    /// `UserRequested`, `Expired`, `NewerRequestInitiated`, `PolicyChanged` or `AwaitingApproval`.
+    pub status_reason: PortStatusReason,
     /// The port on the gateway that maps to this one, when a gateway enforces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mapped_port: Option<u16>,
@@ -199,10 +203,12 @@ pub struct AccessRequestPort {
     pub connection_details: Option<ConnectionDetails>,
     /// When the enforcement point reported the port open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub open_since: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub open_since: Option<Timestamp>,
     /// When the enforcement point reported the port closed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub closed_at: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub closed_at: Option<Timestamp>,
 }
 
 /// Address and port a client connects to.
@@ -223,5 +229,53 @@ impl AccessRequestPort {
         self.allowed_source_address_prefixes =
             many.map(|v| v.iter().map(ToString::to_string).collect());
         self
+    }
+}
+
+wire_enum! {
+    /// Whether a requested port is open, as the API shows it.
+    PortState {
+        /// Open until its end time.
+        Initiated = "Initiated",
+        /// Closed; see the reason.
+        Revoked = "Revoked",
+        /// Waiting for the approval request to be decided.
+        Pending = "Pending",
+    }
+}
+
+wire_enum! {
+    /// Why a port has the state it has, as the API shows it.
+    PortStatusReason {
+        /// Opened at the requester's wish, or closed early at someone's wish.
+        UserRequested = "UserRequested",
+        /// The window ended.
+        Expired = "Expired",
+        /// A newer request for the same machine, port and source replaced this one.
+        NewerRequestInitiated = "NewerRequestInitiated",
+        /// The policy no longer covers the port.
+        PolicyChanged = "PolicyChanged",
+        /// The policy needs approval and none has been given yet.
+        AwaitingApproval = "AwaitingApproval",
+    }
+}
+
+impl From<PortStatus> for PortState {
+    fn from(status: PortStatus) -> Self {
+        match status {
+            PortStatus::Initiated => PortState::Initiated,
+            PortStatus::Revoked => PortState::Revoked,
+        }
+    }
+}
+
+impl From<StatusReason> for PortStatusReason {
+    fn from(reason: StatusReason) -> Self {
+        match reason {
+            StatusReason::UserRequested => PortStatusReason::UserRequested,
+            StatusReason::Expired => PortStatusReason::Expired,
+            StatusReason::NewerRequestInitiated => PortStatusReason::NewerRequestInitiated,
+            StatusReason::PolicyChanged => PortStatusReason::PolicyChanged,
+        }
     }
 }

@@ -31,6 +31,9 @@ pub enum EngineError {
         /// The field it concerns.
         target: String,
     },
+    /// A part of ajar it needs is not running (the request writer stopped); retrying may help.
+    #[error("{0}")]
+    Unavailable(String),
     /// Stored data could not be read back.
     #[error("stored data unreadable: {0}")]
     Corrupt(String),

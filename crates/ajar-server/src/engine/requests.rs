@@ -8,12 +8,12 @@
 //! against the policy as it is then and stored as an ordinary network access request (same id
 //! as the approval request's name), which the agents enforce and the network scheduler closes.
 
+use super::request_writer::{NewAccess, store_in};
 use super::{EngineError, EngineResult};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::journal::Actor;
 use crate::notify::{self, Notice, NoticeEvent};
-use crate::request_writer::{NewAccess, store_in};
 use ajar_api::wire::{ApplicationProperties, InitiateBody};
 use ajar_core::FieldError;
 use ajar_core::activity::Outcome;
@@ -410,7 +410,7 @@ pub(crate) async fn open_network_access(
             l.window = Some((now, end));
             Ok(Ok(()))
         }
-        Some(Err(e)) => Ok(Err(e.0.message)),
+        Some(Err(e)) => Ok(Err(e.to_string())),
         _ => Ok(Err("JIT is disabled for the policy's scope".to_owned())),
     }
 }

@@ -114,7 +114,7 @@ impl Selection {
 fn wire(r: ActivityRow) -> ActivityRecord {
     ActivityRecord {
         id: r.seq,
-        time: r.at.to_string(),
+        time: r.at,
         principal: r.principal,
         source_address: r.source_address,
         action: r.action,

@@ -5,7 +5,7 @@
 //! may use are those under `/api/v1/agent/`, and they only ever show its own machines.
 
 use super::machines::read_properties;
-use super::{Paging, Reply, no_content, ts};
+use super::{Paging, Reply, no_content};
 use crate::AppState;
 use crate::auth::{Caller, new_token};
 use crate::body::RawBody;
@@ -49,7 +49,7 @@ fn view(a: AgentRow, token: Option<String>, now: jiff::Timestamp, revision: i64)
         mapped_port_range: a.port_range.map(|(l, h)| format!("{l}-{h}")),
         address_prefixes: a.address_prefixes,
         live: is_live(a.last_seen, now),
-        last_seen: a.last_seen.map(ts),
+        last_seen: a.last_seen,
         version: a.version,
         applied_revision: a.applied_revision,
         current_revision: revision,

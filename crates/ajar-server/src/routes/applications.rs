@@ -1,7 +1,7 @@
 //! Managed applications (role access): the JIT access policy fixed at creation, and eligible
 //! roles granted to users or groups. Activation requests come with the request engine.
 
-use super::{Paging, Reply, group_scope, name, no_content, resource_id, subscription_scope, ts};
+use super::{Paging, Reply, group_scope, name, no_content, resource_id, subscription_scope};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::body::RawBody;
@@ -248,7 +248,7 @@ fn eligibility_view(e: EligibilityRow) -> EligibleRole {
         application_id: e.application_id,
         principal: e.principal,
         role_definition: e.role_name,
-        created_at: ts(e.created_at),
+        created_at: e.created_at,
     }
 }
 

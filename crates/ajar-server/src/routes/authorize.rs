@@ -56,7 +56,7 @@ pub async fn me(State(state): State<AppState>, caller: Caller) -> AppResult<Repl
     Ok(Reply::ok(Me {
         principal: caller.principal,
         groups: caller.groups,
-        server_time: state.clock.now().to_string(),
+        server_time: state.clock.now(),
     }))
 }
 
@@ -87,6 +87,6 @@ pub async fn authorize(
             Source::Publisher(app) => format!("publisher:{app}"),
             Source::Elevation { request, .. } => format!("elevation:{request}"),
         }),
-        expires_at: answer.expires_at.map(super::ts),
+        expires_at: answer.expires_at,
     }))
 }

@@ -1,6 +1,5 @@
 //! Request figures for machine and application reads: the columns of the vendor's Configured tab.
 
-use super::ts;
 use ajar_api::wire::{OpenConnection, RequestFigures};
 use ajar_store::{Figures, GrantRow, StoreResult, Tx};
 use jiff::{SignedDuration, Timestamp};
@@ -50,7 +49,7 @@ pub async fn applications(
 fn wire(f: Figures) -> RequestFigures {
     RequestFigures {
         approved_requests_last7_days: f.approved_since,
-        last_access_at: f.last.as_ref().map(|(at, _)| ts(*at)),
+        last_access_at: f.last.as_ref().map(|(at, _)| *at),
         last_user: f.last.map(|(_, who)| who),
         open_connections: Vec::new(),
     }
@@ -68,6 +67,6 @@ fn connection(g: &GrantRow) -> OpenConnection {
         connect_to,
         source_address_prefixes: p.sources.clone(),
         requestor: g.requestor.clone(),
-        end_time_utc: ts(p.end_time),
+        end_time_utc: p.end_time,
     }
 }

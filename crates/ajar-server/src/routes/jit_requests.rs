@@ -3,7 +3,7 @@
 //! approval. Create, read, approve, deny, cancel, revoke, extend; the approver's inbox; and the
 //! history of both kinds. Each parses, authorizes, calls the engine and renders.
 
-use super::{PageQuery, Paging, Reply, instant, resource_id, ts};
+use super::{PageQuery, Paging, Reply, instant, resource_id};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::body::RawBody;
@@ -15,8 +15,8 @@ use crate::error::{AppError, AppResult};
 use crate::journal::Actor;
 use ajar_api::ErrorCode;
 use ajar_api::wire::{
-    DecisionBody, DecisionView, ExtendBody, HistoryEntry, JitAuthorizationPolicy, JitRequest,
-    JitRequestBody, JitRequestView, JitSchedulingPolicy, List,
+    DecisionBody, DecisionView, ExtendBody, HistoryEntry, HistoryState, JitAuthorizationPolicy,
+    JitRequest, JitRequestBody, JitRequestView, JitSchedulingPolicy, List, RequestKind,
 };
 use ajar_core::duration::{AccessDuration, MAX_ACCESS, MIN_ACCESS};
 use ajar_core::id::{ResourceId, ResourceKind, Scope};
@@ -50,10 +50,6 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/history", get(history))
 }
 
-fn internal() -> AppError {
-    AppError::new(ErrorCode::InternalError, "internal error")
-}
-
 fn bad(target: &str, message: impl Into<String>) -> AppError {
     AppError::new(ErrorCode::ValidationFailed, message.into()).at(target)
 }
@@ -64,7 +60,7 @@ fn request_id(sub: &str, rg: &str, n: &str) -> AppResult<ResourceId> {
 
 fn view(row: &JitRequestRow) -> AppResult<JitRequest> {
     let l = lifecycle_of(row)?;
-    let roles: Vec<String> = serde_json::from_str(&row.roles).map_err(|_| internal())?;
+    let roles: Vec<String> = serde_json::from_str(&row.roles).map_err(|_| AppError::internal())?;
     let network = row.kind == NETWORK;
     // A network request's ports were stored when it became active: it has a window and did
     // not fail.
@@ -74,7 +70,7 @@ fn view(row: &JitRequestRow) -> AppResult<JitRequest> {
         name: row.name.clone(),
         kind: "jitRequests".to_owned(),
         properties: JitRequestView {
-            request_kind: row.kind.clone(),
+            request_kind: RequestKind::parse(&row.kind).ok_or_else(AppError::internal)?,
             application_resource_id: (!network).then(|| row.application_id.clone()),
             network_access_policy_id: network.then(|| row.application_id.clone()),
             network_access: if network {
@@ -98,14 +94,14 @@ fn view(row: &JitRequestRow) -> AppResult<JitRequest> {
                     Start::At(t) => Some(t),
                 },
                 duration: AccessDuration::new(l.duration.clamp(MIN_ACCESS, MAX_ACCESS))
-                    .map_err(|_| internal())?,
+                    .map_err(|_| AppError::internal())?,
             },
             justification: row.justification.clone(),
-            jit_request_state: l.state.as_str().to_owned(),
+            jit_request_state: l.state,
             requestor: row.requester.clone(),
-            created_at: ts(row.created_at),
-            active_from: l.window.map(|(from, _)| ts(from)),
-            active_until: l.window.map(|(_, until)| ts(until)),
+            created_at: row.created_at,
+            active_from: l.window.map(|(from, _)| from),
+            active_until: l.window.map(|(_, until)| until),
             decisions: l
                 .decisions
                 .iter()
@@ -113,10 +109,10 @@ fn view(row: &JitRequestRow) -> AppResult<JitRequest> {
                     by: d.by.to_string(),
                     decision: if d.approve { "Approved" } else { "Denied" }.to_owned(),
                     reason: d.reason.clone(),
-                    at: ts(d.at),
+                    at: d.at,
                 })
                 .collect(),
-            expiry_warned_at: l.expiry_warned_at.map(ts),
+            expiry_warned_at: l.expiry_warned_at,
             failure: l.failure.clone(),
         },
     })
@@ -231,9 +227,8 @@ async fn counted_create_jit_request(
 ) -> AppResult<Reply<JitRequest>> {
     let metrics = state.metrics.clone();
     let result = create_jit_request(state, caller, path, body).await;
-    let pending = |r: &Reply<JitRequest>| {
-        r.body.properties.jit_request_state == RequestState::Pending.as_str()
-    };
+    let pending =
+        |r: &Reply<JitRequest>| r.body.properties.jit_request_state == RequestState::Pending;
     metrics.access_request(
         ROLE,
         crate::metrics::access_result(result.as_ref().map(pending)),
@@ -411,7 +406,7 @@ pub async fn extend(
         ));
     }
     // The follow-on is filed and checked where the original's target lives, as a new request.
-    let target = ResourceId::parse(&original.application_id).map_err(|_| internal())?;
+    let target = ResourceId::parse(&original.application_id).map_err(|_| AppError::internal())?;
     if original.kind == ROLE {
         caller.require(actions::JIT_REQUESTS_WRITE, &target.scope())?;
     }
@@ -475,7 +470,8 @@ pub async fn extend(
             now,
         )?
     } else {
-        let roles: Vec<String> = serde_json::from_str(&original.roles).map_err(|_| internal())?;
+        let roles: Vec<String> =
+            serde_json::from_str(&original.roles).map_err(|_| AppError::internal())?;
         let rule = check_role_request(
             &mut tx,
             &caller,
@@ -569,19 +565,19 @@ pub struct HistoryQuery {
 
 /// A network access request's state in history words: open ports make it `Active`; closed, it
 /// is `Expired`, `Superseded` or `Revoked` by the reason its last port closed.
-fn network_state(ports: &[ajar_store::PortRow]) -> &'static str {
+fn network_state(ports: &[ajar_store::PortRow]) -> HistoryState {
     use ajar_core::request::PortStatus;
     if ports.iter().any(|p| p.status == PortStatus::Initiated) {
-        return "Active";
+        return HistoryState::Active;
     }
     match ports
         .iter()
         .max_by_key(|p| p.removed_at)
         .map(|p| p.status_reason)
     {
-        Some(StatusReason::Expired) => "Expired",
-        Some(StatusReason::NewerRequestInitiated) => "Superseded",
-        _ => "Revoked",
+        Some(StatusReason::Expired) => HistoryState::Expired,
+        Some(StatusReason::NewerRequestInitiated) => HistoryState::Superseded,
+        _ => HistoryState::Revoked,
     }
 }
 
@@ -624,24 +620,19 @@ pub async fn history(
             );
         }
     };
-    let states = [
-        "Pending",
-        "Approved",
-        "Active",
-        "Denied",
-        "Canceled",
-        "Timeout",
-        "Expired",
-        "Revoked",
-        "Failed",
-        "Superseded",
-    ];
     if let Some(s) = &query.state
-        && !states.contains(&s.as_str())
+        && HistoryState::parse(s).is_none()
     {
         return Err(AppError::new(
             ErrorCode::InvalidParameter,
-            format!("state must be one of {}", states.join(", ")),
+            format!(
+                "state must be one of {}",
+                HistoryState::ALL
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         )
         .at("state"));
     }
@@ -673,13 +664,13 @@ pub async fn history(
             },
             HistoryEntry {
                 id: row.id.clone(),
-                kind: row.kind.clone(),
+                kind: RequestKind::parse(&row.kind).ok_or_else(AppError::internal)?,
                 target: row.application_id.clone(),
                 requestor: row.requester.clone(),
-                state: row.state.clone(),
-                created_at: ts(row.created_at),
-                active_from: l.window.map(|(f, _)| ts(f)),
-                active_until: l.window.map(|(_, u)| ts(u)),
+                state: HistoryState::parse(&row.state).ok_or_else(AppError::internal)?,
+                created_at: row.created_at,
+                active_from: l.window.map(|(f, _)| f),
+                active_until: l.window.map(|(_, u)| u),
                 justification: row.justification.clone(),
             },
             visible,
@@ -701,7 +692,11 @@ pub async fn history(
             .await?;
         for (req, ports) in rows {
             let state_word = network_state(&ports);
-            if query.state.as_deref().is_some_and(|s| s != state_word) {
+            if query
+                .state
+                .as_deref()
+                .is_some_and(|s| s != state_word.as_str())
+            {
                 continue;
             }
             let visible = req.requestor == caller.principal
@@ -714,13 +709,13 @@ pub async fn history(
                 },
                 HistoryEntry {
                     id: req.id.clone(),
-                    kind: NETWORK.to_owned(),
+                    kind: RequestKind::Network,
                     target: req.policy_id.clone(),
                     requestor: req.requestor.clone(),
-                    state: state_word.to_owned(),
-                    created_at: ts(req.created_at),
-                    active_from: Some(ts(req.created_at)),
-                    active_until: ports.iter().map(|p| p.end_time).max().map(ts),
+                    state: state_word,
+                    created_at: req.created_at,
+                    active_from: Some(req.created_at),
+                    active_until: ports.iter().map(|p| p.end_time).max(),
                     justification: req.justification.clone(),
                 },
                 visible,

@@ -7,7 +7,9 @@ use crate::auth::Caller;
 use crate::body::RawBody;
 use crate::error::{AppError, AppResult};
 use ajar_api::ErrorCode;
-use ajar_api::wire::{List, Machine, MachineBody, MachineProperties, MachineView, RequestFigures};
+use ajar_api::wire::{
+    JitState, List, Machine, MachineBody, MachineProperties, MachineView, RequestFigures,
+};
 use ajar_core::agent::is_live;
 use ajar_core::id::{ResourceId, ResourceKind, Scope};
 use ajar_core::machine::machine_state;
@@ -65,7 +67,7 @@ pub fn machine_view(
             addresses: props.addresses.iter().map(ToString::to_string).collect(),
             enforcement_point: row.agent.clone(),
             labels: props.labels,
-            jit_state: state.name().to_owned(),
+            jit_state: JitState::from(&state),
             request_figures,
             unsupported_reason: reason,
             jit_policy_id: row.policy_id.clone(),
@@ -249,13 +251,14 @@ pub struct StateFilter {
 }
 
 impl StateFilter {
-    fn parse(&self) -> AppResult<Option<&'static str>> {
+    fn parse(&self) -> AppResult<Option<JitState>> {
         let Some(s) = &self.state else {
             return Ok(None);
         };
-        ["Configured", "NotConfigured", "Unsupported"]
-            .into_iter()
-            .find(|n| n.eq_ignore_ascii_case(s))
+        JitState::ALL
+            .iter()
+            .copied()
+            .find(|n| n.as_str().eq_ignore_ascii_case(s))
             .map(Some)
             .ok_or_else(|| {
                 AppError::new(

@@ -91,11 +91,6 @@ pub fn instant(value: &Option<String>, param: &str) -> AppResult<Option<Timestam
         .transpose()
 }
 
-/// Instants on the wire: RFC 3339 in UTC.
-pub fn ts(t: Timestamp) -> String {
-    t.to_string()
-}
-
 /// A JSON answer with a chosen status and, optionally, an ETag.
 pub struct Reply<T> {
     status: StatusCode,
@@ -344,6 +339,7 @@ impl From<crate::engine::EngineError> for AppError {
                 tracing::error!(cause = %m, "stored data unreadable");
                 AppError::new(ErrorCode::InternalError, "internal error")
             }
+            E::Unavailable(m) => AppError::new(ErrorCode::ServiceUnavailable, m),
             E::Store(s) => s.into(),
         }
     }

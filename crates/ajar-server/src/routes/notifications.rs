@@ -2,15 +2,15 @@
 //! a webhook or email addresses, a scope and the events wanted; and their deliveries, where
 //! dead letters are seen and retried.
 
-use super::{Paging, Reply, name, no_content, subscription_scope, ts};
+use super::{Paging, Reply, name, no_content, subscription_scope};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::body::RawBody;
 use crate::error::{AppError, AppResult};
 use ajar_api::ErrorCode;
 use ajar_api::wire::{
-    Delivery, List, NOTIFICATION_EVENTS, NotificationSubscription, NotificationSubscriptionBody,
-    NotificationSubscriptionProperties,
+    Delivery, DeliveryState, List, NOTIFICATION_EVENTS, NotificationSubscription,
+    NotificationSubscriptionBody, NotificationSubscriptionProperties,
 };
 use ajar_core::id::Scope;
 use ajar_core::rbac::actions;
@@ -273,17 +273,17 @@ pub struct DeliveryQuery {
     state: Option<String>,
 }
 
-fn delivery_view(r: OutboxRow) -> Delivery {
-    Delivery {
+fn delivery_view(r: OutboxRow) -> AppResult<Delivery> {
+    Ok(Delivery {
         payload: serde_json::from_str(&r.payload).unwrap_or(serde_json::Value::Null),
         id: r.id,
         event: r.event,
-        state: r.state,
+        state: DeliveryState::parse(&r.state).ok_or_else(AppError::internal)?,
         attempts: r.attempts,
-        next_attempt_at: r.next_attempt.map(ts),
+        next_attempt_at: r.next_attempt,
         last_error: r.last_error,
-        created_at: ts(r.created_at),
-    }
+        created_at: r.created_at,
+    })
 }
 
 #[utoipa::path(get, path = "/api/v1/subscriptions/{sub}/notificationSubscriptions/{name}/deliveries", tag = "notifications",
@@ -300,7 +300,7 @@ pub async fn list_deliveries(
     let (scope, id) = subscription_id(&sub, &n)?;
     caller.require(actions::NOTIFICATIONS_READ, &scope)?;
     if let Some(s) = &q.state
-        && !matches!(s.as_str(), "Pending" | "Delivered" | "Dead")
+        && DeliveryState::parse(s).is_none()
     {
         return Err(AppError::new(
             ErrorCode::InvalidParameter,
@@ -316,7 +316,11 @@ pub async fn list_deliveries(
         .notification_deliveries(&id, q.state.as_deref(), 1000)
         .await?;
     Ok(Reply::ok(
-        paging.list(rows.into_iter().map(delivery_view).collect()),
+        paging.list(
+            rows.into_iter()
+                .map(delivery_view)
+                .collect::<AppResult<_>>()?,
+        ),
     ))
 }
 
@@ -337,7 +341,7 @@ pub async fn retry_delivery(
         .await?
         .filter(|r| r.subscription_id == id)
         .ok_or_else(|| AppError::not_found(format!("delivery {delivery}")))?;
-    if row.state != "Dead" {
+    if row.state != DeliveryState::Dead.as_str() {
         return Err(AppError::new(
             ErrorCode::Conflict,
             format!(
@@ -349,7 +353,7 @@ pub async fn retry_delivery(
     // A fresh round of attempts, due at once.
     tx.notification_attempted(
         &row.id,
-        "Pending",
+        DeliveryState::Pending.as_str(),
         0,
         Some(now),
         row.last_error.as_deref(),
@@ -364,5 +368,5 @@ pub async fn retry_delivery(
     .await?;
     let updated = tx.notification_delivery(&row.id).await?.unwrap_or(row);
     tx.commit().await?;
-    Ok(Reply::ok(delivery_view(updated)))
+    Ok(Reply::ok(delivery_view(updated)?))
 }

@@ -1,6 +1,6 @@
 //! Role definitions (built-in and custom) and role assignments at a scope.
 
-use super::{Paging, Reply, name, no_content, ts};
+use super::{Paging, Reply, name, no_content};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::body::RawBody;
@@ -194,7 +194,7 @@ fn assignment_view(a: AssignmentRow) -> RoleAssignment {
         principal: a.principal,
         role_definition: a.role_name,
         scope: a.scope,
-        created_at: ts(a.created_at),
+        created_at: a.created_at,
     }
 }
 

@@ -5,7 +5,7 @@
 //! a requester may read and revoke their own requests while they still hold
 //! `ajar.jit/policies/initiate/action` at the policy's scope.
 
-use super::{PageQuery, Paging, Reply, resource_id, ts};
+use super::{PageQuery, Paging, Reply, resource_id};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::body::RawBody;
@@ -15,7 +15,7 @@ use crate::metrics::access_result;
 use ajar_api::ErrorCode;
 use ajar_api::wire::{
     AccessRequest, AccessRequestMachine, AccessRequestPort, ConnectionDetails, Grant, InitiateBody,
-    List,
+    List, PortState, PortStatusReason,
 };
 use ajar_core::id::{ResourceId, ResourceKind};
 use ajar_core::net::SourcePrefix;
@@ -51,9 +51,9 @@ pub fn request_view(req: &RequestRow, ports: &[PortRow]) -> AccessRequest {
             protocol: p.protocol.clone(),
             allowed_source_address_prefix: None,
             allowed_source_address_prefixes: None,
-            end_time_utc: ts(p.end_time),
-            status: p.status.as_str().to_owned(),
-            status_reason: p.status_reason.as_str().to_owned(),
+            end_time_utc: p.end_time,
+            status: p.status.into(),
+            status_reason: p.status_reason.into(),
             mapped_port: p.mapped_port,
             connection_details: p.mapped_port.zip(p.connect_address.as_ref()).map(
                 |(port, address)| ConnectionDetails {
@@ -61,8 +61,8 @@ pub fn request_view(req: &RequestRow, ports: &[PortRow]) -> AccessRequest {
                     port,
                 },
             ),
-            open_since: p.applied_at.map(ts),
-            closed_at: p.removed_at.map(ts),
+            open_since: p.applied_at,
+            closed_at: p.removed_at,
         };
         let sources: Vec<SourcePrefix> = p
             .sources
@@ -82,7 +82,7 @@ pub fn request_view(req: &RequestRow, ports: &[PortRow]) -> AccessRequest {
         id: req.id.clone(),
         policy_id: req.policy_id.clone(),
         requestor: req.requestor.clone(),
-        start_time_utc: ts(req.created_at),
+        start_time_utc: req.created_at,
         justification: req.justification.clone(),
         virtual_machines: machines,
         approval_request_id: None,
@@ -208,11 +208,11 @@ fn pending_view(
         .iter_mut()
         .flat_map(|m| m.ports.iter_mut())
     {
-        port.status = "Pending".to_owned();
-        port.status_reason = "AwaitingApproval".to_owned();
+        port.status = PortState::Pending;
+        port.status_reason = PortStatusReason::AwaitingApproval;
     }
     answer.approval_request_id = Some(id.to_string());
-    answer.approval_state = Some(stored.state.clone());
+    answer.approval_state = ajar_core::lifecycle::RequestState::parse(&stored.state);
     answer
 }
 
@@ -471,8 +471,8 @@ pub async fn list_grants(
             protocol: g.port.protocol,
             source_address_prefixes: g.port.sources,
             requestor: g.requestor,
-            start_time_utc: ts(g.created_at),
-            end_time_utc: ts(g.port.end_time),
+            start_time_utc: g.created_at,
+            end_time_utc: g.port.end_time,
             mapped_port: g.port.mapped_port,
         })
         .collect();

@@ -5,7 +5,7 @@
 //! or `ajar.tokens/read` (list) at `/`. A token made with a credential that ends (a session or
 //! an identity provider's token) ends with it.
 
-use super::{Paging, Reply, no_content, ts};
+use super::{Paging, Reply, no_content};
 use crate::AppState;
 use crate::auth::{Caller, new_token};
 use crate::body::RawBody;
@@ -56,8 +56,8 @@ pub(crate) fn view(t: TokenRow, secret: Option<String>) -> Token {
         principal: t.principal,
         description: t.description,
         created_by: t.created_by,
-        created_at: ts(t.created_at),
-        expires_at: t.expires_at.map(ts),
+        created_at: t.created_at,
+        expires_at: t.expires_at,
         groups: t.idp_groups,
     }
 }

@@ -41,7 +41,7 @@ async fn initiate_opens_a_port_until_it_expires() {
         (grants[0].number, grants[0].source_address_prefixes.clone()),
         (22, vec!["203.0.113.7".to_owned()])
     );
-    assert_eq!(grants[0].end_time_utc, end.to_string());
+    assert_eq!(grants[0].end_time_utc, end);
 
     // One second before the end: still open; the scheduler only sends the 15-minute warning
     // (once) and closes nothing.
@@ -180,7 +180,7 @@ async fn revoke_closes_a_request_early() {
     let again = app.admin.revoke(POLICY, id).await.unwrap();
     assert_eq!(
         again.virtual_machines[0].ports[0].status_reason,
-        "UserRequested"
+        ajar_api::wire::PortStatusReason::UserRequested
     );
     // Unknown request, or a request of another policy: 404.
     let e = app

@@ -264,10 +264,7 @@ async fn machines_policies_and_access_from_the_terminal() {
     .ok()
     .typed();
     let port = &started.virtual_machines[0].ports[0];
-    assert_eq!(
-        port.end_time_utc,
-        (app.now() + SignedDuration::from_mins(90)).to_string()
-    );
+    assert_eq!(port.end_time_utc, app.now() + SignedDuration::from_mins(90));
     assert_eq!(started.justification.as_deref(), Some("ticket 7"));
     let table = run(&app, &t, &["access", "list", "--policy", POLICY])
         .await
@@ -316,10 +313,7 @@ async fn machines_policies_and_access_from_the_terminal() {
     .await
     .ok()
     .typed();
-    assert_eq!(
-        ended.virtual_machines[0].ports[0].end_time_utc,
-        end.to_string()
-    );
+    assert_eq!(ended.virtual_machines[0].ports[0].end_time_utc, end);
     // Errors: usage (2) before any call, server refusals (1) naming what to fix.
     run(
         &app,
@@ -593,7 +587,10 @@ async fn roles_approvals_and_access_control_from_the_terminal() {
     .await
     .ok()
     .typed();
-    assert_eq!(asked.properties.jit_request_state, "Pending");
+    assert_eq!(
+        asked.properties.jit_request_state,
+        ajar_core::lifecycle::RequestState::Pending
+    );
     let inbox = run(&app, &bob, &["inbox"]).await.ok();
     assert!(inbox.stdout.contains(&asked.id), "{}", inbox.stdout);
     run(&app, &alice, &["approve", &asked.id, "--reason", "self"])

@@ -5,9 +5,8 @@
 //! On SQLite, where writes are serial anyway, this turns per-request round trips into
 //! per-batch ones; a request still gets its own answer and is either stored whole or not at all.
 
-use crate::error::AppError;
+use super::{EngineError, EngineResult};
 use crate::notify::{self, Notice, NoticeEvent};
-use ajar_api::ErrorCode;
 use ajar_core::agent::PortRange;
 use ajar_store::{
     NewActivity, NewRequest, PolicyGuard, PortRow, RequestRow, Store, StoreResult, Tx,
@@ -21,7 +20,7 @@ pub const MAX_BATCH: usize = 128;
 const MAX_PARAMS: usize = 20_000;
 
 /// What happened to one request.
-type Outcome = Result<Option<Vec<PortRow>>, AppError>;
+type Outcome = EngineResult<Option<Vec<PortRow>>>;
 
 /// A network access request ready to store, with the guard it is stored under.
 #[derive(Debug, Clone)]
@@ -117,12 +116,7 @@ impl RequestWriter {
             },
             reply,
         };
-        let gone = || {
-            AppError::new(
-                ErrorCode::ServiceUnavailable,
-                "the request writer stopped; retry",
-            )
-        };
+        let gone = || EngineError::Unavailable("the request writer stopped; retry".to_owned());
         self.jobs.send(job).await.map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
     }
@@ -161,7 +155,7 @@ async fn write_batch(store: &Store, mut batch: Vec<Job>) {
     };
     if let [_] = batch.as_slice() {
         if let Some(job) = batch.into_iter().next() {
-            let _ = job.reply.send(Err(AppError::from(error)));
+            let _ = job.reply.send(Err(EngineError::Store(error)));
         }
         return;
     }
@@ -169,7 +163,7 @@ async fn write_batch(store: &Store, mut batch: Vec<Job>) {
     for mut job in batch {
         let outcome = match store_jobs(store, std::slice::from_mut(&mut job)).await {
             Ok(mut v) => v.pop().unwrap_or(Ok(None)),
-            Err(e) => Err(AppError::from(e)),
+            Err(e) => Err(EngineError::Store(e)),
         };
         let _ = job.reply.send(outcome);
     }
@@ -287,7 +281,7 @@ pub async fn store_in(tx: &mut Tx, jobs: &mut [&mut NewAccess]) -> StoreResult<V
         .iter()
         .zip(full)
         .map(|(job, full)| match full {
-            Some(why) => Err(AppError::new(ErrorCode::Conflict, why)),
+            Some(why) => Err(EngineError::Conflict(why)),
             None => Ok(stored.next().unwrap_or(false).then(|| job.ports.clone())),
         })
         .collect())
