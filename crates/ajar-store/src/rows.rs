@@ -279,7 +279,7 @@ pub struct AssignmentRow {
 }
 
 /// A page position in a newest-first list: the creation instant and id of the last item seen.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Cursor {
     /// Creation instant (microseconds) of the last item seen.
     pub created_at: i64,

@@ -1,7 +1,8 @@
 //! The activity log: `GET /api/v1/activity` (JSON pages, or the whole selection streamed as
 //! RFC 4180 CSV) and `GET /api/v1/activity/verify` (the hash chain checked from the start).
 
-use super::{instant, page_size};
+use super::instant;
+use super::paging::{Page, TIME_ORDERED_DEFAULT};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{AppError, AppResult};
@@ -20,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use jiff::Timestamp;
 use serde::Deserialize;
+use std::cmp::Reverse;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -39,9 +41,10 @@ pub struct ActivityQuery {
     from: Option<String>,
     to: Option<String>,
     format: Option<String>,
-    top: Option<String>,
-    skip_token: Option<String>,
 }
+
+/// The activity log, newest first by sequence number.
+pub type ActivityPage = Page<Reverse<i64>, TIME_ORDERED_DEFAULT>;
 
 /// The query's filters, checked.
 struct Selection {
@@ -139,6 +142,7 @@ pub async fn list_activity(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<ActivityQuery>,
+    page: ActivityPage,
 ) -> AppResult<Response> {
     let selection = Selection::parse(&q)?;
     caller.require(actions::ACTIVITY_READ, &selection.scope)?;
@@ -152,70 +156,18 @@ pub async fn list_activity(
             );
         }
     }
-    let top = match &q.top {
-        None => None,
-        Some(t) => Some(t.parse::<u32>().map_err(|_| {
-            AppError::new(ErrorCode::InvalidParameter, "top must be a whole number").at("top")
-        })?),
-    };
-    let top = page_size(top)?;
-    let before = match &q.skip_token {
-        None => None,
-        Some(t) => Some(t.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
-            AppError::new(ErrorCode::InvalidParameter, "skipToken is not valid").at("skipToken")
-        })?),
-    };
     let (scope, mut filter) = selection.filter();
     filter.under = Some(&scope);
     let mut tx = state.store.read().await?;
-    let rows = tx.activity(&filter, before, top).await?;
+    let before = page.after.map(|Reverse(seq)| seq);
+    let rows = tx.activity(&filter, before, page.limit() as u32).await?;
     drop(tx);
-    let next_link = (rows.len() == top as usize)
-        .then(|| rows.last().map(|r| r.seq))
-        .flatten()
-        .map(|seq| next_link(&q, top, seq));
+    let (rows, next_link) = page.finish(rows, |r| Reverse(r.seq));
     Ok(Json(List {
         value: rows.into_iter().map(wire).collect(),
         next_link,
     })
     .into_response())
-}
-
-/// The next page's path: the same filters, continuing below `seq`.
-fn next_link(q: &ActivityQuery, top: u32, seq: i64) -> String {
-    let mut query: Vec<(&str, String)> = Vec::new();
-    for (name, value) in [
-        ("scope", &q.scope),
-        ("principal", &q.principal),
-        ("action", &q.action),
-        ("result", &q.result),
-        ("requestId", &q.request_id),
-        ("from", &q.from),
-        ("to", &q.to),
-    ] {
-        if let Some(v) = value {
-            query.push((name, v.clone()));
-        }
-    }
-    query.push(("top", top.to_string()));
-    query.push(("skipToken", seq.to_string()));
-    let encoded: Vec<String> = query
-        .iter()
-        .map(|(k, v)| format!("{k}={}", percent_encode(v)))
-        .collect();
-    format!("/api/v1/activity?{}", encoded.join("&"))
-}
-
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/' | b':') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// The CSV columns, in order.
@@ -399,25 +351,5 @@ mod tests {
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
         assert_eq!(csv_line(&["a", "", "c"]), "a,,c\r\n");
-    }
-
-    #[test]
-    fn next_links_keep_filters_encoded() {
-        let q = ActivityQuery {
-            scope: Some("/subscriptions/s".into()),
-            principal: Some("a b&c".into()),
-            action: None,
-            result: None,
-            request_id: None,
-            from: None,
-            to: None,
-            format: None,
-            top: None,
-            skip_token: None,
-        };
-        assert_eq!(
-            next_link(&q, 10, 42),
-            "/api/v1/activity?scope=/subscriptions/s&principal=a%20b%26c&top=10&skipToken=42"
-        );
     }
 }

@@ -5,7 +5,8 @@
 //! may use are those under `/api/v1/agent/`, and they only ever show its own machines.
 
 use super::machines::read_properties;
-use super::{Paging, Reply, no_content};
+use super::paging::ByName;
+use super::{Reply, no_content};
 use crate::AppState;
 use crate::auth::{Caller, new_token};
 use crate::body::RawBody;
@@ -222,7 +223,7 @@ pub async fn create_agent(
 pub async fn list_agents(
     State(state): State<AppState>,
     caller: Caller,
-    paging: Paging,
+    paging: ByName,
 ) -> AppResult<Reply<List<Agent>>> {
     caller.require(actions::AGENTS_READ, &Scope::Root)?;
     let now = state.clock.now();
@@ -234,7 +235,7 @@ pub async fn list_agents(
         .into_iter()
         .map(|a| view(a, None, now, revision))
         .collect();
-    Ok(Reply::ok(paging.list(value)))
+    Ok(Reply::ok(paging.list(value, |a| a.name.clone())))
 }
 
 #[utoipa::path(get, path = "/api/v1/agents/{id}", tag = "agents",

@@ -1,7 +1,8 @@
 //! Managed applications (role access): the JIT access policy fixed at creation, and eligible
 //! roles granted to users or groups. Activation requests come with the request engine.
 
-use super::{Paging, Reply, group_scope, name, no_content, resource_id, subscription_scope};
+use super::paging::ByName;
+use super::{Reply, group_scope, name, no_content, resource_id, subscription_scope};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::body::RawBody;
@@ -198,7 +199,7 @@ async fn list(
     state: &AppState,
     caller: &Caller,
     scope: Scope,
-    paging: &Paging,
+    paging: &ByName,
 ) -> AppResult<Reply<List<Application>>> {
     caller.require_within(actions::APPLICATIONS_READ, &scope)?;
     let (Some(sub), rg) = (scope.subscription(), scope.resource_group()) else {
@@ -217,7 +218,7 @@ async fn list(
             value.push(view_with(row, &mut figures)?);
         }
     }
-    Ok(Reply::ok(paging.list(value)))
+    Ok(Reply::ok(paging.list(value, |a| a.id.clone())))
 }
 
 #[utoipa::path(get, path = "/api/v1/subscriptions/{sub}/applications", tag = "applications",
@@ -226,7 +227,7 @@ pub async fn list_subscription_applications(
     State(state): State<AppState>,
     caller: Caller,
     Path(sub): Path<String>,
-    paging: Paging,
+    paging: ByName,
 ) -> AppResult<Reply<List<Application>>> {
     list(&state, &caller, subscription_scope(&sub)?, &paging).await
 }
@@ -237,7 +238,7 @@ pub async fn list_group_applications(
     State(state): State<AppState>,
     caller: Caller,
     Path((sub, rg)): Path<(String, String)>,
-    paging: Paging,
+    paging: ByName,
 ) -> AppResult<Reply<List<Application>>> {
     list(&state, &caller, group_scope(&sub, &rg)?, &paging).await
 }
@@ -361,7 +362,7 @@ pub async fn list_eligible_roles(
     State(state): State<AppState>,
     caller: Caller,
     Path((sub, rg, n)): Path<(String, String, String)>,
-    paging: Paging,
+    paging: ByName,
 ) -> AppResult<Reply<List<EligibleRole>>> {
     let app = application_id(&sub, &rg, &n)?;
     caller.require(actions::APPLICATIONS_READ, &app.scope())?;
@@ -375,5 +376,5 @@ pub async fn list_eligible_roles(
         .into_iter()
         .map(eligibility_view)
         .collect();
-    Ok(Reply::ok(paging.list(value)))
+    Ok(Reply::ok(paging.list(value, |e| e.id.clone())))
 }

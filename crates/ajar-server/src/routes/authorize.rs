@@ -1,7 +1,8 @@
 //! `POST /api/v1/authorize`: may a principal do an action at a scope right now, counting standing
 //! assignments and active role elevations? Answered from memory.
 
-use super::{Paging, Reply};
+use super::Reply;
+use super::paging::ByName;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::body::RawBody;
@@ -27,7 +28,7 @@ pub fn router() -> Router<AppState> {
 pub async fn subscriptions(
     State(state): State<AppState>,
     caller: Caller,
-    paging: Paging,
+    paging: ByName,
 ) -> AppResult<Reply<List<String>>> {
     let mut tx = state.store.read().await?;
     let all = tx.subscriptions().await?;
@@ -47,7 +48,7 @@ pub async fn subscriptions(
         })
         .map(|s| format!("/subscriptions/{s}"))
         .collect();
-    Ok(Reply::ok(paging.list(value)))
+    Ok(Reply::ok(paging.list(value, String::clone)))
 }
 
 /// Who the caller is. Needs no action: it tells the caller only about itself.

@@ -2,7 +2,8 @@
 //! can name as `group:NAME`. Membership is part of access control, so it takes the RBAC actions
 //! at the root scope. (Groups from an identity provider arrive with OIDC sign-in.)
 
-use super::{Paging, Reply, name, no_content};
+use super::paging::ByName;
+use super::{Reply, name, no_content};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::body::RawBody;
@@ -34,7 +35,7 @@ pub fn router() -> Router<AppState> {
 pub async fn list_groups(
     State(state): State<AppState>,
     caller: Caller,
-    paging: Paging,
+    paging: ByName,
 ) -> AppResult<Reply<List<Group>>> {
     caller.require(actions::RBAC_READ, &Scope::Root)?;
     let mut tx = state.store.read().await?;
@@ -44,7 +45,7 @@ pub async fn list_groups(
         .into_iter()
         .map(|(name, members)| Group { name, members })
         .collect();
-    Ok(Reply::ok(paging.list(value)))
+    Ok(Reply::ok(paging.list(value, |g| g.name.clone())))
 }
 
 #[utoipa::path(get, path = "/api/v1/groups/{name}", tag = "rbac",

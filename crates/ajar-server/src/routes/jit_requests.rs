@@ -3,7 +3,8 @@
 //! approval. Create, read, approve, deny, cancel, revoke, extend; the approver's inbox; and the
 //! history of both kinds. Each parses, authorizes, calls the engine and renders.
 
-use super::{PageQuery, Paging, Reply, instant, resource_id};
+use super::paging::{NewestFirst, RequestPage, time_key};
+use super::{Reply, instant, resource_id};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::body::RawBody;
@@ -32,6 +33,7 @@ use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use jiff::SignedDuration;
 use serde::Deserialize;
+use std::cmp::Reverse;
 
 pub fn router() -> Router<AppState> {
     let req = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/jitRequests/{name}";
@@ -56,6 +58,11 @@ fn bad(target: &str, message: impl Into<String>) -> AppError {
 
 fn request_id(sub: &str, rg: &str, n: &str) -> AppResult<ResourceId> {
     resource_id(sub, rg, ResourceKind::JitRequest, n)
+}
+
+/// A role request's place in a list, newest first.
+fn newest_first(r: &JitRequest) -> Reverse<Cursor> {
+    Reverse(time_key(r.properties.created_at, &r.id))
 }
 
 fn view(row: &JitRequestRow) -> AppResult<JitRequest> {
@@ -507,14 +514,14 @@ pub async fn list_application_requests(
     State(state): State<AppState>,
     caller: Caller,
     Path((sub, rg, n)): Path<(String, String, String)>,
-    paging: Paging,
+    paging: NewestFirst,
 ) -> AppResult<Reply<List<JitRequest>>> {
     let app = resource_id(&sub, &rg, ResourceKind::Application, &n)?;
     caller.require(actions::APPLICATIONS_READ, &app.scope())?;
     let mut tx = state.store.read().await?;
     let rows = tx.jit_requests_of_application(&app.to_string()).await?;
     let value = rows.iter().map(view).collect::<AppResult<_>>()?;
-    Ok(Reply::ok(paging.list(value)))
+    Ok(Reply::ok(paging.list(value, newest_first)))
 }
 
 #[utoipa::path(get, path = "/api/v1/inbox", tag = "jitRequests",
@@ -522,7 +529,7 @@ pub async fn list_application_requests(
 pub async fn inbox(
     State(state): State<AppState>,
     caller: Caller,
-    paging: Paging,
+    paging: NewestFirst,
 ) -> AppResult<Reply<List<JitRequest>>> {
     caller.require_within(actions::REQUESTS_APPROVE, &Scope::Root)?;
     let who = Principal::parse(&caller.principal)?;
@@ -548,7 +555,7 @@ pub async fn inbox(
             value.push(view(row)?);
         }
     }
-    Ok(Reply::ok(paging.list(value)))
+    Ok(Reply::ok(paging.list(value, newest_first)))
 }
 
 /// Filters of `GET /api/v1/history`.
@@ -559,8 +566,6 @@ pub struct HistoryQuery {
     state: Option<String>,
     from: Option<String>,
     to: Option<String>,
-    #[serde(flatten)]
-    page: PageQuery,
 }
 
 /// A network access request's state in history words: open ports make it `Active`; closed, it
@@ -591,6 +596,7 @@ pub async fn history(
     State(state): State<AppState>,
     caller: Caller,
     Query(query): Query<HistoryQuery>,
+    page: RequestPage,
 ) -> AppResult<Reply<List<HistoryEntry>>> {
     let readers = [
         actions::JIT_REQUESTS_WRITE,
@@ -608,7 +614,7 @@ pub async fn history(
             &Scope::Root,
         ));
     }
-    let (top, cursor) = query.page.parse()?;
+    let cursor = page.after.as_ref().map(|r| &r.0);
     let (from, to) = (instant(&query.from, "from")?, instant(&query.to, "to")?);
     let kind = match query.kind.as_deref() {
         None => None,
@@ -649,8 +655,8 @@ pub async fn history(
                 from,
                 to,
             },
-            cursor.as_ref(),
-            top + 1,
+            cursor,
+            page.limit() as u32,
         )
         .await?;
     for row in rows {
@@ -658,10 +664,7 @@ pub async fn history(
         let visible = row.requester == caller.principal
             || Scope::parse(&row.id).is_ok_and(|s| caller.may(actions::JIT_REQUESTS_READ, &s));
         entries.push((
-            Cursor {
-                created_at: ajar_store::to_db(row.created_at),
-                id: row.id.clone(),
-            },
+            time_key(row.created_at, &row.id),
             HistoryEntry {
                 id: row.id.clone(),
                 kind: RequestKind::parse(&row.kind).ok_or_else(AppError::internal)?,
@@ -686,8 +689,8 @@ pub async fn history(
                     from,
                     to,
                 },
-                cursor.as_ref(),
-                top + 1,
+                cursor,
+                page.limit() as u32,
             )
             .await?;
         for (req, ports) in rows {
@@ -703,10 +706,7 @@ pub async fn history(
                 || Scope::parse(&req.policy_id)
                     .is_ok_and(|s| caller.may(actions::REQUESTS_READ, &s));
             entries.push((
-                Cursor {
-                    created_at: ajar_store::to_db(req.created_at),
-                    id: req.id.clone(),
-                },
+                time_key(req.created_at, &req.id),
                 HistoryEntry {
                     id: req.id.clone(),
                     kind: RequestKind::Network,
@@ -724,15 +724,9 @@ pub async fn history(
     }
     // Newest first across both sources; a page ends at `top` entries examined, so a page may
     // hold fewer visible entries than `top` and still have a next link.
-    entries.sort_by(|a, b| (b.0.created_at, &b.0.id).cmp(&(a.0.created_at, &a.0.id)));
-    let more = entries.len() > top as usize;
-    entries.truncate(top as usize);
-    let next_link = more.then(|| entries.last()).flatten().map(|(c, _, _)| {
-        format!(
-            "/api/v1/history?top={top}&skipToken={}.{}",
-            c.created_at, c.id
-        )
-    });
+    entries.sort_by(|a, b| b.0.cmp(&a.0));
+    entries.truncate(page.limit());
+    let (entries, next_link) = page.finish(entries, |(c, _, _)| Reverse(c.clone()));
     let value = entries
         .into_iter()
         .filter(|(_, _, visible)| *visible)

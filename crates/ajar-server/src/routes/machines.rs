@@ -1,7 +1,8 @@
 //! Machines: the inventory JIT protects, shown as Configured / NotConfigured / Unsupported.
 
+use super::paging::ByName;
 use super::settings::{disabled_at, disabled_scopes};
-use super::{Paging, Reply, group_scope, no_content, resource_id, subscription_scope};
+use super::{Reply, group_scope, no_content, resource_id, subscription_scope};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::body::RawBody;
@@ -274,7 +275,7 @@ async fn list(
     state: &AppState,
     caller: &Caller,
     scope: Scope,
-    paging: &Paging,
+    paging: &ByName,
     filter: StateFilter,
 ) -> AppResult<Reply<List<Machine>>> {
     caller.require_within(actions::MACHINES_READ, &scope)?;
@@ -302,7 +303,7 @@ async fn list(
             value.push(m);
         }
     }
-    Ok(Reply::ok(paging.list(value)))
+    Ok(Reply::ok(paging.list(value, |m| m.id.clone())))
 }
 
 #[utoipa::path(get, path = "/api/v1/subscriptions/{sub}/machines", tag = "machines",
@@ -313,7 +314,7 @@ pub async fn list_subscription_machines(
     caller: Caller,
     Path(sub): Path<String>,
     Query(filter): Query<StateFilter>,
-    paging: Paging,
+    paging: ByName,
 ) -> AppResult<Reply<List<Machine>>> {
     list(&state, &caller, subscription_scope(&sub)?, &paging, filter).await
 }
@@ -326,7 +327,7 @@ pub async fn list_group_machines(
     caller: Caller,
     Path((sub, rg)): Path<(String, String)>,
     Query(filter): Query<StateFilter>,
-    paging: Paging,
+    paging: ByName,
 ) -> AppResult<Reply<List<Machine>>> {
     list(&state, &caller, group_scope(&sub, &rg)?, &paging, filter).await
 }

@@ -12,6 +12,7 @@ pub mod machines;
 pub mod metrics;
 pub mod notifications;
 pub mod openapi;
+pub mod paging;
 pub mod policies;
 pub mod rbac;
 pub mod requests;
@@ -182,91 +183,6 @@ pub fn check_preconditions(headers: &HeaderMap, current: Option<&str>) -> AppRes
     Ok(())
 }
 
-/// Most items a list answers at once.
-pub const LIST_PAGE_MAX: usize = 1000;
-
-/// `top` (1 to [`LIST_PAGE_MAX`], default the maximum) and `skipToken` (an offset) of a list
-/// answered in pages of bounded size, with the request's other query parameters kept for the
-/// next page's link.
-#[derive(Debug, Clone)]
-pub struct Paging {
-    top: usize,
-    skip: usize,
-    path: String,
-    kept: Vec<String>,
-}
-
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Paging {
-    type Rejection = AppError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        _state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        let mut paging = Paging {
-            top: LIST_PAGE_MAX,
-            skip: 0,
-            path: parts.uri.path().to_owned(),
-            kept: Vec::new(),
-        };
-        for pair in parts.uri.query().unwrap_or("").split('&') {
-            match pair.split_once('=').unwrap_or((pair, "")) {
-                ("top", v) => {
-                    paging.top = v
-                        .parse()
-                        .ok()
-                        .filter(|n| (1..=LIST_PAGE_MAX).contains(n))
-                        .ok_or_else(|| {
-                            AppError::new(
-                                ErrorCode::InvalidParameter,
-                                format!("top must be between 1 and {LIST_PAGE_MAX}"),
-                            )
-                            .at("top")
-                        })?;
-                }
-                ("skipToken", v) => {
-                    paging.skip = v.parse().map_err(|_| {
-                        AppError::new(ErrorCode::InvalidParameter, "skipToken is not valid")
-                            .at("skipToken")
-                    })?;
-                }
-                ("", _) => {}
-                _ => paging.kept.push(pair.to_owned()),
-            }
-        }
-        Ok(paging)
-    }
-}
-
-impl Paging {
-    /// One page of `items` (kept in their order), with a `nextLink` when more follow.
-    pub fn list<T>(&self, items: Vec<T>) -> ajar_api::wire::List<T> {
-        let total = items.len();
-        let value: Vec<T> = items.into_iter().skip(self.skip).take(self.top).collect();
-        let next = self.skip.saturating_add(self.top);
-        let next_link = (next < total).then(|| {
-            let mut query = self.kept.clone();
-            query.push(format!("top={}", self.top));
-            query.push(format!("skipToken={next}"));
-            format!("{}?{}", self.path, query.join("&"))
-        });
-        ajar_api::wire::List { value, next_link }
-    }
-}
-
-/// A list page size: `top` if given (1 to 1000), else 100.
-pub fn page_size(top: Option<u32>) -> AppResult<u32> {
-    match top {
-        None => Ok(100),
-        Some(n) if (1..=1000).contains(&n) => Ok(n),
-        Some(_) => Err(AppError::new(
-            ErrorCode::InvalidParameter,
-            "top must be between 1 and 1000",
-        )
-        .at("top")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,43 +199,6 @@ mod tests {
         h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
         assert!(check_preconditions(&h, None).is_ok());
         assert!(check_preconditions(&h, Some("abc")).is_err());
-    }
-}
-
-/// `top` and `skipToken` of a paged list.
-#[derive(Debug, serde::Deserialize)]
-pub struct PageQuery {
-    top: Option<String>,
-    #[serde(rename = "skipToken")]
-    skip_token: Option<String>,
-}
-
-impl PageQuery {
-    /// The page size and the position to continue from.
-    pub fn parse(&self) -> AppResult<(u32, Option<ajar_store::Cursor>)> {
-        let top = match &self.top {
-            None => None,
-            Some(t) => Some(t.parse::<u32>().map_err(|_| {
-                AppError::new(ErrorCode::InvalidParameter, "top must be a whole number").at("top")
-            })?),
-        };
-        let cursor = match &self.skip_token {
-            None => None,
-            Some(t) => Some(
-                t.split_once('.')
-                    .and_then(|(at, id)| {
-                        Some(ajar_store::Cursor {
-                            created_at: at.parse().ok()?,
-                            id: id.to_owned(),
-                        })
-                    })
-                    .ok_or_else(|| {
-                        AppError::new(ErrorCode::InvalidParameter, "skipToken is not valid")
-                            .at("skipToken")
-                    })?,
-            ),
-        };
-        Ok((page_size(top)?, cursor))
     }
 }
 

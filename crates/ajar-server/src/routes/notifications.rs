@@ -2,7 +2,8 @@
 //! a webhook or email addresses, a scope and the events wanted; and their deliveries, where
 //! dead letters are seen and retried.
 
-use super::{Paging, Reply, name, no_content, subscription_scope};
+use super::paging::{ByName, NewestFirst, time_key};
+use super::{Reply, name, no_content, subscription_scope};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::body::RawBody;
@@ -21,6 +22,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
+use std::cmp::Reverse;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -234,7 +236,7 @@ pub async fn list_subscriptions(
     State(state): State<AppState>,
     caller: Caller,
     Path(sub): Path<String>,
-    paging: Paging,
+    paging: ByName,
 ) -> AppResult<Reply<List<NotificationSubscription>>> {
     let scope = subscription_scope(&sub)?;
     caller.require(actions::NOTIFICATIONS_READ, &scope)?;
@@ -242,9 +244,10 @@ pub async fn list_subscriptions(
     let rows = tx
         .notification_subscriptions(Some(&scope.to_string()))
         .await?;
-    Ok(Reply::ok(
-        paging.list(rows.iter().map(view).collect::<AppResult<_>>()?),
-    ))
+    Ok(Reply::ok(paging.list(
+        rows.iter().map(view).collect::<AppResult<_>>()?,
+        |s| s.name.clone(),
+    )))
 }
 
 #[utoipa::path(delete, path = "/api/v1/subscriptions/{sub}/notificationSubscriptions/{name}", tag = "notifications",
@@ -295,7 +298,7 @@ pub async fn list_deliveries(
     caller: Caller,
     Path((sub, n)): Path<(String, String)>,
     Query(q): Query<DeliveryQuery>,
-    paging: Paging,
+    paging: NewestFirst,
 ) -> AppResult<Reply<List<Delivery>>> {
     let (scope, id) = subscription_id(&sub, &n)?;
     caller.require(actions::NOTIFICATIONS_READ, &scope)?;
@@ -320,6 +323,7 @@ pub async fn list_deliveries(
             rows.into_iter()
                 .map(delivery_view)
                 .collect::<AppResult<_>>()?,
+            |d| Reverse(time_key(d.created_at, &d.id)),
         ),
     ))
 }

@@ -1,10 +1,9 @@
 //! JIT network access policies: which ports of which machines may be opened, from where, for how
 //! long. A PUT names the whole policy; "enable JIT" adds one machine without touching others.
 
+use super::paging::ByName;
 use super::settings::{disabled_at, disabled_scopes};
-use super::{
-    Paging, Reply, check_preconditions, group_scope, no_content, resource_id, subscription_scope,
-};
+use super::{Reply, check_preconditions, group_scope, no_content, resource_id, subscription_scope};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::body::RawBody;
@@ -272,7 +271,7 @@ async fn list(
     state: &AppState,
     caller: &Caller,
     scope: Scope,
-    paging: &Paging,
+    paging: &ByName,
 ) -> AppResult<Reply<List<Policy>>> {
     caller.require_within(actions::POLICIES_READ, &scope)?;
     let (Some(sub), rg) = (scope.subscription(), scope.resource_group()) else {
@@ -290,7 +289,7 @@ async fn list(
             value.push(policy_view(row)?);
         }
     }
-    Ok(Reply::ok(paging.list(value)))
+    Ok(Reply::ok(paging.list(value, |p| p.id.clone())))
 }
 
 #[utoipa::path(get, path = "/api/v1/subscriptions/{sub}/jitNetworkAccessPolicies", tag = "policies",
@@ -299,7 +298,7 @@ pub async fn list_subscription_policies(
     State(state): State<AppState>,
     caller: Caller,
     Path(sub): Path<String>,
-    paging: Paging,
+    paging: ByName,
 ) -> AppResult<Reply<List<Policy>>> {
     list(&state, &caller, subscription_scope(&sub)?, &paging).await
 }
@@ -311,7 +310,7 @@ pub async fn list_group_policies(
     State(state): State<AppState>,
     caller: Caller,
     Path((sub, rg)): Path<(String, String)>,
-    paging: Paging,
+    paging: ByName,
 ) -> AppResult<Reply<List<Policy>>> {
     list(&state, &caller, group_scope(&sub, &rg)?, &paging).await
 }

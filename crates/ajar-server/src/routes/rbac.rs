@@ -1,6 +1,7 @@
 //! Role definitions (built-in and custom) and role assignments at a scope.
 
-use super::{Paging, Reply, name, no_content};
+use super::paging::{ByName, OldestFirst, time_key};
+use super::{Reply, name, no_content};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::body::RawBody;
@@ -63,7 +64,7 @@ fn is_built_in(name: &str) -> bool {
 pub async fn list_roles(
     State(state): State<AppState>,
     caller: Caller,
-    paging: Paging,
+    paging: ByName,
 ) -> AppResult<Reply<List<RoleDefinition>>> {
     caller.require_within(actions::RBAC_READ, &Scope::Root)?;
     let mut tx = state.store.read().await?;
@@ -73,7 +74,7 @@ pub async fn list_roles(
         .map(built_in_view)
         .chain(custom.into_iter().map(custom_view))
         .collect();
-    Ok(Reply::ok(paging.list(value)))
+    Ok(Reply::ok(paging.list(value, |r| r.name.clone())))
 }
 
 #[utoipa::path(get, path = "/api/v1/roleDefinitions/{name}", tag = "rbac",
@@ -212,7 +213,7 @@ pub async fn list_assignments(
     State(state): State<AppState>,
     caller: Caller,
     Query(query): Query<AssignmentQuery>,
-    paging: Paging,
+    paging: OldestFirst,
 ) -> AppResult<Reply<List<RoleAssignment>>> {
     let scope = match &query.scope {
         Some(s) => Scope::parse(s).map_err(|e| AppError::parameter("scope", e))?,
@@ -228,7 +229,9 @@ pub async fn list_assignments(
         .filter(|a| Scope::parse(&a.scope).is_ok_and(|s| caller.may(actions::RBAC_READ, &s)))
         .map(assignment_view)
         .collect();
-    Ok(Reply::ok(paging.list(value)))
+    Ok(Reply::ok(
+        paging.list(value, |a| time_key(a.created_at, &a.id)),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/roleAssignments/{id}", tag = "rbac",

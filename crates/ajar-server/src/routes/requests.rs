@@ -5,7 +5,8 @@
 //! a requester may read and revoke their own requests while they still hold
 //! `ajar.jit/policies/initiate/action` at the policy's scope.
 
-use super::{PageQuery, Paging, Reply, resource_id};
+use super::paging::{OldestFirst, RequestPage, time_key};
+use super::{Reply, resource_id};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::body::RawBody;
@@ -23,9 +24,10 @@ use ajar_core::rbac::actions;
 use ajar_core::request::{StatusReason, plan_initiate};
 use ajar_store::{PortRow, RequestFilter, RequestRow, RequestsOn, at_store_precision};
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use serde_json::json;
+use std::cmp::Reverse;
 
 pub fn router() -> Router<AppState> {
     let policy = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/jitNetworkAccessPolicies/{name}";
@@ -233,15 +235,13 @@ async fn counted_initiate(
 /// How often an initiate is checked again when its policy changes underneath it.
 const MAX_ATTEMPTS: usize = 3;
 
-/// Lists a page of requests; `base` is the list's own path, for `nextLink`.
+/// Lists a page of requests.
 async fn list_requests(
     state: &AppState,
     on: RequestsOn<'_>,
     requestor: Option<&str>,
-    query: &PageQuery,
-    base: &str,
+    page: &RequestPage,
 ) -> AppResult<Reply<List<AccessRequest>>> {
-    let (top, cursor) = query.parse()?;
     let mut tx = state.store.read().await?;
     let rows = tx
         .requests(
@@ -251,28 +251,13 @@ async fn list_requests(
                 from: None,
                 to: None,
             },
-            cursor.as_ref(),
-            top + 1,
+            page.after.as_ref().map(|r| &r.0),
+            page.limit() as u32,
         )
         .await?;
     drop(tx);
-    let more = rows.len() > top as usize;
-    let value: Vec<AccessRequest> = rows
-        .iter()
-        .take(top as usize)
-        .map(|(r, p)| request_view(r, p))
-        .collect();
-    let next_link = if more {
-        rows.get(top as usize - 1).map(|(last, _)| {
-            format!(
-                "{base}?top={top}&skipToken={}.{}",
-                ajar_store::to_db(last.created_at),
-                last.id
-            )
-        })
-    } else {
-        None
-    };
+    let (rows, next_link) = page.finish(rows, |(r, _)| Reverse(time_key(r.created_at, &r.id)));
+    let value = rows.iter().map(|(r, p)| request_view(r, p)).collect();
     Ok(Reply::ok(List { value, next_link }))
 }
 
@@ -285,7 +270,7 @@ pub async fn list_policy_requests(
     State(state): State<AppState>,
     caller: Caller,
     Path((sub, rg, name)): Path<(String, String, String)>,
-    Query(query): Query<PageQuery>,
+    page: RequestPage,
 ) -> AppResult<Reply<List<AccessRequest>>> {
     let id = policy_id(&sub, &rg, &name)?;
     let scope = id.scope();
@@ -298,15 +283,7 @@ pub async fn list_policy_requests(
         Some(caller.principal.as_str())
     };
     let id_text = id.to_string();
-    let base = format!("/api/v1{id_text}/requests");
-    list_requests(
-        &state,
-        RequestsOn::Policy(&id_text),
-        only_own,
-        &query,
-        &base,
-    )
-    .await
+    list_requests(&state, RequestsOn::Policy(&id_text), only_own, &page).await
 }
 
 #[utoipa::path(get, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/machines/{name}/requests",
@@ -318,7 +295,7 @@ pub async fn list_machine_requests(
     State(state): State<AppState>,
     caller: Caller,
     Path((sub, rg, name)): Path<(String, String, String)>,
-    Query(query): Query<PageQuery>,
+    page: RequestPage,
 ) -> AppResult<Reply<List<AccessRequest>>> {
     let id = resource_id(&sub, &rg, ResourceKind::Machine, &name)?;
     let scope = id.scope();
@@ -337,15 +314,7 @@ pub async fn list_machine_requests(
         ));
     };
     let id_text = id.to_string();
-    let base = format!("/api/v1{id_text}/requests");
-    list_requests(
-        &state,
-        RequestsOn::Machine(&id_text),
-        only_own,
-        &query,
-        &base,
-    )
-    .await
+    list_requests(&state, RequestsOn::Machine(&id_text), only_own, &page).await
 }
 
 /// Loads a request of a policy and checks the caller may act on it: `action` at the policy's
@@ -453,7 +422,7 @@ pub async fn list_grants(
     State(state): State<AppState>,
     caller: Caller,
     Path((sub, rg, name)): Path<(String, String, String)>,
-    paging: Paging,
+    paging: OldestFirst,
 ) -> AppResult<Reply<List<Grant>>> {
     let id = resource_id(&sub, &rg, ResourceKind::Machine, &name)?;
     caller.require(actions::REQUESTS_READ, &id.scope())?;
@@ -476,5 +445,8 @@ pub async fn list_grants(
             mapped_port: g.port.mapped_port,
         })
         .collect();
-    Ok(Reply::ok(paging.list(value)))
+    Ok(Reply::ok(paging.list(value, |g| {
+        let port = format!("{}/{}/{}", g.request_id, g.number, g.protocol);
+        time_key(g.end_time_utc, port)
+    })))
 }

@@ -5,7 +5,8 @@
 //! or `ajar.tokens/read` (list) at `/`. A token made with a credential that ends (a session or
 //! an identity provider's token) ends with it.
 
-use super::{Paging, Reply, no_content};
+use super::paging::{OldestFirst, time_key};
+use super::{Reply, no_content};
 use crate::AppState;
 use crate::auth::{Caller, new_token};
 use crate::body::RawBody;
@@ -134,7 +135,7 @@ pub async fn list_tokens(
     State(state): State<AppState>,
     caller: Caller,
     Query(query): Query<TokenQuery>,
-    paging: Paging,
+    paging: OldestFirst,
 ) -> AppResult<Reply<List<Token>>> {
     let principal = if caller.may(actions::TOKENS_READ, &Scope::Root) {
         query.principal
@@ -154,9 +155,10 @@ pub async fn list_tokens(
     };
     let mut tx = state.store.read().await?;
     let rows = tx.tokens(principal.as_deref()).await?;
-    Ok(Reply::ok(
-        paging.list(rows.into_iter().map(|t| view(t, None)).collect()),
-    ))
+    Ok(Reply::ok(paging.list(
+        rows.into_iter().map(|t| view(t, None)).collect(),
+        |t| time_key(t.created_at, &t.id),
+    )))
 }
 
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens",

@@ -115,7 +115,7 @@ async fn every_list_answers_in_bounded_pages_that_link_to_the_next() {
     };
     assert_eq!(names(&r), ["a", "b"]);
     let next = r.body["nextLink"].as_str().unwrap().to_owned();
-    assert_eq!(next, "/api/v1/groups?top=2&skipToken=2");
+    assert_eq!(next, "/api/v1/groups?top=2&skipToken=b");
     let r = call(&app.admin, Method::GET, &next, None).await;
     assert_eq!(names(&r), ["c"]);
     assert!(
@@ -146,7 +146,7 @@ async fn every_list_answers_in_bounded_pages_that_link_to_the_next() {
         ("top=0", "top"),
         ("top=1001", "top"),
         ("top=x", "top"),
-        ("skipToken=-1", "skipToken"),
+        ("skipToken=", "skipToken"),
     ] {
         let r = call(
             &app.admin,
