@@ -183,25 +183,6 @@ pub fn check_preconditions(headers: &HeaderMap, current: Option<&str>) -> AppRes
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn preconditions() {
-        let mut h = HeaderMap::new();
-        assert!(check_preconditions(&h, None).is_ok());
-        h.insert(header::IF_MATCH, HeaderValue::from_static("\"abc\""));
-        assert!(check_preconditions(&h, Some("abc")).is_ok());
-        assert!(check_preconditions(&h, Some("def")).is_err());
-        assert!(check_preconditions(&h, None).is_err());
-        let mut h = HeaderMap::new();
-        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
-        assert!(check_preconditions(&h, None).is_ok());
-        assert!(check_preconditions(&h, Some("abc")).is_err());
-    }
-}
-
 /// The engine's refusals as HTTP answers.
 impl From<crate::engine::EngineError> for AppError {
     fn from(e: crate::engine::EngineError) -> Self {
@@ -221,5 +202,24 @@ impl From<crate::engine::EngineError> for AppError {
             E::Unavailable(m) => AppError::new(ErrorCode::ServiceUnavailable, m),
             E::Store(s) => s.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preconditions() {
+        let mut h = HeaderMap::new();
+        assert!(check_preconditions(&h, None).is_ok());
+        h.insert(header::IF_MATCH, HeaderValue::from_static("\"abc\""));
+        assert!(check_preconditions(&h, Some("abc")).is_ok());
+        assert!(check_preconditions(&h, Some("def")).is_err());
+        assert!(check_preconditions(&h, None).is_err());
+        let mut h = HeaderMap::new();
+        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
+        assert!(check_preconditions(&h, None).is_ok());
+        assert!(check_preconditions(&h, Some("abc")).is_err());
     }
 }
