@@ -28,6 +28,7 @@ pub mod journal;
 pub mod limits;
 pub mod metrics;
 pub mod notify;
+pub mod presence;
 pub mod request_id;
 mod routes;
 pub mod rules_cache;
@@ -68,6 +69,8 @@ pub struct AppState {
     pub request_writer: engine::request_writer::RequestWriter,
     /// Delivers queued notifications.
     pub notifier: Arc<notify::Notifier>,
+    /// When each agent was last heard from, noted in memory between writes.
+    pub presence: Arc<presence::Presence>,
     /// Refusals recorded one by one or counted, per principal.
     pub refusals: Arc<journal::Refusals>,
     /// Counters and histograms behind `GET /metrics`.
@@ -95,6 +98,7 @@ impl AppState {
             notifier: Arc::new(notify::Notifier::new()),
             metrics: Arc::default(),
             refusals: Arc::default(),
+            presence: Arc::default(),
             stopping,
             stop: Arc::new(stop),
         }
@@ -227,6 +231,9 @@ where
     let _ = stop_tx.send(true);
     if let Err(e) = journal::record_all_counted_refusals(&state).await {
         tracing::error!(error = %e, "counted refusals were not recorded at shutdown");
+    }
+    if let Err(e) = state.presence.flush(&state.store).await {
+        tracing::warn!(error = %e, "agents' last-seen times were not written at shutdown");
     }
     let _ = scheduler.await;
     let _ = checkpoints.await;

@@ -27,6 +27,9 @@ pub async fn run_due(state: &AppState) -> StoreResult<u64> {
     if let Err(e) = crate::journal::record_counted_refusals(state, now).await {
         tracing::warn!(error = %e, "counted refusals not recorded this pass");
     }
+    if let Err(e) = state.presence.flush(&state.store).await {
+        tracing::warn!(error = %e, "agents' last-seen times not written this pass");
+    }
     let roles = crate::engine::requests::run_due(state, now).await?;
     let warned = warn_expiring(state, now).await?;
     Ok(roles + warned + expire_ports(state, now).await?)

@@ -14,11 +14,12 @@ pub(crate) fn machine_row(r: &AnyRow) -> StoreResult<MachineRow> {
         properties: text(r, "properties")?,
         policy_id: opt_text(r, "policy_id")?,
         agent: opt_text(r, "agent")?,
+        agent_id: opt_text(r, "agent_id")?,
         agent_last_seen: r.try_get::<Option<i64>, _>("agent_last_seen")?.map(from_db),
     })
 }
 
-pub(crate) const MACHINE_COLUMNS: &str = "m.id, m.name, m.properties, pm.policy_id, a.name AS agent, \
+pub(crate) const MACHINE_COLUMNS: &str = "m.id, m.name, m.properties, pm.policy_id, a.name AS agent, am.agent_id, \
      a.last_seen AS agent_last_seen \
      FROM machines m LEFT JOIN policy_machines pm ON pm.machine_id = m.id \
      LEFT JOIN agent_machines am ON am.machine_id = m.id LEFT JOIN agents a ON a.id = am.agent_id";

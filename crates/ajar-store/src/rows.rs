@@ -16,6 +16,8 @@ pub struct MachineRow {
     pub policy_id: Option<String>,
     /// Name of the agent that guards it, if any.
     pub agent: Option<String>,
+    /// Id of that agent.
+    pub agent_id: Option<String>,
     /// When that agent was last heard from.
     pub agent_last_seen: Option<Timestamp>,
 }

@@ -11,6 +11,7 @@ use crate::AppState;
 use crate::auth::{Caller, new_token};
 use crate::body::RawBody;
 use crate::error::{AppError, AppResult};
+use crate::presence::Presence;
 use ajar_api::ErrorCode;
 use ajar_api::wire::{Agent, AgentCreate, AgentReport, DesiredState, List};
 use ajar_core::agent::{AgentMode, is_live};
@@ -39,7 +40,14 @@ pub const AGENT_PRINCIPAL_PREFIX: &str = "agent:";
 /// Longest a desired-state long poll waits for a change.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
 
-fn view(a: AgentRow, token: Option<String>, now: jiff::Timestamp, revision: i64) -> Agent {
+fn view(
+    a: AgentRow,
+    token: Option<String>,
+    now: jiff::Timestamp,
+    revision: i64,
+    presence: &Presence,
+) -> Agent {
+    let last_seen = presence.last_seen(&a.id, a.last_seen);
     Agent {
         id: a.id,
         token,
@@ -49,8 +57,8 @@ fn view(a: AgentRow, token: Option<String>, now: jiff::Timestamp, revision: i64)
         public_address: a.public_address,
         mapped_port_range: a.port_range.map(|(l, h)| format!("{l}-{h}")),
         address_prefixes: a.address_prefixes,
-        live: is_live(a.last_seen, now),
-        last_seen: a.last_seen,
+        live: is_live(last_seen, now),
+        last_seen,
         version: a.version,
         applied_revision: a.applied_revision,
         current_revision: revision,
@@ -215,7 +223,7 @@ pub async fn create_agent(
     tracing::info!(agent = %row.name, by = %caller.principal, "agent registered");
     Ok(Reply::created_or_ok(
         true,
-        view(row, Some(secret), now, revision),
+        view(row, Some(secret), now, revision, &state.presence),
     ))
 }
 
@@ -233,7 +241,7 @@ pub async fn list_agents(
         .agents()
         .await?
         .into_iter()
-        .map(|a| view(a, None, now, revision))
+        .map(|a| view(a, None, now, revision, &state.presence))
         .collect();
     Ok(Reply::ok(paging.list(value, |a| a.name.clone())))
 }
@@ -252,7 +260,13 @@ pub async fn get_agent(
         .agent(&id)
         .await?
         .ok_or_else(|| AppError::not_found(format!("agent {id}")))?;
-    Ok(Reply::ok(view(agent, None, state.clock.now(), revision)))
+    Ok(Reply::ok(view(
+        agent,
+        None,
+        state.clock.now(),
+        revision,
+        &state.presence,
+    )))
 }
 
 #[utoipa::path(delete, path = "/api/v1/agents/{id}", tag = "agents",
@@ -380,11 +394,8 @@ pub async fn desired_state(
         .unwrap_or(Duration::from_secs(25));
     // Subscribe before reading the revision, so a change in between is not missed.
     let mut changes = state.store.subscribe_changes();
-    let mut tx = state.store.write().await?;
-    tx.touch_agent(&agent.id, state.clock.now()).await?;
-    let revision = tx.revision().await?;
-    // Last-seen bookkeeping: changes no object.
-    tx.commit_unrecorded().await?;
+    state.presence.seen(&agent.id, state.clock.now());
+    let revision = state.store.read().await?.revision().await?;
     if let Some(after) = after.filter(|a| *a >= revision) {
         // Wait for a revision past `after` (a wake-up can come for another replica's change
         // already seen, so look again), the deadline, or shutdown.

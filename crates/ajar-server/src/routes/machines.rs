@@ -7,6 +7,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::body::RawBody;
 use crate::error::{AppError, AppResult};
+use crate::presence::Presence;
 use ajar_api::ErrorCode;
 use ajar_api::wire::{
     JitState, List, Machine, MachineBody, MachineProperties, MachineView, RequestFigures,
@@ -46,13 +47,16 @@ pub fn machine_view(
     row: &MachineRow,
     disabled: &[Scope],
     now: Timestamp,
+    presence: &Presence,
     request_figures: Option<RequestFigures>,
 ) -> AppResult<Machine> {
     let props = read_properties(row)?;
     let scope = Scope::parse(&row.id).unwrap_or(Scope::Root);
     let state = machine_state(
         row.policy_id.is_some(),
-        row.agent.is_some() && is_live(row.agent_last_seen, now),
+        row.agent_id
+            .as_deref()
+            .is_some_and(|a| is_live(presence.last_seen(a, row.agent_last_seen), now)),
         disabled_at(&scope, disabled),
     );
     let reason = match &state {
@@ -122,7 +126,7 @@ pub async fn put_machine(
     tx.commit().await?;
     Ok(Reply::created_or_ok(
         created,
-        machine_view(&row, &disabled, state.clock.now(), None)?,
+        machine_view(&row, &disabled, state.clock.now(), &state.presence, None)?,
     ))
 }
 
@@ -215,6 +219,7 @@ pub async fn get_machine(
         &row,
         &disabled,
         now,
+        &state.presence,
         Some(figures),
     )?))
 }
@@ -298,7 +303,7 @@ async fn list(
             continue;
         }
         let f = figures.remove(&row.id).unwrap_or_default();
-        let m = machine_view(row, &disabled, now, Some(f))?;
+        let m = machine_view(row, &disabled, now, &state.presence, Some(f))?;
         if wanted.is_none_or(|w| w == m.properties.jit_state) {
             value.push(m);
         }

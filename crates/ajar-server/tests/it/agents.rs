@@ -249,6 +249,37 @@ async fn machines_without_a_live_agent_are_unsupported() {
 }
 
 #[tokio::test]
+async fn a_poll_is_noted_in_memory_and_written_by_the_next_scheduler_pass() {
+    let app = TestApp::spawn().await;
+    let agent = setup(&app).await;
+    let stored = |app: &TestApp| {
+        let store = app.state.store.clone();
+        async move {
+            let mut tx = store.read().await.unwrap();
+            let agents = tx.agents().await.unwrap();
+            agents
+                .into_iter()
+                .find(|a| a.name == "agent-1")
+                .unwrap()
+                .last_seen
+        }
+    };
+    app.tick().await;
+    let before = stored(&app).await;
+    app.advance(SignedDuration::from_secs(30));
+    call_ok(&agent, Method::GET, "/api/v1/agent/desiredState", None).await;
+    assert_eq!(stored(&app).await, before, "a poll writes nothing");
+    let listed = call_ok(&app.admin, Method::GET, "/api/v1/agents", None).await;
+    assert_eq!(
+        listed.body["value"][0]["lastSeen"].as_str(),
+        Some(app.now().to_string().as_str()),
+        "readers see the noted time at once"
+    );
+    app.tick().await;
+    assert_eq!(stored(&app).await, Some(app.now()), "the pass writes it");
+}
+
+#[tokio::test]
 async fn reports_show_when_ports_opened_and_closed() {
     let app = TestApp::spawn().await;
     let agent = setup(&app).await; // agent-1, guarding vm1, win1 and vm2
