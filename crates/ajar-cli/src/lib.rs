@@ -146,8 +146,8 @@ impl<T: DeserializeOwned> Answer<T> {
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct NoParameters {}
 
-/// A value given on the command line that the API would refuse: the server's exit code (1),
-/// with the option and the reason.
+/// A value given on the command line that the API would refuse, caught before sending: exit
+/// code 1, as when the server refuses it, naming the option and the reason.
 pub fn refused(option: &str, e: FieldError) -> CliError {
     CliError::Failed(format!("{option}: {}", e.message))
 }
