@@ -2,9 +2,17 @@
 
 use crate::parse;
 use crate::render::Column;
-use crate::{CliError, CliResult, Conn, Ctx, Output, render, usage};
+use crate::roles::principal;
+use crate::{Answer, CliError, CliResult, Conn, Ctx, Output, refused, render, usage};
+use ajar_api::wire::{
+    ActivityRecord, ActivityVerification, Agent, AgentCreate, JitSettings, List, Me, Token,
+    TokenCreate,
+};
+use ajar_core::agent::{AgentMode, PortRange};
+use ajar_core::id::{Name, ResourceId};
+use ajar_core::net::SourcePrefix;
 use clap::{Subcommand, ValueEnum};
-use serde_json::{Value, json};
+use std::net::IpAddr;
 
 /// `ajar token ...`.
 #[derive(Debug, Subcommand)]
@@ -41,24 +49,18 @@ pub async fn token(ctx: &Ctx, cmd: TokenCmd) -> CliResult {
         } => {
             let principal = match principal {
                 Some(p) => p,
-                None => ctx.get("/api/v1/me").await?["principal"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
+                None => ctx.get::<Me>("/api/v1/me").await?.principal.to_string(),
             };
-            let mut body = json!({"principal": principal});
-            if let Some(d) = description {
-                body["description"] = json!(d);
-            }
-            let t = ctx.post("/api/v1/tokens", &body).await?;
+            let body = TokenCreate {
+                principal: self::principal("--principal", &principal)?,
+                description,
+            };
+            let t: Answer<Token> = ctx.post("/api/v1/tokens", &body).await?;
             match ctx.output {
-                Output::Json => render::json(&t),
+                Output::Json => render::json(&t.json),
                 Output::Table => {
-                    println!(
-                        "token {} for {principal} (shown only now):",
-                        t["id"].as_str().unwrap_or("?")
-                    );
-                    println!("{}", t["token"].as_str().unwrap_or(""));
+                    println!("token {} for {principal} (shown only now):", t.body.id);
+                    println!("{}", t.body.token.as_deref().unwrap_or(""));
                 }
             }
         }
@@ -66,26 +68,25 @@ pub async fn token(ctx: &Ctx, cmd: TokenCmd) -> CliResult {
             let q = principal
                 .map(|p| format!("?principal={p}"))
                 .unwrap_or_default();
-            let list = ctx.get_pages(&format!("/api/v1/tokens{q}")).await?;
-            ctx.list(
-                &list,
-                &[
-                    ("ID", "/id"),
-                    ("PRINCIPAL", "/principal"),
-                    ("DESCRIPTION", "/description"),
-                    ("CREATED BY", "/createdBy"),
-                    ("CREATED", "/createdAt"),
-                    ("EXPIRES", "/expiresAt"),
-                ],
-            );
+            let list = ctx.fetch_pages(&format!("/api/v1/tokens{q}")).await?;
+            ctx.list(&list, TOKEN_COLUMNS);
         }
         TokenCmd::Rm { id } => {
             ctx.delete(&format!("/api/v1/tokens/{id}")).await?;
-            ctx.done(&json!({}), &format!("token {id} revoked"));
+            ctx.removed(&format!("token {id} revoked"));
         }
     }
     Ok(())
 }
+
+const TOKEN_COLUMNS: &[Column<Token>] = &[
+    ("ID", |t| render::text(&t.id)),
+    ("PRINCIPAL", |t| render::text(&t.principal)),
+    ("DESCRIPTION", |t| render::optional(&t.description)),
+    ("CREATED BY", |t| render::text(&t.created_by)),
+    ("CREATED", |t| render::text(&t.created_at)),
+    ("EXPIRES", |t| render::optional(&t.expires_at)),
+];
 
 /// An agent's mode.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -147,19 +148,34 @@ pub enum AgentCmd {
     },
 }
 
-const AGENT_FIELDS: &[Column] = &[
-    ("id", "/id"),
-    ("name", "/name"),
-    ("mode", "/mode"),
-    ("machines", "/machines"),
-    ("public address", "/publicAddress"),
-    ("mapped ports", "/mappedPortRange"),
-    ("address prefixes", "/addressPrefixes"),
-    ("live", "/live"),
-    ("last seen", "/lastSeen"),
-    ("version", "/version"),
-    ("applied revision", "/appliedRevision"),
-    ("current revision", "/currentRevision"),
+const AGENT_FIELDS: &[Column<Agent>] = &[
+    ("id", |a| render::text(&a.id)),
+    ("name", |a| render::text(&a.name)),
+    ("mode", |a| render::text(&a.mode)),
+    ("machines", |a| render::list(&a.machines)),
+    ("public address", |a| render::optional(&a.public_address)),
+    ("mapped ports", |a| render::optional(&a.mapped_port_range)),
+    ("address prefixes", |a| {
+        a.address_prefixes
+            .as_deref()
+            .map_or_else(|| "-".to_owned(), render::list)
+    }),
+    ("live", |a| render::text(&a.live)),
+    ("last seen", |a| render::optional(&a.last_seen)),
+    ("version", |a| render::optional(&a.version)),
+    ("applied revision", |a| {
+        render::optional(&a.applied_revision)
+    }),
+    ("current revision", |a| render::text(&a.current_revision)),
+];
+
+const AGENT_COLUMNS: &[Column<Agent>] = &[
+    ("ID", |a| render::text(&a.id)),
+    ("NAME", |a| render::text(&a.name)),
+    ("MODE", |a| render::text(&a.mode)),
+    ("LIVE", |a| render::text(&a.live)),
+    ("LAST SEEN", |a| render::optional(&a.last_seen)),
+    ("MACHINES", |a| render::list(&a.machines)),
 ];
 
 /// Runs `ajar agent add|list|show|rm`.
@@ -185,52 +201,64 @@ pub async fn agent(cmd: AgentCmd) -> CliResult {
                 .iter()
                 .map(|m| parse::id(m))
                 .collect::<CliResult<_>>()?;
-            let mut body = json!({"name": name, "machines": machines, "mode": match mode {
-                Mode::Host => "host",
-                Mode::Gateway => "gateway",
-            }});
-            if let Some(a) = public_address {
-                body["publicAddress"] = json!(a);
-            }
-            if let Some(r) = mapped_ports {
-                body["mappedPortRange"] = json!(r);
-            }
-            if !address_prefixes.is_empty() {
-                body["addressPrefixes"] = json!(address_prefixes);
-            }
-            let a = ctx.post("/api/v1/agents", &body).await?;
+            let body = AgentCreate {
+                name: Name::parse(&name).map_err(|e| refused("name", e))?,
+                mode: match mode {
+                    Mode::Host => AgentMode::Host,
+                    Mode::Gateway => AgentMode::Gateway,
+                },
+                machines: machines
+                    .iter()
+                    .map(|m| ResourceId::parse(m).map_err(|e| refused("--machine", e)))
+                    .collect::<CliResult<_>>()?,
+                public_address: public_address
+                    .map(|a| {
+                        a.trim().parse::<IpAddr>().map_err(|_| {
+                            CliError::Failed(format!(
+                                "--public-address: {a:?} is not an IP address"
+                            ))
+                        })
+                    })
+                    .transpose()?,
+                mapped_port_range: mapped_ports
+                    .map(|r| PortRange::parse(&r).map_err(|e| refused("--mapped-ports", e)))
+                    .transpose()?,
+                address_prefixes: if address_prefixes.is_empty() {
+                    None
+                } else {
+                    Some(
+                        address_prefixes
+                            .iter()
+                            .map(|p| {
+                                SourcePrefix::parse(p).map_err(|e| refused("--address-prefix", e))
+                            })
+                            .collect::<CliResult<_>>()?,
+                    )
+                },
+            };
+            let a: Answer<Agent> = ctx.post("/api/v1/agents", &body).await?;
             match ctx.output {
-                Output::Json => render::json(&a),
+                Output::Json => render::json(&a.json),
                 Output::Table => {
                     println!(
                         "agent {name} registered as {}; its token (shown only now):",
-                        a["id"].as_str().unwrap_or("?")
+                        a.body.id
                     );
-                    println!("{}", a["token"].as_str().unwrap_or(""));
+                    println!("{}", a.body.token.as_deref().unwrap_or(""));
                 }
             }
         }
         AgentCmd::List { .. } => {
-            let list = ctx.get_pages("/api/v1/agents").await?;
-            ctx.list(
-                &list,
-                &[
-                    ("ID", "/id"),
-                    ("NAME", "/name"),
-                    ("MODE", "/mode"),
-                    ("LIVE", "/live"),
-                    ("LAST SEEN", "/lastSeen"),
-                    ("MACHINES", "/machines"),
-                ],
-            );
+            let list = ctx.fetch_pages("/api/v1/agents").await?;
+            ctx.list(&list, AGENT_COLUMNS);
         }
         AgentCmd::Show { id, .. } => {
-            let a = ctx.get(&format!("/api/v1/agents/{id}")).await?;
+            let a = ctx.fetch::<Agent>(&format!("/api/v1/agents/{id}")).await?;
             ctx.show(&a, AGENT_FIELDS);
         }
         AgentCmd::Rm { id, .. } => {
             ctx.delete(&format!("/api/v1/agents/{id}")).await?;
-            ctx.done(&json!({}), &format!("agent {id} removed"));
+            ctx.removed(&format!("agent {id} removed"));
         }
     }
     Ok(())
@@ -337,16 +365,18 @@ pub async fn activity(ctx: &Ctx, cmd: ActivityCmd) -> CliResult {
         ActivityCmd::List { filter, top } => {
             let mut q = filter.query()?;
             q.push(("top".into(), top.to_string()));
-            let list = ctx.get(&format!("/api/v1/activity?{}", encode(&q))).await?;
+            let list: Answer<List<ActivityRecord>> = ctx
+                .fetch(&format!("/api/v1/activity?{}", encode(&q)))
+                .await?;
             ctx.list(
                 &list,
                 &[
-                    ("ID", "/id"),
-                    ("TIME", "/time"),
-                    ("PRINCIPAL", "/principal"),
-                    ("ACTION", "/action"),
-                    ("RESULT", "/result"),
-                    ("RESOURCE", "/resourceId"),
+                    ("ID", |r| render::text(&r.id)),
+                    ("TIME", |r| render::text(&r.time)),
+                    ("PRINCIPAL", |r| render::text(&r.principal)),
+                    ("ACTION", |r| render::text(&r.action)),
+                    ("RESULT", |r| render::text(&r.result)),
+                    ("RESOURCE", |r| render::text(&r.resource_id)),
                 ],
             );
         }
@@ -371,25 +401,27 @@ pub async fn activity(ctx: &Ctx, cmd: ActivityCmd) -> CliResult {
             }
         }
         ActivityCmd::Verify => {
-            let v: Value = ctx.get("/api/v1/activity/verify").await?;
-            if v["ok"] == true {
+            let v: Answer<ActivityVerification> = ctx.fetch("/api/v1/activity/verify").await?;
+            let ActivityVerification {
+                ok,
+                records,
+                first_broken_id,
+                reason,
+                head_hash,
+            } = &v.body;
+            if *ok {
                 ctx.done(
                     &v,
-                    &format!(
-                        "ok: {} records verify; head {}",
-                        v["records"],
-                        v["headHash"].as_str().unwrap_or("")
-                    ),
+                    &format!("ok: {records} records verify; head {head_hash}"),
                 );
             } else {
                 if ctx.output == Output::Json {
-                    render::json(&v);
+                    render::json(&v.json);
                 }
                 return Err(CliError::Failed(format!(
-                    "activity record {} is broken: {} ({} records before it verify)",
-                    v["firstBrokenId"],
-                    v["reason"].as_str().unwrap_or("?"),
-                    v["records"]
+                    "activity record {} is broken: {} ({records} records before it verify)",
+                    render::optional(first_broken_id),
+                    reason.as_deref().unwrap_or("?"),
                 )));
             }
         }
@@ -420,16 +452,18 @@ pub async fn settings(ctx: &Ctx, cmd: SettingsCmd) -> CliResult {
     match cmd {
         SettingsCmd::Get { scope } => {
             let scope = parse::id(&scope)?;
-            let s = ctx.get(&format!("{scope}/jitSettings")).await?;
-            ctx.show(&s, &[("jit enabled", "/jitEnabled")]);
+            let s = ctx
+                .fetch::<JitSettings>(&format!("{scope}/jitSettings"))
+                .await?;
+            ctx.show(&s, &[("jit enabled", |s| render::text(&s.jit_enabled))]);
         }
         SettingsCmd::Set { scope, jit } => {
             let scope = parse::id(&scope)?;
+            let body = JitSettings {
+                jit_enabled: jit == "on",
+            };
             let s = ctx
-                .put(
-                    &format!("{scope}/jitSettings"),
-                    &json!({"jitEnabled": jit == "on"}),
-                )
+                .put::<JitSettings, _>(&format!("{scope}/jitSettings"), &body)
                 .await?;
             ctx.done(&s, &format!("JIT is {jit} at {scope}"));
         }

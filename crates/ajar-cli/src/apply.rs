@@ -27,7 +27,8 @@ use crate::network::read_document;
 use crate::{CliError, CliResult, Ctx, Output, render, usage};
 use ajar_api::ClientError;
 use clap::Args;
-use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 /// Flags of `ajar apply`.
@@ -166,7 +167,8 @@ fn change(desired: &Value, current: Option<&Value>) -> Change {
     }
 }
 
-/// `GET path`, `None` when it does not exist.
+/// `GET path`, `None` when it does not exist. Kept as JSON: the file's fields are compared
+/// with it one by one, whatever the object's kind.
 async fn current(ctx: &Ctx, path: &str) -> CliResult<Option<Value>> {
     match ctx.client.get::<Value>(&crate::api(path)).await {
         Ok(v) => Ok(Some(v)),
@@ -175,11 +177,36 @@ async fn current(ctx: &Ctx, path: &str) -> CliResult<Option<Value>> {
     }
 }
 
+/// One step of the plan, as `--output json` prints it.
+#[derive(Debug, Serialize)]
+struct Step {
+    /// `create`, `update` or `unchanged`.
+    change: &'static str,
+    /// The fields that differ (path: current → desired).
+    differences: Vec<String>,
+    /// The object's path.
+    id: String,
+    /// What the object is.
+    kind: String,
+}
+
+/// What `ajar apply --output json` prints. Fields are in alphabetical order, as they have
+/// always been printed.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Summary {
+    changes: Vec<Step>,
+    create: usize,
+    dry_run: bool,
+    unchanged: usize,
+    update: usize,
+}
+
 struct Plan<'a> {
     ctx: &'a Ctx,
     dry_run: bool,
     counts: [usize; 3],
-    lines: Vec<Value>,
+    lines: Vec<Step>,
 }
 
 impl Plan<'_> {
@@ -200,11 +227,21 @@ impl Plan<'_> {
                 }
             }
         }
-        self.lines
-            .push(json!({"change": verb, "kind": what, "id": path,
-            "differences": match &c { Change::Update(d) => json!(d), _ => json!([]) }}));
+        let differences = match &c {
+            Change::Update(d) => d.clone(),
+            _ => Vec::new(),
+        };
+        self.lines.push(Step {
+            change: verb,
+            differences,
+            id: path.to_owned(),
+            kind: what.to_owned(),
+        });
         if !self.dry_run && c != Change::Unchanged {
-            self.ctx.put(path, &body).await?;
+            self.ctx
+                .client
+                .put::<IgnoredAny, Value>(&crate::api(path), &body)
+                .await?;
         }
         Ok(())
     }
@@ -220,6 +257,8 @@ pub async fn apply(ctx: &Ctx, args: ApplyArgs) -> CliResult {
         counts: [0; 3],
         lines: Vec::new(),
     };
+    // Bodies are built from the file's own JSON: they are compared field by field with the
+    // server's JSON and sent as written, so the server judges them and names the field at fault.
     for m in &desired.machines {
         let id = crate::parse::id(&m.id)?;
         let body = json!({"properties": m.properties});
@@ -256,8 +295,13 @@ pub async fn apply(ctx: &Ctx, args: ApplyArgs) -> CliResult {
         .await?;
     }
     let [created, updated, unchanged] = plan.counts;
-    let summary = json!({"dryRun": args.dry_run, "create": created, "update": updated,
-        "unchanged": unchanged, "changes": plan.lines});
+    let summary = Summary {
+        changes: plan.lines,
+        create: created,
+        dry_run: args.dry_run,
+        unchanged,
+        update: updated,
+    };
     match ctx.output {
         Output::Json => render::json(&summary),
         Output::Table => println!(

@@ -17,8 +17,12 @@ pub mod render;
 pub mod roles;
 pub mod sso;
 
+use ajar_api::wire::{List, Me};
 use ajar_api::{Client, ClientError};
+use ajar_core::FieldError;
 use clap::{Args, Subcommand, ValueEnum};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// How answers are printed.
@@ -118,6 +122,36 @@ pub fn client(url: String, token: Option<String>) -> CliResult<Client> {
     Ok(Client::with_http(url, token, http))
 }
 
+/// An answer of the API: the JSON exactly as the server sent it and the same answer read into
+/// its wire type. `--output json` prints `json`, so scripts see the server's own fields even
+/// where the wire type leaves some out; tables and messages use `body`.
+#[derive(Debug, Clone)]
+pub struct Answer<T> {
+    /// The JSON as received (kept generic: it is what `--output json` prints).
+    pub json: Value,
+    /// The answer as its wire type.
+    pub body: T,
+}
+
+impl<T: DeserializeOwned> Answer<T> {
+    /// Reads `json` into `T`, keeping `json` as it is.
+    pub fn read(json: Value) -> CliResult<Self> {
+        let body = T::deserialize(&json)
+            .map_err(|e| CliError::from(ClientError::Decode(e.to_string())))?;
+        Ok(Answer { json, body })
+    }
+}
+
+/// The body of actions that take no parameters: `{}`.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct NoParameters {}
+
+/// A value given on the command line that the API would refuse, caught before sending: exit
+/// code 1, as when the server refuses it, naming the option and the reason.
+pub fn refused(option: &str, e: FieldError) -> CliError {
+    CliError::Failed(format!("{option}: {}", e.message))
+}
+
 /// A connected client and the output format.
 pub struct Ctx {
     /// The API client.
@@ -136,25 +170,39 @@ impl Ctx {
         })
     }
 
-    /// `GET path`.
-    pub async fn get(&self, path: &str) -> CliResult<Value> {
-        Ok(self.client.get::<Value>(&api(path)).await?)
+    /// `GET path`, read into `T` (for answers that are used, not printed).
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> CliResult<T> {
+        Ok(self.client.get::<T>(&api(path)).await?)
     }
 
-    /// `GET path` of a list, following `nextLink` to the last page: `{"value": [every item]}`.
-    pub async fn get_pages(&self, path: &str) -> CliResult<Value> {
+    /// `GET path`, kept as sent for printing.
+    pub async fn fetch<T: DeserializeOwned>(&self, path: &str) -> CliResult<Answer<T>> {
+        Answer::read(self.client.get::<Value>(&api(path)).await?)
+    }
+
+    /// `GET path` of a list, following `nextLink` to the last page; its JSON is
+    /// `{"value": [every item as sent]}`.
+    pub async fn fetch_pages<T: DeserializeOwned>(&self, path: &str) -> CliResult<Answer<List<T>>> {
         let all: Vec<Value> = self.client.get_all(&api(path), 10_000).await?;
-        Ok(serde_json::json!({ "value": all }))
+        Answer::read(serde_json::json!({ "value": all }))
     }
 
     /// `PUT path` with `body`.
-    pub async fn put(&self, path: &str, body: &Value) -> CliResult<Value> {
-        Ok(self.client.put::<Value, Value>(&api(path), body).await?)
+    pub async fn put<T: DeserializeOwned, B: Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> CliResult<Answer<T>> {
+        Answer::read(self.client.put::<Value, B>(&api(path), body).await?)
     }
 
     /// `POST path` with `body`.
-    pub async fn post(&self, path: &str, body: &Value) -> CliResult<Value> {
-        Ok(self.client.post::<Value, Value>(&api(path), body).await?)
+    pub async fn post<T: DeserializeOwned, B: Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> CliResult<Answer<T>> {
+        Answer::read(self.client.post::<Value, B>(&api(path), body).await?)
     }
 
     /// `DELETE path`.
@@ -162,30 +210,34 @@ impl Ctx {
         Ok(self.client.delete(&api(path)).await?)
     }
 
-    /// Prints one object: JSON as is, or the given fields as `name  value` lines.
-    pub fn show(&self, value: &Value, fields: &[render::Column]) {
+    /// Prints one object: its JSON as sent, or the given fields as `name  value` lines.
+    pub fn show<T>(&self, answer: &Answer<T>, fields: &[render::Column<T>]) {
         match self.output {
-            Output::Json => render::json(value),
-            Output::Table => render::fields(value, fields),
+            Output::Json => render::json(&answer.json),
+            Output::Table => render::fields(&answer.body, fields),
         }
     }
 
-    /// Prints a list answer (`{"value":[…]}`): JSON as is, or a table of `columns`.
-    pub fn list(&self, answer: &Value, columns: &[render::Column]) {
+    /// Prints a list answer: its JSON as sent, or a table of `columns`.
+    pub fn list<T>(&self, answer: &Answer<List<T>>, columns: &[render::Column<T>]) {
         match self.output {
-            Output::Json => render::json(answer),
-            Output::Table => {
-                let empty = Vec::new();
-                let rows = answer["value"].as_array().unwrap_or(&empty);
-                render::table(rows, columns);
-            }
+            Output::Json => render::json(&answer.json),
+            Output::Table => render::table(&answer.body.value, columns),
         }
     }
 
-    /// Prints a one-line confirmation in table mode, or `value` as JSON.
-    pub fn done(&self, value: &Value, line: &str) {
+    /// Prints a one-line confirmation in table mode, or the answer's JSON as sent.
+    pub fn done<T>(&self, answer: &Answer<T>, line: &str) {
         match self.output {
-            Output::Json => render::json(value),
+            Output::Json => render::json(&answer.json),
+            Output::Table => println!("{line}"),
+        }
+    }
+
+    /// Prints a one-line confirmation of a removal in table mode, or `{}`.
+    pub fn removed(&self, line: &str) {
+        match self.output {
+            Output::Json => render::json(&serde_json::Map::new()),
             Output::Table => println!("{line}"),
         }
     }
@@ -327,19 +379,13 @@ pub async fn run(cmd: Command) -> CliResult {
         Command::Login(args) => profile::login(args).await,
         Command::Whoami { conn } => {
             let ctx = Ctx::connect(&conn).await?;
-            let mut me = ctx.get("/api/v1/me").await?;
-            if let Some(groups) = me["groups"].as_array() {
-                let joined: Vec<&str> = groups.iter().filter_map(Value::as_str).collect();
-                if ctx.output == Output::Table {
-                    me["groups"] = Value::from(joined.join(", "));
-                }
-            }
+            let me = ctx.fetch::<Me>("/api/v1/me").await?;
             ctx.show(
                 &me,
                 &[
-                    ("PRINCIPAL", "/principal"),
-                    ("GROUPS", "/groups"),
-                    ("SERVER TIME", "/serverTime"),
+                    ("PRINCIPAL", |m| render::text(&m.principal)),
+                    ("GROUPS", |m| render::text(&m.groups.join(", "))),
+                    ("SERVER TIME", |m| render::text(&m.server_time)),
                 ],
             );
             Ok(())

@@ -2,10 +2,20 @@
 
 use crate::parse::{self, group_of, name_of};
 use crate::render::Column;
-use crate::{CliError, CliResult, Ctx, Output, render, usage};
+use crate::{Answer, CliError, CliResult, Ctx, NoParameters, Output, refused, render, usage};
+use ajar_api::wire::{
+    AccessRequest, AccessRequestPort, EnableJitBody, ExtendBody, InitiateBody, InitiateMachine,
+    InitiatePort, JitRequest, List, Machine, MachineBody, MachineProperties, OpenConnection,
+    Policy, PolicyBody, PolicyMachine, PolicyPort, PolicyProperties, RequestFigures, SourceList,
+};
+use ajar_core::duration::AccessDuration;
+use ajar_core::id::{Name, ResourceId};
+use ajar_core::net::{Port, Protocol, SourcePrefix};
 use clap::{Args, Subcommand, ValueEnum};
+use jiff::Timestamp;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::time::Duration;
 
 /// A machine's operating system.
@@ -55,35 +65,62 @@ pub enum MachineCmd {
     },
 }
 
-const MACHINE_COLUMNS: &[Column] = &[
-    ("NAME", "/name"),
-    ("OS", "/properties/os"),
-    ("ADDRESSES", "/properties/addresses"),
-    ("JIT", "/properties/jitState"),
-    ("POLICY", "/properties/jitPolicyId"),
-    (
-        "APPROVED 7D",
-        "/properties/requestFigures/approvedRequestsLast7Days",
-    ),
-    ("LAST ACCESS", "/properties/requestFigures/lastAccessAt"),
-    ("LAST USER", "/properties/requestFigures/lastUser"),
+/// A machine's request figures (in reads only).
+fn figures(m: &Machine) -> Option<&RequestFigures> {
+    m.properties.request_figures.as_ref()
+}
+
+/// Requests granted in the last 7 days, as a cell.
+fn approved_7_days(m: &Machine) -> String {
+    render::optional(&figures(m).map(|f| f.approved_requests_last7_days))
+}
+
+/// When access was last granted, as a cell.
+fn last_access(m: &Machine) -> String {
+    render::optional(&figures(m).and_then(|f| f.last_access_at.as_ref()))
+}
+
+/// Who asked last, as a cell.
+fn last_user(m: &Machine) -> String {
+    render::optional(&figures(m).and_then(|f| f.last_user.as_ref()))
+}
+
+const MACHINE_COLUMNS: &[Column<Machine>] = &[
+    ("NAME", |m| render::text(&m.name)),
+    ("OS", |m| render::text(&m.properties.os)),
+    ("ADDRESSES", |m| render::list(&m.properties.addresses)),
+    ("JIT", |m| render::text(&m.properties.jit_state)),
+    ("POLICY", |m| render::optional(&m.properties.jit_policy_id)),
+    ("APPROVED 7D", approved_7_days),
+    ("LAST ACCESS", last_access),
+    ("LAST USER", last_user),
 ];
 
-const MACHINE_FIELDS: &[Column] = &[
-    ("id", "/id"),
-    ("os", "/properties/os"),
-    ("addresses", "/properties/addresses"),
-    ("labels", "/properties/labels"),
-    ("jit state", "/properties/jitState"),
-    ("unsupported", "/properties/unsupportedReason"),
-    ("policy", "/properties/jitPolicyId"),
-    ("agent", "/properties/enforcementPoint"),
-    (
-        "approved (7 days)",
-        "/properties/requestFigures/approvedRequestsLast7Days",
-    ),
-    ("last access", "/properties/requestFigures/lastAccessAt"),
-    ("last user", "/properties/requestFigures/lastUser"),
+const MACHINE_FIELDS: &[Column<Machine>] = &[
+    ("id", |m| render::text(&m.id)),
+    ("os", |m| render::text(&m.properties.os)),
+    ("addresses", |m| render::list(&m.properties.addresses)),
+    ("labels", |m| render::object(&m.properties.labels)),
+    ("jit state", |m| render::text(&m.properties.jit_state)),
+    ("unsupported", |m| {
+        render::optional(&m.properties.unsupported_reason)
+    }),
+    ("policy", |m| render::optional(&m.properties.jit_policy_id)),
+    ("agent", |m| {
+        render::optional(&m.properties.enforcement_point)
+    }),
+    ("approved (7 days)", approved_7_days),
+    ("last access", last_access),
+    ("last user", last_user),
+];
+
+const OPEN_CONNECTION_COLUMNS: &[Column<OpenConnection>] = &[
+    ("PORT", |c| render::text(&c.port)),
+    ("PROTOCOL", |c| render::text(&c.protocol)),
+    ("FROM", |c| render::list(&c.source_address_prefixes)),
+    ("CONNECT TO", |c| render::optional(&c.connect_to)),
+    ("BY", |c| render::text(&c.requestor)),
+    ("UNTIL", |c| render::text(&c.end_time_utc)),
 ];
 
 /// Runs `ajar machine ...`.
@@ -101,44 +138,48 @@ pub async fn machine(ctx: &Ctx, cmd: MachineCmd) -> CliResult {
                 .map(|l| parse::label(l))
                 .collect::<CliResult<_>>()?;
             let os = match os {
-                Os::Linux => "linux",
-                Os::Windows => "windows",
+                Os::Linux => ajar_core::machine::Os::Linux,
+                Os::Windows => ajar_core::machine::Os::Windows,
             };
-            let body = json!({"properties":{"os":os,"addresses":addresses,"labels":labels}});
-            let m = ctx.put(&id, &body).await?;
+            let addresses = addresses
+                .iter()
+                .map(|a| {
+                    a.trim().parse::<IpAddr>().map_err(|_| {
+                        CliError::Failed(format!("--address: {a:?} is not an IP address"))
+                    })
+                })
+                .collect::<CliResult<_>>()?;
+            let body = MachineBody {
+                properties: MachineProperties {
+                    os,
+                    addresses,
+                    labels,
+                },
+            };
+            let m = ctx.put::<Machine, _>(&id, &body).await?;
             ctx.done(&m, &format!("machine {id} saved"));
         }
         MachineCmd::List { scope, state } => {
             let scope = parse::id(&scope)?;
             let q = state.map(|s| format!("?state={s}")).unwrap_or_default();
-            let list = ctx.get_pages(&format!("{scope}/machines{q}")).await?;
+            let list = ctx.fetch_pages(&format!("{scope}/machines{q}")).await?;
             ctx.list(&list, MACHINE_COLUMNS);
         }
         MachineCmd::Show { id } => {
-            let m = ctx.get(&parse::id(&id)?).await?;
+            let m = ctx.fetch::<Machine>(&parse::id(&id)?).await?;
             ctx.show(&m, MACHINE_FIELDS);
-            if ctx.output == Output::Table {
-                let open = m["properties"]["requestFigures"]["openConnections"].clone();
-                if open.as_array().is_some_and(|a| !a.is_empty()) {
-                    println!("\nopen now:");
-                    render::table(
-                        open.as_array().map(Vec::as_slice).unwrap_or_default(),
-                        &[
-                            ("PORT", "/port"),
-                            ("PROTOCOL", "/protocol"),
-                            ("FROM", "/sourceAddressPrefixes"),
-                            ("CONNECT TO", "/connectTo"),
-                            ("BY", "/requestor"),
-                            ("UNTIL", "/endTimeUtc"),
-                        ],
-                    );
-                }
+            if ctx.output == Output::Table
+                && let Some(f) = figures(&m.body)
+                && !f.open_connections.is_empty()
+            {
+                println!("\nopen now:");
+                render::table(&f.open_connections, OPEN_CONNECTION_COLUMNS);
             }
         }
         MachineCmd::Rm { id } => {
             let id = parse::id(&id)?;
             ctx.delete(&id).await?;
-            ctx.done(&json!({}), &format!("machine {id} removed"));
+            ctx.removed(&format!("machine {id} removed"));
         }
     }
     Ok(())
@@ -162,29 +203,50 @@ pub struct PortFlags {
 }
 
 impl PortFlags {
-    fn rules(&self) -> CliResult<Vec<Value>> {
+    fn rules(&self) -> CliResult<Vec<PolicyPort>> {
         let protocol = match self.protocol.to_ascii_lowercase().as_str() {
-            "tcp" => "TCP",
-            "udp" => "UDP",
-            "any" | "*" => "*",
+            "tcp" => Protocol::Tcp,
+            "udp" => Protocol::Udp,
+            "any" | "*" => Protocol::Any,
             other => return Err(usage(format!("protocol {other:?}: use tcp, udp or any"))),
         };
         let max = parse::duration(&self.max)?;
-        self.ports
+        let numbers: Vec<u16> = self
+            .ports
             .iter()
-            .map(|p| {
-                let number = parse::port(p)?;
-                let mut rule =
-                    json!({"number":number,"protocol":protocol,"maxRequestAccessDuration":max});
-                if self.sources.is_empty() {
-                    rule["allowedSourceAddressPrefix"] = json!("*");
-                } else {
-                    rule["allowedSourceAddressPrefixes"] = json!(self.sources);
-                }
-                Ok(rule)
+            .map(|p| parse::port(p))
+            .collect::<CliResult<_>>()?;
+        let max = AccessDuration::parse(&max).map_err(|e| refused("--max", e))?;
+        let (one, many) = if self.sources.is_empty() {
+            (Some(SourceList(vec![SourcePrefix::Any])), None)
+        } else {
+            (None, Some(source_list(&self.sources)?))
+        };
+        Ok(numbers
+            .into_iter()
+            .map(|number| PolicyPort {
+                number: Port::from(number),
+                protocol,
+                allowed_source_address_prefix: one.clone(),
+                allowed_source_address_prefixes: many.clone(),
+                max_request_access_duration: max,
             })
-            .collect()
+            .collect())
     }
+}
+
+/// Source prefixes given with `--source`.
+fn source_list(sources: &[String]) -> CliResult<SourceList> {
+    sources
+        .iter()
+        .map(|s| SourcePrefix::parse(s).map_err(|e| refused("--source", e)))
+        .collect::<CliResult<_>>()
+        .map(SourceList)
+}
+
+/// A resource id given as `option`, as the API reads it.
+fn resource_id(option: &str, id: &str) -> CliResult<ResourceId> {
+    ResourceId::parse(id).map_err(|e| refused(option, e))
 }
 
 /// `ajar policy ...`.
@@ -234,12 +296,60 @@ pub enum PolicyCmd {
     },
 }
 
-const POLICY_COLUMNS: &[Column] = &[
-    ("NAME", "/name"),
-    ("MACHINES", "/properties/virtualMachines"),
-    ("APPROVAL", "/properties/approvalMode"),
-    ("STATE", "/properties/provisioningState"),
+const POLICY_COLUMNS: &[Column<Policy>] = &[
+    ("NAME", |p| render::text(&p.name)),
+    ("MACHINES", policy_machines),
+    ("APPROVAL", |p| {
+        render::optional(&p.properties.approval_mode)
+    }),
+    ("STATE", |p| render::text(&p.properties.provisioning_state)),
 ];
+
+const POLICY_FIELDS: &[Column<Policy>] = &[
+    ("id", |p| render::text(&p.id)),
+    ("machines", policy_machines),
+    ("approval", |p| {
+        render::optional(&p.properties.approval_mode)
+    }),
+    ("approvers", |p| render::objects(&p.properties.approvers)),
+];
+
+/// One port rule of a policy and the name of its machine.
+struct PolicyPortRow {
+    machine: String,
+    port: PolicyPort,
+}
+
+const POLICY_PORT_COLUMNS: &[Column<PolicyPortRow>] = &[
+    ("MACHINE", |r| render::text(&r.machine)),
+    ("PORT", |r| render::text(&r.port.number)),
+    ("PROTOCOL", |r| render::text(&r.port.protocol)),
+    ("FROM", |r| sources(&r.port.allowed_source_address_prefix)),
+    ("FROM (LIST)", |r| {
+        sources(&r.port.allowed_source_address_prefixes)
+    }),
+    ("MAX", |r| render::text(&r.port.max_request_access_duration)),
+];
+
+/// Source prefixes as a cell.
+fn sources(list: &Option<SourceList>) -> String {
+    list.as_ref()
+        .map_or_else(|| "-".to_owned(), |l| render::list(&l.0))
+}
+
+/// A policy's machines and ports as a cell: `vm1:22+3389,vm2:22`.
+fn policy_machines(p: &Policy) -> String {
+    let machines: Vec<String> = p
+        .properties
+        .virtual_machines
+        .iter()
+        .map(|m| {
+            let ports: Vec<String> = m.ports.iter().map(|p| p.number.to_string()).collect();
+            format!("{}:{}", name_of(&m.id.to_string()), ports.join("+"))
+        })
+        .collect();
+    render::list(&machines)
+}
 
 /// Reads a JSON or YAML document from a file or standard input.
 pub fn read_document(file: &str) -> CliResult<Value> {
@@ -268,30 +378,6 @@ pub fn parse_document(text: &str, file: &str) -> CliResult<Value> {
     })
 }
 
-fn policy_summary(p: &Value) -> Value {
-    let mut row = p.clone();
-    let machines: Vec<Value> = p["properties"]["virtualMachines"]
-        .as_array()
-        .map(|vms| {
-            vms.iter()
-                .map(|m| {
-                    let ports: Vec<String> = m["ports"]
-                        .as_array()
-                        .map(|ps| ps.iter().map(|p| p["number"].to_string()).collect())
-                        .unwrap_or_default();
-                    json!(format!(
-                        "{}:{}",
-                        name_of(m["id"].as_str().unwrap_or("")),
-                        ports.join("+")
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    row["properties"]["virtualMachines"] = json!(machines);
-    row
-}
-
 /// Runs `ajar policy ...`.
 pub async fn policy(ctx: &Ctx, cmd: PolicyCmd) -> CliResult {
     match cmd {
@@ -302,85 +388,76 @@ pub async fn policy(ctx: &Ctx, cmd: PolicyCmd) -> CliResult {
             ports,
         } => {
             let id = parse::id(&id)?;
-            let body = match (file, machine) {
+            let p: Answer<Policy> = match (file, machine) {
                 (Some(f), _) => {
+                    // The user's document is sent as written, so the server judges it and names
+                    // the field at fault in its own terms.
                     let doc = read_document(&f)?;
-                    if doc.get("properties").is_some() {
+                    let body = if doc.get("properties").is_some() {
                         doc
                     } else {
                         json!({ "properties": doc })
-                    }
+                    };
+                    ctx.put(&id, &body).await?
                 }
-                (None, Some(m)) => json!({"properties":{"virtualMachines":[
-                    {"id": parse::id(&m)?, "ports": ports.rules()?}]}}),
+                (None, Some(m)) => {
+                    let m = parse::id(&m)?;
+                    let ports = ports.rules()?;
+                    let body = PolicyBody {
+                        kind: None,
+                        properties: PolicyProperties {
+                            virtual_machines: vec![PolicyMachine {
+                                id: resource_id("--machine", &m)?,
+                                ports,
+                            }],
+                            cut_established_on_expiry: false,
+                            approval_mode: None,
+                            approvers: Vec::new(),
+                            approval_threshold: None,
+                        },
+                    };
+                    ctx.put(&id, &body).await?
+                }
                 (None, None) => {
                     return Err(usage(
                         "give the policy with --file, or --machine and --port",
                     ));
                 }
             };
-            let p = ctx.put(&id, &body).await?;
             ctx.done(&p, &format!("policy {id} saved"));
         }
         PolicyCmd::Get { id } => {
-            let p = ctx.get(&parse::id(&id)?).await?;
-            match ctx.output {
-                Output::Json => render::json(&p),
-                Output::Table => {
-                    render::fields(
-                        &policy_summary(&p),
-                        &[
-                            ("id", "/id"),
-                            ("machines", "/properties/virtualMachines"),
-                            ("approval", "/properties/approvalMode"),
-                            ("approvers", "/properties/approvers"),
-                        ],
-                    );
-                    let mut rows = Vec::new();
-                    for m in p["properties"]["virtualMachines"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                    {
-                        for port in m["ports"].as_array().into_iter().flatten() {
-                            let mut r = port.clone();
-                            r["machine"] = json!(name_of(m["id"].as_str().unwrap_or("")));
-                            rows.push(r);
-                        }
-                    }
-                    println!();
-                    render::table(
-                        &rows,
-                        &[
-                            ("MACHINE", "/machine"),
-                            ("PORT", "/number"),
-                            ("PROTOCOL", "/protocol"),
-                            ("FROM", "/allowedSourceAddressPrefix"),
-                            ("FROM (LIST)", "/allowedSourceAddressPrefixes"),
-                            ("MAX", "/maxRequestAccessDuration"),
-                        ],
-                    );
-                }
+            let p = ctx.fetch::<Policy>(&parse::id(&id)?).await?;
+            ctx.show(&p, POLICY_FIELDS);
+            if ctx.output == Output::Table {
+                let rows: Vec<PolicyPortRow> = p
+                    .body
+                    .properties
+                    .virtual_machines
+                    .iter()
+                    .flat_map(|m| {
+                        let machine = name_of(&m.id.to_string()).to_owned();
+                        m.ports.iter().map(move |port| PolicyPortRow {
+                            machine: machine.clone(),
+                            port: port.clone(),
+                        })
+                    })
+                    .collect();
+                println!();
+                render::table(&rows, POLICY_PORT_COLUMNS);
             }
         }
         PolicyCmd::List { scope } => {
             let scope = parse::id(&scope)?;
-            let mut list = ctx
-                .get_pages(&format!("{scope}/jitNetworkAccessPolicies"))
+            let list = ctx
+                .fetch_pages(&format!("{scope}/jitNetworkAccessPolicies"))
                 .await?;
-            if ctx.output == Output::Table
-                && let Some(items) = list["value"].as_array_mut()
-            {
-                for item in items.iter_mut() {
-                    *item = policy_summary(item);
-                }
-            }
             ctx.list(&list, POLICY_COLUMNS);
         }
         PolicyCmd::Rm { id } => {
             let id = parse::id(&id)?;
             ctx.delete(&id).await?;
-            ctx.done(&json!({}), &format!("policy {id} removed"));
+            ctx.removed(&format!("policy {id} removed"));
         }
         PolicyCmd::Enable {
             machine,
@@ -388,21 +465,19 @@ pub async fn policy(ctx: &Ctx, cmd: PolicyCmd) -> CliResult {
             ports,
         } => {
             let machine = parse::id(&machine)?;
-            let mut body = json!({});
-            if let Some(p) = policy {
-                body["policy"] = json!(p);
-            }
-            if !ports.ports.is_empty() {
-                body["ports"] = json!(ports.rules()?);
-            }
-            let p = ctx.post(&format!("{machine}/enableJit"), &body).await?;
-            ctx.done(
-                &p,
-                &format!(
-                    "JIT enabled on {machine} by {}",
-                    p["id"].as_str().unwrap_or("?")
-                ),
-            );
+            let ports = if ports.ports.is_empty() {
+                None
+            } else {
+                Some(ports.rules()?)
+            };
+            let policy = policy
+                .map(|p| Name::parse(&p).map_err(|e| refused("--policy", e)))
+                .transpose()?;
+            let body = EnableJitBody { policy, ports };
+            let p = ctx
+                .post::<Policy, _>(&format!("{machine}/enableJit"), &body)
+                .await?;
+            ctx.done(&p, &format!("JIT enabled on {machine} by {}", p.body.id));
         }
     }
     Ok(())
@@ -484,48 +559,92 @@ pub struct StartArgs {
     pub wait_timeout: String,
 }
 
-const PORT_COLUMNS: &[Column] = &[
-    ("MACHINE", "/machine"),
-    ("PORT", "/number"),
-    ("STATUS", "/status"),
-    ("REASON", "/statusReason"),
-    ("FROM", "/from"),
-    ("UNTIL", "/endTimeUtc"),
-    ("CONNECT TO", "/connectTo"),
+/// One port of an access request as a table row.
+struct PortRow {
+    machine: String,
+    number: u16,
+    status: String,
+    reason: String,
+    from: String,
+    until: String,
+    connect_to: Option<String>,
+}
+
+const PORT_COLUMNS: &[Column<PortRow>] = &[
+    ("MACHINE", |r| render::text(&r.machine)),
+    ("PORT", |r| render::text(&r.number)),
+    ("STATUS", |r| render::text(&r.status)),
+    ("REASON", |r| render::text(&r.reason)),
+    ("FROM", |r| r.from.clone()),
+    ("UNTIL", |r| render::text(&r.until)),
+    ("CONNECT TO", |r| render::optional(&r.connect_to)),
 ];
 
-/// A request's ports as table rows.
-fn port_rows(req: &Value, addresses: &BTreeMap<String, String>) -> Vec<Value> {
+/// A request's ports as table rows; `addresses` are the machines' own addresses, for ports
+/// without connection details.
+fn port_rows(req: &AccessRequest, addresses: &BTreeMap<String, String>) -> Vec<PortRow> {
     let mut rows = Vec::new();
-    for m in req["virtualMachines"].as_array().into_iter().flatten() {
-        let machine = m["id"].as_str().unwrap_or("");
-        for p in m["ports"].as_array().into_iter().flatten() {
-            let mut r = p.clone();
-            r["machine"] = json!(name_of(machine));
-            r["from"] = if p["allowedSourceAddressPrefix"].is_null() {
-                p["allowedSourceAddressPrefixes"].clone()
-            } else {
-                p["allowedSourceAddressPrefix"].clone()
+    for m in &req.virtual_machines {
+        let machine = m.id.to_string();
+        for p in &m.ports {
+            let from = match (
+                &p.allowed_source_address_prefix,
+                &p.allowed_source_address_prefixes,
+            ) {
+                (Some(one), _) => render::text(one),
+                (None, Some(many)) => render::list(many),
+                (None, None) => "-".to_owned(),
             };
-            r["connectTo"] = match (&p["connectionDetails"], addresses.get(machine)) {
-                (d, _) if !d.is_null() => json!(format!(
-                    "{}:{}",
-                    d["address"].as_str().unwrap_or(""),
-                    d["port"]
-                )),
-                (_, Some(addr)) => json!(format!("{addr}:{}", p["number"])),
-                _ => Value::Null,
+            let connect_to = match (&p.connection_details, addresses.get(&machine)) {
+                (Some(d), _) => Some(format!("{}:{}", d.address, d.port)),
+                (None, Some(addr)) => Some(format!("{addr}:{}", p.number)),
+                (None, None) => None,
             };
-            rows.push(r);
+            rows.push(PortRow {
+                machine: name_of(&machine).to_owned(),
+                number: p.number,
+                status: p.status.to_string(),
+                reason: p.status_reason.to_string(),
+                from,
+                until: p.end_time_utc.to_string(),
+                connect_to,
+            });
         }
     }
     rows
 }
 
+const REQUEST_COLUMNS: &[Column<AccessRequest>] = &[
+    ("ID", |r| render::text(&r.id)),
+    ("REQUESTOR", |r| render::text(&r.requestor)),
+    ("STARTED", |r| render::text(&r.start_time_utc)),
+    ("PORTS", |r| {
+        let ports: Vec<String> = port_rows(r, &BTreeMap::new())
+            .iter()
+            .map(|p| format!("{}:{} {}", p.machine, p.number, p.status))
+            .collect();
+        render::list(&ports)
+    }),
+    ("REASON", |r| render::optional(&r.justification)),
+];
+
+const REQUEST_FIELDS: &[Column<AccessRequest>] = &[
+    ("id", |r| render::text(&r.id)),
+    ("requestor", |r| render::text(&r.requestor)),
+    ("started", |r| render::text(&r.start_time_utc)),
+    ("reason", |r| render::optional(&r.justification)),
+];
+
+/// When the requested access ends.
+enum End {
+    After(AccessDuration),
+    At(Timestamp),
+}
+
 async fn start(ctx: &Ctx, args: StartArgs) -> CliResult {
     let end = match (&args.duration, &args.end) {
-        (Some(d), _) => json!({"duration": parse::duration(d)?}),
-        (None, Some(e)) => json!({"endTimeUtc": parse::instant(e)?}),
+        (Some(d), _) => parse::duration(d)?,
+        (None, Some(e)) => parse::instant(e)?,
         (None, None) => return Err(usage("give --duration or --end")),
     };
     let wait_timeout = parse::std_duration(&args.wait_timeout)?;
@@ -534,86 +653,117 @@ async fn start(ctx: &Ctx, args: StartArgs) -> CliResult {
         .iter()
         .map(|p| parse::port(p))
         .collect::<CliResult<_>>()?;
+    let end = match &args.duration {
+        Some(_) => End::After(AccessDuration::parse(&end).map_err(|e| refused("--duration", e))?),
+        None => End::At(parse::timestamp(&end)?),
+    };
+    let (one_source, many_sources) = match args.sources.as_slice() {
+        [] => (None, None),
+        [_] => (Some(source_list(&args.sources)?), None),
+        _ => (None, Some(source_list(&args.sources)?)),
+    };
     let mut policy: Option<String> = None;
     let mut addresses = BTreeMap::new();
     let mut vms = Vec::new();
     for m in &args.machines {
         let id = parse::id(m)?;
-        let machine = ctx.get(&id).await?;
-        let Some(p) = machine["properties"]["jitPolicyId"].as_str() else {
+        let machine: Machine = ctx.get(&id).await?;
+        let Some(p) = machine.properties.jit_policy_id else {
             return Err(CliError::Failed(format!(
                 "{id} has no JIT policy; enable it first: ajar policy enable {id}"
             )));
         };
         match &policy {
-            Some(q) if q != p => {
+            Some(q) if *q != p => {
                 return Err(usage(format!(
                     "{id} is under {p}, not {q}: request access per policy"
                 )));
             }
-            _ => policy = Some(p.to_owned()),
+            _ => policy = Some(p),
         }
-        if let Some(a) = machine["properties"]["addresses"][0].as_str() {
-            addresses.insert(id.clone(), a.to_owned());
+        if let Some(a) = machine.properties.addresses.first() {
+            addresses.insert(id.clone(), a.to_string());
         }
-        let ports: Vec<Value> = numbers
+        let ports = numbers
             .iter()
-            .map(|n| {
-                let mut port = json!({"number": n});
-                for (k, v) in end.as_object().into_iter().flatten() {
-                    port[k] = v.clone();
-                }
-                match args.sources.as_slice() {
-                    [] => {}
-                    [one] => port["allowedSourceAddressPrefix"] = json!(one),
-                    many => port["allowedSourceAddressPrefixes"] = json!(many),
-                }
-                port
+            .map(|n| InitiatePort {
+                number: Port::from(*n),
+                protocol: None,
+                end_time_utc: match end {
+                    End::At(t) => Some(t),
+                    End::After(_) => None,
+                },
+                duration: match end {
+                    End::After(d) => Some(d),
+                    End::At(_) => None,
+                },
+                allowed_source_address_prefix: one_source.clone(),
+                allowed_source_address_prefixes: many_sources.clone(),
             })
             .collect();
-        vms.push(json!({"id": id, "ports": ports}));
+        vms.push(InitiateMachine {
+            id: resource_id("machine", &id)?,
+            ports,
+        });
     }
     let Some(policy) = policy else {
         return Err(usage("name at least one machine"));
     };
-    let mut body = json!({"virtualMachines": vms});
-    if let Some(r) = &args.reason {
-        body["justification"] = json!(r);
-    }
-    let mut answer = ctx.post(&format!("{policy}/initiate"), &body).await?;
+    let body = InitiateBody {
+        virtual_machines: vms,
+        justification: args.reason.clone(),
+    };
+    let mut answer: Answer<AccessRequest> = ctx.post(&format!("{policy}/initiate"), &body).await?;
     if args.wait {
-        answer = wait_open(ctx, &policy, &answer, wait_timeout).await?;
+        answer = wait_open(ctx, &policy, &answer.body, wait_timeout).await?;
     }
     match ctx.output {
-        Output::Json => render::json(&answer),
+        Output::Json => render::json(&answer.json),
         Output::Table => {
             println!(
                 "request {} under {policy}{}",
-                answer["id"].as_str().unwrap_or("?"),
-                answer["approvalRequestId"]
-                    .as_str()
+                answer.body.id,
+                answer
+                    .body
+                    .approval_request_id
+                    .as_ref()
                     .map(|a| format!(" (waiting for approval: {a})"))
                     .unwrap_or_default()
             );
-            render::table(&port_rows(&answer, &addresses), PORT_COLUMNS);
+            render::table(&port_rows(&answer.body, &addresses), PORT_COLUMNS);
         }
     }
     Ok(())
 }
 
+/// Whether the approval request of a network request ended without opening anything.
+fn ended_unopened(state: &str) -> bool {
+    matches!(
+        state,
+        "Denied" | "Canceled" | "Timeout" | "Failed" | "Revoked" | "Expired"
+    )
+}
+
+/// Whether a port's status is `Initiated`: open, or waiting for its agent.
+fn initiated(status: &impl std::fmt::Display) -> bool {
+    status.to_string() == "Initiated"
+}
+
 /// Polls the request until every port was reported open by its agent (or closed, or the
 /// approval was refused); answers the request as last read.
-async fn wait_open(ctx: &Ctx, policy: &str, asked: &Value, limit: Duration) -> CliResult<Value> {
-    let id = asked["id"].as_str().unwrap_or_default().to_owned();
+async fn wait_open(
+    ctx: &Ctx,
+    policy: &str,
+    asked: &AccessRequest,
+    limit: Duration,
+) -> CliResult<Answer<AccessRequest>> {
+    let id = &asked.id;
     let deadline = tokio::time::Instant::now() + limit;
     loop {
-        if let Some(approval) = asked["approvalRequestId"].as_str() {
-            let a = ctx.get(approval).await?;
-            let state = a["properties"]["jitRequestState"].as_str().unwrap_or("");
-            if matches!(
-                state,
-                "Denied" | "Canceled" | "Timeout" | "Failed" | "Revoked" | "Expired"
-            ) {
+        if let Some(approval) = &asked.approval_request_id {
+            let a: JitRequest = ctx.get(approval).await?;
+            let state = a.properties.jit_request_state.to_string();
+            if ended_unopened(&state) {
                 return Err(CliError::Failed(format!(
                     "the request ended {state} before it opened"
                 )));
@@ -628,29 +778,21 @@ async fn wait_open(ctx: &Ctx, policy: &str, asked: &Value, limit: Duration) -> C
             )
             .await?;
         if current.status == 200 {
-            let ports: Vec<&Value> = current.body["virtualMachines"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .flat_map(|m| m["ports"].as_array().into_iter().flatten())
+            let current = Answer::<AccessRequest>::read(current.body)?;
+            let ports: Vec<&AccessRequestPort> = current
+                .body
+                .virtual_machines
+                .iter()
+                .flat_map(|m| &m.ports)
                 .collect();
-            if ports.iter().any(|p| p["status"] != "Initiated") {
+            if let Some(closed) = ports.iter().find(|p| !initiated(&p.status)) {
                 return Err(CliError::Failed(format!(
                     "port {} closed before it opened: {}",
-                    ports
-                        .iter()
-                        .find(|p| p["status"] != "Initiated")
-                        .map(|p| p["number"].to_string())
-                        .unwrap_or_default(),
-                    ports
-                        .iter()
-                        .find(|p| p["status"] != "Initiated")
-                        .and_then(|p| p["statusReason"].as_str())
-                        .unwrap_or("?")
+                    closed.number, closed.status_reason
                 )));
             }
-            if !ports.is_empty() && ports.iter().all(|p| !p["openSince"].is_null()) {
-                return Ok(current.body);
+            if !ports.is_empty() && ports.iter().all(|p| p.open_since.is_some()) {
+                return Ok(current);
             }
         }
         if tokio::time::Instant::now() >= deadline {
@@ -678,60 +820,28 @@ pub async fn access(ctx: &Ctx, cmd: AccessCmd) -> CliResult {
                 (None, None) => return Err(usage("give --policy or --machine")),
             };
             let q = top.map(|t| format!("?top={t}")).unwrap_or_default();
-            let mut list = ctx.get(&format!("{base}/requests{q}")).await?;
-            if ctx.output == Output::Table
-                && let Some(items) = list["value"].as_array_mut()
-            {
-                for r in items.iter_mut() {
-                    let ports: Vec<String> = port_rows(r, &BTreeMap::new())
-                        .iter()
-                        .map(|p| {
-                            format!(
-                                "{}:{} {}",
-                                p["machine"].as_str().unwrap_or(""),
-                                p["number"],
-                                p["status"].as_str().unwrap_or("")
-                            )
-                        })
-                        .collect();
-                    r["ports"] = json!(ports);
-                }
-            }
-            ctx.list(
-                &list,
-                &[
-                    ("ID", "/id"),
-                    ("REQUESTOR", "/requestor"),
-                    ("STARTED", "/startTimeUtc"),
-                    ("PORTS", "/ports"),
-                    ("REASON", "/justification"),
-                ],
-            );
+            let list: Answer<List<AccessRequest>> =
+                ctx.fetch(&format!("{base}/requests{q}")).await?;
+            ctx.list(&list, REQUEST_COLUMNS);
         }
         AccessCmd::Show { policy, request } => {
             let policy = parse::id(&policy)?;
-            let r = ctx.get(&format!("{policy}/requests/{request}")).await?;
-            match ctx.output {
-                Output::Json => render::json(&r),
-                Output::Table => {
-                    render::fields(
-                        &r,
-                        &[
-                            ("id", "/id"),
-                            ("requestor", "/requestor"),
-                            ("started", "/startTimeUtc"),
-                            ("reason", "/justification"),
-                        ],
-                    );
-                    println!();
-                    render::table(&port_rows(&r, &BTreeMap::new()), PORT_COLUMNS);
-                }
+            let r = ctx
+                .fetch::<AccessRequest>(&format!("{policy}/requests/{request}"))
+                .await?;
+            ctx.show(&r, REQUEST_FIELDS);
+            if ctx.output == Output::Table {
+                println!();
+                render::table(&port_rows(&r.body, &BTreeMap::new()), PORT_COLUMNS);
             }
         }
         AccessCmd::Revoke { policy, request } => {
             let policy = parse::id(&policy)?;
             let r = ctx
-                .post(&format!("{policy}/requests/{request}/revoke"), &json!({}))
+                .post::<AccessRequest, _>(
+                    &format!("{policy}/requests/{request}/revoke"),
+                    &NoParameters {},
+                )
                 .await?;
             ctx.done(&r, &format!("request {request} revoked"));
         }
@@ -742,17 +852,20 @@ pub async fn access(ctx: &Ctx, cmd: AccessCmd) -> CliResult {
         } => {
             let request = parse::id(&request)?;
             group_of(&request)?;
-            let mut body = json!({"duration": parse::duration(&duration)?});
-            if let Some(r) = reason {
-                body["justification"] = json!(r);
-            }
-            let r = ctx.post(&format!("{request}/extend"), &body).await?;
+            let duration = AccessDuration::parse(&parse::duration(&duration)?)
+                .map_err(|e| refused("--duration", e))?;
+            let body = ExtendBody {
+                duration,
+                justification: reason,
+            };
+            let r = ctx
+                .post::<JitRequest, _>(&format!("{request}/extend"), &body)
+                .await?;
             ctx.done(
                 &r,
                 &format!(
                     "extension {} is {}",
-                    r["id"].as_str().unwrap_or("?"),
-                    r["properties"]["jitRequestState"].as_str().unwrap_or("?")
+                    r.body.id, r.body.properties.jit_request_state
                 ),
             );
         }

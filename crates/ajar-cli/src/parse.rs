@@ -42,12 +42,16 @@ pub fn std_duration(s: &str) -> CliResult<std::time::Duration> {
 
 /// An instant as RFC 3339 (`2026-11-25T18:00:00Z`, or with an offset), answered in UTC.
 pub fn instant(s: &str) -> CliResult<String> {
-    let t: Timestamp = s.trim().parse().map_err(|_| {
+    timestamp(s).map(|t| t.to_string())
+}
+
+/// An instant as RFC 3339 (`2026-11-25T18:00:00Z`, or with an offset).
+pub fn timestamp(s: &str) -> CliResult<Timestamp> {
+    s.trim().parse().map_err(|_| {
         usage(format!(
             "{s:?} is not an instant; give RFC 3339, e.g. 2026-11-25T18:00:00Z"
         ))
-    })?;
-    Ok(t.to_string())
+    })
 }
 
 /// A port number.

@@ -247,7 +247,7 @@ pub async fn login(args: LoginArgs) -> CliResult {
     let url = args.url.trim_end_matches('/').to_owned();
     let client = crate::client(url.clone(), Some(token.clone()))?;
     client
-        .get::<serde_json::Value>("/api/v1/tokens")
+        .get::<serde::de::IgnoredAny>("/api/v1/tokens")
         .await
         .map_err(|e| CliError::Failed(format!("login refused: {}", CliError::from(e).message())))?;
     let p = save(

@@ -2,29 +2,57 @@
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use serde_json::Value;
+use serde::Serialize;
+use std::fmt::Display;
 
-/// A table column: its header and the JSON pointer of its value in each item.
-pub type Column = (&'static str, &'static str);
+/// A table column, or a line of a one-object view: its header and how to show the value of
+/// one item.
+pub type Column<T> = (&'static str, fn(&T) -> String);
 
 /// Prints JSON, pretty.
-pub fn json(value: &Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
-    );
+pub fn json(value: &impl Serialize) {
+    match serde_json::to_string_pretty(value) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("ajar: cannot print the answer as JSON: {e}"),
+    }
 }
 
-/// A value as a table cell: strings as they are (RFC 3339 instants in local time), arrays
-/// joined with commas, null as `-`.
-pub fn cell(v: &Value) -> String {
-    match v {
-        Value::Null => "-".to_owned(),
-        Value::String(s) => local_time(s).unwrap_or_else(|| s.clone()),
-        Value::Array(items) if items.is_empty() => "-".to_owned(),
-        Value::Array(items) => items.iter().map(cell).collect::<Vec<_>>().join(","),
-        Value::Object(_) => v.to_string(),
-        other => other.to_string(),
+/// A value as a table cell: as it is written, with RFC 3339 instants in local time.
+pub fn text(v: &impl Display) -> String {
+    let s = v.to_string();
+    local_time(&s).unwrap_or(s)
+}
+
+/// An optional value as a table cell: `-` when absent.
+pub fn optional<T: Display>(v: &Option<T>) -> String {
+    v.as_ref().map_or_else(|| "-".to_owned(), text)
+}
+
+/// Values as one table cell: joined with commas, `-` when there are none.
+pub fn list<T: Display>(items: &[T]) -> String {
+    joined(items, text)
+}
+
+/// Objects (approvers, labels, …) as one table cell: each as compact JSON, joined with commas,
+/// `-` when there are none.
+pub fn objects<T: Serialize>(items: &[T]) -> String {
+    joined(items, object)
+}
+
+/// An object as a table cell: compact JSON with its keys in alphabetical order.
+pub fn object(v: &impl Serialize) -> String {
+    // Through `serde_json::Value`, whose maps sort their keys, so a cell does not depend on
+    // the order of a struct's fields.
+    serde_json::to_value(v)
+        .map(|v| v.to_string())
+        .unwrap_or_default()
+}
+
+fn joined<T>(items: &[T], cell: impl Fn(&T) -> String) -> String {
+    if items.is_empty() {
+        "-".to_owned()
+    } else {
+        items.iter().map(cell).collect::<Vec<_>>().join(",")
     }
 }
 
@@ -42,15 +70,10 @@ pub fn local_time(s: &str) -> Option<String> {
 }
 
 /// Rows as an aligned table.
-pub fn table(rows: &[Value], columns: &[Column]) {
+pub fn table<T>(rows: &[T], columns: &[Column<T>]) {
     let cells: Vec<Vec<String>> = rows
         .iter()
-        .map(|r| {
-            columns
-                .iter()
-                .map(|(_, p)| cell(r.pointer(p).unwrap_or(&Value::Null)))
-                .collect()
-        })
+        .map(|r| columns.iter().map(|(_, cell)| cell(r)).collect())
         .collect();
     print!(
         "{}",
@@ -88,15 +111,10 @@ pub fn aligned(header: Vec<String>, rows: &[Vec<String>]) -> String {
 }
 
 /// One object as `name  value` lines.
-pub fn fields(value: &Value, fields: &[Column]) {
+pub fn fields<T>(value: &T, fields: &[Column<T>]) {
     let rows: Vec<Vec<String>> = fields
         .iter()
-        .map(|(name, p)| {
-            vec![
-                format!("{name}:"),
-                cell(value.pointer(p).unwrap_or(&Value::Null)),
-            ]
-        })
+        .map(|(name, cell)| vec![format!("{name}:"), cell(value)])
         .collect();
     let out = aligned(vec![String::new(), String::new()], &rows);
     // Drop the empty header line.
@@ -109,16 +127,43 @@ pub fn fields(value: &Value, fields: &[Column]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use std::collections::BTreeMap;
 
     #[test]
     fn cells_are_readable() {
-        assert_eq!(cell(&json!(null)), "-");
-        assert_eq!(cell(&json!(["a", "b"])), "a,b");
-        assert_eq!(cell(&json!(22)), "22");
-        assert_eq!(cell(&json!("plain")), "plain");
+        assert_eq!(optional::<String>(&None), "-");
+        assert_eq!(list(&["a", "b"]), "a,b");
+        assert_eq!(list::<&str>(&[]), "-");
+        assert_eq!(text(&22), "22");
+        assert_eq!(text(&"plain"), "plain");
+        assert_eq!(
+            object(&BTreeMap::from([("env", "test"), ("a", "b")])),
+            r#"{"a":"b","env":"test"}"#
+        );
         assert!(local_time("2026-01-01T00:00:00Z").is_some());
         assert_eq!(local_time("2026-01-01"), None);
+        assert_eq!(
+            text(&"2026-01-01T00:00:00Z"),
+            local_time("2026-01-01T00:00:00Z").unwrap()
+        );
+    }
+
+    #[test]
+    fn objects_show_their_keys_in_order() {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Approver {
+            id: &'static str,
+            display_name: &'static str,
+        }
+        assert_eq!(
+            objects(&[Approver {
+                id: "bob",
+                display_name: "Bob"
+            }]),
+            r#"{"displayName":"Bob","id":"bob"}"#
+        );
+        assert_eq!(objects::<Approver>(&[]), "-");
     }
 
     #[test]

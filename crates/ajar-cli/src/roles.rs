@@ -2,10 +2,21 @@
 //! control (roles, assignments, groups).
 
 use crate::parse;
-use crate::render::Column;
-use crate::{CliResult, Ctx, usage};
+use crate::render::{self, Column};
+use crate::{Answer, CliError, CliResult, Ctx, NoParameters, refused, usage};
+use ajar_api::ClientError;
+use ajar_api::wire::{
+    Application, ApplicationBody, ApplicationProperties, DecisionBody, EligibleRole,
+    EligibleRoleBody, Group, GroupBody, HistoryEntry, JitAccessPolicy, JitApprover,
+    JitAuthorizationPolicy, JitRequest, JitRequestBody, JitRequestProperties, JitSchedulingPolicy,
+    List, Me, RequestFigures, RoleAssignment, RoleAssignmentBody, RoleDefinition,
+    RoleDefinitionBody,
+};
+use ajar_core::duration::AccessDuration;
+use ajar_core::id::{ResourceId, Scope};
+use ajar_core::principal::Principal;
+use ajar_core::rbac::ActionPattern;
 use clap::{Args, Subcommand, ValueEnum};
-use serde_json::{Value, json};
 
 /// How an application's activations are decided.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -17,7 +28,7 @@ pub enum Approval {
 }
 
 /// An approver as `user:NAME`, `group:NAME` or just `NAME` (a user).
-fn approver(s: &str) -> CliResult<Value> {
+fn approver(s: &str) -> CliResult<JitApprover> {
     let (kind, id) = match s.split_once(':') {
         Some(("user", id)) => ("user", id),
         Some(("group", id)) => ("group", id),
@@ -31,7 +42,16 @@ fn approver(s: &str) -> CliResult<Value> {
     if id.is_empty() {
         return Err(usage(format!("approver {s:?} has no name")));
     }
-    Ok(json!({"id": id, "type": kind}))
+    Ok(JitApprover {
+        id: id.to_owned(),
+        kind: kind.to_owned(),
+        display_name: None,
+    })
+}
+
+/// A principal given as `option`, as the API reads it.
+pub(crate) fn principal(option: &str, s: &str) -> CliResult<Principal> {
+    Principal::parse(s).map_err(|e| refused(option, e))
 }
 
 /// `ajar app ...`.
@@ -132,45 +152,125 @@ pub enum EligibleCmd {
     },
 }
 
-const APP_FIELDS: &[Column] = &[
-    ("id", "/id"),
-    ("publishers", "/properties/publisherPrincipals"),
-    ("jit", "/properties/jitAccessPolicy/jitAccessEnabled"),
-    ("approval", "/properties/jitAccessPolicy/jitApprovalMode"),
-    ("approvers", "/properties/jitAccessPolicy/jitApprovers"),
-    (
-        "threshold",
-        "/properties/jitAccessPolicy/jitApprovalThreshold",
-    ),
-    (
-        "max",
-        "/properties/jitAccessPolicy/maximumJitAccessDuration",
-    ),
-    (
-        "approved (7 days)",
-        "/requestFigures/approvedRequestsLast7Days",
-    ),
-    ("last access", "/requestFigures/lastAccessAt"),
-    ("last user", "/requestFigures/lastUser"),
+/// An application's JIT policy, when it has one.
+fn app_policy(a: &Application) -> Option<&JitAccessPolicy> {
+    a.properties.jit_access_policy.as_ref()
+}
+
+/// An application's activation figures (in reads only).
+fn app_figures(a: &Application) -> Option<&RequestFigures> {
+    a.request_figures.as_ref()
+}
+
+const APP_FIELDS: &[Column<Application>] = &[
+    ("id", |a| render::text(&a.id)),
+    ("publishers", |a| {
+        render::list(&a.properties.publisher_principals)
+    }),
+    ("jit", |a| {
+        render::optional(&app_policy(a).and_then(|p| p.jit_access_enabled))
+    }),
+    ("approval", |a| {
+        render::optional(&app_policy(a).and_then(|p| p.jit_approval_mode.as_ref()))
+    }),
+    ("approvers", |a| {
+        app_policy(a).map_or_else(|| "-".to_owned(), |p| render::objects(&p.jit_approvers))
+    }),
+    ("threshold", |a| {
+        render::optional(&app_policy(a).and_then(|p| p.jit_approval_threshold))
+    }),
+    ("max", |a| {
+        render::optional(&app_policy(a).and_then(|p| p.maximum_jit_access_duration))
+    }),
+    ("approved (7 days)", |a| {
+        render::optional(&app_figures(a).map(|f| f.approved_requests_last7_days))
+    }),
+    ("last access", |a| {
+        render::optional(&app_figures(a).and_then(|f| f.last_access_at.as_ref()))
+    }),
+    ("last user", |a| {
+        render::optional(&app_figures(a).and_then(|f| f.last_user.as_ref()))
+    }),
 ];
 
-const REQUEST_FIELDS: &[Column] = &[
-    ("id", "/id"),
-    ("kind", "/properties/requestKind"),
-    ("state", "/properties/jitRequestState"),
-    ("requester", "/properties/requestor"),
-    ("for", "/properties/applicationResourceId"),
-    ("policy", "/properties/networkAccessPolicyId"),
-    ("from", "/properties/jitSchedulingPolicy/startTime"),
-    ("duration", "/properties/jitSchedulingPolicy/duration"),
-    ("reason", "/properties/justification"),
-    ("failure", "/properties/failure"),
+const APP_COLUMNS: &[Column<Application>] = &[
+    ("NAME", |a| render::text(&a.name)),
+    ("JIT", |a| {
+        render::optional(&app_policy(a).and_then(|p| p.jit_access_enabled))
+    }),
+    ("APPROVAL", |a| {
+        render::optional(&app_policy(a).and_then(|p| p.jit_approval_mode.as_ref()))
+    }),
+    ("MAX", |a| {
+        render::optional(&app_policy(a).and_then(|p| p.maximum_jit_access_duration))
+    }),
+    ("APPROVED 7D", |a| {
+        render::optional(&app_figures(a).map(|f| f.approved_requests_last7_days))
+    }),
+    ("LAST USER", |a| {
+        render::optional(&app_figures(a).and_then(|f| f.last_user.as_ref()))
+    }),
+];
+
+const REQUEST_FIELDS: &[Column<JitRequest>] = &[
+    ("id", |r| render::text(&r.id)),
+    ("kind", |r| render::text(&r.properties.request_kind)),
+    ("state", |r| render::text(&r.properties.jit_request_state)),
+    ("requester", |r| render::text(&r.properties.requestor)),
+    ("for", |r| {
+        render::optional(&r.properties.application_resource_id)
+    }),
+    ("policy", |r| {
+        render::optional(&r.properties.network_access_policy_id)
+    }),
+    ("from", |r| {
+        render::optional(&r.properties.jit_scheduling_policy.start_time)
+    }),
+    ("duration", |r| {
+        render::text(&r.properties.jit_scheduling_policy.duration)
+    }),
+    ("reason", |r| render::optional(&r.properties.justification)),
+    ("failure", |r| render::optional(&r.properties.failure)),
+];
+
+const INBOX_COLUMNS: &[Column<JitRequest>] = &[
+    ("ID", |r| render::text(&r.id)),
+    ("KIND", |r| render::text(&r.properties.request_kind)),
+    ("REQUESTER", |r| render::text(&r.properties.requestor)),
+    ("FOR", |r| {
+        render::optional(&r.properties.application_resource_id)
+    }),
+    ("POLICY", |r| {
+        render::optional(&r.properties.network_access_policy_id)
+    }),
+    ("DURATION", |r| {
+        render::text(&r.properties.jit_scheduling_policy.duration)
+    }),
+    ("REASON", |r| render::optional(&r.properties.justification)),
+];
+
+const HISTORY_COLUMNS: &[Column<HistoryEntry>] = &[
+    ("ID", |h| render::text(&h.id)),
+    ("KIND", |h| render::text(&h.kind)),
+    ("STATE", |h| render::text(&h.state)),
+    ("REQUESTER", |h| render::text(&h.requestor)),
+    ("FOR", |h| render::text(&h.target)),
+    ("ASKED", |h| render::text(&h.created_at)),
+    ("UNTIL", |h| render::optional(&h.active_until)),
+];
+
+const ELIGIBLE_COLUMNS: &[Column<EligibleRole>] = &[
+    ("ID", |e| render::text(&e.id)),
+    ("PRINCIPAL", |e| render::text(&e.principal)),
+    ("ROLE", |e| render::text(&e.role_definition)),
+    ("SINCE", |e| render::text(&e.created_at)),
 ];
 
 /// The calling principal.
-async fn me(ctx: &Ctx) -> CliResult<String> {
-    let me = ctx.get("/api/v1/me").await?;
-    Ok(me["principal"].as_str().unwrap_or_default().to_owned())
+async fn me(ctx: &Ctx) -> CliResult<Principal> {
+    let me: Me = ctx.get("/api/v1/me").await?;
+    Principal::parse(&me.principal.to_string())
+        .map_err(|e| CliError::from(ClientError::Decode(e.message)))
 }
 
 /// Runs `ajar app ...`.
@@ -186,58 +286,52 @@ pub async fn app(ctx: &Ctx, cmd: AppCmd) -> CliResult {
             max,
         } => {
             let id = parse::id(&id)?;
-            let mut policy = json!({"jitAccessEnabled": !no_jit});
-            if let Some(a) = approval {
-                policy["jitApprovalMode"] = json!(match a {
-                    Approval::Auto => "AutoApprove",
-                    Approval::Manual => "ManualApprove",
-                });
-            }
-            if !approvers.is_empty() {
-                policy["jitApprovers"] = json!(
-                    approvers
-                        .iter()
-                        .map(|a| approver(a))
-                        .collect::<CliResult<Vec<_>>>()?
-                );
-            }
-            if let Some(t) = threshold {
-                policy["jitApprovalThreshold"] = json!(t);
-            }
-            if let Some(m) = max {
-                policy["maximumJitAccessDuration"] = json!(parse::duration(&m)?);
-            }
-            let body =
-                json!({"properties":{"publisherPrincipals":publishers,"jitAccessPolicy":policy}});
-            let a = ctx.put(&id, &body).await?;
+            let jit_approvers = approvers
+                .iter()
+                .map(|a| approver(a))
+                .collect::<CliResult<Vec<_>>>()?;
+            let max = max.map(|m| parse::duration(&m)).transpose()?;
+            let maximum_jit_access_duration = max
+                .map(|m| AccessDuration::parse(&m).map_err(|e| refused("--max", e)))
+                .transpose()?;
+            let publisher_principals = publishers
+                .iter()
+                .map(|p| principal("--publisher", p))
+                .collect::<CliResult<_>>()?;
+            let body = ApplicationBody {
+                properties: ApplicationProperties {
+                    publisher_principals,
+                    jit_access_policy: Some(JitAccessPolicy {
+                        jit_access_enabled: Some(!no_jit),
+                        jit_approval_mode: approval.map(|a| {
+                            match a {
+                                Approval::Auto => "AutoApprove",
+                                Approval::Manual => "ManualApprove",
+                            }
+                            .to_owned()
+                        }),
+                        jit_approvers,
+                        maximum_jit_access_duration,
+                        jit_approval_threshold: threshold,
+                    }),
+                },
+            };
+            let a = ctx.put::<Application, _>(&id, &body).await?;
             ctx.done(&a, &format!("application {id} saved"));
         }
         AppCmd::Show { id } => {
-            let a = ctx.get(&parse::id(&id)?).await?;
+            let a = ctx.fetch::<Application>(&parse::id(&id)?).await?;
             ctx.show(&a, APP_FIELDS);
         }
         AppCmd::List { scope } => {
             let scope = parse::id(&scope)?;
-            let list = ctx.get_pages(&format!("{scope}/applications")).await?;
-            ctx.list(
-                &list,
-                &[
-                    ("NAME", "/name"),
-                    ("JIT", "/properties/jitAccessPolicy/jitAccessEnabled"),
-                    ("APPROVAL", "/properties/jitAccessPolicy/jitApprovalMode"),
-                    (
-                        "MAX",
-                        "/properties/jitAccessPolicy/maximumJitAccessDuration",
-                    ),
-                    ("APPROVED 7D", "/requestFigures/approvedRequestsLast7Days"),
-                    ("LAST USER", "/requestFigures/lastUser"),
-                ],
-            );
+            let list = ctx.fetch_pages(&format!("{scope}/applications")).await?;
+            ctx.list(&list, APP_COLUMNS);
         }
         AppCmd::Rm { id } => {
             let id = parse::id(&id)?;
             ctx.delete(&id).await?;
-            ctx.done(&json!({}), &format!("application {id} removed"));
+            ctx.removed(&format!("application {id} removed"));
         }
         AppCmd::Role(cmd) => eligible(ctx, cmd).await?,
         AppCmd::Activate {
@@ -251,27 +345,38 @@ pub async fn app(ctx: &Ctx, cmd: AppCmd) -> CliResult {
             let app = parse::id(&app)?;
             let group = parse::group_of(&app)?;
             let principal = me(ctx).await?;
-            let mut scheduling = json!({"type":"Once","duration": parse::duration(&duration)?});
-            if let Some(s) = start {
-                scheduling["startTime"] = json!(parse::instant(&s)?);
-            }
-            let mut body = json!({"properties":{
-                "applicationResourceId": app,
-                "jitAuthorizationPolicies": roles.iter().map(|r| json!({"principalId": principal, "roleDefinitionId": r})).collect::<Vec<_>>(),
-                "jitSchedulingPolicy": scheduling}});
-            if let Some(r) = reason {
-                body["properties"]["justification"] = json!(r);
-            }
+            let duration = parse::duration(&duration)?;
+            let start_time = start.map(|s| parse::timestamp(&s)).transpose()?;
+            let duration =
+                AccessDuration::parse(&duration).map_err(|e| refused("--duration", e))?;
+            let body = JitRequestBody {
+                properties: JitRequestProperties {
+                    application_resource_id: ResourceId::parse(&app)
+                        .map_err(|e| refused("application", e))?,
+                    jit_authorization_policies: roles
+                        .iter()
+                        .map(|r| JitAuthorizationPolicy {
+                            principal_id: principal.clone(),
+                            role_definition_id: r.clone(),
+                        })
+                        .collect(),
+                    jit_scheduling_policy: JitSchedulingPolicy {
+                        kind: "Once".to_owned(),
+                        start_time,
+                        duration,
+                    },
+                    justification: reason,
+                },
+            };
             let name = name.unwrap_or_else(new_name);
             let r = ctx
-                .put(&format!("{group}/jitRequests/{name}"), &body)
+                .put::<JitRequest, _>(&format!("{group}/jitRequests/{name}"), &body)
                 .await?;
             ctx.done(
                 &r,
                 &format!(
                     "request {} is {}",
-                    r["id"].as_str().unwrap_or("?"),
-                    r["properties"]["jitRequestState"].as_str().unwrap_or("?")
+                    r.body.id, r.body.properties.jit_request_state
                 ),
             );
         }
@@ -293,31 +398,24 @@ async fn eligible(ctx: &Ctx, cmd: EligibleCmd) -> CliResult {
             role,
         } => {
             let app = parse::id(&app)?;
+            let body = EligibleRoleBody {
+                principal: self::principal("--principal", &principal)?,
+                role_definition: role.clone(),
+            };
             let e = ctx
-                .put(
-                    &format!("{app}/eligibleRoles/{id}"),
-                    &json!({"principal": principal, "roleDefinition": role}),
-                )
+                .put::<EligibleRole, _>(&format!("{app}/eligibleRoles/{id}"), &body)
                 .await?;
             ctx.done(&e, &format!("{principal} may activate {role} on {app}"));
         }
         EligibleCmd::List { app } => {
             let app = parse::id(&app)?;
-            let list = ctx.get_pages(&format!("{app}/eligibleRoles")).await?;
-            ctx.list(
-                &list,
-                &[
-                    ("ID", "/id"),
-                    ("PRINCIPAL", "/principal"),
-                    ("ROLE", "/roleDefinition"),
-                    ("SINCE", "/createdAt"),
-                ],
-            );
+            let list = ctx.fetch_pages(&format!("{app}/eligibleRoles")).await?;
+            ctx.list(&list, ELIGIBLE_COLUMNS);
         }
         EligibleCmd::Rm { app, id } => {
             let app = parse::id(&app)?;
             ctx.delete(&format!("{app}/eligibleRoles/{id}")).await?;
-            ctx.done(&json!({}), &format!("eligibility {id} removed"));
+            ctx.removed(&format!("eligibility {id} removed"));
         }
     }
     Ok(())
@@ -387,32 +485,25 @@ pub async fn request(ctx: &Ctx, cmd: RequestCmd) -> CliResult {
             } else {
                 format!("/api/v1/history?{}", q.join("&"))
             };
-            let list = ctx.get(&path).await?;
-            ctx.list(
-                &list,
-                &[
-                    ("ID", "/id"),
-                    ("KIND", "/kind"),
-                    ("STATE", "/state"),
-                    ("REQUESTER", "/requestor"),
-                    ("FOR", "/target"),
-                    ("ASKED", "/createdAt"),
-                    ("UNTIL", "/activeUntil"),
-                ],
-            );
+            let list: Answer<List<HistoryEntry>> = ctx.fetch(&path).await?;
+            ctx.list(&list, HISTORY_COLUMNS);
         }
         RequestCmd::Show { id } => {
-            let r = ctx.get(&parse::id(&id)?).await?;
+            let r = ctx.fetch::<JitRequest>(&parse::id(&id)?).await?;
             ctx.show(&r, REQUEST_FIELDS);
         }
         RequestCmd::Cancel { id } => {
             let id = parse::id(&id)?;
-            let r = ctx.post(&format!("{id}/cancel"), &json!({})).await?;
+            let r = ctx
+                .post::<JitRequest, _>(&format!("{id}/cancel"), &NoParameters {})
+                .await?;
             ctx.done(&r, &format!("request {id} canceled"));
         }
         RequestCmd::Revoke { id } => {
             let id = parse::id(&id)?;
-            let r = ctx.post(&format!("{id}/revoke"), &json!({})).await?;
+            let r = ctx
+                .post::<JitRequest, _>(&format!("{id}/revoke"), &NoParameters {})
+                .await?;
             ctx.done(&r, &format!("request {id} revoked"));
         }
     }
@@ -433,34 +524,23 @@ pub struct DecideArgs {
 pub async fn decide(ctx: &Ctx, args: DecideArgs, approve: bool) -> CliResult {
     let id = parse::id(&args.id)?;
     let verb = if approve { "approve" } else { "deny" };
+    let body = DecisionBody {
+        reason: args.reason,
+    };
     let r = ctx
-        .post(&format!("{id}/{verb}"), &json!({"reason": args.reason}))
+        .post::<JitRequest, _>(&format!("{id}/{verb}"), &body)
         .await?;
     ctx.done(
         &r,
-        &format!(
-            "request {id} is {}",
-            r["properties"]["jitRequestState"].as_str().unwrap_or("?")
-        ),
+        &format!("request {id} is {}", r.body.properties.jit_request_state),
     );
     Ok(())
 }
 
 /// Runs `ajar inbox`.
 pub async fn inbox(ctx: &Ctx) -> CliResult {
-    let list = ctx.get_pages("/api/v1/inbox").await?;
-    ctx.list(
-        &list,
-        &[
-            ("ID", "/id"),
-            ("KIND", "/properties/requestKind"),
-            ("REQUESTER", "/properties/requestor"),
-            ("FOR", "/properties/applicationResourceId"),
-            ("POLICY", "/properties/networkAccessPolicyId"),
-            ("DURATION", "/properties/jitSchedulingPolicy/duration"),
-            ("REASON", "/properties/justification"),
-        ],
-    );
+    let list = ctx.fetch_pages("/api/v1/inbox").await?;
+    ctx.list(&list, INBOX_COLUMNS);
     Ok(())
 }
 
@@ -492,50 +572,55 @@ pub enum RoleCmd {
     },
 }
 
-const ROLE_COLUMNS: &[Column] = &[
-    ("NAME", "/name"),
-    ("BUILT-IN", "/builtIn"),
-    ("ACTIONS", "/actions"),
-    ("DESCRIPTION", "/description"),
+const ROLE_COLUMNS: &[Column<RoleDefinition>] = &[
+    ("NAME", |r| render::text(&r.name)),
+    ("BUILT-IN", |r| render::text(&r.built_in)),
+    ("ACTIONS", |r| render::list(&r.actions)),
+    ("DESCRIPTION", |r| render::text(&r.description)),
+];
+
+const ROLE_FIELDS: &[Column<RoleDefinition>] = &[
+    ("name", |r| render::text(&r.name)),
+    ("built-in", |r| render::text(&r.built_in)),
+    ("actions", |r| render::list(&r.actions)),
+    ("description", |r| render::text(&r.description)),
 ];
 
 /// Runs `ajar role ...`.
 pub async fn role(ctx: &Ctx, cmd: RoleCmd) -> CliResult {
     match cmd {
         RoleCmd::List => {
-            let list = ctx.get_pages("/api/v1/roleDefinitions").await?;
+            let list = ctx.fetch_pages("/api/v1/roleDefinitions").await?;
             ctx.list(&list, ROLE_COLUMNS);
         }
         RoleCmd::Show { name } => {
-            let r = ctx.get(&format!("/api/v1/roleDefinitions/{name}")).await?;
-            ctx.show(
-                &r,
-                &[
-                    ("name", "/name"),
-                    ("built-in", "/builtIn"),
-                    ("actions", "/actions"),
-                    ("description", "/description"),
-                ],
-            );
+            let r = ctx
+                .fetch::<RoleDefinition>(&format!("/api/v1/roleDefinitions/{name}"))
+                .await?;
+            ctx.show(&r, ROLE_FIELDS);
         }
         RoleCmd::Set {
             name,
             actions,
             description,
         } => {
-            let mut body = json!({"actions": actions});
-            if let Some(d) = description {
-                body["description"] = json!(d);
-            }
+            let actions = actions
+                .iter()
+                .map(|a| ActionPattern::parse(a).map_err(|e| refused("--action", e)))
+                .collect::<CliResult<_>>()?;
+            let body = RoleDefinitionBody {
+                actions,
+                description,
+            };
             let r = ctx
-                .put(&format!("/api/v1/roleDefinitions/{name}"), &body)
+                .put::<RoleDefinition, _>(&format!("/api/v1/roleDefinitions/{name}"), &body)
                 .await?;
             ctx.done(&r, &format!("role {name} saved"));
         }
         RoleCmd::Rm { name } => {
             ctx.delete(&format!("/api/v1/roleDefinitions/{name}"))
                 .await?;
-            ctx.done(&json!({}), &format!("role {name} removed"));
+            ctx.removed(&format!("role {name} removed"));
         }
     }
     Ok(())
@@ -579,12 +664,20 @@ pub enum AssignmentCmd {
     },
 }
 
-const ASSIGNMENT_COLUMNS: &[Column] = &[
-    ("ID", "/id"),
-    ("PRINCIPAL", "/principal"),
-    ("ROLE", "/roleDefinition"),
-    ("SCOPE", "/scope"),
-    ("CREATED", "/createdAt"),
+const ASSIGNMENT_COLUMNS: &[Column<RoleAssignment>] = &[
+    ("ID", |a| render::text(&a.id)),
+    ("PRINCIPAL", |a| render::text(&a.principal)),
+    ("ROLE", |a| render::text(&a.role_definition)),
+    ("SCOPE", |a| render::text(&a.scope)),
+    ("CREATED", |a| render::text(&a.created_at)),
+];
+
+const ASSIGNMENT_FIELDS: &[Column<RoleAssignment>] = &[
+    ("id", |a| render::text(&a.id)),
+    ("principal", |a| render::text(&a.principal)),
+    ("role", |a| render::text(&a.role_definition)),
+    ("scope", |a| render::text(&a.scope)),
+    ("created", |a| render::text(&a.created_at)),
 ];
 
 /// Runs `ajar assignment ...`.
@@ -596,22 +689,15 @@ pub async fn assignment(ctx: &Ctx, cmd: AssignmentCmd) -> CliResult {
                 q.push(format!("principal={p}"));
             }
             let list = ctx
-                .get_pages(&format!("/api/v1/roleAssignments?{}", q.join("&")))
+                .fetch_pages(&format!("/api/v1/roleAssignments?{}", q.join("&")))
                 .await?;
             ctx.list(&list, ASSIGNMENT_COLUMNS);
         }
         AssignmentCmd::Show { id } => {
-            let a = ctx.get(&format!("/api/v1/roleAssignments/{id}")).await?;
-            ctx.show(
-                &a,
-                &[
-                    ("id", "/id"),
-                    ("principal", "/principal"),
-                    ("role", "/roleDefinition"),
-                    ("scope", "/scope"),
-                    ("created", "/createdAt"),
-                ],
-            );
+            let a = ctx
+                .fetch::<RoleAssignment>(&format!("/api/v1/roleAssignments/{id}"))
+                .await?;
+            ctx.show(&a, ASSIGNMENT_FIELDS);
         }
         AssignmentCmd::Set {
             id,
@@ -619,17 +705,19 @@ pub async fn assignment(ctx: &Ctx, cmd: AssignmentCmd) -> CliResult {
             role,
             scope,
         } => {
+            let body = RoleAssignmentBody {
+                principal: self::principal("--principal", &principal)?,
+                role_definition: role.clone(),
+                scope: Scope::parse(&scope).map_err(|e| refused("--scope", e))?,
+            };
             let a = ctx
-                .put(
-                    &format!("/api/v1/roleAssignments/{id}"),
-                    &json!({"principal": principal, "roleDefinition": role, "scope": scope}),
-                )
+                .put::<RoleAssignment, _>(&format!("/api/v1/roleAssignments/{id}"), &body)
                 .await?;
             ctx.done(&a, &format!("{principal} holds {role} at {scope}"));
         }
         AssignmentCmd::Rm { id } => {
             ctx.delete(&format!("/api/v1/roleAssignments/{id}")).await?;
-            ctx.done(&json!({}), &format!("assignment {id} removed"));
+            ctx.removed(&format!("assignment {id} removed"));
         }
     }
     Ok(())
@@ -664,25 +752,40 @@ pub enum GroupCmd {
 pub async fn group(ctx: &Ctx, cmd: GroupCmd) -> CliResult {
     match cmd {
         GroupCmd::List => {
-            let list = ctx.get_pages("/api/v1/groups").await?;
-            ctx.list(&list, &[("NAME", "/name"), ("MEMBERS", "/members")]);
+            let list = ctx.fetch_pages::<Group>("/api/v1/groups").await?;
+            ctx.list(
+                &list,
+                &[
+                    ("NAME", |g| render::text(&g.name)),
+                    ("MEMBERS", |g| render::list(&g.members)),
+                ],
+            );
         }
         GroupCmd::Show { name } => {
-            let g = ctx.get(&format!("/api/v1/groups/{name}")).await?;
-            ctx.show(&g, &[("name", "/name"), ("members", "/members")]);
+            let g = ctx
+                .fetch::<Group>(&format!("/api/v1/groups/{name}"))
+                .await?;
+            ctx.show(
+                &g,
+                &[
+                    ("name", |g| render::text(&g.name)),
+                    ("members", |g| render::list(&g.members)),
+                ],
+            );
         }
         GroupCmd::Set { name, members } => {
+            let members = members
+                .iter()
+                .map(|m| principal("--member", m))
+                .collect::<CliResult<_>>()?;
             let g = ctx
-                .put(
-                    &format!("/api/v1/groups/{name}"),
-                    &json!({"members": members}),
-                )
+                .put::<Group, _>(&format!("/api/v1/groups/{name}"), &GroupBody { members })
                 .await?;
             ctx.done(&g, &format!("group {name} saved"));
         }
         GroupCmd::Rm { name } => {
             ctx.delete(&format!("/api/v1/groups/{name}")).await?;
-            ctx.done(&json!({}), &format!("group {name} removed"));
+            ctx.removed(&format!("group {name} removed"));
         }
     }
     Ok(())
