@@ -1,9 +1,9 @@
-//! Metrics in the Prometheus text exposition format (version 0.0.4), written by hand.
+//! Metrics in the OpenMetrics text format, kept and encoded with `prometheus-client`.
 //!
-//! [`Metrics`] lives in [`crate::AppState`]; counters and histograms are atomics (a labelled
-//! series is found under a read lock and created once under a write lock), so recording never
-//! waits for a scrape. Gauges about stored state (open grants, agents) are not kept here: they
-//! are read from the store at scrape time and passed to [`Metrics::render`].
+//! [`Metrics`] lives in [`crate::AppState`]; recording is lock-free for series that exist (a
+//! labelled series is created once), so it never waits for a scrape. Gauges about stored state
+//! (open grants, agents) are not kept here: they are read from the store at scrape time and
+//! passed to [`Metrics::render`].
 //!
 //! Label values are bounded: `route` is the matched path template (or `unmatched`), `method`
 //! one of the standard methods (or `other`), and the remaining labels are chosen by ajar's own
@@ -12,14 +12,18 @@
 use crate::error::AppError;
 use ajar_store::Gauges;
 use jiff::Timestamp;
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 /// The `Content-Type` of `GET /metrics`.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Upper bounds (seconds) of the HTTP request duration buckets.
 pub const HTTP_BUCKETS: &[f64] = &[
@@ -39,16 +43,60 @@ pub const ACCESS_RESULTS: &[&str] = &["accepted", "pending", "denied", "rejected
 /// `channel` values of the notification counters.
 pub const CHANNELS: &[&str] = &["webhook", "email"];
 
-/// Every counter and histogram the server records, and the text rendering of them plus the
-/// scrape-time gauges.
+/// Labels of `ajar_http_requests_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    method: &'static str,
+    route: String,
+    status: u16,
+}
+
+/// Labels of `ajar_http_request_duration_seconds`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: &'static str,
+    route: String,
+}
+
+/// Labels of `ajar_access_requests_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AccessLabels {
+    kind: String,
+    result: String,
+}
+
+/// Labels of the notification counters.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChannelLabels {
+    channel: String,
+}
+
+/// Labels of `ajar_open_grants`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+/// Labels of `ajar_agent_lag_seconds`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AgentLabels {
+    agent: String,
+}
+
+fn http_histogram() -> Histogram {
+    Histogram::new(HTTP_BUCKETS.iter().copied())
+}
+
+/// Every counter and histogram the server records, registered for encoding.
 #[derive(Debug)]
 pub struct Metrics {
-    http_requests: Family<AtomicU64>,
-    http_duration: Family<Histogram>,
-    access_requests: Family<AtomicU64>,
+    registry: Registry,
+    http_requests: Family<HttpLabels, Counter>,
+    http_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    access_requests: Family<AccessLabels, Counter>,
     scheduler_lag: Histogram,
-    notifications_delivered: Family<AtomicU64>,
-    notification_failures: Family<AtomicU64>,
+    notifications_delivered: Family<ChannelLabels, Counter>,
+    notification_failures: Family<ChannelLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -61,25 +109,68 @@ impl Metrics {
     /// Empty metrics. The access request and notification series start at zero for every
     /// known label value, so rates and alerts work before the first event.
     pub fn new() -> Self {
-        let m = Metrics {
+        let mut m = Metrics {
+            registry: Registry::default(),
             http_requests: Family::default(),
-            http_duration: Family::default(),
+            http_duration: Family::new_with_constructor(http_histogram),
             access_requests: Family::default(),
-            scheduler_lag: Histogram::new(LAG_BUCKETS),
+            scheduler_lag: Histogram::new(LAG_BUCKETS.iter().copied()),
             notifications_delivered: Family::default(),
             notification_failures: Family::default(),
         };
         for kind in ACCESS_KINDS {
             for result in ACCESS_RESULTS {
-                m.access_requests.get(&[kind, result], AtomicU64::default);
+                let _ = m.access_requests.get_or_create(&AccessLabels {
+                    kind: (*kind).to_owned(),
+                    result: (*result).to_owned(),
+                });
             }
         }
         for channel in CHANNELS {
-            m.notifications_delivered
-                .get(&[channel], AtomicU64::default);
-            m.notification_failures.get(&[channel], AtomicU64::default);
+            let labels = ChannelLabels {
+                channel: (*channel).to_owned(),
+            };
+            let _ = m.notifications_delivered.get_or_create(&labels);
+            let _ = m.notification_failures.get_or_create(&labels);
         }
+        m.registry = m.register();
         m
+    }
+
+    /// A registry of every series (families share their series with `self`).
+    fn register(&self) -> Registry {
+        let mut r = Registry::default();
+        r.register(
+            "ajar_http_requests",
+            "HTTP requests answered, by method, matched route template and status",
+            self.http_requests.clone(),
+        );
+        r.register(
+            "ajar_http_request_duration_seconds",
+            "Time from receiving an HTTP request to its response, by method and route template",
+            self.http_duration.clone(),
+        );
+        r.register(
+            "ajar_access_requests",
+            "Access requests asked for, by kind (network, role) and result (accepted, pending, denied, rejected, error)",
+            self.access_requests.clone(),
+        );
+        r.register(
+            "ajar_scheduler_lag_seconds",
+            "Seconds between an end time and the scheduler processing its expiry",
+            self.scheduler_lag.clone(),
+        );
+        r.register(
+            "ajar_notifications_delivered",
+            "Notifications delivered, by channel",
+            self.notifications_delivered.clone(),
+        );
+        r.register(
+            "ajar_notification_failures",
+            "Notifications that could not be delivered, by channel",
+            self.notification_failures.clone(),
+        );
+        r
     }
 
     /// Records one answered HTTP request: `ajar_http_requests_total{method,route,status}` and
@@ -87,12 +178,18 @@ impl Metrics {
     /// `unmatched`), never a raw path; `method` is normalised by [`method_label`].
     pub fn http_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
         let method = method_label(method);
-        let status = status.to_string();
         self.http_requests
-            .get(&[method, route, &status], AtomicU64::default)
-            .fetch_add(1, Ordering::Relaxed);
+            .get_or_create(&HttpLabels {
+                method,
+                route: route.to_owned(),
+                status,
+            })
+            .inc();
         self.http_duration
-            .get(&[method, route], || Histogram::new(HTTP_BUCKETS))
+            .get_or_create(&RouteLabels {
+                method,
+                route: route.to_owned(),
+            })
             .observe(elapsed.as_secs_f64());
     }
 
@@ -103,8 +200,11 @@ impl Metrics {
     /// Counts `ajar_access_requests_total{kind,result}`.
     pub fn access_request(&self, kind: &str, result: &str) {
         self.access_requests
-            .get(&[kind, result], AtomicU64::default)
-            .fetch_add(1, Ordering::Relaxed);
+            .get_or_create(&AccessLabels {
+                kind: kind.to_owned(),
+                result: result.to_owned(),
+            })
+            .inc();
     }
 
     /// Hook: the scheduler processed an expiry `seconds` after its end time. Observes
@@ -125,121 +225,49 @@ impl Metrics {
             &self.notification_failures
         };
         family
-            .get(&[channel], AtomicU64::default)
-            .fetch_add(1, Ordering::Relaxed);
+            .get_or_create(&ChannelLabels {
+                channel: channel.to_owned(),
+            })
+            .inc();
     }
 
     /// The whole exposition: every recorded series, then the gauges read from the store at
-    /// `now`.
+    /// `now`, then `# EOF`.
     pub fn render(&self, gauges: &Gauges, now: Timestamp) -> String {
-        let mut out = String::with_capacity(8 * 1024);
-        header(
-            &mut out,
-            "ajar_http_requests_total",
-            "counter",
-            "HTTP requests answered, by method, matched route template and status.",
-        );
-        self.http_requests.each(|labels, c| {
-            sample(
-                &mut out,
-                "ajar_http_requests_total",
-                &[
-                    ("method", &labels[0]),
-                    ("route", &labels[1]),
-                    ("status", &labels[2]),
-                ],
-                c.load(Ordering::Relaxed) as f64,
-            );
-        });
-        header(
-            &mut out,
-            "ajar_http_request_duration_seconds",
-            "histogram",
-            "Time from receiving an HTTP request to its response, by method and route template.",
-        );
-        self.http_duration.each(|labels, h| {
-            h.render(
-                &mut out,
-                "ajar_http_request_duration_seconds",
-                &[("method", &labels[0]), ("route", &labels[1])],
-            );
-        });
-        header(
-            &mut out,
-            "ajar_access_requests_total",
-            "counter",
-            "Access requests asked for, by kind (network, role) and result (accepted, pending, denied, rejected, error).",
-        );
-        self.access_requests.each(|labels, c| {
-            sample(
-                &mut out,
-                "ajar_access_requests_total",
-                &[("kind", &labels[0]), ("result", &labels[1])],
-                c.load(Ordering::Relaxed) as f64,
-            );
-        });
-        header(
-            &mut out,
-            "ajar_scheduler_lag_seconds",
-            "histogram",
-            "Seconds between an end time and the scheduler processing its expiry.",
-        );
-        self.scheduler_lag
-            .render(&mut out, "ajar_scheduler_lag_seconds", &[]);
-        for (name, help, family) in [
-            (
-                "ajar_notifications_delivered_total",
-                "Notifications delivered, by channel.",
-                &self.notifications_delivered,
-            ),
-            (
-                "ajar_notification_failures_total",
-                "Notifications that could not be delivered, by channel.",
-                &self.notification_failures,
-            ),
-        ] {
-            header(&mut out, name, "counter", help);
-            family.each(|labels, c| {
-                sample(
-                    &mut out,
-                    name,
-                    &[("channel", &labels[0])],
-                    c.load(Ordering::Relaxed) as f64,
-                );
-            });
-        }
-        header(
-            &mut out,
+        let mut scraped = Registry::default();
+        let open: Family<KindLabels, Gauge> = Family::default();
+        open.get_or_create(&KindLabels { kind: "network" })
+            .set(i64::try_from(gauges.open_network_grants).unwrap_or(i64::MAX));
+        open.get_or_create(&KindLabels { kind: "role" })
+            .set(i64::try_from(gauges.active_role_requests).unwrap_or(i64::MAX));
+        scraped.register(
             "ajar_open_grants",
-            "gauge",
-            "Access open now: network ports granted and not yet ended (kind=\"network\"), active role activations (kind=\"role\").",
+            "Access open now: network ports granted and not yet ended (kind=\"network\"), active role activations (kind=\"role\")",
+            open,
         );
-        sample(
-            &mut out,
-            "ajar_open_grants",
-            &[("kind", "network")],
-            gauges.open_network_grants as f64,
-        );
-        sample(
-            &mut out,
-            "ajar_open_grants",
-            &[("kind", "role")],
-            gauges.active_role_requests as f64,
-        );
-        header(&mut out, "ajar_agents", "gauge", "Registered agents.");
-        sample(&mut out, "ajar_agents", &[], gauges.agents.len() as f64);
-        header(
-            &mut out,
-            "ajar_agent_lag_seconds",
-            "gauge",
-            "Seconds since each agent last polled its desired state; agents that never polled are left out.",
-        );
+        let agents: Gauge = Gauge::default();
+        agents.set(i64::try_from(gauges.agents.len()).unwrap_or(i64::MAX));
+        scraped.register("ajar_agents", "Registered agents", agents);
+        let lag: Family<AgentLabels, Gauge<f64, AtomicU64>> = Family::default();
         for (agent, seen) in &gauges.agents {
             if let Some(seen) = seen {
-                let lag = now.duration_since(*seen).as_secs_f64().max(0.0);
-                sample(&mut out, "ajar_agent_lag_seconds", &[("agent", agent)], lag);
+                let seconds = now.duration_since(*seen).as_secs_f64().max(0.0);
+                lag.get_or_create(&AgentLabels {
+                    agent: agent.clone(),
+                })
+                .set(seconds);
             }
         }
+        scraped.register(
+            "ajar_agent_lag_seconds",
+            "Seconds since each agent last polled its desired state; agents that never polled are left out",
+            lag,
+        );
+        let mut out = String::with_capacity(8 * 1024);
+        // Writing to a String cannot fail.
+        let _ = encode_registry(&mut out, &self.registry)
+            .and_then(|()| encode_registry(&mut out, &scraped))
+            .and_then(|()| encode_eof(&mut out));
         out
     }
 }
@@ -277,156 +305,6 @@ pub fn method_label(method: &str) -> &'static str {
     }
 }
 
-/// Escapes a label value for the text format: `\` → `\\`, `"` → `\"`, newline → `\n`.
-pub fn escape_label_value(value: &str) -> String {
-    let mut s = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '\\' => s.push_str("\\\\"),
-            '"' => s.push_str("\\\""),
-            '\n' => s.push_str("\\n"),
-            c => s.push(c),
-        }
-    }
-    s
-}
-
-/// A sample value as the text format spells it.
-fn number(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".to_owned()
-    } else if v.is_infinite() {
-        if v > 0.0 { "+Inf" } else { "-Inf" }.to_owned()
-    } else {
-        v.to_string()
-    }
-}
-
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: f64) {
-    out.push_str(name);
-    if !labels.is_empty() {
-        out.push('{');
-        for (i, (k, v)) in labels.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            let _ = write!(out, "{k}=\"{}\"", escape_label_value(v));
-        }
-        out.push('}');
-    }
-    let _ = writeln!(out, " {}", number(value));
-}
-
-/// Series of one metric by label values, in label order.
-#[derive(Debug)]
-struct Family<T> {
-    series: RwLock<BTreeMap<Vec<String>, Arc<T>>>,
-}
-
-impl<T> Default for Family<T> {
-    fn default() -> Self {
-        Self {
-            series: RwLock::default(),
-        }
-    }
-}
-
-impl<T> Family<T> {
-    /// The series for `labels`, created by `new` the first time.
-    fn get(&self, labels: &[&str], new: impl FnOnce() -> T) -> Arc<T> {
-        let key: Vec<String> = labels.iter().map(|l| (*l).to_owned()).collect();
-        if let Some(s) = self
-            .series
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
-            return s.clone();
-        }
-        self.series
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(key)
-            .or_insert_with(|| Arc::new(new()))
-            .clone()
-    }
-
-    /// Calls `f` with every series, in label order.
-    fn each(&self, mut f: impl FnMut(&[String], &T)) {
-        let series: Vec<(Vec<String>, Arc<T>)> = self
-            .series
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        for (labels, s) in &series {
-            f(labels, s);
-        }
-    }
-}
-
-/// A histogram with fixed buckets; counts per bucket (not cumulative) and the sum as `f64`
-/// bits, all atomic.
-#[derive(Debug)]
-struct Histogram {
-    bounds: &'static [f64],
-    /// One count per bound, then the `+Inf` overflow.
-    counts: Box<[AtomicU64]>,
-    sum: AtomicU64,
-}
-
-impl Histogram {
-    fn new(bounds: &'static [f64]) -> Self {
-        Self {
-            bounds,
-            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-            sum: AtomicU64::new(0f64.to_bits()),
-        }
-    }
-
-    fn observe(&self, v: f64) {
-        let i = self
-            .bounds
-            .iter()
-            .position(|b| v <= *b)
-            .unwrap_or(self.bounds.len());
-        if let Some(c) = self.counts.get(i) {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
-        let _ = self
-            .sum
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
-                Some((f64::from_bits(bits) + v).to_bits())
-            });
-    }
-
-    /// `_bucket` lines (cumulative), `_sum` and `_count`; `_count` is the `+Inf` bucket, so the
-    /// two always agree even while requests are recorded.
-    fn render(&self, out: &mut String, name: &str, labels: &[(&str, &str)]) {
-        let bucket = format!("{name}_bucket");
-        let mut cumulative = 0u64;
-        for (i, c) in self.counts.iter().enumerate() {
-            cumulative += c.load(Ordering::Relaxed);
-            let le = self
-                .bounds
-                .get(i)
-                .map_or_else(|| "+Inf".to_owned(), |b| number(*b));
-            let mut with_le = labels.to_vec();
-            with_le.push(("le", &le));
-            sample(out, &bucket, &with_le, cumulative as f64);
-        }
-        let sum = f64::from_bits(self.sum.load(Ordering::Relaxed));
-        sample(out, &format!("{name}_sum"), labels, sum);
-        sample(out, &format!("{name}_count"), labels, cumulative as f64);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -447,12 +325,16 @@ mod tests {
                 .unwrap()
                 .to_owned()
         };
-        let b = "ajar_http_request_duration_seconds_bucket{method=\"GET\",route=\"/x\",le=";
-        assert_eq!(line(&format!("{b}\"0.001\"}}")), "1");
-        assert_eq!(line(&format!("{b}\"0.0025\"}}")), "1");
-        assert_eq!(line(&format!("{b}\"0.005\"}}")), "3");
-        assert_eq!(line(&format!("{b}\"10\"}}")), "3");
-        assert_eq!(line(&format!("{b}\"+Inf\"}}")), "4");
+        let b = |le: &str| {
+            line(&format!(
+                "ajar_http_request_duration_seconds_bucket{{le=\"{le}\",method=\"GET\",route=\"/x\"}}"
+            ))
+        };
+        assert_eq!(b("0.001"), "1");
+        assert_eq!(b("0.0025"), "1");
+        assert_eq!(b("0.005"), "3");
+        assert_eq!(b("10.0"), "3");
+        assert_eq!(b("+Inf"), "4");
         assert_eq!(
             line("ajar_http_request_duration_seconds_count{method=\"GET\",route=\"/x\"}"),
             "4"

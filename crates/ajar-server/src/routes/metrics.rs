@@ -1,4 +1,4 @@
-//! `GET /metrics`: Prometheus text exposition (version 0.0.4) of [`crate::metrics::Metrics`]
+//! `GET /metrics`: OpenMetrics text exposition of [`crate::metrics::Metrics`]
 //! plus gauges read from the store at scrape time. Needs `ajar.metrics/read` at `/`.
 
 use crate::AppState;
@@ -21,6 +21,8 @@ pub fn router() -> Router<AppState> {
 pub async fn metrics(State(state): State<AppState>, caller: Caller) -> AppResult<Response> {
     caller.require(actions::METRICS_READ, &Scope::Root)?;
     let now = state.clock.now();
+    // Agents' lag is read from the store: write the last-seen times noted since the last pass.
+    state.presence.flush(&state.store).await?;
     let gauges = state.store.read().await?.gauges(now).await?;
     let text = state.metrics.render(&gauges, now);
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response())
