@@ -13,20 +13,20 @@ use ajar_core::id::Scope;
 use ajar_core::rbac::actions;
 use ajar_store::{ActivityFilter, ActivityRow, Store};
 use axum::Json;
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use jiff::Timestamp;
 use serde::Deserialize;
 use std::cmp::Reverse;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/activity", get(list_activity))
-        .route("/api/v1/activity/verify", get(verify_activity))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_activity))
+        .routes(routes!(verify_activity))
 }
 
 /// Filters of `GET /api/v1/activity`.

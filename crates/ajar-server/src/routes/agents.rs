@@ -18,20 +18,20 @@ use ajar_core::agent::{AgentMode, is_live};
 use ajar_core::id::Scope;
 use ajar_core::rbac::actions;
 use ajar_store::{AgentRow, TokenRow};
-use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use axum::routing::{get, post};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::time::Duration;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/agents", get(list_agents).post(create_agent))
-        .route("/api/v1/agents/{id}", get(get_agent).delete(delete_agent))
-        .route("/api/v1/agent/desiredState", get(desired_state))
-        .route("/api/v1/agent/report", post(report))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_agents, create_agent))
+        .routes(routes!(get_agent, delete_agent))
+        .routes(routes!(desired_state))
+        .routes(routes!(report))
 }
 
 /// Principal prefix of agent tokens.

@@ -15,37 +15,28 @@ use ajar_api::wire::{
 use ajar_core::id::{ResourceId, ResourceKind, Scope};
 use ajar_core::rbac::{actions, parse_role_name};
 use ajar_store::{ApplicationRow, EligibilityRow};
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use axum::routing::get;
 use serde_json::json;
 use std::collections::HashMap;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    let app = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/applications/{name}";
-    Router::new()
-        .route(
-            "/api/v1/subscriptions/{sub}/applications",
-            get(list_subscription_applications),
-        )
-        .route(
-            "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/applications",
-            get(list_group_applications),
-        )
-        .route(
-            app,
-            get(get_application)
-                .put(put_application)
-                .delete(delete_application),
-        )
-        .route(&format!("{app}/eligibleRoles"), get(list_eligible_roles))
-        .route(
-            &format!("{app}/eligibleRoles/{{id}}"),
-            get(get_eligible_role)
-                .put(put_eligible_role)
-                .delete(delete_eligible_role),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_subscription_applications))
+        .routes(routes!(list_group_applications))
+        .routes(routes!(
+            get_application,
+            put_application,
+            delete_application
+        ))
+        .routes(routes!(list_eligible_roles))
+        .routes(routes!(
+            get_eligible_role,
+            put_eligible_role,
+            delete_eligible_role
+        ))
 }
 
 fn application_id(sub: &str, rg: &str, n: &str) -> AppResult<ResourceId> {

@@ -10,15 +10,15 @@ use crate::error::AppResult;
 use ajar_api::wire::{AuthorizeAnswer, AuthorizeBody, List, Me};
 use ajar_core::authorize::Source;
 use ajar_core::rbac::actions;
-use axum::Router;
 use axum::extract::State;
-use axum::routing::post;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/authorize", post(authorize))
-        .route("/api/v1/me", axum::routing::get(me))
-        .route("/api/v1/subscriptions", axum::routing::get(subscriptions))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(authorize))
+        .routes(routes!(me))
+        .routes(routes!(subscriptions))
 }
 
 /// The subscriptions that hold machines, policies or applications the caller may read

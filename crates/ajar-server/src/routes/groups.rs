@@ -12,22 +12,19 @@ use ajar_api::ErrorCode;
 use ajar_api::wire::{Group, GroupBody, List};
 use ajar_core::id::Scope;
 use ajar_core::rbac::actions;
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use axum::routing::get;
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// The most members a group may have.
 const MAX_MEMBERS: usize = 10_000;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/groups", get(list_groups))
-        .route(
-            "/api/v1/groups/{name}",
-            get(get_group).put(put_group).delete(delete_group),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_groups))
+        .routes(routes!(get_group, put_group, delete_group))
 }
 
 #[utoipa::path(get, path = "/api/v1/groups", tag = "rbac",

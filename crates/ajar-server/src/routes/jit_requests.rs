@@ -28,28 +28,24 @@ use ajar_core::request::{StatusReason, plan_initiate};
 use ajar_store::{
     Cursor, JitRequestFilter, JitRequestRow, RequestFilter, RequestsOn, Tx, at_store_precision,
 };
-use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::routing::{get, post};
 use jiff::SignedDuration;
 use serde::Deserialize;
 use std::cmp::Reverse;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    let req = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/jitRequests/{name}";
-    Router::new()
-        .route(req, get(get_jit_request).put(counted_create_jit_request))
-        .route(&format!("{req}/approve"), post(approve))
-        .route(&format!("{req}/deny"), post(deny))
-        .route(&format!("{req}/cancel"), post(cancel))
-        .route(&format!("{req}/revoke"), post(revoke))
-        .route(&format!("{req}/extend"), post(extend))
-        .route(
-            "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/applications/{name}/jitRequests",
-            get(list_application_requests),
-        )
-        .route("/api/v1/inbox", get(inbox))
-        .route("/api/v1/history", get(history))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_jit_request, counted_create_jit_request))
+        .routes(routes!(approve))
+        .routes(routes!(deny))
+        .routes(routes!(cancel))
+        .routes(routes!(revoke))
+        .routes(routes!(extend))
+        .routes(routes!(list_application_requests))
+        .routes(routes!(inbox))
+        .routes(routes!(history))
 }
 
 fn bad(target: &str, message: impl Into<String>) -> AppError {
@@ -132,10 +128,6 @@ fn check_justification(j: &Option<String>, target: &str) -> AppResult<()> {
     Ok(())
 }
 
-#[utoipa::path(put, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/jitRequests/{name}", tag = "jitRequests",
-    params(("sub" = String, Path), ("rg" = String, Path), ("name" = String, Path)),
-    request_body = JitRequestBody,
-    responses((status = 201, body = JitRequest), (status = 409, body = ajar_api::ErrorBody)))]
 pub async fn create_jit_request(
     State(state): State<AppState>,
     caller: Caller,
@@ -226,6 +218,10 @@ pub async fn create_jit_request(
 }
 
 /// [`create_jit_request`], counted in `ajar_access_requests_total{kind="role"}`.
+#[utoipa::path(put, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/jitRequests/{name}", tag = "jitRequests",
+    params(("sub" = String, Path), ("rg" = String, Path), ("name" = String, Path)),
+    request_body = JitRequestBody,
+    responses((status = 201, body = JitRequest), (status = 409, body = ajar_api::ErrorBody)))]
 async fn counted_create_jit_request(
     state: State<AppState>,
     caller: Caller,

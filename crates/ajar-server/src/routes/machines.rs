@@ -17,28 +17,19 @@ use ajar_core::id::{ResourceId, ResourceKind, Scope};
 use ajar_core::machine::machine_state;
 use ajar_core::rbac::actions;
 use ajar_store::MachineRow;
-use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use axum::routing::get;
 use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/api/v1/subscriptions/{sub}/machines",
-            get(list_subscription_machines),
-        )
-        .route(
-            "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/machines",
-            get(list_group_machines),
-        )
-        .route(
-            "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/machines/{name}",
-            get(get_machine).put(put_machine).delete(delete_machine),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_subscription_machines))
+        .routes(routes!(list_group_machines))
+        .routes(routes!(get_machine, put_machine, delete_machine))
 }
 
 /// A stored machine in the API's shape, with its JIT state at `now` (an agent must be live for

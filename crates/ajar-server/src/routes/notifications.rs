@@ -16,34 +16,24 @@ use ajar_api::wire::{
 use ajar_core::id::Scope;
 use ajar_core::rbac::actions;
 use ajar_store::{OutboxRow, SubscriptionRow};
-use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 use std::cmp::Reverse;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/api/v1/subscriptions/{sub}/notificationSubscriptions",
-            get(list_subscriptions),
-        )
-        .route(
-            "/api/v1/subscriptions/{sub}/notificationSubscriptions/{name}",
-            get(get_subscription)
-                .put(put_subscription)
-                .delete(delete_subscription),
-        )
-        .route(
-            "/api/v1/subscriptions/{sub}/notificationSubscriptions/{name}/deliveries",
-            get(list_deliveries),
-        )
-        .route(
-            "/api/v1/subscriptions/{sub}/notificationSubscriptions/{name}/deliveries/{id}/retry",
-            post(retry_delivery),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_subscriptions))
+        .routes(routes!(
+            get_subscription,
+            put_subscription,
+            delete_subscription
+        ))
+        .routes(routes!(list_deliveries))
+        .routes(routes!(retry_delivery))
 }
 
 fn bad(target: &str, message: impl Into<String>) -> AppError {

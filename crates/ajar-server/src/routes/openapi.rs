@@ -1,4 +1,5 @@
-//! The OpenAPI document, generated from the handlers' annotations, at `/api/v1/openapi.json`.
+//! The OpenAPI document at `/api/v1/openapi.json`: the paths come from the routes themselves
+//! (each handler's annotation is both its route and its description), the rest from [`ApiDoc`].
 
 use super::{
     activity, agents, applications, authorize, groups, jit_requests, machines, notifications,
@@ -7,16 +8,42 @@ use super::{
 use crate::AppState;
 use axum::routing::get;
 use axum::{Json, Router};
+use std::sync::Arc;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/openapi.json", get(openapi_json))
+/// Every documented API route, with the document they make.
+pub fn documented() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(activity::router())
+        .merge(agents::router())
+        .merge(applications::router())
+        .merge(jit_requests::router())
+        .merge(authorize::router())
+        .merge(machines::router())
+        .merge(policies::router())
+        .merge(requests::router())
+        .merge(settings::router())
+        .merge(tokens::router())
+        .merge(sessions::router())
+        .merge(rbac::router())
+        .merge(groups::router())
+        .merge(notifications::router())
 }
 
-/// Serves the document. It describes the API and holds no secrets, so it needs no token.
-async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+/// The API routes with `GET /api/v1/openapi.json` serving their document. It describes the API
+/// and holds no secrets, so it needs no token.
+pub fn router() -> Router<AppState> {
+    let (routes, document) = documented().split_for_parts();
+    let document = Arc::new(document);
+    routes.route(
+        "/api/v1/openapi.json",
+        get(move || {
+            let document = document.clone();
+            async move { Json(document) }
+        }),
+    )
 }
 
 struct BearerAuth;
@@ -31,40 +58,10 @@ impl Modify for BearerAuth {
     }
 }
 
-/// ajar's API description.
+/// ajar's API description, apart from the paths (which the routes add).
 #[derive(OpenApi)]
 #[openapi(
     info(title = "ajar", description = "Just-in-time access: network JIT policies, access requests, tokens and RBAC"),
-    paths(
-        machines::put_machine, machines::get_machine, machines::delete_machine,
-        machines::list_subscription_machines, machines::list_group_machines,
-        policies::put_policy, policies::get_policy, policies::delete_policy,
-        policies::list_subscription_policies, policies::list_group_policies, policies::enable_jit,
-        requests::initiate, requests::list_policy_requests, requests::list_machine_requests,
-        requests::get_request, requests::revoke_request, requests::list_grants,
-        settings::get_subscription_settings, settings::put_subscription_settings,
-        settings::get_group_settings, settings::put_group_settings,
-        tokens::create_token, tokens::list_tokens, tokens::delete_token,
-        sessions::identity_providers, sessions::create_session,
-        rbac::list_roles, rbac::get_role, rbac::put_role, rbac::delete_role,
-        rbac::list_assignments, rbac::get_assignment, rbac::put_assignment, rbac::delete_assignment,
-        agents::create_agent, agents::list_agents, agents::get_agent, agents::delete_agent,
-        agents::desired_state, agents::report,
-        applications::put_application, applications::get_application,
-        applications::delete_application, applications::list_subscription_applications,
-        applications::list_group_applications, applications::put_eligible_role,
-        applications::get_eligible_role, applications::delete_eligible_role,
-        applications::list_eligible_roles,
-        jit_requests::create_jit_request, jit_requests::get_jit_request, jit_requests::approve,
-        jit_requests::deny, jit_requests::cancel, jit_requests::revoke,
-        jit_requests::list_application_requests, jit_requests::inbox,
-        authorize::authorize, authorize::me, authorize::subscriptions,
-        groups::list_groups, groups::get_group, groups::put_group, groups::delete_group,
-        activity::list_activity, activity::verify_activity,
-        notifications::put_subscription, notifications::get_subscription,
-        notifications::list_subscriptions, notifications::delete_subscription,
-        notifications::list_deliveries, notifications::retry_delivery,
-    ),
     components(schemas(ajar_api::ErrorBody, ajar_api::ApiError, ajar_api::ErrorCode)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

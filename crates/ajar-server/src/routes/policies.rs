@@ -17,32 +17,20 @@ use ajar_core::policy::{MachineRules, PolicyRules, PortRule};
 use ajar_core::rbac::actions;
 use ajar_core::request::StatusReason;
 use ajar_store::{PolicyRow, Tx};
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use axum::routing::{get, post};
 use jiff::Timestamp;
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/api/v1/subscriptions/{sub}/jitNetworkAccessPolicies",
-            get(list_subscription_policies),
-        )
-        .route(
-            "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/jitNetworkAccessPolicies",
-            get(list_group_policies),
-        )
-        .route(
-            "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/jitNetworkAccessPolicies/{name}",
-            get(get_policy).put(put_policy).delete(delete_policy),
-        )
-        .route(
-            "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/machines/{name}/enableJit",
-            post(enable_jit),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_subscription_policies))
+        .routes(routes!(list_group_policies))
+        .routes(routes!(get_policy, put_policy, delete_policy))
+        .routes(routes!(enable_jit))
 }
 
 /// A stored policy in the API's shape.

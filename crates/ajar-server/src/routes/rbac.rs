@@ -13,27 +13,19 @@ use ajar_api::wire::{
 use ajar_core::id::Scope;
 use ajar_core::rbac::{ActionPattern, actions, built_in_roles, parse_role_name};
 use ajar_store::{AssignmentRow, RoleRow};
-use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use axum::routing::get;
 use serde::Deserialize;
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/roleDefinitions", get(list_roles))
-        .route(
-            "/api/v1/roleDefinitions/{name}",
-            get(get_role).put(put_role).delete(delete_role),
-        )
-        .route("/api/v1/roleAssignments", get(list_assignments))
-        .route(
-            "/api/v1/roleAssignments/{id}",
-            get(get_assignment)
-                .put(put_assignment)
-                .delete(delete_assignment),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_roles))
+        .routes(routes!(get_role, put_role, delete_role))
+        .routes(routes!(list_assignments))
+        .routes(routes!(get_assignment, put_assignment, delete_assignment))
 }
 
 fn built_in_view(r: ajar_core::rbac::RoleDefinition) -> RoleDefinition {

@@ -23,25 +23,20 @@ use ajar_core::net::SourcePrefix;
 use ajar_core::rbac::actions;
 use ajar_core::request::{StatusReason, plan_initiate};
 use ajar_store::{PortRow, RequestFilter, RequestRow, RequestsOn, at_store_precision};
-use axum::Router;
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
 use serde_json::json;
 use std::cmp::Reverse;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    let policy = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/jitNetworkAccessPolicies/{name}";
-    let machine = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/machines/{name}";
-    Router::new()
-        .route(&format!("{policy}/initiate"), post(counted_initiate))
-        .route(&format!("{policy}/requests"), get(list_policy_requests))
-        .route(&format!("{policy}/requests/{{id}}"), get(get_request))
-        .route(
-            &format!("{policy}/requests/{{id}}/revoke"),
-            post(revoke_request),
-        )
-        .route(&format!("{machine}/requests"), get(list_machine_requests))
-        .route(&format!("{machine}/grants"), get(list_grants))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(counted_initiate))
+        .routes(routes!(list_policy_requests))
+        .routes(routes!(get_request))
+        .routes(routes!(revoke_request))
+        .routes(routes!(list_machine_requests))
+        .routes(routes!(list_grants))
 }
 
 /// A stored request in the API's shape, ports grouped by machine in request order.
@@ -96,11 +91,6 @@ fn policy_id(sub: &str, rg: &str, name: &str) -> AppResult<ResourceId> {
     resource_id(sub, rg, ResourceKind::JitNetworkAccessPolicy, name)
 }
 
-#[utoipa::path(post, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/jitNetworkAccessPolicies/{name}/initiate",
-    tag = "requests",
-    params(("sub" = String, Path), ("rg" = String, Path), ("name" = String, Path)),
-    request_body = InitiateBody,
-    responses((status = 202, body = AccessRequest), (status = 400, body = ajar_api::ErrorBody)))]
 pub async fn initiate(
     State(state): State<AppState>,
     caller: Caller,
@@ -219,6 +209,11 @@ fn pending_view(
 }
 
 /// [`initiate`], counted in `ajar_access_requests_total{kind="network"}`.
+#[utoipa::path(post, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/jitNetworkAccessPolicies/{name}/initiate",
+    tag = "requests",
+    params(("sub" = String, Path), ("rg" = String, Path), ("name" = String, Path)),
+    request_body = InitiateBody,
+    responses((status = 202, body = AccessRequest), (status = 400, body = ajar_api::ErrorBody)))]
 async fn counted_initiate(
     state: State<AppState>,
     caller: Caller,

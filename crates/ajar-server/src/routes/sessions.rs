@@ -16,17 +16,17 @@ use ajar_api::ErrorCode;
 use ajar_api::wire::{IdentityProvider, List, Token};
 use ajar_core::rbac::actions;
 use ajar_store::TokenRow;
-use axum::Router;
 use axum::extract::State;
-use axum::routing::{get, post};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// How long a session lasts.
 pub const SESSION_LENGTH: jiff::SignedDuration = jiff::SignedDuration::from_hours(12);
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/identityProviders", get(identity_providers))
-        .route("/api/v1/sessions", post(create_session))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(identity_providers))
+        .routes(routes!(create_session))
 }
 
 /// The trusted issuers and the client id to sign in with. Public: sign-in needs it first.

@@ -10,20 +10,17 @@ use ajar_api::wire::JitSettings;
 use ajar_core::id::Scope;
 use ajar_core::rbac::actions;
 use ajar_store::Tx;
-use axum::Router;
 use axum::extract::{Path, State};
-use axum::routing::get;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/api/v1/subscriptions/{sub}/jitSettings",
-            get(get_subscription_settings).put(put_subscription_settings),
-        )
-        .route(
-            "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/jitSettings",
-            get(get_group_settings).put(put_group_settings),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(
+            get_subscription_settings,
+            put_subscription_settings
+        ))
+        .routes(routes!(get_group_settings, put_group_settings))
 }
 
 /// Every scope where JIT is turned off.

@@ -16,16 +16,16 @@ use ajar_api::wire::{List, Token, TokenCreate};
 use ajar_core::id::Scope;
 use ajar_core::rbac::actions;
 use ajar_store::TokenRow;
-use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use axum::routing::{delete, get};
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/tokens", get(list_tokens).post(create_token))
-        .route("/api/v1/tokens/{id}", delete(delete_token))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_tokens, create_token))
+        .routes(routes!(delete_token))
 }
 
 /// Agents get no token self-service: a stolen agent token must not mint lasting ones.

@@ -19,6 +19,9 @@ async fn openapi_describes_every_route() {
         "/api/v1/tokens",
         "/api/v1/roleAssignments/{id}",
         "/api/v1/roleDefinitions/{name}",
+        // The routes are the document: none can be served yet left out.
+        "/api/v1/history",
+        "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/jitRequests/{name}/extend",
     ] {
         assert!(paths.contains_key(p), "missing {p}");
     }
