@@ -285,7 +285,10 @@ pub(super) async fn app_view_page(
         .parse::<List<EligibleRole>>()
         .map(|l| l.value)
         .unwrap_or_default();
-    let mut role_names: Vec<&str> = roles.iter().map(|r| r.role_definition.as_str()).collect();
+    let mut role_names: Vec<String> = roles
+        .iter()
+        .map(|r| r.role_definition.to_string())
+        .collect();
     role_names.sort_unstable();
     role_names.dedup();
     let rows: Vec<Vec<Markup>> = roles
