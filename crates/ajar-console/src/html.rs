@@ -1,42 +1,37 @@
-//! HTML building: escaping, the page frame, and small pieces every page uses.
+//! HTML building: the page frame, and small pieces every page uses. Pages are written with
+//! maud's `html!`, which escapes every value spliced into them.
 
 use crate::{Session, secure_headers};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use serde_json::Value;
+use maud::{DOCTYPE, Markup, html};
+use std::fmt::Display;
 
-/// Escapes text for HTML content and attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
+/// A value as text, or `-` when there is none.
+pub fn or_dash(value: Option<impl Display>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+/// Values as text separated by commas, or `-` when there are none.
+pub fn joined(values: &[impl Display]) -> String {
+    if values.is_empty() {
+        return "-".to_owned();
+    }
+    values
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// An instant as a `<time>` the script shows in the reader's local time, or `-`.
+pub fn time(at: Option<impl Display>) -> Markup {
+    match at {
+        Some(at) => {
+            let at = at.to_string();
+            html! { time datetime=(at) { (at) } }
         }
-    }
-    out
-}
-
-/// A JSON value as escaped text (`-` for null, lists joined).
-pub fn text(v: &Value) -> String {
-    match v {
-        Value::Null => "-".to_owned(),
-        Value::String(s) => escape(s),
-        Value::Array(a) if a.is_empty() => "-".to_owned(),
-        Value::Array(a) => a.iter().map(text).collect::<Vec<_>>().join(", "),
-        other => escape(&other.to_string()),
-    }
-}
-
-/// An instant as a `<time>` the script shows in the reader's local time.
-pub fn time(v: &Value) -> String {
-    match v.as_str() {
-        Some(t) => format!("<time datetime=\"{0}\">{0}</time>", escape(t)),
-        None => "-".to_owned(),
+        None => html! { "-" },
     }
 }
 
@@ -50,11 +45,8 @@ pub const NAV: &[(&str, &str)] = &[
 ];
 
 /// A hidden CSRF field.
-pub fn csrf(session: &Session) -> String {
-    format!(
-        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
-        session.csrf()
-    )
+pub fn csrf(session: &Session) -> Markup {
+    html! { input type="hidden" name="csrf" value=(session.csrf()); }
 }
 
 /// A whole page.
@@ -63,69 +55,71 @@ pub fn page(
     title: &str,
     session: Option<&Session>,
     active: &str,
-    body: &str,
+    body: Markup,
 ) -> Response {
-    let nav = match session {
-        Some(s) => {
-            let links: String = NAV
-                .iter()
-                .map(|(href, label)| {
-                    let current = if *href == active {
-                        " aria-current=\"page\""
-                    } else {
-                        ""
-                    };
-                    format!("<a href=\"{href}\"{current}>{label}</a>")
-                })
-                .collect();
-            format!(
-                "<nav aria-label=\"Sections\">{links}</nav>\
-                 <form method=\"post\" action=\"/signout\" class=\"signout\">{}\
-                 <span class=\"who\">{}</span> <button type=\"submit\">Sign out</button></form>",
-                csrf(s),
-                escape(&s.principal)
-            )
+    let html = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · ajar" }
+                link rel="stylesheet" href="/console/static/console.css";
+                script src="/console/static/console.js" defer {}
+            }
+            body {
+                header {
+                    a class="brand" href="/machines" { "ajar" }
+                    @if let Some(s) = session {
+                        nav aria-label="Sections" {
+                            @for (href, label) in NAV {
+                                a href=(href) aria-current=[(*href == active).then_some("page")] {
+                                    (label)
+                                }
+                            }
+                        }
+                        form method="post" action="/signout" class="signout" {
+                            (csrf(s))
+                            span class="who" { (s.principal) }
+                            " "
+                            button type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                main id="main" {
+                    h1 { (title) }
+                    (body)
+                }
+            }
         }
-        None => String::new(),
     };
-    let html = format!(
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{} · ajar</title><link rel=\"stylesheet\" href=\"/console/static/console.css\">\
-         <script src=\"/console/static/console.js\" defer></script></head><body>\
-         <header><a class=\"brand\" href=\"/machines\">ajar</a>{nav}</header>\
-         <main id=\"main\"><h1>{}</h1>{body}</main></body></html>",
-        escape(title),
-        escape(title)
-    );
-    let mut resp = (status, Html(html)).into_response();
+    let mut resp = (status, Html(html.into_string())).into_response();
     secure_headers(&mut resp);
     resp
 }
 
 /// A message box (`kind`: `error` or `notice`).
-pub fn message(kind: &str, text: &str) -> String {
+pub fn message(kind: &str, text: &str) -> Markup {
     let role = if kind == "error" { "alert" } else { "status" };
-    format!("<p class=\"{kind}\" role=\"{role}\">{}</p>", escape(text))
+    html! { p class=(kind) role=(role) { (text) } }
 }
 
 /// The API error shown next to `field` when its target names that field.
-pub fn field_error(error: &Option<(String, Option<String>)>, field: &str) -> String {
+pub fn field_error(error: &Option<(String, Option<String>)>, field: &str) -> Markup {
     match error {
-        Some((m, Some(t))) if names(t, field) => format!(
-            "<p class=\"error field-error\" id=\"err-{field}\" role=\"alert\">{}</p>",
-            escape(m)
-        ),
-        _ => String::new(),
+        Some((m, Some(t))) if names(t, field) => html! {
+            p class="error field-error" id={ "err-" (field) } role="alert" { (m) }
+        },
+        _ => html! {},
     }
 }
 
 /// The API error as a summary, unless it was shown next to one of `fields`.
-pub fn error_summary(error: &Option<(String, Option<String>)>, fields: &[&str]) -> String {
+pub fn error_summary(error: &Option<(String, Option<String>)>, fields: &[&str]) -> Markup {
     match error {
-        Some((_, Some(t))) if fields.iter().any(|f| names(t, f)) => String::new(),
+        Some((_, Some(t))) if fields.iter().any(|f| names(t, f)) => html! {},
         Some((m, _)) => message("error", m),
-        None => String::new(),
+        None => html! {},
     }
 }
 
@@ -145,27 +139,25 @@ fn names(target: &str, field: &str) -> bool {
         || (field == "source" && last.starts_with("allowedSourceAddressPrefix"))
 }
 
-/// A table.
-pub fn table(caption: &str, headers: &[&str], rows: &[Vec<String>]) -> String {
-    if rows.is_empty() {
-        return format!("<p class=\"empty\">{}: none.</p>", escape(caption));
+/// A table, or a line saying it has no rows.
+pub fn table(caption: &str, headers: &[&str], rows: &[Vec<Markup>]) -> Markup {
+    html! {
+        @if rows.is_empty() {
+            p class="empty" { (caption) ": none." }
+        } @else {
+            div class="scroll" {
+                table {
+                    caption { (caption) }
+                    thead { tr { @for h in headers { th scope="col" { (h) } } } }
+                    tbody {
+                        @for row in rows {
+                            tr { @for cell in row { td { (cell) } } }
+                        }
+                    }
+                }
+            }
+        }
     }
-    let head: String = headers
-        .iter()
-        .map(|h| format!("<th scope=\"col\">{h}</th>"))
-        .collect();
-    let body: String = rows
-        .iter()
-        .map(|r| {
-            let cells: String = r.iter().map(|c| format!("<td>{c}</td>")).collect();
-            format!("<tr>{cells}</tr>")
-        })
-        .collect();
-    format!(
-        "<div class=\"scroll\"><table><caption>{}</caption><thead><tr>{head}</tr></thead>\
-         <tbody>{body}</tbody></table></div>",
-        escape(caption)
-    )
 }
 
 /// A URL query value.
@@ -179,12 +171,24 @@ mod tests {
 
     #[test]
     fn text_is_escaped_everywhere() {
+        let name = "<a href=\"x\">&</a>";
         assert_eq!(
-            escape("<a href=\"x\">'&'</a>"),
-            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+            html! { p title=(name) { (name) } }.into_string(),
+            "<p title=\"&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;\">\
+             &lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;</p>"
         );
-        assert_eq!(text(&serde_json::json!(["<b>", 2])), "&lt;b&gt;, 2");
-        assert_eq!(text(&Value::Null), "-");
+        assert_eq!(
+            message("error", "<b>").into_string(),
+            "<p class=\"error\" role=\"alert\">&lt;b&gt;</p>"
+        );
+        assert_eq!(joined(&["<b>", "2"]), "<b>, 2");
+        assert_eq!(joined(&[] as &[&str]), "-");
+        assert_eq!(or_dash(None::<u16>), "-");
+        assert_eq!(time(None::<&str>).into_string(), "-");
+        assert_eq!(
+            time(Some("2026-01-01T00:00:00Z")).into_string(),
+            "<time datetime=\"2026-01-01T00:00:00Z\">2026-01-01T00:00:00Z</time>"
+        );
     }
 
     #[test]
@@ -193,11 +197,34 @@ mod tests {
             "too long".to_owned(),
             Some("virtualMachines[0].ports[0].duration".to_owned()),
         ));
-        assert!(field_error(&e, "minutes").contains("too long"));
-        assert!(field_error(&e, "reason").is_empty());
-        assert!(error_summary(&e, &["minutes"]).is_empty());
-        assert!(error_summary(&e, &["reason"]).contains("too long"));
+        assert!(
+            field_error(&e, "minutes")
+                .into_string()
+                .contains("too long")
+        );
+        assert!(field_error(&e, "reason").into_string().is_empty());
+        assert!(error_summary(&e, &["minutes"]).into_string().is_empty());
+        assert!(
+            error_summary(&e, &["reason"])
+                .into_string()
+                .contains("too long")
+        );
         let j = Some(("x".to_owned(), Some("justification".to_owned())));
-        assert!(field_error(&j, "justification").contains('x'));
+        assert!(field_error(&j, "justification").into_string().contains('x'));
+    }
+
+    #[test]
+    fn tables_escape_their_caption_and_say_when_empty() {
+        assert_eq!(
+            table("<Ports>", &["Port"], &[]).into_string(),
+            "<p class=\"empty\">&lt;Ports&gt;: none.</p>"
+        );
+        let rows = vec![vec![html! { "22" }]];
+        assert_eq!(
+            table("Ports", &["Port"], &rows).into_string(),
+            "<div class=\"scroll\"><table><caption>Ports</caption><thead><tr>\
+             <th scope=\"col\">Port</th></tr></thead><tbody><tr><td>22</td></tr></tbody>\
+             </table></div>"
+        );
     }
 }

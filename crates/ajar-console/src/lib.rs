@@ -15,18 +15,20 @@ mod html;
 mod pages;
 mod signin;
 
+use ajar_api::ErrorBody;
+use ajar_api::wire::Me;
 use axum::Router;
-use axum::body::Body;
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, SET_COOKIE};
+use axum::body::{Body, Bytes};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use tower::ServiceExt;
-
-pub use html::escape;
 
 /// The session cookie: `TOKEN_ID:SECRET` of the session's API token.
 pub const SESSION_COOKIE: &str = "ajar_session";
@@ -87,14 +89,9 @@ pub fn same(a: &str, b: &str) -> bool {
 
 /// A cookie's value from the request headers.
 pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
+    CookieJar::from_headers(headers)
+        .get(name)
+        .map(|c| c.value().to_owned())
 }
 
 /// Whether the client reached us over TLS (directly or through a proxy that says so).
@@ -107,7 +104,7 @@ fn over_tls(headers: &HeaderMap) -> bool {
 
 /// A `Set-Cookie` value with the console's flags.
 pub fn set_cookie(headers: &HeaderMap, name: &str, value: &str, max_age: u32) -> HeaderValue {
-    cookie_with(headers, name, value, max_age, "Strict")
+    cookie_with(headers, name, value, max_age, SameSite::Strict)
 }
 
 /// A `Set-Cookie` value: `HttpOnly`, `Path=/`, the given `SameSite`, `Secure` over TLS.
@@ -116,13 +113,17 @@ pub fn cookie_with(
     name: &str,
     value: &str,
     max_age: u32,
-    same_site: &str,
+    same_site: SameSite,
 ) -> HeaderValue {
-    let secure = if over_tls(headers) { "; Secure" } else { "" };
-    HeaderValue::from_str(&format!(
-        "{name}={value}; Path=/; HttpOnly; SameSite={same_site}; Max-Age={max_age}{secure}"
-    ))
-    .unwrap_or_else(|_| HeaderValue::from_static("invalid=; Max-Age=0"))
+    let cookie = Cookie::build((name, value))
+        .path("/")
+        .http_only(true)
+        .same_site(same_site)
+        .max_age(time::Duration::seconds(i64::from(max_age)))
+        .secure(over_tls(headers))
+        .build();
+    HeaderValue::from_str(&cookie.to_string())
+        .unwrap_or_else(|_| HeaderValue::from_static("invalid=; Max-Age=0"))
 }
 
 /// The console's own address as the browser sees it (for the sign-in redirect URI).
@@ -145,8 +146,8 @@ fn origin(headers: &HeaderMap) -> Option<String> {
 pub struct Answer {
     /// HTTP status.
     pub status: StatusCode,
-    /// The JSON body (`Null` when empty).
-    pub body: Value,
+    /// The body as the API sent it: JSON, or empty.
+    pub body: Bytes,
     /// The response's extensions (carried over so refusals are recorded for the page too).
     pub extensions: axum::http::Extensions,
 }
@@ -157,16 +158,16 @@ impl Answer {
         self.status.is_success()
     }
 
+    /// The body read as `T`, when it is one (an error body is not).
+    pub fn parse<T: DeserializeOwned>(&self) -> Option<T> {
+        serde_json::from_slice(&self.body).ok()
+    }
+
     /// The API error's message and target, when it failed.
     pub fn error(&self) -> Option<(String, Option<String>)> {
-        (!self.ok()).then(|| {
-            (
-                self.body["error"]["message"]
-                    .as_str()
-                    .unwrap_or("the request failed")
-                    .to_owned(),
-                self.body["error"]["target"].as_str().map(str::to_owned),
-            )
+        (!self.ok()).then(|| match self.parse::<ErrorBody>() {
+            Some(ErrorBody { error }) => (error.message, error.target),
+            None => ("the request failed".to_owned(), None),
         })
     }
 }
@@ -185,12 +186,12 @@ impl Console {
         let resp = self.raw(parts, token, method, path, body).await;
         let status = resp.status();
         let (head, body) = resp.into_parts();
-        let bytes = axum::body::to_bytes(body, 16 * 1024 * 1024)
+        let body = axum::body::to_bytes(body, 16 * 1024 * 1024)
             .await
             .unwrap_or_default();
         Answer {
             status,
-            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            body,
             extensions: head.extensions,
         }
     }
@@ -232,14 +233,12 @@ impl Console {
         let me = self
             .call(parts, Some(secret), Method::GET, "/api/v1/me", None)
             .await;
-        me.ok().then(|| Session {
+        let me = me.ok().then(|| me.parse::<Me>()).flatten()?;
+        Some(Session {
             token_id: id.to_owned(),
             secret: secret.to_owned(),
-            principal: me.body["principal"].as_str().unwrap_or_default().to_owned(),
-            server_time: me.body["serverTime"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
+            principal: me.principal.to_string(),
+            server_time: me.server_time.to_string(),
         })
     }
 }
@@ -289,14 +288,25 @@ mod tests {
     fn cookies_are_read_and_flagged() {
         let mut h = HeaderMap::new();
         h.insert(
-            COOKIE,
+            axum::http::header::COOKIE,
             HeaderValue::from_static("x=1; ajar_session=id:s3cret"),
         );
         assert_eq!(cookie(&h, SESSION_COOKIE).as_deref(), Some("id:s3cret"));
         assert_eq!(cookie(&h, "y"), None);
         let c = set_cookie(&h, SESSION_COOKIE, "v", 60);
         let c = c.to_str().unwrap();
-        assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict") && !c.contains("Secure"));
+        assert!(c.starts_with("ajar_session=v;"), "{c}");
+        for flag in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=60"] {
+            assert!(c.contains(flag), "{flag} in {c}");
+        }
+        assert!(!c.contains("Secure"), "{c}");
+        let flow = cookie_with(&h, SIGNIN_FLOW_COOKIE, "", 0, SameSite::Lax);
+        let flow = flow.to_str().unwrap();
+        assert!(
+            flow.starts_with("ajar_oidc_flow=;") && flow.contains("SameSite=Lax"),
+            "{flow}"
+        );
+        assert!(flow.contains("Max-Age=0"), "{flow}");
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
         assert!(
             set_cookie(&h, SESSION_COOKIE, "v", 60)

@@ -3,18 +3,21 @@
 //! token). Either way the API makes a session (`POST /api/v1/sessions`) whose token the
 //! session cookie holds.
 
-use crate::html::{self, escape, page};
+use crate::html::{self, page};
 use crate::pages::{form, one, posted, query, random_hex, redirect};
 use crate::{
     Console, PRESESSION_COOKIE, SESSION_COOKIE, SESSION_MAX_AGE_SECS, SIGNIN_FLOW_COOKIE,
     clear_cookies, cookie, cookie_with, csrf_of, same, set_cookie,
 };
+use ajar_api::wire::Token;
 use ajar_oidc::flows::{self, AuthorizationRequest, Pkce};
 use axum::extract::{Request, State};
 use axum::http::header::SET_COOKIE;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::Response;
+use axum_extra::extract::cookie::SameSite;
+use maud::html;
 use serde_json::Value;
 
 /// How long an identity-provider sign-in may take, in seconds.
@@ -24,38 +27,28 @@ const CALLBACK_PATH: &str = "/signin/oidc/callback";
 
 /// The sign-in page: a button per identity provider, and the API token form.
 fn form_page(c: &Console, status: StatusCode, error: Option<&str>, presession: &str) -> Response {
-    let err = error.map(|e| html::message("error", e)).unwrap_or_default();
-    let providers: String = c
-        .oidc
-        .list()
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            format!(
-                "<p><a class=\"button\" id=\"signin-oidc-{i}\" href=\"/signin/oidc?provider={i}\">\
-                 Sign in with {}</a></p>",
-                escape(&p.config().display_name())
-            )
-        })
-        .collect();
-    let intro = if providers.is_empty() {
-        "<p>Sign in with an API token (ask your administrator, or use <code>ajar token create</code>).</p>".to_owned()
-    } else {
-        format!(
-            "{providers}<p>Or sign in with an API token (ask your administrator, or use \
-             <code>ajar token create</code>).</p>"
-        )
+    let providers = c.oidc.list();
+    let body = html! {
+        @if let Some(e) = error { (html::message("error", e)) }
+        @for (i, provider) in providers.iter().enumerate() {
+            p {
+                a class="button" id={ "signin-oidc-" (i) } href={ "/signin/oidc?provider=" (i) } {
+                    "Sign in with " (provider.config().display_name())
+                }
+            }
+        }
+        p {
+            @if providers.is_empty() { "Sign in" } @else { "Or sign in" }
+            " with an API token (ask your administrator, or use " code { "ajar token create" } ")."
+        }
+        form method="post" action="/signin" class="card" {
+            input type="hidden" name="csrf" value=(csrf_of(presession));
+            label for="token" { "API token" }
+            input id="token" name="token" type="password" autocomplete="current-password" required autofocus;
+            button type="submit" { "Sign in" }
+        }
     };
-    let body = format!(
-        "{err}{intro}\
-         <form method=\"post\" action=\"/signin\" class=\"card\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-         <label for=\"token\">API token</label>\
-         <input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"current-password\" required autofocus>\
-         <button type=\"submit\">Sign in</button></form>",
-        csrf_of(presession)
-    );
-    page(status, "Sign in", None, "", &body)
+    page(status, "Sign in", None, "", body)
 }
 
 /// The sign-in page with `error` (if any) and a fresh form cookie.
@@ -101,7 +94,11 @@ async fn start_session(
             "That sign-in is not valid, has expired or has been revoked.",
         ));
     }
-    let (Some(id), Some(secret)) = (created.body["id"].as_str(), created.body["token"].as_str())
+    let Some(Token {
+        id,
+        token: Some(secret),
+        ..
+    }) = created.parse::<Token>()
     else {
         return Err((
             StatusCode::BAD_GATEWAY,
@@ -116,7 +113,7 @@ async fn start_session(
                 "Signed in",
                 None,
                 "",
-                "<p>Signed in. <a href=\"/machines\">Continue to the console</a>.</p>",
+                html! { p { "Signed in. " a href="/machines" { "Continue to the console" } "." } },
             );
             resp.headers_mut()
                 .insert("refresh", HeaderValue::from_static("0; url=/machines"));
@@ -139,7 +136,7 @@ async fn start_session(
     );
     h.append(
         SET_COOKIE,
-        cookie_with(&parts.headers, SIGNIN_FLOW_COOKIE, "", 0, "Lax"),
+        cookie_with(&parts.headers, SIGNIN_FLOW_COOKIE, "", 0, SameSite::Lax),
     );
     Ok(resp)
 }
@@ -236,7 +233,7 @@ pub async fn oidc_start(State(c): State<Console>, req: Request) -> Response {
             SIGNIN_FLOW_COOKIE,
             &format!("{index}.{state}.{nonce}.{}", pkce.verifier),
             FLOW_MAX_AGE_SECS,
-            "Lax",
+            SameSite::Lax,
         ),
     );
     resp
@@ -252,7 +249,7 @@ pub async fn oidc_callback(State(c): State<Console>, req: Request) -> Response {
         let mut resp = again(&c, &parts, status, Some(m));
         resp.headers_mut().append(
             SET_COOKIE,
-            cookie_with(&parts.headers, SIGNIN_FLOW_COOKIE, "", 0, "Lax"),
+            cookie_with(&parts.headers, SIGNIN_FLOW_COOKIE, "", 0, SameSite::Lax),
         );
         resp
     };

@@ -1,8 +1,9 @@
 //! Requesting network access: the form, starting it, and its status.
 
 use super::*;
-use crate::html::{self, enc, error_summary, escape, field_error, page, table, text};
+use crate::html::{self, enc, error_summary, field_error, page, table};
 use crate::{Console, Session, secure_headers};
+use ajar_api::wire::{AccessRequest, Machine, Policy, PolicyPort};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
@@ -17,25 +18,6 @@ pub(super) fn my_ip(parts: &Parts) -> String {
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ci| ci.0.ip().to_string())
         .unwrap_or_default()
-}
-
-pub(super) fn minutes_of(iso: &str) -> Option<i64> {
-    let rest = iso.strip_prefix("PT")?;
-    let mut total = 0i64;
-    let mut num = String::new();
-    for ch in rest.chars() {
-        match ch {
-            '0'..='9' => num.push(ch),
-            'H' => total += num.parse::<i64>().ok()? * 60,
-            'M' => total += num.parse::<i64>().ok()?,
-            'S' => {}
-            _ => return None,
-        }
-        if !ch.is_ascii_digit() {
-            num.clear();
-        }
-    }
-    Some(total)
 }
 
 pub(super) async fn access_form(State(c): State<Console>, req: Request) -> Response {
@@ -59,10 +41,11 @@ pub(super) async fn render_access_form(
     if machines.is_empty() {
         return redirect("/machines");
     }
-    let mut fields = String::new();
+    let mut fields = Vec::new();
     let mut max_minutes = 24 * 60;
+    let chosen = all(q, "port");
     for m in &machines {
-        let machine = c
+        let answer = c
             .call(
                 parts,
                 Some(&s.secret),
@@ -71,8 +54,11 @@ pub(super) async fn render_access_form(
                 None,
             )
             .await;
-        let Some(policy_id) = machine.body["properties"]["jitPolicyId"].as_str() else {
-            let msg = machine
+        let machine = answer.parse::<Machine>();
+        let Some((machine, policy_id)) =
+            machine.and_then(|x| x.properties.jit_policy_id.clone().map(|p| (x, p)))
+        else {
+            let msg = answer
                 .error()
                 .map(|e| e.0)
                 .unwrap_or_else(|| format!("{m} has no JIT policy; enable JIT first."));
@@ -82,9 +68,9 @@ pub(super) async fn render_access_form(
                     "Request access",
                     Some(s),
                     "/machines",
-                    &html::message("error", &msg),
+                    html::message("error", &msg),
                 ),
-                &machine,
+                &answer,
             );
         };
         let policy = c
@@ -95,39 +81,31 @@ pub(super) async fn render_access_form(
                 &format!("/api/v1{policy_id}"),
                 None,
             )
-            .await;
-        let rules: Vec<Value> = policy.body["properties"]["virtualMachines"]
-            .as_array()
+            .await
+            .parse::<Policy>();
+        let rules: Vec<PolicyPort> = policy
             .into_iter()
-            .flatten()
-            .filter(|v| v["id"] == m.as_str())
-            .flat_map(|v| v["ports"].as_array().cloned().unwrap_or_default())
+            .flat_map(|p| p.properties.virtual_machines)
+            .filter(|v| v.id.to_string() == *m)
+            .flat_map(|v| v.ports)
             .collect();
-        let chosen = all(q, "port");
-        let boxes: String = rules
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                let value = format!("{}|{}", m, r["number"]);
-                let checked = if chosen.contains(&value) || (chosen.is_empty() && i == 0) { " checked" } else { "" };
-                if let Some(mm) = r["maxRequestAccessDuration"].as_str().and_then(minutes_of) {
-                    max_minutes = max_minutes.min(mm);
+        for r in &rules {
+            max_minutes = max_minutes.min(r.max_request_access_duration.get().as_mins());
+        }
+        fields.push(html! {
+            fieldset {
+                legend { (machine.name) " " small { "(" (policy_id) ")" } }
+                input type="hidden" name="machine" value=(m);
+                @for (i, r) in rules.iter().enumerate() {
+                    @let value = format!("{m}|{}", r.number);
+                    @let checked = chosen.contains(&value) || (chosen.is_empty() && i == 0);
+                    label class="check" {
+                        input type="checkbox" name="port" value=(value) checked[checked];
+                        " " (r.number) " " (r.protocol) " (up to " (r.max_request_access_duration) ")"
+                    }
                 }
-                format!(
-                    "<label class=\"check\"><input type=\"checkbox\" name=\"port\" value=\"{}\"{checked}> {} {} (up to {})</label>",
-                    escape(&value),
-                    text(&r["number"]),
-                    text(&r["protocol"]),
-                    text(&r["maxRequestAccessDuration"])
-                )
-            })
-            .collect();
-        fields.push_str(&format!(
-            "<fieldset><legend>{} <small>({})</small></legend><input type=\"hidden\" name=\"machine\" value=\"{}\">{boxes}</fieldset>",
-            text(&machine.body["name"]),
-            escape(policy_id),
-            escape(m)
-        ));
+            }
+        });
     }
     let minutes = one(q, "minutes")
         .and_then(|m| m.parse::<i64>().ok())
@@ -135,26 +113,28 @@ pub(super) async fn render_access_form(
         .clamp(5, max_minutes.max(5));
     let source = one(q, "source").unwrap_or_else(|| my_ip(parts));
     let reason = one(q, "reason").unwrap_or_default();
-    let body = format!(
-        "{}<form method=\"post\" action=\"/access\" class=\"card\">{}{fields}{}\
-         <label for=\"source\">Source address</label>\
-         <input id=\"source\" name=\"source\" value=\"{}\" required aria-describedby=\"source-help\">\
-         <small id=\"source-help\">Your address as ajar sees it; change it for a proxy or VPN range (CIDR).</small>{}\
-         <label for=\"minutes\">Duration: <output id=\"minutes-out\" for=\"minutes\">{minutes} min</output></label>\
-         <input id=\"minutes\" name=\"minutes\" type=\"range\" min=\"5\" max=\"{max_minutes}\" step=\"5\" value=\"{minutes}\">{}\
-         <label for=\"reason\">Justification</label>\
-         <textarea id=\"reason\" name=\"reason\" rows=\"2\" maxlength=\"2000\">{}</textarea>{}\
-         <button type=\"submit\">Request access</button></form>",
-        error_summary(&error, &["ports", "source", "minutes", "justification"]),
-        html::csrf(s),
-        field_error(&error, "ports"),
-        escape(&source),
-        field_error(&error, "source"),
-        field_error(&error, "minutes"),
-        escape(&reason),
-        field_error(&error, "justification"),
-    );
-    page(status, "Request access", Some(s), "/machines", &body)
+    let body = html! {
+        (error_summary(&error, &["ports", "source", "minutes", "justification"]))
+        form method="post" action="/access" class="card" {
+            (html::csrf(s))
+            @for f in &fields { (f) }
+            (field_error(&error, "ports"))
+            label for="source" { "Source address" }
+            input id="source" name="source" value=(source) required aria-describedby="source-help";
+            small id="source-help" { "Your address as ajar sees it; change it for a proxy or VPN range (CIDR)." }
+            (field_error(&error, "source"))
+            label for="minutes" {
+                "Duration: " output id="minutes-out" for="minutes" { (minutes) " min" }
+            }
+            input id="minutes" name="minutes" type="range" min="5" max=(max_minutes) step="5" value=(minutes);
+            (field_error(&error, "minutes"))
+            label for="reason" { "Justification" }
+            textarea id="reason" name="reason" rows="2" maxlength="2000" { (reason) }
+            (field_error(&error, "justification"))
+            button type="submit" { "Request access" }
+        }
+    };
+    page(status, "Request access", Some(s), "/machines", body)
 }
 
 pub(super) async fn access_start(State(c): State<Console>, req: Request) -> Response {
@@ -179,10 +159,10 @@ pub(super) async fn access_start(State(c): State<Console>, req: Request) -> Resp
                 None,
             )
             .await;
-        let p = machine.body["properties"]["jitPolicyId"]
-            .as_str()
-            .unwrap_or("")
-            .to_owned();
+        let p = machine
+            .parse::<Machine>()
+            .and_then(|x| x.properties.jit_policy_id)
+            .unwrap_or_default();
         if policy.as_ref().is_some_and(|q| *q != p) {
             return render_access_form(
                 &c,
@@ -205,11 +185,14 @@ pub(super) async fn access_start(State(c): State<Console>, req: Request) -> Resp
             .filter(|(mid, _)| mid == m)
             .filter_map(|(_, n)| n.parse::<u16>().ok())
             .map(|n| {
-                let mut port = json!({"number": n, "duration": format!("PT{minutes}M")});
-                if let Some(src) = &source {
-                    port["allowedSourceAddressPrefix"] = json!(src);
-                }
-                port
+                object([
+                    ("number", Some(json!(n))),
+                    ("duration", Some(json!(format!("PT{minutes}M")))),
+                    (
+                        "allowedSourceAddressPrefix",
+                        source.clone().map(Value::from),
+                    ),
+                ])
             })
             .collect();
         if !ports.is_empty() {
@@ -228,10 +211,10 @@ pub(super) async fn access_start(State(c): State<Console>, req: Request) -> Resp
         .await;
     }
     let policy = policy.unwrap_or_default();
-    let mut body = json!({"virtualMachines": vms});
-    if let Some(r) = one(&f, "reason") {
-        body["justification"] = json!(r);
-    }
+    let body = object([
+        ("virtualMachines", Some(Value::from(vms))),
+        ("justification", one(&f, "reason").map(Value::from)),
+    ]);
     let a = c
         .call(
             &parts,
@@ -245,11 +228,11 @@ pub(super) async fn access_start(State(c): State<Console>, req: Request) -> Resp
         let resp = render_access_form(&c, &parts, &s, &f, a.status, a.error()).await;
         return with_answer(resp, &a);
     }
-    let id = a.body["id"].as_str().unwrap_or_default();
+    let id = a.parse::<AccessRequest>().map(|r| r.id).unwrap_or_default();
     redirect(&format!(
         "/access/status?policy={}&id={}",
         enc(&policy),
-        enc(id)
+        enc(&id)
     ))
 }
 
@@ -272,77 +255,68 @@ pub(super) async fn access_status(State(c): State<Console>, req: Request) -> Res
             None,
         )
         .await;
-    let mut body = String::new();
-    if r.status == StatusCode::NOT_FOUND {
-        body.push_str(&html::message(
+    let notice = if r.status == StatusCode::NOT_FOUND {
+        html::message(
             "notice",
             "Waiting for approval: the ports open once an approver agrees. This page updates by itself.",
-        ));
+        )
     } else if let Some((m, _)) = r.error() {
-        body.push_str(&html::message("error", &m));
-    }
+        html::message("error", &m)
+    } else {
+        html! {}
+    };
     let mut rows = Vec::new();
-    for m in r.body["virtualMachines"].as_array().into_iter().flatten() {
-        let machine_id = m["id"].as_str().unwrap_or("");
-        let machine = c
+    for m in r
+        .parse::<AccessRequest>()
+        .into_iter()
+        .flat_map(|r| r.virtual_machines)
+    {
+        let address = c
             .call(
                 &parts,
                 Some(&s.secret),
                 Method::GET,
-                &format!("/api/v1{machine_id}"),
+                &format!("/api/v1{}", m.id),
                 None,
             )
-            .await;
-        let address = machine.body["properties"]["addresses"][0]
-            .as_str()
-            .unwrap_or("")
-            .to_owned();
-        for p in m["ports"].as_array().into_iter().flatten() {
-            let open = !p["openSince"].is_null();
-            let state = match (p["status"].as_str(), open) {
-                (Some("Initiated"), true) => "open",
-                (Some("Initiated"), false) => "opening",
+            .await
+            .parse::<Machine>()
+            .and_then(|x| x.properties.addresses.first().map(ToString::to_string))
+            .unwrap_or_default();
+        for p in &m.ports {
+            let state = match (displays_as(&p.status, "Initiated"), p.open_since.is_some()) {
+                (true, true) => "open",
+                (true, false) => "opening",
                 _ => "closed",
             };
-            let connect = match (
-                &p["connectionDetails"]["address"],
-                &p["connectionDetails"]["port"],
-            ) {
-                (Value::String(a), port) if !port.is_null() => format!("{}:{}", escape(a), port),
-                _ if !address.is_empty() => format!("{}:{}", escape(&address), p["number"]),
-                _ => "-".into(),
+            let connect = match &p.connection_details {
+                Some(to) => format!("{}:{}", to.address, to.port),
+                None if !address.is_empty() => format!("{address}:{}", p.number),
+                None => "-".into(),
             };
             rows.push(vec![
-                text(&m["id"]).rsplit('/').next().unwrap_or("").to_owned(),
-                text(&p["number"]),
-                format!("<span class=\"state {state}\" data-state>{state}</span>"),
-                connect,
-                format!(
-                    "<span class=\"countdown\" data-end=\"{}\">{}</span>",
-                    text(&p["endTimeUtc"]),
-                    text(&p["endTimeUtc"])
-                ),
+                html! { (m.id.rsplit('/').next().unwrap_or("")) },
+                html! { (p.number) },
+                html! { span class={ "state " (state) } data-state { (state) } },
+                html! { (connect) },
+                html! { span class="countdown" data-end=(p.end_time_utc) { (p.end_time_utc) } },
             ]);
         }
     }
-    body.push_str(&format!(
-        "<div id=\"status\" data-poll=\"/access/status.json?policy={}&amp;id={}\" data-server-now=\"{}\">{}</div>",
-        escape(&enc(&policy)),
-        escape(&enc(&id)),
-        escape(&s.server_time),
-        table(
-            "Ports",
-            &["Machine", "Port", "State", "Connect to", "Closes in"],
-            &rows
-        )
-    ));
+    let body = html! {
+        (notice)
+        div id="status" data-poll={ "/access/status.json?policy=" (enc(&policy)) "&id=" (enc(&id)) }
+            data-server-now=(s.server_time) {
+            (table("Ports", &["Machine", "Port", "State", "Connect to", "Closes in"], &rows))
+        }
+    };
     with_answer(
         page(
             StatusCode::OK,
             "Access request",
             Some(&s),
             "/machines",
-            &body,
+            body,
         ),
         &r,
     )
@@ -367,7 +341,13 @@ pub(super) async fn access_status_json(State(c): State<Console>, req: Request) -
             None,
         )
         .await;
-    let mut resp = (r.status, axum::Json(r.body.clone())).into_response();
+    // The page's script reads the API's answer as it is, so it is passed on unchanged.
+    let mut resp = (
+        r.status,
+        [(CONTENT_TYPE, "application/json")],
+        r.body.clone(),
+    )
+        .into_response();
     secure_headers(&mut resp);
     with_answer(resp, &r)
 }

@@ -1,8 +1,9 @@
 //! The activity log and its CSV download.
 
 use super::*;
-use crate::html::{self, enc, escape, field_error, page, table, text, time};
+use crate::html::{self, enc, field_error, page, table, time};
 use crate::{Console, secure_headers};
+use ajar_api::wire::ActivityRecord;
 use axum::extract::{Request, State};
 use axum::http::Method;
 use axum::response::Response;
@@ -34,52 +35,52 @@ pub(super) async fn activity(State(c): State<Console>, req: Request) -> Response
             None,
         )
         .await;
-    let inputs: String = ACTIVITY_FILTERS
+    let error = list.error();
+    let rows: Vec<Vec<Markup>> = list
+        .parse::<List<ActivityRecord>>()
+        .map(|l| l.value)
+        .unwrap_or_default()
         .iter()
-        .map(|k| {
-            format!(
-                "<label for=\"f-{k}\">{k}</label><input id=\"f-{k}\" name=\"{k}\" value=\"{}\"{}>",
-                escape(&one(&q, k).unwrap_or_default()),
-                if *k == "from" || *k == "to" {
-                    " placeholder=\"2026-11-25T00:00:00Z\""
-                } else {
-                    ""
-                }
-            )
-        })
-        .collect();
-    let mut body = format!(
-        "<form method=\"get\" action=\"/activity\" class=\"inline\">{inputs}<button type=\"submit\">Filter</button></form>\
-         <p><a class=\"button\" href=\"/activity.csv?{}\" download=\"ajar-activity.csv\">Download as CSV</a></p>{}",
-        escape(&qs),
-        field_error(&list.error(), "scope")
-    );
-    if let Some((m, t)) = list.error() {
-        let at = t.map(|t| format!(" ({t})")).unwrap_or_default();
-        body.push_str(&html::message("error", &format!("{m}{at}")));
-    }
-    let rows: Vec<Vec<String>> = list.body["value"]
-        .as_array()
-        .into_iter()
-        .flatten()
         .map(|r| {
             vec![
-                text(&r["id"]),
-                time(&r["time"]),
-                text(&r["principal"]),
-                text(&r["action"]),
-                format!("<span class=\"result {0}\">{0}</span>", text(&r["result"])),
-                text(&r["resourceId"]),
+                html! { (r.id) },
+                time(Some(&r.time)),
+                html! { (r.principal) },
+                html! { (r.action) },
+                html! { span class={ "result " (r.result) } { (r.result) } },
+                html! { (r.resource_id) },
             ]
         })
         .collect();
-    body.push_str(&table(
-        "Activity, newest first (up to 100)",
-        &["#", "Time", "Principal", "Action", "Result", "Resource"],
-        &rows,
-    ));
+    let body = html! {
+        form method="get" action="/activity" class="inline" {
+            @for k in ACTIVITY_FILTERS {
+                label for={ "f-" (k) } { (k) }
+                input id={ "f-" (k) } name=(k) value=(one(&q, k).unwrap_or_default())
+                    placeholder=[(*k == "from" || *k == "to").then_some("2026-11-25T00:00:00Z")];
+            }
+            button type="submit" { "Filter" }
+        }
+        p {
+            a class="button" href={ "/activity.csv?" (qs) } download="ajar-activity.csv" {
+                "Download as CSV"
+            }
+        }
+        (field_error(&error, "scope"))
+        @if let Some((m, t)) = &error {
+            (html::message("error", &match t {
+                Some(t) => format!("{m} ({t})"),
+                None => m.clone(),
+            }))
+        }
+        (table(
+            "Activity, newest first (up to 100)",
+            &["#", "Time", "Principal", "Action", "Result", "Resource"],
+            &rows,
+        ))
+    };
     with_answer(
-        page(list.status, "Activity", Some(&s), "/activity", &body),
+        page(list.status, "Activity", Some(&s), "/activity", body),
         &list,
     )
 }

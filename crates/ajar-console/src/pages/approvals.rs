@@ -1,8 +1,9 @@
 //! The approvals inbox, decisions, and request history.
 
 use super::*;
-use crate::html::{self, enc, error_summary, escape, page, table, text, time};
+use crate::html::{self, enc, error_summary, or_dash, page, table, time};
 use crate::{Console, Session};
+use ajar_api::wire::{HistoryEntry, JitRequest};
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
@@ -27,50 +28,48 @@ pub(super) async fn inbox_page(
     let list = c
         .call(parts, Some(&s.secret), Method::GET, "/api/v1/inbox", None)
         .await;
-    let mut body = error_summary(&error, &[]);
-    if let Some((m, _)) = list.error() {
-        body.push_str(&html::message("error", &m));
-    }
-    let rows: Vec<Vec<String>> = list.body["value"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let rows: Vec<Vec<Markup>> = list
+        .parse::<List<JitRequest>>()
+        .map(|l| l.value)
+        .unwrap_or_default()
+        .iter()
         .map(|r| {
-            let p = &r["properties"];
-            let target = if p["requestKind"] == "network" { &p["networkAccessPolicyId"] } else { &p["applicationResourceId"] };
-            let id = r["id"].as_str().unwrap_or("");
+            let p = &r.properties;
+            let target = if displays_as(&p.request_kind, "network") {
+                p.network_access_policy_id.as_ref()
+            } else {
+                p.application_resource_id.as_ref()
+            };
+            let n = r.id.rsplit('/').next().unwrap_or("");
             vec![
-                text(&p["requestor"]),
-                text(&p["requestKind"]),
-                text(target),
-                text(&p["jitSchedulingPolicy"]["duration"]),
-                text(&p["justification"]),
-                format!(
-                    "<form method=\"post\" action=\"/inbox/decide\" class=\"decide\">{}\
-                     <input type=\"hidden\" name=\"id\" value=\"{}\">\
-                     <label for=\"r-{n}\">Reason</label><input id=\"r-{n}\" name=\"reason\" required maxlength=\"1000\">\
-                     <button type=\"submit\" name=\"verb\" value=\"approve\">Approve</button>\
-                     <button type=\"submit\" name=\"verb\" value=\"deny\" class=\"secondary\">Deny</button></form>",
-                    html::csrf(s),
-                    escape(id),
-                    n = escape(id.rsplit('/').next().unwrap_or(""))
-                ),
+                html! { (p.requestor) },
+                html! { (p.request_kind) },
+                html! { (or_dash(target)) },
+                html! { (p.jit_scheduling_policy.duration) },
+                html! { (or_dash(p.justification.as_ref())) },
+                html! {
+                    form method="post" action="/inbox/decide" class="decide" {
+                        (html::csrf(s))
+                        input type="hidden" name="id" value=(r.id);
+                        label for={ "r-" (n) } { "Reason" }
+                        input id={ "r-" (n) } name="reason" required maxlength="1000";
+                        button type="submit" name="verb" value="approve" { "Approve" }
+                        button type="submit" name="verb" value="deny" class="secondary" { "Deny" }
+                    }
+                },
             ]
         })
         .collect();
-    body.push_str(&table(
-        "Waiting for your decision",
-        &[
-            "Requester",
-            "Kind",
-            "For",
-            "Duration",
-            "Justification",
-            "Decision",
-        ],
-        &rows,
-    ));
-    with_answer(page(status, "Approvals", Some(s), "/inbox", &body), &list)
+    let body = html! {
+        (error_summary(&error, &[]))
+        @if let Some((m, _)) = list.error() { (html::message("error", &m)) }
+        (table(
+            "Waiting for your decision",
+            &["Requester", "Kind", "For", "Duration", "Justification", "Decision"],
+            &rows,
+        ))
+    };
+    with_answer(page(status, "Approvals", Some(s), "/inbox", body), &list)
 }
 
 pub(super) async fn decide(State(c): State<Console>, req: Request) -> Response {
@@ -134,51 +133,47 @@ pub(super) async fn history(State(c): State<Console>, req: Request) -> Response 
             None,
         )
         .await;
-    let field = |k: &str| escape(&one(&q, k).unwrap_or_default());
-    let mut body = format!(
-        "<form method=\"get\" action=\"/history\" class=\"inline\">\
-         <label for=\"h-requester\">Requester</label><input id=\"h-requester\" name=\"requester\" value=\"{}\">\
-         <label for=\"h-kind\">Kind</label><select id=\"h-kind\" name=\"kind\"><option value=\"\">any</option><option{}>role</option><option{}>network</option></select>\
-         <label for=\"h-state\">State</label><input id=\"h-state\" name=\"state\" value=\"{}\" placeholder=\"Active\">\
-         <button type=\"submit\">Filter</button></form>",
-        field("requester"),
-        if one(&q, "kind").as_deref() == Some("role") {
-            " selected"
-        } else {
-            ""
-        },
-        if one(&q, "kind").as_deref() == Some("network") {
-            " selected"
-        } else {
-            ""
-        },
-        field("state"),
-    );
-    if let Some((m, _)) = list.error() {
-        body.push_str(&html::message("error", &m));
-    }
-    let rows: Vec<Vec<String>> = list.body["value"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let field = |k: &str| one(&q, k).unwrap_or_default();
+    let kind = one(&q, "kind");
+    let rows: Vec<Vec<Markup>> = list
+        .parse::<List<HistoryEntry>>()
+        .map(|l| l.value)
+        .unwrap_or_default()
+        .iter()
         .map(|e| {
             vec![
-                time(&e["createdAt"]),
-                text(&e["requestor"]),
-                text(&e["kind"]),
-                text(&e["target"]),
-                format!("<span class=\"state\">{}</span>", text(&e["state"])),
-                time(&e["activeUntil"]),
+                time(Some(&e.created_at)),
+                html! { (e.requestor) },
+                html! { (e.kind) },
+                html! { (e.target) },
+                html! { span class="state" { (e.state) } },
+                time(e.active_until.as_ref()),
             ]
         })
         .collect();
-    body.push_str(&table(
-        "Requests",
-        &["Asked", "Requester", "Kind", "For", "State", "Until"],
-        &rows,
-    ));
+    let body = html! {
+        form method="get" action="/history" class="inline" {
+            label for="h-requester" { "Requester" }
+            input id="h-requester" name="requester" value=(field("requester"));
+            label for="h-kind" { "Kind" }
+            select id="h-kind" name="kind" {
+                option value="" { "any" }
+                option selected[kind.as_deref() == Some("role")] { "role" }
+                option selected[kind.as_deref() == Some("network")] { "network" }
+            }
+            label for="h-state" { "State" }
+            input id="h-state" name="state" value=(field("state")) placeholder="Active";
+            button type="submit" { "Filter" }
+        }
+        @if let Some((m, _)) = list.error() { (html::message("error", &m)) }
+        (table(
+            "Requests",
+            &["Asked", "Requester", "Kind", "For", "State", "Until"],
+            &rows,
+        ))
+    };
     with_answer(
-        page(list.status, "History", Some(&s), "/history", &body),
+        page(list.status, "History", Some(&s), "/history", body),
         &list,
     )
 }

@@ -1,8 +1,9 @@
 //! Applications: their JIT policy, eligible roles and role activation.
 
 use super::*;
-use crate::html::{self, enc, error_summary, escape, field_error, page, table, text, time};
+use crate::html::{self, enc, error_summary, field_error, joined, or_dash, page, table, time};
 use crate::{Console, Session};
+use ajar_api::wire::{Application, EligibleRole, JitAccessPolicy};
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
@@ -26,7 +27,7 @@ pub(super) async fn apps_page(
     error: Option<(String, Option<String>)>,
 ) -> Response {
     let scope = scope_of(c, parts, s, q).await.unwrap_or_default();
-    let mut body = scope_picker(c, parts, s, "/apps", &scope, "").await;
+    let picker = scope_picker(c, parts, s, "/apps", &scope, html! {}).await;
     let list = if scope.is_empty() {
         None
     } else {
@@ -41,61 +42,62 @@ pub(super) async fn apps_page(
             .await,
         )
     };
-    if let Some(list) = &list {
-        if let Some((m, _)) = list.error() {
-            body.push_str(&html::message("error", &m));
-        }
-        let rows: Vec<Vec<String>> = list.body["value"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|a| {
-                let p = &a["properties"]["jitAccessPolicy"];
+    let listing = list.as_ref().map(|list| {
+        let rows: Vec<Vec<Markup>> = list
+            .parse::<List<Application>>()
+            .map(|l| l.value)
+            .unwrap_or_default()
+            .iter()
+            .map(|app| {
+                let p = app.properties.jit_access_policy.as_ref();
+                let figures = app.request_figures.as_ref();
                 vec![
-                    format!(
-                        "<a href=\"/apps/view?id={}\">{}</a>",
-                        enc(a["id"].as_str().unwrap_or("")),
-                        text(&a["name"])
-                    ),
-                    if p["jitAccessEnabled"] == true {
-                        "on".into()
-                    } else {
-                        "off (standing access)".into()
+                    html! { a href={ "/apps/view?id=" (enc(&app.id)) } { (app.name) } },
+                    html! {
+                        @if p.is_some_and(|p| p.jit_access_enabled == Some(true)) { "on" }
+                        @else { "off (standing access)" }
                     },
-                    text(&p["jitApprovalMode"]),
-                    text(&p["maximumJitAccessDuration"]),
-                    text(&a["requestFigures"]["approvedRequestsLast7Days"]),
-                    time(&a["requestFigures"]["lastAccessAt"]),
-                    text(&a["requestFigures"]["lastUser"]),
+                    html! { (or_dash(p.and_then(|p| p.jit_approval_mode.as_ref()))) },
+                    html! { (or_dash(p.and_then(|p| p.maximum_jit_access_duration))) },
+                    html! { (or_dash(figures.map(|f| f.approved_requests_last7_days))) },
+                    time(figures.and_then(|f| f.last_access_at.as_ref())),
+                    html! { (or_dash(figures.and_then(|f| f.last_user.as_ref()))) },
                 ]
             })
             .collect();
-        body.push_str(&table(
-            "Applications",
-            &[
-                "Name",
-                "JIT",
-                "Approval",
-                "Maximum",
-                "Approved (7 days)",
-                "Last activation",
-                "Last user",
-            ],
-            &rows,
-        ));
-    }
-    body.push_str(&format!(
-        "<form method=\"post\" action=\"/apps/save\" class=\"card\">{}<h2>New application</h2>{}\
-         <label for=\"id\">Resource id</label><input id=\"id\" name=\"id\" required placeholder=\"{}/resourceGroups/rg1/applications/crm\">{}\
-         <label class=\"check\"><input type=\"checkbox\" name=\"jit\" value=\"on\" checked> Just-in-time access (cannot be changed after creation)</label>\
-         {}<button type=\"submit\">Create</button></form>",
-        html::csrf(s),
-        error_summary(&error, &["id", "jitApprovers", "maximumJitAccessDuration", "jitApprovalThreshold"]),
-        escape(if scope.is_empty() { "/subscriptions/s1" } else { &scope }),
-        field_error(&error, "id"),
-        policy_fields(&Value::Null, &error)
-    ));
-    let resp = page(status, "Applications", Some(s), "/apps", &body);
+        html! {
+            @if let Some((m, _)) = list.error() { (html::message("error", &m)) }
+            (table(
+                "Applications",
+                &["Name", "JIT", "Approval", "Maximum", "Approved (7 days)", "Last activation", "Last user"],
+                &rows,
+            ))
+        }
+    });
+    let example = if scope.is_empty() {
+        "/subscriptions/s1"
+    } else {
+        &scope
+    };
+    let body = html! {
+        (picker)
+        @if let Some(listing) = listing { (listing) }
+        form method="post" action="/apps/save" class="card" {
+            (html::csrf(s))
+            h2 { "New application" }
+            (error_summary(&error, &["id", "jitApprovers", "maximumJitAccessDuration", "jitApprovalThreshold"]))
+            label for="id" { "Resource id" }
+            input id="id" name="id" required placeholder={ (example) "/resourceGroups/rg1/applications/crm" };
+            (field_error(&error, "id"))
+            label class="check" {
+                input type="checkbox" name="jit" value="on" checked;
+                " Just-in-time access (cannot be changed after creation)"
+            }
+            (policy_fields(&JitAccessPolicy::default(), &error))
+            button type="submit" { "Create" }
+        }
+    };
+    let resp = page(status, "Applications", Some(s), "/apps", body);
     match &list {
         Some(l) => with_answer(resp, l),
         None => resp,
@@ -103,36 +105,40 @@ pub(super) async fn apps_page(
 }
 
 /// The JIT policy's editable fields.
-pub(super) fn policy_fields(p: &Value, error: &Option<(String, Option<String>)>) -> String {
-    let manual = p["jitApprovalMode"] == "ManualApprove";
-    let approvers: Vec<String> = p["jitApprovers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|a| {
-            format!(
-                "{}:{}",
-                a["type"].as_str().unwrap_or("user"),
-                a["id"].as_str().unwrap_or("")
-            )
-        })
+pub(super) fn policy_fields(
+    p: &JitAccessPolicy,
+    error: &Option<(String, Option<String>)>,
+) -> Markup {
+    let manual = p
+        .jit_approval_mode
+        .as_ref()
+        .is_some_and(|m| displays_as(m, "ManualApprove"));
+    let approvers: Vec<String> = p
+        .jit_approvers
+        .iter()
+        .map(|a| format!("{}:{}", a.kind, a.id))
         .collect();
-    format!(
-        "<label for=\"mode\">Approval</label><select id=\"mode\" name=\"mode\">\
-         <option value=\"AutoApprove\"{}>Automatic</option><option value=\"ManualApprove\"{}>By approvers</option></select>\
-         <label for=\"approvers\">Approvers</label><input id=\"approvers\" name=\"approvers\" value=\"{}\" aria-describedby=\"approvers-help\">\
-         <small id=\"approvers-help\">user:NAME or group:NAME, separated by commas</small>{}\
-         <label for=\"threshold\">Approvals needed</label><input id=\"threshold\" name=\"threshold\" type=\"number\" min=\"1\" value=\"{}\">{}\
-         <label for=\"max\">Maximum activation</label><input id=\"max\" name=\"max\" value=\"{}\" placeholder=\"PT8H\">{}",
-        if manual { "" } else { " selected" },
-        if manual { " selected" } else { "" },
-        escape(&approvers.join(", ")),
-        field_error(error, "jitApprovers"),
-        p["jitApprovalThreshold"].as_u64().unwrap_or(1),
-        field_error(error, "jitApprovalThreshold"),
-        text(&p["maximumJitAccessDuration"]).replace('-', ""),
-        field_error(error, "maximumJitAccessDuration"),
-    )
+    let max = p
+        .maximum_jit_access_duration
+        .map(|d| d.to_string())
+        .unwrap_or_default();
+    html! {
+        label for="mode" { "Approval" }
+        select id="mode" name="mode" {
+            option value="AutoApprove" selected[!manual] { "Automatic" }
+            option value="ManualApprove" selected[manual] { "By approvers" }
+        }
+        label for="approvers" { "Approvers" }
+        input id="approvers" name="approvers" value=(approvers.join(", ")) aria-describedby="approvers-help";
+        small id="approvers-help" { "user:NAME or group:NAME, separated by commas" }
+        (field_error(error, "jitApprovers"))
+        label for="threshold" { "Approvals needed" }
+        input id="threshold" name="threshold" type="number" min="1" value=(p.jit_approval_threshold.unwrap_or(1));
+        (field_error(error, "jitApprovalThreshold"))
+        label for="max" { "Maximum activation" }
+        input id="max" name="max" value=(max) placeholder="PT8H";
+        (field_error(error, "maximumJitAccessDuration"))
+    }
 }
 
 pub(super) async fn app_save(State(c): State<Console>, req: Request) -> Response {
@@ -150,12 +156,15 @@ pub(super) async fn app_save(State(c): State<Console>, req: Request) -> Response
             None,
         )
         .await;
-    let mut policy =
-        json!({"jitApprovalMode": one(&f, "mode").unwrap_or_else(|| "AutoApprove".into())});
-    policy["jitAccessEnabled"] = if existing.ok() {
-        existing.body["properties"]["jitAccessPolicy"]["jitAccessEnabled"].clone()
-    } else {
-        json!(one(&f, "jit").is_some())
+    // An existing application keeps its JIT switch and its publishers.
+    let found = existing.ok().then(|| existing.parse::<Application>());
+    let jit_enabled = match &found {
+        Some(app) => json!(
+            app.as_ref()
+                .and_then(|a| a.properties.jit_access_policy.as_ref())
+                .and_then(|p| p.jit_access_enabled)
+        ),
+        None => json!(one(&f, "jit").is_some()),
     };
     let approvers: Vec<Value> = one(&f, "approvers")
         .unwrap_or_default()
@@ -168,17 +177,30 @@ pub(super) async fn app_save(State(c): State<Console>, req: Request) -> Response
             _ => json!({"id": a, "type": "user"}),
         })
         .collect();
-    policy["jitApprovers"] = json!(approvers);
-    if let Some(t) = one(&f, "threshold").and_then(|t| t.parse::<u32>().ok()) {
-        policy["jitApprovalThreshold"] = json!(t);
-    }
-    if let Some(m) = one(&f, "max") {
-        policy["maximumJitAccessDuration"] = json!(m);
-    }
-    let mut props = json!({"jitAccessPolicy": policy});
-    if existing.ok() {
-        props["publisherPrincipals"] = existing.body["properties"]["publisherPrincipals"].clone();
-    }
+    let policy = object([
+        (
+            "jitApprovalMode",
+            Some(json!(
+                one(&f, "mode").unwrap_or_else(|| "AutoApprove".into())
+            )),
+        ),
+        ("jitAccessEnabled", Some(jit_enabled)),
+        ("jitApprovers", Some(Value::from(approvers))),
+        (
+            "jitApprovalThreshold",
+            one(&f, "threshold")
+                .and_then(|t| t.parse::<u32>().ok())
+                .map(Value::from),
+        ),
+        ("maximumJitAccessDuration", one(&f, "max").map(Value::from)),
+    ]);
+    let props = object([
+        ("jitAccessPolicy", Some(policy)),
+        (
+            "publisherPrincipals",
+            found.map(|app| json!(app.map(|a| a.properties.publisher_principals))),
+        ),
+    ]);
     let a = c
         .call(
             &parts,
@@ -236,44 +258,21 @@ pub(super) async fn app_view_page(
                 "Application",
                 Some(s),
                 "/apps",
-                &html::message("error", &m),
+                html::message("error", &m),
             ),
             &a,
         );
     }
-    let p = &a.body["properties"]["jitAccessPolicy"];
-    let jit = p["jitAccessEnabled"] == true;
-    let mut body = format!(
-        "<p>{} · publishers: {} · JIT {}</p>",
-        escape(id),
-        text(&a.body["properties"]["publisherPrincipals"]),
-        if jit {
-            "on"
-        } else {
-            "off: its eligible roles are standing access"
-        }
+    let app = a.parse::<Application>();
+    let policy = app
+        .as_ref()
+        .and_then(|x| x.properties.jit_access_policy.clone())
+        .unwrap_or_default();
+    let jit = policy.jit_access_enabled == Some(true);
+    let publishers = app.as_ref().map_or_else(
+        || "-".to_owned(),
+        |x| joined(&x.properties.publisher_principals),
     );
-    body.push_str(&error_summary(
-        &error,
-        &[
-            "jitApprovers",
-            "maximumJitAccessDuration",
-            "jitApprovalThreshold",
-            "duration",
-            "roles",
-            "principal",
-            "roleDefinition",
-        ],
-    ));
-    body.push_str(&format!(
-        "<form method=\"post\" action=\"/apps/save\" class=\"card\">{}<h2>Access policy</h2>\
-         <input type=\"hidden\" name=\"id\" value=\"{}\">\
-         <p class=\"hint\">Whether the application uses JIT is chosen when it is created and cannot change: switching would turn activations into standing access or the reverse.</p>\
-         {}<button type=\"submit\">Save</button></form>",
-        html::csrf(s),
-        escape(id),
-        policy_fields(p, &error)
-    ));
     let roles = c
         .call(
             parts,
@@ -282,67 +281,87 @@ pub(super) async fn app_view_page(
             &format!("/api/v1{id}/eligibleRoles"),
             None,
         )
-        .await;
-    let role_names: Vec<String> = roles.body["value"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|r| r["roleDefinition"].as_str().map(str::to_owned))
+        .await
+        .parse::<List<EligibleRole>>()
+        .map(|l| l.value)
+        .unwrap_or_default();
+    let mut role_names: Vec<String> = roles
+        .iter()
+        .map(|r| r.role_definition.to_string())
         .collect();
-    let rows: Vec<Vec<String>> = roles.body["value"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    role_names.sort_unstable();
+    role_names.dedup();
+    let rows: Vec<Vec<Markup>> = roles
+        .iter()
         .map(|r| {
             vec![
-                text(&r["id"]),
-                text(&r["principal"]),
-                text(&r["roleDefinition"]),
+                html! { (r.id) },
+                html! { (r.principal) },
+                html! { (r.role_definition) },
             ]
         })
         .collect();
-    body.push_str(&table(
-        "Eligible roles",
-        &["Id", "Principal", "Role"],
-        &rows,
-    ));
-    body.push_str(&format!(
-        "<form method=\"post\" action=\"/apps/eligible\" class=\"card inline-fields\">{}<h2>Add an eligible role</h2>\
-         <input type=\"hidden\" name=\"app\" value=\"{}\">\
-         <label for=\"e-principal\">Principal or group:NAME</label><input id=\"e-principal\" name=\"principal\" required>{}\
-         <label for=\"e-role\">Role</label><input id=\"e-role\" name=\"role\" required value=\"Contributor\">{}\
-         <button type=\"submit\">Add</button></form>",
-        html::csrf(s), escape(id), field_error(&error, "principal"), field_error(&error, "roleDefinition")
-    ));
-    if jit {
-        let mut options: Vec<String> = role_names.clone();
-        options.sort();
-        options.dedup();
-        let opts: String = options
-            .iter()
-            .map(|r| format!("<option>{}</option>", escape(r)))
-            .collect();
-        body.push_str(&format!(
-            "<form method=\"post\" action=\"/apps/activate\" class=\"card\">{}<h2>Activate a role</h2>\
-             <input type=\"hidden\" name=\"app\" value=\"{}\">\
-             <label for=\"a-role\">Role</label><select id=\"a-role\" name=\"role\">{opts}</select>{}\
-             <label for=\"a-start\">Start (empty: now, UTC)</label><input id=\"a-start\" name=\"start\" type=\"datetime-local\">\
-             <label for=\"a-duration\">Duration</label><input id=\"a-duration\" name=\"duration\" value=\"PT2H\" required>{}\
-             <label for=\"a-reason\">Justification</label><textarea id=\"a-reason\" name=\"reason\" rows=\"2\"></textarea>\
-             <button type=\"submit\">Activate</button></form>",
-            html::csrf(s), escape(id), field_error(&error, "roles"), field_error(&error, "duration")
-        ));
-    }
-    with_answer(
-        page(
-            status,
-            a.body["name"].as_str().unwrap_or("Application"),
-            Some(s),
-            "/apps",
-            &body,
-        ),
-        &a,
-    )
+    let body = html! {
+        p {
+            (id) " · publishers: " (publishers) " · JIT "
+            @if jit { "on" } @else { "off: its eligible roles are standing access" }
+        }
+        (error_summary(
+            &error,
+            &[
+                "jitApprovers",
+                "maximumJitAccessDuration",
+                "jitApprovalThreshold",
+                "duration",
+                "roles",
+                "principal",
+                "roleDefinition",
+            ],
+        ))
+        form method="post" action="/apps/save" class="card" {
+            (html::csrf(s))
+            h2 { "Access policy" }
+            input type="hidden" name="id" value=(id);
+            p class="hint" { "Whether the application uses JIT is chosen when it is created and cannot change: switching would turn activations into standing access or the reverse." }
+            (policy_fields(&policy, &error))
+            button type="submit" { "Save" }
+        }
+        (table("Eligible roles", &["Id", "Principal", "Role"], &rows))
+        form method="post" action="/apps/eligible" class="card inline-fields" {
+            (html::csrf(s))
+            h2 { "Add an eligible role" }
+            input type="hidden" name="app" value=(id);
+            label for="e-principal" { "Principal or group:NAME" }
+            input id="e-principal" name="principal" required;
+            (field_error(&error, "principal"))
+            label for="e-role" { "Role" }
+            input id="e-role" name="role" required value="Contributor";
+            (field_error(&error, "roleDefinition"))
+            button type="submit" { "Add" }
+        }
+        @if jit {
+            form method="post" action="/apps/activate" class="card" {
+                (html::csrf(s))
+                h2 { "Activate a role" }
+                input type="hidden" name="app" value=(id);
+                label for="a-role" { "Role" }
+                select id="a-role" name="role" {
+                    @for role in &role_names { option { (role) } }
+                }
+                (field_error(&error, "roles"))
+                label for="a-start" { "Start (empty: now, UTC)" }
+                input id="a-start" name="start" type="datetime-local";
+                label for="a-duration" { "Duration" }
+                input id="a-duration" name="duration" value="PT2H" required;
+                (field_error(&error, "duration"))
+                label for="a-reason" { "Justification" }
+                textarea id="a-reason" name="reason" rows="2" {}
+                button type="submit" { "Activate" }
+            }
+        }
+    };
+    let title = app.as_ref().map_or("Application", |x| x.name.as_str());
+    with_answer(page(status, title, Some(s), "/apps", body), &a)
 }
 
 pub(super) async fn app_eligible(State(c): State<Console>, req: Request) -> Response {
@@ -374,23 +393,34 @@ pub(super) async fn app_activate(State(c): State<Console>, req: Request) -> Resp
     };
     let app = one(&f, "app").unwrap_or_default();
     let group = app.split("/applications/").next().unwrap_or("").to_owned();
-    let mut scheduling =
-        json!({"type": "Once", "duration": one(&f, "duration").unwrap_or_default()});
-    if let Some(start) = one(&f, "start") {
-        let start = if start.len() == 16 {
+    let start = one(&f, "start").map(|start| {
+        if start.len() == 16 {
             format!("{start}:00Z")
         } else {
             format!("{start}Z")
-        };
-        scheduling["startTime"] = json!(start);
-    }
-    let mut body = json!({"properties": {
-        "applicationResourceId": app,
-        "jitAuthorizationPolicies": [{"principalId": s.principal, "roleDefinitionId": one(&f, "role").unwrap_or_default()}],
-        "jitSchedulingPolicy": scheduling}});
-    if let Some(r) = one(&f, "reason") {
-        body["properties"]["justification"] = json!(r);
-    }
+        }
+    });
+    let scheduling = object([
+        ("type", Some(json!("Once"))),
+        (
+            "duration",
+            Some(json!(one(&f, "duration").unwrap_or_default())),
+        ),
+        ("startTime", start.map(Value::from)),
+    ]);
+    let properties = object([
+        ("applicationResourceId", Some(json!(app))),
+        (
+            "jitAuthorizationPolicies",
+            Some(json!([{
+                "principalId": s.principal,
+                "roleDefinitionId": one(&f, "role").unwrap_or_default()
+            }])),
+        ),
+        ("jitSchedulingPolicy", Some(scheduling)),
+        ("justification", one(&f, "reason").map(Value::from)),
+    ]);
+    let body = json!({ "properties": properties });
     let name = random_hex(8);
     let a = c
         .call(

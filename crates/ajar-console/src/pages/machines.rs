@@ -1,8 +1,9 @@
 //! The Machines page (Configured / Not configured / Unsupported tabs) and Enable JIT.
 
 use super::*;
-use crate::html::{self, enc, escape, page, table, text, time};
+use crate::html::{self, enc, joined, or_dash, page, table, time};
 use crate::{Console, Session};
+use ajar_api::wire::Machine;
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
@@ -34,11 +35,12 @@ pub(super) async fn machines_page(
 ) -> Response {
     let tab = one(q, "tab").unwrap_or_else(|| "configured".into());
     let Some(scope) = scope_of(c, parts, s, q).await else {
-        let body = format!(
-            "{}<p>No machines you can see yet. Add one with <code>ajar machine add</code> or the API.</p>",
-            scope_picker(c, parts, s, "/machines", "", "").await
-        );
-        return page(status, "Machines", Some(s), "/machines", &body);
+        let picker = scope_picker(c, parts, s, "/machines", "", html! {}).await;
+        let body = html! {
+            (picker)
+            p { "No machines you can see yet. Add one with " code { "ajar machine add" } " or the API." }
+        };
+        return page(status, "Machines", Some(s), "/machines", body);
     };
     let list = c
         .call(
@@ -49,170 +51,191 @@ pub(super) async fn machines_page(
             None,
         )
         .await;
-    let mut body = scope_picker(
+    let picker = scope_picker(
         c,
         parts,
         s,
         "/machines",
         &scope,
-        &format!(
-            "<input type=\"hidden\" name=\"tab\" value=\"{}\">",
-            escape(&tab)
-        ),
+        html! { input type="hidden" name="tab" value=(tab); },
     )
     .await;
-    if let Some(e) = &error {
-        body.push_str(&html::message("error", e));
-    }
+    let top = html! {
+        (picker)
+        @if let Some(e) = &error { (html::message("error", e)) }
+    };
     if let Some((m, _)) = list.error() {
-        body.push_str(&html::message("error", &m));
+        let body = html! { (top) (html::message("error", &m)) };
         return with_answer(
-            page(list.status, "Machines", Some(s), "/machines", &body),
+            page(list.status, "Machines", Some(s), "/machines", body),
             &list,
         );
     }
-    let items: Vec<Value> = list.body["value"].as_array().cloned().unwrap_or_default();
+    let items = list
+        .parse::<List<Machine>>()
+        .map(|l| l.value)
+        .unwrap_or_default();
     let wanted = TABS
         .iter()
         .find(|t| t.0 == tab)
         .map(|t| t.2)
         .unwrap_or("Configured");
-    body.push_str("<div class=\"tabs\" role=\"tablist\">");
-    for (key, label, state) in TABS {
-        let n = items
-            .iter()
-            .filter(|m| m["properties"]["jitState"] == *state)
-            .count();
-        let current = if *key == tab {
-            " aria-current=\"page\""
-        } else {
-            ""
-        };
-        body.push_str(&format!(
-            "<a role=\"tab\" href=\"/machines?scope={}&tab={key}\"{current}>{label} ({n})</a>",
-            enc(&scope)
-        ));
-    }
-    body.push_str("</div>");
-    let shown: Vec<&Value> = items
-        .iter()
-        .filter(|m| m["properties"]["jitState"] == wanted)
-        .collect();
-    match wanted {
-        "Configured" => {
-            let rows: Vec<Vec<String>> = shown
-                .iter()
-                .map(|m| {
-                    let p = &m["properties"];
-                    let f = &p["requestFigures"];
-                    let id = m["id"].as_str().unwrap_or("");
-                    let open: Vec<String> = f["openConnections"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|o| {
-                            // Behind a gateway: its address and mapped port; else the machine's.
-                            let to = if o["connectTo"].is_string() {
-                                text(&o["connectTo"])
-                            } else {
-                                format!("{}:{}", text(&p["addresses"][0]), text(&o["port"]))
-                            };
-                            format!("{} → {to}", text(&o["port"]))
-                        })
-                        .collect();
-                    vec![
-                        format!("<input type=\"checkbox\" name=\"machine\" value=\"{}\" form=\"request\" aria-label=\"select {}\">", escape(id), text(&m["name"])),
-                        text(&m["name"]),
-                        text(&f["approvedRequestsLast7Days"]),
-                        time(&f["lastAccessAt"]),
-                        text(&f["lastUser"]),
-                        if open.is_empty() { "-".into() } else { open.join("<br>") },
-                        format!("<a href=\"/access/new?machine={}\">Request access</a>", enc(id)),
-                    ]
-                })
-                .collect();
-            body.push_str(&table(
-                "Machines with JIT",
-                &[
-                    "",
-                    "Name",
-                    "Approved (7 days)",
-                    "Last access",
-                    "Last user",
-                    "Connection details",
-                    "",
-                ],
-                &rows,
-            ));
-            if !rows.is_empty() {
-                body.push_str("<form id=\"request\" method=\"get\" action=\"/access/new\"><button type=\"submit\">Request access to the selected machines</button></form>");
+    let in_state = |m: &Machine, state: &str| displays_as(&m.properties.jit_state, state);
+    let shown: Vec<&Machine> = items.iter().filter(|m| in_state(m, wanted)).collect();
+    let listing = match wanted {
+        "Configured" => configured(&shown),
+        "NotConfigured" => not_configured(s, &scope, &shown),
+        _ => unsupported(&shown),
+    };
+    let body = html! {
+        (top)
+        div class="tabs" role="tablist" {
+            @for (key, label, state) in TABS {
+                a role="tab" href={ "/machines?scope=" (enc(&scope)) "&tab=" (key) }
+                    aria-current=[(*key == tab).then_some("page")] {
+                    (label) " (" (items.iter().filter(|m| in_state(m, state)).count()) ")"
+                }
             }
         }
-        "NotConfigured" => {
-            let rows: Vec<Vec<String>> = shown
-                .iter()
-                .map(|m| {
-                    let id = m["id"].as_str().unwrap_or("");
-                    vec![
-                        format!("<input type=\"checkbox\" name=\"machine\" value=\"{}\" form=\"enable\" aria-label=\"select {}\">", escape(id), text(&m["name"])),
-                        text(&m["name"]),
-                        text(&m["properties"]["os"]),
-                        text(&m["properties"]["addresses"]),
-                    ]
-                })
-                .collect();
-            body.push_str(&table(
-                "Machines without JIT",
-                &["", "Name", "OS", "Addresses"],
-                &rows,
-            ));
-            if !rows.is_empty() {
-                body.push_str(&enable_form(s, &scope));
-            }
-        }
-        _ => {
-            let rows: Vec<Vec<String>> = shown
-                .iter()
-                .map(|m| {
-                    vec![
-                        text(&m["name"]),
-                        text(&m["properties"]["unsupportedReason"]),
-                    ]
-                })
-                .collect();
-            body.push_str(&table(
-                "Machines JIT cannot protect",
-                &["Name", "Reason"],
-                &rows,
-            ));
-        }
-    }
-    with_answer(page(status, "Machines", Some(s), "/machines", &body), &list)
+        (listing)
+    };
+    with_answer(page(status, "Machines", Some(s), "/machines", body), &list)
 }
 
-pub(super) fn enable_form(s: &Session, scope: &str) -> String {
-    let ports: String = [(22, "SSH"), (3389, "RDP"), (5985, "WinRM HTTP"), (5986, "WinRM HTTPS")]
+/// The Configured tab: machines with JIT, their request figures and open connections.
+fn configured(shown: &[&Machine]) -> Markup {
+    let rows: Vec<Vec<Markup>> = shown
         .iter()
-        .map(|(p, n)| {
-            format!("<label class=\"check\"><input type=\"checkbox\" name=\"port\" value=\"{p}\"> {p} ({n})</label>")
+        .map(|m| {
+            let figures = m.properties.request_figures.as_ref();
+            let open: Vec<String> = figures
+                .map(|f| f.open_connections.as_slice())
+                .unwrap_or_default()
+                .iter()
+                .map(|o| {
+                    // Behind a gateway: its address and mapped port; else the machine's.
+                    let to = match &o.connect_to {
+                        Some(to) => to.to_string(),
+                        None => format!("{}:{}", or_dash(m.properties.addresses.first()), o.port),
+                    };
+                    format!("{} → {to}", o.port)
+                })
+                .collect();
+            vec![
+                html! {
+                    input type="checkbox" name="machine" value=(m.id) form="request"
+                        aria-label={ "select " (m.name) };
+                },
+                html! { (m.name) },
+                html! { (or_dash(figures.map(|f| f.approved_requests_last7_days))) },
+                time(figures.and_then(|f| f.last_access_at.as_ref())),
+                html! { (or_dash(figures.and_then(|f| f.last_user.as_ref()))) },
+                html! {
+                    @if open.is_empty() { "-" }
+                    @for (i, o) in open.iter().enumerate() {
+                        @if i > 0 { br; }
+                        (o)
+                    }
+                },
+                html! { a href={ "/access/new?machine=" (enc(&m.id)) } { "Request access" } },
+            ]
         })
         .collect();
-    format!(
-        "<form id=\"enable\" method=\"post\" action=\"/machines/enable\" class=\"card\">{}\
-         <input type=\"hidden\" name=\"scope\" value=\"{}\">\
-         <h2>Enable JIT on the selected machines</h2>\
-         <p>Without ports chosen, each machine gets its system's default (22 on Linux, 3389 on Windows) for up to 3 hours from any source.</p>\
-         <fieldset><legend>Ports</legend>{ports}\
-         <label for=\"custom\">Custom port</label><input id=\"custom\" name=\"port\" inputmode=\"numeric\" pattern=\"[0-9]*\"></fieldset>\
-         <label for=\"protocol\">Protocol</label><select id=\"protocol\" name=\"protocol\"><option value=\"*\">Any</option><option value=\"TCP\">TCP</option><option value=\"UDP\">UDP</option></select>\
-         <label for=\"sources\">Allowed sources</label><input id=\"sources\" name=\"sources\" value=\"*\" aria-describedby=\"sources-help\">\
-         <small id=\"sources-help\">* for any, or prefixes separated by commas (10.0.0.0/24, 2001:db8::/32)</small>\
-         <label for=\"max\">Maximum request time</label><select id=\"max\" name=\"max\"><option>PT1H</option><option selected>PT3H</option><option>PT8H</option><option>PT24H</option></select>\
-         <label for=\"policy\">Policy name</label><input id=\"policy\" name=\"policy\" value=\"default\">\
-         <button type=\"submit\">Enable JIT</button></form>",
-        html::csrf(s),
-        escape(scope)
-    )
+    html! {
+        (table(
+            "Machines with JIT",
+            &["", "Name", "Approved (7 days)", "Last access", "Last user", "Connection details", ""],
+            &rows,
+        ))
+        @if !rows.is_empty() {
+            form id="request" method="get" action="/access/new" {
+                button type="submit" { "Request access to the selected machines" }
+            }
+        }
+    }
+}
+
+/// The Not configured tab: machines without JIT, and the form that enables it.
+fn not_configured(s: &Session, scope: &str, shown: &[&Machine]) -> Markup {
+    let rows: Vec<Vec<Markup>> = shown
+        .iter()
+        .map(|m| {
+            vec![
+                html! {
+                    input type="checkbox" name="machine" value=(m.id) form="enable"
+                        aria-label={ "select " (m.name) };
+                },
+                html! { (m.name) },
+                html! { (m.properties.os) },
+                html! { (joined(&m.properties.addresses)) },
+            ]
+        })
+        .collect();
+    html! {
+        (table("Machines without JIT", &["", "Name", "OS", "Addresses"], &rows))
+        @if !rows.is_empty() { (enable_form(s, scope)) }
+    }
+}
+
+/// The Unsupported tab: machines JIT cannot protect, and why.
+fn unsupported(shown: &[&Machine]) -> Markup {
+    let rows: Vec<Vec<Markup>> = shown
+        .iter()
+        .map(|m| {
+            vec![
+                html! { (m.name) },
+                html! { (or_dash(m.properties.unsupported_reason.as_ref())) },
+            ]
+        })
+        .collect();
+    table("Machines JIT cannot protect", &["Name", "Reason"], &rows)
+}
+
+pub(super) fn enable_form(s: &Session, scope: &str) -> Markup {
+    const PORTS: [(u16, &str); 4] = [
+        (22, "SSH"),
+        (3389, "RDP"),
+        (5985, "WinRM HTTP"),
+        (5986, "WinRM HTTPS"),
+    ];
+    html! {
+        form id="enable" method="post" action="/machines/enable" class="card" {
+            (html::csrf(s))
+            input type="hidden" name="scope" value=(scope);
+            h2 { "Enable JIT on the selected machines" }
+            p { "Without ports chosen, each machine gets its system's default (22 on Linux, 3389 on Windows) for up to 3 hours from any source." }
+            fieldset {
+                legend { "Ports" }
+                @for (port, name) in PORTS {
+                    label class="check" {
+                        input type="checkbox" name="port" value=(port);
+                        " " (port) " (" (name) ")"
+                    }
+                }
+                label for="custom" { "Custom port" }
+                input id="custom" name="port" inputmode="numeric" pattern="[0-9]*";
+            }
+            label for="protocol" { "Protocol" }
+            select id="protocol" name="protocol" {
+                option value="*" { "Any" }
+                option value="TCP" { "TCP" }
+                option value="UDP" { "UDP" }
+            }
+            label for="sources" { "Allowed sources" }
+            input id="sources" name="sources" value="*" aria-describedby="sources-help";
+            small id="sources-help" { "* for any, or prefixes separated by commas (10.0.0.0/24, 2001:db8::/32)" }
+            label for="max" { "Maximum request time" }
+            select id="max" name="max" {
+                option { "PT1H" }
+                option selected { "PT3H" }
+                option { "PT8H" }
+                option { "PT24H" }
+            }
+            label for="policy" { "Policy name" }
+            input id="policy" name="policy" value="default";
+            button type="submit" { "Enable JIT" }
+        }
+    }
 }
 
 pub(super) async fn enable(State(c): State<Console>, req: Request) -> Response {
@@ -237,11 +260,8 @@ pub(super) async fn enable(State(c): State<Console>, req: Request) -> Response {
         )
         .await;
     }
-    let mut body = json!({});
-    if let Some(p) = one(&f, "policy") {
-        body["policy"] = json!(p);
-    }
     let ports = all(&f, "port");
+    let mut rules = Vec::new();
     if !ports.is_empty() {
         let sources: Vec<String> = one(&f, "sources")
             .unwrap_or_else(|| "*".into())
@@ -249,7 +269,11 @@ pub(super) async fn enable(State(c): State<Console>, req: Request) -> Response {
             .map(|x| x.trim().to_owned())
             .filter(|x| !x.is_empty())
             .collect();
-        let mut rules = Vec::new();
+        let (sources_field, sources) = if sources == ["*"] {
+            ("allowedSourceAddressPrefix", json!("*"))
+        } else {
+            ("allowedSourceAddressPrefixes", json!(sources))
+        };
         for p in &ports {
             let Ok(number) = p.parse::<u16>() else {
                 return machines_page(
@@ -262,17 +286,24 @@ pub(super) async fn enable(State(c): State<Console>, req: Request) -> Response {
                 )
                 .await;
             };
-            let mut r = json!({"number": number, "protocol": one(&f, "protocol").unwrap_or_else(|| "*".into()),
-                "maxRequestAccessDuration": one(&f, "max").unwrap_or_else(|| "PT3H".into())});
-            if sources == ["*"] {
-                r["allowedSourceAddressPrefix"] = json!("*");
-            } else {
-                r["allowedSourceAddressPrefixes"] = json!(sources);
-            }
-            rules.push(r);
+            rules.push(object([
+                ("number", Some(json!(number))),
+                (
+                    "protocol",
+                    Some(json!(one(&f, "protocol").unwrap_or_else(|| "*".into()))),
+                ),
+                (
+                    "maxRequestAccessDuration",
+                    Some(json!(one(&f, "max").unwrap_or_else(|| "PT3H".into()))),
+                ),
+                (sources_field, Some(sources.clone())),
+            ]));
         }
-        body["ports"] = json!(rules);
     }
+    let body = object([
+        ("policy", one(&f, "policy").map(Value::from)),
+        ("ports", (!rules.is_empty()).then(|| Value::from(rules))),
+    ]);
     for m in &machines {
         let a = c
             .call(

@@ -1,9 +1,10 @@
 //! The console's pages and form handlers, one module per page, and what they share: the
 //! routes, sign-in checks, form parsing and the scope picker.
 
-use crate::html::{self, escape, page};
+use crate::html::{self, page};
 use crate::signin;
 use crate::{Answer, Console, Session, same, secure_headers};
+use ajar_api::wire::List;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::Request;
@@ -12,7 +13,8 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde_json::Value;
+use maud::{Markup, html};
+use serde_json::{Map, Value};
 
 type Form = Vec<(String, String)>;
 
@@ -109,6 +111,20 @@ fn all(f: &Form, key: &str) -> Vec<String> {
         .collect()
 }
 
+/// Whether a state or kind from an API answer has the given wire name.
+fn displays_as(value: &impl std::fmt::Display, name: &str) -> bool {
+    value.to_string() == name
+}
+
+/// A JSON object of the fields that have a value (the others are left out, not `null`).
+fn object<const N: usize>(fields: [(&str, Option<Value>); N]) -> Value {
+    let fields: Map<String, Value> = fields
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v)))
+        .collect();
+    Value::Object(fields)
+}
+
 /// A random hex string (for names and the sign-in form's CSRF cookie).
 pub(crate) fn random_hex(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
@@ -141,7 +157,7 @@ pub(crate) async fn posted(c: &Console, req: Request) -> Result<(Parts, Session,
             "Form expired",
             Some(&session),
             "",
-            &html::message(
+            html::message(
                 "error",
                 "This form is missing its security token or it expired. Go back, reload the page and try again.",
             ),
@@ -158,52 +174,49 @@ fn with_answer(mut resp: Response, answer: &Answer) -> Response {
 
 // -- scopes -------------------------------------------------------------------------------------
 
+/// The subscriptions the user can see something in.
+async fn subscriptions(c: &Console, parts: &Parts, s: &Session) -> Vec<String> {
+    c.call(
+        parts,
+        Some(&s.secret),
+        Method::GET,
+        "/api/v1/subscriptions",
+        None,
+    )
+    .await
+    .parse::<List<String>>()
+    .map(|l| l.value)
+    .unwrap_or_default()
+}
+
 /// The scope a list shows: the query's, or the first subscription the user can see.
 async fn scope_of(c: &Console, parts: &Parts, s: &Session, q: &Form) -> Option<String> {
     if let Some(scope) = one(q, "scope") {
         return Some(scope);
     }
-    let subs = c
-        .call(
-            parts,
-            Some(&s.secret),
-            Method::GET,
-            "/api/v1/subscriptions",
-            None,
-        )
-        .await;
-    subs.body["value"][0].as_str().map(str::to_owned)
+    subscriptions(c, parts, s).await.into_iter().next()
 }
 
+/// A form choosing the scope a list shows, offering the subscriptions the user can see;
+/// `extra` holds hidden fields to keep.
 async fn scope_picker(
     c: &Console,
     parts: &Parts,
     s: &Session,
     action: &str,
     scope: &str,
-    extra: &str,
-) -> String {
-    let subs = c
-        .call(
-            parts,
-            Some(&s.secret),
-            Method::GET,
-            "/api/v1/subscriptions",
-            None,
-        )
-        .await;
-    let options: String = subs.body["value"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(|v| format!("<option value=\"{0}\">", escape(v)))
-        .collect();
-    format!(
-        "<form method=\"get\" action=\"{action}\" class=\"inline\">{extra}\
-         <label for=\"scope\">Scope</label>\
-         <input id=\"scope\" name=\"scope\" list=\"scopes\" value=\"{}\" size=\"40\">\
-         <datalist id=\"scopes\">{options}</datalist><button type=\"submit\">Show</button></form>",
-        escape(scope)
-    )
+    extra: Markup,
+) -> Markup {
+    let subscriptions = subscriptions(c, parts, s).await;
+    html! {
+        form method="get" action=(action) class="inline" {
+            (extra)
+            label for="scope" { "Scope" }
+            input id="scope" name="scope" list="scopes" value=(scope) size="40";
+            datalist id="scopes" {
+                @for sub in &subscriptions { option value=(sub); }
+            }
+            button type="submit" { "Show" }
+        }
+    }
 }
