@@ -6,10 +6,12 @@ use crate::{Answer, CliError, CliResult, Ctx, NoParameters, Output, refused, ren
 use ajar_api::wire::{
     AccessRequest, AccessRequestPort, EnableJitBody, ExtendBody, InitiateBody, InitiateMachine,
     InitiatePort, JitRequest, List, Machine, MachineBody, MachineProperties, OpenConnection,
-    Policy, PolicyBody, PolicyMachine, PolicyPort, PolicyProperties, RequestFigures, SourceList,
+    Policy, PolicyBody, PolicyMachine, PolicyPort, PolicyProperties, PortState, RequestFigures,
+    SourceList,
 };
 use ajar_core::duration::AccessDuration;
 use ajar_core::id::{Name, ResourceId};
+use ajar_core::lifecycle::RequestState;
 use ajar_core::net::{Port, Protocol, SourcePrefix};
 use clap::{Args, Subcommand, ValueEnum};
 use jiff::Timestamp;
@@ -737,16 +739,12 @@ async fn start(ctx: &Ctx, args: StartArgs) -> CliResult {
 }
 
 /// Whether the approval request of a network request ended without opening anything.
-fn ended_unopened(state: &str) -> bool {
+fn ended_unopened(state: RequestState) -> bool {
+    use RequestState::*;
     matches!(
         state,
-        "Denied" | "Canceled" | "Timeout" | "Failed" | "Revoked" | "Expired"
+        Denied | Canceled | Timeout | Failed | Revoked | Expired
     )
-}
-
-/// Whether a port's status is `Initiated`: open, or waiting for its agent.
-fn initiated(status: &impl std::fmt::Display) -> bool {
-    status.to_string() == "Initiated"
 }
 
 /// Polls the request until every port was reported open by its agent (or closed, or the
@@ -762,8 +760,8 @@ async fn wait_open(
     loop {
         if let Some(approval) = &asked.approval_request_id {
             let a: JitRequest = ctx.get(approval).await?;
-            let state = a.properties.jit_request_state.to_string();
-            if ended_unopened(&state) {
+            let state = a.properties.jit_request_state;
+            if ended_unopened(state) {
                 return Err(CliError::Failed(format!(
                     "the request ended {state} before it opened"
                 )));
@@ -785,7 +783,7 @@ async fn wait_open(
                 .iter()
                 .flat_map(|m| &m.ports)
                 .collect();
-            if let Some(closed) = ports.iter().find(|p| !initiated(&p.status)) {
+            if let Some(closed) = ports.iter().find(|p| p.status != PortState::Initiated) {
                 return Err(CliError::Failed(format!(
                     "port {} closed before it opened: {}",
                     closed.number, closed.status_reason

@@ -3,7 +3,7 @@
 use super::*;
 use crate::html::{self, enc, error_summary, field_error, page, table};
 use crate::{Console, Session, secure_headers};
-use ajar_api::wire::{AccessRequest, Machine, Policy, PolicyPort};
+use ajar_api::wire::{AccessRequest, Machine, Policy, PolicyPort, PortState};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
@@ -284,7 +284,7 @@ pub(super) async fn access_status(State(c): State<Console>, req: Request) -> Res
             .and_then(|x| x.properties.addresses.first().map(ToString::to_string))
             .unwrap_or_default();
         for p in &m.ports {
-            let state = match (displays_as(&p.status, "Initiated"), p.open_since.is_some()) {
+            let state = match (p.status == PortState::Initiated, p.open_since.is_some()) {
                 (true, true) => "open",
                 (true, false) => "opening",
                 _ => "closed",

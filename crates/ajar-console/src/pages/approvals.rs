@@ -3,7 +3,7 @@
 use super::*;
 use crate::html::{self, enc, error_summary, or_dash, page, table, time};
 use crate::{Console, Session};
-use ajar_api::wire::{HistoryEntry, JitRequest};
+use ajar_api::wire::{HistoryEntry, JitRequest, RequestKind};
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
@@ -35,7 +35,7 @@ pub(super) async fn inbox_page(
         .iter()
         .map(|r| {
             let p = &r.properties;
-            let target = if displays_as(&p.request_kind, "network") {
+            let target = if p.request_kind == RequestKind::Network {
                 p.network_access_policy_id.as_ref()
             } else {
                 p.application_resource_id.as_ref()

@@ -112,7 +112,7 @@ pub(super) fn policy_fields(
     let manual = p
         .jit_approval_mode
         .as_ref()
-        .is_some_and(|m| displays_as(m, "ManualApprove"));
+        .is_some_and(|m| m == "ManualApprove");
     let approvers: Vec<String> = p
         .jit_approvers
         .iter()

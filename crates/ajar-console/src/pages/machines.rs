@@ -3,17 +3,17 @@
 use super::*;
 use crate::html::{self, enc, joined, or_dash, page, table, time};
 use crate::{Console, Session};
-use ajar_api::wire::Machine;
+use ajar_api::wire::{JitState, Machine};
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
 
-pub(super) const TABS: &[(&str, &str, &str)] = &[
-    ("configured", "Configured", "Configured"),
-    ("notconfigured", "Not configured", "NotConfigured"),
-    ("unsupported", "Unsupported", "Unsupported"),
+pub(super) const TABS: &[(&str, &str, JitState)] = &[
+    ("configured", "Configured", JitState::Configured),
+    ("notconfigured", "Not configured", JitState::NotConfigured),
+    ("unsupported", "Unsupported", JitState::Unsupported),
 ];
 
 pub(super) async fn machines(State(c): State<Console>, req: Request) -> Response {
@@ -79,13 +79,13 @@ pub(super) async fn machines_page(
         .iter()
         .find(|t| t.0 == tab)
         .map(|t| t.2)
-        .unwrap_or("Configured");
-    let in_state = |m: &Machine, state: &str| displays_as(&m.properties.jit_state, state);
+        .unwrap_or(JitState::Configured);
+    let in_state = |m: &Machine, state: JitState| m.properties.jit_state == state;
     let shown: Vec<&Machine> = items.iter().filter(|m| in_state(m, wanted)).collect();
     let listing = match wanted {
-        "Configured" => configured(&shown),
-        "NotConfigured" => not_configured(s, &scope, &shown),
-        _ => unsupported(&shown),
+        JitState::Configured => configured(&shown),
+        JitState::NotConfigured => not_configured(s, &scope, &shown),
+        JitState::Unsupported => unsupported(&shown),
     };
     let body = html! {
         (top)
@@ -93,7 +93,7 @@ pub(super) async fn machines_page(
             @for (key, label, state) in TABS {
                 a role="tab" href={ "/machines?scope=" (enc(&scope)) "&tab=" (key) }
                     aria-current=[(*key == tab).then_some("page")] {
-                    (label) " (" (items.iter().filter(|m| in_state(m, state)).count()) ")"
+                    (label) " (" (items.iter().filter(|m| in_state(m, *state)).count()) ")"
                 }
             }
         }

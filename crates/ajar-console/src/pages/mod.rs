@@ -111,11 +111,6 @@ fn all(f: &Form, key: &str) -> Vec<String> {
         .collect()
 }
 
-/// Whether a state or kind from an API answer has the given wire name.
-fn displays_as(value: &impl std::fmt::Display, name: &str) -> bool {
-    value.to_string() == name
-}
-
 /// A JSON object of the fields that have a value (the others are left out, not `null`).
 fn object<const N: usize>(fields: [(&str, Option<Value>); N]) -> Value {
     let fields: Map<String, Value> = fields
