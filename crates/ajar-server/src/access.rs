@@ -11,13 +11,12 @@ use ajar_core::lifecycle::{Lifecycle, RequestState};
 use ajar_core::rbac::{ActionPattern, RoleDefinition};
 use ajar_store::Store;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// The current index, or none until it is next needed.
+/// The current index, or none until it is next needed. It is current while the store's
+/// [`Store::access_generation`] has not moved since it was built.
 #[derive(Debug, Default)]
 pub struct AccessIndex {
-    generation: AtomicU64,
     current: Mutex<Option<(u64, Arc<Index>)>>,
     /// Held while building, so concurrent questions after a change wait for one build instead
     /// of each starting its own.
@@ -25,34 +24,26 @@ pub struct AccessIndex {
 }
 
 impl AccessIndex {
-    /// Forgets the index; the next question rebuilds it.
-    pub fn invalidate(&self) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
-    }
-
     /// The index, built from the store if there is none.
     pub async fn get(&self, store: &Store) -> Result<Arc<Index>, AppError> {
-        if let Some(index) = self.fresh() {
+        if let Some(index) = self.fresh(store) {
             return Ok(index);
         }
         let _building = self.building.lock().await;
-        if let Some(index) = self.fresh() {
+        if let Some(index) = self.fresh(store) {
             return Ok(index);
         }
-        let generation = self.generation.load(Ordering::SeqCst);
+        // Read the generation first: a change committed while building makes this index stale
+        // at once.
+        let generation = store.access_generation();
         let index = Arc::new(build(store).await?);
-        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
-        // Keep it only if nothing changed while it was being built.
-        if self.generation.load(Ordering::SeqCst) == generation {
-            *current = Some((generation, index.clone()));
-        }
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some((generation, index.clone()));
         Ok(index)
     }
 
     /// The index, if one is kept and nothing changed since it was built.
-    fn fresh(&self) -> Option<Arc<Index>> {
-        let generation = self.generation.load(Ordering::SeqCst);
+    fn fresh(&self, store: &Store) -> Option<Arc<Index>> {
+        let generation = store.access_generation();
         let current = self.current.lock().unwrap_or_else(|p| p.into_inner());
         current
             .as_ref()

@@ -21,7 +21,6 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -67,17 +66,18 @@ pub fn resolve_role(name: &str, custom_actions: Option<&str>) -> Option<RoleDefi
     })
 }
 
-/// How long a resolved token is reused without asking the store. Changes made through this
-/// server (revoking a token, changing an assignment or a role) invalidate the cache at once;
-/// the TTL bounds how long a change made elsewhere (another replica) can go unseen.
+/// How long a resolved token is reused without asking the store. Changes committed through
+/// this server (revoking a token, changing an assignment or a role) make the cache stale at
+/// once ([`ajar_store::Store::access_generation`]); the TTL bounds how long a change made
+/// elsewhere (another replica) can go unseen.
 pub const AUTH_CACHE_TTL: Duration = Duration::from_secs(2);
 const AUTH_CACHE_MAX: usize = 10_000;
 
 /// Resolved tokens (by hash): principal and permissions, so an authenticated request costs no
-/// store round trip.
+/// store round trip. An entry is reused only while the store's access generation is the one
+/// it was resolved under.
 #[derive(Debug, Default)]
 pub struct AuthCache {
-    generation: AtomicU64,
     entries: Mutex<HashMap<String, CachedCaller>>,
 }
 
@@ -89,18 +89,11 @@ struct CachedCaller {
 }
 
 impl AuthCache {
-    /// Forgets every resolved token; call after any change to tokens, roles or assignments.
-    pub fn invalidate(&self) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        self.lock().clear();
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CachedCaller>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn get(&self, hash: &str, now: Timestamp) -> Option<Resolved> {
-        let generation = self.generation.load(Ordering::SeqCst);
+    fn get(&self, hash: &str, now: Timestamp, generation: u64) -> Option<Resolved> {
         self.lock()
             .get(hash)
             .filter(|c| {
@@ -304,7 +297,10 @@ impl FromRequestParts<AppState> for Caller {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ci| ci.0.ip());
-        let resolved = match state.auth_cache.get(&hash, now) {
+        // Read the generation first: a change committed during the lookup below makes its
+        // entry stale rather than letting it outlive the change.
+        let generation = state.store.access_generation();
+        let resolved = match state.auth_cache.get(&hash, now, generation) {
             Some(r) => r,
             None => {
                 if let Some(wait) = state.failed_auth.blocked(address, &hash, now) {
@@ -316,9 +312,6 @@ impl FromRequestParts<AppState> for Caller {
                         ),
                     ));
                 }
-                // Read the generation first: an invalidation during the lookup makes this entry
-                // stale rather than letting it outlive the change.
-                let generation = state.auth_cache.generation.load(Ordering::SeqCst);
                 let resolved = if ajar_oidc::looks_like_jwt(token) && !state.oidc.is_empty() {
                     resolve_jwt(state, token, now).await
                 } else {

@@ -123,13 +123,6 @@ impl AppState {
         self.notifier = Arc::new(notifier);
         self
     }
-
-    /// Forgets what was derived from tokens, roles, assignments and role activations; call
-    /// after changing any of them.
-    pub fn access_changed(&self) {
-        self.auth_cache.invalidate();
-        self.access_index.invalidate();
-    }
 }
 
 /// The whole HTTP surface.

@@ -125,6 +125,7 @@ impl Tx {
 
     /// Deletes an agent (its machines become unguarded); true when it existed.
     pub async fn delete_agent(&mut self, id: &str) -> StoreResult<bool> {
+        self.touched_access = true;
         sqlx::query("DELETE FROM agent_machines WHERE agent_id = $1")
             .bind(id)
             .execute(self.c())

@@ -38,6 +38,7 @@ impl Tx {
         jit_enabled: bool,
         now: Timestamp,
     ) -> StoreResult<bool> {
+        self.touched_access = true;
         let existed = self.application(id).await?.is_some();
         sqlx::query(
             "INSERT INTO applications (id, subscription, resource_group, name, properties, jit_enabled, created_at, updated_at) \
@@ -94,6 +95,7 @@ impl Tx {
 
     /// Deletes an application and its eligibilities; true when it existed.
     pub async fn delete_application(&mut self, id: &str) -> StoreResult<bool> {
+        self.touched_access = true;
         sqlx::query("DELETE FROM eligible_roles WHERE application_id = $1")
             .bind(id)
             .execute(self.c())
@@ -107,6 +109,7 @@ impl Tx {
 
     /// Creates or replaces an eligibility; true when created.
     pub async fn put_eligibility(&mut self, e: &EligibilityRow) -> StoreResult<bool> {
+        self.touched_access = true;
         let existed = self.eligibility(&e.application_id, &e.id).await?.is_some();
         sqlx::query(
             "INSERT INTO eligible_roles (application_id, id, principal, role_name, created_at) \
@@ -173,6 +176,7 @@ impl Tx {
         application_id: &str,
         id: &str,
     ) -> StoreResult<bool> {
+        self.touched_access = true;
         let r = sqlx::query("DELETE FROM eligible_roles WHERE application_id = $1 AND id = $2")
             .bind(application_id)
             .bind(id)

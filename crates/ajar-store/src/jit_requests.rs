@@ -53,6 +53,7 @@ impl Tx {
         subscription: &str,
         resource_group: &str,
     ) -> StoreResult<bool> {
+        self.touched_access = true;
         if self.jit_request(&r.id).await?.is_some() {
             return Ok(false);
         }
@@ -89,6 +90,7 @@ impl Tx {
         state: &str,
         due: Option<Timestamp>,
     ) -> StoreResult<()> {
+        self.touched_access = true;
         sqlx::query("UPDATE jit_requests SET lifecycle = $1, state = $2, due = $3 WHERE id = $4")
             .bind(lifecycle)
             .bind(state)

@@ -123,6 +123,7 @@ pub struct Store {
     writer: AnyPool,
     backend: Backend,
     changes: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+    access: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Store {
@@ -173,6 +174,7 @@ impl Store {
             writer,
             backend: Backend::Sqlite,
             changes: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
+            access: std::sync::Arc::default(),
         })
     }
 
@@ -214,6 +216,7 @@ impl Store {
             writer,
             backend: Backend::Postgres,
             changes,
+            access: std::sync::Arc::default(),
         })
     }
 
@@ -228,6 +231,7 @@ impl Store {
         Ok(Tx::plain(
             self.readers.acquire().await?,
             self.changes.clone(),
+            self.access.clone(),
             self.backend,
         ))
     }
@@ -246,7 +250,12 @@ impl Store {
                 tx
             }
         };
-        Ok(Tx::transaction(tx, self.changes.clone(), self.backend))
+        Ok(Tx::transaction(
+            tx,
+            self.changes.clone(),
+            self.access.clone(),
+            self.backend,
+        ))
     }
 
     /// Copies committed pages from the write-ahead log into the database without blocking the
@@ -267,6 +276,14 @@ impl Store {
     /// points must apply (in this process).
     pub fn subscribe_changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.changes.subscribe()
+    }
+
+    /// A number that grows with every commit (through this store) that changed tokens, roles,
+    /// assignments, groups, applications, eligibility or role requests. What is derived from
+    /// those (resolved tokens, the authorize index) is current as long as it stays the same:
+    /// read it before reading the store, and compare it before reuse.
+    pub fn access_generation(&self) -> u64 {
+        self.access.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Closes every connection; waits for transactions in flight.
@@ -319,6 +336,43 @@ pub(crate) async fn test_store(dir: &std::path::Path) -> Store {
 mod tests {
     use super::*;
     use sqlx::Row;
+
+    #[tokio::test]
+    async fn the_access_generation_moves_only_on_a_committed_change_to_access() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = test_store(dir.path()).await;
+        let now = jiff::Timestamp::from_second(1_000).unwrap();
+        let record = NewActivity::new(now, "admin", "ajar.test/write", "/");
+        let start = store.access_generation();
+        // Rolled back: nothing changed.
+        let mut tx = store.write().await.unwrap();
+        tx.put_group("ops", &["alice".to_owned()], now)
+            .await
+            .unwrap();
+        drop(tx);
+        assert_eq!(store.access_generation(), start);
+        // A change to something else: access is still current.
+        let mut tx = store.write().await.unwrap();
+        tx.record(&record).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(store.access_generation(), start);
+        // Committed: everything derived from access is stale.
+        let mut tx = store.write().await.unwrap();
+        tx.put_group("ops", &["alice".to_owned()], now)
+            .await
+            .unwrap();
+        tx.record(&record).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(store.access_generation(), start + 1);
+        // A savepoint rolled back forgets that it touched access.
+        let mut tx = store.write().await.unwrap();
+        let point = tx.savepoint().await.unwrap();
+        tx.delete_group("ops").await.unwrap();
+        tx.rollback_to(point).await.unwrap();
+        tx.record(&record).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(store.access_generation(), start + 1);
+    }
 
     #[tokio::test]
     async fn sqlite_runs_in_wal_mode_without_fsync_per_commit() {

@@ -46,6 +46,7 @@ impl Tx {
 
     /// Creates or replaces a custom role; true when created.
     pub async fn put_role(&mut self, role: &RoleRow, now: Timestamp) -> StoreResult<bool> {
+        self.touched_access = true;
         let existed = self.role(&role.name).await?.is_some();
         sqlx::query(
             "INSERT INTO role_definitions (name, description, actions, created_at, updated_at) \
@@ -63,6 +64,7 @@ impl Tx {
 
     /// Deletes a custom role; true when it existed.
     pub async fn delete_role(&mut self, name: &str) -> StoreResult<bool> {
+        self.touched_access = true;
         let r = sqlx::query("DELETE FROM role_definitions WHERE name = $1")
             .bind(name)
             .execute(self.c())
@@ -85,6 +87,7 @@ impl Tx {
         a: &AssignmentRow,
         created_by: &str,
     ) -> StoreResult<bool> {
+        self.touched_access = true;
         let existed = self.assignment(&a.id).await?.is_some();
         sqlx::query(
             "INSERT INTO role_assignments (id, principal, role_name, scope, created_by, created_at) \
@@ -166,6 +169,7 @@ impl Tx {
         members: &[String],
         now: Timestamp,
     ) -> StoreResult<bool> {
+        self.touched_access = true;
         let existed = !self.group_members(name).await?.is_empty();
         sqlx::query("DELETE FROM group_members WHERE group_name = $1")
             .bind(name)
@@ -213,6 +217,7 @@ impl Tx {
 
     /// Deletes a group; true when it existed.
     pub async fn delete_group(&mut self, name: &str) -> StoreResult<bool> {
+        self.touched_access = true;
         let r = sqlx::query("DELETE FROM group_members WHERE group_name = $1")
             .bind(name)
             .execute(self.c())
@@ -233,6 +238,7 @@ impl Tx {
 
     /// Deletes an assignment; true when it existed.
     pub async fn delete_assignment(&mut self, id: &str) -> StoreResult<bool> {
+        self.touched_access = true;
         let r = sqlx::query("DELETE FROM role_assignments WHERE id = $1")
             .bind(id)
             .execute(self.c())

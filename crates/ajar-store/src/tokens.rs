@@ -84,6 +84,7 @@ impl Tx {
 
     /// Deletes the tokens that have ended by `now` (expired sessions); answers how many.
     pub async fn delete_expired_tokens(&mut self, now: Timestamp) -> StoreResult<u64> {
+        self.touched_access = true;
         let r = sqlx::query("DELETE FROM tokens WHERE expires_at IS NOT NULL AND expires_at <= $1")
             .bind(to_db(now))
             .execute(self.c())
@@ -94,6 +95,7 @@ impl Tx {
     /// Deletes a token and every token made with it (and so on down) in one statement;
     /// answers the ids and principals of those deleted (none when it did not exist).
     pub async fn delete_token(&mut self, id: &str) -> StoreResult<Vec<(String, String)>> {
+        self.touched_access = true;
         let rows = sqlx::query(
             "WITH RECURSIVE doomed(id) AS ( \
                SELECT id FROM tokens WHERE id = $1 \

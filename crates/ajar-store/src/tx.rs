@@ -14,6 +14,11 @@ pub struct Tx {
     /// Signalled on commit when this transaction changed what enforcement points must apply.
     changes: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
     pub(crate) bumped: bool,
+    /// Counts commits that changed who may do what (see [`crate::Store::access_generation`]).
+    access: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Whether this transaction changed tokens, roles, assignments, groups, applications,
+    /// eligibility or role requests.
+    pub(crate) touched_access: bool,
     /// The activity log's last `(seq, hash)` once this transaction has read or appended it.
     pub(crate) chain_head: Option<(i64, String)>,
     /// Activity records appended by this transaction.
@@ -26,6 +31,7 @@ pub struct Tx {
 #[derive(Debug)]
 pub struct Savepoint {
     bumped: bool,
+    touched_access: bool,
     chain_head: Option<(i64, String)>,
     recorded: usize,
 }
@@ -58,12 +64,15 @@ impl Tx {
     pub(crate) fn transaction(
         tx: Transaction<'static, Any>,
         changes: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+        access: std::sync::Arc<std::sync::atomic::AtomicU64>,
         backend: crate::Backend,
     ) -> Self {
         Self {
             conn: Conn::Transaction(tx),
             changes,
             bumped: false,
+            access,
+            touched_access: false,
             chain_head: None,
             recorded: 0,
             backend,
@@ -73,12 +82,15 @@ impl Tx {
     pub(crate) fn plain(
         conn: PoolConnection<Any>,
         changes: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+        access: std::sync::Arc<std::sync::atomic::AtomicU64>,
         backend: crate::Backend,
     ) -> Self {
         Self {
             conn: Conn::Plain(conn),
             changes,
             bumped: false,
+            access,
+            touched_access: false,
             chain_head: None,
             recorded: 0,
             backend,
@@ -119,6 +131,10 @@ impl Tx {
         if self.bumped {
             self.changes.send_modify(|n| *n = n.wrapping_add(1));
         }
+        if self.touched_access {
+            self.access
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
         Ok(())
     }
 
@@ -128,6 +144,7 @@ impl Tx {
         sqlx::query("SAVEPOINT step").execute(self.c()).await?;
         Ok(Savepoint {
             bumped: self.bumped,
+            touched_access: self.touched_access,
             chain_head: self.chain_head.clone(),
             recorded: self.recorded,
         })
@@ -142,6 +159,7 @@ impl Tx {
             .execute(self.c())
             .await?;
         self.bumped = point.bumped;
+        self.touched_access = point.touched_access;
         self.chain_head = point.chain_head;
         self.recorded = point.recorded;
         Ok(())

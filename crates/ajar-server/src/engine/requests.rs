@@ -491,7 +491,6 @@ pub(crate) async fn transition(
     save(&mut tx, &mut row, &after).await?;
     journal_steps(&mut tx, actor, &row, Some(&before), &after, now).await?;
     tx.commit().await?;
-    state.access_index.invalidate();
     Ok(row)
 }
 
@@ -584,9 +583,7 @@ pub(crate) async fn run_due(state: &AppState, now: Timestamp) -> StoreResult<u64
     }
     // Every step was recorded above; a pass that only moved due times records nothing.
     tx.commit_unrecorded().await?;
-    if changed > 0 {
-        state.access_index.invalidate();
-    }
+    if changed > 0 {}
     Ok(changed)
 }
 

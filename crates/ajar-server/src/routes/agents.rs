@@ -295,7 +295,6 @@ pub async fn delete_agent(
     )
     .await?;
     tx.commit().await?;
-    state.access_changed();
     Ok(no_content())
 }
 

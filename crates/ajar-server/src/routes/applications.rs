@@ -132,7 +132,6 @@ pub async fn put_application(
     )
     .await?;
     tx.commit().await?;
-    state.access_index.invalidate();
     let row = ApplicationRow {
         id: id.to_string(),
         name: id.name.to_string(),
@@ -182,7 +181,6 @@ pub async fn delete_application(
     ))
     .await?;
     tx.commit().await?;
-    state.access_index.invalidate();
     Ok(no_content())
 }
 
@@ -292,7 +290,6 @@ pub async fn put_eligible_role(
     )
     .await?;
     tx.commit().await?;
-    state.access_index.invalidate();
     Ok(Reply::created_or_ok(created, eligibility_view(stored)))
 }
 
@@ -341,7 +338,6 @@ pub async fn delete_eligible_role(
     )
     .await?;
     tx.commit().await?;
-    state.access_index.invalidate();
     Ok(no_content())
 }
 

@@ -102,7 +102,6 @@ pub async fn put_group(
     )
     .await?;
     tx.commit().await?;
-    state.access_changed();
     Ok(Reply::created_or_ok(
         created,
         Group {
@@ -132,6 +131,5 @@ pub async fn delete_group(
     ))
     .await?;
     tx.commit().await?;
-    state.access_changed();
     Ok(no_content())
 }

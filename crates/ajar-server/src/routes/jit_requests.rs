@@ -213,7 +213,6 @@ pub async fn create_jit_request(
         &l,
     )?;
     insert(tx, &Actor::from(&caller), &id, &row).await?;
-    state.access_index.invalidate();
     Ok(Reply::created_or_ok(true, view(&row)?))
 }
 
@@ -499,7 +498,6 @@ pub async fn extend(
     };
     row.extends = Some(original.id.clone());
     insert(tx, &Actor::from(&caller), &new_id, &row).await?;
-    state.access_index.invalidate();
     Ok(Reply::created_or_ok(true, view(&row)?))
 }
 

@@ -139,7 +139,6 @@ pub async fn put_role(
     )
     .await?;
     tx.commit().await?;
-    state.access_changed();
     Ok(Reply::created_or_ok(created, custom_view(row)))
 }
 
@@ -177,7 +176,6 @@ pub async fn delete_role(
     ))
     .await?;
     tx.commit().await?;
-    state.access_changed();
     Ok(no_content())
 }
 
@@ -290,7 +288,6 @@ pub async fn put_assignment(
     )
     .await?;
     tx.commit().await?;
-    state.access_changed();
     Ok(Reply::created_or_ok(created, assignment_view(stored)))
 }
 
@@ -323,7 +320,6 @@ pub async fn delete_assignment(
     )
     .await?;
     tx.commit().await?;
-    state.access_changed();
     Ok(no_content())
 }
 

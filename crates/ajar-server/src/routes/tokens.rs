@@ -197,7 +197,6 @@ pub async fn delete_token(
     )
     .await?;
     tx.commit().await?;
-    state.access_changed();
     tracing::info!(token = %id, by = %caller.principal, "token revoked");
     Ok(no_content())
 }
