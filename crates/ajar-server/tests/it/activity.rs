@@ -246,7 +246,7 @@ async fn bad_queries_are_refused_with_the_parameter_named() {
     ] {
         let r = activity(&app.admin, query).await;
         assert_eq!(r.status, 400, "{query}: {:?}", r.body);
-        assert_eq!(target(&r), param, "{query}");
+        assert_eq!(target(&r).as_str(), param, "{query}");
     }
 }
 

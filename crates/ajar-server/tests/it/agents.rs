@@ -66,7 +66,12 @@ async fn registration_is_validated() {
             Some(body.clone()),
         )
         .await;
-        assert_eq!((r.status, target(&r)), (status, t), "{body}: {:?}", r.body);
+        assert_eq!(
+            (r.status, target(&r).as_str()),
+            (status, t),
+            "{body}: {:?}",
+            r.body
+        );
     }
     let list = call(&app.admin, Method::GET, "/api/v1/agents", None).await;
     assert_eq!(
@@ -212,7 +217,7 @@ async fn the_feed_answers_at_once_on_change_and_waits_otherwise() {
         None,
     )
     .await;
-    assert_eq!((bad.status, target(&bad)), (400, "after"));
+    assert_eq!((bad.status, target(&bad).as_str()), (400, "after"));
 }
 
 #[tokio::test]
@@ -409,7 +414,7 @@ async fn gateways_hand_out_unique_mapped_ports_from_their_range() {
     .await;
     assert_eq!(
         (full.status, code(&full)),
-        (409, "Conflict"),
+        (409, ErrorCode::Conflict),
         "{:?}",
         full.body
     );

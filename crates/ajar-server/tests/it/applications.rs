@@ -83,7 +83,7 @@ async fn policies_are_validated() {
     for (policy, t) in cases {
         let r = put(&app, json!({"properties":{"jitAccessPolicy":policy}})).await;
         assert_eq!(
-            (r.status, target(&r)),
+            (r.status, target(&r).as_str()),
             (400, t.as_str()),
             "{policy}: {:?}",
             r.body
@@ -121,10 +121,10 @@ async fn jit_is_fixed_at_creation_but_approval_settings_are_not() {
     )
     .await;
     assert_eq!(
-        (r.status, code(&r), target(&r)),
+        (r.status, code(&r), target(&r).as_str()),
         (
             409,
-            "Conflict",
+            ErrorCode::Conflict,
             "properties.jitAccessPolicy.jitAccessEnabled"
         )
     );
@@ -188,7 +188,7 @@ async fn eligible_roles_go_to_users_or_groups() {
         Some(json!({"principal":"alice","roleDefinition":"no spaces"})),
     )
     .await;
-    assert_eq!((r.status, target(&r)), (400, "roleDefinition"));
+    assert_eq!((r.status, target(&r).as_str()), (400, "roleDefinition"));
     let list = call(
         &app.admin,
         Method::GET,

@@ -2,6 +2,7 @@
 //! history of both kinds.
 
 use crate::*;
+use ajar_core::lifecycle::RequestState;
 use ajar_testkit::TestApp;
 use jiff::SignedDuration;
 use reqwest::Method;
@@ -82,7 +83,7 @@ async fn network_access_under_manual_approval_opens_only_once_approved() {
     );
 
     let r = decide(&bob, &name, "approve").await;
-    assert_eq!(state_of(&r), "Active", "{:?}", r.body);
+    assert_eq!(state_of(&r), RequestState::Active, "{:?}", r.body);
     assert_eq!(r.body["properties"]["networkRequestId"], name.as_str());
     let open = grants(&app).await;
     assert_eq!(open.len(), 1);
@@ -111,7 +112,7 @@ async fn network_access_under_manual_approval_opens_only_once_approved() {
         None,
     )
     .await;
-    assert_eq!(state_of(&r), "Revoked");
+    assert_eq!(state_of(&r), RequestState::Revoked);
     assert!(grants(&app).await.is_empty());
 
     // Revoked through the network request: the approval request follows.
@@ -127,12 +128,15 @@ async fn network_access_under_manual_approval_opens_only_once_approved() {
     assert_eq!(r.status, 200);
     assert_eq!(
         state_of(&call(&alice, Method::GET, &req_path(&name), None).await),
-        "Revoked"
+        RequestState::Revoked
     );
 
     // Denied: nothing opens.
     let name = ask_ssh(&alice).await;
-    assert_eq!(state_of(&decide(&bob, &name, "deny").await), "Denied");
+    assert_eq!(
+        state_of(&decide(&bob, &name, "deny").await),
+        RequestState::Denied
+    );
     assert!(grants(&app).await.is_empty());
 
     // Undecided within the window: timeout.
@@ -141,7 +145,7 @@ async fn network_access_under_manual_approval_opens_only_once_approved() {
     app.tick().await;
     assert_eq!(
         state_of(&call(&alice, Method::GET, &req_path(&name), None).await),
-        "Timeout"
+        RequestState::Timeout
     );
     assert_eq!(decide(&bob, &name, "approve").await.status, 409);
 
@@ -160,7 +164,7 @@ async fn network_access_under_manual_approval_opens_only_once_approved() {
     .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let r = decide(&bob, &name, "approve").await;
-    assert_eq!(state_of(&r), "Failed", "{:?}", r.body);
+    assert_eq!(state_of(&r), RequestState::Failed, "{:?}", r.body);
     assert!(
         r.body["properties"]["failure"]
             .as_str()
@@ -183,9 +187,15 @@ async fn approval_settings_on_policies_are_checked() {
     let mut odd = policy_body(VM);
     odd["properties"]["approvalMode"] = json!("Sometimes");
     let r = put(odd).await;
-    assert_eq!((r.status, target(&r)), (400, "properties.approvalMode"));
+    assert_eq!(
+        (r.status, target(&r).as_str()),
+        (400, "properties.approvalMode")
+    );
     let r = put(manual_policy(VM, json!([]), None)).await;
-    assert_eq!((r.status, target(&r)), (400, "properties.approvers"));
+    assert_eq!(
+        (r.status, target(&r).as_str()),
+        (400, "properties.approvers")
+    );
     let r = put(manual_policy(
         VM,
         json!([{"id":"bob","type":"user"}]),
@@ -193,7 +203,7 @@ async fn approval_settings_on_policies_are_checked() {
     ))
     .await;
     assert_eq!(
-        (r.status, target(&r)),
+        (r.status, target(&r).as_str()),
         (400, "properties.approvalThreshold")
     );
     let r = put(manual_policy(
@@ -203,7 +213,7 @@ async fn approval_settings_on_policies_are_checked() {
     ))
     .await;
     assert_eq!(
-        (r.status, target(&r)),
+        (r.status, target(&r).as_str()),
         (400, "properties.approvers[0].type")
     );
     // None of that changed the policy: it still approves automatically.
@@ -240,9 +250,15 @@ async fn thresholds_apply_to_network_requests_too() {
     let bob = app.user("bob", Some(("Approver", RG))).await;
     let carol = app.user("carol", Some(("Approver", RG))).await;
     let name = ask_ssh(&alice).await;
-    assert_eq!(state_of(&decide(&bob, &name, "approve").await), "Pending");
+    assert_eq!(
+        state_of(&decide(&bob, &name, "approve").await),
+        RequestState::Pending
+    );
     assert!(grants(&app).await.is_empty());
-    assert_eq!(state_of(&decide(&carol, &name, "approve").await), "Active");
+    assert_eq!(
+        state_of(&decide(&carol, &name, "approve").await),
+        RequestState::Active
+    );
     assert_eq!(grants(&app).await.len(), 1);
 }
 
@@ -265,9 +281,9 @@ async fn local_groups_give_eligibility_approval_and_roles() {
         201
     );
     let r = put_group("bad", json!({"members":[]})).await;
-    assert_eq!((r.status, target(&r)), (400, "members"));
+    assert_eq!((r.status, target(&r).as_str()), (400, "members"));
     let r = put_group("bad", json!({"members":["group:ops"]})).await;
-    assert_eq!((r.status, target(&r)), (400, "members"));
+    assert_eq!((r.status, target(&r).as_str()), (400, "members"));
     let r = put_group("bad name", json!({"members":["x"]})).await;
     assert_eq!(r.status, 400);
     let r = call(&app.admin, Method::GET, "/api/v1/groups", None).await;
@@ -289,7 +305,12 @@ async fn local_groups_give_eligibility_approval_and_roles() {
     let mallory = app.user("mallory", Some(("Approver", RG))).await;
     let body = |who: &str| activation(&app_id, who);
     let r = call(&frank, Method::PUT, &req_path("f1"), Some(body("frank"))).await;
-    assert_eq!((r.status, state_of(&r)), (201, "Pending"), "{:?}", r.body);
+    assert_eq!(
+        (r.status, state_of(&r)),
+        (201, RequestState::Pending),
+        "{:?}",
+        r.body
+    );
     assert_eq!(
         call(&erin, Method::GET, "/api/v1/inbox", None).await.body["value"][0]["name"],
         "f1"
@@ -301,7 +322,10 @@ async fn local_groups_give_eligibility_approval_and_roles() {
         json!([])
     );
     assert_eq!(decide(&mallory, "f1", "approve").await.status, 403);
-    assert_eq!(state_of(&decide(&erin, "f1", "approve").await), "Active");
+    assert_eq!(
+        state_of(&decide(&erin, "f1", "approve").await),
+        RequestState::Active
+    );
 
     // The authorize endpoint knows the stored membership without being told.
     let r = call(
@@ -462,7 +486,7 @@ async fn history_covers_both_kinds_with_filters_and_visibility() {
         ("?top=0", "top"),
     ] {
         let r = get(&app.admin, query).await;
-        assert_eq!((r.status, target(&r)), (400, param), "{query}");
+        assert_eq!((r.status, target(&r).as_str()), (400, param), "{query}");
     }
     assert_eq!(get(&nobody, "").await.status, 403);
 }

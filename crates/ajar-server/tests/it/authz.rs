@@ -627,7 +627,7 @@ async fn authorization_matrix() {
                         case.name, r.status, r.body
                     ));
                 }
-                if r.status == 403 && code(&r) != "AuthorizationFailed" {
+                if r.status == 403 && code(&r) != ErrorCode::AuthorizationFailed {
                     failures.push(format!(
                         "{role} {} {g}: 403 without AuthorizationFailed",
                         case.name
@@ -642,7 +642,9 @@ async fn authorization_matrix() {
                         let anon = app.client(bad);
                         let r = call(&anon, case.method.clone(), &path, body.clone()).await;
                         let want = if case.name == "openapi" { 200 } else { 401 };
-                        if r.status != want || (want == 401 && code(&r) != "Unauthenticated") {
+                        if r.status != want
+                            || (want == 401 && code(&r) != ErrorCode::Unauthenticated)
+                        {
                             failures.push(format!(
                                 "{bad:?} {} {g}: got {} want {want}",
                                 case.name, r.status
@@ -697,7 +699,7 @@ async fn a_requester_on_group_a_cannot_see_or_initiate_on_group_b() {
     assert_eq!(ok.status, 202);
     assert_eq!(ok.body["requestor"], "alice");
     let r = initiate(&alice, POLICY2, json!({"number":22,"duration":"PT1H"})).await;
-    assert_eq!((r.status, code(&r)), (403, "AuthorizationFailed"));
+    assert_eq!((r.status, code(&r)), (403, ErrorCode::AuthorizationFailed));
     for path in [
         format!("/api/v1{POLICY2}"),
         format!("/api/v1{RG2}/jitNetworkAccessPolicies"),
@@ -854,7 +856,7 @@ async fn custom_roles_grant_exactly_their_actions() {
         Some(json!({"actions":["ajar.machine/read"]})),
     )
     .await;
-    assert_eq!((bad.status, target(&bad)), (400, "actions[0]"));
+    assert_eq!((bad.status, target(&bad).as_str()), (400, "actions[0]"));
     let builtin = call(
         &app.admin,
         Method::PUT,
@@ -891,7 +893,10 @@ async fn custom_roles_grant_exactly_their_actions() {
         Some(json!({"principal":"carol","roleDefinition":"Nope","scope":RG})),
     )
     .await;
-    assert_eq!((unknown.status, target(&unknown)), (400, "roleDefinition"));
+    assert_eq!(
+        (unknown.status, target(&unknown).as_str()),
+        (400, "roleDefinition")
+    );
 }
 
 #[tokio::test]
@@ -941,7 +946,7 @@ async fn tokens_are_shown_once_and_revocable() {
         204
     );
     let r = call(&dave, Method::GET, "/api/v1/tokens", None).await;
-    assert_eq!((r.status, code(&r)), (401, "Unauthenticated"));
+    assert_eq!((r.status, code(&r)), (401, ErrorCode::Unauthenticated));
     // The secret is not in the database (its files on SQLite; its token rows on PostgreSQL).
     let (db, wal) = if app.database_url().starts_with("sqlite") {
         (

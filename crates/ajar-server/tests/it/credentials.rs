@@ -162,7 +162,7 @@ async fn an_identity_providers_groups_are_not_carried_past_its_token() {
     );
     app.advance(SignedDuration::from_mins(61));
     let r = call(&session, Method::GET, &read_vm, None).await;
-    assert_eq!((r.status, code(&r)), (401, "Unauthenticated"));
+    assert_eq!((r.status, code(&r)), (401, ErrorCode::Unauthenticated));
     assert_eq!(me(&app, own.body["token"].as_str().unwrap()).await, 401);
     // A fresh token from the provider makes a fresh session.
     idp.set_now(app.now());

@@ -67,7 +67,7 @@ async fn a_role_request_is_checked_filed_and_recorded_at_its_applications_scope(
     .await;
     assert_eq!(
         (r.status, code(&r)),
-        (403, "AuthorizationFailed"),
+        (403, ErrorCode::AuthorizationFailed),
         "{:?}",
         r.body
     );
@@ -100,7 +100,7 @@ async fn a_role_request_is_checked_filed_and_recorded_at_its_applications_scope(
     )
     .await;
     assert_eq!(
-        (r.status, target(&r)),
+        (r.status, target(&r).as_str()),
         (400, "properties.applicationResourceId")
     );
     assert!(
@@ -212,11 +212,11 @@ async fn a_machine_writer_cannot_point_a_gateway_at_another_groups_machine() {
     let r = put_web(&writer, &["10.99.0.20"]).await;
     assert_eq!(
         (r.status, code(&r)),
-        (403, "AuthorizationFailed"),
+        (403, ErrorCode::AuthorizationFailed),
         "{:?}",
         r.body
     );
-    assert_eq!(target(&r), "properties.addresses");
+    assert_eq!(target(&r).as_str(), "properties.addresses");
     // Any change of a guarded machine's addresses needs the agents' administrator …
     assert_eq!(put_web(&writer, &["10.99.0.11"]).await.status, 403);
     // … while other properties stay the writer's.
@@ -225,11 +225,17 @@ async fn a_machine_writer_cannot_point_a_gateway_at_another_groups_machine() {
     // Even the administrator cannot give web db's address, nor one outside the gateway's
     // networks (IPv4-mapped forms included).
     let r = put_web(&app.admin, &["10.99.0.20"]).await;
-    assert_eq!((r.status, target(&r)), (409, "properties.addresses[0]"));
+    assert_eq!(
+        (r.status, target(&r).as_str()),
+        (409, "properties.addresses[0]")
+    );
     let r = put_web(&app.admin, &["10.99.0.11", "::ffff:10.99.0.20"]).await;
-    assert_eq!((r.status, target(&r)), (409, "properties.addresses[1]"));
+    assert_eq!(
+        (r.status, target(&r).as_str()),
+        (409, "properties.addresses[1]")
+    );
     let r = put_web(&app.admin, &["10.98.0.5"]).await;
-    assert_eq!((r.status, code(&r)), (400, "ValidationFailed"));
+    assert_eq!((r.status, code(&r)), (400, ErrorCode::ValidationFailed));
     assert_eq!(put_web(&app.admin, &["10.99.0.11"]).await.status, 200);
 
     let addresses = desired_addresses(&gateway).await;
@@ -276,13 +282,23 @@ async fn an_agent_is_registered_only_with_machines_inside_its_networks_and_apart
         call(&app.admin, Method::POST, "/api/v1/agents", Some(body))
     };
     let r = register(&["a", "b"], None).await;
-    assert_eq!((r.status, target(&r)), (409, "machines[1]"), "{:?}", r.body);
+    assert_eq!(
+        (r.status, target(&r).as_str()),
+        (409, "machines[1]"),
+        "{:?}",
+        r.body
+    );
     let r = register(&["a", "c"], Some(json!(["10.99.0.0/24"]))).await;
-    assert_eq!((r.status, target(&r)), (400, "machines[1]"), "{:?}", r.body);
+    assert_eq!(
+        (r.status, target(&r).as_str()),
+        (400, "machines[1]"),
+        "{:?}",
+        r.body
+    );
     let r = register(&["a"], Some(json!(["10.99.0.5/24"]))).await;
     assert_eq!(
         (r.status, code(&r)),
-        (400, "InvalidRequestBody"),
+        (400, ErrorCode::InvalidRequestBody),
         "{:?}",
         r.body
     );

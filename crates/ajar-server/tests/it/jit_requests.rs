@@ -2,6 +2,7 @@
 //! refused transition.
 
 use crate::*;
+use ajar_core::lifecycle::RequestState;
 use ajar_testkit::TestApp;
 use jiff::SignedDuration;
 use reqwest::Method;
@@ -84,7 +85,12 @@ async fn a_manual_request_is_approved_activates_and_expires() {
         Some(request_body("alice", "Contributor", "PT2H", None)),
     )
     .await;
-    assert_eq!((r.status, state_of(&r)), (201, "Pending"), "{:?}", r.body);
+    assert_eq!(
+        (r.status, state_of(&r)),
+        (201, RequestState::Pending),
+        "{:?}",
+        r.body
+    );
     // The approvers see it in their inbox; the requester and outsiders do not.
     let inbox = call(&p.bob, Method::GET, "/api/v1/inbox", None).await;
     assert_eq!(inbox.body["value"].as_array().unwrap().len(), 1);
@@ -105,7 +111,12 @@ async fn a_manual_request_is_approved_activates_and_expires() {
     app.advance(SignedDuration::from_mins(30));
     let approved_at = app.now();
     let r = decide(&p.bob, "r1", "approve").await;
-    assert_eq!((r.status, state_of(&r)), (200, "Active"), "{:?}", r.body);
+    assert_eq!(
+        (r.status, state_of(&r)),
+        (200, RequestState::Active),
+        "{:?}",
+        r.body
+    );
     assert_eq!(r.body["properties"]["activeFrom"], approved_at.to_string());
     assert_eq!(
         r.body["properties"]["activeUntil"],
@@ -116,16 +127,16 @@ async fn a_manual_request_is_approved_activates_and_expires() {
     );
     assert_eq!(r.body["properties"]["decisions"][0]["by"], "bob");
     let own = call(&p.alice, Method::GET, &req_path("r1"), None).await;
-    assert_eq!(state_of(&own), "Active");
+    assert_eq!(state_of(&own), RequestState::Active);
 
     app.advance(SignedDuration::from_hours(2));
     assert!(app.tick().await >= 1);
     let done = call(&p.alice, Method::GET, &req_path("r1"), None).await;
-    assert_eq!(state_of(&done), "Expired");
+    assert_eq!(state_of(&done), RequestState::Expired);
     let late = decide(&p.carol, "r1", "approve").await;
     assert_eq!(
         (late.status, code(&late)),
-        (409, "Conflict"),
+        (409, ErrorCode::Conflict),
         "an expired request cannot be approved"
     );
     // History stays.
@@ -154,7 +165,7 @@ async fn refused_transitions_say_why() {
     )
     .await;
     let r = decide(&p.dave, "own", "approve").await;
-    assert_eq!((r.status, code(&r)), (403, "AuthorizationFailed"));
+    assert_eq!((r.status, code(&r)), (403, ErrorCode::AuthorizationFailed));
     assert!(
         r.body["error"]["message"].as_str().unwrap().contains("own"),
         "{:?}",
@@ -172,7 +183,7 @@ async fn refused_transitions_say_why() {
         Some(json!({"reason":" "})),
     )
     .await;
-    assert_eq!((r.status, target(&r)), (400, "reason"));
+    assert_eq!((r.status, target(&r).as_str()), (400, "reason"));
 
     call_ok(
         &p.alice,
@@ -196,7 +207,7 @@ async fn refused_transitions_say_why() {
         None,
     )
     .await;
-    assert_eq!(state_of(&r), "Canceled");
+    assert_eq!(state_of(&r), RequestState::Canceled);
     assert_eq!(decide(&p.bob, "c", "approve").await.status, 409);
 
     call_ok(
@@ -206,7 +217,10 @@ async fn refused_transitions_say_why() {
         Some(request_body("alice", "Contributor", "PT1H", None)),
     )
     .await;
-    assert_eq!(state_of(&decide(&p.carol, "d", "deny").await), "Denied");
+    assert_eq!(
+        state_of(&decide(&p.carol, "d", "deny").await),
+        RequestState::Denied
+    );
     assert_eq!(decide(&p.bob, "d", "approve").await.status, 409);
     let r = call(
         &p.alice,
@@ -264,7 +278,7 @@ async fn requests_are_checked_against_eligibility_and_the_application() {
     for (client, body, status, t) in cases {
         let r = call(client, Method::PUT, &req_path("x"), Some(body.clone())).await;
         assert_eq!(
-            (r.status, target(&r)),
+            (r.status, target(&r).as_str()),
             (status, t.as_str()),
             "{body}: {:?}",
             r.body
@@ -275,7 +289,7 @@ async fn requests_are_checked_against_eligibility_and_the_application() {
         json!("/subscriptions/s1/resourceGroups/rg1/applications/ghost");
     let r = call(&p.alice, Method::PUT, &req_path("x"), Some(ghost)).await;
     assert_eq!(
-        (r.status, target(&r)),
+        (r.status, target(&r).as_str()),
         (404, "properties.applicationResourceId")
     );
     let legacy = "/subscriptions/s1/resourceGroups/rg1/applications/legacy";
@@ -289,7 +303,7 @@ async fn requests_are_checked_against_eligibility_and_the_application() {
     let mut standing = request_body("alice", "Contributor", "PT1H", None);
     standing["properties"]["applicationResourceId"] = json!(legacy);
     let r = call(&p.alice, Method::PUT, &req_path("x"), Some(standing)).await;
-    assert_eq!((r.status, code(&r)), (409, "Conflict"));
+    assert_eq!((r.status, code(&r)), (409, ErrorCode::Conflict));
     assert_eq!(
         call(&app.admin, Method::GET, &req_path("x"), None)
             .await
@@ -312,7 +326,7 @@ async fn thresholds_timeouts_scheduled_starts_and_revokes() {
     .await;
     assert_eq!(
         state_of(&decide(&p.bob, "two", "approve").await),
-        "Pending",
+        RequestState::Pending,
         "one of two approvals"
     );
     assert_eq!(
@@ -322,7 +336,7 @@ async fn thresholds_timeouts_scheduled_starts_and_revokes() {
     );
     assert_eq!(
         state_of(&decide(&p.carol, "two", "approve").await),
-        "Active"
+        RequestState::Active
     );
     let r = call(
         &p.alice,
@@ -331,7 +345,7 @@ async fn thresholds_timeouts_scheduled_starts_and_revokes() {
         None,
     )
     .await;
-    assert_eq!(state_of(&r), "Revoked", "early self-revoke");
+    assert_eq!(state_of(&r), RequestState::Revoked, "early self-revoke");
 
     // Undecided until its window ends: timeout.
     call_ok(
@@ -345,7 +359,7 @@ async fn thresholds_timeouts_scheduled_starts_and_revokes() {
     app.tick().await;
     assert_eq!(
         state_of(&call(&p.alice, Method::GET, &req_path("late"), None).await),
-        "Timeout"
+        RequestState::Timeout
     );
 
     // A scheduled start: approved now, active at the start.
@@ -367,12 +381,12 @@ async fn thresholds_timeouts_scheduled_starts_and_revokes() {
     .await;
     decide(&p.bob, "later", "approve").await;
     let r = decide(&p.carol, "later", "approve").await;
-    assert_eq!(state_of(&r), "Approved");
+    assert_eq!(state_of(&r), RequestState::Approved);
     app.advance(SignedDuration::from_hours(1));
     app.tick().await;
     assert_eq!(
         state_of(&call(&p.alice, Method::GET, &req_path("later"), None).await),
-        "Active"
+        RequestState::Active
     );
 }
 
@@ -387,7 +401,12 @@ async fn automatic_approval_activates_at_once() {
         Some(request_body("alice", "Contributor", "PT1H", None)),
     )
     .await;
-    assert_eq!((r.status, state_of(&r)), (201, "Active"), "{:?}", r.body);
+    assert_eq!(
+        (r.status, state_of(&r)),
+        (201, RequestState::Active),
+        "{:?}",
+        r.body
+    );
     // Someone else's request is not a requester's to read or revoke (approvers may read it).
     let eve = app.user("eve", Some(("JitRequester", RG))).await;
     assert_eq!(
@@ -432,7 +451,7 @@ async fn automatic_approval_activates_at_once() {
         None,
     )
     .await;
-    assert_eq!(state_of(&r), "Revoked");
+    assert_eq!(state_of(&r), RequestState::Revoked);
     let _ = p.bob;
 }
 
@@ -578,11 +597,11 @@ async fn an_extension_is_a_follow_on_request_decided_again() {
     let r = extend(&p.alice, "r1", "PT1H").await;
     assert_eq!(
         (r.status, code(&r)),
-        (409, "Conflict"),
+        (409, ErrorCode::Conflict),
         "a pending request cannot be extended"
     );
     let active = decide(&p.bob, "r1", "approve").await;
-    assert_eq!(state_of(&active), "Active");
+    assert_eq!(state_of(&active), RequestState::Active);
     let end = active.body["properties"]["activeUntil"].clone();
 
     assert_eq!(
@@ -592,12 +611,17 @@ async fn an_extension_is_a_follow_on_request_decided_again() {
     );
     let r = extend(&p.alice, "r1", "PT5H").await;
     assert_eq!(
-        (r.status, target(&r)),
+        (r.status, target(&r).as_str()),
         (400, "duration"),
         "beyond the maximum"
     );
     let r = extend(&p.alice, "r1", "PT2H").await;
-    assert_eq!((r.status, state_of(&r)), (201, "Pending"), "{:?}", r.body);
+    assert_eq!(
+        (r.status, state_of(&r)),
+        (201, RequestState::Pending),
+        "{:?}",
+        r.body
+    );
     assert_eq!(
         r.body["properties"]["extends"],
         format!("{RG}/jitRequests/r1")
@@ -614,7 +638,7 @@ async fn an_extension_is_a_follow_on_request_decided_again() {
     );
     assert_eq!(
         state_of(&decide(&p.carol, &ext, "approve").await),
-        "Approved"
+        RequestState::Approved
     );
 
     // At r1's end the extension takes over; the role stays without a gap.
@@ -622,11 +646,11 @@ async fn an_extension_is_a_follow_on_request_decided_again() {
     app.tick().await;
     assert_eq!(
         state_of(&call(&p.alice, Method::GET, &req_path("r1"), None).await),
-        "Expired"
+        RequestState::Expired
     );
     assert_eq!(
         state_of(&call(&p.alice, Method::GET, &req_path(&ext), None).await),
-        "Active"
+        RequestState::Active
     );
     let r = call(
         &app.admin,
@@ -656,7 +680,7 @@ async fn the_expiry_warning_falls_due_fifteen_minutes_before_the_end() {
         Some(request_body("alice", "Contributor", "PT1H", None)),
     )
     .await;
-    assert_eq!(state_of(&r), "Active");
+    assert_eq!(state_of(&r), RequestState::Active);
     app.advance(SignedDuration::from_mins(44));
     app.tick().await;
     let r = call(&p.alice, Method::GET, &req_path("w"), None).await;
@@ -672,7 +696,7 @@ async fn the_expiry_warning_falls_due_fifteen_minutes_before_the_end() {
         "the warning is a change the scheduler makes"
     );
     let r = call(&p.alice, Method::GET, &req_path("w"), None).await;
-    assert_eq!(state_of(&r), "Active");
+    assert_eq!(state_of(&r), RequestState::Active);
     assert_eq!(
         r.body["properties"]["expiryWarnedAt"],
         app.now().to_string()

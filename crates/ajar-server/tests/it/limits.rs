@@ -22,7 +22,12 @@ async fn one_principal_holds_at_most_the_live_grant_limit() {
         assert_eq!(r.status, 202, "{:?}", r.body);
     }
     let r = initiate(&alice, POLICY, port_22_from("10.0.0.4")).await;
-    assert_eq!((r.status, code(&r)), (409, "Conflict"), "{:?}", r.body);
+    assert_eq!(
+        (r.status, code(&r)),
+        (409, ErrorCode::Conflict),
+        "{:?}",
+        r.body
+    );
     let message = r.body["error"]["message"].as_str().unwrap();
     assert!(
         message.contains("at most 3") && message.contains("alice"),
@@ -178,7 +183,12 @@ async fn one_principal_has_at_most_fifty_requests_awaiting_a_decision() {
         first.get_or_insert(r.body["approvalRequestId"].as_str().unwrap().to_owned());
     }
     let r = initiate(&alice, POLICY, port_22_from("10.0.9.9")).await;
-    assert_eq!((r.status, code(&r)), (409, "Conflict"), "{:?}", r.body);
+    assert_eq!(
+        (r.status, code(&r)),
+        (409, ErrorCode::Conflict),
+        "{:?}",
+        r.body
+    );
     assert!(
         r.body["error"]["message"]
             .as_str()

@@ -463,7 +463,7 @@ async fn subscriptions_are_validated_and_need_their_actions() {
         )
         .await;
         assert_eq!(r.status, 400, "{props}: {:?}", r.body);
-        assert_eq!(target(&r), target_want, "{props}");
+        assert_eq!(target(&r).as_str(), target_want, "{props}");
     }
     let listed = call(
         &app.admin,
@@ -543,7 +543,7 @@ async fn subscriptions_are_validated_and_need_their_actions() {
         json!({"properties": {"scope": SUB, "webhook": {"url": "https://hooks.example/z"}}});
     let r = call(&jit_admin, Method::PUT, &mail_path, Some(unsigned)).await;
     assert_eq!(
-        (r.status, target(&r)),
+        (r.status, target(&r).as_str()),
         (400, "properties.webhook.secret"),
         "{:?}",
         r.body
@@ -774,8 +774,8 @@ async fn webhooks_to_internal_addresses_are_refused_unless_the_operator_allows_t
     ] {
         let r = subscribe_hook(&strict, "internal", url).await;
         assert_eq!(
-            (r.status, code(&r), target(&r)),
-            (400, "ValidationFailed", "properties.webhook.url"),
+            (r.status, code(&r), target(&r).as_str()),
+            (400, ErrorCode::ValidationFailed, "properties.webhook.url"),
             "{url}: {:?}",
             r.body
         );
@@ -821,7 +821,7 @@ async fn link_local_and_metadata_addresses_are_refused_even_when_every_network_i
     ] {
         let r = subscribe_hook(&open, "metadata", url).await;
         assert_eq!(
-            (r.status, target(&r)),
+            (r.status, target(&r).as_str()),
             (400, "properties.webhook.url"),
             "{url}: {:?}",
             r.body

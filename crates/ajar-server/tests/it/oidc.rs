@@ -3,6 +3,7 @@
 //! lists, every way a token must be refused, key rotation, and sessions.
 
 use crate::*;
+use ajar_core::lifecycle::RequestState;
 use ajar_oidc::{IssuerConfig, Providers};
 use ajar_testkit::idp::{CLIENT_ID, TestIdp};
 use ajar_testkit::{START, TestApp};
@@ -166,7 +167,7 @@ async fn forged_expired_and_misaddressed_tokens_are_refused_with_401() {
     for (name, token) in &cases {
         let r = me(&app, token).await;
         assert_eq!(r.status, 401, "{name}: {:?}", r.body);
-        assert_eq!(code(&r), "Unauthenticated", "{name}");
+        assert_eq!(code(&r), ErrorCode::Unauthenticated, "{name}");
         assert!(
             r.body["error"]["message"]
                 .as_str()
@@ -266,7 +267,12 @@ async fn groups_from_tokens_count_in_eligibility_and_approver_lists() {
     .await;
     assert_eq!(r.status, 403, "{:?}", r.body);
     let r = call(&frank, Method::PUT, &req_path("f1"), Some(body("frank"))).await;
-    assert_eq!((r.status, state_of(&r)), (201, "Pending"), "{:?}", r.body);
+    assert_eq!(
+        (r.status, state_of(&r)),
+        (201, RequestState::Pending),
+        "{:?}",
+        r.body
+    );
     let inbox = call(&erin, Method::GET, "/api/v1/inbox", None).await;
     assert_eq!(inbox.body["value"][0]["name"], "f1", "{:?}", inbox.body);
     assert_eq!(
@@ -274,7 +280,10 @@ async fn groups_from_tokens_count_in_eligibility_and_approver_lists() {
         403,
         "not an approver"
     );
-    assert_eq!(state_of(&decide(&erin, "f1", "approve").await), "Active");
+    assert_eq!(
+        state_of(&decide(&erin, "f1", "approve").await),
+        RequestState::Active
+    );
 }
 
 #[tokio::test]
@@ -304,7 +313,7 @@ async fn sessions_carry_the_asserted_groups_and_end_with_the_identity_token() {
         401
     );
     let r = read_vm().await;
-    assert_eq!((r.status, code(&r)), (401, "Unauthenticated"));
+    assert_eq!((r.status, code(&r)), (401, ErrorCode::Unauthenticated));
     let listed = call(
         &app.admin,
         Method::GET,
@@ -374,7 +383,7 @@ async fn an_unreachable_or_impostor_issuer_answers_503_not_401() {
     let r = me(&app, &idp.token(&idp.claims("alice", &[]))).await;
     assert_eq!(
         (r.status, code(&r)),
-        (503, "ServiceUnavailable"),
+        (503, ErrorCode::ServiceUnavailable),
         "{:?}",
         r.body
     );
@@ -390,7 +399,7 @@ async fn an_unreachable_or_impostor_issuer_answers_503_not_401() {
     let r = me(&app, &idp.token(&claims)).await;
     assert_eq!(
         (r.status, code(&r)),
-        (503, "ServiceUnavailable"),
+        (503, ErrorCode::ServiceUnavailable),
         "{:?}",
         r.body
     );
