@@ -2,6 +2,7 @@
 //! refused transition.
 
 use crate::*;
+use ajar_api::wire::{AuthorizeAnswer, JitRequest, List};
 use ajar_core::lifecycle::RequestState;
 use ajar_testkit::TestApp;
 use jiff::SignedDuration;
@@ -92,14 +93,8 @@ async fn a_manual_request_is_approved_activates_and_expires() {
         r.body
     );
     // The approvers see it in their inbox; the requester and outsiders do not.
-    let inbox = call(&p.bob, Method::GET, "/api/v1/inbox", None).await;
-    assert_eq!(inbox.body["value"].as_array().unwrap().len(), 1);
-    assert_eq!(
-        call(&p.mallory, Method::GET, "/api/v1/inbox", None)
-            .await
-            .body["value"],
-        json!([])
-    );
+    assert_eq!(inbox(&p.bob).await.len(), 1);
+    assert!(inbox(&p.mallory).await.is_empty());
     assert_eq!(
         call(&p.alice, Method::GET, "/api/v1/inbox", None)
             .await
@@ -117,15 +112,17 @@ async fn a_manual_request_is_approved_activates_and_expires() {
         "{:?}",
         r.body
     );
-    assert_eq!(r.body["properties"]["activeFrom"], approved_at.to_string());
+    let req = r.json::<JitRequest>().properties;
+    assert_eq!(req.active_from, Some(approved_at));
     assert_eq!(
-        r.body["properties"]["activeUntil"],
-        approved_at
-            .checked_add(SignedDuration::from_hours(2))
-            .unwrap()
-            .to_string()
+        req.active_until,
+        Some(
+            approved_at
+                .checked_add(SignedDuration::from_hours(2))
+                .unwrap()
+        )
     );
-    assert_eq!(r.body["properties"]["decisions"][0]["by"], "bob");
+    assert_eq!(req.decisions[0].by, "bob");
     let own = call(&p.alice, Method::GET, &req_path("r1"), None).await;
     assert_eq!(state_of(&own), RequestState::Active);
 
@@ -140,16 +137,10 @@ async fn a_manual_request_is_approved_activates_and_expires() {
         "an expired request cannot be approved"
     );
     // History stays.
-    let history = call(
-        &app.admin,
-        Method::GET,
-        &format!("/api/v1{APP}/jitRequests"),
-        None,
-    )
-    .await;
+    let history: List<JitRequest> = get_as(&app.admin, &format!("/api/v1{APP}/jitRequests")).await;
     assert_eq!(
-        history.body["value"][0]["properties"]["jitRequestState"],
-        "Expired"
+        history.value[0].properties.jit_request_state,
+        RequestState::Expired
     );
 }
 
@@ -166,11 +157,7 @@ async fn refused_transitions_say_why() {
     .await;
     let r = decide(&p.dave, "own", "approve").await;
     assert_eq!((r.status, code(&r)), (403, ErrorCode::AuthorizationFailed));
-    assert!(
-        r.body["error"]["message"].as_str().unwrap().contains("own"),
-        "{:?}",
-        r.body
-    );
+    assert!(error_of(&r).message.contains("own"), "{:?}", r.body);
     let r = decide(&p.mallory, "own", "approve").await;
     assert_eq!(
         r.status, 403,
@@ -472,22 +459,19 @@ async fn authorize_counts_standing_access_and_active_elevations_only() {
         let admin = app.admin.clone();
         let body = json!({"principal":"alice","action":action,"scope":scope});
         async move {
-            call(&admin, Method::POST, "/api/v1/authorize", Some(body))
+            call_ok_as::<AuthorizeAnswer>(&admin, Method::POST, "/api/v1/authorize", Some(body))
                 .await
-                .body
         }
     };
     let write = "ajar.applications/write";
-    assert_eq!(ask(write, APP).await["allowed"], false);
+    assert!(!ask(write, APP).await.allowed);
     let standing = ask("ajar.jitRequests/write", RG).await;
-    assert_eq!(
-        (
-            standing["allowed"].as_bool(),
-            standing["expiresAt"].is_null()
-        ),
-        (Some(true), true)
+    assert_eq!((standing.allowed, standing.expires_at), (true, None));
+    assert!(
+        standing
+            .via
+            .is_some_and(|via| via.starts_with("assignment:"))
     );
-    assert!(standing["via"].as_str().unwrap().starts_with("assignment:"));
 
     // Approved for an hour from now: not yet, then yes until the end, then no.
     let start = app
@@ -507,35 +491,27 @@ async fn authorize_counts_standing_access_and_active_elevations_only() {
     )
     .await;
     decide(&p.bob, "e", "approve").await;
-    assert_eq!(
-        ask(write, APP).await["allowed"],
-        false,
-        "approved but not started"
-    );
+    assert!(!ask(write, APP).await.allowed, "approved but not started");
     app.advance(SignedDuration::from_hours(1));
     let during = ask(write, APP).await;
-    assert_eq!(during["allowed"], true, "{during}");
-    assert_eq!(during["via"], format!("elevation:{RG}/jitRequests/e"));
+    assert!(during.allowed, "{during:?}");
+    assert_eq!(during.via, Some(format!("elevation:{RG}/jitRequests/e")));
     assert_eq!(
-        during["expiresAt"],
-        start
-            .checked_add(SignedDuration::from_hours(1))
-            .unwrap()
-            .to_string()
+        during.expires_at,
+        Some(start.checked_add(SignedDuration::from_hours(1)).unwrap())
     );
-    assert_eq!(
-        ask(
+    assert!(
+        !ask(
             write,
             "/subscriptions/s1/resourceGroups/rg1/applications/erp"
         )
-        .await["allowed"],
-        false,
+        .await
+        .allowed,
         "only on that application"
     );
     app.advance(SignedDuration::from_hours(1));
-    assert_eq!(
-        ask(write, APP).await["allowed"],
-        false,
+    assert!(
+        !ask(write, APP).await.allowed,
         "after the window, even before the scheduler runs"
     );
 
@@ -548,7 +524,7 @@ async fn authorize_counts_standing_access_and_active_elevations_only() {
     )
     .await;
     decide(&p.carol, "f", "approve").await;
-    assert_eq!(ask(write, APP).await["allowed"], true);
+    assert!(ask(write, APP).await.allowed);
     call_ok(
         &p.alice,
         Method::POST,
@@ -556,7 +532,7 @@ async fn authorize_counts_standing_access_and_active_elevations_only() {
         None,
     )
     .await;
-    assert_eq!(ask(write, APP).await["allowed"], false);
+    assert!(!ask(write, APP).await.allowed);
 
     // Asking needs ajar.authorize/action at the scope asked about.
     let r = call(
@@ -602,7 +578,8 @@ async fn an_extension_is_a_follow_on_request_decided_again() {
     );
     let active = decide(&p.bob, "r1", "approve").await;
     assert_eq!(state_of(&active), RequestState::Active);
-    let end = active.body["properties"]["activeUntil"].clone();
+    let end = active.json::<JitRequest>().properties.active_until;
+    assert!(end.is_some(), "{:?}", active.body);
 
     assert_eq!(
         extend(&p.dave, "r1", "PT1H").await.status,
@@ -622,15 +599,16 @@ async fn an_extension_is_a_follow_on_request_decided_again() {
         "{:?}",
         r.body
     );
+    let extension: JitRequest = r.json();
     assert_eq!(
-        r.body["properties"]["extends"],
-        format!("{RG}/jitRequests/r1")
+        extension.properties.extends,
+        Some(format!("{RG}/jitRequests/r1"))
     );
     assert_eq!(
-        r.body["properties"]["jitSchedulingPolicy"]["startTime"], end,
+        extension.properties.jit_scheduling_policy.start_time, end,
         "continues where r1 ends"
     );
-    let ext = r.body["name"].as_str().unwrap().to_owned();
+    let ext = extension.name;
     assert_eq!(
         decide(&p.alice, &ext, "approve").await.status,
         403,
@@ -660,8 +638,8 @@ async fn an_extension_is_a_follow_on_request_decided_again() {
     )
     .await;
     assert_eq!(
-        r.body["via"],
-        format!("elevation:{RG}/jitRequests/{ext}"),
+        r.json::<AuthorizeAnswer>().via,
+        Some(format!("elevation:{RG}/jitRequests/{ext}")),
         "{:?}",
         r.body
     );
@@ -684,8 +662,9 @@ async fn the_expiry_warning_falls_due_fifteen_minutes_before_the_end() {
     app.advance(SignedDuration::from_mins(44));
     app.tick().await;
     let r = call(&p.alice, Method::GET, &req_path("w"), None).await;
-    assert!(
-        r.body["properties"]["expiryWarnedAt"].is_null(),
+    assert_eq!(
+        r.json::<JitRequest>().properties.expiry_warned_at,
+        None,
         "{:?}",
         r.body
     );
@@ -698,8 +677,8 @@ async fn the_expiry_warning_falls_due_fifteen_minutes_before_the_end() {
     let r = call(&p.alice, Method::GET, &req_path("w"), None).await;
     assert_eq!(state_of(&r), RequestState::Active);
     assert_eq!(
-        r.body["properties"]["expiryWarnedAt"],
-        app.now().to_string()
+        r.json::<JitRequest>().properties.expiry_warned_at,
+        Some(app.now())
     );
     let _ = (p.bob, p.carol, p.mallory, p.dave);
 }
@@ -739,29 +718,26 @@ async fn publishers_hold_standing_read_and_without_jit_their_roles() {
         let admin = app.admin.clone();
         let body = json!({"principal":"vendor","action":action,"scope":scope});
         async move {
-            call(&admin, Method::POST, "/api/v1/authorize", Some(body))
+            call_ok_as::<AuthorizeAnswer>(&admin, Method::POST, "/api/v1/authorize", Some(body))
                 .await
-                .body
         }
     };
     let read = ask("ajar.applications/read", APP).await;
-    assert_eq!(read["allowed"], true, "{read}");
-    assert_eq!(read["via"], format!("publisher:{APP}"));
-    assert!(read["expiresAt"].is_null());
-    assert_eq!(
-        ask("ajar.applications/write", APP).await["allowed"],
-        false,
+    assert!(read.allowed, "{read:?}");
+    assert_eq!(read.via, Some(format!("publisher:{APP}")));
+    assert_eq!(read.expires_at, None);
+    assert!(
+        !ask("ajar.applications/write", APP).await.allowed,
         "with JIT, writing needs an activation"
     );
-    assert_eq!(
-        ask("ajar.applications/read", RG).await["allowed"],
-        false,
+    assert!(
+        !ask("ajar.applications/read", RG).await.allowed,
         "only on its own application"
     );
     let write = ask("ajar.applications/write", &standing).await;
-    assert_eq!(
-        write["allowed"], true,
-        "without JIT, the eligible role is standing: {write}"
+    assert!(
+        write.allowed,
+        "without JIT, the eligible role is standing: {write:?}"
     );
     let r = call(
         &app.admin,
@@ -771,9 +747,8 @@ async fn publishers_hold_standing_read_and_without_jit_their_roles() {
     )
     .await;
     assert_eq!(r.status, 204);
-    assert_eq!(
-        ask("ajar.applications/write", &standing).await["allowed"],
-        false,
+    assert!(
+        !ask("ajar.applications/write", &standing).await.allowed,
         "removing it takes effect at once"
     );
 }
