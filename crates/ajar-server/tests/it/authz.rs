@@ -3,6 +3,7 @@
 //! derived from the RBAC code under test.
 
 use crate::*;
+use ajar_api::wire::{AccessRequest, List, Policy, Token};
 use ajar_testkit::TestApp;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -517,7 +518,7 @@ async fn world(app: &TestApp) -> Ctx {
         )
         .await;
         assert_eq!(r.status, 202);
-        request.insert(g, r.body["id"].as_str().unwrap().to_owned());
+        request.insert(g, r.json::<AccessRequest>().id);
         // An application with an eligibility, for the application rows.
         let app_path = format!("{}/applications/app", rg(g));
         let r = call(
@@ -697,7 +698,8 @@ async fn a_requester_on_group_a_cannot_see_or_initiate_on_group_b() {
     )
     .await;
     assert_eq!(ok.status, 202);
-    assert_eq!(ok.body["requestor"], "alice");
+    let ok: AccessRequest = ok.json();
+    assert_eq!(ok.requestor, "alice");
     let r = initiate(&alice, POLICY2, json!({"number":22,"duration":"PT1H"})).await;
     assert_eq!((r.status, code(&r)), (403, ErrorCode::AuthorizationFailed));
     for path in [
@@ -725,12 +727,8 @@ async fn a_requester_on_group_a_cannot_see_or_initiate_on_group_b() {
         None,
     )
     .await;
-    let ids: Vec<&str> = r.body["value"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["id"].as_str().unwrap())
-        .collect();
+    let policies = r.json::<List<Policy>>().value;
+    let ids: Vec<&str> = policies.iter().map(|p| p.id.as_str()).collect();
     assert_eq!(ids, vec![POLICY]);
     // Alice reads and revokes her own request, and sees only her own in the history.
     initiate(
@@ -746,8 +744,8 @@ async fn a_requester_on_group_a_cannot_see_or_initiate_on_group_b() {
         None,
     )
     .await;
-    assert_eq!(mine.body["value"].as_array().unwrap().len(), 1);
-    let id = ok.body["id"].as_str().unwrap();
+    assert_eq!(mine.json::<List<AccessRequest>>().value.len(), 1);
+    let id = &ok.id;
     let r = call(
         &alice,
         Method::POST,
@@ -910,8 +908,9 @@ async fn tokens_are_shown_once_and_revocable() {
     )
     .await;
     assert_eq!(r.status, 201);
-    let secret = r.body["token"].as_str().unwrap().to_owned();
-    let id = r.body["id"].as_str().unwrap().to_owned();
+    let made: Token = r.json();
+    let secret = made.token.expect("the secret");
+    let id = made.id;
     let list = call(&app.admin, Method::GET, "/api/v1/tokens", None).await;
     let text = list.body.to_string();
     assert!(
@@ -927,7 +926,7 @@ async fn tokens_are_shown_once_and_revocable() {
     );
     // Dave sees only his own tokens and cannot delete the admin's.
     let his = call(&dave, Method::GET, "/api/v1/tokens", None).await;
-    assert_eq!(his.body["value"].as_array().unwrap().len(), 1);
+    assert_eq!(his.json::<List<Token>>().value.len(), 1);
     assert_eq!(
         call(&dave, Method::DELETE, "/api/v1/tokens/bootstrap", None)
             .await
