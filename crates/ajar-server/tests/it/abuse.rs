@@ -3,6 +3,7 @@
 //! headers are refused with 431.
 
 use crate::*;
+use ajar_api::wire::{Group, List, Token};
 use ajar_testkit::TestApp;
 use jiff::SignedDuration;
 use reqwest::Method;
@@ -24,7 +25,7 @@ async fn failed_sign_ins_from_one_address_are_held_for_the_rest_of_the_minute() 
     let r = me(&app, "ajar_one_more").await;
     assert_eq!(
         (r.status, code(&r)),
-        (429, "TooManyRequests"),
+        (429, ErrorCode::TooManyRequests),
         "{:?}",
         r.body
     );
@@ -70,8 +71,8 @@ async fn oversized_headers_are_refused_with_431() {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 431);
-    let body: serde_json::Value = resp.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "HeadersTooLarge");
+    let body: ErrorBody = resp.json().await.unwrap();
+    assert_eq!(body.error.code, ErrorCode::HeadersTooLarge);
     let mut req = http
         .get(format!("{}/api/v1/me", app.base))
         .bearer_auth(&app.admin_token);
@@ -106,15 +107,14 @@ async fn every_list_answers_in_bounded_pages_that_link_to_the_next() {
     let r = call(&app.admin, Method::GET, "/api/v1/groups?top=2", None).await;
     assert_eq!(r.status, 200);
     let names = |r: &RawResponse| -> Vec<String> {
-        r.body["value"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|g| g["name"].as_str().unwrap().to_owned())
+        r.json::<List<Group>>()
+            .value
+            .into_iter()
+            .map(|g| g.name)
             .collect()
     };
     assert_eq!(names(&r), ["a", "b"]);
-    let next = r.body["nextLink"].as_str().unwrap().to_owned();
+    let next = r.json::<List<Group>>().next_link.expect("nextLink");
     assert_eq!(next, "/api/v1/groups?top=2&skipToken=b");
     let r = call(&app.admin, Method::GET, &next, None).await;
     assert_eq!(names(&r), ["c"]);
@@ -134,8 +134,8 @@ async fn every_list_answers_in_bounded_pages_that_link_to_the_next() {
         None,
     )
     .await;
-    assert_eq!(r.body["value"].as_array().unwrap().len(), 1, "{:?}", r.body);
-    let all: Vec<serde_json::Value> = app
+    assert_eq!(r.json::<List<Token>>().value.len(), 1, "{:?}", r.body);
+    let all: Vec<Group> = app
         .admin
         .get_all("/api/v1/groups?top=1", 100)
         .await
@@ -155,6 +155,6 @@ async fn every_list_answers_in_bounded_pages_that_link_to_the_next() {
             None,
         )
         .await;
-        assert_eq!((r.status, target(&r)), (400, at), "{query}");
+        assert_eq!((r.status, target(&r).as_str()), (400, at), "{query}");
     }
 }

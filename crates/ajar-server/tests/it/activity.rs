@@ -2,6 +2,9 @@
 //! paging, CSV export and tamper evidence.
 
 use crate::*;
+use ajar_api::wire::{
+    AccessRequest, ActivityRecord, ActivityVerification, Application, List, Machine,
+};
 use ajar_testkit::TestApp;
 use jiff::SignedDuration;
 use reqwest::Method;
@@ -17,21 +20,17 @@ async fn activity(client: &ajar_api::Client, query: &str) -> RawResponse {
     .await
 }
 
-fn records(r: &RawResponse) -> Vec<Value> {
+fn records(r: &RawResponse) -> Vec<ActivityRecord> {
     assert_eq!(r.status, 200, "{:?}", r.body);
-    r.body["value"].as_array().unwrap().clone()
+    r.json::<List<ActivityRecord>>().value
 }
 
-fn actions_of(rs: &[Value]) -> Vec<String> {
-    rs.iter()
-        .map(|r| r["action"].as_str().unwrap().to_owned())
-        .collect()
+fn actions_of(rs: &[ActivityRecord]) -> Vec<String> {
+    rs.iter().map(|r| r.action.clone()).collect()
 }
 
-async fn verify(app: &TestApp) -> Value {
-    let r = call(&app.admin, Method::GET, "/api/v1/activity/verify", None).await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
-    r.body
+async fn verify(app: &TestApp) -> ActivityVerification {
+    get_as(&app.admin, "/api/v1/activity/verify").await
 }
 
 #[tokio::test]
@@ -45,7 +44,7 @@ async fn changes_and_refusals_are_recorded_with_who_where_and_why() {
     )
     .await;
     assert_eq!(r.status, 202);
-    let request_id = r.body["id"].as_str().unwrap().to_owned();
+    let request_id = r.json::<AccessRequest>().id;
 
     // Everything in rg1, newest first: the initiate, then the policy, then the machines.
     let rg = records(&activity(&app.admin, &format!("?scope={RG}")).await);
@@ -58,18 +57,16 @@ async fn changes_and_refusals_are_recorded_with_who_where_and_why() {
         "vm1 and win1, not vm2 in rg2: {got:?}"
     );
     let initiate = &rg[0];
-    assert_eq!(initiate["principal"], "admin");
-    assert_eq!(initiate["sourceAddress"], "127.0.0.1");
-    assert_eq!(initiate["resourceId"], POLICY);
-    assert_eq!(initiate["requestId"], request_id.as_str());
-    assert_eq!(initiate["result"], "Succeeded");
-    assert_eq!(initiate["details"]["justification"], "debugging");
-    assert_eq!(initiate["details"]["ports"][0]["number"], 22);
+    assert_eq!(initiate.principal, "admin");
+    assert_eq!(initiate.source_address.as_deref(), Some("127.0.0.1"));
+    assert_eq!(initiate.resource_id, POLICY);
+    assert_eq!(initiate.request_id.as_ref(), Some(&request_id));
+    assert_eq!(initiate.result, "Succeeded");
+    // Details are free-form JSON.
+    assert_eq!(initiate.details["justification"], "debugging");
+    assert_eq!(initiate.details["ports"][0]["number"], 22);
     // The scope filter does not leak a sibling resource group.
-    assert!(
-        rg.iter()
-            .all(|r| r["resourceId"].as_str().unwrap().starts_with(RG))
-    );
+    assert!(rg.iter().all(|r| r.resource_id.starts_with(RG)));
 
     // A refusal, with the caller's request id as the correlation id.
     let (_, nobody_token) = {
@@ -87,20 +84,20 @@ async fn changes_and_refusals_are_recorded_with_who_where_and_why() {
     assert_eq!(resp.status().as_u16(), 403);
     let denied = records(&activity(&app.admin, "?result=Denied").await);
     assert_eq!(denied.len(), 1, "{denied:?}");
-    assert_eq!(denied[0]["principal"], "nobody");
-    assert_eq!(denied[0]["action"], "ajar.authorization/denied");
-    assert_eq!(denied[0]["correlationId"], "trace-42");
-    assert_eq!(denied[0]["details"]["method"], "GET");
+    assert_eq!(denied[0].principal, "nobody");
+    assert_eq!(denied[0].action, "ajar.authorization/denied");
+    assert_eq!(denied[0].correlation_id.as_deref(), Some("trace-42"));
+    assert_eq!(denied[0].details["method"], "GET");
     assert!(
-        denied[0]["details"]["message"]
+        denied[0].details["message"]
             .as_str()
             .unwrap()
             .contains("ajar.machines/read")
     );
     // Unauthenticated calls are not attributed to anyone and write nothing.
-    let before = verify(&app).await["records"].as_i64().unwrap();
+    let before = verify(&app).await.records;
     assert_eq!(get_status(&app, None, &format!("/api/v1{VM}")).await, 401);
-    assert_eq!(verify(&app).await["records"].as_i64().unwrap(), before);
+    assert_eq!(verify(&app).await.records, before);
 
     // The scheduler's warning and expiry are recorded as the system's, for the same request;
     // a pass that finds the end already passed does not warn late.
@@ -117,11 +114,11 @@ async fn changes_and_refusals_are_recorded_with_who_where_and_why() {
             "ajar.jit/policies/initiate/action"
         ]
     );
-    assert_eq!(mine[0]["principal"], "system:scheduler");
+    assert_eq!(mine[0].principal, "system:scheduler");
     let v = verify(&app).await;
-    assert_eq!(v["ok"], true, "{v}");
-    assert!(v["records"].as_i64().unwrap() >= 10);
-    assert_eq!(v["headHash"].as_str().unwrap().len(), 64);
+    assert!(v.ok, "{v:?}");
+    assert!(v.records >= 10);
+    assert_eq!(v.head_hash.len(), 64);
 }
 
 async fn get_status(app: &TestApp, token: Option<&str>, path: &str) -> u16 {
@@ -142,7 +139,10 @@ async fn a_requests_lifecycle_is_recorded_step_by_step_with_its_deciders() {
         json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":"10.9.0.1"}),
     )
     .await;
-    let id = r.body["approvalRequestId"].as_str().unwrap().to_owned();
+    let id = r
+        .json::<AccessRequest>()
+        .approval_request_id
+        .expect("approvalRequestId");
     let name = id.rsplit('/').next().unwrap().to_owned();
     assert_eq!(decide(&bob, &name, "approve").await.status, 200);
     app.advance(SignedDuration::from_mins(50));
@@ -163,11 +163,7 @@ async fn a_requests_lifecycle_is_recorded_step_by_step_with_its_deciders() {
             "ajar.jitRequests/expire",
         ]
     );
-    let by: Vec<&str> = steps
-        .iter()
-        .rev()
-        .map(|s| s["principal"].as_str().unwrap())
-        .collect();
+    let by: Vec<&str> = steps.iter().rev().map(|s| s.principal.as_str()).collect();
     assert_eq!(
         by,
         vec![
@@ -179,8 +175,8 @@ async fn a_requests_lifecycle_is_recorded_step_by_step_with_its_deciders() {
             "system:scheduler"
         ]
     );
-    assert_eq!(steps[4]["details"]["reason"], "looked at the ticket");
-    assert_eq!(steps[2]["details"]["networkRequestId"], name.as_str());
+    assert_eq!(steps[4].details["reason"], "looked at the ticket");
+    assert_eq!(steps[2].details["networkRequestId"], name.as_str());
     // Filters combine.
     let bobs = records(
         &activity(
@@ -210,13 +206,9 @@ async fn pages_follow_the_cursor_without_gaps_or_repeats() {
     while let Some(path) = next {
         let r = call(&app.admin, Method::GET, &path, None).await;
         seen.extend(records(&r));
-        next = r.body["nextLink"].as_str().map(str::to_owned);
+        next = r.json::<List<ActivityRecord>>().next_link;
     }
-    let ids = |rs: &[Value]| {
-        rs.iter()
-            .map(|r| r["id"].as_i64().unwrap())
-            .collect::<Vec<_>>()
-    };
+    let ids = |rs: &[ActivityRecord]| rs.iter().map(|r| r.id).collect::<Vec<_>>();
     assert_eq!(ids(&seen), ids(&all));
     let expected: Vec<i64> = (1..=all.len() as i64).rev().collect();
     assert_eq!(ids(&all), expected, "newest first, every id once");
@@ -246,7 +238,7 @@ async fn bad_queries_are_refused_with_the_parameter_named() {
     ] {
         let r = activity(&app.admin, query).await;
         assert_eq!(r.status, 400, "{query}: {:?}", r.body);
-        assert_eq!(target(&r), param, "{query}");
+        assert_eq!(target(&r).as_str(), param, "{query}");
     }
 }
 
@@ -349,10 +341,10 @@ async fn csv_export_survives_commas_quotes_and_line_breaks() {
     assert_eq!(details["justification"], hostile);
     // Every field reads back exactly as the JSON answer has it.
     for (csv_row, json_row) in rows.iter().zip(&json_rows) {
-        assert_eq!(csv_row[0], json_row["id"].to_string());
-        assert_eq!(&csv_row[10], json_row["hash"].as_str().unwrap());
+        assert_eq!(csv_row[0], json_row.id.to_string());
+        assert_eq!(csv_row[10], json_row.hash);
         let d: Value = serde_json::from_str(&csv_row[9]).unwrap();
-        assert_eq!(d, json_row["details"]);
+        assert_eq!(d, json_row.details);
     }
 }
 
@@ -408,14 +400,13 @@ async fn editing_or_deleting_a_stored_record_is_caught_by_verify() {
         .await;
     }
     let v = verify(&app).await;
-    assert_eq!(v["ok"], true);
-    let total = v["records"].as_i64().unwrap();
+    assert!(v.ok, "{v:?}");
+    let total = v.records;
     let first_initiate =
         records(&activity(&app.admin, "?action=ajar.jit/policies/initiate/action").await)
             .last()
-            .unwrap()["id"]
-            .as_i64()
-            .unwrap();
+            .unwrap()
+            .id;
     let db = sqlx::AnyPool::connect(app.database_url()).await.unwrap();
     let exec = |sql: &'static str, seq: i64| {
         let db = db.clone();
@@ -432,21 +423,17 @@ async fn editing_or_deleting_a_stored_record_is_caught_by_verify() {
     .await;
     let v = verify(&app).await;
     assert_eq!(
-        (v["ok"].as_bool(), v["firstBrokenId"].as_i64()),
-        (Some(false), Some(first_initiate)),
-        "{v}"
+        (v.ok, v.first_broken_id),
+        (false, Some(first_initiate)),
+        "{v:?}"
     );
-    assert_eq!(v["records"], first_initiate - 1);
+    assert_eq!(v.records, first_initiate - 1);
     exec(
         "UPDATE activity SET details = replace(details, 'routine', 'debugging') WHERE seq = $1",
         first_initiate,
     )
     .await;
-    assert_eq!(
-        verify(&app).await["ok"],
-        true,
-        "restored, it verifies again"
-    );
+    assert!(verify(&app).await.ok, "restored, it verifies again");
     // A forged record given a correct hash of its own breaks the next record's link.
     let original_principal: String =
         sqlx::query_scalar("SELECT principal FROM activity WHERE seq = 2")
@@ -469,8 +456,11 @@ async fn editing_or_deleting_a_stored_record_is_caught_by_verify() {
         .await
         .unwrap();
     let v = verify(&app).await;
-    assert_eq!(v["firstBrokenId"], 3, "{v}");
-    assert!(v["reason"].as_str().unwrap().contains("link"), "{v}");
+    assert_eq!(v.first_broken_id, Some(3), "{v:?}");
+    assert!(
+        v.reason.as_deref().is_some_and(|r| r.contains("link")),
+        "{v:?}"
+    );
     // Put back, it verifies; then a record removed from the middle.
     let original_hash: String = sqlx::query_scalar("SELECT prev_hash FROM activity WHERE seq = 3")
         .fetch_one(&db)
@@ -483,11 +473,14 @@ async fn editing_or_deleting_a_stored_record_is_caught_by_verify() {
         .await
         .unwrap();
     let v = verify(&app).await;
-    assert_eq!(v["ok"], true, "{v}");
+    assert!(v.ok, "{v:?}");
     exec("DELETE FROM activity WHERE seq = $1", total - 1).await;
     let v = verify(&app).await;
-    assert_eq!(v["firstBrokenId"], total, "{v}");
-    assert!(v["reason"].as_str().unwrap().contains("missing"), "{v}");
+    assert_eq!(v.first_broken_id, Some(total), "{v:?}");
+    assert!(
+        v.reason.as_deref().is_some_and(|r| r.contains("missing")),
+        "{v:?}"
+    );
     db.close().await;
 }
 
@@ -519,16 +512,16 @@ async fn machines_and_applications_show_their_request_figures() {
     .await;
     app.advance(SignedDuration::from_mins(45));
     app.tick().await;
-    let m = call(&app.admin, Method::GET, &format!("/api/v1{VM}"), None).await;
-    let f = &m.body["properties"]["requestFigures"];
-    assert_eq!(f["approvedRequestsLast7Days"], 2, "{f}");
-    assert_eq!(f["lastUser"], "admin");
+    let m: Machine = get_as(&app.admin, &format!("/api/v1{VM}")).await;
+    let f = m.properties.request_figures.expect("requestFigures");
+    assert_eq!(f.approved_requests_last7_days, 2, "{f:?}");
+    assert_eq!(f.last_user.as_deref(), Some("admin"));
     let last = app.now() - SignedDuration::from_mins(45);
-    assert_eq!(f["lastAccessAt"], last.to_string());
-    let open = f["openConnections"].as_array().unwrap();
-    assert_eq!(open.len(), 1, "the 22 grant ended: {f}");
-    assert_eq!(open[0]["port"], 3389);
-    assert_eq!(open[0]["sourceAddressPrefixes"], json!(["10.0.0.9"]));
+    assert_eq!(f.last_access_at, Some(last));
+    let open = &f.open_connections;
+    assert_eq!(open.len(), 1, "the 22 grant ended: {f:?}");
+    assert_eq!(open[0].port, 3389);
+    assert_eq!(open[0].source_address_prefixes, vec!["10.0.0.9".to_owned()]);
     // In a list too; a machine without requests has zeros.
     let list = call(
         &app.admin,
@@ -537,18 +530,28 @@ async fn machines_and_applications_show_their_request_figures() {
         None,
     )
     .await;
+    let machines = list.json::<List<Machine>>().value;
     let by_id = |id: &str| {
-        list.body["value"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["id"] == id)
-            .unwrap()["properties"]["requestFigures"]
+        let m = machines.iter().find(|m| m.id == id).unwrap();
+        m.properties
+            .request_figures
             .clone()
+            .expect("requestFigures")
     };
-    assert_eq!(by_id(VM), *f);
     assert_eq!(
-        by_id(VM_WIN),
+        json!(by_id(VM)),
+        json!(f),
+        "the same figures as the machine's own"
+    );
+    // The wire shape of zero figures: explicit nulls, no open connections.
+    let win = list.body["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == VM_WIN)
+        .unwrap();
+    assert_eq!(
+        win["properties"]["requestFigures"],
         json!({"approvedRequestsLast7Days":0,"lastAccessAt":null,"lastUser":null})
     );
 
@@ -582,17 +585,15 @@ async fn machines_and_applications_show_their_request_figures() {
     )
     .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
-    let got = call(&app.admin, Method::GET, &format!("/api/v1{app_id}"), None).await;
-    let f = &got.body["requestFigures"];
-    assert_eq!(f["approvedRequestsLast7Days"], 1, "{f}");
-    assert_eq!(f["lastUser"], "alice");
-    assert_eq!(f["lastAccessAt"], app.now().to_string());
-    let list = call(
-        &app.admin,
-        Method::GET,
-        &format!("/api/v1{RG}/applications"),
-        None,
-    )
-    .await;
-    assert_eq!(list.body["value"][0]["requestFigures"], *f);
+    let got: Application = get_as(&app.admin, &format!("/api/v1{app_id}")).await;
+    let f = got.request_figures.expect("requestFigures");
+    assert_eq!(f.approved_requests_last7_days, 1, "{f:?}");
+    assert_eq!(f.last_user.as_deref(), Some("alice"));
+    assert_eq!(f.last_access_at, Some(app.now()));
+    let list: List<Application> = get_as(&app.admin, &format!("/api/v1{RG}/applications")).await;
+    assert_eq!(
+        json!(list.value[0].request_figures),
+        json!(Some(f)),
+        "the same figures as the application's own"
+    );
 }

@@ -1,11 +1,21 @@
 //! Agents: registration, what they may see, the desired-state feed, liveness and reports.
 
 use crate::*;
+use ajar_api::wire::{
+    AccessRequest, ActivityRecord, Agent, DesiredState, JitState, List, Machine, ProtectedPort,
+};
+use ajar_core::agent::AgentMode;
+use ajar_core::net::{Port, Protocol, SourcePrefix};
 use ajar_testkit::TestApp;
 use jiff::SignedDuration;
 use reqwest::Method;
 use serde_json::json;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
+
+fn source(s: &str) -> SourcePrefix {
+    SourcePrefix::parse(s).unwrap()
+}
 
 #[tokio::test]
 async fn registration_is_validated() {
@@ -66,14 +76,15 @@ async fn registration_is_validated() {
             Some(body.clone()),
         )
         .await;
-        assert_eq!((r.status, target(&r)), (status, t), "{body}: {:?}", r.body);
+        assert_eq!(
+            (r.status, target(&r).as_str()),
+            (status, t),
+            "{body}: {:?}",
+            r.body
+        );
     }
-    let list = call(&app.admin, Method::GET, "/api/v1/agents", None).await;
-    assert_eq!(
-        list.body["value"].as_array().unwrap().len(),
-        1,
-        "nothing was registered"
-    );
+    let list: List<Agent> = get_as(&app.admin, "/api/v1/agents").await;
+    assert_eq!(list.value.len(), 1, "nothing was registered");
 }
 
 #[tokio::test]
@@ -114,22 +125,35 @@ async fn an_agent_sees_only_its_own_machines_and_nothing_else() {
 
     let state = call(&a, Method::GET, "/api/v1/agent/desiredState", None).await;
     assert_eq!(state.status, 200);
-    let machines = state.body["machines"].as_array().unwrap();
+    let state: DesiredState = state.json();
+    let machines = &state.machines;
     assert_eq!(machines.len(), 1);
-    assert_eq!(machines[0]["id"], VM);
-    assert_eq!(machines[0]["addresses"], json!(["10.1.0.4"]));
+    assert_eq!(machines[0].id, VM);
     assert_eq!(
-        machines[0]["protectedPorts"],
-        json!([{"number":22,"protocol":"*"},{"number":3389,"protocol":"TCP"}])
+        machines[0].addresses,
+        vec!["10.1.0.4".parse::<IpAddr>().unwrap()]
     );
-    let grants = machines[0]["grants"].as_array().unwrap();
-    assert_eq!(grants.len(), 1);
-    assert_eq!(grants[0]["sources"], json!(["198.51.100.1"]));
-    assert_eq!(state.body["serverTime"], app.now().to_string());
-    let other = call(&b, Method::GET, "/api/v1/agent/desiredState", None).await;
     assert_eq!(
-        other.body["machines"][0]["grants"][0]["sources"],
-        json!(["198.51.100.2"])
+        machines[0].protected_ports,
+        vec![
+            ProtectedPort {
+                number: Port::from(22),
+                protocol: Protocol::Any
+            },
+            ProtectedPort {
+                number: Port::from(3389),
+                protocol: Protocol::Tcp
+            }
+        ]
+    );
+    let grants = &machines[0].grants;
+    assert_eq!(grants.len(), 1);
+    assert_eq!(grants[0].sources, vec![source("198.51.100.1")]);
+    assert_eq!(state.server_time, app.now());
+    let other: DesiredState = get_as(&b, "/api/v1/agent/desiredState").await;
+    assert_eq!(
+        other.machines[0].grants[0].sources,
+        vec![source("198.51.100.2")]
     );
 
     // Deny by default: an agent's token opens nothing else, and mints no tokens.
@@ -160,8 +184,8 @@ async fn an_agent_sees_only_its_own_machines_and_nothing_else() {
 async fn the_feed_answers_at_once_on_change_and_waits_otherwise() {
     let app = TestApp::spawn().await;
     let agent = setup(&app).await; // agent-1, guarding vm1, win1 and vm2
-    let first = call(&agent, Method::GET, "/api/v1/agent/desiredState", None).await;
-    let rev = first.body["revision"].as_i64().unwrap();
+    let first: DesiredState = get_as(&agent, "/api/v1/agent/desiredState").await;
+    let rev = first.revision;
 
     // Nothing changes: the poll waits its full time and answers the same revision.
     let t0 = Instant::now();
@@ -173,7 +197,7 @@ async fn the_feed_answers_at_once_on_change_and_waits_otherwise() {
     )
     .await;
     assert!(t0.elapsed() >= Duration::from_millis(900));
-    assert_eq!(same.body["revision"].as_i64(), Some(rev));
+    assert_eq!(same.json::<DesiredState>().revision, rev);
 
     // A grant arrives while the agent waits: the poll answers at once with it.
     let waiting = {
@@ -199,10 +223,11 @@ async fn the_feed_answers_at_once_on_change_and_waits_otherwise() {
     .await;
     let (r, took) = waiting.await.unwrap();
     assert!(took < Duration::from_secs(5), "the feed took {took:?}");
-    assert!(r.body["revision"].as_i64().unwrap() > rev);
+    let r: DesiredState = r.json();
+    assert!(r.revision > rev);
     assert_eq!(
-        r.body["machines"][0]["grants"][0]["sources"],
-        json!(["198.51.100.9"])
+        r.machines[0].grants[0].sources,
+        vec![source("198.51.100.9")]
     );
 
     let bad = call(
@@ -212,7 +237,7 @@ async fn the_feed_answers_at_once_on_change_and_waits_otherwise() {
         None,
     )
     .await;
-    assert_eq!((bad.status, target(&bad)), (400, "after"));
+    assert_eq!((bad.status, target(&bad).as_str()), (400, "after"));
 }
 
 #[tokio::test]
@@ -222,28 +247,22 @@ async fn machines_without_a_live_agent_are_unsupported() {
     let state = |app: &TestApp| {
         let admin = app.admin.clone();
         async move {
-            let m = call(&admin, Method::GET, &format!("/api/v1{VM}"), None).await;
-            (
-                m.body["properties"]["jitState"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned(),
-                m.body["properties"]["enforcementPoint"].clone(),
-            )
+            let m: Machine = get_as(&admin, &format!("/api/v1{VM}")).await;
+            (m.properties.jit_state, m.properties.enforcement_point)
         }
     };
     assert_eq!(
         state(&app).await,
-        ("Configured".to_owned(), json!("agent-1"))
+        (JitState::Configured, Some("agent-1".to_owned()))
     );
     app.advance(SignedDuration::from_secs(61));
-    assert_eq!(state(&app).await.0, "Unsupported");
-    let agents = call(&app.admin, Method::GET, "/api/v1/agents", None).await;
-    assert_eq!(agents.body["value"][0]["live"], false);
+    assert_eq!(state(&app).await.0, JitState::Unsupported);
+    let agents: List<Agent> = get_as(&app.admin, "/api/v1/agents").await;
+    assert!(!agents.value[0].live);
     call_ok(&agent, Method::GET, "/api/v1/agent/desiredState", None).await;
     assert_eq!(
         state(&app).await.0,
-        "Configured",
+        JitState::Configured,
         "live again once it polls"
     );
 }
@@ -289,7 +308,7 @@ async fn reports_show_when_ports_opened_and_closed() {
         json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":"*"}),
     )
     .await;
-    let id = req.body["id"].as_str().unwrap();
+    let id = &req.json::<AccessRequest>().id;
     let opened = app.now();
     let closed = opened.checked_add(SignedDuration::from_mins(5)).unwrap();
     let r = call(
@@ -302,26 +321,17 @@ async fn reports_show_when_ports_opened_and_closed() {
     )
     .await;
     assert_eq!(r.status, 204, "{:?}", r.body);
-    let got = call(
-        &app.admin,
-        Method::GET,
-        &format!("/api/v1{POLICY}/requests/{id}"),
-        None,
-    )
-    .await;
-    let port = &got.body["virtualMachines"][0]["ports"][0];
+    let got: AccessRequest = get_as(&app.admin, &format!("/api/v1{POLICY}/requests/{id}")).await;
+    let port = &got.virtual_machines[0].ports[0];
     assert_eq!(
-        (port["openSince"].as_str(), port["closedAt"].as_str()),
-        (
-            Some(opened.to_string().as_str()),
-            Some(closed.to_string().as_str())
-        )
+        (port.open_since, port.closed_at),
+        (Some(opened), Some(closed))
     );
-    let agents = call(&app.admin, Method::GET, "/api/v1/agents", None).await;
+    let agents: List<Agent> = get_as(&app.admin, "/api/v1/agents").await;
     assert_eq!(
         (
-            agents.body["value"][0]["version"].as_str(),
-            agents.body["value"][0]["appliedRevision"].as_i64()
+            agents.value[0].version.as_deref(),
+            agents.value[0].applied_revision
         ),
         (Some("0.1.0"), Some(9))
     );
@@ -342,7 +352,7 @@ async fn reports_show_when_ports_opened_and_closed() {
         json!({"number":3389,"duration":"PT1H","allowedSourceAddressPrefix":"10.0.0.1"}),
     )
     .await;
-    let id2 = req2.body["id"].as_str().unwrap();
+    let id2 = &req2.json::<AccessRequest>().id;
     // The report is accepted (an agent cannot tell what it may report on) and ignored.
     call_ok(
         &intruder,
@@ -360,8 +370,9 @@ async fn reports_show_when_ports_opened_and_closed() {
     )
     .await;
     assert_eq!(got.status, 200, "{:?}", got.body);
-    assert_eq!(got.body["virtualMachines"][0]["ports"][0]["number"], 3389);
-    assert!(got.body["virtualMachines"][0]["ports"][0]["openSince"].is_null());
+    let port = &got.json::<AccessRequest>().virtual_machines[0].ports[0];
+    assert_eq!(port.number, 3389);
+    assert_eq!(port.open_since, None);
     // The activity log has the agent's two reports about its own machine, and nothing of the
     // intruder's; a repeated report records nothing new.
     call_ok(
@@ -372,25 +383,19 @@ async fn reports_show_when_ports_opened_and_closed() {
         "opened":[{"requestId":id,"seq":0,"at":opened.to_string()}]})),
     )
     .await;
-    let log = call(&app.admin, Method::GET, "/api/v1/activity?scope=/", None).await;
-    let reports: Vec<&serde_json::Value> = log.body["value"]
-        .as_array()
-        .unwrap()
+    let log: List<ActivityRecord> = get_as(&app.admin, "/api/v1/activity?scope=/").await;
+    let reports: Vec<&ActivityRecord> = log
+        .value
         .iter()
-        .filter(|r| {
-            r["action"]
-                .as_str()
-                .unwrap()
-                .starts_with("ajar.agents/port")
-        })
+        .filter(|r| r.action.starts_with("ajar.agents/port"))
         .collect();
     assert_eq!(reports.len(), 2, "{reports:?}");
-    assert_eq!(reports[1]["action"], "ajar.agents/portOpened");
-    assert_eq!(reports[0]["action"], "ajar.agents/portClosed");
+    assert_eq!(reports[1].action, "ajar.agents/portOpened");
+    assert_eq!(reports[0].action, "ajar.agents/portClosed");
     for r in &reports {
-        assert_eq!(r["principal"], "agent:agent-1");
-        assert_eq!(r["resourceId"], VM);
-        assert_eq!(r["requestId"], id);
+        assert_eq!(r.principal, "agent:agent-1");
+        assert_eq!(r.resource_id, VM);
+        assert_eq!(r.request_id.as_ref(), Some(id));
     }
 }
 
@@ -423,11 +428,13 @@ async fn gateways_hand_out_unique_mapped_ports_from_their_range() {
     for t in tasks {
         let r = t.await.unwrap();
         assert_eq!(r.status, 202, "{:?}", r.body);
-        let p = &r.body["virtualMachines"][0]["ports"][0];
-        assert_eq!(p["connectionDetails"]["address"], "192.0.2.1");
-        assert_eq!(p["connectionDetails"]["port"], p["mappedPort"]);
-        ports.push(p["mappedPort"].as_u64().unwrap());
-        ids.push(r.body["id"].as_str().unwrap().to_owned());
+        let req: AccessRequest = r.json();
+        let p = &req.virtual_machines[0].ports[0];
+        let mapped = p.mapped_port.expect("a gateway maps the port");
+        let to = p.connection_details.as_ref().expect("where to connect");
+        assert_eq!((to.address.as_str(), to.port), ("192.0.2.1", mapped));
+        ports.push(mapped);
+        ids.push(req.id);
     }
     ports.sort();
     assert_eq!(ports, vec![40000, 40001, 40002]);
@@ -440,7 +447,7 @@ async fn gateways_hand_out_unique_mapped_ports_from_their_range() {
     .await;
     assert_eq!(
         (full.status, code(&full)),
-        (409, "Conflict"),
+        (409, ErrorCode::Conflict),
         "{:?}",
         full.body
     );
@@ -462,14 +469,13 @@ async fn gateways_hand_out_unique_mapped_ports_from_their_range() {
     .await;
     assert_eq!(again.status, 202);
     // The gateway's feed carries the mappings.
-    let state = call(&gw, Method::GET, "/api/v1/agent/desiredState", None).await;
-    assert_eq!(state.body["mode"], "gateway");
-    assert_eq!(state.body["publicAddress"], "192.0.2.1");
-    let mut mapped: Vec<u64> = state.body["machines"][0]["grants"]
-        .as_array()
-        .unwrap()
+    let state: DesiredState = get_as(&gw, "/api/v1/agent/desiredState").await;
+    assert_eq!(state.mode, AgentMode::Gateway);
+    assert_eq!(state.public_address, Some("192.0.2.1".parse().unwrap()));
+    let mut mapped: Vec<u16> = state.machines[0]
+        .grants
         .iter()
-        .map(|g| g["mappedPort"].as_u64().unwrap())
+        .map(|g| g.mapped_port.unwrap())
         .collect();
     mapped.sort();
     assert_eq!(mapped.len(), 3);
@@ -479,8 +485,8 @@ async fn gateways_hand_out_unique_mapped_ports_from_their_range() {
 async fn a_waiting_feed_does_not_hold_up_shutdown() {
     let app = TestApp::spawn().await;
     let agent = setup(&app).await;
-    let first = call(&agent, Method::GET, "/api/v1/agent/desiredState", None).await;
-    let rev = first.body["revision"].as_i64().unwrap();
+    let first: DesiredState = get_as(&agent, "/api/v1/agent/desiredState").await;
+    let rev = first.revision;
     let waiting = tokio::spawn(async move {
         call(
             &agent,

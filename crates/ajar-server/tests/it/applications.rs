@@ -1,6 +1,7 @@
 //! Managed applications: the JIT policy fixed at creation, approval settings, eligible roles.
 
 use crate::*;
+use ajar_api::wire::{Application, EligibleRole, JitAccessPolicy, List};
 use ajar_testkit::TestApp;
 use reqwest::Method;
 use serde_json::json;
@@ -17,18 +18,27 @@ async fn put(app: &TestApp, body: serde_json::Value) -> RawResponse {
     .await
 }
 
+/// The JIT access policy of the application in `r`.
+fn policy_of(r: &RawResponse) -> JitAccessPolicy {
+    r.json::<Application>()
+        .properties
+        .jit_access_policy
+        .expect("jitAccessPolicy")
+}
+
 #[tokio::test]
 async fn jit_is_on_by_default_with_the_vendors_defaults() {
     let app = TestApp::spawn().await;
     let r = put(&app, json!({"properties":{"publisherPrincipals":["acme"]}})).await;
     assert_eq!(r.status, 201, "{:?}", r.body);
+    // The defaults, in the vendor's field names and nothing else.
     assert_eq!(
         r.body["properties"]["jitAccessPolicy"],
         json!({"jitAccessEnabled":true,"jitApprovalMode":"AutoApprove","jitApprovers":[],
                "maximumJitAccessDuration":"PT8H","jitApprovalThreshold":1})
     );
     let mut got = call(&app.admin, Method::GET, &format!("/api/v1{APP}"), None).await;
-    // Reads add request figures; no request was made yet.
+    // Reads add request figures, in their wire shape; no request was made yet.
     assert_eq!(
         got.body["requestFigures"],
         json!({"approvedRequestsLast7Days":0,"lastAccessAt":null,"lastUser":null})
@@ -42,7 +52,7 @@ async fn jit_is_on_by_default_with_the_vendors_defaults() {
         None,
     )
     .await;
-    assert_eq!(list.body["value"].as_array().unwrap().len(), 1);
+    assert_eq!(list.json::<List<Application>>().value.len(), 1);
 }
 
 #[tokio::test]
@@ -83,7 +93,7 @@ async fn policies_are_validated() {
     for (policy, t) in cases {
         let r = put(&app, json!({"properties":{"jitAccessPolicy":policy}})).await;
         assert_eq!(
-            (r.status, target(&r)),
+            (r.status, target(&r).as_str()),
             (400, t.as_str()),
             "{policy}: {:?}",
             r.body
@@ -101,8 +111,8 @@ async fn policies_are_validated() {
         "jitApprovers":[{"id":"bob","type":"user","displayName":"Bob"},{"id":"secops","type":"group"}],"jitApprovalThreshold":3}}})).await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     assert_eq!(
-        r.body["properties"]["jitAccessPolicy"]["jitApprovers"][0]["displayName"],
-        "Bob"
+        policy_of(&r).jit_approvers[0].display_name.as_deref(),
+        Some("Bob")
     );
 }
 
@@ -121,19 +131,14 @@ async fn jit_is_fixed_at_creation_but_approval_settings_are_not() {
     )
     .await;
     assert_eq!(
-        (r.status, code(&r), target(&r)),
+        (r.status, code(&r), target(&r).as_str()),
         (
             409,
-            "Conflict",
+            ErrorCode::Conflict,
             "properties.jitAccessPolicy.jitAccessEnabled"
         )
     );
-    assert!(
-        r.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("created")
-    );
+    assert!(error_of(&r).message.contains("created"));
 
     let other = "/subscriptions/s1/resourceGroups/rg1/applications/erp";
     call_ok(
@@ -147,8 +152,8 @@ async fn jit_is_fixed_at_creation_but_approval_settings_are_not() {
         "jitApprovalMode":"ManualApprove","jitApprovers":[{"id":"bob","type":"user"}],"maximumJitAccessDuration":"PT2H"}}}))).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(
-        r.body["properties"]["jitAccessPolicy"]["jitApprovalMode"],
-        "ManualApprove"
+        policy_of(&r).jit_approval_mode.as_deref(),
+        Some("ManualApprove")
     );
     let r = call(
         &app.admin,
@@ -188,7 +193,7 @@ async fn eligible_roles_go_to_users_or_groups() {
         Some(json!({"principal":"alice","roleDefinition":"no spaces"})),
     )
     .await;
-    assert_eq!((r.status, target(&r)), (400, "roleDefinition"));
+    assert_eq!((r.status, target(&r).as_str()), (400, "roleDefinition"));
     let list = call(
         &app.admin,
         Method::GET,
@@ -196,12 +201,8 @@ async fn eligible_roles_go_to_users_or_groups() {
         None,
     )
     .await;
-    let principals: Vec<&str> = list.body["value"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["principal"].as_str().unwrap())
-        .collect();
+    let roles = list.json::<List<EligibleRole>>().value;
+    let principals: Vec<&str> = roles.iter().map(|e| e.principal.as_str()).collect();
     assert_eq!(principals, vec!["alice", "group:ops"]);
     assert_eq!(
         call(&app.admin, Method::DELETE, &role("alice"), None)
@@ -260,5 +261,5 @@ async fn eligible_roles_go_to_users_or_groups() {
         None,
     )
     .await;
-    assert_eq!(list.body["value"], json!([]));
+    assert!(list.json::<List<EligibleRole>>().value.is_empty());
 }

@@ -2,6 +2,11 @@
 //! history of both kinds.
 
 use crate::*;
+use ajar_api::wire::{
+    AccessRequest, AuthorizeAnswer, Grant, Group, HistoryEntry, HistoryState, JitRequest, List,
+    Policy, PortState, PortStatusReason, RequestKind,
+};
+use ajar_core::lifecycle::RequestState;
 use ajar_testkit::TestApp;
 use jiff::SignedDuration;
 use reqwest::Method;
@@ -16,27 +21,22 @@ async fn ask_ssh(alice: &ajar_api::Client) -> String {
     )
     .await;
     assert_eq!(r.status, 202, "{:?}", r.body);
-    assert_eq!(r.body["approvalState"], "Pending");
-    let port = &r.body["virtualMachines"][0]["ports"][0];
+    let req: AccessRequest = r.json();
+    assert_eq!(req.approval_state, Some(RequestState::Pending));
+    let port = &req.virtual_machines[0].ports[0];
     assert_eq!(
-        (port["status"].as_str(), port["statusReason"].as_str()),
-        (Some("Pending"), Some("AwaitingApproval"))
+        (port.status, port.status_reason),
+        (PortState::Pending, PortStatusReason::AwaitingApproval)
     );
-    let id = r.body["approvalRequestId"].as_str().unwrap();
+    let id = req.approval_request_id.expect("approvalRequestId");
     assert!(id.starts_with(&format!("{RG}/jitRequests/")), "{id}");
     id.rsplit('/').next().unwrap().to_owned()
 }
 
-async fn grants(app: &TestApp) -> Vec<Value> {
-    let r = call(
-        &app.admin,
-        Method::GET,
-        &format!("/api/v1{VM}/grants"),
-        None,
-    )
-    .await;
-    assert_eq!(r.status, 200);
-    r.body["value"].as_array().unwrap().clone()
+async fn grants(app: &TestApp) -> Vec<Grant> {
+    get_as::<List<Grant>>(&app.admin, &format!("/api/v1{VM}/grants"))
+        .await
+        .value
 }
 
 #[tokio::test]
@@ -51,8 +51,12 @@ async fn network_access_under_manual_approval_opens_only_once_approved() {
     )
     .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
-    assert_eq!(r.body["properties"]["approvalMode"], "ManualApprove");
-    assert_eq!(r.body["properties"]["approvers"][0]["id"], "bob");
+    let policy: Policy = r.json();
+    assert_eq!(
+        policy.properties.approval_mode.as_deref(),
+        Some("ManualApprove")
+    );
+    assert_eq!(policy.properties.approvers[0].id, "bob");
     let alice = app.user("alice", Some(("JitRequester", RG))).await;
     let bob = app.user("bob", Some(("Approver", RG))).await;
     let mallory = app.user("mallory", Some(("Approver", RG))).await;
@@ -62,18 +66,14 @@ async fn network_access_under_manual_approval_opens_only_once_approved() {
         grants(&app).await.is_empty(),
         "nothing opens before approval"
     );
-    let inbox = call(&bob, Method::GET, "/api/v1/inbox", None).await;
-    let items = inbox.body["value"].as_array().unwrap();
+    let items = inbox(&bob).await;
     assert_eq!(items.len(), 1);
-    assert_eq!(items[0]["properties"]["requestKind"], "network");
-    assert_eq!(items[0]["properties"]["networkAccessPolicyId"], POLICY);
+    assert_eq!(items[0].properties.request_kind, RequestKind::Network);
     assert_eq!(
-        call(&mallory, Method::GET, "/api/v1/inbox", None)
-            .await
-            .body["value"],
-        json!([]),
-        "not a listed approver"
+        items[0].properties.network_access_policy_id.as_deref(),
+        Some(POLICY)
     );
+    assert!(inbox(&mallory).await.is_empty(), "not a listed approver");
     assert_eq!(decide(&mallory, &name, "approve").await.status, 403);
     assert_eq!(
         decide(&alice, &name, "approve").await.status,
@@ -82,13 +82,16 @@ async fn network_access_under_manual_approval_opens_only_once_approved() {
     );
 
     let r = decide(&bob, &name, "approve").await;
-    assert_eq!(state_of(&r), "Active", "{:?}", r.body);
-    assert_eq!(r.body["properties"]["networkRequestId"], name.as_str());
+    assert_eq!(state_of(&r), RequestState::Active, "{:?}", r.body);
+    assert_eq!(
+        r.json::<JitRequest>().properties.network_request_id,
+        Some(name.clone())
+    );
     let open = grants(&app).await;
     assert_eq!(open.len(), 1);
     assert_eq!(
-        (open[0]["requestId"].as_str(), open[0]["number"].as_u64()),
-        (Some(name.as_str()), Some(22))
+        (open[0].request_id.as_str(), open[0].number),
+        (name.as_str(), 22)
     );
     let net = call(
         &alice,
@@ -99,8 +102,8 @@ async fn network_access_under_manual_approval_opens_only_once_approved() {
     .await;
     assert_eq!(net.status, 200);
     assert_eq!(
-        net.body["virtualMachines"][0]["ports"][0]["status"],
-        "Initiated"
+        net.json::<AccessRequest>().virtual_machines[0].ports[0].status,
+        PortState::Initiated
     );
 
     // Revoked through the approval request: the ports close.
@@ -111,7 +114,7 @@ async fn network_access_under_manual_approval_opens_only_once_approved() {
         None,
     )
     .await;
-    assert_eq!(state_of(&r), "Revoked");
+    assert_eq!(state_of(&r), RequestState::Revoked);
     assert!(grants(&app).await.is_empty());
 
     // Revoked through the network request: the approval request follows.
@@ -127,12 +130,15 @@ async fn network_access_under_manual_approval_opens_only_once_approved() {
     assert_eq!(r.status, 200);
     assert_eq!(
         state_of(&call(&alice, Method::GET, &req_path(&name), None).await),
-        "Revoked"
+        RequestState::Revoked
     );
 
     // Denied: nothing opens.
     let name = ask_ssh(&alice).await;
-    assert_eq!(state_of(&decide(&bob, &name, "deny").await), "Denied");
+    assert_eq!(
+        state_of(&decide(&bob, &name, "deny").await),
+        RequestState::Denied
+    );
     assert!(grants(&app).await.is_empty());
 
     // Undecided within the window: timeout.
@@ -141,7 +147,7 @@ async fn network_access_under_manual_approval_opens_only_once_approved() {
     app.tick().await;
     assert_eq!(
         state_of(&call(&alice, Method::GET, &req_path(&name), None).await),
-        "Timeout"
+        RequestState::Timeout
     );
     assert_eq!(decide(&bob, &name, "approve").await.status, 409);
 
@@ -160,12 +166,12 @@ async fn network_access_under_manual_approval_opens_only_once_approved() {
     .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let r = decide(&bob, &name, "approve").await;
-    assert_eq!(state_of(&r), "Failed", "{:?}", r.body);
+    assert_eq!(state_of(&r), RequestState::Failed, "{:?}", r.body);
     assert!(
-        r.body["properties"]["failure"]
-            .as_str()
-            .unwrap()
-            .contains("not covered"),
+        r.json::<JitRequest>()
+            .properties
+            .failure
+            .is_some_and(|f| f.contains("not covered")),
         "{:?}",
         r.body
     );
@@ -183,9 +189,15 @@ async fn approval_settings_on_policies_are_checked() {
     let mut odd = policy_body(VM);
     odd["properties"]["approvalMode"] = json!("Sometimes");
     let r = put(odd).await;
-    assert_eq!((r.status, target(&r)), (400, "properties.approvalMode"));
+    assert_eq!(
+        (r.status, target(&r).as_str()),
+        (400, "properties.approvalMode")
+    );
     let r = put(manual_policy(VM, json!([]), None)).await;
-    assert_eq!((r.status, target(&r)), (400, "properties.approvers"));
+    assert_eq!(
+        (r.status, target(&r).as_str()),
+        (400, "properties.approvers")
+    );
     let r = put(manual_policy(
         VM,
         json!([{"id":"bob","type":"user"}]),
@@ -193,7 +205,7 @@ async fn approval_settings_on_policies_are_checked() {
     ))
     .await;
     assert_eq!(
-        (r.status, target(&r)),
+        (r.status, target(&r).as_str()),
         (400, "properties.approvalThreshold")
     );
     let r = put(manual_policy(
@@ -203,23 +215,25 @@ async fn approval_settings_on_policies_are_checked() {
     ))
     .await;
     assert_eq!(
-        (r.status, target(&r)),
+        (r.status, target(&r).as_str()),
         (400, "properties.approvers[0].type")
     );
     // None of that changed the policy: it still approves automatically.
     let r = call(&app.admin, Method::GET, &format!("/api/v1{POLICY}"), None).await;
-    assert!(
-        r.body["properties"]["approvalMode"].is_null(),
+    assert_eq!(
+        r.json::<Policy>().properties.approval_mode,
+        None,
         "{:?}",
         r.body
     );
     let alice = app.user("alice", Some(("JitRequester", RG))).await;
     let r = initiate(&alice, POLICY, json!({"number":22,"duration":"PT1H"})).await;
     assert_eq!(r.status, 202);
-    assert!(r.body["approvalRequestId"].is_null());
+    let req: AccessRequest = r.json();
+    assert_eq!(req.approval_request_id, None);
     assert_eq!(
-        r.body["virtualMachines"][0]["ports"][0]["status"],
-        "Initiated"
+        req.virtual_machines[0].ports[0].status,
+        PortState::Initiated
     );
 }
 
@@ -240,9 +254,15 @@ async fn thresholds_apply_to_network_requests_too() {
     let bob = app.user("bob", Some(("Approver", RG))).await;
     let carol = app.user("carol", Some(("Approver", RG))).await;
     let name = ask_ssh(&alice).await;
-    assert_eq!(state_of(&decide(&bob, &name, "approve").await), "Pending");
+    assert_eq!(
+        state_of(&decide(&bob, &name, "approve").await),
+        RequestState::Pending
+    );
     assert!(grants(&app).await.is_empty());
-    assert_eq!(state_of(&decide(&carol, &name, "approve").await), "Active");
+    assert_eq!(
+        state_of(&decide(&carol, &name, "approve").await),
+        RequestState::Active
+    );
     assert_eq!(grants(&app).await.len(), 1);
 }
 
@@ -265,18 +285,13 @@ async fn local_groups_give_eligibility_approval_and_roles() {
         201
     );
     let r = put_group("bad", json!({"members":[]})).await;
-    assert_eq!((r.status, target(&r)), (400, "members"));
+    assert_eq!((r.status, target(&r).as_str()), (400, "members"));
     let r = put_group("bad", json!({"members":["group:ops"]})).await;
-    assert_eq!((r.status, target(&r)), (400, "members"));
+    assert_eq!((r.status, target(&r).as_str()), (400, "members"));
     let r = put_group("bad name", json!({"members":["x"]})).await;
     assert_eq!(r.status, 400);
-    let r = call(&app.admin, Method::GET, "/api/v1/groups", None).await;
-    let names: Vec<&str> = r.body["value"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| g["name"].as_str().unwrap())
-        .collect();
+    let groups: List<Group> = get_as(&app.admin, "/api/v1/groups").await;
+    let names: Vec<&str> = groups.value.iter().map(|g| g.name.as_str()).collect();
     assert_eq!(names, ["devs", "ops"]);
 
     assign(&app, "devs-request", "group:devs", "JitRequester", RG).await;
@@ -289,19 +304,19 @@ async fn local_groups_give_eligibility_approval_and_roles() {
     let mallory = app.user("mallory", Some(("Approver", RG))).await;
     let body = |who: &str| activation(&app_id, who);
     let r = call(&frank, Method::PUT, &req_path("f1"), Some(body("frank"))).await;
-    assert_eq!((r.status, state_of(&r)), (201, "Pending"), "{:?}", r.body);
     assert_eq!(
-        call(&erin, Method::GET, "/api/v1/inbox", None).await.body["value"][0]["name"],
-        "f1"
+        (r.status, state_of(&r)),
+        (201, RequestState::Pending),
+        "{:?}",
+        r.body
     );
-    assert_eq!(
-        call(&mallory, Method::GET, "/api/v1/inbox", None)
-            .await
-            .body["value"],
-        json!([])
-    );
+    assert_eq!(inbox(&erin).await[0].name, "f1");
+    assert!(inbox(&mallory).await.is_empty());
     assert_eq!(decide(&mallory, "f1", "approve").await.status, 403);
-    assert_eq!(state_of(&decide(&erin, "f1", "approve").await), "Active");
+    assert_eq!(
+        state_of(&decide(&erin, "f1", "approve").await),
+        RequestState::Active
+    );
 
     // The authorize endpoint knows the stored membership without being told.
     let r = call(
@@ -311,7 +326,7 @@ async fn local_groups_give_eligibility_approval_and_roles() {
         Some(json!({"principal":"frank","action":"ajar.jitRequests/write","scope":RG})),
     )
     .await;
-    assert_eq!(r.body["allowed"], true, "{:?}", r.body);
+    assert!(r.json::<AuthorizeAnswer>().allowed, "{:?}", r.body);
 
     // Out of the group, out of everything it gave.
     assert_eq!(
@@ -327,7 +342,7 @@ async fn local_groups_give_eligibility_approval_and_roles() {
         Some(json!({"principal":"frank","action":"ajar.jitRequests/write","scope":RG})),
     )
     .await;
-    assert_eq!(r.body["allowed"], false);
+    assert!(!r.json::<AuthorizeAnswer>().allowed, "{:?}", r.body);
     assert_eq!(
         call(&app.admin, Method::DELETE, "/api/v1/groups/ops", None)
             .await
@@ -390,28 +405,26 @@ async fn history_covers_both_kinds_with_filters_and_visibility() {
         async move { call(&client, Method::GET, &path, None).await }
     };
     let ids = |r: &RawResponse| -> Vec<String> {
-        r.body["value"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["id"].as_str().unwrap().to_owned())
+        r.json::<List<HistoryEntry>>()
+            .value
+            .into_iter()
+            .map(|e| e.id)
             .collect()
     };
+    let auto = auto.json::<AccessRequest>().id;
+    let eves = eves.json::<AccessRequest>().id;
     let all = get(&app.admin, "").await;
     assert_eq!(all.status, 200, "{:?}", all.body);
     let pending_id = format!("{RG}/jitRequests/{pending}");
     assert_eq!(
         ids(&all),
-        [
-            eves.body["id"].as_str().unwrap(),
-            pending_id.as_str(),
-            auto.body["id"].as_str().unwrap()
-        ],
+        [eves.as_str(), pending_id.as_str(), auto.as_str()],
         "newest first across both kinds"
     );
-    assert_eq!(all.body["value"][1]["state"], "Pending");
-    assert_eq!(all.body["value"][1]["kind"], "network");
-    assert_eq!(all.body["value"][2]["state"], "Active");
+    let entries = all.json::<List<HistoryEntry>>().value;
+    assert_eq!(entries[1].state, HistoryState::Pending);
+    assert_eq!(entries[1].kind, RequestKind::Network);
+    assert_eq!(entries[2].state, HistoryState::Active);
 
     assert_eq!(
         ids(&get(&alice, "").await).len(),
@@ -434,26 +447,34 @@ async fn history_covers_both_kinds_with_filters_and_visibility() {
     // Pages follow one another without gaps or repeats.
     let first = get(&app.admin, "?top=2").await;
     assert_eq!(ids(&first).len(), 2);
-    let next = first.body["nextLink"]
-        .as_str()
-        .unwrap()
+    let next = first
+        .json::<List<HistoryEntry>>()
+        .next_link
+        .expect("nextLink")
         .trim_start_matches("/api/v1/history")
         .to_owned();
     let second = get(&app.admin, &next).await;
-    assert_eq!(ids(&second), [auto.body["id"].as_str().unwrap()]);
-    assert!(second.body["nextLink"].is_null());
+    assert_eq!(ids(&second), [auto.as_str()]);
+    assert_eq!(second.json::<List<HistoryEntry>>().next_link, None);
 
     // Expired access stays in history.
     app.advance(SignedDuration::from_hours(2));
     app.tick().await;
     let after = get(&app.admin, "").await;
-    let states: Vec<&str> = after.body["value"]
-        .as_array()
-        .unwrap()
+    let states: Vec<HistoryState> = after
+        .json::<List<HistoryEntry>>()
+        .value
         .iter()
-        .map(|e| e["state"].as_str().unwrap())
+        .map(|e| e.state)
         .collect();
-    assert_eq!(states, ["Expired", "Timeout", "Expired"]);
+    assert_eq!(
+        states,
+        [
+            HistoryState::Expired,
+            HistoryState::Timeout,
+            HistoryState::Expired
+        ]
+    );
 
     for (query, param) in [
         ("?kind=vpn", "kind"),
@@ -462,7 +483,7 @@ async fn history_covers_both_kinds_with_filters_and_visibility() {
         ("?top=0", "top"),
     ] {
         let r = get(&app.admin, query).await;
-        assert_eq!((r.status, target(&r)), (400, param), "{query}");
+        assert_eq!((r.status, target(&r).as_str()), (400, param), "{query}");
     }
     assert_eq!(get(&nobody, "").await.status, 403);
 }
@@ -484,13 +505,12 @@ async fn a_request_that_cannot_move_does_not_hold_up_the_others() {
     let port = json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":"10.0.0.1"});
     let broken = initiate(&alice, POLICY, port.clone()).await;
     let fine = initiate(&alice, POLICY2, port).await;
-    let (broken, fine) = (
-        broken.body["approvalRequestId"]
-            .as_str()
-            .unwrap()
-            .to_owned(),
-        fine.body["approvalRequestId"].as_str().unwrap().to_owned(),
-    );
+    let approval_of = |r: &RawResponse| {
+        r.json::<AccessRequest>()
+            .approval_request_id
+            .expect("approvalRequestId")
+    };
+    let (broken, fine) = (approval_of(&broken), approval_of(&fine));
     // The first request's policy becomes unreadable, so its timeout cannot be recorded.
     let mut tx = app.state.store.write().await.unwrap();
     tx.put_policy(
@@ -512,13 +532,17 @@ async fn a_request_that_cannot_move_does_not_hold_up_the_others() {
         let alice = alice.clone();
         async move {
             let r = call(&alice, Method::GET, &format!("/api/v1{id}"), None).await;
-            r.body["properties"]["jitRequestState"].clone()
+            state_of(&r)
         }
     };
-    assert_eq!(state(fine).await, "Timeout", "the other request moved");
+    assert_eq!(
+        state(fine).await,
+        RequestState::Timeout,
+        "the other request moved"
+    );
     assert_eq!(
         state(broken).await,
-        "Pending",
+        RequestState::Pending,
         "undone whole, tried again later"
     );
 }

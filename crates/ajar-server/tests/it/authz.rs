@@ -3,6 +3,7 @@
 //! derived from the RBAC code under test.
 
 use crate::*;
+use ajar_api::wire::{AccessRequest, List, Policy, Token};
 use ajar_testkit::TestApp;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -517,7 +518,7 @@ async fn world(app: &TestApp) -> Ctx {
         )
         .await;
         assert_eq!(r.status, 202);
-        request.insert(g, r.body["id"].as_str().unwrap().to_owned());
+        request.insert(g, r.json::<AccessRequest>().id);
         // An application with an eligibility, for the application rows.
         let app_path = format!("{}/applications/app", rg(g));
         let r = call(
@@ -627,7 +628,7 @@ async fn authorization_matrix() {
                         case.name, r.status, r.body
                     ));
                 }
-                if r.status == 403 && code(&r) != "AuthorizationFailed" {
+                if r.status == 403 && code(&r) != ErrorCode::AuthorizationFailed {
                     failures.push(format!(
                         "{role} {} {g}: 403 without AuthorizationFailed",
                         case.name
@@ -642,7 +643,9 @@ async fn authorization_matrix() {
                         let anon = app.client(bad);
                         let r = call(&anon, case.method.clone(), &path, body.clone()).await;
                         let want = if case.name == "openapi" { 200 } else { 401 };
-                        if r.status != want || (want == 401 && code(&r) != "Unauthenticated") {
+                        if r.status != want
+                            || (want == 401 && code(&r) != ErrorCode::Unauthenticated)
+                        {
                             failures.push(format!(
                                 "{bad:?} {} {g}: got {} want {want}",
                                 case.name, r.status
@@ -695,9 +698,10 @@ async fn a_requester_on_group_a_cannot_see_or_initiate_on_group_b() {
     )
     .await;
     assert_eq!(ok.status, 202);
-    assert_eq!(ok.body["requestor"], "alice");
+    let ok: AccessRequest = ok.json();
+    assert_eq!(ok.requestor, "alice");
     let r = initiate(&alice, POLICY2, json!({"number":22,"duration":"PT1H"})).await;
-    assert_eq!((r.status, code(&r)), (403, "AuthorizationFailed"));
+    assert_eq!((r.status, code(&r)), (403, ErrorCode::AuthorizationFailed));
     for path in [
         format!("/api/v1{POLICY2}"),
         format!("/api/v1{RG2}/jitNetworkAccessPolicies"),
@@ -723,12 +727,8 @@ async fn a_requester_on_group_a_cannot_see_or_initiate_on_group_b() {
         None,
     )
     .await;
-    let ids: Vec<&str> = r.body["value"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["id"].as_str().unwrap())
-        .collect();
+    let policies = r.json::<List<Policy>>().value;
+    let ids: Vec<&str> = policies.iter().map(|p| p.id.as_str()).collect();
     assert_eq!(ids, vec![POLICY]);
     // Alice reads and revokes her own request, and sees only her own in the history.
     initiate(
@@ -744,8 +744,8 @@ async fn a_requester_on_group_a_cannot_see_or_initiate_on_group_b() {
         None,
     )
     .await;
-    assert_eq!(mine.body["value"].as_array().unwrap().len(), 1);
-    let id = ok.body["id"].as_str().unwrap();
+    assert_eq!(mine.json::<List<AccessRequest>>().value.len(), 1);
+    let id = &ok.id;
     let r = call(
         &alice,
         Method::POST,
@@ -854,7 +854,7 @@ async fn custom_roles_grant_exactly_their_actions() {
         Some(json!({"actions":["ajar.machine/read"]})),
     )
     .await;
-    assert_eq!((bad.status, target(&bad)), (400, "actions[0]"));
+    assert_eq!((bad.status, target(&bad).as_str()), (400, "actions[0]"));
     let builtin = call(
         &app.admin,
         Method::PUT,
@@ -891,7 +891,10 @@ async fn custom_roles_grant_exactly_their_actions() {
         Some(json!({"principal":"carol","roleDefinition":"Nope","scope":RG})),
     )
     .await;
-    assert_eq!((unknown.status, target(&unknown)), (400, "roleDefinition"));
+    assert_eq!(
+        (unknown.status, target(&unknown).as_str()),
+        (400, "roleDefinition")
+    );
 }
 
 #[tokio::test]
@@ -905,8 +908,9 @@ async fn tokens_are_shown_once_and_revocable() {
     )
     .await;
     assert_eq!(r.status, 201);
-    let secret = r.body["token"].as_str().unwrap().to_owned();
-    let id = r.body["id"].as_str().unwrap().to_owned();
+    let made: Token = r.json();
+    let secret = made.token.expect("the secret");
+    let id = made.id;
     let list = call(&app.admin, Method::GET, "/api/v1/tokens", None).await;
     let text = list.body.to_string();
     assert!(
@@ -922,7 +926,7 @@ async fn tokens_are_shown_once_and_revocable() {
     );
     // Dave sees only his own tokens and cannot delete the admin's.
     let his = call(&dave, Method::GET, "/api/v1/tokens", None).await;
-    assert_eq!(his.body["value"].as_array().unwrap().len(), 1);
+    assert_eq!(his.json::<List<Token>>().value.len(), 1);
     assert_eq!(
         call(&dave, Method::DELETE, "/api/v1/tokens/bootstrap", None)
             .await
@@ -941,7 +945,7 @@ async fn tokens_are_shown_once_and_revocable() {
         204
     );
     let r = call(&dave, Method::GET, "/api/v1/tokens", None).await;
-    assert_eq!((r.status, code(&r)), (401, "Unauthenticated"));
+    assert_eq!((r.status, code(&r)), (401, ErrorCode::Unauthenticated));
     // The secret is not in the database (its files on SQLite; its token rows on PostgreSQL).
     let (db, wal) = if app.database_url().starts_with("sqlite") {
         (

@@ -2,6 +2,7 @@
 //! identity provider's token, and tokens of one's own made with either.
 
 use crate::*;
+use ajar_api::wire::{ActivityRecord, List, Token};
 use ajar_oidc::{IssuerConfig, Providers};
 use ajar_testkit::idp::{CLIENT_ID, TestIdp};
 use ajar_testkit::{START, TestApp};
@@ -16,7 +17,17 @@ async fn post(client: &ajar_api::Client, path: &str, body: Option<Value>) -> Raw
 }
 
 fn ends(r: &RawResponse) -> Timestamp {
-    r.body["expiresAt"].as_str().unwrap().parse().unwrap()
+    r.json::<Token>().expires_at.expect("expiresAt")
+}
+
+/// The secret of the token or session made in `r`.
+fn secret(r: &RawResponse) -> String {
+    r.json::<Token>().token.expect("the secret")
+}
+
+/// The id of the token or session made in `r`.
+fn id_of(r: &RawResponse) -> String {
+    r.json::<Token>().id
 }
 
 async fn me(app: &TestApp, token: &str) -> u16 {
@@ -32,7 +43,7 @@ async fn a_session_cannot_renew_itself_and_its_tokens_end_with_it() {
     let first = post(&alice, "/api/v1/sessions", None).await;
     let end = app.now() + SignedDuration::from_hours(12);
     assert_eq!(ends(&first), end);
-    let session = app.client(first.body["token"].as_str());
+    let session = app.client(Some(&secret(&first)));
 
     // Six hours on, a session made with the session ends when it does, not twelve hours on.
     app.advance(SignedDuration::from_hours(6));
@@ -46,11 +57,11 @@ async fn a_session_cannot_renew_itself_and_its_tokens_end_with_it() {
     )
     .await;
     assert_eq!(ends(&own), end);
-    let own_token = own.body["token"].as_str().unwrap().to_owned();
+    let own_token = secret(&own);
     assert_eq!(me(&app, &own_token).await, 200);
 
     // Signing out (deleting the session) ends what was made with it at once.
-    let id = first.body["id"].as_str().unwrap();
+    let id = id_of(&first);
     let r = call(
         &session,
         Method::DELETE,
@@ -60,7 +71,7 @@ async fn a_session_cannot_renew_itself_and_its_tokens_end_with_it() {
     .await;
     assert_eq!(r.status, 204);
     assert_eq!(me(&app, &own_token).await, 401);
-    assert_eq!(me(&app, second.body["token"].as_str().unwrap()).await, 401);
+    assert_eq!(me(&app, &secret(&second)).await, 401);
     // The record of the deletion names what went with it.
     let log = call(
         &app.admin,
@@ -69,30 +80,29 @@ async fn a_session_cannot_renew_itself_and_its_tokens_end_with_it() {
         None,
     )
     .await;
-    let deletion = log.body["value"]
-        .as_array()
-        .unwrap()
+    let log: List<ActivityRecord> = log.json();
+    let deletion = log
+        .value
         .iter()
-        .find(|a| a["resourceId"] == format!("/tokens/{id}") && a["details"]["deleted"] == true)
+        .find(|a| a.resource_id == format!("/tokens/{id}") && a.details["deleted"] == true)
         .expect("the deletion is recorded");
-    let mut gone: Vec<&str> = deletion["details"]["madeWithItDeleted"]
+    // Details are free-form JSON.
+    let mut gone: Vec<&str> = deletion.details["madeWithItDeleted"]
         .as_array()
         .unwrap()
         .iter()
         .map(|t| t["id"].as_str().unwrap())
         .collect();
     gone.sort_unstable();
-    let mut expected = [
-        second.body["id"].as_str().unwrap(),
-        own.body["id"].as_str().unwrap(),
-    ];
+    let (second_id, own_id) = (id_of(&second), id_of(&own));
+    let mut expected = [second_id.as_str(), own_id.as_str()];
     expected.sort_unstable();
     assert_eq!(gone, expected);
 
     // A token an administrator makes for someone else with a session ends with it too: a stolen
     // session does not become a lasting credential.
     let admin_session = post(&app.admin, "/api/v1/sessions", None).await;
-    let admin_session_client = app.client(admin_session.body["token"].as_str());
+    let admin_session_client = app.client(Some(&secret(&admin_session)));
     let for_bob = post(
         &admin_session_client,
         "/api/v1/tokens",
@@ -103,16 +113,16 @@ async fn a_session_cannot_renew_itself_and_its_tokens_end_with_it() {
 
     // Revoking a long-lived token ends the sessions made with it.
     let lasting_alice = post(&alice, "/api/v1/tokens", Some(json!({"principal":"alice"}))).await;
-    let lasting_alice_token = lasting_alice.body["token"].as_str().unwrap().to_owned();
+    let lasting_alice_token = secret(&lasting_alice);
     let made = post(
         &app.client(Some(&lasting_alice_token)),
         "/api/v1/sessions",
         None,
     )
     .await;
-    let made_token = made.body["token"].as_str().unwrap().to_owned();
+    let made_token = secret(&made);
     assert_eq!(me(&app, &made_token).await, 200);
-    let id = lasting_alice.body["id"].as_str().unwrap();
+    let id = id_of(&lasting_alice);
     let r = call(
         &alice,
         Method::DELETE,
@@ -127,10 +137,10 @@ async fn a_session_cannot_renew_itself_and_its_tokens_end_with_it() {
     let fresh = post(&alice, "/api/v1/sessions", None).await;
     assert_eq!(ends(&fresh), app.now() + SignedDuration::from_hours(12));
     let lasting = post(&alice, "/api/v1/tokens", Some(json!({"principal":"alice"}))).await;
-    assert_eq!(lasting.body["expiresAt"], Value::Null);
+    assert_eq!(lasting.json::<Token>().expires_at, None);
     app.advance(SignedDuration::from_hours(13));
-    assert_eq!(me(&app, fresh.body["token"].as_str().unwrap()).await, 401);
-    assert_eq!(me(&app, lasting.body["token"].as_str().unwrap()).await, 200);
+    assert_eq!(me(&app, &secret(&fresh)).await, 401);
+    assert_eq!(me(&app, &secret(&lasting)).await, 200);
 }
 
 #[tokio::test]
@@ -144,17 +154,17 @@ async fn an_identity_providers_groups_are_not_carried_past_its_token() {
     let id_token_end = app.now() + SignedDuration::from_hours(1);
 
     let session = post(&jwt, "/api/v1/sessions", None).await;
-    assert_eq!(session.body["groups"], json!(["ops"]));
+    assert_eq!(session.json::<Token>().groups, ["ops"]);
     assert_eq!(ends(&session), id_token_end, "not twelve hours");
     let own = post(&jwt, "/api/v1/tokens", Some(json!({"principal":"alice"}))).await;
     assert_eq!(ends(&own), id_token_end);
     assert!(
-        own.body["groups"].as_array().is_none_or(Vec::is_empty),
+        own.json::<Token>().groups.is_empty(),
         "a token carries no asserted groups: {:?}",
         own.body
     );
 
-    let session = app.client(session.body["token"].as_str());
+    let session = app.client(Some(&secret(&session)));
     let read_vm = format!("/api/v1{VM}");
     assert_eq!(
         call(&session, Method::GET, &read_vm, None).await.status,
@@ -162,8 +172,8 @@ async fn an_identity_providers_groups_are_not_carried_past_its_token() {
     );
     app.advance(SignedDuration::from_mins(61));
     let r = call(&session, Method::GET, &read_vm, None).await;
-    assert_eq!((r.status, code(&r)), (401, "Unauthenticated"));
-    assert_eq!(me(&app, own.body["token"].as_str().unwrap()).await, 401);
+    assert_eq!((r.status, code(&r)), (401, ErrorCode::Unauthenticated));
+    assert_eq!(me(&app, &secret(&own)).await, 401);
     // A fresh token from the provider makes a fresh session.
     idp.set_now(app.now());
     let jwt = app.client(Some(&idp.token(&idp.claims("alice", &["ops"]))));

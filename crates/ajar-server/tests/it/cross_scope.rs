@@ -3,9 +3,11 @@
 //! protected set) at addresses it has no right to.
 
 use crate::*;
+use ajar_api::wire::{ActivityRecord, Agent, DesiredState, List, Machine, RoleAssignment};
 use ajar_testkit::TestApp;
 use reqwest::Method;
 use serde_json::{Value, json};
+use std::net::IpAddr;
 
 const RG_A: &str = "/subscriptions/A/resourceGroups/rg-a";
 const RG_B: &str = "/subscriptions/B/resourceGroups/rg-b";
@@ -36,16 +38,10 @@ async fn app_in_b(app: &TestApp) -> String {
     app_id
 }
 
-async fn activity_at(app: &TestApp, scope: &str) -> Vec<Value> {
-    let r = call(
-        &app.admin,
-        Method::GET,
-        &format!("/api/v1/activity?scope={scope}"),
-        None,
-    )
-    .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
-    r.body["value"].as_array().unwrap().clone()
+async fn activity_at(app: &TestApp, scope: &str) -> Vec<ActivityRecord> {
+    get_as::<List<ActivityRecord>>(&app.admin, &format!("/api/v1/activity?scope={scope}"))
+        .await
+        .value
 }
 
 #[tokio::test]
@@ -67,15 +63,12 @@ async fn a_role_request_is_checked_filed_and_recorded_at_its_applications_scope(
     .await;
     assert_eq!(
         (r.status, code(&r)),
-        (403, "AuthorizationFailed"),
+        (403, ErrorCode::AuthorizationFailed),
         "{:?}",
         r.body
     );
     assert!(
-        r.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("/subscriptions/B"),
+        error_of(&r).message.contains("/subscriptions/B"),
         "{:?}",
         r.body
     );
@@ -100,13 +93,12 @@ async fn a_role_request_is_checked_filed_and_recorded_at_its_applications_scope(
     )
     .await;
     assert_eq!(
-        (r.status, target(&r)),
+        (r.status, target(&r).as_str()),
         (400, "properties.applicationResourceId")
     );
     assert!(
-        r.body["error"]["message"]
-            .as_str()
-            .unwrap()
+        error_of(&r)
+            .message
             .contains(&format!("{RG_B}/jitRequests/r1")),
         "the error names where to file it: {:?}",
         r.body
@@ -121,9 +113,7 @@ async fn a_role_request_is_checked_filed_and_recorded_at_its_applications_scope(
     assert_eq!(r.status, 201, "{:?}", r.body);
 
     // An approver in rg-a neither sees it in the inbox nor may decide it.
-    let inbox = call(&approver, Method::GET, "/api/v1/inbox", None).await;
-    assert_eq!(inbox.status, 200);
-    assert_eq!(inbox.body["value"], json!([]));
+    assert!(inbox(&approver).await.is_empty());
     let r = call(
         &approver,
         Method::POST,
@@ -136,14 +126,13 @@ async fn a_role_request_is_checked_filed_and_recorded_at_its_applications_scope(
     // B's activity log holds the request; A's holds none of it.
     let in_b = activity_at(&app, "/subscriptions/B").await;
     assert!(
-        in_b.iter().any(|a| a["action"] == "ajar.jitRequests/create"
-            && a["resourceId"] == format!("{RG_B}/jitRequests/r1")),
+        in_b.iter().any(|a| a.action == "ajar.jitRequests/create"
+            && a.resource_id == format!("{RG_B}/jitRequests/r1")),
         "{in_b:?}"
     );
     let in_a = activity_at(&app, "/subscriptions/A").await;
     assert!(
-        in_a.iter()
-            .all(|a| a["action"] != "ajar.jitRequests/create"),
+        in_a.iter().all(|a| a.action != "ajar.jitRequests/create"),
         "{in_a:?}"
     );
 }
@@ -176,8 +165,12 @@ async fn gateway_world(app: &TestApp) -> ajar_api::Client {
     )
     .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
-    assert_eq!(r.body["addressPrefixes"], json!(["10.99.0.0/24"]));
-    app.client(r.body["token"].as_str())
+    let agent: Agent = r.json();
+    assert_eq!(
+        agent.address_prefixes,
+        Some(vec!["10.99.0.0/24".to_owned()])
+    );
+    app.client(Some(&agent.token.expect("the agent's token")))
 }
 
 fn web_with(addresses: &[&str]) -> Value {
@@ -185,15 +178,17 @@ fn web_with(addresses: &[&str]) -> Value {
 }
 
 /// The addresses the gateway is told each machine has.
-async fn desired_addresses(gateway: &ajar_api::Client) -> Vec<(String, Value)> {
-    let r = call(gateway, Method::GET, "/api/v1/agent/desiredState", None).await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
-    r.body["machines"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| (m["id"].as_str().unwrap().to_owned(), m["addresses"].clone()))
+async fn desired_addresses(gateway: &ajar_api::Client) -> Vec<(String, Vec<IpAddr>)> {
+    get_as::<DesiredState>(gateway, "/api/v1/agent/desiredState")
+        .await
+        .machines
+        .into_iter()
+        .map(|m| (m.id, m.addresses))
         .collect()
+}
+
+fn ip(address: &str) -> IpAddr {
+    address.parse().unwrap()
 }
 
 #[tokio::test]
@@ -212,11 +207,11 @@ async fn a_machine_writer_cannot_point_a_gateway_at_another_groups_machine() {
     let r = put_web(&writer, &["10.99.0.20"]).await;
     assert_eq!(
         (r.status, code(&r)),
-        (403, "AuthorizationFailed"),
+        (403, ErrorCode::AuthorizationFailed),
         "{:?}",
         r.body
     );
-    assert_eq!(target(&r), "properties.addresses");
+    assert_eq!(target(&r).as_str(), "properties.addresses");
     // Any change of a guarded machine's addresses needs the agents' administrator …
     assert_eq!(put_web(&writer, &["10.99.0.11"]).await.status, 403);
     // … while other properties stay the writer's.
@@ -225,19 +220,25 @@ async fn a_machine_writer_cannot_point_a_gateway_at_another_groups_machine() {
     // Even the administrator cannot give web db's address, nor one outside the gateway's
     // networks (IPv4-mapped forms included).
     let r = put_web(&app.admin, &["10.99.0.20"]).await;
-    assert_eq!((r.status, target(&r)), (409, "properties.addresses[0]"));
+    assert_eq!(
+        (r.status, target(&r).as_str()),
+        (409, "properties.addresses[0]")
+    );
     let r = put_web(&app.admin, &["10.99.0.11", "::ffff:10.99.0.20"]).await;
-    assert_eq!((r.status, target(&r)), (409, "properties.addresses[1]"));
+    assert_eq!(
+        (r.status, target(&r).as_str()),
+        (409, "properties.addresses[1]")
+    );
     let r = put_web(&app.admin, &["10.98.0.5"]).await;
-    assert_eq!((r.status, code(&r)), (400, "ValidationFailed"));
+    assert_eq!((r.status, code(&r)), (400, ErrorCode::ValidationFailed));
     assert_eq!(put_web(&app.admin, &["10.99.0.11"]).await.status, 200);
 
     let addresses = desired_addresses(&gateway).await;
     assert_eq!(
         addresses,
         [
-            (format!("{RG_A}/machines/web"), json!(["10.99.0.11"])),
-            (format!("{RG_B}/machines/db"), json!(["10.99.0.20"])),
+            (format!("{RG_A}/machines/web"), vec![ip("10.99.0.11")]),
+            (format!("{RG_B}/machines/db"), vec![ip("10.99.0.20")]),
         ]
     );
 
@@ -246,11 +247,11 @@ async fn a_machine_writer_cannot_point_a_gateway_at_another_groups_machine() {
     assert_eq!(r.status, 204, "{:?}", r.body);
     let r = call(&writer, Method::PUT, &web, Some(web_with(&["10.99.0.20"]))).await;
     assert_eq!(r.status, 201, "{:?}", r.body);
-    assert_eq!(r.body["properties"]["enforcementPoint"], Value::Null);
+    assert_eq!(r.json::<Machine>().properties.enforcement_point, None);
     let addresses = desired_addresses(&gateway).await;
     assert_eq!(
         addresses,
-        [(format!("{RG_B}/machines/db"), json!(["10.99.0.20"]))]
+        [(format!("{RG_B}/machines/db"), vec![ip("10.99.0.20")])]
     );
 }
 
@@ -276,13 +277,23 @@ async fn an_agent_is_registered_only_with_machines_inside_its_networks_and_apart
         call(&app.admin, Method::POST, "/api/v1/agents", Some(body))
     };
     let r = register(&["a", "b"], None).await;
-    assert_eq!((r.status, target(&r)), (409, "machines[1]"), "{:?}", r.body);
+    assert_eq!(
+        (r.status, target(&r).as_str()),
+        (409, "machines[1]"),
+        "{:?}",
+        r.body
+    );
     let r = register(&["a", "c"], Some(json!(["10.99.0.0/24"]))).await;
-    assert_eq!((r.status, target(&r)), (400, "machines[1]"), "{:?}", r.body);
+    assert_eq!(
+        (r.status, target(&r).as_str()),
+        (400, "machines[1]"),
+        "{:?}",
+        r.body
+    );
     let r = register(&["a"], Some(json!(["10.99.0.5/24"]))).await;
     assert_eq!(
         (r.status, code(&r)),
-        (400, "InvalidRequestBody"),
+        (400, ErrorCode::InvalidRequestBody),
         "{:?}",
         r.body
     );
@@ -327,14 +338,10 @@ async fn scope_filters_match_case_exactly_as_rbac_does() {
     .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert!(
-        r.body["value"]
-            .as_array()
-            .unwrap()
+        r.json::<List<ActivityRecord>>()
+            .value
             .iter()
-            .all(|a| !a["resourceId"]
-                .as_str()
-                .unwrap()
-                .starts_with("/subscriptions/X1")),
+            .all(|a| !a.resource_id.starts_with("/subscriptions/X1")),
         "records of X1 leaked to a reader of x1: {:?}",
         r.body
     );
@@ -346,12 +353,8 @@ async fn scope_filters_match_case_exactly_as_rbac_does() {
     )
     .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
-    let scopes: Vec<&str> = r.body["value"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["scope"].as_str().unwrap())
-        .collect();
+    let assignments = r.json::<List<RoleAssignment>>().value;
+    let scopes: Vec<&str> = assignments.iter().map(|a| a.scope.as_str()).collect();
     assert_eq!(scopes, ["/subscriptions/x1"]);
     // The exact scope still finds its own records.
     let r = call(
@@ -362,11 +365,10 @@ async fn scope_filters_match_case_exactly_as_rbac_does() {
     )
     .await;
     assert!(
-        r.body["value"]
-            .as_array()
-            .unwrap()
+        r.json::<List<ActivityRecord>>()
+            .value
             .iter()
-            .any(|a| a["resourceId"] == upper),
+            .any(|a| a.resource_id == upper),
         "{:?}",
         r.body
     );

@@ -1,13 +1,22 @@
 //! The lifecycle of policies, requests and grants, with time moved by the manual clock.
 
 use crate::*;
+use ajar_api::wire::{
+    AccessRequest, AccessRequestPort, JitState, List, Machine, Policy, PortState, PortStatusReason,
+};
 use ajar_testkit::TestApp;
 use jiff::SignedDuration;
 use reqwest::Method;
 use serde_json::json;
 
-fn port_of(r: &RawResponse, machine: usize, port: usize) -> &serde_json::Value {
-    &r.body["virtualMachines"][machine]["ports"][port]
+/// Port `port` of machine `machine` of the access request in `r`.
+fn port_of(r: &RawResponse, machine: usize, port: usize) -> AccessRequestPort {
+    r.json::<AccessRequest>().virtual_machines[machine].ports[port].clone()
+}
+
+/// The id of the access request in `r`.
+fn id_of(r: &RawResponse) -> String {
+    r.json::<AccessRequest>().id
 }
 
 #[tokio::test]
@@ -20,20 +29,20 @@ async fn initiate_opens_a_port_until_it_expires() {
         .unwrap();
     let r = initiate(&app.admin, POLICY, json!({"number":22,"endTimeUtc":end.to_string(),"allowedSourceAddressPrefix":"203.0.113.7"})).await;
     assert_eq!(r.status, 202, "{:?}", r.body);
-    assert_eq!(r.body["requestor"], "admin");
-    assert_eq!(r.body["justification"], "debugging");
-    assert_eq!(r.body["startTimeUtc"], app.now().to_string());
-    let p = port_of(&r, 0, 0);
+    let req: AccessRequest = r.json();
+    assert_eq!(req.requestor, "admin");
+    assert_eq!(req.justification.as_deref(), Some("debugging"));
+    assert_eq!(req.start_time_utc, app.now());
+    let p = &req.virtual_machines[0].ports[0];
     assert_eq!(
-        (
-            p["number"].as_u64(),
-            p["status"].as_str(),
-            p["statusReason"].as_str()
-        ),
-        (Some(22), Some("Initiated"), Some("UserRequested"))
+        (p.number, p.status, p.status_reason),
+        (22, PortState::Initiated, PortStatusReason::UserRequested)
     );
-    assert_eq!(p["allowedSourceAddressPrefix"], "203.0.113.7");
-    assert_eq!(p["endTimeUtc"], end.to_string());
+    assert_eq!(
+        p.allowed_source_address_prefix.as_deref(),
+        Some("203.0.113.7")
+    );
+    assert_eq!(p.end_time_utc, end);
 
     let grants = app.admin.grants(VM).await.unwrap().value;
     assert_eq!(grants.len(), 1);
@@ -57,27 +66,21 @@ async fn initiate_opens_a_port_until_it_expires() {
     );
     assert_eq!(app.tick().await, 1);
     assert_eq!(app.tick().await, 0);
-    let id = r.body["id"].as_str().unwrap();
-    let got = call(
-        &app.admin,
-        Method::GET,
-        &format!("/api/v1{POLICY}/requests/{id}"),
-        None,
-    )
-    .await;
-    let p = port_of(&got, 0, 0);
+    let id = req.id;
+    let got: AccessRequest = get_as(&app.admin, &format!("/api/v1{POLICY}/requests/{id}")).await;
+    let p = &got.virtual_machines[0].ports[0];
     assert_eq!(
-        (p["status"].as_str(), p["statusReason"].as_str()),
-        (Some("Revoked"), Some("Expired"))
+        (p.status, p.status_reason),
+        (PortState::Revoked, PortStatusReason::Expired)
     );
     // History is kept after expiry, per policy and per machine.
     for path in [
         format!("/api/v1{POLICY}/requests"),
         format!("/api/v1{VM}/requests"),
     ] {
-        let list = call(&app.admin, Method::GET, &path, None).await;
-        assert_eq!(list.body["value"].as_array().unwrap().len(), 1, "{path}");
-        assert_eq!(list.body["value"][0]["id"], id);
+        let list: List<AccessRequest> = get_as(&app.admin, &path).await;
+        assert_eq!(list.value.len(), 1, "{path}");
+        assert_eq!(list.value[0].id, id);
     }
 }
 
@@ -89,13 +92,15 @@ async fn duration_and_my_ip_are_accepted() {
     assert_eq!(r.status, 202, "{:?}", r.body);
     let p = port_of(&r, 0, 0);
     // No source means the caller's own address; tests connect from loopback.
-    assert_eq!(p["allowedSourceAddressPrefix"], "127.0.0.1");
     assert_eq!(
-        p["endTimeUtc"],
+        p.allowed_source_address_prefix.as_deref(),
+        Some("127.0.0.1")
+    );
+    assert_eq!(
+        p.end_time_utc,
         app.now()
             .checked_add(SignedDuration::from_mins(90))
             .unwrap()
-            .to_string()
     );
 }
 
@@ -123,37 +128,25 @@ async fn a_newer_request_supersedes_the_older_for_the_same_port_and_source() {
     )
     .await;
     assert_eq!(second.status, 202);
-    let get = |r: &RawResponse| {
-        format!(
-            "/api/v1{POLICY}/requests/{}",
-            r.body["id"].as_str().unwrap()
-        )
-    };
+    let get = |r: &RawResponse| format!("/api/v1{POLICY}/requests/{}", id_of(r));
     let old = call(&app.admin, Method::GET, &get(&first), None).await;
-    assert_eq!(port_of(&old, 0, 0)["status"], "Revoked");
-    assert_eq!(port_of(&old, 0, 0)["statusReason"], "NewerRequestInitiated");
+    assert_eq!(port_of(&old, 0, 0).status, PortState::Revoked);
+    assert_eq!(
+        port_of(&old, 0, 0).status_reason,
+        PortStatusReason::NewerRequestInitiated
+    );
     let kept = call(&app.admin, Method::GET, &get(&other_source), None).await;
     assert_eq!(
-        port_of(&kept, 0, 0)["status"],
-        "Initiated",
+        port_of(&kept, 0, 0).status,
+        PortState::Initiated,
         "another source is not superseded"
     );
     let grants = app.admin.grants(VM).await.unwrap().value;
     assert_eq!(grants.len(), 2);
-    assert!(
-        grants
-            .iter()
-            .all(|g| g.request_id != first.body["id"].as_str().unwrap())
-    );
+    assert!(grants.iter().all(|g| g.request_id != id_of(&first)));
     // The list is newest first.
-    let list = call(
-        &app.admin,
-        Method::GET,
-        &format!("/api/v1{POLICY}/requests"),
-        None,
-    )
-    .await;
-    assert_eq!(list.body["value"][0]["id"], second.body["id"]);
+    let list: List<AccessRequest> = get_as(&app.admin, &format!("/api/v1{POLICY}/requests")).await;
+    assert_eq!(list.value[0].id, id_of(&second));
 }
 
 #[tokio::test]
@@ -166,12 +159,12 @@ async fn revoke_closes_a_request_early() {
         json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":"*"}),
     )
     .await;
-    let id = r.body["id"].as_str().unwrap();
+    let id = &id_of(&r);
     let revoked = app.admin.revoke(POLICY, id).await.unwrap();
     let p = &revoked.virtual_machines[0].ports[0];
     assert_eq!(
-        (p.status.as_str(), p.status_reason.as_str()),
-        ("Revoked", "UserRequested")
+        (p.status, p.status_reason),
+        (PortState::Revoked, PortStatusReason::UserRequested)
     );
     assert!(app.admin.grants(VM).await.unwrap().value.is_empty());
     // Expiry later does not reopen or rewrite it.
@@ -180,7 +173,7 @@ async fn revoke_closes_a_request_early() {
     let again = app.admin.revoke(POLICY, id).await.unwrap();
     assert_eq!(
         again.virtual_machines[0].ports[0].status_reason,
-        ajar_api::wire::PortStatusReason::UserRequested
+        PortStatusReason::UserRequested
     );
     // Unknown request, or a request of another policy: 404.
     let e = app
@@ -238,14 +231,11 @@ async fn a_restart_catches_up_on_overdue_expiries() {
     let s = call(
         &admin,
         Method::GET,
-        &format!(
-            "/api/v1{POLICY}/requests/{}",
-            short.body["id"].as_str().unwrap()
-        ),
+        &format!("/api/v1{POLICY}/requests/{}", id_of(&short)),
         None,
     )
     .await;
-    assert_eq!(port_of(&s, 0, 0)["statusReason"], "Expired");
+    assert_eq!(port_of(&s, 0, 0).status_reason, PortStatusReason::Expired);
     app.stop().await;
 }
 
@@ -262,24 +252,18 @@ async fn restart_catch_up_runs_without_being_asked() {
     app.advance(SignedDuration::from_hours(1));
     let app = app.restart().await;
     // No tick: the scheduler's first pass on start must close the overdue port by itself.
-    let path = format!(
-        "/api/v1{POLICY}/requests/{}",
-        r.body["id"].as_str().unwrap()
-    );
-    let mut status = String::new();
+    let path = format!("/api/v1{POLICY}/requests/{}", id_of(&r));
+    let mut status = None;
     for _ in 0..200 {
         let got = call(&app.admin, Method::GET, &path, None).await;
-        status = port_of(&got, 0, 0)["statusReason"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        if status == "Expired" {
+        status = Some(port_of(&got, 0, 0).status_reason);
+        if status == Some(PortStatusReason::Expired) {
             break;
         }
         tokio::task::yield_now().await;
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    assert_eq!(status, "Expired");
+    assert_eq!(status, Some(PortStatusReason::Expired));
     assert_eq!(app.tick().await, 0, "already caught up");
 }
 
@@ -311,16 +295,14 @@ async fn changing_the_policy_closes_ports_it_no_longer_allows() {
     )
     .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
-    let get = |r: &RawResponse| {
-        format!(
-            "/api/v1{POLICY}/requests/{}",
-            r.body["id"].as_str().unwrap()
-        )
-    };
+    let get = |r: &RawResponse| format!("/api/v1{POLICY}/requests/{}", id_of(r));
     let s = call(&app.admin, Method::GET, &get(&ssh), None).await;
-    assert_eq!(port_of(&s, 0, 0)["statusReason"], "PolicyChanged");
+    assert_eq!(
+        port_of(&s, 0, 0).status_reason,
+        PortStatusReason::PolicyChanged
+    );
     let d = call(&app.admin, Method::GET, &get(&rdp), None).await;
-    assert_eq!(port_of(&d, 0, 0)["status"], "Initiated");
+    assert_eq!(port_of(&d, 0, 0).status, PortState::Initiated);
     // Deleting the policy closes the rest and leaves the machine NotConfigured.
     let r = call(
         &app.admin,
@@ -331,17 +313,11 @@ async fn changing_the_policy_closes_ports_it_no_longer_allows() {
     .await;
     assert_eq!(r.status, 204);
     assert!(app.admin.grants(VM).await.unwrap().value.is_empty());
-    let m = call(&app.admin, Method::GET, &format!("/api/v1{VM}"), None).await;
-    assert_eq!(m.body["properties"]["jitState"], "NotConfigured");
+    let m: Machine = get_as(&app.admin, &format!("/api/v1{VM}")).await;
+    assert_eq!(m.properties.jit_state, JitState::NotConfigured);
     // History survives the policy.
-    let d = call(
-        &app.admin,
-        Method::GET,
-        &format!("/api/v1{VM}/requests"),
-        None,
-    )
-    .await;
-    assert_eq!(d.body["value"].as_array().unwrap().len(), 2);
+    let d: List<AccessRequest> = get_as(&app.admin, &format!("/api/v1{VM}/requests")).await;
+    assert_eq!(d.value.len(), 2);
 }
 
 #[tokio::test]
@@ -350,7 +326,7 @@ async fn etags_prevent_lost_updates() {
     setup(&app).await;
     let r = call(&app.admin, Method::GET, &format!("/api/v1{POLICY}"), None).await;
     let etag = r.etag.clone().unwrap();
-    assert_eq!(format!("\"{}\"", r.body["etag"].as_str().unwrap()), etag);
+    assert_eq!(format!("\"{}\"", r.json::<Policy>().etag), etag);
     let put = |tag: &str| {
         let tag = tag.to_owned();
         let admin = app.admin.clone();
@@ -369,7 +345,10 @@ async fn etags_prevent_lost_updates() {
     let ok = put(&etag).await;
     assert_eq!(ok.status, 200);
     let stale = put(&etag).await;
-    assert_eq!((stale.status, code(&stale)), (412, "PreconditionFailed"));
+    assert_eq!(
+        (stale.status, code(&stale)),
+        (412, ErrorCode::PreconditionFailed)
+    );
     let create_only = app
         .admin
         .raw_with(
@@ -406,31 +385,24 @@ async fn machines_show_their_jit_state_and_enable_with_defaults() {
             )
             .await;
             assert_eq!(r.status, 200);
-            r.body["value"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|m| m["name"].as_str().unwrap().to_owned())
+            r.json::<List<Machine>>()
+                .value
+                .into_iter()
+                .map(|m| m.name)
                 .collect::<Vec<_>>()
         }
     };
     assert_eq!(states("Configured").await, vec!["vm1"]);
     assert_eq!(states("NotConfigured").await, vec!["win1"]);
     assert_eq!(states("Unsupported").await, vec!["bare"]);
-    let b = call(&app.admin, Method::GET, &format!("/api/v1{bare}"), None).await;
+    let b: Machine = get_as(&app.admin, &format!("/api/v1{bare}")).await;
     assert_eq!(
-        b.body["properties"]["unsupportedReason"],
-        "no enforcement point"
+        b.properties.unsupported_reason.as_deref(),
+        Some("no enforcement point")
     );
     // Subscription scope lists every group.
-    let all = call(
-        &app.admin,
-        Method::GET,
-        &format!("/api/v1{SUB}/machines"),
-        None,
-    )
-    .await;
-    assert_eq!(all.body["value"].as_array().unwrap().len(), 4);
+    let all: List<Machine> = get_as(&app.admin, &format!("/api/v1{SUB}/machines")).await;
+    assert_eq!(all.value.len(), 4);
 
     // Enable with defaults: windows gets 3389, PT3H, any source, added to the existing policy
     // without touching vm1.
@@ -442,12 +414,12 @@ async fn machines_show_their_jit_state_and_enable_with_defaults() {
     )
     .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
-    let vms = r.body["properties"]["virtualMachines"].as_array().unwrap();
-    assert_eq!(vms.len(), 2);
-    assert_eq!(vms[1]["id"], VM_WIN);
+    assert_eq!(r.json::<Policy>().properties.virtual_machines.len(), 2);
+    // The added machine and its default rule as written on the wire (read raw: the typed id and
+    // sources would accept other spellings).
     assert_eq!(
-        vms[1]["ports"],
-        json!([{"number":3389,"protocol":"*","allowedSourceAddressPrefix":"*","maxRequestAccessDuration":"PT3H"}])
+        r.body["properties"]["virtualMachines"][1],
+        json!({"id":VM_WIN,"ports":[{"number":3389,"protocol":"*","allowedSourceAddressPrefix":"*","maxRequestAccessDuration":"PT3H"}]})
     );
     assert_eq!(states("Configured").await, vec!["vm1", "win1"]);
     // Again: idempotent.
@@ -459,13 +431,7 @@ async fn machines_show_their_jit_state_and_enable_with_defaults() {
     )
     .await;
     assert_eq!(again.status, 200);
-    assert_eq!(
-        again.body["properties"]["virtualMachines"]
-            .as_array()
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(again.json::<Policy>().properties.virtual_machines.len(), 2);
     // Into a new policy, with custom ports.
     let lin = format!("{RG}/machines/lin2");
     call_ok(
@@ -478,7 +444,10 @@ async fn machines_show_their_jit_state_and_enable_with_defaults() {
     let r = call(&app.admin, Method::POST, &format!("/api/v1{lin}/enableJit"), Some(json!({"policy":"ops","ports":[
         {"number":5985,"protocol":"TCP","allowedSourceAddressPrefix":"10.0.0.0/8","maxRequestAccessDuration":"PT1H"}]}))).await;
     assert_eq!(r.status, 201, "{:?}", r.body);
-    assert_eq!(r.body["id"], format!("{RG}/jitNetworkAccessPolicies/ops"));
+    assert_eq!(
+        r.json::<Policy>().id,
+        format!("{RG}/jitNetworkAccessPolicies/ops")
+    );
     let bad = call(
         &app.admin,
         Method::POST,
@@ -488,7 +457,7 @@ async fn machines_show_their_jit_state_and_enable_with_defaults() {
     .await;
     assert_eq!(
         (bad.status, code(&bad)),
-        (409, "Conflict"),
+        (409, ErrorCode::Conflict),
         "win1 is already in policy default"
     );
     let bad = call(
@@ -513,14 +482,14 @@ async fn jit_can_be_turned_off_for_a_scope() {
     )
     .await;
     assert_eq!(r.status, 200);
-    let m = call(&app.admin, Method::GET, &format!("/api/v1{VM}"), None).await;
-    assert_eq!(m.body["properties"]["jitState"], "Unsupported");
+    let m: Machine = get_as(&app.admin, &format!("/api/v1{VM}")).await;
+    assert_eq!(m.properties.jit_state, JitState::Unsupported);
     assert_eq!(
-        m.body["properties"]["unsupportedReason"],
-        format!("JIT is disabled for scope {RG}")
+        m.properties.unsupported_reason,
+        Some(format!("JIT is disabled for scope {RG}"))
     );
     let r = initiate(&app.admin, POLICY, json!({"number":22,"duration":"PT1H"})).await;
-    assert_eq!((r.status, code(&r)), (409, "Conflict"));
+    assert_eq!((r.status, code(&r)), (409, ErrorCode::Conflict));
     let other = initiate(&app.admin, POLICY2, json!({"number":22,"duration":"PT1H"})).await;
     assert_eq!(other.status, 202, "rg2 is unaffected");
     call_ok(
@@ -542,7 +511,7 @@ async fn request_history_is_paged() {
     for i in 0..5 {
         app.advance(SignedDuration::from_secs(1));
         let r = initiate(&app.admin, POLICY, json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":format!("192.0.2.{i}")})).await;
-        ids.push(r.body["id"].as_str().unwrap().to_owned());
+        ids.push(id_of(&r));
     }
     ids.reverse();
     let mut seen = Vec::new();
@@ -550,15 +519,10 @@ async fn request_history_is_paged() {
     loop {
         let r = call(&app.admin, Method::GET, &path, None).await;
         assert_eq!(r.status, 200, "{:?}", r.body);
-        seen.extend(
-            r.body["value"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v["id"].as_str().unwrap().to_owned()),
-        );
-        match r.body["nextLink"].as_str() {
-            Some(next) => path = next.to_owned(),
+        let page: List<AccessRequest> = r.json();
+        seen.extend(page.value.into_iter().map(|v| v.id));
+        match page.next_link {
+            Some(next) => path = next,
             None => break,
         }
     }
@@ -570,7 +534,7 @@ async fn request_history_is_paged() {
         None,
     )
     .await;
-    assert_eq!((r.status, target(&r)), (400, "top"));
+    assert_eq!((r.status, target(&r).as_str()), (400, "top"));
     let r = call(
         &app.admin,
         Method::GET,
@@ -578,7 +542,7 @@ async fn request_history_is_paged() {
         None,
     )
     .await;
-    assert_eq!((r.status, target(&r)), (400, "skipToken"));
+    assert_eq!((r.status, target(&r).as_str()), (400, "skipToken"));
 }
 
 #[tokio::test]
@@ -598,18 +562,14 @@ async fn concurrent_initiates_are_all_stored_and_exactly_one_per_source_stays_op
         41,
         "40 distinct sources and one survivor of the 20 alike"
     );
-    let list = call(
-        &app.admin,
-        Method::GET,
-        &format!("/api/v1{POLICY}/requests?top=100"),
-        None,
-    )
-    .await;
-    let superseded = list.body["value"]
-        .as_array()
-        .unwrap()
+    let list: List<AccessRequest> =
+        get_as(&app.admin, &format!("/api/v1{POLICY}/requests?top=100")).await;
+    let superseded = list
+        .value
         .iter()
-        .filter(|r| r["virtualMachines"][0]["ports"][0]["statusReason"] == "NewerRequestInitiated")
+        .filter(|r| {
+            r.virtual_machines[0].ports[0].status_reason == PortStatusReason::NewerRequestInitiated
+        })
         .count();
     assert_eq!(superseded, 19);
 }

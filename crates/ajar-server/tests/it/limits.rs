@@ -2,6 +2,8 @@
 //! activity log.
 
 use crate::*;
+use ajar_api::wire::{AccessRequest, ActivityRecord, JitRequest, List};
+use ajar_core::lifecycle::RequestState;
 use ajar_testkit::TestApp;
 use jiff::SignedDuration;
 use reqwest::Method;
@@ -22,8 +24,13 @@ async fn one_principal_holds_at_most_the_live_grant_limit() {
         assert_eq!(r.status, 202, "{:?}", r.body);
     }
     let r = initiate(&alice, POLICY, port_22_from("10.0.0.4")).await;
-    assert_eq!((r.status, code(&r)), (409, "Conflict"), "{:?}", r.body);
-    let message = r.body["error"]["message"].as_str().unwrap();
+    assert_eq!(
+        (r.status, code(&r)),
+        (409, ErrorCode::Conflict),
+        "{:?}",
+        r.body
+    );
+    let message = error_of(&r).message;
     assert!(
         message.contains("at most 3") && message.contains("alice"),
         "{message}"
@@ -65,7 +72,7 @@ async fn an_approved_network_request_over_the_limit_fails_with_the_reason() {
     for source in ["10.0.0.1", "10.0.0.2"] {
         let r = initiate(&alice, POLICY, port_22_from(source)).await;
         assert_eq!(r.status, 202, "{:?}", r.body);
-        pending.push(r.body["approvalRequestId"].as_str().unwrap().to_owned());
+        pending.push(approval_of(&r));
     }
     let mut states = Vec::new();
     for id in &pending {
@@ -77,20 +84,28 @@ async fn an_approved_network_request_over_the_limit_fails_with_the_reason() {
         )
         .await;
         assert_eq!(r.status, 200, "{:?}", r.body);
-        states.push((
-            r.body["properties"]["jitRequestState"].clone(),
-            r.body["properties"]["failure"].clone(),
-        ));
+        let req = r.json::<JitRequest>().properties;
+        states.push((req.jit_request_state, req.failure));
     }
-    assert_eq!(states[0].0, "Active");
-    assert_eq!(states[1].0, "Failed");
+    assert_eq!(states[0].0, RequestState::Active);
+    assert_eq!(states[1].0, RequestState::Failed);
     assert!(
-        states[1].1.as_str().unwrap().contains("at most 1"),
+        states[1]
+            .1
+            .as_deref()
+            .is_some_and(|f| f.contains("at most 1")),
         "{states:?}"
     );
 }
 
-async fn records_of(app: &TestApp, principal: &str) -> Vec<Value> {
+/// The approval request's id in the answer `r` to an initiate.
+fn approval_of(r: &RawResponse) -> String {
+    r.json::<AccessRequest>()
+        .approval_request_id
+        .expect("approvalRequestId")
+}
+
+async fn records_of(app: &TestApp, principal: &str) -> Vec<ActivityRecord> {
     let r = call(
         &app.admin,
         Method::GET,
@@ -99,7 +114,7 @@ async fn records_of(app: &TestApp, principal: &str) -> Vec<Value> {
     )
     .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
-    r.body["value"].as_array().unwrap().clone()
+    r.json::<List<ActivityRecord>>().value
 }
 
 #[tokio::test]
@@ -125,7 +140,7 @@ async fn refusals_are_kept_as_evidence_at_a_bounded_cost() {
     let records = records_of(&app, "eve").await;
     let one_by_one = records
         .iter()
-        .filter(|a| a["action"] == "ajar.authorization/denied")
+        .filter(|a| a.action == "ajar.authorization/denied")
         .count();
     assert_eq!(one_by_one, 10, "{records:?}");
 
@@ -135,18 +150,18 @@ async fn refusals_are_kept_as_evidence_at_a_bounded_cost() {
     let records = records_of(&app, "eve").await;
     let counted: u64 = records
         .iter()
-        .filter(|a| a["action"] == "ajar.authorization/deniedRepeatedly")
+        .filter(|a| a.action == "ajar.authorization/deniedRepeatedly")
         .map(|a| {
-            assert_eq!(a["result"], "Denied");
-            a["details"]["count"].as_u64().unwrap()
+            assert_eq!(a.result, "Denied");
+            a.details["count"].as_u64().unwrap()
         })
         .sum();
     assert_eq!(counted, 80 - 10);
     let at_vm = records
         .iter()
-        .find(|a| a["action"] == "ajar.authorization/deniedRepeatedly" && a["resourceId"] == VM)
+        .find(|a| a.action == "ajar.authorization/deniedRepeatedly" && a.resource_id == VM)
         .expect("the repeats on vm1 are counted at vm1");
-    assert_eq!(at_vm["details"]["count"], 49);
+    assert_eq!(at_vm.details["count"], 49);
     // A new window records again.
     let r = call(&eve, Method::GET, &format!("/api/v1{VM}"), None).await;
     assert_eq!(r.status, 403);
@@ -154,7 +169,7 @@ async fn refusals_are_kept_as_evidence_at_a_bounded_cost() {
     assert_eq!(
         records
             .iter()
-            .filter(|a| a["action"] == "ajar.authorization/denied")
+            .filter(|a| a.action == "ajar.authorization/denied")
             .count(),
         11
     );
@@ -175,15 +190,17 @@ async fn one_principal_has_at_most_fifty_requests_awaiting_a_decision() {
         )
         .await;
         assert_eq!(r.status, 202, "{:?}", r.body);
-        first.get_or_insert(r.body["approvalRequestId"].as_str().unwrap().to_owned());
+        first.get_or_insert(approval_of(&r));
     }
     let r = initiate(&alice, POLICY, port_22_from("10.0.9.9")).await;
-    assert_eq!((r.status, code(&r)), (409, "Conflict"), "{:?}", r.body);
+    assert_eq!(
+        (r.status, code(&r)),
+        (409, ErrorCode::Conflict),
+        "{:?}",
+        r.body
+    );
     assert!(
-        r.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("awaiting a decision"),
+        error_of(&r).message.contains("awaiting a decision"),
         "{:?}",
         r.body
     );

@@ -22,8 +22,11 @@ mod replicas;
 mod validation;
 
 use ajar_api::client::RawResponse;
+use ajar_api::error::{ApiError, ErrorBody, ErrorCode};
+use ajar_core::lifecycle::RequestState;
 use ajar_testkit::TestApp;
 use reqwest::Method;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 pub const SUB: &str = "/subscriptions/s1";
@@ -60,6 +63,42 @@ pub async fn call_ok(
         r.body
     );
     r
+}
+
+/// A response body read as an API type.
+pub trait Typed {
+    /// The body as `T`; a body that does not parse fails the test with status and body.
+    fn json<T: DeserializeOwned>(&self) -> T;
+}
+
+impl Typed for RawResponse {
+    fn json<T: DeserializeOwned>(&self) -> T {
+        serde_json::from_value(self.body.clone()).unwrap_or_else(|e| {
+            panic!(
+                "the body is not a {}: {e}; {} {}",
+                std::any::type_name::<T>(),
+                self.status,
+                self.body
+            )
+        })
+    }
+}
+
+/// [`call_ok`], with the body read as `T`.
+pub async fn call_ok_as<T: DeserializeOwned>(
+    client: &ajar_api::Client,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> T {
+    call_ok(client, method, path, body).await.json()
+}
+
+/// `GET path`, which must answer 200, read as `T`.
+pub async fn get_as<T: DeserializeOwned>(client: &ajar_api::Client, path: &str) -> T {
+    let r = call(client, Method::GET, path, None).await;
+    assert_eq!(r.status, 200, "GET {path}: {:?}", r.body);
+    r.json()
 }
 
 pub fn machine_body(os: &str) -> Value {
@@ -152,8 +191,7 @@ pub async fn setup(app: &TestApp) -> ajar_api::Client {
         (VM_WIN, "windows", "10.1.0.5"),
         (VM2, "linux", "10.1.0.6"),
     ] {
-        let mut body = machine_body(os);
-        body["properties"]["addresses"] = json!([address]);
+        let body = json!({"properties":{"os":os,"addresses":[address],"labels":{"env":"test"}}});
         let r = call(&app.admin, Method::PUT, &format!("/api/v1{id}"), Some(body)).await;
         assert_eq!(r.status, 201, "{:?}", r.body);
     }
@@ -203,14 +241,19 @@ pub fn spawn_initiate(
     })
 }
 
-/// The error code of a response.
-pub fn code(r: &RawResponse) -> &str {
-    r.body["error"]["code"].as_str().unwrap_or("<none>")
+/// The error of a response; a body that is not an error body fails the test.
+pub fn error_of(r: &RawResponse) -> ApiError {
+    r.json::<ErrorBody>().error
 }
 
-/// The error target of a response.
-pub fn target(r: &RawResponse) -> &str {
-    r.body["error"]["target"].as_str().unwrap_or("<none>")
+/// The error code of a response.
+pub fn code(r: &RawResponse) -> ErrorCode {
+    error_of(r).code
+}
+
+/// The error target of a response (`<none>` when it has none).
+pub fn target(r: &RawResponse) -> String {
+    error_of(r).target.unwrap_or_else(|| "<none>".to_owned())
 }
 
 /// The path of a request on the shared engine in rg1.
@@ -219,10 +262,17 @@ pub fn req_path(name: &str) -> String {
 }
 
 /// `properties.jitRequestState` of a response.
-pub fn state_of(r: &RawResponse) -> &str {
-    r.body["properties"]["jitRequestState"]
-        .as_str()
-        .unwrap_or("<none>")
+pub fn state_of(r: &RawResponse) -> RequestState {
+    r.json::<ajar_api::wire::JitRequest>()
+        .properties
+        .jit_request_state
+}
+
+/// The requests awaiting `client`'s decision.
+pub async fn inbox(client: &ajar_api::Client) -> Vec<ajar_api::wire::JitRequest> {
+    get_as::<ajar_api::wire::List<_>>(client, "/api/v1/inbox")
+        .await
+        .value
 }
 
 /// Approves or denies (`verb`) request `name` in rg1 with a reason.

@@ -3,6 +3,7 @@
 //! `X-Request-Id`.
 
 use crate::*;
+use ajar_core::lifecycle::RequestState;
 use ajar_testkit::TestApp;
 use jiff::SignedDuration;
 use reqwest::Method;
@@ -307,7 +308,12 @@ async fn active_role_activations_count_as_open_role_grants() {
         Some(body("admin")),
     )
     .await;
-    assert_eq!((r.status, state_of(&r)), (201, "Active"), "{:?}", r.body);
+    assert_eq!(
+        (r.status, state_of(&r)),
+        (201, RequestState::Active),
+        "{:?}",
+        r.body
+    );
     // Not eligible: denied.
     let eve = app.user("eve", Some(("JitRequester", RG))).await;
     let r = call(&eve, Method::PUT, &req_path("eves"), Some(body("eve"))).await;

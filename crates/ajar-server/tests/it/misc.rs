@@ -52,6 +52,8 @@ async fn the_vendors_powershell_shapes_port_over() {
     )
     .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
+    // The answer names the machine in ajar's form, not the vendor's (read raw: the typed id
+    // would accept either).
     assert_eq!(r.body["properties"]["virtualMachines"][0]["id"], VM);
     let end = app
         .now()
@@ -78,10 +80,13 @@ async fn instants_read_back_exactly_as_answered() {
     )
     .await;
     assert_eq!(r.status, 202, "{:?}", r.body);
+    // The instants' text on the wire (read raw: the typed instants would not show it).
     assert_eq!(r.body["startTimeUtc"], "2026-01-01T00:00:00.123456Z");
-    let end = r.body["virtualMachines"][0]["ports"][0]["endTimeUtc"].clone();
-    assert_eq!(end, "2026-01-01T01:00:00.365879Z");
-    let id = r.body["id"].as_str().unwrap();
+    assert_eq!(
+        r.body["virtualMachines"][0]["ports"][0]["endTimeUtc"],
+        "2026-01-01T01:00:00.365879Z"
+    );
+    let id = &r.json::<ajar_api::wire::AccessRequest>().id;
     let got = call(
         &app.admin,
         Method::GET,

@@ -3,6 +3,9 @@
 //! webhooks reach only when the operator allows it, so these servers allow `127.0.0.1/32`.
 
 use crate::*;
+use ajar_api::wire::{
+    AccessRequest, ActivityRecord, Delivery, DeliveryState, List, NotificationSubscription,
+};
 use ajar_server::notify::guard::parse_network;
 use ajar_server::notify::{Notifier, SmtpSettings, deliver_due};
 use ajar_testkit::TestApp;
@@ -94,29 +97,35 @@ async fn subscribe(app: &TestApp, name: &str, properties: Value) -> RawResponse 
     .await
 }
 
-async fn deliveries(app: &TestApp, name: &str, query: &str) -> Vec<Value> {
-    let r = call(
+async fn deliveries(app: &TestApp, name: &str, query: &str) -> Vec<Delivery> {
+    get_as::<List<Delivery>>(
         &app.admin,
-        Method::GET,
         &format!("/api/v1{SUB}/notificationSubscriptions/{name}/deliveries{query}"),
-        None,
     )
-    .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
-    r.body["value"].as_array().unwrap().clone()
+    .await
+    .value
 }
 
 /// Runs delivery passes until the subscription's only delivery has made `attempts` attempts.
-async fn attempts_reach(app: &TestApp, name: &str, attempts: i64) -> Value {
-    let mut last = Value::Null;
+async fn attempts_reach(app: &TestApp, name: &str, attempts: i64) -> Delivery {
+    let mut last = None;
     until(&format!("{attempts} attempts"), async || {
         deliver_due(&app.state).await.unwrap();
-        let d = deliveries(app, name, "").await;
-        last = d.first().cloned().unwrap_or(Value::Null);
-        last["attempts"] == attempts
+        last = deliveries(app, name, "").await.into_iter().next();
+        last.as_ref().is_some_and(|d| d.attempts == attempts)
     })
     .await;
-    last
+    last.unwrap()
+}
+
+/// The subscriptions stored in `SUB`.
+async fn subscriptions(app: &TestApp) -> Vec<NotificationSubscription> {
+    get_as::<List<NotificationSubscription>>(
+        &app.admin,
+        &format!("/api/v1{SUB}/notificationSubscriptions"),
+    )
+    .await
+    .value
 }
 
 fn signature(secret: &str, timestamp: &str, body: &str) -> String {
@@ -141,6 +150,7 @@ async fn webhooks_are_signed_retried_with_backoff_and_deduplicable() {
     )
     .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
+    // The answer's shape: `secretSet` (which the typed body never reads) and no `secret`.
     assert_eq!(r.body["properties"]["webhook"]["secretSet"], true);
     assert!(
         r.body["properties"]["webhook"].get("secret").is_none(),
@@ -152,22 +162,22 @@ async fn webhooks_are_signed_retried_with_backoff_and_deduplicable() {
         json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":"10.6.0.1"}),
     )
     .await;
-    let request_id = asked.body["id"].as_str().unwrap();
+    let request_id = asked.json::<AccessRequest>().id;
 
     let first = attempts_reach(&app, "ops-hook", 1).await;
-    assert_eq!(first["state"], "Pending");
-    assert_eq!(first["lastError"], "HTTP 500", "{first}");
+    assert_eq!(first.state, DeliveryState::Pending);
+    assert_eq!(first.last_error.as_deref(), Some("HTTP 500"), "{first:?}");
     let t0 = app.now();
     assert_eq!(
-        first["nextAttemptAt"],
-        (t0 + SignedDuration::from_secs(5)).to_string(),
+        first.next_attempt_at,
+        Some(t0 + SignedDuration::from_secs(5)),
         "the second attempt waits the base backoff"
     );
     app.advance(SignedDuration::from_secs(5));
     let second = attempts_reach(&app, "ops-hook", 2).await;
     assert_eq!(
-        second["nextAttemptAt"],
-        (app.now() + SignedDuration::from_secs(10)).to_string(),
+        second.next_attempt_at,
+        Some(app.now() + SignedDuration::from_secs(10)),
         "then twice as long"
     );
     // Not due yet: nothing is sent.
@@ -176,8 +186,8 @@ async fn webhooks_are_signed_retried_with_backoff_and_deduplicable() {
     assert_eq!(hook.hits().len(), 2);
     app.advance(SignedDuration::from_secs(1));
     let third = attempts_reach(&app, "ops-hook", 3).await;
-    assert_eq!(third["state"], "Delivered");
-    assert_eq!(third["lastError"], Value::Null);
+    assert_eq!(third.state, DeliveryState::Delivered);
+    assert_eq!(third.last_error, None);
 
     let hits = hook.hits();
     assert_eq!(hits.len(), 3);
@@ -202,6 +212,7 @@ async fn webhooks_are_signed_retried_with_backoff_and_deduplicable() {
         ts[2].parse::<i64>().unwrap() - ts[0].parse::<i64>().unwrap(),
         15
     );
+    // The notification as the receiver gets it (free-form JSON; no API type reads it).
     let body: Value = serde_json::from_str(&hits[2].body).unwrap();
     assert_eq!(body["event"], "requestCreated");
     assert_eq!(body["deliveryId"], key);
@@ -232,8 +243,8 @@ async fn failed_deliveries_are_dead_lettered_visible_and_retryable() {
     attempts_reach(&app, "flaky", 1).await;
     app.advance(SignedDuration::from_secs(5));
     let dead = attempts_reach(&app, "flaky", 2).await;
-    assert_eq!(dead["state"], "Dead");
-    assert_eq!(dead["nextAttemptAt"], Value::Null);
+    assert_eq!(dead.state, DeliveryState::Dead);
+    assert_eq!(dead.next_attempt_at, None);
     assert_eq!(deliveries(&app, "flaky", "?state=Dead").await.len(), 1);
     assert!(deliveries(&app, "flaky", "?state=Pending").await.is_empty());
     // Nothing more is tried, however long it waits.
@@ -256,17 +267,18 @@ async fn failed_deliveries_are_dead_lettered_visible_and_retryable() {
         "{raw}"
     );
     // An operator retries the dead letter; the receiver works now.
-    let id = dead["id"].as_str().unwrap();
+    let id = &dead.id;
     let path = format!("/api/v1{SUB}/notificationSubscriptions/flaky/deliveries/{id}/retry");
     let r = call(&app.admin, Method::POST, &path, None).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
+    let retried: Delivery = r.json();
     assert_eq!(
-        (r.body["state"].as_str(), r.body["attempts"].as_i64()),
-        (Some("Pending"), Some(0))
+        (retried.state, retried.attempts),
+        (DeliveryState::Pending, 0)
     );
     until("redelivered", async || {
         deliver_due(&app.state).await.unwrap();
-        deliveries(&app, "flaky", "").await[0]["state"] == "Delivered"
+        deliveries(&app, "flaky", "").await[0].state == DeliveryState::Delivered
     })
     .await;
     let again = call(&app.admin, Method::POST, &path, None).await;
@@ -315,7 +327,10 @@ async fn approval_requests_notify_each_step_and_filters_apply() {
         json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":"10.9.0.1"}),
     )
     .await;
-    let id = r.body["approvalRequestId"].as_str().unwrap().to_owned();
+    let id = r
+        .json::<AccessRequest>()
+        .approval_request_id
+        .expect("approvalRequestId");
     let name = id.rsplit('/').next().unwrap().to_owned();
     assert_eq!(decide(&bob, &name, "approve").await.status, 200);
     app.advance(SignedDuration::from_mins(46));
@@ -372,9 +387,10 @@ async fn approval_requests_notify_each_step_and_filters_apply() {
         json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":"10.9.0.2"}),
     )
     .await;
-    let denied = r.body["approvalRequestId"]
-        .as_str()
-        .unwrap()
+    let denied = r
+        .json::<AccessRequest>()
+        .approval_request_id
+        .expect("approvalRequestId")
         .rsplit('/')
         .next()
         .unwrap()
@@ -463,19 +479,9 @@ async fn subscriptions_are_validated_and_need_their_actions() {
         )
         .await;
         assert_eq!(r.status, 400, "{props}: {:?}", r.body);
-        assert_eq!(target(&r), target_want, "{props}");
+        assert_eq!(target(&r).as_str(), target_want, "{props}");
     }
-    let listed = call(
-        &app.admin,
-        Method::GET,
-        &format!("/api/v1{SUB}/notificationSubscriptions"),
-        None,
-    )
-    .await;
-    assert!(
-        listed.body["value"].as_array().unwrap().is_empty(),
-        "nothing stored"
-    );
+    assert!(subscriptions(&app).await.is_empty(), "nothing stored");
 
     let ok = json!({"properties": {"scope": RG, "webhook": {"url": "https://hooks.example/x", "secret": SECRET}}});
     let reader = app.user("auditor", Some(("SecurityReader", SUB))).await;
@@ -519,6 +525,7 @@ async fn subscriptions_are_validated_and_need_their_actions() {
     let keep = json!({"properties": {"scope": SUB, "webhook": {"url": "https://hooks.example/y"}}});
     let r = call(&jit_admin, Method::PUT, &path, Some(keep)).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
+    // `secretSet` is in the answer only (the typed body never reads it).
     assert_eq!(r.body["properties"]["webhook"]["secretSet"], true);
     // The secret is in no answer and no activity record.
     let log = call(
@@ -528,7 +535,7 @@ async fn subscriptions_are_validated_and_need_their_actions() {
         None,
     )
     .await;
-    assert_eq!(log.body["value"].as_array().unwrap().len(), 2);
+    assert_eq!(log.json::<List<ActivityRecord>>().value.len(), 2);
     assert!(!log.body.to_string().contains(SECRET));
     // An email subscription turned into a webhook needs a secret then.
     let mail_path = format!("/api/v1{SUB}/notificationSubscriptions/n2");
@@ -543,7 +550,7 @@ async fn subscriptions_are_validated_and_need_their_actions() {
         json!({"properties": {"scope": SUB, "webhook": {"url": "https://hooks.example/z"}}});
     let r = call(&jit_admin, Method::PUT, &mail_path, Some(unsigned)).await;
     assert_eq!(
-        (r.status, target(&r)),
+        (r.status, target(&r).as_str()),
         (400, "properties.webhook.secret"),
         "{:?}",
         r.body
@@ -702,7 +709,7 @@ async fn email_goes_to_named_recipients_and_participants_as_text_and_html() {
         "HTML is escaped: {data}"
     );
     let d = deliveries(&app, "mail", "").await;
-    assert_eq!(d[0]["state"], "Delivered");
+    assert_eq!(d[0].state, DeliveryState::Delivered);
 }
 
 #[tokio::test]
@@ -722,10 +729,12 @@ async fn email_without_smtp_configured_fails_visibly() {
     )
     .await;
     let d = attempts_reach(&app, "mail", 1).await;
-    assert_eq!(d["state"], "Dead");
+    assert_eq!(d.state, DeliveryState::Dead);
     assert!(
-        d["lastError"].as_str().unwrap().contains("--smtp-url"),
-        "{d}"
+        d.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("--smtp-url")),
+        "{d:?}"
     );
 }
 
@@ -774,26 +783,19 @@ async fn webhooks_to_internal_addresses_are_refused_unless_the_operator_allows_t
     ] {
         let r = subscribe_hook(&strict, "internal", url).await;
         assert_eq!(
-            (r.status, code(&r), target(&r)),
-            (400, "ValidationFailed", "properties.webhook.url"),
+            (r.status, code(&r), target(&r).as_str()),
+            (400, ErrorCode::ValidationFailed, "properties.webhook.url"),
             "{url}: {:?}",
             r.body
         );
-        let message = r.body["error"]["message"].as_str().unwrap();
+        let message = error_of(&r).message;
         assert!(message.contains(words), "{url}: {message}");
         assert!(
             message.contains("unless the operator allows the network (--webhook-allow-network)"),
             "{message}"
         );
     }
-    let listed = call(
-        &strict.admin,
-        Method::GET,
-        &format!("/api/v1{SUB}/notificationSubscriptions"),
-        None,
-    )
-    .await;
-    assert_eq!(listed.body["value"], json!([]), "nothing stored");
+    assert!(subscriptions(&strict).await.is_empty(), "nothing stored");
 
     // Where the operator allows loopback, the same receiver is accepted and delivered to.
     let relay = with_local_receivers().await;
@@ -803,7 +805,7 @@ async fn webhooks_to_internal_addresses_are_refused_unless_the_operator_allows_t
     notify_once(&relay, "10.6.1.1").await;
     until("delivered to the allowed receiver", async || {
         deliver_due(&relay.state).await.unwrap();
-        deliveries(&relay, "relay", "").await[0]["state"] == "Delivered"
+        deliveries(&relay, "relay", "").await[0].state == DeliveryState::Delivered
     })
     .await;
     assert_eq!(hook.hits().len(), 1);
@@ -821,12 +823,12 @@ async fn link_local_and_metadata_addresses_are_refused_even_when_every_network_i
     ] {
         let r = subscribe_hook(&open, "metadata", url).await;
         assert_eq!(
-            (r.status, target(&r)),
+            (r.status, target(&r).as_str()),
             (400, "properties.webhook.url"),
             "{url}: {:?}",
             r.body
         );
-        let message = r.body["error"]["message"].as_str().unwrap();
+        let message = error_of(&r).message;
         assert!(
             message.contains("never delivers webhooks to link-local or cloud metadata addresses"),
             "{url}: {message}"
@@ -834,9 +836,8 @@ async fn link_local_and_metadata_addresses_are_refused_even_when_every_network_i
     }
     let r = subscribe_hook(&open, "metadata", "http://169.254.169.254/").await;
     assert!(
-        r.body["error"]["message"]
-            .as_str()
-            .unwrap()
+        error_of(&r)
+            .message
             .contains("169.254.169.254, a link-local address"),
         "{:?}",
         r.body
@@ -862,8 +863,12 @@ async fn deliveries_check_the_address_again_and_skip_one_no_longer_allowed() {
     notify_once(&app, "10.6.2.1").await;
     for name in ["by-address", "by-name"] {
         let dead = attempts_reach(&app, name, 1).await;
-        assert_eq!(dead["state"], "Dead", "{name}: {dead}");
-        assert_eq!(dead["lastError"], "address not allowed", "{name}: {dead}");
+        assert_eq!(dead.state, DeliveryState::Dead, "{name}: {dead:?}");
+        assert_eq!(
+            dead.last_error.as_deref(),
+            Some("address not allowed"),
+            "{name}: {dead:?}"
+        );
     }
     assert!(hook.hits().is_empty(), "nothing reached the receiver");
 }
@@ -884,9 +889,13 @@ async fn delivery_errors_shown_to_readers_name_a_category_not_the_connection() {
     assert_eq!(subscribe_hook(&app, "tls", &tls).await.status, 201);
     notify_once(&app, "10.6.3.1").await;
     let dead = attempts_reach(&app, "closed", 1).await;
-    assert_eq!(dead["lastError"], "connection refused", "{dead}");
+    assert_eq!(
+        dead.last_error.as_deref(),
+        Some("connection refused"),
+        "{dead:?}"
+    );
     let dead = attempts_reach(&app, "tls", 1).await;
-    assert_eq!(dead["lastError"], "TLS error", "{dead}");
+    assert_eq!(dead.last_error.as_deref(), Some("TLS error"), "{dead:?}");
     let reader = app.user("auditor", Some(("SecurityReader", SUB))).await;
     let r = call(
         &reader,
@@ -896,7 +905,10 @@ async fn delivery_errors_shown_to_readers_name_a_category_not_the_connection() {
     )
     .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
-    let text = r.body["value"][0]["lastError"].to_string();
+    let text = r.json::<List<Delivery>>().value[0]
+        .last_error
+        .clone()
+        .expect("lastError");
     for detail in [closed.to_string().as_str(), "os error", "tcp", "127.0.0.1"] {
         assert!(!text.contains(detail), "{detail:?} in {text}");
     }

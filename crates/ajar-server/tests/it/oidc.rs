@@ -3,6 +3,8 @@
 //! lists, every way a token must be refused, key rotation, and sessions.
 
 use crate::*;
+use ajar_api::wire::{ActivityRecord, IdentityProvider, List, Me, Token};
+use ajar_core::lifecycle::RequestState;
 use ajar_oidc::{IssuerConfig, Providers};
 use ajar_testkit::idp::{CLIENT_ID, TestIdp};
 use ajar_testkit::{START, TestApp};
@@ -40,8 +42,9 @@ async fn a_valid_token_names_its_principal_and_its_groups_grant_within_their_sco
     let alice = idp.token(&idp.claims("alice", &["ops", "dba"]));
     let r = me(&app, &alice).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
-    assert_eq!(r.body["principal"], "alice");
-    assert_eq!(r.body["groups"], json!(["dba", "ops"]));
+    let who: Me = r.json();
+    assert_eq!(who.principal, "alice");
+    assert_eq!(who.groups, ["dba", "ops"]);
     // The EC key verifies too.
     let ec = idp.sign_with("ec-1", &idp.claims("alice", &["ops"]));
     assert_eq!(me(&app, &ec).await.status, 200);
@@ -80,8 +83,9 @@ async fn a_valid_token_names_its_principal_and_its_groups_grant_within_their_sco
     claims["roles"] = json!(["auditors"]);
     let r = me(&by_email, &idp.token(&claims)).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
-    assert_eq!(r.body["principal"], "carol@example.com");
-    assert_eq!(r.body["groups"], json!(["auditors"]));
+    let who: Me = r.json();
+    assert_eq!(who.principal, "carol@example.com");
+    assert_eq!(who.groups, ["auditors"]);
 }
 
 #[tokio::test]
@@ -166,13 +170,8 @@ async fn forged_expired_and_misaddressed_tokens_are_refused_with_401() {
     for (name, token) in &cases {
         let r = me(&app, token).await;
         assert_eq!(r.status, 401, "{name}: {:?}", r.body);
-        assert_eq!(code(&r), "Unauthenticated", "{name}");
-        assert!(
-            r.body["error"]["message"]
-                .as_str()
-                .is_some_and(|m| !m.is_empty()),
-            "{name}"
-        );
+        assert_eq!(code(&r), ErrorCode::Unauthenticated, "{name}");
+        assert!(!error_of(&r).message.is_empty(), "{name}");
     }
     // Within the leeway a just-expired token still passes.
     assert_eq!(
@@ -184,7 +183,12 @@ async fn forged_expired_and_misaddressed_tokens_are_refused_with_401() {
     // Refusals are recorded nowhere and change nothing: the activity log holds only the
     // bootstrap record.
     let r = call(&app.admin, Method::GET, "/api/v1/activity", None).await;
-    assert_eq!(r.body["value"].as_array().unwrap().len(), 1, "{:?}", r.body);
+    assert_eq!(
+        r.json::<List<ActivityRecord>>().value.len(),
+        1,
+        "{:?}",
+        r.body
+    );
 }
 
 #[tokio::test]
@@ -266,15 +270,22 @@ async fn groups_from_tokens_count_in_eligibility_and_approver_lists() {
     .await;
     assert_eq!(r.status, 403, "{:?}", r.body);
     let r = call(&frank, Method::PUT, &req_path("f1"), Some(body("frank"))).await;
-    assert_eq!((r.status, state_of(&r)), (201, "Pending"), "{:?}", r.body);
-    let inbox = call(&erin, Method::GET, "/api/v1/inbox", None).await;
-    assert_eq!(inbox.body["value"][0]["name"], "f1", "{:?}", inbox.body);
+    assert_eq!(
+        (r.status, state_of(&r)),
+        (201, RequestState::Pending),
+        "{:?}",
+        r.body
+    );
+    assert_eq!(inbox(&erin).await[0].name, "f1");
     assert_eq!(
         decide(&frank, "f1", "approve").await.status,
         403,
         "not an approver"
     );
-    assert_eq!(state_of(&decide(&erin, "f1", "approve").await), "Active");
+    assert_eq!(
+        state_of(&decide(&erin, "f1", "approve").await),
+        RequestState::Active
+    );
 }
 
 #[tokio::test]
@@ -286,17 +297,18 @@ async fn sessions_carry_the_asserted_groups_and_end_with_the_identity_token() {
     let jwt = app.client(Some(&idp.token(&idp.claims("alice", &["ops"]))));
     let r = call(&jwt, Method::POST, "/api/v1/sessions", None).await;
     assert_eq!(r.status, 201, "{:?}", r.body);
-    assert_eq!(r.body["principal"], "alice");
-    assert_eq!(r.body["groups"], json!(["ops"]));
+    let made: Token = r.json();
+    assert_eq!(made.principal, "alice");
+    assert_eq!(made.groups, ["ops"]);
     // The test provider's ID tokens last an hour: the session, made with one, too.
     let end = app.now() + SignedDuration::from_hours(1);
-    assert_eq!(r.body["expiresAt"], end.to_string());
-    let session = app.client(Some(r.body["token"].as_str().unwrap()));
+    assert_eq!(made.expires_at, Some(end));
+    let session = app.client(made.token.as_deref());
     let vm_path = format!("/api/v1{VM}");
     let read_vm = || call(&session, Method::GET, &vm_path, None);
     assert_eq!(read_vm().await.status, 200);
     let r = call(&session, Method::GET, "/api/v1/me", None).await;
-    assert_eq!(r.body["groups"], json!(["ops"]));
+    assert_eq!(r.json::<Me>().groups, ["ops"]);
     // It ends with the identity token (past the minute of leeway a JWT gets), groups and all.
     app.advance(SignedDuration::from_mins(62));
     assert_eq!(
@@ -304,7 +316,7 @@ async fn sessions_carry_the_asserted_groups_and_end_with_the_identity_token() {
         401
     );
     let r = read_vm().await;
-    assert_eq!((r.status, code(&r)), (401, "Unauthenticated"));
+    assert_eq!((r.status, code(&r)), (401, ErrorCode::Unauthenticated));
     let listed = call(
         &app.admin,
         Method::GET,
@@ -313,7 +325,7 @@ async fn sessions_carry_the_asserted_groups_and_end_with_the_identity_token() {
     )
     .await;
     assert_eq!(
-        listed.body["value"].as_array().unwrap().len(),
+        listed.json::<List<Token>>().value.len(),
         1,
         "ended, still listed"
     );
@@ -327,6 +339,7 @@ async fn sessions_carry_the_asserted_groups_and_end_with_the_identity_token() {
     );
     let r = call(&app.admin, Method::POST, "/api/v1/sessions", None).await;
     assert_eq!(r.status, 201);
+    // Without asserted groups, the answer has no `groups` at all.
     assert!(r.body.get("groups").is_none(), "{:?}", r.body);
     // Making it swept alice's ended session away.
     let listed = call(
@@ -336,7 +349,7 @@ async fn sessions_carry_the_asserted_groups_and_end_with_the_identity_token() {
         None,
     )
     .await;
-    assert_eq!(listed.body["value"], json!([]));
+    assert!(listed.json::<List<Token>>().value.is_empty());
 }
 
 #[tokio::test]
@@ -356,14 +369,10 @@ async fn several_issuers_are_trusted_and_listed_for_sign_in() {
     )
     .await;
     assert_eq!(r.status, 200);
-    let issuers: Vec<&str> = r.body["value"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["issuer"].as_str().unwrap())
-        .collect();
+    let providers = r.json::<List<IdentityProvider>>().value;
+    let issuers: Vec<&str> = providers.iter().map(|p| p.issuer.as_str()).collect();
     assert_eq!(issuers, [a.issuer.as_str(), b.issuer.as_str()]);
-    assert_eq!(r.body["value"][0]["clientId"], CLIENT_ID);
+    assert_eq!(providers[0].client_id, CLIENT_ID);
 }
 
 #[tokio::test]
@@ -374,7 +383,7 @@ async fn an_unreachable_or_impostor_issuer_answers_503_not_401() {
     let r = me(&app, &idp.token(&idp.claims("alice", &[]))).await;
     assert_eq!(
         (r.status, code(&r)),
-        (503, "ServiceUnavailable"),
+        (503, ErrorCode::ServiceUnavailable),
         "{:?}",
         r.body
     );
@@ -390,7 +399,7 @@ async fn an_unreachable_or_impostor_issuer_answers_503_not_401() {
     let r = me(&app, &idp.token(&claims)).await;
     assert_eq!(
         (r.status, code(&r)),
-        (503, "ServiceUnavailable"),
+        (503, ErrorCode::ServiceUnavailable),
         "{:?}",
         r.body
     );
@@ -430,7 +439,7 @@ async fn a_principal_prefix_keeps_the_providers_names_apart_from_api_tokens() {
     let app = with_issuers(configs).await;
     // A provider user called "admin" is not the bootstrap admin.
     let r = me(&app, &idp.token(&idp.claims("admin", &[]))).await;
-    assert_eq!(r.body["principal"], "corp-admin");
+    assert_eq!(r.json::<Me>().principal, "corp-admin");
     let who = app.client(Some(&idp.token(&idp.claims("admin", &[]))));
     assert_eq!(
         call(&who, Method::GET, "/api/v1/roleAssignments", None)
@@ -477,9 +486,9 @@ async fn a_groups_prefix_keeps_one_issuers_groups_apart_from_ajars_and_other_iss
     let from_corp = corp.token(&corp.claims("alice", &["ops"]));
     let from_partner = partner.token(&partner.claims("bob", &["ops"]));
     let r = me(&app, &from_corp).await;
-    assert_eq!(r.body["groups"], json!(["corp-ops"]), "{:?}", r.body);
+    assert_eq!(r.json::<Me>().groups, ["corp-ops"], "{:?}", r.body);
     let r = me(&app, &from_partner).await;
-    assert_eq!(r.body["groups"], json!(["ops"]), "no prefix: as before");
+    assert_eq!(r.json::<Me>().groups, ["ops"], "no prefix: as before");
 
     assign(&app, "ops-read", "group:ops", "SecurityReader", RG).await;
     assert_eq!(

@@ -3,12 +3,11 @@
 //! once.
 
 use crate::*;
+use ajar_api::wire::{ActivityRecord, Grant, List};
 use ajar_server::{AppState, scheduler};
 use ajar_store::Store;
 use ajar_testkit::TestApp;
 use jiff::SignedDuration;
-use reqwest::Method;
-use serde_json::Value;
 use std::collections::HashMap;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -32,14 +31,8 @@ async fn two_replicas_expire_a_thousand_grants_exactly_once() {
     for t in tasks {
         assert_eq!(t.await.unwrap().status, 202);
     }
-    let grants = call(
-        &app.admin,
-        Method::GET,
-        &format!("/api/v1{VM}/grants"),
-        None,
-    )
-    .await;
-    assert_eq!(grants.body["value"].as_array().unwrap().len(), 1000);
+    let grants: List<Grant> = get_as(&app.admin, &format!("/api/v1{VM}/grants")).await;
+    assert_eq!(grants.value.len(), 1000);
 
     // Every grant ends at the same instant; both replicas' schedulers race for them.
     app.advance(SignedDuration::from_hours(1));
@@ -63,20 +56,20 @@ async fn two_replicas_expire_a_thousand_grants_exactly_once() {
     let mut per_request: HashMap<String, usize> = HashMap::new();
     let mut next = Some("/api/v1/activity?action=ajar.jit/requests/expire&top=1000".to_owned());
     while let Some(path) = next {
-        let r = call(&app.admin, Method::GET, &path, None).await;
-        for rec in r.body["value"].as_array().unwrap() {
+        let page: List<ActivityRecord> = get_as(&app.admin, &path).await;
+        for rec in page.value {
             *per_request
-                .entry(rec["requestId"].as_str().unwrap().to_owned())
+                .entry(rec.request_id.expect("requestId"))
                 .or_default() += 1;
         }
-        next = r.body["nextLink"].as_str().map(str::to_owned);
+        next = page.next_link;
     }
     assert_eq!(per_request.len(), 1000);
     assert!(
         per_request.values().all(|n| *n == 1),
         "one record per request"
     );
-    let v: Value = app.admin.get("/api/v1/activity/verify").await.unwrap();
-    assert_eq!(v["ok"], true, "{v}");
+    let v = app.admin.verify_activity().await.unwrap();
+    assert!(v.ok, "{v:?}");
     other.store.close().await;
 }

@@ -27,7 +27,7 @@ async fn refused_policy(
     app: &TestApp,
     body: serde_json::Value,
     status: u16,
-    code_: &str,
+    code_: ErrorCode,
     target_: &str,
 ) {
     let r = call(
@@ -38,12 +38,12 @@ async fn refused_policy(
     )
     .await;
     assert_eq!(
-        (r.status, code(&r), target(&r)),
+        (r.status, code(&r), target(&r).as_str()),
         (status, code_, target_),
         "body {body}: {:?}",
         r.body
     );
-    assert!(!r.body["error"]["message"].as_str().unwrap().is_empty());
+    assert!(!error_of(&r).message.is_empty());
     let get = call(&app.admin, Method::GET, &format!("/api/v1{POLICY}"), None).await;
     assert_eq!(get.status, 404, "a refused policy must not be stored");
 }
@@ -63,73 +63,73 @@ async fn policy_fields_are_validated() {
         (
             port(json!({"number":65536})),
             400,
-            "InvalidRequestBody",
+            ErrorCode::InvalidRequestBody,
             format!("{p0}.number"),
         ),
         (
             port(json!({"number":-1})),
             400,
-            "InvalidRequestBody",
+            ErrorCode::InvalidRequestBody,
             format!("{p0}.number"),
         ),
         (
             port(json!({"number":"22"})),
             400,
-            "InvalidRequestBody",
+            ErrorCode::InvalidRequestBody,
             format!("{p0}.number"),
         ),
         (
             port(json!({"protocol":"ICMP"})),
             400,
-            "InvalidRequestBody",
+            ErrorCode::InvalidRequestBody,
             format!("{p0}.protocol"),
         ),
         (
             port(json!({"allowedSourceAddressPrefix":"10.0.0.300"})),
             400,
-            "InvalidRequestBody",
+            ErrorCode::InvalidRequestBody,
             format!("{p0}.allowedSourceAddressPrefix"),
         ),
         (
             port(json!({"allowedSourceAddressPrefix":"10.0.0.5/24"})),
             400,
-            "InvalidRequestBody",
+            ErrorCode::InvalidRequestBody,
             format!("{p0}.allowedSourceAddressPrefix"),
         ),
         (
             port(json!({"allowedSourceAddressPrefixes":["10.0.0.0/8"]})),
             400,
-            "ValidationFailed",
+            ErrorCode::ValidationFailed,
             format!("{p0}.allowedSourceAddressPrefixes"),
         ),
         (
             port(json!({"allowedSourceAddressPrefix":null})),
             400,
-            "ValidationFailed",
+            ErrorCode::ValidationFailed,
             format!("{p0}.allowedSourceAddressPrefix"),
         ),
         (
             port(json!({"maxRequestAccessDuration":"PT4M"})),
             400,
-            "InvalidRequestBody",
+            ErrorCode::InvalidRequestBody,
             format!("{p0}.maxRequestAccessDuration"),
         ),
         (
             port(json!({"maxRequestAccessDuration":"PT25H"})),
             400,
-            "InvalidRequestBody",
+            ErrorCode::InvalidRequestBody,
             format!("{p0}.maxRequestAccessDuration"),
         ),
         (
             port(json!({"maxRequestAccessDuration":"3 hours"})),
             400,
-            "InvalidRequestBody",
+            ErrorCode::InvalidRequestBody,
             format!("{p0}.maxRequestAccessDuration"),
         ),
         (
             port(json!({"colour":"red"})),
             400,
-            "InvalidRequestBody",
+            ErrorCode::InvalidRequestBody,
             format!("{p0}.colour"),
         ),
     ];
@@ -141,7 +141,7 @@ async fn policy_fields_are_validated() {
         &app,
         policy_with(vec![port(json!({})), port(json!({}))]),
         400,
-        "ValidationFailed",
+        ErrorCode::ValidationFailed,
         "properties.virtualMachines[0].ports[1].number",
     )
     .await;
@@ -149,7 +149,7 @@ async fn policy_fields_are_validated() {
         &app,
         policy_with(vec![port(json!({"protocol":"TCP"})), port(json!({}))]),
         400,
-        "ValidationFailed",
+        ErrorCode::ValidationFailed,
         "properties.virtualMachines[0].ports[1].number",
     )
     .await;
@@ -159,7 +159,7 @@ async fn policy_fields_are_validated() {
         &app,
         unknown,
         404,
-        "NotFound",
+        ErrorCode::NotFound,
         "properties.virtualMachines[0].id",
     )
     .await;
@@ -169,22 +169,22 @@ async fn policy_fields_are_validated() {
         &app,
         elsewhere,
         400,
-        "ValidationFailed",
+        ErrorCode::ValidationFailed,
         "properties.virtualMachines[0].id",
     )
     .await;
     // Wrong kind, unknown top-level field, wrong type.
     let mut bad_kind = policy_with(vec![port(json!({}))]);
     bad_kind["kind"] = json!("Premium");
-    refused_policy(&app, bad_kind, 400, "ValidationFailed", "kind").await;
+    refused_policy(&app, bad_kind, 400, ErrorCode::ValidationFailed, "kind").await;
     let mut extra = policy_with(vec![port(json!({}))]);
     extra["location"] = json!("westeurope");
-    refused_policy(&app, extra, 400, "InvalidRequestBody", "location").await;
+    refused_policy(&app, extra, 400, ErrorCode::InvalidRequestBody, "location").await;
     refused_policy(
         &app,
         json!({"properties":{"virtualMachines":"vm1"}}),
         400,
-        "InvalidRequestBody",
+        ErrorCode::InvalidRequestBody,
         "properties.virtualMachines",
     )
     .await;
@@ -192,7 +192,7 @@ async fn policy_fields_are_validated() {
         &app,
         json!({"properties":{"virtualMachines":[]}}),
         400,
-        "ValidationFailed",
+        ErrorCode::ValidationFailed,
         "properties.virtualMachines",
     )
     .await;
@@ -230,7 +230,7 @@ async fn policy_plus_machine_name_is_at_most_56_characters() {
     )
     .await;
     assert_eq!(
-        (r.status, target(&r)),
+        (r.status, target(&r).as_str()),
         (400, "properties.virtualMachines[0].id"),
         "{:?}",
         r.body
@@ -253,8 +253,8 @@ async fn malformed_bodies_are_refused_with_json_errors() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    let v: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(v["error"]["code"], "InvalidRequestBody");
+    let v: ErrorBody = r.json().await.unwrap();
+    assert_eq!(v.error.code, ErrorCode::InvalidRequestBody);
 
     let r = send(b"os=linux".to_vec(), "application/x-www-form-urlencoded")
         .await
@@ -267,8 +267,8 @@ async fn malformed_bodies_are_refused_with_json_errors() {
     );
     let r = send(huge.into_bytes(), "application/json").await.unwrap();
     assert_eq!(r.status(), 413);
-    let v: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(v["error"]["code"], "PayloadTooLarge");
+    let v: ErrorBody = r.json().await.unwrap();
+    assert_eq!(v.error.code, ErrorCode::PayloadTooLarge);
 
     // None of these created the machine.
     let r = call(&app.admin, Method::GET, &format!("/api/v1{VM}"), None).await;
@@ -283,13 +283,13 @@ async fn malformed_bodies_are_refused_with_json_errors() {
     )
     .await;
     assert_eq!(
-        (r.status, code(&r), target(&r)),
-        (400, "InvalidParameter", "subscriptionId")
+        (r.status, code(&r), target(&r).as_str()),
+        (400, ErrorCode::InvalidParameter, "subscriptionId")
     );
     let r = call(&app.admin, Method::GET, "/api/v1/nothing/here", None).await;
-    assert_eq!((r.status, code(&r)), (404, "NotFound"));
+    assert_eq!((r.status, code(&r)), (404, ErrorCode::NotFound));
     let r = call(&app.admin, Method::PATCH, &format!("/api/v1{VM}"), None).await;
-    assert_eq!((r.status, code(&r)), (405, "MethodNotAllowed"));
+    assert_eq!((r.status, code(&r)), (405, ErrorCode::MethodNotAllowed));
     let r = call(
         &app.admin,
         Method::GET,
@@ -297,7 +297,7 @@ async fn malformed_bodies_are_refused_with_json_errors() {
         None,
     )
     .await;
-    assert_eq!((r.status, target(&r)), (400, "state"));
+    assert_eq!((r.status, target(&r).as_str()), (400, "state"));
     let r = call(
         &app.admin,
         Method::PUT,
@@ -305,7 +305,7 @@ async fn malformed_bodies_are_refused_with_json_errors() {
         Some(json!({"properties":{"os":"beos"}})),
     )
     .await;
-    assert_eq!((r.status, target(&r)), (400, "properties.os"));
+    assert_eq!((r.status, target(&r).as_str()), (400, "properties.os"));
     let r = call(
         &app.admin,
         Method::PUT,
@@ -313,14 +313,17 @@ async fn malformed_bodies_are_refused_with_json_errors() {
         Some(json!({"properties":{"os":"linux","addresses":["10.0.0.999"]}})),
     )
     .await;
-    assert_eq!((r.status, target(&r)), (400, "properties.addresses[0]"));
+    assert_eq!(
+        (r.status, target(&r).as_str()),
+        (400, "properties.addresses[0]")
+    );
 }
 
 /// Initiates a bad request and checks status and target, and that no grant appeared.
 async fn refused_initiate(app: &TestApp, port: serde_json::Value, status: u16, target_: &str) {
     let r = initiate(&app.admin, POLICY, port.clone()).await;
     assert_eq!(
-        (r.status, target(&r)),
+        (r.status, target(&r).as_str()),
         (status, target_),
         "port {port}: {:?}",
         r.body
@@ -406,8 +409,8 @@ async fn initiate_must_be_a_subset_of_the_policy() {
     )
     .await;
     assert_eq!(
-        (r.status, code(&r), target(&r)),
-        (404, "NotFound", "virtualMachines[0].id")
+        (r.status, code(&r), target(&r).as_str()),
+        (404, ErrorCode::NotFound, "virtualMachines[0].id")
     );
     // An unknown policy: 404.
     let r = call(
@@ -417,7 +420,7 @@ async fn initiate_must_be_a_subset_of_the_policy() {
         Some(initiate_body(VM, json!({"number":22,"duration":"PT1H"}))),
     )
     .await;
-    assert_eq!((r.status, code(&r)), (404, "NotFound"));
+    assert_eq!((r.status, code(&r)), (404, ErrorCode::NotFound));
     // An address inside an allowed CIDR is accepted (containment, not literal match), for IPv4
     // and IPv6 alike, and the end may be exactly the maximum.
     let r = initiate(&app.admin, POLICY, json!({"number":3389,"endTimeUtc":end(SignedDuration::from_hours(1)),"allowedSourceAddressPrefix":"10.0.0.5"})).await;
@@ -440,13 +443,13 @@ async fn a_machine_belongs_to_one_policy() {
     )
     .await;
     assert_eq!(
-        (r.status, code(&r), target(&r)),
-        (409, "Conflict", "properties.virtualMachines[0].id")
+        (r.status, code(&r), target(&r).as_str()),
+        (409, ErrorCode::Conflict, "properties.virtualMachines[0].id")
     );
     let r = call(&app.admin, Method::DELETE, &format!("/api/v1{VM}"), None).await;
     assert_eq!(
         (r.status, code(&r)),
-        (409, "Conflict"),
+        (409, ErrorCode::Conflict),
         "a covered machine cannot be deleted"
     );
 }
