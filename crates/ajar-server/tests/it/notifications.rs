@@ -234,10 +234,12 @@ async fn failed_deliveries_are_dead_lettered_visible_and_retryable() {
         json!({"scope": SUB, "webhook": {"url": hook.url, "secret": SECRET}, "maxAttempts": 2}),
     )
     .await;
+    // Three hours: nothing ends or warns within the two hours this test waits, so the
+    // receiver hears of this request only.
     initiate(
         &app.admin,
         POLICY,
-        json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":"10.6.0.2"}),
+        json!({"number":22,"duration":"PT3H","allowedSourceAddressPrefix":"10.6.0.2"}),
     )
     .await;
     attempts_reach(&app, "flaky", 1).await;
