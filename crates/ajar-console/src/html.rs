@@ -49,6 +49,17 @@ pub fn csrf(session: &Session) -> Markup {
     html! { input type="hidden" name="csrf" value=(session.csrf()); }
 }
 
+/// The page for a system without randomness to give (no secret can be made safely).
+pub fn unavailable() -> Response {
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Unavailable",
+        None,
+        "",
+        html! { (message("error", "The server cannot make a secret right now; try again later.")) },
+    )
+}
+
 /// A whole page.
 pub fn page(
     status: StatusCode,

@@ -53,7 +53,9 @@ fn form_page(c: &Console, status: StatusCode, error: Option<&str>, presession: &
 
 /// The sign-in page with `error` (if any) and a fresh form cookie.
 fn again(c: &Console, parts: &Parts, status: StatusCode, error: Option<&str>) -> Response {
-    let fresh = random_hex(16);
+    let Some(fresh) = random_hex(16) else {
+        return crate::html::unavailable();
+    };
     let mut resp = form_page(c, status, error, &fresh);
     resp.headers_mut().append(
         SET_COOKIE,

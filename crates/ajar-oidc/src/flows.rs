@@ -28,9 +28,7 @@ pub enum FlowError {
 
 /// `bytes` random bytes, base64url without padding.
 pub fn random_string(bytes: usize) -> Result<String, FlowError> {
-    let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf)
-        .map_err(|e| FlowError::Unavailable(format!("no randomness available: {e}")))?;
+    let buf = crate::random_bytes(bytes).map_err(|e| FlowError::Unavailable(e.to_string()))?;
     Ok(URL_SAFE_NO_PAD.encode(buf))
 }
 

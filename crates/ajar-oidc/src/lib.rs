@@ -20,6 +20,19 @@ pub mod provider;
 pub use claims::{ClaimRules, Identity, Refusal};
 pub use provider::{Discovery, IssuerConfig, Provider, Providers, VerifyError};
 
+/// The operating system's random source gave nothing.
+#[derive(Debug, thiserror::Error)]
+#[error("no randomness available: {0}")]
+pub struct RandomUnavailable(String);
+
+/// `n` bytes from the operating system's random source: the one place ajar draws secrets,
+/// tokens, nonces and CSRF keys from.
+pub fn random_bytes(n: usize) -> Result<Vec<u8>, RandomUnavailable> {
+    let mut buf = vec![0u8; n];
+    getrandom::fill(&mut buf).map_err(|e| RandomUnavailable(e.to_string()))?;
+    Ok(buf)
+}
+
 /// Whether `token` has the shape of a JWT (three base64url parts), as opposed to an ajar API
 /// token.
 pub fn looks_like_jwt(token: &str) -> bool {

@@ -35,8 +35,7 @@ pub const TOKEN_PREFIX: &str = "ajar_";
 
 /// A new random token secret (256 bits) and the hash under which it is stored.
 pub fn new_token() -> Result<(String, String), AppError> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| {
+    let bytes = ajar_oidc::random_bytes(32).map_err(|e| {
         tracing::error!(error = %e, "no randomness for a token");
         AppError::new(ErrorCode::InternalError, "internal error")
     })?;

@@ -421,7 +421,9 @@ pub(super) async fn app_activate(State(c): State<Console>, req: Request) -> Resp
         ("justification", one(&f, "reason").map(Value::from)),
     ]);
     let body = json!({ "properties": properties });
-    let name = random_hex(8);
+    let Some(name) = random_hex(8) else {
+        return html::unavailable();
+    };
     let a = c
         .call(
             &parts,

@@ -120,13 +120,10 @@ fn object<const N: usize>(fields: [(&str, Option<Value>); N]) -> Value {
     Value::Object(fields)
 }
 
-/// A random hex string (for names and the sign-in form's CSRF cookie).
-pub(crate) fn random_hex(bytes: usize) -> String {
-    let mut b = vec![0u8; bytes];
-    if getrandom::fill(&mut b).is_err() {
-        return String::new();
-    }
-    hex::encode(b)
+/// A random hex string (for names and the sign-in form's CSRF cookie), or `None` when the
+/// system has no randomness to give.
+pub(crate) fn random_hex(bytes: usize) -> Option<String> {
+    ajar_oidc::random_bytes(bytes).ok().map(hex::encode)
 }
 
 /// The page's request parts and the signed-in user, or a redirect to sign in.
