@@ -12,7 +12,8 @@ use std::fmt;
 use std::net::IpAddr;
 
 /// When a requested window ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub enum WindowEnd {
     /// At this instant.
     At(Timestamp),
@@ -21,7 +22,8 @@ pub enum WindowEnd {
 }
 
 /// One port asked for in an initiate.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RequestedPort {
     /// The port number.
     pub number: Port,
@@ -34,7 +36,8 @@ pub struct RequestedPort {
 }
 
 /// One machine asked for in an initiate.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RequestedMachine {
     /// The machine.
     pub machine: ResourceId,

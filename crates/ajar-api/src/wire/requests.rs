@@ -70,6 +70,40 @@ pub struct InitiatePort {
 }
 
 impl InitiateBody {
+    /// The initiate that asks for `machines`: one source in `allowedSourceAddressPrefix`,
+    /// several in `allowedSourceAddressPrefixes`, none for the caller's own address.
+    pub fn from_domain(machines: &[RequestedMachine], justification: Option<String>) -> Self {
+        let port = |p: &RequestedPort| {
+            let (end_time_utc, duration) = match p.end {
+                WindowEnd::At(t) => (Some(t), None),
+                WindowEnd::After(d) => (None, Some(d)),
+            };
+            let (one, several) = match p.sources.as_slice() {
+                [] => (None, None),
+                [s] => (Some(SourceList(vec![*s])), None),
+                many => (None, Some(SourceList(many.to_vec()))),
+            };
+            InitiatePort {
+                number: p.number,
+                protocol: p.protocol,
+                end_time_utc,
+                duration,
+                allowed_source_address_prefix: one,
+                allowed_source_address_prefixes: several,
+            }
+        };
+        InitiateBody {
+            virtual_machines: machines
+                .iter()
+                .map(|m| InitiateMachine {
+                    id: m.machine.clone(),
+                    ports: m.ports.iter().map(port).collect(),
+                })
+                .collect(),
+            justification,
+        }
+    }
+
     /// The requested machines, with cross-field checks.
     pub fn to_domain(&self) -> Result<Vec<RequestedMachine>, FieldError> {
         if let Some(j) = &self.justification
@@ -277,5 +311,35 @@ impl From<StatusReason> for PortStatusReason {
             StatusReason::NewerRequestInitiated => PortStatusReason::NewerRequestInitiated,
             StatusReason::PolicyChanged => PortStatusReason::PolicyChanged,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_initiate_survives_the_trip_through_the_domain() {
+        let body: InitiateBody = serde_json::from_value(serde_json::json!({
+            "virtualMachines": [{
+                "id": "/subscriptions/s/resourceGroups/rg/machines/vm1",
+                "ports": [
+                    {"number": 22, "duration": "PT1H", "allowedSourceAddressPrefix": "10.0.0.0/24"},
+                    {"number": 3389, "protocol": "TCP", "endTimeUtc": "2026-07-15T17:00:00Z",
+                     "allowedSourceAddressPrefixes": ["10.0.0.1", "2001:db8::/32"]},
+                    {"number": 443, "duration": "PT5M"}
+                ]
+            }],
+            "justification": "INC-1"
+        }))
+        .unwrap();
+        let domain = body.to_domain().unwrap();
+        let again = InitiateBody::from_domain(&domain, body.justification.clone());
+        assert_eq!(again.to_domain().unwrap(), domain);
+        assert_eq!(
+            serde_json::to_value(&again).unwrap(),
+            serde_json::to_value(&body).unwrap(),
+            "the same shape as asked"
+        );
     }
 }

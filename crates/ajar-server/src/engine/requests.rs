@@ -25,7 +25,7 @@ use ajar_core::lifecycle::{
 };
 use ajar_core::policy::PolicyRules;
 use ajar_core::principal::Principal;
-use ajar_core::request::{PlannedPort, StatusReason, plan_initiate};
+use ajar_core::request::{PlannedPort, RequestedMachine, StatusReason, plan_initiate};
 use ajar_store::{
     JitRequestRow, PortRow, RequestRow, StoreError, StoreResult, Tx, at_store_precision,
 };
@@ -56,21 +56,41 @@ pub(crate) fn lifecycle_of(row: &JitRequestRow) -> EngineResult<Lifecycle> {
         .map_err(|e| unreadable(&format!("the lifecycle of {}: {e}", row.id)))
 }
 
-/// What a network request stores besides its lifecycle: the initiate as asked and the caller's
-/// address ("my IP" is resolved when the ports are planned).
+/// What a network request stores besides its lifecycle: the machines and ports asked for, and
+/// the caller's address ("my IP" is resolved when the ports are planned, at approval).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct NetworkDetail {
-    /// The initiate as asked.
-    pub(crate) initiate: InitiateBody,
+    /// The machines and ports asked for.
+    pub(crate) requested: Vec<RequestedMachine>,
     /// The caller's address.
     pub(crate) address: Option<IpAddr>,
+}
+
+/// How requests filed before ajar stored the domain form kept their detail: the initiate as
+/// asked.
+#[derive(Deserialize)]
+struct EarlierNetworkDetail {
+    initiate: InitiateBody,
+    address: Option<IpAddr>,
 }
 
 pub(crate) fn network_detail(row: &JitRequestRow) -> EngineResult<NetworkDetail> {
     row.detail
         .as_deref()
-        .and_then(|d| serde_json::from_str(d).ok())
+        .and_then(read_network_detail)
         .ok_or_else(|| unreadable(&format!("the initiate of {}", row.id)))
+}
+
+/// A stored network detail, in either form.
+fn read_network_detail(text: &str) -> Option<NetworkDetail> {
+    if let Ok(detail) = serde_json::from_str::<NetworkDetail>(text) {
+        return Some(detail);
+    }
+    let earlier: EarlierNetworkDetail = serde_json::from_str(text).ok()?;
+    Some(NetworkDetail {
+        requested: earlier.initiate.to_domain().ok()?,
+        address: earlier.address,
+    })
 }
 
 /// The rule that decides a request: its application's, or its network policy's. `None` when
@@ -337,6 +357,7 @@ pub(crate) fn network_lifecycle_and_row(
     policy: &ResourceId,
     rule: &ApprovalRule,
     detail: NetworkDetail,
+    justification: Option<String>,
     planned: &[PlannedPort],
     now: Timestamp,
 ) -> EngineResult<JitRequestRow> {
@@ -354,7 +375,7 @@ pub(crate) fn network_lifecycle_and_row(
         policy.to_string(),
         caller,
         &[],
-        detail.initiate.justification.clone(),
+        justification,
         &l,
     )?;
     row.detail = Some(serde_json::to_string(&detail).map_err(|e| unreadable(&e.to_string()))?);
@@ -376,11 +397,7 @@ pub(crate) async fn open_network_access(
         return Ok(Err("the policy no longer exists".to_owned()));
     };
     let rules = super::policies::stored_rules(&policy_row)?;
-    let requested = match detail.initiate.to_domain() {
-        Ok(r) => r,
-        Err(e) => return Ok(Err(e.message)),
-    };
-    let planned = match plan_initiate(&rules, &requested, now, detail.address) {
+    let planned = match plan_initiate(&rules, &detail.requested, now, detail.address) {
         Ok(p) => p,
         Err(e) => return Ok(Err(format!("{}: {}", e.target, e.message))),
     };
@@ -619,37 +636,83 @@ pub(crate) fn port_rows(
         .collect()
 }
 
+/// An initiate under a policy with manual approval, checked against the policy as it was at
+/// `etag`.
+pub(crate) struct NetworkFiling<'a> {
+    /// The policy.
+    pub(crate) policy: &'a ResourceId,
+    /// The policy's ETag when it was checked.
+    pub(crate) etag: &'a str,
+    /// Its approval rule at that ETag.
+    pub(crate) approval: &'a ApprovalRule,
+    /// Scopes where JIT being off refuses the request.
+    pub(crate) blocking_scopes: &'a [String],
+    /// The machines and ports asked for.
+    pub(crate) requested: Vec<RequestedMachine>,
+    /// Why.
+    pub(crate) justification: Option<String>,
+    /// The plan checked now; the ports are planned again when it is approved.
+    pub(crate) planned: &'a [PlannedPort],
+}
+
 /// Stores an initiate under a policy with manual approval as a pending request in the policy's
-/// resource group, recorded and notified; answers its id and row. `planned` is the plan checked
-/// now; the ports are planned again when it is approved.
+/// resource group, recorded and notified; answers its id and row. `None` when the policy
+/// changed since it was checked (check again), so it is read once per attempt.
 pub(crate) async fn file_network_request(
     state: &AppState,
     caller: &Caller,
-    policy: &ResourceId,
-    initiate: &InitiateBody,
-    planned: &[PlannedPort],
+    filing: NetworkFiling<'_>,
     now: Timestamp,
-) -> EngineResult<(ResourceId, JitRequestRow)> {
+) -> EngineResult<Option<(ResourceId, JitRequestRow)>> {
+    let policy = filing.policy;
     let id = request_id_of(policy, &uuid::Uuid::new_v4().to_string())?;
     let mut tx = state.store.write().await?;
-    let rules = current_rules(&mut tx, policy).await?;
-    if rules.approval.automatic {
-        return Err(EngineError::Conflict(
-            "the policy changed while the request was checked; retry".to_owned(),
-        ));
+    match tx
+        .policy_check(&policy.to_string(), filing.blocking_scopes)
+        .await?
+    {
+        None => return Err(EngineError::NotFound(policy.to_string())),
+        Some((_, Some(scope))) => {
+            return Err(EngineError::Conflict(format!(
+                "JIT is disabled for scope {scope}"
+            )));
+        }
+        Some((etag, None)) if etag != filing.etag => return Ok(None),
+        Some(_) => {}
     }
     let stored = network_lifecycle_and_row(
         &id,
         caller,
         policy,
-        &rules.approval,
+        filing.approval,
         NetworkDetail {
-            initiate: initiate.clone(),
+            requested: filing.requested,
             address: caller.address,
         },
-        planned,
+        filing.justification,
+        filing.planned,
         now,
     )?;
     insert(tx, &Actor::from(caller), &id, &stored).await?;
-    Ok((id, stored))
+    Ok(Some((id, stored)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_details_read_in_both_stored_forms() {
+        let earlier = r#"{"initiate":{"virtualMachines":[{"id":"/subscriptions/s/resourceGroups/rg/machines/vm1",
+            "ports":[{"number":22,"duration":"PT1H","allowedSourceAddressPrefix":"10.0.0.1"}]}],
+            "justification":"INC-1"},"address":"203.0.113.7"}"#;
+        let read = read_network_detail(earlier).expect("the earlier form reads");
+        assert_eq!(read.address, Some("203.0.113.7".parse().unwrap()));
+        assert_eq!(read.requested[0].ports[0].number.get(), 22);
+        let current = serde_json::to_string(&read).unwrap();
+        assert!(current.contains("\"requested\""), "{current}");
+        let again = read_network_detail(&current).expect("the current form reads");
+        assert_eq!(again.requested, read.requested);
+        assert!(read_network_detail("{}").is_none());
+    }
 }

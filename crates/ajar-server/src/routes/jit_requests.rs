@@ -16,14 +16,16 @@ use crate::error::{AppError, AppResult};
 use crate::journal::Actor;
 use ajar_api::ErrorCode;
 use ajar_api::wire::{
-    DecisionBody, DecisionView, ExtendBody, HistoryEntry, HistoryState, JitAuthorizationPolicy,
-    JitRequest, JitRequestBody, JitRequestView, JitSchedulingPolicy, List, RequestKind,
+    DecisionBody, DecisionView, ExtendBody, HistoryEntry, HistoryState, InitiateBody,
+    JitAuthorizationPolicy, JitRequest, JitRequestBody, JitRequestView, JitSchedulingPolicy, List,
+    RequestKind,
 };
 use ajar_core::duration::{AccessDuration, MAX_ACCESS, MIN_ACCESS};
 use ajar_core::id::{ResourceId, ResourceKind, Scope};
 use ajar_core::lifecycle::{ApprovalRule, Decision, Event, Lifecycle, RequestState, Start};
 use ajar_core::principal::Principal;
 use ajar_core::rbac::{actions, parse_role_name};
+use ajar_core::request::WindowEnd;
 use ajar_core::request::{StatusReason, plan_initiate};
 use ajar_store::{
     Cursor, JitRequestFilter, JitRequestRow, RequestFilter, RequestsOn, Tx, at_store_precision,
@@ -77,7 +79,10 @@ fn view(row: &JitRequestRow) -> AppResult<JitRequest> {
             application_resource_id: (!network).then(|| row.application_id.clone()),
             network_access_policy_id: network.then(|| row.application_id.clone()),
             network_access: if network {
-                Some(network_detail(row)?.initiate)
+                Some(InitiateBody::from_domain(
+                    &network_detail(row)?.requested,
+                    row.justification.clone(),
+                ))
             } else {
                 None
             },
@@ -442,15 +447,8 @@ pub async fn extend(
         let policy = ResourceId::parse(&original.application_id)?;
         caller.require(actions::POLICIES_INITIATE, &policy.scope())?;
         let mut detail = network_detail(&original)?;
-        detail.initiate.justification = justification;
-        for port in detail
-            .initiate
-            .virtual_machines
-            .iter_mut()
-            .flat_map(|m| m.ports.iter_mut())
-        {
-            port.end_time_utc = None;
-            port.duration = Some(body.duration);
+        for port in detail.requested.iter_mut().flat_map(|m| m.ports.iter_mut()) {
+            port.end = WindowEnd::After(body.duration);
         }
         let rules = current_rules(&mut tx, &policy).await?;
         if rules.approval.automatic {
@@ -459,8 +457,7 @@ pub async fn extend(
                 "the policy now approves automatically: initiate again to extend access",
             ));
         }
-        let requested = detail.initiate.to_domain()?;
-        let planned = plan_initiate(&rules, &requested, now, detail.address)?;
+        let planned = plan_initiate(&rules, &detail.requested, now, detail.address)?;
         // Approved, the new ports supersede the old ones: access continues without a gap.
         network_lifecycle_and_row(
             &new_id,
@@ -468,6 +465,7 @@ pub async fn extend(
             &policy,
             &rules.approval,
             detail,
+            justification,
             &planned,
             now,
         )?

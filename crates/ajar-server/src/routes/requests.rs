@@ -10,6 +10,7 @@ use super::{Reply, resource_id};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::body::RawBody;
+use crate::engine::requests::{NetworkFiling, file_network_request};
 use crate::engine::requests::{blocking_scopes, port_rows};
 use crate::error::{AppError, AppResult};
 use crate::metrics::access_result;
@@ -127,13 +128,23 @@ pub async fn initiate(
         let now = at_store_precision(state.clock.now());
         let planned = plan_initiate(&rules, &requested, now, caller.address)?;
         if !rules.approval.automatic {
-            let (id, stored) = crate::engine::requests::file_network_request(
-                &state, &caller, &id, &body, &planned, now,
-            )
-            .await?;
-            return Ok(Reply::accepted(pending_view(
-                &id, &stored, &caller, &body, &planned, now,
-            )));
+            let filing = NetworkFiling {
+                policy: &id,
+                etag: &etag,
+                approval: &rules.approval,
+                blocking_scopes: &blocking_scopes,
+                requested: requested.clone(),
+                justification: body.justification.clone(),
+                planned: &planned,
+            };
+            match file_network_request(&state, &caller, filing, now).await? {
+                Some((id, stored)) => {
+                    return Ok(Reply::accepted(pending_view(
+                        &id, &stored, &caller, &body, &planned, now,
+                    )));
+                }
+                None => continue,
+            }
         }
         let request = RequestRow {
             id: uuid::Uuid::new_v4().to_string(),
