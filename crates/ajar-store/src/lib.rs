@@ -11,6 +11,7 @@
 mod activity;
 mod agents;
 mod applications;
+mod columns;
 mod figures;
 mod gauges;
 mod jit_requests;
@@ -21,6 +22,7 @@ mod rbac;
 mod requests;
 mod rows;
 mod settings;
+mod sql;
 mod tokens;
 mod tx;
 
