@@ -128,7 +128,7 @@ async fn build(store: &Store) -> Result<Index, AppError> {
                 continue;
             };
             for name in &r.roles {
-                if let Some(role) = role(&name) {
+                if let Some(role) = role(name) {
                     grants.push((
                         r.requester.clone(),
                         Grant {

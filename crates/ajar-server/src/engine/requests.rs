@@ -540,7 +540,7 @@ pub(crate) async fn run_due(state: &AppState, now: Timestamp) -> StoreResult<u64
                 tracing::error!(request = %id, error = %e, "stored request unreadable; skipped");
                 continue;
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         };
         let before = row.lifecycle.clone();
         // Time alone never needs the approval rule.
