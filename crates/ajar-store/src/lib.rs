@@ -509,6 +509,26 @@ mod request_tests {
     }
 
     #[tokio::test]
+    async fn an_unreadable_value_is_corrupt_and_names_its_column() {
+        let (_dir, store) = store_with_policy().await;
+        let a = request("a");
+        assert_eq!(insert(&store, &[(&a, "e1")], &[]).await, [true]);
+        let mut tx = store.write().await.unwrap();
+        sqlx::query("UPDATE request_ports SET status_reason = 'Bogus' WHERE request_id = 'a'")
+            .execute(tx.c())
+            .await
+            .unwrap();
+        tx.commit_unrecorded().await.unwrap();
+        let mut tx = store.read().await.unwrap();
+        match tx.request("a").await {
+            Err(StoreError::Corrupt(e)) => {
+                assert!(e.contains("status_reason") && e.contains("Bogus"), "{e}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
     async fn live_grants_are_counted_per_requestor_through_an_index() {
         use sqlx::Row;
         let (_dir, store) = store_with_policy().await;
