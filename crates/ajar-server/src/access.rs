@@ -7,7 +7,7 @@ use crate::error::AppError;
 use ajar_api::wire::ApplicationProperties;
 use ajar_core::authorize::{Grant, Index, Source};
 use ajar_core::id::Scope;
-use ajar_core::lifecycle::{Lifecycle, RequestState};
+use ajar_core::lifecycle::RequestState;
 use ajar_core::rbac::{ActionPattern, RoleDefinition};
 use ajar_store::Store;
 use std::collections::HashMap;
@@ -54,13 +54,13 @@ impl AccessIndex {
 
 async fn build(store: &Store) -> Result<Index, AppError> {
     let mut tx = store.read().await?;
-    let custom: HashMap<String, String> = tx
+    let custom: HashMap<String, Vec<String>> = tx
         .roles()
         .await?
         .into_iter()
         .map(|r| (r.name, r.actions))
         .collect();
-    let role = |name: &str| resolve_role(name, custom.get(name).map(String::as_str)).map(Arc::new);
+    let role = |name: &str| resolve_role(name, custom.get(name).map(Vec::as_slice)).map(Arc::new);
     let mut grants = Vec::new();
     for a in tx.assignments("/", None).await? {
         if let (Ok(scope), Some(role)) = (Scope::parse(&a.scope), role(&a.role_name)) {
@@ -112,18 +112,14 @@ async fn build(store: &Store) -> Result<Index, AppError> {
             if r.kind != "role" {
                 continue;
             }
-            let (Ok(l), Ok(roles), Ok(scope)) = (
-                serde_json::from_str::<Lifecycle>(&r.lifecycle),
-                serde_json::from_str::<Vec<String>>(&r.roles),
-                Scope::parse(&r.application_id),
-            ) else {
+            let Ok(scope) = Scope::parse(&r.application_id) else {
                 continue;
             };
-            let Some((from, until)) = l.window else {
+            let Some((from, until)) = r.lifecycle.window else {
                 continue;
             };
-            for name in roles {
-                if let Some(role) = role(&name) {
+            for name in &r.roles {
+                if let Some(role) = role(name) {
                     grants.push((
                         r.requester.clone(),
                         Grant {

@@ -52,11 +52,14 @@ pub fn hash_token(token: &str) -> String {
 
 /// Resolves a role name to its definition: built-in first, then the custom role's stored
 /// actions.
-pub fn resolve_role(name: &str, custom_actions: Option<&str>) -> Option<RoleDefinition> {
+pub fn resolve_role(name: &str, custom_actions: Option<&[String]>) -> Option<RoleDefinition> {
     if let Some(r) = built_in_roles().into_iter().find(|r| r.name == name) {
         return Some(r);
     }
-    let actions: Vec<ActionPattern> = serde_json::from_str(custom_actions?).ok()?;
+    let actions = custom_actions?
+        .iter()
+        .map(|a| ActionPattern::parse(a).ok())
+        .collect::<Option<Vec<_>>>()?;
     Some(RoleDefinition {
         name: name.to_owned(),
         description: String::new(),
@@ -380,7 +383,7 @@ mod tests {
     #[test]
     fn roles_resolve_built_in_then_custom() {
         assert!(resolve_role("Owner", None).is_some());
-        let custom = resolve_role("Mine", Some(r#"["ajar.machines/read"]"#)).unwrap();
+        let custom = resolve_role("Mine", Some(&["ajar.machines/read".to_owned()])).unwrap();
         assert!(custom.allows("ajar.machines/read"));
         assert!(!custom.allows("ajar.machines/write"));
         assert!(resolve_role("Missing", None).is_none());

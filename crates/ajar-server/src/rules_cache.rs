@@ -3,7 +3,6 @@
 //! is never stale.
 
 use crate::error::AppError;
-use ajar_api::ErrorCode;
 use ajar_core::policy::PolicyRules;
 use ajar_store::Tx;
 use std::collections::HashMap;
@@ -57,10 +56,7 @@ impl RulesCache {
         let Some(row) = tx.policy(policy_id).await? else {
             return Ok(None);
         };
-        let rules: Arc<PolicyRules> = Arc::new(serde_json::from_str(&row.rules).map_err(|e| {
-            tracing::error!(policy = %policy_id, error = %e, "stored policy unreadable");
-            AppError::new(ErrorCode::InternalError, "internal error")
-        })?);
+        let rules: Arc<PolicyRules> = Arc::new(row.rules);
         self.insert(policy_id, &row.etag, rules.clone());
         Ok(Some((row.etag, rules)))
     }

@@ -1,12 +1,12 @@
 //! The activity log: records appended inside the transaction of the change they describe, each
 //! chained to the previous one by hash (`ajar_core::activity`), and queries over them.
 
-use crate::rows::{from_db, to_db};
-use crate::tx::{int, opt_text, starts_with, text};
+use crate::columns::Micros;
+use crate::rows::to_db;
+use crate::sql::{SqlBuilder, push_starts_with};
 use crate::{StoreError, StoreResult, Tx};
 use ajar_core::activity::{Content, GENESIS, Outcome, link_hash};
 use jiff::Timestamp;
-use sqlx::any::AnyRow;
 
 /// A record to append.
 #[derive(Debug, Clone)]
@@ -67,11 +67,12 @@ impl NewActivity {
 }
 
 /// A stored record.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ActivityRow {
     /// Position in the chain (from 1).
     pub seq: i64,
     /// When.
+    #[sqlx(try_from = "Micros")]
     pub at: Timestamp,
     /// Who acted.
     pub principal: String,
@@ -87,7 +88,7 @@ pub struct ActivityRow {
     pub correlation_id: Option<String>,
     /// The outcome.
     pub result: String,
-    /// Details as JSON text.
+    /// Details as JSON text, exactly as stored: the hash covers this text.
     pub details: String,
     /// The previous record's hash.
     pub prev_hash: String,
@@ -135,23 +136,6 @@ pub struct ActivityFilter<'a> {
 const COLUMNS: &str = "seq, at, principal, source_address, action, resource_id, request_id, \
      correlation_id, result, details, prev_hash, hash";
 
-fn activity_row(r: &AnyRow) -> StoreResult<ActivityRow> {
-    Ok(ActivityRow {
-        seq: int(r, "seq")?,
-        at: from_db(int(r, "at")?),
-        principal: text(r, "principal")?,
-        source_address: opt_text(r, "source_address")?,
-        action: text(r, "action")?,
-        resource_id: text(r, "resource_id")?,
-        request_id: opt_text(r, "request_id")?,
-        correlation_id: opt_text(r, "correlation_id")?,
-        result: text(r, "result")?,
-        details: text(r, "details")?,
-        prev_hash: text(r, "prev_hash")?,
-        hash: text(r, "hash")?,
-    })
-}
-
 impl Tx {
     /// Appends a record to the activity log, chained to the last one. Only inside a write
     /// transaction, where the single writer makes the read of the chain's head and the append
@@ -164,15 +148,10 @@ impl Tx {
         }
         let (prev_seq, prev_hash) = match self.chain_head.take() {
             Some(head) => head,
-            None => {
-                let row = sqlx::query("SELECT seq, hash FROM activity ORDER BY seq DESC LIMIT 1")
-                    .fetch_optional(self.c())
-                    .await?;
-                match row {
-                    Some(r) => (int(&r, "seq")?, text(&r, "hash")?),
-                    None => (0, GENESIS.to_owned()),
-                }
-            }
+            None => sqlx::query_as("SELECT seq, hash FROM activity ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(self.c())
+                .await?
+                .unwrap_or_else(|| (0, GENESIS.to_owned())),
         };
         let seq = prev_seq + 1;
         let content = Content {
@@ -219,18 +198,18 @@ impl Tx {
         before: Option<i64>,
         limit: u32,
     ) -> StoreResult<Vec<ActivityRow>> {
-        let mut sql = format!("SELECT {COLUMNS} FROM activity WHERE 1 = 1");
-        let mut n = 0;
-        let mut next = || {
-            n += 1;
-            n
-        };
-        if filter.under.is_some() {
-            let (a, b) = (next(), next());
-            sql.push_str(&format!(
-                " AND (resource_id = ${a} OR {})",
-                starts_with("resource_id", b)
-            ));
+        let mut sql = SqlBuilder::new(format!("SELECT {COLUMNS} FROM activity WHERE 1 = 1"));
+        if let Some(under) = filter.under {
+            let prefix = if under == "/" {
+                "/".to_owned()
+            } else {
+                format!("{}/", under.trim_end_matches('/'))
+            };
+            sql.push(" AND (resource_id = ")
+                .push_bind(under.trim_end_matches('/'))
+                .push(" OR ");
+            push_starts_with(&mut sql, "resource_id", &prefix);
+            sql.push(")");
         }
         for (value, column) in [
             (filter.principal, "principal"),
@@ -238,55 +217,22 @@ impl Tx {
             (filter.result, "result"),
             (filter.request_id, "request_id"),
         ] {
-            if value.is_some() {
-                sql.push_str(&format!(" AND {column} = ${}", next()));
+            if let Some(value) = value {
+                sql.push(format_args!(" AND {column} = ")).push_bind(value);
             }
         }
-        if filter.from.is_some() {
-            sql.push_str(&format!(" AND at >= ${}", next()));
-        }
-        if filter.to.is_some() {
-            sql.push_str(&format!(" AND at < ${}", next()));
-        }
-        if before.is_some() {
-            sql.push_str(&format!(" AND seq < ${}", next()));
-        }
-        sql.push_str(&format!(" ORDER BY seq DESC LIMIT ${}", next()));
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        if let Some(under) = filter.under {
-            let prefix = if under == "/" {
-                "/".to_owned()
-            } else {
-                format!("{}/", under.trim_end_matches('/'))
-            };
-            q = q.bind(under.trim_end_matches('/').to_owned()).bind(prefix);
-        }
-        for value in [
-            filter.principal,
-            filter.action,
-            filter.result,
-            filter.request_id,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            q = q.bind(value.to_owned());
-        }
         if let Some(from) = filter.from {
-            q = q.bind(to_db(from));
+            sql.push(" AND at >= ").push_bind(to_db(from));
         }
         if let Some(to) = filter.to {
-            q = q.bind(to_db(to));
+            sql.push(" AND at < ").push_bind(to_db(to));
         }
         if let Some(before) = before {
-            q = q.bind(before);
+            sql.push(" AND seq < ").push_bind(before);
         }
-        q = q.bind(i64::from(limit));
-        q.fetch_all(self.c())
-            .await?
-            .iter()
-            .map(activity_row)
-            .collect()
+        sql.push(" ORDER BY seq DESC LIMIT ")
+            .push_bind(i64::from(limit));
+        Ok(sql.build_query_as()?.fetch_all(self.c()).await?)
     }
 
     /// Records in chain order after `after` (a `seq`), for verification.
@@ -295,16 +241,13 @@ impl Tx {
         after: i64,
         limit: u32,
     ) -> StoreResult<Vec<ActivityRow>> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM activity WHERE seq > $1 ORDER BY seq LIMIT $2"
         )))
         .bind(after)
         .bind(i64::from(limit))
         .fetch_all(self.c())
-        .await?
-        .iter()
-        .map(activity_row)
-        .collect()
+        .await?)
     }
 }
 

@@ -1,11 +1,31 @@
 //! Enforcement agents, the machines they guard, and the desired state they read.
 
-use crate::machines::{MACHINE_COLUMNS, machine_row};
+use crate::StoreResult;
+use crate::columns::{PortNumber, PortRangeColumns, to_json};
+use crate::machines::MACHINE_COLUMNS;
 use crate::rows::*;
+use crate::sql::{SqlBuilder, push_in_list};
 use crate::tx::*;
-use crate::{StoreError, StoreResult};
 use jiff::Timestamp;
-use sqlx::Row;
+
+/// A gateway guarding a machine, before gateways without a port range are left out.
+#[derive(sqlx::FromRow)]
+struct GatewayColumns {
+    machine_id: String,
+    #[sqlx(rename = "id")]
+    agent_id: String,
+    #[sqlx(flatten, try_from = "PortRangeColumns")]
+    port_range: Option<(u16, u16)>,
+    public_address: Option<String>,
+}
+
+/// A mapped port held on a gateway.
+#[derive(sqlx::FromRow)]
+struct MappedPort {
+    gateway_agent: String,
+    #[sqlx(try_from = "PortNumber")]
+    mapped_port: u16,
+}
 
 impl Tx {
     /// Stores a new agent and the machines it guards.
@@ -22,11 +42,7 @@ impl Tx {
         .bind(a.port_range.map(|r| i64::from(r.1)))
         .bind(&a.token_id)
         .bind(to_db(now))
-        .bind(
-            a.address_prefixes
-                .as_ref()
-                .map(|p| serde_json::to_string(p).unwrap_or_default()),
-        )
+        .bind(a.address_prefixes.as_deref().map(to_json).transpose()?)
         .execute(self.c())
         .await?;
         for m in &a.machines {
@@ -45,50 +61,20 @@ impl Tx {
             "SELECT id, name, mode, public_address, port_low, port_high, token_id, last_seen, version, \
              applied_revision, address_prefixes FROM agents WHERE {cond} ORDER BY name"
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
         if let Some(arg) = arg {
             q = q.bind(arg);
         }
-        let rows = q.fetch_all(self.c()).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let port = |col: &str| -> StoreResult<Option<u16>> {
-                r.try_get::<Option<i64>, _>(col)?
-                    .map(|n| {
-                        u16::try_from(n).map_err(|_| StoreError::Corrupt("agent port range".into()))
-                    })
-                    .transpose()
-            };
-            let id = text(r, "id")?;
-            let machines = sqlx::query(
+        let mut agents: Vec<AgentRow> = q.fetch_all(self.c()).await?;
+        for agent in &mut agents {
+            agent.machines = sqlx::query_scalar(
                 "SELECT machine_id FROM agent_machines WHERE agent_id = $1 ORDER BY machine_id",
             )
-            .bind(&id)
+            .bind(&agent.id)
             .fetch_all(self.c())
-            .await?
-            .iter()
-            .map(|m| text(m, "machine_id"))
-            .collect::<StoreResult<_>>()?;
-            out.push(AgentRow {
-                id,
-                name: text(r, "name")?,
-                mode: text(r, "mode")?,
-                public_address: opt_text(r, "public_address")?,
-                port_range: port("port_low")?.zip(port("port_high")?),
-                token_id: text(r, "token_id")?,
-                last_seen: r.try_get::<Option<i64>, _>("last_seen")?.map(from_db),
-                version: opt_text(r, "version")?,
-                applied_revision: r.try_get::<Option<i64>, _>("applied_revision")?,
-                machines,
-                address_prefixes: match opt_text(r, "address_prefixes")? {
-                    Some(json) => Some(serde_json::from_str(&json).map_err(|e| {
-                        StoreError::Corrupt(format!("agent address_prefixes: {e}"))
-                    })?),
-                    None => None,
-                },
-            });
+            .await?;
         }
-        Ok(out)
+        Ok(agents)
     }
 
     /// One agent.
@@ -116,11 +102,12 @@ impl Tx {
 
     /// The agent guarding a machine, if any.
     pub async fn agent_of_machine(&mut self, machine_id: &str) -> StoreResult<Option<String>> {
-        let row = sqlx::query("SELECT agent_id FROM agent_machines WHERE machine_id = $1")
-            .bind(machine_id)
-            .fetch_optional(self.c())
-            .await?;
-        row.map(|r| text(&r, "agent_id")).transpose()
+        Ok(
+            sqlx::query_scalar("SELECT agent_id FROM agent_machines WHERE machine_id = $1")
+                .bind(machine_id)
+                .fetch_optional(self.c())
+                .await?,
+        )
     }
 
     /// Deletes an agent (its machines become unguarded); true when it existed.
@@ -188,14 +175,13 @@ impl Tx {
              AND machine_id IN (SELECT machine_id FROM agent_machines WHERE agent_id = $4) \
              RETURNING machine_id"
         };
-        let row = sqlx::query(sql)
+        Ok(sqlx::query_scalar(sql)
             .bind(to_db(at))
             .bind(request_id)
             .bind(seq)
             .bind(agent_id)
             .fetch_optional(self.c())
-            .await?;
-        row.map(|r| text(&r, "machine_id")).transpose()
+            .await?)
     }
 
     /// Gateways guarding any of these machines, with what mapping needs.
@@ -203,36 +189,24 @@ impl Tx {
         if machine_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut args = Args::default();
-        let list: Vec<String> = machine_ids.iter().map(|m| args.push_text(m)).collect();
-        let rows = args
-            .query(format!(
-                "SELECT am.machine_id, a.id, a.public_address, a.port_low, a.port_high \
-                 FROM agent_machines am JOIN agents a ON a.id = am.agent_id \
-                 WHERE a.mode = 'gateway' AND am.machine_id IN ({})",
-                list.join(", ")
-            ))
-            .fetch_all(self.c())
-            .await?;
-        let mut out = Vec::new();
-        for r in &rows {
-            let (Some(low), Some(high)) = (
-                r.try_get::<Option<i64>, _>("port_low")?,
-                r.try_get::<Option<i64>, _>("port_high")?,
-            ) else {
-                continue;
-            };
-            let (Ok(low), Ok(high)) = (u16::try_from(low), u16::try_from(high)) else {
-                return Err(StoreError::Corrupt("agent port range".into()));
-            };
-            out.push(GatewayRow {
-                machine_id: text(r, "machine_id")?,
-                agent_id: text(r, "id")?,
-                port_range: (low, high),
-                public_address: opt_text(r, "public_address")?,
-            });
-        }
-        Ok(out)
+        let mut sql = SqlBuilder::new(
+            "SELECT am.machine_id, a.id, a.public_address, a.port_low, a.port_high \
+             FROM agent_machines am JOIN agents a ON a.id = am.agent_id \
+             WHERE a.mode = 'gateway' AND am.machine_id IN ",
+        );
+        push_in_list(&mut sql, machine_ids.iter().map(String::as_str));
+        let rows: Vec<GatewayColumns> = sql.build_query_as()?.fetch_all(self.c()).await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|g| {
+                Some(GatewayRow {
+                    port_range: g.port_range?,
+                    machine_id: g.machine_id,
+                    agent_id: g.agent_id,
+                    public_address: g.public_address,
+                })
+            })
+            .collect())
     }
 
     /// Mapped ports held by open grants on these gateways, as (agent id, port).
@@ -243,32 +217,24 @@ impl Tx {
         if agent_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut args = Args::default();
-        let list: Vec<String> = agent_ids.iter().map(|m| args.push_text(m)).collect();
-        let rows = args
-            .query(format!(
-                "SELECT gateway_agent, mapped_port FROM request_ports \
-                 WHERE status = 'Initiated' AND mapped_port IS NOT NULL AND gateway_agent IN ({})",
-                list.join(", ")
-            ))
-            .fetch_all(self.c())
-            .await?;
-        rows.iter()
-            .map(|r| {
-                let port = u16::try_from(int(r, "mapped_port")?)
-                    .map_err(|_| StoreError::Corrupt("mapped port".into()))?;
-                Ok((text(r, "gateway_agent")?, port))
-            })
-            .collect()
+        let mut sql = SqlBuilder::new(
+            "SELECT gateway_agent, mapped_port FROM request_ports \
+             WHERE status = 'Initiated' AND mapped_port IS NOT NULL AND gateway_agent IN ",
+        );
+        push_in_list(&mut sql, agent_ids.iter().map(String::as_str));
+        let rows: Vec<MappedPort> = sql.build_query_as()?.fetch_all(self.c()).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.gateway_agent, r.mapped_port))
+            .collect())
     }
 
     /// The machines an agent guards, with the policy covering each.
     pub async fn agent_machines(&mut self, agent_id: &str) -> StoreResult<Vec<MachineRow>> {
         let sql = format!("SELECT {MACHINE_COLUMNS} WHERE am.agent_id = $1 ORDER BY m.id");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(agent_id)
             .fetch_all(self.c())
-            .await?;
-        rows.iter().map(machine_row).collect()
+            .await?)
     }
 }

@@ -4,26 +4,6 @@ use crate::StoreResult;
 use crate::rows::*;
 use crate::tx::*;
 use jiff::Timestamp;
-use sqlx::any::AnyRow;
-
-pub(crate) fn application_row(r: &AnyRow) -> StoreResult<ApplicationRow> {
-    Ok(ApplicationRow {
-        id: text(r, "id")?,
-        name: text(r, "name")?,
-        properties: text(r, "properties")?,
-        jit_enabled: int(r, "jit_enabled")? != 0,
-    })
-}
-
-pub(crate) fn eligibility_row(r: &AnyRow) -> StoreResult<EligibilityRow> {
-    Ok(EligibilityRow {
-        application_id: text(r, "application_id")?,
-        id: text(r, "id")?,
-        principal: text(r, "principal")?,
-        role_name: text(r, "role_name")?,
-        created_at: from_db(int(r, "created_at")?),
-    })
-}
 
 impl Tx {
     /// Creates or replaces an application; true when created.
@@ -59,12 +39,12 @@ impl Tx {
 
     /// One application.
     pub async fn application(&mut self, id: &str) -> StoreResult<Option<ApplicationRow>> {
-        let row =
-            sqlx::query("SELECT id, name, properties, jit_enabled FROM applications WHERE id = $1")
-                .bind(id)
-                .fetch_optional(self.c())
-                .await?;
-        row.as_ref().map(application_row).transpose()
+        Ok(sqlx::query_as(
+            "SELECT id, name, properties, jit_enabled FROM applications WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.c())
+        .await?)
     }
 
     /// Applications in a subscription, or one of its resource groups, by id.
@@ -73,24 +53,25 @@ impl Tx {
         subscription: &str,
         resource_group: Option<&str>,
     ) -> StoreResult<Vec<ApplicationRow>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT id, name, properties, jit_enabled FROM applications \
              WHERE subscription = $1 AND (CAST($2 AS TEXT) IS NULL OR resource_group = $2) ORDER BY id",
         )
         .bind(subscription)
         .bind(resource_group)
         .fetch_all(self.c())
-        .await?;
-        rows.iter().map(application_row).collect()
+        .await?)
     }
 
     /// Every application.
     pub async fn all_applications(&mut self) -> StoreResult<Vec<ApplicationRow>> {
-        let rows =
-            sqlx::query("SELECT id, name, properties, jit_enabled FROM applications ORDER BY id")
-                .fetch_all(self.c())
-                .await?;
-        rows.iter().map(application_row).collect()
+        Ok(
+            sqlx::query_as(
+                "SELECT id, name, properties, jit_enabled FROM applications ORDER BY id",
+            )
+            .fetch_all(self.c())
+            .await?,
+        )
     }
 
     /// Deletes an application and its eligibilities; true when it existed.
@@ -132,15 +113,14 @@ impl Tx {
         application_id: &str,
         id: &str,
     ) -> StoreResult<Option<EligibilityRow>> {
-        let row = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT application_id, id, principal, role_name, created_at FROM eligible_roles \
              WHERE application_id = $1 AND id = $2",
         )
         .bind(application_id)
         .bind(id)
         .fetch_optional(self.c())
-        .await?;
-        row.as_ref().map(eligibility_row).transpose()
+        .await?)
     }
 
     /// An application's eligibilities, by id.
@@ -148,26 +128,24 @@ impl Tx {
         &mut self,
         application_id: &str,
     ) -> StoreResult<Vec<EligibilityRow>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT application_id, id, principal, role_name, created_at FROM eligible_roles \
              WHERE application_id = $1 ORDER BY id",
         )
         .bind(application_id)
         .fetch_all(self.c())
-        .await?;
-        rows.iter().map(eligibility_row).collect()
+        .await?)
     }
 
     /// The eligibilities on applications created without JIT (standing grants), in one query.
     pub async fn standing_eligibilities(&mut self) -> StoreResult<Vec<EligibilityRow>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT e.application_id, e.id, e.principal, e.role_name, e.created_at \
              FROM eligible_roles e JOIN applications a ON a.id = e.application_id \
              WHERE a.jit_enabled = 0 ORDER BY e.application_id, e.id",
         )
         .fetch_all(self.c())
-        .await?;
-        rows.iter().map(eligibility_row).collect()
+        .await?)
     }
 
     /// Deletes an eligibility; true when it existed.

@@ -1,8 +1,9 @@
 //! Figures for the console's lists: per machine (approved requests in a period, last access,
 //! last user, open connections) and per application (the same for role activations).
 
-use crate::rows::{GrantRow, from_db, to_db};
-use crate::tx::{int, starts_with, text};
+use crate::columns::Micros;
+use crate::rows::{GrantRow, to_db};
+use crate::tx::starts_with;
 use crate::{StoreResult, Tx};
 use jiff::Timestamp;
 use std::collections::HashMap;
@@ -27,13 +28,12 @@ fn under(scope: &str) -> String {
 impl Tx {
     /// Every subscription that holds a machine, a policy or an application, by name.
     pub async fn subscriptions(&mut self) -> StoreResult<Vec<String>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_scalar(
             "SELECT subscription FROM machines UNION SELECT subscription FROM policies \
              UNION SELECT subscription FROM applications ORDER BY 1",
         )
         .fetch_all(self.c())
-        .await?;
-        rows.iter().map(|r| text(r, "subscription")).collect()
+        .await?)
     }
 
     /// Figures of every machine under `scope` that has requests, by machine id.
@@ -44,7 +44,7 @@ impl Tx {
     ) -> StoreResult<HashMap<String, Figures>> {
         let prefix = under(scope);
         let mut out: HashMap<String, Figures> = HashMap::new();
-        let counts = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let counts: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT p.machine_id, COUNT(DISTINCT r.id) AS n FROM request_ports p \
              JOIN requests r ON r.id = p.request_id \
              WHERE {} AND r.created_at >= $2 GROUP BY p.machine_id",
@@ -54,12 +54,10 @@ impl Tx {
         .bind(to_db(since))
         .fetch_all(self.c())
         .await?;
-        for r in &counts {
-            out.entry(text(r, "machine_id")?)
-                .or_default()
-                .approved_since = int(r, "n")?;
+        for (machine, n) in counts {
+            out.entry(machine).or_default().approved_since = n;
         }
-        let last = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let last: Vec<(String, String, Micros)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT machine_id, requestor, created_at FROM ( \
                SELECT p.machine_id, r.requestor, r.created_at, ROW_NUMBER() OVER \
                  (PARTITION BY p.machine_id ORDER BY r.created_at DESC, r.id DESC) AS rn \
@@ -70,9 +68,8 @@ impl Tx {
         .bind(&prefix)
         .fetch_all(self.c())
         .await?;
-        for r in &last {
-            out.entry(text(r, "machine_id")?).or_default().last =
-                Some((from_db(int(r, "created_at")?), text(r, "requestor")?));
+        for (machine, requestor, at) in last {
+            out.entry(machine).or_default().last = Some((at.into(), requestor));
         }
         Ok(out)
     }
@@ -95,7 +92,7 @@ impl Tx {
     ) -> StoreResult<HashMap<String, Figures>> {
         let prefix = under(scope);
         let mut out: HashMap<String, Figures> = HashMap::new();
-        let counts = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let counts: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT application_id, COUNT(*) AS n FROM jit_requests \
              WHERE kind = 'role' AND {} AND created_at >= $2 \
              AND state IN ('Approved', 'Active', 'Expired', 'Revoked') GROUP BY application_id",
@@ -105,12 +102,10 @@ impl Tx {
         .bind(to_db(since))
         .fetch_all(self.c())
         .await?;
-        for r in &counts {
-            out.entry(text(r, "application_id")?)
-                .or_default()
-                .approved_since = int(r, "n")?;
+        for (application, n) in counts {
+            out.entry(application).or_default().approved_since = n;
         }
-        let last = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let last: Vec<(String, String, Micros)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT application_id, requester, created_at FROM ( \
                SELECT application_id, requester, created_at, ROW_NUMBER() OVER \
                  (PARTITION BY application_id ORDER BY created_at DESC, id DESC) AS rn \
@@ -121,9 +116,8 @@ impl Tx {
         .bind(&prefix)
         .fetch_all(self.c())
         .await?;
-        for r in &last {
-            out.entry(text(r, "application_id")?).or_default().last =
-                Some((from_db(int(r, "created_at")?), text(r, "requester")?));
+        for (application, requester, at) in last {
+            out.entry(application).or_default().last = Some((at.into(), requester));
         }
         Ok(out)
     }

@@ -1,9 +1,9 @@
 //! Read-only counts for the server's `/metrics` gauges, taken at scrape time.
 
-use crate::rows::{from_db, to_db};
+use crate::columns::NullableMicros;
+use crate::rows::to_db;
 use crate::{StoreResult, Tx};
 use jiff::Timestamp;
-use sqlx::Row;
 
 /// What is open and who is connected, at one instant.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -20,30 +20,25 @@ pub struct Gauges {
 impl Tx {
     /// The counts behind the `/metrics` gauges at `now`. Reads only.
     pub async fn gauges(&mut self, now: Timestamp) -> StoreResult<Gauges> {
-        let open: i64 = sqlx::query(
+        let open: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) AS n FROM request_ports WHERE status = 'Initiated' AND end_time > $1",
         )
         .bind(to_db(now))
         .fetch_one(self.c())
-        .await?
-        .try_get("n")?;
-        let active: i64 = sqlx::query(
+        .await?;
+        let active: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) AS n FROM jit_requests WHERE kind = 'role' AND state = 'Active'",
         )
         .fetch_one(self.c())
-        .await?
-        .try_get("n")?;
-        let agents = sqlx::query("SELECT name, last_seen FROM agents ORDER BY name")
-            .fetch_all(self.c())
-            .await?
-            .iter()
-            .map(|r| {
-                Ok((
-                    r.try_get::<String, _>("name")?,
-                    r.try_get::<Option<i64>, _>("last_seen")?.map(from_db),
-                ))
-            })
-            .collect::<StoreResult<_>>()?;
+        .await?;
+        let agents: Vec<(String, NullableMicros)> =
+            sqlx::query_as("SELECT name, last_seen FROM agents ORDER BY name")
+                .fetch_all(self.c())
+                .await?;
+        let agents = agents
+            .into_iter()
+            .map(|(name, last_seen)| (name, last_seen.into()))
+            .collect();
         Ok(Gauges {
             open_network_grants: u64::try_from(open).unwrap_or(0),
             active_role_requests: u64::try_from(active).unwrap_or(0),

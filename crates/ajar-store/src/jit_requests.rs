@@ -1,32 +1,15 @@
 //! Requests on the shared engine: role activations and approval-gated network access.
 
 use crate::StoreResult;
+use crate::columns::{NullableMicros, to_json};
 use crate::rows::*;
 use crate::tx::*;
+use ajar_core::lifecycle::{Lifecycle, RequestState};
 use jiff::Timestamp;
-use sqlx::Row;
-use sqlx::any::AnyRow;
 
+/// The columns of a [`JitRequestRow`].
 pub(crate) const JIT_REQUEST_COLUMNS: &str = "id, name, application_id, kind, requester, roles, justification, \
      lifecycle, state, due, created_at, detail, extends";
-
-pub(crate) fn jit_request_row(r: &AnyRow) -> StoreResult<JitRequestRow> {
-    Ok(JitRequestRow {
-        id: text(r, "id")?,
-        name: text(r, "name")?,
-        application_id: text(r, "application_id")?,
-        kind: text(r, "kind")?,
-        requester: text(r, "requester")?,
-        roles: text(r, "roles")?,
-        justification: opt_text(r, "justification")?,
-        lifecycle: text(r, "lifecycle")?,
-        state: text(r, "state")?,
-        due: r.try_get::<Option<i64>, _>("due")?.map(from_db),
-        created_at: from_db(int(r, "created_at")?),
-        detail: opt_text(r, "detail")?,
-        extends: opt_text(r, "extends")?,
-    })
-}
 
 /// A filter over requests on the shared engine (role activations, approval-gated network
 /// access).
@@ -68,10 +51,10 @@ impl Tx {
         .bind(&r.name)
         .bind(&r.application_id)
         .bind(&r.requester)
-        .bind(&r.roles)
+        .bind(to_json(&r.roles)?)
         .bind(&r.justification)
-        .bind(&r.lifecycle)
-        .bind(&r.state)
+        .bind(to_json(&r.lifecycle)?)
+        .bind(r.state.as_str())
         .bind(r.due.map(to_db))
         .bind(to_db(r.created_at))
         .bind(&r.kind)
@@ -86,14 +69,14 @@ impl Tx {
     pub async fn update_jit_request(
         &mut self,
         id: &str,
-        lifecycle: &str,
-        state: &str,
+        lifecycle: &Lifecycle,
+        state: RequestState,
         due: Option<Timestamp>,
     ) -> StoreResult<()> {
         self.touched_access = true;
         sqlx::query("UPDATE jit_requests SET lifecycle = $1, state = $2, due = $3 WHERE id = $4")
-            .bind(lifecycle)
-            .bind(state)
+            .bind(to_json(lifecycle)?)
+            .bind(state.as_str())
             .bind(due.map(to_db))
             .bind(id)
             .execute(self.c())
@@ -109,11 +92,10 @@ impl Tx {
         let sql = format!(
             "SELECT {JIT_REQUEST_COLUMNS} FROM jit_requests WHERE {cond} ORDER BY created_at DESC, id DESC"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(arg)
             .fetch_all(self.c())
-            .await?;
-        rows.iter().map(jit_request_row).collect()
+            .await?)
     }
 
     /// One role activation request.
@@ -151,7 +133,7 @@ impl Tx {
                AND (CAST($6 AS BIGINT) IS NULL OR created_at < $6 OR (created_at = $6 AND id < $7)) \
              ORDER BY created_at DESC, id DESC LIMIT $8"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(filter.requester)
             .bind(filter.kind)
             .bind(filter.state)
@@ -161,8 +143,7 @@ impl Tx {
             .bind(after.map(|c| c.id.as_str()).unwrap_or(""))
             .bind(i64::from(limit))
             .fetch_all(self.c())
-            .await?;
-        rows.iter().map(jit_request_row).collect()
+            .await?)
     }
 
     /// Requests in a state, newest first.
@@ -172,20 +153,20 @@ impl Tx {
 
     /// Ids of requests due at `now` (the scheduler's work list).
     pub async fn jit_requests_due(&mut self, now: Timestamp) -> StoreResult<Vec<String>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_scalar(
             "SELECT id FROM jit_requests WHERE due IS NOT NULL AND due <= $1 ORDER BY due",
         )
         .bind(to_db(now))
         .fetch_all(self.c())
-        .await?;
-        rows.iter().map(|r| text(r, "id")).collect()
+        .await?)
     }
 
     /// The earliest due instant of any role activation request.
     pub async fn next_jit_due(&mut self) -> StoreResult<Option<Timestamp>> {
-        let row = sqlx::query("SELECT MIN(due) AS due FROM jit_requests WHERE due IS NOT NULL")
-            .fetch_one(self.c())
-            .await?;
-        Ok(row.try_get::<Option<i64>, _>("due")?.map(from_db))
+        let due: NullableMicros =
+            sqlx::query_scalar("SELECT MIN(due) AS due FROM jit_requests WHERE due IS NOT NULL")
+                .fetch_one(self.c())
+                .await?;
+        Ok(due.into())
     }
 }

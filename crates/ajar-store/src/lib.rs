@@ -11,6 +11,7 @@
 mod activity;
 mod agents;
 mod applications;
+mod columns;
 mod figures;
 mod gauges;
 mod jit_requests;
@@ -21,6 +22,7 @@ mod rbac;
 mod requests;
 mod rows;
 mod settings;
+mod sql;
 mod tokens;
 mod tx;
 
@@ -558,6 +560,26 @@ mod request_tests {
         ];
         assert_eq!(insert(&store, &[(&ok, "e1")], &scopes).await, vec![false]);
         assert_eq!(insert(&store, &[(&ok, "e1")], &[]).await, vec![true]);
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_value_is_corrupt_and_names_its_column() {
+        let (_dir, store) = store_with_policy().await;
+        let a = request("a");
+        assert_eq!(insert(&store, &[(&a, "e1")], &[]).await, [true]);
+        let mut tx = store.write().await.unwrap();
+        sqlx::query("UPDATE request_ports SET status_reason = 'Bogus' WHERE request_id = 'a'")
+            .execute(tx.c())
+            .await
+            .unwrap();
+        tx.commit_unrecorded().await.unwrap();
+        let mut tx = store.read().await.unwrap();
+        match tx.request("a").await {
+            Err(StoreError::Corrupt(e)) => {
+                assert!(e.contains("status_reason") && e.contains("Bogus"), "{e}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[tokio::test]

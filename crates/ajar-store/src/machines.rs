@@ -4,21 +4,8 @@ use crate::StoreResult;
 use crate::rows::*;
 use crate::tx::*;
 use jiff::Timestamp;
-use sqlx::Row;
-use sqlx::any::AnyRow;
 
-pub(crate) fn machine_row(r: &AnyRow) -> StoreResult<MachineRow> {
-    Ok(MachineRow {
-        id: text(r, "id")?,
-        name: text(r, "name")?,
-        properties: text(r, "properties")?,
-        policy_id: opt_text(r, "policy_id")?,
-        agent: opt_text(r, "agent")?,
-        agent_id: opt_text(r, "agent_id")?,
-        agent_last_seen: r.try_get::<Option<i64>, _>("agent_last_seen")?.map(from_db),
-    })
-}
-
+/// The columns of a [`MachineRow`], with the joins they come from.
 pub(crate) const MACHINE_COLUMNS: &str = "m.id, m.name, m.properties, pm.policy_id, a.name AS agent, am.agent_id, \
      a.last_seen AS agent_last_seen \
      FROM machines m LEFT JOIN policy_machines pm ON pm.machine_id = m.id \
@@ -63,11 +50,10 @@ impl Tx {
     /// One machine.
     pub async fn machine(&mut self, id: &str) -> StoreResult<Option<MachineRow>> {
         let sql = format!("SELECT {MACHINE_COLUMNS} WHERE m.id = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(id)
             .fetch_optional(self.c())
-            .await?;
-        row.as_ref().map(machine_row).transpose()
+            .await?)
     }
 
     /// Machines in a subscription, or in one of its resource groups, ordered by id.
@@ -79,12 +65,11 @@ impl Tx {
         let sql = format!(
             "SELECT {MACHINE_COLUMNS} WHERE m.subscription = $1 AND (CAST($2 AS TEXT) IS NULL OR m.resource_group = $2) ORDER BY m.id"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(subscription)
             .bind(resource_group)
             .fetch_all(self.c())
-            .await?;
-        rows.iter().map(machine_row).collect()
+            .await?)
     }
 
     /// Deletes a machine; true when it existed.

@@ -1,14 +1,13 @@
 //! Notification subscriptions and the outbox: notifications are queued in the transaction of
 //! the change they tell about, then delivered (and retried) by a worker that claims due rows.
 
-use crate::rows::{from_db, to_db};
-use crate::tx::{int, opt_text, text};
+use crate::columns::{Micros, NullableMicros};
+use crate::rows::to_db;
 use crate::{StoreResult, Tx};
 use jiff::Timestamp;
-use sqlx::any::AnyRow;
 
 /// A stored notification subscription.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SubscriptionRow {
     /// Resource id (`/subscriptions/S/notificationSubscriptions/NAME`).
     pub id: String,
@@ -21,7 +20,7 @@ pub struct SubscriptionRow {
 }
 
 /// A queued notification.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct OutboxRow {
     /// Delivery id, also the idempotency key receivers deduplicate on.
     pub id: String,
@@ -36,43 +35,20 @@ pub struct OutboxRow {
     /// Attempts made.
     pub attempts: i64,
     /// When the next attempt is due (pending only).
+    #[sqlx(try_from = "NullableMicros")]
     pub next_attempt: Option<Timestamp>,
     /// Why the last attempt failed.
     pub last_error: Option<String>,
     /// When it was queued.
+    #[sqlx(try_from = "Micros")]
     pub created_at: Timestamp,
     /// When it last changed.
+    #[sqlx(try_from = "Micros")]
     pub updated_at: Timestamp,
-}
-
-fn subscription_row(r: &AnyRow) -> StoreResult<SubscriptionRow> {
-    Ok(SubscriptionRow {
-        id: text(r, "id")?,
-        name: text(r, "name")?,
-        properties: text(r, "properties")?,
-        secret: opt_text(r, "secret")?,
-    })
 }
 
 const OUTBOX_COLUMNS: &str = "id, subscription_id, event, payload, state, attempts, next_attempt, \
      last_error, created_at, updated_at";
-
-fn outbox_row(r: &AnyRow) -> StoreResult<OutboxRow> {
-    Ok(OutboxRow {
-        id: text(r, "id")?,
-        subscription_id: text(r, "subscription_id")?,
-        event: text(r, "event")?,
-        payload: text(r, "payload")?,
-        state: text(r, "state")?,
-        attempts: int(r, "attempts")?,
-        next_attempt: r.try_get::<Option<i64>, _>("next_attempt")?.map(from_db),
-        last_error: opt_text(r, "last_error")?,
-        created_at: from_db(int(r, "created_at")?),
-        updated_at: from_db(int(r, "updated_at")?),
-    })
-}
-
-use sqlx::Row;
 
 impl Tx {
     /// Creates or replaces a subscription; true when created. `secret: None` keeps the stored
@@ -112,15 +88,12 @@ impl Tx {
         &mut self,
         id: &str,
     ) -> StoreResult<Option<SubscriptionRow>> {
-        sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT id, name, properties, secret FROM notification_subscriptions WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(self.c())
-        .await?
-        .as_ref()
-        .map(subscription_row)
-        .transpose()
+        .await?)
     }
 
     /// Every subscription (of one ajar subscription when given), by name.
@@ -128,9 +101,9 @@ impl Tx {
         &mut self,
         subscription: Option<&str>,
     ) -> StoreResult<Vec<SubscriptionRow>> {
-        let rows = match subscription {
+        Ok(match subscription {
             Some(s) => {
-                sqlx::query(
+                sqlx::query_as(
                     "SELECT id, name, properties, secret FROM notification_subscriptions \
                      WHERE subscription = $1 ORDER BY name",
                 )
@@ -138,13 +111,12 @@ impl Tx {
                 .fetch_all(self.c())
                 .await?
             }
-            None => sqlx::query(
+            None => sqlx::query_as(
                 "SELECT id, name, properties, secret FROM notification_subscriptions ORDER BY id",
             )
             .fetch_all(self.c())
             .await?,
-        };
-        rows.iter().map(subscription_row).collect()
+        })
     }
 
     /// Deletes a subscription and its undelivered notifications; false when it did not exist.
@@ -192,17 +164,14 @@ impl Tx {
         lease_until: Timestamp,
         limit: u32,
     ) -> StoreResult<Vec<OutboxRow>> {
-        let rows: Vec<OutboxRow> = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows: Vec<OutboxRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE state = 'Pending' AND next_attempt <= $1 \
              ORDER BY next_attempt LIMIT $2"
         )))
         .bind(to_db(now))
         .bind(i64::from(limit))
         .fetch_all(self.c())
-        .await?
-        .iter()
-        .map(outbox_row)
-        .collect::<StoreResult<_>>()?;
+        .await?;
         for r in &rows {
             sqlx::query("UPDATE outbox SET next_attempt = $1 WHERE id = $2")
                 .bind(to_db(lease_until))
@@ -215,11 +184,12 @@ impl Tx {
 
     /// When the next pending notification is due.
     pub async fn next_notification_due(&mut self) -> StoreResult<Option<Timestamp>> {
-        let row =
-            sqlx::query("SELECT MIN(next_attempt) AS due FROM outbox WHERE state = 'Pending'")
-                .fetch_one(self.c())
-                .await?;
-        Ok(row.try_get::<Option<i64>, _>("due")?.map(from_db))
+        let due: NullableMicros = sqlx::query_scalar(
+            "SELECT MIN(next_attempt) AS due FROM outbox WHERE state = 'Pending'",
+        )
+        .fetch_one(self.c())
+        .await?;
+        Ok(due.into())
     }
 
     /// Records an attempt's outcome: `next_attempt: Some` retries then, `state` is the new state.
@@ -254,7 +224,7 @@ impl Tx {
         state: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<OutboxRow>> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE subscription_id = $1 \
              AND (CAST($2 AS TEXT) IS NULL OR state = $2) ORDER BY created_at DESC, id DESC LIMIT $3"
         )))
@@ -262,22 +232,16 @@ impl Tx {
         .bind(state)
         .bind(i64::from(limit))
         .fetch_all(self.c())
-        .await?
-        .iter()
-        .map(outbox_row)
-        .collect()
+        .await?)
     }
 
     /// One delivery.
     pub async fn notification_delivery(&mut self, id: &str) -> StoreResult<Option<OutboxRow>> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = $1"
         )))
         .bind(id)
         .fetch_optional(self.c())
-        .await?
-        .as_ref()
-        .map(outbox_row)
-        .transpose()
+        .await?)
     }
 }

@@ -2,36 +2,29 @@
 
 use crate::StoreResult;
 use crate::rows::*;
+use crate::sql::{SqlBuilder, push_in_list};
 use crate::tx::*;
 use jiff::Timestamp;
-use sqlx::any::AnyRow;
-
-pub(crate) fn policy_row(r: &AnyRow) -> StoreResult<PolicyRow> {
-    Ok(PolicyRow {
-        id: text(r, "id")?,
-        name: text(r, "name")?,
-        rules: text(r, "rules")?,
-        etag: text(r, "etag")?,
-    })
-}
 
 impl Tx {
     /// One policy.
     pub async fn policy(&mut self, id: &str) -> StoreResult<Option<PolicyRow>> {
-        let row = sqlx::query("SELECT id, name, rules, etag FROM policies WHERE id = $1")
-            .bind(id)
-            .fetch_optional(self.c())
-            .await?;
-        row.as_ref().map(policy_row).transpose()
+        Ok(
+            sqlx::query_as("SELECT id, name, rules, etag FROM policies WHERE id = $1")
+                .bind(id)
+                .fetch_optional(self.c())
+                .await?,
+        )
     }
 
     /// The ETag of a policy (cheaper than [`Tx::policy`] when the rules are cached).
     pub async fn policy_etag(&mut self, id: &str) -> StoreResult<Option<String>> {
-        let row = sqlx::query("SELECT etag FROM policies WHERE id = $1")
-            .bind(id)
-            .fetch_optional(self.c())
-            .await?;
-        row.map(|r| text(&r, "etag")).transpose()
+        Ok(
+            sqlx::query_scalar("SELECT etag FROM policies WHERE id = $1")
+                .bind(id)
+                .fetch_optional(self.c())
+                .await?,
+        )
     }
 
     /// A policy's ETag, and the first of `scopes` where JIT is turned off (if any), in one
@@ -41,23 +34,13 @@ impl Tx {
         id: &str,
         scopes: &[String],
     ) -> StoreResult<Option<(String, Option<String>)>> {
-        let mut args = Args::default();
-        let id = args.push_text(id);
-        let list: Vec<String> = scopes.iter().map(|s| args.push_text(s)).collect();
-        let list = if list.is_empty() {
-            "NULL".to_owned()
-        } else {
-            list.join(", ")
-        };
-        let row = args
-            .query(format!(
-                "SELECT p.etag, (SELECT MIN(scope) FROM jit_settings WHERE jit_enabled = 0 \
-                 AND scope IN ({list})) AS blocked FROM policies p WHERE p.id = {id}"
-            ))
-            .fetch_optional(self.c())
-            .await?;
-        row.map(|r| Ok((text(&r, "etag")?, opt_text(&r, "blocked")?)))
-            .transpose()
+        let mut sql = SqlBuilder::new(
+            "SELECT p.etag, (SELECT MIN(scope) FROM jit_settings WHERE jit_enabled = 0 AND scope IN ",
+        );
+        push_in_list(&mut sql, scopes);
+        sql.push(") AS blocked FROM policies p WHERE p.id = ")
+            .push_bind(id);
+        Ok(sql.build_query_as()?.fetch_optional(self.c()).await?)
     }
 
     /// Policies in a subscription, or in one of its resource groups, ordered by id.
@@ -66,24 +49,24 @@ impl Tx {
         subscription: &str,
         resource_group: Option<&str>,
     ) -> StoreResult<Vec<PolicyRow>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT id, name, rules, etag FROM policies \
              WHERE subscription = $1 AND (CAST($2 AS TEXT) IS NULL OR resource_group = $2) ORDER BY id",
         )
         .bind(subscription)
         .bind(resource_group)
         .fetch_all(self.c())
-        .await?;
-        rows.iter().map(policy_row).collect()
+        .await?)
     }
 
     /// The policy that covers a machine, if any.
     pub async fn policy_of_machine(&mut self, machine_id: &str) -> StoreResult<Option<String>> {
-        let row = sqlx::query("SELECT policy_id FROM policy_machines WHERE machine_id = $1")
-            .bind(machine_id)
-            .fetch_optional(self.c())
-            .await?;
-        row.map(|r| text(&r, "policy_id")).transpose()
+        Ok(
+            sqlx::query_scalar("SELECT policy_id FROM policy_machines WHERE machine_id = $1")
+                .bind(machine_id)
+                .fetch_optional(self.c())
+                .await?,
+        )
     }
 
     /// Creates or replaces a policy and the set of machines it covers; true when created.
@@ -99,7 +82,7 @@ impl Tx {
         etag: &str,
         now: Timestamp,
     ) -> StoreResult<bool> {
-        let existed = self.policy(id).await?.is_some();
+        let existed = self.policy_etag(id).await?.is_some();
         sqlx::query(
             "INSERT INTO policies (id, subscription, resource_group, name, rules, etag, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \

@@ -1,53 +1,55 @@
 //! Role definitions, role assignments and ajar's own groups.
 
 use crate::StoreResult;
+use crate::columns::{NullableJson, to_json};
 use crate::rows::*;
 use crate::tx::*;
 use jiff::Timestamp;
-use sqlx::any::AnyRow;
 
-pub(crate) fn assignment_row(r: &AnyRow) -> StoreResult<AssignmentRow> {
-    Ok(AssignmentRow {
-        id: text(r, "id")?,
-        principal: text(r, "principal")?,
-        role_name: text(r, "role_name")?,
-        scope: text(r, "scope")?,
-        created_at: from_db(int(r, "created_at")?),
-    })
+/// An assignment with the actions of its role when that role is a custom one.
+#[derive(sqlx::FromRow)]
+struct AssignmentWithActions {
+    #[sqlx(flatten)]
+    assignment: AssignmentRow,
+    #[sqlx(try_from = "NullableJson<Vec<String>>")]
+    actions: Option<Vec<String>>,
 }
 
-pub(crate) fn role_row(r: &AnyRow) -> StoreResult<RoleRow> {
-    Ok(RoleRow {
-        name: text(r, "name")?,
-        description: text(r, "description")?,
-        actions: text(r, "actions")?,
-    })
+/// A group and one of its members.
+#[derive(sqlx::FromRow)]
+struct Membership {
+    group_name: String,
+    member: String,
 }
 
 impl Tx {
     /// One custom role.
     pub async fn role(&mut self, name: &str) -> StoreResult<Option<RoleRow>> {
-        let row =
-            sqlx::query("SELECT name, description, actions FROM role_definitions WHERE name = $1")
-                .bind(name)
-                .fetch_optional(self.c())
-                .await?;
-        row.as_ref().map(role_row).transpose()
+        Ok(sqlx::query_as(
+            "SELECT name, description, actions FROM role_definitions WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(self.c())
+        .await?)
     }
 
     /// Every custom role, by name.
     pub async fn roles(&mut self) -> StoreResult<Vec<RoleRow>> {
-        let rows =
-            sqlx::query("SELECT name, description, actions FROM role_definitions ORDER BY name")
+        Ok(
+            sqlx::query_as("SELECT name, description, actions FROM role_definitions ORDER BY name")
                 .fetch_all(self.c())
-                .await?;
-        rows.iter().map(role_row).collect()
+                .await?,
+        )
     }
 
     /// Creates or replaces a custom role; true when created.
     pub async fn put_role(&mut self, role: &RoleRow, now: Timestamp) -> StoreResult<bool> {
         self.touched_access = true;
-        let existed = self.role(&role.name).await?.is_some();
+        let existed = sqlx::query("SELECT 1 FROM role_definitions WHERE name = $1")
+            .bind(&role.name)
+            .fetch_optional(self.c())
+            .await?
+            .is_some();
         sqlx::query(
             "INSERT INTO role_definitions (name, description, actions, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $4) ON CONFLICT (name) DO UPDATE SET \
@@ -55,7 +57,7 @@ impl Tx {
         )
         .bind(&role.name)
         .bind(&role.description)
-        .bind(&role.actions)
+        .bind(to_json(&role.actions)?)
         .bind(to_db(now))
         .execute(self.c())
         .await?;
@@ -74,11 +76,12 @@ impl Tx {
 
     /// How many assignments use a role.
     pub async fn role_use_count(&mut self, name: &str) -> StoreResult<i64> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM role_assignments WHERE role_name = $1")
-            .bind(name)
-            .fetch_one(self.c())
-            .await?;
-        int(&row, "n")
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) AS n FROM role_assignments WHERE role_name = $1")
+                .bind(name)
+                .fetch_one(self.c())
+                .await?,
+        )
     }
 
     /// Creates or replaces an assignment; true when created.
@@ -107,13 +110,12 @@ impl Tx {
 
     /// One assignment.
     pub async fn assignment(&mut self, id: &str) -> StoreResult<Option<AssignmentRow>> {
-        let row = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT id, principal, role_name, scope, created_at FROM role_assignments WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(self.c())
-        .await?;
-        row.as_ref().map(assignment_row).transpose()
+        .await?)
     }
 
     /// Assignments whose scope is `scope` or lies beneath it (all for `/`), optionally one
@@ -134,22 +136,21 @@ impl Tx {
              ORDER BY created_at, id",
             starts_with("scope", 2)
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(scope)
             .bind(beneath)
             .bind(principal)
             .fetch_all(self.c())
-            .await?;
-        rows.iter().map(assignment_row).collect()
+            .await?)
     }
 
-    /// Every assignment of a principal, with the custom role's actions (JSON) where the role
+    /// Every assignment of a principal, with the custom role's action patterns where the role
     /// is not built in.
     pub async fn assignments_of(
         &mut self,
         principal: &str,
-    ) -> StoreResult<Vec<(AssignmentRow, Option<String>)>> {
-        let rows = sqlx::query(
+    ) -> StoreResult<Vec<(AssignmentRow, Option<Vec<String>>)>> {
+        let rows: Vec<AssignmentWithActions> = sqlx::query_as(
             "SELECT a.id, a.principal, a.role_name, a.scope, a.created_at, d.actions \
              FROM role_assignments a LEFT JOIN role_definitions d ON d.name = a.role_name \
              WHERE a.principal = $1",
@@ -157,9 +158,10 @@ impl Tx {
         .bind(principal)
         .fetch_all(self.c())
         .await?;
-        rows.iter()
-            .map(|r| Ok((assignment_row(r)?, opt_text(r, "actions")?)))
-            .collect()
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.assignment, r.actions))
+            .collect())
     }
 
     /// Replaces a group's members; true when the group is new.
@@ -190,23 +192,27 @@ impl Tx {
 
     /// A group's members, sorted; empty when it does not exist.
     pub async fn group_members(&mut self, name: &str) -> StoreResult<Vec<String>> {
-        let rows =
-            sqlx::query("SELECT member FROM group_members WHERE group_name = $1 ORDER BY member")
-                .bind(name)
-                .fetch_all(self.c())
-                .await?;
-        rows.iter().map(|r| text(r, "member")).collect()
+        Ok(sqlx::query_scalar(
+            "SELECT member FROM group_members WHERE group_name = $1 ORDER BY member",
+        )
+        .bind(name)
+        .fetch_all(self.c())
+        .await?)
     }
 
     /// Every group with its members, by name.
     pub async fn groups(&mut self) -> StoreResult<Vec<(String, Vec<String>)>> {
-        let rows =
-            sqlx::query("SELECT group_name, member FROM group_members ORDER BY group_name, member")
-                .fetch_all(self.c())
-                .await?;
+        let rows: Vec<Membership> = sqlx::query_as(
+            "SELECT group_name, member FROM group_members ORDER BY group_name, member",
+        )
+        .fetch_all(self.c())
+        .await?;
         let mut groups: Vec<(String, Vec<String>)> = Vec::new();
-        for r in &rows {
-            let (g, m) = (text(r, "group_name")?, text(r, "member")?);
+        for Membership {
+            group_name: g,
+            member: m,
+        } in rows
+        {
             match groups.last_mut() {
                 Some((last, members)) if *last == g => members.push(m),
                 _ => groups.push((g, vec![m])),
@@ -227,13 +233,12 @@ impl Tx {
 
     /// The groups a principal belongs to, by name.
     pub async fn groups_of(&mut self, member: &str) -> StoreResult<Vec<String>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_scalar(
             "SELECT group_name FROM group_members WHERE member = $1 ORDER BY group_name",
         )
         .bind(member)
         .fetch_all(self.c())
-        .await?;
-        rows.iter().map(|r| text(r, "group_name")).collect()
+        .await?)
     }
 
     /// Deletes an assignment; true when it existed.

@@ -1,60 +1,19 @@
 //! Network access requests and their ports (grants): the batched insert with its guards, closing, expiry and reports.
 
+use crate::columns::{Micros, NullableMicros, to_json};
 use crate::rows::*;
+use crate::sql::{SqlBuilder, push_in_list};
 use crate::tx::*;
 use crate::{StoreError, StoreResult};
-use ajar_core::request::{PortStatus, StatusReason};
+use ajar_core::request::StatusReason;
 use jiff::Timestamp;
-use sqlx::Row;
-use sqlx::any::AnyRow;
 
-pub(crate) fn request_row(r: &AnyRow) -> StoreResult<RequestRow> {
-    Ok(RequestRow {
-        id: text(r, "id")?,
-        policy_id: text(r, "policy_id")?,
-        requestor: text(r, "requestor")?,
-        justification: opt_text(r, "justification")?,
-        source_address: opt_text(r, "source_address")?,
-        created_at: from_db(int(r, "created_at")?),
-    })
-}
-
-pub(crate) fn port_row(r: &AnyRow) -> StoreResult<PortRow> {
-    let status = text(r, "status")?;
-    let reason = text(r, "status_reason")?;
-    let sources = text(r, "sources")?;
-    Ok(PortRow {
-        request_id: text(r, "request_id")?,
-        seq: int(r, "seq")?,
-        machine_id: text(r, "machine_id")?,
-        number: u16::try_from(int(r, "number")?)
-            .map_err(|_| StoreError::Corrupt("port number out of range".into()))?,
-        protocol: text(r, "protocol")?,
-        sources: serde_json::from_str(&sources)
-            .map_err(|e| StoreError::Corrupt(format!("port sources: {e}")))?,
-        supersede_key: text(r, "supersede_key")?,
-        end_time: from_db(int(r, "end_time")?),
-        status: PortStatus::parse(&status)
-            .ok_or_else(|| StoreError::Corrupt(format!("port status {status:?}")))?,
-        status_reason: StatusReason::parse(&reason)
-            .ok_or_else(|| StoreError::Corrupt(format!("status reason {reason:?}")))?,
-        gateway_agent: opt_text(r, "gateway_agent")?,
-        mapped_port: r
-            .try_get::<Option<i64>, _>("mapped_port")?
-            .map(|n| {
-                u16::try_from(n).map_err(|_| StoreError::Corrupt("mapped port out of range".into()))
-            })
-            .transpose()?,
-        connect_address: opt_text(r, "connect_address")?,
-        applied_at: r.try_get::<Option<i64>, _>("applied_at")?.map(from_db),
-        removed_at: r.try_get::<Option<i64>, _>("removed_at")?.map(from_db),
-    })
-}
-
+/// The columns of a [`PortRow`] (`p`: the port, `ga`: its gateway agent).
 pub(crate) const PORT_COLUMNS: &str = "p.request_id, p.seq, p.machine_id, p.number, p.protocol, p.sources, \
      p.supersede_key, p.end_time, p.status, p.status_reason, p.gateway_agent, p.mapped_port, \
      p.applied_at, p.removed_at, ga.public_address AS connect_address";
 
+/// Whether a port's request is due for its expiry warning (see [`Tx::expiry_warning_due`]).
 pub(crate) const EXPIRY_WARNING_DUE: &str = "SELECT 1 FROM request_ports p JOIN requests r ON r.id = p.request_id \
      WHERE p.status = 'Initiated' AND p.end_time <= $1 AND p.end_time - r.created_at > $2 \
      AND p.end_time > $3 \
@@ -62,7 +21,7 @@ pub(crate) const EXPIRY_WARNING_DUE: &str = "SELECT 1 FROM request_ports p JOIN 
      AND NOT EXISTS (SELECT 1 FROM jit_requests j WHERE j.kind = 'network' AND j.name = r.id) LIMIT 1";
 
 /// A port the scheduler closed because its end time passed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ExpiredPort {
     /// The request.
     pub request_id: String,
@@ -73,6 +32,7 @@ pub struct ExpiredPort {
     /// The port number.
     pub number: i64,
     /// When it was due to close.
+    #[sqlx(try_from = "Micros")]
     pub end_time: Timestamp,
 }
 
@@ -125,13 +85,12 @@ impl Tx {
     /// How many requests of `requester` await a decision (read through
     /// `jit_requests_pending_by_requester`).
     pub async fn pending_requests_of(&mut self, requester: &str) -> StoreResult<i64> {
-        let row = sqlx::query(
+        Ok(sqlx::query_scalar(
             "SELECT COUNT(*) AS n FROM jit_requests WHERE requester = $1 AND state = 'Pending'",
         )
         .bind(requester)
         .fetch_one(self.c())
-        .await?;
-        int(&row, "n")
+        .await?)
     }
 
     /// The supersede keys of the ports `requestor` holds open at `now`, one per live grant, at
@@ -142,7 +101,7 @@ impl Tx {
         now: Timestamp,
         at_most: usize,
     ) -> StoreResult<Vec<String>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_scalar(
             "SELECT supersede_key FROM request_ports \
              WHERE requestor = $1 AND status = 'Initiated' AND end_time > $2 LIMIT $3",
         )
@@ -150,8 +109,7 @@ impl Tx {
         .bind(to_db(now))
         .bind(i64::try_from(at_most).unwrap_or(i64::MAX))
         .fetch_all(self.c())
-        .await?;
-        rows.iter().map(|r| text(r, "supersede_key")).collect()
+        .await?)
     }
 
     /// Stores new requests and their ports, and closes older open ports with the same
@@ -163,50 +121,66 @@ impl Tx {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let mut sql = String::new();
-        let mut args = Args::default();
+        // The text depends only on the batch's shape (requests, ports, sources per request), so
+        // under load the same few shapes recur and the prepared-statement cache saves parsing.
+        // PostgreSQL prepares one statement at a time: there, each runs on its own.
+        let mut script = Script::new(self.backend == crate::Backend::Sqlite);
         for item in batch {
             if item.ports.is_empty() {
                 return Err(StoreError::Other("a request needs ports".into()));
             }
             let req = item.request;
-            let id = args.push_text(&req.id);
-            let policy = args.push_text(&req.policy_id);
-            let requestor = args.push_text(&req.requestor);
-            let justification = args.push_opt(req.justification.as_deref());
-            let source = args.push_opt(req.source_address.as_deref());
-            let created = args.push_int(to_db(req.created_at));
-            let etag = args.push_text(item.guard.etag);
-            let scopes: Vec<String> = item
-                .guard
-                .blocking_scopes
+            let created = to_db(req.created_at);
+            let sql = script.statement();
+            sql.push(
+                "INSERT INTO requests (id, policy_id, requestor, justification, source_address, created_at) \
+                 SELECT ",
+            );
+            sql.separated(", ")
+                .push_bind(req.id.as_str())
+                .push_bind(req.policy_id.as_str())
+                .push_bind(req.requestor.as_str())
+                .push_bind(req.justification.as_deref())
+                .push_bind(req.source_address.as_deref())
+                .push_bind(created);
+            sql.push(" WHERE EXISTS (SELECT 1 FROM policies WHERE id = ")
+                .push_bind(req.policy_id.as_str())
+                .push(" AND etag = ")
+                .push_bind(item.guard.etag)
+                .push(") AND NOT EXISTS (SELECT 1 FROM jit_settings WHERE jit_enabled = 0 AND scope IN ");
+            push_in_list(sql, item.guard.blocking_scopes);
+            sql.push(")");
+
+            let sql = script.statement();
+            sql.push(
+                "INSERT INTO request_ports (request_id, seq, machine_id, number, protocol, sources, \
+                 supersede_key, end_time, status, status_reason, gateway_agent, mapped_port, requestor) \
+                 SELECT * FROM (VALUES ",
+            );
+            let sources: Vec<String> = item
+                .ports
                 .iter()
-                .map(|s| args.push_text(s))
-                .collect();
-            let scopes = if scopes.is_empty() {
-                "NULL".to_owned()
-            } else {
-                scopes.join(", ")
-            };
-            let mut rows = Vec::with_capacity(item.ports.len());
-            for p in item.ports {
-                let sources = serde_json::to_string(&p.sources)
-                    .map_err(|e| StoreError::Other(e.to_string()))?;
-                rows.push(format!(
-                    "({id}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {requestor})",
-                    args.push_int(p.seq),
-                    args.push_text(&p.machine_id),
-                    args.push_int(i64::from(p.number)),
-                    args.push_text(&p.protocol),
-                    args.push_text(&sources),
-                    args.push_text(&p.supersede_key),
-                    args.push_int(to_db(p.end_time)),
-                    args.push_text(p.status.as_str()),
-                    args.push_text(p.status_reason.as_str()),
-                    args.push_opt(p.gateway_agent.as_deref()),
-                    args.push_opt_int(p.mapped_port.map(i64::from)),
-                ));
-            }
+                .map(|p| to_json(&p.sources))
+                .collect::<StoreResult<_>>()?;
+            sql.push_tuples(item.ports.iter().zip(&sources), |mut row, (p, sources)| {
+                row.push_bind(req.id.as_str())
+                    .push_bind(p.seq)
+                    .push_bind(p.machine_id.as_str())
+                    .push_bind(i64::from(p.number))
+                    .push_bind(p.protocol.as_str())
+                    .push_bind(sources.as_str())
+                    .push_bind(p.supersede_key.as_str())
+                    .push_bind(to_db(p.end_time))
+                    .push_bind(p.status.as_str())
+                    .push_bind(p.status_reason.as_str())
+                    .push_bind(p.gateway_agent.as_deref())
+                    .push_bind(p.mapped_port.map(i64::from))
+                    .push_bind(req.requestor.as_str());
+            });
+            sql.push(") AS v WHERE EXISTS (SELECT 1 FROM requests WHERE id = ")
+                .push_bind(req.id.as_str())
+                .push(")");
+
             let mut keys: Vec<&str> = item
                 .ports
                 .iter()
@@ -214,49 +188,37 @@ impl Tx {
                 .collect();
             keys.sort_unstable();
             keys.dedup();
-            let keys: Vec<String> = keys.iter().map(|k| args.push_text(k)).collect();
-            sql.push_str(&format!(
-                "INSERT INTO requests (id, policy_id, requestor, justification, source_address, created_at) \
-                 SELECT {id}, {policy}, {requestor}, {justification}, {source}, {created} \
-                 WHERE EXISTS (SELECT 1 FROM policies WHERE id = {policy} AND etag = {etag}) \
-                   AND NOT EXISTS (SELECT 1 FROM jit_settings WHERE jit_enabled = 0 AND scope IN ({scopes})); \
-                 INSERT INTO request_ports (request_id, seq, machine_id, number, protocol, sources, \
-                   supersede_key, end_time, status, status_reason, gateway_agent, mapped_port, requestor) \
-                 SELECT * FROM (VALUES {}) AS v WHERE EXISTS (SELECT 1 FROM requests WHERE id = {id}); \
-                 UPDATE request_ports SET status = 'Revoked', status_reason = 'NewerRequestInitiated', \
-                   closed_at = {created} \
-                 WHERE status = 'Initiated' AND request_id <> {id} AND supersede_key IN ({}) \
-                   AND EXISTS (SELECT 1 FROM requests WHERE id = {id});\n",
-                rows.join(", "),
-                keys.join(", ")
-            ));
+            let sql = script.statement();
+            sql.push(
+                "UPDATE request_ports SET status = 'Revoked', status_reason = 'NewerRequestInitiated', \
+                 closed_at = ",
+            )
+            .push_bind(created)
+            .push(" WHERE status = 'Initiated' AND request_id <> ")
+            .push_bind(req.id.as_str())
+            .push(" AND supersede_key IN ");
+            push_in_list(sql, keys);
+            sql.push(" AND EXISTS (SELECT 1 FROM requests WHERE id = ")
+                .push_bind(req.id.as_str())
+                .push(")");
         }
-        sql.push_str("UPDATE revision SET value = value + 1 WHERE id = 1;");
+        script
+            .statement()
+            .push("UPDATE revision SET value = value + 1 WHERE id = 1");
         self.bumped = true;
-        // The text depends only on the batch's shape (requests, ports, sources per request), so
-        // under load the same few shapes recur and the prepared-statement cache saves parsing.
-        // PostgreSQL prepares one statement at a time: there, each runs on its own.
-        if self.backend == crate::Backend::Postgres {
-            for (statement, args) in args.split(&sql) {
-                args.query(statement).execute(self.c()).await?;
-            }
-        } else {
-            args.query(sql).execute(self.c()).await?;
+        for statement in script.into_statements() {
+            statement.build()?.execute(self.c()).await?;
         }
 
-        let mut ids = Args::default();
-        let list: Vec<String> = batch.iter().map(|i| ids.push_text(&i.request.id)).collect();
-        let stored: std::collections::HashSet<String> = ids
-            .query(format!(
-                "SELECT id FROM requests WHERE id IN ({})",
-                list.join(", ")
-            ))
+        let mut sql = SqlBuilder::new("SELECT id FROM requests WHERE id IN ");
+        push_in_list(&mut sql, batch.iter().map(|i| i.request.id.as_str()));
+        let stored: std::collections::HashSet<String> = sql
+            .build_query_scalar::<String>()?
             .persistent(false)
             .fetch_all(self.c())
             .await?
-            .iter()
-            .map(|r| text(r, "id"))
-            .collect::<StoreResult<_>>()?;
+            .into_iter()
+            .collect();
         Ok(batch
             .iter()
             .map(|i| stored.contains(&i.request.id))
@@ -265,14 +227,13 @@ impl Tx {
 
     /// One request and its ports.
     pub async fn request(&mut self, id: &str) -> StoreResult<Option<(RequestRow, Vec<PortRow>)>> {
-        let row = sqlx::query(
+        let req: Option<RequestRow> = sqlx::query_as(
             "SELECT id, policy_id, requestor, justification, source_address, created_at FROM requests WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(self.c())
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        let req = request_row(&row)?;
+        let Some(req) = req else { return Ok(None) };
         let ports = self.ports_of(std::slice::from_ref(&req.id)).await?;
         Ok(Some((req, ports)))
     }
@@ -282,17 +243,12 @@ impl Tx {
         if request_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let placeholders: Vec<String> = (1..=request_ids.len()).map(|i| format!("${i}")).collect();
-        let sql = format!(
-            "SELECT {PORT_COLUMNS} FROM request_ports p LEFT JOIN agents ga ON ga.id = p.gateway_agent WHERE p.request_id IN ({}) ORDER BY p.request_id, p.seq",
-            placeholders.join(", ")
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for id in request_ids {
-            query = query.bind(id);
-        }
-        let rows = query.fetch_all(self.c()).await?;
-        rows.iter().map(port_row).collect()
+        let mut sql = SqlBuilder::new(format!(
+            "SELECT {PORT_COLUMNS} FROM request_ports p LEFT JOIN agents ga ON ga.id = p.gateway_agent WHERE p.request_id IN "
+        ));
+        push_in_list(&mut sql, request_ids.iter().map(String::as_str));
+        sql.push(" ORDER BY p.request_id, p.seq");
+        Ok(sql.build_query_as()?.fetch_all(self.c()).await?)
     }
 
     /// A newest-first page of requests made under a policy or touching a machine, optionally
@@ -308,7 +264,7 @@ impl Tx {
             RequestsOn::Machine(m) => (None, Some(m), 0),
             RequestsOn::Everywhere => (None, None, 1),
         };
-        let rows = sqlx::query(
+        let reqs: Vec<RequestRow> = sqlx::query_as(
             "SELECT r.id, r.policy_id, r.requestor, r.justification, r.source_address, r.created_at \
              FROM requests r \
              WHERE (CAST($1 AS TEXT) IS NULL OR r.policy_id = $1) \
@@ -331,7 +287,6 @@ impl Tx {
         .bind(everywhere)
         .fetch_all(self.c())
         .await?;
-        let reqs: Vec<RequestRow> = rows.iter().map(request_row).collect::<StoreResult<_>>()?;
         let ids: Vec<String> = reqs.iter().map(|r| r.id.clone()).collect();
         let mut by_request: std::collections::HashMap<String, Vec<PortRow>> = Default::default();
         for p in self.ports_of(&ids).await? {
@@ -377,11 +332,10 @@ impl Tx {
              JOIN requests r ON r.id = p.request_id \
              WHERE r.policy_id = $1 AND p.status = 'Initiated'"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(policy_id)
             .fetch_all(self.c())
-            .await?;
-        rows.iter().map(port_row).collect()
+            .await?)
     }
 
     /// Ports of a machine that are open at `now`, soonest-ending first.
@@ -417,26 +371,16 @@ impl Tx {
              WHERE {cond} AND p.status = 'Initiated' AND p.end_time > $2 \
              ORDER BY p.end_time, p.request_id, p.seq"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(arg)
             .bind(to_db(now))
             .fetch_all(self.c())
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(GrantRow {
-                    port: port_row(r)?,
-                    requestor: text(r, "requestor")?,
-                    created_at: from_db(int(r, "created_at")?),
-                    policy_id: text(r, "policy_id")?,
-                })
-            })
-            .collect()
+            .await?)
     }
 
     /// Closes every open port whose end time has passed as `Expired`; answers them.
     pub async fn expire_due(&mut self, now: Timestamp) -> StoreResult<Vec<ExpiredPort>> {
-        let rows = sqlx::query(
+        let expired: Vec<ExpiredPort> = sqlx::query_as(
             "UPDATE request_ports SET status = 'Revoked', status_reason = 'Expired', closed_at = end_time \
              WHERE status = 'Initiated' AND end_time <= $1 \
              RETURNING request_id, seq, machine_id, number, end_time",
@@ -444,20 +388,10 @@ impl Tx {
         .bind(to_db(now))
         .fetch_all(self.c())
         .await?;
-        if !rows.is_empty() {
+        if !expired.is_empty() {
             self.bump_revision().await?;
         }
-        rows.iter()
-            .map(|r| {
-                Ok(ExpiredPort {
-                    request_id: text(r, "request_id")?,
-                    seq: int(r, "seq")?,
-                    machine_id: text(r, "machine_id")?,
-                    number: int(r, "number")?,
-                    end_time: from_db(int(r, "end_time")?),
-                })
-            })
-            .collect()
+        Ok(expired)
     }
 
     /// Whether a network request was opened by an approval-gated request (whose lifecycle
@@ -494,7 +428,7 @@ impl Tx {
         now: Timestamp,
         notice: jiff::SignedDuration,
     ) -> StoreResult<Vec<RequestRow>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "UPDATE requests SET expiry_warned_at = $3 WHERE expiry_warned_at IS NULL \
              AND id IN (SELECT p.request_id FROM request_ports p JOIN requests r ON r.id = p.request_id \
                         WHERE p.status = 'Initiated' AND p.end_time <= $1 AND p.end_time - r.created_at > $2 \
@@ -506,17 +440,48 @@ impl Tx {
         .bind(notice.as_micros() as i64)
         .bind(to_db(now))
         .fetch_all(self.c())
-        .await?;
-        rows.iter().map(request_row).collect()
+        .await?)
     }
 
     /// The earliest end time of an open port.
     pub async fn next_due(&mut self) -> StoreResult<Option<Timestamp>> {
-        let row = sqlx::query(
+        let due: NullableMicros = sqlx::query_scalar(
             "SELECT MIN(end_time) AS due FROM request_ports WHERE status = 'Initiated'",
         )
         .fetch_one(self.c())
         .await?;
-        Ok(row.try_get::<Option<i64>, _>("due")?.map(from_db))
+        Ok(due.into())
+    }
+}
+
+/// The statements of one batch: on SQLite one text (one round trip), on PostgreSQL one
+/// statement each (it prepares one at a time).
+struct Script {
+    one_text: bool,
+    statements: Vec<SqlBuilder>,
+}
+
+impl Script {
+    fn new(one_text: bool) -> Self {
+        Self {
+            one_text,
+            statements: Vec::new(),
+        }
+    }
+
+    /// A builder for the next statement.
+    fn statement(&mut self) -> &mut SqlBuilder {
+        match self.statements.last_mut() {
+            Some(last) if self.one_text => {
+                last.push(";\n");
+            }
+            _ => self.statements.push(SqlBuilder::new("")),
+        }
+        let last = self.statements.len() - 1;
+        &mut self.statements[last]
+    }
+
+    fn into_statements(self) -> Vec<SqlBuilder> {
+        self.statements
     }
 }

@@ -1,10 +1,17 @@
-//! What the store returns: plain rows with domain types where the store can parse them.
+//! What the store returns: plain rows with domain types, each decoded from its columns in one
+//! place (`sqlx::FromRow`, with the wrappers of [`crate::columns`] for stored forms).
 
+use crate::columns::{
+    Flag, Json, Micros, Named, NullableJson, NullableMicros, NullablePortNumber, PortNumber,
+    PortRangeColumns,
+};
+use ajar_core::lifecycle::{Lifecycle, RequestState};
+use ajar_core::policy::PolicyRules;
 use ajar_core::request::{PortStatus, StatusReason};
 use jiff::Timestamp;
 
 /// A stored machine.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct MachineRow {
     /// Resource id.
     pub id: String,
@@ -19,11 +26,12 @@ pub struct MachineRow {
     /// Id of that agent.
     pub agent_id: Option<String>,
     /// When that agent was last heard from.
+    #[sqlx(try_from = "NullableMicros")]
     pub agent_last_seen: Option<Timestamp>,
 }
 
 /// A stored application.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ApplicationRow {
     /// Resource id.
     pub id: String,
@@ -32,11 +40,12 @@ pub struct ApplicationRow {
     /// The application's settings as JSON (the API's `properties`).
     pub properties: String,
     /// Whether JIT is on (fixed at creation).
+    #[sqlx(try_from = "Flag")]
     pub jit_enabled: bool,
 }
 
 /// A stored role activation request.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct JitRequestRow {
     /// Resource id (`.../jitRequests/NAME`).
     pub id: String,
@@ -48,17 +57,22 @@ pub struct JitRequestRow {
     pub kind: String,
     /// Who asked.
     pub requester: String,
-    /// The roles asked for, as JSON array text.
-    pub roles: String,
+    /// The roles asked for.
+    #[sqlx(try_from = "Json<Vec<String>>")]
+    pub roles: Vec<String>,
     /// Why.
     pub justification: Option<String>,
-    /// The lifecycle as JSON (`ajar_core::lifecycle::Lifecycle`).
-    pub lifecycle: String,
-    /// Its state's name.
-    pub state: String,
+    /// The lifecycle.
+    #[sqlx(try_from = "Json<Lifecycle>")]
+    pub lifecycle: Lifecycle,
+    /// Its state (the lifecycle's, kept beside it for queries).
+    #[sqlx(try_from = "Named<RequestState>")]
+    pub state: RequestState,
     /// When the scheduler must look at it next.
+    #[sqlx(try_from = "NullableMicros")]
     pub due: Option<Timestamp>,
     /// When it was asked.
+    #[sqlx(try_from = "Micros")]
     pub created_at: Timestamp,
     /// For `network` requests, the initiate as asked (JSON), with the caller's address.
     pub detail: Option<String>,
@@ -67,7 +81,7 @@ pub struct JitRequestRow {
 }
 
 /// A stored eligibility.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct EligibilityRow {
     /// The application.
     pub application_id: String,
@@ -78,24 +92,26 @@ pub struct EligibilityRow {
     /// The role.
     pub role_name: String,
     /// When it was granted.
+    #[sqlx(try_from = "Micros")]
     pub created_at: Timestamp,
 }
 
 /// A stored policy.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PolicyRow {
     /// Resource id.
     pub id: String,
     /// Name.
     pub name: String,
-    /// The rules as JSON (`ajar_core::policy::PolicyRules`).
-    pub rules: String,
+    /// The rules.
+    #[sqlx(try_from = "Json<PolicyRules>")]
+    pub rules: PolicyRules,
     /// Changes on every write.
     pub etag: String,
 }
 
 /// A stored access request (without its ports).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RequestRow {
     /// Request id.
     pub id: String,
@@ -108,11 +124,12 @@ pub struct RequestRow {
     /// The caller's address when it asked.
     pub source_address: Option<String>,
     /// When it was accepted.
+    #[sqlx(try_from = "Micros")]
     pub created_at: Timestamp,
 }
 
 /// One port of a stored request.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PortRow {
     /// The request.
     pub request_id: String,
@@ -121,28 +138,36 @@ pub struct PortRow {
     /// The machine.
     pub machine_id: String,
     /// Port number.
+    #[sqlx(try_from = "PortNumber")]
     pub number: u16,
     /// `TCP`, `UDP` or `*`.
     pub protocol: String,
     /// Sources as text.
+    #[sqlx(try_from = "Json<Vec<String>>")]
     pub sources: Vec<String>,
     /// Same machine, port, protocol and sources: see `ajar_core::request::supersede_key`.
     pub supersede_key: String,
     /// When access ends.
+    #[sqlx(try_from = "Micros")]
     pub end_time: Timestamp,
     /// Open or closed.
+    #[sqlx(try_from = "Named<PortStatus>")]
     pub status: PortStatus,
     /// Why.
+    #[sqlx(try_from = "Named<StatusReason>")]
     pub status_reason: StatusReason,
     /// The gateway agent that maps this port, if one does.
     pub gateway_agent: Option<String>,
     /// The port on that gateway.
+    #[sqlx(try_from = "NullablePortNumber")]
     pub mapped_port: Option<u16>,
     /// The gateway's public address (read back with the port; not stored with it).
     pub connect_address: Option<String>,
     /// When the enforcement point reported the port open.
+    #[sqlx(try_from = "NullableMicros")]
     pub applied_at: Option<Timestamp>,
     /// When the enforcement point reported the port closed.
+    #[sqlx(try_from = "NullableMicros")]
     pub removed_at: Option<Timestamp>,
 }
 
@@ -180,7 +205,7 @@ impl PortRow {
 }
 
 /// A stored agent.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AgentRow {
     /// Agent id.
     pub id: String,
@@ -191,19 +216,23 @@ pub struct AgentRow {
     /// Where clients connect to a gateway.
     pub public_address: Option<String>,
     /// The gateway's mapped-port range.
+    #[sqlx(flatten, try_from = "PortRangeColumns")]
     pub port_range: Option<(u16, u16)>,
     /// The agent's token.
     pub token_id: String,
     /// When it last asked for its desired state.
+    #[sqlx(try_from = "NullableMicros")]
     pub last_seen: Option<Timestamp>,
     /// Version it reported.
     pub version: Option<String>,
     /// Revision of the desired state it last applied.
     pub applied_revision: Option<i64>,
-    /// Machines it guards.
+    /// Machines it guards (read with their own query).
+    #[sqlx(skip)]
     pub machines: Vec<String>,
     /// The networks its machines' addresses must lie in (CIDR prefixes); `None` when it was
     /// registered without them.
+    #[sqlx(try_from = "NullableJson<Vec<String>>")]
     pub address_prefixes: Option<Vec<String>>,
 }
 
@@ -221,20 +250,22 @@ pub struct GatewayRow {
 }
 
 /// An open port with the request it belongs to.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct GrantRow {
     /// The port.
+    #[sqlx(flatten)]
     pub port: PortRow,
     /// Who asked.
     pub requestor: String,
     /// When the request was accepted.
+    #[sqlx(try_from = "Micros")]
     pub created_at: Timestamp,
     /// The policy the request was made under.
     pub policy_id: String,
 }
 
 /// A stored API token (never the secret).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TokenRow {
     /// Token id.
     pub id: String,
@@ -245,28 +276,33 @@ pub struct TokenRow {
     /// Who created it.
     pub created_by: String,
     /// When.
+    #[sqlx(try_from = "Micros")]
     pub created_at: Timestamp,
     /// When it stops working (console sessions); `None` for tokens that last until deleted.
+    #[sqlx(try_from = "NullableMicros")]
     pub expires_at: Option<Timestamp>,
-    /// Groups an identity provider asserted when this session was made from its token.
+    /// Groups an identity provider asserted when this session was made from its token (stored
+    /// as `NULL` when there are none).
+    #[sqlx(try_from = "NullableJson<Vec<String>>")]
     pub idp_groups: Vec<String>,
     /// The token it was made with, when it may not outlive that one (deleted with it).
     pub parent_id: Option<String>,
 }
 
 /// A stored custom role.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RoleRow {
     /// Role name.
     pub name: String,
     /// What it is for.
     pub description: String,
-    /// Action patterns as JSON array text.
-    pub actions: String,
+    /// Action patterns.
+    #[sqlx(try_from = "Json<Vec<String>>")]
+    pub actions: Vec<String>,
 }
 
 /// A stored role assignment.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AssignmentRow {
     /// Assignment id.
     pub id: String,
@@ -277,6 +313,7 @@ pub struct AssignmentRow {
     /// Where.
     pub scope: String,
     /// When.
+    #[sqlx(try_from = "Micros")]
     pub created_at: Timestamp,
 }
 

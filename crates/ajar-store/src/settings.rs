@@ -1,6 +1,7 @@
 //! Whether JIT is switched on, per scope.
 
 use crate::StoreResult;
+use crate::columns::Flag;
 use crate::rows::*;
 use crate::tx::*;
 use jiff::Timestamp;
@@ -27,22 +28,20 @@ impl Tx {
 
     /// Whether JIT is enabled for a scope (true unless turned off).
     pub async fn jit_enabled(&mut self, scope: &str) -> StoreResult<bool> {
-        let row = sqlx::query("SELECT jit_enabled FROM jit_settings WHERE scope = $1")
-            .bind(scope)
-            .fetch_optional(self.c())
-            .await?;
-        Ok(row
-            .map(|r| int(&r, "jit_enabled"))
-            .transpose()?
-            .is_none_or(|v| v != 0))
+        let enabled: Option<Flag> =
+            sqlx::query_scalar("SELECT jit_enabled FROM jit_settings WHERE scope = $1")
+                .bind(scope)
+                .fetch_optional(self.c())
+                .await?;
+        Ok(enabled.is_none_or(bool::from))
     }
 
     /// Every scope where JIT is turned off.
     pub async fn jit_disabled_scopes(&mut self) -> StoreResult<Vec<String>> {
-        let rows =
-            sqlx::query("SELECT scope FROM jit_settings WHERE jit_enabled = 0 ORDER BY scope")
-                .fetch_all(self.c())
-                .await?;
-        rows.iter().map(|r| text(r, "scope")).collect()
+        Ok(sqlx::query_scalar(
+            "SELECT scope FROM jit_settings WHERE jit_enabled = 0 ORDER BY scope",
+        )
+        .fetch_all(self.c())
+        .await?)
     }
 }

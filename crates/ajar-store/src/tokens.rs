@@ -1,28 +1,10 @@
 //! API tokens and sessions, found by the hash of their secret.
 
+use crate::StoreResult;
+use crate::columns::to_json;
 use crate::rows::*;
 use crate::tx::*;
-use crate::{StoreError, StoreResult};
 use jiff::Timestamp;
-use sqlx::Row;
-use sqlx::any::AnyRow;
-
-pub(crate) fn token_row(r: &AnyRow) -> StoreResult<TokenRow> {
-    Ok(TokenRow {
-        id: text(r, "id")?,
-        principal: text(r, "principal")?,
-        description: opt_text(r, "description")?,
-        created_by: text(r, "created_by")?,
-        created_at: from_db(int(r, "created_at")?),
-        expires_at: r.try_get::<Option<i64>, _>("expires_at")?.map(from_db),
-        idp_groups: match opt_text(r, "idp_groups")? {
-            Some(json) => serde_json::from_str(&json)
-                .map_err(|e| StoreError::Corrupt(format!("token idp_groups: {e}")))?,
-            None => Vec::new(),
-        },
-        parent_id: opt_text(r, "parent_id")?,
-    })
-}
 
 impl Tx {
     /// Stores a token by the hash of its secret.
@@ -40,7 +22,8 @@ impl Tx {
         .bind(t.expires_at.map(to_db))
         .bind(
             (!t.idp_groups.is_empty())
-                .then(|| serde_json::to_string(&t.idp_groups).unwrap_or_default()),
+                .then(|| to_json(&t.idp_groups))
+                .transpose()?,
         )
         .bind(&t.parent_id)
         .execute(self.c())
@@ -50,36 +33,33 @@ impl Tx {
 
     /// The token whose secret hashes to `hash`.
     pub async fn token_by_hash(&mut self, hash: &str) -> StoreResult<Option<TokenRow>> {
-        let row = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT id, principal, description, created_by, created_at, expires_at, idp_groups, parent_id FROM tokens WHERE hash = $1",
         )
         .bind(hash)
         .fetch_optional(self.c())
-        .await?;
-        row.as_ref().map(token_row).transpose()
+        .await?)
     }
 
     /// One token.
     pub async fn token(&mut self, id: &str) -> StoreResult<Option<TokenRow>> {
-        let row = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT id, principal, description, created_by, created_at, expires_at, idp_groups, parent_id FROM tokens WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(self.c())
-        .await?;
-        row.as_ref().map(token_row).transpose()
+        .await?)
     }
 
     /// Tokens, optionally only one principal's, oldest first.
     pub async fn tokens(&mut self, principal: Option<&str>) -> StoreResult<Vec<TokenRow>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT id, principal, description, created_by, created_at, expires_at, idp_groups, parent_id FROM tokens \
              WHERE (CAST($1 AS TEXT) IS NULL OR principal = $1) ORDER BY created_at, id",
         )
         .bind(principal)
         .fetch_all(self.c())
-        .await?;
-        rows.iter().map(token_row).collect()
+        .await?)
     }
 
     /// Deletes the tokens that have ended by `now` (expired sessions); answers how many.
@@ -96,7 +76,7 @@ impl Tx {
     /// answers the ids and principals of those deleted (none when it did not exist).
     pub async fn delete_token(&mut self, id: &str) -> StoreResult<Vec<(String, String)>> {
         self.touched_access = true;
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "WITH RECURSIVE doomed(id) AS ( \
                SELECT id FROM tokens WHERE id = $1 \
                UNION SELECT t.id FROM tokens t JOIN doomed d ON t.parent_id = d.id) \
@@ -104,9 +84,6 @@ impl Tx {
         )
         .bind(id)
         .fetch_all(self.c())
-        .await?;
-        rows.iter()
-            .map(|r| Ok((text(r, "id")?, text(r, "principal")?)))
-            .collect()
+        .await?)
     }
 }

@@ -1,11 +1,10 @@
-//! One transaction ([`Tx`]) and what every query shares: row decoding, prefix matching and
-//! arguments built at run time. The queries themselves live beside it, one module per
-//! aggregate (`machines`, `policies`, `requests`, …), each adding methods to [`Tx`].
+//! One transaction ([`Tx`]) and what every query shares: the connection and prefix matching.
+//! The queries themselves live beside it, one module per aggregate (`machines`, `policies`,
+//! `requests`, …), each adding methods to [`Tx`]; rows are decoded by [`crate::rows`].
 
 use crate::{StoreError, StoreResult};
-use sqlx::any::AnyRow;
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, Row, Transaction};
+use sqlx::{Any, AnyConnection, Transaction};
 
 /// A write transaction, or a plain connection for reads. Dropping a transaction without
 /// [`Tx::commit`] rolls everything back.
@@ -39,18 +38,6 @@ pub struct Savepoint {
 enum Conn {
     Transaction(Transaction<'static, Any>),
     Plain(PoolConnection<Any>),
-}
-
-pub(crate) fn text(row: &AnyRow, col: &str) -> StoreResult<String> {
-    Ok(row.try_get::<String, _>(col)?)
-}
-
-pub(crate) fn opt_text(row: &AnyRow, col: &str) -> StoreResult<Option<String>> {
-    Ok(row.try_get::<Option<String>, _>(col)?)
-}
-
-pub(crate) fn int(row: &AnyRow, col: &str) -> StoreResult<i64> {
-    Ok(row.try_get::<i64, _>(col)?)
 }
 
 /// SQL that holds when `column` starts with the text bound as parameter `$param`, compared
@@ -185,21 +172,21 @@ impl Tx {
 
     /// The current revision of what enforcement points must apply.
     pub async fn revision(&mut self) -> StoreResult<i64> {
-        let row = sqlx::query("SELECT value FROM revision WHERE id = 1")
-            .fetch_one(self.c())
-            .await?;
-        int(&row, "value")
+        Ok(
+            sqlx::query_scalar("SELECT value FROM revision WHERE id = 1")
+                .fetch_one(self.c())
+                .await?,
+        )
     }
 
     // -- meta ---------------------------------------------------------------------------------
 
     /// A value from the key/value table.
     pub async fn meta(&mut self, key: &str) -> StoreResult<Option<String>> {
-        let row = sqlx::query("SELECT value FROM meta WHERE key = $1")
+        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
             .bind(key)
             .fetch_optional(self.c())
-            .await?;
-        row.map(|r| text(&r, "value")).transpose()
+            .await?)
     }
 
     /// Sets a value in the key/value table.
@@ -213,85 +200,5 @@ impl Tx {
         .execute(self.c())
         .await?;
         Ok(())
-    }
-}
-
-/// Positional arguments for a statement built at run time: each `push_*` binds a value and
-/// returns its placeholder (`$n`).
-#[derive(Default)]
-pub(crate) struct Args {
-    values: Vec<Value>,
-}
-
-#[derive(Clone)]
-pub(crate) enum Value {
-    Text(String),
-    OptText(Option<String>),
-    Int(i64),
-    OptInt(Option<i64>),
-}
-
-impl Args {
-    pub(crate) fn push(&mut self, v: Value) -> String {
-        self.values.push(v);
-        format!("${}", self.values.len())
-    }
-    pub(crate) fn push_text(&mut self, s: &str) -> String {
-        self.push(Value::Text(s.to_owned()))
-    }
-    pub(crate) fn push_opt(&mut self, s: Option<&str>) -> String {
-        self.push(Value::OptText(s.map(str::to_owned)))
-    }
-    pub(crate) fn push_int(&mut self, n: i64) -> String {
-        self.push(Value::Int(n))
-    }
-    pub(crate) fn push_opt_int(&mut self, n: Option<i64>) -> String {
-        self.push(Value::OptInt(n))
-    }
-    /// Splits a multi-statement text at `;` (the statements hold no literal `;`) into single
-    /// statements, each with its own arguments numbered from `$1`.
-    pub(crate) fn split(self, sql: &str) -> Vec<(String, Args)> {
-        let mut out = Vec::new();
-        for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-            let mut args = Args::default();
-            let mut text = String::with_capacity(statement.len());
-            let mut chars = statement.chars().peekable();
-            while let Some(c) = chars.next() {
-                if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
-                    let mut n = String::new();
-                    while let Some(d) = chars.peek().copied().filter(char::is_ascii_digit) {
-                        n.push(d);
-                        chars.next();
-                    }
-                    let value = n
-                        .parse::<usize>()
-                        .ok()
-                        .and_then(|i| self.values.get(i.wrapping_sub(1)))
-                        .cloned()
-                        .unwrap_or(Value::OptText(None));
-                    text.push_str(&args.push(value));
-                } else {
-                    text.push(c);
-                }
-            }
-            out.push((text, args));
-        }
-        out
-    }
-
-    pub(crate) fn query(
-        self,
-        sql: String,
-    ) -> sqlx::query::Query<'static, Any, sqlx::any::AnyArguments> {
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for v in self.values {
-            q = match v {
-                Value::Text(s) => q.bind(s),
-                Value::OptText(s) => q.bind(s),
-                Value::Int(n) => q.bind(n),
-                Value::OptInt(n) => q.bind(n),
-            };
-        }
-        q
     }
 }

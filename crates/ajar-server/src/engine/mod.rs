@@ -5,7 +5,6 @@
 
 pub mod desired;
 pub mod error;
-pub mod policies;
 pub mod request_writer;
 pub mod requests;
 

@@ -51,11 +51,6 @@ pub(crate) fn app_policy(properties: &str) -> EngineResult<AppJitPolicy> {
     Ok(props.jit_access_policy.unwrap_or_default().to_domain()?)
 }
 
-pub(crate) fn lifecycle_of(row: &JitRequestRow) -> EngineResult<Lifecycle> {
-    serde_json::from_str(&row.lifecycle)
-        .map_err(|e| unreadable(&format!("the lifecycle of {}: {e}", row.id)))
-}
-
 /// What a network request stores besides its lifecycle: the machines and ports asked for, and
 /// the caller's address ("my IP" is resolved when the ports are planned, at approval).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -103,7 +98,7 @@ pub(crate) async fn rule_of(
         let Some(policy) = tx.policy(&row.application_id).await? else {
             return Ok(None);
         };
-        return Ok(Some(super::policies::stored_rules(&policy)?.approval));
+        return Ok(Some(policy.rules.approval));
     }
     match tx.application(&row.application_id).await? {
         Some(app) => Ok(Some(app_policy(&app.properties)?.approval)),
@@ -118,10 +113,10 @@ pub(crate) fn target_scope(row: &JitRequestRow) -> EngineResult<Scope> {
 
 /// Stores a changed lifecycle.
 pub(crate) async fn save(tx: &mut Tx, row: &mut JitRequestRow, l: &Lifecycle) -> StoreResult<()> {
-    row.lifecycle = serde_json::to_string(l).map_err(|e| StoreError::Other(e.to_string()))?;
-    row.state = l.state.as_str().to_owned();
+    row.lifecycle = l.clone();
+    row.state = l.state;
     row.due = l.next_due();
-    tx.update_jit_request(&row.id, &row.lifecycle, &row.state, row.due)
+    tx.update_jit_request(&row.id, &row.lifecycle, row.state, row.due)
         .await
 }
 
@@ -136,7 +131,7 @@ pub(crate) async fn insert(
     id: &ResourceId,
     row: &JitRequestRow,
 ) -> EngineResult<()> {
-    if row.state == RequestState::Pending.as_str()
+    if row.state == RequestState::Pending
         && tx.pending_requests_of(&row.requester).await? >= MAX_PENDING_PER_PRINCIPAL
     {
         return Err(EngineError::Conflict(format!(
@@ -155,8 +150,8 @@ pub(crate) async fn insert(
         )
         .into());
     }
-    let l = lifecycle_of(row)?;
-    journal_steps(&mut tx, actor, row, None, &l, l.created).await?;
+    let l = &row.lifecycle;
+    journal_steps(&mut tx, actor, row, None, l, l.created).await?;
     Ok(tx.commit().await?)
 }
 
@@ -198,7 +193,7 @@ pub(crate) async fn journal_steps(
         });
         match step {
             Step::Created => {
-                details["roles"] = serde_json::from_str(&row.roles).unwrap_or_default();
+                details["roles"] = serde_json::json!(row.roles);
                 details["justification"] = serde_json::json!(row.justification);
                 details["duration"] = serde_json::json!(after.duration.to_string());
                 details["extends"] = serde_json::json!(row.extends);
@@ -277,10 +272,10 @@ pub(crate) fn new_row(
         application_id: target,
         kind: kind.to_owned(),
         requester: caller.principal.clone(),
-        roles: serde_json::to_string(roles).map_err(|e| unreadable(&e.to_string()))?,
+        roles: roles.to_vec(),
         justification,
-        lifecycle: serde_json::to_string(l).map_err(|e| unreadable(&e.to_string()))?,
-        state: l.state.as_str().to_owned(),
+        lifecycle: l.clone(),
+        state: l.state,
         due: l.next_due(),
         created_at: l.created,
         detail: None,
@@ -346,11 +341,12 @@ pub(crate) async fn current_rules(tx: &mut Tx, policy: &ResourceId) -> EngineRes
         .policy(&policy.to_string())
         .await?
         .ok_or_else(|| EngineError::NotFound(policy.to_string()))?;
-    super::policies::stored_rules(&row)
+    Ok(row.rules)
 }
 
 /// A new network request's row: the window lasts as long as the longest planned port, counted
 /// from approval.
+#[allow(clippy::too_many_arguments)] // what was asked, by whom, under which rule, and when
 pub(crate) fn network_lifecycle_and_row(
     id: &ResourceId,
     caller: &Caller,
@@ -396,7 +392,7 @@ pub(crate) async fn open_network_access(
     let Some(policy_row) = tx.policy(&row.application_id).await? else {
         return Ok(Err("the policy no longer exists".to_owned()));
     };
-    let rules = super::policies::stored_rules(&policy_row)?;
+    let rules = policy_row.rules;
     let planned = match plan_initiate(&rules, &detail.requested, now, detail.address) {
         Ok(p) => p,
         Err(e) => return Ok(Err(format!("{}: {}", e.target, e.message))),
@@ -501,7 +497,7 @@ pub(crate) async fn transition(
         }
         None => ApprovalRule::default(),
     };
-    let before = lifecycle_of(&row)?;
+    let before = row.lifecycle.clone();
     let after = before.apply(event, &rule, now)?;
     let limit = state.request_writer.live_grant_limit;
     let after = apply_effects(&mut tx, &row, &before, after, now, limit).await?;
@@ -526,7 +522,7 @@ pub(crate) async fn network_request_revoked(
     let Some(mut row) = tx.jit_request(&id.to_string()).await? else {
         return Ok(());
     };
-    let before = lifecycle_of(&row)?;
+    let before = row.lifecycle.clone();
     let event = Event::Revoke {
         by: Principal::parse(&caller.principal)?,
         admin: true,
@@ -554,13 +550,16 @@ pub(crate) async fn run_due(state: &AppState, now: Timestamp) -> StoreResult<u64
     let mut tx = state.store.write().await?;
     let mut changed = 0;
     for id in tx.jit_requests_due(now).await? {
-        let Some(mut row) = tx.jit_request(&id).await? else {
-            continue;
+        let mut row = match tx.jit_request(&id).await {
+            Ok(Some(row)) => row,
+            Ok(None) => continue,
+            Err(StoreError::Corrupt(e)) => {
+                tracing::error!(request = %id, error = %e, "stored request unreadable; skipped");
+                continue;
+            }
+            Err(e) => return Err(e),
         };
-        let Ok(before) = serde_json::from_str::<Lifecycle>(&row.lifecycle) else {
-            tracing::error!(request = %id, "stored request unreadable; skipped");
-            continue;
-        };
+        let before = row.lifecycle.clone();
         // Time alone never needs the approval rule.
         let Ok(after) = before.apply(Event::Tick, &ApprovalRule::default(), now) else {
             continue;
@@ -600,7 +599,6 @@ pub(crate) async fn run_due(state: &AppState, now: Timestamp) -> StoreResult<u64
     }
     // Every step was recorded above; a pass that only moved due times records nothing.
     tx.commit_unrecorded().await?;
-    if changed > 0 {}
     Ok(changed)
 }
 

@@ -9,7 +9,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::body::RawBody;
 use crate::engine::requests::{
-    NETWORK, ROLE, check_role_request, current_rules, insert, lifecycle_of, network_detail,
+    NETWORK, ROLE, check_role_request, current_rules, insert, network_detail,
     network_lifecycle_and_row, new_row, request_id_of, rule_of, target_scope, transition,
 };
 use crate::error::{AppError, AppResult};
@@ -64,8 +64,8 @@ fn newest_first(r: &JitRequest) -> Reverse<Cursor> {
 }
 
 fn view(row: &JitRequestRow) -> AppResult<JitRequest> {
-    let l = lifecycle_of(row)?;
-    let roles: Vec<String> = serde_json::from_str(&row.roles).map_err(|_| AppError::internal())?;
+    let l = &row.lifecycle;
+    let roles = row.roles.clone();
     let network = row.kind == NETWORK;
     // A network request's ports were stored when it became active: it has a window and did
     // not fail.
@@ -425,7 +425,9 @@ pub async fn extend(
             ),
         ));
     }
-    let l = lifecycle_of(&original)?.apply(Event::Tick, &ApprovalRule::default(), now)?;
+    let l = original
+        .lifecycle
+        .apply(Event::Tick, &ApprovalRule::default(), now)?;
     let Some((_, end)) = l
         .window
         .filter(|_| matches!(l.state, RequestState::Approved | RequestState::Active))
@@ -470,8 +472,7 @@ pub async fn extend(
             now,
         )?
     } else {
-        let roles: Vec<String> =
-            serde_json::from_str(&original.roles).map_err(|_| AppError::internal())?;
+        let roles = original.roles.clone();
         let rule = check_role_request(
             &mut tx,
             &caller,
@@ -542,7 +543,7 @@ pub async fn inbox(
         let Some(rule) = rule_of(&mut tx, row).await? else {
             continue;
         };
-        let decided = lifecycle_of(row)?.decisions.iter().any(|d| d.by == who);
+        let decided = row.lifecycle.decisions.iter().any(|d| d.by == who);
         if !decided && rule.is_approver(&who, &caller.groups) {
             value.push(view(row)?);
         }
@@ -652,7 +653,7 @@ pub async fn history(
         )
         .await?;
     for row in rows {
-        let l = lifecycle_of(&row)?;
+        let l = &row.lifecycle;
         let visible = row.requester == caller.principal
             || Scope::parse(&row.id).is_ok_and(|s| caller.may(actions::JIT_REQUESTS_READ, &s));
         entries.push((
@@ -662,7 +663,7 @@ pub async fn history(
                 kind: RequestKind::parse(&row.kind).ok_or_else(AppError::internal)?,
                 target: row.application_id.clone(),
                 requestor: row.requester.clone(),
-                state: HistoryState::parse(&row.state).ok_or_else(AppError::internal)?,
+                state: HistoryState::from(row.state),
                 created_at: row.created_at,
                 active_from: l.window.map(|(f, _)| f),
                 active_until: l.window.map(|(_, u)| u),

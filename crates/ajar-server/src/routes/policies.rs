@@ -7,7 +7,6 @@ use super::{Reply, check_preconditions, group_scope, no_content, resource_id, su
 use crate::AppState;
 use crate::auth::Caller;
 use crate::body::RawBody;
-pub use crate::engine::policies::stored_rules;
 use crate::error::{AppError, AppResult};
 use ajar_api::ErrorCode;
 use ajar_api::wire::{EnableJitBody, List, Policy, PolicyBody, PolicyView, policy_properties};
@@ -35,7 +34,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// A stored policy in the API's shape.
 pub fn policy_view(row: &PolicyRow) -> AppResult<Policy> {
-    let props = policy_properties(&stored_rules(row)?);
+    let props = policy_properties(&row.rules);
     Ok(Policy {
         id: row.id.clone(),
         name: row.name.clone(),
@@ -160,7 +159,7 @@ async fn write_policy(
         PolicyRow {
             id: policy_id,
             name: id.name.to_string(),
-            rules: rules_json,
+            rules: rules.clone(),
             etag,
         },
     ))
@@ -375,7 +374,7 @@ pub async fn enable_jit(
         }
     };
     let mut rules = match &current {
-        Some(p) => stored_rules(p)?,
+        Some(p) => p.rules.clone(),
         None => PolicyRules {
             machines: vec![],
             cut_established: false,

@@ -11,7 +11,7 @@ use ajar_api::wire::{
     List, RoleAssignment, RoleAssignmentBody, RoleDefinition, RoleDefinitionBody,
 };
 use ajar_core::id::Scope;
-use ajar_core::rbac::{ActionPattern, actions, built_in_roles, parse_role_name};
+use ajar_core::rbac::{actions, built_in_roles, parse_role_name};
 use ajar_store::{AssignmentRow, RoleRow};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
@@ -38,11 +38,10 @@ fn built_in_view(r: ajar_core::rbac::RoleDefinition) -> RoleDefinition {
 }
 
 fn custom_view(r: RoleRow) -> RoleDefinition {
-    let actions: Vec<String> = serde_json::from_str(&r.actions).unwrap_or_default();
     RoleDefinition {
         name: r.name,
         description: r.description,
-        actions,
+        actions: r.actions,
         built_in: false,
     }
 }
@@ -117,14 +116,7 @@ pub async fn put_role(
     let row = RoleRow {
         name: role,
         description: body.description.unwrap_or_default(),
-        actions: serde_json::to_string(
-            &body
-                .actions
-                .iter()
-                .map(ActionPattern::as_str)
-                .collect::<Vec<_>>(),
-        )
-        .map_err(|_| AppError::new(ErrorCode::InternalError, "internal error"))?,
+        actions: body.actions.iter().map(|a| a.as_str().to_owned()).collect(),
     };
     let mut tx = state.store.write().await?;
     let created = tx.put_role(&row, state.clock.now()).await?;
@@ -135,7 +127,11 @@ pub async fn put_role(
                 &format!("/roleDefinitions/{}", row.name),
                 state.clock.now(),
             )
-            .with_details(json!({"created": created, "actions": row.actions})),
+            // The log keeps the actions as JSON text.
+            .with_details(json!({
+                "created": created,
+                "actions": serde_json::to_string(&row.actions).ok(),
+            })),
     )
     .await?;
     tx.commit().await?;

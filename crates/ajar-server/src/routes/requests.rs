@@ -215,7 +215,7 @@ fn pending_view(
         port.status_reason = PortStatusReason::AwaitingApproval;
     }
     answer.approval_request_id = Some(id.to_string());
-    answer.approval_state = ajar_core::lifecycle::RequestState::parse(&stored.state);
+    answer.approval_state = Some(stored.state);
     answer
 }
 
