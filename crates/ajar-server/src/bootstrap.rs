@@ -44,7 +44,7 @@ pub async fn bootstrap(state: &AppState) -> Result<Option<String>, AppError> {
     )
     .await?;
     tx.set_meta(BOOTSTRAP_KEY, &now.to_string()).await?;
-    tx.record(
+    tx.commit_recorded(
         &NewActivity::new(
             now,
             "system:bootstrap",
@@ -59,6 +59,5 @@ pub async fn bootstrap(state: &AppState) -> Result<Option<String>, AppError> {
         })),
     )
     .await?;
-    tx.commit().await?;
     Ok(Some(token))
 }

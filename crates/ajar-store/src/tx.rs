@@ -108,6 +108,12 @@ impl Tx {
         self.commit_unrecorded().await
     }
 
+    /// Records `what` in the activity log and commits: how every change ends.
+    pub async fn commit_recorded(mut self, what: &crate::NewActivity) -> StoreResult<()> {
+        self.record(what).await?;
+        self.commit().await
+    }
+
     /// Commits without an activity record: only for bookkeeping that changes no object and
     /// grants nothing (an agent's last-seen time, server metadata, delivery attempts).
     pub async fn commit_unrecorded(self) -> StoreResult<()> {

@@ -207,7 +207,7 @@ pub async fn create_agent(
     };
     tx.insert_agent(&row, now).await?;
     let revision = tx.revision().await?;
-    tx.record(
+    tx.commit_recorded(
         &caller
             .did(actions::AGENTS_WRITE, &format!("/agents/{}", row.id), now)
             .with_details(serde_json::json!({
@@ -219,7 +219,6 @@ pub async fn create_agent(
             })),
     )
     .await?;
-    tx.commit().await?;
     tracing::info!(agent = %row.name, by = %caller.principal, "agent registered");
     Ok(Reply::created_or_ok(
         true,
@@ -284,7 +283,7 @@ pub async fn delete_agent(
         .ok_or_else(|| AppError::not_found(format!("agent {id}")))?;
     tx.delete_token(&agent.token_id).await?;
     tx.delete_agent(&id).await?;
-    tx.record(
+    tx.commit_recorded(
         &caller
             .did(
                 actions::AGENTS_WRITE,
@@ -294,7 +293,6 @@ pub async fn delete_agent(
             .with_details(serde_json::json!({"name": agent.name, "deleted": true})),
     )
     .await?;
-    tx.commit().await?;
     Ok(no_content())
 }
 

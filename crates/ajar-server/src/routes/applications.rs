@@ -121,7 +121,7 @@ pub async fn put_application(
             state.clock.now(),
         )
         .await?;
-    tx.record(
+    tx.commit_recorded(
         &caller
             .did(
                 actions::APPLICATIONS_WRITE,
@@ -131,7 +131,6 @@ pub async fn put_application(
             .with_details(json!({"created": created, "properties": properties})),
     )
     .await?;
-    tx.commit().await?;
     let row = ApplicationRow {
         id: id.to_string(),
         name: id.name.to_string(),
@@ -174,13 +173,12 @@ pub async fn delete_application(
     if !tx.delete_application(&id.to_string()).await? {
         return Err(AppError::not_found(&id));
     }
-    tx.record(&caller.did(
+    tx.commit_recorded(&caller.did(
         actions::APPLICATIONS_DELETE,
         &id.to_string(),
         state.clock.now(),
     ))
     .await?;
-    tx.commit().await?;
     Ok(no_content())
 }
 
@@ -274,7 +272,7 @@ pub async fn put_eligible_role(
     };
     let created = tx.put_eligibility(&e).await?;
     let stored = tx.eligibility(&e.application_id, &e.id).await?.unwrap_or(e);
-    tx.record(
+    tx.commit_recorded(
         &caller
             .did(
                 actions::APPLICATIONS_WRITE,
@@ -289,7 +287,6 @@ pub async fn put_eligible_role(
             })),
     )
     .await?;
-    tx.commit().await?;
     Ok(Reply::created_or_ok(created, eligibility_view(stored)))
 }
 
@@ -327,7 +324,7 @@ pub async fn delete_eligible_role(
     if !tx.delete_eligibility(&app.to_string(), &eid).await? {
         return Err(AppError::not_found(format!("eligible role {eid}")));
     }
-    tx.record(
+    tx.commit_recorded(
         &caller
             .did(
                 actions::APPLICATIONS_WRITE,
@@ -337,7 +334,6 @@ pub async fn delete_eligible_role(
             .with_details(json!({"eligibleRole": eid, "deleted": true})),
     )
     .await?;
-    tx.commit().await?;
     Ok(no_content())
 }
 

@@ -91,7 +91,7 @@ pub async fn put_group(
     members.dedup();
     let mut tx = state.store.write().await?;
     let created = tx.put_group(&group, &members, state.clock.now()).await?;
-    tx.record(
+    tx.commit_recorded(
         &caller
             .did(
                 actions::RBAC_WRITE,
@@ -101,7 +101,6 @@ pub async fn put_group(
             .with_details(json!({"created": created, "members": members})),
     )
     .await?;
-    tx.commit().await?;
     Ok(Reply::created_or_ok(
         created,
         Group {
@@ -124,12 +123,11 @@ pub async fn delete_group(
     if !tx.delete_group(&group).await? {
         return Err(AppError::not_found(format!("group {group}")));
     }
-    tx.record(&caller.did(
+    tx.commit_recorded(&caller.did(
         actions::RBAC_WRITE,
         &format!("/groups/{group}"),
         state.clock.now(),
     ))
     .await?;
-    tx.commit().await?;
     Ok(no_content())
 }

@@ -108,13 +108,12 @@ pub async fn put_machine(
         .await?
         .ok_or_else(|| AppError::not_found(&id))?;
     let disabled = disabled_scopes(&mut tx).await?;
-    tx.record(
+    tx.commit_recorded(
         &caller
             .did(actions::MACHINES_WRITE, &row.id, state.clock.now())
             .with_details(json!({"created": created, "properties": body.properties})),
     )
     .await?;
-    tx.commit().await?;
     Ok(Reply::created_or_ok(
         created,
         machine_view(&row, &disabled, state.clock.now(), &state.presence, None)?,
@@ -236,9 +235,8 @@ pub async fn delete_machine(
     if !tx.delete_machine(&id.to_string()).await? {
         return Err(AppError::not_found(&id));
     }
-    tx.record(&caller.did(actions::MACHINES_DELETE, &id.to_string(), state.clock.now()))
+    tx.commit_recorded(&caller.did(actions::MACHINES_DELETE, &id.to_string(), state.clock.now()))
         .await?;
-    tx.commit().await?;
     Ok(no_content())
 }
 

@@ -191,13 +191,12 @@ pub async fn put_subscription(
         row.secret = existing.and_then(|e| e.secret);
     }
     // The details never hold the secret.
-    tx.record(
+    tx.commit_recorded(
         &caller
             .did(actions::NOTIFICATIONS_WRITE, &id, now)
             .with_details(json!({"created": created, "properties": properties})),
     )
     .await?;
-    tx.commit().await?;
     Ok(Reply::created_or_ok(created, view(&row)?))
 }
 
@@ -254,9 +253,8 @@ pub async fn delete_subscription(
     if !tx.delete_notification_subscription(&id).await? {
         return Err(AppError::not_found(&id));
     }
-    tx.record(&caller.did(actions::NOTIFICATIONS_WRITE, &id, state.clock.now()))
+    tx.commit_recorded(&caller.did(actions::NOTIFICATIONS_WRITE, &id, state.clock.now()))
         .await?;
-    tx.commit().await?;
     Ok(no_content())
 }
 

@@ -244,13 +244,12 @@ pub async fn delete_policy(
         closed.push(closed_port(&port));
     }
     tx.delete_policy(&current.id).await?;
-    tx.record(
+    tx.commit_recorded(
         &caller
             .did(actions::POLICIES_DELETE, &current.id, now)
             .with_details(json!({"closedPorts": closed})),
     )
     .await?;
-    tx.commit().await?;
     Ok(no_content())
 }
 

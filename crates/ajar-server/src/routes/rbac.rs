@@ -120,7 +120,7 @@ pub async fn put_role(
     };
     let mut tx = state.store.write().await?;
     let created = tx.put_role(&row, state.clock.now()).await?;
-    tx.record(
+    tx.commit_recorded(
         &caller
             .did(
                 actions::RBAC_WRITE,
@@ -134,7 +134,6 @@ pub async fn put_role(
             })),
     )
     .await?;
-    tx.commit().await?;
     Ok(Reply::created_or_ok(created, custom_view(row)))
 }
 
@@ -165,13 +164,12 @@ pub async fn delete_role(
     if !tx.delete_role(&role).await? {
         return Err(AppError::not_found(format!("role definition {role}")));
     }
-    tx.record(&caller.did(
+    tx.commit_recorded(&caller.did(
         actions::RBAC_WRITE,
         &format!("/roleDefinitions/{role}"),
         state.clock.now(),
     ))
     .await?;
-    tx.commit().await?;
     Ok(no_content())
 }
 
@@ -268,7 +266,7 @@ pub async fn put_assignment(
     };
     let created = tx.put_assignment(&row, &caller.principal).await?;
     let stored = tx.assignment(&row.id).await?.unwrap_or(row);
-    tx.record(
+    tx.commit_recorded(
         &caller
             .did(
                 actions::RBAC_WRITE,
@@ -283,7 +281,6 @@ pub async fn put_assignment(
             })),
     )
     .await?;
-    tx.commit().await?;
     Ok(Reply::created_or_ok(created, assignment_view(stored)))
 }
 
@@ -301,7 +298,7 @@ pub async fn delete_assignment(
         .ok_or_else(|| AppError::not_found(format!("role assignment {id}")))?;
     caller.require(actions::RBAC_WRITE, &Scope::parse(&row.scope)?)?;
     tx.delete_assignment(&id).await?;
-    tx.record(
+    tx.commit_recorded(
         &caller
             .did(
                 actions::RBAC_WRITE,
@@ -315,7 +312,6 @@ pub async fn delete_assignment(
             })),
     )
     .await?;
-    tx.commit().await?;
     Ok(no_content())
 }
 

@@ -90,7 +90,7 @@ pub async fn create_session(
     let swept = tx.delete_expired_tokens(now).await?;
     super::tokens::ensure_parent_lives(&mut tx, &row).await?;
     tx.insert_token(&row, &hash).await?;
-    tx.record(
+    tx.commit_recorded(
         &caller
             .did(actions::TOKENS_WRITE, &format!("/tokens/{}", row.id), now)
             .with_details(serde_json::json!({
@@ -102,7 +102,6 @@ pub async fn create_session(
             })),
     )
     .await?;
-    tx.commit().await?;
     tracing::info!(token = %row.id, principal = %row.principal, "session created");
     Ok(Reply::created_or_ok(true, view(row, Some(secret))))
 }

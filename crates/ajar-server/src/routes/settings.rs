@@ -58,7 +58,7 @@ async fn write(
     let mut tx = state.store.write().await?;
     tx.put_jit_enabled(&scope.to_string(), settings.jit_enabled, state.clock.now())
         .await?;
-    tx.record(
+    tx.commit_recorded(
         &caller
             .did(
                 actions::SETTINGS_WRITE,
@@ -68,7 +68,6 @@ async fn write(
             .with_details(serde_json::json!({"jitEnabled": settings.jit_enabled})),
     )
     .await?;
-    tx.commit().await?;
     Ok(Reply::ok(settings))
 }
 

@@ -104,7 +104,7 @@ pub async fn create_token(
     let mut tx = state.store.write().await?;
     ensure_parent_lives(&mut tx, &row).await?;
     tx.insert_token(&row, &hash).await?;
-    tx.record(
+    tx.commit_recorded(
         &caller
             .did(
                 actions::TOKENS_WRITE,
@@ -118,7 +118,6 @@ pub async fn create_token(
             })),
     )
     .await?;
-    tx.commit().await?;
     tracing::info!(token = %row.id, principal = %row.principal, by = %caller.principal, "token created");
     Ok(Reply::created_or_ok(true, view(row, Some(secret))))
 }
@@ -182,7 +181,7 @@ pub async fn delete_token(
         .filter(|(d, _)| *d != id)
         .map(|(d, p)| serde_json::json!({"id": d, "principal": p}))
         .collect();
-    tx.record(
+    tx.commit_recorded(
         &caller
             .did(
                 actions::TOKENS_WRITE,
@@ -196,7 +195,6 @@ pub async fn delete_token(
             })),
     )
     .await?;
-    tx.commit().await?;
     tracing::info!(token = %id, by = %caller.principal, "token revoked");
     Ok(no_content())
 }
