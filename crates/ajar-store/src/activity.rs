@@ -8,10 +8,11 @@ use crate::{StoreError, StoreResult, Tx};
 use ajar_core::activity::{Content, GENESIS, Outcome, link_hash};
 use jiff::Timestamp;
 
-/// A record to append.
-#[derive(Debug, Clone)]
+/// A record: what is appended, and (with its place in the chain) what is stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct NewActivity {
     /// When.
+    #[sqlx(try_from = "Micros")]
     pub at: Timestamp,
     /// Who acted.
     pub principal: String,
@@ -64,43 +65,11 @@ impl NewActivity {
         self.result = result.as_str().to_owned();
         self
     }
-}
 
-/// A stored record.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct ActivityRow {
-    /// Position in the chain (from 1).
-    pub seq: i64,
-    /// When.
-    #[sqlx(try_from = "Micros")]
-    pub at: Timestamp,
-    /// Who acted.
-    pub principal: String,
-    /// The caller's address.
-    pub source_address: Option<String>,
-    /// The action.
-    pub action: String,
-    /// The object acted on.
-    pub resource_id: String,
-    /// The access request concerned.
-    pub request_id: Option<String>,
-    /// The HTTP request id.
-    pub correlation_id: Option<String>,
-    /// The outcome.
-    pub result: String,
-    /// Details as JSON text, exactly as stored: the hash covers this text.
-    pub details: String,
-    /// The previous record's hash.
-    pub prev_hash: String,
-    /// This record's hash.
-    pub hash: String,
-}
-
-impl ActivityRow {
-    /// The content the hash covers.
-    pub fn content(&self) -> Content<'_> {
+    /// What the hash covers, for the record at position `seq`.
+    pub fn content(&self, seq: i64) -> Content<'_> {
         Content {
-            seq: self.seq,
+            seq,
             at_micros: to_db(self.at),
             principal: &self.principal,
             source_address: self.source_address.as_deref(),
@@ -111,6 +80,27 @@ impl ActivityRow {
             result: &self.result,
             details: &self.details,
         }
+    }
+}
+
+/// A stored record.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ActivityRow {
+    /// Position in the chain (from 1).
+    pub seq: i64,
+    /// The record, its details exactly as stored (the hash covers that text).
+    #[sqlx(flatten)]
+    pub record: NewActivity,
+    /// The previous record's hash.
+    pub prev_hash: String,
+    /// This record's hash.
+    pub hash: String,
+}
+
+impl ActivityRow {
+    /// The content the hash covers.
+    pub fn content(&self) -> Content<'_> {
+        self.record.content(self.seq)
     }
 }
 
@@ -154,19 +144,7 @@ impl Tx {
                 .unwrap_or_else(|| (0, GENESIS.to_owned())),
         };
         let seq = prev_seq + 1;
-        let content = Content {
-            seq,
-            at_micros: to_db(a.at),
-            principal: &a.principal,
-            source_address: a.source_address.as_deref(),
-            action: &a.action,
-            resource_id: &a.resource_id,
-            request_id: a.request_id.as_deref(),
-            correlation_id: a.correlation_id.as_deref(),
-            result: &a.result,
-            details: &a.details,
-        };
-        let hash = link_hash(&prev_hash, &content);
+        let hash = link_hash(&prev_hash, &a.content(seq));
         sqlx::query(
             "INSERT INTO activity (seq, at, principal, source_address, action, resource_id, \
              request_id, correlation_id, result, details, prev_hash, hash) \
@@ -286,7 +264,10 @@ mod tests {
         tx.commit().await.unwrap();
         let mut read = store.read().await.unwrap();
         let all = read.activity_in_order(0, 100).await.unwrap();
-        let ids: Vec<_> = all.iter().map(|r| r.correlation_id.clone()).collect();
+        let ids: Vec<_> = all
+            .iter()
+            .map(|r| r.record.correlation_id.clone())
+            .collect();
         assert_eq!(ids, [Some("c1".to_owned()), Some("c3".to_owned())]);
         let mut check = ChainCheck::default();
         for r in &all {

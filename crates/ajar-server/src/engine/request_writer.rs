@@ -411,7 +411,7 @@ mod tests {
         let records = read.activity_in_order(0, 100).await.unwrap();
         let mut ids: Vec<_> = records
             .iter()
-            .filter_map(|r| r.request_id.clone())
+            .filter_map(|r| r.record.request_id.clone())
             .collect();
         ids.sort();
         assert_eq!(ids, vec!["a", "c", "dup"]);

@@ -115,17 +115,18 @@ impl Selection {
 }
 
 fn wire(r: ActivityRow) -> ActivityRecord {
+    let a = r.record;
     ActivityRecord {
         id: r.seq,
-        time: r.at,
-        principal: r.principal,
-        source_address: r.source_address,
-        action: r.action,
-        resource_id: r.resource_id,
-        request_id: r.request_id,
-        correlation_id: r.correlation_id,
-        result: r.result,
-        details: serde_json::from_str(&r.details).unwrap_or(serde_json::Value::Null),
+        time: a.at,
+        principal: a.principal,
+        source_address: a.source_address,
+        action: a.action,
+        resource_id: a.resource_id,
+        request_id: a.request_id,
+        correlation_id: a.correlation_id,
+        result: a.result,
+        details: serde_json::from_str(&a.details).unwrap_or(serde_json::Value::Null),
         hash: r.hash,
     }
 }
@@ -206,19 +207,19 @@ fn csv_line(fields: &[&str]) -> String {
 }
 
 fn csv_row(r: &ActivityRow) -> String {
-    let seq = r.seq.to_string();
-    let at = r.at.to_string();
+    let (seq, a) = (r.seq.to_string(), &r.record);
+    let at = a.at.to_string();
     csv_line(&[
         &seq,
         &at,
-        &r.principal,
-        r.source_address.as_deref().unwrap_or(""),
-        &r.action,
-        &r.resource_id,
-        r.request_id.as_deref().unwrap_or(""),
-        r.correlation_id.as_deref().unwrap_or(""),
-        &r.result,
-        &r.details,
+        &a.principal,
+        a.source_address.as_deref().unwrap_or(""),
+        &a.action,
+        &a.resource_id,
+        a.request_id.as_deref().unwrap_or(""),
+        a.correlation_id.as_deref().unwrap_or(""),
+        &a.result,
+        &a.details,
         &r.hash,
     ])
 }

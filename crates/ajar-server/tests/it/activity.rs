@@ -448,7 +448,7 @@ async fn editing_or_deleting_a_stored_record_is_caught_by_verify() {
     let mut read = app.state.store.read().await.unwrap();
     let row = read.activity_in_order(1, 1).await.unwrap().remove(0);
     drop(read);
-    assert_eq!((row.seq, row.principal.as_str()), (2, "mallory"));
+    assert_eq!((row.seq, row.record.principal.as_str()), (2, "mallory"));
     let rehashed = ajar_core::activity::link_hash(&row.prev_hash, &row.content());
     sqlx::query("UPDATE activity SET hash = $1 WHERE seq = 2")
         .bind(&rehashed)
