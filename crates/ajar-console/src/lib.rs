@@ -19,11 +19,11 @@ use ajar_api::ErrorBody;
 use ajar_api::wire::Me;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, SET_COOKIE};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use axum_extra::extract::cookie::{Cookie, SameSite};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -87,10 +87,17 @@ pub fn same(a: &str, b: &str) -> bool {
     a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
-/// A cookie's value from the request headers.
+/// A cookie's value from the request headers. Of several cookies with one name the first
+/// wins: browsers send the most specific first (a longer path, then the older), so a cookie a
+/// sibling site set for a wider domain later cannot take the place of the console's own.
 pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    CookieJar::from_headers(headers)
-        .get(name)
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| Cookie::split_parse(v.to_owned()))
+        .filter_map(Result::ok)
+        .find(|c| c.name() == name)
         .map(|c| c.value().to_owned())
 }
 
@@ -293,6 +300,18 @@ mod tests {
         );
         assert_eq!(cookie(&h, SESSION_COOKIE).as_deref(), Some("id:s3cret"));
         assert_eq!(cookie(&h, "y"), None);
+        // Of two cookies with one name, the first sent wins (the console's own, more specific).
+        h.append(
+            axum::http::header::COOKIE,
+            HeaderValue::from_static("ajar_session=planted"),
+        );
+        assert_eq!(cookie(&h, SESSION_COOKIE).as_deref(), Some("id:s3cret"));
+        let mut twice = HeaderMap::new();
+        twice.insert(
+            axum::http::header::COOKIE,
+            HeaderValue::from_static("ajar_session=first; ajar_session=second"),
+        );
+        assert_eq!(cookie(&twice, SESSION_COOKIE).as_deref(), Some("first"));
         let c = set_cookie(&h, SESSION_COOKIE, "v", 60);
         let c = c.to_str().unwrap();
         assert!(c.starts_with("ajar_session=v;"), "{c}");

@@ -212,13 +212,18 @@ impl Store {
             .map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
         let readers = pool(8).connect_with(options).await?;
         let changes = std::sync::Arc::new(tokio::sync::watch::channel(0).0);
-        tokio::spawn(follow_revision(readers.clone(), changes.clone()));
+        let access = std::sync::Arc::default();
+        tokio::spawn(follow_revision(
+            readers.clone(),
+            changes.clone(),
+            std::sync::Arc::clone(&access),
+        ));
         Ok(Store {
             readers,
             writer,
             backend: Backend::Postgres,
             changes,
-            access: std::sync::Arc::default(),
+            access,
         })
     }
 
@@ -280,10 +285,11 @@ impl Store {
         self.changes.subscribe()
     }
 
-    /// A number that grows with every commit (through this store) that changed tokens, roles,
-    /// assignments, groups, applications, eligibility or role requests. What is derived from
-    /// those (resolved tokens, the authorize index) is current as long as it stays the same:
-    /// read it before reading the store, and compare it before reuse.
+    /// A number that grows with every commit that changed tokens, roles, assignments, groups,
+    /// applications, eligibility or role requests: at once for commits through this store, and
+    /// within [`CHANGE_POLL`] for another replica's (on PostgreSQL). What is derived from those
+    /// (resolved tokens, the authorize index) is current as long as it stays the same: read it
+    /// before reading the store, and compare it before reuse.
     pub fn access_generation(&self) -> u64 {
         self.access.load(std::sync::atomic::Ordering::SeqCst)
     }
@@ -295,24 +301,37 @@ impl Store {
     }
 }
 
-/// Wakes this process's waiters whenever the stored revision moves (another replica changed
-/// what enforcement points apply). Ends when the pool closes.
-async fn follow_revision(pool: AnyPool, changes: std::sync::Arc<tokio::sync::watch::Sender<u64>>) {
-    let mut seen: Option<i64> = None;
+/// Follows the stored revisions: wakes this process's waiters whenever the enforcement
+/// revision moves, and moves this process's access generation whenever the access revision
+/// does (another replica changed what enforcement points apply, or who may do what). Ends when
+/// the pool closes.
+async fn follow_revision(
+    pool: AnyPool,
+    changes: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+    access: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    let mut seen: Option<(i64, i64)> = None;
     loop {
         if pool.is_closed() {
             return;
         }
-        let now = sqlx::query("SELECT value FROM revision WHERE id = 1")
-            .fetch_one(&pool)
-            .await
-            .ok()
-            .and_then(|r| sqlx::Row::try_get::<i64, _>(&r, "value").ok());
-        if let Some(v) = now {
-            if seen.is_some_and(|s| s != v) {
+        let now: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT r.value, a.value FROM revision r, access_revision a WHERE r.id = 1 AND a.id = 1",
+        )
+        .fetch_one(&pool)
+        .await
+        .ok();
+        if let (Some((revision, access_revision)), Some((seen_revision, seen_access))) = (now, seen)
+        {
+            if revision != seen_revision {
                 changes.send_modify(|n| *n = n.wrapping_add(1));
             }
-            seen = Some(v);
+            if access_revision != seen_access {
+                access.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        if now.is_some() {
+            seen = now;
         }
         tokio::time::sleep(CHANGE_POLL).await;
     }
@@ -374,6 +393,37 @@ mod tests {
         tx.record(&record).await.unwrap();
         tx.commit().await.unwrap();
         assert_eq!(store.access_generation(), start + 1);
+    }
+
+    /// Always on the throwaway PostgreSQL cluster: replicas share PostgreSQL, not SQLite.
+    #[tokio::test]
+    async fn another_replicas_access_change_makes_this_ones_caches_stale() {
+        let url = tokio::task::spawn_blocking(ajar_pgtest::fresh_database)
+            .await
+            .unwrap();
+        let (a, b) = (
+            Store::open(&url).await.unwrap(),
+            Store::open(&url).await.unwrap(),
+        );
+        let now = jiff::Timestamp::from_second(1_000).unwrap();
+        let before = b.access_generation();
+        // Let b's follower see the revisions once before the change.
+        tokio::time::sleep(CHANGE_POLL * 2).await;
+        let mut tx = a.write().await.unwrap();
+        tx.put_group("ops", &["alice".to_owned()], now)
+            .await
+            .unwrap();
+        tx.commit_recorded(&NewActivity::new(now, "admin", "ajar.test/write", "/"))
+            .await
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while b.access_generation() == before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "b never noticed a's change to access"
+            );
+            tokio::time::sleep(CHANGE_POLL / 5).await;
+        }
     }
 
     #[tokio::test]

@@ -116,7 +116,13 @@ impl Tx {
 
     /// Commits without an activity record: only for bookkeeping that changes no object and
     /// grants nothing (an agent's last-seen time, server metadata, delivery attempts).
-    pub async fn commit_unrecorded(self) -> StoreResult<()> {
+    pub async fn commit_unrecorded(mut self) -> StoreResult<()> {
+        if self.touched_access && self.is_transaction() {
+            // Other replicas learn of it from the stored revision (see `follow_revision`).
+            sqlx::query("UPDATE access_revision SET value = value + 1 WHERE id = 1")
+                .execute(self.c())
+                .await?;
+        }
         match self.conn {
             Conn::Transaction(tx) => tx.commit().await?,
             Conn::Plain(_) => {}

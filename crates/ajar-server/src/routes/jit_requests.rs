@@ -607,7 +607,6 @@ pub async fn history(
             &Scope::Root,
         ));
     }
-    let cursor = page.after.as_ref().map(|r| &r.0);
     let (from, to) = (instant(&query.from, "from")?, instant(&query.to, "to")?);
     let kind = match query.kind.as_deref() {
         None => None,
@@ -635,8 +634,79 @@ pub async fn history(
         )
         .at("state"));
     }
-    let requester = query.requester.as_deref();
+    // A caller who may read no one else's requests sees only their own: ask the store for
+    // those alone.
+    let reads_others = [actions::JIT_REQUESTS_READ, actions::REQUESTS_READ]
+        .iter()
+        .any(|a| caller.permissions.allows_within(a, &Scope::Root));
+    let requester = match (reads_others, query.requester.as_deref()) {
+        (true, r) => r,
+        (false, Some(r)) if r != caller.principal => {
+            return Ok(Reply::ok(List {
+                value: Vec::new(),
+                next_link: None,
+            }));
+        }
+        (false, _) => Some(caller.principal.as_str()),
+    };
+    let filter = HistoryFilter {
+        requester,
+        kind,
+        state: query.state.as_deref(),
+        from,
+        to,
+    };
+    // The page holds `top` entries the caller may see, and the next link continues after the
+    // last of them: it never names an entry the caller may not see.
     let mut tx = state.store.read().await?;
+    let mut shown: Vec<(Cursor, HistoryEntry)> = Vec::new();
+    let mut after = page.after.as_ref().map(|r| r.0.clone());
+    'pages: loop {
+        let (batch, exhausted) =
+            history_batch(&mut tx, &caller, &filter, after.as_ref(), page.limit()).await?;
+        for (key, entry, visible) in batch {
+            after = Some(key.clone());
+            if visible {
+                shown.push((key, entry));
+                if shown.len() == page.limit() {
+                    break 'pages;
+                }
+            }
+        }
+        if exhausted {
+            break;
+        }
+    }
+    let (shown, next_link) = page.finish(shown, |(c, _)| Reverse(c.clone()));
+    let value = shown.into_iter().map(|(_, e)| e).collect();
+    Ok(Reply::ok(List { value, next_link }))
+}
+
+/// What history is asked for.
+struct HistoryFilter<'a> {
+    requester: Option<&'a str>,
+    kind: Option<&'a str>,
+    state: Option<&'a str>,
+    from: Option<jiff::Timestamp>,
+    to: Option<jiff::Timestamp>,
+}
+
+/// Up to `limit` entries after `cursor`, newest first, from both sources, each with whether
+/// the caller may see it; and whether both sources have nothing more.
+async fn history_batch(
+    tx: &mut ajar_store::Tx,
+    caller: &Caller,
+    filter: &HistoryFilter<'_>,
+    cursor: Option<&Cursor>,
+    limit: usize,
+) -> AppResult<(Vec<(Cursor, HistoryEntry, bool)>, bool)> {
+    let HistoryFilter {
+        requester,
+        kind,
+        from,
+        to,
+        ..
+    } = *filter;
     let mut entries: Vec<(Cursor, HistoryEntry, bool)> = Vec::new();
     // Role activations and approval-gated network requests.
     let rows = tx
@@ -644,14 +714,15 @@ pub async fn history(
             JitRequestFilter {
                 requester,
                 kind,
-                state: query.state.as_deref(),
+                state: filter.state,
                 from,
                 to,
             },
             cursor,
-            page.limit() as u32,
+            limit as u32,
         )
         .await?;
+    let mut exhausted = rows.len() < limit;
     for row in rows {
         let l = &row.lifecycle;
         let visible = row.requester == caller.principal
@@ -683,16 +754,13 @@ pub async fn history(
                     to,
                 },
                 cursor,
-                page.limit() as u32,
+                limit as u32,
             )
             .await?;
+        exhausted &= rows.len() < limit;
         for (req, ports) in rows {
             let state_word = network_state(&ports);
-            if query
-                .state
-                .as_deref()
-                .is_some_and(|s| s != state_word.as_str())
-            {
+            if filter.state.is_some_and(|s| s != state_word.as_str()) {
                 continue;
             }
             let visible = req.requestor == caller.principal
@@ -715,15 +783,12 @@ pub async fn history(
             ));
         }
     }
-    // Newest first across both sources; a page ends at `top` entries examined, so a page may
-    // hold fewer visible entries than `top` and still have a next link.
+    // Newest first across both sources. Only the first `limit` are certain to have no entry of
+    // the other source between them.
     entries.sort_by(|a, b| b.0.cmp(&a.0));
-    entries.truncate(page.limit());
-    let (entries, next_link) = page.finish(entries, |(c, _, _)| Reverse(c.clone()));
-    let value = entries
-        .into_iter()
-        .filter(|(_, _, visible)| *visible)
-        .map(|(_, e, _)| e)
-        .collect();
-    Ok(Reply::ok(List { value, next_link }))
+    if entries.len() > limit {
+        entries.truncate(limit);
+        exhausted = false;
+    }
+    Ok((entries, exhausted))
 }

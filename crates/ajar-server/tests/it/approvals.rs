@@ -457,6 +457,28 @@ async fn history_covers_both_kinds_with_filters_and_visibility() {
     assert_eq!(ids(&second), [auto.as_str()]);
     assert_eq!(second.json::<List<HistoryEntry>>().next_link, None);
 
+    // A requester's pages hold their own entries only, and no link names anyone else's: eve's
+    // request, the newest, is neither shown nor used to continue.
+    let mut pages = Vec::new();
+    let mut query = "?top=1".to_owned();
+    loop {
+        let page = get(&alice, &query).await.json::<List<HistoryEntry>>();
+        pages.push(page.value.iter().map(|e| e.id.clone()).collect::<Vec<_>>());
+        let Some(link) = page.next_link else { break };
+        assert!(!link.contains(&eves), "{link}");
+        assert!(!link.to_lowercase().contains("eve"), "{link}");
+        query = link.trim_start_matches("/api/v1/history").to_owned();
+    }
+    assert_eq!(pages, [vec![pending_id.clone()], vec![auto.clone()]]);
+    let asked = get(&alice, "?requester=eve&top=1").await;
+    assert_eq!(
+        (
+            ids(&asked).len(),
+            asked.json::<List<HistoryEntry>>().next_link
+        ),
+        (0, None)
+    );
+
     // Expired access stays in history.
     app.advance(SignedDuration::from_hours(2));
     app.tick().await;

@@ -29,6 +29,35 @@ async fn openapi_describes_every_route() {
     assert!(r.body["components"]["securitySchemes"]["bearer"].is_object());
 }
 
+/// Every documented path answers exactly its documented methods: the routes are the document.
+#[tokio::test]
+async fn every_documented_path_serves_exactly_its_documented_methods() {
+    let app = TestApp::spawn().await;
+    let anonymous = app.client(None);
+    let doc = call(&anonymous, Method::GET, "/api/v1/openapi.json", None).await;
+    let paths = doc.body["paths"].as_object().expect("paths");
+    assert!(paths.len() > 40, "{} paths", paths.len());
+    for (template, item) in paths {
+        let path = template
+            .replace("{sub}", "s1")
+            .replace("{rg}", "rg1")
+            .replace("{name}", "x")
+            .replace("{id}", "x");
+        assert!(!path.contains('{'), "{template}");
+        for method in [Method::GET, Method::PUT, Method::POST, Method::DELETE] {
+            let documented = item.get(method.as_str().to_lowercase()).is_some();
+            let r = call(&anonymous, method.clone(), &path, None).await;
+            assert_eq!(
+                r.status == 405,
+                !documented,
+                "{method} {template}: {} {:?}",
+                r.status,
+                r.body
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_vendors_powershell_shapes_port_over() {
     let app = TestApp::spawn().await;
