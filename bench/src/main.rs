@@ -12,6 +12,9 @@
 //!   applications and 100,000 elevations; `ajar-bench authorize-http` the same question over
 //!   HTTP against a running server (`bench/authorize.sh`).
 //! - `ajar-bench faults`: the fault-injection suite (`bench/faults.sh`; needs root).
+//! - `ajar-bench scale`: the first page of every list with 100,000 machines and up to
+//!   1,000,000 requests loaded through the API, and the server's peak memory
+//!   (`bench/scale.sh`).
 //! - `ajar-bench oidc`: bearer JWT authentication over HTTP against an in-process server and a
 //!   test identity provider (`bench/oidc.sh`).
 
@@ -20,6 +23,7 @@ mod authorize_http;
 mod enforce;
 mod faults;
 mod oidc;
+mod scale;
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -43,6 +47,8 @@ enum Cli {
     Oidc(oidc::Args),
     /// The fault-injection suite (root): faults during open grants, overshoot and recovery.
     Faults(faults::Args),
+    /// The first page of every list at fleet size (machines, then requests loaded in steps).
+    Scale(scale::Args),
 }
 
 #[derive(Debug, clap::Args)]
@@ -87,6 +93,7 @@ fn main() -> anyhow::Result<()> {
         Cli::AuthorizeHttp(args) => rt.block_on(authorize_http::run(args)),
         Cli::Oidc(args) => rt.block_on(oidc::run(args)),
         Cli::Faults(args) => rt.block_on(faults::run(args)),
+        Cli::Scale(args) => rt.block_on(scale::run(args)),
     }
 }
 

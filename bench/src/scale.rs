@@ -1,0 +1,311 @@
+//! `ajar-bench scale`: the first page of every list at fleet size. Loads machines (spread over
+//! resource groups, one policy per group) and then network requests through the API, in
+//! steps; after each step, times the first page of each list a console or script reads, and
+//! reports the server's peak resident memory.
+
+use crate::percentile_ms;
+use anyhow::{Context, bail};
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Options of `ajar-bench scale`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Server base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8600")]
+    url: String,
+    /// Owner token (the bootstrap token will do).
+    #[arg(long, env = "AJAR_TOKEN")]
+    token: String,
+    /// Machines to create.
+    #[arg(long, default_value_t = 100_000)]
+    machines: u64,
+    /// Resource groups to spread them over (one policy each).
+    #[arg(long, default_value_t = 100)]
+    groups: u64,
+    /// Request counts to measure at, ascending (requests are added between steps).
+    #[arg(long, value_delimiter = ',', default_value = "0,100000,1000000")]
+    steps: Vec<u64>,
+    /// Concurrent workers while loading.
+    #[arg(long, default_value_t = 32)]
+    concurrency: u64,
+    /// Grants held open on the busy machine (the first requests all go there).
+    #[arg(long, default_value_t = 1000)]
+    busy: u64,
+    /// The server's process id, to report its peak resident memory.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Times each page is read (the median is reported, and the first read).
+    #[arg(long, default_value_t = 5)]
+    reads: usize,
+}
+
+const SUB: &str = "/subscriptions/fleet";
+
+fn group(g: u64) -> String {
+    format!("{SUB}/resourceGroups/g{g}")
+}
+
+/// The shape of the loaded fleet.
+#[derive(Debug, Clone, Copy)]
+struct Fleet {
+    machines: u64,
+    groups: u64,
+    busy: u64,
+}
+
+impl Fleet {
+    fn of(args: &Args) -> Self {
+        Fleet {
+            machines: args.machines,
+            groups: args.groups,
+            busy: args.busy,
+        }
+    }
+
+    fn per_group(self) -> u64 {
+        self.machines.div_ceil(self.groups)
+    }
+
+    /// Machine `m`'s id.
+    fn machine(self, m: u64) -> String {
+        format!("{}/machines/vm{m}", group(m / self.per_group()))
+    }
+
+    /// The policy covering machine `m`.
+    fn policy(self, m: u64) -> String {
+        format!("{}/jitNetworkAccessPolicies/p", group(m / self.per_group()))
+    }
+
+    /// The machine request `i` goes to: the busy machine first, then spread over all.
+    fn target(self, i: u64) -> u64 {
+        if i < self.busy {
+            0
+        } else {
+            i.wrapping_mul(7919) % self.machines
+        }
+    }
+}
+
+/// Runs the benchmark.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    if args.groups == 0 || args.machines < args.groups {
+        bail!("--machines must be at least --groups, and --groups positive");
+    }
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(512)
+        .timeout(Duration::from_secs(600))
+        .build()?;
+    let started = Instant::now();
+    load_machines(&http, &args).await?;
+    println!(
+        "# {} machines in {} groups loaded in {:.1} s; {}",
+        args.machines,
+        args.groups,
+        started.elapsed().as_secs_f64(),
+        rss(&args)
+    );
+    let mut loaded = 0;
+    for &step in &args.steps {
+        if step > loaded {
+            let t0 = Instant::now();
+            load_requests(&http, &args, loaded, step).await?;
+            println!(
+                "# requests {loaded}..{step} loaded in {:.1} s ({:.0}/s)",
+                t0.elapsed().as_secs_f64(),
+                (step - loaded) as f64 / t0.elapsed().as_secs_f64()
+            );
+            loaded = step;
+        }
+        measure(&http, &args, loaded).await?;
+    }
+    Ok(())
+}
+
+/// Creates the machines and one policy per group, port 22 from anywhere for up to 3 hours.
+async fn load_machines(http: &reqwest::Client, args: &Args) -> anyhow::Result<()> {
+    let next = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..args.concurrency {
+        let (http, next) = (http.clone(), next.clone());
+        let (url, token, total) = (args.url.clone(), args.token.clone(), args.machines);
+        let fleet = Fleet::of(args);
+        workers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    return anyhow::Ok(());
+                }
+                let id = fleet.machine(i);
+                let octets = [10, (i >> 16) as u8, (i >> 8) as u8, i as u8];
+                let address = std::net::Ipv4Addr::from(octets).to_string();
+                let r = http
+                    .put(format!("{url}/api/v1{id}"))
+                    .bearer_auth(&token)
+                    .json(&json!({"properties":{"os":"linux","addresses":[address]}}))
+                    .send()
+                    .await
+                    .context("cannot reach the server")?;
+                if !r.status().is_success() {
+                    bail!("creating {id}: {} {}", r.status(), r.text().await?);
+                }
+            }
+        }));
+    }
+    for w in workers {
+        w.await??;
+    }
+    let fleet = Fleet::of(args);
+    let per = fleet.per_group();
+    for g in 0..args.groups {
+        let vms: Vec<_> = (g * per..((g + 1) * per).min(args.machines))
+            .map(|m| {
+                json!({"id": fleet.machine(m), "ports":[{"number":22,"protocol":"*",
+                "allowedSourceAddressPrefix":"*","maxRequestAccessDuration":"PT3H"}]})
+            })
+            .collect();
+        let r = http
+            .put(format!(
+                "{}/api/v1{}/jitNetworkAccessPolicies/p",
+                args.url,
+                group(g)
+            ))
+            .bearer_auth(&args.token)
+            .json(&json!({"properties":{"virtualMachines":vms}}))
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("creating policy {g}: {} {}", r.status(), r.text().await?);
+        }
+    }
+    Ok(())
+}
+
+/// Sends initiates `from..to`, each for port 22 of one machine from its own source.
+async fn load_requests(
+    http: &reqwest::Client,
+    args: &Args,
+    from: u64,
+    to: u64,
+) -> anyhow::Result<()> {
+    let next = Arc::new(AtomicU64::new(from));
+    let errors = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..args.concurrency {
+        let (http, next, errors) = (http.clone(), next.clone(), errors.clone());
+        let (url, token, fleet) = (args.url.clone(), args.token.clone(), Fleet::of(args));
+        workers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= to {
+                    return;
+                }
+                let m = fleet.target(i);
+                let source = std::net::Ipv4Addr::from([100, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
+                let body = json!({"virtualMachines":[{"id": fleet.machine(m),
+                    "ports":[{"number":22,"duration":"PT1H","allowedSourceAddressPrefix": source.to_string()}]}],
+                    "justification":"scale"});
+                let ok = http
+                    .post(format!("{url}/api/v1{}/initiate", fleet.policy(m)))
+                    .bearer_auth(&token)
+                    .json(&body)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().as_u16() == 202);
+                if !ok {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for w in workers {
+        w.await?;
+    }
+    let failed = errors.load(Ordering::Relaxed);
+    if failed > 0 {
+        bail!("{failed} initiates failed");
+    }
+    Ok(())
+}
+
+/// Times the first page of each list.
+async fn measure(http: &reqwest::Client, args: &Args, requests: u64) -> anyhow::Result<()> {
+    let fleet = Fleet::of(args);
+    let vm0 = fleet.machine(0);
+    let quiet = fleet.machine(args.machines / 2 + 1);
+    let pages = [
+        (
+            "machines in a subscription (with figures)",
+            format!("{SUB}/machines?top=100"),
+        ),
+        (
+            "machines in a resource group",
+            format!("{}/machines?top=100", group(1)),
+        ),
+        ("GET /api/v1/history", "/history?top=100".to_owned()),
+        ("one machine", quiet.clone()),
+        ("a machine's requests", format!("{quiet}/requests?top=100")),
+        ("the busy machine's grants", format!("{vm0}/grants")),
+        (
+            "activity at one machine's scope",
+            format!("/activity?scope={vm0}&top=100"),
+        ),
+        (
+            "policies in a subscription",
+            format!("{SUB}/jitNetworkAccessPolicies"),
+        ),
+        ("agents", "/agents".to_owned()),
+    ];
+    println!("## at {requests} requests ({})", rss(args));
+    println!("| first page of | first read | median of {} |", args.reads);
+    println!("|---|---|---|");
+    for (name, path) in pages {
+        let mut times = Vec::new();
+        let mut size = 0;
+        for _ in 0..args.reads.max(1) {
+            let t0 = Instant::now();
+            let r = http
+                .get(format!("{}/api/v1{path}", args.url))
+                .bearer_auth(&args.token)
+                .send()
+                .await?;
+            let status = r.status();
+            let body = r.bytes().await?;
+            times.push(t0.elapsed());
+            size = body.len();
+            if !status.is_success() {
+                bail!("{path}: {status} {}", String::from_utf8_lossy(&body));
+            }
+        }
+        let first = times[0];
+        times.sort();
+        println!(
+            "| {name} | {:.1} ms | {:.1} ms ({} KB) |",
+            first.as_secs_f64() * 1000.0,
+            percentile_ms(&times, 0.5),
+            size / 1024
+        );
+    }
+    println!("({})", rss(args));
+    Ok(())
+}
+
+/// The server's peak and current resident memory, when its pid is known.
+fn rss(args: &Args) -> String {
+    let Some(pid) = args.server_pid else {
+        return "server memory not measured".to_owned();
+    };
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map(|kb| format!("{} MiB", kb / 1024))
+            .unwrap_or_else(|| "?".to_owned())
+    };
+    format!("server RSS {} (peak {})", field("VmRSS:"), field("VmHWM:"))
+}
