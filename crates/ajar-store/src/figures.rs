@@ -2,7 +2,9 @@
 //! last user, open connections) and per application (the same for role activations).
 
 use crate::columns::Micros;
+use crate::requests::PORT_COLUMNS;
 use crate::rows::{GrantRow, to_db};
+use crate::sql::{SqlBuilder, push_in_list};
 use crate::tx::starts_with;
 use crate::{StoreResult, Tx};
 use jiff::Timestamp;
@@ -36,52 +38,64 @@ impl Tx {
         .await?)
     }
 
-    /// Figures of every machine under `scope` that has requests, by machine id.
-    pub async fn machine_figures(
+    /// Figures of the machines `ids` that have requests, by machine id: the cost follows the
+    /// machines asked about, not the store.
+    pub async fn figures_of_machines(
         &mut self,
-        scope: &str,
+        ids: &[&str],
         since: Timestamp,
     ) -> StoreResult<HashMap<String, Figures>> {
-        let prefix = under(scope);
         let mut out: HashMap<String, Figures> = HashMap::new();
-        let counts: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let mut sql = SqlBuilder::new(
             "SELECT p.machine_id, COUNT(DISTINCT r.id) AS n FROM request_ports p \
-             JOIN requests r ON r.id = p.request_id \
-             WHERE {} AND r.created_at >= $2 GROUP BY p.machine_id",
-            starts_with("p.machine_id", 1)
-        )))
-        .bind(&prefix)
-        .bind(to_db(since))
-        .fetch_all(self.c())
-        .await?;
+             JOIN requests r ON r.id = p.request_id WHERE p.machine_id IN ",
+        );
+        push_in_list(&mut sql, ids.iter().copied());
+        sql.push(" AND r.created_at >= ")
+            .push_bind(to_db(since))
+            .push(" GROUP BY p.machine_id");
+        let counts: Vec<(String, i64)> = sql.build_query_as()?.fetch_all(self.c()).await?;
         for (machine, n) in counts {
             out.entry(machine).or_default().approved_since = n;
         }
-        let last: Vec<(String, String, Micros)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let mut sql = SqlBuilder::new(
             "SELECT machine_id, requestor, created_at FROM ( \
                SELECT p.machine_id, r.requestor, r.created_at, ROW_NUMBER() OVER \
                  (PARTITION BY p.machine_id ORDER BY r.created_at DESC, r.id DESC) AS rn \
                FROM request_ports p JOIN requests r ON r.id = p.request_id \
-               WHERE {}) t WHERE rn = 1",
-            starts_with("p.machine_id", 1)
-        )))
-        .bind(&prefix)
-        .fetch_all(self.c())
-        .await?;
+               WHERE p.machine_id IN ",
+        );
+        push_in_list(&mut sql, ids.iter().copied());
+        sql.push(") t WHERE rn = 1");
+        let last: Vec<(String, String, Micros)> = sql.build_query_as()?.fetch_all(self.c()).await?;
         for (machine, requestor, at) in last {
             out.entry(machine).or_default().last = Some((at.into(), requestor));
         }
         Ok(out)
     }
 
-    /// Ports open at `now` on every machine under `scope`.
-    pub async fn grants_under(
+    /// Ports open at `now` on the machines `ids`.
+    pub async fn grants_of_machines(
         &mut self,
-        scope: &str,
+        ids: &[&str],
         now: Timestamp,
     ) -> StoreResult<Vec<GrantRow>> {
-        self.grants_where(&starts_with("p.machine_id", 1), &under(scope), now)
-            .await
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sql = SqlBuilder::new(format!(
+            "SELECT {PORT_COLUMNS}, r.requestor, r.created_at, r.policy_id FROM request_ports p \
+             LEFT JOIN agents ga ON ga.id = p.gateway_agent \
+             JOIN requests r ON r.id = p.request_id WHERE p.machine_id IN "
+        ));
+        push_in_list(&mut sql, ids.iter().copied());
+        sql.push(" AND p.status = 'Initiated' AND p.end_time > ")
+            .push_bind(to_db(now))
+            .push(" ORDER BY p.end_time, p.request_id, p.seq");
+        Ok(sql.build_query_as()?.fetch_all(self.c()).await?)
     }
 
     /// Figures of every application under `scope` that has role requests, by application id.

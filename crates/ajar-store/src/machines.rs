@@ -2,6 +2,7 @@
 
 use crate::StoreResult;
 use crate::rows::*;
+use crate::sql::SqlBuilder;
 use crate::tx::*;
 use jiff::Timestamp;
 
@@ -56,20 +57,28 @@ impl Tx {
             .await?)
     }
 
-    /// Machines in a subscription, or in one of its resource groups, ordered by id.
-    pub async fn machines(
+    /// At most `limit` machines of a subscription (or one of its resource groups) in id order,
+    /// after the machine `after`: one page, read through the `(subscription, id)` or
+    /// `(subscription, resource_group, id)` index.
+    pub async fn machines_page(
         &mut self,
         subscription: &str,
         resource_group: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
     ) -> StoreResult<Vec<MachineRow>> {
-        let sql = format!(
-            "SELECT {MACHINE_COLUMNS} WHERE m.subscription = $1 AND (CAST($2 AS TEXT) IS NULL OR m.resource_group = $2) ORDER BY m.id"
-        );
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(subscription)
-            .bind(resource_group)
-            .fetch_all(self.c())
-            .await?)
+        let mut sql = SqlBuilder::new(format!("SELECT {MACHINE_COLUMNS} WHERE m.subscription = "));
+        sql.push_bind(subscription.to_owned());
+        if let Some(rg) = resource_group {
+            sql.push(" AND m.resource_group = ")
+                .push_bind(rg.to_owned());
+        }
+        if let Some(after) = after {
+            sql.push(" AND m.id > ").push_bind(after.to_owned());
+        }
+        sql.push(" ORDER BY m.id LIMIT ")
+            .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        Ok(sql.build_query_as()?.fetch_all(self.c()).await?)
     }
 
     /// Deletes a machine; true when it existed.

@@ -8,21 +8,21 @@ use std::collections::HashMap;
 /// The period "approved requests" counts over.
 pub const PERIOD: SignedDuration = SignedDuration::from_hours(7 * 24);
 
-/// Figures of the machines under `scope` at `now`, by machine id (machines without any
-/// requests have none).
+/// Figures of the machines `ids` at `now`, by machine id (machines without any requests have
+/// none): what one page of machines shows, read for that page alone.
 pub async fn machines(
     tx: &mut Tx,
-    scope: &str,
+    ids: &[&str],
     now: Timestamp,
 ) -> StoreResult<HashMap<String, RequestFigures>> {
     let since = now.saturating_sub(PERIOD).unwrap_or(now);
     let mut out: HashMap<String, RequestFigures> = tx
-        .machine_figures(scope, since)
+        .figures_of_machines(ids, since)
         .await?
         .into_iter()
         .map(|(id, f)| (id, wire(f)))
         .collect();
-    for g in tx.grants_under(scope, now).await? {
+    for g in tx.grants_of_machines(ids, now).await? {
         out.entry(g.port.machine_id.clone())
             .or_default()
             .open_connections

@@ -201,7 +201,7 @@ pub async fn get_machine(
         .ok_or_else(|| AppError::not_found(&id))?;
     let disabled = disabled_scopes(&mut tx).await?;
     let now = state.clock.now();
-    let figures = super::figures::machines(&mut tx, &row.id, now)
+    let figures = super::figures::machines(&mut tx, &[row.id.as_str()], now)
         .await?
         .remove(&row.id)
         .unwrap_or_default();
@@ -279,25 +279,46 @@ async fn list(
     };
     let now = state.clock.now();
     let mut tx = state.store.read().await?;
-    let rows = tx.machines(sub.as_str(), rg.map(|r| r.as_str())).await?;
     let disabled = disabled_scopes(&mut tx).await?;
-    let mut figures = super::figures::machines(&mut tx, &scope.to_string(), now).await?;
-    drop(tx);
-    let mut value = Vec::new();
-    for row in &rows {
-        let Ok(s) = Scope::parse(&row.id) else {
-            continue;
-        };
-        if !caller.may(actions::MACHINES_READ, &s) {
-            continue;
+    // Read a page at a time from the store, keeping the machines the caller may read (and
+    // that are in the state asked for) until the page is full or the machines run out.
+    let mut shown: Vec<Machine> = Vec::new();
+    let mut after = paging.after.clone();
+    'pages: loop {
+        let rows = tx
+            .machines_page(
+                sub.as_str(),
+                rg.map(|r| r.as_str()),
+                after.as_deref(),
+                paging.limit(),
+            )
+            .await?;
+        let exhausted = rows.len() < paging.limit();
+        let readable: Vec<&MachineRow> = rows
+            .iter()
+            .filter(|row| {
+                Scope::parse(&row.id).is_ok_and(|s| caller.may(actions::MACHINES_READ, &s))
+            })
+            .collect();
+        let ids: Vec<&str> = readable.iter().map(|row| row.id.as_str()).collect();
+        let mut figures = super::figures::machines(&mut tx, &ids, now).await?;
+        after = rows.last().map(|row| row.id.clone());
+        for row in readable {
+            let f = figures.remove(&row.id).unwrap_or_default();
+            let m = machine_view(row, &disabled, now, &state.presence, Some(f))?;
+            if wanted.is_none_or(|w| w == m.properties.jit_state) {
+                shown.push(m);
+                if shown.len() == paging.limit() {
+                    break 'pages;
+                }
+            }
         }
-        let f = figures.remove(&row.id).unwrap_or_default();
-        let m = machine_view(row, &disabled, now, &state.presence, Some(f))?;
-        if wanted.is_none_or(|w| w == m.properties.jit_state) {
-            value.push(m);
+        if exhausted {
+            break;
         }
     }
-    Ok(Reply::ok(paging.list(value, |m| m.id.clone())))
+    let (value, next_link) = paging.finish(shown, |m| m.id.clone());
+    Ok(Reply::ok(List { value, next_link }))
 }
 
 #[utoipa::path(get, path = "/api/v1/subscriptions/{sub}/machines", tag = "machines",

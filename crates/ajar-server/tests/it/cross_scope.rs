@@ -373,3 +373,47 @@ async fn scope_filters_match_case_exactly_as_rbac_does() {
         r.body
     );
 }
+
+/// A subscription's machines are read a page at a time from the store: a caller who may read
+/// one resource group pages through exactly its machines, and no page or link shows another's.
+#[tokio::test]
+async fn machine_pages_hold_only_what_the_caller_may_read() {
+    let app = TestApp::spawn().await;
+    for rg in [RG, RG2] {
+        for i in 0..5 {
+            call_ok(
+                &app.admin,
+                Method::PUT,
+                &format!("/api/v1{rg}/machines/m{i}"),
+                Some(machine_body("linux")),
+            )
+            .await;
+        }
+    }
+    let reader = app.user("reader", Some(("SecurityReader", RG2))).await;
+    let mut seen = Vec::new();
+    let mut path = format!("/api/v1{SUB}/machines?top=2");
+    loop {
+        let page: ajar_api::wire::List<ajar_api::wire::Machine> = get_as(&reader, &path).await;
+        assert!(page.value.len() <= 2);
+        seen.extend(page.value.into_iter().map(|m| m.id));
+        let Some(next) = page.next_link else { break };
+        assert!(!next.contains("rg1"), "{next}");
+        path = next;
+    }
+    let expected: Vec<String> = (0..5).map(|i| format!("{RG2}/machines/m{i}")).collect();
+    assert_eq!(seen, expected);
+    // The owner sees both groups in id order, a page at a time, none twice.
+    let mut all = Vec::new();
+    let mut path = format!("/api/v1{SUB}/machines?top=3");
+    loop {
+        let page: ajar_api::wire::List<ajar_api::wire::Machine> = get_as(&app.admin, &path).await;
+        all.extend(page.value.into_iter().map(|m| m.id));
+        let Some(next) = page.next_link else { break };
+        path = next;
+    }
+    let mut sorted = all.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!((all.len(), &all), (10, &sorted));
+}
