@@ -2,7 +2,7 @@
 //! last user, open connections) and per application (the same for role activations).
 
 use crate::columns::Micros;
-use crate::requests::PORT_COLUMNS;
+use crate::requests::{PORT_COLUMNS, hour_of};
 use crate::rows::{GrantRow, to_db};
 use crate::sql::{SqlBuilder, push_in_list};
 use crate::tx::starts_with;
@@ -38,8 +38,9 @@ impl Tx {
         .await?)
     }
 
-    /// Figures of the machines `ids` that have requests, by machine id: the cost follows the
-    /// machines asked about, not the store.
+    /// Figures of the machines `ids` that have requests, by machine id, from the figures kept
+    /// as requests are stored: two index lookups per machine whatever its history. Requests
+    /// since `since` are counted by the hour: the hour `since` falls in counts whole.
     pub async fn figures_of_machines(
         &mut self,
         ids: &[&str],
@@ -50,29 +51,24 @@ impl Tx {
             return Ok(out);
         }
         let mut sql = SqlBuilder::new(
-            "SELECT p.machine_id, COUNT(DISTINCT r.id) AS n FROM request_ports p \
-             JOIN requests r ON r.id = p.request_id WHERE p.machine_id IN ",
+            "SELECT machine_id, CAST(SUM(requests) AS BIGINT) AS n FROM machine_request_hours \
+             WHERE machine_id IN ",
         );
         push_in_list(&mut sql, ids.iter().copied());
-        sql.push(" AND r.created_at >= ")
-            .push_bind(to_db(since))
-            .push(" GROUP BY p.machine_id");
+        sql.push(" AND hour >= ")
+            .push_bind(hour_of(to_db(since)))
+            .push(" GROUP BY machine_id");
         let counts: Vec<(String, i64)> = sql.build_query_as()?.fetch_all(self.c()).await?;
         for (machine, n) in counts {
             out.entry(machine).or_default().approved_since = n;
         }
         let mut sql = SqlBuilder::new(
-            "SELECT machine_id, requestor, created_at FROM ( \
-               SELECT p.machine_id, r.requestor, r.created_at, ROW_NUMBER() OVER \
-                 (PARTITION BY p.machine_id ORDER BY r.created_at DESC, r.id DESC) AS rn \
-               FROM request_ports p JOIN requests r ON r.id = p.request_id \
-               WHERE p.machine_id IN ",
+            "SELECT machine_id, last_user, last_at FROM machine_figures WHERE machine_id IN ",
         );
         push_in_list(&mut sql, ids.iter().copied());
-        sql.push(") t WHERE rn = 1");
         let last: Vec<(String, String, Micros)> = sql.build_query_as()?.fetch_all(self.c()).await?;
-        for (machine, requestor, at) in last {
-            out.entry(machine).or_default().last = Some((at.into(), requestor));
+        for (machine, user, at) in last {
+            out.entry(machine).or_default().last = Some((at.into(), user));
         }
         Ok(out)
     }

@@ -181,6 +181,48 @@ impl Tx {
                 .push_bind(req.id.as_str())
                 .push(")");
 
+            // The figures of each machine the request names: its latest request, and one more
+            // request in the hour it was made.
+            let mut machines: Vec<&str> =
+                item.ports.iter().map(|p| p.machine_id.as_str()).collect();
+            machines.sort_unstable();
+            machines.dedup();
+            let sql = script.statement();
+            sql.push(
+                "INSERT INTO machine_figures (machine_id, last_at, last_request, last_user) \
+                 SELECT * FROM (VALUES ",
+            );
+            sql.push_tuples(&machines, |mut row, m| {
+                row.push_bind(*m)
+                    .push_bind(created)
+                    .push_bind(req.id.as_str())
+                    .push_bind(req.requestor.as_str());
+            });
+            sql.push(") AS v WHERE EXISTS (SELECT 1 FROM requests WHERE id = ")
+                .push_bind(req.id.as_str())
+                .push(
+                    ") ON CONFLICT (machine_id) DO UPDATE SET last_at = excluded.last_at, \
+                     last_request = excluded.last_request, last_user = excluded.last_user \
+                     WHERE excluded.last_at > machine_figures.last_at \
+                     OR (excluded.last_at = machine_figures.last_at \
+                         AND excluded.last_request > machine_figures.last_request)",
+                );
+            let sql = script.statement();
+            sql.push(
+                "INSERT INTO machine_request_hours (machine_id, hour, requests) SELECT * FROM (VALUES ",
+            );
+            sql.push_tuples(&machines, |mut row, m| {
+                row.push_bind(*m)
+                    .push_bind(hour_of(created))
+                    .push_bind(1_i64);
+            });
+            sql.push(") AS v WHERE EXISTS (SELECT 1 FROM requests WHERE id = ")
+                .push_bind(req.id.as_str())
+                .push(
+                    ") ON CONFLICT (machine_id, hour) DO UPDATE \
+                     SET requests = machine_request_hours.requests + excluded.requests",
+                );
+
             let mut keys: Vec<&str> = item
                 .ports
                 .iter()
@@ -484,4 +526,12 @@ impl Script {
     fn into_statements(self) -> Vec<SqlBuilder> {
         self.statements
     }
+}
+
+/// Microseconds in an hour: the bucket of the per-machine request counts.
+pub(crate) const HOUR_MICROS: i64 = 3_600_000_000;
+
+/// The hour bucket of a stored instant (microseconds).
+pub(crate) fn hour_of(micros: i64) -> i64 {
+    micros.div_euclid(HOUR_MICROS)
 }

@@ -42,8 +42,10 @@ pub struct NewAccess {
 }
 
 impl NewAccess {
+    /// Bound values its statements take, at most: the request and its guard, each port, and
+    /// each machine's figures (a machine per port at worst).
     fn params(&self) -> usize {
-        9 + self.blocking_scopes.len() + 13 * self.ports.len()
+        16 + self.blocking_scopes.len() + 22 * self.ports.len()
     }
 
     fn new_request(&self) -> NewRequest<'_> {
