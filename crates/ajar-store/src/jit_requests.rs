@@ -3,6 +3,7 @@
 use crate::StoreResult;
 use crate::columns::{NullableMicros, to_json};
 use crate::rows::*;
+use crate::sql::{SqlBuilder, push_page_conditions};
 use crate::tx::*;
 use ajar_core::lifecycle::{Lifecycle, RequestState};
 use jiff::Timestamp;
@@ -123,27 +124,25 @@ impl Tx {
         after: Option<&Cursor>,
         limit: u32,
     ) -> StoreResult<Vec<JitRequestRow>> {
-        let sql = format!(
-            "SELECT {JIT_REQUEST_COLUMNS} FROM jit_requests \
-             WHERE (CAST($1 AS TEXT) IS NULL OR requester = $1) \
-               AND (CAST($2 AS TEXT) IS NULL OR kind = $2) \
-               AND (CAST($3 AS TEXT) IS NULL OR state = $3) \
-               AND (CAST($4 AS BIGINT) IS NULL OR created_at >= $4) \
-               AND (CAST($5 AS BIGINT) IS NULL OR created_at < $5) \
-               AND (CAST($6 AS BIGINT) IS NULL OR created_at < $6 OR (created_at = $6 AND id < $7)) \
-             ORDER BY created_at DESC, id DESC LIMIT $8"
-        );
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(filter.requester)
-            .bind(filter.kind)
-            .bind(filter.state)
-            .bind(filter.from.map(to_db))
-            .bind(filter.to.map(to_db))
-            .bind(after.map(|c| c.created_at))
-            .bind(after.map(|c| c.id.as_str()).unwrap_or(""))
-            .bind(i64::from(limit))
-            .fetch_all(self.c())
-            .await?)
+        // Only the conditions given, so the planner can walk an index in `(created_at, id)`
+        // order (`jit_requests_by_time`, or `jit_requests_by_requester` for one requester).
+        let mut sql = SqlBuilder::new(format!(
+            "SELECT {JIT_REQUEST_COLUMNS} FROM jit_requests WHERE 1 = 1"
+        ));
+        for (column, value) in [
+            ("requester", filter.requester),
+            ("kind", filter.kind),
+            ("state", filter.state),
+        ] {
+            if let Some(value) = value {
+                sql.push(format_args!(" AND {column} = "))
+                    .push_bind(value.to_owned());
+            }
+        }
+        push_page_conditions(&mut sql, "", filter.from, filter.to, after);
+        sql.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .push_bind(i64::from(limit));
+        Ok(sql.build_query_as()?.fetch_all(self.c()).await?)
     }
 
     /// Requests in a state, newest first.

@@ -174,3 +174,31 @@ pub(crate) fn push_starts_with(sql: &mut SqlBuilder, column: &str, prefix: &str)
         .push_bind(prefix.to_owned())
         .push(" AS TEXT)");
 }
+
+/// Appends the conditions of a newest-first page over `{prefix}created_at` and `{prefix}id`:
+/// made at or after `from`, before `to`, and after the cursor's item in that order.
+pub(crate) fn push_page_conditions(
+    sql: &mut SqlBuilder,
+    prefix: &str,
+    from: Option<jiff::Timestamp>,
+    to: Option<jiff::Timestamp>,
+    after: Option<&crate::Cursor>,
+) {
+    if let Some(from) = from {
+        sql.push(format_args!(" AND {prefix}created_at >= "))
+            .push_bind(crate::to_db(from));
+    }
+    if let Some(to) = to {
+        sql.push(format_args!(" AND {prefix}created_at < "))
+            .push_bind(crate::to_db(to));
+    }
+    if let Some(c) = after {
+        sql.push(format_args!(" AND ({prefix}created_at < "))
+            .push_bind(c.created_at)
+            .push(format_args!(" OR ({prefix}created_at = "))
+            .push_bind(c.created_at)
+            .push(format_args!(" AND {prefix}id < "))
+            .push_bind(c.id.clone())
+            .push("))");
+    }
+}
