@@ -3,7 +3,7 @@
 
 use crate::columns::Micros;
 use crate::rows::to_db;
-use crate::sql::{SqlBuilder, push_starts_with};
+use crate::sql::SqlBuilder;
 use crate::{StoreError, StoreResult, Tx};
 use ajar_core::activity::{Content, GENESIS, Outcome, link_hash};
 use jiff::Timestamp;
@@ -164,6 +164,14 @@ impl Tx {
         .bind(&hash)
         .execute(self.c())
         .await?;
+        let scopes = scopes_of(&a.resource_id);
+        if !scopes.is_empty() {
+            let mut sql = SqlBuilder::new("INSERT INTO activity_scopes (scope, seq) VALUES ");
+            sql.push_tuples(&scopes, |mut row, scope| {
+                row.push_bind(*scope).push_bind(seq);
+            });
+            sql.build()?.execute(self.c()).await?;
+        }
         self.chain_head = Some((seq, hash));
         self.recorded += 1;
         Ok(seq)
@@ -176,19 +184,22 @@ impl Tx {
         before: Option<i64>,
         limit: u32,
     ) -> StoreResult<Vec<ActivityRow>> {
-        let mut sql = SqlBuilder::new(format!("SELECT {COLUMNS} FROM activity WHERE 1 = 1"));
-        if let Some(under) = filter.under {
-            let prefix = if under == "/" {
-                "/".to_owned()
-            } else {
-                format!("{}/", under.trim_end_matches('/'))
-            };
-            sql.push(" AND (resource_id = ")
-                .push_bind(under.trim_end_matches('/'))
-                .push(" OR ");
-            push_starts_with(&mut sql, "resource_id", &prefix);
-            sql.push(")");
-        }
+        // Records about a scope are found newest first through `activity_scopes` (walked in
+        // `(scope, seq)` order, each record looked up by its `seq`); the root holds everything.
+        let (mut sql, seq) = match filter.under.map(|u| u.trim_end_matches('/')) {
+            None | Some("") => (
+                SqlBuilder::new(format!("SELECT {COLUMNS} FROM activity WHERE 1 = 1")),
+                "seq",
+            ),
+            Some(scope) => {
+                let mut sql = SqlBuilder::new(format!(
+                    "SELECT a.{COLUMNS} FROM activity_scopes s CROSS JOIN activity a \
+                     WHERE a.seq = s.seq AND s.scope = "
+                ));
+                sql.push_bind(scope.to_owned());
+                (sql, "s.seq")
+            }
+        };
         for (value, column) in [
             (filter.principal, "principal"),
             (filter.action, "action"),
@@ -206,9 +217,9 @@ impl Tx {
             sql.push(" AND at < ").push_bind(to_db(to));
         }
         if let Some(before) = before {
-            sql.push(" AND seq < ").push_bind(before);
+            sql.push(format_args!(" AND {seq} < ")).push_bind(before);
         }
-        sql.push(" ORDER BY seq DESC LIMIT ")
+        sql.push(format_args!(" ORDER BY {seq} DESC LIMIT "))
             .push_bind(i64::from(limit));
         Ok(sql.build_query_as()?.fetch_all(self.c()).await?)
     }
@@ -232,6 +243,23 @@ impl Tx {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_is_about_its_resource_and_every_scope_above_it() {
+        assert_eq!(
+            scopes_of("/subscriptions/s/resourceGroups/rg/machines/vm"),
+            [
+                "/subscriptions",
+                "/subscriptions/s",
+                "/subscriptions/s/resourceGroups",
+                "/subscriptions/s/resourceGroups/rg",
+                "/subscriptions/s/resourceGroups/rg/machines",
+                "/subscriptions/s/resourceGroups/rg/machines/vm",
+            ]
+        );
+        assert_eq!(scopes_of("/groups/ops/"), ["/groups", "/groups/ops"]);
+        assert!(scopes_of("/").is_empty());
+    }
     use ajar_core::activity::ChainCheck;
 
     fn entry(i: i64, resource: &str) -> NewActivity {
@@ -344,4 +372,19 @@ mod tests {
         tx.commit_unrecorded().await.unwrap();
         assert_eq!(read.meta("k").await.unwrap().as_deref(), Some("v"));
     }
+}
+
+/// Every scope a record about `resource_id` is about: each prefix that ends before a `/`, and
+/// the id itself (the root is left out: it holds everything).
+pub(crate) fn scopes_of(resource_id: &str) -> Vec<&str> {
+    let id = resource_id.trim_end_matches('/');
+    let mut scopes: Vec<&str> = id
+        .char_indices()
+        .filter(|&(i, c)| c == '/' && i > 0)
+        .map(|(i, _)| &id[..i])
+        .collect();
+    if !id.is_empty() {
+        scopes.push(id);
+    }
+    scopes
 }

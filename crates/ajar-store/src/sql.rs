@@ -165,16 +165,6 @@ where
     sql.push(")");
 }
 
-/// Appends a condition that holds when `column` starts with `prefix`, compared exactly as RBAC
-/// compares scopes (see [`crate::tx::starts_with`]).
-pub(crate) fn push_starts_with(sql: &mut SqlBuilder, column: &str, prefix: &str) {
-    sql.push(format_args!("substr({column}, 1, length(CAST("))
-        .push_bind(prefix.to_owned())
-        .push(" AS TEXT))) = CAST(")
-        .push_bind(prefix.to_owned())
-        .push(" AS TEXT)");
-}
-
 /// Appends the conditions of a newest-first page over `{prefix}created_at` and `{prefix}id`:
 /// made at or after `from`, before `to`, and after the cursor's item in that order.
 pub(crate) fn push_page_conditions(
