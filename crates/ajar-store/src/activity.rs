@@ -240,6 +240,21 @@ impl Tx {
     }
 }
 
+/// Every scope a record about `resource_id` is about: each prefix that ends before a `/`, and
+/// the id itself (the root is left out: it holds everything).
+pub(crate) fn scopes_of(resource_id: &str) -> Vec<&str> {
+    let id = resource_id.trim_end_matches('/');
+    let mut scopes: Vec<&str> = id
+        .char_indices()
+        .filter(|&(i, c)| c == '/' && i > 0)
+        .map(|(i, _)| &id[..i])
+        .collect();
+    if !id.is_empty() {
+        scopes.push(id);
+    }
+    scopes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,19 +387,4 @@ mod tests {
         tx.commit_unrecorded().await.unwrap();
         assert_eq!(read.meta("k").await.unwrap().as_deref(), Some("v"));
     }
-}
-
-/// Every scope a record about `resource_id` is about: each prefix that ends before a `/`, and
-/// the id itself (the root is left out: it holds everything).
-pub(crate) fn scopes_of(resource_id: &str) -> Vec<&str> {
-    let id = resource_id.trim_end_matches('/');
-    let mut scopes: Vec<&str> = id
-        .char_indices()
-        .filter(|&(i, c)| c == '/' && i > 0)
-        .map(|(i, _)| &id[..i])
-        .collect();
-    if !id.is_empty() {
-        scopes.push(id);
-    }
-    scopes
 }
