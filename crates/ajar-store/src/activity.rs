@@ -240,19 +240,21 @@ impl Tx {
     }
 }
 
-/// Every scope a record about `resource_id` is about: each prefix that ends before a `/`, and
-/// the id itself (the root is left out: it holds everything).
+/// Every scope a record about `resource_id` is about: each prefix of whole pairs of segments
+/// (`/subscriptions/s`, `…/resourceGroups/rg`, `…/machines/vm`, the only shapes a scope has),
+/// the id itself included when it is one. The root is left out: it holds everything.
 pub(crate) fn scopes_of(resource_id: &str) -> Vec<&str> {
     let id = resource_id.trim_end_matches('/');
-    let mut scopes: Vec<&str> = id
+    let ends = id
         .char_indices()
         .filter(|&(i, c)| c == '/' && i > 0)
-        .map(|(i, _)| &id[..i])
-        .collect();
-    if !id.is_empty() {
-        scopes.push(id);
-    }
-    scopes
+        .map(|(i, _)| i)
+        .chain((!id.is_empty()).then_some(id.len()));
+    // The n-th end closes n segments; scopes close an even number.
+    ends.enumerate()
+        .filter(|(n, _)| n % 2 == 1)
+        .map(|(_, end)| &id[..end])
+        .collect()
 }
 
 #[cfg(test)]
@@ -264,16 +266,19 @@ mod tests {
         assert_eq!(
             scopes_of("/subscriptions/s/resourceGroups/rg/machines/vm"),
             [
-                "/subscriptions",
                 "/subscriptions/s",
-                "/subscriptions/s/resourceGroups",
                 "/subscriptions/s/resourceGroups/rg",
-                "/subscriptions/s/resourceGroups/rg/machines",
                 "/subscriptions/s/resourceGroups/rg/machines/vm",
             ]
         );
-        assert_eq!(scopes_of("/groups/ops/"), ["/groups", "/groups/ops"]);
+        assert_eq!(
+            scopes_of("/subscriptions/s/resourceGroups/rg/machines/vm/extra"),
+            scopes_of("/subscriptions/s/resourceGroups/rg/machines/vm"),
+            "records beneath a resource are found at the resource"
+        );
+        assert_eq!(scopes_of("/groups/ops/"), ["/groups/ops"]);
         assert!(scopes_of("/").is_empty());
+        assert!(scopes_of("/tokens").is_empty());
     }
     use ajar_core::activity::ChainCheck;
 
