@@ -164,14 +164,11 @@ impl Tx {
         .bind(&hash)
         .execute(self.c())
         .await?;
-        let scopes = scopes_of(&a.resource_id);
-        if !scopes.is_empty() {
-            let mut sql = SqlBuilder::new("INSERT INTO activity_scopes (scope, seq) VALUES ");
-            sql.push_tuples(&scopes, |mut row, scope| {
-                row.push_bind(*scope).push_bind(seq);
-            });
-            sql.build()?.execute(self.c()).await?;
-        }
+        self.record_scopes.extend(
+            scopes_of(&a.resource_id)
+                .into_iter()
+                .map(|scope| (scope.to_owned(), seq)),
+        );
         self.chain_head = Some((seq, hash));
         self.recorded += 1;
         Ok(seq)
@@ -237,6 +234,22 @@ impl Tx {
         .bind(i64::from(limit))
         .fetch_all(self.c())
         .await?)
+    }
+}
+
+impl Tx {
+    /// Writes the scopes of the records this transaction appended, in one statement (several
+    /// when there are many).
+    pub(crate) async fn write_record_scopes(&mut self) -> StoreResult<()> {
+        let scopes = std::mem::take(&mut self.record_scopes);
+        for chunk in scopes.chunks(5_000) {
+            let mut sql = SqlBuilder::new("INSERT INTO activity_scopes (scope, seq) VALUES ");
+            sql.push_tuples(chunk, |mut row, (scope, seq)| {
+                row.push_bind(scope.as_str()).push_bind(*seq);
+            });
+            sql.build()?.execute(self.c()).await?;
+        }
+        Ok(())
     }
 }
 

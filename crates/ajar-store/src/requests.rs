@@ -181,48 +181,6 @@ impl Tx {
                 .push_bind(req.id.as_str())
                 .push(")");
 
-            // The figures of each machine the request names: its latest request, and one more
-            // request in the hour it was made.
-            let mut machines: Vec<&str> =
-                item.ports.iter().map(|p| p.machine_id.as_str()).collect();
-            machines.sort_unstable();
-            machines.dedup();
-            let sql = script.statement();
-            sql.push(
-                "INSERT INTO machine_figures (machine_id, last_at, last_request, last_user) \
-                 SELECT * FROM (VALUES ",
-            );
-            sql.push_tuples(&machines, |mut row, m| {
-                row.push_bind(*m)
-                    .push_bind(created)
-                    .push_bind(req.id.as_str())
-                    .push_bind(req.requestor.as_str());
-            });
-            sql.push(") AS v WHERE EXISTS (SELECT 1 FROM requests WHERE id = ")
-                .push_bind(req.id.as_str())
-                .push(
-                    ") ON CONFLICT (machine_id) DO UPDATE SET last_at = excluded.last_at, \
-                     last_request = excluded.last_request, last_user = excluded.last_user \
-                     WHERE excluded.last_at > machine_figures.last_at \
-                     OR (excluded.last_at = machine_figures.last_at \
-                         AND excluded.last_request > machine_figures.last_request)",
-                );
-            let sql = script.statement();
-            sql.push(
-                "INSERT INTO machine_request_hours (machine_id, hour, requests) SELECT * FROM (VALUES ",
-            );
-            sql.push_tuples(&machines, |mut row, m| {
-                row.push_bind(*m)
-                    .push_bind(hour_of(created))
-                    .push_bind(1_i64);
-            });
-            sql.push(") AS v WHERE EXISTS (SELECT 1 FROM requests WHERE id = ")
-                .push_bind(req.id.as_str())
-                .push(
-                    ") ON CONFLICT (machine_id, hour) DO UPDATE \
-                     SET requests = machine_request_hours.requests + excluded.requests",
-                );
-
             let mut keys: Vec<&str> = item
                 .ports
                 .iter()
@@ -244,6 +202,38 @@ impl Tx {
                 .push_bind(req.id.as_str())
                 .push(")");
         }
+        // The figures of the machines the stored requests name, in two statements for the
+        // batch: each machine's latest request, and its requests per hour.
+        let ids: Vec<&str> = batch.iter().map(|i| i.request.id.as_str()).collect();
+        let sql = script.statement();
+        sql.push(
+            "INSERT INTO machine_figures (machine_id, last_at, last_request, last_user) \
+             SELECT machine_id, created_at, id, requestor FROM ( \
+               SELECT p.machine_id, r.created_at, r.id, r.requestor, ROW_NUMBER() OVER \
+                 (PARTITION BY p.machine_id ORDER BY r.created_at DESC, r.id DESC) AS rn \
+               FROM requests r JOIN request_ports p ON p.request_id = r.id WHERE r.id IN ",
+        );
+        push_in_list(sql, ids.iter().copied());
+        sql.push(
+            ") t WHERE rn = 1 \
+             ON CONFLICT (machine_id) DO UPDATE SET last_at = excluded.last_at, \
+             last_request = excluded.last_request, last_user = excluded.last_user \
+             WHERE excluded.last_at > machine_figures.last_at \
+             OR (excluded.last_at = machine_figures.last_at \
+                 AND excluded.last_request > machine_figures.last_request)",
+        );
+        let sql = script.statement();
+        sql.push(format_args!(
+            "INSERT INTO machine_request_hours (machine_id, hour, requests) \
+             SELECT p.machine_id, r.created_at / {HOUR_MICROS}, COUNT(DISTINCT r.id) \
+             FROM requests r JOIN request_ports p ON p.request_id = r.id WHERE r.id IN "
+        ));
+        push_in_list(sql, ids.iter().copied());
+        sql.push(format_args!(
+            " GROUP BY p.machine_id, r.created_at / {HOUR_MICROS} \
+             ON CONFLICT (machine_id, hour) DO UPDATE \
+             SET requests = machine_request_hours.requests + excluded.requests"
+        ));
         script
             .statement()
             .push("UPDATE revision SET value = value + 1 WHERE id = 1");

@@ -22,6 +22,9 @@ pub struct Tx {
     pub(crate) chain_head: Option<(i64, String)>,
     /// Activity records appended by this transaction.
     pub(crate) recorded: usize,
+    /// The scopes of the records appended, written in one statement when the transaction
+    /// commits.
+    pub(crate) record_scopes: Vec<(String, i64)>,
     /// The engine, for the few statements that differ.
     pub(crate) backend: crate::Backend,
 }
@@ -31,6 +34,7 @@ pub struct Tx {
 pub struct Savepoint {
     bumped: bool,
     touched_access: bool,
+    record_scopes: usize,
     chain_head: Option<(i64, String)>,
     recorded: usize,
 }
@@ -62,6 +66,7 @@ impl Tx {
             touched_access: false,
             chain_head: None,
             recorded: 0,
+            record_scopes: Vec::new(),
             backend,
         }
     }
@@ -80,6 +85,7 @@ impl Tx {
             touched_access: false,
             chain_head: None,
             recorded: 0,
+            record_scopes: Vec::new(),
             backend,
         }
     }
@@ -117,6 +123,7 @@ impl Tx {
     /// Commits without an activity record: only for bookkeeping that changes no object and
     /// grants nothing (an agent's last-seen time, server metadata, delivery attempts).
     pub async fn commit_unrecorded(mut self) -> StoreResult<()> {
+        self.write_record_scopes().await?;
         if self.touched_access && self.is_transaction() {
             // Other replicas learn of it from the stored revision (see `follow_revision`).
             sqlx::query("UPDATE access_revision SET value = value + 1 WHERE id = 1")
@@ -144,6 +151,7 @@ impl Tx {
         Ok(Savepoint {
             bumped: self.bumped,
             touched_access: self.touched_access,
+            record_scopes: self.record_scopes.len(),
             chain_head: self.chain_head.clone(),
             recorded: self.recorded,
         })
@@ -159,6 +167,7 @@ impl Tx {
             .await?;
         self.bumped = point.bumped;
         self.touched_access = point.touched_access;
+        self.record_scopes.truncate(point.record_scopes);
         self.chain_head = point.chain_head;
         self.recorded = point.recorded;
         Ok(())
