@@ -42,14 +42,7 @@ pub fn machine_view(
     request_figures: Option<RequestFigures>,
 ) -> AppResult<Machine> {
     let props = read_properties(row)?;
-    let scope = Scope::parse(&row.id).unwrap_or(Scope::Root);
-    let state = machine_state(
-        row.policy_id.is_some(),
-        row.agent_id
-            .as_deref()
-            .is_some_and(|a| is_live(presence.last_seen(a, row.agent_last_seen), now)),
-        disabled_at(&scope, disabled),
-    );
+    let state = state_of(row, disabled, now, presence);
     let reason = match &state {
         ajar_core::machine::MachineState::Unsupported(r) => Some(r.clone()),
         _ => None,
@@ -71,6 +64,23 @@ pub fn machine_view(
     })
 }
 
+/// How JIT applies to the machine of `row` at `now`.
+fn state_of(
+    row: &MachineRow,
+    disabled: &[Scope],
+    now: Timestamp,
+    presence: &Presence,
+) -> ajar_core::machine::MachineState {
+    let scope = Scope::parse(&row.id).unwrap_or(Scope::Root);
+    machine_state(
+        row.policy_id.is_some(),
+        row.agent_id
+            .as_deref()
+            .is_some_and(|a| is_live(presence.last_seen(a, row.agent_last_seen), now)),
+        disabled_at(&scope, disabled),
+    )
+}
+
 fn machine(sub: &str, rg: &str, name: &str) -> AppResult<ResourceId> {
     resource_id(sub, rg, ResourceKind::Machine, name)
 }
@@ -89,8 +99,7 @@ pub async fn put_machine(
     caller.require(actions::MACHINES_WRITE, &id.scope())?;
     let body: MachineBody = body.parse()?;
     body.properties.validate()?;
-    let props = serde_json::to_string(&body.properties)
-        .map_err(|_| AppError::new(ErrorCode::InternalError, "internal error"))?;
+    let props = serde_json::to_string(&body.properties).map_err(|_| AppError::internal())?;
     let mut tx = state.store.write().await?;
     check_guarded(&mut tx, &caller, &id, &body.properties).await?;
     let created = tx
@@ -165,7 +174,7 @@ async fn check_guarded(
                 .collect::<Result<Vec<_>, _>>()
         })
         .transpose()
-        .map_err(|_| AppError::new(ErrorCode::InternalError, "internal error"))?;
+        .map_err(|_| AppError::internal())?;
     let mut others = Vec::new();
     for row in tx.agent_machines(&agent_id).await? {
         if row.id != machine_id {
@@ -180,7 +189,7 @@ async fn check_guarded(
 pub(super) fn read_properties(row: &MachineRow) -> AppResult<MachineProperties> {
     serde_json::from_str(&row.properties).map_err(|e| {
         tracing::error!(machine = %row.id, error = %e, "stored machine unreadable");
-        AppError::new(ErrorCode::InternalError, "internal error")
+        AppError::internal()
     })
 }
 
@@ -284,7 +293,7 @@ async fn list(
     // that are in the state asked for) until the page is full or the machines run out.
     let mut shown: Vec<Machine> = Vec::new();
     let mut after = paging.after.clone();
-    'pages: loop {
+    loop {
         let rows = tx
             .machines_page(
                 sub.as_str(),
@@ -294,26 +303,27 @@ async fn list(
             )
             .await?;
         let exhausted = rows.len() < paging.limit();
-        let readable: Vec<&MachineRow> = rows
+        after = rows.last().map(|row| row.id.clone());
+        // The machines this page shows, chosen before their figures are read.
+        let kept: Vec<&MachineRow> = rows
             .iter()
             .filter(|row| {
                 Scope::parse(&row.id).is_ok_and(|s| caller.may(actions::MACHINES_READ, &s))
             })
+            .filter(|row| {
+                wanted.is_none_or(|w| {
+                    w == JitState::from(&state_of(row, &disabled, now, &state.presence))
+                })
+            })
+            .take(paging.limit() - shown.len())
             .collect();
-        let ids: Vec<&str> = readable.iter().map(|row| row.id.as_str()).collect();
+        let ids: Vec<&str> = kept.iter().map(|row| row.id.as_str()).collect();
         let mut figures = super::figures::machines(&mut tx, &ids, now).await?;
-        after = rows.last().map(|row| row.id.clone());
-        for row in readable {
+        for row in kept {
             let f = figures.remove(&row.id).unwrap_or_default();
-            let m = machine_view(row, &disabled, now, &state.presence, Some(f))?;
-            if wanted.is_none_or(|w| w == m.properties.jit_state) {
-                shown.push(m);
-                if shown.len() == paging.limit() {
-                    break 'pages;
-                }
-            }
+            shown.push(machine_view(row, &disabled, now, &state.presence, Some(f))?);
         }
-        if exhausted {
+        if exhausted || shown.len() == paging.limit() {
             break;
         }
     }
