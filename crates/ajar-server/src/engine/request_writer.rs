@@ -42,10 +42,10 @@ pub struct NewAccess {
 }
 
 impl NewAccess {
-    /// Bound values its statements take, at most: the request and its guard, each port, and
-    /// each machine's figures (a machine per port at worst).
+    /// Bound values its statements take: the request and its guard, the supersede, its id in
+    /// the batch's figures and answer, and per port its row and supersede key.
     fn params(&self) -> usize {
-        16 + self.blocking_scopes.len() + 22 * self.ports.len()
+        15 + self.blocking_scopes.len() + 14 * self.ports.len()
     }
 
     fn new_request(&self) -> NewRequest<'_> {
