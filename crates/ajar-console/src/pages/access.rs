@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::html::{self, enc, error_summary, field_error, page, table};
-use crate::{Console, Session, secure_headers};
+use crate::{Answer, Console, Session, secure_headers};
 use ajar_api::wire::{AccessRequest, Machine, Policy, PolicyPort, PortState};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::request::Parts;
@@ -236,25 +236,31 @@ pub(super) async fn access_start(State(c): State<Console>, req: Request) -> Resp
     ))
 }
 
-pub(super) async fn access_status(State(c): State<Console>, req: Request) -> Response {
-    let (parts, s, _) = match signed_in(&c, req).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let q = query(&parts);
+/// The access request the status page is about (`?policy=…&id=…`), as the API answers it.
+async fn asked_request(c: &Console, parts: &Parts, s: &Session) -> (String, String, Answer) {
+    let q = query(parts);
     let (policy, id) = (
         one(&q, "policy").unwrap_or_default(),
         one(&q, "id").unwrap_or_default(),
     );
     let r = c
         .call(
-            &parts,
+            parts,
             Some(&s.secret),
             Method::GET,
             &format!("/api/v1{policy}/requests/{id}"),
             None,
         )
         .await;
+    (policy, id, r)
+}
+
+pub(super) async fn access_status(State(c): State<Console>, req: Request) -> Response {
+    let (parts, s, _) = match signed_in(&c, req).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let (policy, id, r) = asked_request(&c, &parts, &s).await;
     let notice = if r.status == StatusCode::NOT_FOUND {
         html::message(
             "notice",
@@ -327,20 +333,7 @@ pub(super) async fn access_status_json(State(c): State<Console>, req: Request) -
         Ok(x) => x,
         Err(_) => return StatusCode::UNAUTHORIZED.into_response(),
     };
-    let q = query(&parts);
-    let (policy, id) = (
-        one(&q, "policy").unwrap_or_default(),
-        one(&q, "id").unwrap_or_default(),
-    );
-    let r = c
-        .call(
-            &parts,
-            Some(&s.secret),
-            Method::GET,
-            &format!("/api/v1{policy}/requests/{id}"),
-            None,
-        )
-        .await;
+    let (_, _, r) = asked_request(&c, &parts, &s).await;
     // The page's script reads the API's answer as it is, so it is passed on unchanged.
     let mut resp = (
         r.status,
