@@ -37,7 +37,7 @@ pub const TOKEN_PREFIX: &str = "ajar_";
 pub fn new_token() -> Result<(String, String), AppError> {
     let bytes = ajar_oidc::random_bytes(32).map_err(|e| {
         tracing::error!(error = %e, "no randomness for a token");
-        AppError::new(ErrorCode::InternalError, "internal error")
+        AppError::internal()
     })?;
     let token = format!("{TOKEN_PREFIX}{}", hex::encode(bytes));
     let hash = hash_token(&token);

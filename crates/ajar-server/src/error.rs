@@ -80,7 +80,7 @@ impl From<StoreError> for AppError {
             }
             other => {
                 tracing::error!(cause = %other, "store failure");
-                AppError::new(ErrorCode::InternalError, "internal error")
+                AppError::internal()
             }
         }
     }

@@ -46,7 +46,7 @@ fn application_id(sub: &str, rg: &str, n: &str) -> AppResult<ResourceId> {
 fn stored_properties(row: &ApplicationRow) -> AppResult<ApplicationProperties> {
     serde_json::from_str(&row.properties).map_err(|e| {
         tracing::error!(application = %row.id, error = %e, "stored application unreadable");
-        AppError::new(ErrorCode::InternalError, "internal error")
+        AppError::internal()
     })
 }
 
@@ -100,8 +100,7 @@ pub async fn put_application(
         publisher_principals: body.properties.publisher_principals.clone(),
         jit_access_policy: Some(JitAccessPolicy::from_domain(&policy, &wire.jit_approvers)),
     };
-    let json = serde_json::to_string(&properties)
-        .map_err(|_| AppError::new(ErrorCode::InternalError, "internal error"))?;
+    let json = serde_json::to_string(&properties).map_err(|_| AppError::internal())?;
     let mut tx = state.store.write().await?;
     if let Some(existing) = tx.application(&id.to_string()).await? {
         let old = stored_properties(&existing)?

@@ -197,7 +197,7 @@ impl From<crate::engine::EngineError> for AppError {
             }
             E::Corrupt(m) => {
                 tracing::error!(cause = %m, "stored data unreadable");
-                AppError::new(ErrorCode::InternalError, "internal error")
+                AppError::internal()
             }
             E::Unavailable(m) => AppError::new(ErrorCode::ServiceUnavailable, m),
             E::Store(s) => s.into(),

@@ -127,8 +127,8 @@ fn validate(
 }
 
 fn view(row: &SubscriptionRow) -> AppResult<NotificationSubscription> {
-    let mut properties: NotificationSubscriptionProperties = serde_json::from_str(&row.properties)
-        .map_err(|_| AppError::new(ErrorCode::InternalError, "internal error"))?;
+    let mut properties: NotificationSubscriptionProperties =
+        serde_json::from_str(&row.properties).map_err(|_| AppError::internal())?;
     if let Some(hook) = &mut properties.webhook {
         hook.secret = None;
         hook.secret_set = row.secret.is_some();
@@ -179,8 +179,7 @@ pub async fn put_subscription(
     let mut row = SubscriptionRow {
         id: id.clone(),
         name: n.clone(),
-        properties: serde_json::to_string(&properties)
-            .map_err(|_| AppError::new(ErrorCode::InternalError, "internal error"))?,
+        properties: serde_json::to_string(&properties).map_err(|_| AppError::internal())?,
         secret,
     };
     let now = state.clock.now();

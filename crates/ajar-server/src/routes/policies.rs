@@ -124,8 +124,7 @@ async fn write_policy(
             closed.push(closed_port(&port));
         }
     }
-    let rules_json = serde_json::to_string(rules)
-        .map_err(|_| AppError::new(ErrorCode::InternalError, "internal error"))?;
+    let rules_json = serde_json::to_string(rules).map_err(|_| AppError::internal())?;
     let machine_ids: Vec<String> = rules
         .machines
         .iter()
