@@ -659,6 +659,7 @@ mod tests {
                 ],
                 grants,
             }],
+            changes_only: false,
         }
     }
 

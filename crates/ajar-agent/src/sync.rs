@@ -50,6 +50,8 @@ struct Agent {
     config: Config,
     firewall: Box<dyn Firewall>,
     revision: Option<i64>,
+    /// The whole desired state last applied, which a state of changes only updates.
+    held: Option<DesiredState>,
     applied: HashMap<GrantKey, Applied>,
     cuts: BTreeMap<(Instant, GrantKey), Vec<Vec<String>>>,
     pending: AgentReport,
@@ -81,6 +83,7 @@ pub async fn run(config: Config, firewall: Box<dyn Firewall>, shutdown: impl Fut
         config,
         firewall,
         revision: None,
+        held: None,
         applied: HashMap::new(),
         cuts: BTreeMap::new(),
         timing: Timing::default(),
@@ -100,9 +103,12 @@ pub async fn run(config: Config, firewall: Box<dyn Firewall>, shutdown: impl Fut
                 r = &mut poll => break r,
             }
         };
-        match result.and_then(|(mut state, received)| {
-            agent.timing.adjust(&mut state, received, local_time());
-            agent.apply(&state, received.elapsed())
+        match result.and_then(|(state, received)| {
+            let mut whole = merge(agent.held.take(), state)?;
+            agent.timing.adjust(&mut whole, received, local_time());
+            let applied = agent.apply(&whole, received.elapsed());
+            agent.held = Some(whole);
+            applied
         }) {
             Ok(()) => {
                 backoff = BACKOFF.0;
@@ -121,6 +127,10 @@ pub async fn run(config: Config, firewall: Box<dyn Firewall>, shutdown: impl Fut
                     );
                     agent.revision = None;
                 }
+                if agent.held.is_none() {
+                    // Nothing to update: ask for the whole state again.
+                    agent.revision = None;
+                }
                 tokio::select! {
                     _ = &mut shutdown => return,
                     _ = tokio::time::sleep(backoff) => {}
@@ -129,6 +139,37 @@ pub async fn run(config: Config, firewall: Box<dyn Firewall>, shutdown: impl Fut
             }
         }
     }
+}
+
+/// The whole desired state after `received`: itself when it is whole, else `held` with the
+/// machines it lists replaced (or added).
+fn merge(held: Option<DesiredState>, received: DesiredState) -> Result<DesiredState, String> {
+    if !received.changes_only {
+        return Ok(received);
+    }
+    let Some(mut whole) = held else {
+        return Err("the server sent changes without a whole state to apply them to".into());
+    };
+    let mut at: HashMap<String, usize> = whole
+        .machines
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.id.clone(), i))
+        .collect();
+    for machine in received.machines {
+        match at.get(&machine.id) {
+            Some(&i) => whole.machines[i] = machine,
+            None => {
+                at.insert(machine.id.clone(), whole.machines.len());
+                whole.machines.push(machine);
+            }
+        }
+    }
+    whole.revision = received.revision;
+    whole.server_time = received.server_time;
+    whole.mode = received.mode;
+    whole.public_address = received.public_address;
+    Ok(whole)
 }
 
 async fn fetch(
@@ -258,4 +299,61 @@ impl Agent {
 fn local_time() -> Timestamp {
     use ajar_core::clock::Clock;
     ajar_api::clock::SystemClock.now()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ajar_api::wire::DesiredMachine;
+
+    fn state(revision: i64, changes_only: bool, machines: &[(&str, &str)]) -> DesiredState {
+        let machines: Vec<DesiredMachine> = machines
+            .iter()
+            .map(|(id, address)| DesiredMachine {
+                id: (*id).to_owned(),
+                addresses: vec![address.parse().unwrap()],
+                protected_ports: Vec::new(),
+                grants: Vec::new(),
+            })
+            .collect();
+        DesiredState {
+            revision,
+            server_time: Timestamp::from_second(1_800_000_000 + revision).unwrap(),
+            mode: ajar_core::agent::AgentMode::Host,
+            public_address: None,
+            machines,
+            changes_only,
+        }
+    }
+
+    fn addresses(s: &DesiredState) -> Vec<(String, String)> {
+        s.machines
+            .iter()
+            .map(|m| (m.id.clone(), m.addresses[0].to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn changes_update_the_held_state_and_a_whole_state_replaces_it() {
+        let held = state(1, false, &[("a", "10.0.0.1"), ("b", "10.0.0.2")]);
+        let changed = merge(
+            Some(held),
+            state(5, true, &[("b", "10.0.0.9"), ("c", "10.0.0.3")]),
+        )
+        .unwrap();
+        assert_eq!(
+            addresses(&changed),
+            [
+                ("a".to_owned(), "10.0.0.1".to_owned()),
+                ("b".to_owned(), "10.0.0.9".to_owned()),
+                ("c".to_owned(), "10.0.0.3".to_owned()),
+            ]
+        );
+        assert_eq!(changed.revision, 5);
+        assert_eq!(changed.server_time, state(5, true, &[]).server_time);
+        let whole = merge(Some(changed), state(6, false, &[("a", "10.0.0.1")])).unwrap();
+        assert_eq!(addresses(&whole), [("a".to_owned(), "10.0.0.1".to_owned())]);
+        // Changes with nothing to apply them to are refused: the agent asks for all again.
+        assert!(merge(None, state(7, true, &[])).is_err());
+    }
 }

@@ -18,6 +18,7 @@
 //! - Time comes from the [`Clock`] in [`AppState`], never from the system directly.
 
 pub mod access;
+pub mod agent_cache;
 pub mod auth;
 pub mod body;
 pub mod bootstrap;
@@ -71,6 +72,8 @@ pub struct AppState {
     pub notifier: Arc<notify::Notifier>,
     /// When each agent was last heard from, noted in memory between writes.
     pub presence: Arc<presence::Presence>,
+    /// Registered agents by name, so a long poll costs no query.
+    pub agents: Arc<agent_cache::AgentCache>,
     /// Refusals recorded one by one or counted, per principal.
     pub refusals: Arc<journal::Refusals>,
     /// Counters and histograms behind `GET /metrics`.
@@ -99,6 +102,7 @@ impl AppState {
             metrics: Arc::default(),
             refusals: Arc::default(),
             presence: Arc::default(),
+            agents: Arc::default(),
             stopping,
             stop: Arc::new(stop),
         }

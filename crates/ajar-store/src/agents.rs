@@ -52,14 +52,14 @@ impl Tx {
                 .execute(self.c())
                 .await?;
         }
-        self.bump_revision().await?;
+        self.touch_agent_machines(&a.id);
         Ok(())
     }
 
     async fn agent_where(&mut self, cond: &str, arg: Option<&str>) -> StoreResult<Vec<AgentRow>> {
         let sql = format!(
             "SELECT id, name, mode, public_address, port_low, port_high, token_id, last_seen, version, \
-             applied_revision, address_prefixes FROM agents WHERE {cond} ORDER BY name"
+             applied_revision, revision, address_prefixes FROM agents WHERE {cond} ORDER BY name"
         );
         let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
         if let Some(arg) = arg {
@@ -121,7 +121,8 @@ impl Tx {
             .bind(id)
             .execute(self.c())
             .await?;
-        self.bump_revision().await?;
+        // Its long polls end: what it guarded is no longer its own.
+        self.touch_agent_machines(id);
         Ok(r.rows_affected() > 0)
     }
 
@@ -231,10 +232,22 @@ impl Tx {
 
     /// The machines an agent guards, with the policy covering each.
     pub async fn agent_machines(&mut self, agent_id: &str) -> StoreResult<Vec<MachineRow>> {
-        let sql = format!("SELECT {MACHINE_COLUMNS} WHERE am.agent_id = $1 ORDER BY m.id");
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(agent_id)
-            .fetch_all(self.c())
-            .await?)
+        self.agent_machines_since(agent_id, None).await
+    }
+
+    /// The machines an agent guards whose desired state changed after revision `since` (all of
+    /// them when `None`), by id.
+    pub async fn agent_machines_since(
+        &mut self,
+        agent_id: &str,
+        since: Option<i64>,
+    ) -> StoreResult<Vec<MachineRow>> {
+        let mut sql = SqlBuilder::new(format!("SELECT {MACHINE_COLUMNS} WHERE am.agent_id = "));
+        sql.push_bind(agent_id.to_owned());
+        if let Some(since) = since {
+            sql.push(" AND am.revision > ").push_bind(since);
+        }
+        sql.push(" ORDER BY m.id");
+        Ok(sql.build_query_as()?.fetch_all(self.c()).await?)
     }
 }

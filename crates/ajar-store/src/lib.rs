@@ -25,6 +25,7 @@ mod settings;
 mod sql;
 mod tokens;
 mod tx;
+mod wakes;
 
 pub use activity::{ActivityFilter, ActivityRow, NewActivity};
 pub use figures::Figures;
@@ -34,6 +35,7 @@ pub use notifications::{OutboxRow, SubscriptionRow};
 pub use requests::{ExpiredPort, NewRequest, PolicyGuard, RequestFilter, RequestsOn};
 pub use rows::*;
 pub use tx::{Savepoint, Tx};
+pub use wakes::AgentWakes;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
@@ -124,7 +126,7 @@ pub struct Store {
     readers: AnyPool,
     writer: AnyPool,
     backend: Backend,
-    changes: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+    wakes: std::sync::Arc<AgentWakes>,
     access: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
@@ -175,7 +177,7 @@ impl Store {
             readers,
             writer,
             backend: Backend::Sqlite,
-            changes: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
+            wakes: std::sync::Arc::default(),
             access: std::sync::Arc::default(),
         })
     }
@@ -211,18 +213,18 @@ impl Store {
             .await
             .map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
         let readers = pool(8).connect_with(options).await?;
-        let changes = std::sync::Arc::new(tokio::sync::watch::channel(0).0);
+        let wakes: std::sync::Arc<AgentWakes> = std::sync::Arc::default();
         let access = std::sync::Arc::default();
         tokio::spawn(follow_revision(
             readers.clone(),
-            changes.clone(),
+            wakes.clone(),
             std::sync::Arc::clone(&access),
         ));
         Ok(Store {
             readers,
             writer,
             backend: Backend::Postgres,
-            changes,
+            wakes,
             access,
         })
     }
@@ -237,7 +239,7 @@ impl Store {
     pub async fn read(&self) -> StoreResult<Tx> {
         Ok(Tx::plain(
             self.readers.acquire().await?,
-            self.changes.clone(),
+            self.wakes.clone(),
             self.access.clone(),
             self.backend,
         ))
@@ -259,7 +261,7 @@ impl Store {
         };
         Ok(Tx::transaction(
             tx,
-            self.changes.clone(),
+            self.wakes.clone(),
             self.access.clone(),
             self.backend,
         ))
@@ -279,10 +281,11 @@ impl Store {
         Ok(())
     }
 
-    /// A receiver that changes whenever a committed transaction changed what enforcement
-    /// points must apply (in this process).
-    pub fn subscribe_changes(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.changes.subscribe()
+    /// The waiters on each agent's revision: a commit that changes an agent's desired state
+    /// (through this store, or on PostgreSQL through another replica, within [`CHANGE_POLL`])
+    /// raises that agent's revision there, and no other agent's.
+    pub fn agent_wakes(&self) -> &AgentWakes {
+        &self.wakes
     }
 
     /// A number that grows with every commit that changed tokens, roles, assignments, groups,
@@ -301,13 +304,13 @@ impl Store {
     }
 }
 
-/// Follows the stored revisions: wakes this process's waiters whenever the enforcement
-/// revision moves, and moves this process's access generation whenever the access revision
+/// Follows the stored revisions: whenever the enforcement revision moves, wakes this process's
+/// waiters of the agents whose revision moved with it, and moves this process's access generation whenever the access revision
 /// does (another replica changed what enforcement points apply, or who may do what). Ends when
 /// the pool closes.
 async fn follow_revision(
     pool: AnyPool,
-    changes: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+    wakes: std::sync::Arc<AgentWakes>,
     access: std::sync::Arc<std::sync::atomic::AtomicU64>,
 ) {
     let mut seen: Option<(i64, i64)> = None;
@@ -324,7 +327,23 @@ async fn follow_revision(
         if let (Some((revision, access_revision)), Some((seen_revision, seen_access))) = (now, seen)
         {
             if revision != seen_revision {
-                changes.send_modify(|n| *n = n.wrapping_add(1));
+                let moved: Result<Vec<(String, i64)>, _> =
+                    sqlx::query_as("SELECT id, revision FROM agents WHERE revision > $1")
+                        .bind(seen_revision)
+                        .fetch_all(&pool)
+                        .await;
+                match moved {
+                    Ok(moved) => {
+                        for (agent, at) in moved {
+                            wakes.note(&agent, at);
+                        }
+                    }
+                    // Looked for again on the next round.
+                    Err(_) => {
+                        tokio::time::sleep(CHANGE_POLL).await;
+                        continue;
+                    }
+                }
             }
             if access_revision != seen_access {
                 access.fetch_add(1, std::sync::atomic::Ordering::SeqCst);

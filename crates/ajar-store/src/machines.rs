@@ -44,7 +44,7 @@ impl Tx {
         .execute(self.c())
         .await?;
         // Addresses are part of what a host agent protects.
-        self.bump_revision().await?;
+        self.touch_machines([id]);
         Ok(!existed)
     }
 
@@ -84,12 +84,14 @@ impl Tx {
     /// Deletes a machine; true when it existed.
     pub async fn delete_machine(&mut self, id: &str) -> StoreResult<bool> {
         // A machine made again under the same id is not guarded by its predecessor's agent.
-        let unguarded = sqlx::query("DELETE FROM agent_machines WHERE machine_id = $1")
-            .bind(id)
-            .execute(self.c())
-            .await?;
-        if unguarded.rows_affected() > 0 {
-            self.bump_revision().await?;
+        let guard: Option<String> = sqlx::query_scalar(
+            "DELETE FROM agent_machines WHERE machine_id = $1 RETURNING agent_id",
+        )
+        .bind(id)
+        .fetch_optional(self.c())
+        .await?;
+        if let Some(agent) = guard {
+            self.touch_agent_machines(&agent);
         }
         let r = sqlx::query("DELETE FROM machines WHERE id = $1")
             .bind(id)

@@ -98,10 +98,15 @@ impl Tx {
         .bind(to_db(now))
         .execute(self.c())
         .await?;
-        sqlx::query("DELETE FROM policy_machines WHERE policy_id = $1")
-            .bind(id)
-            .execute(self.c())
-            .await?;
+        // Protected ports follow the policy: on the machines it leaves and on those it covers.
+        let left: Vec<String> = sqlx::query_scalar(
+            "DELETE FROM policy_machines WHERE policy_id = $1 RETURNING machine_id",
+        )
+        .bind(id)
+        .fetch_all(self.c())
+        .await?;
+        self.touch_machines(left);
+        self.touch_machines(machine_ids.iter().cloned());
         for m in machine_ids {
             sqlx::query("INSERT INTO policy_machines (machine_id, policy_id) VALUES ($1, $2)")
                 .bind(m)
@@ -109,22 +114,22 @@ impl Tx {
                 .execute(self.c())
                 .await?;
         }
-        // Protected ports follow the policy.
-        self.bump_revision().await?;
         Ok(!existed)
     }
 
     /// Deletes a policy; true when it existed. Its request history is kept.
     pub async fn delete_policy(&mut self, id: &str) -> StoreResult<bool> {
-        sqlx::query("DELETE FROM policy_machines WHERE policy_id = $1")
-            .bind(id)
-            .execute(self.c())
-            .await?;
+        let left: Vec<String> = sqlx::query_scalar(
+            "DELETE FROM policy_machines WHERE policy_id = $1 RETURNING machine_id",
+        )
+        .bind(id)
+        .fetch_all(self.c())
+        .await?;
+        self.touch_machines(left);
         let r = sqlx::query("DELETE FROM policies WHERE id = $1")
             .bind(id)
             .execute(self.c())
             .await?;
-        self.bump_revision().await?;
         Ok(r.rows_affected() > 0)
     }
 }

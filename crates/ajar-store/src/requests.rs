@@ -234,10 +234,6 @@ impl Tx {
              ON CONFLICT (machine_id, hour) DO UPDATE \
              SET requests = machine_request_hours.requests + excluded.requests"
         ));
-        script
-            .statement()
-            .push("UPDATE revision SET value = value + 1 WHERE id = 1");
-        self.bumped = true;
         for statement in script.into_statements() {
             statement.build()?.execute(self.c()).await?;
         }
@@ -251,6 +247,14 @@ impl Tx {
             .await?
             .into_iter()
             .collect();
+        let machines: Vec<String> = batch
+            .iter()
+            .filter(|i| stored.contains(&i.request.id))
+            .flat_map(|i| i.ports.iter().map(|p| p.machine_id.clone()))
+            .collect();
+        if !machines.is_empty() {
+            self.touch_machines(machines);
+        }
         Ok(batch
             .iter()
             .map(|i| stored.contains(&i.request.id))
@@ -346,20 +350,19 @@ impl Tx {
         reason: StatusReason,
         now: Timestamp,
     ) -> StoreResult<bool> {
-        let r = sqlx::query(
+        let closed: Option<String> = sqlx::query_scalar(
             "UPDATE request_ports SET status = 'Revoked', status_reason = $1, closed_at = $2 \
-             WHERE request_id = $3 AND seq = $4 AND status = 'Initiated'",
+             WHERE request_id = $3 AND seq = $4 AND status = 'Initiated' RETURNING machine_id",
         )
         .bind(reason.as_str())
         .bind(to_db(now))
         .bind(request_id)
         .bind(seq)
-        .execute(self.c())
+        .fetch_optional(self.c())
         .await?;
-        if r.rows_affected() > 0 {
-            self.bump_revision().await?;
-        }
-        Ok(r.rows_affected() > 0)
+        let was_open = closed.is_some();
+        self.touch_machines(closed);
+        Ok(was_open)
     }
 
     /// Open ports of requests made under a policy.
@@ -377,7 +380,7 @@ impl Tx {
 
     /// Ports of a machine that are open at `now`, soonest-ending first.
     pub async fn grants(&mut self, machine_id: &str, now: Timestamp) -> StoreResult<Vec<GrantRow>> {
-        self.grants_where("p.machine_id = $1", machine_id, now)
+        self.grants_where("p.machine_id = $1", machine_id, now, None)
             .await
     }
 
@@ -387,19 +390,35 @@ impl Tx {
         agent_id: &str,
         now: Timestamp,
     ) -> StoreResult<Vec<GrantRow>> {
-        self.grants_where(
-            "p.machine_id IN (SELECT machine_id FROM agent_machines WHERE agent_id = $1)",
-            agent_id,
-            now,
-        )
-        .await
+        self.agent_grants_since(agent_id, now, None).await
     }
 
+    /// Open grants on an agent's machines whose desired state changed after revision `since`
+    /// (on all its machines when `None`).
+    pub async fn agent_grants_since(
+        &mut self,
+        agent_id: &str,
+        now: Timestamp,
+        since: Option<i64>,
+    ) -> StoreResult<Vec<GrantRow>> {
+        let machines = match since {
+            None => "p.machine_id IN (SELECT machine_id FROM agent_machines WHERE agent_id = $1)",
+            Some(_) => {
+                "p.machine_id IN (SELECT machine_id FROM agent_machines \
+                 WHERE agent_id = $1 AND revision > $3)"
+            }
+        };
+        self.grants_where(machines, agent_id, now, since).await
+    }
+
+    /// Open grants matching `cond`, which binds `arg` as `$1` (`$2` is `now`) and `third`, when
+    /// given, as `$3`.
     pub(crate) async fn grants_where(
         &mut self,
         cond: &str,
         arg: &str,
         now: Timestamp,
+        third: Option<i64>,
     ) -> StoreResult<Vec<GrantRow>> {
         let sql = format!(
             "SELECT {PORT_COLUMNS}, r.requestor, r.created_at, r.policy_id FROM request_ports p \
@@ -408,11 +427,13 @@ impl Tx {
              WHERE {cond} AND p.status = 'Initiated' AND p.end_time > $2 \
              ORDER BY p.end_time, p.request_id, p.seq"
         );
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(arg)
-            .bind(to_db(now))
-            .fetch_all(self.c())
-            .await?)
+            .bind(to_db(now));
+        if let Some(third) = third {
+            query = query.bind(third);
+        }
+        Ok(query.fetch_all(self.c()).await?)
     }
 
     /// Closes every open port whose end time has passed as `Expired`; answers them.
@@ -426,7 +447,7 @@ impl Tx {
         .fetch_all(self.c())
         .await?;
         if !expired.is_empty() {
-            self.bump_revision().await?;
+            self.touch_machines(expired.iter().map(|e| e.machine_id.clone()));
         }
         Ok(expired)
     }

@@ -227,6 +227,8 @@ pub struct AgentRow {
     pub version: Option<String>,
     /// Revision of the desired state it last applied.
     pub applied_revision: Option<i64>,
+    /// The last revision that changed its desired state.
+    pub revision: i64,
     /// Machines it guards (read with their own query).
     #[sqlx(skip)]
     pub machines: Vec<String>,

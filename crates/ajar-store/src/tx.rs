@@ -10,9 +10,10 @@ use sqlx::{Any, AnyConnection, Transaction};
 /// [`Tx::commit`] rolls everything back.
 pub struct Tx {
     conn: Conn,
-    /// Signalled on commit when this transaction changed what enforcement points must apply.
-    changes: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
-    pub(crate) bumped: bool,
+    /// Woken on commit: the agents whose desired state this transaction changed.
+    wakes: std::sync::Arc<crate::AgentWakes>,
+    /// What this transaction changed for enforcement points.
+    pub(crate) touched: crate::wakes::Touched,
     /// Counts commits that changed who may do what (see [`crate::Store::access_generation`]).
     access: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Whether this transaction changed tokens, roles, assignments, groups, applications,
@@ -32,7 +33,7 @@ pub struct Tx {
 /// A point a transaction can go back to (see [`Tx::savepoint`]).
 #[derive(Debug)]
 pub struct Savepoint {
-    bumped: bool,
+    touched: (usize, usize, bool),
     touched_access: bool,
     record_scopes: usize,
     chain_head: Option<(i64, String)>,
@@ -54,14 +55,14 @@ pub(crate) fn starts_with(column: &str, param: usize) -> String {
 impl Tx {
     pub(crate) fn transaction(
         tx: Transaction<'static, Any>,
-        changes: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+        wakes: std::sync::Arc<crate::AgentWakes>,
         access: std::sync::Arc<std::sync::atomic::AtomicU64>,
         backend: crate::Backend,
     ) -> Self {
         Self {
             conn: Conn::Transaction(tx),
-            changes,
-            bumped: false,
+            wakes,
+            touched: Default::default(),
             access,
             touched_access: false,
             chain_head: None,
@@ -73,14 +74,14 @@ impl Tx {
 
     pub(crate) fn plain(
         conn: PoolConnection<Any>,
-        changes: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+        wakes: std::sync::Arc<crate::AgentWakes>,
         access: std::sync::Arc<std::sync::atomic::AtomicU64>,
         backend: crate::Backend,
     ) -> Self {
         Self {
             conn: Conn::Plain(conn),
-            changes,
-            bumped: false,
+            wakes,
+            touched: Default::default(),
             access,
             touched_access: false,
             chain_head: None,
@@ -124,6 +125,11 @@ impl Tx {
     /// grants nothing (an agent's last-seen time, server metadata, delivery attempts).
     pub async fn commit_unrecorded(mut self) -> StoreResult<()> {
         self.write_record_scopes().await?;
+        let woken = if self.touched.any && self.is_transaction() {
+            Some(self.write_revisions().await?)
+        } else {
+            None
+        };
         if self.touched_access && self.is_transaction() {
             // Other replicas learn of it from the stored revision (see `follow_revision`).
             sqlx::query("UPDATE access_revision SET value = value + 1 WHERE id = 1")
@@ -134,8 +140,8 @@ impl Tx {
             Conn::Transaction(tx) => tx.commit().await?,
             Conn::Plain(_) => {}
         }
-        if self.bumped {
-            self.changes.send_modify(|n| *n = n.wrapping_add(1));
+        if let Some((revision, agents)) = woken {
+            self.wakes.wake(agents.iter().map(String::as_str), revision);
         }
         if self.touched_access {
             self.access
@@ -149,7 +155,11 @@ impl Tx {
     pub async fn savepoint(&mut self) -> StoreResult<Savepoint> {
         sqlx::query("SAVEPOINT step").execute(self.c()).await?;
         Ok(Savepoint {
-            bumped: self.bumped,
+            touched: (
+                self.touched.machines.len(),
+                self.touched.agents.len(),
+                self.touched.any,
+            ),
             touched_access: self.touched_access,
             record_scopes: self.record_scopes.len(),
             chain_head: self.chain_head.clone(),
@@ -165,7 +175,9 @@ impl Tx {
         sqlx::query("RELEASE SAVEPOINT step")
             .execute(self.c())
             .await?;
-        self.bumped = point.bumped;
+        self.touched.machines.truncate(point.touched.0);
+        self.touched.agents.truncate(point.touched.1);
+        self.touched.any = point.touched.2;
         self.touched_access = point.touched_access;
         self.record_scopes.truncate(point.record_scopes);
         self.chain_head = point.chain_head;
@@ -179,15 +191,6 @@ impl Tx {
         sqlx::query("RELEASE SAVEPOINT step")
             .execute(self.c())
             .await?;
-        Ok(())
-    }
-
-    /// Records that this transaction changed the desired state of enforcement points.
-    pub(crate) async fn bump_revision(&mut self) -> StoreResult<()> {
-        sqlx::query("UPDATE revision SET value = value + 1 WHERE id = 1")
-            .execute(self.c())
-            .await?;
-        self.bumped = true;
         Ok(())
     }
 

@@ -93,8 +93,14 @@ pub struct DesiredState {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub public_address: Option<IpAddr>,
-    /// Guarded machines.
+    /// Guarded machines: all of them, or with `changesOnly` those whose desired state changed.
     pub machines: Vec<DesiredMachine>,
+    /// When true, `machines` holds only the machines whose desired state changed since the
+    /// revision asked for (`after`); every other machine stays as last received. An agent is
+    /// sent its whole state when it asks without `after`, when its set of machines changed
+    /// since, or when most of its machines changed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub changes_only: bool,
 }
 
 /// One guarded machine.

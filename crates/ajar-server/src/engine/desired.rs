@@ -44,15 +44,20 @@ pub fn project(
     grants: &[GrantRow],
     policies: &HashMap<String, Arc<PolicyRules>>,
 ) -> DesiredState {
+    let mut by_machine: HashMap<&str, Vec<&GrantRow>> = HashMap::new();
+    for g in grants {
+        by_machine.entry(&g.port.machine_id).or_default().push(g);
+    }
     let machines = machines
         .iter()
         .map(|m| DesiredMachine {
             id: m.id.clone(),
             addresses: m.addresses.clone(),
             protected_ports: protected_ports(m, policies),
-            grants: grants
-                .iter()
-                .filter(|g| g.port.machine_id == m.id)
+            grants: by_machine
+                .get(m.id.as_str())
+                .into_iter()
+                .flatten()
                 .filter_map(|g| {
                     let grant = desired_grant(g, policies);
                     if grant.is_none() {
@@ -69,6 +74,7 @@ pub fn project(
         mode: agent.mode,
         public_address: agent.public_address,
         machines,
+        changes_only: false,
     }
 }
 

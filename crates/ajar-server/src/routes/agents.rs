@@ -22,6 +22,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use serde::Deserialize;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -40,13 +41,7 @@ pub const AGENT_PRINCIPAL_PREFIX: &str = "agent:";
 /// Longest a desired-state long poll waits for a change.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
 
-fn view(
-    a: AgentRow,
-    token: Option<String>,
-    now: jiff::Timestamp,
-    revision: i64,
-    presence: &Presence,
-) -> Agent {
+fn view(a: AgentRow, token: Option<String>, now: jiff::Timestamp, presence: &Presence) -> Agent {
     let last_seen = presence.last_seen(&a.id, a.last_seen);
     Agent {
         id: a.id,
@@ -61,7 +56,7 @@ fn view(
         last_seen,
         version: a.version,
         applied_revision: a.applied_revision,
-        current_revision: revision,
+        current_revision: a.revision,
     }
 }
 
@@ -199,6 +194,7 @@ pub async fn create_agent(
         last_seen: None,
         version: None,
         applied_revision: None,
+        revision: 0,
         machines,
         address_prefixes: body
             .address_prefixes
@@ -206,7 +202,6 @@ pub async fn create_agent(
             .map(|p| p.iter().map(ToString::to_string).collect()),
     };
     tx.insert_agent(&row, now).await?;
-    let revision = tx.revision().await?;
     tx.commit_recorded(
         &caller
             .did(actions::AGENTS_WRITE, &format!("/agents/{}", row.id), now)
@@ -222,7 +217,7 @@ pub async fn create_agent(
     tracing::info!(agent = %row.name, by = %caller.principal, "agent registered");
     Ok(Reply::created_or_ok(
         true,
-        view(row, Some(secret), now, revision, &state.presence),
+        view(row, Some(secret), now, &state.presence),
     ))
 }
 
@@ -235,12 +230,11 @@ pub async fn list_agents(
     caller.require(actions::AGENTS_READ, &Scope::Root)?;
     let now = state.clock.now();
     let mut tx = state.store.read().await?;
-    let revision = tx.revision().await?;
     let value = tx
         .agents()
         .await?
         .into_iter()
-        .map(|a| view(a, None, now, revision, &state.presence))
+        .map(|a| view(a, None, now, &state.presence))
         .collect();
     Ok(Reply::ok(paging.list(value, |a| a.name.clone())))
 }
@@ -254,7 +248,6 @@ pub async fn get_agent(
 ) -> AppResult<Reply<Agent>> {
     caller.require(actions::AGENTS_READ, &Scope::Root)?;
     let mut tx = state.store.read().await?;
-    let revision = tx.revision().await?;
     let agent = tx
         .agent(&id)
         .await?
@@ -263,7 +256,6 @@ pub async fn get_agent(
         agent,
         None,
         state.clock.now(),
-        revision,
         &state.presence,
     )))
 }
@@ -297,7 +289,7 @@ pub async fn delete_agent(
 }
 
 /// The registered agent the caller authenticates as, or 403.
-async fn calling_agent(state: &AppState, caller: &Caller) -> AppResult<AgentRow> {
+async fn calling_agent(state: &AppState, caller: &Caller) -> AppResult<Arc<AgentRow>> {
     let forbidden = || {
         AppError::new(
             ErrorCode::AuthorizationFailed,
@@ -308,8 +300,11 @@ async fn calling_agent(state: &AppState, caller: &Caller) -> AppResult<AgentRow>
         .principal
         .strip_prefix(AGENT_PRINCIPAL_PREFIX)
         .ok_or_else(forbidden)?;
-    let mut tx = state.store.read().await?;
-    tx.agent_by_name(name).await?.ok_or_else(forbidden)
+    state
+        .agents
+        .by_name(&state.store, name)
+        .await?
+        .ok_or_else(forbidden)
 }
 
 #[derive(Debug, Deserialize)]
@@ -320,13 +315,31 @@ pub struct DesiredQuery {
 }
 
 /// Builds an agent's desired state: reads its machines, their open grants and the policies
-/// of both, then projects them ([`crate::engine::desired::project`]).
-async fn build_desired(state: &AppState, agent: &AgentRow) -> AppResult<DesiredState> {
+/// of both, then projects them ([`crate::engine::desired::project`]). Given the revision the
+/// agent holds, only the machines changed since are read and sent, unless its set of machines
+/// changed since or most of its machines changed.
+async fn build_desired(
+    state: &AppState,
+    agent: &AgentRow,
+    held: Option<i64>,
+) -> AppResult<DesiredState> {
     let now = state.clock.now();
     let mut tx = state.store.read().await?;
-    let revision = tx.revision().await?;
-    let machines = tx.agent_machines(&agent.id).await?;
-    let grants = tx.agent_grants(&agent.id, now).await?;
+    // The revision is read before what it labels, so the state sent is at least that new.
+    let (revision, full_revision) = tx.agent_revisions(&agent.id).await?.ok_or_else(|| {
+        AppError::new(
+            ErrorCode::AuthorizationFailed,
+            format!("agent {} is no longer registered", agent.name),
+        )
+    })?;
+    state.store.agent_wakes().note(&agent.id, revision);
+    let mut since = held.filter(|h| *h >= full_revision && *h <= revision);
+    let mut machines = tx.agent_machines_since(&agent.id, since).await?;
+    if since.is_some() && machines.len() * 2 > agent.machines.len() {
+        since = None;
+        machines = tx.agent_machines_since(&agent.id, None).await?;
+    }
+    let grants = tx.agent_grants_since(&agent.id, now, since).await?;
     let mut policies = HashMap::new();
     for policy_id in machines
         .iter()
@@ -349,7 +362,7 @@ async fn build_desired(state: &AppState, agent: &AgentRow) -> AppResult<DesiredS
             policy_id: m.policy_id,
         });
     }
-    Ok(crate::engine::desired::project(
+    let mut desired = crate::engine::desired::project(
         crate::engine::desired::Agent {
             mode: AgentMode::parse(&agent.mode)?,
             public_address: agent.public_address.as_deref().and_then(|a| a.parse().ok()),
@@ -359,11 +372,13 @@ async fn build_desired(state: &AppState, agent: &AgentRow) -> AppResult<DesiredS
         &guarded,
         &grants,
         &policies,
-    ))
+    );
+    desired.changes_only = since.is_some();
+    Ok(desired)
 }
 
 #[utoipa::path(get, path = "/api/v1/agent/desiredState", tag = "agents",
-    params(("after" = Option<i64>, Query, description = "answer once the revision is above this"),
+    params(("after" = Option<i64>, Query, description = "the revision the agent holds: answer once its desired state is past it, with only the machines changed since"),
            ("waitSeconds" = Option<u64>, Query, description = "longest wait, at most 60 (default 25)")),
     responses((status = 200, body = DesiredState)))]
 pub async fn desired_state(
@@ -389,28 +404,28 @@ pub async fn desired_state(
     let wait = number("waitSeconds", &query.wait_seconds)?
         .map(|s| Duration::from_secs(s.clamp(0, MAX_WAIT.as_secs() as i64) as u64))
         .unwrap_or(Duration::from_secs(25));
-    // Subscribe before reading the revision, so a change in between is not missed.
-    let mut changes = state.store.subscribe_changes();
     state.presence.seen(&agent.id, state.clock.now());
-    let revision = state.store.read().await?.revision().await?;
-    if let Some(after) = after.filter(|a| *a >= revision) {
-        // Wait for a revision past `after` (a wake-up can come for another replica's change
-        // already seen, so look again), the deadline, or shutdown.
-        let deadline = tokio::time::Instant::now() + wait;
-        let mut stopping = state.stopping.clone();
-        loop {
+    if let Some(after) = after {
+        // Subscribe before reading the stored revision, so a change in between is not missed;
+        // once this process knows the agent, its revision is kept here and waiting reads
+        // nothing.
+        let wakes = state.store.agent_wakes();
+        let (mut revision, new) = wakes.subscribe(&agent.id);
+        if new
+            && let Some((stored, _)) = state.store.read().await?.agent_revisions(&agent.id).await?
+        {
+            wakes.note(&agent.id, stored);
+        }
+        if *revision.borrow_and_update() <= after {
+            let mut stopping = state.stopping.clone();
             tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => break,
-                _ = changes.changed() => {}
-                _ = stopping.wait_for(|s| *s) => break,
-            }
-            let mut read = state.store.read().await?;
-            if read.revision().await? > after {
-                break;
+                _ = tokio::time::sleep(wait) => {}
+                _ = revision.wait_for(|r| *r > after) => {}
+                _ = stopping.wait_for(|s| *s) => {}
             }
         }
     }
-    Ok(Reply::ok(build_desired(&state, &agent).await?))
+    Ok(Reply::ok(build_desired(&state, &agent, after).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/agent/report", tag = "agents", request_body = AgentReport,

@@ -240,6 +240,98 @@ async fn the_feed_answers_at_once_on_change_and_waits_otherwise() {
     assert_eq!((bad.status, target(&bad).as_str()), (400, "after"));
 }
 
+/// A change wakes only the agent guarding the machine it changed, and that agent, being up to
+/// date, reads only that machine; an agent behind a change to its set of machines, or asking
+/// without a revision, reads its whole state.
+#[tokio::test]
+async fn a_change_wakes_only_its_agent_which_reads_only_what_changed() {
+    let app = TestApp::spawn().await;
+    let agent = setup(&app).await; // agent-1, guarding vm1, win1 and vm2
+    let vm3 = format!("{RG2}/machines/vm3");
+    call_ok(
+        &app.admin,
+        Method::PUT,
+        &format!("/api/v1{vm3}"),
+        Some(json!({"properties":{"os":"linux","addresses":["10.1.0.7"]}})),
+    )
+    .await;
+    let (other, other_id) = app.agent("agent-2", &[&vm3], None).await;
+    let first: DesiredState = get_as(&agent, "/api/v1/agent/desiredState").await;
+    assert!(!first.changes_only);
+    assert_eq!(first.machines.len(), 3);
+    let other_first: DesiredState = get_as(&other, "/api/v1/agent/desiredState").await;
+
+    let poll = |client: &ajar_api::Client, after: i64| {
+        let client = client.clone();
+        tokio::spawn(async move {
+            call(
+                &client,
+                Method::GET,
+                &format!("/api/v1/agent/desiredState?after={after}&waitSeconds=30"),
+                None,
+            )
+            .await
+        })
+    };
+    let waiting = poll(&agent, first.revision);
+    let other_waiting = poll(&other, other_first.revision);
+    initiate(
+        &app.admin,
+        POLICY,
+        json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":"198.51.100.9"}),
+    )
+    .await;
+    let changed: DesiredState = waiting.await.unwrap().json();
+    assert!(changed.changes_only);
+    assert!(changed.revision > first.revision);
+    assert_eq!(changed.machines.len(), 1, "only vm1 changed");
+    assert_eq!(changed.machines[0].id, VM);
+    assert_eq!(
+        changed.machines[0].grants[0].sources,
+        vec![source("198.51.100.9")]
+    );
+    // agent-2 guards nothing that changed: its revision stayed, and its poll still waits.
+    let seen: Agent = get_as(&app.admin, &format!("/api/v1/agents/{other_id}")).await;
+    assert_eq!(seen.current_revision, other_first.revision);
+    assert!(!other_waiting.is_finished());
+    other_waiting.abort();
+    let now: DesiredState = get_as(
+        &other,
+        &format!(
+            "/api/v1/agent/desiredState?after={}&waitSeconds=0",
+            other_first.revision
+        ),
+    )
+    .await;
+    assert!(now.changes_only && now.machines.is_empty());
+    assert_eq!(now.revision, other_first.revision);
+
+    // Deleting a machine it guards changes agent-1's set of machines: it reads them all again.
+    call_ok(
+        &app.admin,
+        Method::DELETE,
+        &format!("/api/v1{VM_WIN}"),
+        None,
+    )
+    .await;
+    let whole: DesiredState = get_as(
+        &agent,
+        &format!(
+            "/api/v1/agent/desiredState?after={}&waitSeconds=0",
+            changed.revision
+        ),
+    )
+    .await;
+    assert!(!whole.changes_only);
+    let ids: Vec<&str> = whole.machines.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, [VM, VM2]);
+    // Without a revision, the whole state.
+    let again: DesiredState = get_as(&agent, "/api/v1/agent/desiredState").await;
+    assert!(!again.changes_only);
+    assert_eq!(again.machines.len(), 2);
+    assert_eq!(again.revision, whole.revision);
+}
+
 #[tokio::test]
 async fn machines_without_a_live_agent_are_unsupported() {
     let app = TestApp::spawn().await;
