@@ -424,6 +424,17 @@ pub async fn desired_state(
                 _ = stopping.wait_for(|s| *s) => {}
             }
         }
+        if *revision.borrow() == after {
+            // Nothing changed for this agent: say so without reading the store.
+            return Ok(Reply::ok(DesiredState {
+                revision: after,
+                server_time: state.clock.now(),
+                mode: AgentMode::parse(&agent.mode)?,
+                public_address: agent.public_address.as_deref().and_then(|a| a.parse().ok()),
+                machines: Vec::new(),
+                changes_only: true,
+            }));
+        }
     }
     Ok(Reply::ok(build_desired(&state, &agent, after).await?))
 }
