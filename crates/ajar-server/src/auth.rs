@@ -73,7 +73,9 @@ pub fn resolve_role(name: &str, custom_actions: Option<&[String]>) -> Option<Rol
 /// once ([`ajar_store::Store::access_generation`]); the TTL bounds how long a change made
 /// elsewhere (another replica) can go unseen.
 pub const AUTH_CACHE_TTL: Duration = Duration::from_secs(2);
-const AUTH_CACHE_MAX: usize = 10_000;
+/// Most resolved tokens held: room for a fleet of 10,000 agents (one token each) beside its
+/// people and applications; when full, the cache starts over. An entry is a few hundred bytes.
+const AUTH_CACHE_MAX: usize = 50_000;
 
 /// Resolved tokens (by hash): principal and permissions, so an authenticated request costs no
 /// store round trip. An entry is reused only while the store's access generation is the one
