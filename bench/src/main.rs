@@ -15,6 +15,9 @@
 //! - `ajar-bench scale`: the first page of every list with 100,000 machines and up to
 //!   1,000,000 requests loaded through the API, and the server's peak memory
 //!   (`bench/scale.sh`).
+//! - `ajar-bench nft-apply`: the agent applying a desired state of 10,000 grants to nftables
+//!   in a network namespace, first whole and then one grant added and one removed, checked
+//!   against the kernel's table after every step (`bench/nft-apply.sh`; needs root).
 //! - `ajar-bench oidc`: bearer JWT authentication over HTTP against an in-process server and a
 //!   test identity provider (`bench/oidc.sh`).
 
@@ -22,6 +25,7 @@ mod authorize;
 mod authorize_http;
 mod enforce;
 mod faults;
+mod nft_apply;
 mod oidc;
 mod scale;
 
@@ -49,6 +53,8 @@ enum Cli {
     Faults(faults::Args),
     /// The first page of every list at fleet size (machines, then requests loaded in steps).
     Scale(scale::Args),
+    /// Applying 10,000 grants, and one change on top, to nftables in a namespace (root).
+    NftApply(nft_apply::Args),
 }
 
 #[derive(Debug, clap::Args)]
@@ -94,6 +100,7 @@ fn main() -> anyhow::Result<()> {
         Cli::Oidc(args) => rt.block_on(oidc::run(args)),
         Cli::Faults(args) => rt.block_on(faults::run(args)),
         Cli::Scale(args) => rt.block_on(scale::run(args)),
+        Cli::NftApply(args) => nft_apply::run(args),
     }
 }
 

@@ -6,14 +6,19 @@
 //! - [`firewall`]: the [`firewall::Firewall`] trait; [`firewall::Nft`] applies a ruleset as one
 //!   atomic `nft -f -` transaction to ajar's own table, [`firewall::Recording`] is the fake.
 //! - [`conntrack`]: cutting established connections when a grant ends (per-policy option).
-//! - [`sync`]: the loop: poll, apply, report, back off on errors.
+//! - [`sync`]: the loop: poll, apply, report, back off on errors; its [`sync::Enforcer`] is the
+//!   part without the network (apply a desired state, keep what opened and closed, cut
+//!   connections when due), which tests and benchmarks drive directly.
 //!
 //! # Invariants
 //! - Only the table `inet ajar` is ever touched; the script always names it explicitly.
 //! - Every granted element carries a kernel timeout equal to the time left, so access closes on
 //!   time even when the agent and the control plane are both gone (fail-closed).
-//! - Each change replaces the whole table in one transaction: the kernel never sees a
-//!   half-applied state, and a restart reconciles stale rules by construction.
+//! - Every change is one `nft -f -` transaction, so the kernel never sees a half-applied state:
+//!   the first apply (and any change of the table's shape) replaces the whole table, which
+//!   reconciles stale rules by construction; later ones add and delete only the elements that
+//!   changed, found by hash lookups so a change costs time in proportion to the table, not to
+//!   its square.
 
 pub mod conntrack;
 pub mod firewall;

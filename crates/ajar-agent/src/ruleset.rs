@@ -12,6 +12,7 @@ use ajar_api::wire::DesiredState;
 use ajar_core::agent::AgentMode;
 use ajar_core::net::{Protocol, SourcePrefix};
 use ipnet::IpNet;
+use std::collections::HashMap;
 use std::fmt::Write;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -454,16 +455,15 @@ pub fn render_update(before: &[SetSpec], age: Duration, after: &[SetSpec]) -> Op
     }
     let mut deletes = String::new();
     let mut adds = String::new();
+    // Elements are found by key and target through a hash map, so a change costs time in
+    // proportion to the sets' sizes, not to the product of them.
     for (old, new) in before.iter().zip(after) {
         let left = |e: &Element| e.timeout.map(|t| t.saturating_sub(age));
+        let (old_index, new_index) = (index(old), index(new));
         let gone: Vec<&str> = old
             .elements
             .iter()
-            .filter(|e| {
-                !new.elements
-                    .iter()
-                    .any(|n| n.key == e.key && n.target == e.target)
-            })
+            .filter(|e| !new_index.contains_key(&(e.key.as_str(), e.target.as_deref())))
             .filter(|e| left(e).is_none_or(|l| l > LEAVE_TO_KERNEL))
             .map(|e| e.key.as_str())
             .collect();
@@ -478,19 +478,15 @@ pub fn render_update(before: &[SetSpec], age: Duration, after: &[SetSpec]) -> Op
         let fresh: Vec<String> = new
             .elements
             .iter()
-            .filter(|e| {
-                match old
-                    .elements
-                    .iter()
-                    .find(|o| o.key == e.key && o.target == e.target)
-                {
+            .filter(
+                |e| match old_index.get(&(e.key.as_str(), e.target.as_deref())) {
                     None => true,
                     Some(o) => match (left(o), e.timeout) {
                         (Some(l), Some(t)) => t > l + EXTEND_BY,
                         _ => false,
                     },
-                }
-            })
+                },
+            )
             .map(Element::text)
             .collect();
         if !fresh.is_empty() {
@@ -503,6 +499,14 @@ pub fn render_update(before: &[SetSpec], age: Duration, after: &[SetSpec]) -> Op
         }
     }
     Some(deletes + &adds)
+}
+
+/// A set's elements by key and target.
+fn index(set: &SetSpec) -> HashMap<(&str, Option<&str>), &Element> {
+    set.elements
+        .iter()
+        .map(|e| ((e.key.as_str(), e.target.as_deref()), e))
+        .collect()
 }
 
 fn reject_protected(out: &mut String) {

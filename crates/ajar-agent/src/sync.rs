@@ -48,14 +48,22 @@ struct Applied {
 struct Agent {
     client: Client,
     config: Config,
-    firewall: Box<dyn Firewall>,
+    enforcer: Enforcer,
     revision: Option<i64>,
     /// The whole desired state last applied, which a state of changes only updates.
     held: Option<DesiredState>,
+    timing: Timing,
+}
+
+/// The enforcing half of the agent, without the network: applies desired states to a firewall,
+/// remembers which grants are open, schedules and runs connection cuts, and keeps the report of
+/// what opened and closed until it is sent.
+pub struct Enforcer {
+    firewall: Box<dyn Firewall>,
+    conntrack: PathBuf,
     applied: HashMap<GrantKey, Applied>,
     cuts: BTreeMap<(Instant, GrantKey), Vec<Vec<String>>>,
     pending: AgentReport,
-    timing: Timing,
 }
 
 /// Runs until `shutdown` resolves. Returns only then; errors are logged and retried.
@@ -74,18 +82,10 @@ pub async fn run(config: Config, firewall: Box<dyn Firewall>, shutdown: impl Fut
             Some(config.token.clone()),
             config.http.clone(),
         ),
-        pending: AgentReport {
-            version: config.version.clone(),
-            applied_revision: 0,
-            opened: Vec::new(),
-            closed: Vec::new(),
-        },
+        enforcer: Enforcer::new(firewall, config.conntrack.clone(), config.version.clone()),
         config,
-        firewall,
         revision: None,
         held: None,
-        applied: HashMap::new(),
-        cuts: BTreeMap::new(),
         timing: Timing::default(),
     };
     tokio::pin!(shutdown);
@@ -94,11 +94,11 @@ pub async fn run(config: Config, firewall: Box<dyn Firewall>, shutdown: impl Fut
         let poll = fetch(agent.client.clone(), agent.revision, agent.config.wait);
         tokio::pin!(poll);
         let result = loop {
-            let next_cut = agent.cuts.keys().next().map(|(at, _)| *at);
+            let next_cut = agent.enforcer.next_cut();
             tokio::select! {
                 _ = &mut shutdown => return,
                 _ = tokio::time::sleep_until(next_cut.unwrap_or_else(Instant::now)), if next_cut.is_some() => {
-                    agent.run_due_cuts();
+                    agent.enforcer.run_due_cuts();
                 }
                 r = &mut poll => break r,
             }
@@ -106,7 +106,10 @@ pub async fn run(config: Config, firewall: Box<dyn Firewall>, shutdown: impl Fut
         match result.and_then(|(state, received)| {
             let mut whole = merge(agent.held.take(), state)?;
             agent.timing.adjust(&mut whole, received, local_time());
-            let applied = agent.apply(&whole, received.elapsed());
+            let applied = agent.enforcer.apply(&whole, received.elapsed());
+            if applied.is_ok() {
+                agent.revision = Some(whole.revision);
+            }
             agent.held = Some(whole);
             applied
         }) {
@@ -194,9 +197,47 @@ async fn fetch(
     Ok((state, Instant::now()))
 }
 
-impl Agent {
+impl Enforcer {
+    /// Enforces through `firewall`, cutting connections with the `conntrack` binary; reports
+    /// carry the agent's `version`.
+    pub fn new(firewall: Box<dyn Firewall>, conntrack: PathBuf, version: String) -> Self {
+        Self {
+            firewall,
+            conntrack,
+            applied: HashMap::new(),
+            cuts: BTreeMap::new(),
+            pending: AgentReport {
+                version,
+                applied_revision: 0,
+                opened: Vec::new(),
+                closed: Vec::new(),
+            },
+        }
+    }
+
+    /// What opened and closed since the report was last taken, and the revision applied.
+    pub fn report(&self) -> &AgentReport {
+        &self.pending
+    }
+
+    /// Forgets what the last report said opened and closed, once the server has it.
+    pub fn report_sent(&mut self) {
+        self.pending.opened.clear();
+        self.pending.closed.clear();
+    }
+
+    /// How many grants are open, as last applied.
+    pub fn open_grants(&self) -> usize {
+        self.applied.len()
+    }
+
+    /// When the next connection cut is due, if any is scheduled.
+    pub fn next_cut(&self) -> Option<Instant> {
+        self.cuts.keys().next().map(|(at, _)| *at)
+    }
+
     /// Applies a desired state read `elapsed` ago, and records what opened and closed.
-    fn apply(&mut self, state: &DesiredState, elapsed: Duration) -> Result<(), String> {
+    pub fn apply(&mut self, state: &DesiredState, elapsed: Duration) -> Result<(), String> {
         let started = Instant::now();
         let ruleset = Ruleset::from_desired(state, elapsed);
         self.firewall.apply(&ruleset).map_err(|e| e.to_string())?;
@@ -242,7 +283,7 @@ impl Agent {
             let at = if gone.end <= now { gone.end } else { now };
             if !gone.cut.is_empty() {
                 self.cuts.retain(|(_, k), _| *k != key);
-                conntrack::run(&self.config.conntrack, &gone.cut);
+                conntrack::run(&self.conntrack, &gone.cut);
             }
             self.pending.closed.push(GrantRef {
                 request_id: key.0,
@@ -251,7 +292,6 @@ impl Agent {
             });
         }
         self.applied = seen;
-        self.revision = Some(state.revision);
         self.pending.applied_revision = state.revision;
         tracing::info!(
             revision = state.revision,
@@ -261,7 +301,8 @@ impl Agent {
         Ok(())
     }
 
-    fn run_due_cuts(&mut self) {
+    /// Cuts the connections of grants whose end has come.
+    pub fn run_due_cuts(&mut self) {
         let now = Instant::now();
         let due: Vec<_> = self
             .cuts
@@ -272,21 +313,20 @@ impl Agent {
         for key in due {
             if let Some(cmds) = self.cuts.remove(&key) {
                 tracing::info!(request = %key.1.0, "cutting established connections");
-                conntrack::run(&self.config.conntrack, &cmds);
+                conntrack::run(&self.conntrack, &cmds);
             }
         }
     }
+}
 
+impl Agent {
     async fn send_report(&mut self) {
         match self
             .client
-            .post::<serde_json::Value, _>("/api/v1/agent/report", &self.pending)
+            .post::<serde_json::Value, _>("/api/v1/agent/report", self.enforcer.report())
             .await
         {
-            Ok(_) => {
-                self.pending.opened.clear();
-                self.pending.closed.clear();
-            }
+            Ok(_) => self.enforcer.report_sent(),
             Err(e) => {
                 tracing::warn!(error = %e, "report failed; it is sent again with the next one")
             }

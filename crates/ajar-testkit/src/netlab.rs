@@ -661,3 +661,380 @@ pub fn end_of(request: &Value) -> Option<Timestamp> {
         .parse()
         .ok()
 }
+
+// ---------------------------------------------------------------------------------------------
+// A single namespace, and ajar's table at scale.
+
+/// A network namespace of its own, removed on drop: where nftables can be programmed without a
+/// whole lab (no links, no server).
+pub struct Namespace {
+    /// Its name.
+    pub name: String,
+    /// Holds the `nft` wrapper of [`Namespace::nft_program`].
+    dir: tempfile::TempDir,
+}
+
+impl Namespace {
+    /// Creates namespace `aj{tag}{pid}` (replacing a stale one of that name) with its loopback up.
+    pub fn new(tag: &str) -> Namespace {
+        assert!(
+            Command::new("id")
+                .arg("-u")
+                .output()
+                .map(|o| o.stdout == b"0\n")
+                .unwrap_or(false),
+            "network namespaces need root (CAP_NET_ADMIN)"
+        );
+        let name = format!("aj{tag}{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        run(&["ip", "netns", "add", &name]);
+        let ns = Namespace {
+            name,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        run(&[
+            "ip", "netns", "exec", &ns.name, "ip", "link", "set", "lo", "up",
+        ]);
+        ns
+    }
+
+    /// A command run inside the namespace.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]).args(args);
+        c
+    }
+
+    /// A program that runs `nft` inside the namespace with the arguments it is given, to hand
+    /// to the agent's `Nft::new` from a process outside it.
+    pub fn nft_program(&self) -> std::path::PathBuf {
+        let path = self.dir.path().join("nft");
+        if !path.exists() {
+            std::fs::write(
+                &path,
+                format!("#!/bin/sh\nexec ip netns exec {} nft \"$@\"\n", self.name),
+            )
+            .unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        path
+    }
+
+    /// ajar's table in the namespace as the kernel holds it (see [`KernelTable`]); empty if
+    /// there is none.
+    pub fn ajar_table(&self) -> KernelTable {
+        let read = now();
+        let out = self
+            .command(&["nft", "-j", "list", "table", "inet", "ajar"])
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            return KernelTable::default();
+        }
+        KernelTable::parse(&String::from_utf8_lossy(&out.stdout), read)
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// The elements of ajar's sets and maps as the kernel lists them (`nft -j list table inet
+/// ajar`): per set, each element written the way the agent writes it — `source . address .
+/// protocol . port`, a map's `key : target`, sources always as prefixes — with the seconds it
+/// has left (`None` for elements without a timeout).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct KernelTable {
+    /// Set name → element → seconds left.
+    pub sets: std::collections::BTreeMap<String, std::collections::BTreeMap<String, Option<u64>>>,
+    /// When the listing was asked for: the seconds left count from about then.
+    pub read: Option<Timestamp>,
+}
+
+impl KernelTable {
+    /// Reads `nft -j` output, listed at `read`.
+    pub fn parse(json: &str, read: Timestamp) -> KernelTable {
+        let doc: Value = serde_json::from_str(json).unwrap();
+        let mut table = KernelTable {
+            read: Some(read),
+            ..KernelTable::default()
+        };
+        for obj in doc["nftables"].as_array().unwrap() {
+            let (set, is_map) = match (obj.get("set"), obj.get("map")) {
+                (Some(s), _) => (s, false),
+                (_, Some(m)) => (m, true),
+                _ => continue,
+            };
+            let interval = set["flags"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|x| x == "interval"));
+            let mut elements = std::collections::BTreeMap::new();
+            for e in set["elem"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+                let (key, target) = if is_map {
+                    (&e[0], Some(&e[1]))
+                } else {
+                    (e, None)
+                };
+                let (val, expires) = match key.get("elem") {
+                    Some(inner) => (&inner["val"], inner["expires"].as_u64()),
+                    None => (key, None),
+                };
+                let mut text = components(val, interval);
+                if let Some(t) = target {
+                    text = format!("{text} : {}", components(t, false));
+                }
+                elements.insert(text, expires);
+            }
+            table
+                .sets
+                .insert(set["name"].as_str().unwrap().to_owned(), elements);
+        }
+        table
+    }
+
+    /// The elements of one set (none if it is absent).
+    pub fn elements(&self, set: &str) -> std::collections::BTreeSet<String> {
+        self.sets
+            .get(set)
+            .map(|s| s.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// A concatenation as `a . b . c`; in an interval set the first component (the source) is
+/// always written as a prefix.
+fn components(val: &Value, interval: bool) -> String {
+    let parts: Vec<Value> = match val.get("concat") {
+        Some(c) => c.as_array().unwrap().clone(),
+        None => vec![val.clone()],
+    };
+    parts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| match p {
+            Value::String(s) if i == 0 && interval => match s.parse::<std::net::IpAddr>() {
+                Ok(a) if a.is_ipv4() => format!("{a}/32"),
+                Ok(a) => format!("{a}/128"),
+                Err(_) => s.clone(),
+            },
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            other => match other.get("prefix") {
+                Some(pre) => format!("{}/{}", pre["addr"].as_str().unwrap(), pre["len"]),
+                None => other.to_string(),
+            },
+        })
+        .collect::<Vec<_>>()
+        .join(" . ")
+}
+
+/// The ports [`LargeState`] protects on every machine, all TCP.
+pub const LARGE_PORTS: [u16; 8] = [22, 3389, 443, 5432, 8080, 5900, 3306, 6443];
+
+/// A desired state of many grants over many machines, and what the kernel must hold for it,
+/// written independently of the agent's ruleset code. Grant `i` opens port
+/// `LARGE_PORTS[(i / machines) % ports]` of machine `i % machines` (address `10.64.0.0 + m`) to
+/// source `198.18.0.0 + i` (its own /32, so elements never overlap), until an hour and up to ten
+/// minutes after the state was made; in gateway mode through mapped port `40000 + m * ports + p`.
+#[derive(Debug, Clone)]
+pub struct LargeState {
+    /// `host` or `gateway`.
+    pub mode: ajar_core::agent::AgentMode,
+    /// Machines.
+    pub machines: usize,
+    /// Protected ports per machine (at most [`LARGE_PORTS`]' length).
+    pub ports: usize,
+    /// The grants present, by number.
+    pub grants: std::collections::BTreeSet<usize>,
+    /// When the state was made: grants end counting from here.
+    pub start: Timestamp,
+}
+
+impl LargeState {
+    /// Grants `0..grants`.
+    pub fn new(
+        mode: ajar_core::agent::AgentMode,
+        grants: usize,
+        machines: usize,
+        ports: usize,
+    ) -> LargeState {
+        assert!(ports >= 1 && ports <= LARGE_PORTS.len() && machines >= 1);
+        assert!(machines * ports <= 25_000 && grants < 131_072);
+        LargeState {
+            mode,
+            machines,
+            ports,
+            grants: (0..grants).collect(),
+            start: now(),
+        }
+    }
+
+    fn machine_address(m: usize) -> std::net::Ipv4Addr {
+        std::net::Ipv4Addr::from(0x0a40_0000u32 + m as u32)
+    }
+
+    fn grant_parts(&self, i: usize) -> (usize, usize, std::net::Ipv4Addr) {
+        let m = i % self.machines;
+        let p = (i / self.machines) % self.ports;
+        (m, p, std::net::Ipv4Addr::from(0xc612_0000u32 + i as u32))
+    }
+
+    /// When grant `i` ends.
+    pub fn end_of(&self, i: usize) -> Timestamp {
+        self.start
+            .checked_add(SignedDuration::from_secs(3600 + (i % 600) as i64))
+            .unwrap()
+    }
+
+    /// The state as the server would send it at `server_time`.
+    pub fn desired(&self, server_time: Timestamp, revision: i64) -> ajar_api::wire::DesiredState {
+        use ajar_api::wire::{DesiredGrant, DesiredMachine, DesiredState, ProtectedPort};
+        use ajar_core::net::{Port, Protocol, SourcePrefix};
+        let mut machines: Vec<DesiredMachine> = (0..self.machines)
+            .map(|m| DesiredMachine {
+                id: format!(
+                    "/subscriptions/s/resourceGroups/rg{}/machines/vm{m}",
+                    m / 100
+                ),
+                addresses: vec![Self::machine_address(m).into()],
+                protected_ports: LARGE_PORTS[..self.ports]
+                    .iter()
+                    .map(|&n| ProtectedPort {
+                        number: Port::from(n),
+                        protocol: Protocol::Tcp,
+                    })
+                    .collect(),
+                grants: Vec::new(),
+            })
+            .collect();
+        for &i in &self.grants {
+            let (m, p, source) = self.grant_parts(i);
+            machines[m].grants.push(DesiredGrant {
+                request_id: format!("r{i}"),
+                seq: 0,
+                number: Port::from(LARGE_PORTS[p]),
+                protocol: Protocol::Tcp,
+                sources: vec![SourcePrefix::parse(&source.to_string()).unwrap()],
+                end_time_utc: self.end_of(i),
+                mapped_port: (self.mode == ajar_core::agent::AgentMode::Gateway)
+                    .then(|| (40_000 + m * self.ports + p) as u16),
+                cut_established: false,
+            });
+        }
+        DesiredState {
+            revision,
+            server_time,
+            mode: self.mode,
+            public_address: (self.mode == ajar_core::agent::AgentMode::Gateway)
+                .then(|| "198.18.255.1".parse().unwrap()),
+            machines,
+            changes_only: false,
+        }
+    }
+
+    /// The grant set the kernel must hold: `allow4_0` in host mode, `dnat4_0` in gateway mode.
+    pub fn grant_set(&self) -> &'static str {
+        match self.mode {
+            ajar_core::agent::AgentMode::Host => "allow4_0",
+            ajar_core::agent::AgentMode::Gateway => "dnat4_0",
+        }
+    }
+
+    /// The grant elements the kernel must hold, with each grant's number.
+    pub fn expected_grants(&self) -> std::collections::BTreeMap<String, usize> {
+        self.grants
+            .iter()
+            .map(|&i| {
+                let (m, p, source) = self.grant_parts(i);
+                let (addr, port) = (Self::machine_address(m), LARGE_PORTS[p]);
+                let text = match self.mode {
+                    ajar_core::agent::AgentMode::Host => {
+                        format!("{source}/32 . {addr} . tcp . {port}")
+                    }
+                    ajar_core::agent::AgentMode::Gateway => format!(
+                        "{source}/32 . tcp . {} : {addr} . {port}",
+                        40_000 + m * self.ports + p
+                    ),
+                };
+                (text, i)
+            })
+            .collect()
+    }
+
+    /// The protected elements the kernel must hold.
+    pub fn expected_protected(&self) -> std::collections::BTreeSet<String> {
+        (0..self.machines)
+            .flat_map(|m| {
+                LARGE_PORTS[..self.ports]
+                    .iter()
+                    .map(move |port| format!("{} . tcp . {port}", Self::machine_address(m)))
+            })
+            .collect()
+    }
+
+    /// Compares `table` with what this state requires: exactly the expected elements in every
+    /// set (nothing in the IPv6 ones), and every grant element with a kernel timeout that ends
+    /// with its grant (within the listing's own time and rounding). Answers the differences.
+    pub fn check(&self, table: &KernelTable) -> Result<(), String> {
+        let mut problems = Vec::new();
+        let want = self.expected_grants();
+        let got = table
+            .sets
+            .get(self.grant_set())
+            .cloned()
+            .unwrap_or_default();
+        let missing = want.keys().filter(|k| !got.contains_key(*k)).count();
+        let extra: Vec<&String> = got.keys().filter(|k| !want.contains_key(*k)).collect();
+        if missing > 0 || !extra.is_empty() {
+            problems.push(format!(
+                "{}: {} elements, {missing} missing, {} unexpected (first: {:?})",
+                self.grant_set(),
+                got.len(),
+                extra.len(),
+                extra.first()
+            ));
+        }
+        let read = table.read.unwrap_or_else(now);
+        for (text, &i) in &want {
+            let Some(left) = got.get(text) else { continue };
+            let should = self.end_of(i).duration_since(read).as_secs_f64();
+            match left {
+                Some(l) if *l as f64 <= should + 1.0 && *l as f64 >= should - 5.0 => {}
+                other => {
+                    problems.push(format!(
+                        "{text}: {other:?} s left, want {should:.0} s (a kernel timeout)"
+                    ));
+                    break;
+                }
+            }
+        }
+        if table.elements("protected4") != self.expected_protected() {
+            problems.push(format!(
+                "protected4: {} elements, want {}",
+                table.elements("protected4").len(),
+                self.expected_protected().len()
+            ));
+        }
+        let v6 = match self.mode {
+            ajar_core::agent::AgentMode::Host => "allow6_0",
+            ajar_core::agent::AgentMode::Gateway => "dnat6_0",
+        };
+        for set in ["protected6", v6] {
+            match table.sets.get(set) {
+                Some(s) if s.is_empty() => {}
+                Some(s) => problems.push(format!("{set}: {} unexpected elements", s.len())),
+                None => problems.push(format!("{set}: missing")),
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+}

@@ -325,3 +325,67 @@ async fn established_connections_are_cut_at_expiry_only_when_the_policy_says_so(
         "while new ones are refused"
     );
 }
+
+/// The agent's enforcement (ruleset, `nft`, what opened and closed) with 2,000 grants over 200
+/// machines in a namespace of its own: the first apply, then a change adding one grant and
+/// removing another, then one that changes nothing. After each the kernel holds exactly the
+/// expected elements, every grant with its kernel timeout, and the report names exactly what
+/// changed.
+#[test]
+fn a_large_desired_state_applies_and_a_change_on_top_leaves_exactly_the_expected_elements() {
+    use ajar_agent::firewall::Nft;
+    use ajar_agent::sync::Enforcer;
+    use ajar_core::agent::AgentMode;
+    use ajar_testkit::netlab::{LargeState, Namespace};
+
+    for mode in [AgentMode::Host, AgentMode::Gateway] {
+        let ns = Namespace::new("lg");
+        let mut enforcer = Enforcer::new(
+            Box::new(Nft::new(ns.nft_program())),
+            "conntrack".into(),
+            "test".into(),
+        );
+        let ids = |refs: &[ajar_api::wire::GrantRef]| -> Vec<String> {
+            refs.iter().map(|g| g.request_id.clone()).collect()
+        };
+
+        let mut want = LargeState::new(mode, 2000, 200, 5);
+        enforcer
+            .apply(&want.desired(now(), 1), Duration::ZERO)
+            .unwrap();
+        want.check(&ns.ajar_table()).unwrap();
+        assert_eq!(enforcer.report().opened.len(), 2000);
+        assert_eq!(enforcer.open_grants(), 2000);
+        assert_eq!(ns.ajar_table().elements(want.grant_set()).len(), 2000);
+        enforcer.report_sent();
+
+        // One grant added and one removed in the same change.
+        want.grants.insert(2000);
+        want.grants.remove(&777);
+        enforcer
+            .apply(&want.desired(now(), 2), Duration::ZERO)
+            .unwrap();
+        let table = ns.ajar_table();
+        want.check(&table).unwrap();
+        let elements = table.elements(want.grant_set());
+        assert_eq!(elements.len(), 2000);
+        assert!(
+            elements.iter().any(|e| e.starts_with("198.18.7.208/32 ")),
+            "grant 2000"
+        );
+        assert!(
+            !elements.iter().any(|e| e.starts_with("198.18.3.9/32 ")),
+            "grant 777"
+        );
+        assert_eq!(ids(&enforcer.report().opened), ["r2000"]);
+        assert_eq!(ids(&enforcer.report().closed), ["r777"]);
+        enforcer.report_sent();
+
+        // Nothing changed: nothing is reported and the table stays as it is.
+        enforcer
+            .apply(&want.desired(now(), 3), Duration::ZERO)
+            .unwrap();
+        assert!(enforcer.report().opened.is_empty() && enforcer.report().closed.is_empty());
+        want.check(&ns.ajar_table()).unwrap();
+    }
+}
