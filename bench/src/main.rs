@@ -15,6 +15,9 @@
 //! - `ajar-bench scale`: the first page of every list with 100,000 machines and up to
 //!   1,000,000 requests loaded through the API, and the server's peak memory
 //!   (`bench/scale.sh`).
+//! - `ajar-bench fleet`: thousands of agents long-polling their desired state while initiates
+//!   arrive; idle and loaded server CPU and memory, and how long a grant takes to reach its
+//!   agent (`bench/fleet.sh`).
 //! - `ajar-bench oidc`: bearer JWT authentication over HTTP against an in-process server and a
 //!   test identity provider (`bench/oidc.sh`).
 
@@ -22,6 +25,7 @@ mod authorize;
 mod authorize_http;
 mod enforce;
 mod faults;
+mod fleet;
 mod oidc;
 mod scale;
 
@@ -49,6 +53,8 @@ enum Cli {
     Faults(faults::Args),
     /// The first page of every list at fleet size (machines, then requests loaded in steps).
     Scale(scale::Args),
+    /// Agents long-polling their desired state while initiates arrive: propagation and cost.
+    Fleet(fleet::Args),
 }
 
 #[derive(Debug, clap::Args)]
@@ -94,6 +100,7 @@ fn main() -> anyhow::Result<()> {
         Cli::Oidc(args) => rt.block_on(oidc::run(args)),
         Cli::Faults(args) => rt.block_on(faults::run(args)),
         Cli::Scale(args) => rt.block_on(scale::run(args)),
+        Cli::Fleet(args) => rt.block_on(fleet::run(args)),
     }
 }
 
