@@ -18,6 +18,9 @@
 //! - `ajar-bench nft-apply`: the agent applying a desired state of 10,000 grants to nftables
 //!   in a network namespace, first whole and then one grant added and one removed, checked
 //!   against the kernel's table after every step (`bench/nft-apply.sh`; needs root).
+//! - `ajar-bench fleet`: thousands of agents long-polling their desired state while initiates
+//!   arrive; idle and loaded server CPU and memory, and how long a grant takes to reach its
+//!   agent (`bench/fleet.sh`).
 //! - `ajar-bench oidc`: bearer JWT authentication over HTTP against an in-process server and a
 //!   test identity provider (`bench/oidc.sh`).
 
@@ -25,6 +28,7 @@ mod authorize;
 mod authorize_http;
 mod enforce;
 mod faults;
+mod fleet;
 mod nft_apply;
 mod oidc;
 mod scale;
@@ -55,6 +59,8 @@ enum Cli {
     Scale(scale::Args),
     /// Applying 10,000 grants, and one change on top, to nftables in a namespace (root).
     NftApply(nft_apply::Args),
+    /// Agents long-polling their desired state while initiates arrive: propagation and cost.
+    Fleet(fleet::Args),
 }
 
 #[derive(Debug, clap::Args)]
@@ -101,6 +107,7 @@ fn main() -> anyhow::Result<()> {
         Cli::Faults(args) => rt.block_on(faults::run(args)),
         Cli::Scale(args) => rt.block_on(scale::run(args)),
         Cli::NftApply(args) => nft_apply::run(args),
+        Cli::Fleet(args) => rt.block_on(fleet::run(args)),
     }
 }
 
