@@ -107,6 +107,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64(),
         rss(&args)
     );
+    let reader = group_reader(&http, &args).await?;
     let mut loaded = 0;
     for &step in &args.steps {
         if step > loaded {
@@ -119,7 +120,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             );
             loaded = step;
         }
-        measure(&http, &args, loaded).await?;
+        measure(&http, &args, &reader, loaded).await?;
     }
     Ok(())
 }
@@ -183,6 +184,49 @@ async fn load_machines(http: &reqwest::Client, args: &Args) -> anyhow::Result<()
     Ok(())
 }
 
+/// The principal who reads one resource group (`SecurityReader` at group 1), and nothing
+/// else: what they see of history is a hundredth of it, found among everything else.
+const READER: &str = "group-reader";
+
+/// A token for [`READER`], with its role.
+async fn group_reader(http: &reqwest::Client, args: &Args) -> anyhow::Result<String> {
+    let r = http
+        .post(format!("{}/api/v1/tokens", args.url))
+        .bearer_auth(&args.token)
+        .json(&json!({"principal": READER, "description": "scale benchmark"}))
+        .send()
+        .await?;
+    if !r.status().is_success() {
+        bail!(
+            "creating the reader's token: {} {}",
+            r.status(),
+            r.text().await?
+        );
+    }
+    let body: serde_json::Value = r.json().await?;
+    let token = body["token"]
+        .as_str()
+        .context("the token's secret")?
+        .to_owned();
+    let r = http
+        .put(format!(
+            "{}/api/v1/roleAssignments/scale-group-reader",
+            args.url
+        ))
+        .bearer_auth(&args.token)
+        .json(&json!({"principal": READER, "roleDefinition": "SecurityReader", "scope": group(1)}))
+        .send()
+        .await?;
+    if !r.status().is_success() {
+        bail!(
+            "assigning the reader's role: {} {}",
+            r.status(),
+            r.text().await?
+        );
+    }
+    Ok(token)
+}
+
 /// Sends initiates `from..to`, each for port 22 of one machine from its own source.
 async fn load_requests(
     http: &reqwest::Client,
@@ -231,7 +275,12 @@ async fn load_requests(
 }
 
 /// Times the first page of each list.
-async fn measure(http: &reqwest::Client, args: &Args, requests: u64) -> anyhow::Result<()> {
+async fn measure(
+    http: &reqwest::Client,
+    args: &Args,
+    reader: &str,
+    requests: u64,
+) -> anyhow::Result<()> {
     let fleet = Fleet::of(args);
     let vm0 = fleet.machine(0);
     let quiet = fleet.machine(args.machines / 2 + 1);
@@ -258,17 +307,37 @@ async fn measure(http: &reqwest::Client, args: &Args, requests: u64) -> anyhow::
         ),
         ("agents", "/agents".to_owned()),
     ];
+    // Read by someone who may read one resource group only: the store holds a hundred times
+    // what they may see.
+    let as_reader = [
+        (
+            "`GET /api/v1/history`, reader of one resource group",
+            "/history?top=100".to_owned(),
+        ),
+        (
+            "activity at that resource group, by its reader",
+            format!("/activity?scope={}&top=100", group(1)),
+        ),
+    ];
+    let pages = pages
+        .into_iter()
+        .map(|(name, path)| (name, path, args.token.as_str()))
+        .chain(
+            as_reader
+                .into_iter()
+                .map(|(name, path)| (name, path, reader)),
+        );
     println!("## at {requests} requests ({})", rss(args));
     println!("| first page of | first read | median of {} |", args.reads);
     println!("|---|---|---|");
-    for (name, path) in pages {
+    for (name, path, token) in pages {
         let mut times = Vec::new();
         let mut size = 0;
         for _ in 0..args.reads.max(1) {
             let t0 = Instant::now();
             let r = http
                 .get(format!("{}/api/v1{path}", args.url))
-                .bearer_auth(&args.token)
+                .bearer_auth(token)
                 .send()
                 .await?;
             let status = r.status();

@@ -293,6 +293,16 @@ impl Permissions {
             .any(|(scope, role)| scope.contains(target) && role.allows(action))
     }
 
+    /// The scopes at which `action` is allowed, with everything beneath them: the scope of each
+    /// assignment whose role allows the action. `allows(action, t)` holds exactly when one of
+    /// them contains `t`, so a list may read only what lies under these.
+    pub fn scopes_allowing<'a>(&'a self, action: &'a str) -> impl Iterator<Item = &'a Scope> {
+        self.entries
+            .iter()
+            .filter(move |(_, role)| role.allows(action))
+            .map(|(scope, _)| scope)
+    }
+
     /// Whether `action` is allowed at `target` or anywhere beneath it; lists at a scope are
     /// open to those who may read some of what is in it.
     pub fn allows_within(&self, action: &str, target: &Scope) -> bool {
@@ -369,5 +379,8 @@ mod tests {
         assert!(p.allows_within(POLICIES_READ, &scope("/subscriptions/s1")));
         assert!(!p.allows_within(POLICIES_READ, &scope("/subscriptions/s2")));
         assert!(!Permissions::default().allows(POLICIES_READ, &in_a));
+        let at: Vec<_> = p.scopes_allowing(POLICIES_INITIATE).collect();
+        assert_eq!(at, [&scope("/subscriptions/s1/resourceGroups/a")]);
+        assert_eq!(p.scopes_allowing(POLICIES_WRITE).count(), 0);
     }
 }

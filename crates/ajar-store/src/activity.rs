@@ -181,44 +181,10 @@ impl Tx {
         before: Option<i64>,
         limit: u32,
     ) -> StoreResult<Vec<ActivityRow>> {
-        // Records about a scope are found newest first through `activity_scopes` (walked in
-        // `(scope, seq)` order, each record looked up by its `seq`); the root holds everything.
-        let (mut sql, seq) = match filter.under.map(|u| u.trim_end_matches('/')) {
-            None | Some("") => (
-                SqlBuilder::new(format!("SELECT {COLUMNS} FROM activity WHERE 1 = 1")),
-                "seq",
-            ),
-            Some(scope) => {
-                let mut sql = SqlBuilder::new(format!(
-                    "SELECT a.{COLUMNS} FROM activity_scopes s CROSS JOIN activity a \
-                     WHERE a.seq = s.seq AND s.scope = "
-                ));
-                sql.push_bind(scope.to_owned());
-                (sql, "s.seq")
-            }
-        };
-        for (value, column) in [
-            (filter.principal, "principal"),
-            (filter.action, "action"),
-            (filter.result, "result"),
-            (filter.request_id, "request_id"),
-        ] {
-            if let Some(value) = value {
-                sql.push(format_args!(" AND {column} = ")).push_bind(value);
-            }
-        }
-        if let Some(from) = filter.from {
-            sql.push(" AND at >= ").push_bind(to_db(from));
-        }
-        if let Some(to) = filter.to {
-            sql.push(" AND at < ").push_bind(to_db(to));
-        }
-        if let Some(before) = before {
-            sql.push(format_args!(" AND {seq} < ")).push_bind(before);
-        }
-        sql.push(format_args!(" ORDER BY {seq} DESC LIMIT "))
-            .push_bind(i64::from(limit));
-        Ok(sql.build_query_as()?.fetch_all(self.c()).await?)
+        Ok(activity_sql(filter, before, limit)
+            .build_query_as()?
+            .fetch_all(self.c())
+            .await?)
     }
 
     /// Records in chain order after `after` (a `seq`), for verification.
@@ -251,6 +217,52 @@ impl Tx {
         }
         Ok(())
     }
+}
+
+/// The statement of [`Tx::activity`].
+pub(crate) fn activity_sql(
+    filter: &ActivityFilter<'_>,
+    before: Option<i64>,
+    limit: u32,
+) -> SqlBuilder {
+    // Records about a scope are found newest first through `activity_scopes` (walked in
+    // `(scope, seq)` order, each record looked up by its `seq`); the root holds everything.
+    let (mut sql, seq) = match filter.under.map(|u| u.trim_end_matches('/')) {
+        None | Some("") => (
+            SqlBuilder::new(format!("SELECT {COLUMNS} FROM activity WHERE 1 = 1")),
+            "seq",
+        ),
+        Some(scope) => {
+            let mut sql = SqlBuilder::new(format!(
+                "SELECT a.{COLUMNS} FROM activity_scopes s CROSS JOIN activity a \
+                 WHERE a.seq = s.seq AND s.scope = "
+            ));
+            sql.push_bind(scope.to_owned());
+            (sql, "s.seq")
+        }
+    };
+    for (value, column) in [
+        (filter.principal, "principal"),
+        (filter.action, "action"),
+        (filter.result, "result"),
+        (filter.request_id, "request_id"),
+    ] {
+        if let Some(value) = value {
+            sql.push(format_args!(" AND {column} = ")).push_bind(value);
+        }
+    }
+    if let Some(from) = filter.from {
+        sql.push(" AND at >= ").push_bind(to_db(from));
+    }
+    if let Some(to) = filter.to {
+        sql.push(" AND at < ").push_bind(to_db(to));
+    }
+    if let Some(before) = before {
+        sql.push(format_args!(" AND {seq} < ")).push_bind(before);
+    }
+    sql.push(format_args!(" ORDER BY {seq} DESC LIMIT "))
+        .push_bind(i64::from(limit));
+    sql
 }
 
 /// Every scope a record about `resource_id` is about: each prefix of whole pairs of segments

@@ -2,6 +2,7 @@
 
 use crate::StoreResult;
 use crate::columns::{NullableMicros, to_json};
+use crate::readable::{Arm, Readable, push_merged};
 use crate::rows::*;
 use crate::sql::{SqlBuilder, push_page_conditions};
 use crate::tx::*;
@@ -26,6 +27,8 @@ pub struct JitRequestFilter<'a> {
     pub from: Option<Timestamp>,
     /// Made before this instant.
     pub to: Option<Timestamp>,
+    /// Only what may be read; `None` reads everything.
+    pub within: Option<&'a Readable>,
 }
 
 impl Tx {
@@ -124,25 +127,10 @@ impl Tx {
         after: Option<&Cursor>,
         limit: u32,
     ) -> StoreResult<Vec<JitRequestRow>> {
-        // Only the conditions given, so the planner can walk an index in `(created_at, id)`
-        // order (`jit_requests_by_time`, or `jit_requests_by_requester` for one requester).
-        let mut sql = SqlBuilder::new(format!(
-            "SELECT {JIT_REQUEST_COLUMNS} FROM jit_requests WHERE 1 = 1"
-        ));
-        for (column, value) in [
-            ("requester", filter.requester),
-            ("kind", filter.kind),
-            ("state", filter.state),
-        ] {
-            if let Some(value) = value {
-                sql.push(format_args!(" AND {column} = "))
-                    .push_bind(value.to_owned());
-            }
-        }
-        push_page_conditions(&mut sql, "", filter.from, filter.to, after);
-        sql.push(" ORDER BY created_at DESC, id DESC LIMIT ")
-            .push_bind(i64::from(limit));
-        Ok(sql.build_query_as()?.fetch_all(self.c()).await?)
+        Ok(history_sql(filter, after, limit)
+            .build_query_as()?
+            .fetch_all(self.c())
+            .await?)
     }
 
     /// Requests in a state, newest first.
@@ -168,4 +156,77 @@ impl Tx {
                 .await?;
         Ok(due.into())
     }
+}
+
+/// The statement of [`Tx::jit_request_history`]: one walk of an index in `(created_at, id)`
+/// order, or, when only some rows may be read, one such walk per part of them, merged.
+pub(crate) fn history_sql(
+    filter: JitRequestFilter<'_>,
+    after: Option<&Cursor>,
+    limit: u32,
+) -> SqlBuilder {
+    let mut sql = SqlBuilder::new("");
+    match filter.within {
+        None => push_history_page(&mut sql, filter, after, limit, None),
+        Some(within) => push_merged(
+            &mut sql,
+            JIT_REQUEST_COLUMNS,
+            &within.arms(false),
+            limit,
+            |sql, arm| push_history_page(sql, filter, after, limit, Some(arm)),
+        ),
+    }
+    sql
+}
+
+/// A page of history, of one part of what may be read when `arm` is given. Only the conditions
+/// given, so the planner can walk an index in `(created_at, id)` order: `jit_requests_by_time`,
+/// `jit_requests_by_requester` for one requester, `jit_requests_by_subscription` or
+/// `jit_requests_by_group` for a subscription's or a resource group's.
+fn push_history_page(
+    sql: &mut SqlBuilder,
+    filter: JitRequestFilter<'_>,
+    after: Option<&Cursor>,
+    limit: u32,
+    arm: Option<Arm<'_>>,
+) {
+    sql.push(format_args!(
+        "SELECT {JIT_REQUEST_COLUMNS} FROM jit_requests WHERE 1 = 1"
+    ));
+    for (column, value) in [
+        ("requester", filter.requester),
+        ("kind", filter.kind),
+        ("state", filter.state),
+    ] {
+        if let Some(value) = value {
+            sql.push(format_args!(" AND {column} = "))
+                .push_bind(value.to_owned());
+        }
+    }
+    match arm {
+        None => {}
+        Some(Arm::Own(requester)) => {
+            sql.push(" AND requester = ")
+                .push_bind(requester.to_owned());
+        }
+        Some(Arm::Subscription(s)) => {
+            sql.push(" AND subscription = ").push_bind(s.to_owned());
+        }
+        Some(Arm::Group(s, g)) => {
+            sql.push(" AND subscription = ")
+                .push_bind(s.to_owned())
+                .push(" AND resource_group = ")
+                .push_bind(g.to_owned());
+        }
+        Some(Arm::Resource(id)) => {
+            sql.push(" AND id = ").push_bind(id.to_owned());
+        }
+        // Every role activation request has its subscription.
+        Some(Arm::Unplaced | Arm::Nothing) => {
+            sql.push(" AND 1 = 0");
+        }
+    }
+    push_page_conditions(sql, "", filter.from, filter.to, after);
+    sql.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+        .push_bind(i64::from(limit));
 }

@@ -1,10 +1,12 @@
 //! Network access requests and their ports (grants): the batched insert with its guards, closing, expiry and reports.
 
 use crate::columns::{Micros, NullableMicros, to_json};
+use crate::readable::{Arm, Readable, push_merged};
 use crate::rows::*;
 use crate::sql::{SqlBuilder, push_in_list, push_page_conditions};
 use crate::tx::*;
 use crate::{StoreError, StoreResult};
+use ajar_core::id::Scope;
 use ajar_core::request::StatusReason;
 use jiff::Timestamp;
 
@@ -79,6 +81,8 @@ pub struct RequestFilter<'a> {
     pub from: Option<Timestamp>,
     /// Made before this instant.
     pub to: Option<Timestamp>,
+    /// Only what may be read (resources are policies); `None` reads everything.
+    pub within: Option<&'a Readable>,
 }
 
 impl Tx {
@@ -132,9 +136,14 @@ impl Tx {
             let req = item.request;
             let created = to_db(req.created_at);
             let sql = script.statement();
+            // Kept beside the policy's id so history can be read a subscription or a resource
+            // group at a time; the same parse decides who may read the request.
+            let scope = Scope::parse(&req.policy_id).ok();
+            let subscription = scope.as_ref().and_then(Scope::subscription);
+            let resource_group = scope.as_ref().and_then(Scope::resource_group);
             sql.push(
-                "INSERT INTO requests (id, policy_id, requestor, justification, source_address, created_at) \
-                 SELECT ",
+                "INSERT INTO requests (id, policy_id, requestor, justification, source_address, created_at, \
+                 subscription, resource_group) SELECT ",
             );
             sql.separated(", ")
                 .push_bind(req.id.as_str())
@@ -142,7 +151,9 @@ impl Tx {
                 .push_bind(req.requestor.as_str())
                 .push_bind(req.justification.as_deref())
                 .push_bind(req.source_address.as_deref())
-                .push_bind(created);
+                .push_bind(created)
+                .push_bind(subscription.map(|n| n.as_str()))
+                .push_bind(resource_group.map(|n| n.as_str()));
             sql.push(" WHERE EXISTS (SELECT 1 FROM policies WHERE id = ")
                 .push_bind(req.policy_id.as_str())
                 .push(" AND etag = ")
@@ -295,38 +306,7 @@ impl Tx {
         after: Option<&Cursor>,
         limit: u32,
     ) -> StoreResult<Vec<(RequestRow, Vec<PortRow>)>> {
-        let (by_policy, by_machine, everywhere) = match filter.on {
-            RequestsOn::Policy(p) => (Some(p), None, false),
-            RequestsOn::Machine(m) => (None, Some(m), false),
-            RequestsOn::Everywhere => (None, None, true),
-        };
-        // Only the conditions given, so the planner can walk an index in `(created_at, id)`
-        // order: `requests_by_policy`, `requests_by_requestor` or `requests_by_time`.
-        let mut sql = SqlBuilder::new(
-            "SELECT r.id, r.policy_id, r.requestor, r.justification, r.source_address, r.created_at \
-             FROM requests r WHERE 1 = 1",
-        );
-        if let Some(policy) = by_policy {
-            sql.push(" AND r.policy_id = ").push_bind(policy.to_owned());
-        }
-        if let Some(machine) = by_machine {
-            sql.push(" AND r.id IN (SELECT request_id FROM request_ports WHERE machine_id = ")
-                .push_bind(machine.to_owned())
-                .push(")");
-        }
-        if let Some(requestor) = filter.requestor {
-            sql.push(" AND r.requestor = ")
-                .push_bind(requestor.to_owned());
-        }
-        push_page_conditions(&mut sql, "r.", filter.from, filter.to, after);
-        if everywhere {
-            // Approval-gated requests are listed through their approval request instead.
-            sql.push(
-                " AND NOT EXISTS (SELECT 1 FROM jit_requests j WHERE j.kind = 'network' AND j.name = r.id)",
-            );
-        }
-        sql.push(" ORDER BY r.created_at DESC, r.id DESC LIMIT ")
-            .push_bind(i64::from(limit));
+        let sql = requests_sql(filter, after, limit);
         let reqs: Vec<RequestRow> = sql.build_query_as()?.fetch_all(self.c()).await?;
         let ids: Vec<String> = reqs.iter().map(|r| r.id.clone()).collect();
         let mut by_request: std::collections::HashMap<String, Vec<PortRow>> = Default::default();
@@ -550,4 +530,98 @@ pub(crate) const HOUR_MICROS: i64 = 3_600_000_000;
 /// The hour bucket of a stored instant (microseconds).
 pub(crate) fn hour_of(micros: i64) -> i64 {
     micros.div_euclid(HOUR_MICROS)
+}
+
+/// The columns of a [`RequestRow`].
+const REQUEST_COLUMNS: &str = "id, policy_id, requestor, justification, source_address, created_at";
+
+/// The statement of [`Tx::requests`]: one walk of an index in `(created_at, id)` order, or,
+/// when only some requests may be read, one such walk per part of them, merged.
+pub(crate) fn requests_sql(
+    filter: RequestFilter<'_>,
+    after: Option<&Cursor>,
+    limit: u32,
+) -> SqlBuilder {
+    let mut sql = SqlBuilder::new("");
+    match filter.within {
+        None => push_requests_page(&mut sql, filter, after, limit, None),
+        // Requests stored before their subscription was kept are read apart.
+        Some(within) => push_merged(
+            &mut sql,
+            REQUEST_COLUMNS,
+            &within.arms(true),
+            limit,
+            |sql, arm| push_requests_page(sql, filter, after, limit, Some(arm)),
+        ),
+    }
+    sql
+}
+
+/// A page of requests, of one part of what may be read when `arm` is given. Only the
+/// conditions given, so the planner can walk an index in `(created_at, id)` order:
+/// `requests_by_policy`, `requests_by_requestor`, `requests_by_time`, or
+/// `requests_by_subscription` and `requests_by_group` for a subscription's or a resource
+/// group's.
+fn push_requests_page(
+    sql: &mut SqlBuilder,
+    filter: RequestFilter<'_>,
+    after: Option<&Cursor>,
+    limit: u32,
+    arm: Option<Arm<'_>>,
+) {
+    let (by_policy, by_machine, everywhere) = match filter.on {
+        RequestsOn::Policy(p) => (Some(p), None, false),
+        RequestsOn::Machine(m) => (None, Some(m), false),
+        RequestsOn::Everywhere => (None, None, true),
+    };
+    sql.push(
+        "SELECT r.id, r.policy_id, r.requestor, r.justification, r.source_address, r.created_at \
+         FROM requests r WHERE 1 = 1",
+    );
+    if let Some(policy) = by_policy {
+        sql.push(" AND r.policy_id = ").push_bind(policy.to_owned());
+    }
+    if let Some(machine) = by_machine {
+        sql.push(" AND r.id IN (SELECT request_id FROM request_ports WHERE machine_id = ")
+            .push_bind(machine.to_owned())
+            .push(")");
+    }
+    if let Some(requestor) = filter.requestor {
+        sql.push(" AND r.requestor = ")
+            .push_bind(requestor.to_owned());
+    }
+    match arm {
+        None => {}
+        Some(Arm::Own(requestor)) => {
+            sql.push(" AND r.requestor = ")
+                .push_bind(requestor.to_owned());
+        }
+        Some(Arm::Subscription(s)) => {
+            sql.push(" AND r.subscription = ").push_bind(s.to_owned());
+        }
+        Some(Arm::Group(s, g)) => {
+            sql.push(" AND r.subscription = ")
+                .push_bind(s.to_owned())
+                .push(" AND r.resource_group = ")
+                .push_bind(g.to_owned());
+        }
+        Some(Arm::Resource(policy)) => {
+            sql.push(" AND r.policy_id = ").push_bind(policy.to_owned());
+        }
+        Some(Arm::Unplaced) => {
+            sql.push(" AND r.subscription IS NULL");
+        }
+        Some(Arm::Nothing) => {
+            sql.push(" AND 1 = 0");
+        }
+    }
+    push_page_conditions(sql, "r.", filter.from, filter.to, after);
+    if everywhere {
+        // Approval-gated requests are listed through their approval request instead.
+        sql.push(
+            " AND NOT EXISTS (SELECT 1 FROM jit_requests j WHERE j.kind = 'network' AND j.name = r.id)",
+        );
+    }
+    sql.push(" ORDER BY r.created_at DESC, r.id DESC LIMIT ")
+        .push_bind(i64::from(limit));
 }

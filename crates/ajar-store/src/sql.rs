@@ -26,6 +26,12 @@ impl SqlBuilder {
         }
     }
 
+    /// Puts SQL text before the statement (`EXPLAIN `); the placeholders keep their numbers.
+    pub(crate) fn prepend(&mut self, sql: &str) -> &mut Self {
+        self.sql.insert_str(0, sql);
+        self
+    }
+
     /// Appends SQL text (never a value from outside: bind those with [`Self::push_bind`]).
     pub(crate) fn push(&mut self, sql: impl Display) -> &mut Self {
         use std::fmt::Write;

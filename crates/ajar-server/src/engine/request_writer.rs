@@ -42,10 +42,11 @@ pub struct NewAccess {
 }
 
 impl NewAccess {
-    /// Bound values its statements take: the request and its guard, the supersede, its id in
-    /// the batch's figures and answer, and per port its row and supersede key.
+    /// Bound values its statements take: the request (with its subscription and resource
+    /// group) and its guard, the supersede, its id in the batch's figures and answer, and per
+    /// port its row and supersede key.
     fn params(&self) -> usize {
-        15 + self.blocking_scopes.len() + 14 * self.ports.len()
+        17 + self.blocking_scopes.len() + 14 * self.ports.len()
     }
 
     fn new_request(&self) -> NewRequest<'_> {

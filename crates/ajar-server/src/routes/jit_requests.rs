@@ -28,7 +28,8 @@ use ajar_core::rbac::{actions, parse_role_name};
 use ajar_core::request::WindowEnd;
 use ajar_core::request::{StatusReason, plan_initiate};
 use ajar_store::{
-    Cursor, JitRequestFilter, JitRequestRow, RequestFilter, RequestsOn, Tx, at_store_precision,
+    Cursor, JitRequestFilter, JitRequestRow, Readable, RequestFilter, RequestsOn, Tx,
+    at_store_precision,
 };
 use axum::extract::{Path, Query, State};
 use jiff::SignedDuration;
@@ -649,12 +650,25 @@ pub async fn history(
         }
         (false, _) => Some(caller.principal.as_str()),
     };
+    // The store reads only what the caller may see (their own requests, and those where they
+    // hold the read action), each part through an index; what it answers is still checked
+    // below, entry by entry.
+    let (roles_within, network_within) = if requester == Some(caller.principal.as_str()) {
+        (None, None)
+    } else {
+        (
+            readable(&caller, actions::JIT_REQUESTS_READ),
+            readable(&caller, actions::REQUESTS_READ),
+        )
+    };
     let filter = HistoryFilter {
         requester,
         kind,
         state: query.state.as_deref(),
         from,
         to,
+        roles_within: roles_within.as_ref(),
+        network_within: network_within.as_ref(),
     };
     // The page holds `top` entries the caller may see, and the next link continues after the
     // last of them: it never names an entry the caller may not see.
@@ -689,10 +703,53 @@ struct HistoryFilter<'a> {
     state: Option<&'a str>,
     from: Option<jiff::Timestamp>,
     to: Option<jiff::Timestamp>,
+    /// The role activations and approval-gated requests the caller may read; `None`: all.
+    roles_within: Option<&'a Readable>,
+    /// The network requests the caller may read; `None`: all.
+    network_within: Option<&'a Readable>,
+}
+
+/// Most parts a read of history is split into. A caller whose assignments name more scopes is
+/// read in one walk of everything, filtered entry by entry: the same page, found more slowly.
+const MAX_READ_PARTS: usize = 16;
+
+/// Where the caller may read with `action`, as the store reads it: their own requests and
+/// those at or beneath each scope where they hold the action. `None` when that is everything
+/// (an assignment at the root) or too many parts; the entries shown are checked one by one
+/// either way, so this only narrows what is read.
+fn readable(caller: &Caller, action: &str) -> Option<Readable> {
+    let scopes: Vec<&Scope> = caller.permissions.scopes_allowing(action).collect();
+    let mut within = Readable {
+        own: Some(caller.principal.clone()),
+        ..Readable::default()
+    };
+    for scope in &scopes {
+        // A scope beneath another of them adds nothing.
+        if scopes.iter().any(|o| o != scope && o.contains(scope)) {
+            continue;
+        }
+        match scope {
+            Scope::Root => return None,
+            Scope::Subscription(s) => within.subscriptions.push(s.as_str().to_owned()),
+            Scope::ResourceGroup(s, g) => within
+                .groups
+                .push((s.as_str().to_owned(), g.as_str().to_owned())),
+            Scope::Resource(id) => within.resources.push(id.to_string()),
+        }
+    }
+    within.subscriptions.sort();
+    within.subscriptions.dedup();
+    within.groups.sort();
+    within.groups.dedup();
+    within.resources.sort();
+    within.resources.dedup();
+    let parts = within.subscriptions.len() + within.groups.len() + within.resources.len();
+    (parts <= MAX_READ_PARTS).then_some(within)
 }
 
 /// Up to `limit` entries after `cursor`, newest first, from both sources, each with whether
-/// the caller may see it; and whether both sources have nothing more.
+/// it is shown (the caller may see it, and it is in the state asked for); and whether both
+/// sources have nothing more.
 async fn history_batch(
     tx: &mut ajar_store::Tx,
     caller: &Caller,
@@ -717,6 +774,7 @@ async fn history_batch(
                 state: filter.state,
                 from,
                 to,
+                within: filter.roles_within,
             },
             cursor,
             limit as u32,
@@ -752,6 +810,7 @@ async fn history_batch(
                     requestor: requester,
                     from,
                     to,
+                    within: filter.network_within,
                 },
                 cursor,
                 limit as u32,
@@ -759,13 +818,14 @@ async fn history_batch(
             .await?;
         exhausted &= rows.len() < limit;
         for (req, ports) in rows {
+            // A request in another state is not shown, but the walk still passes it: skipping
+            // it here would leave a batch of them to be read again and again.
             let state_word = network_state(&ports);
-            if filter.state.is_some_and(|s| s != state_word.as_str()) {
-                continue;
-            }
-            let visible = req.requestor == caller.principal
-                || Scope::parse(&req.policy_id)
-                    .is_ok_and(|s| caller.may(actions::REQUESTS_READ, &s));
+            let asked = filter.state.is_none_or(|s| s == state_word.as_str());
+            let visible = asked
+                && (req.requestor == caller.principal
+                    || Scope::parse(&req.policy_id)
+                        .is_ok_and(|s| caller.may(actions::REQUESTS_READ, &s)));
             entries.push((
                 time_key(req.created_at, &req.id),
                 HistoryEntry {

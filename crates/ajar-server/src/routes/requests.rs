@@ -256,6 +256,7 @@ async fn list_requests(
                 requestor,
                 from: None,
                 to: None,
+                within: None,
             },
             page.after.as_ref().map(|r| &r.0),
             page.limit() as u32,
