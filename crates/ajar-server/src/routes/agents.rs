@@ -377,6 +377,14 @@ async fn build_desired(
     Ok(desired)
 }
 
+/// A wait shortened by a random part of up to a fifth, so agents that connected together (after a
+/// restart of the server, say) do not all come back at the same instant, poll after poll.
+fn spread(wait: Duration) -> Duration {
+    let random = uuid::Uuid::new_v4().as_u128() as u64;
+    let fifth = wait / 5;
+    wait - fifth.mul_f64(random as f64 / u64::MAX as f64)
+}
+
 #[utoipa::path(get, path = "/api/v1/agent/desiredState", tag = "agents",
     params(("after" = Option<i64>, Query, description = "the revision the agent holds: answer once its desired state is past it, with only the machines changed since"),
            ("waitSeconds" = Option<u64>, Query, description = "longest wait, at most 60 (default 25)")),
@@ -404,6 +412,7 @@ pub async fn desired_state(
     let wait = number("waitSeconds", &query.wait_seconds)?
         .map(|s| Duration::from_secs(s.clamp(0, MAX_WAIT.as_secs() as i64) as u64))
         .unwrap_or(Duration::from_secs(25));
+    let wait = spread(wait);
     state.presence.seen(&agent.id, state.clock.now());
     if let Some(after) = after {
         // Subscribe before reading the stored revision, so a change in between is not missed;
@@ -480,4 +489,19 @@ pub async fn report(
     // Each port opened or closed is recorded above; the rest is last-seen bookkeeping.
     tx.commit_unrecorded().await?;
     Ok(no_content())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_are_spread_over_their_last_fifth() {
+        let wait = Duration::from_secs(25);
+        let waits: Vec<Duration> = (0..200).map(|_| spread(wait)).collect();
+        assert!(waits.iter().all(|w| *w <= wait && *w >= wait * 4 / 5));
+        let distinct: std::collections::HashSet<_> = waits.iter().collect();
+        assert!(distinct.len() > 100, "waits are not spread: {distinct:?}");
+        assert_eq!(spread(Duration::ZERO), Duration::ZERO);
+    }
 }

@@ -187,7 +187,8 @@ async fn the_feed_answers_at_once_on_change_and_waits_otherwise() {
     let first: DesiredState = get_as(&agent, "/api/v1/agent/desiredState").await;
     let rev = first.revision;
 
-    // Nothing changes: the poll waits its full time and answers the same revision.
+    // Nothing changes: the poll waits its time (less at most a fifth, which spreads agents out)
+    // and answers the same revision.
     let t0 = Instant::now();
     let same = call(
         &agent,
@@ -196,7 +197,7 @@ async fn the_feed_answers_at_once_on_change_and_waits_otherwise() {
         None,
     )
     .await;
-    assert!(t0.elapsed() >= Duration::from_millis(900));
+    assert!(t0.elapsed() >= Duration::from_millis(790));
     assert_eq!(same.json::<DesiredState>().revision, rev);
 
     // A grant arrives while the agent waits: the poll answers at once with it.
