@@ -2,6 +2,7 @@
 
 use crate::StoreResult;
 use crate::columns::{NullableMicros, to_json};
+use crate::figures::counts_as_approved;
 use crate::rows::*;
 use crate::sql::{SqlBuilder, push_page_conditions};
 use crate::tx::*;
@@ -16,6 +17,8 @@ pub(crate) const JIT_REQUEST_COLUMNS: &str = "id, name, application_id, kind, re
 /// access).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct JitRequestFilter<'a> {
+    /// Only requests for this application (or, for network requests, this policy).
+    pub application: Option<&'a str>,
     /// Only this requester's.
     pub requester: Option<&'a str>,
     /// Only `role` or only `network` requests.
@@ -63,6 +66,9 @@ impl Tx {
         .bind(&r.extends)
         .execute(self.c())
         .await?;
+        if r.kind == "role" {
+            self.role_request_stored(r).await?;
+        }
         Ok(true)
     }
 
@@ -75,6 +81,19 @@ impl Tx {
         due: Option<Timestamp>,
     ) -> StoreResult<()> {
         self.touched_access = true;
+        let before: Option<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT kind, application_id, state, created_at FROM jit_requests WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.c())
+        .await?;
+        if let Some((kind, application, was, created_at)) = before
+            && kind == "role"
+        {
+            let delta =
+                i64::from(counts_as_approved(state.as_str())) - i64::from(counts_as_approved(&was));
+            self.count_approved(&application, created_at, delta).await?;
+        }
         sqlx::query("UPDATE jit_requests SET lifecycle = $1, state = $2, due = $3 WHERE id = $4")
             .bind(to_json(lifecycle)?)
             .bind(state.as_str())
@@ -108,15 +127,6 @@ impl Tx {
             .next())
     }
 
-    /// An application's requests, newest first.
-    pub async fn jit_requests_of_application(
-        &mut self,
-        application_id: &str,
-    ) -> StoreResult<Vec<JitRequestRow>> {
-        self.jit_requests_where("application_id = $1", application_id)
-            .await
-    }
-
     /// A newest-first page of requests matching `filter`, after `after`.
     pub async fn jit_request_history(
         &mut self,
@@ -124,25 +134,10 @@ impl Tx {
         after: Option<&Cursor>,
         limit: u32,
     ) -> StoreResult<Vec<JitRequestRow>> {
-        // Only the conditions given, so the planner can walk an index in `(created_at, id)`
-        // order (`jit_requests_by_time`, or `jit_requests_by_requester` for one requester).
-        let mut sql = SqlBuilder::new(format!(
-            "SELECT {JIT_REQUEST_COLUMNS} FROM jit_requests WHERE 1 = 1"
-        ));
-        for (column, value) in [
-            ("requester", filter.requester),
-            ("kind", filter.kind),
-            ("state", filter.state),
-        ] {
-            if let Some(value) = value {
-                sql.push(format_args!(" AND {column} = "))
-                    .push_bind(value.to_owned());
-            }
-        }
-        push_page_conditions(&mut sql, "", filter.from, filter.to, after);
-        sql.push(" ORDER BY created_at DESC, id DESC LIMIT ")
-            .push_bind(i64::from(limit));
-        Ok(sql.build_query_as()?.fetch_all(self.c()).await?)
+        Ok(jit_request_history_sql(filter, after, limit)
+            .build_query_as()?
+            .fetch_all(self.c())
+            .await?)
     }
 
     /// Requests in a state, newest first.
@@ -168,4 +163,32 @@ impl Tx {
                 .await?;
         Ok(due.into())
     }
+}
+
+/// The statement of [`Tx::jit_request_history`]: only the conditions given, so the planner can
+/// walk an index in `(created_at, id)` order (`jit_requests_by_time`, or the one of the
+/// requester, the application or the state asked for).
+pub(crate) fn jit_request_history_sql(
+    filter: JitRequestFilter<'_>,
+    after: Option<&Cursor>,
+    limit: u32,
+) -> SqlBuilder {
+    let mut sql = SqlBuilder::new(format!(
+        "SELECT {JIT_REQUEST_COLUMNS} FROM jit_requests WHERE 1 = 1"
+    ));
+    for (column, value) in [
+        ("application_id", filter.application),
+        ("requester", filter.requester),
+        ("kind", filter.kind),
+        ("state", filter.state),
+    ] {
+        if let Some(value) = value {
+            sql.push(format_args!(" AND {column} = "))
+                .push_bind(value.to_owned());
+        }
+    }
+    push_page_conditions(&mut sql, "", filter.from, filter.to, after);
+    sql.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+        .push_bind(i64::from(limit));
+    sql
 }
