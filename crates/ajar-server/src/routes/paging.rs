@@ -243,7 +243,9 @@ impl<K: Clone, T> Gather<K, T> {
 
 impl<K: PageKey + Ord, const DEFAULT: usize> Page<K, DEFAULT> {
     /// One page of a list held in memory: its items in key order, from just after the
-    /// `skipToken`'s key.
+    /// `skipToken`'s key. Only for lists that are short and bounded by nature (the built-in
+    /// roles, merged with one page of custom roles read from the store); every stored list is
+    /// read a page at a time (see [`Page::gather`]).
     pub fn list<T>(&self, mut items: Vec<T>, key_of: impl Fn(&T) -> K) -> List<T> {
         items.sort_by_key(|item| key_of(item));
         if let Some(after) = &self.after {
