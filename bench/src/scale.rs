@@ -37,6 +37,15 @@ pub struct Args {
     /// The server's process id, to report its peak resident memory.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Applications to create (spread over the resource groups), for the applications page.
+    #[arg(long, default_value_t = 1000)]
+    applications: u64,
+    /// Agents to register, each guarding 10 machines, for the agents page.
+    #[arg(long, default_value_t = 1000)]
+    agents: u64,
+    /// API tokens to create (for 100 principals), for the tokens page.
+    #[arg(long, default_value_t = 1000)]
+    tokens: u64,
     /// Times each page is read (the median is reported, and the first read).
     #[arg(long, default_value_t = 5)]
     reads: usize,
@@ -106,6 +115,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.groups,
         started.elapsed().as_secs_f64(),
         rss(&args)
+    );
+    let started = Instant::now();
+    load_others(&http, &args).await?;
+    println!(
+        "# {} applications, {} agents and {} tokens loaded in {:.1} s",
+        args.applications,
+        args.agents,
+        args.tokens,
+        started.elapsed().as_secs_f64()
     );
     let reader = group_reader(&http, &args).await?;
     let mut loaded = 0;
@@ -227,6 +245,63 @@ async fn group_reader(http: &reqwest::Client, args: &Args) -> anyhow::Result<Str
     Ok(token)
 }
 
+/// Creates applications, agents (each guarding 10 machines) and tokens, 16 at a time.
+async fn load_others(http: &reqwest::Client, args: &Args) -> anyhow::Result<()> {
+    let fleet = Fleet::of(args);
+    let agents = args.agents.min(args.machines / 10);
+    let mut calls: Vec<(reqwest::Method, String, serde_json::Value)> = Vec::new();
+    for a in 0..args.applications {
+        calls.push((
+            reqwest::Method::PUT,
+            format!("{}/applications/app{a}", group(a % args.groups)),
+            json!({"properties": {"publisherPrincipals": []}}),
+        ));
+    }
+    for a in 0..agents {
+        let machines: Vec<String> = (a * 10..a * 10 + 10).map(|m| fleet.machine(m)).collect();
+        calls.push((
+            reqwest::Method::POST,
+            "/agents".to_owned(),
+            json!({"name": format!("agent{a:05}"), "mode": "host", "machines": machines}),
+        ));
+    }
+    for t in 0..args.tokens {
+        calls.push((
+            reqwest::Method::POST,
+            "/tokens".to_owned(),
+            json!({"principal": format!("user{}", t % 100), "description": "scale"}),
+        ));
+    }
+    let calls = Arc::new(calls);
+    let next = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..16 {
+        let (http, calls, next) = (http.clone(), calls.clone(), next.clone());
+        let (url, token) = (args.url.clone(), args.token.clone());
+        workers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let Some((method, path, body)) = calls.get(i) else {
+                    return Ok(());
+                };
+                let r = http
+                    .request(method.clone(), format!("{url}/api/v1{path}"))
+                    .bearer_auth(&token)
+                    .json(body)
+                    .send()
+                    .await?;
+                if !r.status().is_success() {
+                    bail!("{method} {path}: {} {}", r.status(), r.text().await?);
+                }
+            }
+        }));
+    }
+    for w in workers {
+        w.await??;
+    }
+    Ok(())
+}
+
 /// Sends initiates `from..to`, each for port 22 of one machine from its own source.
 async fn load_requests(
     http: &reqwest::Client,
@@ -305,7 +380,15 @@ async fn measure(
             "policies in a subscription",
             format!("{SUB}/jitNetworkAccessPolicies"),
         ),
-        ("agents", "/agents".to_owned()),
+        (
+            "applications in a subscription (with figures)",
+            format!("{SUB}/applications?top=100"),
+        ),
+        ("agents", "/agents?top=100".to_owned()),
+        ("inbox", "/inbox?top=100".to_owned()),
+        ("tokens", "/tokens?top=100".to_owned()),
+        ("role assignments", "/roleAssignments?top=100".to_owned()),
+        ("subscriptions", "/subscriptions".to_owned()),
     ];
     // Read by someone who may read one resource group only: the store holds a hundred times
     // what they may see.

@@ -500,7 +500,7 @@ pub async fn queue(tx: &mut Tx, notices: &[Notice]) -> StoreResult<()> {
     if notices.is_empty() {
         return Ok(());
     }
-    let subs = tx.notification_subscriptions(None).await?;
+    let subs = tx.notification_subscriptions().await?;
     if subs.is_empty() {
         return Ok(());
     }

@@ -4,9 +4,13 @@ use crate::StoreResult;
 use crate::columns::{PortNumber, PortRangeColumns, to_json};
 use crate::machines::MACHINE_COLUMNS;
 use crate::rows::*;
-use crate::sql::{SqlBuilder, push_in_list};
+use crate::sql::{SqlBuilder, push_in_list, push_limit};
 use crate::tx::*;
 use jiff::Timestamp;
+
+/// The columns of an [`AgentRow`] (without its machines).
+const AGENT_SELECT: &str = "SELECT id, name, mode, public_address, port_low, port_high, token_id, last_seen, \
+     version, applied_revision, revision, address_prefixes FROM agents";
 
 /// A gateway guarding a machine, before gateways without a port range are left out.
 #[derive(sqlx::FromRow)]
@@ -57,30 +61,54 @@ impl Tx {
     }
 
     async fn agent_where(&mut self, cond: &str, arg: Option<&str>) -> StoreResult<Vec<AgentRow>> {
-        let sql = format!(
-            "SELECT id, name, mode, public_address, port_low, port_high, token_id, last_seen, version, \
-             applied_revision, revision, address_prefixes FROM agents WHERE {cond} ORDER BY name"
-        );
-        let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+        let mut sql = SqlBuilder::new(format!("{AGENT_SELECT} WHERE {cond}"));
         if let Some(arg) = arg {
-            q = q.bind(arg);
+            sql.push_bind(arg.to_owned());
         }
-        let mut agents: Vec<AgentRow> = q.fetch_all(self.c()).await?;
-        for agent in &mut agents {
-            agent.machines = sqlx::query_scalar(
-                "SELECT machine_id FROM agent_machines WHERE agent_id = $1 ORDER BY machine_id",
-            )
-            .bind(&agent.id)
+        sql.push(" ORDER BY name");
+        let agents = sql.build_query_as()?.fetch_all(self.c()).await?;
+        self.with_machines(agents).await
+    }
+
+    /// The agents with the machines each guards, read for all of them in one query.
+    async fn with_machines(&mut self, mut agents: Vec<AgentRow>) -> StoreResult<Vec<AgentRow>> {
+        if agents.is_empty() {
+            return Ok(agents);
+        }
+        let ids: Vec<&str> = agents.iter().map(|a| a.id.as_str()).collect();
+        let guarded: Vec<(String, String)> = agent_machines_sql(&ids)
+            .build_query_as()?
             .fetch_all(self.c())
             .await?;
+        let mut by_agent: std::collections::HashMap<String, Vec<String>> =
+            std::collections::HashMap::new();
+        for (agent, machine) in guarded {
+            by_agent.entry(agent).or_default().push(machine);
+        }
+        for agent in &mut agents {
+            agent.machines = by_agent.remove(&agent.id).unwrap_or_default();
         }
         Ok(agents)
+    }
+
+    /// At most `limit` agents in name order, after the agent named `after`, with the machines
+    /// each guards: one page through the unique index on names.
+    pub async fn agents_page(
+        &mut self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<AgentRow>> {
+        let agents = agents_page_sql(after, limit)
+            .build_query_as()?
+            .fetch_all(self.c())
+            .await?;
+        self.with_machines(agents).await
     }
 
     /// One agent.
     pub async fn agent(&mut self, id: &str) -> StoreResult<Option<AgentRow>> {
         Ok(self
-            .agent_where("id = $1", Some(id))
+            .agent_where("id = ", Some(id))
             .await?
             .into_iter()
             .next())
@@ -89,7 +117,7 @@ impl Tx {
     /// One agent by name.
     pub async fn agent_by_name(&mut self, name: &str) -> StoreResult<Option<AgentRow>> {
         Ok(self
-            .agent_where("name = $1", Some(name))
+            .agent_where("name = ", Some(name))
             .await?
             .into_iter()
             .next())
@@ -242,12 +270,40 @@ impl Tx {
         agent_id: &str,
         since: Option<i64>,
     ) -> StoreResult<Vec<MachineRow>> {
-        let mut sql = SqlBuilder::new(format!("SELECT {MACHINE_COLUMNS} WHERE am.agent_id = "));
-        sql.push_bind(agent_id.to_owned());
-        if let Some(since) = since {
-            sql.push(" AND am.revision > ").push_bind(since);
-        }
-        sql.push(" ORDER BY m.id");
-        Ok(sql.build_query_as()?.fetch_all(self.c()).await?)
+        Ok(agent_machines_since_sql(agent_id, since)
+            .build_query_as()?
+            .fetch_all(self.c())
+            .await?)
     }
+}
+
+/// The statement of [`Tx::agents_page`].
+pub(crate) fn agents_page_sql(after: Option<&str>, limit: usize) -> SqlBuilder {
+    let mut sql = SqlBuilder::new(format!("{AGENT_SELECT} WHERE 1 = 1"));
+    if let Some(after) = after {
+        sql.push(" AND name > ").push_bind(after.to_owned());
+    }
+    sql.push(" ORDER BY name");
+    push_limit(&mut sql, limit);
+    sql
+}
+
+/// The statement reading the machines of a page's agents (see [`Tx::agents_page`]).
+pub(crate) fn agent_machines_sql(agent_ids: &[&str]) -> SqlBuilder {
+    let mut sql =
+        SqlBuilder::new("SELECT agent_id, machine_id FROM agent_machines WHERE agent_id IN ");
+    push_in_list(&mut sql, agent_ids.iter().copied());
+    sql.push(" ORDER BY agent_id, machine_id");
+    sql
+}
+
+/// The statement of [`Tx::agent_machines_since`]: through `agent_machines (agent_id, revision)`.
+pub(crate) fn agent_machines_since_sql(agent_id: &str, since: Option<i64>) -> SqlBuilder {
+    let mut sql = SqlBuilder::new(format!("SELECT {MACHINE_COLUMNS} WHERE am.agent_id = "));
+    sql.push_bind(agent_id.to_owned());
+    if let Some(since) = since {
+        sql.push(" AND am.revision > ").push_bind(since);
+    }
+    sql.push(" ORDER BY m.id");
+    sql
 }

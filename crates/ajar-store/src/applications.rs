@@ -2,6 +2,7 @@
 
 use crate::StoreResult;
 use crate::rows::*;
+use crate::sql::{SqlBuilder, push_limit, push_scope_page};
 use crate::tx::*;
 use jiff::Timestamp;
 
@@ -47,20 +48,22 @@ impl Tx {
         .await?)
     }
 
-    /// Applications in a subscription, or one of its resource groups, by id.
-    pub async fn applications(
+    /// At most `limit` applications of a subscription (or one of its resource groups) in id
+    /// order, after the application `after`: one page, read through the `(subscription, id)` or
+    /// `(subscription, resource_group, id)` index.
+    pub async fn applications_page(
         &mut self,
         subscription: &str,
         resource_group: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
     ) -> StoreResult<Vec<ApplicationRow>> {
-        Ok(sqlx::query_as(
-            "SELECT id, name, properties, jit_enabled FROM applications \
-             WHERE subscription = $1 AND (CAST($2 AS TEXT) IS NULL OR resource_group = $2) ORDER BY id",
+        Ok(
+            applications_page_sql(subscription, resource_group, after, limit)
+                .build_query_as()?
+                .fetch_all(self.c())
+                .await?,
         )
-        .bind(subscription)
-        .bind(resource_group)
-        .fetch_all(self.c())
-        .await?)
     }
 
     /// Every application.
@@ -137,6 +140,20 @@ impl Tx {
         .await?)
     }
 
+    /// At most `limit` of an application's eligibilities in id order, after `after`: one page
+    /// through the primary key.
+    pub async fn eligibilities_page(
+        &mut self,
+        application_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<EligibilityRow>> {
+        Ok(eligibilities_page_sql(application_id, after, limit)
+            .build_query_as()?
+            .fetch_all(self.c())
+            .await?)
+    }
+
     /// The eligibilities on applications created without JIT (standing grants), in one query.
     pub async fn standing_eligibilities(&mut self) -> StoreResult<Vec<EligibilityRow>> {
         Ok(sqlx::query_as(
@@ -162,4 +179,36 @@ impl Tx {
             .await?;
         Ok(r.rows_affected() > 0)
     }
+}
+
+/// The statement of [`Tx::applications_page`].
+pub(crate) fn applications_page_sql(
+    subscription: &str,
+    resource_group: Option<&str>,
+    after: Option<&str>,
+    limit: usize,
+) -> SqlBuilder {
+    let mut sql =
+        SqlBuilder::new("SELECT id, name, properties, jit_enabled FROM applications WHERE 1 = 1");
+    push_scope_page(&mut sql, "", subscription, resource_group, after, limit);
+    sql
+}
+
+/// The statement of [`Tx::eligibilities_page`].
+pub(crate) fn eligibilities_page_sql(
+    application_id: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> SqlBuilder {
+    let mut sql = SqlBuilder::new(
+        "SELECT application_id, id, principal, role_name, created_at FROM eligible_roles \
+         WHERE application_id = ",
+    );
+    sql.push_bind(application_id.to_owned());
+    if let Some(after) = after {
+        sql.push(" AND id > ").push_bind(after.to_owned());
+    }
+    sql.push(" ORDER BY id");
+    push_limit(&mut sql, limit);
+    sql
 }

@@ -3,9 +3,8 @@
 
 use crate::columns::Micros;
 use crate::requests::{PORT_COLUMNS, hour_of};
-use crate::rows::{GrantRow, to_db};
+use crate::rows::{GrantRow, JitRequestRow, to_db};
 use crate::sql::{SqlBuilder, push_in_list};
-use crate::tx::starts_with;
 use crate::{StoreResult, Tx};
 use jiff::Timestamp;
 use std::collections::HashMap;
@@ -20,22 +19,19 @@ pub struct Figures {
     pub last: Option<(Timestamp, String)>,
 }
 
-/// The prefix of ids under `scope`: the object itself, everything beneath it, and possibly
-/// siblings sharing the prefix (answers are keyed by exact id, so callers read only what they
-/// asked for).
-fn under(scope: &str) -> String {
-    scope.trim_end_matches('/').to_owned()
-}
-
 impl Tx {
-    /// Every subscription that holds a machine, a policy or an application, by name.
-    pub async fn subscriptions(&mut self) -> StoreResult<Vec<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT subscription FROM machines UNION SELECT subscription FROM policies \
-             UNION SELECT subscription FROM applications ORDER BY 1",
-        )
-        .fetch_all(self.c())
-        .await?)
+    /// At most `limit` subscriptions that hold a machine, a policy or an application, by name,
+    /// after `after`: each found by one step down the `subscription` indexes of the three
+    /// tables (a skip scan), so a subscription costs the same whatever it holds.
+    pub async fn subscriptions_page(
+        &mut self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<String>> {
+        Ok(subscriptions_page_sql(after, limit)
+            .build_query_scalar()?
+            .fetch_all(self.c())
+            .await?)
     }
 
     /// Figures of the machines `ids` that have requests, by machine id, from the figures kept
@@ -50,23 +46,17 @@ impl Tx {
         if ids.is_empty() {
             return Ok(out);
         }
-        let mut sql = SqlBuilder::new(
-            "SELECT machine_id, CAST(SUM(requests) AS BIGINT) AS n FROM machine_request_hours \
-             WHERE machine_id IN ",
-        );
-        push_in_list(&mut sql, ids.iter().copied());
-        sql.push(" AND hour >= ")
-            .push_bind(hour_of(to_db(since)))
-            .push(" GROUP BY machine_id");
-        let counts: Vec<(String, i64)> = sql.build_query_as()?.fetch_all(self.c()).await?;
+        let counts: Vec<(String, i64)> = machine_counts_sql(ids, since)
+            .build_query_as()?
+            .fetch_all(self.c())
+            .await?;
         for (machine, n) in counts {
             out.entry(machine).or_default().approved_since = n;
         }
-        let mut sql = SqlBuilder::new(
-            "SELECT machine_id, last_user, last_at FROM machine_figures WHERE machine_id IN ",
-        );
-        push_in_list(&mut sql, ids.iter().copied());
-        let last: Vec<(String, String, Micros)> = sql.build_query_as()?.fetch_all(self.c()).await?;
+        let last: Vec<(String, String, Micros)> = machine_last_sql(ids)
+            .build_query_as()?
+            .fetch_all(self.c())
+            .await?;
         for (machine, user, at) in last {
             out.entry(machine).or_default().last = Some((at.into(), user));
         }
@@ -82,53 +72,177 @@ impl Tx {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut sql = SqlBuilder::new(format!(
-            "SELECT {PORT_COLUMNS}, r.requestor, r.created_at, r.policy_id FROM request_ports p \
-             LEFT JOIN agents ga ON ga.id = p.gateway_agent \
-             JOIN requests r ON r.id = p.request_id WHERE p.machine_id IN "
-        ));
-        push_in_list(&mut sql, ids.iter().copied());
-        sql.push(" AND p.status = 'Initiated' AND p.end_time > ")
-            .push_bind(to_db(now))
-            .push(" ORDER BY p.end_time, p.request_id, p.seq");
-        Ok(sql.build_query_as()?.fetch_all(self.c()).await?)
+        Ok(grants_of_machines_sql(ids, now)
+            .build_query_as()?
+            .fetch_all(self.c())
+            .await?)
     }
 
-    /// Figures of every application under `scope` that has role requests, by application id.
-    pub async fn application_figures(
+    /// Figures of the applications `ids` that have role requests, by application id, from the
+    /// figures kept as role requests are stored and change state: two index lookups per
+    /// application whatever its history. Requests made since `since` are counted by the hour
+    /// of their making: the hour `since` falls in counts whole.
+    pub async fn figures_of_applications(
         &mut self,
-        scope: &str,
+        ids: &[&str],
         since: Timestamp,
     ) -> StoreResult<HashMap<String, Figures>> {
-        let prefix = under(scope);
         let mut out: HashMap<String, Figures> = HashMap::new();
-        let counts: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT application_id, COUNT(*) AS n FROM jit_requests \
-             WHERE kind = 'role' AND {} AND created_at >= $2 \
-             AND state IN ('Approved', 'Active', 'Expired', 'Revoked') GROUP BY application_id",
-            starts_with("application_id", 1)
-        )))
-        .bind(&prefix)
-        .bind(to_db(since))
-        .fetch_all(self.c())
-        .await?;
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let counts: Vec<(String, i64)> = application_counts_sql(ids, since)
+            .build_query_as()?
+            .fetch_all(self.c())
+            .await?;
         for (application, n) in counts {
             out.entry(application).or_default().approved_since = n;
         }
-        let last: Vec<(String, String, Micros)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT application_id, requester, created_at FROM ( \
-               SELECT application_id, requester, created_at, ROW_NUMBER() OVER \
-                 (PARTITION BY application_id ORDER BY created_at DESC, id DESC) AS rn \
-               FROM jit_requests WHERE kind = 'role' AND {}) t \
-             WHERE rn = 1",
-            starts_with("application_id", 1)
-        )))
-        .bind(&prefix)
-        .fetch_all(self.c())
-        .await?;
-        for (application, requester, at) in last {
-            out.entry(application).or_default().last = Some((at.into(), requester));
+        let last: Vec<(String, String, Micros)> = application_last_sql(ids)
+            .build_query_as()?
+            .fetch_all(self.c())
+            .await?;
+        for (application, user, at) in last {
+            out.entry(application).or_default().last = Some((at.into(), user));
         }
         Ok(out)
     }
+
+    /// Keeps the figures of a role request's application as the request is stored: its latest
+    /// request, and its approved count when it is stored approved.
+    pub(crate) async fn role_request_stored(&mut self, r: &JitRequestRow) -> StoreResult<()> {
+        let at = to_db(r.created_at);
+        sqlx::query(
+            "INSERT INTO application_figures (application_id, last_at, last_request, last_user) \
+             VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (application_id) DO UPDATE SET last_at = excluded.last_at, \
+             last_request = excluded.last_request, last_user = excluded.last_user \
+             WHERE excluded.last_at > application_figures.last_at \
+             OR (excluded.last_at = application_figures.last_at \
+                 AND excluded.last_request > application_figures.last_request)",
+        )
+        .bind(&r.application_id)
+        .bind(at)
+        .bind(&r.id)
+        .bind(&r.requester)
+        .execute(self.c())
+        .await?;
+        self.count_approved(
+            &r.application_id,
+            at,
+            i64::from(counts_as_approved(r.state.as_str())),
+        )
+        .await
+    }
+
+    /// Adds `delta` to the approved role requests of `application` made in the hour of
+    /// `created_at` (microseconds).
+    pub(crate) async fn count_approved(
+        &mut self,
+        application: &str,
+        created_at: i64,
+        delta: i64,
+    ) -> StoreResult<()> {
+        if delta == 0 {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO application_request_hours (application_id, hour, approved) \
+             VALUES ($1, $2, $3) ON CONFLICT (application_id, hour) DO UPDATE \
+             SET approved = application_request_hours.approved + excluded.approved",
+        )
+        .bind(application)
+        .bind(hour_of(created_at))
+        .bind(delta)
+        .execute(self.c())
+        .await?;
+        Ok(())
+    }
+}
+
+/// Whether a role request in `state` counts as approved in its application's figures.
+pub(crate) fn counts_as_approved(state: &str) -> bool {
+    matches!(state, "Approved" | "Active" | "Expired" | "Revoked")
+}
+
+/// The statement reading the approved counts of [`Tx::figures_of_applications`].
+pub(crate) fn application_counts_sql(ids: &[&str], since: Timestamp) -> SqlBuilder {
+    let mut sql = SqlBuilder::new(
+        "SELECT application_id, CAST(SUM(approved) AS BIGINT) AS n \
+         FROM application_request_hours WHERE application_id IN ",
+    );
+    push_in_list(&mut sql, ids.iter().copied());
+    sql.push(" AND hour >= ")
+        .push_bind(hour_of(to_db(since)))
+        .push(" GROUP BY application_id");
+    sql
+}
+
+/// The statement reading the latest requests of [`Tx::figures_of_applications`].
+pub(crate) fn application_last_sql(ids: &[&str]) -> SqlBuilder {
+    let mut sql = SqlBuilder::new(
+        "SELECT application_id, last_user, last_at FROM application_figures \
+         WHERE application_id IN ",
+    );
+    push_in_list(&mut sql, ids.iter().copied());
+    sql
+}
+
+/// The statement of [`Tx::subscriptions_page`].
+pub(crate) fn subscriptions_page_sql(after: Option<&str>, limit: usize) -> SqlBuilder {
+    let next = |from: &str| {
+        format!(
+            "(SELECT MIN(s) FROM (\
+               SELECT MIN(subscription) AS s FROM machines WHERE subscription > {from} \
+               UNION ALL SELECT MIN(subscription) FROM policies WHERE subscription > {from} \
+               UNION ALL SELECT MIN(subscription) FROM applications WHERE subscription > {from}\
+             ) t)"
+        )
+    };
+    let mut sql = SqlBuilder::new("WITH RECURSIVE subs(name, n) AS (SELECT CAST(");
+    sql.push_bind(after.unwrap_or("").to_owned())
+        .push(format_args!(
+            " AS TEXT), 0 UNION ALL SELECT {}, n + 1 FROM subs \
+             WHERE name IS NOT NULL AND n < ",
+            next("subs.name")
+        ))
+        .push_bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .push(") SELECT name FROM subs WHERE n > 0 AND name IS NOT NULL ORDER BY n");
+    sql
+}
+
+/// The statement reading the request counts of [`Tx::figures_of_machines`].
+pub(crate) fn machine_counts_sql(ids: &[&str], since: Timestamp) -> SqlBuilder {
+    let mut sql = SqlBuilder::new(
+        "SELECT machine_id, CAST(SUM(requests) AS BIGINT) AS n FROM machine_request_hours \
+         WHERE machine_id IN ",
+    );
+    push_in_list(&mut sql, ids.iter().copied());
+    sql.push(" AND hour >= ")
+        .push_bind(hour_of(to_db(since)))
+        .push(" GROUP BY machine_id");
+    sql
+}
+
+/// The statement reading the latest requests of [`Tx::figures_of_machines`].
+pub(crate) fn machine_last_sql(ids: &[&str]) -> SqlBuilder {
+    let mut sql = SqlBuilder::new(
+        "SELECT machine_id, last_user, last_at FROM machine_figures WHERE machine_id IN ",
+    );
+    push_in_list(&mut sql, ids.iter().copied());
+    sql
+}
+
+/// The statement of [`Tx::grants_of_machines`].
+pub(crate) fn grants_of_machines_sql(ids: &[&str], now: Timestamp) -> SqlBuilder {
+    let mut sql = SqlBuilder::new(format!(
+        "SELECT {PORT_COLUMNS}, r.requestor, r.created_at, r.policy_id FROM request_ports p \
+         LEFT JOIN agents ga ON ga.id = p.gateway_agent \
+         JOIN requests r ON r.id = p.request_id WHERE p.machine_id IN "
+    ));
+    push_in_list(&mut sql, ids.iter().copied());
+    sql.push(" AND p.status = 'Initiated' AND p.end_time > ")
+        .push_bind(to_db(now))
+        .push(" ORDER BY p.end_time, p.request_id, p.seq");
+    sql
 }

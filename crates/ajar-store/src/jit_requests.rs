@@ -2,6 +2,7 @@
 
 use crate::StoreResult;
 use crate::columns::{NullableMicros, to_json};
+use crate::figures::counts_as_approved;
 use crate::readable::{Arm, Readable, push_merged};
 use crate::rows::*;
 use crate::sql::{SqlBuilder, push_page_conditions};
@@ -17,6 +18,8 @@ pub(crate) const JIT_REQUEST_COLUMNS: &str = "id, name, application_id, kind, re
 /// access).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct JitRequestFilter<'a> {
+    /// Only requests for this application (or, for network requests, this policy).
+    pub application: Option<&'a str>,
     /// Only this requester's.
     pub requester: Option<&'a str>,
     /// Only `role` or only `network` requests.
@@ -66,6 +69,9 @@ impl Tx {
         .bind(&r.extends)
         .execute(self.c())
         .await?;
+        if r.kind == "role" {
+            self.role_request_stored(r).await?;
+        }
         Ok(true)
     }
 
@@ -78,6 +84,19 @@ impl Tx {
         due: Option<Timestamp>,
     ) -> StoreResult<()> {
         self.touched_access = true;
+        let before: Option<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT kind, application_id, state, created_at FROM jit_requests WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.c())
+        .await?;
+        if let Some((kind, application, was, created_at)) = before
+            && kind == "role"
+        {
+            let delta =
+                i64::from(counts_as_approved(state.as_str())) - i64::from(counts_as_approved(&was));
+            self.count_approved(&application, created_at, delta).await?;
+        }
         sqlx::query("UPDATE jit_requests SET lifecycle = $1, state = $2, due = $3 WHERE id = $4")
             .bind(to_json(lifecycle)?)
             .bind(state.as_str())
@@ -109,15 +128,6 @@ impl Tx {
             .await?
             .into_iter()
             .next())
-    }
-
-    /// An application's requests, newest first.
-    pub async fn jit_requests_of_application(
-        &mut self,
-        application_id: &str,
-    ) -> StoreResult<Vec<JitRequestRow>> {
-        self.jit_requests_where("application_id = $1", application_id)
-            .await
     }
 
     /// A newest-first page of requests matching `filter`, after `after`.
@@ -194,6 +204,7 @@ fn push_history_page(
         "SELECT {JIT_REQUEST_COLUMNS} FROM jit_requests WHERE 1 = 1"
     ));
     for (column, value) in [
+        ("application_id", filter.application),
         ("requester", filter.requester),
         ("kind", filter.kind),
         ("state", filter.state),

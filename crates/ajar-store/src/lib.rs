@@ -34,7 +34,7 @@ pub use figures::Figures;
 pub use gauges::Gauges;
 pub use jit_requests::JitRequestFilter;
 pub use notifications::{OutboxRow, SubscriptionRow};
-pub use plans::Listing;
+pub use plans::{ListPlan, Listing};
 pub use readable::Readable;
 pub use requests::{ExpiredPort, NewRequest, PolicyGuard, RequestFilter, RequestsOn};
 pub use rows::*;
@@ -332,7 +332,7 @@ async fn follow_revision(
         {
             if revision != seen_revision {
                 let moved: Result<Vec<(String, i64)>, _> =
-                    sqlx::query_as("SELECT id, revision FROM agents WHERE revision > $1")
+                    sqlx::query_as(wakes::AGENTS_CHANGED_AFTER)
                         .bind(seen_revision)
                         .fetch_all(&pool)
                         .await;

@@ -2,7 +2,7 @@
 
 use crate::StoreResult;
 use crate::rows::*;
-use crate::sql::SqlBuilder;
+use crate::sql::{SqlBuilder, push_scope_page};
 use crate::tx::*;
 use jiff::Timestamp;
 
@@ -67,18 +67,11 @@ impl Tx {
         after: Option<&str>,
         limit: usize,
     ) -> StoreResult<Vec<MachineRow>> {
-        let mut sql = SqlBuilder::new(format!("SELECT {MACHINE_COLUMNS} WHERE m.subscription = "));
-        sql.push_bind(subscription.to_owned());
-        if let Some(rg) = resource_group {
-            sql.push(" AND m.resource_group = ")
-                .push_bind(rg.to_owned());
-        }
-        if let Some(after) = after {
-            sql.push(" AND m.id > ").push_bind(after.to_owned());
-        }
-        sql.push(" ORDER BY m.id LIMIT ")
-            .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
-        Ok(sql.build_query_as()?.fetch_all(self.c()).await?)
+        machines_page_sql(subscription, resource_group, after, limit)
+            .build_query_as()?
+            .fetch_all(self.c())
+            .await
+            .map_err(Into::into)
     }
 
     /// Deletes a machine; true when it existed.
@@ -99,4 +92,16 @@ impl Tx {
             .await?;
         Ok(r.rows_affected() > 0)
     }
+}
+
+/// The statement of [`Tx::machines_page`].
+pub(crate) fn machines_page_sql(
+    subscription: &str,
+    resource_group: Option<&str>,
+    after: Option<&str>,
+    limit: usize,
+) -> SqlBuilder {
+    let mut sql = SqlBuilder::new(format!("SELECT {MACHINE_COLUMNS} WHERE 1 = 1"));
+    push_scope_page(&mut sql, "m.", subscription, resource_group, after, limit);
+    sql
 }

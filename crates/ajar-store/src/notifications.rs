@@ -2,7 +2,8 @@
 //! the change they tell about, then delivered (and retried) by a worker that claims due rows.
 
 use crate::columns::{Micros, NullableMicros};
-use crate::rows::to_db;
+use crate::rows::{Cursor, to_db};
+use crate::sql::{SqlBuilder, push_limit, push_page_conditions};
 use crate::{StoreResult, Tx};
 use jiff::Timestamp;
 
@@ -96,27 +97,29 @@ impl Tx {
         .await?)
     }
 
-    /// Every subscription (of one ajar subscription when given), by name.
-    pub async fn notification_subscriptions(
+    /// Every notification subscription, by id.
+    pub async fn notification_subscriptions(&mut self) -> StoreResult<Vec<SubscriptionRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, name, properties, secret FROM notification_subscriptions ORDER BY id",
+        )
+        .fetch_all(self.c())
+        .await?)
+    }
+
+    /// At most `limit` notification subscriptions of an ajar subscription by name, after the
+    /// one named `after`: one page through `notification_subscriptions_page`.
+    pub async fn notification_subscriptions_page(
         &mut self,
-        subscription: Option<&str>,
+        subscription: &str,
+        after: Option<&str>,
+        limit: usize,
     ) -> StoreResult<Vec<SubscriptionRow>> {
-        Ok(match subscription {
-            Some(s) => {
-                sqlx::query_as(
-                    "SELECT id, name, properties, secret FROM notification_subscriptions \
-                     WHERE subscription = $1 ORDER BY name",
-                )
-                .bind(s)
+        Ok(
+            notification_subscriptions_page_sql(subscription, after, limit)
+                .build_query_as()?
                 .fetch_all(self.c())
-                .await?
-            }
-            None => sqlx::query_as(
-                "SELECT id, name, properties, secret FROM notification_subscriptions ORDER BY id",
-            )
-            .fetch_all(self.c())
-            .await?,
-        })
+                .await?,
+        )
     }
 
     /// Deletes a subscription and its undelivered notifications; false when it did not exist.
@@ -217,22 +220,20 @@ impl Tx {
         Ok(())
     }
 
-    /// A subscription's latest deliveries, newest first, optionally in one state.
+    /// At most `limit` of a subscription's deliveries (only in one state when given), newest
+    /// first after `after`: one page through `outbox_by_subscription` or
+    /// `outbox_by_subscription_state`.
     pub async fn notification_deliveries(
         &mut self,
         subscription_id: &str,
         state: Option<&str>,
-        limit: u32,
+        after: Option<&Cursor>,
+        limit: usize,
     ) -> StoreResult<Vec<OutboxRow>> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE subscription_id = $1 \
-             AND (CAST($2 AS TEXT) IS NULL OR state = $2) ORDER BY created_at DESC, id DESC LIMIT $3"
-        )))
-        .bind(subscription_id)
-        .bind(state)
-        .bind(i64::from(limit))
-        .fetch_all(self.c())
-        .await?)
+        Ok(deliveries_page_sql(subscription_id, state, after, limit)
+            .build_query_as()?
+            .fetch_all(self.c())
+            .await?)
     }
 
     /// One delivery.
@@ -244,4 +245,42 @@ impl Tx {
         .fetch_optional(self.c())
         .await?)
     }
+}
+
+/// The statement of [`Tx::notification_subscriptions_page`].
+pub(crate) fn notification_subscriptions_page_sql(
+    subscription: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> SqlBuilder {
+    let mut sql = SqlBuilder::new(
+        "SELECT id, name, properties, secret FROM notification_subscriptions WHERE subscription = ",
+    );
+    sql.push_bind(subscription.to_owned());
+    if let Some(after) = after {
+        sql.push(" AND name > ").push_bind(after.to_owned());
+    }
+    sql.push(" ORDER BY name");
+    push_limit(&mut sql, limit);
+    sql
+}
+
+/// The statement of [`Tx::notification_deliveries`].
+pub(crate) fn deliveries_page_sql(
+    subscription_id: &str,
+    state: Option<&str>,
+    after: Option<&Cursor>,
+    limit: usize,
+) -> SqlBuilder {
+    let mut sql = SqlBuilder::new(format!(
+        "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE subscription_id = "
+    ));
+    sql.push_bind(subscription_id.to_owned());
+    if let Some(state) = state {
+        sql.push(" AND state = ").push_bind(state.to_owned());
+    }
+    push_page_conditions(&mut sql, "", None, None, after);
+    sql.push(" ORDER BY created_at DESC, id DESC");
+    push_limit(&mut sql, limit);
+    sql
 }

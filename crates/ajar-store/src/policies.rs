@@ -2,7 +2,7 @@
 
 use crate::StoreResult;
 use crate::rows::*;
-use crate::sql::{SqlBuilder, push_in_list};
+use crate::sql::{SqlBuilder, push_in_list, push_scope_page};
 use crate::tx::*;
 use jiff::Timestamp;
 
@@ -43,20 +43,22 @@ impl Tx {
         Ok(sql.build_query_as()?.fetch_optional(self.c()).await?)
     }
 
-    /// Policies in a subscription, or in one of its resource groups, ordered by id.
-    pub async fn policies(
+    /// At most `limit` policies of a subscription (or one of its resource groups) in id order,
+    /// after the policy `after`: one page, read through the `(subscription, id)` or
+    /// `(subscription, resource_group, id)` index.
+    pub async fn policies_page(
         &mut self,
         subscription: &str,
         resource_group: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
     ) -> StoreResult<Vec<PolicyRow>> {
-        Ok(sqlx::query_as(
-            "SELECT id, name, rules, etag FROM policies \
-             WHERE subscription = $1 AND (CAST($2 AS TEXT) IS NULL OR resource_group = $2) ORDER BY id",
+        Ok(
+            policies_page_sql(subscription, resource_group, after, limit)
+                .build_query_as()?
+                .fetch_all(self.c())
+                .await?,
         )
-        .bind(subscription)
-        .bind(resource_group)
-        .fetch_all(self.c())
-        .await?)
     }
 
     /// The policy that covers a machine, if any.
@@ -132,4 +134,16 @@ impl Tx {
             .await?;
         Ok(r.rows_affected() > 0)
     }
+}
+
+/// The statement of [`Tx::policies_page`].
+pub(crate) fn policies_page_sql(
+    subscription: &str,
+    resource_group: Option<&str>,
+    after: Option<&str>,
+    limit: usize,
+) -> SqlBuilder {
+    let mut sql = SqlBuilder::new("SELECT id, name, rules, etag FROM policies WHERE 1 = 1");
+    push_scope_page(&mut sql, "", subscription, resource_group, after, limit);
+    sql
 }

@@ -3,6 +3,7 @@
 use crate::StoreResult;
 use crate::columns::{NullableJson, to_json};
 use crate::rows::*;
+use crate::sql::{SqlBuilder, push_after_oldest_first, push_limit};
 use crate::tx::*;
 use jiff::Timestamp;
 
@@ -40,6 +41,18 @@ impl Tx {
                 .fetch_all(self.c())
                 .await?,
         )
+    }
+
+    /// At most `limit` custom roles by name, after `after`: one page through the primary key.
+    pub async fn roles_page(
+        &mut self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<RoleRow>> {
+        Ok(roles_page_sql(after, limit)
+            .build_query_as()?
+            .fetch_all(self.c())
+            .await?)
     }
 
     /// Creates or replaces a custom role; true when created.
@@ -144,6 +157,23 @@ impl Tx {
             .await?)
     }
 
+    /// At most `limit` assignments whose scope is `scope` or lies beneath it (all for `/`),
+    /// optionally one principal's, oldest first after `after`: one page walking
+    /// `role_assignments_page` (or `role_assignments_by_principal`), the scope checked on the
+    /// way.
+    pub async fn assignments_page(
+        &mut self,
+        scope: &str,
+        principal: Option<&str>,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> StoreResult<Vec<AssignmentRow>> {
+        Ok(assignments_page_sql(scope, principal, after, limit)
+            .build_query_as()?
+            .fetch_all(self.c())
+            .await?)
+    }
+
     /// Every assignment of a principal, with the custom role's action patterns where the role
     /// is not built in.
     pub async fn assignments_of(
@@ -207,18 +237,21 @@ impl Tx {
         )
         .fetch_all(self.c())
         .await?;
-        let mut groups: Vec<(String, Vec<String>)> = Vec::new();
-        for Membership {
-            group_name: g,
-            member: m,
-        } in rows
-        {
-            match groups.last_mut() {
-                Some((last, members)) if *last == g => members.push(m),
-                _ => groups.push((g, vec![m])),
-            }
-        }
-        Ok(groups)
+        Ok(grouped(rows))
+    }
+
+    /// At most `limit` groups with their members, by name, after the group `after`: one page
+    /// of names through the primary key, then those groups' members.
+    pub async fn groups_page(
+        &mut self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, Vec<String>)>> {
+        let rows: Vec<Membership> = groups_page_sql(after, limit)
+            .build_query_as()?
+            .fetch_all(self.c())
+            .await?;
+        Ok(grouped(rows))
     }
 
     /// Deletes a group; true when it existed.
@@ -250,4 +283,77 @@ impl Tx {
             .await?;
         Ok(r.rows_affected() > 0)
     }
+}
+
+/// Memberships in group order, gathered by group.
+fn grouped(rows: Vec<Membership>) -> Vec<(String, Vec<String>)> {
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for Membership {
+        group_name: g,
+        member: m,
+    } in rows
+    {
+        match groups.last_mut() {
+            Some((last, members)) if *last == g => members.push(m),
+            _ => groups.push((g, vec![m])),
+        }
+    }
+    groups
+}
+
+/// The statement of [`Tx::roles_page`].
+pub(crate) fn roles_page_sql(after: Option<&str>, limit: usize) -> SqlBuilder {
+    let mut sql =
+        SqlBuilder::new("SELECT name, description, actions FROM role_definitions WHERE 1 = 1");
+    if let Some(after) = after {
+        sql.push(" AND name > ").push_bind(after.to_owned());
+    }
+    sql.push(" ORDER BY name");
+    push_limit(&mut sql, limit);
+    sql
+}
+
+/// The statement of [`Tx::assignments_page`].
+pub(crate) fn assignments_page_sql(
+    scope: &str,
+    principal: Option<&str>,
+    after: Option<&Cursor>,
+    limit: usize,
+) -> SqlBuilder {
+    let mut sql = SqlBuilder::new(
+        "SELECT id, principal, role_name, scope, created_at FROM role_assignments WHERE 1 = 1",
+    );
+    if scope != "/" {
+        let beneath = format!("{scope}/");
+        sql.push(" AND (scope = ")
+            .push_bind(scope.to_owned())
+            .push(" OR substr(scope, 1, length(CAST(")
+            .push_bind(beneath.clone())
+            .push(" AS TEXT))) = CAST(")
+            .push_bind(beneath)
+            .push(" AS TEXT))");
+    }
+    if let Some(principal) = principal {
+        sql.push(" AND principal = ")
+            .push_bind(principal.to_owned());
+    }
+    push_after_oldest_first(&mut sql, "", after);
+    sql.push(" ORDER BY created_at, id");
+    push_limit(&mut sql, limit);
+    sql
+}
+
+/// The statement of [`Tx::groups_page`].
+pub(crate) fn groups_page_sql(after: Option<&str>, limit: usize) -> SqlBuilder {
+    let mut sql = SqlBuilder::new(
+        "SELECT group_name, member FROM group_members WHERE group_name IN \
+         (SELECT DISTINCT group_name FROM group_members WHERE 1 = 1",
+    );
+    if let Some(after) = after {
+        sql.push(" AND group_name > ").push_bind(after.to_owned());
+    }
+    sql.push(" ORDER BY group_name");
+    push_limit(&mut sql, limit);
+    sql.push(") ORDER BY group_name, member");
+    sql
 }

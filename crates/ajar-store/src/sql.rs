@@ -87,6 +87,12 @@ impl SqlBuilder {
         }
     }
 
+    /// The same statement after `prefix` (such as `EXPLAIN `), with the same arguments.
+    pub(crate) fn prefixed(mut self, prefix: &str) -> Self {
+        self.sql.insert_str(0, prefix);
+        self
+    }
+
     /// The statement, to execute.
     pub(crate) fn build(self) -> StoreResult<sqlx::query::Query<'static, Any, AnyArguments>> {
         let (sql, args) = self.finish()?;
@@ -189,7 +195,11 @@ pub(crate) fn push_page_conditions(
             .push_bind(crate::to_db(to));
     }
     if let Some(c) = after {
-        sql.push(format_args!(" AND ({prefix}created_at < "))
+        // The first bound is implied by the second; it is there so the planner starts the
+        // index walk at the cursor instead of filtering everything before it.
+        sql.push(format_args!(" AND {prefix}created_at <= "))
+            .push_bind(c.created_at)
+            .push(format_args!(" AND ({prefix}created_at < "))
             .push_bind(c.created_at)
             .push(format_args!(" OR ({prefix}created_at = "))
             .push_bind(c.created_at)
@@ -197,4 +207,57 @@ pub(crate) fn push_page_conditions(
             .push_bind(c.id.clone())
             .push("))");
     }
+}
+
+/// Appends the conditions of an oldest-first page over `{prefix}created_at` and `{prefix}id`:
+/// after the cursor's item in that order.
+pub(crate) fn push_after_oldest_first(
+    sql: &mut SqlBuilder,
+    prefix: &str,
+    after: Option<&crate::Cursor>,
+) {
+    if let Some(c) = after {
+        // As in `push_page_conditions`: the first bound starts the index walk at the cursor.
+        sql.push(format_args!(" AND {prefix}created_at >= "))
+            .push_bind(c.created_at)
+            .push(format_args!(" AND ({prefix}created_at > "))
+            .push_bind(c.created_at)
+            .push(format_args!(" OR ({prefix}created_at = "))
+            .push_bind(c.created_at)
+            .push(format_args!(" AND {prefix}id > "))
+            .push_bind(c.id.clone())
+            .push("))");
+    }
+}
+
+/// Appends the rest of a page of a subscription's (or one resource group's) objects in id
+/// order after `after`, at most `limit`: the conditions on `{prefix}subscription`,
+/// `{prefix}resource_group` and `{prefix}id`, the order and the limit, which the
+/// `(subscription, id)` and `(subscription, resource_group, id)` indexes serve.
+pub(crate) fn push_scope_page(
+    sql: &mut SqlBuilder,
+    prefix: &str,
+    subscription: &str,
+    resource_group: Option<&str>,
+    after: Option<&str>,
+    limit: usize,
+) {
+    sql.push(format_args!(" AND {prefix}subscription = "))
+        .push_bind(subscription.to_owned());
+    if let Some(rg) = resource_group {
+        sql.push(format_args!(" AND {prefix}resource_group = "))
+            .push_bind(rg.to_owned());
+    }
+    if let Some(after) = after {
+        sql.push(format_args!(" AND {prefix}id > "))
+            .push_bind(after.to_owned());
+    }
+    sql.push(format_args!(" ORDER BY {prefix}id"));
+    push_limit(sql, limit);
+}
+
+/// Appends ` LIMIT n`.
+pub(crate) fn push_limit(sql: &mut SqlBuilder, limit: usize) {
+    sql.push(" LIMIT ")
+        .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
 }

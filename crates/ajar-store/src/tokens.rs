@@ -3,6 +3,7 @@
 use crate::StoreResult;
 use crate::columns::to_json;
 use crate::rows::*;
+use crate::sql::{SqlBuilder, push_after_oldest_first, push_limit};
 use crate::tx::*;
 use jiff::Timestamp;
 
@@ -51,15 +52,18 @@ impl Tx {
         .await?)
     }
 
-    /// Tokens, optionally only one principal's, oldest first.
-    pub async fn tokens(&mut self, principal: Option<&str>) -> StoreResult<Vec<TokenRow>> {
-        Ok(sqlx::query_as(
-            "SELECT id, principal, description, created_by, created_at, expires_at, idp_groups, parent_id FROM tokens \
-             WHERE (CAST($1 AS TEXT) IS NULL OR principal = $1) ORDER BY created_at, id",
-        )
-        .bind(principal)
-        .fetch_all(self.c())
-        .await?)
+    /// At most `limit` tokens (only one principal's when given), oldest first, after the token
+    /// at `after`: one page through `tokens_page` or `tokens_page_by_principal`.
+    pub async fn tokens_page(
+        &mut self,
+        principal: Option<&str>,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> StoreResult<Vec<TokenRow>> {
+        Ok(tokens_page_sql(principal, after, limit)
+            .build_query_as()?
+            .fetch_all(self.c())
+            .await?)
     }
 
     /// Deletes the tokens that have ended by `now` (expired sessions); answers how many.
@@ -86,4 +90,24 @@ impl Tx {
         .fetch_all(self.c())
         .await?)
     }
+}
+
+/// The statement of [`Tx::tokens_page`].
+pub(crate) fn tokens_page_sql(
+    principal: Option<&str>,
+    after: Option<&Cursor>,
+    limit: usize,
+) -> SqlBuilder {
+    let mut sql = SqlBuilder::new(
+        "SELECT id, principal, description, created_by, created_at, expires_at, idp_groups, \
+         parent_id FROM tokens WHERE 1 = 1",
+    );
+    if let Some(principal) = principal {
+        sql.push(" AND principal = ")
+            .push_bind(principal.to_owned());
+    }
+    push_after_oldest_first(&mut sql, "", after);
+    sql.push(" ORDER BY created_at, id");
+    push_limit(&mut sql, limit);
+    sql
 }

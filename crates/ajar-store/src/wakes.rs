@@ -12,6 +12,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use tokio::sync::watch;
 
+/// The agents whose revision moved past `$1`: what another replica changed (through
+/// `agents_by_revision`).
+pub(crate) const AGENTS_CHANGED_AFTER: &str = "SELECT id, revision FROM agents WHERE revision > $1";
+
 /// Most values bound in one statement of the revision bookkeeping.
 const CHUNK: usize = 500;
 

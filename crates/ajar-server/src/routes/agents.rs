@@ -230,13 +230,15 @@ pub async fn list_agents(
     caller.require(actions::AGENTS_READ, &Scope::Root)?;
     let now = state.clock.now();
     let mut tx = state.store.read().await?;
-    let value = tx
-        .agents()
-        .await?
+    let rows = tx
+        .agents_page(paging.after.as_deref(), paging.limit())
+        .await?;
+    let (rows, next_link) = paging.finish(rows, |a| a.name.clone());
+    let value = rows
         .into_iter()
         .map(|a| view(a, None, now, &state.presence))
         .collect();
-    Ok(Reply::ok(paging.list(value, |a| a.name.clone())))
+    Ok(Reply::ok(List { value, next_link }))
 }
 
 #[utoipa::path(get, path = "/api/v1/agents/{id}", tag = "agents",

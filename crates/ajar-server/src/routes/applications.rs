@@ -154,7 +154,8 @@ pub async fn get_application(
         .application(&id.to_string())
         .await?
         .ok_or_else(|| AppError::not_found(&id))?;
-    let mut figures = super::figures::applications(&mut tx, &row.id, state.clock.now()).await?;
+    let mut figures =
+        super::figures::applications(&mut tx, &[row.id.as_str()], state.clock.now()).await?;
     Ok(Reply::ok(view_with(&row, &mut figures)?))
 }
 
@@ -191,20 +192,29 @@ async fn list(
     let (Some(sub), rg) = (scope.subscription(), scope.resource_group()) else {
         return Err(AppError::new(ErrorCode::InvalidParameter, "bad scope"));
     };
+    let (sub, rg) = (sub.as_str(), rg.map(|r| r.as_str()));
     let mut tx = state.store.read().await?;
-    let rows = tx
-        .applications(sub.as_str(), rg.map(|r| r.as_str()))
-        .await?;
-    let mut figures =
-        super::figures::applications(&mut tx, &scope.to_string(), state.clock.now()).await?;
-    drop(tx);
-    let mut value = Vec::new();
-    for row in &rows {
-        if Scope::parse(&row.id).is_ok_and(|s| caller.may(actions::APPLICATIONS_READ, &s)) {
-            value.push(view_with(row, &mut figures)?);
-        }
+    // A page at a time in id order, keeping the applications the caller may read; figures
+    // are read for the page's applications only.
+    let mut gather = paging.gather();
+    while gather.wants_more() {
+        let after = gather.after().map(String::as_str);
+        let batch = tx.applications_page(sub, rg, after, paging.limit()).await?;
+        gather.take(
+            batch,
+            |row| row.id.clone(),
+            |row| Scope::parse(&row.id).is_ok_and(|s| caller.may(actions::APPLICATIONS_READ, &s)),
+        );
     }
-    Ok(Reply::ok(paging.list(value, |a| a.id.clone())))
+    let (rows, next_link) = paging.finish(gather.into_items(), |row| row.id.clone());
+    let ids: Vec<&str> = rows.iter().map(|row| row.id.as_str()).collect();
+    let mut figures = super::figures::applications(&mut tx, &ids, state.clock.now()).await?;
+    drop(tx);
+    let value = rows
+        .iter()
+        .map(|row| view_with(row, &mut figures))
+        .collect::<AppResult<_>>()?;
+    Ok(Reply::ok(List { value, next_link }))
 }
 
 #[utoipa::path(get, path = "/api/v1/subscriptions/{sub}/applications", tag = "applications",
@@ -352,11 +362,10 @@ pub async fn list_eligible_roles(
     if tx.application(&app.to_string()).await?.is_none() {
         return Err(AppError::not_found(&app));
     }
-    let value = tx
-        .eligibilities(&app.to_string())
-        .await?
-        .into_iter()
-        .map(eligibility_view)
-        .collect();
-    Ok(Reply::ok(paging.list(value, |e| e.id.clone())))
+    let rows = tx
+        .eligibilities_page(&app.to_string(), paging.after.as_deref(), paging.limit())
+        .await?;
+    let (rows, next_link) = paging.finish(rows, |e| e.id.clone());
+    let value = rows.into_iter().map(eligibility_view).collect();
+    Ok(Reply::ok(List { value, next_link }))
 }

@@ -31,12 +31,20 @@ pub async fn subscriptions(
     paging: ByName,
 ) -> AppResult<Reply<List<String>>> {
     let mut tx = state.store.read().await?;
-    let all = tx.subscriptions().await?;
-    drop(tx);
-    let value = all
-        .into_iter()
-        .filter(|s| {
-            ajar_core::id::Scope::parse(&format!("/subscriptions/{s}")).is_ok_and(|scope| {
+    // Subscriptions by name a batch at a time, keeping those the caller may read in.
+    let mut gather = paging.gather();
+    while gather.wants_more() {
+        let after = gather
+            .after()
+            .and_then(|a| a.strip_prefix("/subscriptions/"));
+        let batch: Vec<String> = tx
+            .subscriptions_page(after, paging.limit())
+            .await?
+            .into_iter()
+            .map(|s| format!("/subscriptions/{s}"))
+            .collect();
+        gather.take(batch, String::clone, |s| {
+            ajar_core::id::Scope::parse(s).is_ok_and(|scope| {
                 [
                     actions::MACHINES_READ,
                     actions::POLICIES_READ,
@@ -45,10 +53,11 @@ pub async fn subscriptions(
                 .iter()
                 .any(|a| caller.permissions.allows_within(a, &scope))
             })
-        })
-        .map(|s| format!("/subscriptions/{s}"))
-        .collect();
-    Ok(Reply::ok(paging.list(value, String::clone)))
+        });
+    }
+    drop(tx);
+    let (value, next_link) = paging.finish(gather.into_items(), String::clone);
+    Ok(Reply::ok(List { value, next_link }))
 }
 
 /// Who the caller is. Needs no action: it tells the caller only about itself.

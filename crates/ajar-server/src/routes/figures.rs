@@ -31,15 +31,16 @@ pub async fn machines(
     Ok(out)
 }
 
-/// Figures of the applications under `scope` at `now`, by application id.
+/// Figures of the applications `ids` at `now`, by application id (applications without role
+/// requests have none): what one page of applications shows, read for that page alone.
 pub async fn applications(
     tx: &mut Tx,
-    scope: &str,
+    ids: &[&str],
     now: Timestamp,
 ) -> StoreResult<HashMap<String, RequestFigures>> {
     let since = now.saturating_sub(PERIOD).unwrap_or(now);
     Ok(tx
-        .application_figures(scope, since)
+        .figures_of_applications(ids, since)
         .await?
         .into_iter()
         .map(|(id, f)| (id, wire(f)))

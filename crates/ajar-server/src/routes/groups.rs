@@ -36,13 +36,15 @@ pub async fn list_groups(
 ) -> AppResult<Reply<List<Group>>> {
     caller.require(actions::RBAC_READ, &Scope::Root)?;
     let mut tx = state.store.read().await?;
-    let value = tx
-        .groups()
-        .await?
+    let rows = tx
+        .groups_page(paging.after.as_deref(), paging.limit())
+        .await?;
+    let (rows, next_link) = paging.finish(rows, |(name, _)| name.clone());
+    let value = rows
         .into_iter()
         .map(|(name, members)| Group { name, members })
         .collect();
-    Ok(Reply::ok(paging.list(value, |g| g.name.clone())))
+    Ok(Reply::ok(List { value, next_link }))
 }
 
 #[utoipa::path(get, path = "/api/v1/groups/{name}", tag = "rbac",

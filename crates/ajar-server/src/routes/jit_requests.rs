@@ -512,10 +512,21 @@ pub async fn list_application_requests(
 ) -> AppResult<Reply<List<JitRequest>>> {
     let app = resource_id(&sub, &rg, ResourceKind::Application, &n)?;
     caller.require(actions::APPLICATIONS_READ, &app.scope())?;
+    let app = app.to_string();
     let mut tx = state.store.read().await?;
-    let rows = tx.jit_requests_of_application(&app.to_string()).await?;
+    let rows = tx
+        .jit_request_history(
+            JitRequestFilter {
+                application: Some(&app),
+                ..JitRequestFilter::default()
+            },
+            paging.after.as_ref().map(|r| &r.0),
+            paging.limit() as u32,
+        )
+        .await?;
+    let (rows, next_link) = paging.finish(rows, |r| Reverse(time_key(r.created_at, &r.id)));
     let value = rows.iter().map(view).collect::<AppResult<_>>()?;
-    Ok(Reply::ok(paging.list(value, newest_first)))
+    Ok(Reply::ok(List { value, next_link }))
 }
 
 #[utoipa::path(get, path = "/api/v1/inbox", tag = "jitRequests",
@@ -528,28 +539,47 @@ pub async fn inbox(
     caller.require_within(actions::REQUESTS_APPROVE, &Scope::Root)?;
     let who = Principal::parse(&caller.principal)?;
     let mut tx = state.store.read().await?;
-    let pending = tx
-        .jit_requests_in_state(RequestState::Pending.as_str())
-        .await?;
-    let mut value = Vec::new();
-    for row in &pending {
-        let (Ok(scope), false) = (Scope::parse(&row.id), row.requester == caller.principal) else {
-            continue;
-        };
-        if !caller.may(actions::REQUESTS_APPROVE, &scope)
-            || !caller.may(actions::REQUESTS_APPROVE, &target_scope(row)?)
-        {
-            continue;
+    // Pending requests newest first, a batch at a time, keeping those the caller may decide
+    // until the page is full or none are left.
+    let pending = JitRequestFilter {
+        state: Some(RequestState::Pending.as_str()),
+        ..JitRequestFilter::default()
+    };
+    let mut shown = Vec::new();
+    let mut after = paging.after.as_ref().map(|r| r.0.clone());
+    'pages: loop {
+        let batch = tx
+            .jit_request_history(pending, after.as_ref(), paging.limit() as u32)
+            .await?;
+        let exhausted = batch.len() < paging.limit();
+        for row in &batch {
+            after = Some(time_key(row.created_at, &row.id));
+            let (Ok(scope), false) = (Scope::parse(&row.id), row.requester == caller.principal)
+            else {
+                continue;
+            };
+            if !caller.may(actions::REQUESTS_APPROVE, &scope)
+                || !caller.may(actions::REQUESTS_APPROVE, &target_scope(row)?)
+            {
+                continue;
+            }
+            let Some(rule) = rule_of(&mut tx, row).await? else {
+                continue;
+            };
+            let decided = row.lifecycle.decisions.iter().any(|d| d.by == who);
+            if !decided && rule.is_approver(&who, &caller.groups) {
+                shown.push(view(row)?);
+                if shown.len() == paging.limit() {
+                    break 'pages;
+                }
+            }
         }
-        let Some(rule) = rule_of(&mut tx, row).await? else {
-            continue;
-        };
-        let decided = row.lifecycle.decisions.iter().any(|d| d.by == who);
-        if !decided && rule.is_approver(&who, &caller.groups) {
-            value.push(view(row)?);
+        if exhausted {
+            break;
         }
     }
-    Ok(Reply::ok(paging.list(value, newest_first)))
+    let (value, next_link) = paging.finish(shown, newest_first);
+    Ok(Reply::ok(List { value, next_link }))
 }
 
 /// Filters of `GET /api/v1/history`.
@@ -769,6 +799,7 @@ async fn history_batch(
     let rows = tx
         .jit_request_history(
             JitRequestFilter {
+                application: None,
                 requester,
                 kind,
                 state: filter.state,

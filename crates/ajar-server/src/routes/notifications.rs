@@ -230,12 +230,15 @@ pub async fn list_subscriptions(
     caller.require(actions::NOTIFICATIONS_READ, &scope)?;
     let mut tx = state.store.read().await?;
     let rows = tx
-        .notification_subscriptions(Some(&scope.to_string()))
+        .notification_subscriptions_page(
+            &scope.to_string(),
+            paging.after.as_deref(),
+            paging.limit(),
+        )
         .await?;
-    Ok(Reply::ok(paging.list(
-        rows.iter().map(view).collect::<AppResult<_>>()?,
-        |s| s.name.clone(),
-    )))
+    let (rows, next_link) = paging.finish(rows, |s| s.name.clone());
+    let value = rows.iter().map(view).collect::<AppResult<_>>()?;
+    Ok(Reply::ok(List { value, next_link }))
 }
 
 #[utoipa::path(delete, path = "/api/v1/subscriptions/{sub}/notificationSubscriptions/{name}", tag = "notifications",
@@ -303,16 +306,19 @@ pub async fn list_deliveries(
         return Err(AppError::not_found(&id));
     }
     let rows = tx
-        .notification_deliveries(&id, q.state.as_deref(), 1000)
+        .notification_deliveries(
+            &id,
+            q.state.as_deref(),
+            paging.after.as_ref().map(|r| &r.0),
+            paging.limit(),
+        )
         .await?;
-    Ok(Reply::ok(
-        paging.list(
-            rows.into_iter()
-                .map(delivery_view)
-                .collect::<AppResult<_>>()?,
-            |d| Reverse(time_key(d.created_at, &d.id)),
-        ),
-    ))
+    let (rows, next_link) = paging.finish(rows, |d| Reverse(time_key(d.created_at, &d.id)));
+    let value = rows
+        .into_iter()
+        .map(delivery_view)
+        .collect::<AppResult<_>>()?;
+    Ok(Reply::ok(List { value, next_link }))
 }
 
 #[utoipa::path(post, path = "/api/v1/subscriptions/{sub}/notificationSubscriptions/{name}/deliveries/{id}/retry", tag = "notifications",

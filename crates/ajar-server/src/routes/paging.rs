@@ -177,9 +177,75 @@ impl<K: PageKey, const DEFAULT: usize> Page<K, DEFAULT> {
     }
 }
 
+impl<K: PageKey + Clone, const DEFAULT: usize> Page<K, DEFAULT> {
+    /// Starts gathering the items of this page that the caller may see from batches read in
+    /// key order (see [`Gather`]).
+    pub fn gather<T>(&self) -> Gather<K, T> {
+        Gather {
+            limit: self.limit(),
+            after: self.after.clone(),
+            items: Vec::new(),
+            done: false,
+        }
+    }
+}
+
+/// The items of a page (and one more, up to [`Page::limit`]) that a filter keeps, read from
+/// the store in key order a batch at a time until the page is full or the store has no more:
+/// a caller who may see few items costs a few batches, never the whole list in memory.
+///
+/// ```ignore
+/// let mut gather = page.gather();
+/// while gather.wants_more() {
+///     let batch = tx.things_page(gather.after(), page.limit()).await?;
+///     gather.take(batch, |t| t.key(), |t| caller.may_see(t));
+/// }
+/// let (items, next_link) = page.finish(gather.into_items(), |t| t.key());
+/// ```
+pub struct Gather<K, T> {
+    limit: usize,
+    after: Option<K>,
+    items: Vec<T>,
+    done: bool,
+}
+
+impl<K: Clone, T> Gather<K, T> {
+    /// Whether another batch is needed.
+    pub fn wants_more(&self) -> bool {
+        !self.done
+    }
+
+    /// The key the next batch starts after.
+    pub fn after(&self) -> Option<&K> {
+        self.after.as_ref()
+    }
+
+    /// Takes a batch of at most [`Page::limit`] items read after [`Gather::after`], keeping
+    /// those `keep` accepts.
+    pub fn take(&mut self, batch: Vec<T>, key_of: impl Fn(&T) -> K, keep: impl Fn(&T) -> bool) {
+        let exhausted = batch.len() < self.limit;
+        if let Some(last) = batch.last() {
+            self.after = Some(key_of(last));
+        }
+        self.items
+            .extend(batch.into_iter().filter(|item| keep(item)));
+        if exhausted || self.items.len() >= self.limit {
+            self.items.truncate(self.limit);
+            self.done = true;
+        }
+    }
+
+    /// The items kept, in key order.
+    pub fn into_items(self) -> Vec<T> {
+        self.items
+    }
+}
+
 impl<K: PageKey + Ord, const DEFAULT: usize> Page<K, DEFAULT> {
     /// One page of a list held in memory: its items in key order, from just after the
-    /// `skipToken`'s key.
+    /// `skipToken`'s key. Only for lists that are short and bounded by nature (the built-in
+    /// roles, merged with one page of custom roles read from the store); every stored list is
+    /// read a page at a time (see [`Page::gather`]).
     pub fn list<T>(&self, mut items: Vec<T>, key_of: impl Fn(&T) -> K) -> List<T> {
         items.sort_by_key(|item| key_of(item));
         if let Some(after) = &self.after {

@@ -262,19 +262,23 @@ async fn list(
     let (Some(sub), rg) = (scope.subscription(), scope.resource_group()) else {
         return Err(AppError::new(ErrorCode::InvalidParameter, "bad scope"));
     };
+    let (sub, rg) = (sub.as_str(), rg.map(|r| r.as_str()));
     let mut tx = state.store.read().await?;
-    let rows = tx.policies(sub.as_str(), rg.map(|r| r.as_str())).await?;
-    drop(tx);
-    let mut value = Vec::new();
-    for row in &rows {
-        let Ok(s) = Scope::parse(&row.id) else {
-            continue;
-        };
-        if caller.may(actions::POLICIES_READ, &s) {
-            value.push(policy_view(row)?);
-        }
+    // A page at a time in id order, keeping the policies the caller may read.
+    let mut gather = paging.gather();
+    while gather.wants_more() {
+        let after = gather.after().map(String::as_str);
+        let batch = tx.policies_page(sub, rg, after, paging.limit()).await?;
+        gather.take(
+            batch,
+            |row| row.id.clone(),
+            |row| Scope::parse(&row.id).is_ok_and(|s| caller.may(actions::POLICIES_READ, &s)),
+        );
     }
-    Ok(Reply::ok(paging.list(value, |p| p.id.clone())))
+    drop(tx);
+    let (rows, next_link) = paging.finish(gather.into_items(), |row| row.id.clone());
+    let value = rows.iter().map(policy_view).collect::<AppResult<_>>()?;
+    Ok(Reply::ok(List { value, next_link }))
 }
 
 #[utoipa::path(get, path = "/api/v1/subscriptions/{sub}/jitNetworkAccessPolicies", tag = "policies",

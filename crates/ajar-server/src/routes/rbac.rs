@@ -59,7 +59,11 @@ pub async fn list_roles(
 ) -> AppResult<Reply<List<RoleDefinition>>> {
     caller.require_within(actions::RBAC_READ, &Scope::Root)?;
     let mut tx = state.store.read().await?;
-    let custom = tx.roles().await?;
+    // A page of custom roles from the store, merged with the built-in roles, which live in
+    // code (a short list, paged in memory): the page's first items are among both's first.
+    let custom = tx
+        .roles_page(paging.after.as_deref(), paging.limit())
+        .await?;
     let value = built_in_roles()
         .into_iter()
         .map(built_in_view)
@@ -205,17 +209,22 @@ pub async fn list_assignments(
     };
     caller.require_within(actions::RBAC_READ, &scope)?;
     let mut tx = state.store.read().await?;
-    let rows = tx
-        .assignments(&scope.to_string(), query.principal.as_deref())
-        .await?;
-    let value = rows
-        .into_iter()
-        .filter(|a| Scope::parse(&a.scope).is_ok_and(|s| caller.may(actions::RBAC_READ, &s)))
-        .map(assignment_view)
-        .collect();
-    Ok(Reply::ok(
-        paging.list(value, |a| time_key(a.created_at, &a.id)),
-    ))
+    let (scope, principal) = (scope.to_string(), query.principal.as_deref());
+    // Oldest first a batch at a time, keeping the assignments the caller may read.
+    let mut gather = paging.gather();
+    while gather.wants_more() {
+        let batch = tx
+            .assignments_page(&scope, principal, gather.after(), paging.limit())
+            .await?;
+        gather.take(
+            batch,
+            |a| time_key(a.created_at, &a.id),
+            |a| Scope::parse(&a.scope).is_ok_and(|s| caller.may(actions::RBAC_READ, &s)),
+        );
+    }
+    let (rows, next_link) = paging.finish(gather.into_items(), |a| time_key(a.created_at, &a.id));
+    let value = rows.into_iter().map(assignment_view).collect();
+    Ok(Reply::ok(List { value, next_link }))
 }
 
 #[utoipa::path(get, path = "/api/v1/roleAssignments/{id}", tag = "rbac",

@@ -153,11 +153,13 @@ pub async fn list_tokens(
         Some(caller.principal.clone())
     };
     let mut tx = state.store.read().await?;
-    let rows = tx.tokens(principal.as_deref()).await?;
-    Ok(Reply::ok(paging.list(
-        rows.into_iter().map(|t| view(t, None)).collect(),
-        |t| time_key(t.created_at, &t.id),
-    )))
+    // Who may see which tokens is a condition of the query: all, or one principal's.
+    let rows = tx
+        .tokens_page(principal.as_deref(), paging.after.as_ref(), paging.limit())
+        .await?;
+    let (rows, next_link) = paging.finish(rows, |t| time_key(t.created_at, &t.id));
+    let value = rows.into_iter().map(|t| view(t, None)).collect();
+    Ok(Reply::ok(List { value, next_link }))
 }
 
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens",
