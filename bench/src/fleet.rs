@@ -376,7 +376,7 @@ async fn agent(
         url.push_str(&base);
         if let Some(r) = revision {
             use std::fmt::Write;
-            let _ = write!(url, "?after={r}&waitSeconds={wait}");
+            let _ = write!(url, "?after={r}&waitSeconds={wait}&changesOnly=true");
         }
         let answer = match http
             .get(url.as_str())

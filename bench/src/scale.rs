@@ -440,7 +440,48 @@ async fn measure(
             size / 1024
         );
     }
+    initiate_latency(http, args, requests).await?;
     println!("({})", rss(args));
+    Ok(())
+}
+
+/// Initiates sent one at a time (no other load), each for a machine of its own from a source of
+/// its own: how long one waits for its answer at this size of store.
+async fn initiate_latency(
+    http: &reqwest::Client,
+    args: &Args,
+    requests: u64,
+) -> anyhow::Result<()> {
+    const COUNT: u64 = 200;
+    let fleet = Fleet::of(args);
+    let mut times = Vec::new();
+    for i in 0..COUNT {
+        // Spread over the fleet and apart from the loaded requests' sources (100.x.y.z).
+        let m = (requests / 7 + i * 7_919) % args.machines;
+        let source = std::net::Ipv4Addr::from([198, 18, (i >> 8) as u8, i as u8]);
+        let body = json!({"virtualMachines":[{"id": fleet.machine(m),
+            "ports":[{"number":22,"duration":"PT1H","allowedSourceAddressPrefix": source.to_string()}]}],
+            "justification":"scale latency"});
+        let t0 = Instant::now();
+        let r = http
+            .post(format!("{}/api/v1{}/initiate", args.url, fleet.policy(m)))
+            .bearer_auth(&args.token)
+            .json(&body)
+            .send()
+            .await?;
+        let status = r.status();
+        let text = r.text().await?;
+        times.push(t0.elapsed());
+        if status.as_u16() != 202 {
+            bail!("initiate: {status} {text}");
+        }
+    }
+    times.sort();
+    println!(
+        "| initiate, one at a time (p50 / p99 of {COUNT}) | {:.1} ms | {:.1} ms |",
+        percentile_ms(&times, 0.5),
+        percentile_ms(&times, 0.99)
+    );
     Ok(())
 }
 

@@ -182,7 +182,7 @@ async fn fetch(
 ) -> Result<(DesiredState, Instant), String> {
     let path = match after {
         Some(r) => format!(
-            "/api/v1/agent/desiredState?after={r}&waitSeconds={}",
+            "/api/v1/agent/desiredState?after={r}&waitSeconds={}&changesOnly=true",
             wait.as_secs()
         ),
         None => "/api/v1/agent/desiredState".to_owned(),

@@ -1,6 +1,6 @@
 //! Registered agents by name, held in memory while the store's access generation stays the
-//! same (registering or deleting an agent moves it), so a long poll finds its agent without a
-//! query.
+//! same (deleting an agent moves it; a name not registered is never held, so registering needs
+//! nothing), so a long poll finds its agent without a query.
 
 use ajar_store::{AgentRow, Store, StoreResult};
 use std::collections::HashMap;

@@ -217,7 +217,7 @@ impl Store {
             .await
             .map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
         let readers = pool(8).connect_with(options).await?;
-        let wakes: std::sync::Arc<AgentWakes> = std::sync::Arc::default();
+        let wakes = std::sync::Arc::new(AgentWakes::following());
         let access = std::sync::Arc::default();
         tokio::spawn(follow_revision(
             readers.clone(),
@@ -292,6 +292,12 @@ impl Store {
         &self.wakes
     }
 
+    /// Whether the agents' revisions held in [`Store::agent_wakes`] are current (see
+    /// [`AgentWakes::current`]).
+    pub fn agent_wakes_current(&self) -> bool {
+        self.wakes.current()
+    }
+
     /// A number that grows with every commit that changed tokens, roles, assignments, groups,
     /// applications, eligibility or role requests: at once for commits through this store, and
     /// within [`CHANGE_POLL`] for another replica's (on PostgreSQL). What is derived from those
@@ -354,6 +360,7 @@ async fn follow_revision(
             }
         }
         if now.is_some() {
+            wakes.followed();
             seen = now;
         }
         tokio::time::sleep(CHANGE_POLL).await;

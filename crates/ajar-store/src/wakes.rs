@@ -23,9 +23,40 @@ const CHUNK: usize = 500;
 #[derive(Debug, Default)]
 pub struct AgentWakes {
     waiters: Mutex<HashMap<String, watch::Sender<i64>>>,
+    /// When other replicas' changes were last looked for; `None` for a store no other process
+    /// writes to (SQLite), whose revisions this process always knows.
+    followed: Mutex<Option<std::time::Instant>>,
 }
 
+/// How long other replicas' changes may go unlooked-for before this process's revisions are no
+/// longer taken as current.
+const FOLLOW_STALE: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl AgentWakes {
+    /// Waiters for a store that other replicas write to: current only while
+    /// [`AgentWakes::followed`] keeps being called.
+    pub(crate) fn following() -> Self {
+        Self {
+            followed: Mutex::new(Some(std::time::Instant::now())),
+            ..Self::default()
+        }
+    }
+
+    /// Notes that other replicas' changes were just looked for, and those found noted.
+    pub(crate) fn followed(&self) {
+        *self.followed.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
+    }
+
+    /// Whether the revisions held here are current: always for a store only this process
+    /// writes; on PostgreSQL, while other replicas' changes are being followed (a stalled
+    /// follower makes long polls read the store again).
+    pub fn current(&self) -> bool {
+        match *self.followed.lock().unwrap_or_else(|e| e.into_inner()) {
+            None => true,
+            Some(at) => at.elapsed() < FOLLOW_STALE,
+        }
+    }
+
     /// A receiver of `agent`'s revision, and whether it was just made: a new one holds 0
     /// until [`AgentWakes::note`] gives it the stored revision.
     pub fn subscribe(&self, agent: &str) -> (watch::Receiver<i64>, bool) {
@@ -274,6 +305,21 @@ mod tests {
         assert!(b1 > b0 && b1 == b1_full);
         assert_eq!(*b.borrow_and_update(), b1);
         assert!(!a.has_changed().unwrap());
+    }
+
+    #[test]
+    fn followed_revisions_are_current_only_while_followed() {
+        assert!(
+            super::AgentWakes::default().current(),
+            "nothing else writes"
+        );
+        let following = super::AgentWakes::following();
+        assert!(following.current());
+        *following.followed.lock().unwrap() =
+            Some(std::time::Instant::now() - super::FOLLOW_STALE * 2);
+        assert!(!following.current(), "a stalled follower is not trusted");
+        following.followed();
+        assert!(following.current());
     }
 
     /// Always on the throwaway PostgreSQL cluster: replicas share PostgreSQL, not SQLite.

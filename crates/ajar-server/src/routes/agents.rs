@@ -302,11 +302,17 @@ async fn calling_agent(state: &AppState, caller: &Caller) -> AppResult<Arc<Agent
         .principal
         .strip_prefix(AGENT_PRINCIPAL_PREFIX)
         .ok_or_else(forbidden)?;
-    state
+    let agent = state
         .agents
         .by_name(&state.store, name)
         .await?
-        .ok_or_else(forbidden)
+        .ok_or_else(forbidden)?;
+    // Only the token made when the agent was registered speaks for it: another token for the
+    // same principal (or one of an agent deleted and registered again) does not.
+    if caller.token_id.as_deref() != Some(agent.token_id.as_str()) {
+        return Err(forbidden());
+    }
+    Ok(agent)
 }
 
 #[derive(Debug, Deserialize)]
@@ -314,6 +320,8 @@ pub struct DesiredQuery {
     after: Option<String>,
     #[serde(rename = "waitSeconds")]
     wait_seconds: Option<String>,
+    #[serde(rename = "changesOnly")]
+    changes_only: Option<String>,
 }
 
 /// Builds an agent's desired state: reads its machines, their open grants and the policies
@@ -389,7 +397,8 @@ fn spread(wait: Duration) -> Duration {
 
 #[utoipa::path(get, path = "/api/v1/agent/desiredState", tag = "agents",
     params(("after" = Option<i64>, Query, description = "the revision the agent holds: answer once its desired state is past it, with only the machines changed since"),
-           ("waitSeconds" = Option<u64>, Query, description = "longest wait, at most 60 (default 25)")),
+           ("waitSeconds" = Option<u64>, Query, description = "longest wait, at most 60 (default 25)"),
+           ("changesOnly" = Option<bool>, Query, description = "true: with `after`, answer only the machines changed since (see `changesOnly` in the answer)")),
     responses((status = 200, body = DesiredState)))]
 pub async fn desired_state(
     State(state): State<AppState>,
@@ -415,6 +424,17 @@ pub async fn desired_state(
         .map(|s| Duration::from_secs(s.clamp(0, MAX_WAIT.as_secs() as i64) as u64))
         .unwrap_or(Duration::from_secs(25));
     let wait = spread(wait);
+    let changes_only = match query.changes_only.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            return Err(AppError::new(
+                ErrorCode::InvalidParameter,
+                "changesOnly must be true or false",
+            )
+            .at("changesOnly"));
+        }
+    };
     state.presence.seen(&agent.id, state.clock.now());
     if let Some(after) = after {
         // Subscribe before reading the stored revision, so a change in between is not missed;
@@ -435,7 +455,7 @@ pub async fn desired_state(
                 _ = stopping.wait_for(|s| *s) => {}
             }
         }
-        if *revision.borrow() == after {
+        if changes_only && *revision.borrow() == after && state.store.agent_wakes_current() {
             // Nothing changed for this agent: say so without reading the store.
             return Ok(Reply::ok(DesiredState {
                 revision: after,
@@ -447,7 +467,8 @@ pub async fn desired_state(
             }));
         }
     }
-    Ok(Reply::ok(build_desired(&state, &agent, after).await?))
+    let held = after.filter(|_| changes_only);
+    Ok(Reply::ok(build_desired(&state, &agent, held).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/agent/report", tag = "agents", request_body = AgentReport,

@@ -199,7 +199,7 @@ async fn list(
     let mut gather = paging.gather();
     while gather.wants_more() {
         let after = gather.after().map(String::as_str);
-        let batch = tx.applications_page(sub, rg, after, paging.limit()).await?;
+        let batch = tx.applications_page(sub, rg, after, gather.batch()).await?;
         gather.take(
             batch,
             |row| row.id.clone(),

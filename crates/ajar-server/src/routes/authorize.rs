@@ -38,7 +38,7 @@ pub async fn subscriptions(
             .after()
             .and_then(|a| a.strip_prefix("/subscriptions/"));
         let batch: Vec<String> = tx
-            .subscriptions_page(after, paging.limit())
+            .subscriptions_page(after, gather.batch())
             .await?
             .into_iter()
             .map(|s| format!("/subscriptions/{s}"))

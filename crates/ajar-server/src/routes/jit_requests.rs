@@ -3,7 +3,7 @@
 //! approval. Create, read, approve, deny, cancel, revoke, extend; the approver's inbox; and the
 //! history of both kinds. Each parses, authorizes, calls the engine and renders.
 
-use super::paging::{NewestFirst, RequestPage, time_key};
+use super::paging::{GATHER_BATCH_MIN, NewestFirst, RequestPage, time_key};
 use super::{Reply, instant, resource_id};
 use crate::AppState;
 use crate::auth::Caller;
@@ -547,11 +547,12 @@ pub async fn inbox(
     };
     let mut shown = Vec::new();
     let mut after = paging.after.as_ref().map(|r| r.0.clone());
+    let batch_size = paging.limit().max(GATHER_BATCH_MIN);
     'pages: loop {
         let batch = tx
-            .jit_request_history(pending, after.as_ref(), paging.limit() as u32)
+            .jit_request_history(pending, after.as_ref(), batch_size as u32)
             .await?;
-        let exhausted = batch.len() < paging.limit();
+        let exhausted = batch.len() < batch_size;
         for row in &batch {
             after = Some(time_key(row.created_at, &row.id));
             let (Ok(scope), false) = (Scope::parse(&row.id), row.requester == caller.principal)

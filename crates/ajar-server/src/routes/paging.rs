@@ -15,6 +15,9 @@ use std::cmp::Reverse;
 /// Most items a list answers at once.
 pub const LIST_PAGE_MAX: usize = 1000;
 
+/// Fewest items a batch of [`Page::gather`] reads.
+pub const GATHER_BATCH_MIN: usize = 100;
+
 /// Page size of lists read from the store in time order when `top` is absent.
 pub const TIME_ORDERED_DEFAULT: usize = 100;
 
@@ -183,6 +186,7 @@ impl<K: PageKey + Clone, const DEFAULT: usize> Page<K, DEFAULT> {
     pub fn gather<T>(&self) -> Gather<K, T> {
         Gather {
             limit: self.limit(),
+            batch: self.limit().max(GATHER_BATCH_MIN),
             after: self.after.clone(),
             items: Vec::new(),
             done: false,
@@ -197,13 +201,14 @@ impl<K: PageKey + Clone, const DEFAULT: usize> Page<K, DEFAULT> {
 /// ```ignore
 /// let mut gather = page.gather();
 /// while gather.wants_more() {
-///     let batch = tx.things_page(gather.after(), page.limit()).await?;
+///     let batch = tx.things_page(gather.after(), gather.batch()).await?;
 ///     gather.take(batch, |t| t.key(), |t| caller.may_see(t));
 /// }
 /// let (items, next_link) = page.finish(gather.into_items(), |t| t.key());
 /// ```
 pub struct Gather<K, T> {
     limit: usize,
+    batch: usize,
     after: Option<K>,
     items: Vec<T>,
     done: bool,
@@ -215,15 +220,22 @@ impl<K: Clone, T> Gather<K, T> {
         !self.done
     }
 
+    /// How many items to read in the next batch: the page's [`Page::limit`], and never fewer
+    /// than [`GATHER_BATCH_MIN`], so a caller who may see few items asks for small pages
+    /// without multiplying round trips.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
     /// The key the next batch starts after.
     pub fn after(&self) -> Option<&K> {
         self.after.as_ref()
     }
 
-    /// Takes a batch of at most [`Page::limit`] items read after [`Gather::after`], keeping
+    /// Takes a batch of at most [`Gather::batch`] items read after [`Gather::after`], keeping
     /// those `keep` accepts.
     pub fn take(&mut self, batch: Vec<T>, key_of: impl Fn(&T) -> K, keep: impl Fn(&T) -> bool) {
-        let exhausted = batch.len() < self.limit;
+        let exhausted = batch.len() < self.batch;
         if let Some(last) = batch.last() {
             self.after = Some(key_of(last));
         }

@@ -214,7 +214,7 @@ pub async fn list_assignments(
     let mut gather = paging.gather();
     while gather.wants_more() {
         let batch = tx
-            .assignments_page(&scope, principal, gather.after(), paging.limit())
+            .assignments_page(&scope, principal, gather.after(), gather.batch())
             .await?;
         gather.take(
             batch,

@@ -268,7 +268,9 @@ async fn a_change_wakes_only_its_agent_which_reads_only_what_changed() {
             call(
                 &client,
                 Method::GET,
-                &format!("/api/v1/agent/desiredState?after={after}&waitSeconds=30"),
+                &format!(
+                    "/api/v1/agent/desiredState?after={after}&waitSeconds=30&changesOnly=true"
+                ),
                 None,
             )
             .await
@@ -299,7 +301,7 @@ async fn a_change_wakes_only_its_agent_which_reads_only_what_changed() {
     let now: DesiredState = get_as(
         &other,
         &format!(
-            "/api/v1/agent/desiredState?after={}&waitSeconds=0",
+            "/api/v1/agent/desiredState?after={}&waitSeconds=0&changesOnly=true",
             other_first.revision
         ),
     )
@@ -318,7 +320,7 @@ async fn a_change_wakes_only_its_agent_which_reads_only_what_changed() {
     let whole: DesiredState = get_as(
         &agent,
         &format!(
-            "/api/v1/agent/desiredState?after={}&waitSeconds=0",
+            "/api/v1/agent/desiredState?after={}&waitSeconds=0&changesOnly=true",
             changed.revision
         ),
     )
@@ -326,11 +328,67 @@ async fn a_change_wakes_only_its_agent_which_reads_only_what_changed() {
     assert!(!whole.changes_only);
     let ids: Vec<&str> = whole.machines.iter().map(|m| m.id.as_str()).collect();
     assert_eq!(ids, [VM, VM2]);
-    // Without a revision, the whole state.
+    // Without a revision, the whole state; and without `changesOnly` (an agent that does not
+    // know it), the whole state too.
     let again: DesiredState = get_as(&agent, "/api/v1/agent/desiredState").await;
     assert!(!again.changes_only);
     assert_eq!(again.machines.len(), 2);
     assert_eq!(again.revision, whole.revision);
+    let old_style: DesiredState = get_as(
+        &agent,
+        &format!(
+            "/api/v1/agent/desiredState?after={}&waitSeconds=0",
+            whole.revision
+        ),
+    )
+    .await;
+    assert_eq!(
+        (old_style.changes_only, old_style.machines.len()),
+        (false, 2)
+    );
+    let bad = call(
+        &agent,
+        Method::GET,
+        "/api/v1/agent/desiredState?changesOnly=yes",
+        None,
+    )
+    .await;
+    assert_eq!((bad.status, target(&bad).as_str()), (400, "changesOnly"));
+}
+
+/// Only the token made when an agent was registered speaks for it: another token minted for
+/// the same principal reads nothing.
+#[tokio::test]
+async fn only_the_agents_own_token_reads_its_desired_state() {
+    let app = TestApp::spawn().await;
+    let agent = setup(&app).await; // agent-1
+    let minted: serde_json::Value = app
+        .admin
+        .post(
+            "/api/v1/tokens",
+            &json!({"principal": "agent:agent-1", "description": "a second token"}),
+        )
+        .await
+        .unwrap();
+    let other = app.client(minted["token"].as_str());
+    for path in [
+        "/api/v1/agent/desiredState",
+        "/api/v1/agent/desiredState?after=0&waitSeconds=0&changesOnly=true",
+    ] {
+        let r = call(&other, Method::GET, path, None).await;
+        assert_eq!(r.status, 403, "{path}");
+    }
+    let r = call(
+        &other,
+        Method::POST,
+        "/api/v1/agent/report",
+        Some(json!({"version":"x","appliedRevision":1,"opened":[],"closed":[]})),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    // The agent's own token still works.
+    let r = call(&agent, Method::GET, "/api/v1/agent/desiredState", None).await;
+    assert_eq!(r.status, 200);
 }
 
 #[tokio::test]
