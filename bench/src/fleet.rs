@@ -642,7 +642,7 @@ fn ticks_per_second() -> f64 {
 }
 
 /// The server's current and peak resident memory.
-fn memory(pid: Option<u32>) -> String {
+pub fn memory(pid: Option<u32>) -> String {
     let Some(pid) = pid else {
         return "server memory not measured".to_owned();
     };

@@ -485,20 +485,7 @@ async fn initiate_latency(
     Ok(())
 }
 
-/// The server's peak and current resident memory, when its pid is known.
+/// The server's current and peak resident memory, when its pid is known.
 fn rss(args: &Args) -> String {
-    let Some(pid) = args.server_pid else {
-        return "server memory not measured".to_owned();
-    };
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<u64>().ok())
-            .map(|kb| format!("{} MiB", kb / 1024))
-            .unwrap_or_else(|| "?".to_owned())
-    };
-    format!("server RSS {} (peak {})", field("VmRSS:"), field("VmHWM:"))
+    format!("server RSS {}", crate::fleet::memory(args.server_pid))
 }

@@ -101,13 +101,7 @@ impl Tx {
         .execute(self.c())
         .await?;
         // Protected ports follow the policy: on the machines it leaves and on those it covers.
-        let left: Vec<String> = sqlx::query_scalar(
-            "DELETE FROM policy_machines WHERE policy_id = $1 RETURNING machine_id",
-        )
-        .bind(id)
-        .fetch_all(self.c())
-        .await?;
-        self.touch_machines(left);
+        self.uncover(id).await?;
         self.touch_machines(machine_ids.iter().cloned());
         for m in machine_ids {
             sqlx::query("INSERT INTO policy_machines (machine_id, policy_id) VALUES ($1, $2)")
@@ -121,6 +115,16 @@ impl Tx {
 
     /// Deletes a policy; true when it existed. Its request history is kept.
     pub async fn delete_policy(&mut self, id: &str) -> StoreResult<bool> {
+        self.uncover(id).await?;
+        let r = sqlx::query("DELETE FROM policies WHERE id = $1")
+            .bind(id)
+            .execute(self.c())
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Empties a policy's list of machines, noting that the machines it covered changed.
+    async fn uncover(&mut self, id: &str) -> StoreResult<()> {
         let left: Vec<String> = sqlx::query_scalar(
             "DELETE FROM policy_machines WHERE policy_id = $1 RETURNING machine_id",
         )
@@ -128,11 +132,7 @@ impl Tx {
         .fetch_all(self.c())
         .await?;
         self.touch_machines(left);
-        let r = sqlx::query("DELETE FROM policies WHERE id = $1")
-            .bind(id)
-            .execute(self.c())
-            .await?;
-        Ok(r.rows_affected() > 0)
+        Ok(())
     }
 }
 

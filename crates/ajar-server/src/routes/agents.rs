@@ -302,17 +302,11 @@ async fn calling_agent(state: &AppState, caller: &Caller) -> AppResult<Arc<Agent
         .principal
         .strip_prefix(AGENT_PRINCIPAL_PREFIX)
         .ok_or_else(forbidden)?;
-    let agent = state
+    state
         .agents
         .by_name(&state.store, name)
         .await?
-        .ok_or_else(forbidden)?;
-    // Only the token made when the agent was registered speaks for it: another token for the
-    // same principal (or one of an agent deleted and registered again) does not.
-    if caller.token_id.as_deref() != Some(agent.token_id.as_str()) {
-        return Err(forbidden());
-    }
-    Ok(agent)
+        .ok_or_else(forbidden)
 }
 
 #[derive(Debug, Deserialize)]

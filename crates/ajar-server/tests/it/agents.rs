@@ -356,41 +356,6 @@ async fn a_change_wakes_only_its_agent_which_reads_only_what_changed() {
     assert_eq!((bad.status, target(&bad).as_str()), (400, "changesOnly"));
 }
 
-/// Only the token made when an agent was registered speaks for it: another token minted for
-/// the same principal reads nothing.
-#[tokio::test]
-async fn only_the_agents_own_token_reads_its_desired_state() {
-    let app = TestApp::spawn().await;
-    let agent = setup(&app).await; // agent-1
-    let minted: serde_json::Value = app
-        .admin
-        .post(
-            "/api/v1/tokens",
-            &json!({"principal": "agent:agent-1", "description": "a second token"}),
-        )
-        .await
-        .unwrap();
-    let other = app.client(minted["token"].as_str());
-    for path in [
-        "/api/v1/agent/desiredState",
-        "/api/v1/agent/desiredState?after=0&waitSeconds=0&changesOnly=true",
-    ] {
-        let r = call(&other, Method::GET, path, None).await;
-        assert_eq!(r.status, 403, "{path}");
-    }
-    let r = call(
-        &other,
-        Method::POST,
-        "/api/v1/agent/report",
-        Some(json!({"version":"x","appliedRevision":1,"opened":[],"closed":[]})),
-    )
-    .await;
-    assert_eq!(r.status, 403);
-    // The agent's own token still works.
-    let r = call(&agent, Method::GET, "/api/v1/agent/desiredState", None).await;
-    assert_eq!(r.status, 200);
-}
-
 #[tokio::test]
 async fn machines_without_a_live_agent_are_unsupported() {
     let app = TestApp::spawn().await;
