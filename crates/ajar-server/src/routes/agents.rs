@@ -328,6 +328,10 @@ async fn build_desired(
     held: Option<i64>,
 ) -> AppResult<DesiredState> {
     let now = state.clock.now();
+    // Kept from here on: the agent's next poll waits on it without reading the store. Made
+    // before the revision is read, so no commit in between goes unnoticed.
+    let wakes = state.store.agent_wakes();
+    drop(wakes.subscribe(&agent.id));
     let mut tx = state.store.read().await?;
     // The revision is read before what it labels, so the state sent is at least that new.
     let (revision, full_revision) = tx.agent_revisions(&agent.id).await?.ok_or_else(|| {
@@ -336,7 +340,7 @@ async fn build_desired(
             format!("agent {} is no longer registered", agent.name),
         )
     })?;
-    state.store.agent_wakes().note(&agent.id, revision);
+    wakes.note(&agent.id, revision);
     let mut since = held.filter(|h| *h >= full_revision && *h <= revision);
     let mut machines = tx.agent_machines_since(&agent.id, since).await?;
     if since.is_some() && machines.len() * 2 > agent.machines.len() {
