@@ -292,12 +292,6 @@ impl Store {
         &self.wakes
     }
 
-    /// Whether the agents' revisions held in [`Store::agent_wakes`] are current (see
-    /// [`AgentWakes::current`]).
-    pub fn agent_wakes_current(&self) -> bool {
-        self.wakes.current()
-    }
-
     /// A number that grows with every commit that changed tokens, roles, assignments, groups,
     /// applications, eligibility or role requests: at once for commits through this store, and
     /// within [`CHANGE_POLL`] for another replica's (on PostgreSQL). What is derived from those

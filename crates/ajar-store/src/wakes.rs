@@ -73,10 +73,7 @@ impl AgentWakes {
 
     /// Notes that `agent`'s revision is at least `revision`, waking its waiters when it moved.
     pub fn note(&self, agent: &str, revision: i64) {
-        let waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(sender) = waiters.get(agent) {
-            raise(sender, revision);
-        }
+        self.wake([agent], revision);
     }
 
     /// Notes `revision` for each of `agents`.
@@ -87,16 +84,6 @@ impl AgentWakes {
                 raise(sender, revision);
             }
         }
-    }
-
-    /// How many agents have waiters here.
-    pub fn len(&self) -> usize {
-        self.waiters.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    /// Whether no agent has waited here yet.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

@@ -453,7 +453,7 @@ pub async fn desired_state(
                 _ = stopping.wait_for(|s| *s) => {}
             }
         }
-        if changes_only && *revision.borrow() == after && state.store.agent_wakes_current() {
+        if changes_only && *revision.borrow() == after && wakes.current() {
             // Nothing changed for this agent: say so without reading the store.
             return Ok(Reply::ok(DesiredState {
                 revision: after,
