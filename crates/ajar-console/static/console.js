@@ -32,7 +32,8 @@ function slider() {
   if (!range || !out) { return; }
   var show = function () {
     var m = Number(range.value);
-    out.textContent = m >= 60 ? Math.floor(m / 60) + " h " + (m % 60 ? (m % 60) + " min" : "") : m + " min";
+    var h = Math.floor(m / 60), rest = m % 60;
+    out.textContent = h ? h + " h" + (rest ? " " + rest + " min" : "") : m + " min";
   };
   range.addEventListener("input", show);
   show();

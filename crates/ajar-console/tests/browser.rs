@@ -162,6 +162,32 @@ impl Browser {
         self.until_text("API token").await;
     }
 
+    /// Audits the page with axe-core (the `axe.min.js` at `$AJAR_AXE_JS`) and fails on any
+    /// violation; says loudly that it skipped when the variable is unset.
+    async fn audit(&self, what: &str) {
+        let Some(axe) = axe_source() else {
+            eprintln!(
+                "SKIPPED: accessibility audit of {what}: AJAR_AXE_JS is not set \
+                 (npm install --prefix /opt/axe axe-core, then \
+                 AJAR_AXE_JS=/opt/axe/node_modules/axe-core/axe.min.js)"
+            );
+            return;
+        };
+        self.client.execute(axe, vec![]).await.unwrap();
+        let found = self
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];\
+                 axe.run(document, {resultTypes: ['violations']}).then(r => done(\
+                   r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,\
+                     nodes: v.nodes.map(n => n.target.join(' '))}))));",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(found, json!([]), "axe-core violations on {what}");
+    }
+
     /// Saves a screenshot to `$AJAR_SCREENSHOTS/NAME.png` when that is set.
     async fn shot(&self, name: &str) {
         if let Ok(dir) = std::env::var("AJAR_SCREENSHOTS") {
@@ -170,6 +196,16 @@ impl Browser {
             std::fs::write(format!("{dir}/{name}.png"), png).unwrap();
         }
     }
+}
+
+/// axe-core's script, read once from `$AJAR_AXE_JS` (never downloaded by the tests).
+fn axe_source() -> Option<&'static str> {
+    static AXE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    AXE.get_or_init(|| {
+        let path = std::env::var("AJAR_AXE_JS").ok()?;
+        Some(std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("AJAR_AXE_JS={path}: {e}")))
+    })
+    .as_deref()
 }
 
 async fn put(app: &TestApp, path: &str, body: Value) {
@@ -203,14 +239,30 @@ async fn a_first_user_enables_jit_requests_access_and_finds_it_in_the_log() {
     let (agent, _) = app.agent("agent-1", &[VM, WIN], None).await;
     let b = Browser::start().await;
     b.go(&app, "/signin").await;
+    b.audit("sign-in").await;
     b.shot("signin").await;
     b.sign_in(&app, &app.admin_token.clone()).await;
+
+    // A list longer than a page continues on the next (here a page of one machine).
+    b.go(
+        &app,
+        "/machines?scope=/subscriptions/s1&tab=notconfigured&top=1",
+    )
+    .await;
+    let page = b.until_text("Next page").await;
+    assert!(page.contains("vm1") && !page.contains("win1"), "{page}");
+    b.click("a[rel=next]").await;
+    let page = b.until_text("First page").await;
+    assert!(page.contains("win1") && !page.contains("vm1"), "{page}");
+    assert!(!page.contains("Next page"), "{page}");
 
     // Not configured → select vm1 → Enable JIT with the defaults.
     b.go(&app, "/machines?scope=/subscriptions/s1&tab=notconfigured")
         .await;
     let page = b.until_text("Not configured (2)").await;
     assert!(page.contains("vm1") && page.contains("win1"), "{page}");
+    assert!(page.contains("3 h") && !page.contains("PT3H"), "{page}");
+    b.audit("machines, not configured").await;
     b.click(&format!("input[name=machine][value='{VM}']")).await;
     b.shot("machines-not-configured").await;
     b.click("#enable button[type=submit]").await;
@@ -219,6 +271,22 @@ async fn a_first_user_enables_jit_requests_access_and_finds_it_in_the_log() {
         page.contains("vm1") && page.contains("Request access"),
         "{page}"
     );
+    // A confirmation names the machines and the policy.
+    let done = b.until_element(".notice.success").await;
+    assert!(
+        done.contains("JIT is enabled on vm1 under the policy default")
+            && done.contains(&format!("{RG}/jitNetworkAccessPolicies/default")),
+        "{done}"
+    );
+    b.audit("machines, configured, after Enable JIT").await;
+    b.shot("machines-enabled").await;
+    b.go(&app, "/machines?scope=/subscriptions/s1&tab=unsupported")
+        .await;
+    b.until_text("Machines JIT cannot protect").await;
+    b.audit("machines, unsupported").await;
+    b.go(&app, "/machines?scope=/subscriptions/s1&tab=configured")
+        .await;
+    b.until_text("Configured (1)").await;
 
     // Request access: "my IP" is prefilled, the slider is bounded by the policy's maximum.
     b.click("a[href^='/access/new']").await;
@@ -241,7 +309,13 @@ async fn a_first_user_enables_jit_requests_access_and_finds_it_in_the_log() {
         .await
         .unwrap();
     assert_eq!(max.as_deref(), Some("180"), "PT3H");
+    let page = b.text().await;
+    assert!(
+        page.contains("up to 3 h") && page.contains("Duration: 1 h") && !page.contains("PT"),
+        "{page}"
+    );
     b.fill("#reason", "patching <openssl>").await;
+    b.audit("request access").await;
     b.shot("request-access").await;
     b.click("form.card button[type=submit]").await;
     let page = b.until_text("opening").await;
@@ -269,6 +343,7 @@ async fn a_first_user_enables_jit_requests_access_and_finds_it_in_the_log() {
     let left = b.until_element(".countdown").await;
     assert!(left.starts_with("59m") || left.starts_with("1h"), "{left}");
     assert!(b.text().await.contains("10.1.0.4:22"));
+    b.audit("access status").await;
     b.shot("access-status").await;
 
     // Configured tab: the figures.
@@ -276,13 +351,65 @@ async fn a_first_user_enables_jit_requests_access_and_finds_it_in_the_log() {
         .await;
     let page = b.until_text("Approved (7 days)").await;
     assert!(page.contains("admin"), "last user: {page}");
+    b.audit("machines, configured").await;
     b.shot("machines-configured").await;
+
+    // History names the machine the access was for, with its policy beneath.
+    b.go(&app, "/history").await;
+    let page = b.until_text("policy default").await;
+    assert!(page.contains("vm1"), "{page}");
+    b.audit("history").await;
 
     // The activity page shows the initiate; its CSV downloads with the justification intact.
     b.go(&app, "/activity").await;
     let page = b.until_text("ajar.jit/policies/initiate/action").await;
     assert!(page.contains("Download as CSV"), "{page}");
+    // The sign-in is one record of its own, not a token write.
+    assert!(page.contains("ajar.sessions/signin"), "{page}");
+    let writes: Value = app
+        .admin
+        .get("/api/v1/activity?principal=admin&action=ajar.tokens/write")
+        .await
+        .unwrap();
+    assert_eq!(writes["value"], json!([]), "no token write for a sign-in");
+    // At 1280 px: the filters on one line, the table without a sideways scroll, each time on
+    // one line, and long resource ids shortened with the whole id in their tooltip.
+    let layout = b
+        .client
+        .execute(
+            "const tops = [...document.querySelectorAll('form.filters > *')]\
+               .map(e => Math.round(e.getBoundingClientRect().bottom));\
+             const box = document.querySelector('.scroll');\
+             const times = [...document.querySelectorAll('tbody time')];\
+             const line = parseFloat(getComputedStyle(times[0]).lineHeight);\
+             return {oneLine: new Set(tops).size === 1,\
+                     scrolls: box.scrollWidth > box.clientWidth,\
+                     tallTimes: times.filter(t => t.getBoundingClientRect().height > line * 1.5).length,\
+                     titled: [...document.querySelectorAll('tbody .id[title]')].map(e => e.title)};",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(layout["oneLine"], true, "{layout}");
+    assert_eq!(layout["scrolls"], false, "{layout}");
+    assert_eq!(layout["tallTimes"], 0, "{layout}");
+    assert!(
+        layout["titled"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(format!("{RG}/jitNetworkAccessPolicies/default"))),
+        "{layout}"
+    );
+    b.audit("activity").await;
     b.shot("activity").await;
+    // Its pages follow one another.
+    b.go(&app, "/activity?top=2").await;
+    b.until_text("Next page").await;
+    let first_ids = b.until_element("tbody").await;
+    b.click("a[rel=next]").await;
+    b.until_text("First page").await;
+    let next_ids = b.until_element("tbody").await;
+    assert_ne!(first_ids, next_ids);
     let csv = b
         .client
         .execute_async(
@@ -301,6 +428,7 @@ async fn a_first_user_enables_jit_requests_access_and_finds_it_in_the_log() {
     b.go(&app, "/machines?scope=/subscriptions/s1&tab=configured")
         .await;
     b.until_text("Configured").await;
+    b.audit("machines on a phone").await;
     b.shot("machines-phone").await;
     b.stop().await;
 }
@@ -341,8 +469,9 @@ async fn an_approver_decides_an_application_request_in_the_browser() {
         page.contains("cannot change"),
         "the JIT choice is explained: {page}"
     );
-    b.fill("#a-duration", "PT2H").await;
+    b.fill("#a-duration", "2 h").await;
     b.fill("#a-reason", "incident 42").await;
+    b.audit("application").await;
     b.shot("application").await;
     b.click("form[action='/apps/activate'] button").await;
     let page = b.until_text("Pending").await;
@@ -360,14 +489,20 @@ async fn an_approver_decides_an_application_request_in_the_browser() {
     b.go(&app, "/inbox").await;
     let page = b.until_text("incident 42").await;
     assert!(page.contains("alice"), "{page}");
+    assert!(page.contains("2 h") && !page.contains("PT2H"), "{page}");
+    b.audit("approvals").await;
     b.shot("approvals").await;
     b.fill("input[name=reason]", "ticket checked").await;
     b.click("button[value=approve]").await;
     b.until_text("Waiting for your decision: none").await;
     b.go(&app, "/history").await;
     let page = b.until_text("Active").await;
-    assert!(page.contains("alice"), "{page}");
+    assert!(page.contains("alice") && page.contains("crm"), "{page}");
+    b.audit("history of a role request").await;
     b.shot("history").await;
+    b.go(&app, "/apps?scope=/subscriptions/s1").await;
+    b.until_text("Applications").await;
+    b.audit("applications").await;
     b.stop().await;
 }
 
@@ -735,6 +870,7 @@ async fn signing_in_through_the_identity_provider_lands_in_the_console_with_its_
     b.go(&app, "/").await;
     assert_eq!(b.path().await, "/signin");
     b.until_text("Sign in with Test SSO").await;
+    b.audit("sign-in with an identity provider").await;
     b.shot("signin-oidc").await;
     b.click("#signin-oidc-0").await;
     let page = b.until_text("Sign out").await;

@@ -126,6 +126,7 @@ struct Resolved {
     permissions: Permissions,
     expires: Option<Timestamp>,
     token_id: Option<String>,
+    issuer: Option<String>,
 }
 
 /// Looks an API token up in the store; `None` when unknown or past its end.
@@ -155,13 +156,15 @@ async fn resolve_jwt(state: &AppState, token: &str, now: Timestamp) -> Result<Re
         ajar_oidc::VerifyError::Unavailable(m) => AppError::new(ErrorCode::ServiceUnavailable, m),
     })?;
     let mut tx = state.store.read().await?;
-    resolve_principal(
+    let mut resolved = resolve_principal(
         &mut tx,
         identity.principal,
         identity.groups,
         Some(identity.expires),
     )
-    .await
+    .await?;
+    resolved.issuer = Some(identity.issuer);
+    Ok(resolved)
 }
 
 /// The principal's groups (ajar's own plus `asserted` ones) and the permissions of their
@@ -198,6 +201,7 @@ async fn resolve_principal(
         permissions: Permissions::new(entries),
         expires,
         token_id: None,
+        issuer: None,
     })
 }
 
@@ -218,6 +222,9 @@ pub struct Caller {
     pub expires: Option<Timestamp>,
     /// The id of the API token the caller presented (`None` for a JWT).
     pub token_id: Option<String>,
+    /// The identity provider that issued the JWT the caller presented (`None` for an API
+    /// token).
+    pub issuer: Option<String>,
     /// The peer address of the connection, when known.
     pub address: Option<IpAddr>,
     /// The request's id ([`crate::request_id::RequestId`]), for records that should point
@@ -357,6 +364,7 @@ impl FromRequestParts<AppState> for Caller {
             permissions: resolved.permissions,
             expires: resolved.expires,
             token_id: resolved.token_id,
+            issuer: resolved.issuer,
             address,
             request_id,
         };

@@ -463,6 +463,9 @@ pub struct HistoryEntry {
     pub kind: RequestKind,
     /// The application or network policy.
     pub target: String,
+    /// The machines a network request is for (empty for a role request).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub machines: Vec<String>,
     /// Who asked.
     pub requestor: String,
     /// `Pending`, `Approved`, `Active`, `Denied`, `Canceled`, `Timeout`, `Expired`,

@@ -101,7 +101,7 @@ pub(super) async fn render_access_form(
                     @let checked = chosen.contains(&value) || (chosen.is_empty() && i == 0);
                     label class="check" {
                         input type="checkbox" name="port" value=(value) checked[checked];
-                        " " (r.number) " " (r.protocol) " (up to " (r.max_request_access_duration) ")"
+                        " " (r.number) " " (r.protocol) " (up to " (html::duration(r.max_request_access_duration)) ")"
                     }
                 }
             }
@@ -124,7 +124,7 @@ pub(super) async fn render_access_form(
             small id="source-help" { "Your address as ajar sees it; change it for a proxy or VPN range (CIDR)." }
             (field_error(&error, "source"))
             label for="minutes" {
-                "Duration: " output id="minutes-out" for="minutes" { (minutes) " min" }
+                "Duration: " output id="minutes-out" for="minutes" { (html::human_duration(minutes * 60)) }
             }
             input id="minutes" name="minutes" type="range" min="5" max=(max_minutes) step="5" value=(minutes);
             (field_error(&error, "minutes"))

@@ -1,7 +1,7 @@
 //! The activity log and its CSV download.
 
 use super::*;
-use crate::html::{self, enc, field_error, page, table, time};
+use crate::html::{self, enc, field_error, page, short_id, table, time};
 use crate::{Console, secure_headers};
 use ajar_api::wire::ActivityRecord;
 use axum::extract::{Request, State};
@@ -26,19 +26,21 @@ pub(super) async fn activity(State(c): State<Console>, req: Request) -> Response
     };
     let q = query(&parts);
     let qs = activity_query(&q);
+    let paging = Paging::of(&q);
     let list = c
         .call(
             &parts,
             Some(&s.secret),
             Method::GET,
-            &format!("/api/v1/activity?top=100&{qs}"),
+            &format!("/api/v1/activity?{}&{qs}", paging.api(100)),
             None,
         )
         .await;
     let error = list.error();
-    let rows: Vec<Vec<Markup>> = list
-        .parse::<List<ActivityRecord>>()
-        .map(|l| l.value)
+    let page_of = list.parse::<List<ActivityRecord>>();
+    let rows: Vec<Vec<Markup>> = page_of
+        .as_ref()
+        .map(|l| l.value.as_slice())
         .unwrap_or_default()
         .iter()
         .map(|r| {
@@ -46,18 +48,49 @@ pub(super) async fn activity(State(c): State<Console>, req: Request) -> Response
                 html! { (r.id) },
                 time(Some(&r.time)),
                 html! { (r.principal) },
-                html! { (r.action) },
+                html! { span class="action" { (r.action) } },
                 html! { span class={ "result " (r.result) } { (r.result) } },
-                html! { (r.resource_id) },
+                short_id(&r.resource_id),
             ]
         })
         .collect();
+    let result = one(&q, "result").unwrap_or_default();
+    let field = |k: &str| one(&q, k).unwrap_or_default();
+    let base = if qs.is_empty() {
+        "/activity".to_owned()
+    } else {
+        format!("/activity?{qs}")
+    };
     let body = html! {
-        form method="get" action="/activity" class="inline" {
-            @for k in ACTIVITY_FILTERS {
-                label for={ "f-" (k) } { (k) }
-                input id={ "f-" (k) } name=(k) value=(one(&q, k).unwrap_or_default())
-                    placeholder=[(*k == "from" || *k == "to").then_some("2026-11-25T00:00:00Z")];
+        form method="get" action="/activity" class="filters" {
+            div class="field wide" {
+                label for="f-scope" { "Scope" }
+                input id="f-scope" name="scope" value=(field("scope")) placeholder="/subscriptions/s1";
+            }
+            div class="field" {
+                label for="f-principal" { "Principal" }
+                input id="f-principal" name="principal" value=(field("principal"));
+            }
+            div class="field wide" {
+                label for="f-action" { "Action" }
+                input id="f-action" name="action" value=(field("action")) placeholder="ajar.sessions/signin";
+            }
+            div class="field" {
+                label for="f-result" { "Result" }
+                select id="f-result" name="result" {
+                    option value="" { "any" }
+                    @for r in ["Succeeded", "Denied", "Failed"] {
+                        option selected[result == r] { (r) }
+                    }
+                }
+            }
+            div class="field time" {
+                label for="f-from" { "From (UTC)" }
+                input id="f-from" name="from" value=(field("from")) placeholder="2026-11-25T00:00:00Z";
+            }
+            div class="field time" {
+                label for="f-to" { "To (UTC)" }
+                input id="f-to" name="to" value=(field("to")) placeholder="2026-11-26T00:00:00Z";
             }
             button type="submit" { "Filter" }
         }
@@ -74,10 +107,11 @@ pub(super) async fn activity(State(c): State<Console>, req: Request) -> Response
             }))
         }
         (table(
-            "Activity, newest first (up to 100)",
+            "Activity, newest first",
             &["#", "Time", "Principal", "Action", "Result", "Resource"],
             &rows,
         ))
+        (paging.links(&base, page_of.as_ref().and_then(|l| l.next_link.as_deref())))
     };
     with_answer(
         page(list.status, "Activity", Some(&s), "/activity", body),

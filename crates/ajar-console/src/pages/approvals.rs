@@ -25,12 +25,20 @@ pub(super) async fn inbox_page(
     status: StatusCode,
     error: Option<(String, Option<String>)>,
 ) -> Response {
+    let paging = Paging::of(&query(parts));
     let list = c
-        .call(parts, Some(&s.secret), Method::GET, "/api/v1/inbox", None)
+        .call(
+            parts,
+            Some(&s.secret),
+            Method::GET,
+            &format!("/api/v1/inbox?{}", paging.api(100)),
+            None,
+        )
         .await;
-    let rows: Vec<Vec<Markup>> = list
-        .parse::<List<JitRequest>>()
-        .map(|l| l.value)
+    let page_of = list.parse::<List<JitRequest>>();
+    let rows: Vec<Vec<Markup>> = page_of
+        .as_ref()
+        .map(|l| l.value.as_slice())
         .unwrap_or_default()
         .iter()
         .map(|r| {
@@ -40,12 +48,21 @@ pub(super) async fn inbox_page(
             } else {
                 p.application_resource_id.as_ref()
             };
+            let machines: Vec<String> = p
+                .network_access
+                .iter()
+                .flat_map(|n| &n.virtual_machines)
+                .map(|m| m.id.to_string())
+                .collect();
             let n = r.id.rsplit('/').next().unwrap_or("");
             vec![
                 html! { (p.requestor) },
                 html! { (p.request_kind) },
-                html! { (or_dash(target)) },
-                html! { (p.jit_scheduling_policy.duration) },
+                match target {
+                    Some(t) => request_for(p.request_kind, t, &machines),
+                    None => html! { "-" },
+                },
+                html! { (html::duration(p.jit_scheduling_policy.duration)) },
                 html! { (or_dash(p.justification.as_ref())) },
                 html! {
                     form method="post" action="/inbox/decide" class="decide" {
@@ -68,8 +85,32 @@ pub(super) async fn inbox_page(
             &["Requester", "Kind", "For", "Duration", "Justification", "Decision"],
             &rows,
         ))
+        (paging.links("/inbox", page_of.as_ref().and_then(|l| l.next_link.as_deref())))
     };
     with_answer(page(status, "Approvals", Some(s), "/inbox", body), &list)
+}
+
+/// What a request is for: a role request's application (a link to its page); a network
+/// request's machines by name, with the policy they were asked under beneath them.
+fn request_for(kind: RequestKind, target: &str, machines: &[String]) -> Markup {
+    let name = |id: &str| id.rsplit('/').next().unwrap_or(id).to_owned();
+    if kind != RequestKind::Network {
+        return html! { a href={ "/apps/view?id=" (enc(target)) } title=(target) { (name(target)) } };
+    }
+    html! {
+        @if machines.is_empty() { "-" }
+        @for (i, m) in machines.iter().enumerate() {
+            @if i > 0 { ", " }
+            span class="id" title=(m) { (name(m)) }
+        }
+        br;
+        // The policy's machines are on the Machines page of its resource group.
+        small {
+            "policy "
+            a href={ "/machines?tab=configured&scope=" (enc(target.split("/jitNetworkAccessPolicies/").next().unwrap_or(target))) }
+                title=(target) { (name(target)) }
+        }
+    }
 }
 
 pub(super) async fn decide(State(c): State<Console>, req: Request) -> Response {
@@ -124,20 +165,22 @@ pub(super) async fn history(State(c): State<Console>, req: Request) -> Response 
         .map(|(k, v)| format!("{k}={}", enc(v)))
         .collect::<Vec<_>>()
         .join("&");
+    let paging = Paging::of(&q);
     let list = c
         .call(
             &parts,
             Some(&s.secret),
             Method::GET,
-            &format!("/api/v1/history?{qs}"),
+            &format!("/api/v1/history?{}&{qs}", paging.api(100)),
             None,
         )
         .await;
     let field = |k: &str| one(&q, k).unwrap_or_default();
     let kind = one(&q, "kind");
-    let rows: Vec<Vec<Markup>> = list
-        .parse::<List<HistoryEntry>>()
-        .map(|l| l.value)
+    let page_of = list.parse::<List<HistoryEntry>>();
+    let rows: Vec<Vec<Markup>> = page_of
+        .as_ref()
+        .map(|l| l.value.as_slice())
         .unwrap_or_default()
         .iter()
         .map(|e| {
@@ -145,7 +188,7 @@ pub(super) async fn history(State(c): State<Console>, req: Request) -> Response 
                 time(Some(&e.created_at)),
                 html! { (e.requestor) },
                 html! { (e.kind) },
-                html! { (e.target) },
+                request_for(e.kind, &e.target, &e.machines),
                 html! { span class="state" { (e.state) } },
                 time(e.active_until.as_ref()),
             ]
@@ -170,6 +213,10 @@ pub(super) async fn history(State(c): State<Console>, req: Request) -> Response 
             "Requests",
             &["Asked", "Requester", "Kind", "For", "State", "Until"],
             &rows,
+        ))
+        (paging.links(
+            &if qs.is_empty() { "/history".to_owned() } else { format!("/history?{qs}") },
+            page_of.as_ref().and_then(|l| l.next_link.as_deref()),
         ))
     };
     with_answer(

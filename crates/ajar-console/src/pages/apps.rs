@@ -28,6 +28,7 @@ pub(super) async fn apps_page(
 ) -> Response {
     let scope = scope_of(c, parts, s, q).await.unwrap_or_default();
     let picker = scope_picker(c, parts, s, "/apps", &scope, html! {}).await;
+    let paging = Paging::of(q);
     let list = if scope.is_empty() {
         None
     } else {
@@ -36,16 +37,17 @@ pub(super) async fn apps_page(
                 parts,
                 Some(&s.secret),
                 Method::GET,
-                &format!("/api/v1{scope}/applications"),
+                &format!("/api/v1{scope}/applications?{}", paging.api(1000)),
                 None,
             )
             .await,
         )
     };
     let listing = list.as_ref().map(|list| {
-        let rows: Vec<Vec<Markup>> = list
-            .parse::<List<Application>>()
-            .map(|l| l.value)
+        let page_of = list.parse::<List<Application>>();
+        let rows: Vec<Vec<Markup>> = page_of
+            .as_ref()
+            .map(|l| l.value.as_slice())
             .unwrap_or_default()
             .iter()
             .map(|app| {
@@ -58,7 +60,7 @@ pub(super) async fn apps_page(
                         @else { "off (standing access)" }
                     },
                     html! { (or_dash(p.and_then(|p| p.jit_approval_mode.as_ref()))) },
-                    html! { (or_dash(p.and_then(|p| p.maximum_jit_access_duration))) },
+                    html! { (or_dash(p.and_then(|p| p.maximum_jit_access_duration).map(html::duration))) },
                     html! { (or_dash(figures.map(|f| f.approved_requests_last7_days))) },
                     time(figures.and_then(|f| f.last_access_at.as_ref())),
                     html! { (or_dash(figures.and_then(|f| f.last_user.as_ref()))) },
@@ -71,6 +73,10 @@ pub(super) async fn apps_page(
                 "Applications",
                 &["Name", "JIT", "Approval", "Maximum", "Approved (7 days)", "Last activation", "Last user"],
                 &rows,
+            ))
+            (paging.links(
+                &format!("/apps?scope={}", enc(&scope)),
+                page_of.as_ref().and_then(|l| l.next_link.as_deref()),
             ))
         }
     });
@@ -120,7 +126,7 @@ pub(super) fn policy_fields(
         .collect();
     let max = p
         .maximum_jit_access_duration
-        .map(|d| d.to_string())
+        .map(html::duration)
         .unwrap_or_default();
     html! {
         label for="mode" { "Approval" }
@@ -136,7 +142,8 @@ pub(super) fn policy_fields(
         input id="threshold" name="threshold" type="number" min="1" value=(p.jit_approval_threshold.unwrap_or(1));
         (field_error(error, "jitApprovalThreshold"))
         label for="max" { "Maximum activation" }
-        input id="max" name="max" value=(max) placeholder="PT8H";
+        input id="max" name="max" value=(max) placeholder="8 h" aria-describedby="max-help";
+        small id="max-help" { "In hours and minutes, e.g. 8 h or 1 h 30 min" }
         (field_error(error, "maximumJitAccessDuration"))
     }
 }
@@ -192,7 +199,10 @@ pub(super) async fn app_save(State(c): State<Console>, req: Request) -> Response
                 .and_then(|t| t.parse::<u32>().ok())
                 .map(Value::from),
         ),
-        ("maximumJitAccessDuration", one(&f, "max").map(Value::from)),
+        (
+            "maximumJitAccessDuration",
+            one(&f, "max").map(|m| Value::from(html::iso_duration(&m))),
+        ),
     ]);
     let props = object([
         ("jitAccessPolicy", Some(policy)),
@@ -273,17 +283,18 @@ pub(super) async fn app_view_page(
         || "-".to_owned(),
         |x| joined(&x.properties.publisher_principals),
     );
-    let roles = c
+    let paging = Paging::of(&query(parts));
+    let (roles, next_link) = c
         .call(
             parts,
             Some(&s.secret),
             Method::GET,
-            &format!("/api/v1{id}/eligibleRoles"),
+            &format!("/api/v1{id}/eligibleRoles?{}", paging.api(1000)),
             None,
         )
         .await
         .parse::<List<EligibleRole>>()
-        .map(|l| l.value)
+        .map(|l| (l.value, l.next_link))
         .unwrap_or_default();
     let mut role_names: Vec<String> = roles
         .iter()
@@ -327,6 +338,7 @@ pub(super) async fn app_view_page(
             button type="submit" { "Save" }
         }
         (table("Eligible roles", &["Id", "Principal", "Role"], &rows))
+        (paging.links(&format!("/apps/view?id={}", enc(id)), next_link.as_deref()))
         form method="post" action="/apps/eligible" class="card inline-fields" {
             (html::csrf(s))
             h2 { "Add an eligible role" }
@@ -352,7 +364,8 @@ pub(super) async fn app_view_page(
                 label for="a-start" { "Start (empty: now, UTC)" }
                 input id="a-start" name="start" type="datetime-local";
                 label for="a-duration" { "Duration" }
-                input id="a-duration" name="duration" value="PT2H" required;
+                input id="a-duration" name="duration" value="2 h" required aria-describedby="a-duration-help";
+                small id="a-duration-help" { "e.g. 2 h, 90 min or 1 h 30 min" }
                 (field_error(&error, "duration"))
                 label for="a-reason" { "Justification" }
                 textarea id="a-reason" name="reason" rows="2" {}
@@ -404,7 +417,9 @@ pub(super) async fn app_activate(State(c): State<Console>, req: Request) -> Resp
         ("type", Some(json!("Once"))),
         (
             "duration",
-            Some(json!(one(&f, "duration").unwrap_or_default())),
+            Some(json!(html::iso_duration(
+                &one(&f, "duration").unwrap_or_default()
+            ))),
         ),
         ("startTime", start.map(Value::from)),
     ]);

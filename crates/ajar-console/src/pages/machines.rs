@@ -42,15 +42,17 @@ pub(super) async fn machines_page(
         };
         return page(status, "Machines", Some(s), "/machines", body);
     };
+    let paging = Paging::of(q);
     let list = c
         .call(
             parts,
             Some(&s.secret),
             Method::GET,
-            &format!("/api/v1{scope}/machines"),
+            &format!("/api/v1{scope}/machines?{}", paging.api(1000)),
             None,
         )
         .await;
+    let enabled = enabled_notice(c, parts, s, &all(q, "enabled")).await;
     let picker = scope_picker(
         c,
         parts,
@@ -63,6 +65,7 @@ pub(super) async fn machines_page(
     let top = html! {
         (picker)
         @if let Some(e) = &error { (html::message("error", e)) }
+        (enabled)
     };
     if let Some((m, _)) = list.error() {
         let body = html! { (top) (html::message("error", &m)) };
@@ -71,9 +74,9 @@ pub(super) async fn machines_page(
             &list,
         );
     }
-    let items = list
+    let (items, next_link) = list
         .parse::<List<Machine>>()
-        .map(|l| l.value)
+        .map(|l| (l.value, l.next_link))
         .unwrap_or_default();
     let wanted = TABS
         .iter()
@@ -98,8 +101,49 @@ pub(super) async fn machines_page(
             }
         }
         (listing)
+        (paging.links(
+            &format!("/machines?scope={}&tab={}", enc(&scope), enc(&tab)),
+            next_link.as_deref(),
+        ))
     };
     with_answer(page(status, "Machines", Some(s), "/machines", body), &list)
+}
+
+/// The confirmation after Enable JIT: each policy with the machines now under it, read back
+/// from the API (so the page states what is, not what the address claims).
+async fn enabled_notice(c: &Console, parts: &Parts, s: &Session, ids: &[String]) -> Markup {
+    let mut by_policy: Vec<(String, Vec<String>)> = Vec::new();
+    for id in ids.iter().take(100) {
+        let Some(m) = c
+            .call(
+                parts,
+                Some(&s.secret),
+                Method::GET,
+                &format!("/api/v1{id}"),
+                None,
+            )
+            .await
+            .parse::<Machine>()
+        else {
+            continue;
+        };
+        let Some(policy) = m.properties.jit_policy_id else {
+            continue;
+        };
+        match by_policy.iter_mut().find(|(p, _)| *p == policy) {
+            Some((_, names)) => names.push(m.name),
+            None => by_policy.push((policy, vec![m.name])),
+        }
+    }
+    html! {
+        @for (policy, names) in &by_policy {
+            p class="notice success" role="status" {
+                "JIT is enabled on " strong { (names.join(", ")) } " under the policy "
+                strong title=(policy) { (policy.rsplit('/').next().unwrap_or(policy)) }
+                " (" (policy) "). Select a machine below to request access."
+            }
+        }
+    }
 }
 
 /// The Configured tab: machines with JIT, their request figures and open connections.
@@ -144,7 +188,7 @@ fn configured(shown: &[&Machine]) -> Markup {
     html! {
         (table(
             "Machines with JIT",
-            &["", "Name", "Approved (7 days)", "Last access", "Last user", "Connection details", ""],
+            &["Select", "Name", "Approved (7 days)", "Last access", "Last user", "Connection details", "Access"],
             &rows,
         ))
         @if !rows.is_empty() {
@@ -172,7 +216,7 @@ fn not_configured(s: &Session, scope: &str, shown: &[&Machine]) -> Markup {
         })
         .collect();
     html! {
-        (table("Machines without JIT", &["", "Name", "OS", "Addresses"], &rows))
+        (table("Machines without JIT", &["Select", "Name", "OS", "Addresses"], &rows))
         @if !rows.is_empty() { (enable_form(s, scope)) }
     }
 }
@@ -226,10 +270,9 @@ pub(super) fn enable_form(s: &Session, scope: &str) -> Markup {
             small id="sources-help" { "* for any, or prefixes separated by commas (10.0.0.0/24, 2001:db8::/32)" }
             label for="max" { "Maximum request time" }
             select id="max" name="max" {
-                option { "PT1H" }
-                option selected { "PT3H" }
-                option { "PT8H" }
-                option { "PT24H" }
+                @for (iso, hours) in [("PT1H", 1), ("PT3H", 3), ("PT8H", 8), ("PT24H", 24)] {
+                    option value=(iso) selected[hours == 3] { (html::human_duration(hours * 3600)) }
+                }
             }
             label for="policy" { "Policy name" }
             input id="policy" name="policy" value="default";
@@ -328,5 +371,12 @@ pub(super) async fn enable(State(c): State<Console>, req: Request) -> Response {
             return with_answer(resp, &a);
         }
     }
-    redirect(&format!("/machines?scope={}&tab=configured", enc(&scope)))
+    let enabled: String = machines
+        .iter()
+        .map(|m| format!("&enabled={}", enc(m)))
+        .collect();
+    redirect(&format!(
+        "/machines?scope={}&tab=configured{enabled}",
+        enc(&scope)
+    ))
 }

@@ -111,6 +111,54 @@ fn all(f: &Form, key: &str) -> Vec<String> {
         .collect()
 }
 
+/// The page of a list a console page shows: `skip` (the API's `skipToken` of the page, from
+/// the previous page's `nextLink`) and `top` (rows per page, when the address sets one).
+pub(crate) struct Paging {
+    skip: Option<String>,
+    top: Option<u32>,
+}
+
+impl Paging {
+    /// The paging a console page's query asks for.
+    pub(crate) fn of(q: &Form) -> Paging {
+        Paging {
+            skip: one(q, "skip"),
+            top: one(q, "top").and_then(|t| t.parse().ok()),
+        }
+    }
+
+    /// `top=N` for the API, `default` unless the page's address set one.
+    pub(crate) fn top(&self, default: u32) -> String {
+        format!("top={}", self.top.unwrap_or(default))
+    }
+
+    /// The API query's paging parameters: `top` and, past the first page, `skipToken`.
+    pub(crate) fn api(&self, default: u32) -> String {
+        match &self.skip {
+            Some(t) => format!("{}&skipToken={}", self.top(default), html::enc(t)),
+            None => self.top(default),
+        }
+    }
+
+    /// The console page's own address with its filters: `base` plus `top` when one was set.
+    pub(crate) fn first(&self, base: &str) -> String {
+        match self.top {
+            Some(t) if base.contains('?') => format!("{base}&top={t}"),
+            Some(t) => format!("{base}?top={t}"),
+            None => base.to_owned(),
+        }
+    }
+
+    /// Links to the first and the next page of a list the API answered with `next_link`.
+    pub(crate) fn links(&self, base: &str, next_link: Option<&str>) -> Markup {
+        html::pager(
+            &self.first(base),
+            self.skip.as_deref(),
+            html::skip_token(next_link).as_deref(),
+        )
+    }
+}
+
 /// A JSON object of the fields that have a value (the others are left out, not `null`).
 fn object<const N: usize>(fields: [(&str, Option<Value>); N]) -> Value {
     let fields: Map<String, Value> = fields

@@ -593,6 +593,17 @@ pub struct HistoryQuery {
     to: Option<String>,
 }
 
+/// Machine ids in first-seen order, each once (a request lists a machine once per port).
+fn machine_ids(ids: impl Iterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for id in ids {
+        if !out.contains(&id) {
+            out.push(id);
+        }
+    }
+    out
+}
+
 /// A network access request's state in history words: open ports make it `Active`; closed, it
 /// is `Expired`, `Superseded` or `Revoked` by the reason its last port closed.
 fn network_state(ports: &[ajar_store::PortRow]) -> HistoryState {
@@ -823,6 +834,14 @@ async fn history_batch(
                 id: row.id.clone(),
                 kind: RequestKind::parse(&row.kind).ok_or_else(AppError::internal)?,
                 target: row.application_id.clone(),
+                // A network request's machines as asked (an unreadable detail shows none).
+                machines: if row.kind == NETWORK {
+                    network_detail(&row)
+                        .map(|d| machine_ids(d.requested.iter().map(|m| m.machine.to_string())))
+                        .unwrap_or_default()
+                } else {
+                    Vec::new()
+                },
                 requestor: row.requester.clone(),
                 state: HistoryState::from(row.state),
                 created_at: row.created_at,
@@ -864,6 +883,7 @@ async fn history_batch(
                     id: req.id.clone(),
                     kind: RequestKind::Network,
                     target: req.policy_id.clone(),
+                    machines: machine_ids(ports.iter().map(|p| p.machine_id.clone())),
                     requestor: req.requestor.clone(),
                     state: state_word,
                     created_at: req.created_at,

@@ -14,11 +14,14 @@ use crate::auth::{Caller, new_token};
 use crate::error::{AppError, AppResult};
 use ajar_api::ErrorCode;
 use ajar_api::wire::{IdentityProvider, List, Token};
-use ajar_core::rbac::actions;
 use ajar_store::TokenRow;
 use axum::extract::State;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+
+/// The activity log's action for a sign-in: one record per session made, naming who signed in
+/// and with what (an API token, or an identity provider's token).
+pub const SIGNIN: &str = "ajar.sessions/signin";
 
 /// How long a session lasts.
 pub const SESSION_LENGTH: jiff::SignedDuration = jiff::SignedDuration::from_hours(12);
@@ -51,7 +54,8 @@ pub async fn identity_providers(State(state): State<AppState>) -> Reply<List<Ide
 /// A session for the caller: a token that ends after [`SESSION_LENGTH`], or with the caller's
 /// credential if that ends sooner, and carries the groups the caller's identity provider
 /// asserted. The secret is in `token`, shown only here.
-/// Sessions that have ended are deleted on the way.
+/// Sessions that have ended are deleted on the way. The activity log records it as a sign-in
+/// (`ajar.sessions/signin`), naming the token or identity provider used.
 #[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions",
     responses((status = 201, body = Token)))]
 pub async fn create_session(
@@ -90,16 +94,24 @@ pub async fn create_session(
     let swept = tx.delete_expired_tokens(now).await?;
     super::tokens::ensure_parent_lives(&mut tx, &row).await?;
     tx.insert_token(&row, &hash).await?;
+    // A sign-in is recorded as one, not as a token write: who, with what, until when.
+    let mut details = serde_json::json!({
+        "principal": row.principal,
+        "method": if caller.issuer.is_some() { "identityProvider" } else { "token" },
+        "expiresAt": expires.to_string(),
+        "groups": row.idp_groups,
+        "endedSessionsRemoved": swept,
+    });
+    if let Some(issuer) = &caller.issuer {
+        details["issuer"] = serde_json::json!(issuer);
+    }
+    if let Some(token) = &caller.token_id {
+        details["tokenId"] = serde_json::json!(token);
+    }
     tx.commit_recorded(
         &caller
-            .did(actions::TOKENS_WRITE, &format!("/tokens/{}", row.id), now)
-            .with_details(serde_json::json!({
-                "session": true,
-                "principal": row.principal,
-                "expiresAt": expires.to_string(),
-                "groups": row.idp_groups,
-                "endedSessionsRemoved": swept,
-            })),
+            .did(SIGNIN, &format!("/tokens/{}", row.id), now)
+            .with_details(details),
     )
     .await?;
     tracing::info!(token = %row.id, principal = %row.principal, "session created");

@@ -425,6 +425,15 @@ async fn history_covers_both_kinds_with_filters_and_visibility() {
     assert_eq!(entries[1].state, HistoryState::Pending);
     assert_eq!(entries[1].kind, RequestKind::Network);
     assert_eq!(entries[2].state, HistoryState::Active);
+    // Network entries name their machines besides their policy, approval-gated or not.
+    assert_eq!(
+        (entries[1].target.as_str(), &entries[1].machines[..]),
+        (POLICY, &[VM.to_owned()][..])
+    );
+    assert_eq!(
+        (entries[2].target.as_str(), &entries[2].machines[..]),
+        (POLICY2, &[VM2.to_owned()][..])
+    );
 
     assert_eq!(
         ids(&get(&alice, "").await).len(),

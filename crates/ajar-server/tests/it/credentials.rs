@@ -30,6 +30,19 @@ fn id_of(r: &RawResponse) -> String {
     r.json::<Token>().id
 }
 
+/// The sign-in records of `principal`, newest first.
+async fn signins(app: &TestApp, principal: &str) -> Vec<ActivityRecord> {
+    let r = call(
+        &app.admin,
+        Method::GET,
+        &format!("/api/v1/activity?principal={principal}&action=ajar.sessions/signin"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    r.json::<List<ActivityRecord>>().value
+}
+
 async fn me(app: &TestApp, token: &str) -> u16 {
     call(&app.client(Some(token)), Method::GET, "/api/v1/me", None)
         .await
@@ -43,6 +56,30 @@ async fn a_session_cannot_renew_itself_and_its_tokens_end_with_it() {
     let first = post(&alice, "/api/v1/sessions", None).await;
     let end = app.now() + SignedDuration::from_hours(12);
     assert_eq!(ends(&first), end);
+    // A sign-in is one record of its own, not a token write.
+    let signin = signins(&app, "alice").await;
+    assert_eq!(signin.len(), 1, "{signin:?}");
+    assert_eq!(signin[0].details["method"], "token");
+    let tokens = call(
+        &app.admin,
+        Method::GET,
+        "/api/v1/tokens?principal=alice",
+        None,
+    )
+    .await
+    .json::<List<Token>>()
+    .value;
+    let typed = tokens.iter().find(|t| t.id != id_of(&first)).unwrap();
+    assert_eq!(signin[0].details["tokenId"], json!(typed.id));
+    assert_eq!(signin[0].details["expiresAt"], json!(end.to_string()));
+    let writes = call(
+        &app.admin,
+        Method::GET,
+        "/api/v1/activity?principal=alice&action=ajar.tokens/write",
+        None,
+    )
+    .await;
+    assert_eq!(writes.json::<List<ActivityRecord>>().value.len(), 0);
     let session = app.client(Some(&secret(&first)));
 
     // Six hours on, a session made with the session ends when it does, not twelve hours on.
@@ -156,6 +193,16 @@ async fn an_identity_providers_groups_are_not_carried_past_its_token() {
     let session = post(&jwt, "/api/v1/sessions", None).await;
     assert_eq!(session.json::<Token>().groups, ["ops"]);
     assert_eq!(ends(&session), id_token_end, "not twelve hours");
+    // The sign-in is recorded as one, naming the provider.
+    let signin = signins(&app, "alice").await;
+    assert_eq!(signin.len(), 1);
+    assert_eq!(
+        signin[0].resource_id,
+        format!("/tokens/{}", id_of(&session))
+    );
+    assert_eq!(signin[0].details["method"], "identityProvider");
+    assert_eq!(signin[0].details["issuer"], json!(idp.issuer));
+    assert_eq!(signin[0].details["groups"], json!(["ops"]));
     let own = post(&jwt, "/api/v1/tokens", Some(json!({"principal":"alice"}))).await;
     assert_eq!(ends(&own), id_token_end);
     assert!(
