@@ -174,7 +174,7 @@ pub async fn machine(ctx: &Ctx, cmd: MachineCmd) -> CliResult {
                 && let Some(f) = figures(&m.body)
                 && !f.open_connections.is_empty()
             {
-                println!("\nopen now:");
+                crate::outln!("\nopen now:");
                 render::table(&f.open_connections, OPEN_CONNECTION_COLUMNS);
             }
         }
@@ -445,7 +445,7 @@ pub async fn policy(ctx: &Ctx, cmd: PolicyCmd) -> CliResult {
                         })
                     })
                     .collect();
-                println!();
+                crate::outln!();
                 render::table(&rows, POLICY_PORT_COLUMNS);
             }
         }
@@ -722,7 +722,7 @@ async fn start(ctx: &Ctx, args: StartArgs) -> CliResult {
     match ctx.output {
         Output::Json => render::json(&answer.json),
         Output::Table => {
-            println!(
+            crate::outln!(
                 "request {} under {policy}{}",
                 answer.body.id,
                 answer
@@ -829,7 +829,7 @@ pub async fn access(ctx: &Ctx, cmd: AccessCmd) -> CliResult {
                 .await?;
             ctx.show(&r, REQUEST_FIELDS);
             if ctx.output == Output::Table {
-                println!();
+                crate::outln!();
                 render::table(&port_rows(&r.body, &BTreeMap::new()), PORT_COLUMNS);
             }
         }
