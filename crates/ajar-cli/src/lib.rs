@@ -303,6 +303,59 @@ impl Ctx {
         Answer::read(serde_json::json!({ "value": all }))
     }
 
+    /// Every item of the list `what` (e.g. `machines?state=Configured`) at `scope`, or, without
+    /// one, in every subscription the caller may read (`GET /api/v1/subscriptions`), each list
+    /// followed to its last page. Subscriptions where the caller may read other things but not
+    /// these are skipped.
+    pub async fn fetch_scoped<T: DeserializeOwned>(
+        &self,
+        scope: Option<&str>,
+        what: &str,
+    ) -> CliResult<Answer<List<T>>> {
+        if let Some(scope) = scope {
+            let scope = parse::id(scope)?;
+            return self.fetch_pages(&format!("{scope}/{what}")).await;
+        }
+        let subscriptions: Vec<String> =
+            self.client.get_all("/api/v1/subscriptions", 10_000).await?;
+        let mut all: Vec<Value> = Vec::new();
+        for sub in subscriptions {
+            match self
+                .client
+                .get_all::<Value>(&api(&format!("{sub}/{what}")), 10_000)
+                .await
+            {
+                Ok(items) => all.extend(items),
+                Err(e) if e.status() == Some(403) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Answer::read(serde_json::json!({ "value": all }))
+    }
+
+    /// The first item of the list at `path`, read a page at a time, that `wanted` picks (at
+    /// most `max_pages` pages are read).
+    pub async fn find<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        max_pages: usize,
+        wanted: impl Fn(&T) -> bool,
+    ) -> CliResult<Option<T>> {
+        let mut next = Some(api(path));
+        let mut pages = 0;
+        while let Some(p) = next.take() {
+            let page: List<T> = self.client.get(&p).await?;
+            if let Some(found) = page.value.into_iter().find(|item| wanted(item)) {
+                return Ok(Some(found));
+            }
+            pages += 1;
+            if pages < max_pages {
+                next = page.next_link;
+            }
+        }
+        Ok(None)
+    }
+
     /// `PUT path` with `body`.
     pub async fn put<T: DeserializeOwned, B: Serialize>(
         &self,
