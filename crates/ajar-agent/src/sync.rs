@@ -109,7 +109,7 @@ pub async fn run(config: Config, firewall: Box<dyn Firewall>, shutdown: impl Fut
         };
         let server = servers.get(current).map_or("", String::as_str);
         match (&result, lost) {
-            (Ok(_), Some(since)) => {
+            (Ok(_), Some(since)) if reached_once => {
                 lost = None;
                 tracing::info!(
                     server,
@@ -117,16 +117,21 @@ pub async fn run(config: Config, firewall: Box<dyn Firewall>, shutdown: impl Fut
                     "reconnected to the server; enforcing its current state"
                 );
             }
-            (Ok(_), None) if !reached_once => {
+            (Ok(_), _) if !reached_once => {
+                lost = None;
                 tracing::info!(server, "connected to the server");
             }
-            (Err(e), None) => {
+            (Err(e), None) if reached_once => {
                 lost = Some(Instant::now());
                 tracing::warn!(
                     server,
                     error = %e,
                     "lost the server; grants already applied stay until they expire, retrying"
                 );
+            }
+            (Err(e), None) => {
+                lost = Some(Instant::now());
+                tracing::warn!(server, error = %e, "cannot reach the server yet, retrying");
             }
             _ => {}
         }

@@ -494,15 +494,17 @@ pub async fn policy(ctx: &Ctx, cmd: PolicyCmd) -> CliResult {
 pub enum AccessCmd {
     /// Ask for access to machines' ports (like the vendor portal's "Request access").
     Start(StartArgs),
-    /// List access requests of a policy or a machine.
+    /// List access requests, newest first: those made under one policy (--policy) or for one
+    /// machine (--machine); give exactly one of the two.
     List {
-        /// The policy's resource id.
+        /// Only requests under this policy (its resource id, e.g.
+        /// /subscriptions/s1/resourceGroups/rg1/jitNetworkAccessPolicies/default).
         #[arg(long, conflicts_with = "machine", required_unless_present = "machine")]
         policy: Option<String>,
-        /// The machine's resource id.
+        /// Only requests for this machine (its resource id).
         #[arg(long)]
         machine: Option<String>,
-        /// Page size (1-1000).
+        /// At most this many requests (1-1000) [default: the server's page size].
         #[arg(long)]
         top: Option<u32>,
     },
