@@ -90,6 +90,10 @@ pub async fn run(config: Config, firewall: Box<dyn Firewall>, shutdown: impl Fut
     };
     tokio::pin!(shutdown);
     let mut backoff = BACKOFF.0;
+    // Since when the server has not answered a poll (`None` while it answers): the agent says
+    // once when it loses the server and once when it has it again.
+    let mut lost: Option<Instant> = None;
+    let mut reached_once = false;
     loop {
         let poll = fetch(agent.client.clone(), agent.revision, agent.config.wait);
         tokio::pin!(poll);
@@ -103,6 +107,35 @@ pub async fn run(config: Config, firewall: Box<dyn Firewall>, shutdown: impl Fut
                 r = &mut poll => break r,
             }
         };
+        let server = servers.get(current).map_or("", String::as_str);
+        match (&result, lost) {
+            (Ok(_), Some(since)) if reached_once => {
+                lost = None;
+                tracing::info!(
+                    server,
+                    after_seconds = since.elapsed().as_secs(),
+                    "reconnected to the server; enforcing its current state"
+                );
+            }
+            (Ok(_), _) if !reached_once => {
+                lost = None;
+                tracing::info!(server, "connected to the server");
+            }
+            (Err(e), None) if reached_once => {
+                lost = Some(Instant::now());
+                tracing::warn!(
+                    server,
+                    error = %e,
+                    "lost the server; grants already applied stay until they expire, retrying"
+                );
+            }
+            (Err(e), None) => {
+                lost = Some(Instant::now());
+                tracing::warn!(server, error = %e, "cannot reach the server yet, retrying");
+            }
+            _ => {}
+        }
+        reached_once |= result.is_ok();
         match result.and_then(|(state, received)| {
             let mut whole = merge(agent.held.take(), state)?;
             agent.timing.adjust(&mut whole, received, local_time());

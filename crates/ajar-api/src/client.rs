@@ -46,6 +46,21 @@ impl ClientError {
     }
 }
 
+/// A transport failure with its innermost cause (such as "Connection refused"), which
+/// reqwest's own message leaves out.
+fn transport(e: reqwest::Error) -> ClientError {
+    let mut root: &dyn std::error::Error = &e;
+    while let Some(next) = root.source() {
+        root = next;
+    }
+    let (outer, inner) = (e.to_string(), root.to_string());
+    if outer.contains(&inner) {
+        ClientError::Transport(outer)
+    } else {
+        ClientError::Transport(format!("{outer}: {inner}"))
+    }
+}
+
 /// A status and JSON body, for callers that want to look at both (tests, scripts).
 #[derive(Debug, Clone)]
 pub struct RawResponse {
@@ -152,20 +167,14 @@ impl Client {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let resp = req.send().await.map_err(transport)?;
         let status = resp.status().as_u16();
         let etag = resp
             .headers()
             .get("etag")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let bytes = resp.bytes().await.map_err(transport)?;
         let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
         Ok(RawResponse { status, body, etag })
     }
@@ -303,10 +312,7 @@ impl Client {
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
-        let mut resp = req
-            .send()
-            .await
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let mut resp = req.send().await.map_err(transport)?;
         let status = resp.status().as_u16();
         if !(200..300).contains(&status) {
             let body = resp.bytes().await.unwrap_or_default();
@@ -318,11 +324,7 @@ impl Client {
             return Err(ClientError::Api { status, error });
         }
         let mut written = 0u64;
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| ClientError::Transport(e.to_string()))?
-        {
+        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
             out.write_all(&chunk)
                 .map_err(|e| ClientError::Transport(format!("cannot write the download: {e}")))?;
             written += chunk.len() as u64;

@@ -59,8 +59,8 @@ pub async fn token(ctx: &Ctx, cmd: TokenCmd) -> CliResult {
             match ctx.output {
                 Output::Json => render::json(&t.json),
                 Output::Table => {
-                    println!("token {} for {principal} (shown only now):", t.body.id);
-                    println!("{}", t.body.token.as_deref().unwrap_or(""));
+                    crate::outln!("token {} for {principal} (shown only now):", t.body.id);
+                    crate::outln!("{}", t.body.token.as_deref().unwrap_or(""));
                 }
             }
         }
@@ -178,8 +178,22 @@ const AGENT_COLUMNS: &[Column<Agent>] = &[
     ("MACHINES", |a| render::list(&a.machines)),
 ];
 
-/// Runs `ajar agent add|list|show|rm`.
-pub async fn agent(cmd: AgentCmd) -> CliResult {
+/// Runs `ajar agent add|list|show|rm`; `leading` are the connection flags given before
+/// `agent`.
+pub async fn agent(mut cmd: AgentCmd, leading: &crate::LeadingConn) -> CliResult {
+    let conn = match &mut cmd {
+        AgentCmd::Add { conn, .. }
+        | AgentCmd::List { conn }
+        | AgentCmd::Show { conn, .. }
+        | AgentCmd::Rm { conn, .. } => conn,
+    };
+    conn.after(leading);
+    let url = crate::profile::resolve(conn)?.url;
+    manage_agents(cmd).await.map_err(|e| e.reaching(&url))
+}
+
+/// Runs `ajar agent add|list|show|rm` once the connection flags are complete.
+async fn manage_agents(cmd: AgentCmd) -> CliResult {
     let conn = match &cmd {
         AgentCmd::Add { conn, .. }
         | AgentCmd::List { conn }
@@ -240,11 +254,11 @@ pub async fn agent(cmd: AgentCmd) -> CliResult {
             match ctx.output {
                 Output::Json => render::json(&a.json),
                 Output::Table => {
-                    println!(
+                    crate::outln!(
                         "agent {name} registered as {}; its token (shown only now):",
                         a.body.id
                     );
-                    println!("{}", a.body.token.as_deref().unwrap_or(""));
+                    crate::outln!("{}", a.body.token.as_deref().unwrap_or(""));
                 }
             }
         }
@@ -395,8 +409,14 @@ pub async fn activity(ctx: &Ctx, cmd: ActivityCmd) -> CliResult {
                     eprintln!("wrote {n} bytes to {f}");
                 }
                 None => {
-                    let mut out = std::io::stdout();
-                    ctx.client.download(&path, &mut out).await?;
+                    let mut out = Stdout::default();
+                    let done = ctx.client.download(&path, &mut out).await;
+                    let _ = std::io::Write::flush(&mut out);
+                    if let Some(e) = out.failed {
+                        // The reader went away (`| head`) or the output broke: not the server.
+                        crate::output_failed(&e);
+                    }
+                    done?;
                 }
             }
         }
@@ -427,6 +447,30 @@ pub async fn activity(ctx: &Ctx, cmd: ActivityCmd) -> CliResult {
         }
     }
     Ok(())
+}
+
+/// Standard output for a download, keeping its write failure apart from the server's.
+#[derive(Default)]
+struct Stdout {
+    failed: Option<std::io::Error>,
+}
+
+impl std::io::Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let written = std::io::stdout().write(buf);
+        if let Err(e) = &written {
+            self.failed = Some(std::io::Error::new(e.kind(), e.to_string()));
+        }
+        written
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let flushed = std::io::stdout().flush();
+        if let Err(e) = &flushed {
+            self.failed = Some(std::io::Error::new(e.kind(), e.to_string()));
+        }
+        flushed
+    }
 }
 
 /// `ajar settings ...`.

@@ -220,10 +220,10 @@ impl Plan<'_> {
         };
         self.counts[idx] += 1;
         if self.ctx.output == Output::Table {
-            println!("{mark} {verb} {what} {path}");
+            crate::outln!("{mark} {verb} {what} {path}");
             if let Change::Update(diffs) = &c {
                 for d in diffs {
-                    println!("    {d}");
+                    crate::outln!("    {d}");
                 }
             }
         }
@@ -304,7 +304,7 @@ pub async fn apply(ctx: &Ctx, args: ApplyArgs) -> CliResult {
     };
     match ctx.output {
         Output::Json => render::json(&summary),
-        Output::Table => println!(
+        Output::Table => crate::outln!(
             "{}{created} to create, {updated} to update, {unchanged} unchanged",
             if args.dry_run { "dry run: " } else { "" }
         ),

@@ -35,21 +35,75 @@ pub enum Output {
     Json,
 }
 
-/// Where the server is, who is asking and how to print; accepted after any client command.
-#[derive(Debug, Clone, Args)]
+/// The help heading of the connection flags.
+pub const CONNECTION_OPTIONS: &str = "Connection options";
+/// The help heading of the output flags.
+pub const OUTPUT_OPTIONS: &str = "Output options";
+
+/// Where the server is, who is asking and how to print; accepted anywhere after a client
+/// command's noun (and, as [`LeadingConn`], before it).
+#[derive(Debug, Clone, Default, Args)]
 pub struct Conn {
     /// Server URL [env AJAR_URL, or the profile's; default http://127.0.0.1:8600].
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = CONNECTION_OPTIONS)]
     pub url: Option<String>,
     /// API token [env AJAR_TOKEN, or the profile's].
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = CONNECTION_OPTIONS)]
     pub token: Option<String>,
     /// Profile of the config file [env AJAR_PROFILE; default: the file's default].
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = CONNECTION_OPTIONS)]
     pub profile: Option<String>,
-    /// Output format.
-    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Table)]
-    pub output: Output,
+    /// Output format: table (aligned columns, local times; the default) or json (the API's
+    /// own JSON, for scripts).
+    #[arg(long, short = 'o', global = true, value_enum, hide_possible_values = true, value_name = "FORMAT",
+          help_heading = OUTPUT_OPTIONS)]
+    pub output: Option<Output>,
+}
+
+/// The same flags as [`Conn`], given before the subcommand (`ajar -o json machine list`).
+/// Flags given after the subcommand win.
+#[derive(Debug, Clone, Default, Args)]
+pub struct LeadingConn {
+    /// Server URL [env AJAR_URL, or the profile's; default http://127.0.0.1:8600].
+    #[arg(long = "url", id = "leading_url", value_name = "URL", help_heading = CONNECTION_OPTIONS)]
+    pub url: Option<String>,
+    /// API token [env AJAR_TOKEN, or the profile's].
+    #[arg(long = "token", id = "leading_token", value_name = "TOKEN", help_heading = CONNECTION_OPTIONS)]
+    pub token: Option<String>,
+    /// Profile of the config file [env AJAR_PROFILE; default: the file's default].
+    #[arg(long = "profile", id = "leading_profile", value_name = "PROFILE", help_heading = CONNECTION_OPTIONS)]
+    pub profile: Option<String>,
+    /// Output format: table (aligned columns, local times; the default) or json (the API's
+    /// own JSON, for scripts).
+    #[arg(long = "output", short = 'o', id = "leading_output", value_name = "FORMAT", value_enum,
+          hide_possible_values = true, help_heading = OUTPUT_OPTIONS)]
+    pub output: Option<Output>,
+}
+
+impl LeadingConn {
+    /// Whether any of the flags was given.
+    pub fn is_empty(&self) -> bool {
+        self.url.is_none()
+            && self.token.is_none()
+            && self.profile.is_none()
+            && self.output.is_none()
+    }
+}
+
+impl Conn {
+    /// These flags, with those given before the subcommand filling the ones not given here.
+    pub fn after(&mut self, leading: &LeadingConn) {
+        let LeadingConn {
+            url,
+            token,
+            profile,
+            output,
+        } = leading.clone();
+        self.url = self.url.take().or(url);
+        self.token = self.token.take().or(token);
+        self.profile = self.profile.take().or(profile);
+        self.output = self.output.or(output);
+    }
 }
 
 /// Why a command failed, and its exit code.
@@ -59,6 +113,9 @@ pub enum CliError {
     Usage(String),
     /// The server, the network or the file system said no (exit 1).
     Failed(String),
+    /// The server could not be reached (exit 1); the detail of the failure, to be told with the
+    /// URL tried ([`CliError::reaching`]).
+    Unreachable(String),
 }
 
 impl CliError {
@@ -66,14 +123,28 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Usage(_) => 2,
-            CliError::Failed(_) => 1,
+            CliError::Failed(_) | CliError::Unreachable(_) => 1,
+        }
+    }
+
+    /// This error, naming `url` if it is a failure to reach the server there.
+    pub fn reaching(self, url: &str) -> CliError {
+        match self {
+            CliError::Unreachable(detail) => {
+                // The innermost cause ("Connection refused (os error 111)") says the most.
+                let cause = detail.rsplit(": ").next().unwrap_or(&detail);
+                CliError::Failed(format!(
+                    "cannot reach the server at {url} ({cause}); check that `ajar serve` runs there, or give another --url (or AJAR_URL)"
+                ))
+            }
+            other => other,
         }
     }
 
     /// The one-line message.
     pub fn message(&self) -> &str {
         match self {
-            CliError::Usage(m) | CliError::Failed(m) => m,
+            CliError::Usage(m) | CliError::Failed(m) | CliError::Unreachable(m) => m,
         }
     }
 }
@@ -92,9 +163,47 @@ impl From<ClientError> for CliError {
                     error.code, error.message
                 ))
             }
+            ClientError::Transport(detail) => CliError::Unreachable(detail),
             other => CliError::Failed(other.to_string()),
         }
     }
+}
+
+/// Writes to standard output. When its reader has gone (`ajar … | head -1`), the command
+/// ends here, quietly and with exit code 0: nobody is left to read the rest. Any other write
+/// failure ends it with exit code 1 and one line on stderr.
+pub fn write_out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(args) {
+        drop(stdout);
+        output_failed(&e);
+    }
+}
+
+/// Ends the process after a failed write to standard output (see [`write_out`]).
+pub fn output_failed(e: &std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    let _ = std::io::Write::write_fmt(
+        &mut std::io::stderr(),
+        format_args!("ajar: cannot write to standard output: {e}\n"),
+    );
+    std::process::exit(1)
+}
+
+/// `print!` through [`write_out`].
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::write_out(format_args!($($arg)*)) };
+}
+
+/// `println!` through [`write_out`].
+#[macro_export]
+macro_rules! outln {
+    () => { $crate::write_out(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::write_out(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
 /// Result of a command.
@@ -163,11 +272,18 @@ pub struct Ctx {
 impl Ctx {
     /// Resolves the connection (flags, environment, profile) into a client.
     pub async fn connect(conn: &Conn) -> CliResult<Ctx> {
-        let resolved = sso::renewed(profile::resolve(conn)?).await?;
+        let resolved = profile::resolve(conn)?;
+        let url = resolved.url.clone();
+        let resolved = sso::renewed(resolved).await.map_err(|e| e.reaching(&url))?;
         Ok(Ctx {
             client: client(resolved.url, resolved.token)?,
-            output: conn.output,
+            output: conn.output.unwrap_or_default(),
         })
+    }
+
+    /// Runs `command` with this context; a failure to reach the server names its URL.
+    pub async fn run(&self, command: impl std::future::Future<Output = CliResult>) -> CliResult {
+        command.await.map_err(|e| e.reaching(self.client.base()))
     }
 
     /// `GET path`, read into `T` (for answers that are used, not printed).
@@ -185,6 +301,59 @@ impl Ctx {
     pub async fn fetch_pages<T: DeserializeOwned>(&self, path: &str) -> CliResult<Answer<List<T>>> {
         let all: Vec<Value> = self.client.get_all(&api(path), 10_000).await?;
         Answer::read(serde_json::json!({ "value": all }))
+    }
+
+    /// Every item of the list `what` (e.g. `machines?state=Configured`) at `scope`, or, without
+    /// one, in every subscription the caller may read (`GET /api/v1/subscriptions`), each list
+    /// followed to its last page. Subscriptions where the caller may read other things but not
+    /// these are skipped.
+    pub async fn fetch_scoped<T: DeserializeOwned>(
+        &self,
+        scope: Option<&str>,
+        what: &str,
+    ) -> CliResult<Answer<List<T>>> {
+        if let Some(scope) = scope {
+            let scope = parse::id(scope)?;
+            return self.fetch_pages(&format!("{scope}/{what}")).await;
+        }
+        let subscriptions: Vec<String> =
+            self.client.get_all("/api/v1/subscriptions", 10_000).await?;
+        let mut all: Vec<Value> = Vec::new();
+        for sub in subscriptions {
+            match self
+                .client
+                .get_all::<Value>(&api(&format!("{sub}/{what}")), 10_000)
+                .await
+            {
+                Ok(items) => all.extend(items),
+                Err(e) if e.status() == Some(403) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Answer::read(serde_json::json!({ "value": all }))
+    }
+
+    /// The first item of the list at `path`, read a page at a time, that `wanted` picks (at
+    /// most `max_pages` pages are read).
+    pub async fn find<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        max_pages: usize,
+        wanted: impl Fn(&T) -> bool,
+    ) -> CliResult<Option<T>> {
+        let mut next = Some(api(path));
+        let mut pages = 0;
+        while let Some(p) = next.take() {
+            let page: List<T> = self.client.get(&p).await?;
+            if let Some(found) = page.value.into_iter().find(|item| wanted(item)) {
+                return Ok(Some(found));
+            }
+            pages += 1;
+            if pages < max_pages {
+                next = page.next_link;
+            }
+        }
+        Ok(None)
     }
 
     /// `PUT path` with `body`.
@@ -230,7 +399,7 @@ impl Ctx {
     pub fn done<T>(&self, answer: &Answer<T>, line: &str) {
         match self.output {
             Output::Json => render::json(&answer.json),
-            Output::Table => println!("{line}"),
+            Output::Table => outln!("{line}"),
         }
     }
 
@@ -238,7 +407,7 @@ impl Ctx {
     pub fn removed(&self, line: &str) {
         match self.output {
             Output::Json => render::json(&serde_json::Map::new()),
-            Output::Table => println!("{line}"),
+            Output::Table => outln!("{line}"),
         }
     }
 }
@@ -373,12 +542,53 @@ pub enum Command {
     },
 }
 
-/// Runs a client command.
-pub async fn run(cmd: Command) -> CliResult {
+impl Command {
+    /// The connection flags given after the noun, for commands that connect with them.
+    fn conn_mut(&mut self) -> Option<&mut Conn> {
+        match self {
+            Command::Login(_) => None,
+            Command::Whoami { conn }
+            | Command::Machine { conn, .. }
+            | Command::Policy { conn, .. }
+            | Command::Access { conn, .. }
+            | Command::App { conn, .. }
+            | Command::Request { conn, .. }
+            | Command::Approve { conn, .. }
+            | Command::Deny { conn, .. }
+            | Command::Inbox { conn }
+            | Command::Role { conn, .. }
+            | Command::Assignment { conn, .. }
+            | Command::Group { conn, .. }
+            | Command::Token { conn, .. }
+            | Command::Activity { conn, .. }
+            | Command::Settings { conn, .. }
+            | Command::Apply { conn, .. } => Some(conn),
+        }
+    }
+}
+
+/// Runs a client command; `leading` are the connection flags given before it.
+pub async fn run(mut cmd: Command, leading: &LeadingConn) -> CliResult {
+    let conn = match cmd.conn_mut() {
+        Some(conn) => {
+            conn.after(leading);
+            conn.clone()
+        }
+        None => Conn::default(),
+    };
+    if let Command::Login(mut args) = cmd {
+        args.after(leading)?;
+        return profile::login(args).await;
+    }
+    let ctx = Ctx::connect(&conn).await?;
+    ctx.run(dispatch(&ctx, cmd)).await
+}
+
+/// Runs a client command with its connection.
+async fn dispatch(ctx: &Ctx, cmd: Command) -> CliResult {
     match cmd {
         Command::Login(args) => profile::login(args).await,
-        Command::Whoami { conn } => {
-            let ctx = Ctx::connect(&conn).await?;
+        Command::Whoami { .. } => {
             let me = ctx.fetch::<Me>("/api/v1/me").await?;
             ctx.show(
                 &me,
@@ -390,26 +600,20 @@ pub async fn run(cmd: Command) -> CliResult {
             );
             Ok(())
         }
-        Command::Machine { conn, cmd } => network::machine(&Ctx::connect(&conn).await?, cmd).await,
-        Command::Policy { conn, cmd } => network::policy(&Ctx::connect(&conn).await?, cmd).await,
-        Command::Access { conn, cmd } => network::access(&Ctx::connect(&conn).await?, cmd).await,
-        Command::App { conn, cmd } => roles::app(&Ctx::connect(&conn).await?, cmd).await,
-        Command::Request { conn, cmd } => roles::request(&Ctx::connect(&conn).await?, cmd).await,
-        Command::Approve { conn, args } => {
-            roles::decide(&Ctx::connect(&conn).await?, args, true).await
-        }
-        Command::Deny { conn, args } => {
-            roles::decide(&Ctx::connect(&conn).await?, args, false).await
-        }
-        Command::Inbox { conn } => roles::inbox(&Ctx::connect(&conn).await?).await,
-        Command::Role { conn, cmd } => roles::role(&Ctx::connect(&conn).await?, cmd).await,
-        Command::Assignment { conn, cmd } => {
-            roles::assignment(&Ctx::connect(&conn).await?, cmd).await
-        }
-        Command::Group { conn, cmd } => roles::group(&Ctx::connect(&conn).await?, cmd).await,
-        Command::Token { conn, cmd } => admin::token(&Ctx::connect(&conn).await?, cmd).await,
-        Command::Activity { conn, cmd } => admin::activity(&Ctx::connect(&conn).await?, cmd).await,
-        Command::Settings { conn, cmd } => admin::settings(&Ctx::connect(&conn).await?, cmd).await,
-        Command::Apply { conn, args } => apply::apply(&Ctx::connect(&conn).await?, args).await,
+        Command::Machine { cmd, .. } => network::machine(ctx, cmd).await,
+        Command::Policy { cmd, .. } => network::policy(ctx, cmd).await,
+        Command::Access { cmd, .. } => network::access(ctx, cmd).await,
+        Command::App { cmd, .. } => roles::app(ctx, cmd).await,
+        Command::Request { cmd, .. } => roles::request(ctx, cmd).await,
+        Command::Approve { args, .. } => roles::decide(ctx, args, true).await,
+        Command::Deny { args, .. } => roles::decide(ctx, args, false).await,
+        Command::Inbox { .. } => roles::inbox(ctx).await,
+        Command::Role { cmd, .. } => roles::role(ctx, cmd).await,
+        Command::Assignment { cmd, .. } => roles::assignment(ctx, cmd).await,
+        Command::Group { cmd, .. } => roles::group(ctx, cmd).await,
+        Command::Token { cmd, .. } => admin::token(ctx, cmd).await,
+        Command::Activity { cmd, .. } => admin::activity(ctx, cmd).await,
+        Command::Settings { cmd, .. } => admin::settings(ctx, cmd).await,
+        Command::Apply { args, .. } => apply::apply(ctx, args).await,
     }
 }

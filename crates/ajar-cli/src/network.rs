@@ -4,10 +4,10 @@ use crate::parse::{self, group_of, name_of};
 use crate::render::Column;
 use crate::{Answer, CliError, CliResult, Ctx, NoParameters, Output, refused, render, usage};
 use ajar_api::wire::{
-    AccessRequest, AccessRequestPort, EnableJitBody, ExtendBody, InitiateBody, InitiateMachine,
-    InitiatePort, JitRequest, List, Machine, MachineBody, MachineProperties, OpenConnection,
-    Policy, PolicyBody, PolicyMachine, PolicyPort, PolicyProperties, PortState, RequestFigures,
-    SourceList,
+    AccessRequest, AccessRequestPort, EnableJitBody, ExtendBody, HistoryEntry, InitiateBody,
+    InitiateMachine, InitiatePort, JitRequest, JitState, List, Machine, MachineBody,
+    MachineProperties, OpenConnection, Policy, PolicyBody, PolicyMachine, PolicyPort,
+    PolicyProperties, PortState, RequestFigures, SourceList,
 };
 use ajar_core::duration::AccessDuration;
 use ajar_core::id::{Name, ResourceId};
@@ -46,11 +46,13 @@ pub enum MachineCmd {
         #[arg(long = "label")]
         labels: Vec<String>,
     },
-    /// List the machines of a subscription or resource group.
+    /// List the machines of a subscription or resource group, or without --scope every machine
+    /// you may see.
     List {
-        /// /subscriptions/S or /subscriptions/S/resourceGroups/RG.
+        /// /subscriptions/S or /subscriptions/S/resourceGroups/RG [default: every subscription
+        /// you may read].
         #[arg(long)]
-        scope: String,
+        scope: Option<String>,
         /// Only Configured, NotConfigured or Unsupported ones.
         #[arg(long)]
         state: Option<String>,
@@ -162,9 +164,10 @@ pub async fn machine(ctx: &Ctx, cmd: MachineCmd) -> CliResult {
             ctx.done(&m, &format!("machine {id} saved"));
         }
         MachineCmd::List { scope, state } => {
-            let scope = parse::id(&scope)?;
             let q = state.map(|s| format!("?state={s}")).unwrap_or_default();
-            let list = ctx.fetch_pages(&format!("{scope}/machines{q}")).await?;
+            let list = ctx
+                .fetch_scoped(scope.as_deref(), &format!("machines{q}"))
+                .await?;
             ctx.list(&list, MACHINE_COLUMNS);
         }
         MachineCmd::Show { id } => {
@@ -174,7 +177,7 @@ pub async fn machine(ctx: &Ctx, cmd: MachineCmd) -> CliResult {
                 && let Some(f) = figures(&m.body)
                 && !f.open_connections.is_empty()
             {
-                println!("\nopen now:");
+                crate::outln!("\nopen now:");
                 render::table(&f.open_connections, OPEN_CONNECTION_COLUMNS);
             }
         }
@@ -274,11 +277,13 @@ pub enum PolicyCmd {
         /// Resource id.
         id: String,
     },
-    /// List the policies of a subscription or resource group.
+    /// List the policies of a subscription or resource group, or without --scope every policy
+    /// you may see.
     List {
-        /// /subscriptions/S or /subscriptions/S/resourceGroups/RG.
+        /// /subscriptions/S or /subscriptions/S/resourceGroups/RG [default: every subscription
+        /// you may read].
         #[arg(long)]
-        scope: String,
+        scope: Option<String>,
     },
     /// Remove a policy (its open ports close).
     Rm {
@@ -445,14 +450,13 @@ pub async fn policy(ctx: &Ctx, cmd: PolicyCmd) -> CliResult {
                         })
                     })
                     .collect();
-                println!();
+                crate::outln!();
                 render::table(&rows, POLICY_PORT_COLUMNS);
             }
         }
         PolicyCmd::List { scope } => {
-            let scope = parse::id(&scope)?;
             let list = ctx
-                .fetch_pages(&format!("{scope}/jitNetworkAccessPolicies"))
+                .fetch_scoped(scope.as_deref(), "jitNetworkAccessPolicies")
                 .await?;
             ctx.list(&list, POLICY_COLUMNS);
         }
@@ -490,35 +494,42 @@ pub async fn policy(ctx: &Ctx, cmd: PolicyCmd) -> CliResult {
 pub enum AccessCmd {
     /// Ask for access to machines' ports (like the vendor portal's "Request access").
     Start(StartArgs),
-    /// List access requests of a policy or a machine.
+    /// List access requests, newest first: those made under one policy (--policy) or for one
+    /// machine (--machine); give exactly one of the two.
     List {
-        /// The policy's resource id.
+        /// Only requests under this policy (its resource id, e.g.
+        /// /subscriptions/s1/resourceGroups/rg1/jitNetworkAccessPolicies/default).
         #[arg(long, conflicts_with = "machine", required_unless_present = "machine")]
         policy: Option<String>,
-        /// The machine's resource id.
+        /// Only requests for this machine (its resource id).
         #[arg(long)]
         machine: Option<String>,
-        /// Page size (1-1000).
+        /// At most this many requests (1-1000) [default: the server's page size].
         #[arg(long)]
         top: Option<u32>,
     },
-    /// Show an access request.
+    /// Show an access request: `show POLICY ID`, or `show REQUEST` with the request's full
+    /// path (POLICY/requests/ID), its approval request's id (…/jitRequests/NAME) or its ID alone.
     Show {
-        /// The policy's resource id.
-        policy: String,
-        /// The request id.
-        request: String,
+        /// The policy's resource id, or the request as a full path or ID alone.
+        #[arg(value_name = "POLICY|REQUEST")]
+        first: String,
+        /// The request ID, after the policy's resource id.
+        #[arg(value_name = "ID")]
+        request: Option<String>,
     },
-    /// Close an access request's ports now.
+    /// Close an access request's ports now (`revoke POLICY ID` or `revoke REQUEST`, as for show).
     Revoke {
-        /// The policy's resource id.
-        policy: String,
-        /// The request id.
-        request: String,
+        /// The policy's resource id, or the request as a full path or ID alone.
+        #[arg(value_name = "POLICY|REQUEST")]
+        first: String,
+        /// The request ID, after the policy's resource id.
+        #[arg(value_name = "ID")]
+        request: Option<String>,
     },
     /// Ask to extend an approval-gated request (decided like a new one).
     Extend {
-        /// The request's resource id (…/jitRequests/NAME).
+        /// The request's resource id (…/jitRequests/NAME, its `approvalRequestId`) or its NAME.
         request: String,
         /// How much longer.
         #[arg(long)]
@@ -553,7 +564,8 @@ pub struct StartArgs {
     /// Why (the justification).
     #[arg(long)]
     pub reason: Option<String>,
-    /// Wait until the agent reports the ports open, then print where to connect.
+    /// Wait until the agent reports the ports open, then print where to connect. Fails at once
+    /// when a machine has no live agent, naming how to start one; shows progress on stderr.
     #[arg(long)]
     pub wait: bool,
     /// Longest wait with --wait.
@@ -666,10 +678,17 @@ async fn start(ctx: &Ctx, args: StartArgs) -> CliResult {
     };
     let mut policy: Option<String> = None;
     let mut addresses = BTreeMap::new();
+    let mut agents = BTreeMap::new();
     let mut vms = Vec::new();
     for m in &args.machines {
         let id = parse::id(m)?;
         let machine: Machine = ctx.get(&id).await?;
+        if args.wait {
+            no_live_agent(ctx, &id, &machine)?;
+        }
+        if let Some(agent) = &machine.properties.enforcement_point {
+            agents.insert(id.clone(), agent.clone());
+        }
         let Some(p) = machine.properties.jit_policy_id else {
             return Err(CliError::Failed(format!(
                 "{id} has no JIT policy; enable it first: ajar policy enable {id}"
@@ -717,12 +736,18 @@ async fn start(ctx: &Ctx, args: StartArgs) -> CliResult {
     };
     let mut answer: Answer<AccessRequest> = ctx.post(&format!("{policy}/initiate"), &body).await?;
     if args.wait {
-        answer = wait_open(ctx, &policy, &answer.body, wait_timeout).await?;
+        answer = wait_open(ctx, &policy, &answer.body, &agents, wait_timeout).await?;
     }
     match ctx.output {
         Output::Json => render::json(&answer.json),
+        Output::Table if args.wait => {
+            crate::outln!("request {} under {policy}", answer.body.id);
+            for line in open_lines(&answer.body, &addresses) {
+                crate::outln!("{line}");
+            }
+        }
         Output::Table => {
-            println!(
+            crate::outln!(
                 "request {} under {policy}{}",
                 answer.body.id,
                 answer
@@ -736,6 +761,85 @@ async fn start(ctx: &Ctx, args: StartArgs) -> CliResult {
         }
     }
     Ok(())
+}
+
+/// Fails when nothing can open `machine`'s ports now (it is `Unsupported`: no agent, an agent
+/// that is not connected, or JIT turned off), saying what would fix it.
+fn no_live_agent(ctx: &Ctx, id: &str, machine: &Machine) -> CliResult {
+    let props = &machine.properties;
+    if props.jit_state != JitState::Unsupported {
+        return Ok(());
+    }
+    let reason = props
+        .unsupported_reason
+        .clone()
+        .unwrap_or_else(|| "Unsupported".to_owned());
+    let server = ctx.client.base();
+    let name = name_of(id);
+    let fix = if reason.contains("disabled") {
+        String::new()
+    } else {
+        match &props.enforcement_point {
+            None => format!(
+                ": no agent guards it; register one with `ajar agent add {name}-agent --machine {id}`, then run `ajar agent --server {server} --token TOKEN` on the host with the token it prints"
+            ),
+            Some(agent) => format!(
+                ": its agent {agent} is not connected; start it on its host with `ajar agent --server {server} --token TOKEN` (the token `ajar agent add` printed)"
+            ),
+        }
+    };
+    Err(CliError::Failed(format!(
+        "{id} cannot open ports now ({reason}){fix}"
+    )))
+}
+
+/// One line per open port: `port 22 open on vm1 until 2026-05-01 14:05 UTC; connect to
+/// 10.1.0.4:22`.
+fn open_lines(req: &AccessRequest, addresses: &BTreeMap<String, String>) -> Vec<String> {
+    let mut lines = Vec::new();
+    for m in &req.virtual_machines {
+        for p in &m.ports {
+            let until = p.end_time_utc.strftime("%Y-%m-%d %H:%M UTC");
+            let connect_to = match (&p.connection_details, addresses.get(&m.id)) {
+                (Some(d), _) => format!("; connect to {}:{}", d.address, d.port),
+                (None, Some(addr)) => format!("; connect to {addr}:{}", p.number),
+                (None, None) => String::new(),
+            };
+            lines.push(format!(
+                "port {} open on {} until {until}{connect_to}",
+                p.number,
+                name_of(&m.id)
+            ));
+        }
+    }
+    lines
+}
+
+/// How often `--wait` says it is still waiting.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// What `--wait` is waiting for, as a progress line's start: the approval, or each machine's
+/// agent and ports.
+fn waiting_for(asked: &AccessRequest, agents: &BTreeMap<String, String>, approved: bool) -> String {
+    if let (Some(approval), false) = (&asked.approval_request_id, approved) {
+        return format!("waiting for approval of {}", name_of(approval));
+    }
+    let parts: Vec<String> = asked
+        .virtual_machines
+        .iter()
+        .map(|m| {
+            let ports: Vec<String> = m.ports.iter().map(|p| p.number.to_string()).collect();
+            let agent = agents
+                .get(&m.id)
+                .map_or_else(|| "the agent".to_owned(), |a| format!("agent {a}"));
+            format!(
+                "{agent} to open port {} on {}",
+                ports.join("+"),
+                name_of(&m.id)
+            )
+        })
+        .collect();
+    format!("waiting for {}", parts.join(", "))
 }
 
 /// Whether the approval request of a network request ended without opening anything.
@@ -753,10 +857,14 @@ async fn wait_open(
     ctx: &Ctx,
     policy: &str,
     asked: &AccessRequest,
+    agents: &BTreeMap<String, String>,
     limit: Duration,
 ) -> CliResult<Answer<AccessRequest>> {
     let id = &asked.id;
-    let deadline = tokio::time::Instant::now() + limit;
+    let started = tokio::time::Instant::now();
+    let deadline = started + limit;
+    let mut next_progress = started + PROGRESS_EVERY;
+    let mut approved = asked.approval_request_id.is_none();
     loop {
         if let Some(approval) = &asked.approval_request_id {
             let a: JitRequest = ctx.get(approval).await?;
@@ -766,6 +874,7 @@ async fn wait_open(
                     "the request ended {state} before it opened"
                 )));
             }
+            approved = state != RequestState::Pending;
         }
         let current = ctx
             .client
@@ -793,13 +902,83 @@ async fn wait_open(
                 return Ok(current);
             }
         }
-        if tokio::time::Instant::now() >= deadline {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
             return Err(CliError::Failed(format!(
-                "request {id} was not reported open within {} s (is the machine's agent running?)",
-                limit.as_secs()
+                "request {id} was not reported open within {} s ({}; is the machine's agent running?)",
+                limit.as_secs(),
+                waiting_for(asked, agents, approved),
             )));
         }
+        if now >= next_progress {
+            next_progress += PROGRESS_EVERY;
+            let line = format!(
+                "ajar: {} … {} s",
+                waiting_for(asked, agents, approved),
+                (now - started).as_secs()
+            );
+            let _ = std::io::Write::write_fmt(&mut std::io::stderr(), format_args!("{line}\n"));
+        }
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The policy and id of an access request given as `POLICY ID`, or as one argument: the
+/// request's path (`POLICY/requests/ID`), its approval request's id (`…/jitRequests/NAME`, the
+/// same name as the request's id) or its ID alone (looked for in the network requests of the
+/// caller's history).
+async fn access_request(
+    ctx: &Ctx,
+    first: &str,
+    second: Option<&str>,
+) -> CliResult<(String, String)> {
+    let bad = |what: &str| {
+        usage(format!(
+            "{what:?} is not an access request; give POLICY ID, POLICY/requests/ID, …/jitRequests/NAME or the ID alone"
+        ))
+    };
+    if let Some(id) = second {
+        let policy = parse::id(first)?;
+        let id = id.trim().trim_end_matches('/');
+        let id = if id.contains("/requests/") || id.contains("/jitRequests/") {
+            name_of(id)
+        } else {
+            id
+        };
+        if id.is_empty() || id.contains('/') || id.contains(char::is_whitespace) {
+            return Err(bad(id));
+        }
+        return Ok((policy, id.to_owned()));
+    }
+    let first = first.trim().trim_end_matches('/');
+    if let Some((policy, id)) = first.split_once("/requests/") {
+        if id.is_empty() || id.contains('/') {
+            return Err(bad(first));
+        }
+        return Ok((parse::id(policy)?, id.to_owned()));
+    }
+    if first.contains("/jitRequests/") {
+        let approval: JitRequest = ctx.get(&parse::id(first)?).await?;
+        let Some(policy) = approval.properties.network_access_policy_id else {
+            return Err(CliError::Failed(format!(
+                "{first} is a role activation, not network access: see `ajar request show {first}`"
+            )));
+        };
+        return Ok((policy, name_of(first).to_owned()));
+    }
+    if first.starts_with('/') || first.is_empty() || first.contains(char::is_whitespace) {
+        return Err(bad(first));
+    }
+    let found = ctx
+        .find::<HistoryEntry>("/api/v1/history?kind=network", 20, |h| {
+            name_of(&h.id) == first
+        })
+        .await?;
+    match found {
+        Some(h) => Ok((h.target, first.to_owned())),
+        None => Err(CliError::Failed(format!(
+            "no access request {first:?} in the history you may read; give the policy too: ajar access show POLICY {first}"
+        ))),
     }
 }
 
@@ -822,19 +1001,19 @@ pub async fn access(ctx: &Ctx, cmd: AccessCmd) -> CliResult {
                 ctx.fetch(&format!("{base}/requests{q}")).await?;
             ctx.list(&list, REQUEST_COLUMNS);
         }
-        AccessCmd::Show { policy, request } => {
-            let policy = parse::id(&policy)?;
+        AccessCmd::Show { first, request } => {
+            let (policy, request) = access_request(ctx, &first, request.as_deref()).await?;
             let r = ctx
                 .fetch::<AccessRequest>(&format!("{policy}/requests/{request}"))
                 .await?;
             ctx.show(&r, REQUEST_FIELDS);
             if ctx.output == Output::Table {
-                println!();
+                crate::outln!();
                 render::table(&port_rows(&r.body, &BTreeMap::new()), PORT_COLUMNS);
             }
         }
-        AccessCmd::Revoke { policy, request } => {
-            let policy = parse::id(&policy)?;
+        AccessCmd::Revoke { first, request } => {
+            let (policy, request) = access_request(ctx, &first, request.as_deref()).await?;
             let r = ctx
                 .post::<AccessRequest, _>(
                     &format!("{policy}/requests/{request}/revoke"),
@@ -848,7 +1027,7 @@ pub async fn access(ctx: &Ctx, cmd: AccessCmd) -> CliResult {
             duration,
             reason,
         } => {
-            let request = parse::id(&request)?;
+            let request = crate::roles::jit_request_id(ctx, &request).await?;
             group_of(&request)?;
             let duration = AccessDuration::parse(&parse::duration(&duration)?)
                 .map_err(|e| refused("--duration", e))?;

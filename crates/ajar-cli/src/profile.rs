@@ -134,10 +134,14 @@ pub struct Resolved {
     pub renewable: Option<String>,
 }
 
+/// An environment variable that is set and not empty.
+fn env(key: &str) -> Option<String> {
+    std::env::var(key).ok().filter(|v| !v.is_empty())
+}
+
 /// Flags first, then `AJAR_URL`/`AJAR_TOKEN`, then the profile (`--profile`, `AJAR_PROFILE`, or
 /// the file's default).
 pub fn resolve(conn: &Conn) -> CliResult<Resolved> {
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let named = conn.profile.clone().or_else(|| env("AJAR_PROFILE"));
     let url = conn.url.clone().or_else(|| env("AJAR_URL"));
     let token = conn.token.clone().or_else(|| env("AJAR_TOKEN"));
@@ -217,6 +221,32 @@ pub struct LoginArgs {
     pub profile: String,
 }
 
+impl LoginArgs {
+    /// Takes the connection flags given before `login` (`ajar --url URL login`) where no flag
+    /// after it set the value (it is then still what the environment or the default gave).
+    pub fn after(&mut self, leading: &crate::LeadingConn) -> CliResult {
+        if leading.output.is_some() {
+            return Err(usage("--output does not apply to login"));
+        }
+        if let Some(url) = &leading.url
+            && self.url == env("AJAR_URL").unwrap_or_else(|| DEFAULT_URL.to_owned())
+        {
+            self.url = url.clone();
+        }
+        if let Some(token) = &leading.token
+            && self.token == env("AJAR_TOKEN")
+        {
+            self.token = Some(token.clone());
+        }
+        if let Some(p) = &leading.profile
+            && self.profile == "default"
+        {
+            self.profile = p.clone();
+        }
+        Ok(())
+    }
+}
+
 /// Saves `profile` under `name` and makes it the default; answers the file's path.
 pub fn save(name: &str, profile: Profile) -> CliResult<PathBuf> {
     let mut file = read()?;
@@ -249,7 +279,10 @@ pub async fn login(args: LoginArgs) -> CliResult {
     client
         .get::<serde::de::IgnoredAny>("/api/v1/tokens")
         .await
-        .map_err(|e| CliError::Failed(format!("login refused: {}", CliError::from(e).message())))?;
+        .map_err(|e| match CliError::from(e).reaching(&url) {
+            CliError::Failed(m) if m.starts_with("cannot reach") => CliError::Failed(m),
+            e => CliError::Failed(format!("login refused: {}", e.message())),
+        })?;
     let p = save(
         &args.profile,
         Profile {
@@ -260,7 +293,7 @@ pub async fn login(args: LoginArgs) -> CliResult {
             refresh_token: None,
         },
     )?;
-    println!(
+    crate::outln!(
         "logged in to {url} as profile {:?} (saved in {})",
         args.profile,
         p.display()

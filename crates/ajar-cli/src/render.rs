@@ -12,7 +12,7 @@ pub type Column<T> = (&'static str, fn(&T) -> String);
 /// Prints JSON, pretty.
 pub fn json(value: &impl Serialize) {
     match serde_json::to_string_pretty(value) {
-        Ok(s) => println!("{s}"),
+        Ok(s) => crate::outln!("{s}"),
         Err(e) => eprintln!("ajar: cannot print the answer as JSON: {e}"),
     }
 }
@@ -75,7 +75,7 @@ pub fn table<T>(rows: &[T], columns: &[Column<T>]) {
         .iter()
         .map(|r| columns.iter().map(|(_, cell)| cell(r)).collect())
         .collect();
-    print!(
+    crate::out!(
         "{}",
         aligned(
             columns.iter().map(|(h, _)| (*h).to_owned()).collect(),
@@ -118,7 +118,7 @@ pub fn fields<T>(value: &T, fields: &[Column<T>]) {
         .collect();
     let out = aligned(vec![String::new(), String::new()], &rows);
     // Drop the empty header line.
-    print!(
+    crate::out!(
         "{}",
         out.split_once('\n').map(|(_, rest)| rest).unwrap_or("")
     );

@@ -444,19 +444,60 @@ pub enum RequestCmd {
     },
     /// Show a request.
     Show {
-        /// Its resource id (…/jitRequests/NAME).
+        /// Its resource id (…/jitRequests/NAME, as the API hands it out) or its NAME.
         id: String,
     },
     /// Withdraw your pending request.
     Cancel {
-        /// Its resource id.
+        /// Its resource id (…/jitRequests/NAME) or its NAME.
         id: String,
     },
     /// End an approved or active request now.
     Revoke {
-        /// Its resource id.
+        /// Its resource id (…/jitRequests/NAME) or its NAME.
         id: String,
     },
+}
+
+/// How many pages of the inbox and of history a short request name is looked for in.
+const NAME_SEARCH_PAGES: usize = 20;
+
+/// A `jitRequests` resource id as given: the full id the API hands out (an
+/// `approvalRequestId` or an inbox entry's `id`: `/subscriptions/S/resourceGroups/RG/jitRequests/NAME`,
+/// with or without `/api/v1` before it), or its NAME alone, looked for among the requests
+/// waiting for the caller, then in the caller's history (newest first).
+pub(crate) async fn jit_request_id(ctx: &Ctx, given: &str) -> CliResult<String> {
+    let given = given.trim();
+    if given.starts_with('/') {
+        let id = parse::id(given)?;
+        if !id.contains("/jitRequests/") {
+            return Err(usage(format!(
+                "{given:?} is not a request id; give …/resourceGroups/RG/jitRequests/NAME or the NAME alone"
+            )));
+        }
+        return Ok(id);
+    }
+    if given.is_empty() || given.contains(char::is_whitespace) {
+        return Err(usage(format!(
+            "{given:?} is not a request id; give …/resourceGroups/RG/jitRequests/NAME or the NAME alone"
+        )));
+    }
+    let named = |id: &str| id.contains("/jitRequests/") && parse::name_of(id) == given;
+    if let Some(r) = ctx
+        .find::<JitRequest>("/api/v1/inbox", NAME_SEARCH_PAGES, |r| named(&r.id))
+        .await?
+    {
+        return Ok(r.id);
+    }
+    if let Some(h) = ctx
+        .find::<HistoryEntry>("/api/v1/history", NAME_SEARCH_PAGES, |h| named(&h.id))
+        .await?
+    {
+        return Ok(h.id);
+    }
+    Err(CliError::Failed(format!(
+        "no request named {given:?} waits for you or is in the history you may read; give its full id (…/resourceGroups/RG/jitRequests/{given})"
+    )))
 }
 
 /// Runs `ajar request ...`.
@@ -489,18 +530,20 @@ pub async fn request(ctx: &Ctx, cmd: RequestCmd) -> CliResult {
             ctx.list(&list, HISTORY_COLUMNS);
         }
         RequestCmd::Show { id } => {
-            let r = ctx.fetch::<JitRequest>(&parse::id(&id)?).await?;
+            let r = ctx
+                .fetch::<JitRequest>(&jit_request_id(ctx, &id).await?)
+                .await?;
             ctx.show(&r, REQUEST_FIELDS);
         }
         RequestCmd::Cancel { id } => {
-            let id = parse::id(&id)?;
+            let id = jit_request_id(ctx, &id).await?;
             let r = ctx
                 .post::<JitRequest, _>(&format!("{id}/cancel"), &NoParameters {})
                 .await?;
             ctx.done(&r, &format!("request {id} canceled"));
         }
         RequestCmd::Revoke { id } => {
-            let id = parse::id(&id)?;
+            let id = jit_request_id(ctx, &id).await?;
             let r = ctx
                 .post::<JitRequest, _>(&format!("{id}/revoke"), &NoParameters {})
                 .await?;
@@ -513,7 +556,8 @@ pub async fn request(ctx: &Ctx, cmd: RequestCmd) -> CliResult {
 /// `ajar approve|deny ID --reason TEXT`.
 #[derive(Debug, Clone, Args)]
 pub struct DecideArgs {
-    /// The request's resource id (…/jitRequests/NAME), as the inbox lists it.
+    /// The request's resource id (…/jitRequests/NAME), as the inbox lists it and an
+    /// initiate's `approvalRequestId` names it, or its NAME alone.
     pub id: String,
     /// Why (required).
     #[arg(long)]
@@ -522,7 +566,7 @@ pub struct DecideArgs {
 
 /// Runs `ajar approve` (`approve`) or `ajar deny`.
 pub async fn decide(ctx: &Ctx, args: DecideArgs, approve: bool) -> CliResult {
-    let id = parse::id(&args.id)?;
+    let id = jit_request_id(ctx, &args.id).await?;
     let verb = if approve { "approve" } else { "deny" };
     let body = DecisionBody {
         reason: args.reason,

@@ -101,7 +101,7 @@ pub async fn login(args: LoginArgs) -> CliResult {
             refresh_token: tokens.refresh_token,
         },
     )?;
-    println!(
+    crate::outln!(
         "logged in to {url} as {} through {} (profile {:?}, saved in {})",
         me.principal,
         idp.issuer,

@@ -11,6 +11,10 @@ use std::process::ExitCode;
 #[derive(Debug, Parser)]
 #[command(name = "ajar", version, about)]
 struct Cli {
+    /// Connection and output flags of the client commands, also accepted after the
+    /// subcommand (where they win).
+    #[command(flatten)]
+    leading: ajar_cli::LeadingConn,
     #[command(subcommand)]
     command: Command,
 }
@@ -106,18 +110,30 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let leading = cli.leading;
+    let client_command = matches!(
+        cli.command,
+        Command::Client(_)
+            | Command::Agent(AgentArgs {
+                manage: Some(_),
+                ..
+            })
+    );
+    if !leading.is_empty() && !client_command {
+        say(
+            "ajar: --url, --token, --profile and --output apply to the client commands, not to serve, agent (the daemon), completions or man (see --help)",
+        );
+        return ExitCode::from(2);
+    }
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve(args).await.map_err(failed),
             Command::Agent(AgentArgs {
                 manage: Some(cmd), ..
-            }) => ajar_cli::admin::agent(cmd).await,
+            }) => ajar_cli::admin::agent(cmd, &leading).await,
             Command::Agent(args) => agent(args).await.map_err(failed),
-            Command::Client(cmd) => ajar_cli::run(cmd).await,
-            Command::Completions { shell } => {
-                completions(shell);
-                Ok(())
-            }
+            Command::Client(cmd) => ajar_cli::run(cmd, &leading).await,
+            Command::Completions { shell } => completions(shell),
             Command::Man { dir } => man_pages(&dir).map_err(failed),
         }
     });
@@ -150,21 +166,43 @@ fn usage_error(e: &clap::Error) -> ExitCode {
     }
 }
 
-/// clap's error text without its usage block, tips and line breaks.
+/// clap's error text without its usage block and line breaks, its suggestions ("a similar
+/// argument exists: '--reason'") kept as "did you mean '--reason'?".
 fn one_line(text: &str) -> String {
     let body = text.split("\n\nUsage:").next().unwrap_or(text);
     let body = body
         .split("\n\nFor more information")
         .next()
         .unwrap_or(body);
-    let words: Vec<&str> = body
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("tip:"))
-        .flat_map(str::split_whitespace)
-        .collect();
+    let mut words: Vec<&str> = Vec::new();
+    let mut tips: Vec<String> = Vec::new();
+    for line in body.lines() {
+        match line.trim_start().strip_prefix("tip:") {
+            Some(tip) => tips.push(suggestion(tip.trim())),
+            None => words.extend(line.split_whitespace()),
+        }
+    }
     let joined = words.join(" ");
     let joined = joined.strip_prefix("error: ").unwrap_or(&joined);
-    format!("{joined} (see --help)")
+    let tips: String = tips.iter().map(|t| format!("; {t}")).collect();
+    format!("{joined}{tips} (see --help)")
+}
+
+/// One of clap's tips, as a question when it names what was probably meant.
+fn suggestion(tip: &str) -> String {
+    let similar = [
+        "a similar argument exists: ",
+        "some similar arguments exist: ",
+        "a similar subcommand exists: ",
+        "some similar subcommands exist: ",
+        "a similar value exists: ",
+        "some similar values exist: ",
+    ];
+    similar
+        .iter()
+        .find_map(|p| tip.strip_prefix(p))
+        .map(|names| format!("did you mean {names}?"))
+        .unwrap_or_else(|| tip.to_owned())
 }
 
 /// An operational failure (exit 1) from an error chain.
@@ -172,16 +210,28 @@ fn failed(e: anyhow::Error) -> ajar_cli::CliError {
     ajar_cli::CliError::Failed(format!("{e:#}"))
 }
 
-/// Prints the completion script for `shell`.
-fn completions(shell: Shell) {
+/// Prints the completion script for `shell`. A reader that stops early (`| head -1`) ends it
+/// quietly with exit code 0.
+fn completions(shell: Shell) -> Result<(), ajar_cli::CliError> {
     use clap::CommandFactory;
+    use std::io::Write;
     let mut cmd = Cli::command();
     let shell = match shell {
         Shell::Bash => clap_complete::Shell::Bash,
         Shell::Zsh => clap_complete::Shell::Zsh,
         Shell::Fish => clap_complete::Shell::Fish,
     };
-    clap_complete::generate(shell, &mut cmd, "ajar", &mut std::io::stdout());
+    // Generated into memory first: clap_complete panics when its writer fails.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "ajar", &mut script);
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(&script).and_then(|()| stdout.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(ajar_cli::CliError::Failed(format!(
+            "cannot write to standard output: {e}"
+        ))),
+    }
 }
 
 /// Writes `ajar.1` and a page per subcommand (`ajar-machine-list.1`, …) into `dir`.

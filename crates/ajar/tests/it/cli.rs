@@ -415,9 +415,12 @@ async fn machines_policies_and_access_from_the_terminal() {
     )
     .await
     .fails(1, "NotFound");
-    run(&app, &t, &["machine", "list"])
-        .await
-        .fails(2, "--scope");
+    // Without --scope: every machine the caller may see.
+    let everywhere = run(&app, &t, &["machine", "list"]).await.ok().stdout;
+    assert!(
+        everywhere.contains("vm1") && everywhere.contains("vm2"),
+        "{everywhere}"
+    );
     run_with(&app, None, &["machine", "list", "--scope", RG], &[])
         .await
         .fails(2, "no token");
@@ -1259,4 +1262,540 @@ async fn login_through_the_identity_provider_uses_the_device_flow_and_renews_its
     )
     .await
     .fails(2, "--issuer");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn access_start_wait_fails_at_once_without_a_live_agent_and_shows_progress() {
+    let app = TestApp::spawn().await;
+    let t = admin(&app);
+    machines_and_policy(&app).await;
+    let start = [
+        "access",
+        "start",
+        VM,
+        "--port",
+        "22",
+        "--duration",
+        "1h",
+        "--source",
+        "10.9.0.3",
+        "--wait",
+    ];
+    // No agent guards vm1: it says so before asking, and names the commands that fix it.
+    let out = run(&app, &t, &start).await;
+    out.fails(1, "no agent guards it");
+    assert!(
+        out.stderr
+            .contains(&format!("ajar agent add vm1-agent --machine {VM}"))
+            && out
+                .stderr
+                .contains(&format!("ajar agent --server {} --token TOKEN", app.base)),
+        "{}",
+        out.stderr
+    );
+    let asked: List<AccessRequest> = run(
+        &app,
+        &t,
+        &["access", "list", "--policy", POLICY, "-o", "json"],
+    )
+    .await
+    .ok()
+    .typed();
+    assert!(asked.value.is_empty(), "nothing was asked: {asked:?}");
+    // With a live agent that does not report, progress lines come on stderr while it waits.
+    app.agent("agent-1", &[VM], None).await;
+    let mut args = start.to_vec();
+    args.extend(["--wait-timeout", "6s"]);
+    let out = run(&app, &t, &args).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("ajar: waiting for agent agent-1 to open port 22 on vm1 … 5 s"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .lines()
+            .last()
+            .unwrap()
+            .contains("not reported open within 6 s"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// Runs `ajar ARGS` with standard output a pipe whose reader is already gone.
+fn into_closed_pipe(app: &TestApp, args: &[&str]) -> std::process::Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    ajar()
+        .args(args)
+        .env("AJAR_URL", &app.base)
+        .env("AJAR_TOKEN", &app.admin_token)
+        .env("AJAR_CLI_CONFIG", app.db_path().with_file_name("cli.toml"))
+        .stdout(writer)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_closed_pipe_ends_the_command_quietly() {
+    let app = TestApp::spawn().await;
+    machines_and_policy(&app).await;
+    for args in [
+        &["completions", "bash"][..],
+        &["activity", "export", "--csv"],
+        &["machine", "list", "--scope", SUB],
+        &["policy", "get", POLICY, "-o", "json"],
+    ] {
+        let app = &app;
+        let args = args.to_vec();
+        let out = tokio::task::block_in_place(|| into_closed_pipe(app, &args));
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+        assert!(out.stderr.is_empty(), "{args:?}: {out:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connection_flags_go_before_or_after_the_subcommand() {
+    let app = TestApp::spawn().await;
+    let t = admin(&app);
+    machines_and_policy(&app).await;
+    let unreachable = [("AJAR_URL", "http://127.0.0.1:1")];
+    for args in [
+        vec![
+            "-o", "json", "--url", &app.base, "--token", &t, "machine", "list", "--scope", SUB,
+        ],
+        vec![
+            "machine", "list", "--scope", SUB, "-o", "json", "--url", &app.base, "--token", &t,
+        ],
+        vec![
+            "--url", &app.base, "machine", "--token", &t, "list", "--scope", SUB, "--output",
+            "json",
+        ],
+        // After the subcommand wins.
+        vec![
+            "-o",
+            "table",
+            "--url",
+            "http://127.0.0.1:1",
+            "machine",
+            "list",
+            "--scope",
+            SUB,
+            "-o",
+            "json",
+            "--url",
+            &app.base,
+            "--token",
+            &t,
+        ],
+    ] {
+        let list: List<Machine> = run_with(&app, None, &args, &unreachable).await.ok().typed();
+        assert_eq!(list.value.len(), 2, "{args:?}");
+    }
+    // The top-level help lists them; a command's help puts them under their own headings.
+    let top = ajar().arg("--help").output().unwrap();
+    let top = String::from_utf8_lossy(&top.stdout);
+    for want in [
+        "Connection options:",
+        "--url <URL>",
+        "--token <TOKEN>",
+        "Output options:",
+        "-o, --output <FORMAT>",
+    ] {
+        assert!(top.contains(want), "{want} in {top}");
+    }
+    let help = ajar().args(["access", "start", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    let own = help.split("Connection options:").next().unwrap();
+    assert!(
+        own.contains("--reason") && !own.contains("--url") && !own.contains("--output"),
+        "{help}"
+    );
+    let connection = help.split("Connection options:").nth(1).unwrap();
+    assert!(
+        connection.contains("--url") && connection.contains("--token"),
+        "{help}"
+    );
+    assert!(help.contains("Output options:\n  -o, --output"), "{help}");
+    // They do not apply to the server.
+    let out = ajar()
+        .args(["--url", "http://x", "serve"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("apply to the client commands"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mistyped_flags_and_subcommands_get_a_suggestion() {
+    let app = TestApp::spawn().await;
+    let t = admin(&app);
+    run(
+        &app,
+        &t,
+        &["access", "start", VM, "--port", "22", "--reasn", "x"],
+    )
+    .await
+    .fails(
+        2,
+        "unexpected argument '--reasn' found; did you mean '--reason'?",
+    );
+    run(&app, &t, &["machine", "lst"])
+        .await
+        .fails(2, "did you mean 'list'?");
+    run(&app, &t, &["machnie", "list"])
+        .await
+        .fails(2, "'machine'?");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn machine_and_policy_lists_without_scope_show_what_the_caller_may_see() {
+    let app = TestApp::spawn().await;
+    let t = admin(&app);
+    machines_and_policy(&app).await;
+    let other = "/subscriptions/s2/resourceGroups/rg9/machines/vm9";
+    run(
+        &app,
+        &t,
+        &[
+            "machine",
+            "add",
+            other,
+            "--os",
+            "linux",
+            "--address",
+            "10.2.0.9",
+        ],
+    )
+    .await
+    .ok();
+    run(&app, &t, &["policy", "enable", other]).await.ok();
+    let all: List<Machine> = run(&app, &t, &["machine", "list", "-o", "json"])
+        .await
+        .ok()
+        .typed();
+    let mut names: Vec<&str> = all.value.iter().map(|m| m.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["vm1", "vm9", "win1"]);
+    let policies: List<Policy> = run(&app, &t, &["policy", "list", "-o", "json"])
+        .await
+        .ok()
+        .typed();
+    assert_eq!(policies.value.len(), 2, "{policies:?}");
+    assert!(
+        run(&app, &t, &["policy", "list"])
+            .await
+            .ok()
+            .stdout
+            .contains("vm9:22")
+    );
+    // A reader of one resource group sees that group's machines only.
+    run(
+        &app,
+        &t,
+        &[
+            "assignment",
+            "set",
+            "carol-r",
+            "--principal",
+            "carol",
+            "--role",
+            "SecurityReader",
+            "--scope",
+            "/subscriptions/s2/resourceGroups/rg9",
+        ],
+    )
+    .await
+    .ok();
+    let carol = run(
+        &app,
+        &t,
+        &["token", "create", "--principal", "carol", "-o", "json"],
+    )
+    .await
+    .ok()
+    .json()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let seen: List<Machine> = run(&app, &carol, &["machine", "list", "-o", "json"])
+        .await
+        .ok()
+        .typed();
+    let names: Vec<&str> = seen.value.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["vm9"]);
+    // `access list` documents every filter.
+    let help = ajar().args(["access", "list", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for want in [
+        "--policy <POLICY>",
+        "Only requests under this policy",
+        "--machine <MACHINE>",
+        "Only requests for this machine",
+        "--top <TOP>",
+        "give exactly one of the two",
+    ] {
+        assert!(help.contains(want), "{want} in {help}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ids_the_api_hands_out_are_taken_back_whole_or_short() {
+    let app = TestApp::spawn().await;
+    let t = admin(&app);
+    machines_and_policy(&app).await;
+    app.agent("agent-1", &[VM], None).await;
+    let manual = json!({"properties": {
+        "virtualMachines": [{"id": VM, "ports": [{"number": 22, "protocol": "*",
+            "allowedSourceAddressPrefix": "*", "maxRequestAccessDuration": "PT3H"}]}],
+        "approvalMode": "ManualApprove",
+        "approvers": [{"id": "bob", "type": "user"}]}});
+    let _: Value = app
+        .admin
+        .put(&format!("/api/v1{POLICY}"), &manual)
+        .await
+        .unwrap();
+    run(
+        &app,
+        &t,
+        &[
+            "assignment",
+            "set",
+            "bob-a",
+            "--principal",
+            "bob",
+            "--role",
+            "Approver",
+            "--scope",
+            RG,
+        ],
+    )
+    .await
+    .ok();
+    let bob = run(
+        &app,
+        &t,
+        &["token", "create", "--principal", "bob", "-o", "json"],
+    )
+    .await
+    .ok()
+    .json()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ask = |source: &'static str| {
+        let (app, t) = (&app, t.clone());
+        async move {
+            run(
+                app,
+                &t,
+                &[
+                    "access",
+                    "start",
+                    VM,
+                    "--port",
+                    "22",
+                    "--duration",
+                    "1h",
+                    "--source",
+                    source,
+                    "-o",
+                    "json",
+                ],
+            )
+            .await
+            .ok()
+            .typed::<AccessRequest>()
+        }
+    };
+    let first = ask("10.9.0.3").await;
+    let full = first.approval_request_id.clone().unwrap();
+    assert!(
+        full.ends_with(&format!("/jitRequests/{}", first.id)),
+        "{full}"
+    );
+    // Approved by its short name, shown by its full id with or without /api/v1, and by name.
+    assert!(
+        run(&app, &bob, &["approve", &first.id, "--reason", "ok"])
+            .await
+            .ok()
+            .stdout
+            .contains(&full)
+    );
+    for id in [full.clone(), format!("/api/v1{full}"), first.id.clone()] {
+        let shown = run(&app, &t, &["request", "show", &id]).await.ok();
+        assert!(shown.stdout.contains(&full), "{id}: {}", shown.stdout);
+    }
+    // The network request: POLICY ID, its path, its approval request's id, or its id alone.
+    for args in [
+        vec![POLICY.to_owned(), first.id.clone()],
+        vec![format!("{POLICY}/requests/{}", first.id)],
+        vec![full.clone()],
+        vec![first.id.clone()],
+        vec![POLICY.to_owned(), full.clone()],
+    ] {
+        let mut cmd = vec!["access", "show"];
+        cmd.extend(args.iter().map(String::as_str));
+        cmd.extend(["-o", "json"]);
+        let shown: AccessRequest = run(&app, &t, &cmd).await.ok().typed();
+        assert_eq!(shown.id, first.id, "{args:?}");
+    }
+    assert!(
+        run(&app, &t, &["access", "revoke", &first.id])
+            .await
+            .ok()
+            .stdout
+            .contains("revoked")
+    );
+    // Denied by the full id the initiate answered.
+    let second = ask("10.9.0.4").await;
+    let denied: JitRequest = run(
+        &app,
+        &bob,
+        &[
+            "deny",
+            second.approval_request_id.as_deref().unwrap(),
+            "--reason",
+            "no",
+            "-o",
+            "json",
+        ],
+    )
+    .await
+    .ok()
+    .typed();
+    assert_eq!(
+        denied.properties.jit_request_state,
+        ajar_core::lifecycle::RequestState::Denied
+    );
+    // Names that match nothing, and ids of the wrong shape, say what to give.
+    run(&app, &bob, &["approve", "nosuch", "--reason", "x"])
+        .await
+        .fails(1, "no request named \"nosuch\"");
+    run(&app, &bob, &["approve", VM, "--reason", "x"])
+        .await
+        .fails(2, "jitRequests/NAME or the NAME alone");
+    run(&app, &t, &["access", "show", "nosuch"])
+        .await
+        .fails(1, "no access request \"nosuch\"");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_server_down_the_error_names_the_url_and_the_fix() {
+    let app = TestApp::spawn().await;
+    let t = admin(&app);
+    let out = run_with(
+        &app,
+        Some(&t),
+        &["machine", "list", "--scope", SUB],
+        &[("AJAR_URL", "http://127.0.0.1:1")],
+    )
+    .await;
+    out.fails(1, "cannot reach the server at http://127.0.0.1:1 (");
+    assert!(
+        out.stderr.contains("check that `ajar serve` runs there"),
+        "{}",
+        out.stderr
+    );
+    // A successful --wait says which port opened, where and until when.
+    machines_and_policy(&app).await;
+    let (agent, _) = app.agent("agent-1", &[VM], None).await;
+    let stdout = start_and_report(&app, &agent, VM, "22", "10.9.0.2").await;
+    let until = (app.now() + SignedDuration::from_hours(1))
+        .strftime("%Y-%m-%d %H:%M UTC")
+        .to_string();
+    assert!(
+        stdout.contains(&format!(
+            "port 22 open on vm1 until {until}; connect to 10.1.0.4:22"
+        )),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("Initiated"), "{stdout}");
+}
+
+/// A TCP proxy from `port` on 127.0.0.1 to `to`, until the task is aborted (which closes its
+/// connections too).
+fn proxy(listener: tokio::net::TcpListener, to: String) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let to = to.clone();
+            connections.spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(&to).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_agent_logs_losing_the_server_and_reconnecting() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = TestApp::spawn().await;
+    let t = admin(&app);
+    machines_and_policy(&app).await;
+    let registered = run(
+        &app,
+        &t,
+        &["agent", "add", "edge", "--machine", VM, "-o", "json"],
+    )
+    .await
+    .ok()
+    .json();
+    let scratch = tempfile::tempdir().unwrap();
+    let nft = scratch.path().join("nft");
+    std::fs::write(&nft, "#!/bin/sh\ncat > /dev/null\n").unwrap();
+    std::fs::set_permissions(&nft, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let log = scratch.path().join("agent.log");
+    let server = app.base.trim_start_matches("http://").to_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut running = proxy(listener, server.clone());
+    let mut agent = ajar()
+        .args([
+            "agent",
+            "--server",
+            &format!("http://{addr}"),
+            "--wait-seconds",
+            "1",
+            "--log",
+            "ajar_agent=info",
+        ])
+        .arg("--nft")
+        .arg(&nft)
+        .env("AJAR_AGENT_TOKEN", registered["token"].as_str().unwrap())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let logged = |want: &'static str| {
+        let log = log.clone();
+        async move {
+            for _ in 0..400 {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                if text.contains(want) {
+                    return text;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            panic!(
+                "{want:?} never logged: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+    };
+    logged("connected to the server").await;
+    running.abort();
+    let _ = (&mut running).await;
+    logged("lost the server").await;
+    running = proxy(tokio::net::TcpListener::bind(addr).await.unwrap(), server);
+    let text = logged("reconnected to the server").await;
+    assert_eq!(text.matches("lost the server").count(), 1, "once: {text}");
+    let _ = agent.kill();
+    let _ = agent.wait();
+    running.abort();
 }
