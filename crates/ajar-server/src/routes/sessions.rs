@@ -23,6 +23,12 @@ use utoipa_axum::routes;
 /// and with what (an API token, or an identity provider's token).
 pub const SIGNIN: &str = "ajar.sessions/signin";
 
+/// The activity log's action for a sign-out: a session deleting itself.
+pub const SIGNOUT: &str = "ajar.sessions/signout";
+
+/// The description every console session's token carries.
+pub const SESSION_DESCRIPTION: &str = "console session";
+
 /// How long a session lasts.
 pub const SESSION_LENGTH: jiff::SignedDuration = jiff::SignedDuration::from_hours(12);
 
@@ -80,7 +86,7 @@ pub async fn create_session(
     let row = TokenRow {
         id: uuid::Uuid::new_v4().to_string(),
         principal: caller.principal.clone(),
-        description: Some("console session".to_owned()),
+        description: Some(SESSION_DESCRIPTION.to_owned()),
         created_by: caller.principal.clone(),
         created_at: now,
         expires_at: Some(expires),

@@ -183,13 +183,17 @@ pub async fn delete_token(
         .filter(|(d, _)| *d != id)
         .map(|(d, p)| serde_json::json!({"id": d, "principal": p}))
         .collect();
+    // A session deleting itself is a sign-out, recorded as one (as its sign-in was).
+    let signs_out = row.description.as_deref() == Some(super::sessions::SESSION_DESCRIPTION)
+        && caller.token_id.as_deref() == Some(id.as_str());
+    let action = if signs_out {
+        super::sessions::SIGNOUT
+    } else {
+        actions::TOKENS_WRITE
+    };
     tx.commit_recorded(
         &caller
-            .did(
-                actions::TOKENS_WRITE,
-                &format!("/tokens/{id}"),
-                state.clock.now(),
-            )
+            .did(action, &format!("/tokens/{id}"), state.clock.now())
             .with_details(serde_json::json!({
                 "principal": row.principal,
                 "deleted": true,

@@ -109,11 +109,27 @@ async fn a_session_cannot_renew_itself_and_its_tokens_end_with_it() {
     assert_eq!(r.status, 204);
     assert_eq!(me(&app, &own_token).await, 401);
     assert_eq!(me(&app, &secret(&second)).await, 401);
-    // The record of the deletion names what went with it.
-    let log = call(
+    // A session deleting itself is recorded as a sign-out, not as a token write, and the
+    // record names what went with it.
+    let writes = call(
         &app.admin,
         Method::GET,
         "/api/v1/activity?action=ajar.tokens/write",
+        None,
+    )
+    .await
+    .json::<List<ActivityRecord>>()
+    .value;
+    assert!(
+        !writes
+            .iter()
+            .any(|a| a.resource_id == format!("/tokens/{id}")),
+        "{writes:?}"
+    );
+    let log = call(
+        &app.admin,
+        Method::GET,
+        "/api/v1/activity?action=ajar.sessions/signout",
         None,
     )
     .await;
