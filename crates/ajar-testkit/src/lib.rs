@@ -102,7 +102,9 @@ impl TestApp {
 
     async fn open(database_url: &str, clock: Arc<ManualClock>) -> (AppState, Option<String>) {
         let store = Store::open(database_url).await.expect("open store");
-        let state = AppState::new(store, clock);
+        // Most tests exercise requests without a live agent; those about that refusal turn
+        // it back on with `with_accept_unenforced(false)`.
+        let state = AppState::new(store, clock).with_accept_unenforced(true);
         let token = bootstrap(&state).await.expect("bootstrap");
         (state, token)
     }

@@ -252,11 +252,18 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     if cfg.max_live_grants == 0 {
         say("ajar: no limit on the grants one principal may hold (--max-live-grants 0)");
     }
+    if cfg.accept_unenforced {
+        say(
+            "ajar: accepting requests on machines no live agent guards (--accept-unenforced): \
+             their grants must be enforced by something else",
+        );
+    }
     let state =
         ajar_server::AppState::new(store, std::sync::Arc::new(ajar_server::clock::SystemClock))
             .with_notifier(notifier)
             .with_oidc(providers)
-            .with_live_grant_limit(cfg.max_live_grants);
+            .with_live_grant_limit(cfg.max_live_grants)
+            .with_accept_unenforced(cfg.accept_unenforced);
     // Fetch the providers' keys now, so the first sign-in does not wait; failures are logged
     // and retried on first use.
     let oidc = state.oidc.clone();

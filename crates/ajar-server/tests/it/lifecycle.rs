@@ -396,9 +396,10 @@ async fn machines_show_their_jit_state_and_enable_with_defaults() {
     assert_eq!(states("NotConfigured").await, vec!["win1"]);
     assert_eq!(states("Unsupported").await, vec!["bare"]);
     let b: Machine = get_as(&app.admin, &format!("/api/v1{bare}")).await;
-    assert_eq!(
-        b.properties.unsupported_reason.as_deref(),
-        Some("no enforcement point")
+    let reason = b.properties.unsupported_reason.unwrap_or_default();
+    assert!(
+        reason.starts_with("no live agent guards this machine: register one with `ajar agent add"),
+        "the reason names the fix: {reason}"
     );
     // Subscription scope lists every group.
     let all: List<Machine> = get_as(&app.admin, &format!("/api/v1{SUB}/machines")).await;
