@@ -567,6 +567,8 @@ struct PortRow {
     number: u16,
     status: String,
     reason: String,
+    /// Status and reason in the words history uses for the request.
+    state: String,
     from: String,
     until: String,
     connect_to: Option<String>,
@@ -607,6 +609,7 @@ fn port_rows(req: &AccessRequest, addresses: &BTreeMap<String, String>) -> Vec<P
                 number: p.number,
                 status: p.status.to_string(),
                 reason: p.status_reason.to_string(),
+                state: p.state_words(),
                 from,
                 until: p.end_time_utc.to_string(),
                 connect_to,
@@ -623,7 +626,7 @@ const REQUEST_COLUMNS: &[Column<AccessRequest>] = &[
     ("PORTS", |r| {
         let ports: Vec<String> = port_rows(r, &BTreeMap::new())
             .iter()
-            .map(|p| format!("{}:{} {}", p.machine, p.number, p.status))
+            .map(|p| format!("{}:{} {}", p.machine, p.number, p.state))
             .collect();
         render::list(&ports)
     }),

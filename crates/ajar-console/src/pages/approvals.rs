@@ -146,7 +146,7 @@ pub(super) async fn history(State(c): State<Console>, req: Request) -> Response 
                 html! { (e.requestor) },
                 html! { (e.kind) },
                 html! { (e.target) },
-                html! { span class="state" { (e.state) } },
+                html! { span class="state" { (e.state_words()) } },
                 time(e.active_until.as_ref()),
             ]
         })
