@@ -488,7 +488,7 @@ pub async fn policy(ctx: &Ctx, cmd: PolicyCmd) -> CliResult {
 /// `ajar access ...`.
 #[derive(Debug, Subcommand)]
 pub enum AccessCmd {
-    /// Ask for access to machines' ports (like the vendor portal's "Request access").
+    /// Ask for access to machines' ports (the console's "Request access").
     Start(StartArgs),
     /// List access requests of a policy or a machine.
     List {

@@ -401,3 +401,32 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
         tracing::info!("shutting down");
     })
 }
+
+#[cfg(test)]
+mod wording_tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every command's long help, `ajar` first, each headed by its path.
+    fn all_help(cmd: &mut clap::Command, path: &str, out: &mut String) {
+        out.push_str(&format!("== {path}\n{}\n", cmd.render_long_help()));
+        for sub in cmd.get_subcommands_mut() {
+            let name = format!("{path} {}", sub.get_name());
+            all_help(sub, &name, out);
+        }
+    }
+
+    #[test]
+    fn no_help_text_speaks_of_how_ajar_is_made() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut text = String::new();
+        all_help(&mut cmd, "ajar", &mut text);
+        assert!(
+            text.contains("== ajar access start"),
+            "every subcommand is rendered"
+        );
+        let found = ajar_testkit::internal_wording(&text);
+        assert!(found.is_empty(), "{found:#?}");
+    }
+}

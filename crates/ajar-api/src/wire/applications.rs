@@ -31,7 +31,7 @@ pub struct ApplicationProperties {
     pub jit_access_policy: Option<JitAccessPolicy>,
 }
 
-/// An application's JIT access policy, in the vendor's field names.
+/// An application's JIT access policy.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JitAccessPolicy {
@@ -210,7 +210,7 @@ pub struct Application {
     pub request_figures: Option<RequestFigures>,
 }
 
-/// Request figures of a machine or an application, as the vendor's Configured tab shows them.
+/// Request figures of a machine or an application, as the console's Configured tab shows them.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RequestFigures {
@@ -273,7 +273,7 @@ pub struct EligibleRole {
     pub created_at: Timestamp,
 }
 
-/// Body of `PUT .../jitRequests/{name}`: a role activation request, in the vendor's shape.
+/// Body of `PUT .../jitRequests/{name}`: a role activation request.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JitRequestBody {
