@@ -56,7 +56,7 @@ else
   "$bin/createdb" -h 127.0.0.1 -p "$pgport" -U postgres ajar
   db="postgres://postgres@127.0.0.1:$pgport/ajar"
   port=$(free_port)
-  target/release/ajar serve --database-url "$db" --listen "127.0.0.1:$port" --log warn --max-live-grants 0 >"$dir/out" 2>"$dir/err" &
+  target/release/ajar serve --database-url "$db" --listen "127.0.0.1:$port" --log warn --max-live-grants 0 --accept-unenforced >"$dir/out" 2>"$dir/err" &
   server=$!
   for _ in $(seq 100); do grep -q 'bootstrap token' "$dir/out" 2>/dev/null && break; sleep 0.1; done
   token=$(sed -n 's/^ajar bootstrap token: //p' "$dir/out")

@@ -5,7 +5,7 @@ cargo build --release -p ajar -p ajar-bench
 dir=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 # One bench token stands for many users: no per-principal grant limit.
-target/release/ajar serve --data-dir "$dir" --listen "127.0.0.1:$port" --log warn --max-live-grants 0 >"$dir/out" 2>"$dir/err" &
+target/release/ajar serve --data-dir "$dir" --listen "127.0.0.1:$port" --log warn --max-live-grants 0 --accept-unenforced >"$dir/out" 2>"$dir/err" &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$dir"' EXIT
 for _ in $(seq 100); do grep -q 'bootstrap token' "$dir/out" 2>/dev/null && break; sleep 0.1; done

@@ -492,7 +492,7 @@ pub async fn policy(ctx: &Ctx, cmd: PolicyCmd) -> CliResult {
 /// `ajar access ...`.
 #[derive(Debug, Subcommand)]
 pub enum AccessCmd {
-    /// Ask for access to machines' ports (like the vendor portal's "Request access").
+    /// Ask for access to machines' ports (the console's "Request access").
     Start(StartArgs),
     /// List access requests, newest first: those made under one policy (--policy) or for one
     /// machine (--machine); give exactly one of the two.
@@ -579,6 +579,8 @@ struct PortRow {
     number: u16,
     status: String,
     reason: String,
+    /// Status and reason in the words history uses for the request.
+    state: String,
     from: String,
     until: String,
     connect_to: Option<String>,
@@ -619,6 +621,7 @@ fn port_rows(req: &AccessRequest, addresses: &BTreeMap<String, String>) -> Vec<P
                 number: p.number,
                 status: p.status.to_string(),
                 reason: p.status_reason.to_string(),
+                state: p.state_words(),
                 from,
                 until: p.end_time_utc.to_string(),
                 connect_to,
@@ -635,7 +638,7 @@ const REQUEST_COLUMNS: &[Column<AccessRequest>] = &[
     ("PORTS", |r| {
         let ports: Vec<String> = port_rows(r, &BTreeMap::new())
             .iter()
-            .map(|p| format!("{}:{} {}", p.machine, p.number, p.status))
+            .map(|p| format!("{}:{} {}", p.machine, p.number, p.state))
             .collect();
         render::list(&ports)
     }),

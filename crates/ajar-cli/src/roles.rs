@@ -252,7 +252,7 @@ const INBOX_COLUMNS: &[Column<JitRequest>] = &[
 const HISTORY_COLUMNS: &[Column<HistoryEntry>] = &[
     ("ID", |h| render::text(&h.id)),
     ("KIND", |h| render::text(&h.kind)),
-    ("STATE", |h| render::text(&h.state)),
+    ("STATE", |h| render::text(&h.state_words())),
     ("REQUESTER", |h| render::text(&h.requestor)),
     ("FOR", |h| render::text(&h.target)),
     ("ASKED", |h| render::text(&h.created_at)),

@@ -56,7 +56,10 @@ function poll() {
           var row = rows[i++]; if (!row) { return; }
           var state = p.status !== "Initiated" ? "closed" : (p.openSince ? "open" : "opening");
           var cell = row.querySelector("[data-state]");
-          cell.textContent = state; cell.className = "state " + state;
+          // Closed ports read as history reads their request: "Revoked (NewerRequestInitiated)".
+          var words = state !== "closed" ? state : "closed: " + p.status +
+            (p.statusReason && p.statusReason !== p.status ? " (" + p.statusReason + ")" : "");
+          cell.textContent = words; cell.className = "state " + state;
           if (p.connectionDetails) { row.children[3].textContent = p.connectionDetails.address + ":" + p.connectionDetails.port; }
           if (state === "opening") { pending = true; }
         });

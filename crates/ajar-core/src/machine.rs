@@ -78,18 +78,51 @@ impl MachineState {
     }
 }
 
-/// Decides a machine's state. Unsupported wins: a policy on a machine nothing enforces, or in
-/// a scope where an admin turned JIT off, protects nothing.
+/// What enforces grants on a machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enforcement<'a> {
+    /// An agent guards it and was heard from recently.
+    Live,
+    /// The agent named here guards it, but has not been heard from recently.
+    Silent(&'a str),
+    /// No agent guards it.
+    None,
+}
+
+impl Enforcement<'_> {
+    /// Why access cannot be enforced on the machine `machine` (called `subject` in the text,
+    /// e.g. "this machine" or its id), naming the fix; `None` when it can.
+    pub fn missing(&self, subject: &str, machine: &str) -> Option<String> {
+        match self {
+            Enforcement::Live => None,
+            Enforcement::None => Some(format!(
+                "no live agent guards {subject}: register one with `ajar agent add NAME \
+                 --machine {machine}` and start it on the host with `ajar agent --server URL \
+                 --token TOKEN`"
+            )),
+            Enforcement::Silent(agent) => Some(format!(
+                "no live agent guards {subject}: its agent {agent} has not been heard from in \
+                 the last {} s; start it on the host with `ajar agent --server URL --token \
+                 TOKEN`",
+                crate::agent::LIVE_WINDOW.as_secs()
+            )),
+        }
+    }
+}
+
+/// Decides the state of the machine `machine`. Unsupported wins: a policy on a machine
+/// nothing enforces, or in a scope where an admin turned JIT off, protects nothing.
 pub fn machine_state(
+    machine: &str,
     has_policy: bool,
-    has_enforcement_point: bool,
+    enforcement: Enforcement<'_>,
     jit_disabled_at: Option<&Scope>,
 ) -> MachineState {
     if let Some(scope) = jit_disabled_at {
         return MachineState::Unsupported(format!("JIT is disabled for scope {scope}"));
     }
-    if !has_enforcement_point {
-        return MachineState::Unsupported("no enforcement point".to_owned());
+    if let Some(reason) = enforcement.missing("this machine", machine) {
+        return MachineState::Unsupported(reason);
     }
     if has_policy {
         MachineState::Configured
@@ -104,17 +137,39 @@ mod tests {
 
     #[test]
     fn unsupported_wins_over_configured() {
-        assert_eq!(machine_state(true, true, None), MachineState::Configured);
+        let m = "/subscriptions/s1/resourceGroups/rg/machines/vm1";
+        let live = Enforcement::Live;
+        assert_eq!(machine_state(m, true, live, None), MachineState::Configured);
         assert_eq!(
-            machine_state(false, true, None),
+            machine_state(m, false, live, None),
             MachineState::NotConfigured
         );
-        assert_eq!(
-            machine_state(true, false, None),
-            MachineState::Unsupported("no enforcement point".into())
+        let MachineState::Unsupported(reason) = machine_state(m, true, Enforcement::None, None)
+        else {
+            panic!("a machine no agent guards is Unsupported");
+        };
+        assert!(
+            reason.starts_with("no live agent guards this machine"),
+            "{reason}"
+        );
+        assert!(
+            reason.contains(&format!("ajar agent add NAME --machine {m}"))
+                && reason.contains("ajar agent --server URL --token TOKEN"),
+            "the reason names the fix: {reason}"
+        );
+        let silent = Enforcement::Silent("edge-1")
+            .missing(m, m)
+            .unwrap_or_default();
+        assert!(
+            silent.contains("its agent edge-1 has not been heard from in the last 60 s")
+                && silent.contains("ajar agent --server URL --token TOKEN"),
+            "{silent}"
         );
         let sub = Scope::parse("/subscriptions/s1").unwrap_or(Scope::Root);
-        assert_eq!(machine_state(false, true, Some(&sub)).name(), "Unsupported");
+        assert_eq!(
+            machine_state(m, false, live, Some(&sub)).name(),
+            "Unsupported"
+        );
         assert!(Os::parse("Linux").is_ok() && Os::parse("bsd").is_err());
     }
 }

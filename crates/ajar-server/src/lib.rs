@@ -78,6 +78,9 @@ pub struct AppState {
     pub refusals: Arc<journal::Refusals>,
     /// Counters and histograms behind `GET /metrics`.
     pub metrics: Arc<metrics::Metrics>,
+    /// Whether access may open on machines no live agent guards (their grants are enforced by
+    /// something that reads them another way); by default such requests are refused.
+    pub accept_unenforced: bool,
     /// Turns true when the server begins shutting down, so long polls answer at once instead of
     /// holding the shutdown up.
     pub stopping: watch::Receiver<bool>,
@@ -103,6 +106,7 @@ impl AppState {
             refusals: Arc::default(),
             presence: Arc::default(),
             agents: Arc::default(),
+            accept_unenforced: false,
             stopping,
             stop: Arc::new(stop),
         }
@@ -120,6 +124,18 @@ impl AppState {
     pub fn with_live_grant_limit(mut self, limit: usize) -> Self {
         self.request_writer.live_grant_limit = limit;
         self
+    }
+
+    /// Accepts requests on machines no live agent guards (`true`), or refuses them (the default).
+    pub fn with_accept_unenforced(mut self, accept: bool) -> Self {
+        self.accept_unenforced = accept;
+        self
+    }
+
+    /// The presence to check machines' agents against before access opens; `None` when the
+    /// server accepts machines no live agent guards.
+    pub(crate) fn enforcement_check(&self) -> Option<&presence::Presence> {
+        (!self.accept_unenforced).then_some(&*self.presence)
     }
 
     /// Uses `notifier` to deliver notifications (e.g. with SMTP configured).

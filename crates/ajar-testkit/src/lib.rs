@@ -32,6 +32,36 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// Words about how ajar is made rather than about ajar and its users; user-facing text (help,
+/// the OpenAPI document, messages) must not use them.
+pub const INTERNAL_WORDS: &[&str] = &[
+    "brief",
+    "issue #",
+    "issues show",
+    "helper",
+    "the vendor",
+    "pull request",
+    "todo",
+    "fixme",
+    "xxx",
+    "claude",
+    "llm",
+];
+
+/// The lines of `text` that use one of [`INTERNAL_WORDS`] (case-insensitive), each with the
+/// word found.
+pub fn internal_wording(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| {
+            let lower = line.to_lowercase();
+            INTERNAL_WORDS
+                .iter()
+                .find(|w| lower.contains(*w))
+                .map(|w| format!("{w:?} in {line:?}"))
+        })
+        .collect()
+}
+
 /// Where every test's clock starts.
 pub const START: &str = "2026-01-01T00:00:00Z";
 
@@ -102,7 +132,9 @@ impl TestApp {
 
     async fn open(database_url: &str, clock: Arc<ManualClock>) -> (AppState, Option<String>) {
         let store = Store::open(database_url).await.expect("open store");
-        let state = AppState::new(store, clock);
+        // Most tests exercise requests without a live agent; those about that refusal turn
+        // it back on with `with_accept_unenforced(false)`.
+        let state = AppState::new(store, clock).with_accept_unenforced(true);
         let token = bootstrap(&state).await.expect("bootstrap");
         (state, token)
     }

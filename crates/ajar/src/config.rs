@@ -86,8 +86,14 @@ pub struct ServeArgs {
     /// The most grants (open ports) one principal may hold at once; 0 for no limit [default: 100].
     #[arg(long, env = "AJAR_MAX_LIVE_GRANTS")]
     pub max_live_grants: Option<usize>,
+    /// Accept requests on machines no live agent guards, for deployments whose grants are
+    /// enforced by something that reads them another way. Without it such requests are refused
+    /// with a reason naming the fix (register and start an agent).
+    #[arg(long, env = "AJAR_ACCEPT_UNENFORCED")]
+    pub accept_unenforced: bool,
     /// TOML configuration file with keys data_dir, database_url, listen, log, log_format,
-    /// smtp_url, smtp_from, webhook_allow_networks, max_live_grants, tls_cert, tls_key, and
+    /// smtp_url, smtp_from, webhook_allow_networks, max_live_grants, accept_unenforced,
+    /// tls_cert, tls_key, and
     /// [[oidc]] sections (issuer, audience, principal_claim, groups_claim, principal_prefix,
     /// groups_prefix, client_secret, name).
     #[arg(long, env = "AJAR_CONFIG")]
@@ -121,6 +127,7 @@ struct FileConfig {
     smtp_from: Option<String>,
     webhook_allow_networks: Option<Vec<String>>,
     max_live_grants: Option<usize>,
+    accept_unenforced: Option<bool>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     #[serde(default)]
@@ -157,6 +164,8 @@ pub struct ServeConfig {
     pub webhook_allow_networks: Vec<ajar_core::net::SourcePrefix>,
     /// The most grants one principal may hold at once (0: no limit).
     pub max_live_grants: usize,
+    /// Whether requests on machines no live agent guards are accepted.
+    pub accept_unenforced: bool,
     /// Trusted OpenID Connect issuers.
     pub oidc: Vec<ajar_oidc::IssuerConfig>,
     /// HTTPS: the certificate chain and key files.
@@ -216,7 +225,9 @@ impl ServeConfig {
             .max_live_grants
             .or(file.max_live_grants)
             .unwrap_or(ajar_server::engine::request_writer::DEFAULT_LIVE_GRANT_LIMIT);
+        let accept_unenforced = args.accept_unenforced || file.accept_unenforced.unwrap_or(false);
         Ok(ServeConfig {
+            accept_unenforced,
             oidc,
             tls,
             webhook_allow_networks,
@@ -327,6 +338,7 @@ mod tests {
             oidc_client_secret: None,
             webhook_allow_networks: Vec::new(),
             max_live_grants: None,
+            accept_unenforced: false,
             tls_cert: None,
             tls_key: None,
             config: None,
@@ -355,6 +367,24 @@ mod tests {
             ..args()
         };
         assert_eq!(ServeConfig::resolve(none).unwrap().max_live_grants, 0);
+    }
+
+    #[test]
+    fn unenforced_machines_are_accepted_only_when_the_flag_or_the_file_says_so() {
+        assert!(!ServeConfig::resolve(args()).unwrap().accept_unenforced);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ajar.toml");
+        std::fs::write(&file, "accept_unenforced = true\n").unwrap();
+        let from_file = ServeArgs {
+            config: Some(file),
+            ..args()
+        };
+        assert!(ServeConfig::resolve(from_file).unwrap().accept_unenforced);
+        let flag = ServeArgs {
+            accept_unenforced: true,
+            ..args()
+        };
+        assert!(ServeConfig::resolve(flag).unwrap().accept_unenforced);
     }
 
     #[test]

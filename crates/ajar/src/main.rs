@@ -302,11 +302,18 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     if cfg.max_live_grants == 0 {
         say("ajar: no limit on the grants one principal may hold (--max-live-grants 0)");
     }
+    if cfg.accept_unenforced {
+        say(
+            "ajar: accepting requests on machines no live agent guards (--accept-unenforced): \
+             their grants must be enforced by something else",
+        );
+    }
     let state =
         ajar_server::AppState::new(store, std::sync::Arc::new(ajar_server::clock::SystemClock))
             .with_notifier(notifier)
             .with_oidc(providers)
-            .with_live_grant_limit(cfg.max_live_grants);
+            .with_live_grant_limit(cfg.max_live_grants)
+            .with_accept_unenforced(cfg.accept_unenforced);
     // Fetch the providers' keys now, so the first sign-in does not wait; failures are logged
     // and retried on first use.
     let oidc = state.oidc.clone();
@@ -443,4 +450,33 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down");
     })
+}
+
+#[cfg(test)]
+mod wording_tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every command's long help, `ajar` first, each headed by its path.
+    fn all_help(cmd: &mut clap::Command, path: &str, out: &mut String) {
+        out.push_str(&format!("== {path}\n{}\n", cmd.render_long_help()));
+        for sub in cmd.get_subcommands_mut() {
+            let name = format!("{path} {}", sub.get_name());
+            all_help(sub, &name, out);
+        }
+    }
+
+    #[test]
+    fn no_help_text_speaks_of_how_ajar_is_made() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut text = String::new();
+        all_help(&mut cmd, "ajar", &mut text);
+        assert!(
+            text.contains("== ajar access start"),
+            "every subcommand is rendered"
+        );
+        let found = ajar_testkit::internal_wording(&text);
+        assert!(found.is_empty(), "{found:#?}");
+    }
 }

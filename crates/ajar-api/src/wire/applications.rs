@@ -31,7 +31,7 @@ pub struct ApplicationProperties {
     pub jit_access_policy: Option<JitAccessPolicy>,
 }
 
-/// An application's JIT access policy, in the vendor's field names.
+/// An application's JIT access policy.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JitAccessPolicy {
@@ -210,7 +210,7 @@ pub struct Application {
     pub request_figures: Option<RequestFigures>,
 }
 
-/// Request figures of a machine or an application, as the vendor's Configured tab shows them.
+/// Request figures of a machine or an application, as the console's Configured tab shows them.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RequestFigures {
@@ -273,7 +273,7 @@ pub struct EligibleRole {
     pub created_at: Timestamp,
 }
 
-/// Body of `PUT .../jitRequests/{name}`: a role activation request, in the vendor's shape.
+/// Body of `PUT .../jitRequests/{name}`: a role activation request.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JitRequestBody {
@@ -442,8 +442,6 @@ wire_enum! {
         Revoked = "Revoked",
         /// Enforcement could not apply it.
         Failed = "Failed",
-        /// Network access replaced by a newer request.
-        Superseded = "Superseded",
     }
 }
 
@@ -469,8 +467,13 @@ pub struct HistoryEntry {
     /// Who asked.
     pub requestor: String,
     /// `Pending`, `Approved`, `Active`, `Denied`, `Canceled`, `Timeout`, `Expired`,
-    /// `Revoked`, `Failed`, or `Superseded` (network access replaced by a newer request).
+    /// `Revoked` or `Failed`.
     pub state: HistoryState,
+    /// For network access whose ports have closed: why the last one closed, the `statusReason`
+    /// its port shows (`NewerRequestInitiated` when a newer request for the same machine, port
+    /// and source replaced it, `UserRequested`, `PolicyChanged` or `Expired`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_reason: Option<PortStatusReason>,
     /// When it was asked.
     #[schema(value_type = String)]
     pub created_at: Timestamp,
@@ -485,6 +488,22 @@ pub struct HistoryEntry {
     /// Why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub justification: Option<String>,
+}
+
+impl HistoryEntry {
+    /// The state as people read it, the same words a port of the request shows: `Revoked
+    /// (NewerRequestInitiated)`, `Expired`, `Active`.
+    pub fn state_words(&self) -> String {
+        state_words(self.state.as_str(), self.state_reason)
+    }
+}
+
+/// `state`, followed by `reason` in parentheses when there is one and it is not the same word.
+pub fn state_words(state: &str, reason: Option<PortStatusReason>) -> String {
+    match reason {
+        Some(r) if r.as_str() != state => format!("{state} ({r})"),
+        _ => state.to_owned(),
+    }
 }
 
 /// An approval or denial.

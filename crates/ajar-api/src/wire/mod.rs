@@ -77,8 +77,8 @@ pub struct List<T> {
     pub next_link: Option<String>,
 }
 
-/// Source prefixes given either as one string or as an array of strings (the vendor's
-/// PowerShell examples put an array in the singular field).
+/// Source prefixes given either as one string or as an array of strings (an array is accepted
+/// in the singular field too).
 #[derive(Debug, Clone, PartialEq, Eq, Default, ToSchema)]
 #[schema(value_type = Vec<String>)]
 pub struct SourceList(pub Vec<SourcePrefix>);

@@ -26,11 +26,11 @@ pub struct PolicyBody {
 pub struct PolicyProperties {
     /// Covered machines and their ports.
     pub virtual_machines: Vec<PolicyMachine>,
-    /// ajar's addition: cut connections opened during a window when it ends (default false:
-    /// established connections survive, as with the vendor's JIT).
+    /// Cut connections opened during a window when it ends (default false: established
+    /// connections survive, and only new ones are refused).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cut_established_on_expiry: bool,
-    /// ajar's addition: `AutoApprove` (default, as in the vendor's JIT) or `ManualApprove`.
+    /// `AutoApprove` (the default: requests are granted at once) or `ManualApprove`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval_mode: Option<String>,
     /// ajar's addition: who may approve requests under the policy.

@@ -207,6 +207,19 @@ pub struct AccessRequestMachine {
     pub ports: Vec<AccessRequestPort>,
 }
 
+impl AccessRequestPort {
+    /// The port's state as people read it, the same words history shows for its request:
+    /// `Initiated`, `Revoked (NewerRequestInitiated)`, `Revoked (Expired)`, `Pending`.
+    pub fn state_words(&self) -> String {
+        match self.status {
+            PortState::Revoked => {
+                super::state_words(self.status.as_str(), Some(self.status_reason))
+            }
+            _ => self.status.to_string(),
+        }
+    }
+}
+
 /// One port of a request and its state.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

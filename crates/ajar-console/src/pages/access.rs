@@ -290,10 +290,11 @@ pub(super) async fn access_status(State(c): State<Console>, req: Request) -> Res
             .and_then(|x| x.properties.addresses.first().map(ToString::to_string))
             .unwrap_or_default();
         for p in &m.ports {
-            let state = match (p.status == PortState::Initiated, p.open_since.is_some()) {
-                (true, true) => "open",
-                (true, false) => "opening",
-                _ => "closed",
+            let (state, words) = match (p.status == PortState::Initiated, p.open_since.is_some()) {
+                (true, true) => ("open", "open".to_owned()),
+                (true, false) => ("opening", "opening".to_owned()),
+                // Closed: in the words history shows for the request.
+                _ => ("closed", format!("closed: {}", p.state_words())),
             };
             let connect = match &p.connection_details {
                 Some(to) => format!("{}:{}", to.address, to.port),
@@ -303,7 +304,7 @@ pub(super) async fn access_status(State(c): State<Console>, req: Request) -> Res
             rows.push(vec![
                 html! { (m.id.rsplit('/').next().unwrap_or("")) },
                 html! { (p.number) },
-                html! { span class={ "state " (state) } data-state { (state) } },
+                html! { span class={ "state " (state) } data-state { (words) } },
                 html! { (connect) },
                 html! { span class="countdown" data-end=(p.end_time_utc) { (p.end_time_utc) } },
             ]);

@@ -189,7 +189,7 @@ pub(super) async fn history(State(c): State<Console>, req: Request) -> Response 
                 html! { (e.requestor) },
                 html! { (e.kind) },
                 request_for(e.kind, &e.target, &e.machines),
-                html! { span class="state" { (e.state) } },
+                html! { span class="state" { (e.state_words()) } },
                 time(e.active_until.as_ref()),
             ]
         })

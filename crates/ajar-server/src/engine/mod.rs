@@ -4,6 +4,7 @@
 //! writer (group commit of network requests) lives here too.
 
 pub mod desired;
+pub mod enforced;
 pub mod error;
 pub mod request_writer;
 pub mod requests;

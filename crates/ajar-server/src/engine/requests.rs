@@ -8,12 +8,14 @@
 //! against the policy as it is then and stored as an ordinary network access request (same id
 //! as the approval request's name), which the agents enforce and the network scheduler closes.
 
+use super::enforced::unenforced;
 use super::request_writer::{NewAccess, store_in};
 use super::{EngineError, EngineResult};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::journal::Actor;
 use crate::notify::{self, Notice, NoticeEvent};
+use crate::presence::Presence;
 use ajar_api::wire::{ApplicationProperties, InitiateBody};
 use ajar_core::FieldError;
 use ajar_core::activity::Outcome;
@@ -386,7 +388,7 @@ pub(crate) async fn open_network_access(
     row: &JitRequestRow,
     l: &mut Lifecycle,
     now: Timestamp,
-    live_grant_limit: usize,
+    opening: Opening<'_>,
 ) -> EngineResult<Result<(), String>> {
     let detail = network_detail(row)?;
     let Some(policy_row) = tx.policy(&row.application_id).await? else {
@@ -397,6 +399,13 @@ pub(crate) async fn open_network_access(
         Ok(p) => p,
         Err(e) => return Ok(Err(format!("{}: {}", e.target, e.message))),
     };
+    if let Some(presence) = opening.enforced_by {
+        let machines: Vec<String> = planned.iter().map(|p| p.machine.to_string()).collect();
+        if let Some(refusal) = unenforced(tx, presence, &machines, now).await? {
+            return Ok(Err(refusal.message));
+        }
+    }
+    let live_grant_limit = opening.live_grant_limit;
     let Ok(policy) = ResourceId::parse(&row.application_id) else {
         return Ok(Err("the policy id is not valid".to_owned()));
     };
@@ -443,6 +452,26 @@ pub(crate) async fn close_network_access(
     Ok(())
 }
 
+/// What opening an approved network request checks besides its policy.
+#[derive(Clone, Copy)]
+pub(crate) struct Opening<'a> {
+    /// Most grants one principal may hold at once; 0 for no limit.
+    pub(crate) live_grant_limit: usize,
+    /// Whose last-seen times decide that a live agent guards each machine; `None` when the
+    /// server accepts machines no live agent guards.
+    pub(crate) enforced_by: Option<&'a Presence>,
+}
+
+impl<'a> Opening<'a> {
+    /// The checks the server `state` makes.
+    pub(crate) fn of(state: &'a AppState) -> Self {
+        Opening {
+            live_grant_limit: state.request_writer.live_grant_limit,
+            enforced_by: state.enforcement_check(),
+        }
+    }
+}
+
 /// Applies what a change of state means outside the lifecycle: a network request that became
 /// active opens its ports (or fails), one that was revoked closes them.
 pub(crate) async fn apply_effects(
@@ -451,16 +480,14 @@ pub(crate) async fn apply_effects(
     before: &Lifecycle,
     mut after: Lifecycle,
     now: Timestamp,
-    live_grant_limit: usize,
+    opening: Opening<'_>,
 ) -> EngineResult<Lifecycle> {
     if row.kind != NETWORK || before.state == after.state {
         return Ok(after);
     }
     match (before.state, after.state) {
         (_, RequestState::Active) => {
-            if let Err(reason) =
-                open_network_access(tx, row, &mut after, now, live_grant_limit).await?
-            {
+            if let Err(reason) = open_network_access(tx, row, &mut after, now, opening).await? {
                 tracing::warn!(request = %row.id, %reason, "approved network access could not open");
                 after = after.apply(Event::Fail(reason), &ApprovalRule::default(), now)?;
             }
@@ -499,8 +526,24 @@ pub(crate) async fn transition(
     };
     let before = row.lifecycle.clone();
     let after = before.apply(event, &rule, now)?;
-    let limit = state.request_writer.live_grant_limit;
-    let after = apply_effects(&mut tx, &row, &before, after, now, limit).await?;
+    let opening = Opening::of(state);
+    // An approval that would open network access on a machine no live agent guards is refused
+    // and changes nothing: the request stays as it was, to be approved once an agent runs.
+    if let Some(presence) = opening.enforced_by
+        && row.kind == NETWORK
+        && after.state == RequestState::Active
+        && before.state != RequestState::Active
+    {
+        let machines = network_detail(&row)?
+            .requested
+            .iter()
+            .map(|m| m.machine.to_string())
+            .collect::<Vec<_>>();
+        if let Some(refusal) = unenforced(&mut tx, presence, &machines, now).await? {
+            return Err(refusal.into());
+        }
+    }
+    let after = apply_effects(&mut tx, &row, &before, after, now, opening).await?;
     save(&mut tx, &mut row, &after).await?;
     journal_steps(&mut tx, actor, &row, Some(&before), &after, now).await?;
     tx.commit().await?;
@@ -564,12 +607,12 @@ pub(crate) async fn run_due(state: &AppState, now: Timestamp) -> StoreResult<u64
         let Ok(after) = before.apply(Event::Tick, &ApprovalRule::default(), now) else {
             continue;
         };
-        let limit = state.request_writer.live_grant_limit;
+        let opening = Opening::of(state);
         // Each request moves whole or not at all: one that fails midway is undone and tried
         // again next pass, and the others still move.
         let point = tx.savepoint().await?;
         let moved: EngineResult<bool> = async {
-            let after = apply_effects(&mut tx, &row, &before, after, now, limit).await?;
+            let after = apply_effects(&mut tx, &row, &before, after, now, opening).await?;
             save(&mut tx, &mut row, &after).await?;
             journal_steps(
                 &mut tx,

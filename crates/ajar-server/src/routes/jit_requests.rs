@@ -18,7 +18,7 @@ use ajar_api::ErrorCode;
 use ajar_api::wire::{
     DecisionBody, DecisionView, ExtendBody, HistoryEntry, HistoryState, InitiateBody,
     JitAuthorizationPolicy, JitRequest, JitRequestBody, JitRequestView, JitSchedulingPolicy, List,
-    RequestKind,
+    PortStatusReason, RequestKind,
 };
 use ajar_core::duration::{AccessDuration, MAX_ACCESS, MIN_ACCESS};
 use ajar_core::id::{ResourceId, ResourceKind, Scope};
@@ -604,21 +604,23 @@ fn machine_ids(ids: impl Iterator<Item = String>) -> Vec<String> {
     out
 }
 
-/// A network access request's state in history words: open ports make it `Active`; closed, it
-/// is `Expired`, `Superseded` or `Revoked` by the reason its last port closed.
-fn network_state(ports: &[ajar_store::PortRow]) -> HistoryState {
+/// A network access request's state in history words, with the reason in its ports' words:
+/// open ports make it `Active`; closed, it is `Expired` when its window ended and `Revoked`
+/// otherwise, with the `statusReason` of the port that closed last (a request replaced by a
+/// newer one is `Revoked`, `NewerRequestInitiated`, as its ports say).
+fn network_state(ports: &[ajar_store::PortRow]) -> (HistoryState, Option<PortStatusReason>) {
     use ajar_core::request::PortStatus;
     if ports.iter().any(|p| p.status == PortStatus::Initiated) {
-        return HistoryState::Active;
+        return (HistoryState::Active, None);
     }
     match ports
         .iter()
         .max_by_key(|p| p.removed_at)
         .map(|p| p.status_reason)
     {
-        Some(StatusReason::Expired) => HistoryState::Expired,
-        Some(StatusReason::NewerRequestInitiated) => HistoryState::Superseded,
-        _ => HistoryState::Revoked,
+        Some(StatusReason::Expired) => (HistoryState::Expired, Some(PortStatusReason::Expired)),
+        Some(reason) => (HistoryState::Revoked, Some(reason.into())),
+        None => (HistoryState::Revoked, None),
     }
 }
 
@@ -844,6 +846,7 @@ async fn history_batch(
                 },
                 requestor: row.requester.clone(),
                 state: HistoryState::from(row.state),
+                state_reason: None,
                 created_at: row.created_at,
                 active_from: l.window.map(|(f, _)| f),
                 active_until: l.window.map(|(_, u)| u),
@@ -871,7 +874,7 @@ async fn history_batch(
         for (req, ports) in rows {
             // A request in another state is not shown, but the walk still passes it: skipping
             // it here would leave a batch of them to be read again and again.
-            let state_word = network_state(&ports);
+            let (state_word, state_reason) = network_state(&ports);
             let asked = filter.state.is_none_or(|s| s == state_word.as_str());
             let visible = asked
                 && (req.requestor == caller.principal
@@ -886,6 +889,7 @@ async fn history_batch(
                     machines: machine_ids(ports.iter().map(|p| p.machine_id.clone())),
                     requestor: req.requestor.clone(),
                     state: state_word,
+                    state_reason,
                     created_at: req.created_at,
                     active_from: Some(req.created_at),
                     active_until: ports.iter().map(|p| p.end_time).max(),

@@ -12,7 +12,6 @@ use ajar_api::ErrorCode;
 use ajar_api::wire::{
     JitState, List, Machine, MachineBody, MachineProperties, MachineView, RequestFigures,
 };
-use ajar_core::agent::is_live;
 use ajar_core::id::{ResourceId, ResourceKind, Scope};
 use ajar_core::machine::machine_state;
 use ajar_core::rbac::actions;
@@ -73,10 +72,9 @@ fn state_of(
 ) -> ajar_core::machine::MachineState {
     let scope = Scope::parse(&row.id).unwrap_or(Scope::Root);
     machine_state(
+        &row.id,
         row.policy_id.is_some(),
-        row.agent_id
-            .as_deref()
-            .is_some_and(|a| is_live(presence.last_seen(a, row.agent_last_seen), now)),
+        crate::engine::enforced::enforcement_of(row, now, presence),
         disabled_at(&scope, disabled),
     )
 }

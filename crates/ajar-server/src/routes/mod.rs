@@ -19,6 +19,7 @@ pub mod requests;
 pub mod sessions;
 pub mod settings;
 pub mod tokens;
+pub mod unknown;
 
 use crate::error::{AppError, AppResult};
 use ajar_api::ErrorCode;
@@ -29,9 +30,20 @@ use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use serde::Serialize;
 
-/// Unknown paths.
-pub async fn not_found() -> AppError {
-    AppError::new(ErrorCode::NotFound, "no such API path")
+/// Unknown paths, answered with what shape was expected (see [`unknown::explain`]).
+pub async fn not_found(uri: axum::http::Uri) -> AppError {
+    static PATTERNS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let patterns = PATTERNS.get_or_init(|| {
+        let (_, document) = openapi::documented().split_for_parts();
+        let mut patterns: Vec<String> = document.paths.paths.keys().cloned().collect();
+        patterns
+            .extend(["/api/v1/openapi.json", "/healthz", "/readyz", "/metrics"].map(str::to_owned));
+        patterns
+    });
+    AppError::new(
+        ErrorCode::NotFound,
+        unknown::explain(uri.path(), patterns.iter().map(String::as_str)),
+    )
 }
 
 /// Known paths with an unsupported method.

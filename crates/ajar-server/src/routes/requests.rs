@@ -10,6 +10,7 @@ use super::{Reply, resource_id};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::body::RawBody;
+use crate::engine::enforced::unenforced;
 use crate::engine::requests::{NetworkFiling, file_network_request};
 use crate::engine::requests::{blocking_scopes, port_rows};
 use crate::error::{AppError, AppResult};
@@ -124,9 +125,15 @@ pub async fn initiate(
             .at(&mut tx, &policy_text, &etag)
             .await?
             .ok_or_else(|| AppError::not_found(&id))?;
-        drop(tx);
         let now = at_store_precision(state.clock.now());
         let planned = plan_initiate(&rules, &requested, now, caller.address)?;
+        if let Some(presence) = state.enforcement_check() {
+            let machines: Vec<String> = requested.iter().map(|m| m.machine.to_string()).collect();
+            if let Some(refusal) = unenforced(&mut tx, presence, &machines, now).await? {
+                return Err(refusal.into());
+            }
+        }
+        drop(tx);
         if !rules.approval.automatic {
             let filing = NetworkFiling {
                 policy: &id,

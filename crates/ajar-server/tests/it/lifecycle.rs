@@ -396,9 +396,10 @@ async fn machines_show_their_jit_state_and_enable_with_defaults() {
     assert_eq!(states("NotConfigured").await, vec!["win1"]);
     assert_eq!(states("Unsupported").await, vec!["bare"]);
     let b: Machine = get_as(&app.admin, &format!("/api/v1{bare}")).await;
-    assert_eq!(
-        b.properties.unsupported_reason.as_deref(),
-        Some("no enforcement point")
+    let reason = b.properties.unsupported_reason.unwrap_or_default();
+    assert!(
+        reason.starts_with("no live agent guards this machine: register one with `ajar agent add"),
+        "the reason names the fix: {reason}"
     );
     // Subscription scope lists every group.
     let all: List<Machine> = get_as(&app.admin, &format!("/api/v1{SUB}/machines")).await;
@@ -572,4 +573,74 @@ async fn concurrent_initiates_are_all_stored_and_exactly_one_per_source_stays_op
         })
         .count();
     assert_eq!(superseded, 19);
+}
+
+#[tokio::test]
+async fn a_superseded_request_reads_the_same_in_every_view() {
+    let app = TestApp::spawn().await;
+    setup(&app).await;
+    let port = json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":"10.9.0.1"});
+    let first = id_of(&initiate(&app.admin, POLICY, port.clone()).await);
+    app.advance(SignedDuration::from_secs(1));
+    let second = id_of(&initiate(&app.admin, POLICY, port).await);
+
+    // The request's own view: its port is Revoked because a newer request replaced it.
+    let req: AccessRequest = get_as(&app.admin, &format!("/api/v1{POLICY}/requests/{first}")).await;
+    let p = &req.virtual_machines[0].ports[0];
+    assert_eq!(
+        (p.status, p.status_reason),
+        (PortState::Revoked, PortStatusReason::NewerRequestInitiated)
+    );
+    assert_eq!(p.state_words(), "Revoked (NewerRequestInitiated)");
+
+    // History says the same pair, not a word of its own.
+    let history: List<ajar_api::wire::HistoryEntry> = get_as(&app.admin, "/api/v1/history").await;
+    let entry = history
+        .value
+        .iter()
+        .find(|e| e.id == first)
+        .expect("in history");
+    assert_eq!(entry.state, ajar_api::wire::HistoryState::Revoked);
+    assert_eq!(
+        entry.state_reason,
+        Some(PortStatusReason::NewerRequestInitiated)
+    );
+    assert_eq!(entry.state_words(), p.state_words());
+    let newer = history
+        .value
+        .iter()
+        .find(|e| e.id == second)
+        .expect("in history");
+    assert_eq!((newer.state.as_str(), newer.state_reason), ("Active", None));
+    // Filtering by the word finds it; the old word is not a state.
+    let revoked: List<ajar_api::wire::HistoryEntry> =
+        get_as(&app.admin, "/api/v1/history?state=Revoked").await;
+    assert_eq!(
+        revoked
+            .value
+            .iter()
+            .map(|e| e.id.as_str())
+            .collect::<Vec<_>>(),
+        [first.as_str()]
+    );
+    let r = call(
+        &app.admin,
+        Method::GET,
+        "/api/v1/history?state=Superseded",
+        None,
+    )
+    .await;
+    assert_eq!((r.status, target(&r)), (400, "state".to_owned()));
+
+    // The window of the newer one ends: Expired, and its port says why it closed.
+    app.advance(SignedDuration::from_hours(1));
+    app.tick().await;
+    let history: List<ajar_api::wire::HistoryEntry> = get_as(&app.admin, "/api/v1/history").await;
+    let newer = history
+        .value
+        .iter()
+        .find(|e| e.id == second)
+        .expect("in history");
+    assert_eq!(newer.state_words(), "Expired");
+    assert_eq!(newer.state_reason, Some(PortStatusReason::Expired));
 }

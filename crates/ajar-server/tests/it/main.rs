@@ -11,6 +11,7 @@ mod approvals;
 mod authz;
 mod credentials;
 mod cross_scope;
+mod enforcement;
 mod history_scopes;
 mod jit_requests;
 mod lifecycle;

@@ -29,6 +29,17 @@ async fn openapi_describes_every_route() {
     assert!(r.body["components"]["securitySchemes"]["bearer"].is_object());
 }
 
+/// The OpenAPI document speaks of ajar and its users, never of how ajar is made.
+#[tokio::test]
+async fn the_openapi_document_has_no_internal_wording() {
+    let app = TestApp::spawn().await;
+    let r = call(&app.client(None), Method::GET, "/api/v1/openapi.json", None).await;
+    assert_eq!(r.status, 200);
+    let text = serde_json::to_string_pretty(&r.body).unwrap();
+    let found = ajar_testkit::internal_wording(&text);
+    assert!(found.is_empty(), "{found:#?}");
+}
+
 /// Every documented path answers exactly its documented methods: the routes are the document.
 #[tokio::test]
 async fn every_documented_path_serves_exactly_its_documented_methods() {

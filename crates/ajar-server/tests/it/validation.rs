@@ -453,3 +453,40 @@ async fn a_machine_belongs_to_one_policy() {
         "a covered machine cannot be deleted"
     );
 }
+
+#[tokio::test]
+async fn an_unknown_path_says_what_shape_was_expected() {
+    let app = TestApp::spawn().await;
+    let says = |path: &'static str, expected: &'static str| {
+        let admin = app.admin.clone();
+        async move {
+            let r = call(&admin, Method::GET, path, None).await;
+            assert_eq!((r.status, code(&r)), (404, ErrorCode::NotFound), "{path}");
+            let message = error_of(&r).message;
+            assert!(message.contains(expected), "{path}: {message}");
+        }
+    };
+    // A server URL that already ends in /api/v1.
+    says(
+        "/api/v1/api/v1/tokens",
+        "should be the server's root, e.g. http://host:8600, not …/api/v1",
+    )
+    .await;
+    // A typo in a fixed word: the closest route.
+    says(
+        "/api/v1/subscriptions/s1/resourceGroups/rg1/jitNetworkAccessPolicy/default",
+        "the closest route is /api/v1/subscriptions/{sub}/resourceGroups/{rg}/jitNetworkAccessPolicies/{name}",
+    )
+    .await;
+    // A full id where a name belongs (an approvalRequestId pasted after …/jitRequests/).
+    says(
+        "/api/v1/subscriptions/s1/resourceGroups/rg1/jitRequests//subscriptions/s1/resourceGroups/rg1/jitRequests/abc/approve",
+        "a full resource id where a name belongs",
+    )
+    .await;
+    says(
+        "/api/v1/nothing",
+        "GET /api/v1/openapi.json lists every route",
+    )
+    .await;
+}

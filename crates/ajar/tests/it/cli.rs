@@ -1799,3 +1799,48 @@ async fn the_agent_logs_losing_the_server_and_reconnecting() {
     let _ = agent.wait();
     running.abort();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_superseded_request_reads_the_same_in_access_list_and_request_list() {
+    let app = TestApp::spawn().await;
+    let t = admin(&app);
+    machines_and_policy(&app).await;
+    let start = [
+        "access",
+        "start",
+        VM,
+        "--port",
+        "22",
+        "--duration",
+        "1h",
+        "--source",
+        "10.9.0.1",
+        "-o",
+        "json",
+    ];
+    let first: AccessRequest = run(&app, &t, &start).await.ok().typed();
+    app.advance(SignedDuration::from_secs(1));
+    run(&app, &t, &start).await.ok();
+    let words = "Revoked (NewerRequestInitiated)";
+    let access = run(&app, &t, &["access", "list", "--policy", POLICY])
+        .await
+        .ok();
+    let line = access
+        .stdout
+        .lines()
+        .find(|l| l.contains(&first.id))
+        .unwrap_or_else(|| panic!("{}", access.stdout));
+    assert!(line.contains(&format!("vm1:22 {words}")), "{line}");
+    let requests = run(&app, &t, &["request", "list"]).await.ok();
+    let line = requests
+        .stdout
+        .lines()
+        .find(|l| l.contains(&first.id))
+        .unwrap_or_else(|| panic!("{}", requests.stdout));
+    assert!(line.contains(words), "{line}");
+    assert!(
+        !requests.stdout.contains("Superseded"),
+        "{}",
+        requests.stdout
+    );
+}

@@ -30,6 +30,7 @@ fn ajar() -> Command {
         "AJAR_TOKEN",
         "AJAR_PROFILE",
         "AJAR_CLI_CONFIG",
+        "AJAR_ACCEPT_UNENFORCED",
     ] {
         c.env_remove(var);
     }
@@ -48,6 +49,8 @@ fn serve(data_dir: &std::path::Path) -> Served {
         .args(["serve", "--data-dir"])
         .arg(data_dir)
         .args(["--listen", "127.0.0.1:0", "--log", "warn"])
+        // Requests here run without agents.
+        .arg("--accept-unenforced")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
