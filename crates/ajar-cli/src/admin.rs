@@ -353,15 +353,16 @@ async fn add_this_host(ctx: &Ctx, host: ThisHost) -> CliResult {
         host.addresses
             .iter()
             .map(|a| {
-                a.trim().parse::<IpAddr>().map_err(|_| {
-                    CliError::Failed(format!("--address: {a:?} is not an IP address"))
-                })
+                a.trim()
+                    .parse::<IpAddr>()
+                    .map_err(|_| CliError::Failed(format!("--address: {a:?} is not an IP address")))
             })
             .collect::<CliResult<_>>()?
     };
-    let file = NewTokenFile::check(host.token_file.unwrap_or_else(|| {
-        std::path::PathBuf::from(format!("ajar-agent-{name}.token"))
-    }))?;
+    let file = NewTokenFile::check(
+        host.token_file
+            .unwrap_or_else(|| std::path::PathBuf::from(format!("ajar-agent-{name}.token"))),
+    )?;
     let machine_id = format!("{group}/machines/{name}");
     let machine = ResourceId::parse(&machine_id).map_err(|e| refused("--resource-group", e))?;
     let shown: Vec<String> = addresses.iter().map(ToString::to_string).collect();
