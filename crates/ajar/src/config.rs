@@ -348,6 +348,7 @@ mod tests {
             tls_cert: None,
             tls_key: None,
             config: None,
+            mint_owner_token: None,
         }
     }
 

@@ -327,11 +327,11 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     match tls {
         Some(tls) => {
             reload_on_sighup(tls.clone())?;
-            eprintln!("ajar: listening on https://{addr}");
+            say(&format!("ajar: listening on https://{addr}"));
             ajar_server::serve_tls(listener, tls, state.clone(), shutdown).await?;
         }
         None => {
-            eprintln!("ajar: listening on http://{addr}");
+            say(&format!("ajar: listening on http://{addr}"));
             ajar_server::serve(listener, state.clone(), shutdown).await?;
         }
     }
