@@ -5,8 +5,8 @@ use crate::render::Column;
 use crate::roles::principal;
 use crate::{Answer, CliError, CliResult, Conn, Ctx, Output, refused, render, usage};
 use ajar_api::wire::{
-    ActivityRecord, ActivityVerification, Agent, AgentCreate, JitSettings, List, Me, Token,
-    TokenCreate,
+    ActivityRecord, ActivityVerification, Agent, AgentCreate, JitSettings, List, Machine,
+    MachineBody, MachineProperties, Me, Token, TokenCreate,
 };
 use ajar_core::agent::{AgentMode, PortRange};
 use ajar_core::id::{Name, ResourceId};
@@ -100,18 +100,22 @@ pub enum Mode {
 /// `ajar agent add|list|show|rm` (without a subcommand, `ajar agent` runs an agent).
 #[derive(Debug, Subcommand)]
 pub enum AgentCmd {
-    /// Register an agent; its token is shown once.
+    /// Register an agent; its token is shown once (or written to --token-file). With
+    /// --this-host: register this host as a machine too, guarded by the new agent, and print
+    /// the command that starts the agent here.
     Add {
         #[allow(missing_docs, reason = "flattened flags carry their own help")]
         #[command(flatten)]
         conn: Conn,
-        /// Its name.
-        name: String,
+        /// Its name (with --this-host also the machine's) [default with --this-host: this
+        /// host's name].
+        #[arg(required_unless_present = "this_host")]
+        name: Option<String>,
         /// Host or gateway.
         #[arg(long, value_enum, default_value_t = Mode::Host)]
         mode: Mode,
         /// Machine it guards (repeatable).
-        #[arg(long = "machine")]
+        #[arg(long = "machine", conflicts_with = "this_host")]
         machines: Vec<String>,
         /// Gateway: the address clients connect to.
         #[arg(long)]
@@ -123,6 +127,21 @@ pub enum AgentCmd {
         /// gateway, where it may forward to; for a host, its own addresses.
         #[arg(long = "address-prefix")]
         address_prefixes: Vec<String>,
+        /// Register this host as a Linux machine (its name, its addresses) and the agent in host
+        /// mode guarding it; writes the token to a file and prints the command to start it.
+        #[arg(long)]
+        this_host: bool,
+        /// With --this-host: the resource group of the machine.
+        #[arg(long, requires = "this_host", default_value = DEFAULT_GROUP)]
+        resource_group: String,
+        /// With --this-host: the machine's address (repeatable) [default: every address of this
+        /// host, as `ip address` lists them].
+        #[arg(long = "address", requires = "this_host")]
+        addresses: Vec<String>,
+        /// Write the token to this new file (readable by its owner only) instead of printing
+        /// it [default with --this-host: ./ajar-agent-NAME.token].
+        #[arg(long)]
+        token_file: Option<std::path::PathBuf>,
     },
     /// Registered agents and their health.
     List {
@@ -210,11 +229,44 @@ async fn manage_agents(cmd: AgentCmd) -> CliResult {
             public_address,
             mapped_ports,
             address_prefixes,
+            this_host,
+            resource_group,
+            addresses,
+            token_file,
         } => {
+            let address_prefixes = if address_prefixes.is_empty() {
+                None
+            } else {
+                Some(
+                    address_prefixes
+                        .iter()
+                        .map(|p| SourcePrefix::parse(p).map_err(|e| refused("--address-prefix", e)))
+                        .collect::<CliResult<_>>()?,
+                )
+            };
+            if this_host {
+                if matches!(mode, Mode::Gateway) {
+                    return Err(usage(
+                        "--this-host registers an agent in host mode; leave out --mode gateway",
+                    ));
+                }
+                let host = ThisHost {
+                    name,
+                    resource_group,
+                    addresses,
+                    address_prefixes,
+                    token_file,
+                };
+                return add_this_host(ctx, host).await;
+            }
+            let Some(name) = name else {
+                return Err(usage("give the agent's name, or --this-host"));
+            };
             let machines: Vec<String> = machines
                 .iter()
                 .map(|m| parse::id(m))
                 .collect::<CliResult<_>>()?;
+            let token_file = token_file.map(NewTokenFile::check).transpose()?;
             let body = AgentCreate {
                 name: Name::parse(&name).map_err(|e| refused("name", e))?,
                 mode: match mode {
@@ -237,29 +289,34 @@ async fn manage_agents(cmd: AgentCmd) -> CliResult {
                 mapped_port_range: mapped_ports
                     .map(|r| PortRange::parse(&r).map_err(|e| refused("--mapped-ports", e)))
                     .transpose()?,
-                address_prefixes: if address_prefixes.is_empty() {
-                    None
-                } else {
-                    Some(
-                        address_prefixes
-                            .iter()
-                            .map(|p| {
-                                SourcePrefix::parse(p).map_err(|e| refused("--address-prefix", e))
-                            })
-                            .collect::<CliResult<_>>()?,
-                    )
-                },
+                address_prefixes,
             };
-            let a: Answer<Agent> = ctx.post("/api/v1/agents", &body).await?;
-            match ctx.output {
-                Output::Json => render::json(&a.json),
-                Output::Table => {
-                    crate::outln!(
-                        "agent {name} registered as {}; its token (shown only now):",
-                        a.body.id
+            let mut a: Answer<Agent> = ctx.post("/api/v1/agents", &body).await?;
+            match token_file {
+                Some(file) => {
+                    let path = file.write(a.body.token.as_deref().unwrap_or(""))?;
+                    if let Some(obj) = a.json.as_object_mut() {
+                        obj.remove("token");
+                    }
+                    ctx.done(
+                        &a,
+                        &format!(
+                            "agent {name} registered as {}; its token is in {}",
+                            a.body.id,
+                            path.display()
+                        ),
                     );
-                    crate::outln!("{}", a.body.token.as_deref().unwrap_or(""));
                 }
+                None => match ctx.output {
+                    Output::Json => render::json(&a.json),
+                    Output::Table => {
+                        crate::outln!(
+                            "agent {name} registered as {}; its token (shown only now):",
+                            a.body.id
+                        );
+                        crate::outln!("{}", a.body.token.as_deref().unwrap_or(""));
+                    }
+                },
             }
         }
         AgentCmd::List { .. } => {
@@ -276,6 +333,216 @@ async fn manage_agents(cmd: AgentCmd) -> CliResult {
         }
     }
     Ok(())
+}
+
+/// The resource group `ajar agent add --this-host` puts this host's machine in by default.
+pub const DEFAULT_GROUP: &str = "/subscriptions/local/resourceGroups/local";
+
+/// What `ajar agent add --this-host` was given.
+struct ThisHost {
+    name: Option<String>,
+    resource_group: String,
+    addresses: Vec<String>,
+    address_prefixes: Option<Vec<SourcePrefix>>,
+    token_file: Option<std::path::PathBuf>,
+}
+
+/// Registers this host as a machine and an agent guarding it, writes the agent's token to a
+/// file and prints the command that starts the agent.
+async fn add_this_host(ctx: &Ctx, host: ThisHost) -> CliResult {
+    let name = match host.name {
+        Some(n) => n,
+        None => this_host_name()?,
+    };
+    let name = Name::parse(&name).map_err(|e| refused("name", e))?;
+    let group = parse::id(&host.resource_group)?;
+    if parse::group_of(&group).ok().as_deref() != Some(group.as_str()) {
+        return Err(usage(format!(
+            "--resource-group: {group:?} is not a resource group; give /subscriptions/S/resourceGroups/RG"
+        )));
+    }
+    let addresses: Vec<IpAddr> = if host.addresses.is_empty() {
+        this_host_addresses()?
+    } else {
+        host.addresses
+            .iter()
+            .map(|a| {
+                a.trim()
+                    .parse::<IpAddr>()
+                    .map_err(|_| CliError::Failed(format!("--address: {a:?} is not an IP address")))
+            })
+            .collect::<CliResult<_>>()?
+    };
+    let file = NewTokenFile::check(
+        host.token_file
+            .unwrap_or_else(|| std::path::PathBuf::from(format!("ajar-agent-{name}.token"))),
+    )?;
+    let machine_id = format!("{group}/machines/{name}");
+    let machine = ResourceId::parse(&machine_id).map_err(|e| refused("--resource-group", e))?;
+    let shown: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+    let body = MachineBody {
+        properties: MachineProperties {
+            os: ajar_core::machine::Os::Linux,
+            addresses,
+            labels: Default::default(),
+        },
+    };
+    let m: Answer<Machine> = ctx.put(&machine_id, &body).await?;
+    let body = AgentCreate {
+        name: name.clone(),
+        mode: AgentMode::Host,
+        machines: vec![machine],
+        public_address: None,
+        mapped_port_range: None,
+        address_prefixes: host.address_prefixes,
+    };
+    let mut a: Answer<Agent> = ctx.post("/api/v1/agents", &body).await?;
+    let path = file.write(a.body.token.as_deref().unwrap_or(""))?;
+    if let Some(obj) = a.json.as_object_mut() {
+        obj.remove("token");
+    }
+    let command = format!(
+        "ajar agent --server {} --token-file {}",
+        ctx.client.base(),
+        path.display()
+    );
+    match ctx.output {
+        Output::Json => render::json(&serde_json::json!({
+            "machine": m.json,
+            "agent": a.json,
+            "tokenFile": path.display().to_string(),
+            "command": command,
+        })),
+        Output::Table => {
+            crate::outln!("machine {machine_id} saved (linux, {})", shown.join(", "));
+            crate::outln!(
+                "agent {name} registered as {}, guarding it; its token is in {}",
+                a.body.id,
+                path.display()
+            );
+            crate::outln!("start the agent on this host, as root:");
+            crate::outln!("  {command}");
+        }
+    }
+    Ok(())
+}
+
+/// This host's name as a resource name: its first label, with characters a name cannot hold
+/// replaced by `-`.
+fn this_host_name() -> CliResult<String> {
+    let raw = ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default();
+    let name = host_name_of(&raw);
+    if name.is_empty() {
+        return Err(usage(
+            "cannot tell this host's name; give the agent's name after `add`",
+        ));
+    }
+    Ok(name)
+}
+
+/// A host name as a resource name (see [`this_host_name`]).
+fn host_name_of(raw: &str) -> String {
+    let first = raw.trim().split('.').next().unwrap_or("");
+    let name: String = first
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    name.trim_start_matches(|c: char| !c.is_ascii_alphanumeric())
+        .chars()
+        .take(64)
+        .collect()
+}
+
+/// This host's addresses, from `ip -j address`.
+fn this_host_addresses() -> CliResult<Vec<IpAddr>> {
+    let out = std::process::Command::new("ip")
+        .args(["-j", "address", "show"])
+        .output()
+        .map_err(|e| {
+            CliError::Failed(format!(
+                "cannot list this host's addresses with `ip -j address` ({e}); give them with --address"
+            ))
+        })?;
+    let addresses = if out.status.success() {
+        addresses_of(&String::from_utf8_lossy(&out.stdout))
+    } else {
+        Vec::new()
+    };
+    if addresses.is_empty() {
+        return Err(CliError::Failed(
+            "found no address of this host with `ip -j address`; give them with --address"
+                .to_owned(),
+        ));
+    }
+    Ok(addresses)
+}
+
+/// The addresses in `ip -j address` output: those of interfaces that are up, link-local ones
+/// left out, the loopback addresses last.
+fn addresses_of(json: &str) -> Vec<IpAddr> {
+    let Ok(serde_json::Value::Array(links)) = serde_json::from_str::<serde_json::Value>(json)
+    else {
+        return Vec::new();
+    };
+    let mut found: Vec<IpAddr> = links
+        .iter()
+        .filter(|l| {
+            l["flags"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|x| x == "UP"))
+        })
+        .flat_map(|l| l["addr_info"].as_array().cloned().unwrap_or_default())
+        .filter(|a| a["scope"] != "link")
+        .filter_map(|a| a["local"].as_str().and_then(|s| s.parse::<IpAddr>().ok()))
+        .collect();
+    found.sort_by_key(IpAddr::is_loopback);
+    found.dedup();
+    found
+}
+
+/// A token file that does not exist yet, checked before anything is registered.
+struct NewTokenFile(std::path::PathBuf);
+
+impl NewTokenFile {
+    /// Refuses a path that exists already.
+    fn check(path: std::path::PathBuf) -> CliResult<NewTokenFile> {
+        if path.exists() {
+            return Err(CliError::Failed(format!(
+                "--token-file: {} exists already; remove it or give another path",
+                path.display()
+            )));
+        }
+        Ok(NewTokenFile(path))
+    }
+
+    /// Writes `token` and a newline to the file, readable by its owner only; answers its
+    /// absolute path.
+    fn write(self, token: &str) -> CliResult<std::path::PathBuf> {
+        use std::io::Write;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let failed = |e: std::io::Error| {
+            CliError::Failed(format!(
+                "cannot write the agent token to {}: {e}",
+                self.0.display()
+            ))
+        };
+        let mut f = options.open(&self.0).map_err(failed)?;
+        writeln!(f, "{token}").map_err(failed)?;
+        Ok(std::path::absolute(&self.0).unwrap_or(self.0))
+    }
 }
 
 /// Filters of the activity log.
@@ -513,4 +780,35 @@ pub async fn settings(ctx: &Ctx, cmd: SettingsCmd) -> CliResult {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names_become_resource_names() {
+        assert_eq!(host_name_of("web-1.example.com\n"), "web-1");
+        assert_eq!(host_name_of("My Host"), "My-Host");
+        assert_eq!(host_name_of("_odd"), "odd");
+        assert_eq!(host_name_of(""), "");
+    }
+
+    #[test]
+    fn this_hosts_addresses_leave_out_link_local_and_down_links_and_put_loopback_last() {
+        let json = r#"[
+          {"ifname":"lo","flags":["LOOPBACK","UP","LOWER_UP"],"addr_info":[
+            {"family":"inet","local":"127.0.0.1","scope":"host"},
+            {"family":"inet6","local":"::1","scope":"host"}]},
+          {"ifname":"eth0","flags":["BROADCAST","MULTICAST","UP","LOWER_UP"],"addr_info":[
+            {"family":"inet","local":"10.0.2.15","scope":"global"},
+            {"family":"inet6","local":"fe80::1","scope":"link"},
+            {"family":"inet6","local":"fd00::15","scope":"global"}]},
+          {"ifname":"eth1","flags":["BROADCAST","MULTICAST"],"addr_info":[
+            {"family":"inet","local":"192.168.9.9","scope":"global"}]}
+        ]"#;
+        let got: Vec<String> = addresses_of(json).iter().map(ToString::to_string).collect();
+        assert_eq!(got, ["10.0.2.15", "fd00::15", "127.0.0.1", "::1"]);
+        assert!(addresses_of("not json").is_empty());
+    }
 }

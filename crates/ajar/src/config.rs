@@ -98,6 +98,11 @@ pub struct ServeArgs {
     /// groups_prefix, client_secret, name).
     #[arg(long, env = "AJAR_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Instead of serving: open the store (--data-dir or --database-url, as `ajar serve` uses
+    /// it), make PRINCIPAL Owner at / if it is not, print a new token for it once and exit.
+    /// For an operator who lost the bootstrap token; the server may keep running.
+    #[arg(long, value_name = "PRINCIPAL")]
+    pub mint_owner_token: Option<String>,
 }
 
 /// An `[[oidc]]` section of the configuration file.
@@ -170,6 +175,8 @@ pub struct ServeConfig {
     pub oidc: Vec<ajar_oidc::IssuerConfig>,
     /// HTTPS: the certificate chain and key files.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Mint an Owner token for this principal and exit, instead of serving.
+    pub mint_owner_token: Option<ajar_core::principal::Principal>,
 }
 
 impl ServeConfig {
@@ -226,8 +233,19 @@ impl ServeConfig {
             .or(file.max_live_grants)
             .unwrap_or(ajar_server::engine::request_writer::DEFAULT_LIVE_GRANT_LIMIT);
         let accept_unenforced = args.accept_unenforced || file.accept_unenforced.unwrap_or(false);
+        let mint_owner_token = match &args.mint_owner_token {
+            Some(p) if p.contains(':') => anyhow::bail!(
+                "--mint-owner-token: {p:?} names a group, an agent or ajar itself; give a person's or a service's principal"
+            ),
+            Some(p) => Some(
+                ajar_core::principal::Principal::parse(p)
+                    .map_err(|e| anyhow::anyhow!("--mint-owner-token: {}", e.message))?,
+            ),
+            None => None,
+        };
         Ok(ServeConfig {
             accept_unenforced,
+            mint_owner_token,
             oidc,
             tls,
             webhook_allow_networks,
@@ -342,6 +360,7 @@ mod tests {
             tls_cert: None,
             tls_key: None,
             config: None,
+            mint_owner_token: None,
         }
     }
 

@@ -63,14 +63,19 @@ struct AgentArgs {
     /// (the agent moves to the next when one fails).
     #[arg(long, env = "AJAR_SERVER", required_unless_present = "uninstall")]
     server: Option<String>,
-    /// The agent token from `POST /api/v1/agents`.
+    /// The agent token from `POST /api/v1/agents` (visible to other users in the process list;
+    /// prefer --token-file).
     #[arg(
         long,
         env = "AJAR_AGENT_TOKEN",
         hide_env_values = true,
-        required_unless_present = "uninstall"
+        required_unless_present_any = ["uninstall", "token_file"],
+        conflicts_with = "token_file"
     )]
     token: Option<String>,
+    /// A file holding the agent token (as `ajar agent add --token-file` writes it).
+    #[arg(long, env = "AJAR_AGENT_TOKEN_FILE")]
+    token_file: Option<std::path::PathBuf>,
     /// The nft binary.
     #[arg(long, env = "AJAR_NFT", default_value = "nft")]
     nft: std::path::PathBuf,
@@ -258,24 +263,61 @@ fn man_pages(dir: &std::path::Path) -> anyhow::Result<()> {
 async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     let cfg = config::ServeConfig::resolve(args)?;
     init_logs(&cfg.log, cfg.log_format);
-    let (store, data) = match &cfg.database_url {
+    let (store, data, place) = match &cfg.database_url {
         Some(url) => {
             let store = ajar_store::Store::open_postgres(url)
                 .await
                 .context("cannot open the PostgreSQL database")?;
-            (store, "PostgreSQL".to_owned())
+            let place = redacted(url);
+            (store, format!("the PostgreSQL database {place}"), place)
         }
         None => {
-            std::fs::create_dir_all(&cfg.data_dir).with_context(|| {
-                format!("cannot create data directory {}", cfg.data_dir.display())
-            })?;
-            let db = cfg.data_dir.join("ajar.db");
+            let dir = std::path::absolute(&cfg.data_dir).unwrap_or_else(|_| cfg.data_dir.clone());
+            let db = dir.join("ajar.db");
+            if cfg.mint_owner_token.is_some() && !db.exists() {
+                anyhow::bail!(
+                    "--mint-owner-token: there is no database at {}; give the --data-dir (or --database-url) that `ajar serve` uses",
+                    db.display()
+                );
+            }
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create data directory {}", dir.display()))?;
             let store = ajar_store::Store::open_sqlite(&db)
                 .await
                 .with_context(|| format!("cannot open the database {}", db.display()))?;
-            (store, cfg.data_dir.display().to_string())
+            (
+                store,
+                format!("{} (SQLite database {})", dir.display(), db.display()),
+                db.display().to_string(),
+            )
         }
     };
+    say(&format!("ajar: data in {data}"));
+    if let Some(principal) = &cfg.mint_owner_token {
+        let state =
+            ajar_server::AppState::new(store, std::sync::Arc::new(ajar_server::clock::SystemClock));
+        let minted = ajar_server::bootstrap::mint_owner_token(&state, principal)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot mint a token: {}", e.0.message))?;
+        state.store.close().await;
+        let Some(minted) = minted else {
+            anyhow::bail!(
+                "--mint-owner-token: {data} was never started by `ajar serve`; give the --data-dir (or --database-url) that `ajar serve` uses"
+            );
+        };
+        match &minted.assignment {
+            Some(a) => say(&format!(
+                "ajar: {principal} is now Owner at / (role assignment {a}); new token {} (recorded in the activity log):",
+                minted.id
+            )),
+            None => say(&format!(
+                "ajar: new token {} for {principal}, Owner at / (recorded in the activity log):",
+                minted.id
+            )),
+        }
+        println!("{}", minted.token);
+        return Ok(());
+    }
     if !cfg.webhook_allow_networks.is_empty() {
         let networks: Vec<String> = cfg
             .webhook_allow_networks
@@ -322,6 +364,10 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("bootstrap failed: {}", e.0.message))?
     {
+        say(&format!(
+            "ajar: no store at {place} yet: started a new, empty one, and its admin token (printed once, below); \
+             to use an existing store instead, stop and give its --data-dir or --database-url"
+        ));
         println!("ajar bootstrap token: {token}");
     }
     let tls = match &cfg.tls {
@@ -338,17 +384,34 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     match tls {
         Some(tls) => {
             reload_on_sighup(tls.clone())?;
-            eprintln!("ajar: listening on https://{addr} (data in {data})");
+            say(&format!("ajar: listening on https://{addr}"));
             ajar_server::serve_tls(listener, tls, state.clone(), shutdown).await?;
         }
         None => {
-            eprintln!("ajar: listening on http://{addr} (data in {data})");
+            say(&format!("ajar: listening on http://{addr}"));
             ajar_server::serve(listener, state.clone(), shutdown).await?;
         }
     }
     state.store.close().await;
     say("ajar: stopped");
     Ok(())
+}
+
+/// A PostgreSQL URL fit to print: without its password and query.
+fn redacted(url: &str) -> String {
+    let url = url.split('?').next().unwrap_or(url);
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "(unreadable URL)".to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let authority = match authority.rsplit_once('@') {
+        Some((user, host)) => {
+            let user = user.split(':').next().unwrap_or("");
+            format!("{user}@{host}")
+        }
+        None => authority.to_owned(),
+    };
+    format!("{scheme}://{authority}{path}")
 }
 
 /// Reads the TLS certificate and key again on every SIGHUP (a failure keeps the old ones).
@@ -386,8 +449,13 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         say("ajar: removed nftables table inet ajar");
         return Ok(());
     }
-    let (Some(server), Some(token)) = (args.server, args.token) else {
-        anyhow::bail!("--server and --token are required");
+    let token = match (args.token, &args.token_file) {
+        (Some(t), _) => Some(t),
+        (None, Some(path)) => Some(read_token_file(path)?),
+        (None, None) => None,
+    };
+    let (Some(server), Some(token)) = (args.server, token) else {
+        anyhow::bail!("--server and --token (or --token-file) are required");
     };
     let ca = match &args.ca_cert {
         Some(path) => {
@@ -414,6 +482,17 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     .await;
     say("ajar: agent stopped; the table stays, and its grants expire on their own");
     Ok(())
+}
+
+/// The agent token in `path`: its first line, without surrounding white space.
+fn read_token_file(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--token-file: cannot read {}", path.display()))?;
+    let token = text.lines().next().unwrap_or("").trim();
+    if token.is_empty() {
+        anyhow::bail!("--token-file: {} holds no token", path.display());
+    }
+    Ok(token.to_owned())
 }
 
 /// Logs to stderr: text (coloured on a terminal) or one JSON object per line, with the fields

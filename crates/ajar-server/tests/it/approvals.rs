@@ -577,3 +577,44 @@ async fn a_request_that_cannot_move_does_not_hold_up_the_others() {
         "undone whole, tried again later"
     );
 }
+
+/// `approvalRequestId` and the inbox's `id` are paths the API takes back as they are:
+/// `POST /api/v1{approvalRequestId}/approve`.
+#[tokio::test]
+async fn the_approval_request_id_is_the_path_to_decide_on() {
+    let app = TestApp::spawn().await;
+    setup(&app).await;
+    let r = call(
+        &app.admin,
+        Method::PUT,
+        &format!("/api/v1{POLICY}"),
+        Some(manual_policy(VM, json!([{"id":"bob","type":"user"}]), None)),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let alice = app.user("alice", Some(("JitRequester", RG))).await;
+    let bob = app.user("bob", Some(("Approver", RG))).await;
+    let r = initiate(
+        &alice,
+        POLICY,
+        json!({"number":22,"duration":"PT1H","allowedSourceAddressPrefix":"10.9.0.1"}),
+    )
+    .await;
+    let id = r.json::<AccessRequest>().approval_request_id.unwrap();
+    assert_eq!(
+        inbox(&bob).await[0].id,
+        id,
+        "the inbox names it the same way"
+    );
+    let r = call(
+        &bob,
+        Method::POST,
+        &format!("/api/v1{id}/approve"),
+        Some(json!({"reason":"ticket 123"})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let decided: JitRequest = r.json();
+    assert_eq!(decided.properties.jit_request_state, RequestState::Active);
+    assert_eq!(grants(&app).await.len(), 1);
+}

@@ -1844,3 +1844,257 @@ async fn a_superseded_request_reads_the_same_in_access_list_and_request_list() {
         requests.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_add_this_host_registers_a_machine_and_its_agent_and_keeps_the_token_in_a_file() {
+    let app = TestApp::spawn().await;
+    let t = admin(&app);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("demo.token");
+    let file_arg = file.display().to_string();
+    let out = run(
+        &app,
+        &t,
+        &[
+            "agent",
+            "add",
+            "demo",
+            "--this-host",
+            "--address",
+            "127.0.0.1",
+            "--resource-group",
+            RG,
+            "--token-file",
+            &file_arg,
+        ],
+    )
+    .await
+    .ok();
+    let machine = format!("{RG}/machines/demo");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!("machine {machine} saved (linux, 127.0.0.1)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        lines[1].starts_with("agent demo registered as ")
+            && lines[1].ends_with(&format!("guarding it; its token is in {file_arg}")),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(lines[2], "start the agent on this host, as root:");
+    assert_eq!(
+        lines[3],
+        format!("  ajar agent --server {} --token-file {file_arg}", app.base)
+    );
+    assert!(!out.stdout.contains("ajar_"), "the token is not printed");
+
+    // The file holds the agent's token, readable by its owner only.
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let token = std::fs::read_to_string(&file).unwrap();
+    let agent = app.client(Some(token.trim()));
+    let state: Value = agent.get("/api/v1/agent/desiredState").await.unwrap();
+    assert_eq!(state["mode"], "host");
+    assert_eq!(state["machines"][0]["id"], machine.as_str());
+    assert_eq!(state["machines"][0]["addresses"], json!(["127.0.0.1"]));
+    let m: Machine = app.admin.get(&format!("/api/v1{machine}")).await.unwrap();
+    assert_eq!(m.properties.enforcement_point.as_deref(), Some("demo"));
+
+    // Nothing is registered when the token file exists already.
+    run(
+        &app,
+        &t,
+        &[
+            "agent",
+            "add",
+            "again",
+            "--this-host",
+            "--address",
+            "127.0.0.2",
+            "--token-file",
+            &file_arg,
+        ],
+    )
+    .await
+    .fails(1, "exists already");
+    let agents: Value = app.admin.get("/api/v1/agents").await.unwrap();
+    assert_eq!(agents["value"].as_array().unwrap().len(), 1);
+
+    // Without a name or --address: this host's name and addresses, in the default group; the
+    // token file in the working directory.
+    let mut cmd = ajar();
+    cmd.args(["agent", "add", "--this-host", "-o", "json"])
+        .current_dir(dir.path())
+        .env("AJAR_URL", &app.base)
+        .env("AJAR_TOKEN", &t)
+        .env("AJAR_CLI_CONFIG", dir.path().join("cli.toml"));
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let name = answer["agent"]["name"].as_str().unwrap().to_owned();
+    assert_eq!(
+        answer["machine"]["id"],
+        format!("/subscriptions/local/resourceGroups/local/machines/{name}")
+    );
+    assert!(
+        !answer["machine"]["properties"]["addresses"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert!(answer["agent"].get("token").is_none(), "{answer}");
+    let written = dir.path().join(format!("ajar-agent-{name}.token"));
+    assert_eq!(answer["tokenFile"], written.display().to_string());
+    assert!(
+        std::fs::read_to_string(&written)
+            .unwrap()
+            .starts_with("ajar_")
+    );
+
+    // A gateway is not this host.
+    run(
+        &app,
+        &t,
+        &["agent", "add", "gw", "--this-host", "--mode", "gateway"],
+    )
+    .await
+    .fails(2, "host mode");
+}
+
+/// `ajar serve --mint-owner-token` with the store `app` uses.
+async fn mint(app: &TestApp, principal: &str) -> Out {
+    let mut cmd = ajar();
+    cmd.args(["serve", "--mint-owner-token", principal]);
+    if app.database_url().starts_with("postgres") {
+        cmd.args(["--database-url", app.database_url()]);
+    } else {
+        cmd.arg("--data-dir").arg(app.db_path().parent().unwrap());
+    }
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_mints_an_owner_token_from_the_store_while_the_server_runs() {
+    let app = TestApp::spawn().await;
+    let out = mint(&app, "rescue").await.ok();
+    let token = out.stdout.trim().to_owned();
+    assert!(
+        token.starts_with("ajar_") && out.stdout.lines().count() == 1,
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("ajar: data in "), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("rescue is now Owner at /"),
+        "{}",
+        out.stderr
+    );
+
+    // The running server accepts it, as an Owner at /.
+    let rescue = app.client(Some(&token));
+    let me: Value = rescue.get("/api/v1/me").await.unwrap();
+    assert_eq!(me["principal"], "rescue");
+    let _: Value = rescue
+        .put(
+            "/api/v1/roleAssignments/rescue-check",
+            &json!({"principal":"bob","roleDefinition":"JitRequester","scope":"/"}),
+        )
+        .await
+        .unwrap();
+    let records: List<ActivityRecord> = rescue
+        .get("/api/v1/activity?principal=system:operator")
+        .await
+        .unwrap();
+    assert_eq!(records.value.len(), 1);
+    assert_eq!(records.value[0].action, "ajar.tokens/write");
+
+    // A second token for the same principal adds no assignment.
+    let out = mint(&app, "rescue").await.ok();
+    assert!(
+        out.stderr.contains("for rescue, Owner at /"),
+        "{}",
+        out.stderr
+    );
+    assert_ne!(out.stdout.trim(), token);
+
+    // Bad principals and missing stores fail with one line.
+    mint(&app, "group:ops")
+        .await
+        .fails(1, "names a group, an agent or ajar itself");
+    let empty = tempfile::tempdir().unwrap();
+    let out = ajar()
+        .args(["serve", "--mint-owner-token", "rescue", "--data-dir"])
+        .arg(empty.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("there is no database at"), "{err}");
+    assert!(
+        std::fs::read_dir(empty.path()).unwrap().next().is_none(),
+        "nothing was created"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_says_where_its_data_is_and_when_it_starts_a_new_store() {
+    use std::io::BufRead;
+    // Started from another working directory with the default data directory.
+    let cwd = tempfile::tempdir().unwrap();
+    let start = || {
+        let mut child = ajar()
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .current_dir(cwd.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = Vec::new();
+        for line in std::io::BufReader::new(child.stderr.take().unwrap()).lines() {
+            let line = line.unwrap();
+            let done = line.starts_with("ajar: listening on ");
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        (child, lines)
+    };
+    let dir = std::fs::canonicalize(cwd.path()).unwrap().join("ajar-data");
+    let data = format!(
+        "ajar: data in {} (SQLite database {})",
+        dir.display(),
+        dir.join("ajar.db").display()
+    );
+    let (mut first, lines) = start();
+    assert!(lines.contains(&data), "{lines:#?}");
+    assert!(
+        lines.iter().any(|l| l.starts_with(&format!(
+            "ajar: no store at {} yet: started a new, empty one",
+            dir.join("ajar.db").display()
+        ))),
+        "{lines:#?}"
+    );
+    assert!(super::sigterm(&mut first).success());
+    let (mut second, lines) = start();
+    assert!(lines.contains(&data), "{lines:#?}");
+    assert!(
+        !lines.iter().any(|l| l.contains("new, empty")),
+        "{lines:#?}"
+    );
+    assert!(super::sigterm(&mut second).success());
+}

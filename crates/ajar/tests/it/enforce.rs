@@ -389,3 +389,192 @@ fn a_large_desired_state_applies_and_a_change_on_top_leaves_exactly_the_expected
         want.check(&ns.ajar_table()).unwrap();
     }
 }
+
+/// What the README's first session runs, in a network namespace of its own standing for "this
+/// host": `ajar serve` on its defaults, a demo web server on 127.0.0.1:8022, `ajar agent add
+/// --this-host`, the agent started with the very command that printed, `ajar policy enable`,
+/// `ajar access start --wait`, the port reachable, then closed again by the kernel's timeout
+/// when the window ends. The README asks for a minute; here the window is a few seconds.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_readme_first_session_opens_and_closes_a_demo_port() {
+    use ajar_testkit::netlab::Namespace;
+    use std::io::BufRead;
+    use std::process::{Child, Stdio};
+
+    /// Kills the session's processes however the test ends.
+    struct Processes(Vec<Child>);
+    impl Drop for Processes {
+        fn drop(&mut self) {
+            for c in &mut self.0 {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let ns = Namespace::new("fs");
+    let home = tempfile::tempdir().unwrap();
+    let ajar = env!("CARGO_BIN_EXE_ajar");
+    let mut procs = Processes(Vec::new());
+
+    // ajar serve, as a newcomer runs it: defaults, in the working directory.
+    let mut serve = ns
+        .command(&[ajar, "serve"])
+        .current_dir(home.path())
+        .env_remove("AJAR_CONFIG")
+        .env_remove("AJAR_DATA_DIR")
+        .env_remove("AJAR_LISTEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(serve.stdout.take().unwrap()).lines();
+    let mut stderr = std::io::BufReader::new(serve.stderr.take().unwrap()).lines();
+    procs.0.push(serve);
+    let token = stdout
+        .next()
+        .unwrap()
+        .unwrap()
+        .strip_prefix("ajar bootstrap token: ")
+        .unwrap()
+        .to_owned();
+    let mut said = Vec::new();
+    for line in stderr.by_ref() {
+        let line = line.unwrap();
+        let done = line.starts_with("ajar: listening on http://127.0.0.1:8600");
+        said.push(line);
+        if done {
+            break;
+        }
+    }
+    // Keep reading what the server says, so it never writes into a closed pipe.
+    std::thread::spawn(move || stderr.for_each(drop));
+    assert!(
+        said.iter().any(|l| l.starts_with("ajar: data in ")),
+        "{said:#?}"
+    );
+
+    // The demo port.
+    let demo = ns
+        .command(&[
+            "python3",
+            "-m",
+            "http.server",
+            "8022",
+            "--bind",
+            "127.0.0.1",
+        ])
+        .current_dir(home.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    procs.0.push(demo);
+    let fetch = || {
+        ns.command(&[
+            "python3",
+            "-c",
+            "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8022/', timeout=2)",
+        ])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+    };
+    let fetch_until = |want: bool| {
+        for _ in 0..100 {
+            if fetch() == want {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    };
+    assert!(
+        fetch_until(true),
+        "the demo server answers before ajar guards it"
+    );
+
+    // The CLI, with the bootstrap token and nothing else configured.
+    let cli = |args: &[&str]| {
+        let mut full = vec![ajar];
+        full.extend_from_slice(args);
+        let out = ns
+            .command(&full)
+            .current_dir(home.path())
+            .env("AJAR_TOKEN", &token)
+            .env("AJAR_CLI_CONFIG", home.path().join("cli.toml"))
+            .env_remove("AJAR_URL")
+            .env_remove("AJAR_PROFILE")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ajar {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let added = cli(&[
+        "agent",
+        "add",
+        "demo",
+        "--this-host",
+        "--address",
+        "127.0.0.1",
+    ]);
+    let machine = "/subscriptions/local/resourceGroups/local/machines/demo";
+    assert!(
+        added.starts_with(&format!("machine {machine} saved (linux, 127.0.0.1)\n")),
+        "{added}"
+    );
+    // Start the agent with exactly the command printed.
+    let command = added
+        .lines()
+        .find_map(|l| l.strip_prefix("  ajar "))
+        .unwrap_or_else(|| panic!("no command in {added}"));
+    let mut full = vec![ajar];
+    full.extend(command.split_whitespace());
+    let agent = ns
+        .command(&full)
+        .current_dir(home.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    procs.0.push(agent);
+
+    let enabled = cli(&["policy", "enable", machine, "--port", "8022"]);
+    assert!(enabled.starts_with("JIT enabled on"), "{enabled}");
+    assert!(fetch_until(false), "the agent closes the demo port");
+
+    let end = now()
+        .checked_add(jiff::SignedDuration::from_secs(5))
+        .unwrap();
+    let started = cli(&[
+        "access",
+        "start",
+        machine,
+        "--port",
+        "8022",
+        "--end",
+        &end.to_string(),
+        "--reason",
+        "first try",
+        "--wait",
+    ]);
+    assert!(started.contains("127.0.0.1:8022"), "{started}");
+    assert!(since(end) < 0.0, "--wait returned before the end");
+    assert!(fetch(), "open once --wait returns");
+    let table = ns
+        .command(&["nft", "list", "table", "inet", "ajar"])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("127.0.0.1 . 127.0.0.1 . tcp . 8022 timeout"),
+        "the grant is a kernel element with a timeout:\n{table}"
+    );
+
+    assert!(fetch_until(false), "closed again");
+    let late = since(end);
+    assert!(
+        (-0.5..2.0).contains(&late),
+        "closed {late:.2} s after the end time"
+    );
+}
