@@ -779,6 +779,19 @@ fn no_live_agent(ctx: &Ctx, id: &str, machine: &Machine) -> CliResult {
         .unwrap_or_else(|| "Unsupported".to_owned());
     let server = ctx.client.base();
     let name = name_of(id);
+    // The server's reason names the fix; fill in what the CLI knows (the server it talks to,
+    // a name for the agent).
+    if reason.contains("ajar agent") {
+        let reason = reason
+            .replace("--server URL", &format!("--server {server}"))
+            .replace(
+                "ajar agent add NAME",
+                &format!("ajar agent add {name}-agent"),
+            );
+        return Err(CliError::Failed(format!(
+            "{id} cannot open ports now: {reason}"
+        )));
+    }
     let fix = if reason.contains("disabled") {
         String::new()
     } else {

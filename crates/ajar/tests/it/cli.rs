@@ -1283,7 +1283,7 @@ async fn access_start_wait_fails_at_once_without_a_live_agent_and_shows_progress
     ];
     // No agent guards vm1: it says so before asking, and names the commands that fix it.
     let out = run(&app, &t, &start).await;
-    out.fails(1, "no agent guards it");
+    out.fails(1, "no live agent guards this machine");
     assert!(
         out.stderr
             .contains(&format!("ajar agent add vm1-agent --machine {VM}"))
