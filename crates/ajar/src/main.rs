@@ -261,6 +261,7 @@ fn man_pages(dir: &std::path::Path) -> anyhow::Result<()> {
 }
 
 async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
+    use std::io::Write;
     let cfg = config::ServeConfig::resolve(args)?;
     init_logs(&cfg.log, cfg.log_format);
     let (store, data, place) = match &cfg.database_url {
@@ -315,7 +316,7 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
                 minted.id
             )),
         }
-        println!("{}", minted.token);
+        let _ = writeln!(std::io::stdout(), "{}", minted.token);
         return Ok(());
     }
     if !cfg.webhook_allow_networks.is_empty() {
@@ -368,7 +369,8 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
             "ajar: no store at {place} yet: started a new, empty one, and its admin token (printed once, below); \
              to use an existing store instead, stop and give its --data-dir or --database-url"
         ));
-        println!("ajar bootstrap token: {token}");
+        // On stdout, for scripts; a closed stdout loses the line rather than the server.
+        let _ = writeln!(std::io::stdout(), "ajar bootstrap token: {token}");
     }
     let tls = match &cfg.tls {
         Some((cert, key)) => Some(std::sync::Arc::new(
@@ -503,11 +505,28 @@ fn init_logs(filter: &str, format: config::LogFormat) {
     use std::io::IsTerminal;
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| QuietStderr);
     let _ = match format {
         config::LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).try_init(),
         config::LogFormat::Json => logs.json().with_span_list(false).try_init(),
     };
+}
+
+/// Standard error for logs, where a closed stream (`ajar serve 2>&1 | head`) drops the lines
+/// instead of failing them: the log writer would otherwise report the failure on that same
+/// closed stream and take the request with it.
+struct QuietStderr;
+
+impl std::io::Write for QuietStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
 }
 
 /// Installs the Ctrl-C and SIGTERM handlers now (so a signal that arrives right after the

@@ -2098,3 +2098,37 @@ async fn serve_says_where_its_data_is_and_when_it_starts_a_new_store() {
     );
     assert!(super::sigterm(&mut second).success());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_keeps_answering_when_its_output_is_closed() {
+    use std::io::BufRead;
+    // `ajar serve 2>&1 | head -3`: the reader of both streams goes away after a few lines.
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = ajar()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut url = None;
+    for line in std::io::BufReader::new(child.stderr.take().unwrap()).lines() {
+        if let Some(at) = line.unwrap().strip_prefix("ajar: listening on ") {
+            url = Some(at.to_owned());
+            break;
+        }
+    }
+    // Both readers are closed here: every later log line meets a closed pipe.
+    drop(child.stdout.take());
+    let url = url.expect("the server said where it listens");
+    let http = reqwest::Client::new();
+    for _ in 0..5 {
+        let r = http.get(format!("{url}/healthz")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the server is still running"
+    );
+    assert!(super::sigterm(&mut child).success());
+}
