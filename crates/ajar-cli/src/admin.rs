@@ -387,6 +387,21 @@ async fn add_this_host(ctx: &Ctx, host: ThisHost) -> CliResult {
             labels: Default::default(),
         },
     };
+    // Another host of the same name may be registered already: replacing its addresses would
+    // point its agent's rules at this host's, so an existing machine is refused, not rewritten.
+    match ctx
+        .client
+        .get::<serde_json::Value>(&crate::api(&machine_id))
+        .await
+    {
+        Err(ajar_api::client::ClientError::Api { status: 404, .. }) => {}
+        Ok(_) => {
+            return Err(CliError::Failed(format!(
+                "machine {machine_id} exists already (another host of this name?); give this host another name (ajar agent add NAME --this-host) or --resource-group"
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    }
     let m: Answer<Machine> = ctx.put(&machine_id, &body).await?;
     let body = AgentCreate {
         name: name.clone(),
@@ -396,7 +411,14 @@ async fn add_this_host(ctx: &Ctx, host: ThisHost) -> CliResult {
         mapped_port_range: None,
         address_prefixes: host.address_prefixes,
     };
-    let mut a: Answer<Agent> = ctx.post("/api/v1/agents", &body).await?;
+    let mut a: Answer<Agent> = match ctx.post("/api/v1/agents", &body).await {
+        Ok(a) => a,
+        Err(e) => {
+            // The machine was made for this agent: without it, it goes too.
+            let _ = ctx.delete(&machine_id).await;
+            return Err(e);
+        }
+    };
     let path = file.write(a.body.token.as_deref().unwrap_or(""))?;
     if let Some(obj) = a.json.as_object_mut() {
         obj.remove("token");

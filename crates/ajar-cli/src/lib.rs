@@ -356,6 +356,28 @@ impl Ctx {
         Ok(None)
     }
 
+    /// Every item of the list at `path` (following `nextLink`, at most `max_pages` pages) that
+    /// `wanted` keeps.
+    pub async fn find_all<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        max_pages: usize,
+        wanted: impl Fn(&T) -> bool,
+    ) -> CliResult<Vec<T>> {
+        let mut found = Vec::new();
+        let mut next = Some(api(path));
+        let mut pages = 0;
+        while let Some(p) = next.take() {
+            let page: List<T> = self.client.get(&p).await?;
+            found.extend(page.value.into_iter().filter(|item| wanted(item)));
+            pages += 1;
+            if pages < max_pages {
+                next = page.next_link;
+            }
+        }
+        Ok(found)
+    }
+
     /// `PUT path` with `body`.
     pub async fn put<T: DeserializeOwned, B: Serialize>(
         &self,

@@ -1043,7 +1043,12 @@ pub async fn access(ctx: &Ctx, cmd: AccessCmd) -> CliResult {
             duration,
             reason,
         } => {
-            let request = crate::roles::jit_request_id(ctx, &request).await?;
+            let request = crate::roles::jit_request_id(
+                ctx,
+                &request,
+                crate::roles::NameLookup::InboxThenHistory,
+            )
+            .await?;
             group_of(&request)?;
             let duration = AccessDuration::parse(&parse::duration(&duration)?)
                 .map_err(|e| refused("--duration", e))?;

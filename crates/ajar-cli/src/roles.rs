@@ -462,11 +462,26 @@ pub enum RequestCmd {
 /// How many pages of the inbox and of history a short request name is looked for in.
 const NAME_SEARCH_PAGES: usize = 20;
 
+/// Where a short request name is looked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NameLookup {
+    /// Only among the requests waiting for the caller's decision (approve, deny).
+    Inbox,
+    /// Among those, then in the history the caller may read.
+    InboxThenHistory,
+}
+
 /// A `jitRequests` resource id as given: the full id the API hands out (an
 /// `approvalRequestId` or an inbox entry's `id`: `/subscriptions/S/resourceGroups/RG/jitRequests/NAME`,
 /// with or without `/api/v1` before it), or its NAME alone, looked for among the requests
-/// waiting for the caller, then in the caller's history (newest first).
-pub(crate) async fn jit_request_id(ctx: &Ctx, given: &str) -> CliResult<String> {
+/// waiting for the caller, then (when `lookup` allows) in the caller's history. Names are
+/// unique only within a resource group, so a NAME that matches more than one request is refused
+/// with the full ids to choose from: a request someone else named alike is never acted on.
+pub(crate) async fn jit_request_id(
+    ctx: &Ctx,
+    given: &str,
+    lookup: NameLookup,
+) -> CliResult<String> {
     let given = given.trim();
     if given.starts_with('/') {
         let id = parse::id(given)?;
@@ -483,21 +498,36 @@ pub(crate) async fn jit_request_id(ctx: &Ctx, given: &str) -> CliResult<String> 
         )));
     }
     let named = |id: &str| id.contains("/jitRequests/") && parse::name_of(id) == given;
-    if let Some(r) = ctx
-        .find::<JitRequest>("/api/v1/inbox", NAME_SEARCH_PAGES, |r| named(&r.id))
+    let mut ids: Vec<String> = ctx
+        .find_all::<JitRequest>("/api/v1/inbox", NAME_SEARCH_PAGES, |r| named(&r.id))
         .await?
-    {
-        return Ok(r.id);
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    if ids.is_empty() && lookup == NameLookup::InboxThenHistory {
+        ids = ctx
+            .find_all::<HistoryEntry>("/api/v1/history", NAME_SEARCH_PAGES, |h| named(&h.id))
+            .await?
+            .into_iter()
+            .map(|h| h.id)
+            .collect();
     }
-    if let Some(h) = ctx
-        .find::<HistoryEntry>("/api/v1/history", NAME_SEARCH_PAGES, |h| named(&h.id))
-        .await?
-    {
-        return Ok(h.id);
+    ids.sort();
+    ids.dedup();
+    match ids.len() {
+        1 => Ok(ids.remove(0)),
+        0 if lookup == NameLookup::Inbox => Err(CliError::Failed(format!(
+            "no request named {given:?} waits for your decision; give its full id (…/resourceGroups/RG/jitRequests/{given})"
+        ))),
+        0 => Err(CliError::Failed(format!(
+            "no request named {given:?} waits for you or is in the history you may read; give its full id (…/resourceGroups/RG/jitRequests/{given})"
+        ))),
+        _ => Err(CliError::Failed(format!(
+            "{} requests are named {given:?}; give the full id of the one you mean: {}",
+            ids.len(),
+            ids.join(", ")
+        ))),
     }
-    Err(CliError::Failed(format!(
-        "no request named {given:?} waits for you or is in the history you may read; give its full id (…/resourceGroups/RG/jitRequests/{given})"
-    )))
 }
 
 /// Runs `ajar request ...`.
@@ -531,19 +561,19 @@ pub async fn request(ctx: &Ctx, cmd: RequestCmd) -> CliResult {
         }
         RequestCmd::Show { id } => {
             let r = ctx
-                .fetch::<JitRequest>(&jit_request_id(ctx, &id).await?)
+                .fetch::<JitRequest>(&jit_request_id(ctx, &id, NameLookup::InboxThenHistory).await?)
                 .await?;
             ctx.show(&r, REQUEST_FIELDS);
         }
         RequestCmd::Cancel { id } => {
-            let id = jit_request_id(ctx, &id).await?;
+            let id = jit_request_id(ctx, &id, NameLookup::InboxThenHistory).await?;
             let r = ctx
                 .post::<JitRequest, _>(&format!("{id}/cancel"), &NoParameters {})
                 .await?;
             ctx.done(&r, &format!("request {id} canceled"));
         }
         RequestCmd::Revoke { id } => {
-            let id = jit_request_id(ctx, &id).await?;
+            let id = jit_request_id(ctx, &id, NameLookup::InboxThenHistory).await?;
             let r = ctx
                 .post::<JitRequest, _>(&format!("{id}/revoke"), &NoParameters {})
                 .await?;
@@ -566,7 +596,7 @@ pub struct DecideArgs {
 
 /// Runs `ajar approve` (`approve`) or `ajar deny`.
 pub async fn decide(ctx: &Ctx, args: DecideArgs, approve: bool) -> CliResult {
-    let id = jit_request_id(ctx, &args.id).await?;
+    let id = jit_request_id(ctx, &args.id, NameLookup::Inbox).await?;
     let verb = if approve { "approve" } else { "deny" };
     let body = DecisionBody {
         reason: args.reason,

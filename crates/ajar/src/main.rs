@@ -488,6 +488,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
 
 /// The agent token in `path`: its first line, without surrounding white space.
 fn read_token_file(path: &std::path::Path) -> anyhow::Result<String> {
+    check_token_file(path)?;
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("--token-file: cannot read {}", path.display()))?;
     let token = text.lines().next().unwrap_or("").trim();
@@ -495,6 +496,34 @@ fn read_token_file(path: &std::path::Path) -> anyhow::Result<String> {
         anyhow::bail!("--token-file: {} holds no token", path.display());
     }
     Ok(token.to_owned())
+}
+
+/// Refuses a token file someone else could have put there or changed: a symbolic link, a file
+/// owned by neither root nor the user running the agent, or one that others may write or read
+/// (the same rules ssh applies to its keys).
+fn check_token_file(path: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let shown = path.display();
+    let meta = std::fs::symlink_metadata(path)
+        .with_context(|| format!("--token-file: cannot read {shown}"))?;
+    if meta.file_type().is_symlink() {
+        anyhow::bail!("--token-file: {shown} is a symbolic link; give the file itself");
+    }
+    // The running user, as the kernel sees it.
+    let me = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+    if meta.uid() != 0 && Some(meta.uid()) != me {
+        anyhow::bail!(
+            "--token-file: {shown} belongs to user {}, neither root nor the user running the agent",
+            meta.uid()
+        );
+    }
+    if meta.mode() & 0o026 != 0 {
+        anyhow::bail!(
+            "--token-file: {shown} may be changed or read by others (mode {:o}); chmod 600 {shown}",
+            meta.mode() & 0o777
+        );
+    }
+    Ok(())
 }
 
 /// Logs to stderr: text (coloured on a terminal) or one JSON object per line, with the fields

@@ -113,7 +113,12 @@ pub(super) async fn machines_page(
 /// from the API (so the page states what is, not what the address claims).
 async fn enabled_notice(c: &Console, parts: &Parts, s: &Session, ids: &[String]) -> Markup {
     let mut by_policy: Vec<(String, Vec<String>)> = Vec::new();
-    for id in ids.iter().take(100) {
+    // Only machine ids are read back (a crafted link cannot make the session call other API
+    // paths), and a page's worth at most.
+    let machine_ids = ids.iter().filter_map(|id| {
+        ajar_core::id::ResourceId::parse_kind(id, ajar_core::id::ResourceKind::Machine).ok()
+    });
+    for id in machine_ids.take(20) {
         let Some(m) = c
             .call(
                 parts,

@@ -85,6 +85,18 @@ pub async fn create_token(
         )
         .at("description"));
     }
+    // Sessions are told apart by their description: no other token may carry it (its deletion
+    // would be recorded as a sign-out).
+    if body.description.as_deref() == Some(super::sessions::SESSION_DESCRIPTION) {
+        return Err(AppError::new(
+            ErrorCode::ValidationFailed,
+            format!(
+                "description {:?} is kept for console sessions; describe the token otherwise",
+                super::sessions::SESSION_DESCRIPTION
+            ),
+        )
+        .at("description"));
+    }
     // A token made with a credential that ends (a session, an identity provider's token) ends
     // with it, whoever it is for: a stolen session must not become a lasting credential. Made
     // with a session, it also goes when the session goes (signing out included). Lasting

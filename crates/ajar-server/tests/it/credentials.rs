@@ -243,3 +243,31 @@ async fn an_identity_providers_groups_are_not_carried_past_its_token() {
     let again = post(&jwt, "/api/v1/sessions", None).await;
     assert!(ends(&again) > app.now());
 }
+
+#[tokio::test]
+async fn only_sessions_carry_the_session_description() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice", None).await;
+    // A lasting token described as a session would have its deletion recorded as a sign-out.
+    let r = call(
+        &alice,
+        Method::POST,
+        "/api/v1/tokens",
+        Some(json!({"principal": "alice", "description": "console session"})),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    let error: Value = r.json();
+    assert_eq!(error["error"]["code"], "ValidationFailed");
+    assert_eq!(error["error"]["target"], "description");
+    let tokens = call(
+        &app.admin,
+        Method::GET,
+        "/api/v1/tokens?principal=alice",
+        None,
+    )
+    .await
+    .json::<List<Token>>()
+    .value;
+    assert_eq!(tokens.len(), 1, "only alice's own token: {tokens:?}");
+}

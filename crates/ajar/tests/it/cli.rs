@@ -1926,6 +1926,55 @@ async fn agent_add_this_host_registers_a_machine_and_its_agent_and_keeps_the_tok
     let agents: Value = app.admin.get("/api/v1/agents").await.unwrap();
     assert_eq!(agents["value"].as_array().unwrap().len(), 1);
 
+    // Another host of the same name does not take over the machine: its addresses stay.
+    let other = dir.path().join("other.token").display().to_string();
+    run(
+        &app,
+        &t,
+        &[
+            "agent",
+            "add",
+            "demo",
+            "--this-host",
+            "--address",
+            "127.0.0.9",
+            "--resource-group",
+            RG,
+            "--token-file",
+            &other,
+        ],
+    )
+    .await
+    .fails(1, "exists already (another host of this name?)");
+    // An agent name taken elsewhere leaves no machine behind.
+    let elsewhere = "/subscriptions/s1/resourceGroups/rg9";
+    run(
+        &app,
+        &t,
+        &[
+            "agent",
+            "add",
+            "demo",
+            "--this-host",
+            "--address",
+            "127.0.0.9",
+            "--resource-group",
+            elsewhere,
+            "--token-file",
+            &other,
+        ],
+    )
+    .await
+    .fails(1, "an agent named demo exists");
+    let gone = app
+        .admin
+        .get::<Value>(&format!("/api/v1{elsewhere}/machines/demo"))
+        .await;
+    assert_eq!(gone.err().and_then(|e| e.status()), Some(404));
+    let m: Machine = app.admin.get(&format!("/api/v1{machine}")).await.unwrap();
+    assert_eq!(m.properties.addresses, vec!["127.0.0.1".to_owned()]);
+    assert!(!std::path::Path::new(&other).exists());
+
     // Without a name or --address: this host's name and addresses, in the default group; the
     // token file in the working directory.
     let mut cmd = ajar();
@@ -2131,4 +2180,165 @@ async fn serve_keeps_answering_when_its_output_is_closed() {
         "the server is still running"
     );
     assert!(super::sigterm(&mut child).success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_short_name_that_names_two_requests_is_refused_not_guessed() {
+    let app = TestApp::spawn().await;
+    let t = admin(&app);
+    let apps = [APP, "/subscriptions/s1/resourceGroups/rg2/applications/crm"];
+    for a in apps {
+        for args in [
+            vec![
+                "app",
+                "set",
+                a,
+                "--publisher",
+                "acme",
+                "--approval",
+                "manual",
+                "--approver",
+                "user:bob",
+                "--max",
+                "8h",
+            ],
+            vec![
+                "app",
+                "role",
+                "add",
+                a,
+                "--id",
+                "alice",
+                "--principal",
+                "alice",
+                "--role",
+                "Contributor",
+            ],
+        ] {
+            run(&app, &t, &args).await.ok();
+        }
+    }
+    for (who, role) in [("alice", "JitRequester"), ("bob", "Approver")] {
+        run(
+            &app,
+            &t,
+            &[
+                "assignment",
+                "set",
+                &format!("{who}-a"),
+                "--principal",
+                who,
+                "--role",
+                role,
+                "--scope",
+                "/subscriptions/s1",
+            ],
+        )
+        .await
+        .ok();
+    }
+    let token = |who: &'static str| {
+        let app = &app;
+        let t = &t;
+        async move {
+            run(
+                app,
+                t,
+                &["token", "create", "--principal", who, "-o", "json"],
+            )
+            .await
+            .ok()
+            .json()["token"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let (alice, bob) = (token("alice").await, token("bob").await);
+    let mut ids = Vec::new();
+    for a in apps {
+        let asked: JitRequest = run(
+            &app,
+            &alice,
+            &[
+                "app",
+                "activate",
+                a,
+                "--role",
+                "Contributor",
+                "--duration",
+                "2h",
+                "--reason",
+                "deploy",
+                "--name",
+                "deploy",
+                "-o",
+                "json",
+            ],
+        )
+        .await
+        .ok()
+        .typed();
+        ids.push(asked.id);
+    }
+    // Both wait for bob under the same name: the name alone decides nothing.
+    let out = run(&app, &bob, &["approve", "deploy", "--reason", "ok"]).await;
+    out.fails(1, "2 requests are named \"deploy\"");
+    for id in &ids {
+        assert!(out.stderr.contains(id.as_str()), "{}", out.stderr);
+    }
+    for id in &ids {
+        let shown: JitRequest = run(&app, &bob, &["request", "show", id, "-o", "json"])
+            .await
+            .ok()
+            .typed();
+        assert_eq!(
+            shown.properties.jit_request_state,
+            ajar_core::lifecycle::RequestState::Pending
+        );
+    }
+    // The full id decides the one meant.
+    let approved = run(
+        &app,
+        &bob,
+        &["approve", &ids[1], "--reason", "ok", "-o", "json"],
+    )
+    .await
+    .ok()
+    .json();
+    assert_eq!(approved["properties"]["jitRequestState"], "Active");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_agent_refuses_a_token_file_others_could_change_or_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("agent.token");
+    std::fs::write(&file, "ajar_0123\n").unwrap();
+    let agent = |path: std::path::PathBuf| {
+        let mut cmd = ajar();
+        cmd.args(["agent", "--server", "http://127.0.0.1:9", "--token-file"])
+            .arg(path);
+        async move {
+            tokio::task::spawn_blocking(move || cmd.output().unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = agent(file.clone()).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("chmod 600"),
+        "{out:?}"
+    );
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let link = dir.path().join("link.token");
+    std::os::unix::fs::symlink(&file, &link).unwrap();
+    let out = agent(link).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is a symbolic link"),
+        "{out:?}"
+    );
 }
