@@ -10,6 +10,7 @@ use ajar_core::policy::PolicyRules;
 use ajar_core::request::{PortStatus, StatusReason};
 use jiff::Timestamp;
 use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
 use sqlx::any::{AnyTypeInfo, AnyValueRef};
 use sqlx::error::BoxDynError;
 use sqlx::{Any, Decode, Type};
@@ -176,6 +177,7 @@ read_through!(
     Json<Lifecycle> => Lifecycle,
     Json<PolicyRules> => PolicyRules,
     NullableJson<Vec<String>> => Option<Vec<String>>,
+    NullableJson<BTreeMap<String, String>> => Option<BTreeMap<String, String>>,
 );
 
 /// A list that may be absent reads as empty.

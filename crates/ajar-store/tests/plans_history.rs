@@ -38,7 +38,7 @@ async fn fill(store: &Store, per_group: usize) {
     let mut tx = store.write().await.unwrap();
     for (s, g) in GROUPS {
         let policy = format!("{}/jitNetworkAccessPolicies/p", group(s, g));
-        tx.put_policy(&policy, s, g, "p", "{}", &[], "e1", Timestamp::UNIX_EPOCH)
+        tx.put_policy(&policy, s, g, "p", "{}", &[], "e1", None, Timestamp::UNIX_EPOCH)
             .await
             .unwrap();
     }
@@ -105,6 +105,8 @@ async fn fill(store: &Store, per_group: usize) {
                 created_at: at(i),
                 detail: None,
                 extends: None,
+                location: None,
+                tags: None,
             };
             assert!(tx.insert_jit_request(&row, s, g).await.unwrap());
         }
