@@ -10,10 +10,10 @@ use ajar_core::policy::PolicyRules;
 use ajar_core::request::{PortStatus, StatusReason};
 use jiff::Timestamp;
 use serde::de::DeserializeOwned;
-use std::collections::BTreeMap;
 use sqlx::any::{AnyTypeInfo, AnyValueRef};
 use sqlx::error::BoxDynError;
 use sqlx::{Any, Decode, Type};
+use std::collections::BTreeMap;
 
 /// Declares that a wrapper is read from a column of the stored type `$stored`.
 macro_rules! stored_as {

@@ -145,7 +145,8 @@ pub(crate) fn policies_page_sql(
     after: Option<&str>,
     limit: usize,
 ) -> SqlBuilder {
-    let mut sql = SqlBuilder::new("SELECT id, name, rules, etag, location FROM policies WHERE 1 = 1");
+    let mut sql =
+        SqlBuilder::new("SELECT id, name, rules, etag, location FROM policies WHERE 1 = 1");
     push_scope_page(&mut sql, "", subscription, resource_group, after, limit);
     sql
 }

@@ -4,11 +4,11 @@ use super::*;
 use ajar_core::FieldError;
 use ajar_core::duration::AccessDuration;
 use ajar_core::id::{Name, ResourceId, Scope};
-use std::collections::BTreeMap;
 use ajar_core::lifecycle::RequestState;
 use ajar_core::principal::Principal;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
 /// Body of `PUT .../applications/{name}`.

@@ -17,8 +17,8 @@ use crate::journal::Actor;
 use ajar_api::ErrorCode;
 use ajar_api::wire::{
     DecisionBody, DecisionView, ExtendBody, HistoryEntry, HistoryState, InitiateBody,
-    JitAuthorizationPolicy, JitRequest, JitRequestBody, JitRequestPatch, JitRequestView, JitSchedulingPolicy, List,
-    RequestKind,
+    JitAuthorizationPolicy, JitRequest, JitRequestBody, JitRequestPatch, JitRequestView,
+    JitSchedulingPolicy, List, RequestKind,
 };
 use ajar_core::duration::{AccessDuration, MAX_ACCESS, MIN_ACCESS};
 use ajar_core::id::{ResourceId, ResourceKind, Scope};
@@ -364,8 +364,9 @@ async fn list_in_scope(
         );
     }
     drop(tx);
-    let (rows, next_link) =
-        paging.finish(gather.into_items(), |r| Reverse(time_key(r.created_at, &r.id)));
+    let (rows, next_link) = paging.finish(gather.into_items(), |r| {
+        Reverse(time_key(r.created_at, &r.id))
+    });
     let value = rows.iter().map(view).collect::<AppResult<_>>()?;
     Ok(Reply::ok(List { value, next_link }))
 }
@@ -382,7 +383,14 @@ pub async fn list_subscription_jit_requests(
     Query(query): Query<ScopeListQuery>,
     paging: NewestFirst,
 ) -> AppResult<Reply<List<JitRequest>>> {
-    list_in_scope(&state, &caller, super::subscription_scope(&sub)?, query, paging).await
+    list_in_scope(
+        &state,
+        &caller,
+        super::subscription_scope(&sub)?,
+        query,
+        paging,
+    )
+    .await
 }
 
 #[utoipa::path(get, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/jitRequests", tag = "jitRequests",
@@ -397,7 +405,14 @@ pub async fn list_group_jit_requests(
     Query(query): Query<ScopeListQuery>,
     paging: NewestFirst,
 ) -> AppResult<Reply<List<JitRequest>>> {
-    list_in_scope(&state, &caller, super::group_scope(&sub, &rg)?, query, paging).await
+    list_in_scope(
+        &state,
+        &caller,
+        super::group_scope(&sub, &rg)?,
+        query,
+        paging,
+    )
+    .await
 }
 
 /// Loads a request the caller may see: with `ajar.jitRequests/read` at its scope, or their own.
