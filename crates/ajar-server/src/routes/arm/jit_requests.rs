@@ -71,7 +71,7 @@ pub(super) fn routes() -> Router<Arm> {
         )
 }
 
-fn start(req: Request) -> Result<(Call, axum::body::Body), Response> {
+fn start(req: Request) -> Result<(Call, axum::body::Body), Box<Response>> {
     let (parts, body) = req.into_parts();
     let version = check_version(&parts, &VERSIONS)?;
     Ok((Call { parts, version }, body))
@@ -132,7 +132,7 @@ async fn get_request(
 ) -> Response {
     let (call, _) = match start(req) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let inner = arm
         .call(&call, Method::GET, &api_request(&sub, &rg, &name), None)
@@ -175,12 +175,12 @@ async fn put_request(
 ) -> Response {
     let (call, body) = match start(req) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let body = match payload(body).await {
         Ok(Payload::Json(v)) => Payload::Json(translate(v)),
         Ok(raw) => raw,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let asked = match &body {
         Payload::Json(v) => Some(v.clone()),
@@ -224,11 +224,11 @@ async fn patch_request(
 ) -> Response {
     let (call, body) = match start(req) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let body = match payload(body).await {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let inner = arm
         .call(
@@ -251,7 +251,7 @@ async fn delete_request(
 ) -> Response {
     let (call, _) = match start(req) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let path = api_request(&sub, &rg, &name);
     let current = arm.call(&call, Method::GET, &path, None).await;
@@ -283,7 +283,7 @@ async fn delete_request(
 async fn list(arm: Arm, req: Request, api_path: String) -> Response {
     let (call, _) = match start(req) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     // Role requests only: a network request's approval lives on its policy, not here.
     let query = {

@@ -161,13 +161,15 @@ async fn error_inner(e: AppError) -> Inner {
 }
 
 /// Reads the caller's body (at most the API's limit) as JSON, or keeps it raw when it is not.
-async fn payload(body: Body) -> Result<Payload, Response> {
+async fn payload(body: Body) -> Result<Payload, Box<Response>> {
     let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
-        AppError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("the body is larger than {MAX_BODY} bytes"),
+        Box::new(
+            AppError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("the body is larger than {MAX_BODY} bytes"),
+            )
+            .into_response(),
         )
-        .into_response()
     })?;
     Ok(match serde_json::from_slice::<Value>(&bytes) {
         Ok(v) if v.is_object() => Payload::Json(v),
@@ -184,16 +186,18 @@ struct Versions {
 /// Checks `api-version` as Azure Resource Manager does, before anything else (so a wrong
 /// version never costs an authentication or a refusal record): missing, not a version, or a
 /// version not served for the type are each a 400 with the vendor's code, at `api-version`.
-fn check_version(parts: &Parts, versions: &Versions) -> Result<String, Response> {
+fn check_version(parts: &Parts, versions: &Versions) -> Result<String, Box<Response>> {
     let query = parts.uri.query().unwrap_or_default();
     let given = form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k.eq_ignore_ascii_case("api-version"))
         .map(|(_, v)| v.into_owned());
     let list = versions.supported.join(", ");
     let refuse = |code, message: String| {
-        Err(AppError::new(code, message)
-            .at("api-version")
-            .into_response())
+        Err(Box::new(
+            AppError::new(code, message)
+                .at("api-version")
+                .into_response(),
+        ))
     };
     match given {
         None => refuse(

@@ -56,7 +56,7 @@ pub(super) fn routes() -> Router<Arm> {
         .route(&format!("{one}/initiate"), post(initiate))
 }
 
-fn start(req: Request) -> Result<(Call, axum::body::Body), Response> {
+fn start(req: Request) -> Result<(Call, axum::body::Body), Box<Response>> {
     let (parts, body) = req.into_parts();
     let version = check_version(&parts, &VERSIONS)?;
     Ok((Call { parts, version }, body))
@@ -160,7 +160,7 @@ fn translate(mut v: Value, loc: &str) -> Value {
 async fn list(arm: Arm, req: Request, api_path: String, loc: Option<String>) -> Response {
     let (call, _) = match start(req) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let inner = arm
         .call(
@@ -249,7 +249,7 @@ async fn get_policy(
 ) -> Response {
     let (call, _) = match start(req) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let inner = arm
         .call(&call, Method::GET, &api_policy(&sub, &rg, &name), None)
@@ -274,12 +274,12 @@ async fn put_policy(
 ) -> Response {
     let (call, body) = match start(req) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let body = match payload(body).await {
         Ok(Payload::Json(v)) => Payload::Json(translate(v, &loc)),
         Ok(raw) => raw,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let inner = arm
         .call(
@@ -306,7 +306,7 @@ async fn delete_policy(
 ) -> Response {
     let (call, _) = match start(req) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let path = api_policy(&sub, &rg, &name);
     // A policy kept at another location is not this resource. (A caller who may not read it
@@ -334,7 +334,7 @@ async fn initiate(
 ) -> Response {
     let (call, body) = match start(req) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let path = api_policy(&sub, &rg, &name);
     let current = arm.call(&call, Method::GET, &path, None).await;
@@ -360,7 +360,7 @@ async fn initiate(
             Payload::Json(v)
         }
         Ok(raw) => raw,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let inner = arm
         .call(&call, Method::POST, &format!("{path}/initiate"), Some(body))
