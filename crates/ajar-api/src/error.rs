@@ -39,6 +39,12 @@ pub enum ErrorCode {
     InternalError,
     /// The store is unavailable (503); retrying later may succeed.
     ServiceUnavailable,
+    /// An Azure-compatible path was called without `api-version` (400).
+    MissingApiVersionParameter,
+    /// An Azure-compatible path was called with an `api-version` that is not a version (400).
+    InvalidApiVersionParameter,
+    /// An Azure-compatible path was called with a version ajar does not serve for it (400).
+    NoRegisteredProviderFound,
 }
 
 impl ErrorCode {
@@ -47,7 +53,10 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidRequestBody
             | ErrorCode::ValidationFailed
-            | ErrorCode::InvalidParameter => 400,
+            | ErrorCode::InvalidParameter
+            | ErrorCode::MissingApiVersionParameter
+            | ErrorCode::InvalidApiVersionParameter
+            | ErrorCode::NoRegisteredProviderFound => 400,
             ErrorCode::Unauthenticated => 401,
             ErrorCode::AuthorizationFailed => 403,
             ErrorCode::NotFound => 404,
@@ -64,7 +73,7 @@ impl ErrorCode {
     }
 
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::InvalidRequestBody,
         ErrorCode::ValidationFailed,
         ErrorCode::InvalidParameter,
@@ -80,6 +89,9 @@ impl ErrorCode {
         ErrorCode::HeadersTooLarge,
         ErrorCode::InternalError,
         ErrorCode::ServiceUnavailable,
+        ErrorCode::MissingApiVersionParameter,
+        ErrorCode::InvalidApiVersionParameter,
+        ErrorCode::NoRegisteredProviderFound,
     ];
 }
 
@@ -149,6 +161,9 @@ mod tests {
             (HeadersTooLarge, 431),
             (InternalError, 500),
             (ServiceUnavailable, 503),
+            (MissingApiVersionParameter, 400),
+            (InvalidApiVersionParameter, 400),
+            (NoRegisteredProviderFound, 400),
         ];
         assert_eq!(ErrorCode::ALL.len(), expected.len());
         for (code, status) in expected {

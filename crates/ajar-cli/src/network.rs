@@ -412,6 +412,7 @@ pub async fn policy(ctx: &Ctx, cmd: PolicyCmd) -> CliResult {
                     let ports = ports.rules()?;
                     let body = PolicyBody {
                         kind: None,
+                        location: None,
                         properties: PolicyProperties {
                             virtual_machines: vec![PolicyMachine {
                                 id: resource_id("--machine", &m)?,

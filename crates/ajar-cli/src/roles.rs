@@ -350,6 +350,8 @@ pub async fn app(ctx: &Ctx, cmd: AppCmd) -> CliResult {
             let duration =
                 AccessDuration::parse(&duration).map_err(|e| refused("--duration", e))?;
             let body = JitRequestBody {
+                location: None,
+                tags: None,
                 properties: JitRequestProperties {
                     application_resource_id: ResourceId::parse(&app)
                         .map_err(|e| refused("application", e))?,

@@ -1,11 +1,13 @@
-//! ajar's control plane: the REST API under `/api/v1`, authentication and authorization, and
-//! the scheduler that closes access on time.
+//! ajar's control plane: the REST API under `/api/v1` (and its Azure Resource
+//! Manager-compatible paths at the root), authentication and authorization, and the scheduler
+//! that closes access on time.
 //!
 //! # Layout
 //! - [`router`] builds the whole HTTP surface from one [`AppState`]; [`serve`] runs it on a
 //!   listener until a shutdown future resolves.
 //! - `routes/*`: one module per resource (machines, policies, requests, tokens, RBAC, settings,
-//!   OpenAPI), each with its own `router()`.
+//!   OpenAPI), each with its own `router()`; `routes/arm` translates the Azure Resource
+//!   Manager paths onto them, calling the API in-process.
 //! - [`auth`]: bearer tokens and the [`auth::Caller`] every handler authorizes with.
 //! - [`scheduler`]: expiry driven by end times stored in the database.
 //! - [`bootstrap`]: the first admin token.
@@ -151,6 +153,7 @@ pub fn router(state: AppState) -> Router {
     // The console calls the API in-process as the signed-in user (so every check applies);
     // both sit behind the same request-id, metrics and refusal-recording layers.
     ajar_console::router(api.clone(), state.oidc.clone())
+        .merge(routes::arm::router(api.clone()))
         .merge(api)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

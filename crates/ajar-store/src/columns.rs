@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use sqlx::any::{AnyTypeInfo, AnyValueRef};
 use sqlx::error::BoxDynError;
 use sqlx::{Any, Decode, Type};
+use std::collections::BTreeMap;
 
 /// Declares that a wrapper is read from a column of the stored type `$stored`.
 macro_rules! stored_as {
@@ -176,6 +177,7 @@ read_through!(
     Json<Lifecycle> => Lifecycle,
     Json<PolicyRules> => PolicyRules,
     NullableJson<Vec<String>> => Option<Vec<String>>,
+    NullableJson<BTreeMap<String, String>> => Option<BTreeMap<String, String>>,
 );
 
 /// A list that may be absent reads as empty.

@@ -63,7 +63,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::test_store(dir.path()).await;
         let mut tx = store.write().await.unwrap();
-        tx.put_policy(POLICY, "s", "rg", "p", "{}", &[], "e1", at(0))
+        tx.put_policy(POLICY, "s", "rg", "p", "{}", &[], "e1", None, at(0))
             .await
             .unwrap();
         let req = RequestRow {

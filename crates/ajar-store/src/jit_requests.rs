@@ -9,10 +9,11 @@ use crate::sql::{SqlBuilder, push_page_conditions};
 use crate::tx::*;
 use ajar_core::lifecycle::{Lifecycle, RequestState};
 use jiff::Timestamp;
+use std::collections::BTreeMap;
 
 /// The columns of a [`JitRequestRow`].
 pub(crate) const JIT_REQUEST_COLUMNS: &str = "id, name, application_id, kind, requester, roles, justification, \
-     lifecycle, state, due, created_at, detail, extends";
+     lifecycle, state, due, created_at, detail, extends, location, tags";
 
 /// A filter over requests on the shared engine (role activations, approval-gated network
 /// access).
@@ -49,8 +50,8 @@ impl Tx {
         }
         sqlx::query(
             "INSERT INTO jit_requests (id, subscription, resource_group, name, application_id, requester, \
-             roles, justification, lifecycle, state, due, created_at, kind, detail, extends) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+             roles, justification, lifecycle, state, due, created_at, kind, detail, extends, location, tags) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
         )
         .bind(&r.id)
         .bind(subscription)
@@ -67,12 +68,28 @@ impl Tx {
         .bind(&r.kind)
         .bind(&r.detail)
         .bind(&r.extends)
+        .bind(&r.location)
+        .bind(r.tags.as_ref().map(to_json).transpose()?)
         .execute(self.c())
         .await?;
         if r.kind == "role" {
             self.role_request_stored(r).await?;
         }
         Ok(true)
+    }
+
+    /// Replaces a request's tags; false when there is no such request.
+    pub async fn set_jit_request_tags(
+        &mut self,
+        id: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> StoreResult<bool> {
+        let r = sqlx::query("UPDATE jit_requests SET tags = $1 WHERE id = $2")
+            .bind(to_json(tags)?)
+            .bind(id)
+            .execute(self.c())
+            .await?;
+        Ok(r.rows_affected() > 0)
     }
 
     /// Replaces a request's lifecycle, state and due instant.

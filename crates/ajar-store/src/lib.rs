@@ -541,6 +541,7 @@ mod request_tests {
             "{}",
             &[],
             "e1",
+            None,
             Timestamp::UNIX_EPOCH,
         )
         .await

@@ -10,7 +10,7 @@ impl Tx {
     /// One policy.
     pub async fn policy(&mut self, id: &str) -> StoreResult<Option<PolicyRow>> {
         Ok(
-            sqlx::query_as("SELECT id, name, rules, etag FROM policies WHERE id = $1")
+            sqlx::query_as("SELECT id, name, rules, etag, location FROM policies WHERE id = $1")
                 .bind(id)
                 .fetch_optional(self.c())
                 .await?,
@@ -82,14 +82,15 @@ impl Tx {
         rules: &str,
         machine_ids: &[String],
         etag: &str,
+        location: Option<&str>,
         now: Timestamp,
     ) -> StoreResult<bool> {
         let existed = self.policy_etag(id).await?.is_some();
         sqlx::query(
-            "INSERT INTO policies (id, subscription, resource_group, name, rules, etag, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
+            "INSERT INTO policies (id, subscription, resource_group, name, rules, etag, created_at, updated_at, location) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) \
              ON CONFLICT (id) DO UPDATE SET rules = excluded.rules, etag = excluded.etag, \
-             updated_at = excluded.updated_at",
+             updated_at = excluded.updated_at, location = excluded.location",
         )
         .bind(id)
         .bind(subscription)
@@ -98,6 +99,7 @@ impl Tx {
         .bind(rules)
         .bind(etag)
         .bind(to_db(now))
+        .bind(location)
         .execute(self.c())
         .await?;
         // Protected ports follow the policy: on the machines it leaves and on those it covers.
@@ -143,7 +145,8 @@ pub(crate) fn policies_page_sql(
     after: Option<&str>,
     limit: usize,
 ) -> SqlBuilder {
-    let mut sql = SqlBuilder::new("SELECT id, name, rules, etag FROM policies WHERE 1 = 1");
+    let mut sql =
+        SqlBuilder::new("SELECT id, name, rules, etag, location FROM policies WHERE 1 = 1");
     push_scope_page(&mut sql, "", subscription, resource_group, after, limit);
     sql
 }

@@ -9,6 +9,7 @@ use ajar_core::lifecycle::{Lifecycle, RequestState};
 use ajar_core::policy::PolicyRules;
 use ajar_core::request::{PortStatus, StatusReason};
 use jiff::Timestamp;
+use std::collections::BTreeMap;
 
 /// A stored machine.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -78,6 +79,11 @@ pub struct JitRequestRow {
     pub detail: Option<String>,
     /// The request this one extends.
     pub extends: Option<String>,
+    /// Where the requester placed it (Azure-compatible `location`), if they said.
+    pub location: Option<String>,
+    /// The requester's tags, if any were given.
+    #[sqlx(try_from = "NullableJson<BTreeMap<String, String>>")]
+    pub tags: Option<BTreeMap<String, String>>,
 }
 
 /// A stored eligibility.
@@ -108,6 +114,8 @@ pub struct PolicyRow {
     pub rules: PolicyRules,
     /// Changes on every write.
     pub etag: String,
+    /// The location it was written at through the Azure-compatible paths, if any.
+    pub location: Option<String>,
 }
 
 /// A stored access request (without its ports).

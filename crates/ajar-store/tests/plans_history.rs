@@ -38,9 +38,19 @@ async fn fill(store: &Store, per_group: usize) {
     let mut tx = store.write().await.unwrap();
     for (s, g) in GROUPS {
         let policy = format!("{}/jitNetworkAccessPolicies/p", group(s, g));
-        tx.put_policy(&policy, s, g, "p", "{}", &[], "e1", Timestamp::UNIX_EPOCH)
-            .await
-            .unwrap();
+        tx.put_policy(
+            &policy,
+            s,
+            g,
+            "p",
+            "{}",
+            &[],
+            "e1",
+            None,
+            Timestamp::UNIX_EPOCH,
+        )
+        .await
+        .unwrap();
     }
     tx.commit_unrecorded().await.unwrap();
     for i in 0..per_group {
@@ -105,6 +115,8 @@ async fn fill(store: &Store, per_group: usize) {
                 created_at: at(i),
                 detail: None,
                 extends: None,
+                location: None,
+                tags: None,
             };
             assert!(tx.insert_jit_request(&row, s, g).await.unwrap());
         }

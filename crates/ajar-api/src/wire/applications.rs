@@ -3,11 +3,12 @@
 use super::*;
 use ajar_core::FieldError;
 use ajar_core::duration::AccessDuration;
-use ajar_core::id::{ResourceId, Scope};
+use ajar_core::id::{Name, ResourceId, Scope};
 use ajar_core::lifecycle::RequestState;
 use ajar_core::principal::Principal;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
 /// Body of `PUT .../applications/{name}`.
@@ -277,8 +278,23 @@ pub struct EligibleRole {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JitRequestBody {
+    /// Where the request is placed (kept and answered; ajar does not use it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub location: Option<Name>,
+    /// The requester's tags (kept and answered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<BTreeMap<String, String>>,
     /// The request.
     pub properties: JitRequestProperties,
+}
+
+/// Body of `PATCH .../jitRequests/{name}`: the request's new tags.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JitRequestPatch {
+    /// The tags, replacing those the request had.
+    pub tags: BTreeMap<String, String>,
 }
 
 /// What is requested.
@@ -335,6 +351,12 @@ pub struct JitRequest {
     /// Always `jitRequests`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// Where the requester placed it, when they said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// The requester's tags, when any were given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<BTreeMap<String, String>>,
     /// The request and its state.
     pub properties: JitRequestView,
 }

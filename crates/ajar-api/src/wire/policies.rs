@@ -3,7 +3,7 @@
 use super::*;
 use ajar_core::FieldError;
 use ajar_core::duration::AccessDuration;
-use ajar_core::id::ResourceId;
+use ajar_core::id::{Name, ResourceId};
 use ajar_core::net::{Port, Protocol};
 use ajar_core::policy::{MachineRules, PolicyRules, PortRule};
 use serde::{Deserialize, Serialize};
@@ -16,6 +16,11 @@ pub struct PolicyBody {
     /// `Basic` (the only kind); may be omitted.
     #[serde(default)]
     pub kind: Option<String>,
+    /// The location to keep with the policy (the Azure-compatible paths name one); omitted:
+    /// the policy keeps the location it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub location: Option<Name>,
     /// The rules.
     pub properties: PolicyProperties,
 }
@@ -180,6 +185,9 @@ pub struct Policy {
     pub kind_of_resource: String,
     /// Always `Basic`.
     pub kind: String,
+    /// The location kept with the policy, when one was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
     /// Changes on every write; send it back in `If-Match` to avoid overwriting someone
     /// else's change.
     pub etag: String,

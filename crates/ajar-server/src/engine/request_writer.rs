@@ -393,6 +393,7 @@ mod tests {
             "{}",
             &[],
             "e1",
+            None,
             Timestamp::UNIX_EPOCH,
         )
         .await

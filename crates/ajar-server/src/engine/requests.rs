@@ -282,6 +282,8 @@ pub(crate) fn new_row(
         created_at: l.created,
         detail: None,
         extends: None,
+        location: None,
+        tags: None,
     })
 }
 

@@ -17,8 +17,8 @@ use crate::journal::Actor;
 use ajar_api::ErrorCode;
 use ajar_api::wire::{
     DecisionBody, DecisionView, ExtendBody, HistoryEntry, HistoryState, InitiateBody,
-    JitAuthorizationPolicy, JitRequest, JitRequestBody, JitRequestView, JitSchedulingPolicy, List,
-    PortStatusReason, RequestKind,
+    JitAuthorizationPolicy, JitRequest, JitRequestBody, JitRequestPatch, JitRequestView,
+    JitSchedulingPolicy, List, PortStatusReason, RequestKind,
 };
 use ajar_core::duration::{AccessDuration, MAX_ACCESS, MIN_ACCESS};
 use ajar_core::id::{ResourceId, ResourceKind, Scope};
@@ -35,12 +35,19 @@ use axum::extract::{Path, Query, State};
 use jiff::SignedDuration;
 use serde::Deserialize;
 use std::cmp::Reverse;
+use std::collections::BTreeMap;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(get_jit_request, counted_create_jit_request))
+        .routes(routes!(
+            get_jit_request,
+            counted_create_jit_request,
+            patch_jit_request
+        ))
+        .routes(routes!(list_subscription_jit_requests))
+        .routes(routes!(list_group_jit_requests))
         .routes(routes!(approve))
         .routes(routes!(deny))
         .routes(routes!(cancel))
@@ -75,6 +82,8 @@ fn view(row: &JitRequestRow) -> AppResult<JitRequest> {
         id: row.id.clone(),
         name: row.name.clone(),
         kind: "jitRequests".to_owned(),
+        location: row.location.clone(),
+        tags: row.tags.clone(),
         properties: JitRequestView {
             request_kind: RequestKind::parse(&row.kind).ok_or_else(AppError::internal)?,
             application_resource_id: (!network).then(|| row.application_id.clone()),
@@ -144,6 +153,9 @@ pub async fn create_jit_request(
     caller.require(actions::JIT_REQUESTS_WRITE, &id.scope())?;
     let body: JitRequestBody = body.parse()?;
     let p = &body.properties;
+    if let Some(tags) = &body.tags {
+        check_tags(tags, "tags")?;
+    }
     if p.application_resource_id.kind != ResourceKind::Application {
         return Err(bad(
             "properties.applicationResourceId",
@@ -209,7 +221,7 @@ pub async fn create_jit_request(
     let rule = check_role_request(&mut tx, &caller, &app_id, &roles, duration).await?;
     let requester = Principal::parse(&caller.principal)?;
     let l = Lifecycle::new(requester, start, duration.get(), &rule, now);
-    let row = new_row(
+    let mut row = new_row(
         &id,
         ROLE,
         app_id,
@@ -218,6 +230,8 @@ pub async fn create_jit_request(
         p.justification.clone(),
         &l,
     )?;
+    row.location = body.location.map(|l| l.to_string());
+    row.tags = body.tags;
     insert(tx, &Actor::from(&caller), &id, &row).await?;
     Ok(Reply::created_or_ok(true, view(&row)?))
 }
@@ -242,6 +256,163 @@ async fn counted_create_jit_request(
         crate::metrics::access_result(result.as_ref().map(pending)),
     );
     result
+}
+
+/// Most tags a request may carry, and the longest key and value.
+const MAX_TAGS: usize = 50;
+const MAX_TAG_KEY: usize = 512;
+const MAX_TAG_VALUE: usize = 256;
+
+fn check_tags(tags: &BTreeMap<String, String>, target: &str) -> AppResult<()> {
+    if tags.len() > MAX_TAGS {
+        return Err(bad(target, format!("at most {MAX_TAGS} tags")));
+    }
+    for (k, v) in tags {
+        if k.is_empty() || k.chars().count() > MAX_TAG_KEY || v.chars().count() > MAX_TAG_VALUE {
+            return Err(bad(
+                &format!("{target}.{k}"),
+                format!(
+                    "a tag's name is 1 to {MAX_TAG_KEY} characters, its value at most {MAX_TAG_VALUE}"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[utoipa::path(patch, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/jitRequests/{name}", tag = "jitRequests",
+    params(("sub" = String, Path), ("rg" = String, Path), ("name" = String, Path)),
+    request_body = JitRequestPatch,
+    responses((status = 200, body = JitRequest, description = "the request with its new tags")))]
+/// Replaces a request's tags: its requester, or a caller who may read it, with
+/// `ajar.jitRequests/write` at its scope.
+pub async fn patch_jit_request(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((sub, rg, n)): Path<(String, String, String)>,
+    body: RawBody,
+) -> AppResult<Reply<JitRequest>> {
+    let id = request_id(&sub, &rg, &n)?;
+    caller.require(actions::JIT_REQUESTS_WRITE, &id.scope())?;
+    let body: JitRequestPatch = body.parse()?;
+    check_tags(&body.tags, "tags")?;
+    let now = state.clock.now();
+    let mut tx = state.store.write().await?;
+    let mut row = load_visible(&mut tx, &caller, &id).await?;
+    tx.set_jit_request_tags(&row.id, &body.tags).await?;
+    tx.commit_recorded(
+        &caller
+            .did(actions::JIT_REQUESTS_WRITE, &row.id, now)
+            .with_details(serde_json::json!({"tags": body.tags})),
+    )
+    .await?;
+    row.tags = Some(body.tags);
+    Ok(Reply::ok(view(&row)?))
+}
+
+/// Filters of the scope-wide request lists.
+#[derive(Debug, Deserialize)]
+pub struct ScopeListQuery {
+    kind: Option<String>,
+}
+
+/// Requests filed in `scope`, newest first: each shown to its requester and to callers who may
+/// read requests at its scope.
+async fn list_in_scope(
+    state: &AppState,
+    caller: &Caller,
+    scope: Scope,
+    query: ScopeListQuery,
+    paging: NewestFirst,
+) -> AppResult<Reply<List<JitRequest>>> {
+    let kind = match query.kind.as_deref() {
+        None => None,
+        Some(k @ (ROLE | NETWORK)) => Some(k),
+        Some(_) => {
+            return Err(
+                AppError::new(ErrorCode::InvalidParameter, "kind must be role or network")
+                    .at("kind"),
+            );
+        }
+    };
+    let mut within = Readable::default();
+    match &scope {
+        Scope::Subscription(s) => within.subscriptions.push(s.to_string()),
+        Scope::ResourceGroup(s, g) => within.groups.push((s.to_string(), g.to_string())),
+        _ => return Err(AppError::new(ErrorCode::InvalidParameter, "bad scope")),
+    }
+    let all = caller.may(actions::JIT_REQUESTS_READ, &scope);
+    let filter = JitRequestFilter {
+        kind,
+        within: Some(&within),
+        ..JitRequestFilter::default()
+    };
+    let mut tx = state.store.read().await?;
+    let mut gather = paging.gather();
+    while gather.wants_more() {
+        let after = gather.after().map(|r| &r.0);
+        let batch = tx
+            .jit_request_history(filter, after, gather.batch() as u32)
+            .await?;
+        gather.take(
+            batch,
+            |r| Reverse(time_key(r.created_at, &r.id)),
+            |r| {
+                all || r.requester == caller.principal
+                    || Scope::parse(&r.id).is_ok_and(|s| caller.may(actions::JIT_REQUESTS_READ, &s))
+            },
+        );
+    }
+    drop(tx);
+    let (rows, next_link) = paging.finish(gather.into_items(), |r| {
+        Reverse(time_key(r.created_at, &r.id))
+    });
+    let value = rows.iter().map(view).collect::<AppResult<_>>()?;
+    Ok(Reply::ok(List { value, next_link }))
+}
+
+#[utoipa::path(get, path = "/api/v1/subscriptions/{sub}/jitRequests", tag = "jitRequests",
+    params(("sub" = String, Path), ("kind" = Option<String>, Query, description = "role or network"),
+           ("top" = Option<u32>, Query), ("skipToken" = Option<String>, Query)),
+    responses((status = 200, body = List<JitRequest>, description = "requests filed in the subscription, newest first, that the caller may see")))]
+/// Requests filed in a subscription that the caller may see.
+pub async fn list_subscription_jit_requests(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(sub): Path<String>,
+    Query(query): Query<ScopeListQuery>,
+    paging: NewestFirst,
+) -> AppResult<Reply<List<JitRequest>>> {
+    list_in_scope(
+        &state,
+        &caller,
+        super::subscription_scope(&sub)?,
+        query,
+        paging,
+    )
+    .await
+}
+
+#[utoipa::path(get, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/jitRequests", tag = "jitRequests",
+    params(("sub" = String, Path), ("rg" = String, Path), ("kind" = Option<String>, Query, description = "role or network"),
+           ("top" = Option<u32>, Query), ("skipToken" = Option<String>, Query)),
+    responses((status = 200, body = List<JitRequest>, description = "requests filed in the resource group, newest first, that the caller may see")))]
+/// Requests filed in a resource group that the caller may see.
+pub async fn list_group_jit_requests(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((sub, rg)): Path<(String, String)>,
+    Query(query): Query<ScopeListQuery>,
+    paging: NewestFirst,
+) -> AppResult<Reply<List<JitRequest>>> {
+    list_in_scope(
+        &state,
+        &caller,
+        super::group_scope(&sub, &rg)?,
+        query,
+        paging,
+    )
+    .await
 }
 
 /// Loads a request the caller may see: with `ajar.jitRequests/read` at its scope, or their own.

@@ -3,6 +3,7 @@
 pub mod activity;
 pub mod agents;
 pub mod applications;
+pub mod arm;
 pub mod authorize;
 pub mod figures;
 pub mod groups;

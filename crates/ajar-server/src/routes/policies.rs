@@ -40,6 +40,7 @@ pub fn policy_view(row: &PolicyRow) -> AppResult<Policy> {
         name: row.name.clone(),
         kind_of_resource: "jitNetworkAccessPolicies".to_owned(),
         kind: "Basic".to_owned(),
+        location: row.location.clone(),
         etag: row.etag.clone(),
         properties: PolicyView {
             virtual_machines: props.virtual_machines,
@@ -69,15 +70,16 @@ pub async fn ensure_jit_enabled(tx: &mut Tx, scope: &Scope) -> AppResult<()> {
     Ok(())
 }
 
-/// Validates and stores a policy inside `tx`. Machines must exist and not belong to another
-/// policy. Open ports the new rules no longer allow are closed as `PolicyChanged`.
-/// Records the change as done by `caller`. Returns whether the policy was created, and
-/// the stored row.
+/// Validates and stores a policy inside `tx`, with `location`. Machines must exist and not
+/// belong to another policy. Open ports the new rules no longer allow are closed as
+/// `PolicyChanged`. Records the change as done by `caller`. Returns whether the policy was
+/// created, and the stored row.
 async fn write_policy(
     tx: &mut Tx,
     caller: &Caller,
     id: &ResourceId,
     rules: &PolicyRules,
+    location: Option<String>,
     now: Timestamp,
 ) -> AppResult<(bool, PolicyRow)> {
     rules.validate(id)?;
@@ -140,6 +142,7 @@ async fn write_policy(
             &rules_json,
             &machine_ids,
             &etag,
+            location.as_deref(),
             now,
         )
         .await?;
@@ -149,6 +152,7 @@ async fn write_policy(
             .with_details(json!({
                 "created": created,
                 "rules": serde_json::to_value(rules).ok(),
+                "location": location,
                 "closedPorts": closed,
             })),
     )
@@ -160,6 +164,7 @@ async fn write_policy(
             name: id.name.to_string(),
             rules: rules.clone(),
             etag,
+            location,
         },
     ))
 }
@@ -193,7 +198,22 @@ pub async fn put_policy(
     let mut tx = state.store.write().await?;
     let current = tx.policy(&id.to_string()).await?;
     check_preconditions(&headers, current.as_ref().map(|p| p.etag.as_str()))?;
-    let (created, row) = write_policy(&mut tx, &caller, &id, &rules, state.clock.now()).await?;
+    // A policy stays at the location it was first given: naming another one is a clash, not
+    // a move.
+    let kept = current.as_ref().and_then(|p| p.location.clone());
+    let location = match (body.location.map(|l| l.to_string()), kept) {
+        (Some(new), Some(old)) if !new.eq_ignore_ascii_case(&old) => {
+            return Err(AppError::new(
+                ErrorCode::Conflict,
+                format!("policy {id} is kept at location {old}, not {new}"),
+            )
+            .at("location"));
+        }
+        (Some(_), Some(old)) => Some(old),
+        (new, old) => new.or(old),
+    };
+    let (created, row) =
+        write_policy(&mut tx, &caller, &id, &rules, location, state.clock.now()).await?;
     tx.commit().await?;
     Ok(Reply::created_or_ok(created, policy_view(&row)?).with_etag(&row.etag))
 }
@@ -348,6 +368,7 @@ pub async fn enable_jit(
         Some(ports) => {
             let wrapped = PolicyBody {
                 kind: None,
+                location: None,
                 properties: ajar_api::wire::PolicyProperties {
                     virtual_machines: vec![ajar_api::wire::PolicyMachine {
                         id: machine.clone(),
@@ -387,7 +408,9 @@ pub async fn enable_jit(
         machine: machine.clone(),
         ports,
     });
-    let (_, stored) = write_policy(&mut tx, &caller, &id, &rules, state.clock.now()).await?;
+    let location = current.as_ref().and_then(|p| p.location.clone());
+    let (_, stored) =
+        write_policy(&mut tx, &caller, &id, &rules, location, state.clock.now()).await?;
     tx.commit().await?;
     Ok(Reply::created_or_ok(current.is_none(), policy_view(&stored)?).with_etag(&stored.etag))
 }

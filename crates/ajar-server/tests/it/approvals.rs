@@ -552,6 +552,7 @@ async fn a_request_that_cannot_move_does_not_hold_up_the_others() {
         "{",
         &[VM.to_owned()],
         "e9",
+        None,
         app.now(),
     )
     .await

@@ -8,6 +8,7 @@ mod activity;
 mod agents;
 mod applications;
 mod approvals;
+mod arm;
 mod authz;
 mod credentials;
 mod cross_scope;

@@ -178,8 +178,8 @@ async fn policy_fields_are_validated() {
     bad_kind["kind"] = json!("Premium");
     refused_policy(&app, bad_kind, 400, ErrorCode::ValidationFailed, "kind").await;
     let mut extra = policy_with(vec![port(json!({}))]);
-    extra["location"] = json!("westeurope");
-    refused_policy(&app, extra, 400, ErrorCode::InvalidRequestBody, "location").await;
+    extra["zone"] = json!("westeurope");
+    refused_policy(&app, extra, 400, ErrorCode::InvalidRequestBody, "zone").await;
     refused_policy(
         &app,
         json!({"properties":{"virtualMachines":"vm1"}}),

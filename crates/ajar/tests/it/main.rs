@@ -6,6 +6,7 @@
     reason = "polls a child process, no access window is slept through"
 )]
 
+mod azure_sdk;
 mod cli;
 mod crash;
 mod enforce;

@@ -21,7 +21,7 @@ fn openssl(dir: &Path, args: &[&str]) {
 
 /// A CA (`ca.pem`), and a server certificate for 127.0.0.1 signed by it into `NAME.pem` and
 /// `NAME.key`, with `cn` as its common name.
-fn certificate(dir: &Path, name: &str, cn: &str) {
+pub(crate) fn certificate(dir: &Path, name: &str, cn: &str) {
     if !dir.join("ca.pem").exists() {
         openssl(
             dir,
@@ -46,7 +46,7 @@ fn certificate(dir: &Path, name: &str, cn: &str) {
     }
     std::fs::write(
         dir.join("san.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nauthorityKeyIdentifier=keyid\n",
     )
     .unwrap();
     openssl(
@@ -103,7 +103,7 @@ fn der(pem_file: &Path) -> Vec<u8> {
         .unwrap()
 }
 
-fn trusting(ca: &Path) -> reqwest::Client {
+pub(crate) fn trusting(ca: &Path) -> reqwest::Client {
     let pem = std::fs::read(ca).unwrap();
     reqwest::Client::builder()
         .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).unwrap())
@@ -125,7 +125,7 @@ async fn served_certificate(url: &str, ca: &Path) -> Vec<u8> {
         .unwrap()
 }
 
-struct Killed(Child);
+pub(crate) struct Killed(pub(crate) Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -134,7 +134,7 @@ impl Drop for Killed {
     }
 }
 
-fn serve_tls(dir: &Path) -> (Killed, String, String) {
+pub(crate) fn serve_tls(dir: &Path) -> (Killed, String, String) {
     let mut child = ajar()
         .args(["serve", "--data-dir"])
         .arg(dir.join("data"))
@@ -154,7 +154,7 @@ fn serve_tls(dir: &Path) -> (Killed, String, String) {
     (Killed(child), url, token)
 }
 
-fn fake_nft(dir: &Path) -> PathBuf {
+pub(crate) fn fake_nft(dir: &Path) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let path = dir.join("nft");
     std::fs::write(&path, "#!/bin/sh\ncat >/dev/null\n").unwrap();

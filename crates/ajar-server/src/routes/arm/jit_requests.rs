@@ -1,0 +1,351 @@
+//! `Microsoft.Solutions/jitRequests` on ajar's role activation requests. Every create or
+//! update answers at once with `provisioningState: Succeeded` and no asynchronous-operation
+//! headers, so the SDK's long-running-operation poller finishes without polling.
+
+use super::{
+    Arm, Call, Payload, Versions, ajar_id, api_query, check_version, map_str, next_link, payload,
+    seg, strip, vendor_id,
+};
+use crate::error::AppError;
+use axum::Router;
+use axum::extract::{Path, Request, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+
+const VERSIONS: Versions = Versions {
+    kind: TYPE,
+    supported: &[
+        "2019-07-01",
+        "2020-08-21-preview",
+        "2021-02-01-preview",
+        "2021-07-01",
+        "2023-12-01-preview",
+    ],
+};
+
+/// The vendor's resource type.
+const TYPE: &str = "Microsoft.Solutions/jitRequests";
+
+/// Most requests a list answers (the SDK reads one page and never follows `nextLink`).
+const LIST_MAX: usize = 1000;
+
+/// Fields of an answer that a read-modify-write sends back and a create never takes.
+const READ_ONLY: &[&str] = &[
+    "provisioningState",
+    "jitRequestState",
+    "publisherTenantId",
+    "createdBy",
+    "updatedBy",
+    "requestKind",
+    "requestor",
+    "createdAt",
+    "activeFrom",
+    "activeUntil",
+    "decisions",
+    "expiryWarnedAt",
+    "failure",
+    "networkRequestId",
+    "networkAccessPolicyId",
+    "networkAccess",
+    "extends",
+];
+
+pub(super) fn routes() -> Router<Arm> {
+    Router::new()
+        .route(
+            "/subscriptions/{sub}/providers/Microsoft.Solutions/jitRequests",
+            get(list_subscription),
+        )
+        .route(
+            "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Solutions/jitRequests",
+            get(list_group),
+        )
+        .route(
+            "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Solutions/jitRequests/{name}",
+            get(get_request)
+                .put(put_request)
+                .patch(patch_request)
+                .delete(delete_request),
+        )
+}
+
+fn start(req: Request) -> Result<(Call, axum::body::Body), Box<Response>> {
+    let (parts, body) = req.into_parts();
+    let version = check_version(&parts, &VERSIONS)?;
+    Ok((Call { parts, version }, body))
+}
+
+fn api_request(sub: &str, rg: &str, name: &str) -> String {
+    format!(
+        "/api/v1/subscriptions/{}/resourceGroups/{}/jitRequests/{}",
+        seg(sub),
+        seg(rg),
+        seg(name)
+    )
+}
+
+/// A request in the vendor's shape: ids in the vendor's form, `provisioningState: Succeeded`
+/// (the resource exists; `jitRequestState` says where its approval stands), the requester
+/// and creation time as `systemData`; ajar's own fields kept.
+fn render(mut r: Value) -> Value {
+    map_str(&mut r, "id", |id| vendor_id(id, ""));
+    r["type"] = json!(TYPE);
+    let props = &mut r["properties"];
+    map_str(props, "applicationResourceId", |id| vendor_id(id, ""));
+    let requestor = props["requestor"].clone();
+    let created = props["createdAt"].clone();
+    if props.is_object() {
+        props["provisioningState"] = json!("Succeeded");
+        props["createdBy"] = json!({ "oid": requestor });
+    }
+    r["systemData"] = json!({
+        "createdBy": requestor,
+        "createdByType": "User",
+        "createdAt": created,
+    });
+    r
+}
+
+/// A vendor-shaped request body as ajar's `PUT` body.
+fn translate(mut v: Value) -> Value {
+    strip(&mut v, &["id", "name", "type", "systemData"]);
+    let props = &mut v["properties"];
+    strip(props, READ_ONLY);
+    map_str(props, "applicationResourceId", ajar_id);
+    if let Some(auths) = props["jitAuthorizationPolicies"].as_array_mut() {
+        for a in auths {
+            // A full role definition id names its role by its last segment.
+            map_str(a, "roleDefinitionId", |r| {
+                r.rsplit('/').next().unwrap_or(r).to_owned()
+            });
+        }
+    }
+    v
+}
+
+async fn get_request(
+    State(arm): State<Arm>,
+    Path((sub, rg, name)): Path<(String, String, String)>,
+    req: Request,
+) -> Response {
+    let (call, _) = match start(req) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let inner = arm
+        .call(&call, Method::GET, &api_request(&sub, &rg, &name), None)
+        .await;
+    super::ok_or_pass(inner, StatusCode::OK, render)
+}
+
+/// Whether an existing request is the one `body` asks for: same application and roles, for
+/// the same principal. Asking again for it is answered with it (PUT is idempotent).
+fn same_request(existing: &Value, body: &Value) -> bool {
+    let e = &existing["properties"];
+    let b = &body["properties"];
+    let roles = |v: &Value| {
+        let mut r: Vec<(String, String)> = v["jitAuthorizationPolicies"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|a| {
+                (
+                    a["principalId"].as_str().unwrap_or_default().to_owned(),
+                    a["roleDefinitionId"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                )
+            })
+            .collect();
+        r.sort();
+        r
+    };
+    e["applicationResourceId"] == b["applicationResourceId"] && roles(e) == roles(b)
+}
+
+/// Create: 201 with the request. Asked again for the same request: 200 with it (its tags
+/// replaced when the body gives tags). Another request under the name: 409.
+async fn put_request(
+    State(arm): State<Arm>,
+    Path((sub, rg, name)): Path<(String, String, String)>,
+    req: Request,
+) -> Response {
+    let (call, body) = match start(req) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let body = match payload(body).await {
+        Ok(Payload::Json(v)) => Payload::Json(translate(v)),
+        Ok(raw) => raw,
+        Err(r) => return *r,
+    };
+    let asked = match &body {
+        Payload::Json(v) => Some(v.clone()),
+        Payload::Raw(_) => None,
+    };
+    let path = api_request(&sub, &rg, &name);
+    let inner = arm.call(&call, Method::PUT, &path, Some(body)).await;
+    if inner.status == StatusCode::CONFLICT
+        && let Some(asked) = asked
+    {
+        let existing = arm.call(&call, Method::GET, &path, None).await;
+        if let Some(e) = &existing.json
+            && existing.ok()
+            && same_request(e, &asked)
+        {
+            if let Some(tags) = asked.get("tags").filter(|t| t.is_object())
+                && e.get("tags") != Some(tags)
+            {
+                let patched = arm
+                    .call(
+                        &call,
+                        Method::PATCH,
+                        &path,
+                        Some(Payload::Json(json!({ "tags": tags }))),
+                    )
+                    .await;
+                return super::ok_or_pass(patched, StatusCode::OK, render);
+            }
+            return super::ok_or_pass(existing, StatusCode::OK, render);
+        }
+    }
+    let status = inner.status;
+    super::ok_or_pass(inner, status, render)
+}
+
+/// Replaces the tags (the only field the vendor's PATCH takes).
+async fn patch_request(
+    State(arm): State<Arm>,
+    Path((sub, rg, name)): Path<(String, String, String)>,
+    req: Request,
+) -> Response {
+    let (call, body) = match start(req) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let body = match payload(body).await {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    let inner = arm
+        .call(
+            &call,
+            Method::PATCH,
+            &api_request(&sub, &rg, &name),
+            Some(body),
+        )
+        .await;
+    super::ok_or_pass(inner, StatusCode::OK, render)
+}
+
+/// Ends the request: a pending one is canceled, an approved or active one revoked, one that
+/// has ended is left as it is. Its record stays (a later GET shows it Canceled, Revoked or as
+/// it ended): ajar keeps every request's history. 200 when the request exists, 204 when not.
+async fn delete_request(
+    State(arm): State<Arm>,
+    Path((sub, rg, name)): Path<(String, String, String)>,
+    req: Request,
+) -> Response {
+    let (call, _) = match start(req) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let path = api_request(&sub, &rg, &name);
+    let current = arm.call(&call, Method::GET, &path, None).await;
+    if current.status == StatusCode::NOT_FOUND {
+        return current.reply(StatusCode::NO_CONTENT, None);
+    }
+    let state = match &current.json {
+        Some(r) if current.ok() => r["properties"]["jitRequestState"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        _ => return current.pass(),
+    };
+    let action = match state.as_str() {
+        "Pending" => "cancel",
+        "Approved" | "Active" => "revoke",
+        _ => return current.reply(StatusCode::OK, None),
+    };
+    let inner = arm
+        .call(&call, Method::POST, &format!("{path}/{action}"), None)
+        .await;
+    if inner.ok() {
+        inner.reply(StatusCode::OK, None)
+    } else {
+        inner.pass()
+    }
+}
+
+async fn list(arm: Arm, req: Request, api_path: String) -> Response {
+    let (call, _) = match start(req) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    // Role requests only: a network request's approval lives on its policy, not here.
+    let query = {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query.append_pair("kind", "role");
+        query.append_pair("top", &LIST_MAX.to_string());
+        let given = api_query(&call.parts);
+        for (k, v) in form_urlencoded::parse(given.as_bytes()) {
+            if k != "kind" && k != "top" {
+                query.append_pair(&k, &v);
+            }
+        }
+        query.finish()
+    };
+    let inner = arm
+        .call(&call, Method::GET, &format!("{api_path}?{query}"), None)
+        .await;
+    if !inner.ok() {
+        return inner.pass();
+    }
+    let Some(page) = inner.json.clone() else {
+        return AppError::internal().into_response();
+    };
+    let value: Vec<Value> = page["value"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| render(r.clone()))
+        .collect();
+    let mut body = json!({ "value": value });
+    if let Some(n) = next_link(&call.parts, &call.version, page["nextLink"].as_str()) {
+        body["nextLink"] = json!(n);
+    }
+    inner.reply(StatusCode::OK, Some(body))
+}
+
+async fn list_subscription(
+    State(arm): State<Arm>,
+    Path(sub): Path<String>,
+    req: Request,
+) -> Response {
+    list(
+        arm,
+        req,
+        format!("/api/v1/subscriptions/{}/jitRequests", seg(&sub)),
+    )
+    .await
+}
+
+async fn list_group(
+    State(arm): State<Arm>,
+    Path((sub, rg)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    list(
+        arm,
+        req,
+        format!(
+            "/api/v1/subscriptions/{}/resourceGroups/{}/jitRequests",
+            seg(&sub),
+            seg(&rg)
+        ),
+    )
+    .await
+}
