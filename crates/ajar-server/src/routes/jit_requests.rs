@@ -263,11 +263,27 @@ const MAX_TAGS: usize = 50;
 const MAX_TAG_KEY: usize = 512;
 const MAX_TAG_VALUE: usize = 256;
 
+/// Most bytes a request's tags may hold in all (names and values), so a list of requests stays
+/// small whatever its requesters put in their tags.
+const MAX_TAG_BYTES: usize = 8 * 1024;
+
 fn check_tags(tags: &BTreeMap<String, String>, target: &str) -> AppResult<()> {
     if tags.len() > MAX_TAGS {
         return Err(bad(target, format!("at most {MAX_TAGS} tags")));
     }
+    if tags.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>() > MAX_TAG_BYTES {
+        return Err(bad(
+            target,
+            format!("tags hold at most {MAX_TAG_BYTES} bytes in all"),
+        ));
+    }
     for (k, v) in tags {
+        if k.chars().chain(v.chars()).any(char::is_control) {
+            return Err(bad(
+                &format!("{target}.{k}"),
+                "a tag's name and value hold no control characters",
+            ));
+        }
         if k.is_empty() || k.chars().count() > MAX_TAG_KEY || v.chars().count() > MAX_TAG_VALUE {
             return Err(bad(
                 &format!("{target}.{k}"),
@@ -284,8 +300,8 @@ fn check_tags(tags: &BTreeMap<String, String>, target: &str) -> AppResult<()> {
     params(("sub" = String, Path), ("rg" = String, Path), ("name" = String, Path)),
     request_body = JitRequestPatch,
     responses((status = 200, body = JitRequest, description = "the request with its new tags")))]
-/// Replaces a request's tags: its requester, or a caller who may read it, with
-/// `ajar.jitRequests/write` at its scope.
+/// Replaces a request's tags: its requester, or a caller who administers what it grants, with
+/// `ajar.jitRequests/write` at its scope (an approver or reader cannot rewrite them).
 pub async fn patch_jit_request(
     State(state): State<AppState>,
     caller: Caller,
@@ -299,6 +315,16 @@ pub async fn patch_jit_request(
     let now = state.clock.now();
     let mut tx = state.store.write().await?;
     let mut row = load_visible(&mut tx, &caller, &id).await?;
+    if row.requester != caller.principal && !administers(&caller, &row) {
+        return Err(AppError::new(
+            ErrorCode::AuthorizationFailed,
+            format!(
+                "only the requester, or who administers {}, may change the tags of {}",
+                row.application_id, row.id
+            ),
+        )
+        .at(row.id.clone()));
+    }
     tx.set_jit_request_tags(&row.id, &body.tags).await?;
     tx.commit_recorded(
         &caller
@@ -342,6 +368,30 @@ async fn list_in_scope(
         _ => return Err(AppError::new(ErrorCode::InvalidParameter, "bad scope")),
     }
     let all = caller.may(actions::JIT_REQUESTS_READ, &scope);
+    if !all {
+        // Read only the parts of the scope the caller may read, and their own requests: a
+        // caller who may see little reads little.
+        if let Some(mine) = readable(caller, actions::JIT_REQUESTS_READ) {
+            let inside = |s: Scope| scope.contains(&s);
+            within = Readable {
+                own: mine.own,
+                subscriptions: Vec::new(),
+                groups: mine
+                    .groups
+                    .into_iter()
+                    .filter(|(s, g)| {
+                        Scope::parse(&format!("/subscriptions/{s}/resourceGroups/{g}"))
+                            .is_ok_and(inside)
+                    })
+                    .collect(),
+                resources: mine
+                    .resources
+                    .into_iter()
+                    .filter(|r| Scope::parse(r).is_ok_and(inside))
+                    .collect(),
+            };
+        }
+    }
     let filter = JitRequestFilter {
         kind,
         within: Some(&within),
@@ -358,8 +408,11 @@ async fn list_in_scope(
             batch,
             |r| Reverse(time_key(r.created_at, &r.id)),
             |r| {
-                all || r.requester == caller.principal
-                    || Scope::parse(&r.id).is_ok_and(|s| caller.may(actions::JIT_REQUESTS_READ, &s))
+                let at = Scope::parse(&r.id);
+                at.as_ref().is_ok_and(|s| scope.contains(s))
+                    && (all
+                        || r.requester == caller.principal
+                        || at.is_ok_and(|s| caller.may(actions::JIT_REQUESTS_READ, &s)))
             },
         );
     }

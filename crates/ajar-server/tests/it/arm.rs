@@ -571,3 +571,103 @@ async fn a_caller_allowed_in_one_resource_group_can_do_nothing_in_another() {
     .await;
     assert_eq!(r.status, 403);
 }
+
+#[tokio::test]
+async fn odd_bodies_locations_and_tags_are_refused_and_only_the_requester_retags() {
+    let app = TestApp::spawn().await;
+    setup(&app).await;
+    crm(&app).await;
+    // A body of another shape reaches ajar's checks and gets a 400, on both kinds of path.
+    for (path, version) in [
+        (policy_path("rg1", "westeurope", "odd"), SEC),
+        (jit_path("rg1", "odd"), SOL),
+    ] {
+        for body in [
+            json!({"properties": 1}),
+            json!({"properties": "x"}),
+            json!([1]),
+        ] {
+            let r = call(
+                &app.admin,
+                Method::PUT,
+                &format!("{path}?{version}"),
+                Some(body.clone()),
+            )
+            .await;
+            assert_eq!(r.status, 400, "{path} {body}: {:?}", r.body);
+        }
+    }
+    // A location that is not a name is refused, not echoed into ids.
+    let r = call(
+        &app.admin,
+        Method::GET,
+        &format!("{}?{SEC}", policy_path("rg1", "%20west", "default")),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert_eq!(r.body["error"]["target"], json!("location"));
+
+    // Tags: bounded in bytes, no control characters.
+    let alice = app.user("alice", Some(("JitRequester", RG))).await;
+    let mut big = vendor_request(APP_ID, "alice", "Contributor");
+    big["tags"] = json!(
+        (0..40)
+            .map(|i| (format!("k{i}"), json!("v".repeat(250))))
+            .collect::<serde_json::Map<_, _>>()
+    );
+    let r = call(
+        &alice,
+        Method::PUT,
+        &format!("{}?{SOL}", jit_path("rg1", "big")),
+        Some(big),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["error"]["target"].clone()),
+        (400, json!("tags")),
+        "{:?}",
+        r.body
+    );
+    let mut ctl = vendor_request(APP_ID, "alice", "Contributor");
+    ctl["tags"] = json!({"note": "a\u{1}b"});
+    let r = call(
+        &alice,
+        Method::PUT,
+        &format!("{}?{SOL}", jit_path("rg1", "ctl")),
+        Some(ctl),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+
+    // Only the requester (or who administers the application) changes a request's tags.
+    let path = jit_path("rg1", "req1");
+    let r = call(
+        &alice,
+        Method::PUT,
+        &format!("{path}?{SOL}"),
+        Some(vendor_request(APP_ID, "alice", "Contributor")),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let reader = app.user("carol", Some(("SecurityReader", RG))).await;
+    call_ok(
+        &app.admin,
+        Method::PUT,
+        "/api/v1/roleAssignments/carol-requester",
+        Some(json!({"principal":"carol","roleDefinition":"JitRequester","scope":RG})),
+    )
+    .await;
+    let retag = json!({"tags": {"ticket": "forged"}});
+    let r = call(
+        &reader,
+        Method::PATCH,
+        &format!("{path}?{SOL}"),
+        Some(retag.clone()),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    let r = call(&alice, Method::PATCH, &format!("{path}?{SOL}"), Some(retag)).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["tags"], json!({"ticket": "forged"}));
+}

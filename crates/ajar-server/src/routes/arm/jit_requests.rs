@@ -109,12 +109,19 @@ fn render(mut r: Value) -> Value {
 }
 
 /// A vendor-shaped request body as ajar's `PUT` body.
+/// Only fields present in the expected shape are touched (never indexed into), so a body of
+/// another shape reaches ajar's handler as sent and gets its 400.
 fn translate(mut v: Value) -> Value {
     strip(&mut v, &["id", "name", "type", "systemData"]);
-    let props = &mut v["properties"];
+    let Some(props) = v.get_mut("properties") else {
+        return v;
+    };
     strip(props, READ_ONLY);
     map_str(props, "applicationResourceId", ajar_id);
-    if let Some(auths) = props["jitAuthorizationPolicies"].as_array_mut() {
+    if let Some(auths) = props
+        .get_mut("jitAuthorizationPolicies")
+        .and_then(Value::as_array_mut)
+    {
         for a in auths {
             // A full role definition id names its role by its last segment.
             map_str(a, "roleDefinitionId", |r| {
@@ -289,8 +296,13 @@ async fn list(arm: Arm, req: Request, api_path: String) -> Response {
     let query = {
         let mut query = form_urlencoded::Serializer::new(String::new());
         query.append_pair("kind", "role");
-        query.append_pair("top", &LIST_MAX.to_string());
         let given = api_query(&call.parts);
+        // The SDK reads one page: as many as may be, unless the caller asks for fewer.
+        let top = form_urlencoded::parse(given.as_bytes())
+            .find(|(k, _)| k == "top")
+            .and_then(|(_, v)| v.parse::<usize>().ok())
+            .map_or(LIST_MAX, |t| t.clamp(1, LIST_MAX));
+        query.append_pair("top", &top.to_string());
         for (k, v) in form_urlencoded::parse(given.as_bytes()) {
             if k != "kind" && k != "top" {
                 query.append_pair(&k, &v);

@@ -72,6 +72,20 @@ fn api_policy(sub: &str, rg: &str, name: &str) -> String {
     )
 }
 
+/// The location in the path must be a name (it is echoed back in ids and messages).
+fn check_location(loc: &str) -> Result<(), Box<Response>> {
+    ajar_core::id::Name::parse(loc).map(|_| ()).map_err(|e| {
+        Box::new(
+            AppError::new(
+                ErrorCode::InvalidParameter,
+                format!("the location is not a name: {}", e.message),
+            )
+            .at("location")
+            .into_response(),
+        )
+    })
+}
+
 /// Whether a policy answers at `loc`: its own location, or any when it has none.
 fn at(policy: &Value, loc: &str) -> bool {
     policy["location"]
@@ -144,8 +158,16 @@ fn translate(mut v: Value, loc: &str) -> Value {
         &mut v,
         &["id", "name", "type", "etag", "location", "systemData"],
     );
-    strip(&mut v["properties"], &["requests", "provisioningState"]);
-    if let Some(vms) = v["properties"]["virtualMachines"].as_array_mut() {
+    // Only fields present in the expected shape are touched (never indexed into), so a body of
+    // another shape reaches ajar's handler as sent and gets its 400.
+    if let Some(props) = v.get_mut("properties") {
+        strip(props, &["requests", "provisioningState"]);
+    }
+    if let Some(vms) = v
+        .get_mut("properties")
+        .and_then(|p| p.get_mut("virtualMachines"))
+        .and_then(Value::as_array_mut)
+    {
         for vm in vms {
             strip(vm, &["publicIpAddress"]);
             map_str(vm, "id", ajar_id);
@@ -158,6 +180,9 @@ fn translate(mut v: Value, loc: &str) -> Value {
 }
 
 async fn list(arm: Arm, req: Request, api_path: String, loc: Option<String>) -> Response {
+    if let Some(Err(r)) = loc.as_deref().map(check_location) {
+        return *r;
+    }
     let (call, _) = match start(req) {
         Ok(c) => c,
         Err(r) => return *r,
@@ -247,6 +272,9 @@ async fn get_policy(
     Path((sub, rg, loc, name)): One,
     req: Request,
 ) -> Response {
+    if let Err(r) = check_location(&loc) {
+        return *r;
+    }
     let (call, _) = match start(req) {
         Ok(c) => c,
         Err(r) => return *r,
@@ -272,6 +300,9 @@ async fn put_policy(
     Path((sub, rg, loc, name)): One,
     req: Request,
 ) -> Response {
+    if let Err(r) = check_location(&loc) {
+        return *r;
+    }
     let (call, body) = match start(req) {
         Ok(c) => c,
         Err(r) => return *r,
@@ -304,6 +335,9 @@ async fn delete_policy(
     Path((sub, rg, loc, name)): One,
     req: Request,
 ) -> Response {
+    if let Err(r) = check_location(&loc) {
+        return *r;
+    }
     let (call, _) = match start(req) {
         Ok(c) => c,
         Err(r) => return *r,
@@ -312,6 +346,10 @@ async fn delete_policy(
     // A policy kept at another location is not this resource. (A caller who may not read it
     // is answered by the delete itself.)
     let current = arm.call(&call, Method::GET, &path, None).await;
+    // An unauthenticated or held-back caller is answered now (a failed sign-in counts once).
+    if matches!(current.status.as_u16(), 401 | 429) {
+        return current.pass();
+    }
     if let Some(p) = &current.json
         && current.ok()
         && !at(p, &loc)
@@ -332,12 +370,20 @@ async fn initiate(
     Path((sub, rg, loc, name)): One,
     req: Request,
 ) -> Response {
+    if let Err(r) = check_location(&loc) {
+        return *r;
+    }
     let (call, body) = match start(req) {
         Ok(c) => c,
         Err(r) => return *r,
     };
     let path = api_policy(&sub, &rg, &name);
     let current = arm.call(&call, Method::GET, &path, None).await;
+    // An unauthenticated or held-back caller is answered now: the body is not read, and the
+    // failed sign-in is counted once.
+    if matches!(current.status.as_u16(), 401 | 429) {
+        return current.pass();
+    }
     if let Some(p) = &current.json
         && current.ok()
         && !at(p, &loc)
@@ -352,7 +398,7 @@ async fn initiate(
         .to_owned();
     let body = match payload(body).await {
         Ok(Payload::Json(mut v)) => {
-            if let Some(vms) = v["virtualMachines"].as_array_mut() {
+            if let Some(vms) = v.get_mut("virtualMachines").and_then(Value::as_array_mut) {
                 for vm in vms {
                     map_str(vm, "id", ajar_id);
                 }
