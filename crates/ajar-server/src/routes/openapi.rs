@@ -6,9 +6,12 @@ use super::{
     policies, rbac, requests, sessions, settings, tokens,
 };
 use crate::AppState;
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use std::sync::Arc;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::response::Response;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
@@ -36,7 +39,7 @@ pub fn documented() -> OpenApiRouter<AppState> {
 /// and holds no secrets, so it needs no token.
 pub fn router() -> Router<AppState> {
     let (routes, document) = documented().split_for_parts();
-    let document = Arc::new(document);
+    let document = Arc::new(complete(document));
     routes.route(
         "/api/v1/openapi.json",
         get(move || {
@@ -44,6 +47,60 @@ pub fn router() -> Router<AppState> {
             async move { Json(document) }
         }),
     )
+}
+
+/// The served document: the `/api/v1` paths with the Azure-compatible ones beside them, and a
+/// description on every response (OpenAPI requires one).
+pub fn complete(mut document: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    document.merge(super::arm::ArmDoc::openapi());
+    for item in document.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+            &mut item.head,
+            &mut item.options,
+            &mut item.trace,
+        ];
+        for operation in operations.into_iter().flatten() {
+            for (status, response) in operation.responses.responses.iter_mut() {
+                if let RefOr::T(response) = response
+                    && response.description.is_empty()
+                {
+                    response.description = describe(status, response);
+                }
+            }
+        }
+    }
+    document
+}
+
+/// A response's description from its status and the schema it answers, for responses whose
+/// route gives none: "OK: a page of Policy", "Created: the Machine", "No Content".
+fn describe(status: &str, response: &Response) -> String {
+    let reason = status
+        .parse::<u16>()
+        .ok()
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Answer");
+    let schema = response.content.values().find_map(|c| match c {
+        RefOr::T(c) => match &c.schema {
+            Some(RefOr::Ref(r)) => r.ref_location.rsplit('/').next(),
+            _ => None,
+        },
+        RefOr::Ref(_) => None,
+    });
+    match schema {
+        Some("ErrorBody") => format!("{reason}: the error, in `error`"),
+        Some(name) => match name.strip_prefix("List_") {
+            Some(item) => format!("{reason}: a page of {item}"),
+            None => format!("{reason}: the {name}"),
+        },
+        None => reason.to_owned(),
+    }
 }
 
 struct BearerAuth;

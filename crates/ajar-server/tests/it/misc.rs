@@ -53,7 +53,8 @@ async fn every_documented_path_serves_exactly_its_documented_methods() {
             .replace("{sub}", "s1")
             .replace("{rg}", "rg1")
             .replace("{name}", "x")
-            .replace("{id}", "x");
+            .replace("{id}", "x")
+            .replace("{loc}", "westeurope");
         assert!(!path.contains('{'), "{template}");
         for method in [Method::GET, Method::PUT, Method::POST, Method::DELETE] {
             let documented = item.get(method.as_str().to_lowercase()).is_some();

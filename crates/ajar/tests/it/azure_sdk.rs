@@ -9,7 +9,7 @@
 use super::ajar;
 use super::tls::{Killed, certificate, fake_nft, serve_tls, trusting};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -24,59 +24,6 @@ pub const PACKAGES: &[&str] = &[
 const SUB: &str = "s1";
 const RG: &str = "/subscriptions/s1/resourceGroups/rg1";
 
-/// Whether the caller asked to skip the SDK test when the SDK cannot be had.
-fn may_skip() -> bool {
-    std::env::var("AJAR_SKIP_SDK").is_ok_and(|v| v == "1")
-}
-
-/// The Python interpreter of a virtual environment with the SDK, or `None` when the SDK cannot
-/// be had and skipping was asked for; otherwise a failure saying why.
-fn python(dir: &Path) -> Option<PathBuf> {
-    if let Ok(venv) = std::env::var("AJAR_AZURE_SDK_VENV") {
-        let py = PathBuf::from(venv).join("bin/python");
-        assert!(
-            py.exists(),
-            "AJAR_AZURE_SDK_VENV names no virtual environment: {py:?}"
-        );
-        return Some(py);
-    }
-    let venv = dir.join("venv");
-    let made = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .output();
-    let fail = |what: String| {
-        if may_skip() {
-            eprintln!("azure sdk test SKIPPED (AJAR_SKIP_SDK=1): {what}");
-            None
-        } else {
-            panic!(
-                "{what}\n(set AJAR_SKIP_SDK=1 to skip this test where the SDK cannot be installed)"
-            )
-        }
-    };
-    match made {
-        Ok(o) if o.status.success() => {}
-        other => {
-            return fail(format!(
-                "python3 -m venv failed (Debian: python3-venv): {other:?}"
-            ));
-        }
-    }
-    let pip = Command::new(venv.join("bin/pip"))
-        .args(["install", "--quiet", "--disable-pip-version-check"])
-        .args(PACKAGES)
-        .output();
-    match pip {
-        Ok(o) if o.status.success() => Some(venv.join("bin/python")),
-        Ok(o) => fail(format!(
-            "pip could not install the Azure SDK: {}",
-            String::from_utf8_lossy(&o.stderr)
-        )),
-        Err(e) => fail(format!("pip did not run: {e}")),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 #[allow(
     clippy::disallowed_methods,
@@ -85,7 +32,8 @@ fn python(dir: &Path) -> Option<PathBuf> {
 async fn the_azure_sdk_drives_every_jit_operation_against_ajar() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let Some(python) = python(d) else {
+    let Some(python) = super::venv::python(d, "AJAR_AZURE_SDK_VENV", PACKAGES, "the Azure SDK")
+    else {
         return;
     };
     certificate(d, "server", "ajar sdk");

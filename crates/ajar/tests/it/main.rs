@@ -10,8 +10,10 @@ mod azure_sdk;
 mod cli;
 mod crash;
 mod enforce;
+mod openapi;
 mod replicas;
 mod tls;
+mod venv;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

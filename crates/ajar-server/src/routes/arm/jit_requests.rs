@@ -7,6 +7,7 @@ use super::{
     seg, strip, vendor_id,
 };
 use crate::error::AppError;
+use ajar_api::wire::{JitRequest, JitRequestBody, JitRequestPatch, List};
 use axum::Router;
 use axum::extract::{Path, Request, State};
 use axum::http::{Method, StatusCode};
@@ -86,7 +87,7 @@ fn api_request(sub: &str, rg: &str, name: &str) -> String {
     )
 }
 
-/// A request in the vendor's shape: ids in the vendor's form, `provisioningState: Succeeded`
+/// A request in the vendor's shape: ids in Azure's form, `provisioningState: Succeeded`
 /// (the resource exists; `jitRequestState` says where its approval stands), the requester
 /// and creation time as `systemData`; ajar's own fields kept.
 fn render(mut r: Value) -> Value {
@@ -132,6 +133,12 @@ fn translate(mut v: Value) -> Value {
     v
 }
 
+#[utoipa::path(get, path = "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Solutions/jitRequests/{name}",
+    tag = "azure-compatible", operation_id = "JitRequests_Get",
+    params(("sub" = String, Path, description = "Subscription"), ("rg" = String, Path, description = "Resource group"), ("name" = String, Path, description = "Request name"), ("api-version" = String, Query, description = "The API version: `2019-07-01`, `2020-08-21-preview`, `2021-02-01-preview`, `2021-07-01` or `2023-12-01-preview`.", example = "2021-07-01")),
+    responses((status = 200, body = JitRequest, description = "The request in Azure's form; `jitRequestState` says where its approval stands"),
+              (status = 400, body = ajar_api::ErrorBody, description = "`api-version` missing, not a version or not served (`MissingApiVersionParameter`, `InvalidApiVersionParameter`, `NoRegisteredProviderFound`), or the body is invalid"), (status = 404, body = ajar_api::ErrorBody, description = "No such request")))]
+/// One request.
 async fn get_request(
     State(arm): State<Arm>,
     Path((sub, rg, name)): Path<(String, String, String)>,
@@ -173,6 +180,14 @@ fn same_request(existing: &Value, body: &Value) -> bool {
     e["applicationResourceId"] == b["applicationResourceId"] && roles(e) == roles(b)
 }
 
+#[utoipa::path(put, path = "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Solutions/jitRequests/{name}",
+    tag = "azure-compatible", operation_id = "JitRequests_CreateOrUpdate",
+    params(("sub" = String, Path, description = "Subscription"), ("rg" = String, Path, description = "Resource group"), ("name" = String, Path, description = "Request name"), ("api-version" = String, Query, description = "The API version: `2019-07-01`, `2020-08-21-preview`, `2021-02-01-preview`, `2021-07-01` or `2023-12-01-preview`.", example = "2021-07-01")),
+    request_body(content = JitRequestBody, description = "The request; `applicationResourceId` may be an Azure managed application id, `roleDefinitionId` an ajar role name or a full id ending in one. The read-only fields a `GET` answers are accepted and ignored."),
+    responses((status = 201, body = JitRequest, description = "Created, `provisioningState: Succeeded` (nothing to poll)"),
+              (status = 200, body = JitRequest, description = "The same request asked for again, its tags replaced when the body gives tags"),
+              (status = 400, body = ajar_api::ErrorBody, description = "`api-version` missing, not a version or not served (`MissingApiVersionParameter`, `InvalidApiVersionParameter`, `NoRegisteredProviderFound`), or the body is invalid"),
+              (status = 409, body = ajar_api::ErrorBody, description = "Another request has this name")))]
 /// Create: 201 with the request. Asked again for the same request: 200 with it (its tags
 /// replaced when the body gives tags). Another request under the name: 409.
 async fn put_request(
@@ -223,7 +238,13 @@ async fn put_request(
     super::ok_or_pass(inner, status, render)
 }
 
-/// Replaces the tags (the only field the vendor's PATCH takes).
+#[utoipa::path(patch, path = "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Solutions/jitRequests/{name}",
+    tag = "azure-compatible", operation_id = "JitRequests_Update",
+    params(("sub" = String, Path, description = "Subscription"), ("rg" = String, Path, description = "Resource group"), ("name" = String, Path, description = "Request name"), ("api-version" = String, Query, description = "The API version: `2019-07-01`, `2020-08-21-preview`, `2021-02-01-preview`, `2021-07-01` or `2023-12-01-preview`.", example = "2021-07-01")),
+    request_body(content = JitRequestPatch, description = "The new tags"),
+    responses((status = 200, body = JitRequest, description = "The request with its new tags"),
+              (status = 400, body = ajar_api::ErrorBody, description = "`api-version` missing, not a version or not served (`MissingApiVersionParameter`, `InvalidApiVersionParameter`, `NoRegisteredProviderFound`), or the body is invalid"), (status = 404, body = ajar_api::ErrorBody, description = "No such request")))]
+/// Replaces the tags (the only field Azure's PATCH takes).
 async fn patch_request(
     State(arm): State<Arm>,
     Path((sub, rg, name)): Path<(String, String, String)>,
@@ -248,6 +269,12 @@ async fn patch_request(
     super::ok_or_pass(inner, StatusCode::OK, render)
 }
 
+#[utoipa::path(delete, path = "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Solutions/jitRequests/{name}",
+    tag = "azure-compatible", operation_id = "JitRequests_Delete",
+    params(("sub" = String, Path, description = "Subscription"), ("rg" = String, Path, description = "Resource group"), ("name" = String, Path, description = "Request name"), ("api-version" = String, Query, description = "The API version: `2019-07-01`, `2020-08-21-preview`, `2021-02-01-preview`, `2021-07-01` or `2023-12-01-preview`.", example = "2021-07-01")),
+    responses((status = 200, description = "Ended (canceled, revoked, or already over); its record stays"),
+              (status = 204, description = "There was no such request"),
+              (status = 400, body = ajar_api::ErrorBody, description = "`api-version` missing, not a version or not served (`MissingApiVersionParameter`, `InvalidApiVersionParameter`, `NoRegisteredProviderFound`), or the body is invalid")))]
 /// Ends the request: a pending one is canceled, an approved or active one revoked, one that
 /// has ended is left as it is. Its record stays (a later GET shows it Canceled, Revoked or as
 /// it ended): ajar keeps every request's history. 200 when the request exists, 204 when not.
@@ -332,6 +359,11 @@ async fn list(arm: Arm, req: Request, api_path: String) -> Response {
     inner.reply(StatusCode::OK, Some(body))
 }
 
+#[utoipa::path(get, path = "/subscriptions/{sub}/providers/Microsoft.Solutions/jitRequests",
+    tag = "azure-compatible", operation_id = "JitRequests_ListBySubscription",
+    params(("sub" = String, Path, description = "Subscription"), ("api-version" = String, Query, description = "The API version: `2019-07-01`, `2020-08-21-preview`, `2021-02-01-preview`, `2021-07-01` or `2023-12-01-preview`.", example = "2021-07-01")),
+    responses((status = 200, body = List<JitRequest>, description = "Role requests the caller may see, newest first (up to 1,000), in Azure's form (Azure resource ids, `type`, `systemData`, `provisioningState: Succeeded`)"), (status = 400, body = ajar_api::ErrorBody, description = "`api-version` missing, not a version or not served (`MissingApiVersionParameter`, `InvalidApiVersionParameter`, `NoRegisteredProviderFound`), or the body is invalid")))]
+/// The subscription's role requests.
 async fn list_subscription(
     State(arm): State<Arm>,
     Path(sub): Path<String>,
@@ -345,6 +377,11 @@ async fn list_subscription(
     .await
 }
 
+#[utoipa::path(get, path = "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Solutions/jitRequests",
+    tag = "azure-compatible", operation_id = "JitRequests_ListByResourceGroup",
+    params(("sub" = String, Path, description = "Subscription"), ("rg" = String, Path, description = "Resource group"), ("api-version" = String, Query, description = "The API version: `2019-07-01`, `2020-08-21-preview`, `2021-02-01-preview`, `2021-07-01` or `2023-12-01-preview`.", example = "2021-07-01")),
+    responses((status = 200, body = List<JitRequest>, description = "Role requests the caller may see, newest first (up to 1,000), in Azure's form (Azure resource ids, `type`, `systemData`, `provisioningState: Succeeded`)"), (status = 400, body = ajar_api::ErrorBody, description = "`api-version` missing, not a version or not served (`MissingApiVersionParameter`, `InvalidApiVersionParameter`, `NoRegisteredProviderFound`), or the body is invalid")))]
+/// The resource group's role requests.
 async fn list_group(
     State(arm): State<Arm>,
     Path((sub, rg)): Path<(String, String)>,

@@ -34,6 +34,33 @@ pub fn router(api: Router) -> Router {
         .with_state(arm)
 }
 
+/// The ARM paths' part of ajar's OpenAPI document, tagged `azure-compatible`.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        policies::list_subscription,
+        policies::list_subscription_region,
+        policies::list_group,
+        policies::list_group_region,
+        policies::get_policy,
+        policies::put_policy,
+        policies::delete_policy,
+        policies::initiate,
+        jit_requests::list_subscription,
+        jit_requests::list_group,
+        jit_requests::get_request,
+        jit_requests::put_request,
+        jit_requests::patch_request,
+        jit_requests::delete_request,
+    ),
+    tags((name = "azure-compatible", description = "Azure Resource Manager paths of Azure's JIT APIs \
+        (`Microsoft.Security` JIT network access policies, `Microsoft.Solutions` JIT requests), served at the \
+        root beside `/api/v1` so the Azure SDKs, `az rest` and PowerShell work by changing the endpoint. \
+        Each is translated onto the `/api/v1` operation it names: same authentication, rights and rules. \
+        `api-version` is required and checked first.")),
+)]
+pub struct ArmDoc;
+
 /// What the ARM handlers share: the API they translate to.
 #[derive(Clone)]
 struct Arm {
@@ -301,7 +328,7 @@ fn segments(id: &str) -> Vec<&str> {
     id.split('/').filter(|s| !s.is_empty()).collect()
 }
 
-/// A resource id in the vendor's form as ajar writes it: `…/providers/Microsoft.Compute/
+/// A resource id in Azure's form as ajar writes it: `…/providers/Microsoft.Compute/
 /// virtualMachines/{vm}` is a machine, `…/providers/Microsoft.Solutions/applications/{app}` an
 /// application. Anything else is left as it is, for ajar to accept or refuse.
 fn ajar_id(id: &str) -> String {
@@ -330,7 +357,7 @@ fn ajar_id(id: &str) -> String {
     id.to_owned()
 }
 
-/// An ajar resource id in the vendor's form. A policy's id names `location`.
+/// An ajar resource id in Azure's form. A policy's id names `location`.
 fn vendor_id(id: &str, location: &str) -> String {
     let s = segments(id);
     if s.len() != 6

@@ -7,6 +7,7 @@ use super::{
 };
 use crate::error::AppError;
 use ajar_api::ErrorCode;
+use ajar_api::wire::{AccessRequest, InitiateBody, List, Policy, PolicyBody};
 use axum::Router;
 use axum::extract::{Path, Request, State};
 use axum::http::{Method, StatusCode};
@@ -103,7 +104,7 @@ fn not_at(sub: &str, rg: &str, loc: &str, name: &str) -> Response {
 }
 
 /// An access request (an initiate's answer, or one of a policy's requests) in the vendor's
-/// shape: machine and policy ids in the vendor's form; ajar's own fields kept.
+/// shape: machine and policy ids in Azure's form; ajar's own fields kept.
 fn render_request(mut r: Value, loc: &str) -> Value {
     map_str(&mut r, "policyId", |id| vendor_id(id, loc));
     if let Some(vms) = r["virtualMachines"].as_array_mut() {
@@ -215,6 +216,12 @@ async fn list(arm: Arm, req: Request, api_path: String, loc: Option<String>) -> 
     inner.reply(StatusCode::OK, Some(body))
 }
 
+#[utoipa::path(get, path = "/subscriptions/{sub}/providers/Microsoft.Security/jitNetworkAccessPolicies",
+    tag = "azure-compatible", operation_id = "JitNetworkAccessPolicies_List",
+    params(("sub" = String, Path, description = "Subscription"), ("api-version" = String, Query, description = "The API version: `2020-01-01`.", example = "2020-01-01"),
+           ("top" = Option<u32>, Query), ("skipToken" = Option<String>, Query)),
+    responses((status = 200, body = List<Policy>, description = "The policies the caller may read, in Azure's form (Azure resource ids, `type`, `properties.requests`); `nextLink` carries `api-version`"), (status = 400, body = ajar_api::ErrorBody, description = "`api-version` missing, not a version or not served (`MissingApiVersionParameter`, `InvalidApiVersionParameter`, `NoRegisteredProviderFound`), or the body is invalid")))]
+/// The subscription's policies (`GET /api/v1/subscriptions/{sub}/jitNetworkAccessPolicies`).
 async fn list_subscription(
     State(arm): State<Arm>,
     Path(sub): Path<String>,
@@ -227,6 +234,12 @@ async fn list_subscription(
     list(arm, req, path, None).await
 }
 
+#[utoipa::path(get, path = "/subscriptions/{sub}/providers/Microsoft.Security/locations/{loc}/jitNetworkAccessPolicies",
+    tag = "azure-compatible", operation_id = "JitNetworkAccessPolicies_ListByRegion",
+    params(("sub" = String, Path, description = "Subscription"), ("loc" = String, Path, description = "Location; a policy keeps the one it was first written at"), ("api-version" = String, Query, description = "The API version: `2020-01-01`.", example = "2020-01-01"),
+           ("top" = Option<u32>, Query), ("skipToken" = Option<String>, Query)),
+    responses((status = 200, body = List<Policy>, description = "The policies the caller may read, in Azure's form (Azure resource ids, `type`, `properties.requests`); `nextLink` carries `api-version`"), (status = 400, body = ajar_api::ErrorBody, description = "`api-version` missing, not a version or not served (`MissingApiVersionParameter`, `InvalidApiVersionParameter`, `NoRegisteredProviderFound`), or the body is invalid")))]
+/// The subscription's policies at a location (and those kept without one).
 async fn list_subscription_region(
     State(arm): State<Arm>,
     Path((sub, loc)): Path<(String, String)>,
@@ -239,6 +252,12 @@ async fn list_subscription_region(
     list(arm, req, path, Some(loc)).await
 }
 
+#[utoipa::path(get, path = "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Security/jitNetworkAccessPolicies",
+    tag = "azure-compatible", operation_id = "JitNetworkAccessPolicies_ListByResourceGroup",
+    params(("sub" = String, Path, description = "Subscription"), ("rg" = String, Path, description = "Resource group"), ("api-version" = String, Query, description = "The API version: `2020-01-01`.", example = "2020-01-01"),
+           ("top" = Option<u32>, Query), ("skipToken" = Option<String>, Query)),
+    responses((status = 200, body = List<Policy>, description = "The policies the caller may read, in Azure's form (Azure resource ids, `type`, `properties.requests`); `nextLink` carries `api-version`"), (status = 400, body = ajar_api::ErrorBody, description = "`api-version` missing, not a version or not served (`MissingApiVersionParameter`, `InvalidApiVersionParameter`, `NoRegisteredProviderFound`), or the body is invalid")))]
+/// The resource group's policies.
 async fn list_group(
     State(arm): State<Arm>,
     Path((sub, rg)): Path<(String, String)>,
@@ -252,6 +271,12 @@ async fn list_group(
     list(arm, req, path, None).await
 }
 
+#[utoipa::path(get, path = "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Security/locations/{loc}/jitNetworkAccessPolicies",
+    tag = "azure-compatible", operation_id = "JitNetworkAccessPolicies_ListByResourceGroupAndRegion",
+    params(("sub" = String, Path, description = "Subscription"), ("rg" = String, Path, description = "Resource group"), ("loc" = String, Path, description = "Location; a policy keeps the one it was first written at"), ("api-version" = String, Query, description = "The API version: `2020-01-01`.", example = "2020-01-01"),
+           ("top" = Option<u32>, Query), ("skipToken" = Option<String>, Query)),
+    responses((status = 200, body = List<Policy>, description = "The policies the caller may read, in Azure's form (Azure resource ids, `type`, `properties.requests`); `nextLink` carries `api-version`"), (status = 400, body = ajar_api::ErrorBody, description = "`api-version` missing, not a version or not served (`MissingApiVersionParameter`, `InvalidApiVersionParameter`, `NoRegisteredProviderFound`), or the body is invalid")))]
+/// The resource group's policies at a location (and those kept without one).
 async fn list_group_region(
     State(arm): State<Arm>,
     Path((sub, rg, loc)): Path<(String, String, String)>,
@@ -267,6 +292,12 @@ async fn list_group_region(
 
 type One = Path<(String, String, String, String)>;
 
+#[utoipa::path(get, path = "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Security/locations/{loc}/jitNetworkAccessPolicies/{name}",
+    tag = "azure-compatible", operation_id = "JitNetworkAccessPolicies_Get",
+    params(("sub" = String, Path, description = "Subscription"), ("rg" = String, Path, description = "Resource group"), ("loc" = String, Path, description = "Location; a policy keeps the one it was first written at"), ("name" = String, Path, description = "Policy name"), ("api-version" = String, Query, description = "The API version: `2020-01-01`.", example = "2020-01-01")),
+    responses((status = 200, body = Policy, description = "The policy in Azure's form, with its 10 newest requests the caller may read in `properties.requests`"),
+              (status = 400, body = ajar_api::ErrorBody, description = "`api-version` missing, not a version or not served (`MissingApiVersionParameter`, `InvalidApiVersionParameter`, `NoRegisteredProviderFound`), or the body is invalid"), (status = 404, body = ajar_api::ErrorBody, description = "No such policy at this location")))]
+/// One policy.
 async fn get_policy(
     State(arm): State<Arm>,
     Path((sub, rg, loc, name)): One,
@@ -294,6 +325,13 @@ async fn get_policy(
     }
 }
 
+#[utoipa::path(put, path = "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Security/locations/{loc}/jitNetworkAccessPolicies/{name}",
+    tag = "azure-compatible", operation_id = "JitNetworkAccessPolicies_CreateOrUpdate",
+    params(("sub" = String, Path, description = "Subscription"), ("rg" = String, Path, description = "Resource group"), ("loc" = String, Path, description = "Location; a policy keeps the one it was first written at"), ("name" = String, Path, description = "Policy name"), ("api-version" = String, Query, description = "The API version: `2020-01-01`.", example = "2020-01-01")),
+    request_body(content = PolicyBody, description = "The policy; machine ids may be Azure virtual machine ids. The read-only fields a `GET` answers (`properties.requests`, `provisioningState`, `publicIpAddress`, `id`, `name`, `type`, `location`, `etag`) are accepted and ignored."),
+    responses((status = 200, body = Policy, description = "The policy as written, created or replaced"),
+              (status = 400, body = ajar_api::ErrorBody, description = "`api-version` missing, not a version or not served (`MissingApiVersionParameter`, `InvalidApiVersionParameter`, `NoRegisteredProviderFound`), or the body is invalid"),
+              (status = 409, body = ajar_api::ErrorBody, description = "The policy is kept at another location")))]
 /// Create or replace: 200 either way (the SDK accepts no other status).
 async fn put_policy(
     State(arm): State<Arm>,
@@ -329,6 +367,12 @@ async fn put_policy(
     }
 }
 
+#[utoipa::path(delete, path = "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Security/locations/{loc}/jitNetworkAccessPolicies/{name}",
+    tag = "azure-compatible", operation_id = "JitNetworkAccessPolicies_Delete",
+    params(("sub" = String, Path, description = "Subscription"), ("rg" = String, Path, description = "Resource group"), ("loc" = String, Path, description = "Location; a policy keeps the one it was first written at"), ("name" = String, Path, description = "Policy name"), ("api-version" = String, Query, description = "The API version: `2020-01-01`.", example = "2020-01-01")),
+    responses((status = 200, description = "Deleted"),
+              (status = 204, description = "There was no such policy at this location"),
+              (status = 400, body = ajar_api::ErrorBody, description = "`api-version` missing, not a version or not served (`MissingApiVersionParameter`, `InvalidApiVersionParameter`, `NoRegisteredProviderFound`), or the body is invalid")))]
 /// 200 when deleted; 204 when there was nothing to delete at this location.
 async fn delete_policy(
     State(arm): State<Arm>,
@@ -364,7 +408,14 @@ async fn delete_policy(
     }
 }
 
-/// 202 with the request, as the vendor answers.
+#[utoipa::path(post, path = "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Security/locations/{loc}/jitNetworkAccessPolicies/{name}/initiate",
+    tag = "azure-compatible", operation_id = "JitNetworkAccessPolicies_Initiate",
+    params(("sub" = String, Path, description = "Subscription"), ("rg" = String, Path, description = "Resource group"), ("loc" = String, Path, description = "Location; a policy keeps the one it was first written at"), ("name" = String, Path, description = "Policy name"), ("api-version" = String, Query, description = "The API version: `2020-01-01`.", example = "2020-01-01")),
+    request_body(content = InitiateBody, description = "The machines and ports to open; machine ids may be Azure virtual machine ids"),
+    responses((status = 202, body = AccessRequest, description = "The access request, with Azure resource ids"),
+              (status = 400, body = ajar_api::ErrorBody, description = "`api-version` refused, or the request is not allowed by the policy (`ValidationFailed` at the port)"),
+              (status = 404, body = ajar_api::ErrorBody, description = "No such policy at this location")))]
+/// 202 with the request, as Azure answers.
 async fn initiate(
     State(arm): State<Arm>,
     Path((sub, rg, loc, name)): One,
