@@ -63,6 +63,36 @@ fn start(req: Request) -> Result<(Call, axum::body::Body), Box<Response>> {
     Ok((Call { parts, version }, body))
 }
 
+/// [`start`] for a path that names a location: the api-version first, then the location.
+fn start_at(req: Request, loc: &str) -> Result<(Call, axum::body::Body), Box<Response>> {
+    let started = start(req)?;
+    check_location(loc)?;
+    Ok(started)
+}
+
+/// What reading a policy before acting on it found.
+enum Current {
+    /// The caller is answered already (not signed in, or held back): the body is not read,
+    /// and a failed sign-in counts once.
+    Answered(Response),
+    /// The policy is kept at another location: not this resource.
+    Elsewhere,
+    /// The answer of the read (the policy, or why it cannot be read: the action answers that).
+    Here(super::Inner),
+}
+
+/// Reads the policy at `path` as the caller, before acting on it at `loc`.
+async fn current(arm: &Arm, call: &Call, path: &str, loc: &str) -> Current {
+    let read = arm.call(call, Method::GET, path, None).await;
+    if matches!(read.status.as_u16(), 401 | 429) {
+        return Current::Answered(read.pass());
+    }
+    match &read.json {
+        Some(p) if read.ok() && !at(p, loc) => Current::Elsewhere,
+        _ => Current::Here(read),
+    }
+}
+
 /// The API path of a policy.
 fn api_policy(sub: &str, rg: &str, name: &str) -> String {
     format!(
@@ -181,13 +211,13 @@ fn translate(mut v: Value, loc: &str) -> Value {
 }
 
 async fn list(arm: Arm, req: Request, api_path: String, loc: Option<String>) -> Response {
-    if let Some(Err(r)) = loc.as_deref().map(check_location) {
-        return *r;
-    }
     let (call, _) = match start(req) {
         Ok(c) => c,
         Err(r) => return *r,
     };
+    if let Some(Err(r)) = loc.as_deref().map(check_location) {
+        return *r;
+    }
     let inner = arm
         .call(
             &call,
@@ -303,10 +333,7 @@ async fn get_policy(
     Path((sub, rg, loc, name)): One,
     req: Request,
 ) -> Response {
-    if let Err(r) = check_location(&loc) {
-        return *r;
-    }
-    let (call, _) = match start(req) {
+    let (call, _) = match start_at(req, &loc) {
         Ok(c) => c,
         Err(r) => return *r,
     };
@@ -338,10 +365,7 @@ async fn put_policy(
     Path((sub, rg, loc, name)): One,
     req: Request,
 ) -> Response {
-    if let Err(r) = check_location(&loc) {
-        return *r;
-    }
-    let (call, body) = match start(req) {
+    let (call, body) = match start_at(req, &loc) {
         Ok(c) => c,
         Err(r) => return *r,
     };
@@ -379,26 +403,17 @@ async fn delete_policy(
     Path((sub, rg, loc, name)): One,
     req: Request,
 ) -> Response {
-    if let Err(r) = check_location(&loc) {
-        return *r;
-    }
-    let (call, _) = match start(req) {
+    let (call, _) = match start_at(req, &loc) {
         Ok(c) => c,
         Err(r) => return *r,
     };
     let path = api_policy(&sub, &rg, &name);
     // A policy kept at another location is not this resource. (A caller who may not read it
     // is answered by the delete itself.)
-    let current = arm.call(&call, Method::GET, &path, None).await;
-    // An unauthenticated or held-back caller is answered now (a failed sign-in counts once).
-    if matches!(current.status.as_u16(), 401 | 429) {
-        return current.pass();
-    }
-    if let Some(p) = &current.json
-        && current.ok()
-        && !at(p, &loc)
-    {
-        return StatusCode::NO_CONTENT.into_response();
+    match current(&arm, &call, &path, &loc).await {
+        Current::Answered(r) => return r,
+        Current::Elsewhere => return StatusCode::NO_CONTENT.into_response(),
+        Current::Here(_) => {}
     }
     let inner = arm.call(&call, Method::DELETE, &path, None).await;
     match inner.status {
@@ -421,26 +436,16 @@ async fn initiate(
     Path((sub, rg, loc, name)): One,
     req: Request,
 ) -> Response {
-    if let Err(r) = check_location(&loc) {
-        return *r;
-    }
-    let (call, body) = match start(req) {
+    let (call, body) = match start_at(req, &loc) {
         Ok(c) => c,
         Err(r) => return *r,
     };
     let path = api_policy(&sub, &rg, &name);
-    let current = arm.call(&call, Method::GET, &path, None).await;
-    // An unauthenticated or held-back caller is answered now: the body is not read, and the
-    // failed sign-in is counted once.
-    if matches!(current.status.as_u16(), 401 | 429) {
-        return current.pass();
-    }
-    if let Some(p) = &current.json
-        && current.ok()
-        && !at(p, &loc)
-    {
-        return not_at(&sub, &rg, &loc, &name);
-    }
+    let current = match current(&arm, &call, &path, &loc).await {
+        Current::Answered(r) => return r,
+        Current::Elsewhere => return not_at(&sub, &rg, &loc, &name),
+        Current::Here(read) => read,
+    };
     let shown_at = current
         .json
         .as_ref()
