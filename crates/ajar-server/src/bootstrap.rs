@@ -17,32 +17,14 @@ pub async fn bootstrap(state: &AppState) -> Result<Option<String>, AppError> {
         return Ok(None);
     }
     let now = state.clock.now();
-    let (token, hash) = new_token()?;
-    tx.insert_token(
-        &TokenRow {
-            id: "bootstrap".to_owned(),
-            principal: BOOTSTRAP_PRINCIPAL.to_owned(),
-            description: Some("bootstrap admin token".to_owned()),
-            created_by: "ajar".to_owned(),
-            created_at: now,
-            expires_at: None,
-            idp_groups: Vec::new(),
-            parent_id: None,
-        },
-        &hash,
-    )
-    .await?;
-    tx.put_assignment(
-        &AssignmentRow {
-            id: "bootstrap-owner".to_owned(),
-            principal: BOOTSTRAP_PRINCIPAL.to_owned(),
-            role_name: "Owner".to_owned(),
-            scope: "/".to_owned(),
-            created_at: now,
-        },
-        "ajar",
-    )
-    .await?;
+    let lasting = LastingToken {
+        id: "bootstrap",
+        principal: BOOTSTRAP_PRINCIPAL,
+        description: "bootstrap admin token",
+        created_by: "ajar",
+    };
+    let token = lasting.insert(&mut tx, now).await?;
+    make_owner(&mut tx, "bootstrap-owner", BOOTSTRAP_PRINCIPAL, "ajar", now).await?;
     tx.set_meta(BOOTSTRAP_KEY, &now.to_string()).await?;
     tx.commit_recorded(
         &NewActivity::new(
@@ -99,35 +81,18 @@ pub async fn mint_owner_token(
         Some(_) => None,
         None => {
             let id = format!("owner-{}", uuid::Uuid::new_v4());
-            tx.put_assignment(
-                &AssignmentRow {
-                    id: id.clone(),
-                    principal: principal.to_owned(),
-                    role_name: "Owner".to_owned(),
-                    scope: "/".to_owned(),
-                    created_at: now,
-                },
-                OPERATOR_PRINCIPAL,
-            )
-            .await?;
+            make_owner(&mut tx, &id, principal, OPERATOR_PRINCIPAL, now).await?;
             Some(id)
         }
     };
-    let (token, hash) = new_token()?;
     let id = uuid::Uuid::new_v4().to_string();
-    tx.insert_token(
-        &TokenRow {
-            id: id.clone(),
-            principal: principal.to_owned(),
-            description: Some("Owner token minted from the data directory".to_owned()),
-            created_by: OPERATOR_PRINCIPAL.to_owned(),
-            created_at: now,
-            expires_at: None,
-            idp_groups: Vec::new(),
-            parent_id: None,
-        },
-        &hash,
-    )
+    let token = LastingToken {
+        id: &id,
+        principal,
+        description: "Owner token minted from the data directory",
+        created_by: OPERATOR_PRINCIPAL,
+    }
+    .insert(&mut tx, now)
     .await?;
     tx.commit_recorded(
         &NewActivity::new(
@@ -150,4 +115,60 @@ pub async fn mint_owner_token(
         token,
         assignment,
     }))
+}
+
+/// A token without an end, made by ajar itself rather than through the API.
+struct LastingToken<'a> {
+    id: &'a str,
+    principal: &'a str,
+    description: &'a str,
+    created_by: &'a str,
+}
+
+impl LastingToken<'_> {
+    /// Stores the token (its hash) and answers its secret, to be shown once.
+    async fn insert(
+        &self,
+        tx: &mut ajar_store::Tx,
+        now: jiff::Timestamp,
+    ) -> Result<String, AppError> {
+        let (token, hash) = new_token()?;
+        tx.insert_token(
+            &TokenRow {
+                id: self.id.to_owned(),
+                principal: self.principal.to_owned(),
+                description: Some(self.description.to_owned()),
+                created_by: self.created_by.to_owned(),
+                created_at: now,
+                expires_at: None,
+                idp_groups: Vec::new(),
+                parent_id: None,
+            },
+            &hash,
+        )
+        .await?;
+        Ok(token)
+    }
+}
+
+/// Makes `principal` Owner at `/` with the assignment `id`, by `by`.
+async fn make_owner(
+    tx: &mut ajar_store::Tx,
+    id: &str,
+    principal: &str,
+    by: &str,
+    now: jiff::Timestamp,
+) -> Result<(), AppError> {
+    tx.put_assignment(
+        &AssignmentRow {
+            id: id.to_owned(),
+            principal: principal.to_owned(),
+            role_name: "Owner".to_owned(),
+            scope: "/".to_owned(),
+            created_at: now,
+        },
+        by,
+    )
+    .await?;
+    Ok(())
 }
