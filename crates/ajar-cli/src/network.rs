@@ -778,35 +778,16 @@ fn no_live_agent(ctx: &Ctx, id: &str, machine: &Machine) -> CliResult {
         .unsupported_reason
         .clone()
         .unwrap_or_else(|| "Unsupported".to_owned());
-    let server = ctx.client.base();
-    let name = name_of(id);
-    // The server's reason names the fix; fill in what the CLI knows (the server it talks to,
-    // a name for the agent).
-    if reason.contains("ajar agent") {
-        let reason = reason
-            .replace("--server URL", &format!("--server {server}"))
-            .replace(
-                "ajar agent add NAME",
-                &format!("ajar agent add {name}-agent"),
-            );
-        return Err(CliError::Failed(format!(
-            "{id} cannot open ports now: {reason}"
-        )));
-    }
-    let fix = if reason.contains("disabled") {
-        String::new()
-    } else {
-        match &props.enforcement_point {
-            None => format!(
-                ": no agent guards it; register one with `ajar agent add {name}-agent --machine {id}`, then run `ajar agent --server {server} --token TOKEN` on the host with the token it prints"
-            ),
-            Some(agent) => format!(
-                ": its agent {agent} is not connected; start it on its host with `ajar agent --server {server} --token TOKEN` (the token `ajar agent add` printed)"
-            ),
-        }
-    };
+    // The server's reason names the fix (JIT turned off, or the agent to register or start);
+    // the CLI fills in what it knows: the server it talks to, a name for a new agent.
+    let reason = reason
+        .replace("--server URL", &format!("--server {}", ctx.client.base()))
+        .replace(
+            "ajar agent add NAME",
+            &format!("ajar agent add {}-agent", name_of(id)),
+        );
     Err(CliError::Failed(format!(
-        "{id} cannot open ports now ({reason}){fix}"
+        "{id} cannot open ports now: {reason}"
     )))
 }
 
