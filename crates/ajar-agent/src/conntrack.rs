@@ -18,7 +18,7 @@ pub fn cut_commands(
 ) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     let destinations: Vec<(IpAddr, u16)> = match (mode, grant.mapped_port, gateway_address) {
-        (AgentMode::Host, _, _) => machine_addresses
+        (AgentMode::Host | AgentMode::Aws, _, _) => machine_addresses
             .iter()
             .map(|a| (*a, grant.number.get()))
             .collect(),

@@ -162,7 +162,7 @@ impl Ruleset {
                 for s in &g.sources {
                     for &l4 in L4::of(g.protocol) {
                         match state.mode {
-                            AgentMode::Host => {
+                            AgentMode::Host | AgentMode::Aws => {
                                 for addr in &m.addresses {
                                     if let Some(source) = source_net(s, addr.is_ipv4()) {
                                         rs.allow.push(Allow {
@@ -267,7 +267,7 @@ impl Ruleset {
                     .collect(),
             });
             let layers: Vec<Vec<Element>> = match self.mode {
-                AgentMode::Host => self
+                AgentMode::Host | AgentMode::Aws => self
                     .allow_layers(v4)
                     .iter()
                     .map(|l| {
@@ -305,7 +305,7 @@ impl Ruleset {
             for i in 0..count {
                 let elements = layers.next().unwrap_or_default();
                 out.push(match self.mode {
-                    AgentMode::Host => SetSpec {
+                    AgentMode::Host | AgentMode::Aws => SetSpec {
                         name: format!("allow{fam}_{i}"),
                         is_map: false,
                         ty: format!("{addr} . {addr} . inet_proto . inet_service"),
@@ -352,7 +352,7 @@ impl Ruleset {
         }
         let layers = |prefix: &str| sets.iter().filter(|s| s.name.starts_with(prefix)).count();
         match self.mode {
-            AgentMode::Host => {
+            AgentMode::Host | AgentMode::Aws => {
                 out.push_str("  chain input {\n    type filter hook input priority filter - 10; policy accept;\n    ct state established,related accept\n");
                 for (fam, ip) in [("4", "ip"), ("6", "ip6")] {
                     for i in 0..layers(&format!("allow{fam}_")) {
@@ -662,6 +662,7 @@ mod tests {
                     },
                 ],
                 grants,
+                aws: None,
             }],
             changes_only: false,
         }

@@ -45,10 +45,10 @@ struct Applied {
 }
 
 /// What the loop remembers between polls.
-struct Agent {
+struct Agent<E> {
     client: Client,
     config: Config,
-    enforcer: Enforcer,
+    enforcer: E,
     revision: Option<i64>,
     /// The whole desired state last applied, which a state of changes only updates.
     held: Option<DesiredState>,
@@ -66,8 +66,63 @@ pub struct Enforcer {
     pending: AgentReport,
 }
 
-/// Runs until `shutdown` resolves. Returns only then; errors are logged and retried.
+/// What the loop drives: an enforcement backend that applies whole desired states, may have
+/// work of its own at set times (cuts, closing at a deadline, rescans), and keeps the report
+/// of what opened and closed until it is sent.
+pub trait Enforce {
+    /// Applies a whole desired state read `elapsed` ago, whose grants' ends [`Timing`] fixed.
+    fn apply(
+        &mut self,
+        state: &DesiredState,
+        elapsed: Duration,
+    ) -> impl Future<Output = Result<(), String>> + Send;
+    /// When [`Enforce::run_due`] next has work, if ever.
+    fn next_due(&self) -> Option<Instant>;
+    /// Does the work due by now.
+    fn run_due(&mut self) -> impl Future<Output = ()> + Send;
+    /// What opened and closed since the report was last sent.
+    fn report(&self) -> &AgentReport;
+    /// Forgets what the report said, once the server has it.
+    fn report_sent(&mut self);
+    /// Whether the report says anything beyond the applied revision.
+    fn report_pending(&self) -> bool {
+        let r = self.report();
+        !r.opened.is_empty() || !r.closed.is_empty() || !r.machines.is_empty()
+    }
+}
+
+impl Enforce for Enforcer {
+    fn apply(
+        &mut self,
+        state: &DesiredState,
+        elapsed: Duration,
+    ) -> impl Future<Output = Result<(), String>> + Send {
+        std::future::ready(Enforcer::apply(self, state, elapsed))
+    }
+    fn next_due(&self) -> Option<Instant> {
+        self.next_cut()
+    }
+    fn run_due(&mut self) -> impl Future<Output = ()> + Send {
+        self.run_due_cuts();
+        std::future::ready(())
+    }
+    fn report(&self) -> &AgentReport {
+        Enforcer::report(self)
+    }
+    fn report_sent(&mut self) {
+        Enforcer::report_sent(self)
+    }
+}
+
+/// Runs the nftables agent until `shutdown` resolves. Returns only then; errors are logged
+/// and retried.
 pub async fn run(config: Config, firewall: Box<dyn Firewall>, shutdown: impl Future<Output = ()>) {
+    let enforcer = Enforcer::new(firewall, config.conntrack.clone(), config.version.clone());
+    run_with(config, enforcer, shutdown).await
+}
+
+/// Runs the loop with any enforcement backend until `shutdown` resolves.
+pub async fn run_with<E: Enforce>(config: Config, enforcer: E, shutdown: impl Future<Output = ()>) {
     let servers: Vec<String> = config
         .server
         .split(',')
@@ -82,7 +137,7 @@ pub async fn run(config: Config, firewall: Box<dyn Firewall>, shutdown: impl Fut
             Some(config.token.clone()),
             config.http.clone(),
         ),
-        enforcer: Enforcer::new(firewall, config.conntrack.clone(), config.version.clone()),
+        enforcer,
         config,
         revision: None,
         held: None,
@@ -98,11 +153,14 @@ pub async fn run(config: Config, firewall: Box<dyn Firewall>, shutdown: impl Fut
         let poll = fetch(agent.client.clone(), agent.revision, agent.config.wait);
         tokio::pin!(poll);
         let result = loop {
-            let next_cut = agent.enforcer.next_cut();
+            let next_due = agent.enforcer.next_due();
             tokio::select! {
                 _ = &mut shutdown => return,
-                _ = tokio::time::sleep_until(next_cut.unwrap_or_else(Instant::now)), if next_cut.is_some() => {
-                    agent.enforcer.run_due_cuts();
+                _ = tokio::time::sleep_until(next_due.unwrap_or_else(Instant::now)), if next_due.is_some() => {
+                    agent.enforcer.run_due().await;
+                    if agent.enforcer.report_pending() {
+                        agent.send_report().await;
+                    }
                 }
                 r = &mut poll => break r,
             }
@@ -136,16 +194,22 @@ pub async fn run(config: Config, firewall: Box<dyn Firewall>, shutdown: impl Fut
             _ => {}
         }
         reached_once |= result.is_ok();
-        match result.and_then(|(state, received)| {
+        let applied = match result.and_then(|(state, received)| {
             let mut whole = merge(agent.held.take(), state)?;
             agent.timing.adjust(&mut whole, received, local_time());
-            let applied = agent.enforcer.apply(&whole, received.elapsed());
-            if applied.is_ok() {
-                agent.revision = Some(whole.revision);
-            }
-            agent.held = Some(whole);
-            applied
+            Ok((whole, received))
         }) {
+            Ok((whole, received)) => {
+                let applied = agent.enforcer.apply(&whole, received.elapsed()).await;
+                if applied.is_ok() {
+                    agent.revision = Some(whole.revision);
+                }
+                agent.held = Some(whole);
+                applied
+            }
+            Err(e) => Err(e),
+        };
+        match applied {
             Ok(()) => {
                 backoff = BACKOFF.0;
                 agent.send_report().await;
@@ -244,6 +308,7 @@ impl Enforcer {
                 applied_revision: 0,
                 opened: Vec::new(),
                 closed: Vec::new(),
+                machines: Vec::new(),
             },
         }
     }
@@ -257,6 +322,7 @@ impl Enforcer {
     pub fn report_sent(&mut self) {
         self.pending.opened.clear();
         self.pending.closed.clear();
+        self.pending.machines.clear();
     }
 
     /// How many grants are open, as last applied.
@@ -271,6 +337,12 @@ impl Enforcer {
 
     /// Applies a desired state read `elapsed` ago, and records what opened and closed.
     pub fn apply(&mut self, state: &DesiredState, elapsed: Duration) -> Result<(), String> {
+        if state.mode == ajar_core::agent::AgentMode::Aws {
+            return Err(
+                "this agent is registered to program AWS security groups: run it as `ajar agent --mode aws`"
+                    .into(),
+            );
+        }
         let started = Instant::now();
         let ruleset = Ruleset::from_desired(state, elapsed);
         self.firewall.apply(&ruleset).map_err(|e| e.to_string())?;
@@ -352,7 +424,7 @@ impl Enforcer {
     }
 }
 
-impl Agent {
+impl<E: Enforce> Agent<E> {
     async fn send_report(&mut self) {
         match self
             .client
@@ -387,6 +459,7 @@ mod tests {
                 addresses: vec![address.parse().unwrap()],
                 protected_ports: Vec::new(),
                 grants: Vec::new(),
+                aws: None,
             })
             .collect();
         DesiredState {

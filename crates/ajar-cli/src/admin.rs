@@ -290,6 +290,7 @@ async fn manage_agents(cmd: AgentCmd) -> CliResult {
                     .map(|r| PortRange::parse(&r).map_err(|e| refused("--mapped-ports", e)))
                     .transpose()?,
                 address_prefixes,
+                inventory_scope: None,
             };
             let mut a: Answer<Agent> = ctx.post("/api/v1/agents", &body).await?;
             match token_file {
@@ -410,6 +411,7 @@ async fn add_this_host(ctx: &Ctx, host: ThisHost) -> CliResult {
         public_address: None,
         mapped_port_range: None,
         address_prefixes: host.address_prefixes,
+        inventory_scope: None,
     };
     let mut a: Answer<Agent> = match ctx.post("/api/v1/agents", &body).await {
         Ok(a) => a,

@@ -17,17 +17,21 @@ pub enum AgentMode {
     Host,
     /// On a gateway in front of the machines: maps `gateway:mappedPort` to `machine:port`.
     Gateway,
+    /// Beside the machines, in their cloud account: programs AWS EC2 security groups that
+    /// ajar owns, one per instance.
+    Aws,
 }
 
 impl AgentMode {
-    /// Parses `host` or `gateway`.
+    /// Parses `host`, `gateway` or `aws`.
     pub fn parse(s: &str) -> Result<Self, FieldError> {
         match s {
             "host" => Ok(AgentMode::Host),
             "gateway" => Ok(AgentMode::Gateway),
+            "aws" => Ok(AgentMode::Aws),
             _ => Err(FieldError::new(
                 "",
-                format!("mode {s:?} is not one of host, gateway"),
+                format!("mode {s:?} is not one of host, gateway, aws"),
             )),
         }
     }
@@ -37,6 +41,7 @@ impl AgentMode {
         match self {
             AgentMode::Host => "host",
             AgentMode::Gateway => "gateway",
+            AgentMode::Aws => "aws",
         }
     }
 }

@@ -910,6 +910,7 @@ impl LargeState {
                     })
                     .collect(),
                 grants: Vec::new(),
+                aws: None,
             })
             .collect();
         for &i in &self.grants {
@@ -940,7 +941,7 @@ impl LargeState {
     /// The grant set the kernel must hold: `allow4_0` in host mode, `dnat4_0` in gateway mode.
     pub fn grant_set(&self) -> &'static str {
         match self.mode {
-            ajar_core::agent::AgentMode::Host => "allow4_0",
+            ajar_core::agent::AgentMode::Host | ajar_core::agent::AgentMode::Aws => "allow4_0",
             ajar_core::agent::AgentMode::Gateway => "dnat4_0",
         }
     }
@@ -953,7 +954,7 @@ impl LargeState {
                 let (m, p, source) = self.grant_parts(i);
                 let (addr, port) = (Self::machine_address(m), LARGE_PORTS[p]);
                 let text = match self.mode {
-                    ajar_core::agent::AgentMode::Host => {
+                    ajar_core::agent::AgentMode::Host | ajar_core::agent::AgentMode::Aws => {
                         format!("{source}/32 . {addr} . tcp . {port}")
                     }
                     ajar_core::agent::AgentMode::Gateway => format!(
@@ -1021,7 +1022,7 @@ impl LargeState {
             ));
         }
         let v6 = match self.mode {
-            ajar_core::agent::AgentMode::Host => "allow6_0",
+            ajar_core::agent::AgentMode::Host | ajar_core::agent::AgentMode::Aws => "allow6_0",
             ajar_core::agent::AgentMode::Gateway => "dnat6_0",
         };
         for set in ["protected6", v6] {

@@ -14,7 +14,8 @@ pub struct AgentCreate {
     /// Unique name; the agent's token authenticates the principal `agent:NAME`.
     #[schema(value_type = String)]
     pub name: ajar_core::id::Name,
-    /// `host` (on the machine) or `gateway` (in front of machines, mapping ports).
+    /// `host` (on the machine), `gateway` (in front of machines, mapping ports) or `aws`
+    /// (programs an AWS EC2 security group of ajar's own on each machine's instance).
     #[schema(value_type = String, example = "host")]
     pub mode: ajar_core::agent::AgentMode,
     /// Machines the agent guards.
@@ -34,6 +35,11 @@ pub struct AgentCreate {
     #[serde(default)]
     #[schema(value_type = Option<Vec<String>>, example = json!(["10.99.0.0/24"]))]
     pub address_prefixes: Option<Vec<ajar_core::net::SourcePrefix>>,
+    /// `aws` only: a resource group where the agent may register the instances it discovers
+    /// as machines (`PUT /api/v1/agent/inventory`); it then guards them.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "/subscriptions/prod/resourceGroups/aws-eu-west-1")]
+    pub inventory_scope: Option<ResourceId>,
 }
 
 /// An agent and its health.
@@ -47,7 +53,7 @@ pub struct Agent {
     pub token: Option<String>,
     /// Name.
     pub name: String,
-    /// `host` or `gateway`.
+    /// `host`, `gateway` or `aws`.
     pub mode: String,
     /// Machines it guards.
     pub machines: Vec<String>,
@@ -60,6 +66,9 @@ pub struct Agent {
     /// The networks its machines' addresses must lie in, when it was registered with them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address_prefixes: Option<Vec<String>>,
+    /// The resource group where it registers the instances it discovers, when it may.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inventory_scope: Option<String>,
     /// Whether it was heard from recently enough to count as an enforcement point.
     pub live: bool,
     /// When it was last heard from.
@@ -86,7 +95,7 @@ pub struct DesiredState {
     /// the agent's own clock does not matter.
     #[schema(value_type = String)]
     pub server_time: Timestamp,
-    /// `host` or `gateway`.
+    /// `host`, `gateway` or `aws`.
     #[schema(value_type = String)]
     pub mode: ajar_core::agent::AgentMode,
     /// Gateway address.
@@ -116,6 +125,22 @@ pub struct DesiredMachine {
     pub protected_ports: Vec<ProtectedPort>,
     /// Grants open now.
     pub grants: Vec<DesiredGrant>,
+    /// `aws` mode only: the instance the machine is and the security group ajar may manage
+    /// on it. Absent when the machine names no instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws: Option<AwsTarget>,
+}
+
+/// Where an `aws` agent enforces a machine's grants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AwsTarget {
+    /// The EC2 instance id (`i-…`), from the machine's label `aws:instance-id`.
+    pub instance_id: String,
+    /// A security group an operator made for ajar (label `aws:group-id`; it must carry the
+    /// tag `ajar:managed=true`). Without it the agent creates and attaches a group of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
 }
 
 /// A protected port.
@@ -185,6 +210,60 @@ pub struct AgentReport {
     /// Grants closed since the last report.
     #[serde(default)]
     pub closed: Vec<GrantRef>,
+    /// Machines whose enforcement status changed since the last report (`aws` agents): each
+    /// replaces what was last reported for that machine.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub machines: Vec<MachineStatus>,
+}
+
+/// What an enforcement point found on one of its machines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MachineStatus {
+    /// Machine id.
+    pub id: String,
+    /// Why the agent cannot enforce access on the machine; absent when it can.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsupported_reason: Option<String>,
+    /// Rules outside ajar's control that open a protected port to everyone.
+    #[serde(default)]
+    pub exposures: Vec<Exposure>,
+}
+
+/// A protected port that something other than ajar leaves open to everyone.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Exposure {
+    /// The protected port.
+    #[schema(value_type = u16)]
+    pub number: Port,
+    /// `TCP`, `UDP` or `*`.
+    #[schema(value_type = String)]
+    pub protocol: Protocol,
+    /// The source it is open to: `0.0.0.0/0` or `::/0`.
+    pub source: String,
+    /// What opens it, e.g. `security group sg-0abc (web-open)`.
+    pub allowed_by: String,
+}
+
+/// Body of `PUT /api/v1/agent/inventory`: the machines an `aws` agent discovered, registered
+/// (or updated) in its inventory scope and guarded by it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Inventory {
+    /// The machines, by name in the inventory scope (an instance's id).
+    pub machines: Vec<DiscoveredMachine>,
+}
+
+/// One discovered machine.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DiscoveredMachine {
+    /// Name in the inventory scope.
+    #[schema(value_type = String, example = "i-0123456789abcdef0")]
+    pub name: ajar_core::id::Name,
+    /// Its settings; labels include `aws:instance-id`.
+    pub properties: super::machines::MachineProperties,
 }
 
 /// A port open right now: what an enforcement point must allow.

@@ -99,6 +99,11 @@ pub struct MachineView {
     /// The JIT policy covering the machine, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jit_policy_id: Option<String>,
+    /// Protected ports that something other than ajar leaves open to everyone, as the
+    /// machine's enforcement point last found them (`aws` agents look at every other security
+    /// group on the instance). ajar cannot close them: remove those rules.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub standing_exposures: Vec<super::agents::Exposure>,
 }
 
 wire_enum! {

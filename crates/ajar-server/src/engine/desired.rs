@@ -66,6 +66,7 @@ pub fn project(
                     grant
                 })
                 .collect(),
+            aws: None,
         })
         .collect();
     DesiredState {

@@ -52,6 +52,7 @@ fn view(a: AgentRow, token: Option<String>, now: jiff::Timestamp, presence: &Pre
         public_address: a.public_address,
         mapped_port_range: a.port_range.map(|(l, h)| format!("{l}-{h}")),
         address_prefixes: a.address_prefixes,
+        inventory_scope: None,
         live: is_live(last_seen, now),
         last_seen,
         version: a.version,

@@ -59,6 +59,7 @@ pub fn machine_view(
             request_figures,
             unsupported_reason: reason,
             jit_policy_id: row.policy_id.clone(),
+            standing_exposures: Vec::new(),
         },
     })
 }

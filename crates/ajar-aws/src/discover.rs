@@ -1,0 +1,1 @@
+//! Instances by tag or by id, as machines to register in the agent's inventory scope.
