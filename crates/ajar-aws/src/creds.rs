@@ -49,6 +49,13 @@ impl Environment {
         }
     }
 
+    /// The EC2 endpoint the environment names: `AWS_ENDPOINT_URL_EC2`, else `AWS_ENDPOINT_URL`.
+    pub fn ec2_endpoint(&self) -> Option<String> {
+        self.var("AWS_ENDPOINT_URL_EC2")
+            .or_else(|| self.var("AWS_ENDPOINT_URL"))
+            .map(str::to_owned)
+    }
+
     fn var(&self, name: &str) -> Option<&str> {
         self.vars
             .get(name)

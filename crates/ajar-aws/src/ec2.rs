@@ -481,8 +481,10 @@ impl Ec2 {
         let mut p = Params::new();
         p.add("GroupName", name)
             .add("GroupDescription", description)
-            .add("VpcId", vpc_id)
-            .add("TagSpecification.1.ResourceType", "security-group");
+            .add("VpcId", vpc_id);
+        if !tags.is_empty() {
+            p.add("TagSpecification.1.ResourceType", "security-group");
+        }
         for (i, (k, v)) in tags.iter().enumerate() {
             p.add(format!("TagSpecification.1.Tag.{}.Key", i + 1), k);
             p.add(format!("TagSpecification.1.Tag.{}.Value", i + 1), v);
@@ -520,6 +522,13 @@ impl Ec2 {
             .collect();
         let mut p = Params::new();
         p.add("GroupId", group_id).permissions(&rules, false);
+        self.call("RevokeSecurityGroupIngress", &p).await.map(drop)
+    }
+
+    /// Removes inbound rules from a group by their ids, all or none.
+    pub async fn revoke_ids(&self, group_id: &str, ids: &[String]) -> Result<(), AwsError> {
+        let mut p = Params::new();
+        p.add("GroupId", group_id).list("SecurityGroupRuleId", ids);
         self.call("RevokeSecurityGroupIngress", &p).await.map(drop)
     }
 

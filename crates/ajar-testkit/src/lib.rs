@@ -14,6 +14,7 @@
 )]
 
 pub mod idp;
+pub mod moto;
 pub mod netlab;
 pub use ajar_pgtest as postgres;
 

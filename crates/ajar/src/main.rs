@@ -98,6 +98,50 @@ struct AgentArgs {
     /// Remove ajar's nftables table and exit.
     #[arg(long)]
     uninstall: bool,
+    /// What the agent programs: `nftables` on this host or gateway, or `aws`: EC2 security
+    /// groups of ajar's own on the machines' instances (the agent must be registered with
+    /// mode aws).
+    #[arg(long = "mode", env = "AJAR_AGENT_MODE", value_enum, default_value_t = Enforcement::Nftables)]
+    enforcement: Enforcement,
+    /// The AWS region (else AWS_REGION, the profile's region, or the instance's).
+    #[arg(long, env = "AJAR_AWS_REGION", help_heading = "With --mode aws")]
+    region: Option<String>,
+    /// The EC2 endpoint, for EC2-compatible clouds and tests (else AWS_ENDPOINT_URL_EC2,
+    /// AWS_ENDPOINT_URL, or AWS's endpoint for the region).
+    #[arg(long, env = "AJAR_AWS_ENDPOINT", help_heading = "With --mode aws")]
+    endpoint: Option<String>,
+    /// Register the instances tagged KEY=VALUE (VALUE `*`: any value) as machines in the
+    /// agent's inventory scope.
+    #[arg(
+        long,
+        value_name = "KEY=VALUE",
+        help_heading = "With --mode aws",
+        conflicts_with = "instance"
+    )]
+    discover_tag: Option<String>,
+    /// Register this instance as a machine in the agent's inventory scope (repeat the flag).
+    #[arg(long, value_name = "INSTANCE_ID", help_heading = "With --mode aws")]
+    instance: Vec<String>,
+    /// How often to discover instances again, in seconds.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(10..), help_heading = "With --mode aws")]
+    discover_seconds: u64,
+    /// How often to read every instance and its security groups again (to reattach ajar's
+    /// group and to find protected ports other groups open to everyone), in seconds.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(5..), help_heading = "With --mode aws")]
+    rescan_seconds: u64,
+    /// The most security groups an interface may have (your account's quota; AWS's default
+    /// is 5): ajar's group is not attached to an interface that has this many.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=16), help_heading = "With --mode aws")]
+    max_groups_per_interface: u64,
+}
+
+/// What `ajar agent` programs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Enforcement {
+    /// nftables on this host or gateway.
+    Nftables,
+    /// AWS EC2 security groups.
+    Aws,
 }
 
 fn main() -> ExitCode {
@@ -444,6 +488,11 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     use ajar_agent::firewall::{Firewall, Nft};
     init_logs(&args.log, args.log_format);
     let mut firewall = Nft::new(&args.nft);
+    if args.uninstall && args.enforcement == Enforcement::Aws {
+        anyhow::bail!(
+            "--uninstall removes ajar's nftables table; with --mode aws there is none (ajar's security groups stay, and their rules are removed at their end)"
+        );
+    }
     if args.uninstall {
         firewall
             .uninstall()
@@ -451,12 +500,12 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         say("ajar: removed nftables table inet ajar");
         return Ok(());
     }
-    let token = match (args.token, &args.token_file) {
+    let token = match (args.token.clone(), &args.token_file) {
         (Some(t), _) => Some(t),
         (None, Some(path)) => Some(read_token_file(path)?),
         (None, None) => None,
     };
-    let (Some(server), Some(token)) = (args.server, token) else {
+    let (Some(server), Some(token)) = (args.server.clone(), token) else {
         anyhow::bail!("--server and --token (or --token-file) are required");
     };
     let ca = match &args.ca_cert {
@@ -468,21 +517,101 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let http = ajar_api::client::http_client(ca.as_deref())
         .map_err(|e| anyhow::anyhow!("--ca-cert: {e}"))?;
     let shutdown = shutdown_signal()?;
+    let config = ajar_agent::sync::Config {
+        server: server.clone(),
+        token,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        conntrack: args.conntrack.clone(),
+        wait: std::time::Duration::from_secs(args.wait_seconds),
+        http,
+    };
+    if args.enforcement == Enforcement::Aws {
+        return aws_agent(&args, config, shutdown).await;
+    }
     say(&format!("ajar: agent following {server}"));
-    ajar_agent::sync::run(
-        ajar_agent::sync::Config {
-            server,
-            token,
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            conntrack: args.conntrack,
-            wait: std::time::Duration::from_secs(args.wait_seconds),
-            http,
-        },
-        Box::new(firewall),
-        shutdown,
-    )
-    .await;
+    ajar_agent::sync::run(config, Box::new(firewall), shutdown).await;
     say("ajar: agent stopped; the table stays, and its grants expire on their own");
+    Ok(())
+}
+
+/// `ajar agent --mode aws`: programs EC2 security groups instead of nftables.
+async fn aws_agent(
+    args: &AgentArgs,
+    config: ajar_agent::sync::Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    use ajar_aws::{creds, ec2, enforcer};
+    let env = creds::Environment::from_process();
+    let http = ajar_api::client::http_client(None).map_err(|e| anyhow::anyhow!(e))?;
+    let region = match &args.region {
+        Some(r) => r.clone(),
+        None => creds::region(&env, &http)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?,
+    };
+    let chain = creds::Chain::resolve(&env, http.clone());
+    let endpoint = args.endpoint.clone().or_else(|| env.ec2_endpoint());
+    let ec2 = std::sync::Arc::new(
+        ec2::Ec2::new(http, region, endpoint, chain).map_err(|e| anyhow::anyhow!(e))?,
+    );
+    say(&format!(
+        "ajar: agent following {} and programming AWS security groups in {} at {} (credentials: {})",
+        config.server,
+        ec2.region(),
+        ec2.endpoint(),
+        ec2.credentials_origin()
+    ));
+    let select = match (&args.discover_tag, args.instance.is_empty()) {
+        (Some(tag), _) => {
+            let Some((key, value)) = tag.split_once('=') else {
+                anyhow::bail!("--discover-tag: {tag:?} is not KEY=VALUE");
+            };
+            Some(ec2::Select::Tag(key.to_owned(), value.to_owned()))
+        }
+        (None, false) => Some(ec2::Select::Ids(args.instance.clone())),
+        (None, true) => None,
+    };
+    let mut enforcer = enforcer::AwsEnforcer::new(
+        ec2.clone(),
+        enforcer::Settings {
+            max_groups_per_interface: usize::try_from(args.max_groups_per_interface).unwrap_or(5),
+            rescan: std::time::Duration::from_secs(args.rescan_seconds),
+            version: config.version.clone(),
+        },
+    );
+    // Rules past their end go before anything else, even when the server cannot be reached.
+    let removed = enforcer
+        .sweep()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read ajar's security groups: {e}"))?;
+    say(&format!(
+        "ajar: {removed} rule(s) past their end removed from ajar's security groups"
+    ));
+    let discovery = select.map(|select| {
+        let client = ajar_api::Client::with_http(
+            config
+                .server
+                .split(',')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_owned(),
+            Some(config.token.clone()),
+            config.http.clone(),
+        );
+        tokio::spawn(ajar_aws::discover::run(
+            ec2.clone(),
+            client,
+            select,
+            std::time::Duration::from_secs(args.discover_seconds),
+            std::future::pending(),
+        ))
+    });
+    ajar_agent::sync::run_with(config, enforcer, shutdown).await;
+    if let Some(task) = discovery {
+        task.abort();
+    }
+    say("ajar: agent stopped; ajar's rules stay until a running agent removes them at their end");
     Ok(())
 }
 
