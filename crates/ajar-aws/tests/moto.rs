@@ -595,7 +595,10 @@ async fn a_machine_ajar_cannot_enforce_says_why_and_nothing_is_changed() {
         .instances(&Select::Ids(vec![instance.clone()]))
         .await
         .unwrap();
-    assert_eq!(described[0].interfaces[0].groups, std::slice::from_ref(&web));
+    assert_eq!(
+        described[0].interfaces[0].groups,
+        std::slice::from_ref(&web)
+    );
     let made = ec2
         .groups_where(&[("group-name", vec![format!("ajar-{instance}")])])
         .await
@@ -757,4 +760,119 @@ async fn instance_role_credentials_come_from_the_metadata_service() {
     ec2.groups_where(&[])
         .await
         .expect("a call signed with the role's credentials");
+}
+
+/// The IAM policy docs/aws.md gives, written out.
+const IAM_POLICY: &str = include_str!("../../../docs/aws-iam-policy.json");
+
+#[tokio::test]
+async fn the_documented_iam_policy_allows_every_call_the_enforcer_makes() {
+    // moto checks signatures and IAM actions after the setup's 8 calls: an administrator for
+    // the fixtures, and a user with the documented policy's statements. moto evaluates EC2
+    // calls against the resource `*` and ignores conditions, so each statement is given
+    // `Resource: *` and no condition: what is checked is that the list of actions is whole.
+    let Some(moto) = tokio::task::spawn_blocking(|| Moto::start_with(Some(8)))
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let setup = r#"
+import boto3, json, sys
+iam = boto3.client("iam", endpoint_url=sys.argv[1], region_name="us-east-1",
+                   aws_access_key_id="x", aws_secret_access_key="x")
+for user, document in (("admin", json.dumps({"Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "ec2:*", "Resource": "*"}]})),
+        ("ajar", json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": s["Effect"], "Action": s["Action"], "Resource": "*"}
+            for s in json.loads(sys.argv[2])["Statement"]]}))):
+    iam.create_user(UserName=user)
+    arn = iam.create_policy(PolicyName=user, PolicyDocument=document)["Policy"]["Arn"]
+    iam.attach_user_policy(UserName=user, PolicyArn=arn)
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    print(key["AccessKeyId"], key["SecretAccessKey"])
+"#;
+    let out = std::process::Command::new(&moto.python)
+        .args(["-c", setup, &moto.url, IAM_POLICY])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let keys: Vec<(&str, &str)> = text.lines().filter_map(|l| l.split_once(' ')).collect();
+    let (admin, ajar) = (
+        client(&moto, keys[0].0, keys[0].1),
+        client(&moto, keys[1].0, keys[1].1),
+    );
+    let web = open_group(&admin, "web-open").await;
+    let instance = run_instance(
+        &admin,
+        LINUX_IMAGE,
+        &[("ajar", "protect")],
+        std::slice::from_ref(&web),
+    )
+    .await;
+    // Everything the enforcer does, as the user with the documented policy.
+    let found = ajar_aws::discover::discover(&ajar, &Select::Tag("ajar".into(), "protect".into()))
+        .await
+        .expect("discovery is allowed");
+    assert_eq!(found.len(), 1);
+    let mut e = enforcer(&ajar);
+    e.sweep().await.expect("the sweep is allowed");
+    let (a, b) = (later(600), later(1200));
+    e.apply(
+        &state(
+            1,
+            &instance,
+            None,
+            vec![
+                grant("a", Protocol::Tcp, &["10.0.0.0/8"], a),
+                grant("b", Protocol::Tcp, &["10.0.0.0/8"], b),
+            ],
+        ),
+        Duration::ZERO,
+    )
+    .await
+    .unwrap();
+    let group = e
+        .group_of(MACHINE)
+        .unwrap_or_else(|| panic!("group made and attached: {:?}", e.report().machines))
+        .to_owned();
+    assert_eq!(
+        e.report().opened.len(),
+        2,
+        "rules added: {:?}",
+        e.report().machines
+    );
+    assert_eq!(e.report().machines[0].exposures.len(), 2, "exposures read");
+    // b revoked: a description changes; then a revoked: the rule goes.
+    e.apply(
+        &state(
+            2,
+            &instance,
+            None,
+            vec![grant("a", Protocol::Tcp, &["10.0.0.0/8"], a)],
+        ),
+        Duration::ZERO,
+    )
+    .await
+    .unwrap();
+    let rules = inbound(&admin, &group).await;
+    assert!(
+        rules[0].description.as_deref().unwrap().ends_with("/a"),
+        "redescribed: {rules:?}"
+    );
+    e.apply(&state(3, &instance, None, vec![]), Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(inbound(&admin, &group).await.is_empty(), "revoked");
+    assert!(
+        e.report()
+            .machines
+            .iter()
+            .all(|m| m.unsupported_reason.is_none())
+    );
 }
