@@ -179,6 +179,13 @@ pub async fn machine(ctx: &Ctx, cmd: MachineCmd) -> CliResult {
             {
                 crate::outln!("\nopen now:");
                 render::table(&f.open_connections, OPEN_CONNECTION_COLUMNS);
+                let more = f.open_connection_count - f.open_connections.len() as i64;
+                if more > 0 {
+                    crate::outln!(
+                        "and {more} more (all of them: GET /api/v1{}/grants)",
+                        m.body.id
+                    );
+                }
             }
         }
         MachineCmd::Rm { id } => {

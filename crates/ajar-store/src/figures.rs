@@ -63,19 +63,27 @@ impl Tx {
         Ok(out)
     }
 
-    /// Ports open at `now` on the machines `ids`.
+    /// Ports open at `now` on the machines `ids`: at most `per_machine` of each machine's, those
+    /// that end first, and how many each machine has open in all. A busy machine costs a page
+    /// its count and `per_machine` rows, not every grant it holds.
     pub async fn grants_of_machines(
         &mut self,
         ids: &[&str],
         now: Timestamp,
-    ) -> StoreResult<Vec<GrantRow>> {
+        per_machine: i64,
+    ) -> StoreResult<(Vec<GrantRow>, HashMap<String, i64>)> {
         if ids.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), HashMap::new()));
         }
-        Ok(grants_of_machines_sql(ids, now)
+        let listed = grants_of_machines_sql(ids, now, per_machine)
             .build_query_as()?
             .fetch_all(self.c())
-            .await?)
+            .await?;
+        let counts: Vec<(String, i64)> = open_counts_sql(ids, now)
+            .build_query_as()?
+            .fetch_all(self.c())
+            .await?;
+        Ok((listed, counts.into_iter().collect()))
     }
 
     /// Figures of the applications `ids` that have role requests, by application id, from the
@@ -234,15 +242,33 @@ pub(crate) fn machine_last_sql(ids: &[&str]) -> SqlBuilder {
 }
 
 /// The statement of [`Tx::grants_of_machines`].
-pub(crate) fn grants_of_machines_sql(ids: &[&str], now: Timestamp) -> SqlBuilder {
+pub(crate) fn grants_of_machines_sql(ids: &[&str], now: Timestamp, per_machine: i64) -> SqlBuilder {
+    // The open ports are numbered per machine on the index alone; only the first
+    // `per_machine` of each are joined and read.
     let mut sql = SqlBuilder::new(format!(
         "SELECT {PORT_COLUMNS}, r.requestor, r.created_at, r.policy_id FROM request_ports p \
          LEFT JOIN agents ga ON ga.id = p.gateway_agent \
-         JOIN requests r ON r.id = p.request_id WHERE p.machine_id IN "
+         JOIN requests r ON r.id = p.request_id WHERE (p.request_id, p.seq) IN \
+         (SELECT k.request_id, k.seq FROM (SELECT request_id, seq, ROW_NUMBER() OVER \
+         (PARTITION BY machine_id ORDER BY end_time, request_id, seq) AS listed \
+         FROM request_ports WHERE machine_id IN "
     ));
     push_in_list(&mut sql, ids.iter().copied());
-    sql.push(" AND p.status = 'Initiated' AND p.end_time > ")
+    sql.push(" AND status = 'Initiated' AND end_time > ")
         .push_bind(to_db(now))
-        .push(" ORDER BY p.end_time, p.request_id, p.seq");
+        .push(") k WHERE k.listed <= ")
+        .push_bind(per_machine)
+        .push(") ORDER BY p.end_time, p.request_id, p.seq");
+    sql
+}
+
+/// How many ports each of the machines `ids` has open at `now` (machines with none left out).
+pub(crate) fn open_counts_sql(ids: &[&str], now: Timestamp) -> SqlBuilder {
+    let mut sql =
+        SqlBuilder::new("SELECT machine_id, COUNT(*) FROM request_ports WHERE machine_id IN ");
+    push_in_list(&mut sql, ids.iter().copied());
+    sql.push(" AND status = 'Initiated' AND end_time > ")
+        .push_bind(to_db(now))
+        .push(" GROUP BY machine_id");
     sql
 }

@@ -99,7 +99,13 @@ fn cases() -> Vec<Case> {
         "open grants of machines",
         &["request_ports", "requests"],
         false,
-        crate::figures::grants_of_machines_sql(&ids, now),
+        crate::figures::grants_of_machines_sql(&ids, now, 10),
+    ));
+    out.push(case(
+        "open grants of machines: counts",
+        &["request_ports"],
+        false,
+        crate::figures::open_counts_sql(&ids, now),
     ));
     out.push(case(
         "application figures: counts",

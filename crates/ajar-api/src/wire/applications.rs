@@ -222,9 +222,17 @@ pub struct RequestFigures {
     pub last_access_at: Option<Timestamp>,
     /// Who asked last.
     pub last_user: Option<String>,
-    /// Ports open now and where to connect (machines only).
+    /// Ports open now and where to connect (machines only): at most 10, those that end first;
+    /// the machine's grants (`…/machines/{name}/grants`) list them all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub open_connections: Vec<OpenConnection>,
+    /// How many ports are open now (machines only), listed or not.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub open_connection_count: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 /// A port open now on a machine.

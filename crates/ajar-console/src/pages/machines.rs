@@ -170,6 +170,7 @@ fn configured(shown: &[&Machine]) -> Markup {
                     format!("{} → {to}", o.port)
                 })
                 .collect();
+            let more = figures.map_or(0, |f| f.open_connection_count) - open.len() as i64;
             vec![
                 html! {
                     input type="checkbox" name="machine" value=(m.id) form="request"
@@ -185,6 +186,7 @@ fn configured(shown: &[&Machine]) -> Markup {
                         @if i > 0 { br; }
                         (o)
                     }
+                    @if more > 0 { br; "and " (more) " more" }
                 },
                 html! { a href={ "/access/new?machine=" (enc(&m.id)) } { "Request access" } },
             ]

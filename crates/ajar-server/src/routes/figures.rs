@@ -1,4 +1,5 @@
-//! Request figures for machine and application reads: the columns of the vendor's Configured tab.
+//! Request figures for machine and application reads: what a list of configured machines shows
+//! for each (requests approved lately, last access and user, connections open now).
 
 use ajar_api::wire::{OpenConnection, RequestFigures};
 use ajar_store::{Figures, GrantRow, StoreResult, Tx};
@@ -7,6 +8,9 @@ use std::collections::HashMap;
 
 /// The period "approved requests" counts over.
 pub const PERIOD: SignedDuration = SignedDuration::from_hours(7 * 24);
+/// The open connections a machine's figures list, at most (those that end first); the
+/// machine's grants list has them all.
+pub const LISTED_CONNECTIONS: i64 = 10;
 
 /// Figures of the machines `ids` at `now`, by machine id (machines without any requests have
 /// none): what one page of machines shows, read for that page alone.
@@ -22,11 +26,15 @@ pub async fn machines(
         .into_iter()
         .map(|(id, f)| (id, wire(f)))
         .collect();
-    for g in tx.grants_of_machines(ids, now).await? {
+    let (listed, counts) = tx.grants_of_machines(ids, now, LISTED_CONNECTIONS).await?;
+    for g in listed {
         out.entry(g.port.machine_id.clone())
             .or_default()
             .open_connections
             .push(connection(&g));
+    }
+    for (machine, count) in counts {
+        out.entry(machine).or_default().open_connection_count = count;
     }
     Ok(out)
 }
@@ -53,6 +61,7 @@ fn wire(f: Figures) -> RequestFigures {
         last_access_at: f.last.as_ref().map(|(at, _)| *at),
         last_user: f.last.map(|(_, who)| who),
         open_connections: Vec::new(),
+        open_connection_count: 0,
     }
 }
 

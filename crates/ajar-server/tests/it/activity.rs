@@ -485,6 +485,37 @@ async fn editing_or_deleting_a_stored_record_is_caught_by_verify() {
 }
 
 #[tokio::test]
+async fn a_busy_machine_lists_the_ten_connections_ending_first_and_counts_them_all() {
+    let app = TestApp::spawn().await;
+    setup(&app).await;
+    // Twelve open ports on one machine, ending one minute apart (the last asked first).
+    for i in 0..12 {
+        initiate(
+            &app.admin,
+            POLICY,
+            json!({"number":22,"duration":format!("PT{}M", 60 - i),"allowedSourceAddressPrefix":format!("10.8.0.{i}")}),
+        )
+        .await;
+    }
+    let m: Machine = get_as(&app.admin, &format!("/api/v1{VM}")).await;
+    let f = m.properties.request_figures.expect("requestFigures");
+    assert_eq!(f.open_connection_count, 12);
+    let sources: Vec<&str> = f
+        .open_connections
+        .iter()
+        .map(|o| o.source_address_prefixes[0].as_str())
+        .collect();
+    let expected: Vec<String> = (2..12).rev().map(|i| format!("10.8.0.{i}")).collect();
+    assert_eq!(sources, expected, "the ten that end first, in order");
+    // One ends: eleven left, still ten listed.
+    app.advance(SignedDuration::from_mins(49) + SignedDuration::from_secs(30));
+    app.tick().await;
+    let m: Machine = get_as(&app.admin, &format!("/api/v1{VM}")).await;
+    let f = m.properties.request_figures.expect("requestFigures");
+    assert_eq!((f.open_connection_count, f.open_connections.len()), (11, 10));
+}
+
+#[tokio::test]
 async fn machines_and_applications_show_their_request_figures() {
     let app = TestApp::spawn().await;
     setup(&app).await;
