@@ -21,11 +21,15 @@
 //! - `ajar-bench fleet`: thousands of agents long-polling their desired state while initiates
 //!   arrive; idle and loaded server CPU and memory, and how long a grant takes to reach its
 //!   agent (`bench/fleet.sh`).
+//! - `ajar-bench aws-overshoot`: how long a security-group rule outlives its grant's end with
+//!   `ajar agent --mode aws`, against moto: one agent, one of two killed, the only one killed
+//!   and started again (`bench/aws-overshoot.sh`).
 //! - `ajar-bench oidc`: bearer JWT authentication over HTTP against an in-process server and a
 //!   test identity provider (`bench/oidc.sh`).
 
 mod authorize;
 mod authorize_http;
+mod aws_overshoot;
 mod enforce;
 mod faults;
 mod fleet;
@@ -61,6 +65,8 @@ enum Cli {
     NftApply(nft_apply::Args),
     /// Agents long-polling their desired state while initiates arrive: propagation and cost.
     Fleet(fleet::Args),
+    /// How long a security-group rule outlives its grant with `ajar agent --mode aws` (moto).
+    AwsOvershoot(aws_overshoot::Args),
 }
 
 #[derive(Debug, clap::Args)]
@@ -105,6 +111,7 @@ fn main() -> anyhow::Result<()> {
         Cli::AuthorizeHttp(args) => rt.block_on(authorize_http::run(args)),
         Cli::Oidc(args) => rt.block_on(oidc::run(args)),
         Cli::Faults(args) => rt.block_on(faults::run(args)),
+        Cli::AwsOvershoot(args) => rt.block_on(aws_overshoot::run(args)),
         Cli::Scale(args) => rt.block_on(scale::run(args)),
         Cli::NftApply(args) => nft_apply::run(args),
         Cli::Fleet(args) => rt.block_on(fleet::run(args)),

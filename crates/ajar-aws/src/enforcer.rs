@@ -94,6 +94,8 @@ pub struct AwsEnforcer {
     reported: HashMap<String, MachineStatus>,
     /// Grants reported opened and their ends, to report them closed.
     open: HashMap<GrantKey, Timestamp>,
+    /// The last state's server time and when it was read: reports tell the server's time.
+    server_clock: Option<(Timestamp, Instant)>,
     pending: AgentReport,
 }
 
@@ -133,6 +135,7 @@ impl AwsEnforcer {
             next_rescan: None,
             reported: HashMap::new(),
             open: HashMap::new(),
+            server_clock: None,
             pending: AgentReport {
                 version,
                 applied_revision: 0,
@@ -140,6 +143,17 @@ impl AwsEnforcer {
                 closed: Vec::new(),
                 machines: Vec::new(),
             },
+        }
+    }
+
+    /// The server's time now, counted from the last state on the monotonic clock (the host's
+    /// own clock before any state).
+    fn server_now(&self) -> Timestamp {
+        match self.server_clock {
+            Some((time, at)) => time
+                .saturating_add(jiff::SignedDuration::try_from(at.elapsed()).unwrap_or_default())
+                .unwrap_or(time),
+            None => wall_now(),
         }
     }
 
@@ -606,7 +620,7 @@ impl AwsEnforcer {
                         full.len()
                     )
                 });
-                let server_now = wall_now();
+                let server_now = self.server_now();
                 for g in &held {
                     let key = (g.request_id.clone(), g.seq);
                     let placed = plan::rule_keys(g.number, g.protocol, &g.sources)
@@ -643,7 +657,7 @@ impl AwsEnforcer {
 
     /// Reports these grants of `m` closed.
     fn close(&mut self, m: &str, keys: &[GrantKey]) {
-        let now = wall_now();
+        let now = self.server_now();
         let Some(machine) = self.machines.get_mut(m) else {
             return;
         };
@@ -695,6 +709,7 @@ impl AwsEnforcer {
             ));
         }
         let now = Instant::now();
+        self.server_clock = Some((state.server_time, now.checked_sub(elapsed).unwrap_or(now)));
         let mut new_targets = Vec::new();
         let listed: BTreeSet<&str> = state.machines.iter().map(|m| m.id.as_str()).collect();
         // Machines no longer guarded: their rules go.
