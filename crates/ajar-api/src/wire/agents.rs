@@ -247,6 +247,17 @@ pub struct Exposure {
     pub allowed_by: String,
 }
 
+impl std::fmt::Display for Exposure {
+    /// One line for people: `port 22/TCP open to 0.0.0.0/0 by security group sg-0abc (web-open)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.protocol {
+            Protocol::Any => write!(f, "port {} (TCP and UDP)", self.number)?,
+            p => write!(f, "port {}/{}", self.number, p.as_str())?,
+        }
+        write!(f, " open to {} by {}", self.source, self.allowed_by)
+    }
+}
+
 /// Body of `PUT /api/v1/agent/inventory`: the machines an `aws` agent discovered, registered
 /// (or updated) in its inventory scope and guarded by it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
