@@ -132,6 +132,12 @@ pub struct DesiredMachine {
     pub aws: Option<AwsTarget>,
 }
 
+/// The machine label naming the EC2 instance a machine is: an `aws` agent enforces the
+/// machine's grants there.
+pub const AWS_INSTANCE_LABEL: &str = "aws:instance-id";
+/// The machine label naming a security group an operator made for ajar on that instance.
+pub const AWS_GROUP_LABEL: &str = "aws:group-id";
+
 /// Where an `aws` agent enforces a machine's grants.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -13,10 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-/// The label naming the EC2 instance a machine is.
-pub const AWS_INSTANCE_LABEL: &str = "aws:instance-id";
-/// The label naming the security group ajar may manage on that instance.
-pub const AWS_GROUP_LABEL: &str = "aws:group-id";
+pub use ajar_api::wire::{AWS_GROUP_LABEL, AWS_INSTANCE_LABEL};
 
 /// How the agent enforces.
 #[derive(Debug, Clone, Copy)]
