@@ -9,7 +9,7 @@ use ajar_api::wire::{
     MachineBody, MachineProperties, Me, Token, TokenCreate,
 };
 use ajar_core::agent::{AgentMode, PortRange};
-use ajar_core::id::{Name, ResourceId};
+use ajar_core::id::{Name, ResourceId, Scope};
 use ajar_core::net::SourcePrefix;
 use clap::{Subcommand, ValueEnum};
 use std::net::IpAddr;
@@ -95,6 +95,8 @@ pub enum Mode {
     Host,
     /// Guards machines behind it, mapping ports.
     Gateway,
+    /// Guards AWS EC2 instances through security groups of its own.
+    Aws,
 }
 
 /// `ajar agent add|list|show|rm` (without a subcommand, `ajar agent` runs an agent).
@@ -111,9 +113,14 @@ pub enum AgentCmd {
         /// host's name].
         #[arg(required_unless_present = "this_host")]
         name: Option<String>,
-        /// Host or gateway.
+        /// Host, gateway or aws.
         #[arg(long, value_enum, default_value_t = Mode::Host)]
         mode: Mode,
+        /// Aws: the resource group where it registers the instances it discovers as machines
+        /// it guards, e.g. /subscriptions/prod/resourceGroups/aws-eu-west-1 (needs
+        /// ajar.machines/write there).
+        #[arg(long, conflicts_with = "this_host")]
+        inventory_scope: Option<String>,
         /// Machine it guards (repeatable).
         #[arg(long = "machine", conflicts_with = "this_host")]
         machines: Vec<String>,
@@ -179,6 +186,7 @@ const AGENT_FIELDS: &[Column<Agent>] = &[
             .as_deref()
             .map_or_else(|| "-".to_owned(), render::list)
     }),
+    ("inventory scope", |a| render::optional(&a.inventory_scope)),
     ("live", |a| render::text(&a.live)),
     ("last seen", |a| render::optional(&a.last_seen)),
     ("version", |a| render::optional(&a.version)),
@@ -192,6 +200,7 @@ const AGENT_COLUMNS: &[Column<Agent>] = &[
     ("ID", |a| render::text(&a.id)),
     ("NAME", |a| render::text(&a.name)),
     ("MODE", |a| render::text(&a.mode)),
+    ("INVENTORY SCOPE", |a| render::optional(&a.inventory_scope)),
     ("LIVE", |a| render::text(&a.live)),
     ("LAST SEEN", |a| render::optional(&a.last_seen)),
     ("MACHINES", |a| render::list(&a.machines)),
@@ -225,6 +234,7 @@ async fn manage_agents(cmd: AgentCmd) -> CliResult {
             conn: _,
             name,
             mode,
+            inventory_scope,
             machines,
             public_address,
             mapped_ports,
@@ -245,9 +255,9 @@ async fn manage_agents(cmd: AgentCmd) -> CliResult {
                 )
             };
             if this_host {
-                if matches!(mode, Mode::Gateway) {
+                if !matches!(mode, Mode::Host) {
                     return Err(usage(
-                        "--this-host registers an agent in host mode; leave out --mode gateway",
+                        "--this-host registers an agent in host mode; leave out --mode",
                     ));
                 }
                 let host = ThisHost {
@@ -272,6 +282,7 @@ async fn manage_agents(cmd: AgentCmd) -> CliResult {
                 mode: match mode {
                     Mode::Host => AgentMode::Host,
                     Mode::Gateway => AgentMode::Gateway,
+                    Mode::Aws => AgentMode::Aws,
                 },
                 machines: machines
                     .iter()
@@ -290,7 +301,11 @@ async fn manage_agents(cmd: AgentCmd) -> CliResult {
                     .map(|r| PortRange::parse(&r).map_err(|e| refused("--mapped-ports", e)))
                     .transpose()?,
                 address_prefixes,
-                inventory_scope: None,
+                inventory_scope: inventory_scope
+                    .map(|s| {
+                        Scope::parse(&parse::id(&s)?).map_err(|e| refused("--inventory-scope", e))
+                    })
+                    .transpose()?,
             };
             let mut a: Answer<Agent> = ctx.post("/api/v1/agents", &body).await?;
             match token_file {

@@ -113,6 +113,9 @@ const MACHINE_FIELDS: &[Column<Machine>] = &[
     ("agent", |m| {
         render::optional(&m.properties.enforcement_point)
     }),
+    ("standing exposures", |m| {
+        render::list(&m.properties.standing_exposures)
+    }),
     ("approved (7 days)", approved_7_days),
     ("last access", last_access),
     ("last user", last_user),

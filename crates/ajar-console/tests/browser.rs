@@ -280,6 +280,38 @@ async fn a_first_user_enables_jit_requests_access_and_finds_it_in_the_log() {
     );
     b.audit("machines, configured, after Enable JIT").await;
     b.shot("machines-enabled").await;
+    // A port its agent finds open to everyone by another rule is listed under the machines.
+    let exposed = |exposures: Value| json!({"version":"1.0","appliedRevision":0,"machines":[{"id":VM,"exposures":exposures}]});
+    let r = agent
+        .raw(
+            reqwest::Method::POST,
+            "/api/v1/agent/report",
+            Some(&exposed(
+                json!([{"number":22,"protocol":"TCP","source":"0.0.0.0/0",
+                "allowedBy":"security group sg-0abc (web-open)"}]),
+            )),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    b.go(&app, "/machines?scope=/subscriptions/s1&tab=configured")
+        .await;
+    let page = b.until_text("Standing exposures").await;
+    assert!(
+        page.contains("port 22/TCP open to 0.0.0.0/0 by security group sg-0abc (web-open)"),
+        "{page}"
+    );
+    b.audit("machines, configured, with a standing exposure")
+        .await;
+    let r = agent
+        .raw(
+            reqwest::Method::POST,
+            "/api/v1/agent/report",
+            Some(&exposed(json!([]))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 204, "{:?}", r.body);
     b.go(&app, "/machines?scope=/subscriptions/s1&tab=unsupported")
         .await;
     b.until_text("Machines JIT cannot protect").await;

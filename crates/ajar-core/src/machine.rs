@@ -111,18 +111,23 @@ impl Enforcement<'_> {
 }
 
 /// Decides the state of the machine `machine`. Unsupported wins: a policy on a machine
-/// nothing enforces, or in a scope where an admin turned JIT off, protects nothing.
+/// nothing enforces, in a scope where an admin turned JIT off, or whose enforcement point
+/// reported that it cannot enforce access there (`reported`, its reason), protects nothing.
 pub fn machine_state(
     machine: &str,
     has_policy: bool,
     enforcement: Enforcement<'_>,
     jit_disabled_at: Option<&Scope>,
+    reported: Option<&str>,
 ) -> MachineState {
     if let Some(scope) = jit_disabled_at {
         return MachineState::Unsupported(format!("JIT is disabled for scope {scope}"));
     }
     if let Some(reason) = enforcement.missing("this machine", machine) {
         return MachineState::Unsupported(reason);
+    }
+    if let Some(reason) = reported {
+        return MachineState::Unsupported(reason.to_owned());
     }
     if has_policy {
         MachineState::Configured
@@ -139,12 +144,29 @@ mod tests {
     fn unsupported_wins_over_configured() {
         let m = "/subscriptions/s1/resourceGroups/rg/machines/vm1";
         let live = Enforcement::Live;
-        assert_eq!(machine_state(m, true, live, None), MachineState::Configured);
         assert_eq!(
-            machine_state(m, false, live, None),
+            machine_state(m, true, live, None, None),
+            MachineState::Configured
+        );
+        assert_eq!(
+            machine_state(m, false, live, None, None),
             MachineState::NotConfigured
         );
-        let MachineState::Unsupported(reason) = machine_state(m, true, Enforcement::None, None)
+        // The enforcement point's own reason wins over a policy, but not over a silent agent.
+        let group = "no security group of ajar's can be attached to instance i-1";
+        for has_policy in [true, false] {
+            assert_eq!(
+                machine_state(m, has_policy, live, None, Some(group)),
+                MachineState::Unsupported(group.to_owned())
+            );
+        }
+        let silent = machine_state(m, true, Enforcement::Silent("edge-1"), None, Some(group));
+        assert!(
+            matches!(&silent, MachineState::Unsupported(r) if r.contains("edge-1")),
+            "{silent:?}"
+        );
+        let MachineState::Unsupported(reason) =
+            machine_state(m, true, Enforcement::None, None, None)
         else {
             panic!("a machine no agent guards is Unsupported");
         };
@@ -167,7 +189,7 @@ mod tests {
         );
         let sub = Scope::parse("/subscriptions/s1").unwrap_or(Scope::Root);
         assert_eq!(
-            machine_state(m, false, live, Some(&sub)).name(),
+            machine_state(m, false, live, Some(&sub), None).name(),
             "Unsupported"
         );
         assert!(Os::parse("Linux").is_ok() && Os::parse("bsd").is_err());

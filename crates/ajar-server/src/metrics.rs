@@ -248,6 +248,13 @@ impl Metrics {
         let agents: Gauge = Gauge::default();
         agents.set(i64::try_from(gauges.agents.len()).unwrap_or(i64::MAX));
         scraped.register("ajar_agents", "Registered agents", agents);
+        let exposures: Gauge = Gauge::default();
+        exposures.set(i64::try_from(gauges.standing_exposures).unwrap_or(i64::MAX));
+        scraped.register(
+            "ajar_machine_standing_exposures",
+            "Protected ports that something other than ajar leaves open to everyone, over all machines, as their enforcement points last reported",
+            exposures,
+        );
         let lag: Family<AgentLabels, Gauge<f64, AtomicU64>> = Family::default();
         for (agent, seen) in &gauges.agents {
             if let Some(seen) = seen {

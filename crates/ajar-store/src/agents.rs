@@ -10,7 +10,7 @@ use jiff::Timestamp;
 
 /// The columns of an [`AgentRow`] (without its machines).
 const AGENT_SELECT: &str = "SELECT id, name, mode, public_address, port_low, port_high, token_id, last_seen, \
-     version, applied_revision, revision, address_prefixes FROM agents";
+     version, applied_revision, revision, address_prefixes, inventory_scope FROM agents";
 
 /// A gateway guarding a machine, before gateways without a port range are left out.
 #[derive(sqlx::FromRow)]
@@ -36,7 +36,7 @@ impl Tx {
     pub async fn insert_agent(&mut self, a: &AgentRow, now: Timestamp) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO agents (id, name, mode, public_address, port_low, port_high, token_id, created_at, \
-             address_prefixes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             address_prefixes, inventory_scope) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&a.id)
         .bind(&a.name)
@@ -47,6 +47,7 @@ impl Tx {
         .bind(&a.token_id)
         .bind(to_db(now))
         .bind(a.address_prefixes.as_deref().map(to_json).transpose()?)
+        .bind(&a.inventory_scope)
         .execute(self.c())
         .await?;
         for m in &a.machines {
@@ -138,9 +139,48 @@ impl Tx {
         )
     }
 
-    /// Deletes an agent (its machines become unguarded); true when it existed.
+    /// Those of `machine_ids` that the agent guards: one lookup by primary key per machine.
+    pub async fn guarded_among(
+        &mut self,
+        agent_id: &str,
+        machine_ids: &[&str],
+    ) -> StoreResult<Vec<String>> {
+        let mut out = Vec::new();
+        for chunk in machine_ids.chunks(500) {
+            let mut sql =
+                SqlBuilder::new("SELECT machine_id FROM agent_machines WHERE agent_id = ");
+            sql.push_bind(agent_id.to_owned())
+                .push(" AND machine_id IN ");
+            push_in_list(&mut sql, chunk.iter().copied());
+            let ids: Vec<String> = sql
+                .build_query_scalar()?
+                .persistent(false)
+                .fetch_all(self.c())
+                .await?;
+            out.extend(ids);
+        }
+        Ok(out)
+    }
+
+    /// Makes an agent guard a machine that no agent guards (the caller checked; the primary
+    /// key refuses a second agent). The agent's set of machines changed: it reads its whole
+    /// state again, and what is held of the agent (its machines) is read again.
+    pub async fn guard_machine(&mut self, agent_id: &str, machine_id: &str) -> StoreResult<()> {
+        self.touched_access = true;
+        sqlx::query("INSERT INTO agent_machines (machine_id, agent_id) VALUES ($1, $2)")
+            .bind(machine_id)
+            .bind(agent_id)
+            .execute(self.c())
+            .await?;
+        self.touch_agent_machines(agent_id);
+        Ok(())
+    }
+
+    /// Deletes an agent (its machines become unguarded, and what it reported about them is
+    /// forgotten); true when it existed.
     pub async fn delete_agent(&mut self, id: &str) -> StoreResult<bool> {
         self.touched_access = true;
+        self.clear_enforcement_of_agent(id).await?;
         sqlx::query("DELETE FROM agent_machines WHERE agent_id = $1")
             .bind(id)
             .execute(self.c())

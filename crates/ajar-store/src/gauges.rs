@@ -15,6 +15,10 @@ pub struct Gauges {
     pub active_role_requests: u64,
     /// Every agent by name, with the last time it polled (`None`: never).
     pub agents: Vec<(String, Option<Timestamp>)>,
+    /// Protected ports that something other than ajar leaves open to everyone, over all
+    /// machines, as their enforcement points last reported (a total kept as reports are
+    /// stored: one row).
+    pub standing_exposures: u64,
 }
 
 impl Tx {
@@ -39,7 +43,9 @@ impl Tx {
             .into_iter()
             .map(|(name, last_seen)| (name, last_seen.into()))
             .collect();
+        let standing_exposures = self.standing_exposures().await?;
         Ok(Gauges {
+            standing_exposures,
             open_network_grants: u64::try_from(open).unwrap_or(0),
             active_role_requests: u64::try_from(active).unwrap_or(0),
             agents,

@@ -12,6 +12,7 @@ mod activity;
 mod agents;
 mod applications;
 mod columns;
+mod enforcement;
 mod figures;
 mod gauges;
 mod jit_requests;
@@ -30,6 +31,7 @@ mod tx;
 mod wakes;
 
 pub use activity::{ActivityFilter, ActivityRow, NewActivity};
+pub use enforcement::EnforcementRow;
 pub use figures::Figures;
 pub use gauges::Gauges;
 pub use jit_requests::JitRequestFilter;

@@ -8,9 +8,11 @@ use jiff::Timestamp;
 
 /// The columns of a [`MachineRow`], with the joins they come from.
 pub(crate) const MACHINE_COLUMNS: &str = "m.id, m.name, m.properties, pm.policy_id, a.name AS agent, am.agent_id, \
-     a.last_seen AS agent_last_seen \
+     a.last_seen AS agent_last_seen, me.unsupported_reason AS reported_reason, \
+     me.exposures AS reported_exposures \
      FROM machines m LEFT JOIN policy_machines pm ON pm.machine_id = m.id \
-     LEFT JOIN agent_machines am ON am.machine_id = m.id LEFT JOIN agents a ON a.id = am.agent_id";
+     LEFT JOIN agent_machines am ON am.machine_id = m.id LEFT JOIN agents a ON a.id = am.agent_id \
+     LEFT JOIN machine_enforcement me ON me.machine_id = m.id";
 
 impl Tx {
     /// Creates or replaces a machine; true when it was created.
@@ -86,6 +88,7 @@ impl Tx {
         if let Some(agent) = guard {
             self.touch_agent_machines(&agent);
         }
+        self.clear_enforcement_of_machine(id).await?;
         let r = sqlx::query("DELETE FROM machines WHERE id = $1")
             .bind(id)
             .execute(self.c())

@@ -66,7 +66,7 @@ fn cases() -> Vec<Case> {
     ] {
         out.push(case(
             &format!("machines of a {suffix}"),
-            &["machines"],
+            &["machines", "machine_enforcement"],
             true,
             crate::machines::machines_page_sql("s", rg, page_after, 101),
         ));
@@ -160,7 +160,7 @@ fn cases() -> Vec<Case> {
     for since in [None, Some(41)] {
         out.push(case(
             "an agent's machines (changed since a revision)",
-            &["agent_machines", "machines"],
+            &["agent_machines", "machines", "machine_enforcement"],
             false,
             crate::agents::agent_machines_since_sql("a1", since),
         ));

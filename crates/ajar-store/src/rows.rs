@@ -29,6 +29,11 @@ pub struct MachineRow {
     /// When that agent was last heard from.
     #[sqlx(try_from = "NullableMicros")]
     pub agent_last_seen: Option<Timestamp>,
+    /// Why its enforcement point last said it cannot enforce access on it, if it did.
+    pub reported_reason: Option<String>,
+    /// The standing exposures its enforcement point last reported, as JSON; `None` when it
+    /// reported nothing.
+    pub reported_exposures: Option<String>,
 }
 
 /// A stored application.
@@ -219,7 +224,7 @@ pub struct AgentRow {
     pub id: String,
     /// Unique name; its token's principal is `agent:NAME`.
     pub name: String,
-    /// `host` or `gateway`.
+    /// `host`, `gateway` or `aws`.
     pub mode: String,
     /// Where clients connect to a gateway.
     pub public_address: Option<String>,
@@ -244,6 +249,8 @@ pub struct AgentRow {
     /// registered without them.
     #[sqlx(try_from = "NullableJson<Vec<String>>")]
     pub address_prefixes: Option<Vec<String>>,
+    /// The resource group where it registers the machines it discovers (`aws` agents).
+    pub inventory_scope: Option<String>,
 }
 
 /// What a gateway needs to map a machine's port.

@@ -204,6 +204,7 @@ mod tests {
             revision: 0,
             machines: machines.iter().map(|m| (*m).to_owned()).collect(),
             address_prefixes: None,
+            inventory_scope: None,
         }
     }
 

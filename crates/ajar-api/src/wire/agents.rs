@@ -36,10 +36,11 @@ pub struct AgentCreate {
     #[schema(value_type = Option<Vec<String>>, example = json!(["10.99.0.0/24"]))]
     pub address_prefixes: Option<Vec<ajar_core::net::SourcePrefix>>,
     /// `aws` only: a resource group where the agent may register the instances it discovers
-    /// as machines (`PUT /api/v1/agent/inventory`); it then guards them.
+    /// as machines (`PUT /api/v1/agent/inventory`); it then guards them. Registering with one
+    /// also needs `ajar.machines/write` at that resource group.
     #[serde(default)]
     #[schema(value_type = Option<String>, example = "/subscriptions/prod/resourceGroups/aws-eu-west-1")]
-    pub inventory_scope: Option<ResourceId>,
+    pub inventory_scope: Option<ajar_core::id::Scope>,
 }
 
 /// An agent and its health.
@@ -130,6 +131,12 @@ pub struct DesiredMachine {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aws: Option<AwsTarget>,
 }
+
+/// The machine label naming the EC2 instance a machine is: an `aws` agent enforces the
+/// machine's grants there.
+pub const AWS_INSTANCE_LABEL: &str = "aws:instance-id";
+/// The machine label naming a security group an operator made for ajar on that instance.
+pub const AWS_GROUP_LABEL: &str = "aws:group-id";
 
 /// Where an `aws` agent enforces a machine's grants.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -246,6 +253,17 @@ pub struct Exposure {
     pub allowed_by: String,
 }
 
+impl std::fmt::Display for Exposure {
+    /// One line for people: `port 22/TCP open to 0.0.0.0/0 by security group sg-0abc (web-open)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.protocol {
+            Protocol::Any => write!(f, "port {} (TCP and UDP)", self.number)?,
+            p => write!(f, "port {}/{}", self.number, p.as_str())?,
+        }
+        write!(f, " open to {} by {}", self.source, self.allowed_by)
+    }
+}
+
 /// Body of `PUT /api/v1/agent/inventory`: the machines an `aws` agent discovered, registered
 /// (or updated) in its inventory scope and guarded by it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -253,6 +271,32 @@ pub struct Exposure {
 pub struct Inventory {
     /// The machines, by name in the inventory scope (an instance's id).
     pub machines: Vec<DiscoveredMachine>,
+}
+
+/// The answer to `PUT /api/v1/agent/inventory`: what became of each machine sent, by id (or, when
+/// refused, by name).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InventoryResult {
+    /// Machines registered now, guarded by the agent from here on.
+    pub created: Vec<String>,
+    /// The agent's machines whose settings changed.
+    pub updated: Vec<String>,
+    /// The agent's machines already as sent (not written again).
+    pub unchanged: Vec<String>,
+    /// Machines left as they are, with the reason (another agent or none guards one already in
+    /// the scope, or its addresses are not the agent's to enforce on).
+    pub refused: Vec<InventoryRefusal>,
+}
+
+/// A machine of an inventory that was not registered or updated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InventoryRefusal {
+    /// Its name in the inventory scope, as sent.
+    pub name: String,
+    /// Why it was left as it is.
+    pub reason: String,
 }
 
 /// One discovered machine.

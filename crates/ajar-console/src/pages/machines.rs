@@ -101,6 +101,7 @@ pub(super) async fn machines_page(
             }
         }
         (listing)
+        (exposures(&shown))
         (paging.links(
             &format!("/machines?scope={}&tab={}", enc(&scope), enc(&tab)),
             next_link.as_deref(),
@@ -225,6 +226,35 @@ fn not_configured(s: &Session, scope: &str, shown: &[&Machine]) -> Markup {
     html! {
         (table("Machines without JIT", &["Select", "Name", "OS", "Addresses"], &rows))
         @if !rows.is_empty() { (enable_form(s, scope)) }
+    }
+}
+
+/// The protected ports of the shown machines that something other than ajar leaves open to
+/// everyone, as their enforcement points found them: ajar cannot close these, so they are named
+/// with what opens them.
+fn exposures(shown: &[&Machine]) -> Markup {
+    let exposed: Vec<&&Machine> = shown
+        .iter()
+        .filter(|m| !m.properties.standing_exposures.is_empty())
+        .collect();
+    html! {
+        @if !exposed.is_empty() {
+            section class="exposures" aria-labelledby="exposures" {
+                h2 id="exposures" { "Standing exposures" }
+                p {
+                    "These ports are open to everyone by rules ajar does not manage, so JIT "
+                    "cannot close them. Remove those rules to protect the ports."
+                }
+                @for m in exposed {
+                    h3 { (m.name) }
+                    ul {
+                        @for e in &m.properties.standing_exposures {
+                            li { (e) }
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -2,21 +2,23 @@
 //! ports their policies protect and the grants open on them. No IO: the caller reads, this
 //! decides what the agent must enforce.
 
-use ajar_api::wire::{DesiredGrant, DesiredMachine, DesiredState, ProtectedPort};
+use ajar_api::wire::{AwsTarget, DesiredGrant, DesiredMachine, DesiredState, ProtectedPort};
 use ajar_core::agent::AgentMode;
 use ajar_core::id::ResourceId;
 use ajar_core::net::{Port, Protocol, SourcePrefix};
 use ajar_core::policy::PolicyRules;
 use ajar_store::GrantRow;
 use jiff::Timestamp;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
+
+pub use ajar_api::wire::{AWS_GROUP_LABEL, AWS_INSTANCE_LABEL};
 
 /// How the agent enforces.
 #[derive(Debug, Clone, Copy)]
 pub struct Agent {
-    /// Host or gateway.
+    /// Host, gateway or aws.
     pub mode: AgentMode,
     /// Where clients connect to a gateway.
     pub public_address: Option<IpAddr>,
@@ -31,11 +33,25 @@ pub struct Guarded {
     pub addresses: Vec<IpAddr>,
     /// The policy covering it, if any.
     pub policy_id: Option<String>,
+    /// The instance it is, from its labels ([`aws_target`]); sent to `aws` agents only.
+    pub aws: Option<AwsTarget>,
+}
+
+/// The EC2 instance a machine's labels name (`aws:instance-id`, and `aws:group-id` when an
+/// operator named the group ajar may manage); `None` without an instance.
+pub fn aws_target(labels: &BTreeMap<String, String>) -> Option<AwsTarget> {
+    let instance_id = labels.get(AWS_INSTANCE_LABEL)?.clone();
+    Some(AwsTarget {
+        instance_id,
+        group_id: labels.get(AWS_GROUP_LABEL).cloned(),
+    })
 }
 
 /// The desired state at `revision` and `now`: per machine the ports its policy protects (none
 /// without a policy, or when the policy is not in `policies`) and its open `grants` (a grant
-/// whose stored values do not parse is left out and logged: never sent half-read).
+/// whose stored values do not parse is left out and logged: never sent half-read). Only an
+/// `aws` agent is told which instance each machine is: host and gateway agents refuse fields
+/// they do not know.
 pub fn project(
     agent: Agent,
     revision: i64,
@@ -66,7 +82,10 @@ pub fn project(
                     grant
                 })
                 .collect(),
-            aws: None,
+            aws: match agent.mode {
+                AgentMode::Aws => m.aws.clone(),
+                AgentMode::Host | AgentMode::Gateway => None,
+            },
         })
         .collect();
     DesiredState {
@@ -180,11 +199,13 @@ mod tests {
                 id: VM.into(),
                 addresses: vec!["10.0.0.4".parse().unwrap()],
                 policy_id: Some(POLICY.into()),
+                aws: None,
             },
             Guarded {
                 id: OTHER.into(),
                 addresses: vec!["10.0.0.5".parse().unwrap()],
                 policy_id: None,
+                aws: None,
             },
         ];
         let grants = vec![
@@ -215,5 +236,46 @@ mod tests {
         let state = project(agent, 7, now, &machines, &grants, &HashMap::new());
         assert!(state.machines[0].protected_ports.is_empty());
         assert!(!state.machines[0].grants[0].cut_established);
+    }
+
+    #[test]
+    fn only_aws_agents_are_told_the_instance() {
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        assert_eq!(aws_target(&labels(&[("env", "prod")])), None);
+        let target = aws_target(&labels(&[
+            (AWS_INSTANCE_LABEL, "i-0abc"),
+            (AWS_GROUP_LABEL, "sg-1"),
+        ]));
+        assert_eq!(
+            target,
+            Some(AwsTarget {
+                instance_id: "i-0abc".into(),
+                group_id: Some("sg-1".into())
+            })
+        );
+        let machines = vec![Guarded {
+            id: VM.into(),
+            addresses: Vec::new(),
+            policy_id: None,
+            aws: target.clone(),
+        }];
+        let now = Timestamp::from_second(2_000).unwrap();
+        for (mode, expected) in [
+            (AgentMode::Aws, target),
+            (AgentMode::Host, None),
+            (AgentMode::Gateway, None),
+        ] {
+            let agent = Agent {
+                mode,
+                public_address: None,
+            };
+            let state = project(agent, 1, now, &machines, &[], &HashMap::new());
+            assert_eq!(state.machines[0].aws, expected, "{mode:?}");
+        }
     }
 }

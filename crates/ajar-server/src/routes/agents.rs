@@ -10,18 +10,23 @@ use super::{Reply, no_content};
 use crate::AppState;
 use crate::auth::{Caller, new_token};
 use crate::body::RawBody;
+use crate::engine::desired::{AWS_GROUP_LABEL, AWS_INSTANCE_LABEL};
 use crate::error::{AppError, AppResult};
 use crate::presence::Presence;
 use ajar_api::ErrorCode;
-use ajar_api::wire::{Agent, AgentCreate, AgentReport, DesiredState, List};
+use ajar_api::wire::{
+    Agent, AgentCreate, AgentReport, DesiredState, Exposure, Inventory, InventoryRefusal,
+    InventoryResult, List, MachineProperties, MachineStatus,
+};
 use ajar_core::agent::{AgentMode, is_live};
-use ajar_core::id::Scope;
+use ajar_core::id::{ResourceId, ResourceKind, Scope};
 use ajar_core::rbac::actions;
 use ajar_store::{AgentRow, TokenRow};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use serde::Deserialize;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use utoipa_axum::router::OpenApiRouter;
@@ -33,6 +38,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_agent, delete_agent))
         .routes(routes!(desired_state))
         .routes(routes!(report))
+        .routes(routes!(put_inventory))
 }
 
 /// Principal prefix of agent tokens.
@@ -52,7 +58,7 @@ fn view(a: AgentRow, token: Option<String>, now: jiff::Timestamp, presence: &Pre
         public_address: a.public_address,
         mapped_port_range: a.port_range.map(|(l, h)| format!("{l}-{h}")),
         address_prefixes: a.address_prefixes,
-        inventory_scope: None,
+        inventory_scope: a.inventory_scope,
         live: is_live(last_seen, now),
         last_seen,
         version: a.version,
@@ -85,7 +91,9 @@ pub async fn create_agent(
             )
             .at("mappedPortRange"));
         }
-        AgentMode::Host if body.public_address.is_some() || body.mapped_port_range.is_some() => {
+        AgentMode::Host | AgentMode::Aws
+            if body.public_address.is_some() || body.mapped_port_range.is_some() =>
+        {
             return Err(AppError::new(
                 ErrorCode::ValidationFailed,
                 "publicAddress and mappedPortRange are for gateways only",
@@ -93,6 +101,28 @@ pub async fn create_agent(
             .at("mode"));
         }
         _ => {}
+    }
+    if let Some(scope) = &body.inventory_scope {
+        if body.mode != AgentMode::Aws {
+            return Err(AppError::new(
+                ErrorCode::ValidationFailed,
+                "an inventory scope is for aws agents only",
+            )
+            .at("inventoryScope"));
+        }
+        if !matches!(scope, Scope::ResourceGroup(..)) {
+            return Err(AppError::new(
+                ErrorCode::ValidationFailed,
+                format!(
+                    "the inventory scope {scope} is not a resource group \
+                     (/subscriptions/{{sub}}/resourceGroups/{{rg}})"
+                ),
+            )
+            .at("inventoryScope"));
+        }
+        // The agent will create and change machines there: whoever registers it must be
+        // allowed to do so themselves.
+        caller.require(actions::MACHINES_WRITE, scope)?;
     }
     let now = state.clock.now();
     let mut tx = state.store.write().await?;
@@ -201,6 +231,7 @@ pub async fn create_agent(
             .address_prefixes
             .as_ref()
             .map(|p| p.iter().map(ToString::to_string).collect()),
+        inventory_scope: body.inventory_scope.as_ref().map(ToString::to_string),
     };
     tx.insert_agent(&row, now).await?;
     tx.commit_recorded(
@@ -212,6 +243,7 @@ pub async fn create_agent(
                 "machines": row.machines,
                 "publicAddress": row.public_address,
                 "addressPrefixes": row.address_prefixes,
+                "inventoryScope": row.inventory_scope,
             })),
     )
     .await?;
@@ -367,6 +399,7 @@ async fn build_desired(
         let props = read_properties(&m)?;
         guarded.push(crate::engine::desired::Guarded {
             id: m.id,
+            aws: crate::engine::desired::aws_target(&props.labels),
             addresses: props.addresses,
             policy_id: m.policy_id,
         });
@@ -482,8 +515,30 @@ pub async fn report(
     if body.version.len() > 64 || body.opened.len() + body.closed.len() > 100_000 {
         return Err(AppError::new(ErrorCode::ValidationFailed, "report too large").at("version"));
     }
+    let statuses = check_statuses(&body.machines)?;
     let now = state.clock.now();
     let mut tx = state.store.write().await?;
+    // Every machine reported on must be the agent's own before anything of the report is kept.
+    let ids: Vec<&str> = statuses.iter().map(|m| m.id.as_str()).collect();
+    let own: HashSet<String> = tx
+        .guarded_among(&agent.id, &ids)
+        .await?
+        .into_iter()
+        .collect();
+    if let Some((i, m)) = statuses
+        .iter()
+        .enumerate()
+        .find(|(_, m)| !own.contains(&m.id))
+    {
+        return Err(AppError::new(
+            ErrorCode::AuthorizationFailed,
+            format!(
+                "agent {} does not guard machine {}: it reports only on its own machines",
+                agent.name, m.id
+            ),
+        )
+        .at(format!("machines[{i}]")));
+    }
     tx.agent_applied(&agent.id, &body.version, body.applied_revision, now)
         .await?;
     for (ports, opened) in [(&body.opened, true), (&body.closed, false)] {
@@ -508,9 +563,394 @@ pub async fn report(
             .await?;
         }
     }
-    // Each port opened or closed is recorded above; the rest is last-seen bookkeeping.
+    apply_statuses(&mut tx, &caller, &statuses, now).await?;
+    // Each port opened or closed and each change of a machine's status is recorded above; the
+    // rest is last-seen bookkeeping.
     tx.commit_unrecorded().await?;
     Ok(no_content())
+}
+
+/// Most machine statuses in one report.
+pub const MAX_STATUSES: usize = 1_000;
+/// Most standing exposures reported on one machine.
+pub const MAX_EXPOSURES: usize = 100;
+/// Longest text in a machine status (ids, reasons, sources, what opens a port).
+pub const MAX_STATUS_TEXT: usize = 256;
+
+/// Checks a report's machine statuses against the limits, and answers them with each one's
+/// exposures sorted and without repeats (so equal findings compare equal).
+fn check_statuses(statuses: &[MachineStatus]) -> AppResult<Vec<MachineStatus>> {
+    let invalid = |target: String, message: String| {
+        Err(AppError::new(ErrorCode::ValidationFailed, message).at(target))
+    };
+    if statuses.len() > MAX_STATUSES {
+        return invalid(
+            "machines".into(),
+            format!("at most {MAX_STATUSES} machine statuses are allowed in one report"),
+        );
+    }
+    let long = |s: &str| s.chars().count() > MAX_STATUS_TEXT;
+    let too_long = format!("at most {MAX_STATUS_TEXT} characters are allowed");
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(statuses.len());
+    for (i, m) in statuses.iter().enumerate() {
+        if long(&m.id) {
+            return invalid(format!("machines[{i}].id"), too_long);
+        }
+        if !seen.insert(m.id.as_str()) {
+            return invalid(
+                format!("machines[{i}].id"),
+                format!("machine {} is reported twice", m.id),
+            );
+        }
+        if m.unsupported_reason.as_deref().is_some_and(long) {
+            return invalid(format!("machines[{i}].unsupportedReason"), too_long);
+        }
+        if m.exposures.len() > MAX_EXPOSURES {
+            return invalid(
+                format!("machines[{i}].exposures"),
+                format!("at most {MAX_EXPOSURES} exposures are allowed per machine"),
+            );
+        }
+        for (j, e) in m.exposures.iter().enumerate() {
+            if long(&e.source) {
+                return invalid(format!("machines[{i}].exposures[{j}].source"), too_long);
+            }
+            if long(&e.allowed_by) {
+                return invalid(format!("machines[{i}].exposures[{j}].allowedBy"), too_long);
+            }
+        }
+        let exposures: BTreeSet<Exposure> = m.exposures.iter().cloned().collect();
+        out.push(MachineStatus {
+            id: m.id.clone(),
+            unsupported_reason: m.unsupported_reason.clone(),
+            exposures: exposures.into_iter().collect(),
+        });
+    }
+    Ok(out)
+}
+
+/// Reported standing exposures that appeared on a machine.
+const EXPOSURE_FOUND: &str = "ajar.machines/exposureFound";
+/// Reported standing exposures that went away.
+const EXPOSURE_CLEARED: &str = "ajar.machines/exposureCleared";
+/// The enforcement point said it cannot enforce access on a machine (or changed why).
+const ENFORCEMENT_UNSUPPORTED: &str = "ajar.machines/enforcementUnsupported";
+/// The enforcement point can enforce access on a machine again.
+const ENFORCEMENT_RESTORED: &str = "ajar.machines/enforcementRestored";
+
+/// Stores each machine's status where it differs from what is stored, recording at the
+/// machine's scope, as the agent, the exposures that appeared and went away and the reason
+/// appearing or going. A status equal to the stored one writes and records nothing, so
+/// enforcers reporting the same findings cause no churn.
+async fn apply_statuses(
+    tx: &mut ajar_store::Tx,
+    caller: &Caller,
+    statuses: &[MachineStatus],
+    now: jiff::Timestamp,
+) -> AppResult<()> {
+    if statuses.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = statuses.iter().map(|m| m.id.as_str()).collect();
+    let mut stored: HashMap<String, ajar_store::EnforcementRow> = tx
+        .machine_enforcement(&ids)
+        .await?
+        .into_iter()
+        .map(|r| (r.machine_id.clone(), r))
+        .collect();
+    for m in statuses {
+        let before = stored.remove(&m.id);
+        let old_reason = before.as_ref().and_then(|r| r.unsupported_reason.clone());
+        let old: Vec<Exposure> = before
+            .as_ref()
+            .map(|r| read_exposures(&m.id, &r.exposures))
+            .unwrap_or_default();
+        if old_reason == m.unsupported_reason && old == m.exposures {
+            continue;
+        }
+        let json = serde_json::to_string(&m.exposures).map_err(|_| AppError::internal())?;
+        let row = ajar_store::EnforcementRow {
+            machine_id: m.id.clone(),
+            unsupported_reason: m.unsupported_reason.clone(),
+            exposures: json,
+            exposure_count: i64::try_from(m.exposures.len()).unwrap_or(i64::MAX),
+        };
+        tx.set_machine_enforcement(&m.id, Some(&row), now).await?;
+        let appeared: Vec<&Exposure> = m.exposures.iter().filter(|e| !old.contains(e)).collect();
+        let gone: Vec<&Exposure> = old.iter().filter(|e| !m.exposures.contains(e)).collect();
+        for (action, list) in [(EXPOSURE_FOUND, appeared), (EXPOSURE_CLEARED, gone)] {
+            if !list.is_empty() {
+                tx.record(
+                    &caller
+                        .did(action, &m.id, now)
+                        .with_details(serde_json::json!({"exposures": list})),
+                )
+                .await?;
+            }
+        }
+        match (&old_reason, &m.unsupported_reason) {
+            (old, Some(reason)) if old.as_ref() != Some(reason) => {
+                tx.record(
+                    &caller
+                        .did(ENFORCEMENT_UNSUPPORTED, &m.id, now)
+                        .with_details(serde_json::json!({"reason": reason})),
+                )
+                .await?;
+            }
+            (Some(reason), None) => {
+                tx.record(
+                    &caller
+                        .did(ENFORCEMENT_RESTORED, &m.id, now)
+                        .with_details(serde_json::json!({"previousReason": reason})),
+                )
+                .await?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Standing exposures as stored; unreadable ones are logged and taken as none.
+pub(super) fn read_exposures(machine: &str, json: &str) -> Vec<Exposure> {
+    serde_json::from_str(json).unwrap_or_else(|e| {
+        tracing::error!(machine, error = %e, "stored exposures unreadable");
+        Vec::new()
+    })
+}
+
+/// Most machines in one inventory.
+pub const MAX_INVENTORY: usize = 1_000;
+
+#[utoipa::path(put, path = "/api/v1/agent/inventory", tag = "agents", request_body = Inventory,
+    description = "An `aws` agent registers the instances it discovered as machines of its \
+        inventory scope, in one transaction: each is created (and guarded by the agent) when \
+        absent, updated when the agent guards it, and refused when another agent or none guards \
+        it. Each label set must name the instance (`aws:instance-id`).",
+    responses((status = 200, body = InventoryResult)))]
+pub async fn put_inventory(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: RawBody,
+) -> AppResult<Reply<InventoryResult>> {
+    let agent = calling_agent(&state, &caller).await?;
+    let mode = AgentMode::parse(&agent.mode)?;
+    if mode != AgentMode::Aws {
+        return Err(AppError::new(
+            ErrorCode::AuthorizationFailed,
+            format!(
+                "agent {} is a {} agent: only aws agents register the machines they discover",
+                agent.name,
+                mode.as_str()
+            ),
+        ));
+    }
+    let Some(Scope::ResourceGroup(sub, rg)) = agent
+        .inventory_scope
+        .as_deref()
+        .and_then(|s| Scope::parse(s).ok())
+    else {
+        return Err(AppError::new(
+            ErrorCode::Conflict,
+            format!(
+                "agent {} has no inventory scope: register it with inventoryScope, the resource \
+                 group where it may register the machines it discovers",
+                agent.name
+            ),
+        ));
+    };
+    let body: Inventory = body.parse()?;
+    check_inventory(&body)?;
+    let prefixes = agent
+        .address_prefixes
+        .as_ref()
+        .map(|p| {
+            p.iter()
+                .map(|s| ajar_core::net::SourcePrefix::parse(s))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()
+        .map_err(|_| AppError::internal())?;
+    let now = state.clock.now();
+    let mut tx = state.store.write().await?;
+    // The addresses of the agent's machines, kept up to date as the inventory is applied.
+    let mut addresses: HashMap<String, Vec<IpAddr>> = HashMap::new();
+    for row in tx.agent_machines(&agent.id).await? {
+        addresses.insert(row.id.clone(), read_properties(&row)?.addresses);
+    }
+    let mut by_address: HashMap<IpAddr, String> = HashMap::new();
+    for (id, list) in &addresses {
+        for a in list {
+            by_address.insert(a.to_canonical(), id.clone());
+        }
+    }
+    let mut result = InventoryResult::default();
+    let mut written = false;
+    for m in &body.machines {
+        let id = ResourceId::new(
+            sub.clone(),
+            rg.clone(),
+            ResourceKind::Machine,
+            m.name.clone(),
+        )
+        .to_string();
+        let refuse = |result: &mut InventoryResult, reason: String| {
+            result.refused.push(InventoryRefusal {
+                name: m.name.to_string(),
+                reason,
+            });
+        };
+        let existing = tx.machine(&id).await?;
+        let guard = match &existing {
+            Some(row) => row.agent_id.clone(),
+            None => tx.agent_of_machine(&id).await?,
+        };
+        match (&existing, guard) {
+            (_, Some(other)) if other != agent.id => {
+                let name = existing
+                    .as_ref()
+                    .and_then(|r| r.agent.clone())
+                    .unwrap_or(other);
+                refuse(&mut result, format!("{id} is guarded by agent {name}"));
+                continue;
+            }
+            (Some(_), None) => {
+                refuse(
+                    &mut result,
+                    format!(
+                        "{id} exists and no agent guards it: only an administrator of agents \
+                         can make this agent guard it"
+                    ),
+                );
+                continue;
+            }
+            _ => {}
+        }
+        // Its addresses must be the agent's to enforce on and no other machine's of the agent.
+        let clash: Vec<(String, Vec<IpAddr>)> = m
+            .properties
+            .addresses
+            .iter()
+            .filter_map(|a| by_address.get(&a.to_canonical()))
+            .filter(|other| **other != id)
+            .take(1)
+            .map(|other| {
+                (
+                    other.clone(),
+                    addresses.get(other).cloned().unwrap_or_default(),
+                )
+            })
+            .collect();
+        if let Err(e) = ajar_core::agent::check_guarded_addresses(
+            &m.properties.addresses,
+            prefixes.as_deref(),
+            &clash,
+        ) {
+            refuse(&mut result, format!("{id}: {}", e.message));
+            continue;
+        }
+        let props = serde_json::to_value(&m.properties).map_err(|_| AppError::internal())?;
+        if let Some(row) = &existing {
+            let stored =
+                serde_json::to_value(read_properties(row)?).map_err(|_| AppError::internal())?;
+            if stored == props {
+                result.unchanged.push(id);
+                continue;
+            }
+        }
+        tx.put_machine(
+            &id,
+            sub.as_str(),
+            rg.as_str(),
+            m.name.as_str(),
+            &props.to_string(),
+            now,
+        )
+        .await?;
+        let created = existing.is_none();
+        if created {
+            tx.guard_machine(&agent.id, &id).await?;
+        }
+        tx.record(
+            &caller
+                .did(actions::MACHINES_WRITE, &id, now)
+                .with_details(serde_json::json!({"created": created, "properties": props})),
+        )
+        .await?;
+        written = true;
+        if let Some(old) = addresses.insert(id.clone(), m.properties.addresses.clone()) {
+            for a in old {
+                by_address.remove(&a.to_canonical());
+            }
+        }
+        for a in &m.properties.addresses {
+            by_address.insert(a.to_canonical(), id.clone());
+        }
+        if created {
+            result.created.push(id);
+        } else {
+            result.updated.push(id);
+        }
+    }
+    if written {
+        tx.commit().await?;
+    }
+    Ok(Reply::ok(result))
+}
+
+/// Checks an inventory against the limits: at most [`MAX_INVENTORY`] machines, each named once,
+/// within the limits of machine settings and naming its instance.
+fn check_inventory(body: &Inventory) -> AppResult<()> {
+    if body.machines.len() > MAX_INVENTORY {
+        return Err(AppError::new(
+            ErrorCode::ValidationFailed,
+            format!("at most {MAX_INVENTORY} machines are allowed in one inventory"),
+        )
+        .at("machines"));
+    }
+    let mut names = HashSet::new();
+    for (i, m) in body.machines.iter().enumerate() {
+        if !names.insert(m.name.as_str()) {
+            return Err(AppError::new(
+                ErrorCode::ValidationFailed,
+                format!("machine {} is listed twice", m.name),
+            )
+            .at(format!("machines[{i}].name")));
+        }
+        let props: &MachineProperties = &m.properties;
+        props.validate().map_err(|e| {
+            AppError::from(ajar_core::FieldError {
+                target: format!("machines[{i}].{}", e.target),
+                ..e
+            })
+        })?;
+        if props
+            .labels
+            .get(AWS_INSTANCE_LABEL)
+            .is_none_or(|v| v.is_empty())
+        {
+            return Err(AppError::new(
+                ErrorCode::ValidationFailed,
+                format!(
+                    "a discovered machine names its instance in the label {AWS_INSTANCE_LABEL}"
+                ),
+            )
+            .at(format!("machines[{i}].properties.labels")));
+        }
+        if props
+            .labels
+            .get(AWS_GROUP_LABEL)
+            .is_some_and(|v| v.is_empty())
+        {
+            return Err(AppError::new(
+                ErrorCode::ValidationFailed,
+                format!("the label {AWS_GROUP_LABEL} names a security group when given"),
+            )
+            .at(format!("machines[{i}].properties.labels")));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -59,12 +59,17 @@ pub fn machine_view(
             request_figures,
             unsupported_reason: reason,
             jit_policy_id: row.policy_id.clone(),
-            standing_exposures: Vec::new(),
+            standing_exposures: row
+                .reported_exposures
+                .as_deref()
+                .map(|json| super::agents::read_exposures(&row.id, json))
+                .unwrap_or_default(),
         },
     })
 }
 
-/// How JIT applies to the machine of `row` at `now`.
+/// How JIT applies to the machine of `row` at `now` (a reason its enforcement point reported
+/// makes it Unsupported).
 fn state_of(
     row: &MachineRow,
     disabled: &[Scope],
@@ -77,6 +82,7 @@ fn state_of(
         row.policy_id.is_some(),
         crate::engine::enforced::enforcement_of(row, now, presence),
         disabled_at(&scope, disabled),
+        row.reported_reason.as_deref(),
     )
 }
 
@@ -128,10 +134,19 @@ pub async fn put_machine(
     ))
 }
 
+/// Labels that say which cloud instance (and security group) an `aws` agent enforces a
+/// machine's grants on.
+const ENFORCEMENT_LABELS: [&str; 2] = [
+    crate::engine::desired::AWS_INSTANCE_LABEL,
+    crate::engine::desired::AWS_GROUP_LABEL,
+];
+
 /// A machine guarded by an agent keeps addresses that agent may enforce on: a change of its
 /// addresses also needs `ajar.agents/write` at `/` (they decide what the agent protects and,
 /// behind a gateway, where it forwards), and the new ones must lie inside the agent's networks
-/// and belong to no other machine it guards.
+/// and belong to no other machine it guards. Adding, changing or removing the labels naming its
+/// cloud instance (`aws:instance-id`, `aws:group-id`) needs the same, or a grant on the machine
+/// could be pointed at another team's instance.
 async fn check_guarded(
     tx: &mut ajar_store::Tx,
     caller: &Caller,
@@ -143,23 +158,40 @@ async fn check_guarded(
         return Ok(());
     };
     let current = match tx.machine(&machine_id).await? {
-        Some(row) => Some(read_properties(&row)?.addresses),
+        Some(row) => Some(read_properties(&row)?),
         None => None,
     };
-    if current.as_ref() == Some(&new.addresses) {
+    let addresses_changed = current.as_ref().map(|c| &c.addresses) != Some(&new.addresses);
+    let label_changed = ENFORCEMENT_LABELS.into_iter().find(|label| {
+        current.as_ref().and_then(|c| c.labels.get(*label)) != new.labels.get(*label)
+    });
+    if !addresses_changed && label_changed.is_none() {
         return Ok(());
     }
     if !caller.may(actions::AGENTS_WRITE, &Scope::Root) {
+        let (what, target) = match label_changed {
+            Some(label) if !addresses_changed => (
+                format!("its label {label}"),
+                format!("properties.labels.{label}"),
+            ),
+            _ => (
+                "its addresses".to_owned(),
+                "properties.addresses".to_owned(),
+            ),
+        };
         return Err(AppError::new(
             ErrorCode::AuthorizationFailed,
             format!(
-                "{} is guarded by an agent: changing its addresses changes what the agent \
-                 enforces, which needs {} at /",
+                "{} is guarded by an agent: changing {what} changes what the agent enforces, \
+                 which needs {} at /",
                 id,
                 actions::AGENTS_WRITE
             ),
         )
-        .at("properties.addresses"));
+        .at(target));
+    }
+    if !addresses_changed {
+        return Ok(());
     }
     let Some(agent) = tx.agent(&agent_id).await? else {
         return Ok(());

@@ -10,6 +10,7 @@ mod applications;
 mod approvals;
 mod arm;
 mod authz;
+mod aws;
 mod credentials;
 mod cross_scope;
 mod enforcement;

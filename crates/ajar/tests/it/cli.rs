@@ -2342,3 +2342,113 @@ async fn the_agent_refuses_a_token_file_others_could_change_or_read() {
         "{out:?}"
     );
 }
+
+#[tokio::test]
+async fn an_aws_agent_is_added_with_its_inventory_scope_and_exposures_show_on_the_machine() {
+    let app = TestApp::spawn().await;
+    let t = admin(&app);
+    run(
+        &app,
+        &t,
+        &[
+            "machine",
+            "add",
+            VM,
+            "--os",
+            "linux",
+            "--address",
+            "10.1.0.4",
+            "--label",
+            "aws:instance-id=i-1",
+        ],
+    )
+    .await
+    .ok();
+    // The scope is a resource group's id, as other ids are given (a trailing `/` is fine).
+    run(
+        &app,
+        &t,
+        &[
+            "agent",
+            "add",
+            "disc",
+            "--mode",
+            "aws",
+            "--inventory-scope",
+            "rg1",
+        ],
+    )
+    .await
+    .fails(2, "not a resource id");
+    run(
+        &app,
+        &t,
+        &[
+            "agent",
+            "add",
+            "disc",
+            "--mode",
+            "aws",
+            "--inventory-scope",
+            SUB,
+        ],
+    )
+    .await
+    .fails(1, "not a resource group");
+    let agent = run(
+        &app,
+        &t,
+        &[
+            "agent",
+            "add",
+            "disc",
+            "--mode",
+            "aws",
+            "--inventory-scope",
+            &format!("{RG}/"),
+            "--machine",
+            VM,
+            "-o",
+            "json",
+        ],
+    )
+    .await
+    .ok()
+    .json();
+    assert_eq!(
+        (agent["mode"].as_str(), agent["inventoryScope"].as_str()),
+        (Some("aws"), Some(RG))
+    );
+    let id = agent["id"].as_str().unwrap();
+    let shown = run(&app, &t, &["agent", "show", id]).await.ok().stdout;
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with("inventory scope") && l.contains(RG)),
+        "{shown}"
+    );
+    let listed = run(&app, &t, &["agent", "list"]).await.ok().stdout;
+    assert!(
+        listed.contains("INVENTORY SCOPE") && listed.contains(RG),
+        "{listed}"
+    );
+
+    // What the agent reports shows on the machine.
+    let aws = app.client(agent["token"].as_str());
+    let _: Value = aws.get("/api/v1/agent/desiredState").await.unwrap();
+    let report = json!({"version":"1.0","appliedRevision":0,"machines":[{"id":VM,
+        "unsupportedReason":"instance i-1 is not in the agent's region",
+        "exposures":[{"number":22,"protocol":"TCP","source":"0.0.0.0/0",
+            "allowedBy":"security group sg-1 (web-open)"}]}]});
+    let r = aws
+        .raw(reqwest::Method::POST, "/api/v1/agent/report", Some(&report))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    let shown = run(&app, &t, &["machine", "show", VM]).await.ok().stdout;
+    assert!(
+        shown.contains("port 22/TCP open to 0.0.0.0/0 by security group sg-1 (web-open)")
+            && shown.contains("instance i-1 is not in the agent's region"),
+        "{shown}"
+    );
+}
