@@ -5,7 +5,9 @@
 use crate::AwsError;
 use crate::ec2::{Ec2, Instance, Select};
 use ajar_api::Client;
-use ajar_api::wire::{DiscoveredMachine, Inventory, MachineProperties};
+use ajar_api::wire::{
+    AWS_INSTANCE_LABEL, DiscoveredMachine, Inventory, InventoryResult, MachineProperties,
+};
 use ajar_core::machine::Os;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -20,7 +22,7 @@ const MAX_LABEL: usize = 256;
 pub fn machine_of(instance: &Instance, region: &str) -> Option<DiscoveredMachine> {
     let name = ajar_core::id::Name::parse(&instance.id).ok()?;
     let mut labels = BTreeMap::from([
-        ("aws:instance-id".to_owned(), instance.id.clone()),
+        (AWS_INSTANCE_LABEL.to_owned(), instance.id.clone()),
         ("aws:region".to_owned(), region.to_owned()),
     ]);
     if let Some(vpc) = &instance.vpc_id {
@@ -74,11 +76,21 @@ pub async fn run(
             Ok(machines) => {
                 let count = machines.len();
                 match client
-                    .put::<serde_json::Value, _>("/api/v1/agent/inventory", &Inventory { machines })
+                    .put::<InventoryResult, _>("/api/v1/agent/inventory", &Inventory { machines })
                     .await
                 {
-                    Ok(answer) => {
-                        tracing::info!(instances = count, answer = %answer, "inventory registered")
+                    Ok(r) => {
+                        tracing::info!(
+                            instances = count,
+                            created = r.created.len(),
+                            updated = r.updated.len(),
+                            unchanged = r.unchanged.len(),
+                            refused = r.refused.len(),
+                            "inventory registered"
+                        );
+                        for refusal in &r.refused {
+                            tracing::warn!(machine = %refusal.name, reason = %refusal.reason, "instance not registered");
+                        }
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot register the inventory; trying again later")

@@ -607,6 +607,7 @@ impl AwsEnforcer {
         }
         .await;
         self.close(m, &over);
+        let server_now = self.server_now();
         let Some(machine) = self.machines.get_mut(m) else {
             return;
         };
@@ -620,7 +621,6 @@ impl AwsEnforcer {
                         full.len()
                     )
                 });
-                let server_now = self.server_now();
                 for g in &held {
                     let key = (g.request_id.clone(), g.seq);
                     let placed = plan::rule_keys(g.number, g.protocol, &g.sources)

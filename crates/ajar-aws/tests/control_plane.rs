@@ -159,7 +159,7 @@ async fn discovered_instances_are_guarded_and_their_exposures_reach_the_machine(
     .await;
     for m in &machines {
         let p = &m["properties"];
-        assert_eq!(p["enforcementPoint"], agent["id"], "{m}");
+        assert_eq!(p["enforcementPoint"], agent["name"], "{m}");
         assert_eq!(p["labels"]["aws:instance-id"], m["name"]);
         assert_eq!(p["os"], "linux");
         assert_eq!(p["jitState"], "NotConfigured");
@@ -169,12 +169,15 @@ async fn discovered_instances_are_guarded_and_their_exposures_reach_the_machine(
 
     // A policy protects SSH on both: the exposure is found and reported on one of them.
     let policy = format!("{SCOPE}/jitNetworkAccessPolicies/ssh");
+    let ports = |id: &str| {
+        json!({"id": id, "ports": [{"number": 22, "protocol": "TCP",
+            "allowedSourceAddressPrefix": "*", "maxRequestAccessDuration": "PT3H"}]})
+    };
     let _: Value = app
         .admin
         .put(
             &format!("/api/v1{policy}"),
-            &json!({"properties":{"virtualMachines":[exposed_id, clean_id].iter().map(|id| json!({"id": id, "ports":[
-                {"number":22,"protocol":"TCP","allowedSourceAddressPrefix":"*","maxRequestAccessDuration":"PT3H"}]})).collect::<Vec<_>>()}}),
+            &json!({"properties": {"virtualMachines": [ports(&exposed_id), ports(&clean_id)]}}),
         )
         .await
         .unwrap();
@@ -253,7 +256,7 @@ async fn discovered_instances_are_guarded_and_their_exposures_reach_the_machine(
         async move { rule_present(ec2, name).await.filter(|p| *p) }
     })
     .await;
-    let request_id = request["id"].as_str().unwrap().to_owned();
+    let request_id = format!("{policy}/requests/{}", request["id"].as_str().unwrap());
     eventually("the agent reports the port applied", || {
         let admin = app.admin.clone();
         let id = request_id.clone();

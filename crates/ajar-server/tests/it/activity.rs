@@ -512,7 +512,10 @@ async fn a_busy_machine_lists_the_ten_connections_ending_first_and_counts_them_a
     app.tick().await;
     let m: Machine = get_as(&app.admin, &format!("/api/v1{VM}")).await;
     let f = m.properties.request_figures.expect("requestFigures");
-    assert_eq!((f.open_connection_count, f.open_connections.len()), (11, 10));
+    assert_eq!(
+        (f.open_connection_count, f.open_connections.len()),
+        (11, 10)
+    );
 }
 
 #[tokio::test]
