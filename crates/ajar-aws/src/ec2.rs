@@ -17,6 +17,10 @@ const VERSION: &str = "2016-11-15";
 const ATTEMPTS: u32 = 5;
 /// Values of one filter or ids of one describe call, at most.
 pub const BATCH: usize = 100;
+/// Pages one describe call reads, at most (1,000 items each).
+const MAX_PAGES: usize = 1_000;
+/// The largest answer read.
+const MAX_ANSWER: usize = 32 * 1024 * 1024;
 
 /// A transport protocol of a rule ajar writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -314,10 +318,21 @@ impl Ec2 {
             message: e.to_string(),
         })?;
         let status = answer.status().as_u16();
-        let text = answer.text().await.map_err(|e| AwsError::Transport {
+        let mut answer = answer;
+        let mut body = Vec::new();
+        while let Some(chunk) = answer.chunk().await.map_err(|e| AwsError::Transport {
             action,
             message: e.to_string(),
-        })?;
+        })? {
+            if body.len() + chunk.len() > MAX_ANSWER {
+                return Err(AwsError::Answer {
+                    action,
+                    message: format!("the answer is larger than {MAX_ANSWER} bytes"),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let text = String::from_utf8_lossy(&body).into_owned();
         if (200..300).contains(&status) {
             return Ok(text);
         }
@@ -345,7 +360,8 @@ impl Ec2 {
     ) -> Result<Vec<T>, AwsError> {
         let mut found = Vec::new();
         let mut next: Option<String> = None;
-        loop {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..MAX_PAGES {
             let mut page = params.clone();
             page.add("MaxResults", 1000);
             if let Some(token) = &next {
@@ -369,10 +385,21 @@ impl Ec2 {
             next = text_of(root, "nextToken")
                 .filter(|t| !t.is_empty())
                 .map(str::to_owned);
-            if next.is_none() {
-                return Ok(found);
+            match &next {
+                None => return Ok(found),
+                Some(token) if !seen.insert(token.clone()) => {
+                    return Err(AwsError::Answer {
+                        action,
+                        message: "the same page token came back twice".into(),
+                    });
+                }
+                Some(_) => {}
             }
         }
+        Err(AwsError::Answer {
+            action,
+            message: format!("more than {MAX_PAGES} pages"),
+        })
     }
 
     /// The instances `select` names (unknown ids are an `InvalidInstanceID.NotFound` error).

@@ -77,6 +77,12 @@ struct Machine {
     exposures: Vec<Exposure>,
     /// Grants whose rules are in place, reported opened.
     opened: BTreeSet<GrantKey>,
+    /// Grants over (ended or revoked) whose rules are still to be removed: reported closed
+    /// only once they are.
+    closing: BTreeSet<GrantKey>,
+    /// Whether the last desired state lists the machine (a machine it no longer lists stays
+    /// only until its group is emptied).
+    listed: bool,
 }
 
 /// The AWS enforcement backend.
@@ -88,6 +94,10 @@ pub struct AwsEnforcer {
     due: BTreeSet<(Instant, String)>,
     /// Groups found on start with rules that end later, by the earliest such end.
     sweeps: BTreeSet<(Instant, String)>,
+    /// Groups a machine no longer uses (another target, Unsupported, no longer guarded) that
+    /// may still hold its rules: emptied before they are forgotten, retried until they are.
+    /// By group: the machine and when to try next.
+    retiring: BTreeMap<String, (String, Instant)>,
     /// When every machine is read again.
     next_rescan: Option<Instant>,
     /// Statuses as last reported, by machine.
@@ -132,6 +142,7 @@ impl AwsEnforcer {
             machines: BTreeMap::new(),
             due: BTreeSet::new(),
             sweeps: BTreeSet::new(),
+            retiring: BTreeMap::new(),
             next_rescan: None,
             reported: HashMap::new(),
             open: HashMap::new(),
@@ -166,19 +177,34 @@ impl AwsEnforcer {
             .ec2
             .groups_where(&[(&format!("tag:{MANAGED_TAG}"), vec!["true".to_owned()])])
             .await?;
-        let ids: Vec<String> = groups.into_iter().map(|g| g.id).collect();
         let mut removed = 0;
-        for id in &ids {
-            removed += self.sweep_group(id).await?;
+        for group in groups {
+            // Rules not written by ajar are removed only from the groups ajar made itself: a
+            // group an operator tagged keeps them until ajar's agent guards it.
+            let made_by_ajar = group
+                .tags
+                .get(INSTANCE_TAG)
+                .is_some_and(|instance| group.name == format!("ajar-{instance}"));
+            match self.sweep_group(&group.id, made_by_ajar).await {
+                Ok(n) => removed += n,
+                Err(e) => {
+                    tracing::warn!(group = %group.id, error = %e, "cannot sweep the group; trying again");
+                    self.sweeps.insert((Instant::now() + RETRY, group.id));
+                }
+            }
         }
         Ok(removed)
     }
 
-    /// Sweeps one group; see [`AwsEnforcer::sweep`].
-    async fn sweep_group(&mut self, group: &str) -> Result<usize, AwsError> {
+    /// Sweeps one group; see [`AwsEnforcer::sweep`]. Rules that are not ajar's go only when
+    /// `foreign_too`.
+    async fn sweep_group(&mut self, group: &str, foreign_too: bool) -> Result<usize, AwsError> {
         let rules = self.ec2.rules(&[group.to_owned()]).await?;
         let now = wall_now();
-        let (keys, ids) = plan::stale(&rules, now);
+        let (keys, mut ids) = plan::stale(&rules, now);
+        if !foreign_too {
+            ids.clear();
+        }
         let removed = keys.len() + ids.len();
         if removed > 0 {
             tracing::info!(group, removed, "removing rules past their end");
@@ -393,6 +419,14 @@ impl AwsEnforcer {
                 }
             }
         };
+        if let Some(owner) = group.tags.get(INSTANCE_TAG)
+            && *owner != instance.id
+        {
+            return Err(Unresolved::Unsupported(format!(
+                "security group {} ({}) is ajar's group for instance {owner}, not {}",
+                group.id, group.name, instance.id
+            )));
+        }
         if group.tags.get(MANAGED_TAG).map(String::as_str) != Some("true") {
             return Err(Unresolved::Unsupported(format!(
                 "security group {} ({}) is not tagged {MANAGED_TAG}=true: ajar changes only groups \
@@ -435,6 +469,82 @@ impl AwsEnforcer {
         Ok(group.id)
     }
 
+    /// Gives machine `m` the group `new`. A group it used before is emptied first (its rules
+    /// would otherwise stay open with nothing to close them); until that is done, the grants
+    /// opened there are not reported closed.
+    fn set_group(&mut self, m: &str, new: Option<String>) {
+        let Some(machine) = self.machines.get_mut(m) else {
+            return;
+        };
+        if machine.group == new {
+            return;
+        }
+        if let Some(old) = machine.group.take() {
+            self.retiring.insert(old, (m.to_owned(), Instant::now()));
+        }
+        machine.group = new;
+        if machine.group.is_some() {
+            self.due.insert((Instant::now(), m.to_owned()));
+        }
+    }
+
+    /// Removes every inbound rule from a group a machine no longer uses.
+    async fn retire(&mut self, group: &str) -> Result<(), AwsError> {
+        let current = match self.ec2.rules(&[group.to_owned()]).await {
+            Ok(current) => current,
+            // A group that is gone holds nothing.
+            Err(e) if e.code() == Some("InvalidGroup.NotFound") => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let changes = plan::changes(&BTreeMap::new(), &current);
+        self.revoke(group, &changes.revoke).await?;
+        self.revoke_ids(group, &changes.revoke_ids).await?;
+        Ok(())
+    }
+
+    /// Empties the retiring groups that are due; reports closed what was open in them.
+    async fn run_retiring(&mut self) {
+        let now = Instant::now();
+        let due: Vec<(String, String)> = self
+            .retiring
+            .iter()
+            .filter(|(_, (_, at))| *at <= now)
+            .map(|(g, (m, _))| (g.clone(), m.clone()))
+            .collect();
+        for (group, m) in due {
+            match self.retire(&group).await {
+                Ok(()) => {
+                    tracing::info!(machine = %m, %group, "emptied a group the machine no longer uses");
+                    self.retiring.remove(&group);
+                    let (listed, has_group, opened) = match self.machines.get(&m) {
+                        Some(x) => (
+                            x.listed,
+                            x.group.is_some(),
+                            x.opened.iter().cloned().collect::<Vec<_>>(),
+                        ),
+                        None => (false, false, Vec::new()),
+                    };
+                    if !has_group && !self.retiring.values().any(|(x, _)| *x == m) {
+                        // Nothing of the machine's is open anywhere now.
+                        self.close(&m, &opened);
+                        if let Some(x) = self.machines.get_mut(&m) {
+                            x.closing.clear();
+                        }
+                        if !listed {
+                            self.machines.remove(&m);
+                            self.reported.remove(&m);
+                            self.due.retain(|(_, x)| *x != m);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(machine = %m, %group, error = %e, "cannot empty a group the machine no longer uses; trying again");
+                    self.retiring.insert(group, (m, now + RETRY));
+                }
+            }
+        }
+    }
+
     /// Reads these machines' instances again, makes sure ajar's group is on them, and finds
     /// their standing exposures.
     async fn refresh(&mut self, ids: &[String]) {
@@ -444,6 +554,7 @@ impl AwsEnforcer {
             .map(|t| t.instance_id.clone())
             .collect();
         let mut found: HashMap<String, Instance> = HashMap::new();
+        let mut failed: BTreeSet<String> = BTreeSet::new();
         for id in &instance_ids {
             // One at a time, so that one unknown id does not hide the others.
             match self.ec2.instances(&Select::Ids(vec![id.clone()])).await {
@@ -455,6 +566,7 @@ impl AwsEnforcer {
                     ) => {}
                 Err(e) => {
                     tracing::warn!(instance = %id, error = %e, "cannot describe the instance; trying again");
+                    failed.insert(id.clone());
                     for (m, machine) in &self.machines {
                         if machine
                             .target
@@ -472,15 +584,34 @@ impl AwsEnforcer {
             let Some(target) = self.machines.get(m).and_then(|x| x.target.clone()) else {
                 continue;
             };
-            let result = match found.get(&target.instance_id) {
-                None => Err(Unresolved::Unsupported(format!(
-                    "instance {} not found in region {region}",
+            if failed.contains(&target.instance_id) {
+                // Keep what is known until the instance can be read again.
+                continue;
+            }
+            let twin = self
+                .machines
+                .iter()
+                .find(|(other, x)| {
+                    *other != m
+                        && x.listed
+                        && x.target.as_ref().map(|t| &t.instance_id) == Some(&target.instance_id)
+                })
+                .map(|(other, _)| other.clone());
+            let result = match (twin, found.get(&target.instance_id)) {
+                (Some(other), _) => Err(Unresolved::Unsupported(format!(
+                    "instance {} is also machine {other}: one instance can be only one machine",
                     target.instance_id
                 ))),
-                Some(i) if matches!(i.state.as_str(), "terminated" | "shutting-down") => Err(
-                    Unresolved::Unsupported(format!("instance {} is terminated", i.id)),
-                ),
-                Some(i) => self.own_group(&target, i).await,
+                (None, found) => match found {
+                    None => Err(Unresolved::Unsupported(format!(
+                        "instance {} not found in region {region}",
+                        target.instance_id
+                    ))),
+                    Some(i) if matches!(i.state.as_str(), "terminated" | "shutting-down") => Err(
+                        Unresolved::Unsupported(format!("instance {} is terminated", i.id)),
+                    ),
+                    Some(i) => self.own_group(&target, i).await,
+                },
             };
             let Some(machine) = self.machines.get_mut(m) else {
                 continue;
@@ -488,16 +619,13 @@ impl AwsEnforcer {
             machine.instance = found.get(&target.instance_id).cloned();
             match result {
                 Ok(group) => {
-                    if machine.group.as_deref() != Some(group.as_str()) {
-                        machine.group = Some(group);
-                        self.due.insert((Instant::now(), m.clone()));
-                    }
                     machine.unsupported = None;
+                    self.set_group(m, Some(group));
                 }
                 Err(Unresolved::Unsupported(reason)) => {
                     tracing::warn!(machine = %m, %reason, "cannot enforce on the machine");
-                    machine.group = None;
                     machine.unsupported = Some(reason);
+                    self.set_group(m, None);
                 }
                 Err(Unresolved::Failed(e)) => {
                     tracing::warn!(machine = %m, error = %e, "cannot set up the machine's security group; trying again");
@@ -570,12 +698,17 @@ impl AwsEnforcer {
             .drain(..)
             .partition(|(_, deadline)| *deadline > now);
         machine.grants = live;
-        let over: Vec<GrantKey> = over
-            .into_iter()
-            .map(|(g, _)| (g.request_id, g.seq))
-            .collect();
+        machine
+            .closing
+            .extend(over.into_iter().map(|(g, _)| (g.request_id, g.seq)));
         let Some(group) = machine.group.clone() else {
-            self.close(m, &over);
+            // Without a group nothing of the machine's is open, unless a group it used before
+            // is still being emptied: then that closes them.
+            if !self.retiring.values().any(|(x, _)| x == m) {
+                let closing: Vec<GrantKey> = machine.closing.iter().cloned().collect();
+                machine.closing.clear();
+                self.close(m, &closing);
+            }
             return;
         };
         let held: Vec<HeldGrant> = machine
@@ -606,7 +739,14 @@ impl AwsEnforcer {
             self.authorize(&group, &changes.authorize).await
         }
         .await;
-        self.close(m, &over);
+        if result.is_ok() {
+            let closing: Vec<GrantKey> = self
+                .machines
+                .get_mut(m)
+                .map(|x| std::mem::take(&mut x.closing).into_iter().collect())
+                .unwrap_or_default();
+            self.close(m, &closing);
+        }
         let server_now = self.server_now();
         let Some(machine) = self.machines.get_mut(m) else {
             return;
@@ -643,6 +783,7 @@ impl AwsEnforcer {
             Err(e) => {
                 tracing::warn!(machine = m, %group, error = %e, "cannot change the machine's rules; trying again");
                 if e.code() == Some("InvalidGroup.NotFound") {
+                    // The group is gone, and its rules with it.
                     machine.group = None;
                     self.due.insert((Instant::now() + RETRY, m.to_owned()));
                     let ids = vec![m.to_owned()];
@@ -676,7 +817,7 @@ impl AwsEnforcer {
 
     /// Queues the machine's status for the report when it changed.
     fn note_status(&mut self, m: &str) {
-        let Some(machine) = self.machines.get(m) else {
+        let Some(machine) = self.machines.get(m).filter(|x| x.listed) else {
             return;
         };
         let status = MachineStatus {
@@ -722,27 +863,30 @@ impl AwsEnforcer {
         for m in gone {
             if let Some(machine) = self.machines.get_mut(&m) {
                 machine.grants.clear();
+                machine.listed = false;
+                machine.target = None;
             }
-            self.reconcile(&m).await;
-            let keys: Vec<GrantKey> = self
-                .machines
-                .get(&m)
-                .map(|x| x.opened.iter().cloned().collect())
-                .unwrap_or_default();
-            self.close(&m, &keys);
-            self.machines.remove(&m);
             self.reported.remove(&m);
             self.due.retain(|(_, x)| *x != m);
+            // Its group is emptied (retried until it is); then it is forgotten.
+            self.set_group(&m, None);
+            if !self.retiring.values().any(|(x, _)| *x == m) {
+                self.machines.remove(&m);
+            }
         }
         for desired in &state.machines {
             let machine = self.machines.entry(desired.id.clone()).or_default();
+            machine.listed = true;
             if machine.target != desired.aws {
                 machine.target = desired.aws.clone();
-                machine.group = None;
                 machine.instance = None;
                 machine.unsupported = None;
                 new_targets.push(desired.id.clone());
+                self.set_group(&desired.id, None);
             }
+            let Some(machine) = self.machines.get_mut(&desired.id) else {
+                continue;
+            };
             if machine.target.is_none() {
                 machine.unsupported = Some(
                     "the machine names no EC2 instance: give it the label aws:instance-id".into(),
@@ -783,8 +927,8 @@ impl AwsEnforcer {
                     .filter(|k| !current.contains(*k))
                     .cloned()
                     .collect();
-                let id = desired.id.clone();
-                self.close(&id, &revoked);
+                // Reported closed once their rules are gone.
+                machine.closing.extend(revoked);
                 self.due.insert((now, desired.id.clone()));
             } else if protected_changed && !new_targets.contains(&desired.id) {
                 new_targets.push(desired.id.clone());
@@ -810,8 +954,10 @@ impl AwsEnforcer {
         Ok(())
     }
 
-    /// Reconciles every machine whose time has come, sweeps groups due, rescans when due.
+    /// Reconciles every machine whose time has come, empties groups no longer used, sweeps
+    /// groups due, rescans when due.
     async fn run_due_now(&mut self) {
+        self.run_retiring().await;
         let now = Instant::now();
         let due: BTreeSet<String> = self
             .due
@@ -830,7 +976,7 @@ impl AwsEnforcer {
             .map(|(_, g)| g.clone())
             .collect();
         for group in sweeps {
-            if let Err(e) = self.sweep_group(&group).await {
+            if let Err(e) = self.sweep_group(&group, false).await {
                 tracing::warn!(%group, error = %e, "cannot sweep the group; trying again");
                 self.sweeps.retain(|(_, g)| *g != group);
                 self.sweeps.insert((now + RETRY, group));
@@ -860,6 +1006,7 @@ impl Enforce for AwsEnforcer {
         [
             self.due.first().map(|(at, _)| *at),
             self.sweeps.first().map(|(at, _)| *at),
+            self.retiring.values().map(|(_, at)| *at).min(),
             self.next_rescan,
         ]
         .into_iter()

@@ -33,6 +33,17 @@ pub mod enforcer;
 pub mod plan;
 pub mod sigv4;
 
+/// The HTTP client for AWS and the instance metadata service. It follows no redirect: a
+/// redirect would carry the session token (`X-Amz-Security-Token`) or the metadata token to
+/// another host.
+pub fn http_client() -> Result<reqwest::Client, AwsError> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .build()
+        .map_err(|e| AwsError::Setup(format!("cannot set up TLS: {e}")))
+}
+
 /// What can go wrong talking to AWS.
 #[derive(Debug, thiserror::Error)]
 pub enum AwsError {

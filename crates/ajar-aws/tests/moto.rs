@@ -876,3 +876,151 @@ for user, document in (("admin", json.dumps({"Version": "2012-10-17",
             .all(|m| m.unsupported_reason.is_none())
     );
 }
+
+/// Tags or untags a resource as an operator would.
+async fn tag(ec2: &Ec2, action: &'static str, resource: &str, key: &str, value: &str) {
+    let mut p = Params::new();
+    p.add("ResourceId.1", resource)
+        .add("Tag.1.Key", key)
+        .add("Tag.1.Value", value);
+    ec2.call(action, &p).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_group_the_machine_stops_using_is_emptied_before_its_grants_are_reported_closed() {
+    let Some((_moto, ec2)) = start().await else {
+        return;
+    };
+    let first = run_instance(&ec2, LINUX_IMAGE, &[], &[]).await;
+    let second = run_instance(&ec2, LINUX_IMAGE, &[], &[]).await;
+    let mut e = enforcer(&ec2);
+    let g = || vec![grant("r", Protocol::Tcp, &["10.0.0.0/8"], later(600))];
+    e.apply(&state(1, &first, None, g()), Duration::ZERO)
+        .await
+        .unwrap();
+    let old = e.group_of(MACHINE).unwrap().to_owned();
+    assert_eq!(inbound(&ec2, &old).await.len(), 1);
+    e.report_sent();
+    // The machine now names another instance: the rule moves, and none stays behind.
+    e.apply(&state(2, &second, None, g()), Duration::ZERO)
+        .await
+        .unwrap();
+    let new = e.group_of(MACHINE).unwrap().to_owned();
+    assert_ne!(old, new);
+    assert!(
+        inbound(&ec2, &old).await.is_empty(),
+        "the old group is emptied"
+    );
+    assert_eq!(inbound(&ec2, &new).await.len(), 1);
+    assert!(e.report().closed.is_empty(), "still open, elsewhere");
+    // Someone takes the tag off ajar's group: ajar may no longer use it, so it empties it and
+    // only then reports the grant closed.
+    tag(&ec2, "DeleteTags", &new, "ajar:managed", "true").await;
+    drive(&mut e, Instant::now() + Duration::from_secs(2)).await;
+    assert!(
+        inbound(&ec2, &new).await.is_empty(),
+        "emptied on the way out"
+    );
+    assert_eq!(e.report().closed.len(), 1, "{:?}", e.report());
+    let status = e.report().machines.last().unwrap().clone();
+    assert!(
+        status
+            .unsupported_reason
+            .unwrap()
+            .contains("is not tagged ajar:managed=true")
+    );
+}
+
+#[tokio::test]
+async fn a_group_or_an_instance_that_is_another_machines_is_refused() {
+    let Some((_moto, ec2)) = start().await else {
+        return;
+    };
+    let mine = run_instance(&ec2, LINUX_IMAGE, &[], &[]).await;
+    let other = run_instance(&ec2, LINUX_IMAGE, &[], &[]).await;
+    // ajar's group for the other instance, named on this one.
+    let mut e = enforcer(&ec2);
+    e.apply(&state(1, &other, None, vec![]), Duration::ZERO)
+        .await
+        .unwrap();
+    let others = e.group_of(MACHINE).unwrap().to_owned();
+    let mut e = enforcer(&ec2);
+    e.apply(
+        &state(
+            1,
+            &mine,
+            Some(&others),
+            vec![grant("r", Protocol::Tcp, &["10.0.0.0/8"], later(600))],
+        ),
+        Duration::ZERO,
+    )
+    .await
+    .unwrap();
+    let reason = e.report().machines[0].unsupported_reason.clone().unwrap();
+    assert!(
+        reason.contains(&format!("is ajar's group for instance {other}")),
+        "{reason}"
+    );
+    assert!(
+        inbound(&ec2, &others).await.is_empty(),
+        "nothing added to it"
+    );
+    // Two machines naming one instance: neither is enforced.
+    let mut twins = state(
+        1,
+        &mine,
+        None,
+        vec![grant("r", Protocol::Tcp, &["10.0.0.0/8"], later(600))],
+    );
+    let mut second = twins.machines[0].clone();
+    second.id = format!("{MACHINE}-twin");
+    twins.machines.push(second);
+    let mut e = enforcer(&ec2);
+    e.apply(&twins, Duration::ZERO).await.unwrap();
+    assert_eq!(e.report().machines.len(), 2);
+    for status in &e.report().machines {
+        let reason = status.unsupported_reason.clone().unwrap_or_default();
+        assert!(
+            reason.contains("one instance can be only one machine"),
+            "{reason}"
+        );
+    }
+    assert!(e.report().opened.is_empty());
+}
+
+#[tokio::test]
+async fn the_sweep_keeps_other_rules_in_a_group_an_operator_tagged() {
+    let Some((_moto, ec2)) = start().await else {
+        return;
+    };
+    let vpc = default_vpc(&ec2).await;
+    let group = ec2
+        .create_group(
+            "ops-jit",
+            "tagged by an operator",
+            &vpc,
+            &[("ajar:managed", "true")],
+        )
+        .await
+        .unwrap();
+    let mut p = Params::new();
+    p.add("GroupId", &group)
+        .add("IpPermissions.1.IpProtocol", "tcp")
+        .add("IpPermissions.1.FromPort", 22)
+        .add("IpPermissions.1.ToPort", 22)
+        .add("IpPermissions.1.IpRanges.1.CidrIp", "10.3.0.0/16")
+        .add(
+            "IpPermissions.1.IpRanges.1.Description",
+            "ajar:2026-01-01T00:00:00Z:0:/x",
+        )
+        .add("IpPermissions.2.IpProtocol", "tcp")
+        .add("IpPermissions.2.FromPort", 443)
+        .add("IpPermissions.2.ToPort", 443)
+        .add("IpPermissions.2.IpRanges.1.CidrIp", "0.0.0.0/0");
+    ec2.call("AuthorizeSecurityGroupIngress", &p).await.unwrap();
+    let mut e = enforcer(&ec2);
+    assert_eq!(e.sweep().await.unwrap(), 1, "only the ended rule of ajar's");
+    let left = inbound(&ec2, &group).await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].from_port, 443);
+}

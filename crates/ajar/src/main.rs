@@ -542,7 +542,7 @@ async fn aws_agent(
 ) -> anyhow::Result<()> {
     use ajar_aws::{creds, ec2, enforcer};
     let env = creds::Environment::from_process();
-    let http = ajar_api::client::http_client(None).map_err(|e| anyhow::anyhow!(e))?;
+    let http = ajar_aws::http_client().map_err(|e| anyhow::anyhow!(e))?;
     let region = match &args.region {
         Some(r) => r.clone(),
         None => creds::region(&env, &http)
