@@ -236,7 +236,17 @@ async fn a_first_user_enables_jit_requests_access_and_finds_it_in_the_log() {
         json!({"properties":{"os":"windows","addresses":["10.1.0.5"]}}),
     )
     .await;
-    let (agent, _) = app.agent("agent-1", &[VM, WIN], None).await;
+    // An aws agent: the kind that reports standing exposures.
+    let created: Value = app
+        .admin
+        .post(
+            "/api/v1/agents",
+            &json!({"name":"agent-1","mode":"aws","machines":[VM, WIN]}),
+        )
+        .await
+        .unwrap();
+    let agent = app.client(created["token"].as_str());
+    let _: Value = agent.get("/api/v1/agent/desiredState").await.unwrap();
     let b = Browser::start().await;
     b.go(&app, "/signin").await;
     b.audit("sign-in").await;

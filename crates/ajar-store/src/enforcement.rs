@@ -153,9 +153,17 @@ mod tests {
         let now = Timestamp::from_second(1_000).unwrap();
         let mut tx = store.write().await.unwrap();
         for m in [M1, M2] {
-            tx.put_machine(m, "s", "g", m.rsplit('/').next().unwrap(), "{}", now)
-                .await
-                .unwrap();
+            tx.put_machine(
+                m,
+                "s",
+                "g",
+                m.rsplit('/').next().unwrap(),
+                "{}",
+                Default::default(),
+                now,
+            )
+            .await
+            .unwrap();
         }
         tx.set_machine_enforcement(M1, Some(&row(M1, None, 2)), now)
             .await

@@ -35,6 +35,7 @@ pub use enforcement::EnforcementRow;
 pub use figures::Figures;
 pub use gauges::Gauges;
 pub use jit_requests::JitRequestFilter;
+pub use machines::{AwsTargetKind, AwsTargets};
 pub use notifications::{OutboxRow, SubscriptionRow};
 pub use plans::{ListPlan, Listing};
 pub use readable::Readable;

@@ -211,7 +211,7 @@ mod tests {
     async fn touch_machine(store: &Store, id: &str) {
         let name = id.rsplit('/').next().unwrap();
         let mut tx = store.write().await.unwrap();
-        tx.put_machine(id, "s", "g", name, "{}", now())
+        tx.put_machine(id, "s", "g", name, "{}", Default::default(), now())
             .await
             .unwrap();
         tx.commit_recorded(&NewActivity::new(now(), "admin", "ajar.test/write", id))
@@ -273,7 +273,7 @@ mod tests {
         // A change undone by a savepoint wakes no one.
         let mut tx = store.write().await.unwrap();
         let point = tx.savepoint().await.unwrap();
-        tx.put_machine(M2, "s", "g", "m2", "{}", now())
+        tx.put_machine(M2, "s", "g", "m2", "{}", Default::default(), now())
             .await
             .unwrap();
         tx.rollback_to(point).await.unwrap();

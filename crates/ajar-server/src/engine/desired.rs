@@ -47,6 +47,23 @@ pub fn aws_target(labels: &BTreeMap<String, String>) -> Option<AwsTarget> {
     })
 }
 
+/// The cloud targets a machine's labels name, as the store keeps them (each named by at most
+/// one machine): the instance and the group, each whether or not the other is named.
+pub fn aws_targets(labels: &BTreeMap<String, String>) -> ajar_store::AwsTargets<'_> {
+    ajar_store::AwsTargets {
+        instance: labels.get(AWS_INSTANCE_LABEL).map(String::as_str),
+        group: labels.get(AWS_GROUP_LABEL).map(String::as_str),
+    }
+}
+
+/// The label that names a cloud target of `kind`.
+pub fn label_of(kind: ajar_store::AwsTargetKind) -> &'static str {
+    match kind {
+        ajar_store::AwsTargetKind::Instance => AWS_INSTANCE_LABEL,
+        ajar_store::AwsTargetKind::Group => AWS_GROUP_LABEL,
+    }
+}
+
 /// The desired state at `revision` and `now`: per machine the ports its policy protects (none
 /// without a policy, or when the policy is not in `policies`) and its open `grants` (a grant
 /// whose stored values do not parse is left out and logged: never sent half-read). Only an

@@ -4,13 +4,13 @@
 //! An agent authenticates as the principal `agent:NAME`. It holds no role: the only endpoints it
 //! may use are those under `/api/v1/agent/`, and they only ever show its own machines.
 
-use super::machines::read_properties;
+use super::machines::{read_properties, taken_target};
 use super::paging::ByName;
 use super::{Reply, no_content};
 use crate::AppState;
 use crate::auth::{Caller, new_token};
 use crate::body::RawBody;
-use crate::engine::desired::{AWS_GROUP_LABEL, AWS_INSTANCE_LABEL};
+use crate::engine::desired::{AWS_GROUP_LABEL, AWS_INSTANCE_LABEL, aws_targets};
 use crate::error::{AppError, AppResult};
 use crate::presence::Presence;
 use ajar_api::ErrorCode;
@@ -516,6 +516,20 @@ pub async fn report(
         return Err(AppError::new(ErrorCode::ValidationFailed, "report too large").at("version"));
     }
     let statuses = check_statuses(&body.machines)?;
+    // Only an aws agent finds standing exposures (rules of a cloud firewall that something else
+    // left open): a host or gateway agent has no machine statuses to report.
+    let mode = AgentMode::parse(&agent.mode)?;
+    if !statuses.is_empty() && mode != AgentMode::Aws {
+        return Err(AppError::new(
+            ErrorCode::ValidationFailed,
+            format!(
+                "agent {} is a {} agent: only aws agents report machine statuses",
+                agent.name,
+                mode.as_str()
+            ),
+        )
+        .at("machines"));
+    }
     let now = state.clock.now();
     let mut tx = state.store.write().await?;
     // Every machine reported on must be the agent's own before anything of the report is kept.
@@ -727,7 +741,9 @@ pub const MAX_INVENTORY: usize = 1_000;
     description = "An `aws` agent registers the instances it discovered as machines of its \
         inventory scope, in one transaction: each is created (and guarded by the agent) when \
         absent, updated when the agent guards it, and refused when another agent or none guards \
-        it. Each label set must name the instance (`aws:instance-id`).",
+        it. Each machine is named after its instance (label `aws:instance-id`); one that is \
+        not, one that names a security group (`aws:group-id`, kept as an administrator set it) \
+        or one whose instance another machine names is refused.",
     responses((status = 200, body = InventoryResult)))]
 pub async fn put_inventory(
     State(state): State<AppState>,
@@ -801,6 +817,33 @@ pub async fn put_inventory(
                 reason,
             });
         };
+        // A discovered machine is named after its instance, so the inventory cannot point a
+        // machine at another instance; and the security group is the agents' administrators'
+        // to name, never the agent's.
+        if m.properties
+            .labels
+            .get(AWS_INSTANCE_LABEL)
+            .map(String::as_str)
+            != Some(m.name.as_str())
+        {
+            refuse(
+                &mut result,
+                format!(
+                    "{id}: a discovered machine is named after its instance ({AWS_INSTANCE_LABEL})"
+                ),
+            );
+            continue;
+        }
+        if m.properties.labels.contains_key(AWS_GROUP_LABEL) {
+            refuse(
+                &mut result,
+                format!(
+                    "{id}: an inventory does not name security groups ({AWS_GROUP_LABEL} is set \
+                     by an administrator of agents)"
+                ),
+            );
+            continue;
+        }
         let existing = tx.machine(&id).await?;
         let guard = match &existing {
             Some(row) => row.agent_id.clone(),
@@ -827,6 +870,32 @@ pub async fn put_inventory(
             }
             _ => {}
         }
+        // The labels are the inventory's, but for the security group an administrator named.
+        let mut properties = m.properties.clone();
+        if let Some(row) = &existing
+            && let Some(group) = read_properties(row)?.labels.remove(AWS_GROUP_LABEL)
+        {
+            properties.labels.insert(AWS_GROUP_LABEL.to_owned(), group);
+            if let Err(e) = properties.validate() {
+                refuse(&mut result, format!("{id}: {}", e.message));
+                continue;
+            }
+        }
+        if let Some(taken) = taken_target(&mut tx, &id, aws_targets(&properties.labels)).await? {
+            tracing::info!(agent = %agent.name, machine = %id, holder = %taken.holder,
+                "inventory refused: the instance is another machine's");
+            refuse(
+                &mut result,
+                format!(
+                    "{id}: another machine names {} {} (label {}); an instance or security \
+                     group belongs to one machine",
+                    taken.what(),
+                    taken.value,
+                    taken.label()
+                ),
+            );
+            continue;
+        }
         // Its addresses must be the agent's to enforce on and no other machine's of the agent.
         let clash: Vec<(String, Vec<IpAddr>)> = m
             .properties
@@ -850,7 +919,7 @@ pub async fn put_inventory(
             refuse(&mut result, format!("{id}: {}", e.message));
             continue;
         }
-        let props = serde_json::to_value(&m.properties).map_err(|_| AppError::internal())?;
+        let props = serde_json::to_value(&properties).map_err(|_| AppError::internal())?;
         if let Some(row) = &existing {
             let stored =
                 serde_json::to_value(read_properties(row)?).map_err(|_| AppError::internal())?;
@@ -865,6 +934,7 @@ pub async fn put_inventory(
             rg.as_str(),
             m.name.as_str(),
             &props.to_string(),
+            aws_targets(&properties.labels),
             now,
         )
         .await?;
@@ -879,7 +949,7 @@ pub async fn put_inventory(
         )
         .await?;
         written = true;
-        if let Some(old) = addresses.insert(id.clone(), m.properties.addresses.clone()) {
+        if let Some(old) = addresses.insert(id.clone(), properties.addresses.clone()) {
             for a in old {
                 by_address.remove(&a.to_canonical());
             }
@@ -935,17 +1005,6 @@ fn check_inventory(body: &Inventory) -> AppResult<()> {
                 format!(
                     "a discovered machine names its instance in the label {AWS_INSTANCE_LABEL}"
                 ),
-            )
-            .at(format!("machines[{i}].properties.labels")));
-        }
-        if props
-            .labels
-            .get(AWS_GROUP_LABEL)
-            .is_some_and(|v| v.is_empty())
-        {
-            return Err(AppError::new(
-                ErrorCode::ValidationFailed,
-                format!("the label {AWS_GROUP_LABEL} names a security group when given"),
             )
             .at(format!("machines[{i}].properties.labels")));
         }

@@ -6,6 +6,7 @@ use super::{Reply, group_scope, no_content, resource_id, subscription_scope};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::body::RawBody;
+use crate::engine::desired::{AWS_GROUP_LABEL, AWS_INSTANCE_LABEL, aws_targets, label_of};
 use crate::error::{AppError, AppResult};
 use crate::presence::Presence;
 use ajar_api::ErrorCode;
@@ -15,7 +16,7 @@ use ajar_api::wire::{
 use ajar_core::id::{ResourceId, ResourceKind, Scope};
 use ajar_core::machine::machine_state;
 use ajar_core::rbac::actions;
-use ajar_store::MachineRow;
+use ajar_store::{AwsTargetKind, AwsTargets, MachineRow};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use jiff::Timestamp;
@@ -105,8 +106,29 @@ pub async fn put_machine(
     let body: MachineBody = body.parse()?;
     body.properties.validate()?;
     let props = serde_json::to_string(&body.properties).map_err(|_| AppError::internal())?;
+    let machine_id = id.to_string();
     let mut tx = state.store.write().await?;
-    check_guarded(&mut tx, &caller, &id, &body.properties).await?;
+    let current = match tx.machine(&machine_id).await? {
+        Some(row) => Some(read_properties(&row)?),
+        None => None,
+    };
+    check_target_labels(&caller, &id, current.as_ref(), &body.properties)?;
+    check_guarded(&mut tx, &caller, &id, current.as_ref(), &body.properties).await?;
+    let targets = aws_targets(&body.properties.labels);
+    if let Some(taken) = taken_target(&mut tx, &machine_id, targets).await? {
+        return Err(AppError::new(
+            ErrorCode::Conflict,
+            format!(
+                "{} {} (label {}) is already named by machine {}: an instance or security group \
+                 belongs to one machine",
+                taken.what(),
+                taken.value,
+                taken.label(),
+                taken.holder
+            ),
+        )
+        .at(format!("properties.labels.{}", taken.label())));
+    }
     let created = tx
         .put_machine(
             &id.to_string(),
@@ -114,6 +136,7 @@ pub async fn put_machine(
             id.resource_group.as_str(),
             id.name.as_str(),
             &props,
+            targets,
             state.clock.now(),
         )
         .await?;
@@ -136,62 +159,120 @@ pub async fn put_machine(
 
 /// Labels that say which cloud instance (and security group) an `aws` agent enforces a
 /// machine's grants on.
-const ENFORCEMENT_LABELS: [&str; 2] = [
-    crate::engine::desired::AWS_INSTANCE_LABEL,
-    crate::engine::desired::AWS_GROUP_LABEL,
-];
+const ENFORCEMENT_LABELS: [&str; 2] = [AWS_INSTANCE_LABEL, AWS_GROUP_LABEL];
+
+/// Setting, changing or removing the labels naming a machine's cloud instance (`aws:instance-id`,
+/// `aws:group-id`) needs `ajar.agents/write` at `/`, on any machine, guarded or not, new or not:
+/// they decide which instance an `aws` agent opens a grant on, so a machine writer could
+/// otherwise point a machine at another team's instance before an agent guards it.
+fn check_target_labels(
+    caller: &Caller,
+    id: &ResourceId,
+    current: Option<&MachineProperties>,
+    new: &MachineProperties,
+) -> AppResult<()> {
+    let changed = ENFORCEMENT_LABELS.into_iter().find_map(|label| {
+        let before = current.and_then(|c| c.labels.get(label));
+        let after = new.labels.get(label);
+        (before != after).then_some((label, before.is_none(), after.is_none()))
+    });
+    let Some((label, was_absent, now_absent)) = changed else {
+        return Ok(());
+    };
+    if caller.may(actions::AGENTS_WRITE, &Scope::Root) {
+        return Ok(());
+    }
+    let verb = match (was_absent, now_absent) {
+        (true, _) => "setting",
+        (_, true) => "removing",
+        _ => "changing",
+    };
+    Err(AppError::new(
+        ErrorCode::AuthorizationFailed,
+        format!(
+            "{verb} the label {label} of {id} decides which cloud instance an aws agent opens \
+             its grants on, which needs {} at /",
+            actions::AGENTS_WRITE
+        ),
+    )
+    .at(format!("properties.labels.{label}")))
+}
+
+/// A cloud target a machine would name that another machine names already.
+pub(super) struct TakenTarget {
+    /// Instance or group.
+    pub kind: AwsTargetKind,
+    /// The instance or group id.
+    pub value: String,
+    /// The machine that names it.
+    pub holder: String,
+}
+
+impl TakenTarget {
+    /// The label naming it.
+    pub fn label(&self) -> &'static str {
+        label_of(self.kind)
+    }
+
+    /// What it is, in words.
+    pub fn what(&self) -> &'static str {
+        match self.kind {
+            AwsTargetKind::Instance => "instance",
+            AwsTargetKind::Group => "security group",
+        }
+    }
+}
+
+/// The first of `targets` that a machine other than `machine_id` names, if any: each instance
+/// and security group belongs to one machine, or two machines' grants would open one instance.
+pub(super) async fn taken_target(
+    tx: &mut ajar_store::Tx,
+    machine_id: &str,
+    targets: AwsTargets<'_>,
+) -> AppResult<Option<TakenTarget>> {
+    for (kind, value) in targets.named() {
+        if let Some(holder) = tx.aws_target_holder(kind, value).await?
+            && holder != machine_id
+        {
+            return Ok(Some(TakenTarget {
+                kind,
+                value: value.to_owned(),
+                holder,
+            }));
+        }
+    }
+    Ok(None)
+}
 
 /// A machine guarded by an agent keeps addresses that agent may enforce on: a change of its
 /// addresses also needs `ajar.agents/write` at `/` (they decide what the agent protects and,
 /// behind a gateway, where it forwards), and the new ones must lie inside the agent's networks
-/// and belong to no other machine it guards. Adding, changing or removing the labels naming its
-/// cloud instance (`aws:instance-id`, `aws:group-id`) needs the same, or a grant on the machine
-/// could be pointed at another team's instance.
+/// and belong to no other machine it guards.
 async fn check_guarded(
     tx: &mut ajar_store::Tx,
     caller: &Caller,
     id: &ResourceId,
+    current: Option<&MachineProperties>,
     new: &MachineProperties,
 ) -> AppResult<()> {
     let machine_id = id.to_string();
     let Some(agent_id) = tx.agent_of_machine(&machine_id).await? else {
         return Ok(());
     };
-    let current = match tx.machine(&machine_id).await? {
-        Some(row) => Some(read_properties(&row)?),
-        None => None,
-    };
-    let addresses_changed = current.as_ref().map(|c| &c.addresses) != Some(&new.addresses);
-    let label_changed = ENFORCEMENT_LABELS.into_iter().find(|label| {
-        current.as_ref().and_then(|c| c.labels.get(*label)) != new.labels.get(*label)
-    });
-    if !addresses_changed && label_changed.is_none() {
+    if current.map(|c| &c.addresses) == Some(&new.addresses) {
         return Ok(());
     }
     if !caller.may(actions::AGENTS_WRITE, &Scope::Root) {
-        let (what, target) = match label_changed {
-            Some(label) if !addresses_changed => (
-                format!("its label {label}"),
-                format!("properties.labels.{label}"),
-            ),
-            _ => (
-                "its addresses".to_owned(),
-                "properties.addresses".to_owned(),
-            ),
-        };
         return Err(AppError::new(
             ErrorCode::AuthorizationFailed,
             format!(
-                "{} is guarded by an agent: changing {what} changes what the agent enforces, \
-                 which needs {} at /",
+                "{} is guarded by an agent: changing its addresses changes what the agent \
+                 enforces, which needs {} at /",
                 id,
                 actions::AGENTS_WRITE
             ),
         )
-        .at(target));
-    }
-    if !addresses_changed {
-        return Ok(());
+        .at("properties.addresses"));
     }
     let Some(agent) = tx.agent(&agent_id).await? else {
         return Ok(());

@@ -316,7 +316,7 @@ async fn a_machine_writer_cannot_change_the_instance_labels_of_a_guarded_machine
         "nothing changed"
     );
     assert!(!now.properties.labels.contains_key("aws:group-id"));
-    // Other labels stay the writer's; an unguarded machine's labels too.
+    // Other labels stay the writer's.
     let r = put(
         &writer,
         &guarded,
@@ -327,7 +327,7 @@ async fn a_machine_writer_cannot_change_the_instance_labels_of_a_guarded_machine
     let r = put(
         &writer,
         &loose,
-        machine_with(&["10.2.0.9"], json!({"aws:instance-id":"i-9"})),
+        machine_with(&["10.2.0.9"], json!({"tier":"db"})),
     )
     .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
@@ -416,9 +416,29 @@ async fn an_agent_reports_only_on_its_own_machines_within_the_limits() {
             r.body
         );
     }
-    // The host agent cannot report on the aws agent's machine either.
-    let r = send_report(&host, json!([{"id":i1,"unsupportedReason":"taken over"}])).await;
-    assert_eq!(r.status, 403, "{:?}", r.body);
+    // The host agent reports no statuses, on the aws agent's machine or on its own.
+    for id in [i1.as_str(), VM] {
+        let r = send_report(&host, json!([{"id":id,"unsupportedReason":"taken over"}])).await;
+        assert_eq!(
+            (r.status, code(&r), target(&r).as_str()),
+            (400, ErrorCode::ValidationFailed, "machines"),
+            "{:?}",
+            r.body
+        );
+    }
+    let vm: Machine = get_as(&app.admin, &format!("/api/v1{VM}")).await;
+    assert_eq!(vm.properties.unsupported_reason, None);
+    // Nor does a gateway.
+    let (gateway, _) = app
+        .agent("gw-1", &[], Some(("192.0.2.1", "40000-40099")))
+        .await;
+    let r = send_report(&gateway, json!([{"id":i1}])).await;
+    assert_eq!(
+        (r.status, target(&r).as_str()),
+        (400, "machines"),
+        "{:?}",
+        r.body
+    );
     let m: Machine = get_as(&app.admin, &format!("/api/v1{i1}")).await;
     assert!(m.properties.standing_exposures.is_empty());
     assert_eq!(m.properties.jit_state, JitState::Configured);
@@ -798,4 +818,326 @@ async fn an_inventory_creates_and_updates_only_the_agents_own_machines_in_its_sc
     let result: InventoryResult = r.json();
     assert_eq!(result.refused.len(), 1, "{result:?}");
     assert!(result.refused[0].reason.contains(&i1), "{result:?}");
+}
+
+#[tokio::test]
+async fn naming_an_instance_needs_agents_write_on_any_machine() {
+    let app = TestApp::spawn().await;
+    let writer = app.user("writer", Some(("JitAdmin", AWS_RG))).await;
+    let web = format!("{AWS_RG}/machines/web-1");
+    let instance = "properties.labels.aws:instance-id";
+    // Made with another team's instance, or a group, before any agent guards it: refused.
+    for (labels, t) in [
+        (json!({"aws:instance-id":"i-otherteam"}), instance),
+        (
+            json!({"aws:group-id":"sg-1"}),
+            "properties.labels.aws:group-id",
+        ),
+    ] {
+        let r = put(&writer, &web, machine_with(&["10.2.0.1"], labels.clone())).await;
+        assert_eq!(
+            (r.status, code(&r), target(&r).as_str()),
+            (403, ErrorCode::AuthorizationFailed, t),
+            "{labels}: {:?}",
+            r.body
+        );
+        assert!(
+            error_of(&r).message.contains("ajar.agents/write"),
+            "{:?}",
+            r.body
+        );
+    }
+    let r = call(&app.admin, Method::GET, &format!("/api/v1{web}"), None).await;
+    assert_eq!(r.status, 404, "nothing was made");
+
+    // Made without it, then named later: refused too.
+    let r = put(
+        &writer,
+        &web,
+        machine_with(&["10.2.0.1"], json!({"tier":"web"})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let r = put(
+        &writer,
+        &web,
+        machine_with(
+            &["10.2.0.1"],
+            json!({"tier":"web","aws:instance-id":"i-otherteam"}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (r.status, target(&r).as_str()),
+        (403, instance),
+        "{:?}",
+        r.body
+    );
+    assert!(error_of(&r).message.contains("setting"), "{:?}", r.body);
+
+    // An administrator of agents names it; the writer keeps the other labels, but neither
+    // changes nor removes the instance.
+    let r = put(
+        &app.admin,
+        &web,
+        machine_with(&["10.2.0.1"], json!({"tier":"web","aws:instance-id":"i-1"})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = put(
+        &writer,
+        &web,
+        machine_with(&["10.2.0.1"], json!({"tier":"db","aws:instance-id":"i-1"})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    for (labels, verb) in [
+        (json!({"tier":"db","aws:instance-id":"i-2"}), "changing"),
+        (json!({"tier":"db"}), "removing"),
+    ] {
+        let r = put(&writer, &web, machine_with(&["10.2.0.1"], labels.clone())).await;
+        assert_eq!(
+            (r.status, target(&r).as_str()),
+            (403, instance),
+            "{labels}: {:?}",
+            r.body
+        );
+        assert!(error_of(&r).message.contains(verb), "{:?}", r.body);
+    }
+    let m: Machine = get_as(&app.admin, &format!("/api/v1{web}")).await;
+    assert_eq!(
+        (
+            m.properties.labels["aws:instance-id"].as_str(),
+            m.properties.labels["tier"].as_str()
+        ),
+        ("i-1", "db")
+    );
+}
+
+#[tokio::test]
+async fn an_instance_or_a_group_is_named_by_one_machine() {
+    let app = TestApp::spawn().await;
+    let (a, b, c) = (
+        format!("{AWS_RG}/machines/a"),
+        format!("{RG}/machines/b"),
+        format!("{RG}/machines/c"),
+    );
+    let both = json!({"aws:instance-id":"i-1","aws:group-id":"sg-1"});
+    let r = put(&app.admin, &a, machine_with(&["10.2.0.1"], both.clone())).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    // Another machine, in another resource group, naming the same instance or group.
+    for (labels, t) in [
+        (
+            json!({"aws:instance-id":"i-1"}),
+            "properties.labels.aws:instance-id",
+        ),
+        (
+            json!({"aws:instance-id":"i-2","aws:group-id":"sg-1"}),
+            "properties.labels.aws:group-id",
+        ),
+    ] {
+        let r = put(&app.admin, &b, machine_with(&["10.1.0.2"], labels.clone())).await;
+        assert_eq!(
+            (r.status, code(&r), target(&r).as_str()),
+            (409, ErrorCode::Conflict, t),
+            "{labels}: {:?}",
+            r.body
+        );
+        assert!(error_of(&r).message.contains(&a), "{:?}", r.body);
+    }
+    let r = call(&app.admin, Method::GET, &format!("/api/v1{b}"), None).await;
+    assert_eq!(r.status, 404, "nothing was made");
+
+    // Its own instance; the first machine rewritten with the same ones keeps them.
+    let r = put(
+        &app.admin,
+        &b,
+        machine_with(&["10.1.0.2"], json!({"aws:instance-id":"i-2"})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let mut tagged = both.clone();
+    tagged["tier"] = json!("web");
+    let r = put(&app.admin, &a, machine_with(&["10.2.0.1"], tagged)).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    // Nor by an update.
+    let r = put(&app.admin, &b, machine_with(&["10.1.0.2"], both.clone())).await;
+    assert_eq!(r.status, 409, "{:?}", r.body);
+    let m: Machine = get_as(&app.admin, &format!("/api/v1{b}")).await;
+    assert_eq!(m.properties.labels["aws:instance-id"], "i-2", "unchanged");
+
+    // Once the first names another instance (and no group), both are free.
+    let r = put(
+        &app.admin,
+        &a,
+        machine_with(&["10.2.0.1"], json!({"aws:instance-id":"i-3"})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = put(&app.admin, &b, machine_with(&["10.1.0.2"], both.clone())).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = put(&app.admin, &c, machine_with(&["10.1.0.3"], both.clone())).await;
+    assert_eq!(r.status, 409, "{:?}", r.body);
+    // And once the machine naming them is deleted.
+    call_ok(&app.admin, Method::DELETE, &format!("/api/v1{b}"), None).await;
+    let r = put(&app.admin, &c, machine_with(&["10.1.0.3"], both)).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+}
+
+#[tokio::test]
+async fn an_inventory_names_machines_after_their_instances_and_never_their_groups() {
+    let app = TestApp::spawn().await;
+    let theirs = format!("{RG}/machines/theirs");
+    let r = put(
+        &app.admin,
+        &theirs,
+        machine_with(&["10.1.0.9"], json!({"aws:instance-id":"i-theirs"})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let (aws, _) = aws_agent(
+        &app,
+        "aws-1",
+        json!({"inventoryScope":AWS_RG,"addressPrefixes":["10.2.0.0/24"]}),
+    )
+    .await;
+    let with_group = |name: &str, address: &str, group: &str| {
+        json!({"name":name,"properties":{"os":"linux","addresses":[address],
+            "labels":{"aws:instance-id":name,"aws:group-id":group}}})
+    };
+    let r = inventory(
+        &aws,
+        json!([
+            discovered("i-1", &["10.2.0.1"], Some("i-1")),
+            // Named after one instance, labelled with another's.
+            discovered("i-2", &["10.2.0.2"], Some("i-theirs")),
+            // Naming a security group.
+            with_group("i-3", "10.2.0.3", "sg-9"),
+            // An instance another machine names.
+            discovered("i-theirs", &["10.2.0.4"], Some("i-theirs")),
+        ]),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let result: InventoryResult = r.json();
+    let i1 = format!("{AWS_RG}/machines/i-1");
+    assert_eq!(result.created, std::slice::from_ref(&i1));
+    let refused: Vec<(&str, &str)> = result
+        .refused
+        .iter()
+        .map(|r| (r.name.as_str(), r.reason.as_str()))
+        .collect();
+    assert_eq!(
+        refused.iter().map(|r| r.0).collect::<Vec<_>>(),
+        ["i-2", "i-3", "i-theirs"],
+        "{result:?}"
+    );
+    assert!(
+        refused[0].1.contains("named after its instance"),
+        "{result:?}"
+    );
+    assert!(refused[1].1.contains("aws:group-id"), "{result:?}");
+    assert!(
+        refused[2]
+            .1
+            .contains("another machine names instance i-theirs"),
+        "{result:?}"
+    );
+    for name in ["i-2", "i-3", "i-theirs"] {
+        let r = call(
+            &app.admin,
+            Method::GET,
+            &format!("/api/v1{AWS_RG}/machines/{name}"),
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 404, "{name} was not made");
+    }
+
+    // A machine it guards cannot be pointed at another instance, nor given a group, even the
+    // one it has.
+    let r = put(
+        &app.admin,
+        &i1,
+        machine_with(
+            &["10.2.0.1"],
+            json!({"aws:instance-id":"i-1","aws:region":"eu-west-1","aws:group-id":"sg-7"}),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    for machine in [
+        discovered("i-1", &["10.2.0.1"], Some("i-theirs")),
+        with_group("i-1", "10.2.0.1", "sg-8"),
+        with_group("i-1", "10.2.0.1", "sg-7"),
+    ] {
+        let result: InventoryResult = inventory(&aws, json!([machine])).await.json();
+        assert_eq!(
+            result
+                .refused
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>(),
+            ["i-1"],
+            "{machine}: {result:?}"
+        );
+    }
+    assert_eq!(
+        records(&app, &i1, "ajar.machines/write").await.len(),
+        2,
+        "made by the agent, named by the administrator, nothing since"
+    );
+
+    // The group the administrator named stays; the other labels and the addresses follow the
+    // inventory.
+    let result: InventoryResult =
+        inventory(&aws, json!([discovered("i-1", &["10.2.0.1"], Some("i-1"))]))
+            .await
+            .json();
+    assert_eq!(result.unchanged, std::slice::from_ref(&i1), "{result:?}");
+    let result: InventoryResult = inventory(
+        &aws,
+        json!([{"name":"i-1","properties":{"os":"linux","addresses":["10.2.0.5"],
+            "labels":{"aws:instance-id":"i-1","aws:name":"web"}}}]),
+    )
+    .await
+    .json();
+    assert_eq!(result.updated, std::slice::from_ref(&i1), "{result:?}");
+    let m: Machine = get_as(&app.admin, &format!("/api/v1{i1}")).await;
+    assert_eq!(m.properties.addresses, ["10.2.0.5"]);
+    let labels: Vec<(&str, &str)> = m
+        .properties
+        .labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            ("aws:group-id", "sg-7"),
+            ("aws:instance-id", "i-1"),
+            ("aws:name", "web")
+        ]
+    );
+    let state: DesiredState = get_as(&aws, "/api/v1/agent/desiredState").await;
+    assert_eq!(
+        state.machines[0].aws,
+        Some(AwsTarget {
+            instance_id: "i-1".into(),
+            group_id: Some("sg-7".into())
+        })
+    );
+    // The group it kept is still the machine's alone.
+    let r = put(
+        &app.admin,
+        &format!("{RG}/machines/other"),
+        machine_with(&["10.1.0.8"], json!({"aws:group-id":"sg-7"})),
+    )
+    .await;
+    assert_eq!(
+        (r.status, target(&r).as_str()),
+        (409, "properties.labels.aws:group-id"),
+        "{:?}",
+        r.body
+    );
 }
