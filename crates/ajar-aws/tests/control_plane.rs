@@ -11,19 +11,20 @@
     reason = "tests"
 )]
 
+mod common;
+
 use ajar_agent::sync::{Config, run_with};
-use ajar_aws::creds::{Chain, Environment};
-use ajar_aws::ec2::{Ec2, Params, Select};
+use ajar_aws::ec2::{Ec2, Select};
 use ajar_aws::enforcer::{AwsEnforcer, Settings};
 use ajar_testkit::TestApp;
 use ajar_testkit::moto::Moto;
+use common::{LINUX_IMAGE, by_hand, default_vpc, run_instance};
 use jiff::SignedDuration;
 use serde_json::{Value, json};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-const REGION: &str = "eu-west-1";
 const SCOPE: &str = "/subscriptions/cloud/resourceGroups/aws-eu";
 
 /// Waits (polling, at most 30 s) until `check` answers something.
@@ -40,69 +41,30 @@ async fn eventually<T, F: Future<Output = Option<T>>>(
     panic!("never happened: {what}");
 }
 
-fn first(xml: &str, tag: &str) -> String {
-    let open = format!("<{tag}>");
-    let at = xml.find(&open).unwrap() + open.len();
-    xml[at..at + xml[at..].find('<').unwrap()].to_owned()
-}
-
-async fn run_instance(ec2: &Ec2, tags: &[(&str, &str)], groups: &[String]) -> String {
-    let mut p = Params::new();
-    p.add("ImageId", "ami-760aaa0f")
-        .add("MinCount", 1)
-        .add("MaxCount", 1)
-        .list("SecurityGroupId", groups);
-    if !tags.is_empty() {
-        p.add("TagSpecification.1.ResourceType", "instance");
-        for (i, (k, v)) in tags.iter().enumerate() {
-            p.add(format!("TagSpecification.1.Tag.{}.Key", i + 1), k);
-            p.add(format!("TagSpecification.1.Tag.{}.Value", i + 1), v);
-        }
-    }
-    first(&ec2.call("RunInstances", &p).await.unwrap(), "instanceId")
-}
-
 #[tokio::test]
 async fn discovered_instances_are_guarded_and_their_exposures_reach_the_machine() {
     let Some(moto) = tokio::task::spawn_blocking(Moto::start).await.unwrap() else {
         return;
     };
     let http = reqwest::Client::new();
-    let env = Environment::from_vars(
-        [
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-        ],
-        None,
-    );
-    let ec2 = Arc::new(
-        Ec2::new(
-            http.clone(),
-            REGION.into(),
-            Some(moto.url.clone()),
-            Chain::resolve(&env, http.clone()),
-        )
-        .unwrap(),
-    );
+    let ec2 = common::client(&moto.url, "test", "test");
     // A group someone else made, with SSH open to the world.
-    let vpc = first(
-        &ec2.call("DescribeVpcs", &Params::new()).await.unwrap(),
-        "vpcId",
-    );
+    let vpc = default_vpc(&ec2).await;
     let web = ec2
         .create_group("web-open", "web", &vpc, &[])
         .await
         .unwrap();
-    let mut p = Params::new();
-    p.add("GroupId", &web)
-        .add("IpPermissions.1.IpProtocol", "tcp")
-        .add("IpPermissions.1.FromPort", 22)
-        .add("IpPermissions.1.ToPort", 22)
-        .add("IpPermissions.1.IpRanges.1.CidrIp", "0.0.0.0/0");
-    ec2.call("AuthorizeSecurityGroupIngress", &p).await.unwrap();
-    let exposed = run_instance(&ec2, &[("ajar", "protect")], std::slice::from_ref(&web)).await;
-    let clean = run_instance(&ec2, &[("ajar", "protect")], &[]).await;
-    let _untagged = run_instance(&ec2, &[], &[]).await;
+    let world = [(22, "0.0.0.0/0", None)];
+    by_hand(&ec2, "AuthorizeSecurityGroupIngress", &web, &world).await;
+    let exposed = run_instance(
+        &ec2,
+        LINUX_IMAGE,
+        &[("ajar", "protect")],
+        std::slice::from_ref(&web),
+    )
+    .await;
+    let clean = run_instance(&ec2, LINUX_IMAGE, &[("ajar", "protect")], &[]).await;
+    let _untagged = run_instance(&ec2, LINUX_IMAGE, &[], &[]).await;
 
     let app = TestApp::spawn().await;
     let agent: Value = app

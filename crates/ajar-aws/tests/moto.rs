@@ -10,6 +10,8 @@
     reason = "tests"
 )]
 
+mod common;
+
 use ajar_agent::sync::Enforce;
 use ajar_api::wire::{AwsTarget, DesiredGrant, DesiredMachine, DesiredState, ProtectedPort};
 use ajar_aws::creds::{Chain, Environment};
@@ -18,92 +20,22 @@ use ajar_aws::enforcer::{AwsEnforcer, Settings};
 use ajar_core::agent::AgentMode;
 use ajar_core::net::{Protocol, SourcePrefix};
 use ajar_testkit::moto::Moto;
+use common::{LINUX_IMAGE, REGION, WINDOWS_IMAGE, by_hand, default_vpc, open_group, run_instance};
 use jiff::{SignedDuration, Timestamp};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
-const REGION: &str = "eu-west-1";
-const LINUX_IMAGE: &str = "ami-760aaa0f";
-const WINDOWS_IMAGE: &str = "ami-03cf127a";
 const MACHINE: &str = "/subscriptions/s/resourceGroups/rg/machines/web1";
 
 fn client(moto: &Moto, key: &str, secret: &str) -> Arc<Ec2> {
-    let http = reqwest::Client::new();
-    let env = Environment::from_vars(
-        [
-            ("AWS_ACCESS_KEY_ID", key),
-            ("AWS_SECRET_ACCESS_KEY", secret),
-        ],
-        None,
-    );
-    Arc::new(
-        Ec2::new(
-            http.clone(),
-            REGION.into(),
-            Some(moto.url.clone()),
-            Chain::resolve(&env, http),
-        )
-        .unwrap(),
-    )
+    common::client(&moto.url, key, secret)
 }
 
 async fn start() -> Option<(Moto, Arc<Ec2>)> {
     let moto = tokio::task::spawn_blocking(Moto::start).await.unwrap()?;
     let ec2 = client(&moto, "AKIDTEST", "secret");
     Some((moto, ec2))
-}
-
-/// The text of the first `<tag>` element in `xml`.
-fn first(xml: &str, tag: &str) -> String {
-    let open = format!("<{tag}>");
-    let at = xml
-        .find(&open)
-        .unwrap_or_else(|| panic!("no {tag} in {xml}"))
-        + open.len();
-    xml[at..at + xml[at..].find('<').unwrap()].to_owned()
-}
-
-async fn default_vpc(ec2: &Ec2) -> String {
-    let xml = ec2.call("DescribeVpcs", &Params::new()).await.unwrap();
-    first(&xml, "vpcId")
-}
-
-/// Runs an instance of `image` in the default VPC, tagged, in `groups` (none: the default).
-async fn run_instance(ec2: &Ec2, image: &str, tags: &[(&str, &str)], groups: &[String]) -> String {
-    let mut p = Params::new();
-    p.add("ImageId", image)
-        .add("MinCount", 1)
-        .add("MaxCount", 1)
-        .add("InstanceType", "t3.micro")
-        .list("SecurityGroupId", groups);
-    if !tags.is_empty() {
-        p.add("TagSpecification.1.ResourceType", "instance");
-        for (i, (k, v)) in tags.iter().enumerate() {
-            p.add(format!("TagSpecification.1.Tag.{}.Key", i + 1), k);
-            p.add(format!("TagSpecification.1.Tag.{}.Value", i + 1), v);
-        }
-    }
-    let xml = ec2.call("RunInstances", &p).await.unwrap();
-    first(&xml, "instanceId")
-}
-
-/// A group ajar does not own, with 22/TCP open to the world on both families.
-async fn open_group(ec2: &Ec2, name: &str) -> String {
-    let vpc = default_vpc(ec2).await;
-    let id = ec2
-        .create_group(name, "web servers", &vpc, &[])
-        .await
-        .unwrap();
-    let mut p = Params::new();
-    p.add("GroupId", &id)
-        .add("IpPermissions.1.IpProtocol", "tcp")
-        .add("IpPermissions.1.FromPort", 22)
-        .add("IpPermissions.1.ToPort", 22)
-        .add("IpPermissions.1.IpRanges.1.CidrIp", "0.0.0.0/0")
-        .add("IpPermissions.1.Ipv6Ranges.1.CidrIpv6", "::/0");
-    ec2.call("AuthorizeSecurityGroupIngress", &p).await.unwrap();
-    id
 }
 
 fn grant(id: &str, protocol: Protocol, sources: &[&str], end: Timestamp) -> DesiredGrant {
@@ -369,21 +301,11 @@ async fn a_new_enforcer_sweeps_ended_and_foreign_rules_before_any_state() {
     drop(first);
     // Meanwhile a rule's end passed (written as an older enforcer would) and someone added
     // a rule by hand.
-    let mut p = Params::new();
-    p.add("GroupId", &group)
-        .add("IpPermissions.1.IpProtocol", "tcp")
-        .add("IpPermissions.1.FromPort", 22)
-        .add("IpPermissions.1.ToPort", 22)
-        .add("IpPermissions.1.IpRanges.1.CidrIp", "10.3.0.0/16")
-        .add(
-            "IpPermissions.1.IpRanges.1.Description",
-            "ajar:2026-01-01T00:00:00Z:0:/x",
-        )
-        .add("IpPermissions.2.IpProtocol", "tcp")
-        .add("IpPermissions.2.FromPort", 80)
-        .add("IpPermissions.2.ToPort", 80)
-        .add("IpPermissions.2.IpRanges.1.CidrIp", "0.0.0.0/0");
-    ec2.call("AuthorizeSecurityGroupIngress", &p).await.unwrap();
+    let old_and_hand = [
+        (22, "10.3.0.0/16", Some("ajar:2026-01-01T00:00:00Z:0:/x")),
+        (80, "0.0.0.0/0", None),
+    ];
+    by_hand(&ec2, "AuthorizeSecurityGroupIngress", &group, &old_and_hand).await;
     assert_eq!(inbound(&ec2, &group).await.len(), 4);
     // A new enforcer, with the control plane unreachable: the sweep alone.
     let mut second = enforcer(&ec2);
@@ -526,14 +448,8 @@ async fn other_groups_are_never_changed_and_their_open_ports_are_reported() {
         "and stays on the interface"
     );
     // The operator closes the world-open rule: the next rescan clears the exposure.
-    let mut p = Params::new();
-    p.add("GroupId", &web)
-        .add("IpPermissions.1.IpProtocol", "tcp")
-        .add("IpPermissions.1.FromPort", 22)
-        .add("IpPermissions.1.ToPort", 22)
-        .add("IpPermissions.1.IpRanges.1.CidrIp", "0.0.0.0/0")
-        .add("IpPermissions.1.Ipv6Ranges.1.CidrIpv6", "::/0");
-    ec2.call("RevokeSecurityGroupIngress", &p).await.unwrap();
+    let world = [(22, "0.0.0.0/0", None), (22, "::/0", None)];
+    by_hand(&ec2, "RevokeSecurityGroupIngress", &web, &world).await;
     drive(&mut e, Instant::now() + Duration::from_secs(2)).await;
     let cleared = &e.report().machines;
     assert_eq!(cleared.len(), 1, "{cleared:?}");
@@ -1003,21 +919,11 @@ async fn the_sweep_keeps_other_rules_in_a_group_an_operator_tagged() {
         )
         .await
         .unwrap();
-    let mut p = Params::new();
-    p.add("GroupId", &group)
-        .add("IpPermissions.1.IpProtocol", "tcp")
-        .add("IpPermissions.1.FromPort", 22)
-        .add("IpPermissions.1.ToPort", 22)
-        .add("IpPermissions.1.IpRanges.1.CidrIp", "10.3.0.0/16")
-        .add(
-            "IpPermissions.1.IpRanges.1.Description",
-            "ajar:2026-01-01T00:00:00Z:0:/x",
-        )
-        .add("IpPermissions.2.IpProtocol", "tcp")
-        .add("IpPermissions.2.FromPort", 443)
-        .add("IpPermissions.2.ToPort", 443)
-        .add("IpPermissions.2.IpRanges.1.CidrIp", "0.0.0.0/0");
-    ec2.call("AuthorizeSecurityGroupIngress", &p).await.unwrap();
+    let old_and_hand = [
+        (22, "10.3.0.0/16", Some("ajar:2026-01-01T00:00:00Z:0:/x")),
+        (443, "0.0.0.0/0", None),
+    ];
+    by_hand(&ec2, "AuthorizeSecurityGroupIngress", &group, &old_and_hand).await;
     let mut e = enforcer(&ec2);
     assert_eq!(e.sweep().await.unwrap(), 1, "only the ended rule of ajar's");
     let left = inbound(&ec2, &group).await;
