@@ -245,24 +245,30 @@ pub async fn region(env: &Environment, http: &reqwest::Client) -> Result<String,
         .map(|r| r.trim().to_owned())
 }
 
-async fn imds_token(http: &reqwest::Client, endpoint: &str) -> Result<String, AwsError> {
-    let answer = http
-        .put(format!("{endpoint}/latest/api/token"))
-        .header("X-aws-ec2-metadata-token-ttl-seconds", "21600")
+/// One call to the metadata service: its answer's text, or why there is none.
+async fn imds(request: reqwest::RequestBuilder, what: &str) -> Result<String, AwsError> {
+    let answer = request
         .timeout(Duration::from_secs(2))
         .send()
         .await
-        .map_err(|e| AwsError::Setup(format!("instance metadata service at {endpoint}: {e}")))?;
+        .map_err(|e| AwsError::Setup(format!("instance metadata {what}: {e}")))?;
     if !answer.status().is_success() {
         return Err(AwsError::Setup(format!(
-            "instance metadata service at {endpoint}: token refused ({})",
+            "instance metadata {what}: {}",
             answer.status()
         )));
     }
     answer
         .text()
         .await
-        .map_err(|e| AwsError::Setup(format!("instance metadata service: {e}")))
+        .map_err(|e| AwsError::Setup(format!("instance metadata {what}: {e}")))
+}
+
+async fn imds_token(http: &reqwest::Client, endpoint: &str) -> Result<String, AwsError> {
+    let request = http
+        .put(format!("{endpoint}/latest/api/token"))
+        .header("X-aws-ec2-metadata-token-ttl-seconds", "21600");
+    imds(request, &format!("token from {endpoint}")).await
 }
 
 async fn imds_get(
@@ -271,23 +277,10 @@ async fn imds_get(
     token: &str,
     path: &str,
 ) -> Result<String, AwsError> {
-    let answer = http
+    let request = http
         .get(format!("{endpoint}/latest/meta-data/{path}"))
-        .header("X-aws-ec2-metadata-token", token)
-        .timeout(Duration::from_secs(2))
-        .send()
-        .await
-        .map_err(|e| AwsError::Setup(format!("instance metadata {path}: {e}")))?;
-    if !answer.status().is_success() {
-        return Err(AwsError::Setup(format!(
-            "instance metadata {path}: {}",
-            answer.status()
-        )));
-    }
-    answer
-        .text()
-        .await
-        .map_err(|e| AwsError::Setup(format!("instance metadata {path}: {e}")))
+        .header("X-aws-ec2-metadata-token", token);
+    imds(request, path).await
 }
 
 /// The instance role's temporary credentials and when they expire.

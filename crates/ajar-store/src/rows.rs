@@ -253,6 +253,23 @@ pub struct AgentRow {
     pub inventory_scope: Option<String>,
 }
 
+impl AgentRow {
+    /// Its address prefixes, parsed; `None` when it has none. A stored prefix that does not
+    /// parse (it was checked when written) is an error.
+    pub fn prefixes(
+        &self,
+    ) -> Result<Option<Vec<ajar_core::net::SourcePrefix>>, ajar_core::FieldError> {
+        self.address_prefixes
+            .as_ref()
+            .map(|p| {
+                p.iter()
+                    .map(|s| ajar_core::net::SourcePrefix::parse(s))
+                    .collect()
+            })
+            .transpose()
+    }
+}
+
 /// What a gateway needs to map a machine's port.
 #[derive(Debug, Clone)]
 pub struct GatewayRow {

@@ -778,16 +778,7 @@ pub async fn put_inventory(
     };
     let body: Inventory = body.parse()?;
     check_inventory(&body)?;
-    let prefixes = agent
-        .address_prefixes
-        .as_ref()
-        .map(|p| {
-            p.iter()
-                .map(|s| ajar_core::net::SourcePrefix::parse(s))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .transpose()
-        .map_err(|_| AppError::internal())?;
+    let prefixes = agent.prefixes().map_err(|_| AppError::internal())?;
     let now = state.clock.now();
     let mut tx = state.store.write().await?;
     // The addresses of the agent's machines, kept up to date as the inventory is applied.

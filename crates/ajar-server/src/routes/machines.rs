@@ -277,16 +277,7 @@ async fn check_guarded(
     let Some(agent) = tx.agent(&agent_id).await? else {
         return Ok(());
     };
-    let prefixes = agent
-        .address_prefixes
-        .as_ref()
-        .map(|p| {
-            p.iter()
-                .map(|s| ajar_core::net::SourcePrefix::parse(s))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .transpose()
-        .map_err(|_| AppError::internal())?;
+    let prefixes = agent.prefixes().map_err(|_| AppError::internal())?;
     let mut others = Vec::new();
     for row in tx.agent_machines(&agent_id).await? {
         if row.id != machine_id {
