@@ -164,6 +164,34 @@ impl<K: PageKey, const DEFAULT: usize> Page<K, DEFAULT> {
         format!("{}?{}", self.path, query.finish())
     }
 
+    /// Like [`Page::finish`] for items whose size varies widely: the page also ends with the
+    /// item that brings its `weight` to `max` (one item at least, however heavy), so a page
+    /// holds a bounded amount whatever `top` says. Rows come from a [`Gather`] that was told
+    /// the same bound ([`Gather::full_by`]).
+    pub fn finish_by<T>(
+        &self,
+        mut rows: Vec<T>,
+        key_of: impl Fn(&T) -> K,
+        weight: impl Fn(&T) -> usize,
+        max: usize,
+    ) -> (Vec<T>, Option<String>) {
+        let mut held = 0;
+        let mut n = rows.len().min(self.top);
+        for (i, item) in rows.iter().enumerate().take(self.top) {
+            held += weight(item);
+            if held >= max {
+                n = i + 1;
+                break;
+            }
+        }
+        let more = rows.len() > n;
+        rows.truncate(n);
+        let next_link = more
+            .then(|| rows.last().map(|last| self.link_after(&key_of(last))))
+            .flatten();
+        (rows, next_link)
+    }
+
     /// Rows read with [`Page::limit`], cut to the page, and the next page's link when more
     /// follow. `key_of` gives an item's key.
     pub fn finish<T>(
@@ -230,6 +258,26 @@ impl<K: Clone, T> Gather<K, T> {
     /// The key the next batch starts after.
     pub fn after(&self) -> Option<&K> {
         self.after.as_ref()
+    }
+
+    /// Reads batches of `n` items rather than a whole page: for items that are large each.
+    pub fn in_batches_of(mut self, n: usize) -> Self {
+        self.batch = n.max(1);
+        self
+    }
+
+    /// Ends the gathering once the items kept weigh `max` or more by `weight`, with one item
+    /// more to tell whether another page follows (see [`Page::finish_by`]).
+    pub fn full_by(&mut self, weight: impl Fn(&T) -> usize, max: usize) {
+        let mut held = 0;
+        for (i, item) in self.items.iter().enumerate() {
+            held += weight(item);
+            if held >= max && i + 1 < self.items.len() {
+                self.items.truncate(i + 2);
+                self.done = true;
+                return;
+            }
+        }
     }
 
     /// Takes a batch of at most [`Gather::batch`] items read after [`Gather::after`], keeping
@@ -336,6 +384,46 @@ mod tests {
             cursor.after.map(|c| (c.created_at, c.id)),
             Some((12, "a.b".to_owned()))
         );
+    }
+
+    #[test]
+    fn a_page_of_heavy_items_ends_at_its_weight_and_links_on() {
+        // Items `(key, weight)` in key order, read three at a time as a store would.
+        let store: Vec<(String, usize)> =
+            [("a", 300), ("b", 900), ("c", 50), ("d", 2000), ("e", 10)]
+                .iter()
+                .map(|(k, w)| ((*k).to_owned(), *w))
+                .collect();
+        let read = |p: &Page<String>| {
+            let mut gather = p.gather().in_batches_of(3);
+            while gather.wants_more() {
+                let after = gather.after().cloned();
+                let batch: Vec<(String, usize)> = store
+                    .iter()
+                    .filter(|(k, _)| after.as_ref().is_none_or(|a| k > a))
+                    .take(gather.batch())
+                    .cloned()
+                    .collect();
+                gather.take(batch, |(k, _)| k.clone(), |_| true);
+                gather.full_by(|(_, w)| *w, 1000);
+            }
+            p.finish_by(gather.into_items(), |(k, _)| k.clone(), |(_, w)| *w, 1000)
+        };
+        let keys =
+            |rows: &[(String, usize)]| rows.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+        // a + b reach 1,000: the page ends with b.
+        let (rows, link) = read(&page(""));
+        assert_eq!(keys(&rows), ["a", "b"]);
+        let link = link.expect("more follow");
+        assert_eq!(link, "/api/v1/things?top=1000&skipToken=b");
+        // c + d: d alone is heavier than the bound, and still makes the page.
+        let (rows, link) = read(&page(link.split_once('?').unwrap().1));
+        assert_eq!(keys(&rows), ["c", "d"]);
+        let (rows, link) = read(&page(link.unwrap().split_once('?').unwrap().1));
+        assert_eq!((keys(&rows), link), (vec!["e".to_owned()], None));
+        // `top` still bounds a page of light items.
+        let (rows, link) = read(&page("top=1"));
+        assert_eq!((keys(&rows), link.is_some()), (vec!["a".to_owned()], true));
     }
 
     #[test]

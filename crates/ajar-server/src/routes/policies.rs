@@ -272,6 +272,13 @@ pub async fn delete_policy(
     Ok(no_content())
 }
 
+/// A page of policies ends with the policy that brings the machines it covers to this many
+/// (one policy at least): a policy may cover thousands of machines, and a page costs what it
+/// holds. `nextLink` leads on.
+pub const PAGE_MACHINES: usize = 1_000;
+/// Policies read from the store at a time while a page fills.
+const POLICY_BATCH: usize = 10;
+
 async fn list(
     state: &AppState,
     caller: &Caller,
@@ -284,8 +291,10 @@ async fn list(
     };
     let (sub, rg) = (sub.as_str(), rg.map(|r| r.as_str()));
     let mut tx = state.store.read().await?;
-    // A page at a time in id order, keeping the policies the caller may read.
-    let mut gather = paging.gather();
+    // A few at a time in id order, keeping the policies the caller may read, until the page
+    // is full: by `top`, or by the machines its policies cover.
+    let machines = |row: &PolicyRow| row.rules.machines.len().max(1);
+    let mut gather = paging.gather().in_batches_of(POLICY_BATCH);
     while gather.wants_more() {
         let after = gather.after().map(String::as_str);
         let batch = tx.policies_page(sub, rg, after, gather.batch()).await?;
@@ -294,9 +303,15 @@ async fn list(
             |row| row.id.clone(),
             |row| Scope::parse(&row.id).is_ok_and(|s| caller.may(actions::POLICIES_READ, &s)),
         );
+        gather.full_by(machines, PAGE_MACHINES);
     }
     drop(tx);
-    let (rows, next_link) = paging.finish(gather.into_items(), |row| row.id.clone());
+    let (rows, next_link) = paging.finish_by(
+        gather.into_items(),
+        |row| row.id.clone(),
+        machines,
+        PAGE_MACHINES,
+    );
     let value = rows.iter().map(policy_view).collect::<AppResult<_>>()?;
     Ok(Reply::ok(List { value, next_link }))
 }

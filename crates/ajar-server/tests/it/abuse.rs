@@ -158,3 +158,55 @@ async fn every_list_answers_in_bounded_pages_that_link_to_the_next() {
         assert_eq!((r.status, target(&r).as_str()), (400, at), "{query}");
     }
 }
+
+#[tokio::test]
+async fn a_page_of_policies_ends_once_it_covers_a_thousand_machines() {
+    let app = TestApp::spawn().await;
+    let rg = "/subscriptions/s/resourceGroups/big";
+    // Three policies of 500 machines each.
+    for p in ["a", "b", "c"] {
+        let mut covered = Vec::new();
+        for m in 0..500 {
+            let id = format!("{rg}/machines/{p}{m}");
+            let r = call(
+                &app.admin,
+                Method::PUT,
+                &format!("/api/v1{id}"),
+                Some(serde_json::json!({"properties":{"os":"linux"}})),
+            )
+            .await;
+            assert_eq!(r.status, 201, "{:?}", r.body);
+            covered.push(serde_json::json!({"id": id, "ports": [{"number": 22, "protocol": "TCP",
+                "allowedSourceAddressPrefix": "*", "maxRequestAccessDuration": "PT1H"}]}));
+        }
+        let r = call(
+            &app.admin,
+            Method::PUT,
+            &format!("/api/v1{rg}/jitNetworkAccessPolicies/{p}"),
+            Some(serde_json::json!({"properties": {"virtualMachines": covered}})),
+        )
+        .await;
+        assert!(r.status == 200 || r.status == 201, "{:?}", r.body);
+    }
+    let names = |r: &RawResponse| -> Vec<String> {
+        r.body["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // a and b cover 1,000 machines: the page ends there, though `top` allows 1,000 policies.
+    let r = call(
+        &app.admin,
+        Method::GET,
+        "/api/v1/subscriptions/s/jitNetworkAccessPolicies",
+        None,
+    )
+    .await;
+    assert_eq!(names(&r), ["a", "b"]);
+    let next = r.body["nextLink"].as_str().expect("nextLink").to_owned();
+    let r = call(&app.admin, Method::GET, &next, None).await;
+    assert_eq!(names(&r), ["c"]);
+    assert!(r.body.get("nextLink").is_none());
+}
