@@ -176,8 +176,10 @@ async fn a_page_of_policies_ends_once_it_covers_a_thousand_machines() {
             )
             .await;
             assert_eq!(r.status, 201, "{:?}", r.body);
-            covered.push(serde_json::json!({"id": id, "ports": [{"number": 22, "protocol": "TCP",
-                "allowedSourceAddressPrefix": "*", "maxRequestAccessDuration": "PT1H"}]}));
+            covered.push(
+                serde_json::json!({"id": id, "ports": [{"number": 22, "protocol": "TCP",
+                "allowedSourceAddressPrefix": "*", "maxRequestAccessDuration": "PT1H"}]}),
+            );
         }
         let r = call(
             &app.admin,
