@@ -9,6 +9,7 @@ use ajar_api::Client;
 use ajar_aws::creds::{Chain, Environment};
 use ajar_aws::ec2::{Ec2, Params, Select};
 use ajar_testkit::moto::Moto;
+use ajar_testkit::netlab::now;
 use anyhow::{Context, bail};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
@@ -37,14 +38,6 @@ const SCOPE: &str = "/subscriptions/bench/resourceGroups/aws";
 const POLICY: &str = "/subscriptions/bench/resourceGroups/aws/jitNetworkAccessPolicies/p";
 /// The most a rule may outlive its end while an agent runs.
 const TOLERANCE: f64 = 1.0;
-
-#[allow(
-    clippy::disallowed_methods,
-    reason = "rules close by the agent's real clock"
-)]
-fn now() -> Timestamp {
-    Timestamp::now()
-}
 
 /// A child process killed on drop.
 struct Proc(Child);

@@ -132,6 +132,101 @@ impl From<AwsError> for Unresolved {
     }
 }
 
+/// One of the rule calls the enforcer makes on a group, for [`in_batches`].
+trait GroupCall<T> {
+    /// Makes the call for `items`.
+    fn call<'a>(
+        &self,
+        ec2: &'a Ec2,
+        group: &'a str,
+        items: &'a [T],
+    ) -> impl Future<Output = Result<(), AwsError>> + Send + 'a;
+}
+
+/// `AuthorizeSecurityGroupIngress`.
+struct Authorize;
+/// `RevokeSecurityGroupIngress` by rule.
+struct Revoke;
+/// `RevokeSecurityGroupIngress` by rule id.
+struct RevokeIds;
+/// `UpdateSecurityGroupRuleDescriptionsIngress`.
+struct Redescribe;
+
+impl GroupCall<Rule> for Authorize {
+    fn call<'a>(
+        &self,
+        ec2: &'a Ec2,
+        group: &'a str,
+        items: &'a [Rule],
+    ) -> impl Future<Output = Result<(), AwsError>> + Send + 'a {
+        ec2.authorize(group, items)
+    }
+}
+
+impl GroupCall<RuleKey> for Revoke {
+    fn call<'a>(
+        &self,
+        ec2: &'a Ec2,
+        group: &'a str,
+        items: &'a [RuleKey],
+    ) -> impl Future<Output = Result<(), AwsError>> + Send + 'a {
+        ec2.revoke(group, items)
+    }
+}
+
+impl GroupCall<String> for RevokeIds {
+    fn call<'a>(
+        &self,
+        ec2: &'a Ec2,
+        group: &'a str,
+        items: &'a [String],
+    ) -> impl Future<Output = Result<(), AwsError>> + Send + 'a {
+        ec2.revoke_ids(group, items)
+    }
+}
+
+impl GroupCall<Rule> for Redescribe {
+    fn call<'a>(
+        &self,
+        ec2: &'a Ec2,
+        group: &'a str,
+        items: &'a [Rule],
+    ) -> impl Future<Output = Result<(), AwsError>> + Send + 'a {
+        ec2.describe_rules_as(group, items)
+    }
+}
+
+/// Makes `call` on `group` for `items` a batch at a time. EC2 takes or refuses a batch whole,
+/// so a batch refused with a code `expected` accepts (a duplicate, a missing rule) is tried
+/// again one item at a time, and the items refused so are returned with their codes; any other
+/// error ends the work.
+async fn in_batches<T: Clone + Sync>(
+    ec2: &Ec2,
+    group: &str,
+    items: &[T],
+    call: impl GroupCall<T>,
+    expected: impl Fn(&str) -> bool,
+) -> Result<Vec<(T, String)>, AwsError> {
+    let mut refused = Vec::new();
+    for batch in items.chunks(crate::ec2::BATCH) {
+        match call.call(ec2, group, batch).await {
+            Ok(()) => continue,
+            Err(e) if e.code().is_some_and(&expected) => {}
+            Err(e) => return Err(e),
+        }
+        for item in batch {
+            match call.call(ec2, group, std::slice::from_ref(item)).await {
+                Ok(()) => {}
+                Err(AwsError::Api { code, .. }) if expected(&code) => {
+                    refused.push((item.clone(), code))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(refused)
+}
+
 impl AwsEnforcer {
     /// An enforcer calling EC2 through `ec2`.
     pub fn new(ec2: Arc<Ec2>, settings: Settings) -> Self {
@@ -227,32 +322,17 @@ impl AwsEnforcer {
     /// Adds rules, treating a rule that exists as added. Returns the rules that did not fit
     /// (the group's rule quota).
     async fn authorize(&self, group: &str, rules: &[Rule]) -> Result<Vec<Rule>, AwsError> {
-        if rules.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut full = Vec::new();
-        for batch in rules.chunks(crate::ec2::BATCH) {
-            match self.ec2.authorize(group, batch).await {
-                Ok(()) => continue,
-                Err(e)
-                    if matches!(
-                        e.code(),
-                        Some("InvalidPermission.Duplicate" | "RulesPerSecurityGroupLimitExceeded")
-                    ) => {}
-                Err(e) => return Err(e),
-            }
-            // All or nothing: one at a time, so the others are added.
-            for rule in batch {
-                match self.ec2.authorize(group, std::slice::from_ref(rule)).await {
-                    Ok(()) => {}
-                    Err(e) if e.code() == Some("InvalidPermission.Duplicate") => {}
-                    Err(e) if e.code() == Some("RulesPerSecurityGroupLimitExceeded") => {
-                        full.push(rule.clone())
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-        }
+        const DUPLICATE: &str = "InvalidPermission.Duplicate";
+        const FULL: &str = "RulesPerSecurityGroupLimitExceeded";
+        let refused = in_batches(&self.ec2, group, rules, Authorize, |code| {
+            code == DUPLICATE || code == FULL
+        })
+        .await?;
+        let mut full: Vec<Rule> = refused
+            .into_iter()
+            .filter(|(_, code)| code == FULL)
+            .map(|(rule, _)| rule)
+            .collect();
         if !full.is_empty() {
             // A refused batch may have been added in part: only what is missing did not fit.
             let present: BTreeSet<RuleKey> = self
@@ -270,67 +350,29 @@ impl AwsEnforcer {
 
     /// Removes rules by key, treating a missing rule as removed.
     async fn revoke(&self, group: &str, keys: &[RuleKey]) -> Result<(), AwsError> {
-        for batch in keys.chunks(crate::ec2::BATCH) {
-            match self.ec2.revoke(group, batch).await {
-                Ok(()) => continue,
-                Err(e) if e.code() == Some("InvalidPermission.NotFound") => {}
-                Err(e) => return Err(e),
-            }
-            for key in batch {
-                match self.ec2.revoke(group, std::slice::from_ref(key)).await {
-                    Ok(()) => {}
-                    Err(e) if e.code() == Some("InvalidPermission.NotFound") => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        Ok(())
+        in_batches(&self.ec2, group, keys, Revoke, |code| {
+            code == "InvalidPermission.NotFound"
+        })
+        .await
+        .map(drop)
     }
 
     /// Removes rules by id, treating a missing rule as removed.
     async fn revoke_ids(&self, group: &str, ids: &[String]) -> Result<(), AwsError> {
-        let gone = |e: &AwsError| {
-            e.code()
-                .is_some_and(|c| c.ends_with(".NotFound") || c == "InvalidPermission.NotFound")
-        };
-        for batch in ids.chunks(crate::ec2::BATCH) {
-            match self.ec2.revoke_ids(group, batch).await {
-                Ok(()) => continue,
-                Err(e) if gone(&e) => {}
-                Err(e) => return Err(e),
-            }
-            for id in batch {
-                match self.ec2.revoke_ids(group, std::slice::from_ref(id)).await {
-                    Ok(()) => {}
-                    Err(e) if gone(&e) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        Ok(())
+        in_batches(&self.ec2, group, ids, RevokeIds, |code| {
+            code.ends_with(".NotFound")
+        })
+        .await
+        .map(drop)
     }
 
     /// Changes descriptions, ignoring rules that are gone (the next reconcile adds them).
     async fn redescribe(&self, group: &str, rules: &[Rule]) -> Result<(), AwsError> {
-        for batch in rules.chunks(crate::ec2::BATCH) {
-            if let Err(e) = self.ec2.describe_rules_as(group, batch).await {
-                if e.code() != Some("InvalidPermission.NotFound") {
-                    return Err(e);
-                }
-                for rule in batch {
-                    match self
-                        .ec2
-                        .describe_rules_as(group, std::slice::from_ref(rule))
-                        .await
-                    {
-                        Ok(()) => {}
-                        Err(e) if e.code() == Some("InvalidPermission.NotFound") => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-            }
-        }
-        Ok(())
+        in_batches(&self.ec2, group, rules, Redescribe, |code| {
+            code == "InvalidPermission.NotFound"
+        })
+        .await
+        .map(drop)
     }
 
     /// Finds (or makes) the group ajar owns on `instance` and attaches it to every interface.
