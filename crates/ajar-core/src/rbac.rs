@@ -109,17 +109,10 @@ pub mod actions {
 pub struct ActionPattern(String);
 
 impl ActionPattern {
-    /// Parses a pattern; it must match at least one known action, so typos are caught when a
-    /// role is written rather than silently granting nothing.
+    /// Parses a pattern of one of ajar's roles; it must match at least one of ajar's actions,
+    /// so typos are caught when a role is written rather than silently granting nothing.
     pub fn parse(s: &str) -> Result<Self, FieldError> {
-        let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '/' | '*' | '_' | '-');
-        if s.is_empty() || s.len() > 200 || !s.chars().all(ok) {
-            return Err(FieldError::new(
-                "",
-                format!("action {s:?} may only contain letters, digits and . / * _ -"),
-            ));
-        }
-        let p = Self(s.to_owned());
+        let p = Self::parse_shape(s)?;
         if !actions::ALL.iter().any(|a| p.matches(a)) {
             return Err(FieldError::new(
                 "",
@@ -127,6 +120,33 @@ impl ActionPattern {
             ));
         }
         Ok(p)
+    }
+
+    /// Parses a pattern of an application's role; it must match at least one of the actions the
+    /// application declared.
+    pub fn parse_among(s: &str, declared: &ApplicationActions) -> Result<Self, FieldError> {
+        let p = Self::parse_shape(s)?;
+        if !declared.actions.iter().any(|a| p.matches(a)) {
+            return Err(FieldError::new(
+                "",
+                format!(
+                    "action {s:?} matches none of the actions the application declared ({})",
+                    declared.describe()
+                ),
+            ));
+        }
+        Ok(p)
+    }
+
+    fn parse_shape(s: &str) -> Result<Self, FieldError> {
+        let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '/' | '*' | '_' | '-');
+        if s.is_empty() || s.len() > 200 || !s.chars().all(ok) {
+            return Err(FieldError::new(
+                "",
+                format!("action {s:?} may only contain letters, digits and . / * _ -"),
+            ));
+        }
+        Ok(Self(s.to_owned()))
     }
 
     /// Whether the pattern covers `action`.
@@ -181,7 +201,13 @@ impl fmt::Display for ActionPattern {
     }
 }
 
-/// A named set of action patterns.
+/// The namespace of ajar's own actions (`ajar.…`); no application may declare it.
+pub const AJAR_NAMESPACE: &str = "ajar";
+
+/// A named set of action patterns, answering for the actions of one namespace only: ajar's
+/// roles for `ajar.…`, an application's roles for the actions that application declared. So
+/// `*` in ajar's `Owner` never allows an application's action, and an application's role
+/// never allows one of ajar's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoleDefinition {
     /// Role name (built-in names are reserved).
@@ -192,12 +218,130 @@ pub struct RoleDefinition {
     pub actions: Vec<ActionPattern>,
     /// Whether the role ships with ajar (and so cannot be changed or deleted).
     pub built_in: bool,
+    /// The namespace whose actions it answers for ([`AJAR_NAMESPACE`] or an application's).
+    pub namespace: String,
 }
 
 impl RoleDefinition {
-    /// Whether the role allows `action`.
+    /// One of ajar's roles (built in or custom).
+    pub fn ajar(name: &str, description: &str, actions: Vec<ActionPattern>, built_in: bool) -> Self {
+        Self {
+            name: name.to_owned(),
+            description: description.to_owned(),
+            actions,
+            built_in,
+            namespace: AJAR_NAMESPACE.to_owned(),
+        }
+    }
+
+    /// An application's role: its patterns resolved against the actions the application
+    /// declared, so it allows exactly the declared actions some pattern matches (and none when
+    /// the application declares nothing).
+    pub fn of_application(
+        name: &str,
+        description: &str,
+        patterns: &[String],
+        declared: &ApplicationActions,
+    ) -> Self {
+        let globs: Vec<ActionPattern> = patterns
+            .iter()
+            .filter_map(|p| ActionPattern::parse_shape(p).ok())
+            .collect();
+        let actions = declared
+            .actions
+            .iter()
+            .filter(|a| globs.iter().any(|g| g.matches(a)))
+            .map(|a| ActionPattern(a.clone()))
+            .collect();
+        Self {
+            name: name.to_owned(),
+            description: description.to_owned(),
+            actions,
+            built_in: false,
+            namespace: declared.namespace.clone(),
+        }
+    }
+
+    /// Whether the role allows `action`: the action is in the role's namespace and one of its
+    /// patterns matches it.
     pub fn allows(&self, action: &str) -> bool {
-        self.actions.iter().any(|p| p.matches(action))
+        in_namespace(action, &self.namespace) && self.actions.iter().any(|p| p.matches(action))
+    }
+}
+
+/// Whether `action` lies in `namespace` (`crm.orders/read` lies in `crm`).
+fn in_namespace(action: &str, namespace: &str) -> bool {
+    action
+        .strip_prefix(namespace)
+        .is_some_and(|rest| rest.starts_with('.'))
+}
+
+/// Most actions one application may declare.
+pub const MAX_APPLICATION_ACTIONS: usize = 1000;
+
+/// The actions an application understands, all in a namespace of its own (`crm` for
+/// `crm.orders/read`), which its roles are written over and `authorize` answers about.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ApplicationActions {
+    /// The namespace: 1 to 64 letters, digits, `-` or `_`, never `ajar`.
+    pub namespace: String,
+    /// The actions, each `NAMESPACE.` followed by letters, digits and `. / _ -`.
+    pub actions: Vec<String>,
+}
+
+impl ApplicationActions {
+    /// Checks a declaration: the namespace's shape, and every action in it, without `*`, at most
+    /// [`MAX_APPLICATION_ACTIONS`]. Duplicates are dropped and the actions sorted.
+    pub fn parse(namespace: &str, actions: &[String]) -> Result<Self, FieldError> {
+        let name_ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_');
+        if namespace.is_empty() || namespace.len() > 64 || !namespace.chars().all(name_ok) {
+            return Err(FieldError::new(
+                "namespace",
+                format!("namespace {namespace:?} must be 1 to 64 letters, digits, '-' or '_'"),
+            ));
+        }
+        if namespace.eq_ignore_ascii_case(AJAR_NAMESPACE) {
+            return Err(FieldError::new(
+                "namespace",
+                "the namespace ajar holds ajar's own actions; choose the application's own",
+            ));
+        }
+        if actions.len() > MAX_APPLICATION_ACTIONS {
+            return Err(FieldError::new(
+                "actions",
+                format!("at most {MAX_APPLICATION_ACTIONS} actions"),
+            ));
+        }
+        let action_ok =
+            |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '/' | '_' | '-');
+        let mut checked = Vec::with_capacity(actions.len());
+        for (i, a) in actions.iter().enumerate() {
+            let rest = a.strip_prefix(namespace).and_then(|r| r.strip_prefix('.'));
+            if a.len() > 200 || !a.chars().all(action_ok) || rest.is_none_or(str::is_empty) {
+                return Err(FieldError::new(
+                    format!("actions[{i}]"),
+                    format!(
+                        "action {a:?} must be {namespace}. followed by letters, digits and . / _ - (no *), at most 200 characters"
+                    ),
+                ));
+            }
+            checked.push(a.clone());
+        }
+        checked.sort_unstable();
+        checked.dedup();
+        Ok(Self {
+            namespace: namespace.to_owned(),
+            actions: checked,
+        })
+    }
+
+    /// The namespace and how many actions, for messages.
+    fn describe(&self) -> String {
+        if self.actions.is_empty() {
+            "none declared".to_owned()
+        } else {
+            format!("{} action(s) in {}", self.actions.len(), self.namespace)
+        }
     }
 }
 
@@ -214,15 +358,11 @@ pub fn parse_role_name(s: &str) -> Result<String, FieldError> {
 }
 
 fn role(name: &str, description: &str, patterns: &[&str]) -> RoleDefinition {
-    RoleDefinition {
-        name: name.to_owned(),
-        description: description.to_owned(),
-        actions: patterns
-            .iter()
-            .map(|p| ActionPattern((*p).to_owned()))
-            .collect(),
-        built_in: true,
-    }
+    let actions = patterns
+        .iter()
+        .map(|p| ActionPattern((*p).to_owned()))
+        .collect();
+    RoleDefinition::ajar(name, description, actions, true)
 }
 
 /// The roles every ajar installation has.
@@ -382,5 +522,71 @@ mod tests {
         let at: Vec<_> = p.scopes_allowing(POLICIES_INITIATE).collect();
         assert_eq!(at, [&scope("/subscriptions/s1/resourceGroups/a")]);
         assert_eq!(p.scopes_allowing(POLICIES_WRITE).count(), 0);
+    }
+
+    fn crm() -> ApplicationActions {
+        ApplicationActions::parse(
+            "crm",
+            &["crm.orders/write".into(), "crm.orders/read".into(), "crm.orders/read".into()],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn applications_declare_actions_in_a_namespace_of_their_own() {
+        let d = crm();
+        assert_eq!(d.actions, ["crm.orders/read", "crm.orders/write"]);
+        for (namespace, actions, target) in [
+            ("ajar", vec!["ajar.machines/read"], "namespace"),
+            ("AJAR", vec![], "namespace"),
+            ("", vec![], "namespace"),
+            ("c r m", vec![], "namespace"),
+            ("crm", vec!["crm.orders/*"], "actions[0]"),
+            ("crm", vec!["crm.a", "erp.orders/read"], "actions[1]"),
+            ("crm", vec!["crm."], "actions[0]"),
+            ("crm", vec!["crmx.orders/read"], "actions[0]"),
+            ("crm", vec!["ajar.machines/read"], "actions[0]"),
+        ] {
+            let actions: Vec<String> = actions.into_iter().map(String::from).collect();
+            let e = ApplicationActions::parse(namespace, &actions).unwrap_err();
+            assert_eq!(e.target, target, "{namespace} {actions:?}: {}", e.message);
+        }
+        let many: Vec<String> = (0..=MAX_APPLICATION_ACTIONS).map(|i| format!("crm.a{i}")).collect();
+        assert!(ApplicationActions::parse("crm", &many).is_err());
+    }
+
+    #[test]
+    fn application_patterns_must_match_a_declared_action() {
+        let d = crm();
+        assert!(ActionPattern::parse_among("crm.orders/*", &d).is_ok());
+        assert!(ActionPattern::parse_among("*", &d).is_ok());
+        let e = ActionPattern::parse_among("crm.invoices/*", &d).unwrap_err();
+        assert!(e.message.contains("matches none"), "{}", e.message);
+        assert!(ActionPattern::parse_among("ajar.machines/read", &d).is_err());
+        assert!(ActionPattern::parse_among("crm.orders/read", &ApplicationActions::default()).is_err());
+        assert!(ActionPattern::parse("crm.orders/read").is_err());
+    }
+
+    #[test]
+    fn each_role_answers_for_its_own_namespace_only() {
+        let d = crm();
+        let contributor =
+            RoleDefinition::of_application("Contributor", "", &["*".into()], &d);
+        assert!(contributor.allows("crm.orders/write"));
+        assert!(contributor.allows("crm.orders/read"));
+        // Not declared, not ajar's, not another application's.
+        assert!(!contributor.allows("crm.orders/delete"));
+        assert!(!contributor.allows("ajar.machines/read"));
+        assert!(!contributor.allows("erp.orders/read"));
+        let reader = RoleDefinition::of_application("Reader", "", &["*/read".into()], &d);
+        assert!(reader.allows("crm.orders/read") && !reader.allows("crm.orders/write"));
+        // ajar's Owner (`*`) answers for ajar's actions only.
+        let owner = builtin("Owner");
+        assert!(owner.allows(RBAC_WRITE));
+        assert!(!owner.allows("crm.orders/write"));
+        assert!(!builtin("SecurityReader").allows("crm.orders/read"));
+        // A namespace is a whole segment: `crm` does not cover `crmx.…`.
+        assert!(!in_namespace("crmx.orders/read", "crm"));
+        assert!(in_namespace("crm.orders/read", "crm"));
     }
 }

@@ -212,14 +212,12 @@ fn role() -> impl Strategy<Value = RoleDefinition> {
         Just("*".to_owned()),
         Just("*/read".to_owned()),
     ];
-    proptest::collection::vec(pattern, 1..3).prop_map(|ps| RoleDefinition {
-        name: "generated".into(),
-        description: String::new(),
-        actions: ps
+    proptest::collection::vec(pattern, 1..3).prop_map(|ps| {
+        let actions = ps
             .iter()
             .map(|p| ActionPattern::parse(p).unwrap())
-            .collect(),
-        built_in: false,
+            .collect();
+        RoleDefinition::ajar("generated", "", actions, false)
     })
 }
 

@@ -60,12 +60,7 @@ pub fn resolve_role(name: &str, custom_actions: Option<&[String]>) -> Option<Rol
         .iter()
         .map(|a| ActionPattern::parse(a).ok())
         .collect::<Option<Vec<_>>>()?;
-    Some(RoleDefinition {
-        name: name.to_owned(),
-        description: String::new(),
-        actions,
-        built_in: false,
-    })
+    Some(RoleDefinition::ajar(name, "", actions, false))
 }
 
 /// How long a resolved token is reused without asking the store. Changes committed through

@@ -77,13 +77,18 @@ impl Tx {
         )
     }
 
-    /// Deletes an application and its eligibilities; true when it existed.
+    /// Deletes an application with its eligibilities, its roles and the actions it declared;
+    /// true when it existed.
     pub async fn delete_application(&mut self, id: &str) -> StoreResult<bool> {
         self.touched_access = true;
-        sqlx::query("DELETE FROM eligible_roles WHERE application_id = $1")
+        for table in ["eligible_roles", "application_roles", "application_actions"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE application_id = $1"
+            )))
             .bind(id)
             .execute(self.c())
             .await?;
+        }
         let r = sqlx::query("DELETE FROM applications WHERE id = $1")
             .bind(id)
             .execute(self.c())

@@ -10,6 +10,7 @@
 
 mod activity;
 mod agents;
+mod application_roles;
 mod applications;
 mod columns;
 mod enforcement;

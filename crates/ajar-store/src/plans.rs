@@ -127,6 +127,35 @@ fn cases() -> Vec<Case> {
             crate::applications::eligibilities_page_sql(apps[0], page_after, 101),
         ));
         out.push(case(
+            "roles of an application",
+            &["application_roles"],
+            true,
+            crate::application_roles::application_roles_page_sql(apps[0], page_after, 101),
+        ));
+        let principals = ["alice".to_owned(), "group:devs".to_owned()];
+        let after = page_after.map(|id| (apps[0], id));
+        for (what, principals) in [("a caller", &principals[..1]), ("a caller and a group", &principals[..])] {
+            // One principal: in order through (principal, application_id, id). Several: each
+            // one's eligibilities through that index, then sorted (a caller's own, not a table's).
+            out.push(case(
+                &format!("eligible roles of {what}"),
+                &["eligible_roles"],
+                principals.len() == 1,
+                crate::application_roles::eligibilities_of_page_sql(principals, None, after, 101),
+            ));
+            out.push(case(
+                &format!("eligible roles of {what} at an application"),
+                &["eligible_roles"],
+                false,
+                crate::application_roles::eligibilities_of_page_sql(
+                    principals,
+                    Some(apps[0]),
+                    after,
+                    101,
+                ),
+            ));
+        }
+        out.push(case(
             "agents",
             &["agents"],
             true,
@@ -155,6 +184,34 @@ fn cases() -> Vec<Case> {
             &["machines", "policies", "applications"],
             false,
             crate::figures::subscriptions_page_sql(page_after, 101),
+        ));
+    }
+    // What keeps a role from being deleted: each read through an index on the role's name or
+    // the application, never the whole table.
+    {
+        use crate::application_roles::*;
+        let mut sql = SqlBuilder::new(ELIGIBILITY_OF_APPLICATION_ROLE);
+        sql.bind("Contributor").bind(apps[0]);
+        out.push(case("eligibility naming an application's role", &["eligible_roles"], false, sql));
+        let mut sql = SqlBuilder::new(ELIGIBILITY_OF_AJAR_ROLE);
+        sql.bind("Custom");
+        out.push(case(
+            "eligibility naming ajar's role",
+            &["eligible_roles", "application_roles"],
+            false,
+            sql,
+        ));
+        let mut sql = SqlBuilder::new(ASSIGNMENT_OF_ROLE);
+        sql.bind("Custom");
+        out.push(case("assignment naming a role", &["role_assignments"], false, sql));
+        let mut sql = SqlBuilder::new(REQUESTS_UNDER_WAY_AT_APPLICATION);
+        sql.bind(apps[0]);
+        out.push(case("requests under way at an application", &["jit_requests"], false, sql));
+        out.push(case(
+            "role requests under way",
+            &["jit_requests"],
+            false,
+            SqlBuilder::new(ROLE_REQUESTS_UNDER_WAY),
         ));
     }
     for since in [None, Some(41)] {

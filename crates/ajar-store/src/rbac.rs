@@ -87,16 +87,6 @@ impl Tx {
         Ok(r.rows_affected() > 0)
     }
 
-    /// How many assignments use a role.
-    pub async fn role_use_count(&mut self, name: &str) -> StoreResult<i64> {
-        Ok(
-            sqlx::query_scalar("SELECT COUNT(*) AS n FROM role_assignments WHERE role_name = $1")
-                .bind(name)
-                .fetch_one(self.c())
-                .await?,
-        )
-    }
-
     /// Creates or replaces an assignment; true when created.
     pub async fn put_assignment(
         &mut self,

@@ -379,3 +379,29 @@ pub fn from_db(micros: i64) -> Timestamp {
         Timestamp::MAX
     })
 }
+
+/// The actions an application declared, in its namespace.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ApplicationActionsRow {
+    /// The application.
+    pub application_id: String,
+    /// Its namespace (unique among applications).
+    pub namespace: String,
+    /// The actions, sorted.
+    #[sqlx(try_from = "Json<Vec<String>>")]
+    pub actions: Vec<String>,
+}
+
+/// A role an application defined over its actions.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ApplicationRoleRow {
+    /// The application.
+    pub application_id: String,
+    /// Role name, unique within the application.
+    pub name: String,
+    /// What it is for.
+    pub description: String,
+    /// Action patterns, as written.
+    #[sqlx(try_from = "Json<Vec<String>>")]
+    pub actions: Vec<String>,
+}

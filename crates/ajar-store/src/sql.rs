@@ -44,13 +44,23 @@ impl SqlBuilder {
     where
         T: Encode<'t, Any> + Type<Any>,
     {
+        self.bind(value);
+        let n = self.args.len();
+        self.push(format_args!("${n}"))
+    }
+
+    /// Binds a value without writing its placeholder: for a statement whose text already holds
+    /// `$1`, `$2`, … in the order of the binds.
+    pub(crate) fn bind<'t, T>(&mut self, value: T) -> &mut Self
+    where
+        T: Encode<'t, Any> + Type<Any>,
+    {
         if let Err(e) = self.args.add(value)
             && self.unbound.is_none()
         {
             self.unbound = Some(e.to_string());
         }
-        let n = self.args.len();
-        self.push(format_args!("${n}"))
+        self
     }
 
     /// A list whose items are separated by `separator`.

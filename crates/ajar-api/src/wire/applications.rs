@@ -282,6 +282,61 @@ pub struct EligibleRole {
     pub created_at: Timestamp,
 }
 
+/// Body of `PUT .../applications/{name}/actions`: the actions the application understands, in a
+/// namespace of its own, which its roles are written over and `authorize` answers about.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApplicationActionsBody {
+    /// The namespace (`crm`): 1 to 64 letters, digits, `-` or `_`; not `ajar`, and not one
+    /// another application declared.
+    pub namespace: String,
+    /// The actions, each `NAMESPACE.` then letters, digits and `. / _ -` (`crm.orders/write`),
+    /// at most 1,000.
+    pub actions: Vec<String>,
+}
+
+/// The actions an application declared.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationActions {
+    /// The application.
+    pub application_id: String,
+    /// Its namespace (empty when it declared none).
+    pub namespace: String,
+    /// Its actions, sorted.
+    pub actions: Vec<String>,
+}
+
+/// Body of `PUT .../applications/{name}/roleDefinitions/{role}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApplicationRoleBody {
+    /// Patterns over the application's declared actions, `*` matching any run of characters
+    /// (`crm.orders/*`, `*/read`); each must match at least one declared action.
+    pub actions: Vec<String>,
+    /// What the role is for.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// A role an application defined over its own actions.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationRole {
+    /// Its resource id (`…/applications/{name}/roleDefinitions/{role}`).
+    pub id: String,
+    /// The application.
+    pub application_id: String,
+    /// The role's name, unique within the application.
+    pub name: String,
+    /// What the role is for.
+    pub description: String,
+    /// Its patterns, as written.
+    pub actions: Vec<String>,
+    /// The declared actions the patterns match today.
+    pub allowed_actions: Vec<String>,
+}
+
 /// Body of `PUT .../jitRequests/{name}`: a role activation request.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

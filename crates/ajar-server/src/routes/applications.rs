@@ -239,7 +239,7 @@ pub async fn list_group_applications(
     list(&state, &caller, group_scope(&sub, &rg)?, &paging).await
 }
 
-fn eligibility_view(e: EligibilityRow) -> EligibleRole {
+pub(super) fn eligibility_view(e: EligibilityRow) -> EligibleRole {
     EligibleRole {
         id: e.id,
         application_id: e.application_id,
@@ -272,6 +272,7 @@ pub async fn put_eligible_role(
     if tx.application(&app.to_string()).await?.is_none() {
         return Err(AppError::not_found(&app));
     }
+    super::application_roles::require_role_at(&mut tx, &app.to_string(), &role).await?;
     let e = EligibilityRow {
         application_id: app.to_string(),
         id: eid.to_string(),

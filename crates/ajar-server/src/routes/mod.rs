@@ -2,6 +2,7 @@
 
 pub mod activity;
 pub mod agents;
+pub mod application_roles;
 pub mod applications;
 pub mod arm;
 pub mod authorize;

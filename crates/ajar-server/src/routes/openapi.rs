@@ -2,7 +2,7 @@
 //! (each handler's annotation is both its route and its description), the rest from [`ApiDoc`].
 
 use super::{
-    activity, agents, applications, authorize, groups, jit_requests, machines, notifications,
+    activity, agents, application_roles, applications, authorize, groups, jit_requests, machines, notifications,
     policies, rbac, requests, sessions, settings, tokens,
 };
 use crate::AppState;
@@ -22,6 +22,7 @@ pub fn documented() -> OpenApiRouter<AppState> {
         .merge(activity::router())
         .merge(agents::router())
         .merge(applications::router())
+        .merge(application_roles::router())
         .merge(jit_requests::router())
         .merge(authorize::router())
         .merge(machines::router())

@@ -157,11 +157,10 @@ pub async fn delete_role(
         .at("name"));
     }
     let mut tx = state.store.write().await?;
-    let uses = tx.role_use_count(&role).await?;
-    if uses > 0 {
+    if let Some(user) = tx.ajar_role_use(&role).await? {
         return Err(AppError::new(
             ErrorCode::Conflict,
-            format!("role {role} is used by {uses} assignment(s); delete them first"),
+            format!("role {role} is used by {user}; remove that first"),
         )
         .at("name"));
     }

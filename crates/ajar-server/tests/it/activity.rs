@@ -599,6 +599,7 @@ async fn machines_and_applications_show_their_request_figures() {
     )
     .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
+    declare_roles(&app, &app_id).await;
     let r = call(
         &app.admin,
         Method::PUT,

@@ -169,6 +169,7 @@ async fn jit_is_fixed_at_creation_but_approval_settings_are_not() {
 async fn eligible_roles_go_to_users_or_groups() {
     let app = TestApp::spawn().await;
     put(&app, json!({"properties":{}})).await;
+    declare_roles(&app, APP).await;
     let role = |id: &str| format!("/api/v1{APP}/eligibleRoles/{id}");
     let r = call(
         &app.admin,

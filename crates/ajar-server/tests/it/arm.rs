@@ -308,6 +308,7 @@ async fn crm(app: &TestApp) {
         Some(json!({"properties":{}})),
     )
     .await;
+    declare_roles(app, &format!("{RG}/applications/crm")).await;
     call_ok(
         &app.admin,
         Method::PUT,

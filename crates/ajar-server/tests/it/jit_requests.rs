@@ -40,6 +40,7 @@ async fn world(app: &TestApp, policy: Value) -> People {
     )
     .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
+    declare_roles(app, APP).await;
     for who in ["alice", "dave"] {
         let r = call(
             &app.admin,
@@ -446,15 +447,8 @@ async fn automatic_approval_activates_at_once() {
 async fn authorize_counts_standing_access_and_active_elevations_only() {
     let app = TestApp::spawn().await;
     let p = world(&app, manual(1)).await;
-    // The eligible role is an ajar role definition: elevating to it grants its actions.
-    let r = call(
-        &app.admin,
-        Method::PUT,
-        "/api/v1/roleDefinitions/Contributor",
-        Some(json!({"actions":["ajar.applications/*"]})),
-    )
-    .await;
-    assert_eq!(r.status, 201);
+    // The eligible role is the application's own Contributor: elevating to it grants the
+    // application's actions it covers, and none of ajar's.
     let ask = |action: &str, scope: &str| {
         let admin = app.admin.clone();
         let body = json!({"principal":"alice","action":action,"scope":scope});
@@ -463,7 +457,7 @@ async fn authorize_counts_standing_access_and_active_elevations_only() {
                 .await
         }
     };
-    let write = "ajar.applications/write";
+    let write = "crm.orders/write";
     assert!(!ask(write, APP).await.allowed);
     let standing = ask("ajar.jitRequests/write", RG).await;
     assert_eq!((standing.allowed, standing.expires_at), (true, None));
@@ -549,14 +543,6 @@ async fn authorize_counts_standing_access_and_active_elevations_only() {
 async fn an_extension_is_a_follow_on_request_decided_again() {
     let app = TestApp::spawn().await;
     let p = world(&app, manual(1)).await;
-    let r = call(
-        &app.admin,
-        Method::PUT,
-        "/api/v1/roleDefinitions/Contributor",
-        Some(json!({"actions":["ajar.applications/*"]})),
-    )
-    .await;
-    assert_eq!(r.status, 201);
     call_ok(
         &p.alice,
         Method::PUT,
@@ -634,7 +620,7 @@ async fn an_extension_is_a_follow_on_request_decided_again() {
         &app.admin,
         Method::POST,
         "/api/v1/authorize",
-        Some(json!({"principal":"alice","action":"ajar.applications/write","scope":APP})),
+        Some(json!({"principal":"alice","action":"crm.orders/write","scope":APP})),
     )
     .await;
     assert_eq!(
@@ -686,14 +672,6 @@ async fn the_expiry_warning_falls_due_fifteen_minutes_before_the_end() {
 #[tokio::test]
 async fn publishers_hold_standing_read_and_without_jit_their_roles() {
     let app = TestApp::spawn().await;
-    let r = call(
-        &app.admin,
-        Method::PUT,
-        "/api/v1/roleDefinitions/Contributor",
-        Some(json!({"actions":["ajar.applications/*"]})),
-    )
-    .await;
-    assert_eq!(r.status, 201);
     let standing = format!("{RG}/applications/standing");
     for (id, jit) in [(APP, true), (standing.as_str(), false)] {
         let r = call(
@@ -705,6 +683,7 @@ async fn publishers_hold_standing_read_and_without_jit_their_roles() {
         )
         .await;
         assert_eq!(r.status, 201, "{:?}", r.body);
+        declare_roles(&app, id).await;
         let r = call(
             &app.admin,
             Method::PUT,
@@ -727,14 +706,14 @@ async fn publishers_hold_standing_read_and_without_jit_their_roles() {
     assert_eq!(read.via, Some(format!("publisher:{APP}")));
     assert_eq!(read.expires_at, None);
     assert!(
-        !ask("ajar.applications/write", APP).await.allowed,
+        !ask("crm.orders/write", APP).await.allowed,
         "with JIT, writing needs an activation"
     );
     assert!(
         !ask("ajar.applications/read", RG).await.allowed,
         "only on its own application"
     );
-    let write = ask("ajar.applications/write", &standing).await;
+    let write = ask("standing.orders/write", &standing).await;
     assert!(
         write.allowed,
         "without JIT, the eligible role is standing: {write:?}"
@@ -748,7 +727,7 @@ async fn publishers_hold_standing_read_and_without_jit_their_roles() {
     .await;
     assert_eq!(r.status, 204);
     assert!(
-        !ask("ajar.applications/write", &standing).await.allowed,
+        !ask("standing.orders/write", &standing).await.allowed,
         "removing it takes effect at once"
     );
 }

@@ -6,6 +6,7 @@
 mod abuse;
 mod activity;
 mod agents;
+mod app_roles;
 mod applications;
 mod approvals;
 mod arm;
@@ -153,6 +154,41 @@ pub async fn assign(app: &TestApp, id: &str, principal: &str, role: &str, scope:
     assert_eq!(r.status, 201, "{:?}", r.body);
 }
 
+/// Declares, on the application `app_id`, the actions `NS.orders/read` and `NS.orders/write`
+/// (`NS` is the application's name without `-` or `.`) and the roles `Reader` (reading) and
+/// `Contributor` (both): what an application relying on ajar would declare before naming those
+/// roles in eligibilities.
+pub async fn declare_roles(app: &TestApp, app_id: &str) {
+    let ns: String = app_id
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    declare_roles_in(app, app_id, &ns).await;
+}
+
+/// [`declare_roles`] in the namespace `ns`, for applications of the same name elsewhere.
+pub async fn declare_roles_in(app: &TestApp, app_id: &str, ns: &str) {
+    call_ok(
+        &app.admin,
+        Method::PUT,
+        &format!("/api/v1{app_id}/actions"),
+        Some(json!({"namespace":ns,"actions":[format!("{ns}.orders/read"),format!("{ns}.orders/write")]})),
+    )
+    .await;
+    for (role, pattern) in [("Reader", format!("{ns}.orders/read")), ("Contributor", format!("{ns}.*"))] {
+        call_ok(
+            &app.admin,
+            Method::PUT,
+            &format!("/api/v1{app_id}/roleDefinitions/{role}"),
+            Some(json!({"actions":[pattern]})),
+        )
+        .await;
+    }
+}
+
 /// The application `rg1/applications/crm`, approved by any member of the group `approvers`,
 /// with Contributor eligible to `group:devs`; answers its id.
 pub async fn group_approved_app(app: &TestApp, approvers: &str) -> String {
@@ -168,6 +204,7 @@ pub async fn group_approved_app(app: &TestApp, approvers: &str) -> String {
     )
     .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
+    declare_roles(app, &app_id).await;
     let r = call(
         &app.admin,
         Method::PUT,

@@ -282,6 +282,7 @@ async fn active_role_activations_count_as_open_role_grants() {
     )
     .await;
     assert_eq!(r.status, 201);
+    declare_roles(&app, app_path.trim_start_matches("/api/v1")).await;
     let r = call(
         &app.admin,
         Method::PUT,

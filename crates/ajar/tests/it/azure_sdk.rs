@@ -41,8 +41,8 @@ async fn the_azure_sdk_drives_every_jit_operation_against_ajar() {
     let ca = d.join("ca.pem");
     let admin = ajar_api::Client::with_http(url.clone(), Some(token.clone()), trusting(&ca));
 
-    // What the SDK cannot make: a machine, an application the caller is eligible on, and a
-    // live agent guarding the machine.
+    // What the SDK cannot make: a machine, an application with its roles that the caller is
+    // eligible on, and a live agent guarding the machine.
     let vm = format!("{RG}/machines/vm1");
     let _: Value = admin
         .put(
@@ -57,6 +57,21 @@ async fn the_azure_sdk_drives_every_jit_operation_against_ajar() {
         .put(
             &format!("/api/v1{RG}/applications/crm"),
             &json!({"properties":{}}),
+        )
+        .await
+        .unwrap();
+    // The application's own actions and the Contributor role over them.
+    let _: Value = admin
+        .put(
+            &format!("/api/v1{RG}/applications/crm/actions"),
+            &json!({"namespace": "crm", "actions": ["crm.orders/read", "crm.orders/write"]}),
+        )
+        .await
+        .unwrap();
+    let _: Value = admin
+        .put(
+            &format!("/api/v1{RG}/applications/crm/roleDefinitions/Contributor"),
+            &json!({"actions": ["crm.orders/*"]}),
         )
         .await
         .unwrap();
