@@ -1,10 +1,12 @@
 //! `authorize` decisions in-process: the index the server answers from, built over 10,000
 //! applications and 100,000 eligibilities (as active elevations) plus a standing assignment per
-//! principal, queried from every core.
+//! principal, queried from every core. With `--application-roles`, each application declares 20
+//! actions of its own and 5 roles over them, the elevations are to those roles, and the
+//! questions ask about the applications' own actions.
 
 use ajar_core::authorize::{Grant, Index, Source};
 use ajar_core::id::Scope;
-use ajar_core::rbac::built_in_roles;
+use ajar_core::rbac::{ApplicationActions, RoleDefinition, built_in_roles};
 use anyhow::Context;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +29,39 @@ pub struct Args {
     /// Threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Each application declares 20 actions and 5 roles over them; elevations are to those
+    /// roles and questions ask about the applications' actions.
+    #[arg(long)]
+    application_roles: bool,
+}
+
+/// Actions each application declares with `--application-roles`.
+const ACTIONS_PER_APPLICATION: usize = 20;
+
+/// The 20 actions of application `i` (`app{i}.res{k}/read|write`, ten resources) and its 5
+/// roles: Owner (`*`), Contributor (`*/write` and `*/read`), Reader (`*/read`), and two that
+/// cover one resource each.
+fn application_roles(i: usize) -> anyhow::Result<Vec<Arc<RoleDefinition>>> {
+    let ns = format!("app{i}");
+    let actions: Vec<String> = (0..ACTIONS_PER_APPLICATION / 2)
+        .flat_map(|k| [format!("{ns}.res{k}/read"), format!("{ns}.res{k}/write")])
+        .collect();
+    let declared = ApplicationActions::parse(&ns, &actions)?;
+    let roles: [(&str, Vec<String>); 5] = [
+        ("Owner", vec!["*".into()]),
+        ("Contributor", vec!["*/write".into(), "*/read".into()]),
+        ("Reader", vec!["*/read".into()]),
+        ("Res0Editor", vec![format!("{ns}.res0/*")]),
+        ("Res1Editor", vec![format!("{ns}.res1/*")]),
+    ];
+    Ok(roles
+        .iter()
+        .map(|(name, patterns)| {
+            Arc::new(RoleDefinition::of_application(
+                name, "", patterns, &declared,
+            ))
+        })
+        .collect())
 }
 
 /// A small deterministic generator, so runs are comparable.
@@ -79,15 +114,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             },
         ));
     }
+    let declared_roles: Vec<Vec<Arc<RoleDefinition>>> = if args.application_roles {
+        (0..args.applications)
+            .map(application_roles)
+            .collect::<anyhow::Result<_>>()?
+    } else {
+        Vec::new()
+    };
     let mut pairs = Vec::with_capacity(args.eligibilities);
     for e in 0..args.eligibilities {
         let (p, a) = (rng.next(args.principals), rng.next(args.applications));
         pairs.push((p, a));
+        let role = match declared_roles.get(a) {
+            // Owner or Contributor, so the questions about writing below can be allowed.
+            Some(roles) => roles[e % 2].clone(),
+            None => admin.clone(),
+        };
         grants.push((
             format!("u{p}"),
             Grant {
                 scope: app(a)?,
-                role: admin.clone(),
+                role,
                 source: Source::Elevation {
                     request: format!("r{e}"),
                     from: now,
@@ -101,7 +148,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let build_time = built.elapsed();
     // Half the questions are about an elevation that exists (allowed), half are random (mostly
     // refused after looking at all of the principal's grants).
-    let queries: Arc<Vec<(String, Scope)>> = Arc::new(
+    let queries: Arc<Vec<(String, Scope, String)>> = Arc::new(
         (0..65_536)
             .map(|i| {
                 let (p, a) = if i % 2 == 0 {
@@ -109,7 +156,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 } else {
                     (rng.next(args.principals), rng.next(args.applications))
                 };
-                Ok((format!("u{p}"), app(a)?))
+                let action = if args.application_roles {
+                    format!("app{a}.res{}/write", rng.next(ACTIONS_PER_APPLICATION / 2))
+                } else {
+                    "ajar.applications/write".to_owned()
+                };
+                Ok((format!("u{p}"), app(a)?, action))
             })
             .collect::<anyhow::Result<_>>()?,
     );
@@ -130,11 +182,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 for b in 0..n / batch {
                     let t0 = Instant::now();
                     for i in 0..batch {
-                        let (p, s) = &queries[(t * 7919 + b * batch + i) % queries.len()];
-                        if index
-                            .decide(p, &[], "ajar.applications/write", s, now)
-                            .allowed
-                        {
+                        let (p, s, action) = &queries[(t * 7919 + b * batch + i) % queries.len()];
+                        if index.decide(p, &[], action, s, now).allowed {
                             allowed += 1;
                         }
                     }
@@ -154,9 +203,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let elapsed = started.elapsed();
     let total = threads * (args.decisions / 1_000) * 1_000;
     println!(
-        "authorize in-process: {} principals, {} applications, {} elevations (index built in {:.0} ms); \
+        "authorize in-process{}: {} principals, {} applications, {} elevations (index built in {:.0} ms); \
          {threads} threads: {total} decisions in {:.2} s = {:.0} decisions/s ({:.1} % allowed); \
          slowest batch of 1,000: {:.1} µs per decision",
+        if args.application_roles {
+            " (each application: 20 actions, 5 roles)"
+        } else {
+            ""
+        },
         index.principals(),
         args.applications,
         args.eligibilities,

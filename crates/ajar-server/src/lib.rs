@@ -25,6 +25,7 @@ pub mod auth;
 pub mod body;
 pub mod bootstrap;
 pub mod clock;
+pub mod eligibility;
 pub mod engine;
 pub mod error;
 pub mod journal;

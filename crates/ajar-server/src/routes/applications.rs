@@ -239,16 +239,6 @@ pub async fn list_group_applications(
     list(&state, &caller, group_scope(&sub, &rg)?, &paging).await
 }
 
-pub(super) fn eligibility_view(e: EligibilityRow) -> EligibleRole {
-    EligibleRole {
-        id: e.id,
-        application_id: e.application_id,
-        principal: e.principal,
-        role_definition: e.role_name,
-        created_at: e.created_at,
-    }
-}
-
 #[utoipa::path(put, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/applications/{name}/eligibleRoles/{id}",
     tag = "applications",
     params(("sub" = String, Path), ("rg" = String, Path), ("name" = String, Path), ("id" = String, Path)),
@@ -272,7 +262,7 @@ pub async fn put_eligible_role(
     if tx.application(&app.to_string()).await?.is_none() {
         return Err(AppError::not_found(&app));
     }
-    super::application_roles::require_role_at(&mut tx, &app.to_string(), &role).await?;
+    crate::eligibility::require_role_at(&mut tx, &app.to_string(), &role).await?;
     let e = EligibilityRow {
         application_id: app.to_string(),
         id: eid.to_string(),
@@ -297,7 +287,10 @@ pub async fn put_eligible_role(
             })),
     )
     .await?;
-    Ok(Reply::created_or_ok(created, eligibility_view(stored)))
+    Ok(Reply::created_or_ok(
+        created,
+        crate::eligibility::view(stored),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/applications/{name}/eligibleRoles/{id}",
@@ -316,7 +309,7 @@ pub async fn get_eligible_role(
         .eligibility(&app.to_string(), &eid)
         .await?
         .ok_or_else(|| AppError::not_found(format!("eligible role {eid}")))?;
-    Ok(Reply::ok(eligibility_view(e)))
+    Ok(Reply::ok(crate::eligibility::view(e)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/applications/{name}/eligibleRoles/{id}",
@@ -367,6 +360,6 @@ pub async fn list_eligible_roles(
         .eligibilities_page(&app.to_string(), paging.after.as_deref(), paging.limit())
         .await?;
     let (rows, next_link) = paging.finish(rows, |e| e.id.clone());
-    let value = rows.into_iter().map(eligibility_view).collect();
+    let value = rows.into_iter().map(crate::eligibility::view).collect();
     Ok(Reply::ok(List { value, next_link }))
 }

@@ -235,6 +235,7 @@ async fn eligible_roles_go_to_users_or_groups() {
         Some(json!({"properties":{"jitAccessPolicy":{"jitAccessEnabled":false}}})),
     )
     .await;
+    declare_roles(&app, standing).await;
     let r = call(
         &app.admin,
         Method::PUT,

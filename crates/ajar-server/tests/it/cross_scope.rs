@@ -27,7 +27,7 @@ async fn app_in_b(app: &TestApp) -> String {
     )
     .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
-    declare_roles(&app, &app_id).await;
+    declare_roles(app, &app_id).await;
     let r = call(
         &app.admin,
         Method::PUT,

@@ -63,8 +63,7 @@ async fn fill(app: &TestApp) {
         )
         .await;
         assert_eq!(r.status, 201, "{:?}", r.body);
-        let ns = format!("crm{}", rg.rsplit('/').next().unwrap().replace('-', ""));
-        declare_roles_in(&app, &format!("{rg}/applications/crm"), &ns).await;
+        declare_roles_in(app, &format!("{rg}/applications/crm"), &format!("crm{i}")).await;
         for who in ["alice", "eve", "carol"] {
             let r = call(
                 &app.admin,

@@ -54,6 +54,7 @@ async fn every_documented_path_serves_exactly_its_documented_methods() {
             .replace("{rg}", "rg1")
             .replace("{name}", "x")
             .replace("{id}", "x")
+            .replace("{role}", "x")
             .replace("{loc}", "westeurope");
         assert!(!path.contains('{'), "{template}");
         for method in [Method::GET, Method::PUT, Method::POST, Method::DELETE] {
