@@ -160,26 +160,40 @@ impl ActionPattern {
     }
 }
 
-/// `*`-only glob matching, iterative with single backtracking point (linear in practice).
+/// `*`-only glob matching in time linear in the pattern and the text: the pieces between stars
+/// are matched left to right, each at its first place after the one before (which is enough:
+/// an earlier place never leaves less room for the rest), the first piece at the start and the
+/// last at the end.
 fn glob(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        if p < pattern.len() && pattern[p] == b'*' {
-            star = Some((p, t));
-            p += 1;
-        } else if p < pattern.len() && pattern[p] == text[t] {
-            p += 1;
-            t += 1;
-        } else if let Some((sp, st)) = star {
-            p = sp + 1;
-            t = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
+    let mut pieces = pattern.split(|&c| c == b'*');
+    let first = pieces.next().unwrap_or_default();
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let mut pieces: Vec<&[u8]> = pieces.collect();
+    let Some(last) = pieces.pop() else {
+        // No star: the whole text is the first piece.
+        return rest.is_empty();
+    };
+    for piece in pieces {
+        match find(rest, piece) {
+            Some(at) => rest = &rest[at + piece.len()..],
+            None => return false,
         }
     }
-    pattern[p..].iter().all(|&c| c == b'*')
+    rest.ends_with(last)
+}
+
+/// Where `needle` first occurs in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return Some(0);
+    }
+    // Both are ASCII (checked when parsed), so byte offsets are character boundaries.
+    std::str::from_utf8(haystack)
+        .ok()
+        .zip(std::str::from_utf8(needle).ok())
+        .and_then(|(h, n)| h.find(n))
 }
 
 impl TryFrom<String> for ActionPattern {
@@ -248,22 +262,24 @@ impl RoleDefinition {
         patterns: &[String],
         declared: &ApplicationActions,
     ) -> Self {
-        let globs: Vec<ActionPattern> = patterns
-            .iter()
-            .filter_map(|p| ActionPattern::parse_shape(p).ok())
-            .collect();
-        let actions = declared
-            .actions
-            .iter()
-            .filter(|a| globs.iter().any(|g| g.matches(a)))
-            .map(|a| ActionPattern(a.clone()))
-            .collect();
+        let allowed = declared.matching(patterns);
+        Self::of_application_allowing(name, description, &declared.namespace, allowed)
+    }
+
+    /// An application's role that allows exactly `allowed`, actions of `namespace` (as
+    /// [`ApplicationActions::matching`] resolved them when the role was written).
+    pub fn of_application_allowing(
+        name: &str,
+        description: &str,
+        namespace: &str,
+        allowed: Vec<String>,
+    ) -> Self {
         Self {
             name: name.to_owned(),
             description: description.to_owned(),
-            actions,
+            actions: allowed.into_iter().map(ActionPattern).collect(),
             built_in: false,
-            namespace: declared.namespace.clone(),
+            namespace: namespace.to_owned(),
         }
     }
 
@@ -337,6 +353,19 @@ impl ApplicationActions {
             namespace: namespace.to_owned(),
             actions: checked,
         })
+    }
+
+    /// The declared actions some pattern matches, in order.
+    pub fn matching(&self, patterns: &[String]) -> Vec<String> {
+        let globs: Vec<ActionPattern> = patterns
+            .iter()
+            .filter_map(|p| ActionPattern::parse_shape(p).ok())
+            .collect();
+        self.actions
+            .iter()
+            .filter(|a| globs.iter().any(|g| g.matches(a)))
+            .cloned()
+            .collect()
     }
 
     /// The namespace and how many actions, for messages.
@@ -472,6 +501,45 @@ mod tests {
             .unwrap()
     }
 
+    /// The definition of `*` matching, by recursion: the oracle for [`glob`].
+    fn naive(p: &[u8], t: &[u8]) -> bool {
+        match p.split_first() {
+            None => t.is_empty(),
+            Some((b'*', rest)) => (0..=t.len()).any(|i| naive(rest, &t[i..])),
+            Some((c, rest)) => t.first() == Some(c) && naive(rest, &t[1..]),
+        }
+    }
+
+    /// Every word over `alphabet` up to `len` characters.
+    fn words(alphabet: &[u8], len: usize) -> Vec<Vec<u8>> {
+        let mut all = vec![Vec::new()];
+        let mut last = vec![Vec::new()];
+        for _ in 0..len {
+            last = last
+                .iter()
+                .flat_map(|w: &Vec<u8>| {
+                    alphabet.iter().map(move |c| {
+                        let mut w = w.clone();
+                        w.push(*c);
+                        w
+                    })
+                })
+                .collect();
+            all.extend(last.iter().cloned());
+        }
+        all
+    }
+
+    #[test]
+    fn glob_agrees_with_the_definition_on_every_short_pattern_and_text() {
+        let texts = words(b"ab", 6);
+        for p in words(b"ab*", 5) {
+            for t in &texts {
+                assert_eq!(glob(&p, t), naive(&p, t), "{:?} {:?}", p, t);
+            }
+        }
+    }
+
     #[test]
     fn globs_match() {
         assert!(glob(b"*", b"ajar.jit/policies/read"));
@@ -481,6 +549,16 @@ mod tests {
         assert!(!glob(b"ajar.jit/*", b"ajar.machines/read"));
         assert!(glob(b"a*b*c", b"aXbYbc"));
         assert!(!glob(b"a*b*c", b"aXbY"));
+        assert!(glob(b"**", b""));
+        assert!(glob(b"a*a", b"aa") && !glob(b"a*a", b"a"));
+        assert!(glob(b"*ab*ab", b"xabyab") && !glob(b"*ab*ab", b"xab"));
+        assert!(glob(b"abc", b"abc") && !glob(b"abc", b"abcd") && !glob(b"abc", b"ab"));
+        // Long adversarial inputs cost a pass, not a product of their lengths.
+        let text = [b'a'; 200];
+        let mut pattern = vec![b'*'];
+        pattern.extend([b'a'; 150]);
+        pattern.push(b'z');
+        assert!(!glob(&pattern, &text));
     }
 
     #[test]

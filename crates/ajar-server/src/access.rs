@@ -9,7 +9,7 @@ use ajar_api::wire::ApplicationProperties;
 use ajar_core::authorize::{Grant, Index, Source};
 use ajar_core::id::Scope;
 use ajar_core::lifecycle::RequestState;
-use ajar_core::rbac::{ActionPattern, ApplicationActions, RoleDefinition, built_in_roles};
+use ajar_core::rbac::{ActionPattern, RoleDefinition, built_in_roles};
 use ajar_store::{Store, Tx};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -54,11 +54,13 @@ impl AccessIndex {
 }
 
 /// The roles grants name, each resolved once: ajar's (built in and custom) by name, and
-/// applications' own by application and name. At an application its own role of a name comes
-/// before ajar's.
+/// applications' own by application and name (as stored when written: the declared actions
+/// they allow). At an application its own role of a name comes before ajar's.
 struct Roles {
     ajar: HashMap<String, Arc<RoleDefinition>>,
     of_applications: HashMap<(String, String), Arc<RoleDefinition>>,
+    /// Per application with declared read actions: a publisher's standing read of them.
+    publisher_readers: HashMap<String, Arc<RoleDefinition>>,
 }
 
 impl Roles {
@@ -72,42 +74,43 @@ impl Roles {
         for r in built_in_roles() {
             ajar.insert(r.name.clone(), Arc::new(r));
         }
-        let declared: HashMap<String, ApplicationActions> = tx
-            .all_application_actions()
-            .await?
-            .into_iter()
-            .map(|r| {
-                let d = ApplicationActions {
-                    namespace: r.namespace,
-                    actions: r.actions,
-                };
-                (r.application_id, d)
-            })
-            .collect();
+        let mut namespaces: HashMap<String, String> = HashMap::new();
+        let mut publisher_readers = HashMap::new();
+        for d in tx.all_application_actions().await? {
+            let reads: Vec<String> = d
+                .actions
+                .iter()
+                .filter(|a| a.ends_with("/read"))
+                .cloned()
+                .collect();
+            if !reads.is_empty() {
+                let reader = RoleDefinition::of_application_allowing(
+                    PUBLISHER_READER,
+                    PUBLISHER_READER_DESCRIPTION,
+                    &d.namespace,
+                    reads,
+                );
+                publisher_readers.insert(d.application_id.clone(), Arc::new(reader));
+            }
+            namespaces.insert(d.application_id, d.namespace);
+        }
         let mut of_applications = HashMap::new();
         for r in tx.all_application_roles().await? {
-            let Some(d) = declared.get(&r.application_id) else {
+            let Some(namespace) = namespaces.get(&r.application_id) else {
                 continue;
             };
-            let role = RoleDefinition::of_application(&r.name, &r.description, &r.actions, d);
-            of_applications.insert((r.application_id, r.name), Arc::new(role));
-        }
-        // A publisher's standing read covers the application's own read actions too.
-        for (app, d) in &declared {
-            let reader = RoleDefinition::of_application(
-                PUBLISHER_READER,
-                PUBLISHER_READER_DESCRIPTION,
-                &["*/read".to_owned()],
-                d,
+            let role = RoleDefinition::of_application_allowing(
+                &r.name,
+                &r.description,
+                namespace,
+                r.allowed,
             );
-            if !reader.actions.is_empty() {
-                of_applications
-                    .insert((app.clone(), PUBLISHER_READER.to_owned()), Arc::new(reader));
-            }
+            of_applications.insert((r.application_id, r.name), Arc::new(role));
         }
         Ok(Roles {
             ajar,
             of_applications,
+            publisher_readers,
         })
     }
 
@@ -147,9 +150,7 @@ async fn build(store: &Store) -> Result<Index, AppError> {
         ) else {
             continue;
         };
-        let own_reader = roles
-            .of_applications
-            .get(&(app.id.clone(), PUBLISHER_READER.to_owned()));
+        let own_reader = roles.publisher_readers.get(&app.id);
         for p in props.publisher_principals {
             for role in std::iter::once(&reader).chain(own_reader) {
                 grants.push((

@@ -13,6 +13,9 @@ CREATE TABLE application_roles (
     name           TEXT NOT NULL,
     description    TEXT NOT NULL,
     actions        TEXT NOT NULL,
+    -- The declared actions the patterns match, resolved when the role or the application's
+    -- actions are written, so answering never matches patterns.
+    allowed        TEXT NOT NULL,
     created_at     BIGINT NOT NULL,
     updated_at     BIGINT NOT NULL,
     PRIMARY KEY (application_id, name)

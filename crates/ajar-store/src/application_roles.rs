@@ -105,7 +105,7 @@ impl Tx {
         name: &str,
     ) -> StoreResult<Option<ApplicationRoleRow>> {
         Ok(sqlx::query_as(
-            "SELECT application_id, name, description, actions FROM application_roles \
+            "SELECT application_id, name, description, actions, allowed FROM application_roles \
              WHERE application_id = $1 AND name = $2",
         )
         .bind(application_id)
@@ -120,7 +120,7 @@ impl Tx {
         application_id: &str,
     ) -> StoreResult<Vec<ApplicationRoleRow>> {
         Ok(sqlx::query_as(
-            "SELECT application_id, name, description, actions FROM application_roles \
+            "SELECT application_id, name, description, actions, allowed FROM application_roles \
              WHERE application_id = $1 ORDER BY name",
         )
         .bind(application_id)
@@ -145,7 +145,7 @@ impl Tx {
     /// Every application's roles, for the authorize index.
     pub async fn all_application_roles(&mut self) -> StoreResult<Vec<ApplicationRoleRow>> {
         Ok(sqlx::query_as(
-            "SELECT application_id, name, description, actions FROM application_roles \
+            "SELECT application_id, name, description, actions, allowed FROM application_roles \
              ORDER BY application_id, name",
         )
         .fetch_all(self.c())
@@ -164,18 +164,50 @@ impl Tx {
             .await?
             .is_some();
         sqlx::query(
-            "INSERT INTO application_roles (application_id, name, description, actions, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (application_id, name) DO UPDATE SET \
-             description = excluded.description, actions = excluded.actions, updated_at = excluded.updated_at",
+            "INSERT INTO application_roles (application_id, name, description, actions, allowed, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (application_id, name) DO UPDATE SET \
+             description = excluded.description, actions = excluded.actions, allowed = excluded.allowed, \
+             updated_at = excluded.updated_at",
         )
         .bind(&row.application_id)
         .bind(&row.name)
         .bind(&row.description)
         .bind(to_json(&row.actions)?)
+        .bind(to_json(&row.allowed)?)
         .bind(to_db(now))
         .execute(self.c())
         .await?;
         Ok(!existed)
+    }
+
+    /// How many roles an application has.
+    pub async fn application_role_count(&mut self, application_id: &str) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) AS n FROM application_roles WHERE application_id = $1",
+        )
+        .bind(application_id)
+        .fetch_one(self.c())
+        .await?)
+    }
+
+    /// Sets the declared actions one of an application's roles allows (after the application's
+    /// actions changed).
+    pub async fn set_application_role_allowed(
+        &mut self,
+        application_id: &str,
+        name: &str,
+        allowed: &[String],
+    ) -> StoreResult<()> {
+        self.touched_access = true;
+        sqlx::query(
+            "UPDATE application_roles SET allowed = $1 WHERE application_id = $2 AND name = $3",
+        )
+        .bind(to_json(allowed)?)
+        .bind(application_id)
+        .bind(name)
+        .execute(self.c())
+        .await?;
+        Ok(())
     }
 
     /// Deletes one of an application's roles; true when it existed.
@@ -217,6 +249,18 @@ impl Tx {
             .into_iter()
             .find(|r| r.roles.iter().any(|n| n == name))
             .map(|r| format!("request {}", r.id)))
+    }
+
+    /// A role request still under way (Pending, Approved or Active) at an application, if any.
+    pub async fn requests_under_way_at(
+        &mut self,
+        application_id: &str,
+    ) -> StoreResult<Option<String>> {
+        let under_way: Vec<UnderWay> = sqlx::query_as(REQUESTS_UNDER_WAY_AT_APPLICATION)
+            .bind(application_id)
+            .fetch_all(self.c())
+            .await?;
+        Ok(under_way.into_iter().next().map(|r| r.id))
     }
 
     /// What relies on ajar's custom role `name`, if anything: an assignment, an eligibility at an
@@ -282,7 +326,7 @@ pub(crate) fn application_roles_page_sql(
     limit: usize,
 ) -> SqlBuilder {
     let mut sql = SqlBuilder::new(
-        "SELECT application_id, name, description, actions FROM application_roles \
+        "SELECT application_id, name, description, actions, allowed FROM application_roles \
          WHERE application_id = ",
     );
     sql.push_bind(application_id.to_owned());

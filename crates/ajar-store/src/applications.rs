@@ -78,7 +78,8 @@ impl Tx {
     }
 
     /// Deletes an application with its eligibilities, its roles and the actions it declared;
-    /// true when it existed.
+    /// true when it existed. The caller checks first that no role request is under way there
+    /// ([`Tx::requests_under_way_at`]).
     pub async fn delete_application(&mut self, id: &str) -> StoreResult<bool> {
         self.touched_access = true;
         for table in ["eligible_roles", "application_roles", "application_actions"] {

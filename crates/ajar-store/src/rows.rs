@@ -404,4 +404,7 @@ pub struct ApplicationRoleRow {
     /// Action patterns, as written.
     #[sqlx(try_from = "Json<Vec<String>>")]
     pub actions: Vec<String>,
+    /// The declared actions the patterns match.
+    #[sqlx(try_from = "Json<Vec<String>>")]
+    pub allowed: Vec<String>,
 }

@@ -14,9 +14,7 @@ use ajar_api::wire::{
     ApplicationRoleBody, EligibleRole, List,
 };
 use ajar_core::id::{ResourceId, ResourceKind, Scope};
-use ajar_core::rbac::{
-    ActionPattern, ApplicationActions, RoleDefinition, actions, parse_role_name,
-};
+use ajar_core::rbac::{ActionPattern, ApplicationActions, actions, parse_role_name};
 use ajar_store::{ApplicationActionsRow, ApplicationRoleRow, EligibilityRow, Tx};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
@@ -36,7 +34,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// Longest description of an application's role.
 const MAX_DESCRIPTION: usize = 500;
 /// Most patterns in one of an application's roles.
-const MAX_PATTERNS: usize = 100;
+const MAX_PATTERNS: usize = 20;
+/// Most roles one application defines.
+const MAX_ROLES: i64 = 50;
 
 fn application_id(sub: &str, rg: &str, n: &str) -> AppResult<ResourceId> {
     resource_id(sub, rg, ResourceKind::Application, n)
@@ -70,19 +70,14 @@ fn actions_view(app: &ResourceId, d: ApplicationActions) -> ActionsView {
     }
 }
 
-fn role_view(row: ApplicationRoleRow, declared: &ApplicationActions) -> ApplicationRole {
-    let allowed = RoleDefinition::of_application(&row.name, "", &row.actions, declared)
-        .actions
-        .into_iter()
-        .map(String::from)
-        .collect();
+fn role_view(row: ApplicationRoleRow) -> ApplicationRole {
     ApplicationRole {
         id: format!("{}/roleDefinitions/{}", row.application_id, row.name),
         application_id: row.application_id,
         name: row.name,
         description: row.description,
         actions: row.actions,
-        allowed_actions: allowed,
+        allowed_actions: row.allowed,
     }
 }
 
@@ -136,7 +131,9 @@ pub async fn put_actions(
         .at("namespace"));
     }
     // Every role keeps meaning something: each of its patterns still matches a declared action.
-    for role in tx.application_roles(&app_id).await? {
+    // What each allows is resolved again for the new actions.
+    let roles = tx.application_roles(&app_id).await?;
+    for role in &roles {
         for p in &role.actions {
             if ActionPattern::parse_among(p, &d).is_err() {
                 return Err(AppError::new(
@@ -149,6 +146,10 @@ pub async fn put_actions(
                 .at("actions"));
             }
         }
+    }
+    for role in &roles {
+        tx.set_application_role_allowed(&app_id, &role.name, &d.matching(&role.actions))
+            .await?;
     }
     let row = ApplicationActionsRow {
         application_id: app_id.clone(),
@@ -182,12 +183,11 @@ pub async fn list_roles(
     caller.require(actions::APPLICATIONS_READ, &app.scope())?;
     let mut tx = state.store.read().await?;
     existing(&mut tx, &app).await?;
-    let d = declared(&mut tx, &app.to_string()).await?;
     let rows = tx
         .application_roles_page(&app.to_string(), paging.after.as_deref(), paging.limit())
         .await?;
     let (rows, next_link) = paging.finish(rows, |r| r.name.clone());
-    let value = rows.into_iter().map(|r| role_view(r, &d)).collect();
+    let value = rows.into_iter().map(role_view).collect();
     Ok(Reply::ok(List { value, next_link }))
 }
 
@@ -207,8 +207,7 @@ pub async fn get_role(
         .application_role(&app.to_string(), &role)
         .await?
         .ok_or_else(|| AppError::not_found(format!("role definition {role} of {app}")))?;
-    let d = declared(&mut tx, &app.to_string()).await?;
-    Ok(Reply::ok(role_view(row, &d)))
+    Ok(Reply::ok(role_view(row)))
 }
 
 #[utoipa::path(put, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/applications/{name}/roleDefinitions/{role}",
@@ -248,6 +247,15 @@ pub async fn put_role(
     let app_id = app.to_string();
     let mut tx = state.store.write().await?;
     existing(&mut tx, &app).await?;
+    if tx.application_role(&app_id, &role).await?.is_none()
+        && tx.application_role_count(&app_id).await? >= MAX_ROLES
+    {
+        return Err(AppError::new(
+            ErrorCode::Conflict,
+            format!("an application defines at most {MAX_ROLES} roles; delete one first"),
+        )
+        .at("role"));
+    }
     let d = declared(&mut tx, &app_id).await?;
     for (i, p) in body.actions.iter().enumerate() {
         ActionPattern::parse_among(p, &d)
@@ -257,6 +265,7 @@ pub async fn put_role(
         application_id: app_id.clone(),
         name: role.clone(),
         description,
+        allowed: d.matching(&body.actions),
         actions: body.actions,
     };
     let created = tx.put_application_role(&row, state.clock.now()).await?;
@@ -270,7 +279,7 @@ pub async fn put_role(
             .with_details(json!({"created": created, "actions": row.actions})),
     )
     .await?;
-    Ok(Reply::created_or_ok(created, role_view(row, &d)))
+    Ok(Reply::created_or_ok(created, role_view(row)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/subscriptions/{sub}/resourceGroups/{rg}/applications/{name}/roleDefinitions/{role}",
@@ -337,19 +346,19 @@ pub async fn my_eligible_roles(
     Query(query): Query<MyEligibleQuery>,
     paging: ByName,
 ) -> AppResult<Reply<List<EligibleRole>>> {
-    if let Some(app) = &query.application_id {
-        let parsed = Scope::parse(app).ok().and_then(|s| match s {
-            Scope::Resource(id) if id.kind == ResourceKind::Application => Some(id),
-            _ => None,
-        });
-        if parsed.is_none() {
-            return Err(AppError::new(
-                ErrorCode::InvalidParameter,
-                "applicationId must be an application's id: /subscriptions/S/resourceGroups/RG/applications/NAME",
-            )
-            .at("applicationId"));
-        }
-    }
+    let application = match &query.application_id {
+        None => None,
+        Some(app) => match Scope::parse(app) {
+            Ok(Scope::Resource(id)) if id.kind == ResourceKind::Application => Some(id.to_string()),
+            _ => {
+                return Err(AppError::new(
+                    ErrorCode::InvalidParameter,
+                    "applicationId must be an application's id: /subscriptions/S/resourceGroups/RG/applications/NAME",
+                )
+                .at("applicationId"));
+            }
+        },
+    };
     let after = paging
         .after
         .as_deref()
@@ -358,12 +367,7 @@ pub async fn my_eligible_roles(
     principals.extend(caller.groups.iter().map(|g| format!("group:{g}")));
     let mut tx = state.store.read().await?;
     let rows = tx
-        .eligibilities_of_page(
-            &principals,
-            query.application_id.as_deref(),
-            after,
-            paging.limit(),
-        )
+        .eligibilities_of_page(&principals, application.as_deref(), after, paging.limit())
         .await?;
     drop(tx);
     let (rows, next_link) = paging.finish(rows, eligibility_key);

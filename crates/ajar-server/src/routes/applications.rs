@@ -170,6 +170,16 @@ pub async fn delete_application(
     let id = application_id(&sub, &rg, &n)?;
     caller.require(actions::APPLICATIONS_DELETE, &id.scope())?;
     let mut tx = state.store.write().await?;
+    // An elevation outlives nothing it was granted on: its roles and eligibilities go with the
+    // application, so requests still under way must end first.
+    if let Some(request) = tx.requests_under_way_at(&id.to_string()).await? {
+        return Err(AppError::new(
+            ErrorCode::Conflict,
+            format!(
+                "request {request} on this application is still under way; revoke or cancel it first"
+            ),
+        ));
+    }
     if !tx.delete_application(&id.to_string()).await? {
         return Err(AppError::not_found(&id));
     }

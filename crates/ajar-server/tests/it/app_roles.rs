@@ -536,3 +536,141 @@ async fn declaring_actions_and_roles_needs_write_at_the_application() {
         assert_eq!(r.status, status, "{ns}: {:?}", r.body);
     }
 }
+
+#[tokio::test]
+async fn an_application_has_bounded_roles_and_a_publishers_read_is_never_one_of_them() {
+    let app = TestApp::spawn().await;
+    call_ok(
+        &app.admin,
+        Method::PUT,
+        &format!("/api/v1{CRM}"),
+        Some(json!({"properties":{"publisherPrincipals":["vendor"],"jitAccessPolicy":manual()}})),
+    )
+    .await;
+    call_ok(
+        &app.admin,
+        Method::PUT,
+        &format!("/api/v1{CRM}/actions"),
+        Some(json!({"namespace":"crm","actions":["crm.orders/write","crm.admin/delete"]})),
+    )
+    .await;
+    let role = |name: &str| format!("/api/v1{CRM}/roleDefinitions/{name}");
+    // A role of the application's named like the publisher's standing read grants nothing
+    // standing: only eligibility and activation do.
+    call_ok(
+        &app.admin,
+        Method::PUT,
+        &role("PublisherReader"),
+        Some(json!({"actions":["*"]})),
+    )
+    .await;
+    for action in ["crm.orders/write", "crm.admin/delete"] {
+        let a = ask(&app, "vendor", action, CRM).await;
+        assert!(!a.allowed, "{action}: {a:?}");
+    }
+    // The publisher's read covers declared read actions once there are some.
+    call_ok(
+        &app.admin,
+        Method::PUT,
+        &format!("/api/v1{CRM}/actions"),
+        Some(json!({"namespace":"crm","actions":["crm.orders/write","crm.admin/delete","crm.orders/read"]})),
+    )
+    .await;
+    let read = ask(&app, "vendor", "crm.orders/read", CRM).await;
+    assert_eq!(read.via, Some(format!("publisher:{CRM}")), "{read:?}");
+    assert!(!ask(&app, "vendor", "crm.orders/write", CRM).await.allowed);
+    // Redeclaring resolved the role again: it now allows the new action too.
+    let r: ApplicationRole = get_as(&app.admin, &role("PublisherReader")).await;
+    assert_eq!(r.allowed_actions.len(), 3, "{r:?}");
+
+    // At most 20 patterns a role, 50 roles an application.
+    let many: Vec<String> = (0..21).map(|_| "crm.*".to_owned()).collect();
+    let r = call(
+        &app.admin,
+        Method::PUT,
+        &role("Wide"),
+        Some(json!({"actions":many})),
+    )
+    .await;
+    assert_eq!(
+        (r.status, target(&r).as_str()),
+        (400, "actions"),
+        "{:?}",
+        r.body
+    );
+    for i in 1..50 {
+        call_ok(
+            &app.admin,
+            Method::PUT,
+            &role(&format!("R{i}")),
+            Some(json!({"actions":["*"]})),
+        )
+        .await;
+    }
+    let r = call(
+        &app.admin,
+        Method::PUT,
+        &role("R50"),
+        Some(json!({"actions":["*"]})),
+    )
+    .await;
+    assert_eq!(r.status, 409, "{:?}", r.body);
+    // Replacing one that exists is still allowed.
+    call_ok(
+        &app.admin,
+        Method::PUT,
+        &role("R1"),
+        Some(json!({"actions":["crm.orders/*"]})),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_application_with_a_request_under_way_cannot_be_deleted() {
+    let app = TestApp::spawn().await;
+    application(&app, CRM, json!({"jitApprovalMode":"AutoApprove"})).await;
+    declare_roles(&app, CRM).await;
+    call_ok(
+        &app.admin,
+        Method::PUT,
+        &format!("/api/v1{CRM}/eligibleRoles/alice"),
+        Some(json!({"principal":"alice","roleDefinition":"Contributor"})),
+    )
+    .await;
+    let alice = app.user("alice", Some(("JitRequester", RG))).await;
+    let r = call(
+        &alice,
+        Method::PUT,
+        &req_path("now"),
+        Some(json!({"properties":{"applicationResourceId":CRM,
+            "jitAuthorizationPolicies":[{"principalId":"alice","roleDefinitionId":"Contributor"}],
+            "jitSchedulingPolicy":{"type":"Once","duration":"PT1H"}}})),
+    )
+    .await;
+    assert_eq!(state_of(&r), RequestState::Active, "{:?}", r.body);
+    let r = call(&app.admin, Method::DELETE, &format!("/api/v1{CRM}"), None).await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (409, ErrorCode::Conflict),
+        "{:?}",
+        r.body
+    );
+    assert!(
+        ask(&app, "alice", "crm.orders/write", CRM).await.allowed,
+        "nothing changed"
+    );
+    call_ok(
+        &app.admin,
+        Method::POST,
+        &format!("{}/revoke", req_path("now")),
+        None,
+    )
+    .await;
+    assert_eq!(
+        call(&app.admin, Method::DELETE, &format!("/api/v1{CRM}"), None)
+            .await
+            .status,
+        204
+    );
+    assert!(!ask(&app, "alice", "crm.orders/write", CRM).await.allowed);
+}
