@@ -224,7 +224,12 @@ pub struct RoleDefinition {
 
 impl RoleDefinition {
     /// One of ajar's roles (built in or custom).
-    pub fn ajar(name: &str, description: &str, actions: Vec<ActionPattern>, built_in: bool) -> Self {
+    pub fn ajar(
+        name: &str,
+        description: &str,
+        actions: Vec<ActionPattern>,
+        built_in: bool,
+    ) -> Self {
         Self {
             name: name.to_owned(),
             description: description.to_owned(),
@@ -312,8 +317,7 @@ impl ApplicationActions {
                 format!("at most {MAX_APPLICATION_ACTIONS} actions"),
             ));
         }
-        let action_ok =
-            |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '/' | '_' | '-');
+        let action_ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '/' | '_' | '-');
         let mut checked = Vec::with_capacity(actions.len());
         for (i, a) in actions.iter().enumerate() {
             let rest = a.strip_prefix(namespace).and_then(|r| r.strip_prefix('.'));
@@ -527,7 +531,11 @@ mod tests {
     fn crm() -> ApplicationActions {
         ApplicationActions::parse(
             "crm",
-            &["crm.orders/write".into(), "crm.orders/read".into(), "crm.orders/read".into()],
+            &[
+                "crm.orders/write".into(),
+                "crm.orders/read".into(),
+                "crm.orders/read".into(),
+            ],
         )
         .unwrap()
     }
@@ -551,7 +559,9 @@ mod tests {
             let e = ApplicationActions::parse(namespace, &actions).unwrap_err();
             assert_eq!(e.target, target, "{namespace} {actions:?}: {}", e.message);
         }
-        let many: Vec<String> = (0..=MAX_APPLICATION_ACTIONS).map(|i| format!("crm.a{i}")).collect();
+        let many: Vec<String> = (0..=MAX_APPLICATION_ACTIONS)
+            .map(|i| format!("crm.a{i}"))
+            .collect();
         assert!(ApplicationActions::parse("crm", &many).is_err());
     }
 
@@ -563,15 +573,16 @@ mod tests {
         let e = ActionPattern::parse_among("crm.invoices/*", &d).unwrap_err();
         assert!(e.message.contains("matches none"), "{}", e.message);
         assert!(ActionPattern::parse_among("ajar.machines/read", &d).is_err());
-        assert!(ActionPattern::parse_among("crm.orders/read", &ApplicationActions::default()).is_err());
+        assert!(
+            ActionPattern::parse_among("crm.orders/read", &ApplicationActions::default()).is_err()
+        );
         assert!(ActionPattern::parse("crm.orders/read").is_err());
     }
 
     #[test]
     fn each_role_answers_for_its_own_namespace_only() {
         let d = crm();
-        let contributor =
-            RoleDefinition::of_application("Contributor", "", &["*".into()], &d);
+        let contributor = RoleDefinition::of_application("Contributor", "", &["*".into()], &d);
         assert!(contributor.allows("crm.orders/write"));
         assert!(contributor.allows("crm.orders/read"));
         // Not declared, not ajar's, not another application's.

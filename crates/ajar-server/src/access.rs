@@ -101,7 +101,8 @@ impl Roles {
                 d,
             );
             if !reader.actions.is_empty() {
-                of_applications.insert((app.clone(), PUBLISHER_READER.to_owned()), Arc::new(reader));
+                of_applications
+                    .insert((app.clone(), PUBLISHER_READER.to_owned()), Arc::new(reader));
             }
         }
         Ok(Roles {
@@ -215,7 +216,8 @@ async fn build(store: &Store) -> Result<Index, AppError> {
 
 /// The name of the read-only role a publisher holds on its applications.
 const PUBLISHER_READER: &str = "PublisherReader";
-const PUBLISHER_READER_DESCRIPTION: &str = "Read-only standing access of an application's publisher";
+const PUBLISHER_READER_DESCRIPTION: &str =
+    "Read-only standing access of an application's publisher";
 
 /// The read-only role a publisher holds on its applications, over ajar's read actions.
 fn publisher_reader() -> RoleDefinition {

@@ -70,7 +70,10 @@ impl Tx {
         now: Timestamp,
     ) -> StoreResult<bool> {
         self.touched_access = true;
-        let existed = self.application_actions(&row.application_id).await?.is_some();
+        let existed = self
+            .application_actions(&row.application_id)
+            .await?
+            .is_some();
         sqlx::query(
             "INSERT INTO application_actions (application_id, namespace, actions, updated_at) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (application_id) DO UPDATE SET \
@@ -182,11 +185,12 @@ impl Tx {
         name: &str,
     ) -> StoreResult<bool> {
         self.touched_access = true;
-        let r = sqlx::query("DELETE FROM application_roles WHERE application_id = $1 AND name = $2")
-            .bind(application_id)
-            .bind(name)
-            .execute(self.c())
-            .await?;
+        let r =
+            sqlx::query("DELETE FROM application_roles WHERE application_id = $1 AND name = $2")
+                .bind(application_id)
+                .bind(name)
+                .execute(self.c())
+                .await?;
         Ok(r.rows_affected() > 0)
     }
 
@@ -197,22 +201,18 @@ impl Tx {
         application_id: &str,
         name: &str,
     ) -> StoreResult<Option<String>> {
-        let eligibility: Option<String> = sqlx::query_scalar(
-ELIGIBILITY_OF_APPLICATION_ROLE,
-        )
-        .bind(name)
-        .bind(application_id)
-        .fetch_optional(self.c())
-        .await?;
+        let eligibility: Option<String> = sqlx::query_scalar(ELIGIBILITY_OF_APPLICATION_ROLE)
+            .bind(name)
+            .bind(application_id)
+            .fetch_optional(self.c())
+            .await?;
         if let Some(id) = eligibility {
             return Ok(Some(format!("eligible role {id}")));
         }
-        let under_way: Vec<UnderWay> = sqlx::query_as(
-REQUESTS_UNDER_WAY_AT_APPLICATION,
-        )
-        .bind(application_id)
-        .fetch_all(self.c())
-        .await?;
+        let under_way: Vec<UnderWay> = sqlx::query_as(REQUESTS_UNDER_WAY_AT_APPLICATION)
+            .bind(application_id)
+            .fetch_all(self.c())
+            .await?;
         Ok(under_way
             .into_iter()
             .find(|r| r.roles.iter().any(|n| n == name))
@@ -224,31 +224,29 @@ REQUESTS_UNDER_WAY_AT_APPLICATION,
     /// there. Reads the role's assignments and eligibilities through indexes on the role's name,
     /// and the requests under way (work in flight, not history).
     pub async fn ajar_role_use(&mut self, name: &str) -> StoreResult<Option<String>> {
-        let assignment: Option<String> =
-            sqlx::query_scalar(ASSIGNMENT_OF_ROLE)
-                .bind(name)
-                .fetch_optional(self.c())
-                .await?;
+        let assignment: Option<String> = sqlx::query_scalar(ASSIGNMENT_OF_ROLE)
+            .bind(name)
+            .fetch_optional(self.c())
+            .await?;
         if let Some(id) = assignment {
             return Ok(Some(format!("role assignment {id}")));
         }
-        let eligibility: Option<(String, String)> = sqlx::query_as(
-ELIGIBILITY_OF_AJAR_ROLE,
-        )
-        .bind(name)
-        .fetch_optional(self.c())
-        .await?;
+        let eligibility: Option<(String, String)> = sqlx::query_as(ELIGIBILITY_OF_AJAR_ROLE)
+            .bind(name)
+            .fetch_optional(self.c())
+            .await?;
         if let Some((app, id)) = eligibility {
             return Ok(Some(format!("eligible role {id} of {app}")));
         }
-        let under_way: Vec<UnderWay> = sqlx::query_as(
-ROLE_REQUESTS_UNDER_WAY,
-        )
-        .fetch_all(self.c())
-        .await?;
+        let under_way: Vec<UnderWay> = sqlx::query_as(ROLE_REQUESTS_UNDER_WAY)
+            .fetch_all(self.c())
+            .await?;
         for r in under_way {
             if r.roles.iter().any(|n| n == name)
-                && self.application_role(&r.application_id, name).await?.is_none()
+                && self
+                    .application_role(&r.application_id, name)
+                    .await?
+                    .is_none()
             {
                 return Ok(Some(format!("request {}", r.id)));
             }

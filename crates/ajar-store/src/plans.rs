@@ -134,7 +134,10 @@ fn cases() -> Vec<Case> {
         ));
         let principals = ["alice".to_owned(), "group:devs".to_owned()];
         let after = page_after.map(|id| (apps[0], id));
-        for (what, principals) in [("a caller", &principals[..1]), ("a caller and a group", &principals[..])] {
+        for (what, principals) in [
+            ("a caller", &principals[..1]),
+            ("a caller and a group", &principals[..]),
+        ] {
             // One principal: in order through (principal, application_id, id). Several: each
             // one's eligibilities through that index, then sorted (a caller's own, not a table's).
             out.push(case(
@@ -192,7 +195,12 @@ fn cases() -> Vec<Case> {
         use crate::application_roles::*;
         let mut sql = SqlBuilder::new(ELIGIBILITY_OF_APPLICATION_ROLE);
         sql.bind("Contributor").bind(apps[0]);
-        out.push(case("eligibility naming an application's role", &["eligible_roles"], false, sql));
+        out.push(case(
+            "eligibility naming an application's role",
+            &["eligible_roles"],
+            false,
+            sql,
+        ));
         let mut sql = SqlBuilder::new(ELIGIBILITY_OF_AJAR_ROLE);
         sql.bind("Custom");
         out.push(case(
@@ -203,10 +211,20 @@ fn cases() -> Vec<Case> {
         ));
         let mut sql = SqlBuilder::new(ASSIGNMENT_OF_ROLE);
         sql.bind("Custom");
-        out.push(case("assignment naming a role", &["role_assignments"], false, sql));
+        out.push(case(
+            "assignment naming a role",
+            &["role_assignments"],
+            false,
+            sql,
+        ));
         let mut sql = SqlBuilder::new(REQUESTS_UNDER_WAY_AT_APPLICATION);
         sql.bind(apps[0]);
-        out.push(case("requests under way at an application", &["jit_requests"], false, sql));
+        out.push(case(
+            "requests under way at an application",
+            &["jit_requests"],
+            false,
+            sql,
+        ));
         out.push(case(
             "role requests under way",
             &["jit_requests"],

@@ -229,11 +229,12 @@ pub async fn put_role(
     let role = parse_role_name(&role).map_err(|e| AppError::parameter("role", e))?;
     let body: ApplicationRoleBody = body.parse()?;
     let description = body.description.unwrap_or_default();
-    if description.chars().count() > MAX_DESCRIPTION || description.chars().any(char::is_control)
-    {
+    if description.chars().count() > MAX_DESCRIPTION || description.chars().any(char::is_control) {
         return Err(AppError::new(
             ErrorCode::ValidationFailed,
-            format!("a description is at most {MAX_DESCRIPTION} characters, without control characters"),
+            format!(
+                "a description is at most {MAX_DESCRIPTION} characters, without control characters"
+            ),
         )
         .at("description"));
     }
@@ -249,7 +250,8 @@ pub async fn put_role(
     existing(&mut tx, &app).await?;
     let d = declared(&mut tx, &app_id).await?;
     for (i, p) in body.actions.iter().enumerate() {
-        ActionPattern::parse_among(p, &d).map_err(|e| AppError::from(e.at(format!("actions[{i}]"))))?;
+        ActionPattern::parse_among(p, &d)
+            .map_err(|e| AppError::from(e.at(format!("actions[{i}]"))))?;
     }
     let row = ApplicationRoleRow {
         application_id: app_id.clone(),
@@ -286,7 +288,9 @@ pub async fn delete_role(
     let app_id = app.to_string();
     let mut tx = state.store.write().await?;
     if tx.application_role(&app_id, &role).await?.is_none() {
-        return Err(AppError::not_found(format!("role definition {role} of {app}")));
+        return Err(AppError::not_found(format!(
+            "role definition {role} of {app}"
+        )));
     }
     if let Some(user) = tx.application_role_use(&app_id, &role).await? {
         return Err(AppError::new(
@@ -346,12 +350,20 @@ pub async fn my_eligible_roles(
             .at("applicationId"));
         }
     }
-    let after = paging.after.as_deref().and_then(|a| a.rsplit_once("/eligibleRoles/"));
+    let after = paging
+        .after
+        .as_deref()
+        .and_then(|a| a.rsplit_once("/eligibleRoles/"));
     let mut principals = vec![caller.principal.clone()];
     principals.extend(caller.groups.iter().map(|g| format!("group:{g}")));
     let mut tx = state.store.read().await?;
     let rows = tx
-        .eligibilities_of_page(&principals, query.application_id.as_deref(), after, paging.limit())
+        .eligibilities_of_page(
+            &principals,
+            query.application_id.as_deref(),
+            after,
+            paging.limit(),
+        )
         .await?;
     drop(tx);
     let (rows, next_link) = paging.finish(rows, eligibility_key);
@@ -366,7 +378,9 @@ pub async fn my_eligible_roles(
 /// (built in or custom). 400 at `roleDefinition` otherwise.
 pub async fn require_role_at(tx: &mut Tx, app: &str, role: &str) -> AppResult<()> {
     if tx.application_role(app, role).await?.is_some()
-        || ajar_core::rbac::built_in_roles().iter().any(|r| r.name == role)
+        || ajar_core::rbac::built_in_roles()
+            .iter()
+            .any(|r| r.name == role)
         || tx.role(role).await?.is_some()
     {
         return Ok(());

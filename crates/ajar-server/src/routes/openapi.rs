@@ -2,8 +2,8 @@
 //! (each handler's annotation is both its route and its description), the rest from [`ApiDoc`].
 
 use super::{
-    activity, agents, application_roles, applications, authorize, groups, jit_requests, machines, notifications,
-    policies, rbac, requests, sessions, settings, tokens,
+    activity, agents, application_roles, applications, authorize, groups, jit_requests, machines,
+    notifications, policies, rbac, requests, sessions, settings, tokens,
 };
 use crate::AppState;
 use axum::http::StatusCode;

@@ -47,12 +47,29 @@ async fn an_application_declares_actions_in_a_namespace_of_its_own() {
     assert_eq!(r.status, 201, "{:?}", r.body);
     let declared = r.json::<ApplicationActions>();
     assert_eq!(declared.actions, ["crm.orders/read", "crm.orders/write"]);
-    assert_eq!(call(&app.admin, Method::PUT, &path, Some(body)).await.status, 200);
+    assert_eq!(
+        call(&app.admin, Method::PUT, &path, Some(body))
+            .await
+            .status,
+        200
+    );
 
     for (body, status, at) in [
-        (json!({"namespace":"ajar","actions":["ajar.machines/read"]}), 400, "namespace"),
-        (json!({"namespace":"crm","actions":["crm.orders/*"]}), 400, "actions[0]"),
-        (json!({"namespace":"crm","actions":["crm.a","ajar.rbac/write"]}), 400, "actions[1]"),
+        (
+            json!({"namespace":"ajar","actions":["ajar.machines/read"]}),
+            400,
+            "namespace",
+        ),
+        (
+            json!({"namespace":"crm","actions":["crm.orders/*"]}),
+            400,
+            "actions[0]",
+        ),
+        (
+            json!({"namespace":"crm","actions":["crm.a","ajar.rbac/write"]}),
+            400,
+            "actions[1]",
+        ),
         (json!({"namespace":"crm","actions":"crm.a"}), 400, ""),
         (json!({"namespace":"crm"}), 400, ""),
     ] {
@@ -70,7 +87,12 @@ async fn an_application_declares_actions_in_a_namespace_of_its_own() {
         Some(json!({"namespace":"crm","actions":["crm.orders/read"]})),
     )
     .await;
-    assert_eq!((r.status, target(&r).as_str()), (409, "namespace"), "{:?}", r.body);
+    assert_eq!(
+        (r.status, target(&r).as_str()),
+        (409, "namespace"),
+        "{:?}",
+        r.body
+    );
     // Refusals changed nothing.
     let still: ApplicationActions = get_as(&app.admin, &path).await;
     assert_eq!(still.actions, declared.actions);
@@ -108,7 +130,12 @@ async fn roles_are_written_over_declared_actions_and_eligibility_names_a_role_th
         Some(json!({"actions":["crm.orders/*"]})),
     )
     .await;
-    assert_eq!((r.status, target(&r).as_str()), (400, "actions[0]"), "{:?}", r.body);
+    assert_eq!(
+        (r.status, target(&r).as_str()),
+        (400, "actions[0]"),
+        "{:?}",
+        r.body
+    );
     call_ok(
         &app.admin,
         Method::PUT,
@@ -118,15 +145,38 @@ async fn roles_are_written_over_declared_actions_and_eligibility_names_a_role_th
     .await;
     for (body, at) in [
         (json!({"actions":["crm.refunds/*"]}), "actions[0]"),
-        (json!({"actions":["crm.orders/read","ajar.machines/read"]}), "actions[1]"),
+        (
+            json!({"actions":["crm.orders/read","ajar.machines/read"]}),
+            "actions[1]",
+        ),
         (json!({"actions":["erp.orders/read"]}), "actions[0]"),
         (json!({"actions":[]}), "actions"),
-        (json!({"actions":["crm.orders/read"],"description":"a\u{7}b"}), "description"),
+        (
+            json!({"actions":["crm.orders/read"],"description":"a\u{7}b"}),
+            "description",
+        ),
     ] {
-        let r = call(&app.admin, Method::PUT, &role("Contributor"), Some(body.clone())).await;
-        assert_eq!((r.status, target(&r).as_str()), (400, at), "{body}: {:?}", r.body);
+        let r = call(
+            &app.admin,
+            Method::PUT,
+            &role("Contributor"),
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(
+            (r.status, target(&r).as_str()),
+            (400, at),
+            "{body}: {:?}",
+            r.body
+        );
     }
-    let r = call(&app.admin, Method::PUT, &role("bad name"), Some(json!({"actions":["*"]}))).await;
+    let r = call(
+        &app.admin,
+        Method::PUT,
+        &role("bad name"),
+        Some(json!({"actions":["*"]})),
+    )
+    .await;
     assert_eq!(r.status, 400);
 
     let r = call(
@@ -140,14 +190,23 @@ async fn roles_are_written_over_declared_actions_and_eligibility_names_a_role_th
     let c = r.json::<ApplicationRole>();
     assert_eq!(c.allowed_actions, ["crm.orders/read", "crm.orders/write"]);
     assert_eq!(c.id, format!("{CRM}/roleDefinitions/Contributor"));
-    call_ok(&app.admin, Method::PUT, &role("Reader"), Some(json!({"actions":["*/read"]}))).await;
+    call_ok(
+        &app.admin,
+        Method::PUT,
+        &role("Reader"),
+        Some(json!({"actions":["*/read"]})),
+    )
+    .await;
     let list: List<ApplicationRole> =
         get_as(&app.admin, &format!("/api/v1{CRM}/roleDefinitions?top=1")).await;
     assert_eq!(list.value.len(), 1);
     assert_eq!(list.value[0].name, "Contributor");
     assert!(list.next_link.is_some());
     let reader: ApplicationRole = get_as(&app.admin, &role("Reader")).await;
-    assert_eq!(reader.allowed_actions, ["crm.invoices/read", "crm.orders/read"]);
+    assert_eq!(
+        reader.allowed_actions,
+        ["crm.invoices/read", "crm.orders/read"]
+    );
 
     // Eligibility names a role defined at the application, or one of ajar's.
     let eligible = |id: &str| format!("/api/v1{CRM}/eligibleRoles/{id}");
@@ -159,7 +218,12 @@ async fn roles_are_written_over_declared_actions_and_eligibility_names_a_role_th
             Some(json!({"principal":"alice","roleDefinition":missing})),
         )
         .await;
-        assert_eq!((r.status, target(&r).as_str()), (400, "roleDefinition"), "{:?}", r.body);
+        assert_eq!(
+            (r.status, target(&r).as_str()),
+            (400, "roleDefinition"),
+            "{:?}",
+            r.body
+        );
         assert!(error_of(&r).message.contains(missing));
     }
     let none: List<EligibleRole> = get_as(&app.admin, &format!("/api/v1{CRM}/eligibleRoles")).await;
@@ -177,7 +241,12 @@ async fn roles_are_written_over_declared_actions_and_eligibility_names_a_role_th
 
     // A role in use cannot be deleted, nor can its actions be declared away.
     let r = call(&app.admin, Method::DELETE, &role("Contributor"), None).await;
-    assert_eq!((r.status, code(&r)), (409, ErrorCode::Conflict), "{:?}", r.body);
+    assert_eq!(
+        (r.status, code(&r)),
+        (409, ErrorCode::Conflict),
+        "{:?}",
+        r.body
+    );
     assert!(error_of(&r).message.contains("eligible role alice"));
     let r = call(
         &app.admin,
@@ -186,11 +255,31 @@ async fn roles_are_written_over_declared_actions_and_eligibility_names_a_role_th
         Some(json!({"namespace":"crm","actions":["crm.invoices/read"]})),
     )
     .await;
-    assert_eq!((r.status, target(&r).as_str()), (409, "actions"), "{:?}", r.body);
+    assert_eq!(
+        (r.status, target(&r).as_str()),
+        (409, "actions"),
+        "{:?}",
+        r.body
+    );
     // A role nothing uses can go.
-    assert_eq!(call(&app.admin, Method::DELETE, &role("Reader"), None).await.status, 204);
-    assert_eq!(call(&app.admin, Method::GET, &role("Reader"), None).await.status, 404);
-    assert_eq!(call(&app.admin, Method::DELETE, &role("Reader"), None).await.status, 404);
+    assert_eq!(
+        call(&app.admin, Method::DELETE, &role("Reader"), None)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        call(&app.admin, Method::GET, &role("Reader"), None)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        call(&app.admin, Method::DELETE, &role("Reader"), None)
+            .await
+            .status,
+        404
+    );
 }
 
 /// The documented walk-through: an application declares its actions and a Contributor role, a
@@ -224,19 +313,34 @@ async fn an_application_relies_on_authorize_for_its_own_actions() {
     let mine: List<EligibleRole> = get_as(&alice, "/api/v1/me/eligibleRoles").await;
     assert_eq!(mine.value.len(), 1);
     assert_eq!(
-        (mine.value[0].application_id.as_str(), mine.value[0].role_definition.as_str()),
+        (
+            mine.value[0].application_id.as_str(),
+            mine.value[0].role_definition.as_str()
+        ),
         (CRM, "Contributor")
     );
-    let at_erp: List<EligibleRole> =
-        get_as(&alice, &format!("/api/v1/me/eligibleRoles?applicationId={ERP}")).await;
+    let at_erp: List<EligibleRole> = get_as(
+        &alice,
+        &format!("/api/v1/me/eligibleRoles?applicationId={ERP}"),
+    )
+    .await;
     assert!(at_erp.value.is_empty());
     let theirs: List<EligibleRole> = get_as(&bob, "/api/v1/me/eligibleRoles").await;
     assert!(theirs.value.is_empty());
-    let r = call(&alice, Method::GET, "/api/v1/me/eligibleRoles?applicationId=crm", None).await;
+    let r = call(
+        &alice,
+        Method::GET,
+        "/api/v1/me/eligibleRoles?applicationId=crm",
+        None,
+    )
+    .await;
     assert_eq!((r.status, target(&r).as_str()), (400, "applicationId"));
 
     let write = "crm.orders/write";
-    assert!(!ask(&app, "alice", write, CRM).await.allowed, "eligible is not active");
+    assert!(
+        !ask(&app, "alice", write, CRM).await.allowed,
+        "eligible is not active"
+    );
     let r = call(
         &alice,
         Method::PUT,
@@ -246,8 +350,16 @@ async fn an_application_relies_on_authorize_for_its_own_actions() {
             "jitSchedulingPolicy":{"type":"Once","duration":"PT1H"},"justification":"ticket 7"}})),
     )
     .await;
-    assert_eq!((r.status, state_of(&r)), (201, RequestState::Pending), "{:?}", r.body);
-    assert!(!ask(&app, "alice", write, CRM).await.allowed, "pending is not active");
+    assert_eq!(
+        (r.status, state_of(&r)),
+        (201, RequestState::Pending),
+        "{:?}",
+        r.body
+    );
+    assert!(
+        !ask(&app, "alice", write, CRM).await.allowed,
+        "pending is not active"
+    );
     let r = decide(&bob, "fix", "approve").await;
     assert_eq!(state_of(&r), RequestState::Active, "{:?}", r.body);
 
@@ -259,22 +371,42 @@ async fn an_application_relies_on_authorize_for_its_own_actions() {
     assert!(!ask(&app, "alice", "crm.orders/delete", CRM).await.allowed);
     assert!(!ask(&app, "alice", "erp.orders/write", ERP).await.allowed);
     assert!(!ask(&app, "alice", "erp.orders/write", CRM).await.allowed);
-    assert!(!ask(&app, "alice", "ajar.applications/write", CRM).await.allowed);
+    assert!(
+        !ask(&app, "alice", "ajar.applications/write", CRM)
+            .await
+            .allowed
+    );
     // ajar's own Owner (the administrator, `*` at `/`) answers for ajar's actions only.
     assert!(!ask(&app, "admin", write, CRM).await.allowed);
-    assert!(ask(&app, "admin", "ajar.applications/write", CRM).await.allowed);
+    assert!(
+        ask(&app, "admin", "ajar.applications/write", CRM)
+            .await
+            .allowed
+    );
 
     // While the elevation lasts its role cannot be deleted, even with the eligibility gone.
-    call_ok(&app.admin, Method::DELETE, &format!("/api/v1{CRM}/eligibleRoles/vendor"), None).await;
+    call_ok(
+        &app.admin,
+        Method::DELETE,
+        &format!("/api/v1{CRM}/eligibleRoles/vendor"),
+        None,
+    )
+    .await;
     let role = format!("/api/v1{CRM}/roleDefinitions/Contributor");
     let r = call(&app.admin, Method::DELETE, &role, None).await;
     assert_eq!(r.status, 409, "{:?}", r.body);
     assert!(error_of(&r).message.contains("request"), "{:?}", r.body);
 
     app.advance(SignedDuration::from_hours(1));
-    assert!(!ask(&app, "alice", write, CRM).await.allowed, "after the window");
+    assert!(
+        !ask(&app, "alice", write, CRM).await.allowed,
+        "after the window"
+    );
     app.tick().await;
-    assert_eq!(call(&app.admin, Method::DELETE, &role, None).await.status, 204);
+    assert_eq!(
+        call(&app.admin, Method::DELETE, &role, None).await.status,
+        204
+    );
 }
 
 #[tokio::test]
@@ -282,7 +414,13 @@ async fn ajar_roles_in_use_by_eligibilities_or_elevations_cannot_be_deleted() {
     let app = TestApp::spawn().await;
     application(&app, CRM, json!({"jitApprovalMode":"AutoApprove"})).await;
     let custom = "/api/v1/roleDefinitions/AppEditor";
-    call_ok(&app.admin, Method::PUT, custom, Some(json!({"actions":["ajar.applications/*"]}))).await;
+    call_ok(
+        &app.admin,
+        Method::PUT,
+        custom,
+        Some(json!({"actions":["ajar.applications/*"]})),
+    )
+    .await;
     call_ok(
         &app.admin,
         Method::PUT,
@@ -291,7 +429,12 @@ async fn ajar_roles_in_use_by_eligibilities_or_elevations_cannot_be_deleted() {
     )
     .await;
     let r = call(&app.admin, Method::DELETE, custom, None).await;
-    assert_eq!((r.status, target(&r).as_str()), (409, "name"), "{:?}", r.body);
+    assert_eq!(
+        (r.status, target(&r).as_str()),
+        (409, "name"),
+        "{:?}",
+        r.body
+    );
     assert!(error_of(&r).message.contains("eligible role alice"));
 
     let alice = app.user("alice", Some(("JitRequester", RG))).await;
@@ -305,13 +448,30 @@ async fn ajar_roles_in_use_by_eligibilities_or_elevations_cannot_be_deleted() {
     )
     .await;
     assert_eq!(state_of(&r), RequestState::Active, "{:?}", r.body);
-    assert!(ask(&app, "alice", "ajar.applications/write", CRM).await.allowed);
-    call_ok(&app.admin, Method::DELETE, &format!("/api/v1{CRM}/eligibleRoles/alice"), None).await;
+    assert!(
+        ask(&app, "alice", "ajar.applications/write", CRM)
+            .await
+            .allowed
+    );
+    call_ok(
+        &app.admin,
+        Method::DELETE,
+        &format!("/api/v1{CRM}/eligibleRoles/alice"),
+        None,
+    )
+    .await;
     let r = call(&app.admin, Method::DELETE, custom, None).await;
-    assert_eq!(r.status, 409, "the active elevation still uses it: {:?}", r.body);
+    assert_eq!(
+        r.status, 409,
+        "the active elevation still uses it: {:?}",
+        r.body
+    );
     app.advance(SignedDuration::from_hours(1));
     app.tick().await;
-    assert_eq!(call(&app.admin, Method::DELETE, custom, None).await.status, 204);
+    assert_eq!(
+        call(&app.admin, Method::DELETE, custom, None).await.status,
+        204
+    );
 }
 
 #[tokio::test]
@@ -324,9 +484,21 @@ async fn declaring_actions_and_roles_needs_write_at_the_application() {
     let reader = app.user("rita", Some(("SecurityReader", RG))).await;
     let requester = app.user("rex", Some(("JitRequester", RG))).await;
     let writes = [
-        (Method::PUT, format!("/api/v1{CRM}/actions"), Some(json!({"namespace":"crm","actions":["crm.x"]}))),
-        (Method::PUT, format!("/api/v1{CRM}/roleDefinitions/Admin"), Some(json!({"actions":["*"]}))),
-        (Method::DELETE, format!("/api/v1{CRM}/roleDefinitions/Reader"), None),
+        (
+            Method::PUT,
+            format!("/api/v1{CRM}/actions"),
+            Some(json!({"namespace":"crm","actions":["crm.x"]})),
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1{CRM}/roleDefinitions/Admin"),
+            Some(json!({"actions":["*"]})),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1{CRM}/roleDefinitions/Reader"),
+            None,
+        ),
     ];
     for who in [&elsewhere, &reader, &requester] {
         for (method, path, body) in &writes {
@@ -340,7 +512,11 @@ async fn declaring_actions_and_roles_needs_write_at_the_application() {
             format!("/api/v1{CRM}/roleDefinitions"),
             format!("/api/v1{CRM}/roleDefinitions/Reader"),
         ] {
-            assert_eq!(call(who, Method::GET, &path, None).await.status, 403, "{path}");
+            assert_eq!(
+                call(who, Method::GET, &path, None).await.status,
+                403,
+                "{path}"
+            );
         }
     }
     let roles: List<ApplicationRole> =

@@ -529,7 +529,12 @@ async fn world(app: &TestApp) -> Ctx {
         )
         .await;
         assert_eq!(r.status, 201);
-        declare_roles_in(&app, app_path.trim_start_matches("/api/v1"), &format!("app{g}")).await;
+        declare_roles_in(
+            &app,
+            app_path.trim_start_matches("/api/v1"),
+            &format!("app{g}"),
+        )
+        .await;
         let r = call(
             &app.admin,
             Method::PUT,

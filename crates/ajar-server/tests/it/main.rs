@@ -178,7 +178,10 @@ pub async fn declare_roles_in(app: &TestApp, app_id: &str, ns: &str) {
         Some(json!({"namespace":ns,"actions":[format!("{ns}.orders/read"),format!("{ns}.orders/write")]})),
     )
     .await;
-    for (role, pattern) in [("Reader", format!("{ns}.orders/read")), ("Contributor", format!("{ns}.*"))] {
+    for (role, pattern) in [
+        ("Reader", format!("{ns}.orders/read")),
+        ("Contributor", format!("{ns}.*")),
+    ] {
         call_ok(
             &app.admin,
             Method::PUT,
