@@ -1,8 +1,9 @@
-//! `ajar apply -f FILE`: declarative machines, policies, applications (with eligible roles) and
-//! role assignments, in YAML or JSON. Each object is read from the server and written only when
-//! the file says something the server does not (so a second run changes nothing);
-//! `--dry-run` prints the same plan and writes nothing. Objects missing from the file are left
-//! alone (nothing is deleted).
+//! `ajar apply -f FILE`: declarative machines, policies, applications (with their actions, roles
+//! and eligible roles) and role assignments, in YAML or JSON. Each object is read from the server
+//! and written only when the file says something the server does not (so a second run changes
+//! nothing); `--dry-run` prints the same plan and writes nothing. Objects missing from the file
+//! are left alone (nothing is deleted). An application's actions and roles are applied right
+//! after it and before its eligible roles, which may name those roles.
 //!
 //! ```yaml
 //! machines:
@@ -17,6 +18,9 @@
 //! applications:
 //!   - id: /subscriptions/s1/resourceGroups/rg1/applications/crm
 //!     properties: {jitAccessPolicy: {jitApprovalMode: ManualApprove, jitApprovers: [{id: bob, type: user}]}}
+//!     actions: {namespace: crm, actions: [crm.orders/read, crm.orders/write]}
+//!     roleDefinitions:
+//!       - {name: Contributor, actions: [crm.orders/*], description: Works on orders}
 //!     eligibleRoles:
 //!       - {id: alice, principal: alice, roleDefinition: Contributor}
 //! roleAssignments:
@@ -26,6 +30,7 @@
 use crate::network::read_document;
 use crate::{CliError, CliResult, Ctx, Output, render, usage};
 use ajar_api::ClientError;
+use ajar_core::rbac::parse_role_name;
 use clap::Args;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
@@ -61,9 +66,18 @@ pub struct Desired {
 }
 
 impl Desired {
-    /// The file's content from its parsed document; `file` names it in errors.
+    /// The file's content from its parsed document; `file` names it in errors. Names that go
+    /// into a path are checked here, so a bad one is refused before anything is sent.
     pub fn from_document(doc: Value, file: &str) -> CliResult<Desired> {
-        serde_json::from_value(doc).map_err(|e| usage(format!("{file}: {e}")))
+        let desired: Desired =
+            serde_json::from_value(doc).map_err(|e| usage(format!("{file}: {e}")))?;
+        for a in &desired.applications {
+            for r in &a.role_definitions {
+                parse_role_name(&r.name)
+                    .map_err(|e| usage(format!("{file}: {}: {}", a.id, e.message)))?;
+            }
+        }
+        Ok(desired)
     }
 }
 
@@ -77,7 +91,7 @@ pub struct Object {
     pub properties: Value,
 }
 
-/// An application and its eligible roles.
+/// An application, the actions it declares, its roles and its eligible roles.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Application {
@@ -86,9 +100,39 @@ pub struct Application {
     /// Its properties.
     #[serde(default)]
     pub properties: Value,
+    /// The actions it declares.
+    #[serde(default)]
+    pub actions: Option<Actions>,
+    /// Its own roles, over those actions.
+    #[serde(default)]
+    pub role_definitions: Vec<AppRole>,
     /// Who may activate which role.
     #[serde(default)]
     pub eligible_roles: Vec<Eligible>,
+}
+
+/// The actions an application declares.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Actions {
+    /// Its namespace, e.g. `crm`.
+    pub namespace: String,
+    /// Its actions, e.g. `crm.orders/read`.
+    #[serde(default)]
+    pub actions: Vec<String>,
+}
+
+/// One of an application's roles.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AppRole {
+    /// Its name, unique within the application.
+    pub name: String,
+    /// Patterns over the application's actions.
+    pub actions: Vec<String>,
+    /// What it is for.
+    #[serde(default)]
+    pub description: Option<String>,
 }
 
 /// One eligibility.
@@ -212,7 +256,20 @@ struct Plan<'a> {
 impl Plan<'_> {
     /// Prints and (unless dry) carries out one step: PUT `body` at `path` when needed.
     async fn step(&mut self, what: &str, path: &str, body: Value, compare: &Value) -> CliResult {
-        let c = change(compare, current(self.ctx, path).await?.as_ref());
+        let now = current(self.ctx, path).await?;
+        self.step_from(what, path, body, compare, now).await
+    }
+
+    /// Like [`Plan::step`], with the object as it is now (`None`: it does not exist).
+    async fn step_from(
+        &mut self,
+        what: &str,
+        path: &str,
+        body: Value,
+        compare: &Value,
+        now: Option<Value>,
+    ) -> CliResult {
+        let c = change(compare, now.as_ref());
         let (mark, verb, idx) = match &c {
             Change::Create => ("+", "create", 0),
             Change::Update(_) => ("~", "update", 1),
@@ -273,6 +330,34 @@ pub async fn apply(ctx: &Ctx, args: ApplyArgs) -> CliResult {
         let id = crate::parse::id(&a.id)?;
         let body = json!({"properties": a.properties});
         plan.step("application", &id, body.clone(), &body).await?;
+        // Actions and roles before eligibility, which names the roles.
+        if let Some(declared) = &a.actions {
+            let path = format!("{id}/actions");
+            // The server keeps actions sorted and once each: compare them the same way.
+            let mut actions = declared.actions.clone();
+            actions.sort_unstable();
+            actions.dedup();
+            let body = json!({"namespace": declared.namespace, "actions": actions});
+            // An application that declared nothing answers an empty namespace.
+            let now = current(ctx, &path)
+                .await?
+                .filter(|v| v["namespace"].as_str().is_some_and(|n| !n.is_empty()));
+            plan.step_from("actions", &path, body.clone(), &body, now)
+                .await?;
+        }
+        for r in &a.role_definitions {
+            let body = match &r.description {
+                Some(d) => json!({"actions": r.actions, "description": d}),
+                None => json!({"actions": r.actions}),
+            };
+            plan.step(
+                "role definition",
+                &format!("{id}/roleDefinitions/{}", r.name),
+                body.clone(),
+                &body,
+            )
+            .await?;
+        }
         for e in &a.eligible_roles {
             let body = json!({"principal": e.principal, "roleDefinition": e.role_definition});
             plan.step(

@@ -480,7 +480,7 @@ pub enum Command {
         #[command(subcommand)]
         cmd: network::AccessCmd,
     },
-    /// Managed applications, their eligible roles, and role activation.
+    /// Managed applications: their actions and roles, who may activate them, and activation.
     App {
         #[command(flatten)]
         conn: Conn,

@@ -6,7 +6,8 @@ use crate::render::{self, Column};
 use crate::{Answer, CliError, CliResult, Ctx, NoParameters, refused, usage};
 use ajar_api::ClientError;
 use ajar_api::wire::{
-    Application, ApplicationBody, ApplicationProperties, DecisionBody, EligibleRole,
+    Application, ApplicationActions, ApplicationActionsBody, ApplicationBody,
+    ApplicationProperties, ApplicationRole, ApplicationRoleBody, DecisionBody, EligibleRole,
     EligibleRoleBody, Group, GroupBody, HistoryEntry, JitAccessPolicy, JitApprover,
     JitAuthorizationPolicy, JitRequest, JitRequestBody, JitRequestProperties, JitSchedulingPolicy,
     List, Me, RequestFigures, RoleAssignment, RoleAssignmentBody, RoleDefinition,
@@ -15,7 +16,7 @@ use ajar_api::wire::{
 use ajar_core::duration::AccessDuration;
 use ajar_core::id::{ResourceId, Scope};
 use ajar_core::principal::Principal;
-use ajar_core::rbac::ActionPattern;
+use ajar_core::rbac::{ActionPattern, parse_role_name};
 use clap::{Args, Subcommand, ValueEnum};
 
 /// How an application's activations are decided.
@@ -99,6 +100,25 @@ pub enum AppCmd {
     /// Who may activate which role.
     #[command(subcommand)]
     Role(EligibleCmd),
+    /// Show the actions an application declares, or declare them (with --namespace).
+    Actions {
+        /// The application's resource id.
+        app: String,
+        /// Its namespace, e.g. crm; the actions given replace those declared.
+        #[arg(long)]
+        namespace: Option<String>,
+        /// An action in the namespace, e.g. crm.orders/read (repeatable).
+        #[arg(long = "action", requires = "namespace")]
+        actions: Vec<String>,
+    },
+    /// The application's own roles, written over its actions.
+    #[command(subcommand)]
+    Roledef(AppRoleCmd),
+    /// The roles you may activate, at every application or at one.
+    Mine {
+        /// Only at this application (its resource id).
+        app: Option<String>,
+    },
     /// Activate roles on an application for a while (a role activation request).
     Activate {
         /// The application's resource id.
@@ -149,6 +169,44 @@ pub enum EligibleCmd {
         app: String,
         /// Its id.
         id: String,
+    },
+}
+
+/// `ajar app roledef ...`.
+#[derive(Debug, Subcommand)]
+pub enum AppRoleCmd {
+    /// Create or replace one of the application's roles.
+    Put {
+        /// The application's resource id.
+        app: String,
+        /// The role's name, e.g. Contributor.
+        role: String,
+        /// A pattern over the application's actions, e.g. crm.orders/* (repeatable).
+        #[arg(long = "action", required = true)]
+        actions: Vec<String>,
+        /// What the role is for.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List the application's roles.
+    List {
+        /// The application's resource id.
+        app: String,
+    },
+    /// Show one role and the actions it allows.
+    Show {
+        /// The application's resource id.
+        app: String,
+        /// The role's name.
+        role: String,
+    },
+    /// Remove a role (not while an eligibility or a request under way uses it).
+    #[command(alias = "rm")]
+    Delete {
+        /// The application's resource id.
+        app: String,
+        /// The role's name.
+        role: String,
     },
 }
 
@@ -266,6 +324,55 @@ const ELIGIBLE_COLUMNS: &[Column<EligibleRole>] = &[
     ("SINCE", |e| render::text(&e.created_at)),
 ];
 
+const ACTIONS_FIELDS: &[Column<ApplicationActions>] = &[
+    ("application", |a| render::text(&a.application_id)),
+    ("namespace", |a| {
+        render::optional(&Some(&a.namespace).filter(|n| !n.is_empty()))
+    }),
+    ("actions", |a| render::list(&a.actions)),
+];
+
+const APP_ROLE_COLUMNS: &[Column<ApplicationRole>] = &[
+    ("NAME", |r| render::text(&r.name)),
+    ("PATTERNS", |r| render::list(&r.actions)),
+    ("ALLOWS", |r| render::list(&r.allowed_actions)),
+    ("DESCRIPTION", |r| render::text(&r.description)),
+];
+
+const APP_ROLE_FIELDS: &[Column<ApplicationRole>] = &[
+    ("id", |r| render::text(&r.id)),
+    ("name", |r| render::text(&r.name)),
+    ("patterns", |r| render::list(&r.actions)),
+    ("allows", |r| render::list(&r.allowed_actions)),
+    ("description", |r| render::text(&r.description)),
+];
+
+const MINE_COLUMNS: &[Column<EligibleRole>] = &[
+    ("APPLICATION", |e| render::text(&e.application_id)),
+    ("ROLE", |e| render::text(&e.role_definition)),
+    ("AS", |e| render::text(&e.principal)),
+    ("ID", |e| render::text(&e.id)),
+    ("SINCE", |e| render::text(&e.created_at)),
+];
+
+/// A role name as given on the command line (`ROLE`), checked before it goes into a path.
+fn role_name(s: &str) -> CliResult<String> {
+    parse_role_name(s).map_err(|e| refused("ROLE", e))
+}
+
+/// A value for a URL's query, percent-encoded.
+fn query_value(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 /// The calling principal.
 async fn me(ctx: &Ctx) -> CliResult<Principal> {
     let me: Me = ctx.get("/api/v1/me").await?;
@@ -334,6 +441,44 @@ pub async fn app(ctx: &Ctx, cmd: AppCmd) -> CliResult {
             ctx.removed(&format!("application {id} removed"));
         }
         AppCmd::Role(cmd) => eligible(ctx, cmd).await?,
+        AppCmd::Actions {
+            app,
+            namespace,
+            actions,
+        } => {
+            let app = parse::id(&app)?;
+            let path = format!("{app}/actions");
+            match namespace {
+                None => {
+                    let a = ctx.fetch::<ApplicationActions>(&path).await?;
+                    ctx.show(&a, ACTIONS_FIELDS);
+                }
+                Some(namespace) => {
+                    let body = ApplicationActionsBody { namespace, actions };
+                    let a = ctx.put::<ApplicationActions, _>(&path, &body).await?;
+                    ctx.done(
+                        &a,
+                        &format!(
+                            "{app} declares {} action(s) in {}",
+                            a.body.actions.len(),
+                            a.body.namespace
+                        ),
+                    );
+                }
+            }
+        }
+        AppCmd::Roledef(cmd) => app_role(ctx, cmd).await?,
+        AppCmd::Mine { app } => {
+            let path = match app {
+                Some(app) => format!(
+                    "/api/v1/me/eligibleRoles?applicationId={}",
+                    query_value(&parse::id(&app)?)
+                ),
+                None => "/api/v1/me/eligibleRoles".to_owned(),
+            };
+            let list = ctx.fetch_pages(&path).await?;
+            ctx.list(&list, MINE_COLUMNS);
+        }
         AppCmd::Activate {
             app,
             roles,
@@ -389,6 +534,55 @@ pub async fn app(ctx: &Ctx, cmd: AppCmd) -> CliResult {
 /// A fresh request name.
 fn new_name() -> String {
     uuid::Uuid::new_v4().to_string()
+}
+
+/// Runs `ajar app roledef ...`.
+async fn app_role(ctx: &Ctx, cmd: AppRoleCmd) -> CliResult {
+    match cmd {
+        AppRoleCmd::Put {
+            app,
+            role,
+            actions,
+            description,
+        } => {
+            let app = parse::id(&app)?;
+            let role = role_name(&role)?;
+            let body = ApplicationRoleBody {
+                actions,
+                description,
+            };
+            let r = ctx
+                .put::<ApplicationRole, _>(&format!("{app}/roleDefinitions/{role}"), &body)
+                .await?;
+            ctx.done(
+                &r,
+                &format!(
+                    "role {role} of {app} saved; it allows {}",
+                    render::list(&r.body.allowed_actions)
+                ),
+            );
+        }
+        AppRoleCmd::List { app } => {
+            let app = parse::id(&app)?;
+            let list = ctx.fetch_pages(&format!("{app}/roleDefinitions")).await?;
+            ctx.list(&list, APP_ROLE_COLUMNS);
+        }
+        AppRoleCmd::Show { app, role } => {
+            let app = parse::id(&app)?;
+            let role = role_name(&role)?;
+            let r = ctx
+                .fetch::<ApplicationRole>(&format!("{app}/roleDefinitions/{role}"))
+                .await?;
+            ctx.show(&r, APP_ROLE_FIELDS);
+        }
+        AppRoleCmd::Delete { app, role } => {
+            let app = parse::id(&app)?;
+            let role = role_name(&role)?;
+            ctx.delete(&format!("{app}/roleDefinitions/{role}")).await?;
+            ctx.removed(&format!("role {role} of {app} removed"));
+        }
+    }
+    Ok(())
 }
 
 async fn eligible(ctx: &Ctx, cmd: EligibleCmd) -> CliResult {

@@ -130,6 +130,21 @@ impl Browser {
         panic!("{css} never appeared in: {}", self.text().await);
     }
 
+    /// Waits until the element at `css` contains `want`; answers its text.
+    async fn until_element_has(&self, css: &str, want: &str) -> String {
+        let mut last = String::new();
+        for _ in 0..100 {
+            if let Ok(e) = self.client.find(Locator::Css(css)).await {
+                last = e.text().await.unwrap_or_default();
+                if last.contains(want) {
+                    return last;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{css} never contained {want:?} (last {last:?})");
+    }
+
     /// Waits until the element at `css` reads exactly `want`.
     async fn until_element_text(&self, css: &str, want: &str) {
         let mut last = String::new();
@@ -485,6 +500,19 @@ async fn an_approver_decides_an_application_request_in_the_browser() {
         "jitApprovers":[{"id":"bob","type":"user"}]}}}),
     )
     .await;
+    // The application's actions and its Contributor role, which the eligibility names.
+    put(
+        &app,
+        &format!("{APP}/actions"),
+        json!({"namespace":"crm","actions":["crm.orders/read","crm.orders/write"]}),
+    )
+    .await;
+    put(
+        &app,
+        &format!("{APP}/roleDefinitions/Contributor"),
+        json!({"actions":["crm.orders/*"]}),
+    )
+    .await;
     put(
         &app,
         &format!("{APP}/eligibleRoles/alice"),
@@ -545,6 +573,177 @@ async fn an_approver_decides_an_application_request_in_the_browser() {
     b.go(&app, "/apps?scope=/subscriptions/s1").await;
     b.until_text("Applications").await;
     b.audit("applications").await;
+    b.stop().await;
+}
+
+/// The values of the options of the `select` or `datalist` at `css`.
+async fn options(b: &Browser, css: &str) -> Value {
+    b.client
+        .execute(
+            "return [...document.querySelectorAll(arguments[0] + ' option')].map(o => o.value);",
+            vec![json!(css)],
+        )
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_declares_actions_and_roles_and_each_user_activates_only_their_own() {
+    let app = TestApp::spawn().await;
+    put(
+        &app,
+        APP,
+        json!({"properties":{"jitAccessPolicy":{"jitApprovalMode":"ManualApprove",
+        "jitApprovers":[{"id":"bob","type":"user"}]}}}),
+    )
+    .await;
+    let view = format!("/apps/view?id={APP}");
+    let b = Browser::start().await;
+    b.sign_in(&app, &app.admin_token.clone()).await;
+    b.go(&app, &view).await;
+    let page = b.until_text("Declare actions").await;
+    assert!(
+        page.contains("Declared actions: none.") && page.contains("Roles: none."),
+        "{page}"
+    );
+    // The role input offers no role before there is one, and no longer suggests one.
+    assert_eq!(options(&b, "#e-roles").await, json!([]));
+    let typed = b
+        .client
+        .find(Locator::Id("e-role"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(typed.as_deref(), Some(""));
+
+    // Declare the actions, one per line and with a comma.
+    b.fill("#x-namespace", "crm").await;
+    b.fill(
+        "#x-actions",
+        "crm.orders/read\ncrm.orders/write, crm.invoices/read",
+    )
+    .await;
+    b.click("form[action='/apps/actions'] button").await;
+    let declared = b
+        .until_element_has("div[aria-label='Declared actions']", "crm.orders/write")
+        .await;
+    for a in ["crm.invoices/read", "crm.orders/read", "crm.orders/write"] {
+        assert!(declared.contains(&format!("crm {a}")), "{a} in {declared}");
+    }
+    // A namespace the API refuses: its message next to the field.
+    b.fill("#x-namespace", "ajar").await;
+    b.click("form[action='/apps/actions'] button").await;
+    let err = b.until_element("#err-namespace").await;
+    assert!(err.contains("ajar's own actions"), "{err}");
+    b.audit("application, refused actions").await;
+
+    // Two roles over them; a pattern matching no declared action is refused at its field.
+    b.go(&app, &view).await;
+    for (name, patterns, description) in [
+        ("Contributor", "crm.orders/*", "Works on orders"),
+        ("Reader", "*/read", ""),
+    ] {
+        b.until_text("Add or replace a role").await;
+        b.fill("#r-name", name).await;
+        b.fill("#r-patterns", patterns).await;
+        if !description.is_empty() {
+            b.fill("#r-description", description).await;
+        }
+        b.click("form[action='/apps/roles'] button").await;
+        b.until_element_has("div[aria-label='Roles']", name).await;
+    }
+    let roles = b.until_element("div[aria-label='Roles']").await;
+    assert!(
+        roles
+            .contains("Contributor crm.orders/* crm.orders/read, crm.orders/write Works on orders"),
+        "{roles}"
+    );
+    assert!(
+        roles.contains("Reader */read crm.invoices/read, crm.orders/read -"),
+        "{roles}"
+    );
+    b.fill("#r-name", "Refunds").await;
+    b.fill("#r-patterns", "crm.refunds/*").await;
+    b.click("form[action='/apps/roles'] button").await;
+    let err = b.until_element("#err-patterns").await;
+    assert!(err.contains("matches none of the actions"), "{err}");
+    assert!(
+        b.client.find(Locator::Css("#err-actions")).await.is_err(),
+        "the error is shown at the role's patterns only"
+    );
+    b.audit("application, refused role").await;
+    b.fill("#r-name", "bad name").await;
+    b.fill("#r-patterns", "crm.orders/*").await;
+    b.click("form[action='/apps/roles'] button").await;
+    let err = b.until_element("#err-role").await;
+    assert!(err.contains("must be 1 to 64 letters"), "{err}");
+
+    // The eligible role input offers the application's roles; a group gets Contributor.
+    b.go(&app, &view).await;
+    b.until_text("Add an eligible role").await;
+    assert_eq!(
+        options(&b, "#e-roles").await,
+        json!(["Contributor", "Reader"])
+    );
+    b.fill("#e-principal", "group:devs").await;
+    b.fill("#e-role", "Contributor").await;
+    b.click("form[action='/apps/eligible'] button").await;
+    let eligible = b
+        .until_element_has("div[aria-label='Eligible roles']", "group:devs")
+        .await;
+    assert!(eligible.contains("group:devs Contributor"), "{eligible}");
+    b.audit("application with its actions and roles").await;
+    b.client
+        .execute(
+            "document.querySelector(\"div[aria-label='Roles']\").scrollIntoView();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    b.shot("application-roles").await;
+    b.sign_out().await;
+
+    // alice is in devs; bob is eligible for Reader; carol for nothing. Each may read the page.
+    put(&app, "/groups/devs", json!({"members":["alice"]})).await;
+    put(
+        &app,
+        &format!("{APP}/eligibleRoles/bob"),
+        json!({"principal":"bob","roleDefinition":"Reader"}),
+    )
+    .await;
+    let mut tokens = Vec::new();
+    for who in ["alice", "carol"] {
+        tokens.push(user(&app, who, "JitRequester").await);
+        put(
+            &app,
+            &format!("/roleAssignments/{who}-read"),
+            json!({"principal":who,"roleDefinition":"SecurityReader","scope":APP}),
+        )
+        .await;
+    }
+    b.sign_in(&app, &tokens[0]).await;
+    b.go(&app, &view).await;
+    b.until_text("Activate a role").await;
+    assert_eq!(options(&b, "#a-role").await, json!(["Contributor"]));
+    assert!(!b.text().await.contains("You are not eligible"));
+    b.audit("application, as a user eligible through a group")
+        .await;
+    b.sign_out().await;
+
+    b.sign_in(&app, &tokens[1]).await;
+    b.go(&app, &view).await;
+    let page = b.until_text("Activate a role").await;
+    assert!(
+        page.contains("You are not eligible for a role here."),
+        "{page}"
+    );
+    assert!(
+        b.client.find(Locator::Css("#a-role")).await.is_err(),
+        "no role to choose"
+    );
+    b.audit("application, as a user eligible for nothing").await;
     b.stop().await;
 }
 

@@ -1,9 +1,12 @@
-//! Applications: their JIT policy, eligible roles and role activation.
+//! Applications: their JIT policy, the actions they declare and their own roles, eligible roles
+//! and role activation.
 
 use super::*;
 use crate::html::{self, enc, error_summary, field_error, joined, or_dash, page, table, time};
 use crate::{Console, Session};
-use ajar_api::wire::{Application, EligibleRole, JitAccessPolicy};
+use ajar_api::wire::{
+    Application, ApplicationActions, ApplicationRole, EligibleRole, JitAccessPolicy,
+};
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
@@ -296,12 +299,54 @@ pub(super) async fn app_view_page(
         .parse::<List<EligibleRole>>()
         .map(|l| (l.value, l.next_link))
         .unwrap_or_default();
-    let mut role_names: Vec<String> = roles
-        .iter()
-        .map(|r| r.role_definition.to_string())
+    let declared = c
+        .call(
+            parts,
+            Some(&s.secret),
+            Method::GET,
+            &format!("/api/v1{id}/actions"),
+            None,
+        )
+        .await;
+    let declared = declared
+        .parse::<ApplicationActions>()
+        .ok_or_else(|| declared.error().map(|(m, _)| m).unwrap_or_default());
+    let own = c
+        .call(
+            parts,
+            Some(&s.secret),
+            Method::GET,
+            &format!("/api/v1{id}/roleDefinitions?top=1000"),
+            None,
+        )
+        .await;
+    let own_roles = own
+        .parse::<List<ApplicationRole>>()
+        .map(|l| l.value)
+        .ok_or_else(|| own.error().map(|(m, _)| m).unwrap_or_default());
+    // Only the roles the signed-in user may activate here are offered.
+    let mine = c
+        .call(
+            parts,
+            Some(&s.secret),
+            Method::GET,
+            &format!(
+                "/api/v1/me/eligibleRoles?applicationId={}&top=1000",
+                enc(id)
+            ),
+            None,
+        )
+        .await;
+    let mine_error = mine.error().map(|(m, _)| m);
+    let mut my_roles: Vec<String> = mine
+        .parse::<List<EligibleRole>>()
+        .map(|l| l.value)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| r.role_definition)
         .collect();
-    role_names.sort_unstable();
-    role_names.dedup();
+    my_roles.sort_unstable();
+    my_roles.dedup();
     let rows: Vec<Vec<Markup>> = roles
         .iter()
         .map(|r| {
@@ -311,6 +356,33 @@ pub(super) async fn app_view_page(
                 html! { (r.role_definition) },
             ]
         })
+        .collect();
+    let role_rows: Vec<Vec<Markup>> = own_roles
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|r| {
+            vec![
+                html! { (r.name) },
+                html! { (joined(&r.actions)) },
+                html! { (joined(&r.allowed_actions)) },
+                html! { (if r.description.is_empty() { "-" } else { r.description.as_str() }) },
+            ]
+        })
+        .collect();
+    let role_names: Vec<&str> = own_roles
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    let (namespace, actions) = declared
+        .as_ref()
+        .map(|d| (d.namespace.clone(), d.actions.clone()))
+        .unwrap_or_default();
+    let action_rows: Vec<Vec<Markup>> = actions
+        .iter()
+        .map(|a| vec![html! { (namespace) }, html! { (a) }])
         .collect();
     let body = html! {
         p {
@@ -327,6 +399,11 @@ pub(super) async fn app_view_page(
                 "roles",
                 "principal",
                 "roleDefinition",
+                "namespace",
+                "actions",
+                "role",
+                "patterns",
+                "description",
             ],
         ))
         form method="post" action="/apps/save" class="card" {
@@ -336,6 +413,46 @@ pub(super) async fn app_view_page(
             p class="hint" { "Whether the application uses JIT is chosen when it is created and cannot change: switching would turn activations into standing access or the reverse." }
             (policy_fields(&policy, &error))
             button type="submit" { "Save" }
+        }
+        @match &declared {
+            Ok(_) => (table("Declared actions", &["Namespace", "Action"], &action_rows)),
+            Err(m) => (html::message("error", m)),
+        }
+        form method="post" action="/apps/actions" class="card" {
+            (html::csrf(s))
+            h2 { "Declare actions" }
+            input type="hidden" name="app" value=(id);
+            p class="hint" { "The actions the application checks with ajar. Its roles are written over them; saving replaces the list." }
+            label for="x-namespace" { "Namespace" }
+            input id="x-namespace" name="namespace" required value=(namespace) placeholder="crm" aria-describedby="x-namespace-help";
+            small id="x-namespace-help" { "Letters, digits, - or _; not ajar" }
+            (field_error(&error, "namespace"))
+            label for="x-actions" { "Actions" }
+            textarea id="x-actions" name="actions" rows="4" aria-describedby="x-actions-help" { (actions.join("\n")) }
+            small id="x-actions-help" { "One per line or separated by commas, each starting with the namespace, e.g. crm.orders/read" }
+            (field_error(&error, "actions"))
+            button type="submit" { "Save actions" }
+        }
+        @match &own_roles {
+            Ok(_) => (table("Roles", &["Name", "Patterns", "Allowed actions", "Description"], &role_rows)),
+            Err(m) => (html::message("error", m)),
+        }
+        form method="post" action="/apps/roles" class="card" {
+            (html::csrf(s))
+            h2 { "Add or replace a role" }
+            input type="hidden" name="app" value=(id);
+            label for="r-name" { "Name" }
+            input id="r-name" name="name" required placeholder="Contributor" aria-describedby="r-name-help";
+            small id="r-name-help" { "A role of the same name is replaced" }
+            (field_error(&error, "role"))
+            label for="r-patterns" { "Patterns" }
+            textarea id="r-patterns" name="patterns" rows="3" required aria-describedby="r-patterns-help" {}
+            small id="r-patterns-help" { "One per line or separated by commas; * matches any run of characters, e.g. crm.orders/*" }
+            (field_error(&error, "patterns"))
+            label for="r-description" { "Description" }
+            input id="r-description" name="description";
+            (field_error(&error, "description"))
+            button type="submit" { "Save role" }
         }
         (table("Eligible roles", &["Id", "Principal", "Role"], &rows))
         (paging.links(&format!("/apps/view?id={}", enc(id)), next_link.as_deref()))
@@ -347,7 +464,10 @@ pub(super) async fn app_view_page(
             input id="e-principal" name="principal" required;
             (field_error(&error, "principal"))
             label for="e-role" { "Role" }
-            input id="e-role" name="role" required value="Contributor";
+            input id="e-role" name="role" required list="e-roles";
+            datalist id="e-roles" {
+                @for name in &role_names { option value=(name); }
+            }
             (field_error(&error, "roleDefinition"))
             button type="submit" { "Add" }
         }
@@ -356,20 +476,26 @@ pub(super) async fn app_view_page(
                 (html::csrf(s))
                 h2 { "Activate a role" }
                 input type="hidden" name="app" value=(id);
-                label for="a-role" { "Role" }
-                select id="a-role" name="role" {
-                    @for role in &role_names { option { (role) } }
+                @if let Some(m) = &mine_error {
+                    (html::message("error", m))
+                } @else if my_roles.is_empty() {
+                    p class="hint" id="a-none" { "You are not eligible for a role here." }
+                } @else {
+                    label for="a-role" { "Role" }
+                    select id="a-role" name="role" {
+                        @for role in &my_roles { option { (role) } }
+                    }
+                    (field_error(&error, "roles"))
+                    label for="a-start" { "Start (empty: now, UTC)" }
+                    input id="a-start" name="start" type="datetime-local";
+                    label for="a-duration" { "Duration" }
+                    input id="a-duration" name="duration" value="2 h" required aria-describedby="a-duration-help";
+                    small id="a-duration-help" { "e.g. 2 h, 90 min or 1 h 30 min" }
+                    (field_error(&error, "duration"))
+                    label for="a-reason" { "Justification" }
+                    textarea id="a-reason" name="reason" rows="2" {}
+                    button type="submit" { "Activate" }
                 }
-                (field_error(&error, "roles"))
-                label for="a-start" { "Start (empty: now, UTC)" }
-                input id="a-start" name="start" type="datetime-local";
-                label for="a-duration" { "Duration" }
-                input id="a-duration" name="duration" value="2 h" required aria-describedby="a-duration-help";
-                small id="a-duration-help" { "e.g. 2 h, 90 min or 1 h 30 min" }
-                (field_error(&error, "duration"))
-                label for="a-reason" { "Justification" }
-                textarea id="a-reason" name="reason" rows="2" {}
-                button type="submit" { "Activate" }
             }
         }
     };
@@ -394,6 +520,97 @@ pub(super) async fn app_eligible(State(c): State<Console>, req: Request) -> Resp
         .await;
     if a.error().is_some() {
         let resp = app_view_page(&c, &parts, &s, &app, a.status, a.error()).await;
+        return with_answer(resp, &a);
+    }
+    redirect(&format!("/apps/view?id={}", enc(&app)))
+}
+
+/// Values typed one per line or separated by commas.
+fn listed(typed: &str) -> Vec<String> {
+    typed
+        .split(['\n', ','])
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// An API error whose target starts with `from`, retargeted at the form field `to` (two forms
+/// of the page send a field the API calls alike).
+fn retarget(
+    error: Option<(String, Option<String>)>,
+    from: &str,
+    to: &str,
+) -> Option<(String, Option<String>)> {
+    error.map(|(m, t)| {
+        let t = t.map(|t| match t.strip_prefix(from) {
+            Some(rest) => format!("{to}{rest}"),
+            None => t,
+        });
+        (m, t)
+    })
+}
+
+pub(super) async fn app_actions(State(c): State<Console>, req: Request) -> Response {
+    let (parts, s, f) = match posted(&c, req).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let app = one(&f, "app").unwrap_or_default();
+    let body = json!({
+        "namespace": one(&f, "namespace").unwrap_or_default(),
+        "actions": listed(&one(&f, "actions").unwrap_or_default()),
+    });
+    let a = c
+        .call(
+            &parts,
+            Some(&s.secret),
+            Method::PUT,
+            &format!("/api/v1{app}/actions"),
+            Some(&body),
+        )
+        .await;
+    if a.error().is_some() {
+        let resp = app_view_page(&c, &parts, &s, &app, a.status, a.error()).await;
+        return with_answer(resp, &a);
+    }
+    redirect(&format!("/apps/view?id={}", enc(&app)))
+}
+
+pub(super) async fn app_role(State(c): State<Console>, req: Request) -> Response {
+    let (parts, s, f) = match posted(&c, req).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let app = one(&f, "app").unwrap_or_default();
+    // The name goes into the API's path: one that cannot be a role's is refused here.
+    let name = match ajar_core::rbac::parse_role_name(&one(&f, "name").unwrap_or_default()) {
+        Ok(name) => name,
+        Err(e) => {
+            let error = Some((e.message, Some("role".to_owned())));
+            return app_view_page(&c, &parts, &s, &app, StatusCode::BAD_REQUEST, error).await;
+        }
+    };
+    let body = object([
+        (
+            "actions",
+            Some(json!(listed(&one(&f, "patterns").unwrap_or_default()))),
+        ),
+        ("description", one(&f, "description").map(Value::from)),
+    ]);
+    let a = c
+        .call(
+            &parts,
+            Some(&s.secret),
+            Method::PUT,
+            &format!("/api/v1{app}/roleDefinitions/{name}"),
+            Some(&body),
+        )
+        .await;
+    if a.error().is_some() {
+        // The role's patterns are `actions` to the API, `patterns` on the page.
+        let error = retarget(a.error(), "actions", "patterns");
+        let resp = app_view_page(&c, &parts, &s, &app, a.status, error).await;
         return with_answer(resp, &a);
     }
     redirect(&format!("/apps/view?id={}", enc(&app)))

@@ -47,6 +47,8 @@ pub fn routes() -> Router<Console> {
         .route("/apps/save", post(app_save))
         .route("/apps/view", get(app_view))
         .route("/apps/eligible", post(app_eligible))
+        .route("/apps/actions", post(app_actions))
+        .route("/apps/roles", post(app_role))
         .route("/apps/activate", post(app_activate))
         .route("/inbox", get(inbox))
         .route("/inbox/decide", post(decide))

@@ -481,6 +481,41 @@ async fn access_start_wait_prints_where_to_connect_once_the_agent_reports() {
     .fails(1, "not reported open");
 }
 
+/// Declares the actions `NS.orders/read` and `NS.orders/write` at the application `app` and a
+/// role Contributor over both, from the terminal.
+async fn contributor(app: &TestApp, id: &str, ns: &str) {
+    let t = admin(app);
+    let (read, write, all) = (
+        format!("{ns}.orders/read"),
+        format!("{ns}.orders/write"),
+        format!("{ns}.orders/*"),
+    );
+    run(
+        app,
+        &t,
+        &[
+            "app",
+            "actions",
+            id,
+            "--namespace",
+            ns,
+            "--action",
+            &read,
+            "--action",
+            &write,
+        ],
+    )
+    .await
+    .ok();
+    run(
+        app,
+        &t,
+        &["app", "roledef", "put", id, "Contributor", "--action", &all],
+    )
+    .await
+    .ok();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn roles_approvals_and_access_control_from_the_terminal() {
     let app = TestApp::spawn().await;
@@ -504,6 +539,7 @@ async fn roles_approvals_and_access_control_from_the_terminal() {
     )
     .await
     .ok();
+    contributor(&app, APP, "crm").await;
     run(
         &app,
         &t,
@@ -833,6 +869,336 @@ async fn roles_approvals_and_access_control_from_the_terminal() {
     );
 }
 
+/// A new token for `who`, made by the admin from the terminal.
+async fn token_for(app: &TestApp, who: &str) -> String {
+    run(
+        app,
+        &admin(app),
+        &["token", "create", "--principal", who, "-o", "json"],
+    )
+    .await
+    .ok()
+    .json()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_application_declares_actions_and_roles_and_users_see_their_own_from_the_terminal() {
+    let app = TestApp::spawn().await;
+    let t = admin(&app);
+    run(
+        &app,
+        &t,
+        &[
+            "app",
+            "set",
+            APP,
+            "--approval",
+            "manual",
+            "--approver",
+            "user:bob",
+        ],
+    )
+    .await
+    .ok();
+    // Nothing declared yet.
+    let none = run(&app, &t, &["app", "actions", APP, "-o", "json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(
+        (none["namespace"].as_str(), none["actions"].clone()),
+        (Some(""), json!([]))
+    );
+    let shown = run(&app, &t, &["app", "actions", APP]).await.ok();
+    assert!(shown.stdout.contains("namespace:    -"), "{}", shown.stdout);
+
+    // Declare, then show as a table and as the API's JSON.
+    let declared = run(
+        &app,
+        &t,
+        &[
+            "app",
+            "actions",
+            APP,
+            "--namespace",
+            "crm",
+            "--action",
+            "crm.orders/write",
+            "--action",
+            "crm.orders/read",
+            "--action",
+            "crm.invoices/read",
+        ],
+    )
+    .await
+    .ok();
+    assert_eq!(
+        declared.stdout,
+        format!("{APP} declares 3 action(s) in crm\n")
+    );
+    let shown = run(&app, &t, &["app", "actions", APP]).await.ok();
+    assert!(
+        shown
+            .stdout
+            .contains("actions:      crm.invoices/read,crm.orders/read,crm.orders/write"),
+        "{}",
+        shown.stdout
+    );
+    assert!(
+        shown.stdout.contains("namespace:    crm"),
+        "{}",
+        shown.stdout
+    );
+    // Bad input: one line, the right exit code.
+    run(&app, &t, &["app", "actions", APP, "--action", "crm.x"])
+        .await
+        .fails(2, "--namespace");
+    run(
+        &app,
+        &t,
+        &[
+            "app",
+            "actions",
+            APP,
+            "--namespace",
+            "ajar",
+            "--action",
+            "ajar.x",
+        ],
+    )
+    .await
+    .fails(1, "(at namespace) [HTTP 400]");
+    run(&app, &t, &["app", "actions", "crm"])
+        .await
+        .fails(2, "not a resource id");
+
+    // Roles over the declared actions.
+    let put = run(
+        &app,
+        &t,
+        &[
+            "app",
+            "roledef",
+            "put",
+            APP,
+            "Contributor",
+            "--action",
+            "crm.orders/*",
+            "--description",
+            "Works on orders",
+        ],
+    )
+    .await
+    .ok();
+    assert_eq!(
+        put.stdout,
+        format!("role Contributor of {APP} saved; it allows crm.orders/read,crm.orders/write\n")
+    );
+    run(
+        &app,
+        &t,
+        &["app", "roledef", "put", APP, "Reader", "--action", "*/read"],
+    )
+    .await
+    .ok();
+    // A pattern that matches no declared action, a bad name, no pattern at all.
+    run(
+        &app,
+        &t,
+        &[
+            "app",
+            "roledef",
+            "put",
+            APP,
+            "Refunds",
+            "--action",
+            "crm.refunds/*",
+        ],
+    )
+    .await
+    .fails(1, "(at actions[0]) [HTTP 400]");
+    run(
+        &app,
+        &t,
+        &[
+            "app",
+            "roledef",
+            "put",
+            APP,
+            "bad name",
+            "--action",
+            "crm.orders/*",
+        ],
+    )
+    .await
+    .fails(1, "ROLE: role name \"bad name\"");
+    run(&app, &t, &["app", "roledef", "put", APP, "Contributor"])
+        .await
+        .fails(2, "--action");
+    let listed = run(&app, &t, &["app", "roledef", "list", APP]).await.ok();
+    let lines: Vec<&str> = listed.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", listed.stdout);
+    assert!(lines[0].starts_with("NAME"), "{}", listed.stdout);
+    assert!(
+        lines[1].starts_with("Contributor")
+            && lines[1].contains("crm.orders/*")
+            && lines[1].contains("crm.orders/read,crm.orders/write")
+            && lines[1].ends_with("Works on orders"),
+        "{}",
+        listed.stdout
+    );
+    assert!(
+        lines[2].starts_with("Reader") && lines[2].contains("crm.invoices/read,crm.orders/read"),
+        "{}",
+        listed.stdout
+    );
+    let json = run(&app, &t, &["app", "roledef", "list", APP, "-o", "json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(json["value"].as_array().unwrap().len(), 2, "{json}");
+    let reader = run(
+        &app,
+        &t,
+        &["app", "roledef", "show", APP, "Reader", "-o", "json"],
+    )
+    .await
+    .ok()
+    .json();
+    assert_eq!(
+        reader["allowedActions"],
+        json!(["crm.invoices/read", "crm.orders/read"])
+    );
+    let shown = run(&app, &t, &["app", "roledef", "show", APP, "Contributor"])
+        .await
+        .ok();
+    assert!(
+        shown
+            .stdout
+            .contains("allows:       crm.orders/read,crm.orders/write"),
+        "{}",
+        shown.stdout
+    );
+
+    // A group is eligible for Contributor; an unknown role cannot be named.
+    run(&app, &t, &["group", "set", "devs", "--member", "alice"])
+        .await
+        .ok();
+    run(
+        &app,
+        &t,
+        &[
+            "app",
+            "role",
+            "add",
+            APP,
+            "--id",
+            "devs",
+            "--principal",
+            "group:devs",
+            "--role",
+            "Contributor",
+        ],
+    )
+    .await
+    .ok();
+    run(
+        &app,
+        &t,
+        &[
+            "app",
+            "role",
+            "add",
+            APP,
+            "--id",
+            "carol",
+            "--principal",
+            "carol",
+            "--role",
+            "Contributer",
+        ],
+    )
+    .await
+    .fails(1, "(at roleDefinition) [HTTP 400]");
+    // A role in use stays.
+    run(&app, &t, &["app", "roledef", "delete", APP, "Contributor"])
+        .await
+        .fails(1, "is used by eligible role devs");
+
+    // alice sees the role she may activate through her group; bob sees none.
+    let alice = token_for(&app, "alice").await;
+    let bob = token_for(&app, "bob").await;
+    let mine = run(&app, &alice, &["app", "mine"]).await.ok();
+    let lines: Vec<&str> = mine.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", mine.stdout);
+    assert!(lines[0].starts_with("APPLICATION"), "{}", mine.stdout);
+    assert!(
+        lines[1].starts_with(APP) && lines[1].contains("Contributor  group:devs  devs"),
+        "{}",
+        mine.stdout
+    );
+    let here = run(&app, &alice, &["app", "mine", APP, "-o", "json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(here["value"].as_array().unwrap().len(), 1, "{here}");
+    assert_eq!(here["value"][0]["roleDefinition"], "Contributor");
+    let elsewhere = run(
+        &app,
+        &alice,
+        &[
+            "app",
+            "mine",
+            "/subscriptions/s1/resourceGroups/rg1/applications/erp",
+            "-o",
+            "json",
+        ],
+    )
+    .await
+    .ok()
+    .json();
+    assert_eq!(elsewhere["value"], json!([]));
+    let theirs = run(&app, &bob, &["app", "mine", "-o", "json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(theirs["value"], json!([]));
+    run(&app, &alice, &["app", "mine", "crm"])
+        .await
+        .fails(2, "not a resource id");
+    run(
+        &app,
+        &alice,
+        &["app", "mine", "/subscriptions/s1/resourceGroups/rg1"],
+    )
+    .await
+    .fails(1, "(at applicationId) [HTTP 400]");
+
+    // Once nobody is eligible for it, the role can go.
+    run(&app, &t, &["app", "role", "rm", APP, "devs"])
+        .await
+        .ok();
+    let removed = run(&app, &t, &["app", "roledef", "delete", APP, "Contributor"])
+        .await
+        .ok();
+    assert_eq!(
+        removed.stdout,
+        format!("role Contributor of {APP} removed\n")
+    );
+    run(&app, &t, &["app", "roledef", "show", APP, "Contributor"])
+        .await
+        .fails(1, "[HTTP 404]");
+    let left = run(&app, &t, &["app", "roledef", "list", APP, "-o", "json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(left["value"][0]["name"], "Reader");
+    assert_eq!(left["value"].as_array().unwrap().len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn activity_from_the_terminal() {
     let app = TestApp::spawn().await;
@@ -904,6 +1270,9 @@ applications:
   - id: /subscriptions/s1/resourceGroups/rg1/applications/crm
     properties:
       jitAccessPolicy: {jitApprovalMode: ManualApprove, jitApprovers: [{id: bob, type: user}]}
+    actions: {namespace: crm, actions: [crm.orders/write, crm.orders/read]}
+    roleDefinitions:
+      - {name: Contributor, actions: [crm.orders/*], description: Works on orders}
     eligibleRoles:
       - {id: alice, principal: alice, roleDefinition: Contributor}
 roleAssignments:
@@ -923,19 +1292,39 @@ async fn apply_is_idempotent_and_dry_run_changes_nothing() {
     std::fs::write(&file, DESIRED).unwrap();
     let f = file.to_str().unwrap();
     let before = records(&app).await;
+    // Seven objects: the machine, the policy, the application, its actions, its Contributor
+    // role, the eligibility that names that role, and the role assignment.
     let dry = run(&app, &t, &["apply", "-f", f, "--dry-run"]).await.ok();
-    assert_eq!(
+    let created: Vec<&str> = dry
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("+ create"))
+        .collect();
+    assert_eq!(created.len(), 7, "{}", dry.stdout);
+    // The application's actions and role come after it and before its eligibility.
+    let at = |what: &str| {
+        created
+            .iter()
+            .position(|l| l.starts_with(&format!("+ create {what} ")))
+            .unwrap_or_else(|| panic!("{what} in {}", dry.stdout))
+    };
+    assert!(at("application") < at("actions"), "{}", dry.stdout);
+    assert!(at("actions") < at("role definition"), "{}", dry.stdout);
+    assert!(
+        at("role definition") < at("eligible role"),
+        "{}",
         dry.stdout
-            .lines()
-            .filter(|l| l.starts_with("+ create"))
-            .count(),
-        5,
+    );
+    assert!(
+        dry.stdout.contains(&format!(
+            "+ create role definition {APP}/roleDefinitions/Contributor"
+        )),
         "{}",
         dry.stdout
     );
     assert!(
         dry.stdout
-            .ends_with("dry run: 5 to create, 0 to update, 0 unchanged\n"),
+            .ends_with("dry run: 7 to create, 0 to update, 0 unchanged\n"),
         "{}",
         dry.stdout
     );
@@ -946,15 +1335,29 @@ async fn apply_is_idempotent_and_dry_run_changes_nothing() {
         .json();
     assert_eq!(
         (applied["create"].as_u64(), applied["update"].as_u64()),
-        (Some(5), Some(0))
+        (Some(7), Some(0))
     );
     let after = records(&app).await;
-    assert_eq!(after, before + 5);
+    assert_eq!(after, before + 7);
+    let role = run(
+        &app,
+        &t,
+        &["app", "roledef", "show", APP, "Contributor", "-o", "json"],
+    )
+    .await
+    .ok()
+    .json();
+    assert_eq!(
+        role["allowedActions"],
+        json!(["crm.orders/read", "crm.orders/write"])
+    );
+    assert_eq!(role["description"], "Works on orders");
+    // Actions written in another order than the server keeps them are still unchanged.
     let again = run(&app, &t, &["apply", "-f", f]).await.ok();
     assert!(
         again
             .stdout
-            .ends_with("0 to create, 0 to update, 5 unchanged\n"),
+            .ends_with("0 to create, 0 to update, 7 unchanged\n"),
         "{}",
         again.stdout
     );
@@ -971,11 +1374,65 @@ async fn apply_is_idempotent_and_dry_run_changes_nothing() {
     );
     run(&app, &t, &["apply", "-f", f]).await.ok();
     assert_eq!(records(&app).await, after + 1);
+    // A new action is declared; the role's patterns are as they were.
+    let latest = DESIRED
+        .replace("PT3H", "PT2H")
+        .replace("crm.orders/read]", "crm.orders/read, crm.orders/delete]");
+    std::fs::write(&file, &latest).unwrap();
+    let more = run(&app, &t, &["apply", "-f", f]).await.ok();
+    assert!(
+        more.stdout
+            .contains(&format!("~ update actions {APP}/actions")),
+        "{}",
+        more.stdout
+    );
+    assert!(
+        more.stdout
+            .ends_with("0 to create, 1 to update, 6 unchanged\n"),
+        "{}",
+        more.stdout
+    );
+    assert_eq!(records(&app).await, after + 2);
+    let role = run(
+        &app,
+        &t,
+        &["app", "roledef", "show", APP, "Contributor", "-o", "json"],
+    )
+    .await
+    .ok()
+    .json();
+    assert_eq!(
+        role["allowedActions"],
+        json!(["crm.orders/delete", "crm.orders/read", "crm.orders/write"])
+    );
+    // An eligibility naming a role the file does not define is refused by the server.
+    std::fs::write(
+        &file,
+        latest.replace(
+            "roleDefinition: Contributor}",
+            "roleDefinition: Contributer}",
+        ),
+    )
+    .unwrap();
+    run(&app, &t, &["apply", "-f", f])
+        .await
+        .fails(1, "(at roleDefinition) [HTTP 400]");
+    assert_eq!(records(&app).await, after + 2, "nothing else was written");
     // Bad files are refused before anything is sent.
     std::fs::write(&file, "machines: [{id: /x, properties: {}, color: red}]").unwrap();
     run(&app, &t, &["apply", "-f", f])
         .await
         .fails(2, "unknown field");
+    std::fs::write(
+        &file,
+        DESIRED.replace("{name: Contributor,", "{name: Contri butor,"),
+    )
+    .unwrap();
+    let before_bad = records(&app).await;
+    run(&app, &t, &["apply", "-f", f])
+        .await
+        .fails(2, "role name \"Contri butor\"");
+    assert_eq!(records(&app).await, before_bad, "nothing was sent");
     std::fs::write(&file, "machines: [ unclosed").unwrap();
     run(&app, &t, &["apply", "-f", f])
         .await
@@ -2187,9 +2644,11 @@ async fn a_short_name_that_names_two_requests_is_refused_not_guessed() {
     let app = TestApp::spawn().await;
     let t = admin(&app);
     let apps = [APP, "/subscriptions/s1/resourceGroups/rg2/applications/crm"];
-    for a in apps {
-        for args in [
-            vec![
+    for (a, ns) in apps.into_iter().zip(["crm", "crm2"]) {
+        run(
+            &app,
+            &t,
+            &[
                 "app",
                 "set",
                 a,
@@ -2202,7 +2661,14 @@ async fn a_short_name_that_names_two_requests_is_refused_not_guessed() {
                 "--max",
                 "8h",
             ],
-            vec![
+        )
+        .await
+        .ok();
+        contributor(&app, a, ns).await;
+        run(
+            &app,
+            &t,
+            &[
                 "app",
                 "role",
                 "add",
@@ -2214,9 +2680,9 @@ async fn a_short_name_that_names_two_requests_is_refused_not_guessed() {
                 "--role",
                 "Contributor",
             ],
-        ] {
-            run(&app, &t, &args).await.ok();
-        }
+        )
+        .await
+        .ok();
     }
     for (who, role) in [("alice", "JitRequester"), ("bob", "Approver")] {
         run(
