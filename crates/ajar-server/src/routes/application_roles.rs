@@ -25,9 +25,13 @@ use utoipa_axum::routes;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(get_actions, put_actions))
-        .routes(routes!(list_roles))
-        .routes(routes!(get_role, put_role, delete_role))
+        .routes(routes!(get_application_actions, put_application_actions))
+        .routes(routes!(list_application_roles))
+        .routes(routes!(
+            get_application_role,
+            put_application_role,
+            delete_application_role
+        ))
         .routes(routes!(my_eligible_roles))
 }
 
@@ -85,7 +89,7 @@ fn role_view(row: ApplicationRoleRow) -> ApplicationRole {
     tag = "applications",
     params(("sub" = String, Path), ("rg" = String, Path), ("name" = String, Path)),
     responses((status = 200, body = ActionsView, description = "the actions the application declared (none: an empty namespace and list)")))]
-pub async fn get_actions(
+pub async fn get_application_actions(
     State(state): State<AppState>,
     caller: Caller,
     Path((sub, rg, n)): Path<(String, String, String)>,
@@ -105,7 +109,7 @@ pub async fn get_actions(
     responses((status = 201, body = ActionsView, description = "declared for the first time"),
               (status = 200, body = ActionsView, description = "replaced"),
               (status = 409, body = ajar_api::ErrorBody, description = "another application declared the namespace, or one of this application's roles would match none of the new actions")))]
-pub async fn put_actions(
+pub async fn put_application_actions(
     State(state): State<AppState>,
     caller: Caller,
     Path((sub, rg, n)): Path<(String, String, String)>,
@@ -173,7 +177,7 @@ pub async fn put_actions(
     params(("sub" = String, Path), ("rg" = String, Path), ("name" = String, Path),
            ("top" = Option<u32>, Query), ("skipToken" = Option<String>, Query)),
     responses((status = 200, body = List<ApplicationRole>, description = "the application's roles by name")))]
-pub async fn list_roles(
+pub async fn list_application_roles(
     State(state): State<AppState>,
     caller: Caller,
     Path((sub, rg, n)): Path<(String, String, String)>,
@@ -195,7 +199,7 @@ pub async fn list_roles(
     tag = "applications",
     params(("sub" = String, Path), ("rg" = String, Path), ("name" = String, Path), ("role" = String, Path)),
     responses((status = 200, body = ApplicationRole, description = "the role, with the declared actions it allows")))]
-pub async fn get_role(
+pub async fn get_application_role(
     State(state): State<AppState>,
     caller: Caller,
     Path((sub, rg, n, role)): Path<(String, String, String, String)>,
@@ -217,7 +221,7 @@ pub async fn get_role(
     responses((status = 201, body = ApplicationRole, description = "created"),
               (status = 200, body = ApplicationRole, description = "replaced"),
               (status = 400, body = ajar_api::ErrorBody, description = "a pattern matches none of the application's declared actions")))]
-pub async fn put_role(
+pub async fn put_application_role(
     State(state): State<AppState>,
     caller: Caller,
     Path((sub, rg, n, role)): Path<(String, String, String, String)>,
@@ -287,7 +291,7 @@ pub async fn put_role(
     params(("sub" = String, Path), ("rg" = String, Path), ("name" = String, Path), ("role" = String, Path)),
     responses((status = 204, description = "deleted"),
               (status = 409, body = ajar_api::ErrorBody, description = "an eligible role or a request under way uses it")))]
-pub async fn delete_role(
+pub async fn delete_application_role(
     State(state): State<AppState>,
     caller: Caller,
     Path((sub, rg, n, role)): Path<(String, String, String, String)>,
