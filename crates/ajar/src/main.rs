@@ -2,6 +2,7 @@
 //! and every other subcommand is the command-line client (`ajar_cli`).
 
 mod config;
+mod sd_notify;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -431,10 +432,12 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         Some(tls) => {
             reload_on_sighup(tls.clone())?;
             say(&format!("ajar: listening on https://{addr}"));
+            sd_notify::notify(&format!("READY=1\nSTATUS=listening on https://{addr}"));
             ajar_server::serve_tls(listener, tls, state.clone(), shutdown).await?;
         }
         None => {
             say(&format!("ajar: listening on http://{addr}"));
+            sd_notify::notify(&format!("READY=1\nSTATUS=listening on http://{addr}"));
             ajar_server::serve(listener, state.clone(), shutdown).await?;
         }
     }

@@ -12,6 +12,7 @@ mod crash;
 mod enforce;
 mod openapi;
 mod replicas;
+mod systemd;
 mod tls;
 mod venv;
 
