@@ -31,6 +31,7 @@ out="$target/$dir/ajar-packaging"
 rm -rf "$out"
 mkdir -p "$out/completions"
 "$bin" man --dir "$out/man" >/dev/null 2>&1
+gzip -9n "$out"/man/*.1
 "$bin" completions bash >"$out/completions/ajar"
 "$bin" completions zsh >"$out/completions/_ajar"
 "$bin" completions fish >"$out/completions/ajar.fish"
