@@ -143,7 +143,10 @@ stop() {
 }
 
 start first
-token=$(sed -n 's/^ajar bootstrap token: //p' "$work/first.out")
+grep -q 'bootstrap token' "$work/first.out" && fail "the bootstrap token went to the output (and so the journal)"
+[ "$(mode /var/lib/ajar/bootstrap.token)" = "600 ajar ajar" ] \
+  || fail "bootstrap.token is $(mode /var/lib/ajar/bootstrap.token)"
+token=$(cat /var/lib/ajar/bootstrap.token)
 [ -n "$token" ] || fail "no bootstrap token on the first start"
 machine=/subscriptions/s1/resourceGroups/pkg/machines/vm1
 api() { curl -fsS -H "Authorization: Bearer $token" -H "Content-Type: application/json" "$@"; }

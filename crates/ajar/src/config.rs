@@ -91,9 +91,13 @@ pub struct ServeArgs {
     /// with a reason naming the fix (register and start an agent).
     #[arg(long, env = "AJAR_ACCEPT_UNENFORCED")]
     pub accept_unenforced: bool,
+    /// On the first start, write the new store's admin token to this file (made anew, readable
+    /// by the server's user only) instead of printing it: for services whose output is logged.
+    #[arg(long, env = "AJAR_BOOTSTRAP_TOKEN_FILE", value_name = "FILE")]
+    pub bootstrap_token_file: Option<PathBuf>,
     /// TOML configuration file with keys data_dir, database_url, listen, log, log_format,
     /// smtp_url, smtp_from, webhook_allow_networks, max_live_grants, accept_unenforced,
-    /// tls_cert, tls_key, and
+    /// tls_cert, tls_key, bootstrap_token_file, and
     /// [[oidc]] sections (issuer, audience, principal_claim, groups_claim, principal_prefix,
     /// groups_prefix, client_secret, name).
     #[arg(long, env = "AJAR_CONFIG")]
@@ -135,6 +139,7 @@ struct FileConfig {
     accept_unenforced: Option<bool>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    bootstrap_token_file: Option<PathBuf>,
     #[serde(default)]
     oidc: Vec<FileIssuer>,
 }
@@ -177,6 +182,8 @@ pub struct ServeConfig {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Mint an Owner token for this principal and exit, instead of serving.
     pub mint_owner_token: Option<ajar_core::principal::Principal>,
+    /// Where a new store's admin token is written instead of stdout.
+    pub bootstrap_token_file: Option<PathBuf>,
 }
 
 impl ServeConfig {
@@ -246,6 +253,7 @@ impl ServeConfig {
         Ok(ServeConfig {
             accept_unenforced,
             mint_owner_token,
+            bootstrap_token_file: args.bootstrap_token_file.or(file.bootstrap_token_file),
             oidc,
             tls,
             webhook_allow_networks,
@@ -361,6 +369,7 @@ mod tests {
             tls_key: None,
             config: None,
             mint_owner_token: None,
+            bootstrap_token_file: None,
         }
     }
 

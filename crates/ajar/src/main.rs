@@ -305,6 +305,24 @@ fn man_pages(dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes `text` to a new file at `path` that only this user may read or write: whatever was
+/// there (a file, a link) is removed first, and the file is created, never opened.
+fn write_secret(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
+}
+
 async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     use std::io::Write;
     let cfg = config::ServeConfig::resolve(args)?;
@@ -410,12 +428,30 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("bootstrap failed: {}", e.0.message))?
     {
-        say(&format!(
-            "ajar: no store at {place} yet: started a new, empty one, and its admin token (printed once, below); \
-             to use an existing store instead, stop and give its --data-dir or --database-url"
-        ));
-        // On stdout, for scripts; a closed stdout loses the line rather than the server.
-        let _ = writeln!(std::io::stdout(), "ajar bootstrap token: {token}");
+        match &cfg.bootstrap_token_file {
+            Some(file) => {
+                write_secret(file, &format!("{token}\n")).with_context(|| {
+                    format!(
+                        "cannot write the bootstrap token to {}; mint another with ajar serve --mint-owner-token admin",
+                        file.display()
+                    )
+                })?;
+                say(&format!(
+                    "ajar: no store at {place} yet: started a new, empty one; its admin token is in {} \
+                     (readable by this user only); to use an existing store instead, stop and give its \
+                     --data-dir or --database-url",
+                    file.display()
+                ));
+            }
+            None => {
+                say(&format!(
+                    "ajar: no store at {place} yet: started a new, empty one, and its admin token (printed once, below); \
+                     to use an existing store instead, stop and give its --data-dir or --database-url"
+                ));
+                // On stdout, for scripts; a closed stdout loses the line rather than the server.
+                let _ = writeln!(std::io::stdout(), "ajar bootstrap token: {token}");
+            }
+        }
     }
     let tls = match &cfg.tls {
         Some((cert, key)) => Some(std::sync::Arc::new(

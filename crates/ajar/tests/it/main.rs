@@ -35,6 +35,7 @@ fn ajar() -> Command {
         "AJAR_PROFILE",
         "AJAR_CLI_CONFIG",
         "AJAR_ACCEPT_UNENFORCED",
+        "AJAR_BOOTSTRAP_TOKEN_FILE",
     ] {
         c.env_remove(var);
     }
@@ -224,6 +225,46 @@ async fn first_start_prints_a_token_once_and_sigterm_stops_cleanly() {
         !db.windows(token.len()).any(|w| w == token.as_bytes()),
         "the token is stored hashed"
     );
+}
+
+/// With `bootstrap_token_file`, the first start's token goes to that file (mode 0600, made anew
+/// even where a file or a link was) and never to the output, which a service manager logs.
+#[tokio::test]
+async fn the_bootstrap_token_can_go_to_a_file_instead_of_the_output() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bootstrap.token");
+    // A link left where the file goes is replaced, not followed.
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::write(&elsewhere, "untouched").unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &file).unwrap();
+    let config = dir.path().join("serve.toml");
+    std::fs::write(
+        &config,
+        format!("bootstrap_token_file = {:?}\n", file.display().to_string()),
+    )
+    .unwrap();
+    let mut child = ajar()
+        .args(["serve", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(["--listen", "127.0.0.1:0", "--log", "warn", "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (url, _stderr) = listening_url_and_stderr(&mut child);
+    let stdout = child.stdout.take().unwrap();
+    let meta = std::fs::symlink_metadata(&file).unwrap();
+    assert!(meta.is_file(), "a file, not the link");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "untouched");
+    let token = std::fs::read_to_string(&file).unwrap().trim().to_owned();
+    assert!(token.starts_with("ajar_"), "{token:?}");
+    assert_eq!(get(&url, Some(&token)).await, 200);
+    assert!(sigterm(&mut child).success());
+    let printed = std::io::read_to_string(stdout).unwrap();
+    assert!(!printed.contains(&token), "stdout: {printed:?}");
 }
 
 #[test]
