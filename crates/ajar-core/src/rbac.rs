@@ -446,6 +446,11 @@ pub fn built_in_roles() -> Vec<RoleDefinition> {
     ]
 }
 
+/// Whether `name` is one of the roles every ajar installation has.
+pub fn is_built_in(name: &str) -> bool {
+    built_in_roles().iter().any(|r| r.name == name)
+}
+
 /// What one principal may do: each entry is a scope and the role assigned there.
 #[derive(Debug, Clone, Default)]
 pub struct Permissions {

@@ -21,9 +21,7 @@ pub fn view(e: EligibilityRow) -> EligibleRole {
 /// (built in or custom). 400 at `roleDefinition` otherwise.
 pub async fn require_role_at(tx: &mut Tx, app: &str, role: &str) -> AppResult<()> {
     if tx.application_role(app, role).await?.is_some()
-        || ajar_core::rbac::built_in_roles()
-            .iter()
-            .any(|r| r.name == role)
+        || ajar_core::rbac::is_built_in(role)
         || tx.role(role).await?.is_some()
     {
         return Ok(());

@@ -11,7 +11,7 @@ use ajar_api::wire::{
     List, RoleAssignment, RoleAssignmentBody, RoleDefinition, RoleDefinitionBody,
 };
 use ajar_core::id::Scope;
-use ajar_core::rbac::{actions, built_in_roles, parse_role_name};
+use ajar_core::rbac::{actions, built_in_roles, is_built_in, parse_role_name};
 use ajar_store::{AssignmentRow, RoleRow};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
@@ -44,10 +44,6 @@ fn custom_view(r: RoleRow) -> RoleDefinition {
         actions: r.actions,
         built_in: false,
     }
-}
-
-fn is_built_in(name: &str) -> bool {
-    built_in_roles().iter().any(|r| r.name == name)
 }
 
 #[utoipa::path(get, path = "/api/v1/roleDefinitions", tag = "rbac",
