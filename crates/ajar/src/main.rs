@@ -428,7 +428,7 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("bootstrap failed: {}", e.0.message))?
     {
-        match &cfg.bootstrap_token_file {
+        let token_at = match &cfg.bootstrap_token_file {
             Some(file) => {
                 write_secret(file, &format!("{token}\n")).with_context(|| {
                     format!(
@@ -436,21 +436,17 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
                         file.display()
                     )
                 })?;
-                say(&format!(
-                    "ajar: no store at {place} yet: started a new, empty one; its admin token is in {} \
-                     (readable by this user only); to use an existing store instead, stop and give its \
-                     --data-dir or --database-url",
-                    file.display()
-                ));
+                format!("is in {} (readable by this user only)", file.display())
             }
-            None => {
-                say(&format!(
-                    "ajar: no store at {place} yet: started a new, empty one, and its admin token (printed once, below); \
-                     to use an existing store instead, stop and give its --data-dir or --database-url"
-                ));
-                // On stdout, for scripts; a closed stdout loses the line rather than the server.
-                let _ = writeln!(std::io::stdout(), "ajar bootstrap token: {token}");
-            }
+            None => "(printed once, below)".to_owned(),
+        };
+        say(&format!(
+            "ajar: no store at {place} yet: started a new, empty one, and its admin token {token_at}; \
+             to use an existing store instead, stop and give its --data-dir or --database-url"
+        ));
+        if cfg.bootstrap_token_file.is_none() {
+            // On stdout, for scripts; a closed stdout loses the line rather than the server.
+            let _ = writeln!(std::io::stdout(), "ajar bootstrap token: {token}");
         }
     }
     let tls = match &cfg.tls {
